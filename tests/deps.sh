@@ -1,0 +1,48 @@
+#!/bin/sh
+# Installs what the build and the tests need, if missing:
+#  - Debian -dev packages (apt-get when root, else prints the command);
+#  - the pinned Claude Code CLI from the npm registry under $B/cli.
+# Idempotent and quiet when everything is present.
+set -e
+B=${1:-build}
+CLI_VERSION=$(cat tests/e2e/CLI_VERSION)
+PKGS="libevent-dev libcjson-dev libonig-dev libseccomp-dev libcmocka-dev
+    pkg-config mandoc clang valgrind"
+# Programs that may come from elsewhere than Debian's packages (a newer
+# Node.js, say): installed from Debian only when no such command exists.
+for c in python3:python3 node:nodejs npm:npm; do
+	command -v "${c%%:*}" >/dev/null 2>&1 || PKGS="$PKGS ${c#*:}"
+done
+
+missing=
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+	    missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+		echo "deps: installing$missing"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing \
+		    >/dev/null
+	else
+		echo "deps: missing packages:$missing"
+		echo "deps: run: sudo apt-get install$missing"
+		exit 1
+	fi
+fi
+
+# The pinned CLI.  npm may skip the package's postinstall, which links the
+# native binary into bin/ (PROTOCOL.md gotcha 19): we run the native binary
+# of the platform package directly instead.
+cli="$B/cli/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+have=$(cat "$B/cli/.version" 2>/dev/null || true)
+if [ ! -x "$cli" ] || [ "$have" != "$CLI_VERSION" ]; then
+	echo "deps: installing @anthropic-ai/claude-code@$CLI_VERSION under $B/cli"
+	mkdir -p "$B/cli"
+	(cd "$B/cli" && npm install --no-audit --no-fund --loglevel=error \
+	    --no-save "@anthropic-ai/claude-code@$CLI_VERSION" >/dev/null)
+	[ -x "$cli" ] || { echo "deps: $cli not found after install"; exit 1; }
+	echo "$CLI_VERSION" >"$B/cli/.version"
+fi
+ln -sf "node_modules/@anthropic-ai/claude-code-linux-x64/claude" "$B/cli/claude"
