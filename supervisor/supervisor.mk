@@ -1,1 +1,8 @@
-# supervisor/ fragment
+# supervisor/: hotplexd
+HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
+		  supervisor/server-client.c supervisor/session.c supervisor/pool.c
+HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
+BINS		+= $(B)/hotplexd
+
+$(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON)

@@ -1,1 +1,7 @@
-# worker/ fragment
+# worker/: hotplex-worker
+WORKER_SRCS	= worker/worker.c worker/cli.c worker/workdir.c worker/bridge.c
+WORKER_OBJS	= $(WORKER_SRCS:%.c=$(B)/%.o)
+BINS		+= $(B)/hotplex-worker
+
+$(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON)

@@ -1,0 +1,438 @@
+/* Configuration file parser. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+enum config_kind { K_STR, K_LIST, K_INT, K_MS, K_SIZE, K_U64, K_LEVEL };
+
+struct config_key {
+	const char	*name;
+	enum config_kind kind;
+	size_t		 off;
+	const char	*def;		/* default, parsed like a file value */
+	long		 min, max;	/* K_INT bounds */
+};
+
+#define O(f)	offsetof(struct config, f)
+static const struct config_key config_keys[] = {
+	{ "socket",		K_STR,  O(socket), "/run/hotplex/hotplexd.sock", 0, 0 },
+	{ "socket_group",	K_STR,  O(socket_group), NULL, 0, 0 },
+	{ "admin_group",	K_STR,  O(admin_group), NULL, 0, 0 },
+	{ "state_dir",		K_STR,  O(state_dir), "/var/lib/hotplex", 0, 0 },
+	{ "workdir_root",	K_STR,  O(workdir_root), "/var/lib/hotplex/work", 0, 0 },
+	{ "worker_path",	K_STR,  O(worker_path), NULL, 0, 0 },
+	{ "worker_user",	K_STR,  O(worker_user), NULL, 0, 0 },
+	{ "cli_path",		K_STR,  O(cli_path), "claude", 0, 0 },
+	{ "cli_args",		K_LIST, O(cli_args), NULL, 0, 0 },
+	{ "cli_env",		K_LIST, O(cli_env), "PATH HOME LANG LC_ALL TERM TZ "
+	    "ANTHROPIC_API_KEY ANTHROPIC_BASE_URL ANTHROPIC_AUTH_TOKEN "
+	    "ANTHROPIC_MODEL CLAUDE_CONFIG_DIR CLAUDE_CODE_USE_BEDROCK "
+	    "CLAUDE_CODE_USE_VERTEX CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC "
+	    "CLAUDE_CODE_MAX_RETRIES API_TIMEOUT_MS HTTPS_PROXY HTTP_PROXY "
+	    "NO_PROXY", 0, 0 },
+	{ "permission_mode",	K_STR,  O(permission_mode), NULL, 0, 0 },
+	{ "allowed_tools",	K_LIST, O(allowed_tools), NULL, 0, 0 },
+	{ "disallowed_tools",	K_LIST, O(disallowed_tools), NULL, 0, 0 },
+	{ "firewall_rules",	K_LIST, O(firewall_rules), NULL, 0, 0 },
+	{ "firewall_threshold",	K_INT,  O(firewall_threshold), "5", 1, 1000 },
+	{ "seccomp",		K_STR,  O(seccomp), "off", 0, 0 },
+	{ "landlock",		K_STR,  O(landlock), "off", 0, 0 },
+	{ "metrics_listen",	K_STR,  O(metrics_listen), NULL, 0, 0 },
+	{ "spare_min",		K_INT,  O(spare_min), "1", 0, 256 },
+	{ "spare_max",		K_INT,  O(spare_max), "4", 0, 256 },
+	{ "max_sessions",	K_INT,  O(max_sessions), "64", 1, 65536 },
+	{ "max_sessions_per_uid", K_INT, O(max_sessions_per_uid), "0", 0, 65536 },
+	{ "max_ended_sessions",	K_INT,  O(max_ended_sessions), "256", 0, 1000000 },
+	{ "turn_timeout",	K_MS,   O(turn_timeout_ms), "30m", 0, 0 },
+	{ "idle_timeout",	K_MS,   O(idle_timeout_ms), "30m", 0, 0 },
+	{ "kill_grace",		K_MS,   O(kill_grace_ms), "5s", 0, 0 },
+	{ "drain_timeout",	K_MS,   O(drain_timeout_ms), "30s", 0, 0 },
+	{ "max_request_bytes",	K_SIZE, O(max_request_bytes), "1M", 0, 0 },
+	{ "cli_line_max",	K_SIZE, O(cli_line_max), "16M", 0, 0 },
+	{ "client_outbuf_max",	K_SIZE, O(client_outbuf_max), "16M", 0, 0 },
+	{ "stderr_tail_bytes",	K_SIZE, O(stderr_tail_bytes), "4K", 0, 0 },
+	{ "rlimit_nofile",	K_U64,  O(rlimit_nofile), "0", 0, 0 },
+	{ "rlimit_nproc",	K_U64,  O(rlimit_nproc), "0", 0, 0 },
+	{ "rlimit_cpu",		K_U64,  O(rlimit_cpu), "0", 0, 0 },
+	{ "rlimit_fsize",	K_SIZE, O(rlimit_fsize), "0", 0, 0 },
+	{ "log_level",		K_LEVEL, O(log_level), "info", 0, 0 },
+};
+#undef O
+#define NKEYS	(sizeof config_keys / sizeof config_keys[0])
+
+int
+config_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct { const char *u; uint64_t mul; } units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 },
+		{ "h", 3600000 },
+	};
+	unsigned long long	v;
+	char			*end;
+	size_t			i;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	for (i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcmp(end, units[i].u) == 0) {
+			if (v > UINT64_MAX / units[i].mul)
+				return -1;
+			*ms = v * units[i].mul;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+config_parse_size(const char *s, uint64_t *bytes)
+{
+	unsigned long long	v;
+	uint64_t		mul = 1;
+	char			*end;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (strcmp(end, "K") == 0 || strcmp(end, "k") == 0)
+		mul = 1024;
+	else if (strcmp(end, "M") == 0 || strcmp(end, "m") == 0)
+		mul = 1024 * 1024;
+	else if (strcmp(end, "G") == 0 || strcmp(end, "g") == 0)
+		mul = 1024 * 1024 * 1024;
+	else if (*end != '\0')
+		return -1;
+	if (v > UINT64_MAX / mul)
+		return -1;
+	*bytes = v * mul;
+	return 0;
+}
+
+static void
+config_list_free(struct config_list *l)
+{
+	size_t	i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* Lists are separated by whitespace or commas. */
+static int
+config_list_parse(struct config_list *l, const char *s)
+{
+	const char	*p = s, *q;
+
+	config_list_free(l);
+	while (*p != '\0') {
+		p += strspn(p, " \t,");
+		if (*p == '\0')
+			break;
+		q = p + strcspn(p, " \t,");
+		if (l->n == CONFIG_LIST_MAX)
+			return -1;
+		l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
+		l->v[l->n++] = xstrndup(p, (size_t)(q - p));
+		p = q;
+	}
+	return 0;
+}
+
+static int
+config_set(struct config *c, const struct config_key *k, const char *val,
+    char *why, size_t whylen)
+{
+	char		*base = (char *)c;
+	uint64_t	 u;
+	long		 l;
+	char		*end;
+	int		 lvl;
+
+	switch (k->kind) {
+	case K_STR: {
+		char	**p = (char **)(base + k->off);
+
+		free(*p);
+		*p = (val == NULL || *val == '\0') ? NULL : xstrdup(val);
+		return 0;
+	}
+	case K_LIST:
+		if (config_list_parse((struct config_list *)(base + k->off),
+		    val == NULL ? "" : val) == -1) {
+			snprintf(why, whylen, "more than %d entries",
+			    CONFIG_LIST_MAX);
+			return -1;
+		}
+		return 0;
+	case K_INT:
+		errno = 0;
+		l = strtol(val, &end, 10);
+		if (*val == '\0' || *end != '\0' || errno != 0 ||
+		    l < k->min || l > k->max) {
+			snprintf(why, whylen, "expected an integer in %ld..%ld",
+			    k->min, k->max);
+			return -1;
+		}
+		*(int *)(base + k->off) = (int)l;
+		return 0;
+	case K_MS:
+		if (config_parse_duration(val, &u) == -1) {
+			snprintf(why, whylen,
+			    "expected a duration (e.g. 500ms, 30s, 5m, 1h)");
+			return -1;
+		}
+		*(uint64_t *)(base + k->off) = u;
+		return 0;
+	case K_SIZE:
+		if (config_parse_size(val, &u) == -1) {
+			snprintf(why, whylen, "expected a size (e.g. 4096, 64K, 1M)");
+			return -1;
+		}
+		if (k->off != offsetof(struct config, rlimit_fsize))
+			*(size_t *)(base + k->off) = (size_t)u;
+		else
+			*(uint64_t *)(base + k->off) = u;
+		return 0;
+	case K_U64:
+		if (config_parse_size(val, &u) == -1) {
+			snprintf(why, whylen, "expected a number");
+			return -1;
+		}
+		*(uint64_t *)(base + k->off) = u;
+		return 0;
+	case K_LEVEL:
+		if ((lvl = log_level_parse(val)) == -1) {
+			snprintf(why, whylen,
+			    "expected error, warn, info or debug");
+			return -1;
+		}
+		*(int *)(base + k->off) = lvl;
+		return 0;
+	}
+	return -1;
+}
+
+static int
+config_check(struct config *c, char *why, size_t whylen)
+{
+	if (c->spare_min > c->spare_max) {
+		snprintf(why, whylen, "spare_min (%d) exceeds spare_max (%d)",
+		    c->spare_min, c->spare_max);
+		return -1;
+	}
+	if (c->workdir_root == NULL || c->workdir_root[0] != '/') {
+		snprintf(why, whylen, "workdir_root must be an absolute path");
+		return -1;
+	}
+	if (c->socket == NULL || strlen(c->socket) >= 108) {
+		snprintf(why, whylen, "socket path missing or too long");
+		return -1;
+	}
+	if (c->landlock != NULL && strcmp(c->landlock, "off") != 0 &&
+	    strcmp(c->landlock, "best_effort") != 0 &&
+	    strcmp(c->landlock, "required") != 0) {
+		snprintf(why, whylen,
+		    "landlock must be off, best_effort or required");
+		return -1;
+	}
+	if (c->max_request_bytes < 1024) {
+		snprintf(why, whylen, "max_request_bytes must be at least 1K");
+		return -1;
+	}
+	if (c->cli_line_max < 64 * 1024) {
+		snprintf(why, whylen, "cli_line_max must be at least 64K");
+		return -1;
+	}
+	return 0;
+}
+
+struct config *
+config_new(void)
+{
+	struct config	*c = xcalloc(1, sizeof *c);
+	char		 why[CONFIG_ERR_MAX];
+	size_t		 i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (config_set(c, &config_keys[i], config_keys[i].def, why,
+		    sizeof why) == -1)
+			fatalx("config default of %s: %s", config_keys[i].name,
+			    why);
+	return c;
+}
+
+static char *
+config_trim(char *s)
+{
+	char	*e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+struct config *
+config_load(const char *path, int must_exist, char *err, size_t errlen)
+{
+	struct config	*c = config_new();
+	FILE		*f;
+	char		 buf[CONFIG_LINE_MAX + 2], why[CONFIG_ERR_MAX];
+	char		*line, *eq, *key, *val, *hash;
+	size_t		 i, lineno = 0;
+
+	if (path == NULL)
+		return c;
+	c->path = xstrdup(path);
+	if ((f = fopen(path, "r")) == NULL) {
+		if (errno == ENOENT && !must_exist)
+			goto check;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		config_free(c);
+		return NULL;
+	}
+	while (fgets(buf, sizeof buf, f) != NULL) {
+		lineno++;
+		if (strchr(buf, '\n') == NULL && !feof(f)) {
+			snprintf(why, sizeof why, "line longer than %d bytes",
+			    CONFIG_LINE_MAX);
+			goto bad;
+		}
+		/* '#' starts a comment at the start or after white space. */
+		for (hash = buf; (hash = strchr(hash, '#')) != NULL; hash++)
+			if (hash == buf || isspace((unsigned char)hash[-1])) {
+				*hash = '\0';
+				break;
+			}
+		line = config_trim(buf);
+		if (*line == '\0')
+			continue;
+		if ((eq = strchr(line, '=')) == NULL) {
+			snprintf(why, sizeof why, "expected key = value");
+			goto bad;
+		}
+		*eq = '\0';
+		key = config_trim(line);
+		val = config_trim(eq + 1);
+		if (strlen(val) >= 2 && val[0] == '"' &&
+		    val[strlen(val) - 1] == '"') {
+			val[strlen(val) - 1] = '\0';
+			val++;
+		}
+		for (i = 0; i < NKEYS; i++)
+			if (strcmp(config_keys[i].name, key) == 0)
+				break;
+		if (i == NKEYS) {
+			snprintf(why, sizeof why, "unknown key \"%.64s\"", key);
+			goto bad;
+		}
+		if (config_set(c, &config_keys[i], val, why, sizeof why) == -1)
+			goto bad;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		fclose(f);
+		config_free(c);
+		return NULL;
+	}
+	fclose(f);
+check:
+	if (config_check(c, why, sizeof why) == -1) {
+		snprintf(err, errlen, "%s: %s", path, why);
+		config_free(c);
+		return NULL;
+	}
+	return c;
+bad:
+	snprintf(err, errlen, "%s:%zu: %s", path, lineno, why);
+	fclose(f);
+	config_free(c);
+	return NULL;
+}
+
+void
+config_free(struct config *c)
+{
+	size_t	i;
+	char	*base = (char *)c;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < NKEYS; i++) {
+		if (config_keys[i].kind == K_STR)
+			free(*(char **)(base + config_keys[i].off));
+		else if (config_keys[i].kind == K_LIST)
+			config_list_free((struct config_list *)
+			    (base + config_keys[i].off));
+	}
+	free(c->path);
+	free(c);
+}
+
+void
+config_dump(const struct config *c, void *fp)
+{
+	FILE		*f = fp;
+	const char	*base = (const char *)c;
+	size_t		 i, j;
+
+	for (i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		fprintf(f, "%s = ", k->name);
+		switch (k->kind) {
+		case K_STR: {
+			const char *s = *(char *const *)(base + k->off);
+			fprintf(f, "%s", s == NULL ? "" : s);
+			break;
+		}
+		case K_LIST: {
+			const struct config_list *l =
+			    (const struct config_list *)(base + k->off);
+			for (j = 0; j < l->n; j++)
+				fprintf(f, "%s%s", j ? " " : "", l->v[j]);
+			break;
+		}
+		case K_INT:
+		case K_LEVEL:
+			fprintf(f, "%d", *(const int *)(base + k->off));
+			break;
+		case K_MS:
+			fprintf(f, "%llums", (unsigned long long)
+			    *(const uint64_t *)(base + k->off));
+			break;
+		case K_SIZE:
+			if (k->off == offsetof(struct config, rlimit_fsize))
+				fprintf(f, "%llu", (unsigned long long)
+				    *(const uint64_t *)(base + k->off));
+			else
+				fprintf(f, "%zu", *(const size_t *)(base + k->off));
+			break;
+		case K_U64:
+			fprintf(f, "%llu", (unsigned long long)
+			    *(const uint64_t *)(base + k->off));
+			break;
+		}
+		fputc('\n', f);
+	}
+}

@@ -1,0 +1,85 @@
+/*
+ * hotplexd.conf: `key = value` lines, `#` comments (DESIGN.md section 7,
+ * hotplexd.conf(5)).  Every key has a default, so an empty or absent file
+ * works.  Parsed into a fresh object that the caller swaps in only when the
+ * whole file parsed.
+ */
+#ifndef HP_CONFIG_H
+#define HP_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH	"/etc/hotplex/hotplexd.conf"
+#define CONFIG_LINE_MAX		4096
+#define CONFIG_LIST_MAX		64	/* entries of a list value */
+#define CONFIG_ERR_MAX		256
+
+struct config_list {
+	size_t	  n;
+	char	**v;			/* owned */
+};
+
+struct config {
+	char		*path;		/* where it came from, or NULL */
+
+	char		*socket;
+	char		*socket_group;
+	char		*admin_group;
+	char		*state_dir;
+	char		*workdir_root;
+	char		*worker_path;	/* hotplex-worker; NULL: beside hotplexd */
+	char		*worker_user;
+	char		*cli_path;
+	struct config_list cli_args;	/* extra CLI arguments */
+	struct config_list cli_env;	/* environment names passed through */
+	char		*permission_mode;
+	struct config_list allowed_tools;
+	struct config_list disallowed_tools;
+	struct config_list firewall_rules;
+	int		 firewall_threshold;
+	char		*seccomp;	/* profile path, or "off" */
+	char		*landlock;	/* off, best_effort, required */
+	char		*metrics_listen;
+
+	int		 spare_min;
+	int		 spare_max;
+	int		 max_sessions;
+	int		 max_sessions_per_uid;
+	int		 max_ended_sessions;	/* stats of ended sessions kept */
+
+	uint64_t	 turn_timeout_ms;
+	uint64_t	 idle_timeout_ms;
+	uint64_t	 kill_grace_ms;
+	uint64_t	 drain_timeout_ms;
+
+	size_t		 max_request_bytes;
+	size_t		 cli_line_max;
+	size_t		 client_outbuf_max;
+	size_t		 stderr_tail_bytes;
+
+	uint64_t	 rlimit_nofile;
+	uint64_t	 rlimit_nproc;
+	uint64_t	 rlimit_cpu;
+	uint64_t	 rlimit_fsize;
+
+	int		 log_level;
+};
+
+/* Defaults only. */
+struct config	*config_new(void);
+/*
+ * Defaults, then the file.  A missing file is fine when !must_exist.
+ * NULL on error, with "file:line: why" in err.
+ */
+struct config	*config_load(const char *path, int must_exist, char *err,
+		    size_t errlen);
+void		 config_free(struct config *);
+/* Prints the effective configuration as `key = value` lines. */
+void		 config_dump(const struct config *, void *FILE_ptr);
+
+/* Value parsers, exposed for tests: 0 ok, -1 bad. */
+int		 config_parse_duration(const char *, uint64_t *ms);
+int		 config_parse_size(const char *, uint64_t *bytes);
+
+#endif

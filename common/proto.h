@@ -1,0 +1,48 @@
+/*
+ * Client protocol v1 (DESIGN.md section 3): names shared by the daemon,
+ * the worker and the client tools.  Bump PROTO_VERSION when the set of
+ * ops or the meaning of a field changes.
+ */
+#ifndef HP_PROTO_H
+#define HP_PROTO_H
+
+#define PROTO_VERSION		1
+#define PROTO_SERVER		"hotplexd/" HOTPLEX_VERSION
+
+#define PROTO_SESSION_MAX	128	/* bytes of [A-Za-z0-9._:@-] */
+#define PROTO_ID_MAX		128	/* request id, bytes */
+#define PROTO_DEFAULT_SOCKET	"/run/hotplex/hotplexd.sock"
+#define PROTO_SOCKET_ENV	"HOTPLEX_SOCKET"
+
+/* Error codes (the "code" of an error line). */
+#define ERR_BAD_REQUEST		"bad_request"
+#define ERR_TOO_LARGE		"too_large"
+#define ERR_UNKNOWN_OP		"unknown_op"
+#define ERR_FORBIDDEN		"forbidden"
+#define ERR_NOT_FOUND		"not_found"
+#define ERR_SESSION_BUSY	"session_busy"
+#define ERR_DANGER_BLOCKED	"danger_blocked"
+#define ERR_CAPACITY		"capacity"
+#define ERR_WORKDIR_DENIED	"workdir_denied"
+#define ERR_SPAWN_FAILED	"spawn_failed"
+#define ERR_TURN_TIMEOUT	"turn_timeout"
+#define ERR_CLI_EXITED		"cli_exited"
+#define ERR_WORKER_EXITED	"worker_exited"
+#define ERR_SHUTTING_DOWN	"shutting_down"
+#define ERR_INTERNAL		"internal"
+
+/* Session states (DESIGN.md section 4). */
+enum session_state {
+	SESSION_STARTING,	/* worker assigned, CLI starting */
+	SESSION_READY,		/* CLI alive, no turn */
+	SESSION_BUSY,		/* a turn runs */
+	SESSION_STOPPING,	/* being stopped */
+	SESSION_ENDED,		/* stopped for good; stats kept */
+	SESSION_DORMANT		/* no CLI; the next turn resumes */
+};
+
+const char	*proto_state_name(enum session_state);
+/* 1 if s (NUL-terminated) is a valid session id. */
+int		 proto_valid_session(const char *s);
+
+#endif

@@ -1,0 +1,628 @@
+/*
+ * The firewall: loads rule files into an immutable policy (patterns
+ * compiled, hints in the prefilter) and screens texts against it.
+ *
+ * policy_check() keeps every piece of scratch state on its own call:
+ * normalized forms, prefilter hits, Oniguruma match parameters.  Nothing
+ * global changes after the first policy_load() initialized Oniguruma.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oniguruma.h>
+
+#include "common/xmalloc.h"
+#include "policy/normalize.h"
+#include "policy/policy.h"
+#include "policy/prefilter.h"
+
+#define FW_MAX_FILE		(1024 * 1024)	/* bytes per rule file */
+#define FW_EXCERPT_BEFORE	(POLICY_MAX_EXCERPT / 4)
+#define FW_NOALLOW		((size_t)-1)
+
+/* Findings on the input itself, not from a rule file. */
+#define FW_RULE_TOO_LONG	"input.too-long"
+#define FW_RULE_INVALID_UTF8	"input.invalid-utf8"
+#define FW_RULE_NUL		"input.nul-byte"
+#define FW_CATEGORY_INPUT	"input"
+
+struct fw_rule {
+	char		*id;
+	char		*category;
+	char		*message;
+	char		*file;
+	unsigned	 line;
+	int		 severity;
+	unsigned	 targets;
+	int		 hinted;	/* runs only where a hint was seen */
+	char		*allow_id;	/* allow rule: the rule it cancels */
+	size_t		 allow;		/* ... resolved to its index */
+	regex_t		*re;
+};
+
+struct policy {
+	struct fw_rule		*rules;
+	size_t			 nrules;
+	struct prefilter	*pf;
+	unsigned long		 retry_limit;
+	unsigned long		 search_limit;
+};
+
+/* What one rule did to one text. */
+struct fw_hit {
+	int		 matched;
+	int		 overrun;
+	int		 allowed;
+	enum policy_form form;
+	size_t		 pos;		/* match offset in that form */
+};
+
+static const char *const fw_form_names[POLICY_NFORMS] = {
+	"raw", "folded", "shell", "decoded"
+};
+static const char *const fw_target_names[] = { "prompt", "bash", "path" };
+
+const char *
+policy_form_name(enum policy_form f)
+{
+	return (unsigned)f < POLICY_NFORMS ? fw_form_names[f] : "unknown";
+}
+
+const char *
+policy_target_name(enum policy_target t)
+{
+	return (unsigned)t < sizeof fw_target_names / sizeof fw_target_names[0]
+	    ? fw_target_names[t] : "unknown";
+}
+
+int
+policy_target_parse(const char *s, enum policy_target *t)
+{
+	size_t	i;
+
+	for (i = 0; i < sizeof fw_target_names / sizeof fw_target_names[0];
+	    i++) {
+		if (strcmp(s, fw_target_names[i]) == 0) {
+			*t = (enum policy_target)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void
+fw_onig_init(void)
+{
+	static OnigEncoding	encs[] = { ONIG_ENCODING_UTF8 };
+
+	/* Idempotent in Oniguruma itself. */
+	onig_initialize(encs, sizeof encs / sizeof encs[0]);
+}
+
+static void
+fw_rule_clear(struct fw_rule *r)
+{
+	free(r->id);
+	free(r->category);
+	free(r->message);
+	free(r->file);
+	free(r->allow_id);
+	if (r->re != NULL)
+		onig_free(r->re);
+}
+
+void
+policy_free(struct policy *p)
+{
+	size_t	i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->nrules; i++)
+		fw_rule_clear(&p->rules[i]);
+	free(p->rules);
+	prefilter_free(p->pf);
+	free(p);
+}
+
+size_t
+policy_nrules(const struct policy *p)
+{
+	return p != NULL ? p->nrules : 0;
+}
+
+void
+policy_set_retry_limit(struct policy *p, unsigned long limit)
+{
+	if (p == NULL || limit == 0)
+		return;
+	p->retry_limit = limit;
+	if (p->search_limit < limit)
+		p->search_limit = limit;
+}
+
+static struct fw_rule *
+fw_find(const struct policy *p, const char *id)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nrules; i++) {
+		if (strcmp(p->rules[i].id, id) == 0)
+			return &p->rules[i];
+	}
+	return NULL;
+}
+
+/* Parser callback: compiles one rule into the policy. */
+static int
+fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
+    size_t whylen)
+{
+	struct policy		*p = arg;
+	struct fw_rule		*r;
+	OnigErrorInfo		 einfo;
+	OnigUChar		 msg[ONIG_MAX_ERROR_MESSAGE_LEN];
+	const OnigUChar		*pat = (const OnigUChar *)def->pattern;
+	const OnigUChar		*empty = (const OnigUChar *)"";
+	regex_t			*re;
+	size_t			 i;
+	int			 rc;
+
+	if (p->nrules >= POLICY_MAX_RULES) {
+		snprintf(why, whylen, "more than %d rules", POLICY_MAX_RULES);
+		return -1;
+	}
+	if (fw_find(p, def->id) != NULL) {
+		snprintf(why, whylen, "duplicate rule id %s", def->id);
+		return -1;
+	}
+	rc = onig_new(&re, pat, pat + strlen(def->pattern),
+	    ONIG_OPTION_IGNORECASE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_ONIGURUMA,
+	    &einfo);
+	if (rc != ONIG_NORMAL) {
+		onig_error_code_to_str(msg, rc, &einfo);
+		snprintf(why, whylen, "rule %s: bad pattern: %s", def->id,
+		    (char *)msg);
+		return -1;
+	}
+	/* A pattern that matches nothing at all would match every text. */
+	if (onig_search(re, empty, empty, empty, empty, NULL,
+	    ONIG_OPTION_NONE) >= 0) {
+		onig_free(re);
+		snprintf(why, whylen, "rule %s: pattern matches the empty text",
+		    def->id);
+		return -1;
+	}
+
+	p->rules = xreallocarray(p->rules, p->nrules + 1, sizeof *p->rules);
+	r = &p->rules[p->nrules];
+	memset(r, 0, sizeof *r);
+	r->id = xstrdup(def->id);
+	r->category = xstrdup(def->category);
+	r->message = xstrdup(def->message);
+	r->file = xstrdup(def->file);
+	r->line = def->line;
+	r->severity = def->severity;
+	r->targets = def->targets;
+	r->allow_id = def->allow != NULL ? xstrdup(def->allow) : NULL;
+	r->allow = FW_NOALLOW;
+	r->re = re;
+	r->hinted = def->nhints > 0;
+	for (i = 0; i < def->nhints; i++)
+		prefilter_add(p->pf, def->hints[i], strlen(def->hints[i]),
+		    (unsigned)p->nrules);
+	p->nrules++;
+	return 0;
+}
+
+static struct policy *
+fw_policy_new(void)
+{
+	struct policy	*p;
+
+	fw_onig_init();
+	p = xcalloc(1, sizeof *p);
+	p->pf = prefilter_new();
+	p->retry_limit = POLICY_RETRY_LIMIT;
+	p->search_limit = POLICY_SEARCH_LIMIT;
+	return p;
+}
+
+/* Links allow rules to the rules they name, then freezes the prefilter. */
+static int
+fw_policy_finish(struct policy *p, char *err, size_t errlen)
+{
+	struct fw_rule	*r, *target;
+	size_t		 i;
+
+	for (i = 0; i < p->nrules; i++) {
+		r = &p->rules[i];
+		if (r->allow_id == NULL)
+			continue;
+		target = fw_find(p, r->allow_id);
+		if (target == NULL || target->allow_id != NULL) {
+			snprintf(err, errlen, "%s:%u: rule %s allows %s, "
+			    "which is not a rule", r->file, r->line, r->id,
+			    r->allow_id);
+			return -1;
+		}
+		r->allow = (size_t)(target - p->rules);
+	}
+	prefilter_build(p->pf);
+	return 0;
+}
+
+static int
+fw_read_file(const char *path, char **buf, size_t *len, char *err,
+    size_t errlen)
+{
+	FILE	*f;
+	size_t	 n;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	*buf = xmalloc(FW_MAX_FILE + 1);
+	n = fread(*buf, 1, FW_MAX_FILE + 1, f);
+	if (ferror(f) || n > FW_MAX_FILE) {
+		snprintf(err, errlen, "%s: %s", path, ferror(f) ?
+		    strerror(errno) : "file too large");
+		fclose(f);
+		free(*buf);
+		return -1;
+	}
+	fclose(f);
+	*len = n;
+	return 0;
+}
+
+struct policy *
+policy_load(const char *const *files, size_t nfiles, char *err,
+    size_t errlen)
+{
+	struct policy	*p;
+	char		*buf;
+	size_t		 i, len;
+	int		 rc;
+
+	if (nfiles == 0 || nfiles > POLICY_MAX_FILES) {
+		snprintf(err, errlen, "need 1 to %d rule files",
+		    POLICY_MAX_FILES);
+		return NULL;
+	}
+	p = fw_policy_new();
+	for (i = 0; i < nfiles; i++) {
+		if (fw_read_file(files[i], &buf, &len, err, errlen) != 0) {
+			policy_free(p);
+			return NULL;
+		}
+		rc = policy_parse_rules(files[i], buf, len, fw_add_rule, p,
+		    err, errlen);
+		free(buf);
+		if (rc != 0) {
+			policy_free(p);
+			return NULL;
+		}
+	}
+	if (fw_policy_finish(p, err, errlen) != 0) {
+		policy_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+struct policy *
+policy_load_buffer(const char *name, const char *buf, size_t len, char *err,
+    size_t errlen)
+{
+	struct policy	*p;
+
+	p = fw_policy_new();
+	if (policy_parse_rules(name, buf, len, fw_add_rule, p, err,
+	    errlen) != 0 || fw_policy_finish(p, err, errlen) != 0) {
+		policy_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* One search of one rule in one form; ONIG_MISMATCH, >= 0 or an error. */
+static int
+fw_search(const struct fw_rule *r, const struct norm_buf *nb,
+    OnigMatchParam *mp)
+{
+	const OnigUChar	*s = (const OnigUChar *)nb->data;
+	const OnigUChar	*e = s + nb->len;
+
+	return onig_search_with_param(r->re, s, e, s, e, NULL,
+	    ONIG_OPTION_NONE, mp);
+}
+
+static void
+fw_copy(char *dst, size_t dstlen, const char *src)
+{
+	snprintf(dst, dstlen, "%s", src);
+}
+
+static void
+fw_excerpt(struct policy_verdict *v, const char *s, size_t len, size_t pos)
+{
+	size_t	start, end, i, n = 0;
+	char	c;
+
+	if (pos > len)
+		pos = len;
+	start = pos > FW_EXCERPT_BEFORE ? pos - FW_EXCERPT_BEFORE : 0;
+	/* Never start or end inside a UTF-8 sequence. */
+	while (start > 0 && ((unsigned char)s[start] & 0xC0) == 0x80)
+		start--;
+	end = start + POLICY_MAX_EXCERPT < len ? start + POLICY_MAX_EXCERPT :
+	    len;
+	while (end < len && end > start &&
+	    ((unsigned char)s[end] & 0xC0) == 0x80)
+		end--;
+	for (i = start; i < end; i++) {
+		c = s[i];
+		/* Controls would be noise in a log line or an event. */
+		v->excerpt[n++] = ((unsigned char)c < 0x20 || c == 0x7F) ?
+		    ' ' : c;
+	}
+	v->excerpt[n] = '\0';
+}
+
+static void
+fw_add_match(struct policy_verdict *v, const char *id, const char *category,
+    const char *message, int severity, enum policy_form form, int overrun,
+    int allowed)
+{
+	struct policy_match	*m;
+
+	size_t			 i, low = 0;
+
+	v->nfound++;
+	if (!allowed)
+		v->score += severity;
+	if (v->nmatches == POLICY_MAX_MATCHES) {
+		/* Full: keep the most severe, dropping the least. */
+		for (i = 1; i < v->nmatches; i++) {
+			if (v->matches[i].severity < v->matches[low].severity)
+				low = i;
+		}
+		if (allowed || v->matches[low].severity >= severity)
+			return;
+		m = &v->matches[low];
+	} else
+		m = &v->matches[v->nmatches++];
+	fw_copy(m->rule, sizeof m->rule, id);
+	fw_copy(m->category, sizeof m->category, category);
+	fw_copy(m->message, sizeof m->message, message);
+	m->severity = severity;
+	m->form = form;
+	m->overrun = overrun;
+	m->allowed = allowed;
+}
+
+static int
+fw_same(const struct norm_buf *a, const struct norm_buf *b)
+{
+	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* Runs every rule for the target over the forms the prefilter allows. */
+static void
+fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
+    const int *useful, struct fw_hit *hits, OnigMatchParam *mp)
+{
+	const struct fw_rule	*r;
+	unsigned char		*seen[POLICY_NFORMS];
+	size_t			 i, mapsz = PREFILTER_MAP_BYTES(p->nrules);
+	int			 f, rc;
+
+	for (f = 0; f < POLICY_NFORMS; f++) {
+		seen[f] = NULL;
+		if (!useful[f])
+			continue;
+		seen[f] = xcalloc(mapsz, 1);
+		prefilter_scan(p->pf, forms[f].data, forms[f].len, seen[f]);
+	}
+	for (i = 0; i < p->nrules; i++) {
+		r = &p->rules[i];
+		if ((r->targets & tbit) == 0)
+			continue;
+		for (f = 0; f < POLICY_NFORMS; f++) {
+			if (!useful[f] ||
+			    (r->hinted && !PREFILTER_BIT_ISSET(seen[f], i)))
+				continue;
+			rc = fw_search(r, &forms[f], mp);
+			if (rc == ONIG_MISMATCH)
+				continue;
+			hits[i].matched = 1;
+			hits[i].form = (enum policy_form)f;
+			if (rc >= 0)
+				hits[i].pos = (size_t)rc;
+			else
+				hits[i].overrun = 1;	/* fail closed */
+			break;
+		}
+	}
+	for (f = 0; f < POLICY_NFORMS; f++)
+		free(seen[f]);
+}
+
+/* Highest severity first, rule order among equals. */
+static int
+fw_match_cmp(const void *a, const void *b)
+{
+	const struct policy_match	*x = a, *y = b;
+
+	if (x->allowed != y->allowed)
+		return x->allowed - y->allowed;
+	return y->severity - x->severity;
+}
+
+static void
+fw_input_findings(struct policy_verdict *v, unsigned flags)
+{
+	if (flags & NORMALIZE_NUL)
+		fw_add_match(v, FW_RULE_NUL, FW_CATEGORY_INPUT,
+		    "NUL byte in the text", POLICY_SEV_ERROR, POLICY_FORM_RAW,
+		    0, 0);
+	if (flags & NORMALIZE_INVALID_UTF8)
+		fw_add_match(v, FW_RULE_INVALID_UTF8, FW_CATEGORY_INPUT,
+		    "text is not valid UTF-8", POLICY_SEV_WARNING,
+		    POLICY_FORM_RAW, 0, 0);
+}
+
+int
+policy_check(const struct policy *p, enum policy_target target,
+    const char *text, size_t len, int threshold, struct policy_verdict *v)
+{
+	struct norm_buf		 forms[POLICY_NFORMS], folded_decoded;
+	struct fw_hit		*hits;
+	const struct fw_rule	*r;
+	OnigMatchParam		*mp;
+	size_t			 i, best = FW_NOALLOW;
+	unsigned		 flags;
+	int			 useful[POLICY_NFORMS], f;
+
+	memset(v, 0, sizeof *v);
+	v->threshold = threshold > 0 ? threshold : POLICY_DEFAULT_THRESHOLD;
+	if (p == NULL || (text == NULL && len > 0) ||
+	    (unsigned)target >= sizeof fw_target_names /
+	    sizeof fw_target_names[0]) {
+		v->blocked = 1;		/* a misuse fails closed too */
+		return -1;
+	}
+	if (len > POLICY_MAX_INPUT) {
+		fw_add_match(v, FW_RULE_TOO_LONG, FW_CATEGORY_INPUT,
+		    "text longer than the firewall screens",
+		    POLICY_SEV_CRITICAL, POLICY_FORM_RAW, 0, 0);
+		memset(forms, 0, sizeof forms);
+		normalize_raw(text, POLICY_MAX_EXCERPT, &forms[0]);
+		fw_excerpt(v, forms[0].data, forms[0].len, 0);
+		normalize_buf_free(&forms[0]);
+		v->blocked = 1;
+		return v->blocked;
+	}
+
+	memset(forms, 0, sizeof forms);
+	memset(&folded_decoded, 0, sizeof folded_decoded);
+	if (text == NULL)
+		text = "";
+	flags = normalize_raw(text, len, &forms[POLICY_FORM_RAW]);
+	normalize_fold(text, len, &forms[POLICY_FORM_FOLDED]);
+	normalize_shell(forms[POLICY_FORM_FOLDED].data,
+	    forms[POLICY_FORM_FOLDED].len, &forms[POLICY_FORM_SHELL]);
+	normalize_decode(text, len, &folded_decoded);
+	if (folded_decoded.len > 0) {
+		struct norm_buf	tmp;
+
+		memset(&tmp, 0, sizeof tmp);
+		normalize_fold(folded_decoded.data, folded_decoded.len, &tmp);
+		normalize_shell(tmp.data, tmp.len, &forms[POLICY_FORM_DECODED]);
+		normalize_buf_free(&tmp);
+	} else
+		normalize_decode("", 0, &forms[POLICY_FORM_DECODED]);
+	normalize_buf_free(&folded_decoded);
+
+	/* A form equal to the one before it cannot match anything new. */
+	useful[POLICY_FORM_RAW] = 1;
+	useful[POLICY_FORM_FOLDED] = !fw_same(&forms[POLICY_FORM_FOLDED],
+	    &forms[POLICY_FORM_RAW]);
+	useful[POLICY_FORM_SHELL] = !fw_same(&forms[POLICY_FORM_SHELL],
+	    &forms[POLICY_FORM_FOLDED]);
+	useful[POLICY_FORM_DECODED] = forms[POLICY_FORM_DECODED].len > 0;
+
+	mp = onig_new_match_param();
+	if (mp == NULL) {
+		for (f = 0; f < POLICY_NFORMS; f++)
+			normalize_buf_free(&forms[f]);
+		v->blocked = 1;
+		return -1;
+	}
+	onig_initialize_match_param(mp);
+	onig_set_retry_limit_in_match_of_match_param(mp, p->retry_limit);
+	onig_set_retry_limit_in_search_of_match_param(mp, p->search_limit);
+
+	hits = p->nrules > 0 ? xcalloc(p->nrules, sizeof *hits) : NULL;
+	fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits, mp);
+	onig_free_match_param(mp);
+
+	/* Allow rules cancel only the rule they name, never an overrun. */
+	for (i = 0; i < p->nrules; i++) {
+		r = &p->rules[i];
+		if (r->allow_id != NULL && hits[i].matched &&
+		    !hits[i].overrun && hits[r->allow].matched &&
+		    !hits[r->allow].overrun)
+			hits[r->allow].allowed = 1;
+	}
+
+	fw_input_findings(v, flags);
+	for (i = 0; i < p->nrules; i++) {
+		r = &p->rules[i];
+		if (r->allow_id != NULL || !hits[i].matched)
+			continue;
+		fw_add_match(v, r->id, r->category, r->message, r->severity,
+		    hits[i].form, hits[i].overrun, hits[i].allowed);
+		if (!hits[i].allowed && (best == FW_NOALLOW ||
+		    r->severity > p->rules[best].severity))
+			best = i;
+	}
+	qsort(v->matches, v->nmatches, sizeof v->matches[0], fw_match_cmp);
+
+	if (best != FW_NOALLOW) {
+		f = hits[best].form;
+		fw_excerpt(v, forms[f].data, forms[f].len, hits[best].pos);
+	} else if (v->nfound > 0)
+		fw_excerpt(v, forms[POLICY_FORM_FOLDED].data,
+		    forms[POLICY_FORM_FOLDED].len, 0);
+	v->blocked = v->score >= v->threshold;
+
+	free(hits);
+	for (f = 0; f < POLICY_NFORMS; f++)
+		normalize_buf_free(&forms[f]);
+	return v->blocked;
+}
+
+cJSON *
+policy_verdict_json(const struct policy_verdict *v)
+{
+	const struct policy_match	*m;
+	cJSON				*o, *arr, *jm;
+	size_t				 i;
+
+	if ((o = cJSON_CreateObject()) == NULL)
+		return NULL;
+	if (cJSON_AddBoolToObject(o, "blocked", v->blocked) == NULL ||
+	    cJSON_AddNumberToObject(o, "score", v->score) == NULL ||
+	    (arr = cJSON_AddArrayToObject(o, "matches")) == NULL)
+		goto fail;
+	for (i = 0; i < v->nmatches; i++) {
+		m = &v->matches[i];
+		if ((jm = cJSON_CreateObject()) == NULL)
+			goto fail;
+		cJSON_AddItemToArray(arr, jm);
+		if (cJSON_AddStringToObject(jm, "rule", m->rule) == NULL ||
+		    cJSON_AddStringToObject(jm, "category",
+		    m->category) == NULL ||
+		    cJSON_AddNumberToObject(jm, "severity",
+		    m->severity) == NULL ||
+		    cJSON_AddStringToObject(jm, "form",
+		    policy_form_name(m->form)) == NULL ||
+		    cJSON_AddStringToObject(jm, "message", m->message) == NULL)
+			goto fail;
+		if ((m->overrun && cJSON_AddTrueToObject(jm,
+		    "overrun") == NULL) || (m->allowed &&
+		    cJSON_AddTrueToObject(jm, "allowed") == NULL))
+			goto fail;
+	}
+	if (cJSON_AddStringToObject(o, "excerpt", v->excerpt) == NULL)
+		goto fail;
+	return o;
+fail:
+	cJSON_Delete(o);
+	return NULL;
+}

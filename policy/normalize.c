@@ -1,0 +1,843 @@
+/*
+ * Normalized forms of a text for the firewall (see normalize.h).
+ *
+ * Folding is a compact, table-driven subset of NFKC plus case folding:
+ * enough to undo the look-alike, width, style and invisible-character
+ * tricks used to dodge a pattern, without pulling in a Unicode library.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xmalloc.h"
+#include "policy/normalize.h"
+
+#define NB_MIN_CAP	64	/* first allocation of a buffer */
+#define UTF8_MAX	4	/* bytes per encoded code point */
+#define CP_REPLACEMENT	0xFFFDU
+#define CP_MAX		0x10FFFFU
+#define CP_DROP		0xFFFFFFFFU	/* fold: remove this code point */
+
+/* Shell form grows only by brace expansion: this many times the input. */
+#define SHELL_GROWTH	4
+
+/* Decoded runs must look like text: this share of printable bytes, in %. */
+#define DECODE_PRINTABLE_PCT	90
+
+void
+normalize_buf_reset(struct norm_buf *nb)
+{
+	nb->len = 0;
+	if (nb->data != NULL)
+		nb->data[0] = '\0';
+}
+
+void
+normalize_buf_free(struct norm_buf *nb)
+{
+	free(nb->data);
+	memset(nb, 0, sizeof *nb);
+}
+
+static void
+nb_reserve(struct norm_buf *nb, size_t extra)
+{
+	size_t	need = nb->len + extra + 1;
+
+	if (need <= nb->cap)
+		return;
+	if (need < NB_MIN_CAP)
+		need = NB_MIN_CAP;
+	if (need < nb->cap * 2)
+		need = nb->cap * 2;
+	nb->data = xreallocarray(nb->data, need, 1);
+	nb->cap = need;
+}
+
+static inline void
+nb_putc(struct norm_buf *nb, char c)
+{
+	if (nb->len + 1 >= nb->cap)
+		nb_reserve(nb, 1);
+	nb->data[nb->len++] = c;
+}
+
+static void
+nb_put(struct norm_buf *nb, const char *s, size_t n)
+{
+	nb_reserve(nb, n);
+	memcpy(nb->data + nb->len, s, n);
+	nb->len += n;
+}
+
+static void
+nb_finish(struct norm_buf *nb)
+{
+	nb_reserve(nb, 0);
+	nb->data[nb->len] = '\0';
+}
+
+static void
+nb_put_cp(struct norm_buf *nb, uint32_t cp)
+{
+	char	u[UTF8_MAX];
+	size_t	n;
+
+	if (cp < 0x80) {
+		nb_putc(nb, (char)cp);
+		return;
+	}
+	if (cp < 0x800) {
+		u[0] = (char)(0xC0 | (cp >> 6));
+		u[1] = (char)(0x80 | (cp & 0x3F));
+		n = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xE0 | (cp >> 12));
+		u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		u[2] = (char)(0x80 | (cp & 0x3F));
+		n = 3;
+	} else {
+		u[0] = (char)(0xF0 | (cp >> 18));
+		u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+		u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		u[3] = (char)(0x80 | (cp & 0x3F));
+		n = 4;
+	}
+	nb_put(nb, u, n);
+}
+
+/*
+ * Decodes one UTF-8 sequence at s (n bytes left).  Returns its length and
+ * sets *cp, or returns 0 for an invalid sequence (overlong, surrogate,
+ * truncated, out of range).
+ */
+static size_t
+utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t	c;
+	size_t		len, i;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+		len = 2;
+		c = s[0] & 0x1F;
+	} else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		len = 3;
+		c = s[0] & 0x0F;
+	} else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		len = 4;
+		c = s[0] & 0x07;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3F);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) ||
+	    (c >= 0xD800 && c <= 0xDFFF) || c > CP_MAX)
+		return 0;
+	*cp = c;
+	return len;
+}
+
+unsigned
+normalize_raw(const char *in, size_t len, struct norm_buf *out)
+{
+	const unsigned char	*s = (const unsigned char *)in;
+	uint32_t		 cp;
+	unsigned		 flags = 0;
+	size_t			 i = 0, n, start;
+
+	nb_reserve(out, len);
+	while (i < len) {
+		/* Copy valid stretches whole. */
+		start = i;
+		while (i < len && (n = utf8_decode(s + i, len - i, &cp)) != 0) {
+			if (cp == 0)
+				flags |= NORMALIZE_NUL;
+			i += n;
+		}
+		nb_put(out, in + start, i - start);
+		if (i < len) {
+			flags |= NORMALIZE_INVALID_UTF8;
+			nb_put_cp(out, CP_REPLACEMENT);
+			i++;
+		}
+	}
+	nb_finish(out);
+	return flags;
+}
+
+/* Base letters of U+00C0..U+00FF; '\0' keeps the code point. */
+static const char fold_latin1[] =
+    "aaaaaaaceeeeiiiidnooooox" "ouuuuyts" "aaaaaaaceeeeiiii" "dnooooo\0ouuuuyty";
+/* Base letters of U+0100..U+017F (Latin Extended-A). */
+static const char fold_latin_ext_a[] =
+    "aaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiiiiijjkkk"
+    "llllllllllnnnnnnnnnoooooooorrrrrrsssssssstttttt"
+    "uuuuuuuuuuuuwwyyyzzzzzzs";
+
+/* Single code points folded to ASCII: look-alikes, letterlike, punctuation. */
+static const struct fold_map {
+	uint32_t	cp;
+	const char	*to;
+} fold_table[] = {
+	{ 0x00A0, " " }, { 0x00AA, "a" }, { 0x00B2, "2" }, { 0x00B3, "3" },
+	{ 0x00B4, "'" }, { 0x00B5, "u" }, { 0x00B9, "1" }, { 0x00BA, "o" },
+	{ 0x01C0, "|" }, { 0x0251, "a" }, { 0x0261, "g" }, { 0x026A, "i" },
+	{ 0x0280, "r" }, { 0x028F, "y" }, { 0x02B0, "h" }, { 0x02B2, "j" },
+	{ 0x02B3, "r" }, { 0x02B7, "w" }, { 0x02B8, "y" }, { 0x02BC, "'" },
+	{ 0x02C8, "'" }, { 0x02DC, "~" }, { 0x037E, ";" },
+	{ 0x0391, "a" }, { 0x0392, "b" }, { 0x0395, "e" }, { 0x0396, "z" },
+	{ 0x0397, "h" }, { 0x0399, "i" }, { 0x039A, "k" }, { 0x039C, "m" },
+	{ 0x039D, "n" }, { 0x039F, "o" }, { 0x03A1, "p" }, { 0x03A4, "t" },
+	{ 0x03A5, "y" }, { 0x03A7, "x" }, { 0x03B1, "a" }, { 0x03B5, "e" },
+	{ 0x03B9, "i" }, { 0x03BA, "k" }, { 0x03BD, "v" }, { 0x03BF, "o" },
+	{ 0x03C1, "p" }, { 0x03C4, "t" }, { 0x03C5, "u" }, { 0x03C7, "x" },
+	{ 0x03F2, "c" }, { 0x03F3, "j" },
+	{ 0x0400, "e" }, { 0x0401, "e" }, { 0x0405, "s" }, { 0x0406, "i" },
+	{ 0x0407, "i" }, { 0x0408, "j" }, { 0x0410, "a" }, { 0x0412, "b" },
+	{ 0x0415, "e" }, { 0x041A, "k" }, { 0x041C, "m" }, { 0x041D, "h" },
+	{ 0x041E, "o" }, { 0x0420, "p" }, { 0x0421, "c" }, { 0x0422, "t" },
+	{ 0x0423, "y" }, { 0x0425, "x" }, { 0x0430, "a" }, { 0x0432, "b" },
+	{ 0x0435, "e" }, { 0x043A, "k" }, { 0x043C, "m" }, { 0x043D, "h" },
+	{ 0x043E, "o" }, { 0x0440, "p" }, { 0x0441, "c" }, { 0x0442, "t" },
+	{ 0x0443, "y" }, { 0x0445, "x" }, { 0x0450, "e" }, { 0x0451, "e" },
+	{ 0x0455, "s" }, { 0x0456, "i" }, { 0x0457, "i" }, { 0x0458, "j" },
+	{ 0x04BB, "h" }, { 0x04CF, "l" }, { 0x0501, "d" }, { 0x051B, "q" },
+	{ 0x051D, "w" }, { 0x0589, ":" }, { 0x05C0, "|" }, { 0x0660, "0" },
+	{ 0x06F0, "0" }, { 0x1D00, "a" }, { 0x1D04, "c" }, { 0x1D05, "d" },
+	{ 0x1D07, "e" }, { 0x1D0A, "j" }, { 0x1D0B, "k" }, { 0x1D0D, "m" },
+	{ 0x1D0F, "o" }, { 0x1D18, "p" }, { 0x1D1B, "t" }, { 0x1D1C, "u" },
+	{ 0x1D20, "v" }, { 0x1D21, "w" }, { 0x1D22, "z" },
+	{ 0x2010, "-" }, { 0x2011, "-" }, { 0x2012, "-" }, { 0x2013, "-" },
+	{ 0x2014, "-" }, { 0x2015, "-" }, { 0x2018, "'" }, { 0x2019, "'" },
+	{ 0x201A, "'" }, { 0x201B, "'" }, { 0x201C, "\"" }, { 0x201D, "\"" },
+	{ 0x201E, "\"" }, { 0x2024, "." }, { 0x2028, "\n" }, { 0x2029, "\n" },
+	{ 0x2032, "'" }, { 0x2033, "\"" }, { 0x2039, "<" }, { 0x203A, ">" },
+	{ 0x2044, "/" }, { 0x204E, "*" }, { 0x2053, "~" }, { 0x2070, "0" },
+	{ 0x2071, "i" }, { 0x207F, "n" }, { 0x2102, "c" }, { 0x210A, "g" },
+	{ 0x210B, "h" }, { 0x210C, "h" }, { 0x210D, "h" }, { 0x210E, "h" },
+	{ 0x2110, "i" }, { 0x2111, "i" }, { 0x2112, "l" }, { 0x2113, "l" },
+	{ 0x2115, "n" }, { 0x2119, "p" }, { 0x211A, "q" }, { 0x211B, "r" },
+	{ 0x211C, "r" }, { 0x211D, "r" }, { 0x2124, "z" }, { 0x212A, "k" },
+	{ 0x212B, "a" }, { 0x212C, "b" }, { 0x212D, "c" }, { 0x212F, "e" },
+	{ 0x2130, "e" }, { 0x2131, "f" }, { 0x2133, "m" }, { 0x2134, "o" },
+	{ 0x2139, "i" }, { 0x2160, "i" }, { 0x2164, "v" }, { 0x2169, "x" },
+	{ 0x216C, "l" }, { 0x216D, "c" }, { 0x216E, "d" }, { 0x216F, "m" },
+	{ 0x2170, "i" }, { 0x2174, "v" }, { 0x2179, "x" }, { 0x217C, "l" },
+	{ 0x217D, "c" }, { 0x217E, "d" }, { 0x217F, "m" }, { 0x2212, "-" },
+	{ 0x2215, "/" }, { 0x2216, "\\" }, { 0x2217, "*" }, { 0x2223, "|" },
+	{ 0x2236, ":" }, { 0x223C, "~" }, { 0x2CBD, "o" }, { 0x29F8, "/" },
+	{ 0x29F9, "\\" }, { 0x3000, " " }, { 0x30FC, "-" }, { 0xA731, "s" },
+	{ 0xA76A, "z" }, { 0xFB00, "ff" }, { 0xFB01, "fi" }, { 0xFB02, "fl" },
+	{ 0xFB03, "ffi" }, { 0xFB04, "ffl" }, { 0xFB05, "st" },
+	{ 0xFB06, "st" }, { 0xFE68, "\\" }, { 0xFF5E, "~" },
+};
+
+static int
+fold_cmp(const void *key, const void *elem)
+{
+	uint32_t		 cp = *(const uint32_t *)key;
+	const struct fold_map	*m = elem;
+
+	return cp < m->cp ? -1 : cp > m->cp;
+}
+
+/* Code points that only hide things: zero-width, bidi, tags, marks. */
+static int
+fold_invisible(uint32_t cp)
+{
+	return cp == 0x00AD || cp == 0x034F || cp == 0x061C ||
+	    cp == 0x115F || cp == 0x1160 || cp == 0x17B4 || cp == 0x17B5 ||
+	    (cp >= 0x180B && cp <= 0x180F) ||
+	    (cp >= 0x200B && cp <= 0x200F) ||
+	    (cp >= 0x202A && cp <= 0x202E) ||
+	    (cp >= 0x2060 && cp <= 0x206F) ||
+	    cp == 0x3164 || cp == 0xFEFF || cp == 0xFFA0 ||
+	    (cp >= 0xFE00 && cp <= 0xFE0F) ||
+	    (cp >= 0x0300 && cp <= 0x036F) ||
+	    (cp >= 0x1AB0 && cp <= 0x1AFF) ||
+	    (cp >= 0x1DC0 && cp <= 0x1DFF) ||
+	    (cp >= 0x20D0 && cp <= 0x20FF) ||
+	    (cp >= 0xFE20 && cp <= 0xFE2F) ||
+	    (cp >= 0x1D173 && cp <= 0x1D17A) ||
+	    (cp >= 0xE0000 && cp <= 0xE007F) ||
+	    (cp >= 0xE0100 && cp <= 0xE01EF) ||
+	    (cp >= 0x80 && cp <= 0x9F);
+}
+
+/*
+ * Folds one non-ASCII code point.  Returns the ASCII letter or symbol it
+ * stands for in *ascii (a NUL-terminated string), or the code point to
+ * emit, or CP_DROP.
+ */
+static uint32_t
+fold_cp(uint32_t cp, const char **ascii)
+{
+	const struct fold_map	*m;
+	uint32_t		 off;
+
+	*ascii = NULL;
+	if (fold_invisible(cp))
+		return CP_DROP;
+	if ((cp >= 0x2000 && cp <= 0x200A) || cp == 0x1680 || cp == 0x202F ||
+	    cp == 0x205F) {
+		*ascii = " ";
+		return 0;
+	}
+	if (cp >= 0xC0 && cp <= 0xFF && fold_latin1[cp - 0xC0] != '\0') {
+		off = cp - 0xC0;
+		/* Thorn and sharp s stand for two letters. */
+		if (cp == 0xDE || cp == 0xFE)
+			*ascii = "th";
+		else if (cp == 0xDF)
+			*ascii = "ss";
+		else if (cp == 0xC6 || cp == 0xE6)
+			*ascii = "ae";
+		else {
+			*ascii = &fold_latin1[off];
+			return 1;	/* one byte of the table */
+		}
+		return 0;
+	}
+	if (cp >= 0x100 && cp <= 0x17F) {
+		*ascii = &fold_latin_ext_a[cp - 0x100];
+		return 1;
+	}
+	/* Fullwidth ASCII. */
+	if (cp >= 0xFF01 && cp <= 0xFF5D)
+		return cp - 0xFEE0;
+	/* Mathematical alphanumeric letters: 13 styles of A-Z a-z. */
+	if (cp >= 0x1D400 && cp <= 0x1D6A3) {
+		off = (cp - 0x1D400) % 52;
+		return off < 26 ? 'a' + off : 'a' + off - 26;
+	}
+	if (cp >= 0x1D7CE && cp <= 0x1D7FF)
+		return '0' + (cp - 0x1D7CE) % 10;
+	/* Circled, parenthesized, squared and regional-indicator letters. */
+	if (cp >= 0x249C && cp <= 0x24B5)
+		return 'a' + (cp - 0x249C);
+	if (cp >= 0x24B6 && cp <= 0x24CF)
+		return 'a' + (cp - 0x24B6);
+	if (cp >= 0x24D0 && cp <= 0x24E9)
+		return 'a' + (cp - 0x24D0);
+	if (cp >= 0x1F130 && cp <= 0x1F149)
+		return 'a' + (cp - 0x1F130);
+	if (cp >= 0x1F150 && cp <= 0x1F169)
+		return 'a' + (cp - 0x1F150);
+	if (cp >= 0x1F170 && cp <= 0x1F189)
+		return 'a' + (cp - 0x1F170);
+	if (cp >= 0x1F1E6 && cp <= 0x1F1FF)
+		return 'a' + (cp - 0x1F1E6);
+	/* Superscript and subscript digits, circled digits. */
+	if (cp >= 0x2074 && cp <= 0x2079)
+		return '4' + (cp - 0x2074);
+	if (cp >= 0x2080 && cp <= 0x2089)
+		return '0' + (cp - 0x2080);
+	if (cp >= 0x2460 && cp <= 0x2468)
+		return '1' + (cp - 0x2460);
+	m = bsearch(&cp, fold_table, sizeof fold_table / sizeof fold_table[0],
+	    sizeof fold_table[0], fold_cmp);
+	if (m != NULL) {
+		*ascii = m->to;
+		return 0;
+	}
+	/* Case folding of the scripts the tables above do not cover. */
+	if (cp >= 0x0391 && cp <= 0x03A9)
+		return cp + 0x20;
+	if (cp >= 0x0410 && cp <= 0x042F)
+		return cp + 0x20;
+	if (cp >= 0x0400 && cp <= 0x040F)
+		return cp + 0x50;
+	return cp;
+}
+
+unsigned
+normalize_fold(const char *in, size_t len, struct norm_buf *out)
+{
+	const unsigned char	*s = (const unsigned char *)in;
+	const char		*ascii;
+	uint32_t		 cp, to;
+	unsigned		 flags = 0;
+	size_t			 i = 0, n;
+	unsigned char		 c;
+
+	/* Folding never grows the text: every mapping is at most as long. */
+	nb_reserve(out, len);
+	while (i < len) {
+		c = s[i];
+		if (c >= 0x20 && c < 0x7F) {
+			out->data[out->len++] = (c >= 'A' && c <= 'Z') ?
+			    (char)(c + ('a' - 'A')) : (char)c;
+			i++;
+			continue;
+		}
+		if (c < 0x80) {
+			/* Controls split words invisibly: drop them. */
+			if (c == 0)
+				flags |= NORMALIZE_NUL;
+			else if (c == '\t' || c == '\n')
+				out->data[out->len++] = (char)c;
+			else if (c == '\r' || c == '\v' || c == '\f')
+				out->data[out->len++] = c == '\r' ? '\n' : ' ';
+			i++;
+			continue;
+		}
+		if ((n = utf8_decode(s + i, len - i, &cp)) == 0) {
+			flags |= NORMALIZE_INVALID_UTF8;
+			i++;
+			continue;
+		}
+		i += n;
+		to = fold_cp(cp, &ascii);
+		if (to == CP_DROP)
+			continue;
+		if (ascii != NULL) {
+			/* A table entry: a string, or one byte of a string. */
+			if (to == 1)
+				nb_putc(out, *ascii);
+			else
+				nb_put(out, ascii, strlen(ascii));
+			continue;
+		}
+		if (to >= 'A' && to <= 'Z')
+			to += 'a' - 'A';
+		nb_put_cp(out, to);
+	}
+	nb_finish(out);
+	return flags;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Decodes one backslash escape at s[0] == '\\' as bash's $'...' does.
+ * Returns the bytes consumed (0: not an escape we know) and appends the
+ * decoded code point or byte.
+ */
+static size_t
+shell_escape(const char *s, size_t n, struct norm_buf *out)
+{
+	static const char	 simple[] = "n\nt\tr\ra\ab\be\033f\fv\v";
+	uint32_t		 v = 0;
+	size_t			 i, max;
+	int			 d;
+	const char		*p;
+
+	if (n < 2)
+		return 0;
+	switch (s[1]) {
+	case 'x':
+	case 'u':
+	case 'U':
+		max = s[1] == 'x' ? 2 : s[1] == 'u' ? 4 : 8;
+		for (i = 2; i < n && i < 2 + max &&
+		    (d = hexval((unsigned char)s[i])) >= 0; i++)
+			v = (v << 4) | (uint32_t)d;
+		if (i == 2)
+			return 0;
+		if (s[1] == 'x')
+			nb_putc(out, (char)v);
+		else if (v <= CP_MAX && (v < 0xD800 || v > 0xDFFF))
+			nb_put_cp(out, v);
+		return i;
+	case '0': case '1': case '2': case '3':
+	case '4': case '5': case '6': case '7':
+		for (i = 1; i < n && i < 4 && s[i] >= '0' && s[i] <= '7'; i++)
+			v = (v << 3) | (uint32_t)(s[i] - '0');
+		nb_putc(out, (char)v);
+		return i;
+	default:
+		for (p = simple; *p != '\0'; p += 2) {
+			if (s[1] == p[0]) {
+				nb_putc(out, p[1]);
+				return 2;
+			}
+		}
+		nb_putc(out, s[1]);
+		return 2;
+	}
+}
+
+/* Length of an expansion at s[0] == '$' that is empty or blank in use. */
+static size_t
+shell_dollar(const char *s, size_t n, int *blank)
+{
+	static const char *const	 empties[] = { "$@", "$*", "$()", "${}" };
+	size_t				 i, k;
+
+	*blank = 0;
+	if (n >= 6 && memcmp(s, "${ifs", 5) == 0) {
+		/* ${IFS}, ${IFS%??} and friends: a separator. */
+		for (i = 5; i < n && s[i] != '}' && i < 16; i++)
+			;
+		if (i < n && s[i] == '}') {
+			*blank = 1;
+			return i + 1;
+		}
+	}
+	if (n >= 4 && memcmp(s, "$ifs", 4) == 0) {
+		*blank = 1;
+		return 4;
+	}
+	for (k = 0; k < sizeof empties / sizeof empties[0]; k++) {
+		i = strlen(empties[k]);
+		if (n >= i && memcmp(s, empties[k], i) == 0)
+			return i;
+	}
+	/* Positional parameters are empty in a fresh shell. */
+	if (n >= 2 && s[1] >= '1' && s[1] <= '9')
+		return 2;
+	return 0;
+}
+
+/* Pass 1: quotes, escapes, $'..', $IFS and empty expansions. */
+static void
+shell_unquote(const char *s, size_t len, struct norm_buf *out)
+{
+	size_t	i = 0, k;
+	int	blank;
+
+	while (i < len) {
+		switch (s[i]) {
+		case '\\':
+			if (i + 1 < len && s[i + 1] == '\n')
+				i += 2;		/* line continuation */
+			else if (i + 1 < len) {
+				nb_putc(out, s[i + 1]);
+				i += 2;
+			} else
+				i++;
+			continue;
+		case '\'':
+		case '"':
+			i++;
+			continue;
+		case '`':
+			/* Empty command substitution hides nothing. */
+			i += (i + 1 < len && s[i + 1] == '`') ? 2 : 1;
+			continue;
+		case '$':
+			if (i + 1 < len && s[i + 1] == '\'') {
+				/* ANSI-C quoting: decode until the close. */
+				for (i += 2; i < len && s[i] != '\''; ) {
+					if (s[i] == '\\' &&
+					    (k = shell_escape(s + i, len - i,
+					    out)) != 0)
+						i += k;
+					else
+						nb_putc(out, s[i++]);
+				}
+				i++;
+				continue;
+			}
+			if ((k = shell_dollar(s + i, len - i, &blank)) != 0) {
+				if (blank)
+					nb_putc(out, ' ');
+				i += k;
+				continue;
+			}
+			break;
+		default:
+			break;
+		}
+		nb_putc(out, s[i++]);
+	}
+}
+
+static int
+shell_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n';
+}
+
+/*
+ * Expands the first {a,b,...} of a word into words, as bash does:
+ * pre{a,b}post gives "preapost prebpost".  Returns 0 if the word has no
+ * such group or it would pass the growth bound.
+ */
+static int
+shell_brace(const char *w, size_t n, struct norm_buf *out, size_t limit)
+{
+	const char	*open, *close, *alt, *comma;
+	size_t		 pre, post, nalts = 1, need;
+	const char	*p;
+
+	if ((open = memchr(w, '{', n)) == NULL)
+		return 0;
+	for (close = open + 1; close < w + n && *close != '}'; close++) {
+		if (*close == '{')
+			return 0;
+		if (*close == ',')
+			nalts++;
+	}
+	if (close == w + n || nalts < 2 || nalts > NORMALIZE_BRACE_MAX)
+		return 0;
+	pre = (size_t)(open - w);
+	post = (size_t)(w + n - close - 1);
+	need = nalts * (pre + post + 1) + (size_t)(close - open);
+	if (out->len + need > limit)
+		return 0;
+	for (alt = open + 1, p = open + 1; p <= close; p++) {
+		if (*p != ',' && *p != '}')
+			continue;
+		comma = p;
+		if (alt != open + 1)
+			nb_putc(out, ' ');
+		nb_put(out, w, pre);
+		nb_put(out, alt, (size_t)(comma - alt));
+		nb_put(out, close + 1, post);
+		alt = p + 1;
+	}
+	return 1;
+}
+
+void
+normalize_shell(const char *in, size_t len, struct norm_buf *out)
+{
+	struct norm_buf	 tmp;
+	const char	*s, *end, *w;
+	size_t		 limit;
+	int		 nl;
+
+	memset(&tmp, 0, sizeof tmp);
+	nb_reserve(&tmp, len);
+	shell_unquote(in, len, &tmp);
+
+	/* Pass 2: words, brace expansion, one blank between words. */
+	limit = out->len + SHELL_GROWTH * len + NB_MIN_CAP;
+	nb_reserve(out, tmp.len);
+	s = tmp.data;
+	end = tmp.data + tmp.len;
+	while (s < end) {
+		if (shell_space(*s)) {
+			for (nl = 0; s < end && shell_space(*s); s++)
+				nl |= *s == '\n';
+			if (out->len > 0)
+				nb_putc(out, nl ? '\n' : ' ');
+			continue;
+		}
+		for (w = s; s < end && !shell_space(*s); s++)
+			;
+		if (!shell_brace(w, (size_t)(s - w), out, limit))
+			nb_put(out, w, (size_t)(s - w));
+	}
+	nb_finish(out);
+	normalize_buf_free(&tmp);
+}
+
+static void
+nb_swap(struct norm_buf *a, struct norm_buf *b)
+{
+	struct norm_buf	t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* Decoded bytes are kept only if they read as text. */
+static int
+decode_plausible(const unsigned char *s, size_t n)
+{
+	size_t		i, good = 0, k;
+	uint32_t	cp;
+
+	if (n < NORMALIZE_DECODED_MIN)
+		return 0;
+	for (i = 0; i < n; ) {
+		if (s[i] >= 0x20 && s[i] < 0x7F) {
+			good++;
+			i++;
+		} else if (s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
+			good++;
+			i++;
+		} else if (s[i] >= 0x80 &&
+		    (k = utf8_decode(s + i, n - i, &cp)) != 0) {
+			good += k;
+			i += k;
+		} else
+			i++;
+	}
+	return good * 100 >= n * DECODE_PRINTABLE_PCT;
+}
+
+static int
+b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/* Decodes n base64 digits (standard or URL-safe) into out. */
+static void
+decode_b64(const char *s, size_t n, struct norm_buf *out)
+{
+	uint32_t	acc = 0;
+	size_t		i;
+	int		bits = 0;
+
+	for (i = 0; i < n; i++) {
+		acc = (acc << 6) | (uint32_t)b64val((unsigned char)s[i]);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			nb_putc(out, (char)((acc >> bits) & 0xFF));
+		}
+	}
+}
+
+/* Appends a run decoded by one of the decoders if it reads as text. */
+static int
+decode_keep(struct norm_buf *out, size_t mark)
+{
+	if (decode_plausible((unsigned char *)out->data + mark,
+	    out->len - mark)) {
+		nb_putc(out, '\n');
+		return 1;
+	}
+	out->len = mark;
+	return 0;
+}
+
+static void
+decode_b64_run(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t	skip, mark;
+
+	/* The run may start mid-word: try each alignment. */
+	for (skip = 0; skip < 4 && n - skip >= NORMALIZE_B64_MIN; skip++) {
+		mark = out->len;
+		decode_b64(s + skip, (n - skip) & ~(size_t)3, out);
+		if (decode_keep(out, mark))
+			return;
+	}
+}
+
+static void
+decode_hex_run(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t	i, mark = out->len;
+
+	for (i = 0; i + 1 < n; i += 2)
+		nb_putc(out, (char)(hexval((unsigned char)s[i]) << 4 |
+		    hexval((unsigned char)s[i + 1])));
+	(void)decode_keep(out, mark);
+}
+
+/*
+ * Undoes \xHH, \NNN, \uHHHH and %HH escapes through the whole text when
+ * there are at least NORMALIZE_ESC_MIN of them.
+ */
+static void
+decode_escapes(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t	i, k, count = 0, mark;
+	int	hi, lo;
+
+	for (i = 0; i + 2 < n && count < NORMALIZE_ESC_MIN; i++) {
+		if (s[i] == '\\' && (s[i + 1] == 'x' || s[i + 1] == 'u' ||
+		    (s[i + 1] >= '0' && s[i + 1] <= '7')))
+			count++;
+		else if (s[i] == '%' && hexval((unsigned char)s[i + 1]) >= 0 &&
+		    hexval((unsigned char)s[i + 2]) >= 0)
+			count++;
+	}
+	if (count < NORMALIZE_ESC_MIN)
+		return;
+	mark = out->len;
+	for (i = 0; i < n; ) {
+		if (s[i] == '\\' && i + 1 < n && (s[i + 1] == 'x' ||
+		    s[i + 1] == 'u' || (s[i + 1] >= '0' && s[i + 1] <= '7')) &&
+		    (k = shell_escape(s + i, n - i, out)) != 0) {
+			i += k;
+			continue;
+		}
+		if (s[i] == '%' && i + 2 < n &&
+		    (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+		    (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+			nb_putc(out, (char)(hi << 4 | lo));
+			i += 3;
+			continue;
+		}
+		nb_putc(out, s[i++]);
+	}
+	if (out->len > mark)
+		nb_putc(out, '\n');
+}
+
+/* One level: escapes through the text, then every base64 or hex run. */
+static void
+decode_level(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t	i = 0, start, hex;
+	int	allhex;
+
+	decode_escapes(s, n, out);
+	while (i < n) {
+		if (b64val((unsigned char)s[i]) < 0) {
+			i++;
+			continue;
+		}
+		start = i;
+		allhex = 1;
+		for (; i < n && b64val((unsigned char)s[i]) >= 0; i++)
+			allhex &= hexval((unsigned char)s[i]) >= 0;
+		hex = i - start;
+		if (allhex && hex >= NORMALIZE_HEX_MIN && hex % 2 == 0)
+			decode_hex_run(s + start, hex, out);
+		else if (hex >= NORMALIZE_B64_MIN)
+			decode_b64_run(s + start, hex, out);
+		while (i < n && s[i] == '=')
+			i++;
+	}
+}
+
+void
+normalize_decode(const char *in, size_t len, struct norm_buf *out)
+{
+	struct norm_buf	 cur, next;
+	size_t		 level;
+
+	memset(&cur, 0, sizeof cur);
+	memset(&next, 0, sizeof next);
+	decode_level(in, len, &cur);
+	for (level = 1; level <= NORMALIZE_DECODE_LEVELS && cur.len > 0;
+	    level++) {
+		nb_put(out, cur.data, cur.len);
+		if (level == NORMALIZE_DECODE_LEVELS)
+			break;
+		/* Decode what this level found, from its own buffer. */
+		normalize_buf_reset(&next);
+		decode_level(cur.data, cur.len, &next);
+		nb_swap(&cur, &next);
+	}
+	nb_finish(out);
+	normalize_buf_free(&cur);
+	normalize_buf_free(&next);
+}

@@ -1,0 +1,234 @@
+/*
+ * Aho-Corasick prefilter (see prefilter.h).  Built once per policy: a trie
+ * of the literals, failure links by breadth-first walk, then folded into a
+ * full transition table so that a scan is one table load per byte.
+ */
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xmalloc.h"
+#include "policy/prefilter.h"
+
+#define PF_NOSTATE	UINT32_MAX
+#define PF_BYTES	256
+
+struct prefilter {
+	uint8_t		 cls[PF_BYTES];	/* byte -> class; 0: in no literal */
+	size_t		 ncls;
+	uint32_t	*delta;		/* nstates * ncls transitions */
+	uint32_t	*fail;
+	uint32_t	 nstates;
+	uint32_t	 cap;		/* states allocated */
+
+	/* Output: rule ids that end at each state, after build with
+	 * those of the failure chain merged in. */
+	uint32_t	*out_start;
+	uint32_t	*out_count;
+	unsigned	*out;
+	size_t		 nout;
+
+	/* Literals kept until build. */
+	struct pf_lit {
+		char		*s;
+		size_t		 len;
+		unsigned	 id;
+	}		*lits;
+	size_t		 nlits;
+	int		 built;
+};
+
+struct prefilter *
+prefilter_new(void)
+{
+	return xcalloc(1, sizeof(struct prefilter));
+}
+
+void
+prefilter_free(struct prefilter *pf)
+{
+	size_t	i;
+
+	if (pf == NULL)
+		return;
+	for (i = 0; i < pf->nlits; i++)
+		free(pf->lits[i].s);
+	free(pf->lits);
+	free(pf->delta);
+	free(pf->fail);
+	free(pf->out_start);
+	free(pf->out_count);
+	free(pf->out);
+	free(pf);
+}
+
+int
+prefilter_add(struct prefilter *pf, const char *s, size_t len, unsigned id)
+{
+	struct pf_lit	*l;
+	size_t		 i;
+
+	if (pf->built || len == 0)
+		return -1;
+	pf->lits = xreallocarray(pf->lits, pf->nlits + 1, sizeof *pf->lits);
+	l = &pf->lits[pf->nlits++];
+	l->s = xmalloc(len);
+	for (i = 0; i < len; i++)
+		l->s[i] = (char)tolower((unsigned char)s[i]);
+	l->len = len;
+	l->id = id;
+	return 0;
+}
+
+static uint32_t
+pf_state_new(struct prefilter *pf)
+{
+	uint32_t	st;
+	size_t		i;
+
+	if (pf->nstates == pf->cap) {
+		pf->cap = pf->cap == 0 ? 64 : pf->cap * 2;
+		pf->delta = xreallocarray(pf->delta,
+		    (size_t)pf->cap * pf->ncls, sizeof *pf->delta);
+		pf->fail = xreallocarray(pf->fail, pf->cap, sizeof *pf->fail);
+	}
+	st = pf->nstates++;
+	for (i = 0; i < pf->ncls; i++)
+		pf->delta[(size_t)st * pf->ncls + i] = PF_NOSTATE;
+	pf->fail[st] = 0;
+	return st;
+}
+
+void
+prefilter_build(struct prefilter *pf)
+{
+	uint32_t	*queue, *term_next, st, nx, f;
+	unsigned	*ends;
+	size_t		 i, j, c, head = 0, tail = 0, nends = 0, total;
+	uint32_t	 k;
+
+	if (pf->built)
+		return;
+	pf->built = 1;
+
+	/* Byte classes: one per distinct byte of the literals, both cases. */
+	pf->ncls = 1;
+	for (i = 0; i < pf->nlits; i++) {
+		for (j = 0; j < pf->lits[i].len; j++) {
+			c = (unsigned char)pf->lits[i].s[j];
+			if (pf->cls[c] == 0 && pf->ncls < PF_BYTES)
+				pf->cls[c] = (uint8_t)pf->ncls++;
+		}
+	}
+	for (c = 'A'; c <= 'Z'; c++)
+		pf->cls[c] = pf->cls[c + ('a' - 'A')];
+
+	/* Trie; term lists, per state, the literals that end there. */
+	pf_state_new(pf);
+	term_next = xcalloc(pf->nlits + 1, sizeof *term_next);
+	ends = xcalloc(pf->nlits + 1, sizeof *ends);
+	for (i = 0; i < pf->nlits; i++) {
+		st = 0;
+		for (j = 0; j < pf->lits[i].len; j++) {
+			c = pf->cls[(unsigned char)pf->lits[i].s[j]];
+			nx = pf->delta[(size_t)st * pf->ncls + c];
+			if (nx == PF_NOSTATE) {
+				if (pf->nstates >= PREFILTER_MAX_STATES)
+					break;
+				nx = pf_state_new(pf);
+				pf->delta[(size_t)st * pf->ncls + c] = nx;
+			}
+			st = nx;
+		}
+		/* A literal cut by the state bound announces its prefix. */
+		ends[nends] = (unsigned)st;
+		term_next[nends++] = pf->lits[i].id;
+	}
+
+	/* Failure links breadth-first, turning the trie into a DFA. */
+	queue = xcalloc(pf->nstates, sizeof *queue);
+	for (c = 0; c < pf->ncls; c++) {
+		nx = pf->delta[c];
+		if (nx == PF_NOSTATE)
+			pf->delta[c] = 0;
+		else {
+			pf->fail[nx] = 0;
+			queue[tail++] = nx;
+		}
+	}
+	while (head < tail) {
+		st = queue[head++];
+		f = pf->fail[st];
+		for (c = 0; c < pf->ncls; c++) {
+			nx = pf->delta[(size_t)st * pf->ncls + c];
+			if (nx == PF_NOSTATE)
+				pf->delta[(size_t)st * pf->ncls + c] =
+				    pf->delta[(size_t)f * pf->ncls + c];
+			else {
+				pf->fail[nx] = pf->delta[(size_t)f * pf->ncls +
+				    c];
+				queue[tail++] = nx;
+			}
+		}
+	}
+
+	/*
+	 * Outputs: a state reports its own literals and those of its failure
+	 * chain.  States in BFS order see their failure state done first.
+	 */
+	pf->out_start = xcalloc(pf->nstates, sizeof *pf->out_start);
+	pf->out_count = xcalloc(pf->nstates, sizeof *pf->out_count);
+	total = 0;
+	for (k = 0; k <= tail; k++) {
+		st = k == 0 ? 0 : queue[k - 1];
+		f = pf->fail[st];
+		pf->out_start[st] = (uint32_t)total;
+		for (i = 0; i < nends; i++) {
+			if (ends[i] != st)
+				continue;
+			pf->out = xreallocarray(pf->out, total + 1,
+			    sizeof *pf->out);
+			pf->out[total++] = term_next[i];
+		}
+		if (st != 0) {
+			for (i = 0; i < pf->out_count[f]; i++) {
+				pf->out = xreallocarray(pf->out, total + 1,
+				    sizeof *pf->out);
+				pf->out[total++] = pf->out[pf->out_start[f] + i];
+			}
+		}
+		pf->out_count[st] = (uint32_t)(total - pf->out_start[st]);
+	}
+	pf->nout = total;
+
+	free(queue);
+	free(term_next);
+	free(ends);
+	for (i = 0; i < pf->nlits; i++)
+		free(pf->lits[i].s);
+	free(pf->lits);
+	pf->lits = NULL;
+	pf->nlits = 0;
+}
+
+void
+prefilter_scan(const struct prefilter *pf, const char *text, size_t len,
+    unsigned char *hits)
+{
+	const unsigned char	*s = (const unsigned char *)text;
+	const uint32_t		*delta = pf->delta;
+	size_t			 ncls = pf->ncls, i;
+	uint32_t		 st = 0, k;
+
+	if (!pf->built || pf->nstates == 0)
+		return;
+	for (i = 0; i < len; i++) {
+		st = delta[(size_t)st * ncls + pf->cls[s[i]]];
+		if (pf->out_count[st] != 0) {
+			for (k = 0; k < pf->out_count[st]; k++)
+				PREFILTER_BIT_SET(hits,
+				    pf->out[pf->out_start[st] + k]);
+		}
+	}
+}

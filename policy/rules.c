@@ -1,0 +1,294 @@
+/*
+ * Rule file parser: stanzas of "key value" lines, each opened by "rule ID".
+ * Pure text handling, no regex compilation: every complete rule is handed to
+ * a callback, and any error stops the parse with "file:line: why".
+ * The format is documented in hotplex-policy(5).
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "policy/policy.h"
+
+#define RULES_WS	" \t"
+
+/* One rule being read; fixed-size fields bound every value. */
+struct rules_stanza {
+	unsigned	 line;		/* of its "rule" line; 0: none open */
+	char		 id[POLICY_MAX_ID];
+	char		 category[POLICY_MAX_CATEGORY];
+	char		 message[POLICY_MAX_MESSAGE];
+	char		 pattern[POLICY_MAX_LINE];
+	char		 allow[POLICY_MAX_ID];
+	char		 hints[POLICY_MAX_HINTS][POLICY_MAX_HINT];
+	size_t		 nhints;
+	int		 severity;	/* 0: not given */
+	unsigned	 targets;	/* 0: not given */
+};
+
+struct rules_parser {
+	const char		*name;
+	unsigned		 lineno;
+	char			*err;
+	size_t			 errlen;
+	policy_rule_cb		 cb;
+	void			*arg;
+	struct rules_stanza	 st;
+};
+
+static const struct {
+	const char	*name;
+	int		 severity;
+} rules_severities[] = {
+	{ "critical",	POLICY_SEV_CRITICAL },
+	{ "error",	POLICY_SEV_ERROR },
+	{ "warning",	POLICY_SEV_WARNING },
+	{ "notice",	POLICY_SEV_NOTICE },
+};
+
+static int rules_error(struct rules_parser *, unsigned, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+static int
+rules_error(struct rules_parser *p, unsigned line, const char *fmt, ...)
+{
+	char	why[POLICY_MAX_MESSAGE];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	if (p->err != NULL && p->errlen > 0)
+		snprintf(p->err, p->errlen, "%s:%u: %s", p->name, line, why);
+	return -1;
+}
+
+/* Copies a value into a bounded field; too long is an error. */
+static int
+rules_set(struct rules_parser *p, const char *key, char *dst, size_t dstlen,
+    const char *val)
+{
+	if (dst[0] != '\0')
+		return rules_error(p, p->lineno, "duplicate %s", key);
+	if (strlen(val) >= dstlen)
+		return rules_error(p, p->lineno, "%s longer than %zu bytes",
+		    key, dstlen - 1);
+	strcpy(dst, val);
+	return 0;
+}
+
+static int
+rules_id_valid(const char *id)
+{
+	const unsigned char	*s;
+
+	for (s = (const unsigned char *)id; *s != '\0'; s++) {
+		if (!isalnum(*s) && strchr("._-", *s) == NULL)
+			return 0;
+	}
+	return s != (const unsigned char *)id;
+}
+
+static int
+rules_targets(struct rules_parser *p, char *val)
+{
+	enum policy_target	 t;
+	char			*word, *save = NULL;
+	unsigned		 bits = 0;
+
+	if (p->st.targets != 0)
+		return rules_error(p, p->lineno, "duplicate target");
+	for (word = strtok_r(val, RULES_WS ",", &save); word != NULL;
+	    word = strtok_r(NULL, RULES_WS ",", &save)) {
+		if (strcmp(word, "any") == 0)
+			bits |= POLICY_TARGET_ANY;
+		else if (policy_target_parse(word, &t) == 0)
+			bits |= POLICY_TARGET_BIT(t);
+		else
+			return rules_error(p, p->lineno,
+			    "unknown target \"%s\"", word);
+	}
+	if (bits == 0)
+		return rules_error(p, p->lineno, "empty target");
+	p->st.targets = bits;
+	return 0;
+}
+
+static int
+rules_severity(struct rules_parser *p, const char *val)
+{
+	size_t	i;
+
+	if (p->st.severity != 0)
+		return rules_error(p, p->lineno, "duplicate severity");
+	for (i = 0; i < sizeof rules_severities / sizeof rules_severities[0];
+	    i++) {
+		if (strcmp(val, rules_severities[i].name) == 0) {
+			p->st.severity = rules_severities[i].severity;
+			return 0;
+		}
+	}
+	return rules_error(p, p->lineno, "unknown severity \"%s\"", val);
+}
+
+static int
+rules_hint(struct rules_parser *p, const char *val)
+{
+	char	*dst;
+	size_t	 i;
+
+	if (p->st.nhints == POLICY_MAX_HINTS)
+		return rules_error(p, p->lineno, "more than %d hints",
+		    POLICY_MAX_HINTS);
+	if (strlen(val) >= POLICY_MAX_HINT)
+		return rules_error(p, p->lineno, "hint longer than %d bytes",
+		    POLICY_MAX_HINT - 1);
+	/* Hints are matched without case: keep them folded. */
+	dst = p->st.hints[p->st.nhints++];
+	for (i = 0; val[i] != '\0'; i++)
+		dst[i] = (char)tolower((unsigned char)val[i]);
+	dst[i] = '\0';
+	return 0;
+}
+
+/* Hands the open stanza, if any, to the callback once it is complete. */
+static int
+rules_flush(struct rules_parser *p)
+{
+	struct rules_stanza	*st = &p->st;
+	struct policy_rule_def	 def;
+	char			 why[POLICY_MAX_MESSAGE];
+	size_t			 i;
+
+	if (st->line == 0)
+		return 0;
+	if (st->pattern[0] == '\0')
+		return rules_error(p, st->line, "rule %s has no pattern",
+		    st->id);
+	if (st->allow[0] == '\0') {
+		if (st->severity == 0)
+			return rules_error(p, st->line,
+			    "rule %s has no severity", st->id);
+		if (st->category[0] == '\0')
+			return rules_error(p, st->line,
+			    "rule %s has no category", st->id);
+		if (st->message[0] == '\0')
+			return rules_error(p, st->line,
+			    "rule %s has no message", st->id);
+	}
+
+	memset(&def, 0, sizeof def);
+	def.file = p->name;
+	def.line = st->line;
+	def.id = st->id;
+	def.category = st->category[0] != '\0' ? st->category : "allow";
+	def.message = st->message[0] != '\0' ? st->message : "allowed";
+	def.pattern = st->pattern;
+	def.allow = st->allow[0] != '\0' ? st->allow : NULL;
+	for (i = 0; i < st->nhints; i++)
+		def.hints[i] = st->hints[i];
+	def.nhints = st->nhints;
+	def.severity = st->severity;
+	def.targets = st->targets != 0 ? st->targets : POLICY_TARGET_ANY;
+
+	why[0] = '\0';
+	if (p->cb != NULL && p->cb(&def, p->arg, why, sizeof why) != 0)
+		return rules_error(p, st->line, "%s",
+		    why[0] != '\0' ? why : "rule refused");
+	memset(st, 0, sizeof *st);
+	return 0;
+}
+
+static int
+rules_line(struct rules_parser *p, char *line)
+{
+	struct rules_stanza	*st = &p->st;
+	char			*key, *val, *end;
+
+	key = line + strspn(line, RULES_WS);
+	if (*key == '\0' || *key == '#')
+		return 0;
+	val = key + strcspn(key, RULES_WS);
+	if (*val != '\0')
+		*val++ = '\0';
+	val += strspn(val, RULES_WS);
+	end = val + strlen(val);
+	while (end > val && strchr(RULES_WS, end[-1]) != NULL)
+		*--end = '\0';
+	if (*val == '\0')
+		return rules_error(p, p->lineno, "%s without a value", key);
+
+	if (strcmp(key, "rule") == 0) {
+		if (rules_flush(p) != 0)
+			return -1;
+		if (!rules_id_valid(val))
+			return rules_error(p, p->lineno,
+			    "bad rule id \"%.*s\"", POLICY_MAX_ID, val);
+		st->line = p->lineno;
+		return rules_set(p, key, st->id, sizeof st->id, val);
+	}
+	if (st->line == 0)
+		return rules_error(p, p->lineno, "%s outside a rule", key);
+
+	if (strcmp(key, "category") == 0) {
+		if (!rules_id_valid(val))
+			return rules_error(p, p->lineno, "bad category");
+		return rules_set(p, key, st->category, sizeof st->category,
+		    val);
+	}
+	if (strcmp(key, "message") == 0)
+		return rules_set(p, key, st->message, sizeof st->message, val);
+	if (strcmp(key, "pattern") == 0)
+		return rules_set(p, key, st->pattern, sizeof st->pattern, val);
+	if (strcmp(key, "allow") == 0) {
+		if (!rules_id_valid(val))
+			return rules_error(p, p->lineno, "bad rule id to allow");
+		return rules_set(p, key, st->allow, sizeof st->allow, val);
+	}
+	if (strcmp(key, "severity") == 0)
+		return rules_severity(p, val);
+	if (strcmp(key, "target") == 0)
+		return rules_targets(p, val);
+	if (strcmp(key, "hint") == 0)
+		return rules_hint(p, val);
+	return rules_error(p, p->lineno, "unknown keyword \"%.*s\"",
+	    POLICY_MAX_ID, key);
+}
+
+int
+policy_parse_rules(const char *name, const char *buf, size_t len,
+    policy_rule_cb cb, void *arg, char *err, size_t errlen)
+{
+	struct rules_parser	 p;
+	char			 line[POLICY_MAX_LINE + 1];
+	const char		*s = buf, *end = buf + len, *nl;
+	size_t			 n;
+
+	memset(&p, 0, sizeof p);
+	p.name = name;
+	p.err = err;
+	p.errlen = errlen;
+	p.cb = cb;
+	p.arg = arg;
+
+	while (s < end) {
+		p.lineno++;
+		if ((nl = memchr(s, '\n', (size_t)(end - s))) == NULL)
+			nl = end;
+		n = (size_t)(nl - s);
+		if (n > 0 && s[n - 1] == '\r')
+			n--;
+		if (n > POLICY_MAX_LINE)
+			return rules_error(&p, p.lineno,
+			    "line longer than %d bytes", POLICY_MAX_LINE);
+		if (memchr(s, '\0', n) != NULL)
+			return rules_error(&p, p.lineno, "NUL byte");
+		memcpy(line, s, n);
+		line[n] = '\0';
+		if (rules_line(&p, line) != 0)
+			return -1;
+		s = nl + 1;
+	}
+	return rules_flush(&p);
+}

@@ -1,0 +1,88 @@
+/*
+ * The sandbox around the Claude CLI child (rlimits, privilege drop,
+ * no_new_privs, Landlock, seccomp) and the worker's own confinement.
+ *
+ * Use in the worker:
+ *
+ *	pid = fork();
+ *	child:	setsid(); prctl(PR_SET_PDEATHSIG, SIGKILL); check getppid();
+ *		if (sandbox_child(&conf, err, sizeof err) == -1)
+ *			write err to the error pipe, _exit();
+ *		set up the environment, close fds above 2, execve(cli).
+ *	parent:	sandbox_worker_confine(pid, err, sizeof err);
+ *
+ * sandbox_child() does, in this order: rlimits, chdir(workdir), reading of
+ * the seccomp profile and of the Landlock paths (still privileged), the
+ * privilege drop, PR_SET_NO_NEW_PRIVS, Landlock, seccomp.  It allocates (the
+ * seccomp filter, through libseccomp): call it only in the child of a
+ * single-threaded parent, as the worker is.
+ */
+#ifndef HP_SANDBOX_H
+#define HP_SANDBOX_H
+
+#include <sys/types.h>
+#include <sys/resource.h>
+#include <stddef.h>
+
+enum sandbox_landlock {
+	SANDBOX_LANDLOCK_OFF = 0,
+	SANDBOX_LANDLOCK_BEST_EFFORT,	/* whatever the kernel has; warn */
+	SANDBOX_LANDLOCK_REQUIRED	/* fail without Landlock */
+};
+
+struct sandbox_conf {
+	const char		*workdir;	/* read/write/exec, and cwd */
+	const char		*tmpdir;	/* private TMPDIR: rw, or NULL */
+	const char		*config_dir;	/* CLAUDE_CONFIG_DIR: rw, or NULL */
+	const char *const	*rx_paths;	/* extra read/exec (the CLI's
+						   directory), NULL-terminated */
+	const char *const	*rw_paths;	/* extra read/write */
+	uid_t			 uid;		/* used if drop_privs */
+	gid_t			 gid;
+	int			 drop_privs;
+	enum sandbox_landlock	 landlock;
+	const char		*seccomp_profile; /* path; NULL = no seccomp */
+	rlim_t			 nofile;	/* 0 = leave unchanged */
+	rlim_t			 nproc;		/* per real uid, not per child */
+	rlim_t			 cpu;		/* seconds */
+	rlim_t			 fsize;		/* bytes */
+};
+
+/* Longest message sandbox_child() and friends write into err. */
+#define SANDBOX_ERR_MAX		256
+
+/*
+ * Applies the sandbox to the calling process.  Returns 0, or -1 with a
+ * message in err.  On success err is empty, or holds a warning (Landlock
+ * weaker than asked in best-effort mode) that the caller may log.
+ */
+int	sandbox_child(const struct sandbox_conf *, char *err, size_t errlen);
+
+/* Landlock ABI version of the running kernel; 0 if it has none. */
+int	sandbox_landlock_abi(void);
+
+/*
+ * Parses and compiles a seccomp profile without loading it: for a
+ * configuration check before any fork.
+ */
+int	sandbox_seccomp_check(const char *path, char *err, size_t errlen);
+
+/*
+ * Confines the worker once its CLI child (a process group leader, pid
+ * cli_pid) runs: no_new_privs and a seccomp filter that denies exec,
+ * fork, non-AF_UNIX sockets, opening files for writing, filesystem changes,
+ * identity changes, and signals to anyone but itself and the CLI's group.
+ */
+int	sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen);
+
+/*
+ * Internal to policy/sandbox.c, landlock.c and seccomp.c.
+ */
+int	landlock_prepare(const struct sandbox_conf *, int *rsfd, int *abi,
+	    char *err, size_t errlen);
+int	landlock_enforce(int rsfd, int abi, char *err, size_t errlen);
+void	*seccomp_profile_compile(const char *path, char *err, size_t errlen);
+int	seccomp_filter_load(void *filter, char *err, size_t errlen);
+void	seccomp_filter_free(void *filter);
+
+#endif

@@ -1,0 +1,501 @@
+/*
+ * Seccomp filters through libseccomp: the CLI child's, read from a profile
+ * file (policy/seccomp.profile), and the worker's own, built here.
+ *
+ * Profile syntax, one statement a line, '#' starts a comment:
+ *
+ *	default ACTION			first statement, once
+ *	SYSCALL ACTION [COND ...]	conditions of a line are ANDed,
+ *					lines for one syscall are ORed
+ *
+ *	ACTION	allow | log | kill | errno:NAME	(errno:EPERM, errno:ENOSYS...)
+ *	COND	argN==V argN!=V argN<V argN<=V argN>V argN>=V argN&MASK==V
+ *	V, MASK	numbers (C syntax) or names from seccomp_names[], joined by |
+ *
+ * Calls from another architecture than the native one kill the process,
+ * and the kernel logs every action but allow where it can (CTL_LOG).
+ */
+#include <sys/prctl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_ether.h>
+#include <linux/sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "policy/sandbox.h"
+
+#define SECCOMP_PROFILE_MAX	(64 * 1024)	/* bytes in a profile */
+#define SECCOMP_TOKENS_MAX	8		/* syscall, action, 6 conds */
+#define SECCOMP_COND_MAX	(SECCOMP_TOKENS_MAX - 2)
+#define SECCOMP_ARG_MAX		5		/* arg0..arg5 */
+#define SECCOMP_SYSNR_MAX	1024		/* highest native nr scanned */
+#define SECCOMP_LOG_API		3		/* first API level with CTL_LOG */
+#define SECCOMP_U32		0xffffffffULL
+#define SECCOMP_OPTIMIZE_TREE	2		/* SCMP_FLTATR_CTL_OPTIMIZE */
+
+#ifndef SOCK_TYPE_MASK
+#define SOCK_TYPE_MASK		0xf
+#endif
+
+static const struct {
+	const char	*name;
+	uint64_t	 value;
+} seccomp_names[] = {
+	{ "CLONE_NEWNS",	CLONE_NEWNS },
+	{ "CLONE_NEWCGROUP",	CLONE_NEWCGROUP },
+	{ "CLONE_NEWUTS",	CLONE_NEWUTS },
+	{ "CLONE_NEWIPC",	CLONE_NEWIPC },
+	{ "CLONE_NEWUSER",	CLONE_NEWUSER },
+	{ "CLONE_NEWPID",	CLONE_NEWPID },
+	{ "CLONE_NEWNET",	CLONE_NEWNET },
+	{ "CLONE_THREAD",	CLONE_THREAD },
+	{ "AF_UNIX",		AF_UNIX },
+	{ "AF_INET",		AF_INET },
+	{ "AF_INET6",		AF_INET6 },
+	{ "AF_NETLINK",		AF_NETLINK },
+	{ "AF_PACKET",		AF_PACKET },
+	{ "SOCK_TYPE_MASK",	SOCK_TYPE_MASK },
+	{ "SOCK_RAW",		SOCK_RAW },
+	{ "SOCK_PACKET",	SOCK_PACKET },
+	{ "TIOCSTI",		TIOCSTI },
+	{ "TIOCLINUX",		TIOCLINUX },
+	{ "U32",		SECCOMP_U32 },
+	{ "O_ACCMODE",		O_ACCMODE },
+	{ "O_WRONLY",		O_WRONLY },
+	{ "O_RDWR",		O_RDWR },
+	{ "O_CREAT",		O_CREAT },
+	{ "O_TRUNC",		O_TRUNC },
+};
+
+static const struct {
+	const char	*name;
+	int		 value;
+} seccomp_errnos[] = {
+	{ "EPERM",		EPERM },
+	{ "EACCES",		EACCES },
+	{ "ENOSYS",		ENOSYS },
+	{ "EINVAL",		EINVAL },
+	{ "EAFNOSUPPORT",	EAFNOSUPPORT },
+	{ "EPROTONOSUPPORT",	EPROTONOSUPPORT },
+	{ "EOPNOTSUPP",		EOPNOTSUPP },
+};
+
+static int
+seccomp_value(const char *s, uint64_t *v)
+{
+	char		 term[64], *end;
+	const char	*bar;
+	size_t		 len, i;
+
+	*v = 0;
+	for (;;) {
+		bar = strchr(s, '|');
+		len = bar != NULL ? (size_t)(bar - s) : strlen(s);
+		if (len == 0 || len >= sizeof term)
+			return -1;
+		memcpy(term, s, len);
+		term[len] = '\0';
+		errno = 0;
+		if (term[0] >= '0' && term[0] <= '9') {
+			unsigned long long n = strtoull(term, &end, 0);
+
+			if (*end != '\0' || errno != 0)
+				return -1;
+			*v |= n;
+		} else {
+			for (i = 0; i < sizeof seccomp_names /
+			    sizeof seccomp_names[0]; i++)
+				if (strcmp(term, seccomp_names[i].name) == 0)
+					break;
+			if (i == sizeof seccomp_names / sizeof seccomp_names[0])
+				return -1;
+			*v |= seccomp_names[i].value;
+		}
+		if (bar == NULL)
+			return 0;
+		s = bar + 1;
+	}
+}
+
+static int
+seccomp_action(const char *s, uint32_t *act)
+{
+	size_t	i;
+
+	if (strcmp(s, "allow") == 0)
+		*act = SCMP_ACT_ALLOW;
+	else if (strcmp(s, "log") == 0)
+		*act = SCMP_ACT_LOG;
+	else if (strcmp(s, "kill") == 0)
+		*act = SCMP_ACT_KILL_PROCESS;
+	else if (strncmp(s, "errno:", 6) == 0) {
+		for (i = 0; i < sizeof seccomp_errnos /
+		    sizeof seccomp_errnos[0]; i++)
+			if (strcmp(s + 6, seccomp_errnos[i].name) == 0)
+				break;
+		if (i == sizeof seccomp_errnos / sizeof seccomp_errnos[0])
+			return -1;
+		*act = SCMP_ACT_ERRNO(seccomp_errnos[i].value);
+	} else
+		return -1;
+	return 0;
+}
+
+/* "arg1&SOCK_TYPE_MASK==SOCK_RAW", "arg0==AF_PACKET" ... */
+static int
+seccomp_cond(const char *s, struct scmp_arg_cmp *c)
+{
+	static const struct {
+		const char		*op;
+		enum scmp_compare	 cmp;
+	} ops[] = {	/* longest first */
+		{ "==", SCMP_CMP_EQ }, { "!=", SCMP_CMP_NE },
+		{ "<=", SCMP_CMP_LE }, { ">=", SCMP_CMP_GE },
+		{ "<", SCMP_CMP_LT }, { ">", SCMP_CMP_GT },
+	};
+	char		 lhs[64];
+	const char	*p, *amp;
+	size_t		 i, len;
+	uint64_t	 mask;
+
+	if (strncmp(s, "arg", 3) != 0 || s[3] < '0' ||
+	    s[3] > '0' + SECCOMP_ARG_MAX)
+		return -1;
+	memset(c, 0, sizeof *c);
+	c->arg = (unsigned int)(s[3] - '0');
+	p = s + 4;
+	if (*p == '&') {
+		/* The mask runs to the "==". */
+		amp = strstr(p, "==");
+		if (amp == NULL || (len = (size_t)(amp - p - 1)) == 0 ||
+		    len >= sizeof lhs)
+			return -1;
+		memcpy(lhs, p + 1, len);
+		lhs[len] = '\0';
+		if (seccomp_value(lhs, &mask) == -1)
+			return -1;
+		c->op = SCMP_CMP_MASKED_EQ;
+		c->datum_a = mask;
+		return seccomp_value(amp + 2, &c->datum_b);
+	}
+	for (i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+		len = strlen(ops[i].op);
+		if (strncmp(p, ops[i].op, len) == 0) {
+			c->op = ops[i].cmp;
+			return seccomp_value(p + len, &c->datum_a);
+		}
+	}
+	return -1;
+}
+
+static int
+seccomp_read(const char *path, char *buf, size_t bufsz, char *err,
+    size_t errlen)
+{
+	size_t	len = 0;
+	ssize_t	n;
+	int	fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "seccomp: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((n = read(fd, buf + len, bufsz - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	if (n == -1 || len == bufsz - 1) {
+		snprintf(err, errlen, "seccomp: %s: %s", path,
+		    n == -1 ? strerror(errno) : "profile too large");
+		return -1;
+	}
+	buf[len] = '\0';
+	return 0;
+}
+
+/* Common attributes: kill other architectures, log non-allow actions. */
+static int
+seccomp_attrs(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	int	rc;
+
+	if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+	    SCMP_ACT_KILL_PROCESS)) != 0) {
+		snprintf(err, errlen, "seccomp: bad-arch action: %s",
+		    strerror(-rc));
+		return -1;
+	}
+	if (seccomp_api_get() >= SECCOMP_LOG_API &&
+	    (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)) != 0) {
+		snprintf(err, errlen, "seccomp: log attribute: %s",
+		    strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Parses a profile into a libseccomp filter, not loaded.  Returns NULL
+ * with a message ("path:line: what") in err.
+ */
+void *
+seccomp_profile_compile(const char *path, char *err, size_t errlen)
+{
+	static char		 buf[SECCOMP_PROFILE_MAX];
+	struct scmp_arg_cmp	 conds[SECCOMP_COND_MAX];
+	scmp_filter_ctx		 ctx = NULL;
+	char			*line, *next, *tok[SECCOMP_TOKENS_MAX + 1];
+	char			*save, *hash;
+	uint32_t		 act;
+	unsigned int		 lineno = 0, ntok, i;
+	int			 nr, rc;
+
+	if (seccomp_read(path, buf, sizeof buf, err, errlen) == -1)
+		return NULL;
+	for (line = buf; line != NULL; line = next) {
+		lineno++;
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((hash = strchr(line, '#')) != NULL)
+			*hash = '\0';
+		ntok = 0;
+		for (tok[0] = strtok_r(line, " \t\r", &save); tok[ntok] != NULL;
+		    tok[ntok] = strtok_r(NULL, " \t\r", &save))
+			if (++ntok > SECCOMP_TOKENS_MAX)
+				break;
+		if (ntok == 0)
+			continue;
+		if (ntok > SECCOMP_TOKENS_MAX) {
+			snprintf(err, errlen, "%s:%u: too many conditions",
+			    path, lineno);
+			goto fail;
+		}
+		if (ntok < 2 || seccomp_action(tok[1], &act) == -1) {
+			snprintf(err, errlen, "%s:%u: expected a syscall and "
+			    "an action", path, lineno);
+			goto fail;
+		}
+		if (strcmp(tok[0], "default") == 0) {
+			if (ctx != NULL || ntok != 2) {
+				snprintf(err, errlen, "%s:%u: \"default\" must "
+				    "come once, first", path, lineno);
+				goto fail;
+			}
+			if ((ctx = seccomp_init(act)) == NULL) {
+				snprintf(err, errlen, "seccomp: init failed");
+				return NULL;
+			}
+			if (seccomp_attrs(ctx, err, errlen) == -1)
+				goto fail;
+			continue;
+		}
+		if (ctx == NULL) {
+			snprintf(err, errlen, "%s:%u: \"default\" must come "
+			    "first", path, lineno);
+			goto fail;
+		}
+		if ((nr = seccomp_syscall_resolve_name(tok[0])) ==
+		    __NR_SCMP_ERROR) {
+			snprintf(err, errlen, "%s:%u: unknown syscall %s",
+			    path, lineno, tok[0]);
+			goto fail;
+		}
+		for (i = 2; i < ntok; i++)
+			if (seccomp_cond(tok[i], &conds[i - 2]) == -1) {
+				snprintf(err, errlen, "%s:%u: bad condition %s",
+				    path, lineno, tok[i]);
+				goto fail;
+			}
+		if ((rc = seccomp_rule_add_array(ctx, act, nr, ntok - 2,
+		    conds)) != 0) {
+			snprintf(err, errlen, "%s:%u: %s: %s", path, lineno,
+			    tok[0], rc == -EACCES ? "action is the default" :
+			    strerror(-rc));
+			goto fail;
+		}
+	}
+	if (ctx == NULL)
+		snprintf(err, errlen, "%s: no \"default\" statement", path);
+	return ctx;
+
+fail:
+	if (ctx != NULL)
+		seccomp_release(ctx);
+	return NULL;
+}
+
+int
+seccomp_filter_load(void *filter, char *err, size_t errlen)
+{
+	int	rc;
+
+	if ((rc = seccomp_load(filter)) != 0) {
+		snprintf(err, errlen, "seccomp: load: %s", strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+void
+seccomp_filter_free(void *filter)
+{
+	if (filter != NULL)
+		seccomp_release(filter);
+}
+
+int
+sandbox_seccomp_check(const char *path, char *err, size_t errlen)
+{
+	void	*f;
+
+	if ((f = seccomp_profile_compile(path, err, errlen)) == NULL)
+		return -1;
+	seccomp_filter_free(f);
+	return 0;
+}
+
+/*
+ * The worker's own filter.  It is an allow-list of every syscall the
+ * native table knows but the ones below, so that kill() can be allowed for
+ * chosen targets only; syscalls unknown to libseccomp fail with ENOSYS
+ * (what glibc expects of a kernel that lacks them), and so do signals to
+ * other targets.
+ */
+static const char *const seccomp_worker_deny[] = {
+	/* No new programs or processes (threads stay possible). */
+	"execve", "execveat", "fork", "vfork",
+	/* No new network endpoints (AF_UNIX stays, for syslog). */
+	"bind", "listen",
+	/* No filesystem changes by path. */
+	"creat", "truncate", "unlink", "unlinkat", "rename", "renameat",
+	"renameat2", "mkdir", "mkdirat", "rmdir", "link", "linkat",
+	"symlink", "symlinkat", "chmod", "fchmodat", "chown", "lchown",
+	"fchownat", "mknod", "mknodat", "utime", "utimes", "futimesat",
+	/* No identity changes. */
+	"setuid", "setgid", "setreuid", "setregid", "setresuid",
+	"setresgid", "setgroups", "setfsuid", "setfsgid", "capset",
+	/* What the CLI may not do either. */
+	"ptrace", "process_vm_readv", "process_vm_writev", "mount",
+	"umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen",
+	"fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
+	"mount_setattr", "init_module", "finit_module", "delete_module",
+	"kexec_load", "kexec_file_load", "bpf", "perf_event_open",
+	"userfaultfd", "keyctl", "add_key", "request_key", "pidfd_getfd",
+	"open_by_handle_at", "reboot", "swapon", "swapoff", "acct",
+	"settimeofday", "clock_settime", "clock_adjtime", "syslog",
+	"iopl", "ioperm", "quotactl",
+};
+
+/* Denied with ENOSYS so that glibc falls back to what we can inspect. */
+static const char *const seccomp_worker_nosys[] = {
+	"clone3", "openat2", "io_uring_setup", "io_uring_enter",
+	"io_uring_register",
+};
+
+static int
+seccomp_in(const char *name, const char *const *list, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(name, list[i]) == 0)
+			return 1;
+	return 0;
+}
+
+#define NELEM(a)	(sizeof (a) / sizeof (a)[0])
+
+static int
+seccomp_worker_rules(scmp_filter_ctx ctx, pid_t cli_pid, char *err,
+    size_t errlen)
+{
+	const uint64_t	pids[] = { (uint32_t)cli_pid, (uint32_t)-cli_pid,
+			    (uint32_t)getpid() };
+	const uint32_t	arch = seccomp_arch_native();
+	const char	*name;
+	char		*freeme;
+	size_t		 i;
+	int		 nr, rc = 0;
+
+	for (nr = 0; nr < SECCOMP_SYSNR_MAX && rc == 0; nr++) {
+		if ((freeme = seccomp_syscall_resolve_num_arch(arch, nr)) ==
+		    NULL)
+			continue;
+		name = freeme;
+		if (seccomp_in(name, seccomp_worker_nosys,
+		    NELEM(seccomp_worker_nosys)))
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr,
+			    0);
+		else if (seccomp_in(name, seccomp_worker_deny,
+		    NELEM(seccomp_worker_deny)))
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr,
+			    0);
+		else if (strcmp(name, "kill") == 0) {
+			for (i = 0; i < NELEM(pids) && rc == 0; i++)
+				rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr,
+				    1, SCMP_A0(SCMP_CMP_MASKED_EQ, SECCOMP_U32,
+				    pids[i]));
+		} else if (strcmp(name, "clone") == 0) {
+			/* Threads only. */
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+			    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD,
+			    CLONE_THREAD));
+		} else if (strcmp(name, "socket") == 0) {
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+			    SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		} else if (strcmp(name, "open") == 0 ||
+		    strcmp(name, "openat") == 0) {
+			/* Read-only opens: no O_WRONLY/O_RDWR/O_CREAT/O_TRUNC
+			 * (the flags are arg1 of open, arg2 of openat). */
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+			    SCMP_CMP(strcmp(name, "open") == 0 ? 1 : 2,
+			    SCMP_CMP_MASKED_EQ,
+			    O_ACCMODE | O_CREAT | O_TRUNC, O_RDONLY));
+		} else
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+		if (rc != 0)
+			snprintf(err, errlen, "seccomp: worker rule %s: %s",
+			    name, strerror(-rc));
+		free(freeme);
+	}
+	return rc == 0 ? 0 : -1;
+}
+
+int
+sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen)
+{
+	scmp_filter_ctx	ctx;
+	int		rc;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
+		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
+		return -1;
+	}
+	if ((ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS))) == NULL) {
+		snprintf(err, errlen, "seccomp: init failed");
+		return -1;
+	}
+	/* A binary tree: the allow-list is long and the worker busy. */
+	if (seccomp_api_get() >= SECCOMP_LOG_API)
+		(void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE,
+		    SECCOMP_OPTIMIZE_TREE);
+	if (seccomp_attrs(ctx, err, errlen) == -1 ||
+	    seccomp_worker_rules(ctx, cli_pid, err, errlen) == -1) {
+		seccomp_release(ctx);
+		return -1;
+	}
+	rc = seccomp_filter_load(ctx, err, errlen);
+	seccomp_release(ctx);
+	return rc;
+}

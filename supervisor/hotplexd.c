@@ -1,0 +1,229 @@
+/*
+ * hotplexd main: options, configuration, daemonizing, signals, the loop.
+ */
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "supervisor/hotplexd.h"
+
+#ifndef HOTPLEX_LIBEXECDIR
+#define HOTPLEX_LIBEXECDIR	"/usr/local/libexec/hotplex"
+#endif
+
+struct hotplexd hp;
+
+static struct event	*hotplexd_drain_timer;
+
+static void
+hotplexd_usage(void)
+{
+	fprintf(stderr, "usage: hotplexd [-fnv] [-c file] [-d level]\n");
+	exit(2);
+}
+
+/* hotplex-worker: from the config, else beside us, else the libexec dir. */
+static char *
+hotplexd_worker_path(const struct config *c)
+{
+	char	self[PATH_MAX], *dir, *p;
+	ssize_t	n;
+
+	if (c->worker_path != NULL)
+		return xstrdup(c->worker_path);
+	if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) > 0) {
+		self[n] = '\0';
+		dir = dirname(self);
+		xasprintf(&p, "%s/hotplex-worker", dir);
+		if (access(p, X_OK) == 0)
+			return p;
+		free(p);
+	}
+	return xstrdup(HOTPLEX_LIBEXECDIR "/hotplex-worker");
+}
+
+static void
+hotplexd_reload(void)
+{
+	struct config	*nc;
+	char		 err[CONFIG_ERR_MAX];
+
+	if ((nc = config_load(hp.conf_path, 0, err, sizeof err)) == NULL) {
+		log_warnx("reload failed, keeping the old configuration: %s",
+		    err);
+		return;
+	}
+	if (strcmp(nc->socket, hp.conf->socket) != 0)
+		log_warnx("reload: socket changes need a restart");
+	config_free(hp.conf);
+	hp.conf = nc;
+	log_setlevel(hp.conf->log_level);
+	log_info("configuration reloaded");
+	pool_refill();
+}
+
+static void
+hotplexd_drain_done(evutil_socket_t fd, short what, void *arg)
+{
+	log_info("drain timeout: stopping what is left");
+	session_shutdown();
+}
+
+void
+hotplexd_check_exit(void);
+void
+hotplexd_check_exit(void)
+{
+	if (hp.shutting_down && pool_count() == 0) {
+		log_info("all workers gone; exiting");
+		event_base_loopexit(hp.base, NULL);
+	}
+}
+
+static void
+hotplexd_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval	tv;
+
+	switch (sig) {
+	case SIGCHLD:
+		pool_reap();
+		hotplexd_check_exit();
+		break;
+	case SIGHUP:
+		hotplexd_reload();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (hp.shutting_down) {
+			session_shutdown();
+			break;
+		}
+		log_info("shutting down (drain up to %llu ms)",
+		    (unsigned long long)hp.conf->drain_timeout_ms);
+		hp.shutting_down = 1;
+		server_close();
+		pool_kill_all();	/* spares only; sessions drain */
+		if (session_count_live() == 0) {
+			session_shutdown();
+			hotplexd_check_exit();
+			break;
+		}
+		tv.tv_sec = hp.conf->drain_timeout_ms / 1000;
+		tv.tv_usec = (hp.conf->drain_timeout_ms % 1000) * 1000;
+		hotplexd_drain_timer = evtimer_new(hp.base, hotplexd_drain_done,
+		    NULL);
+		evtimer_add(hotplexd_drain_timer, &tv);
+		break;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct event	*sigs[5];
+	int		 signos[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, 0 };
+	int		 ch, check = 0, level = -1, i;
+	const char	*conf_path = CONFIG_DEFAULT_PATH;
+	int		 conf_given = 0;
+	char		 err[CONFIG_ERR_MAX];
+
+	while ((ch = getopt(argc, argv, "c:d:fnv")) != -1) {
+		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			conf_given = 1;
+			break;
+		case 'd':
+			if ((level = log_level_parse(optarg)) == -1)
+				hotplexd_usage();
+			break;
+		case 'f':
+			hp.foreground = 1;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'v':
+			printf("hotplexd %s\n", HOTPLEX_VERSION);
+			return 0;
+		default:
+			hotplexd_usage();
+		}
+	}
+	if (optind != argc)
+		hotplexd_usage();
+
+	log_init("master", 1, LOG_LVL_INFO);
+	hp.conf = config_load(conf_path, conf_given, err, sizeof err);
+	if (hp.conf == NULL) {
+		fprintf(stderr, "hotplexd: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("hotplexd: configuration %s OK\n", conf_path);
+		config_free(hp.conf);
+		return 0;
+	}
+	if (level != -1)
+		hp.conf->log_level = level;
+	hp.conf_path = xstrdup(conf_path);
+	hp.worker_path = hotplexd_worker_path(hp.conf);
+	log_setlevel(hp.conf->log_level);
+	TAILQ_INIT(&hp.clients);
+	TAILQ_INIT(&hp.sessions);
+	TAILQ_INIT(&hp.workers);
+	stats_init(&hp.ended_total);
+
+	/* Whatever our workers leave behind re-parents to us. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warn("PR_SET_CHILD_SUBREAPER");
+	signal(SIGPIPE, SIG_IGN);
+	umask(022);
+
+	if (server_listen() == -1)
+		return 1;
+	if (!hp.foreground) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		log_init("master", 0, hp.conf->log_level);
+	}
+	if ((hp.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	for (i = 0; signos[i] != 0; i++) {
+		sigs[i] = evsignal_new(hp.base, signos[i], hotplexd_signal, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	server_start();
+	pool_init();
+	log_info("hotplexd %s started, socket %s, worker %s", HOTPLEX_VERSION,
+	    hp.conf->socket, hp.worker_path);
+
+	event_base_dispatch(hp.base);
+
+	session_free_all();
+	for (i = 0; signos[i] != 0; i++)
+		event_free(sigs[i]);
+	if (hotplexd_drain_timer != NULL)
+		event_free(hotplexd_drain_timer);
+	server_close();
+	stats_clear(&hp.ended_total);
+	event_base_free(hp.base);
+	config_free(hp.conf);
+	free(hp.conf_path);
+	free(hp.worker_path);
+	log_info("exited");
+	return 0;
+}

@@ -1,0 +1,161 @@
+/*
+ * hotplexd: the master.  One libevent loop; clients on a Unix socket
+ * (server.c, server-client.c), sessions (session.c), the pre-forked worker
+ * pool (pool.c).
+ */
+#ifndef HP_HOTPLEXD_H
+#define HP_HOTPLEXD_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "common/config.h"
+#include "common/line.h"
+#include "common/proto.h"
+#include "common/stats.h"
+#include "common/util.h"
+
+#ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+struct event_base;
+struct bufferevent;
+struct msg;
+
+/* A connection on the control socket. */
+struct client {
+	TAILQ_ENTRY(client)	 entry;
+	uint64_t		 id;
+	struct bufferevent	*bev;
+	uid_t			 uid;
+	gid_t			 gid;
+	pid_t			 pid;
+	int			 admin;
+	int			 said_hello;
+	int			 closing;	/* flush, then free */
+	struct line_reader	 reader;
+};
+TAILQ_HEAD(clients, client);
+
+/* A pre-forked worker process and our end of its socketpair. */
+struct worker {
+	TAILQ_ENTRY(worker)	 entry;
+	pid_t			 pid;
+	struct bufferevent	*bev;
+	int			 ready;		/* said hello */
+	int			 dead;
+	struct session		*session;	/* NULL while spare */
+	uint64_t		 started_ms;
+};
+TAILQ_HEAD(workers, worker);
+
+/* Who is waiting for a reply from a session: (client, request id). */
+struct waiter {
+	struct client		*c;		/* NULL once the client left */
+	char			*req;		/* owned */
+};
+
+struct session {
+	TAILQ_ENTRY(session)	 entry;
+	char			*name;
+	uid_t			 uid;
+	char			*workdir;
+	enum session_state	 state;
+	char			 cli_session_id[UUID_STR_LEN + 1];
+	int			 has_conversation; /* --resume works */
+	cJSON			*options;	/* owned, from the first request */
+	struct worker		*worker;
+	pid_t			 cli_pid;
+	uint64_t		 seq;
+	uint64_t		 created_ms, active_ms;
+	struct event		*idle_timer;
+
+	/* The turn in flight or waiting for a worker. */
+	uint32_t		 turn;
+	struct waiter		 exec;
+	char			*prefix;	/* {"id":..,"session":..,"seq": */
+	size_t			 prefix_len;
+	char			*pending_prompt;	/* before the CLI is up */
+	int			 pending_slash;
+	uint64_t		 pending_timeout_ms;
+	int			 cold;		/* this turn spawned the CLI */
+	int			 resumed;
+
+	struct waiter		 open;		/* an open waiting for the probe */
+	struct waiter		 stop;		/* a stop waiting for the exit */
+	int			 stop_final;	/* stop -> ended, else dormant */
+
+	struct stats		 total;
+	struct stats		 last;
+};
+TAILQ_HEAD(sessions, session);
+
+struct hotplexd {
+	struct event_base	*base;
+	struct config		*conf;
+	char			*conf_path;
+	char			*worker_path;
+	int			 foreground;
+	int			 shutting_down;
+	struct clients		 clients;
+	struct sessions		 sessions;
+	struct workers		 workers;
+	uint64_t		 next_client_id;
+	struct stats		 ended_total;	/* stats of forgotten sessions */
+};
+extern struct hotplexd hp;
+
+/* server.c */
+int	 server_listen(void);		/* bind before daemonizing */
+void	 server_start(void);		/* accept from the loop */
+void	 server_close(void);
+
+/* server-client.c */
+void	 server_client_new(int fd);
+void	 server_client_free(struct client *);
+void	 server_client_write(struct client *, const char *, size_t);
+void	 server_client_reply(struct client *, const char *req, const char *type,
+	    cJSON *data);
+void	 server_client_error(struct client *, const char *req,
+	    const char *session, const char *code, const char *fmt, ...)
+	    __attribute__((format(printf, 5, 6)));
+void	 server_client_ok(struct client *, const char *req, cJSON *data);
+
+/* session.c */
+struct session *session_find(const char *name);
+int	 session_visible(const struct session *, const struct client *);
+void	 session_op_execute(struct client *, const char *req, const cJSON *);
+void	 session_op_open(struct client *, const char *req, const cJSON *);
+void	 session_op_interrupt(struct client *, const char *req, const cJSON *);
+void	 session_op_stop(struct client *, const char *req, const cJSON *);
+void	 session_op_reset(struct client *, const char *req, const cJSON *);
+void	 session_op_stats(struct client *, const char *req, const cJSON *);
+void	 session_op_sessions(struct client *, const char *req, const cJSON *);
+void	 session_client_gone(struct client *);
+void	 session_worker_msg(struct session *, struct worker *, struct msg *);
+void	 session_worker_gone(struct session *, struct worker *, int status);
+void	 session_worker_ready(void);
+void	 session_shutdown(void);
+int	 session_count_live(void);
+void	 session_free_all(void);
+
+/* pool.c */
+void	 pool_init(void);
+void	 pool_refill(void);
+struct worker *pool_take(void);
+void	 pool_send(struct worker *, uint16_t type, uint32_t turn,
+	    const cJSON *);
+void	 pool_reap(void);
+void	 pool_kill_all(void);
+int	 pool_count(void);
+int	 pool_spares(void);
+
+#endif

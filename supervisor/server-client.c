@@ -1,0 +1,309 @@
+/*
+ * One client connection: NDJSON requests in, replies and events out.
+ * A bad line gets an error and the connection lives on; a line over
+ * max_request_bytes gets too_large and the connection is closed.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "supervisor/hotplexd.h"
+
+#define CLIENT_ERR_MAX		512
+#define CLIENT_GROUPS_MAX	256
+
+static void	server_client_read(struct bufferevent *, void *);
+
+struct server_op {
+	const char	*name;
+	void		(*fn)(struct client *, const char *, const cJSON *);
+};
+
+static void	server_client_op_hello(struct client *, const char *,
+		    const cJSON *);
+
+static const struct server_op server_ops[] = {
+	{ "hello",	server_client_op_hello },
+	{ "execute",	session_op_execute },
+	{ "open",	session_op_open },
+	{ "interrupt",	session_op_interrupt },
+	{ "stop",	session_op_stop },
+	{ "reset",	session_op_reset },
+	{ "stats",	session_op_stats },
+	{ "sessions",	session_op_sessions },
+};
+
+/* uid 0, or a member of admin_group. */
+static int
+server_client_is_admin(uid_t uid, gid_t gid)
+{
+	struct group	*gr;
+	struct passwd	*pw;
+	gid_t		 groups[CLIENT_GROUPS_MAX];
+	int		 n = CLIENT_GROUPS_MAX, i;
+
+	if (uid == 0)
+		return 1;
+	if (hp.conf->admin_group == NULL ||
+	    (gr = getgrnam(hp.conf->admin_group)) == NULL)
+		return 0;
+	if (gid == gr->gr_gid)
+		return 1;
+	if ((pw = getpwuid(uid)) == NULL)
+		return 0;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) == -1)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (groups[i] == gr->gr_gid)
+			return 1;
+	return 0;
+}
+
+static void
+server_client_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client	*c = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		log_debug("client %llu (pid %ld) went away",
+		    (unsigned long long)c->id, (long)c->pid);
+		server_client_free(c);
+	}
+}
+
+static void
+server_client_drained(struct bufferevent *bev, void *arg)
+{
+	struct client	*c = arg;
+
+	if (c->closing)
+		server_client_free(c);
+}
+
+void
+server_client_new(int fd)
+{
+	struct client	*c;
+	struct ucred	 cred;
+	socklen_t	 len = sizeof cred;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("SO_PEERCRED");
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->id = ++hp.next_client_id;
+	c->uid = cred.uid;
+	c->gid = cred.gid;
+	c->pid = cred.pid;
+	c->admin = server_client_is_admin(c->uid, c->gid);
+	line_init(&c->reader, hp.conf->max_request_bytes);
+	c->bev = bufferevent_socket_new(hp.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("bufferevent_socket_new");
+	bufferevent_setcb(c->bev, server_client_read, server_client_drained,
+	    server_client_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&hp.clients, c, entry);
+	log_debug("client %llu: uid %ld pid %ld%s", (unsigned long long)c->id,
+	    (long)c->uid, (long)c->pid, c->admin ? " (admin)" : "");
+}
+
+void
+server_client_free(struct client *c)
+{
+	TAILQ_REMOVE(&hp.clients, c, entry);
+	session_client_gone(c);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+/* Every write goes through here: a client that does not read is cut off. */
+void
+server_client_write(struct client *c, const char *data, size_t len)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	if (c->closing)
+		return;
+	if (evbuffer_get_length(out) + len > hp.conf->client_outbuf_max) {
+		log_warnx("client %llu (pid %ld) does not read: %zu bytes "
+		    "queued, disconnecting", (unsigned long long)c->id,
+		    (long)c->pid, evbuffer_get_length(out));
+		c->closing = 1;
+		evbuffer_drain(out, evbuffer_get_length(out));
+		/* Freed from the loop, never under a caller's feet. */
+		bufferevent_disable(c->bev, EV_READ);
+		bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+		return;
+	}
+	evbuffer_add(out, data, len);
+}
+
+static void
+server_client_send(struct client *c, cJSON *o)
+{
+	char	*s;
+
+	if ((s = cJSON_PrintUnformatted(o)) == NULL)
+		fatalx("server_client_send: out of memory");
+	server_client_write(c, s, strlen(s));
+	server_client_write(c, "\n", 1);
+	cJSON_free(s);
+	cJSON_Delete(o);
+}
+
+/* {"id":req,"type":type,"data":data}; data consumed, may be NULL. */
+void
+server_client_reply(struct client *c, const char *req, const char *type,
+    cJSON *data)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	if (req != NULL)
+		cJSON_AddStringToObject(o, "id", req);
+	else
+		cJSON_AddNullToObject(o, "id");
+	cJSON_AddStringToObject(o, "type", type);
+	if (data != NULL)
+		cJSON_AddItemToObject(o, "data", data);
+	server_client_send(c, o);
+}
+
+void
+server_client_ok(struct client *c, const char *req, cJSON *data)
+{
+	server_client_reply(c, req, "ok", data);
+}
+
+void
+server_client_error(struct client *c, const char *req, const char *session,
+    const char *code, const char *fmt, ...)
+{
+	cJSON	*o = cJSON_CreateObject(), *d;
+	char	 msg[CLIENT_ERR_MAX];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (req != NULL)
+		cJSON_AddStringToObject(o, "id", req);
+	else
+		cJSON_AddNullToObject(o, "id");
+	if (session != NULL)
+		cJSON_AddStringToObject(o, "session", session);
+	cJSON_AddStringToObject(o, "type", "error");
+	d = cJSON_AddObjectToObject(o, "data");
+	cJSON_AddStringToObject(d, "code", code);
+	cJSON_AddStringToObject(d, "message", msg);
+	server_client_send(c, o);
+}
+
+static void
+server_client_op_hello(struct client *c, const char *req, const cJSON *r)
+{
+	const cJSON	*proto = cJSON_GetObjectItemCaseSensitive(r, "proto");
+	cJSON		*o;
+
+	if (proto != NULL && (!cJSON_IsNumber(proto) ||
+	    proto->valueint != PROTO_VERSION)) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "protocol version %d not supported (this server speaks %d)",
+		    cJSON_IsNumber(proto) ? proto->valueint : -1, PROTO_VERSION);
+		return;
+	}
+	c->said_hello = 1;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", req);
+	cJSON_AddStringToObject(o, "type", "hello");
+	cJSON_AddNumberToObject(o, "proto", PROTO_VERSION);
+	cJSON_AddStringToObject(o, "server", PROTO_SERVER);
+	cJSON_AddNumberToObject(o, "uid", c->uid);
+	cJSON_AddBoolToObject(o, "admin", c->admin);
+	server_client_send(c, o);
+}
+
+static void
+server_client_dispatch(struct client *c, const char *line, size_t len)
+{
+	cJSON		*r;
+	const cJSON	*op, *id;
+	const char	*req = NULL;
+	size_t		 i;
+
+	if ((r = cJSON_ParseWithLength(line, len)) == NULL ||
+	    !cJSON_IsObject(r)) {
+		server_client_error(c, NULL, NULL, ERR_BAD_REQUEST,
+		    "request is not a JSON object");
+		cJSON_Delete(r);
+		return;
+	}
+	id = cJSON_GetObjectItemCaseSensitive(r, "id");
+	if (cJSON_IsString(id) && strlen(id->valuestring) <= PROTO_ID_MAX)
+		req = id->valuestring;
+	else {
+		server_client_error(c, NULL, NULL, ERR_BAD_REQUEST,
+		    "\"id\" must be a string of at most %d bytes", PROTO_ID_MAX);
+		goto out;
+	}
+	op = cJSON_GetObjectItemCaseSensitive(r, "op");
+	if (!cJSON_IsString(op)) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "\"op\" must be a string");
+		goto out;
+	}
+	for (i = 0; i < sizeof server_ops / sizeof server_ops[0]; i++) {
+		if (strcmp(server_ops[i].name, op->valuestring) == 0) {
+			server_ops[i].fn(c, req, r);
+			goto out;
+		}
+	}
+	server_client_error(c, req, NULL, ERR_UNKNOWN_OP, "unknown op \"%.64s\"",
+	    op->valuestring);
+out:
+	cJSON_Delete(r);
+}
+
+static void
+server_client_read(struct bufferevent *bev, void *arg)
+{
+	struct client	*c = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	char		*line;
+	size_t		 len;
+	enum line_status st;
+
+	while (!c->closing) {
+		st = line_next(&c->reader, in, &line, &len);
+		if (st == LINE_NONE)
+			break;
+		if (st == LINE_OVERFLOW || st == LINE_DROPPED) {
+			server_client_error(c, NULL, NULL, ERR_TOO_LARGE,
+			    "request longer than %zu bytes",
+			    hp.conf->max_request_bytes);
+			c->closing = 1;
+			bufferevent_disable(bev, EV_READ);
+			bufferevent_trigger(bev, EV_WRITE,
+			    BEV_TRIG_DEFER_CALLBACKS);
+			break;
+		}
+		if (len > 0)
+			server_client_dispatch(c, line, len);
+		free(line);
+	}
+}

@@ -1,0 +1,147 @@
+/*
+ * The control socket: created 0660 (group socket_group) in a directory
+ * only we can write, accepted from the loop.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "supervisor/hotplexd.h"
+
+#define SERVER_BACKLOG		128
+#define SERVER_SOCKET_MODE	0660
+#define SERVER_DIR_MODE		0755
+
+static int		 server_fd = -1;
+static struct event	*server_ev;
+
+static void
+server_accept(evutil_socket_t fd, short what, void *arg)
+{
+	int	c;
+
+	for (;;) {
+		c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c == -1) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept");
+			return;
+		}
+		if (hp.shutting_down) {
+			close(c);
+			continue;
+		}
+		server_client_new(c);
+	}
+}
+
+/* A socket file nobody answers on is stale: remove it. */
+static int
+server_stale(const struct sockaddr_un *sun)
+{
+	int	fd, r;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	r = connect(fd, (const struct sockaddr *)sun, sizeof *sun);
+	close(fd);
+	return r == -1 && errno == ECONNREFUSED;
+}
+
+int
+server_listen(void)
+{
+	struct sockaddr_un	 sun;
+	const char		*path = hp.conf->socket;
+	char			 dir[PATH_MAX];
+	struct group		*gr = NULL;
+	mode_t			 old;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		log_warnx("socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	snprintf(dir, sizeof dir, "%s", path);
+	if (util_mkdirs(dirname(dir), SERVER_DIR_MODE) == -1) {
+		log_warn("mkdir for %s", path);
+		return -1;
+	}
+	if (hp.conf->socket_group != NULL &&
+	    (gr = getgrnam(hp.conf->socket_group)) == NULL) {
+		log_warnx("socket_group %s: no such group",
+		    hp.conf->socket_group);
+		return -1;
+	}
+	if (access(path, F_OK) == 0) {
+		if (!server_stale(&sun)) {
+			log_warnx("%s: a server is already listening", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	server_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (server_fd == -1) {
+		log_warn("socket");
+		return -1;
+	}
+	old = umask(0117);
+	if (bind(server_fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		umask(old);
+		log_warn("bind %s", path);
+		close(server_fd);
+		server_fd = -1;
+		return -1;
+	}
+	umask(old);
+	if (chmod(path, SERVER_SOCKET_MODE) == -1 ||
+	    (gr != NULL && chown(path, (uid_t)-1, gr->gr_gid) == -1))
+		log_warn("setting the mode of %s", path);
+	if (listen(server_fd, SERVER_BACKLOG) == -1) {
+		log_warn("listen");
+		close(server_fd);
+		server_fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+void
+server_start(void)
+{
+	server_ev = event_new(hp.base, server_fd, EV_READ | EV_PERSIST,
+	    server_accept, NULL);
+	event_add(server_ev, NULL);
+}
+
+void
+server_close(void)
+{
+	if (server_ev != NULL) {
+		event_free(server_ev);
+		server_ev = NULL;
+	}
+	if (server_fd != -1) {
+		close(server_fd);
+		server_fd = -1;
+		unlink(hp.conf->socket);
+	}
+}

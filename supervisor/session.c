@@ -1,0 +1,947 @@
+/*
+ * Sessions: the table, the ops on it, and the relay of a worker's events
+ * to the client whose turn it is.  Every execute ends with exactly one
+ * terminal line (done or error), whatever dies on the way.
+ */
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/xmalloc.h"
+#include "supervisor/hotplexd.h"
+
+#define SESSION_SEQ_MAX		24	/* digits of a seq and its comma */
+#define SESSION_PROMPT_MAX	(16U * 1024 * 1024)
+
+void	hotplexd_check_exit(void);
+
+static void	session_turn_begin(struct session *);
+static void	session_assign(struct session *);
+static void	session_idle_arm(struct session *);
+
+/* --- helpers ------------------------------------------------------------ */
+
+static const char *
+session_jstr(const cJSON *o, const char *k)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void
+session_waiter_set(struct waiter *w, struct client *c, const char *req)
+{
+	free(w->req);
+	w->c = c;
+	w->req = xstrdup(req);
+}
+
+static void
+session_waiter_clear(struct waiter *w)
+{
+	free(w->req);
+	w->req = NULL;
+	w->c = NULL;
+}
+
+static int
+session_waiting(const struct waiter *w)
+{
+	return w->req != NULL;
+}
+
+struct session *
+session_find(const char *name)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry)
+		if (strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+/* Others' sessions do not exist for a non-admin (no existence oracle). */
+int
+session_visible(const struct session *s, const struct client *c)
+{
+	return c->admin || s->uid == c->uid;
+}
+
+int
+session_count_live(void)
+{
+	struct session	*s;
+	int		 n = 0;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry)
+		if (session_waiting(&s->exec))
+			n++;
+	return n;
+}
+
+static int
+session_count_active(uid_t uid, int any)
+{
+	struct session	*s;
+	int		 n = 0;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry)
+		if (s->state != SESSION_ENDED && (any || s->uid == uid))
+			n++;
+	return n;
+}
+
+static struct session *
+session_new(const char *name, uid_t uid, const char *workdir,
+    const cJSON *options)
+{
+	struct session	*s = xcalloc(1, sizeof *s);
+
+	s->name = xstrdup(name);
+	s->uid = uid;
+	s->workdir = xstrdup(workdir);
+	s->state = SESSION_DORMANT;
+	util_uuid(s->cli_session_id);
+	s->options = options != NULL ? cJSON_Duplicate(options, 1) :
+	    cJSON_CreateObject();
+	s->created_ms = s->active_ms = util_now_ms();
+	s->idle_timer = evtimer_new(hp.base, NULL, NULL);
+	stats_init(&s->total);
+	stats_init(&s->last);
+	TAILQ_INSERT_TAIL(&hp.sessions, s, entry);
+	log_info("session %s created by uid %ld in %s (cli session %s)", name,
+	    (long)uid, workdir, s->cli_session_id);
+	return s;
+}
+
+static void
+session_free(struct session *s)
+{
+	TAILQ_REMOVE(&hp.sessions, s, entry);
+	if (s->worker != NULL)
+		s->worker->session = NULL;
+	event_free(s->idle_timer);
+	session_waiter_clear(&s->exec);
+	session_waiter_clear(&s->open);
+	session_waiter_clear(&s->stop);
+	free(s->prefix);
+	free(s->pending_prompt);
+	cJSON_Delete(s->options);
+	stats_clear(&s->total);
+	stats_clear(&s->last);
+	free(s->name);
+	free(s->workdir);
+	free(s);
+}
+
+/* Keeps at most max_ended_sessions ended sessions; the oldest go first. */
+static void
+session_trim_ended(void)
+{
+	struct session	*s, *t;
+	int		 n = 0;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry)
+		if (s->state == SESSION_ENDED)
+			n++;
+	TAILQ_FOREACH_SAFE(s, &hp.sessions, entry, t) {
+		if (n <= hp.conf->max_ended_sessions)
+			break;
+		if (s->state != SESSION_ENDED)
+			continue;
+		stats_add(&hp.ended_total, &s->total);
+		session_free(s);
+		n--;
+	}
+}
+
+/* SessionStats of DESIGN.md section 5, with last_turn. */
+static cJSON *
+session_stats_json(const struct session *s)
+{
+	cJSON	*j = stats_to_json(&s->total);
+
+	cJSON_AddStringToObject(j, "session", s->name);
+	cJSON_AddStringToObject(j, "cli_session_id", s->cli_session_id);
+	cJSON_AddStringToObject(j, "state", proto_state_name(s->state));
+	cJSON_AddItemToObject(j, "last_turn", stats_to_json(&s->last));
+	return j;
+}
+
+/* --- events to the turn's client ------------------------------------------ */
+
+/* tail is an object's text after its '{': `"type":..,"data":{..}}`. */
+static void
+session_emit_tail(struct session *s, const char *tail, size_t len)
+{
+	char	num[SESSION_SEQ_MAX];
+	int	n;
+
+	s->seq++;
+	if (s->exec.c == NULL || s->prefix == NULL)
+		return;
+	n = snprintf(num, sizeof num, "%llu,", (unsigned long long)s->seq);
+	server_client_write(s->exec.c, s->prefix, s->prefix_len);
+	server_client_write(s->exec.c, num, (size_t)n);
+	server_client_write(s->exec.c, tail, len);
+	server_client_write(s->exec.c, "\n", 1);
+}
+
+/* Emits {type, data}; data consumed. */
+static void
+session_emit(struct session *s, const char *type, cJSON *data)
+{
+	cJSON	*o = cJSON_CreateObject();
+	char	*t;
+
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddItemToObject(o, "data", data);
+	if ((t = cJSON_PrintUnformatted(o)) == NULL)
+		fatalx("session_emit: out of memory");
+	session_emit_tail(s, t + 1, strlen(t + 1));
+	cJSON_free(t);
+	cJSON_Delete(o);
+}
+
+static void
+session_turn_close(struct session *s)
+{
+	session_waiter_clear(&s->exec);
+	free(s->prefix);
+	s->prefix = NULL;
+	free(s->pending_prompt);
+	s->pending_prompt = NULL;
+	if (s->state == SESSION_BUSY)
+		s->state = s->worker != NULL ? SESSION_READY : SESSION_DORMANT;
+	s->active_ms = util_now_ms();
+	if (hp.shutting_down && s->worker != NULL && s->state == SESSION_READY) {
+		s->state = SESSION_STOPPING;
+		pool_send(s->worker, MSG_STOP, s->turn, NULL);
+	} else
+		session_idle_arm(s);
+}
+
+/* The one terminal error line of a turn. */
+static void
+session_turn_fail(struct session *s, const char *code, const char *message)
+{
+	cJSON	*d;
+
+	if (!session_waiting(&s->exec))
+		return;
+	log_info("session %s turn %u: %s: %s", s->name, s->turn, code, message);
+	s->total.errors++;
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "code", code);
+	cJSON_AddStringToObject(d, "message", message);
+	session_emit(s, "error", d);
+	session_turn_close(s);
+}
+
+/* --- workers ------------------------------------------------------------ */
+
+static cJSON *
+session_open_msg(struct session *s, int probe)
+{
+	cJSON	*o = cJSON_CreateObject(), *a;
+	size_t	 i;
+
+	cJSON_AddStringToObject(o, "session", s->name);
+	cJSON_AddStringToObject(o, "workdir", s->workdir);
+	cJSON_AddStringToObject(o, "workdir_root", hp.conf->workdir_root);
+	cJSON_AddStringToObject(o, "cli_session_id", s->cli_session_id);
+	cJSON_AddBoolToObject(o, "resume", s->has_conversation);
+	cJSON_AddStringToObject(o, "cli_path", hp.conf->cli_path);
+	a = cJSON_AddArrayToObject(o, "cli_args");
+	for (i = 0; i < hp.conf->cli_args.n; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(hp.conf->cli_args.v[i]));
+	a = cJSON_AddArrayToObject(o, "cli_env");
+	for (i = 0; i < hp.conf->cli_env.n; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(hp.conf->cli_env.v[i]));
+	cJSON_AddItemToObject(o, "options", cJSON_Duplicate(s->options, 1));
+	cJSON_AddNumberToObject(o, "kill_grace_ms", (double)hp.conf->kill_grace_ms);
+	cJSON_AddNumberToObject(o, "cli_line_max", (double)hp.conf->cli_line_max);
+	cJSON_AddNumberToObject(o, "stderr_tail_bytes",
+	    (double)hp.conf->stderr_tail_bytes);
+	cJSON_AddBoolToObject(o, "probe", probe);
+	return o;
+}
+
+/* Gives the session a spare worker, or leaves it waiting for one. */
+static void
+session_assign(struct session *s)
+{
+	struct worker	*wk;
+	cJSON		*o;
+
+	s->state = SESSION_STARTING;
+	if ((wk = pool_take()) == NULL)
+		return;		/* session_worker_ready() comes back */
+	wk->session = s;
+	s->worker = wk;
+	s->cold = 1;
+	s->resumed = s->has_conversation;
+	o = session_open_msg(s, session_waiting(&s->open));
+	pool_send(wk, MSG_OPEN, s->turn, o);
+	cJSON_Delete(o);
+	pool_refill();
+}
+
+/* A spare became ready: hand it to the longest-waiting session. */
+void
+session_worker_ready(void)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		if (s->state == SESSION_STARTING && s->worker == NULL) {
+			session_assign(s);
+			if (s->worker != NULL)
+				return;
+		}
+	}
+}
+
+static void
+session_turn_begin(struct session *s)
+{
+	cJSON		*d, *t;
+	const cJSON	*timeout;
+	uint64_t	 ms = s->pending_timeout_ms;
+
+	d = cJSON_CreateObject();
+	cJSON_AddBoolToObject(d, "cold", s->cold);
+	cJSON_AddBoolToObject(d, "resumed", s->cold && s->resumed);
+	cJSON_AddStringToObject(d, "cli_session_id", s->cli_session_id);
+	cJSON_AddNumberToObject(d, "worker_pid", s->worker->pid);
+	cJSON_AddNumberToObject(d, "pgid", s->cli_pid);
+	cJSON_AddNumberToObject(d, "cli_pid", s->cli_pid);
+	session_emit(s, "session_start", d);
+	s->cold = 0;
+
+	timeout = cJSON_GetObjectItemCaseSensitive(s->options, "timeout_ms");
+	if (ms == 0 && cJSON_IsNumber(timeout) && timeout->valuedouble > 0)
+		ms = (uint64_t)timeout->valuedouble;
+	if (ms == 0)
+		ms = hp.conf->turn_timeout_ms;
+	t = cJSON_CreateObject();
+	cJSON_AddStringToObject(t, "prompt", s->pending_prompt);
+	cJSON_AddBoolToObject(t, "slash_commands", s->pending_slash);
+	cJSON_AddNumberToObject(t, "timeout_ms", (double)ms);
+	pool_send(s->worker, MSG_TURN, s->turn, t);
+	cJSON_Delete(t);
+	free(s->pending_prompt);
+	s->pending_prompt = NULL;
+	s->state = SESSION_BUSY;
+	event_del(s->idle_timer);
+}
+
+static void
+session_turn_end(struct session *s, const cJSON *j)
+{
+	const cJSON	*done = cJSON_GetObjectItemCaseSensitive(j, "done");
+	const cJSON	*err = cJSON_GetObjectItemCaseSensitive(j, "error");
+	const cJSON	*st = cJSON_GetObjectItemCaseSensitive(j, "stats");
+	struct stats	 turn;
+	cJSON		*d;
+
+	stats_init(&turn);
+	if (st == NULL || stats_from_json(&turn, st) == -1)
+		log_warnx("session %s: turn without valid stats", s->name);
+	turn.turns = 1;
+	if (err != NULL && turn.errors == 0)
+		turn.errors = 1;
+	stats_add(&s->total, &turn);
+	stats_clear(&s->last);
+	stats_copy(&s->last, &turn);
+	stats_clear(&turn);
+	if (!session_waiting(&s->exec))
+		return;
+	session_emit(s, "session_stats", session_stats_json(s));
+	if (cJSON_IsObject(done)) {
+		d = cJSON_Duplicate(done, 1);
+		cJSON_AddItemToObject(d, "stats", stats_to_json(&s->last));
+		session_emit(s, "done", d);
+		session_turn_close(s);
+	} else if (cJSON_IsObject(err)) {
+		d = cJSON_Duplicate(err, 1);
+		session_emit(s, "error", d);
+		session_turn_close(s);
+	} else
+		session_turn_fail(s, ERR_INTERNAL, "worker sent a bad turn end");
+}
+
+void
+session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
+{
+	cJSON		*j = NULL;
+	const char	*v;
+	const cJSON	*n;
+
+	if (m->hdr.type == MSG_EVENT) {
+		if (m->hdr.turn == s->turn && s->state == SESSION_BUSY)
+			session_emit_tail(s, m->data, m->hdr.len);
+		return;
+	}
+	if ((j = msg_json(m)) == NULL) {
+		log_warnx("session %s: malformed %s from worker %ld", s->name,
+		    msg_type_name(m->hdr.type), (long)wk->pid);
+		kill(wk->pid, SIGKILL);
+		return;
+	}
+	switch (m->hdr.type) {
+	case MSG_OPENED:
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "probe"))) {
+			if (session_waiting(&s->open)) {
+				if (s->open.c != NULL)
+					server_client_ok(s->open.c, s->open.req,
+					    NULL);
+				session_waiter_clear(&s->open);
+			}
+			break;
+		}
+		n = cJSON_GetObjectItemCaseSensitive(j, "cli_pid");
+		s->cli_pid = cJSON_IsNumber(n) ? (pid_t)n->valueint : 0;
+		if (s->state != SESSION_STARTING)
+			break;
+		s->state = SESSION_READY;
+		if (s->pending_prompt != NULL && session_waiting(&s->exec))
+			session_turn_begin(s);
+		else
+			session_idle_arm(s);
+		break;
+	case MSG_OPEN_FAILED:
+		v = session_jstr(j, "code");
+		wk->session = NULL;	/* it stays a spare */
+		s->worker = NULL;
+		s->state = SESSION_DORMANT;
+		if (session_waiting(&s->open)) {
+			if (s->open.c != NULL)
+				server_client_error(s->open.c, s->open.req,
+				    s->name, v != NULL ? v : ERR_SPAWN_FAILED,
+				    "%s", session_jstr(j, "message") ?
+				    session_jstr(j, "message") : "open failed");
+			session_waiter_clear(&s->open);
+		}
+		session_turn_fail(s, v != NULL ? v : ERR_SPAWN_FAILED,
+		    session_jstr(j, "message") ? session_jstr(j, "message") :
+		    "open failed");
+		/* A session that never ran leaves no trace. */
+		if (s->total.turns == 0 && !s->has_conversation)
+			session_free(s);
+		session_worker_ready();
+		break;
+	case MSG_TURN_END:
+		if (m->hdr.turn == s->turn)
+			session_turn_end(s, j);
+		break;
+	case MSG_CLI_SESSION:
+		if ((v = session_jstr(j, "cli_session_id")) != NULL &&
+		    strlen(v) <= UUID_STR_LEN) {
+			if (strcmp(v, s->cli_session_id) != 0)
+				log_info("session %s: CLI session id now %s",
+				    s->name, v);
+			snprintf(s->cli_session_id, sizeof s->cli_session_id,
+			    "%s", v);
+			s->has_conversation = 1;
+		}
+		break;
+	case MSG_CLI_EXIT:
+		log_info("session %s: CLI %ld exited (status %d, signal %d)",
+		    s->name, (long)s->cli_pid,
+		    cJSON_GetObjectItemCaseSensitive(j, "status") ?
+		    cJSON_GetObjectItemCaseSensitive(j, "status")->valueint : -1,
+		    cJSON_GetObjectItemCaseSensitive(j, "signal") ?
+		    cJSON_GetObjectItemCaseSensitive(j, "signal")->valueint : 0);
+		s->cli_pid = 0;
+		break;
+	default:
+		log_warnx("session %s: unexpected %s from worker %ld", s->name,
+		    msg_type_name(m->hdr.type), (long)wk->pid);
+		kill(wk->pid, SIGKILL);
+		break;
+	}
+	cJSON_Delete(j);
+}
+
+/* The worker is gone (EOF on its socket, or reaped). */
+void
+session_worker_gone(struct session *s, struct worker *wk, int status)
+{
+	char	why[128];
+
+	if (s->worker != wk)
+		return;
+	if (status == -1)
+		snprintf(why, sizeof why, "worker %ld closed its channel",
+		    (long)wk->pid);
+	else if (WIFSIGNALED(status))
+		snprintf(why, sizeof why, "worker %ld killed by signal %d",
+		    (long)wk->pid, WTERMSIG(status));
+	else
+		snprintf(why, sizeof why, "worker %ld exited with status %d",
+		    (long)wk->pid, WEXITSTATUS(status));
+	/* Its CLI's group must not outlive it. */
+	if (s->cli_pid > 0)
+		kill(-s->cli_pid, SIGKILL);
+	s->cli_pid = 0;
+	s->worker = NULL;
+	wk->session = NULL;
+	kill(wk->pid, SIGKILL);
+	if (session_waiting(&s->open)) {
+		if (s->open.c != NULL)
+			server_client_error(s->open.c, s->open.req, s->name,
+			    ERR_WORKER_EXITED, "%s", why);
+		session_waiter_clear(&s->open);
+	}
+	if (s->state == SESSION_BUSY || (s->state == SESSION_STARTING &&
+	    session_waiting(&s->exec))) {
+		s->state = SESSION_DORMANT;
+		session_turn_fail(s, hp.shutting_down ? ERR_SHUTTING_DOWN :
+		    ERR_WORKER_EXITED, why);
+	}
+	if (s->stop_final)
+		s->state = SESSION_ENDED;
+	else
+		s->state = SESSION_DORMANT;
+	if (session_waiting(&s->stop)) {
+		if (s->stop.c != NULL)
+			server_client_ok(s->stop.c, s->stop.req, NULL);
+		session_waiter_clear(&s->stop);
+	}
+	log_info("session %s %s: %s", s->name, proto_state_name(s->state), why);
+	/* A turn queued behind a reset or an idle stop starts now. */
+	if (s->state == SESSION_DORMANT && session_waiting(&s->exec) &&
+	    s->pending_prompt != NULL && !hp.shutting_down)
+		session_assign(s);
+	if (s->state == SESSION_ENDED)
+		session_trim_ended();
+}
+
+static void
+session_idle_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct session	*s = arg;
+
+	if (s->state != SESSION_READY || s->worker == NULL)
+		return;
+	log_info("session %s idle for %llu ms: stopping its CLI", s->name,
+	    (unsigned long long)hp.conf->idle_timeout_ms);
+	s->state = SESSION_STOPPING;
+	s->stop_final = 0;
+	pool_send(s->worker, MSG_STOP, s->turn, NULL);
+}
+
+static void
+session_idle_arm(struct session *s)
+{
+	struct timeval	tv;
+
+	if (hp.conf->idle_timeout_ms == 0 || s->state != SESSION_READY)
+		return;
+	tv.tv_sec = hp.conf->idle_timeout_ms / 1000;
+	tv.tv_usec = (hp.conf->idle_timeout_ms % 1000) * 1000;
+	event_assign(s->idle_timer, hp.base, -1, 0, session_idle_fire, s);
+	evtimer_add(s->idle_timer, &tv);
+}
+
+/* --- ops ------------------------------------------------------------------ */
+
+/* Looks a session up for an op; replies not_found itself. */
+static struct session *
+session_lookup(struct client *c, const char *req, const cJSON *r)
+{
+	const char	*name = session_jstr(r, "session");
+	struct session	*s;
+
+	if (name == NULL || !proto_valid_session(name)) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "\"session\" must be 1 to %d bytes of [A-Za-z0-9._:@-]",
+		    PROTO_SESSION_MAX);
+		return NULL;
+	}
+	if ((s = session_find(name)) == NULL || !session_visible(s, c)) {
+		server_client_error(c, req, name, ERR_NOT_FOUND,
+		    "no session \"%s\"", name);
+		return NULL;
+	}
+	return s;
+}
+
+/* Validates options and workdir; creates the session if new. */
+static struct session *
+session_prepare(struct client *c, const char *req, const cJSON *r)
+{
+	const char	*name = session_jstr(r, "session");
+	const cJSON	*wd = cJSON_GetObjectItemCaseSensitive(r, "workdir");
+	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
+	struct session	*s;
+	char		*def = NULL;
+	const char	*workdir;
+
+	if (name == NULL || !proto_valid_session(name)) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "\"session\" must be 1 to %d bytes of [A-Za-z0-9._:@-]",
+		    PROTO_SESSION_MAX);
+		return NULL;
+	}
+	if (wd != NULL && !cJSON_IsString(wd)) {
+		server_client_error(c, req, name, ERR_BAD_REQUEST,
+		    "\"workdir\" must be a string");
+		return NULL;
+	}
+	if (opt != NULL && !cJSON_IsObject(opt)) {
+		server_client_error(c, req, name, ERR_BAD_REQUEST,
+		    "\"options\" must be an object");
+		return NULL;
+	}
+	if (hp.shutting_down) {
+		server_client_error(c, req, name, ERR_SHUTTING_DOWN,
+		    "the server is shutting down");
+		return NULL;
+	}
+	if ((s = session_find(name)) != NULL) {
+		if (!session_visible(s, c)) {
+			server_client_error(c, req, name, ERR_NOT_FOUND,
+			    "no session \"%s\"", name);
+			return NULL;
+		}
+		if (cJSON_IsString(wd) && strcmp(wd->valuestring, s->workdir) != 0) {
+			server_client_error(c, req, name, ERR_BAD_REQUEST,
+			    "session \"%s\" runs in %s", name, s->workdir);
+			return NULL;
+		}
+		return s;
+	}
+	if (session_count_active(0, 1) >= hp.conf->max_sessions) {
+		server_client_error(c, req, name, ERR_CAPACITY,
+		    "max_sessions (%d) reached", hp.conf->max_sessions);
+		return NULL;
+	}
+	if (hp.conf->max_sessions_per_uid > 0 && !c->admin &&
+	    session_count_active(c->uid, 0) >= hp.conf->max_sessions_per_uid) {
+		server_client_error(c, req, name, ERR_CAPACITY,
+		    "max_sessions_per_uid (%d) reached for uid %ld",
+		    hp.conf->max_sessions_per_uid, (long)c->uid);
+		return NULL;
+	}
+	if (cJSON_IsString(wd))
+		workdir = wd->valuestring;
+	else {
+		xasprintf(&def, "%s/%s", hp.conf->workdir_root, name);
+		workdir = def;
+	}
+	if (workdir[0] != '/') {
+		server_client_error(c, req, name, ERR_WORKDIR_DENIED,
+		    "workdir must be an absolute path");
+		free(def);
+		return NULL;
+	}
+	s = session_new(name, c->uid, workdir, opt);
+	free(def);
+	return s;
+}
+
+static int
+session_busy(struct session *s)
+{
+	return session_waiting(&s->exec) || s->state == SESSION_BUSY ||
+	    (s->state == SESSION_STOPPING && s->stop_final);
+}
+
+void
+session_op_execute(struct client *c, const char *req, const cJSON *r)
+{
+	const char	*prompt = session_jstr(r, "prompt");
+	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
+	const cJSON	*v;
+	struct session	*s;
+	cJSON		*pre;
+	char		*ps;
+
+	if (prompt == NULL || *prompt == '\0' ||
+	    strlen(prompt) > SESSION_PROMPT_MAX) {
+		server_client_error(c, req, session_jstr(r, "session"),
+		    ERR_BAD_REQUEST, "\"prompt\" must be a non-empty string");
+		return;
+	}
+	if ((s = session_prepare(c, req, r)) == NULL)
+		return;
+	if (session_busy(s)) {
+		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
+		    "session \"%s\" is running a turn", s->name);
+		return;
+	}
+	s->turn++;
+	session_waiter_set(&s->exec, c, req);
+	pre = cJSON_CreateObject();
+	cJSON_AddStringToObject(pre, "id", req);
+	cJSON_AddStringToObject(pre, "session", s->name);
+	ps = cJSON_PrintUnformatted(pre);
+	cJSON_Delete(pre);
+	/* {"id":"r","session":"s"} -> {"id":"r","session":"s","seq": */
+	ps[strlen(ps) - 1] = '\0';
+	free(s->prefix);
+	s->prefix_len = (size_t)xasprintf(&s->prefix, "%s,\"seq\":", ps);
+	cJSON_free(ps);
+
+	free(s->pending_prompt);
+	s->pending_prompt = xstrdup(prompt);
+	s->pending_slash = cJSON_IsObject(opt) &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opt, "slash_commands"));
+	v = cJSON_IsObject(opt) ?
+	    cJSON_GetObjectItemCaseSensitive(opt, "timeout_ms") : NULL;
+	s->pending_timeout_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ?
+	    (uint64_t)v->valuedouble : 0;
+	if (s->state == SESSION_ENDED)
+		s->stop_final = 0;
+
+	switch (s->state) {
+	case SESSION_READY:
+		session_turn_begin(s);
+		break;
+	case SESSION_STARTING:
+	case SESSION_STOPPING:
+		break;		/* begins when the CLI is up, or after the stop */
+	default:
+		session_assign(s);
+		break;
+	}
+}
+
+void
+session_op_open(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+
+	if ((s = session_prepare(c, req, r)) == NULL)
+		return;
+	if (s->state == SESSION_READY || s->state == SESSION_BUSY) {
+		server_client_ok(c, req, NULL);
+		return;
+	}
+	if (session_waiting(&s->open) || s->state == SESSION_STOPPING ||
+	    s->state == SESSION_STARTING) {
+		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
+		    "session \"%s\" is starting or stopping", s->name);
+		return;
+	}
+	if (s->state == SESSION_ENDED)
+		s->stop_final = 0;
+	session_waiter_set(&s->open, c, req);
+	session_assign(s);
+}
+
+void
+session_op_interrupt(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+	cJSON		*d;
+
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	d = cJSON_CreateObject();
+	if (s->state == SESSION_BUSY && s->worker != NULL) {
+		pool_send(s->worker, MSG_INTERRUPT, s->turn, NULL);
+		cJSON_AddBoolToObject(d, "interrupting", 1);
+	} else if (session_waiting(&s->exec)) {
+		/* Not started yet: the turn ends here. */
+		cJSON *done = cJSON_CreateObject();
+
+		cJSON_AddBoolToObject(done, "ok", 1);
+		cJSON_AddStringToObject(done, "result", "");
+		cJSON_AddBoolToObject(done, "is_error", 0);
+		cJSON_AddBoolToObject(done, "interrupted", 1);
+		cJSON_AddStringToObject(done, "terminal_reason", "interrupted");
+		cJSON_AddNullToObject(done, "stop_reason");
+		session_emit(s, "done", done);
+		session_turn_close(s);
+		cJSON_AddBoolToObject(d, "interrupting", 1);
+	} else
+		cJSON_AddBoolToObject(d, "interrupting", 0);
+	server_client_ok(c, req, d);
+}
+
+void
+session_op_stop(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+	cJSON		*done;
+	const char	*reason = session_jstr(r, "reason");
+
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	log_info("session %s: stop requested by uid %ld%s%s", s->name,
+	    (long)c->uid, reason ? ": " : "", reason ? reason : "");
+	if (session_waiting(&s->exec)) {
+		done = cJSON_CreateObject();
+		cJSON_AddBoolToObject(done, "ok", 0);
+		cJSON_AddStringToObject(done, "result", "");
+		cJSON_AddBoolToObject(done, "is_error", 0);
+		cJSON_AddBoolToObject(done, "interrupted", 1);
+		cJSON_AddStringToObject(done, "terminal_reason", "stopped");
+		cJSON_AddNullToObject(done, "stop_reason");
+		session_emit(s, "done", done);
+		session_turn_close(s);
+	}
+	if (session_waiting(&s->open)) {
+		if (s->open.c != NULL)
+			server_client_error(s->open.c, s->open.req, s->name,
+			    ERR_CLI_EXITED, "session stopped");
+		session_waiter_clear(&s->open);
+	}
+	s->stop_final = 1;
+	event_del(s->idle_timer);
+	if (s->worker == NULL) {
+		s->state = SESSION_ENDED;
+		server_client_ok(c, req, NULL);
+		session_trim_ended();
+		return;
+	}
+	if (session_waiting(&s->stop)) {
+		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
+		    "session \"%s\" is already stopping", s->name);
+		return;
+	}
+	session_waiter_set(&s->stop, c, req);
+	s->state = SESSION_STOPPING;
+	pool_send(s->worker, MSG_STOP, s->turn, NULL);
+}
+
+void
+session_op_reset(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	if (session_busy(s) || s->state == SESSION_STARTING) {
+		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
+		    "session \"%s\" is busy", s->name);
+		return;
+	}
+	util_uuid(s->cli_session_id);
+	s->has_conversation = 0;
+	log_info("session %s reset: next CLI session %s", s->name,
+	    s->cli_session_id);
+	if (s->worker != NULL && s->state != SESSION_STOPPING) {
+		s->state = SESSION_STOPPING;
+		s->stop_final = 0;
+		pool_send(s->worker, MSG_STOP, s->turn, NULL);
+	}
+	server_client_ok(c, req, NULL);
+}
+
+void
+session_op_stats(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+	struct stats	 sum;
+	cJSON		*d;
+	int		 n = 0;
+
+	if (cJSON_GetObjectItemCaseSensitive(r, "session") != NULL) {
+		if ((s = session_lookup(c, req, r)) != NULL)
+			server_client_reply(c, req, "stats",
+			    session_stats_json(s));
+		return;
+	}
+	stats_init(&sum);
+	if (c->admin)
+		stats_add(&sum, &hp.ended_total);
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		if (!session_visible(s, c))
+			continue;
+		stats_add(&sum, &s->total);
+		n++;
+	}
+	d = stats_to_json(&sum);
+	cJSON_AddNumberToObject(d, "sessions", n);
+	cJSON_AddNumberToObject(d, "workers", pool_count());
+	cJSON_AddNumberToObject(d, "spares", pool_spares());
+	stats_clear(&sum);
+	server_client_reply(c, req, "stats", d);
+}
+
+void
+session_op_sessions(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+	cJSON		*a = cJSON_CreateArray(), *o;
+	uint64_t	 now = util_now_ms();
+
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		if (!session_visible(s, c))
+			continue;
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "session", s->name);
+		cJSON_AddStringToObject(o, "state", proto_state_name(s->state));
+		cJSON_AddNumberToObject(o, "uid", s->uid);
+		cJSON_AddStringToObject(o, "workdir", s->workdir);
+		cJSON_AddStringToObject(o, "cli_session_id", s->cli_session_id);
+		cJSON_AddNumberToObject(o, "worker_pid",
+		    s->worker != NULL ? s->worker->pid : 0);
+		cJSON_AddNumberToObject(o, "cli_pid", s->cli_pid);
+		cJSON_AddNumberToObject(o, "turns", (double)s->total.turns);
+		cJSON_AddNumberToObject(o, "idle_ms", s->state == SESSION_BUSY ?
+		    0 : (double)(now - s->active_ms));
+		cJSON_AddNumberToObject(o, "cost_usd", s->total.cost_usd);
+		cJSON_AddNumberToObject(o, "tokens",
+		    (double)stats_tokens_total(&s->total));
+		cJSON_AddItemToArray(a, o);
+	}
+	server_client_reply(c, req, "sessions", a);
+}
+
+/* A client left: its turns go on; their lines go nowhere. */
+void
+session_client_gone(struct client *c)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		if (s->exec.c == c)
+			s->exec.c = NULL;
+		if (s->open.c == c)
+			s->open.c = NULL;
+		if (s->stop.c == c)
+			s->stop.c = NULL;
+	}
+}
+
+/* Drain over: end every turn and stop every worker. */
+void
+session_shutdown(void)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		session_turn_fail(s, ERR_SHUTTING_DOWN,
+		    "the server is shutting down");
+		if (s->worker != NULL && s->state != SESSION_STOPPING) {
+			s->state = SESSION_STOPPING;
+			pool_send(s->worker, MSG_STOP, s->turn, NULL);
+		}
+	}
+	pool_kill_all();
+}
+
+void
+session_free_all(void)
+{
+	struct session	*s;
+
+	while ((s = TAILQ_FIRST(&hp.sessions)) != NULL)
+		session_free(s);
+}

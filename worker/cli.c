@@ -1,0 +1,377 @@
+/*
+ * The Claude CLI child: spawned in its own process group with its stdio on
+ * pipes, read line by line (bounded), written one NDJSON line at a time,
+ * killed by process group with a TERM -> grace -> KILL ladder.
+ */
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/line.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "worker/worker.h"
+
+#define CLI_READ_CHUNK	(64 * 1024)	/* stdout read high-water step */
+
+struct cli {
+	struct event_base	*base;
+	pid_t			 pid;		/* also the process group */
+	int			 status;	/* wait status once reaped */
+	int			 reaped;
+	int			 out_eof;
+	struct bufferevent	*in;		/* our end of its stdin */
+	struct bufferevent	*out;		/* its stdout */
+	struct bufferevent	*err;		/* its stderr */
+	struct line_reader	 reader;
+	char			*tail;		/* stderr ring, stderr_max */
+	size_t			 tail_max, tail_len;
+	struct event		*kill_timer;
+	struct cli_cb		 cb;
+	int			 exited_told;
+};
+
+/* Child side: never returns. */
+static void __attribute__((noreturn))
+cli_child(const struct cli_spec *spec, int in[2], int out[2], int errp[2],
+    int report, pid_t parent)
+{
+	sigset_t	 none;
+	int		 sig, e;
+
+	for (sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	if (setsid() == -1)
+		goto fail;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		goto fail;
+	if (getppid() != parent)	/* the worker died before prctl */
+		_exit(127);
+	if (dup2(in[0], 0) == -1 || dup2(out[1], 1) == -1 ||
+	    dup2(errp[1], 2) == -1)
+		goto fail;
+	if (chdir(spec->workdir) == -1)
+		goto fail;
+	/* Every other descriptor closes on exec but the report pipe. */
+	closefrom(3);
+	execvpe(spec->path, (char *const *)spec->argv,
+	    (char *const *)spec->envp);
+fail:
+	e = errno;
+	(void)!write(report, &e, sizeof e);
+	_exit(127);
+}
+
+static void
+cli_tell_exit(struct cli *c)
+{
+	if (c->exited_told || !c->reaped || !c->out_eof)
+		return;
+	c->exited_told = 1;
+	if (c->kill_timer != NULL)
+		event_del(c->kill_timer);
+	c->cb.exited(c->cb.arg, c->status);
+}
+
+static void
+cli_read_lines(struct cli *c)
+{
+	struct evbuffer	*in = bufferevent_get_input(c->out);
+	char		*line;
+	size_t		 len;
+	enum line_status st;
+
+	for (;;) {
+		st = line_next(&c->reader, in, &line, &len);
+		if (st == LINE_NONE || st == LINE_OVERFLOW) {
+			if (st == LINE_NONE)
+				break;
+			continue;
+		}
+		if (st == LINE_DROPPED) {
+			c->cb.line_dropped(c->cb.arg, len);
+			continue;
+		}
+		c->cb.line(c->cb.arg, line, len);
+		free(line);
+		if (c->exited_told)
+			break;
+	}
+}
+
+static void
+cli_out_read(struct bufferevent *bev, void *arg)
+{
+	cli_read_lines(arg);
+}
+
+static void
+cli_out_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct cli	*c = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		cli_read_lines(c);
+		bufferevent_disable(c->out, EV_READ);
+		c->out_eof = 1;
+		cli_tell_exit(c);
+	}
+}
+
+static void
+cli_err_read(struct bufferevent *bev, void *arg)
+{
+	struct cli	*c = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	size_t		 n = evbuffer_get_length(in), keep;
+
+	/* Keep the last tail_max bytes. */
+	if (n >= c->tail_max) {
+		evbuffer_drain(in, n - c->tail_max);
+		c->tail_len = evbuffer_remove(in, c->tail, c->tail_max);
+		return;
+	}
+	keep = c->tail_max - n;
+	if (c->tail_len > keep) {
+		memmove(c->tail, c->tail + (c->tail_len - keep), keep);
+		c->tail_len = keep;
+	}
+	c->tail_len += evbuffer_remove(in, c->tail + c->tail_len, n);
+}
+
+static void
+cli_err_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		bufferevent_disable(bev, EV_READ);
+}
+
+static void
+cli_in_event(struct bufferevent *bev, short what, void *arg)
+{
+	/* EPIPE on its stdin: the CLI is going; its exit is reported. */
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		bufferevent_disable(bev, EV_WRITE);
+}
+
+static void
+cli_kill_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct cli	*c = arg;
+
+	if (!c->reaped || !c->out_eof) {
+		log_warnx("cli %ld did not exit in time: SIGKILL", (long)c->pid);
+		kill(-c->pid, SIGKILL);
+	}
+}
+
+struct cli *
+cli_spawn(struct event_base *base, const struct cli_spec *spec,
+    size_t line_max, size_t stderr_max, const struct cli_cb *cb, char *err,
+    size_t errlen)
+{
+	struct cli	*c;
+	int		 in[2], out[2], errp[2], rep[2], e = 0;
+	sigset_t	 all, old;
+	pid_t		 pid, parent = getpid();
+	ssize_t		 n;
+
+	if (pipe2(in, O_CLOEXEC) == -1)
+		goto syserr0;
+	if (pipe2(out, O_CLOEXEC) == -1)
+		goto syserr1;
+	if (pipe2(errp, O_CLOEXEC) == -1)
+		goto syserr2;
+	if (pipe2(rep, O_CLOEXEC) == -1)
+		goto syserr3;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		cli_child(spec, in, out, errp, rep[1], parent);
+	e = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(rep[1]);
+	close(in[0]);
+	close(out[1]);
+	close(errp[1]);
+	if (pid == -1) {
+		snprintf(err, errlen, "fork: %s", strerror(e));
+		goto fail;
+	}
+	/* The report pipe closes on a successful exec. */
+	do
+		n = read(rep[0], &e, sizeof e);
+	while (n == -1 && errno == EINTR);
+	close(rep[0]);
+	if (n == (ssize_t)sizeof e) {
+		snprintf(err, errlen, "exec %s: %s", spec->path, strerror(e));
+		waitpid(pid, NULL, 0);
+		close(in[1]);
+		close(out[0]);
+		close(errp[0]);
+		return NULL;
+	}
+
+	c = xcalloc(1, sizeof *c);
+	c->base = base;
+	c->pid = pid;
+	c->cb = *cb;
+	c->tail_max = stderr_max > 0 ? stderr_max : 1;
+	c->tail = xmalloc(c->tail_max + 1);
+	line_init(&c->reader, line_max);
+	util_set_nonblock(in[1]);
+	util_set_nonblock(out[0]);
+	util_set_nonblock(errp[0]);
+	c->in = bufferevent_socket_new(base, in[1], BEV_OPT_CLOSE_ON_FREE);
+	c->out = bufferevent_socket_new(base, out[0], BEV_OPT_CLOSE_ON_FREE);
+	c->err = bufferevent_socket_new(base, errp[0], BEV_OPT_CLOSE_ON_FREE);
+	if (c->in == NULL || c->out == NULL || c->err == NULL)
+		fatalx("cli_spawn: bufferevent_socket_new");
+	bufferevent_setcb(c->in, NULL, NULL, cli_in_event, c);
+	bufferevent_setcb(c->out, cli_out_read, NULL, cli_out_event, c);
+	bufferevent_setcb(c->err, cli_err_read, NULL, cli_err_event, c);
+	bufferevent_enable(c->in, EV_WRITE);
+	bufferevent_enable(c->out, EV_READ);
+	bufferevent_enable(c->err, EV_READ);
+	c->kill_timer = evtimer_new(base, cli_kill_timer, c);
+	return c;
+
+fail:
+	close(in[1]);
+	close(out[0]);
+	close(errp[0]);
+	close(rep[0]);
+	return NULL;
+syserr3:
+	e = errno;
+	close(errp[0]);
+	close(errp[1]);
+	errno = e;
+syserr2:
+	e = errno;
+	close(out[0]);
+	close(out[1]);
+	errno = e;
+syserr1:
+	e = errno;
+	close(in[0]);
+	close(in[1]);
+	errno = e;
+syserr0:
+	snprintf(err, errlen, "pipe: %s", strerror(errno));
+	return NULL;
+}
+
+pid_t
+cli_pid(const struct cli *c)
+{
+	return c->pid;
+}
+
+int
+cli_write(struct cli *c, const char *line, size_t len)
+{
+	struct evbuffer	*out;
+
+	if (c->reaped || c->in == NULL)
+		return -1;
+	out = bufferevent_get_output(c->in);
+	if (evbuffer_add(out, line, len) == -1 ||
+	    evbuffer_add(out, "\n", 1) == -1)
+		return -1;
+	return 0;
+}
+
+void
+cli_kill(struct cli *c, uint64_t grace_ms)
+{
+	struct timeval	tv;
+
+	if (c->reaped && c->out_eof)
+		return;
+	/* Closing stdin first lets a well-behaved CLI exit on its own. */
+	if (c->in != NULL) {
+		bufferevent_free(c->in);
+		c->in = NULL;
+	}
+	if (kill(-c->pid, SIGTERM) == -1 && errno != ESRCH)
+		log_warn("kill -%ld", (long)c->pid);
+	tv.tv_sec = grace_ms / 1000;
+	tv.tv_usec = (grace_ms % 1000) * 1000;
+	evtimer_add(c->kill_timer, &tv);
+}
+
+const char *
+cli_stderr_tail(struct cli *c)
+{
+	c->tail[c->tail_len] = '\0';
+	return c->tail;
+}
+
+void
+cli_reap(struct cli *c)
+{
+	int	status;
+	pid_t	r;
+
+	if (c->reaped)
+		return;
+	do
+		r = waitpid(c->pid, &status, WNOHANG);
+	while (r == -1 && errno == EINTR);
+	if (r != c->pid)
+		return;
+	c->reaped = 1;
+	c->status = status;
+	/* Tools may still hold its stdout: read what is there, then go. */
+	cli_read_lines(c);
+	if (!c->out_eof) {
+		struct evbuffer	*in = bufferevent_get_input(c->out);
+		int		 fd = bufferevent_getfd(c->out);
+
+		while (evbuffer_read(in, fd, CLI_READ_CHUNK) > 0)
+			cli_read_lines(c);
+		c->out_eof = 1;
+		bufferevent_disable(c->out, EV_READ);
+	}
+	/* Whatever is left of its group goes too. */
+	kill(-c->pid, SIGKILL);
+	cli_tell_exit(c);
+}
+
+void
+cli_free(struct cli *c)
+{
+	if (c == NULL)
+		return;
+	if (!c->reaped) {
+		kill(-c->pid, SIGKILL);
+		waitpid(c->pid, NULL, 0);
+	} else
+		kill(-c->pid, SIGKILL);
+	if (c->in != NULL)
+		bufferevent_free(c->in);
+	bufferevent_free(c->out);
+	bufferevent_free(c->err);
+	event_free(c->kill_timer);
+	free(c->tail);
+	free(c);
+}

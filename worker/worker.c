@@ -1,0 +1,852 @@
+/*
+ * hotplex-worker main: waits for a session on WORKER_FD, spawns the CLI,
+ * runs one turn at a time through the bridge and reports to the master.
+ */
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "worker/bridge.h"
+#include "worker/worker.h"
+
+#define WORKER_ARGV_MAX		256
+#define WORKER_ENV_MAX		128
+#define WORKER_ERR_MAX		512
+
+#define WORKER_MASTER_HIWAT	(8U * 1024 * 1024)	/* pause the CLI above */
+
+enum wstate { W_IDLE, W_OPEN, W_CLOSING };
+
+static struct {
+	struct event_base	*base;
+	struct bufferevent	*master;
+	enum wstate		 state;
+	pid_t			 parent;
+
+	/* The session. */
+	char			*session;
+	char			 workdir[PATH_MAX];
+	char			 cli_session_id[UUID_STR_LEN + 1];
+	struct cli		*cli;
+	struct bridge		*bridge;
+	uint64_t		 kill_grace_ms;
+	int			 probe_pending;	/* open: answer when the CLI does */
+	uint64_t		 ctl_seq;
+
+	/* The turn in flight. */
+	uint32_t		 turn;
+	int			 busy;
+	int			 interrupting;
+	int			 timed_out;
+	struct event		*turn_timer;
+	struct event		*grace_timer;
+	int			 stopping;
+} w;
+
+static void	worker_send_json(uint16_t, cJSON *);
+static void	worker_turn_finish_error(const char *, const char *);
+
+static void
+worker_send(uint16_t type, const void *data, size_t len)
+{
+	msg_compose(bufferevent_get_output(w.master), type, w.turn, data, len);
+}
+
+/* Sends and frees. */
+static void
+worker_send_json(uint16_t type, cJSON *j)
+{
+	msg_compose_json(bufferevent_get_output(w.master), type, w.turn, j);
+	cJSON_Delete(j);
+}
+
+static void
+worker_exit(int code)
+{
+	/* Flush what the master has not read yet; it is on a socketpair. */
+	struct evbuffer	*out;
+
+	if (w.cli != NULL) {
+		cli_free(w.cli);
+		w.cli = NULL;
+	}
+	if (w.master != NULL) {
+		out = bufferevent_get_output(w.master);
+		util_set_nonblock(bufferevent_getfd(w.master));
+		while (evbuffer_get_length(out) > 0) {
+			int fd = bufferevent_getfd(w.master);
+			fd_set wfds;
+
+			FD_ZERO(&wfds);
+			FD_SET(fd, &wfds);
+			if (select(fd + 1, NULL, &wfds, NULL, NULL) == -1 &&
+			    errno != EINTR)
+				break;
+			if (evbuffer_write(out, fd) == -1 && errno != EAGAIN &&
+			    errno != EINTR)
+				break;
+		}
+	}
+	exit(code);
+}
+
+/* --- events from the bridge ------------------------------------------- */
+
+static void
+worker_bridge_event(void *arg, const char *type, cJSON *data)
+{
+	cJSON	*o = cJSON_CreateObject();
+	char	*s;
+
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddItemToObject(o, "data", data);
+	if ((s = cJSON_PrintUnformatted(o)) == NULL)
+		fatalx("worker_bridge_event: out of memory");
+	/* The master prefixes {"id":..,"session":..,"seq":N, to the tail. */
+	worker_send(MSG_EVENT, s + 1, strlen(s + 1));
+	cJSON_free(s);
+	cJSON_Delete(o);
+}
+
+static void
+worker_bridge_init(void *arg, const char *id)
+{
+	cJSON	*j;
+
+	if (strcmp(id, w.cli_session_id) == 0 || strlen(id) > UUID_STR_LEN)
+		return;
+	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
+	j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "cli_session_id", id);
+	worker_send_json(MSG_CLI_SESSION, j);
+}
+
+static void
+worker_turn_clear(void)
+{
+	w.busy = 0;
+	w.interrupting = 0;
+	w.timed_out = 0;
+	evtimer_del(w.turn_timer);
+	evtimer_del(w.grace_timer);
+}
+
+static void
+worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
+{
+	cJSON	*j, *done;
+
+	if (!w.busy) {
+		log_debug("result outside a turn ignored");
+		return;
+	}
+	j = cJSON_CreateObject();
+	if (w.timed_out) {
+		done = cJSON_AddObjectToObject(j, "error");
+		cJSON_AddStringToObject(done, "code", ERR_TURN_TIMEOUT);
+		cJSON_AddStringToObject(done, "message",
+		    "turn timed out and was interrupted");
+	} else {
+		done = cJSON_AddObjectToObject(j, "done");
+		cJSON_AddBoolToObject(done, "ok", !t->is_error ||
+		    t->interrupted);
+		cJSON_AddStringToObject(done, "result",
+		    t->result != NULL ? t->result : "");
+		cJSON_AddBoolToObject(done, "is_error",
+		    t->is_error && !t->interrupted);
+		cJSON_AddBoolToObject(done, "interrupted", t->interrupted);
+		if (t->terminal_reason != NULL)
+			cJSON_AddStringToObject(done, "terminal_reason",
+			    t->terminal_reason);
+		else
+			cJSON_AddNullToObject(done, "terminal_reason");
+		if (t->stop_reason != NULL)
+			cJSON_AddStringToObject(done, "stop_reason",
+			    t->stop_reason);
+		else
+			cJSON_AddNullToObject(done, "stop_reason");
+		if (t->errors != NULL)
+			cJSON_AddItemToObject(done, "errors",
+			    cJSON_Duplicate(t->errors, 1));
+	}
+	cJSON_AddItemToObject(j, "stats", stats_to_json(t->stats));
+	worker_send_json(MSG_TURN_END, j);
+	worker_turn_clear();
+}
+
+static void
+worker_control_reply(const char *request_id, cJSON *response)
+{
+	cJSON	*o = cJSON_CreateObject(), *r;
+	char	*s;
+
+	cJSON_AddStringToObject(o, "type", "control_response");
+	r = cJSON_AddObjectToObject(o, "response");
+	cJSON_AddStringToObject(r, "subtype", "success");
+	cJSON_AddStringToObject(r, "request_id", request_id);
+	cJSON_AddItemToObject(r, "response", response);
+	s = cJSON_PrintUnformatted(o);
+	cli_write(w.cli, s, strlen(s));
+	cJSON_free(s);
+	cJSON_Delete(o);
+}
+
+static void
+worker_control_error(const char *request_id, const char *why)
+{
+	cJSON	*o = cJSON_CreateObject(), *r;
+	char	*s;
+
+	cJSON_AddStringToObject(o, "type", "control_response");
+	r = cJSON_AddObjectToObject(o, "response");
+	cJSON_AddStringToObject(r, "subtype", "error");
+	cJSON_AddStringToObject(r, "request_id", request_id);
+	cJSON_AddStringToObject(r, "error", why);
+	s = cJSON_PrintUnformatted(o);
+	cli_write(w.cli, s, strlen(s));
+	cJSON_free(s);
+	cJSON_Delete(o);
+}
+
+/* The CLI asks us: can_use_tool is answered here (the sandbox is the line). */
+static void
+worker_bridge_control_request(void *arg, const char *request_id,
+    const cJSON *request)
+{
+	const cJSON	*sub = cJSON_GetObjectItemCaseSensitive(request, "subtype");
+	const cJSON	*input;
+	cJSON		*resp;
+
+	if (!cJSON_IsString(sub)) {
+		worker_control_error(request_id, "malformed control request");
+		return;
+	}
+	if (strcmp(sub->valuestring, "can_use_tool") == 0) {
+		input = cJSON_GetObjectItemCaseSensitive(request, "input");
+		resp = cJSON_CreateObject();
+		if (!cJSON_IsObject(input)) {
+			cJSON_AddStringToObject(resp, "behavior", "deny");
+			cJSON_AddStringToObject(resp, "message",
+			    "malformed tool input");
+		} else {
+			cJSON_AddStringToObject(resp, "behavior", "allow");
+			cJSON_AddItemToObject(resp, "updatedInput",
+			    cJSON_Duplicate(input, 1));
+		}
+		worker_control_reply(request_id, resp);
+		return;
+	}
+	worker_control_error(request_id, "unsupported control request");
+}
+
+static void
+worker_bridge_control_response(void *arg, const char *request_id, int ok,
+    const cJSON *response)
+{
+	cJSON	*j;
+
+	if (w.probe_pending && strcmp(request_id, "hp-probe") == 0) {
+		w.probe_pending = 0;
+		j = cJSON_CreateObject();
+		cJSON_AddBoolToObject(j, "probe", 1);
+		worker_send_json(MSG_OPENED, j);
+	}
+}
+
+static const struct bridge_cb worker_bridge_cb = {
+	worker_bridge_event, worker_bridge_init, worker_bridge_turn_end,
+	worker_bridge_control_request, worker_bridge_control_response, NULL
+};
+
+/* --- the CLI ----------------------------------------------------------- */
+
+static void
+worker_cli_line(void *arg, const char *line, size_t len)
+{
+	bridge_line(w.bridge, line, len, util_now_ms());
+}
+
+static void
+worker_cli_line_dropped(void *arg, size_t len)
+{
+	log_warnx("dropped a CLI line of %zu bytes", len);
+	bridge_line_dropped(w.bridge, len);
+}
+
+static void
+worker_cli_exited(void *arg, int status)
+{
+	cJSON	*j;
+	char	 msg[WORKER_ERR_MAX];
+	const char *tail = cli_stderr_tail(w.cli);
+
+	if (WIFEXITED(status))
+		snprintf(msg, sizeof msg, "CLI exited with status %d",
+		    WEXITSTATUS(status));
+	else
+		snprintf(msg, sizeof msg, "CLI killed by signal %d",
+		    WTERMSIG(status));
+	log_info("%s", msg);
+	if (w.busy) {
+		if (w.timed_out)
+			worker_turn_finish_error(ERR_TURN_TIMEOUT,
+			    "turn timed out; the CLI was killed");
+		else {
+			char full[WORKER_ERR_MAX * 2];
+
+			snprintf(full, sizeof full, "%s%s%.400s", msg,
+			    *tail != '\0' ? ": " : "", tail);
+			worker_turn_finish_error(ERR_CLI_EXITED, full);
+		}
+	}
+	if (w.probe_pending) {
+		j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "code", ERR_SPAWN_FAILED);
+		cJSON_AddStringToObject(j, "message", *tail != '\0' ? tail : msg);
+		worker_send_json(MSG_OPEN_FAILED, j);
+	}
+	j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "status", WIFEXITED(status) ?
+	    WEXITSTATUS(status) : -1);
+	cJSON_AddNumberToObject(j, "signal", WIFSIGNALED(status) ?
+	    WTERMSIG(status) : 0);
+	cJSON_AddStringToObject(j, "stderr", tail);
+	worker_send_json(MSG_CLI_EXIT, j);
+	/* One worker serves one CLI lifetime. */
+	worker_exit(0);
+}
+
+static const struct cli_cb worker_cli_cb = {
+	worker_cli_line, worker_cli_line_dropped, worker_cli_exited, NULL
+};
+
+/* Ends the turn in flight with an error line, with the stats so far. */
+static void
+worker_turn_finish_error(const char *code, const char *message)
+{
+	cJSON	*j, *e;
+
+	if (!w.busy)
+		return;
+	j = cJSON_CreateObject();
+	e = cJSON_AddObjectToObject(j, "error");
+	cJSON_AddStringToObject(e, "code", code);
+	cJSON_AddStringToObject(e, "message", message);
+	cJSON_AddItemToObject(j, "stats",
+	    stats_to_json(bridge_turn_stats(w.bridge, util_now_ms())));
+	worker_send_json(MSG_TURN_END, j);
+	worker_turn_clear();
+}
+
+static void
+worker_ctl(const char *subtype, const char *id)
+{
+	char	buf[256];
+
+	snprintf(buf, sizeof buf, "{\"type\":\"control_request\","
+	    "\"request_id\":\"%s\",\"request\":{\"subtype\":\"%s\"}}", id,
+	    subtype);
+	cli_write(w.cli, buf, strlen(buf));
+}
+
+static void
+worker_interrupt(void)
+{
+	char	id[32];
+
+	if (!w.busy || w.interrupting)
+		return;
+	w.interrupting = 1;
+	bridge_interrupting(w.bridge);
+	snprintf(id, sizeof id, "hp-int-%llu",
+	    (unsigned long long)++w.ctl_seq);
+	worker_ctl("interrupt", id);
+}
+
+static void
+worker_grace_timer(evutil_socket_t fd, short what, void *arg)
+{
+	/* The CLI ignored the interrupt: kill it; its exit ends the turn. */
+	log_warnx("CLI ignored the interrupt for %llu ms: killing it",
+	    (unsigned long long)w.kill_grace_ms);
+	cli_kill(w.cli, w.kill_grace_ms);
+}
+
+static void
+worker_turn_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval	tv;
+
+	log_warnx("turn %u timed out", w.turn);
+	w.timed_out = 1;
+	worker_interrupt();
+	tv.tv_sec = w.kill_grace_ms / 1000;
+	tv.tv_usec = (w.kill_grace_ms % 1000) * 1000;
+	evtimer_add(w.grace_timer, &tv);
+}
+
+/* --- messages from the master ------------------------------------------ */
+
+static const char *
+worker_jstr(const cJSON *o, const char *k)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double
+worker_jnum(const cJSON *o, const char *k, double def)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static int
+worker_jbool(const cJSON *o, const char *k)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+/* Joins a JSON array of strings with commas into "--flag=a,b". */
+static char *
+worker_flag_list(const char *flag, const cJSON *arr)
+{
+	const cJSON	*e;
+	size_t		 len = strlen(flag) + 2;
+	char		*s;
+
+	cJSON_ArrayForEach(e, arr)
+		if (cJSON_IsString(e))
+			len += strlen(e->valuestring) + 1;
+	s = xmalloc(len);
+	snprintf(s, len, "%s=", flag);
+	cJSON_ArrayForEach(e, arr) {
+		if (!cJSON_IsString(e))
+			continue;
+		if (s[strlen(s) - 1] != '=')
+			strcat(s, ",");
+		strcat(s, e->valuestring);
+	}
+	return s;
+}
+
+struct worker_argv {
+	const char	*v[WORKER_ARGV_MAX + 1];
+	char		*owned[WORKER_ARGV_MAX];
+	size_t		 n, nowned;
+};
+
+static int
+worker_argv_add(struct worker_argv *a, const char *s, int owned)
+{
+	if (a->n == WORKER_ARGV_MAX) {
+		if (owned)
+			free((char *)s);
+		return -1;
+	}
+	a->v[a->n++] = s;
+	if (owned)
+		a->owned[a->nowned++] = (char *)s;
+	a->v[a->n] = NULL;
+	return 0;
+}
+
+static void
+worker_argv_free(struct worker_argv *a)
+{
+	size_t	i;
+
+	for (i = 0; i < a->nowned; i++)
+		free(a->owned[i]);
+}
+
+static int
+worker_build_argv(struct worker_argv *a, const cJSON *o, const char *cli)
+{
+	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(o, "options");
+	const cJSON	*args = cJSON_GetObjectItemCaseSensitive(o, "cli_args");
+	const cJSON	*e;
+	const char	*s;
+	int		 rc = 0;
+	char		*num;
+
+	rc |= worker_argv_add(a, cli, 0);
+	cJSON_ArrayForEach(e, args)
+		if (cJSON_IsString(e))
+			rc |= worker_argv_add(a, e->valuestring, 0);
+	rc |= worker_argv_add(a, "--input-format", 0);
+	rc |= worker_argv_add(a, "stream-json", 0);
+	rc |= worker_argv_add(a, "--output-format", 0);
+	rc |= worker_argv_add(a, "stream-json", 0);
+	rc |= worker_argv_add(a, "--verbose", 0);
+	rc |= worker_argv_add(a, "--include-partial-messages", 0);
+	rc |= worker_argv_add(a, "--permission-prompt-tool", 0);
+	rc |= worker_argv_add(a, "stdio", 0);
+	rc |= worker_argv_add(a, worker_jbool(o, "resume") ? "--resume" :
+	    "--session-id", 0);
+	rc |= worker_argv_add(a, w.cli_session_id, 0);
+	if (!cJSON_IsObject(opt))
+		return rc;
+	if ((s = worker_jstr(opt, "model")) != NULL) {
+		rc |= worker_argv_add(a, "--model", 0);
+		rc |= worker_argv_add(a, s, 0);
+	}
+	if ((s = worker_jstr(opt, "permission_mode")) != NULL) {
+		rc |= worker_argv_add(a, "--permission-mode", 0);
+		rc |= worker_argv_add(a, s, 0);
+	}
+	/* --flag=value: the variadic flags would swallow what follows. */
+	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,
+	    "allowed_tools")) > 0)
+		rc |= worker_argv_add(a, worker_flag_list("--allowedTools",
+		    cJSON_GetObjectItemCaseSensitive(opt, "allowed_tools")), 1);
+	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,
+	    "disallowed_tools")) > 0)
+		rc |= worker_argv_add(a, worker_flag_list("--disallowedTools",
+		    cJSON_GetObjectItemCaseSensitive(opt, "disallowed_tools")), 1);
+	if ((s = worker_jstr(opt, "append_system_prompt")) != NULL) {
+		rc |= worker_argv_add(a, "--append-system-prompt", 0);
+		rc |= worker_argv_add(a, s, 0);
+	}
+	if (worker_jnum(opt, "max_turns", 0) > 0) {
+		xasprintf(&num, "%d", (int)worker_jnum(opt, "max_turns", 0));
+		rc |= worker_argv_add(a, "--max-turns", 0);
+		rc |= worker_argv_add(a, num, 1);
+	}
+	return rc;
+}
+
+/* The CLI sees only the allowlisted names of our environment. */
+static size_t
+worker_build_env(const char **envp, char **owned, const cJSON *names)
+{
+	const cJSON	*e;
+	const char	*v;
+	size_t		 n = 0;
+
+	cJSON_ArrayForEach(e, names) {
+		if (!cJSON_IsString(e) || n == WORKER_ENV_MAX)
+			continue;
+		if (strcmp(e->valuestring, "CLAUDECODE") == 0 ||
+		    strchr(e->valuestring, '=') != NULL)
+			continue;
+		if ((v = getenv(e->valuestring)) == NULL)
+			continue;
+		xasprintf(&owned[n], "%s=%s", e->valuestring, v);
+		envp[n] = owned[n];
+		n++;
+	}
+	envp[n] = NULL;
+	return n;
+}
+
+static void
+worker_open_failed(const char *code, const char *message)
+{
+	cJSON	*j = cJSON_CreateObject();
+
+	log_warnx("open failed: %s", message);
+	cJSON_AddStringToObject(j, "code", code);
+	cJSON_AddStringToObject(j, "message", message);
+	worker_send_json(MSG_OPEN_FAILED, j);
+}
+
+static void
+worker_open(const cJSON *o)
+{
+	struct worker_argv	 a;
+	struct cli_spec		 spec;
+	const char		*session, *workdir, *root, *id, *cli;
+	const char		*envp[WORKER_ENV_MAX + 1];
+	char			*envown[WORKER_ENV_MAX];
+	char			 err[WORKER_ERR_MAX];
+	size_t			 nenv, i;
+	cJSON			*j;
+	struct bridge_cb	 bcb = worker_bridge_cb;
+	struct cli_cb		 ccb = worker_cli_cb;
+
+	session = worker_jstr(o, "session");
+	workdir = worker_jstr(o, "workdir");
+	root = worker_jstr(o, "workdir_root");
+	id = worker_jstr(o, "cli_session_id");
+	cli = worker_jstr(o, "cli_path");
+	if (session == NULL || workdir == NULL || root == NULL || id == NULL ||
+	    cli == NULL || strlen(id) > UUID_STR_LEN) {
+		worker_open_failed(ERR_INTERNAL, "malformed open message");
+		return;
+	}
+	if (workdir_enter_check(root, workdir, w.workdir, sizeof w.workdir, err,
+	    sizeof err) == -1) {
+		worker_open_failed(ERR_WORKDIR_DENIED, err);
+		return;
+	}
+	log_setrole("worker[%.64s]", session);
+	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
+	w.kill_grace_ms = (uint64_t)worker_jnum(o, "kill_grace_ms", 5000);
+
+	memset(&a, 0, sizeof a);
+	if (worker_build_argv(&a, o, cli) == -1) {
+		worker_argv_free(&a);
+		worker_open_failed(ERR_BAD_REQUEST, "too many CLI arguments");
+		return;
+	}
+	nenv = worker_build_env(envp, envown,
+	    cJSON_GetObjectItemCaseSensitive(o, "cli_env"));
+	spec.path = cli;
+	spec.argv = a.v;
+	spec.envp = envp;
+	spec.workdir = w.workdir;
+	w.bridge = bridge_new(&bcb);
+	w.cli = cli_spawn(w.base, &spec,
+	    (size_t)worker_jnum(o, "cli_line_max", 16 << 20),
+	    (size_t)worker_jnum(o, "stderr_tail_bytes", 4096), &ccb, err,
+	    sizeof err);
+	for (i = 0; i < nenv; i++)
+		free(envown[i]);
+	worker_argv_free(&a);
+	if (w.cli == NULL) {
+		bridge_free(w.bridge);
+		w.bridge = NULL;
+		worker_open_failed(ERR_SPAWN_FAILED, err);
+		return;
+	}
+	w.session = xstrdup(session);
+	w.state = W_OPEN;
+	log_info("CLI %ld started in %s (%s %s)", (long)cli_pid(w.cli),
+	    w.workdir, worker_jbool(o, "resume") ? "resume" : "new", id);
+
+	j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "cli_pid", cli_pid(w.cli));
+	cJSON_AddNumberToObject(j, "pgid", cli_pid(w.cli));
+	cJSON_AddStringToObject(j, "cli_session_id", w.cli_session_id);
+	cJSON_AddStringToObject(j, "workdir", w.workdir);
+	worker_send_json(MSG_OPENED, j);
+	/* open: tell the master again once the CLI answers. */
+	if (worker_jbool(o, "probe")) {
+		w.probe_pending = 1;
+		worker_ctl("get_binary_version", "hp-probe");
+	}
+}
+
+static void
+worker_turn(uint32_t turn, const cJSON *o)
+{
+	const char	*prompt = worker_jstr(o, "prompt");
+	uint64_t	 timeout = (uint64_t)worker_jnum(o, "timeout_ms", 0);
+	cJSON		*line, *msg, *content, *block;
+	char		*s;
+	struct timeval	 tv;
+
+	w.turn = turn;
+	if (prompt == NULL) {
+		w.busy = 1;
+		worker_turn_finish_error(ERR_INTERNAL, "malformed turn message");
+		return;
+	}
+	if (w.busy) {
+		w.busy = 1;
+		log_warnx("turn %u while busy", turn);
+		return;
+	}
+	/*
+	 * Content as a block array: the CLI runs string content that starts
+	 * with '/' as a slash command, but takes a text block as text.
+	 */
+	line = cJSON_CreateObject();
+	cJSON_AddStringToObject(line, "type", "user");
+	msg = cJSON_AddObjectToObject(line, "message");
+	cJSON_AddStringToObject(msg, "role", "user");
+	if (worker_jbool(o, "slash_commands"))
+		cJSON_AddStringToObject(msg, "content", prompt);
+	else {
+		content = cJSON_AddArrayToObject(msg, "content");
+		block = cJSON_CreateObject();
+		cJSON_AddStringToObject(block, "type", "text");
+		cJSON_AddStringToObject(block, "text", prompt);
+		cJSON_AddItemToArray(content, block);
+	}
+	s = cJSON_PrintUnformatted(line);
+	cJSON_Delete(line);
+	w.busy = 1;
+	bridge_turn_start(w.bridge, util_now_ms());
+	if (cli_write(w.cli, s, strlen(s)) == -1) {
+		cJSON_free(s);
+		worker_turn_finish_error(ERR_CLI_EXITED, "the CLI is gone");
+		return;
+	}
+	cJSON_free(s);
+	if (timeout > 0) {
+		tv.tv_sec = timeout / 1000;
+		tv.tv_usec = (timeout % 1000) * 1000;
+		evtimer_add(w.turn_timer, &tv);
+	}
+}
+
+static void
+worker_stop(void)
+{
+	if (w.stopping)
+		return;
+	w.stopping = 1;
+	if (w.cli == NULL)
+		worker_exit(0);
+	cli_kill(w.cli, w.kill_grace_ms);
+}
+
+static void
+worker_dispatch(struct msg *m)
+{
+	cJSON	*o = NULL;
+
+	switch (m->hdr.type) {
+	case MSG_OPEN:
+		if (w.state != W_IDLE || (o = msg_json(m)) == NULL)
+			fatalx("bad open message from master");
+		worker_open(o);
+		break;
+	case MSG_TURN:
+		if (w.state != W_OPEN || (o = msg_json(m)) == NULL)
+			fatalx("bad turn message from master");
+		worker_turn(m->hdr.turn, o);
+		break;
+	case MSG_INTERRUPT:
+		if (w.state == W_OPEN)
+			worker_interrupt();
+		break;
+	case MSG_STOP:
+		worker_stop();
+		break;
+	default:
+		fatalx("unexpected %s message from master",
+		    msg_type_name(m->hdr.type));
+	}
+	cJSON_Delete(o);
+}
+
+static void
+worker_master_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	struct msg	 m;
+	int		 r;
+
+	while ((r = msg_get(in, &m)) == 1) {
+		worker_dispatch(&m);
+		msg_clear(&m);
+	}
+	if (r == -1)
+		fatalx("malformed message from master");
+}
+
+static void
+worker_master_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		/* The master is gone: nothing of ours may outlive it. */
+		log_debug("master closed the channel");
+		bufferevent_free(w.master);
+		w.master = NULL;
+		worker_exit(0);
+	}
+}
+
+static void
+worker_signal(evutil_socket_t sig, short what, void *arg)
+{
+	switch (sig) {
+	case SIGCHLD:
+		if (w.cli != NULL)
+			cli_reap(w.cli);
+		else
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				;
+		break;
+	case SIGTERM:
+	case SIGINT:
+		worker_exit(0);
+		break;
+	}
+}
+
+static void
+worker_usage(void)
+{
+	fprintf(stderr, "usage: hotplex-worker [-f] [-d level]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct event	*sigs[4];
+	int		 ch, fg = 0, level = LOG_LVL_INFO, i;
+	int		 signos[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
+	cJSON		*j;
+
+	while ((ch = getopt(argc, argv, "fd:")) != -1) {
+		switch (ch) {
+		case 'f':
+			fg = 1;
+			break;
+		case 'd':
+			if ((level = log_level_parse(optarg)) == -1)
+				worker_usage();
+			break;
+		default:
+			worker_usage();
+		}
+	}
+	log_init("worker", fg, level);
+	w.parent = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+		fatal("prctl");
+	if (getppid() != w.parent || w.parent == 1)
+		exit(0);
+	if (fcntl(WORKER_FD, F_GETFD) == -1)
+		fatalx("no master channel on fd %d", WORKER_FD);
+	util_set_cloexec(WORKER_FD, 1);
+	util_set_nonblock(WORKER_FD);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((w.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	w.master = bufferevent_socket_new(w.base, WORKER_FD,
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(w.master, worker_master_read, NULL,
+	    worker_master_event, NULL);
+	bufferevent_enable(w.master, EV_READ | EV_WRITE);
+	for (i = 0; i < 4; i++) {
+		sigs[i] = evsignal_new(w.base, signos[i], worker_signal, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	w.turn_timer = evtimer_new(w.base, worker_turn_timer, NULL);
+	w.grace_timer = evtimer_new(w.base, worker_grace_timer, NULL);
+
+	j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "pid", getpid());
+	cJSON_AddNumberToObject(j, "version", MSG_VERSION);
+	worker_send_json(MSG_HELLO, j);
+
+	event_base_dispatch(w.base);
+	worker_exit(0);
+}

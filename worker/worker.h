@@ -1,0 +1,55 @@
+/*
+ * hotplex-worker: one session, one CLI lifetime.  Exec'd by hotplexd with
+ * its end of a socketpair on WORKER_FD; idle until the master assigns a
+ * session (MSG_OPEN), then owns the CLI child and bridges its stream.
+ */
+#ifndef HP_WORKER_H
+#define HP_WORKER_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+struct event_base;
+
+/* Exit code that tells the master: fatal set-up error, don't respawn. */
+#define WORKER_EXIT_FATAL	78
+
+/* cli.c: the Claude CLI child process. */
+struct cli_spec {
+	const char		 *path;		/* cli_path; PATH-searched */
+	const char *const	 *argv;		/* full argv, NULL-terminated */
+	const char *const	 *envp;		/* scrubbed environment */
+	const char		 *workdir;
+};
+
+struct cli;
+struct cli_cb {
+	void	(*line)(void *arg, const char *line, size_t len);
+	void	(*line_dropped)(void *arg, size_t len);
+	void	(*exited)(void *arg, int status);	/* wait status */
+	void	*arg;
+};
+
+struct cli	*cli_spawn(struct event_base *, const struct cli_spec *,
+		    size_t line_max, size_t stderr_max, const struct cli_cb *,
+		    char *err, size_t errlen);
+void		 cli_free(struct cli *);
+pid_t		 cli_pid(const struct cli *);
+/* Queues one NDJSON line (a '\n' is appended). */
+int		 cli_write(struct cli *, const char *line, size_t len);
+/* TERM the process group now, KILL it after grace_ms. */
+void		 cli_kill(struct cli *, uint64_t grace_ms);
+/* The last bytes the CLI wrote on stderr, NUL-terminated. */
+const char	*cli_stderr_tail(struct cli *);
+/* Reaps the child if it exited; called on SIGCHLD. */
+void		 cli_reap(struct cli *);
+
+/* workdir.c */
+int		 workdir_enter_check(const char *root, const char *dir,
+		    char *resolved, size_t len, char *err, size_t errlen);
+
+#endif
