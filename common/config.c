@@ -230,20 +230,41 @@ config_set(struct config *c, const struct config_key *k, const char *val,
 	return -1;
 }
 
-static int
-config_check(struct config *c, char *why, size_t whylen)
+/* The file line that last set a key; 0 if it kept its default. */
+static size_t
+config_key_line(const size_t *set_at, const char *name)
 {
+	size_t	i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(config_keys[i].name, name) == 0)
+			return set_at[i];
+	return 0;
+}
+
+/* Checks across keys; *line gets the line to blame (0: none). */
+static int
+config_check(struct config *c, const size_t *set_at, size_t *line,
+    char *why, size_t whylen)
+{
+	size_t	l1, l2;
+
 	if (c->spare_min > c->spare_max) {
 		snprintf(why, whylen, "spare_min (%d) exceeds spare_max (%d)",
 		    c->spare_min, c->spare_max);
+		l1 = config_key_line(set_at, "spare_min");
+		l2 = config_key_line(set_at, "spare_max");
+		*line = l1 > l2 ? l1 : l2;
 		return -1;
 	}
 	if (c->workdir_root == NULL || c->workdir_root[0] != '/') {
 		snprintf(why, whylen, "workdir_root must be an absolute path");
+		*line = config_key_line(set_at, "workdir_root");
 		return -1;
 	}
 	if (c->socket == NULL || strlen(c->socket) >= 108) {
 		snprintf(why, whylen, "socket path missing or too long");
+		*line = config_key_line(set_at, "socket");
 		return -1;
 	}
 	if (c->landlock != NULL && strcmp(c->landlock, "off") != 0 &&
@@ -251,14 +272,17 @@ config_check(struct config *c, char *why, size_t whylen)
 	    strcmp(c->landlock, "required") != 0) {
 		snprintf(why, whylen,
 		    "landlock must be off, best_effort or required");
+		*line = config_key_line(set_at, "landlock");
 		return -1;
 	}
 	if (c->max_request_bytes < 1024) {
 		snprintf(why, whylen, "max_request_bytes must be at least 1K");
+		*line = config_key_line(set_at, "max_request_bytes");
 		return -1;
 	}
 	if (c->cli_line_max < 64 * 1024) {
 		snprintf(why, whylen, "cli_line_max must be at least 64K");
+		*line = config_key_line(set_at, "cli_line_max");
 		return -1;
 	}
 	return 0;
@@ -299,7 +323,7 @@ config_load(const char *path, int must_exist, char *err, size_t errlen)
 	FILE		*f;
 	char		 buf[CONFIG_LINE_MAX + 2], why[CONFIG_ERR_MAX];
 	char		*line, *eq, *key, *val, *hash;
-	size_t		 i, lineno = 0;
+	size_t		 i, lineno = 0, set_at[NKEYS] = { 0 };
 
 	if (path == NULL)
 		return c;
@@ -348,6 +372,7 @@ config_load(const char *path, int must_exist, char *err, size_t errlen)
 		}
 		if (config_set(c, &config_keys[i], val, why, sizeof why) == -1)
 			goto bad;
+		set_at[i] = lineno;
 	}
 	if (ferror(f)) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -357,8 +382,11 @@ config_load(const char *path, int must_exist, char *err, size_t errlen)
 	}
 	fclose(f);
 check:
-	if (config_check(c, why, sizeof why) == -1) {
-		snprintf(err, errlen, "%s: %s", path, why);
+	if (config_check(c, set_at, &lineno, why, sizeof why) == -1) {
+		if (lineno > 0)
+			snprintf(err, errlen, "%s:%zu: %s", path, lineno, why);
+		else
+			snprintf(err, errlen, "%s: %s", path, why);
 		config_free(c);
 		return NULL;
 	}
@@ -414,9 +442,21 @@ config_dump(const struct config *c, void *fp)
 			break;
 		}
 		case K_INT:
-		case K_LEVEL:
 			fprintf(f, "%d", *(const int *)(base + k->off));
 			break;
+		case K_LEVEL: {
+			/* By name: config_load reads names, not numbers. */
+			static const char *levels[] = { "error", "warn", "info",
+			    "debug" };
+			int lvl = *(const int *)(base + k->off);
+
+			if (lvl >= 0 && lvl < (int)(sizeof levels /
+			    sizeof levels[0]))
+				fprintf(f, "%s", levels[lvl]);
+			else
+				fprintf(f, "%d", lvl);
+			break;
+		}
 		case K_MS:
 			fprintf(f, "%llums", (unsigned long long)
 			    *(const uint64_t *)(base + k->off));

@@ -16,8 +16,9 @@
 #include "common/xmalloc.h"
 
 #define STATS_OTHER_TOOL	"(other)"
-/* Largest integer a JSON number (a double) holds exactly: 2^53. */
-#define STATS_JSON_INT_MAX	9007199254740992.0
+#define STATS_UNKNOWN_TOOL	"(unknown)"	/* a call without a name */
+/* Counters are uint64_t: a JSON number must lie below 2^64. */
+#define STATS_JSON_UINT_LIMIT	18446744073709551616.0
 
 void
 stats_init(struct stats *s)
@@ -83,6 +84,8 @@ stats_tool(struct stats *s, const char *name)
 	struct stats_tool	*t;
 
 	/* Compare on the name as stored, so a long name finds its slot. */
+	if (name == NULL || *name == '\0')
+		name = STATS_UNKNOWN_TOOL;
 	snprintf(key, sizeof key, "%s", name);
 	if ((t = stats_tool_find(s, key)) != NULL)
 		return t;
@@ -211,7 +214,8 @@ stats_json_get_uint(const cJSON *o, const char *name, uint64_t *v)
 	if (!cJSON_IsNumber(n))
 		return -1;
 	d = n->valuedouble;
-	if (!isfinite(d) || d < 0 || d > STATS_JSON_INT_MAX || d != floor(d))
+	if (!isfinite(d) || d < 0 || d >= STATS_JSON_UINT_LIMIT ||
+	    d != floor(d))
 		return -1;
 	*v = (uint64_t)d;
 	return 0;
@@ -220,15 +224,17 @@ stats_json_get_uint(const cJSON *o, const char *name, uint64_t *v)
 static int
 stats_json_tokens(struct stats *s, const cJSON *tok)
 {
+	struct stats_tokens	*t = &s->tokens;
+
 	if (tok == NULL)
 		return 0;
 	if (!cJSON_IsObject(tok))
 		return -1;
 	/* "total" is derived, not stored. */
-	if (stats_json_get_uint(tok, "input", &s->tokens.input) == -1 ||
-	    stats_json_get_uint(tok, "output", &s->tokens.output) == -1 ||
-	    stats_json_get_uint(tok, "cache_read", &s->tokens.cache_read) == -1 ||
-	    stats_json_get_uint(tok, "cache_write", &s->tokens.cache_write) == -1)
+	if (stats_json_get_uint(tok, "input", &t->input) == -1 ||
+	    stats_json_get_uint(tok, "output", &t->output) == -1 ||
+	    stats_json_get_uint(tok, "cache_read", &t->cache_read) == -1 ||
+	    stats_json_get_uint(tok, "cache_write", &t->cache_write) == -1)
 		return -1;
 	return 0;
 }

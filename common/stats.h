@@ -60,7 +60,10 @@ void	 stats_copy(struct stats *dst, const struct stats *src);
 /* dst += src; ttft takes src's value when src->turns > 0. */
 void	 stats_add(struct stats *dst, const struct stats *src);
 uint64_t stats_tokens_total(const struct stats *);
-/* Tool accounting; names beyond STATS_MAX_TOOLS go to an "(other)" slot. */
+/*
+ * Tool accounting; names beyond STATS_MAX_TOOLS go to an "(other)" slot,
+ * an empty or NULL name to "(unknown)".
+ */
 struct stats_tool *stats_tool(struct stats *, const char *name);
 void	 stats_file(struct stats *, const char *path);
 

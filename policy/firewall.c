@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <oniguruma.h>
 
@@ -155,6 +156,26 @@ fw_find(const struct policy *p, const char *id)
 	return NULL;
 }
 
+/* A hint may start or end with \\b: the literal must sit on a word edge. */
+static void
+fw_add_hint(struct prefilter *pf, const char *hint, unsigned id)
+{
+	static const char	 wb[] = "\\b";
+	size_t			 len = strlen(hint);
+	unsigned		 flags = 0;
+
+	if (len > 2 && strncmp(hint, wb, 2) == 0) {
+		flags |= PREFILTER_WORD_START;
+		hint += 2;
+		len -= 2;
+	}
+	if (len > 2 && strncmp(hint + len - 2, wb, 2) == 0) {
+		flags |= PREFILTER_WORD_END;
+		len -= 2;
+	}
+	prefilter_add(pf, hint, len, id, flags);
+}
+
 /* Parser callback: compiles one rule into the policy. */
 static int
 fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
@@ -179,7 +200,8 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 		return -1;
 	}
 	rc = onig_new(&re, pat, pat + strlen(def->pattern),
-	    ONIG_OPTION_IGNORECASE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_ONIGURUMA,
+	    ONIG_OPTION_IGNORECASE | ONIG_OPTION_IGNORECASE_IS_ASCII,
+	    ONIG_ENCODING_UTF8, ONIG_SYNTAX_ONIGURUMA,
 	    &einfo);
 	if (rc != ONIG_NORMAL) {
 		onig_error_code_to_str(msg, rc, &einfo);
@@ -211,8 +233,7 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->re = re;
 	r->hinted = def->nhints > 0;
 	for (i = 0; i < def->nhints; i++)
-		prefilter_add(p->pf, def->hints[i], strlen(def->hints[i]),
-		    (unsigned)p->nrules);
+		fw_add_hint(p->pf, def->hints[i], (unsigned)p->nrules);
 	p->nrules++;
 	return 0;
 }
@@ -329,18 +350,6 @@ policy_load_buffer(const char *name, const char *buf, size_t len, char *err,
 	return p;
 }
 
-/* One search of one rule in one form; ONIG_MISMATCH, >= 0 or an error. */
-static int
-fw_search(const struct fw_rule *r, const struct norm_buf *nb,
-    OnigMatchParam *mp)
-{
-	const OnigUChar	*s = (const OnigUChar *)nb->data;
-	const OnigUChar	*e = s + nb->len;
-
-	return onig_search_with_param(r->re, s, e, s, e, NULL,
-	    ONIG_OPTION_NONE, mp);
-}
-
 static void
 fw_copy(char *dst, size_t dstlen, const char *src)
 {
@@ -411,32 +420,116 @@ fw_same(const struct norm_buf *a, const struct norm_buf *b)
 	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
 }
 
+/* Patterns ignore ASCII case: a form equal but for it adds nothing. */
+static int
+fw_same_nocase(const struct norm_buf *a, const struct norm_buf *b)
+{
+	return a->len == b->len && strncasecmp(a->data, b->data, a->len) == 0;
+}
+
+/*
+ * Where a hinted rule may match in one form: POLICY_HINT_REACH bytes on
+ * either side of each hint seen, merged.  from is the first offset of a
+ * window, to the offset of its last hint.
+ */
+struct fw_windows {
+	size_t	n;
+	size_t	from[POLICY_MAX_WINDOWS];
+	size_t	to[POLICY_MAX_WINDOWS];
+};
+
+struct fw_scan {
+	const struct policy	 *p;
+	unsigned		  tbit;
+	struct fw_windows	**win;		/* per rule, NULL: no hint */
+};
+
+static void
+fw_hint_seen(void *arg, unsigned id, size_t at)
+{
+	struct fw_scan		*sc = arg;
+	struct fw_windows	*w;
+	size_t			 from;
+
+	if ((sc->p->rules[id].targets & sc->tbit) == 0)
+		return;
+	if ((w = sc->win[id]) == NULL)
+		w = sc->win[id] = xcalloc(1, sizeof *w);
+	from = at > POLICY_HINT_REACH ? at - POLICY_HINT_REACH : 0;
+	/* Hints come in text order: extend the last window if they touch. */
+	if (w->n > 0 && (from <= w->to[w->n - 1] + POLICY_HINT_REACH ||
+	    w->n == POLICY_MAX_WINDOWS)) {
+		if (at > w->to[w->n - 1])
+			w->to[w->n - 1] = at;
+		return;
+	}
+	w->from[w->n] = from;
+	w->to[w->n++] = at;
+}
+
+/* Searches one rule in one form, in its windows or, unhinted, anywhere. */
+static int
+fw_search_rule(const struct fw_rule *r, const struct norm_buf *nb,
+    const struct fw_windows *w, OnigMatchParam *mp)
+{
+	const OnigUChar	*s = (const OnigUChar *)nb->data;
+	const OnigUChar	*e = s + nb->len;
+	size_t		 k, end;
+	int		 rc;
+
+	if (!r->hinted)
+		return onig_search_with_param(r->re, s, e, s, e, NULL,
+		    ONIG_OPTION_NONE, mp);
+	if (w == NULL)
+		return ONIG_MISMATCH;
+	for (k = 0; k < w->n; k++) {
+		/*
+		 * Oniguruma finds a match only if the literal it optimizes on
+		 * lies before the range: so the range is the window's end,
+		 * while the text end stays the real one for anchors.
+		 */
+		end = w->to[k] + POLICY_HINT_REACH;
+		if (end > nb->len)
+			end = nb->len;
+		rc = onig_search_with_param(r->re, s, e, s + w->from[k],
+		    s + end, NULL, ONIG_OPTION_NONE, mp);
+		if (rc != ONIG_MISMATCH)
+			return rc;
+	}
+	return ONIG_MISMATCH;
+}
+
 /* Runs every rule for the target over the forms the prefilter allows. */
 static void
 fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
     const int *useful, struct fw_hit *hits, OnigMatchParam *mp)
 {
 	const struct fw_rule	*r;
-	unsigned char		*seen[POLICY_NFORMS];
-	size_t			 i, mapsz = PREFILTER_MAP_BYTES(p->nrules);
+	struct fw_scan		 sc;
+	size_t			 i;
 	int			 f, rc;
 
+	sc.p = p;
+	sc.tbit = tbit;
+	sc.win = xcalloc(p->nrules * POLICY_NFORMS, sizeof *sc.win);
 	for (f = 0; f < POLICY_NFORMS; f++) {
-		seen[f] = NULL;
+		struct fw_scan	one = sc;
+
 		if (!useful[f])
 			continue;
-		seen[f] = xcalloc(mapsz, 1);
-		prefilter_scan(p->pf, forms[f].data, forms[f].len, seen[f]);
+		one.win = sc.win + (size_t)f * p->nrules;
+		prefilter_scan(p->pf, forms[f].data, forms[f].len,
+		    fw_hint_seen, &one);
 	}
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
 		if ((r->targets & tbit) == 0)
 			continue;
 		for (f = 0; f < POLICY_NFORMS; f++) {
-			if (!useful[f] ||
-			    (r->hinted && !PREFILTER_BIT_ISSET(seen[f], i)))
+			if (!useful[f])
 				continue;
-			rc = fw_search(r, &forms[f], mp);
+			rc = fw_search_rule(r, &forms[f],
+			    sc.win[(size_t)f * p->nrules + i], mp);
 			if (rc == ONIG_MISMATCH)
 				continue;
 			hits[i].matched = 1;
@@ -448,8 +541,9 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 			break;
 		}
 	}
-	for (f = 0; f < POLICY_NFORMS; f++)
-		free(seen[f]);
+	for (i = 0; i < p->nrules * POLICY_NFORMS; i++)
+		free(sc.win[i]);
+	free(sc.win);
 }
 
 /* Highest severity first, rule order among equals. */
@@ -530,7 +624,7 @@ policy_check(const struct policy *p, enum policy_target target,
 
 	/* A form equal to the one before it cannot match anything new. */
 	useful[POLICY_FORM_RAW] = 1;
-	useful[POLICY_FORM_FOLDED] = !fw_same(&forms[POLICY_FORM_FOLDED],
+	useful[POLICY_FORM_FOLDED] = !fw_same_nocase(&forms[POLICY_FORM_FOLDED],
 	    &forms[POLICY_FORM_RAW]);
 	useful[POLICY_FORM_SHELL] = !fw_same(&forms[POLICY_FORM_SHELL],
 	    &forms[POLICY_FORM_FOLDED]);

@@ -71,6 +71,15 @@ nb_put(struct norm_buf *nb, const char *s, size_t n)
 }
 
 static void
+nb_swap(struct norm_buf *a, struct norm_buf *b)
+{
+	struct norm_buf	t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+static void
 nb_finish(struct norm_buf *nb)
 {
 	nb_reserve(nb, 0);
@@ -193,50 +202,50 @@ static const struct fold_map {
 	{ 0x01C0, "|" }, { 0x0251, "a" }, { 0x0261, "g" }, { 0x026A, "i" },
 	{ 0x0280, "r" }, { 0x028F, "y" }, { 0x02B0, "h" }, { 0x02B2, "j" },
 	{ 0x02B3, "r" }, { 0x02B7, "w" }, { 0x02B8, "y" }, { 0x02BC, "'" },
-	{ 0x02C8, "'" }, { 0x02DC, "~" }, { 0x037E, ";" },
-	{ 0x0391, "a" }, { 0x0392, "b" }, { 0x0395, "e" }, { 0x0396, "z" },
-	{ 0x0397, "h" }, { 0x0399, "i" }, { 0x039A, "k" }, { 0x039C, "m" },
-	{ 0x039D, "n" }, { 0x039F, "o" }, { 0x03A1, "p" }, { 0x03A4, "t" },
-	{ 0x03A5, "y" }, { 0x03A7, "x" }, { 0x03B1, "a" }, { 0x03B5, "e" },
-	{ 0x03B9, "i" }, { 0x03BA, "k" }, { 0x03BD, "v" }, { 0x03BF, "o" },
-	{ 0x03C1, "p" }, { 0x03C4, "t" }, { 0x03C5, "u" }, { 0x03C7, "x" },
-	{ 0x03F2, "c" }, { 0x03F3, "j" },
-	{ 0x0400, "e" }, { 0x0401, "e" }, { 0x0405, "s" }, { 0x0406, "i" },
-	{ 0x0407, "i" }, { 0x0408, "j" }, { 0x0410, "a" }, { 0x0412, "b" },
-	{ 0x0415, "e" }, { 0x041A, "k" }, { 0x041C, "m" }, { 0x041D, "h" },
-	{ 0x041E, "o" }, { 0x0420, "p" }, { 0x0421, "c" }, { 0x0422, "t" },
-	{ 0x0423, "y" }, { 0x0425, "x" }, { 0x0430, "a" }, { 0x0432, "b" },
-	{ 0x0435, "e" }, { 0x043A, "k" }, { 0x043C, "m" }, { 0x043D, "h" },
-	{ 0x043E, "o" }, { 0x0440, "p" }, { 0x0441, "c" }, { 0x0442, "t" },
-	{ 0x0443, "y" }, { 0x0445, "x" }, { 0x0450, "e" }, { 0x0451, "e" },
-	{ 0x0455, "s" }, { 0x0456, "i" }, { 0x0457, "i" }, { 0x0458, "j" },
-	{ 0x04BB, "h" }, { 0x04CF, "l" }, { 0x0501, "d" }, { 0x051B, "q" },
-	{ 0x051D, "w" }, { 0x0589, ":" }, { 0x05C0, "|" }, { 0x0660, "0" },
-	{ 0x06F0, "0" }, { 0x1D00, "a" }, { 0x1D04, "c" }, { 0x1D05, "d" },
-	{ 0x1D07, "e" }, { 0x1D0A, "j" }, { 0x1D0B, "k" }, { 0x1D0D, "m" },
-	{ 0x1D0F, "o" }, { 0x1D18, "p" }, { 0x1D1B, "t" }, { 0x1D1C, "u" },
-	{ 0x1D20, "v" }, { 0x1D21, "w" }, { 0x1D22, "z" },
-	{ 0x2010, "-" }, { 0x2011, "-" }, { 0x2012, "-" }, { 0x2013, "-" },
-	{ 0x2014, "-" }, { 0x2015, "-" }, { 0x2018, "'" }, { 0x2019, "'" },
-	{ 0x201A, "'" }, { 0x201B, "'" }, { 0x201C, "\"" }, { 0x201D, "\"" },
-	{ 0x201E, "\"" }, { 0x2024, "." }, { 0x2028, "\n" }, { 0x2029, "\n" },
-	{ 0x2032, "'" }, { 0x2033, "\"" }, { 0x2039, "<" }, { 0x203A, ">" },
-	{ 0x2044, "/" }, { 0x204E, "*" }, { 0x2053, "~" }, { 0x2070, "0" },
-	{ 0x2071, "i" }, { 0x207F, "n" }, { 0x2102, "c" }, { 0x210A, "g" },
-	{ 0x210B, "h" }, { 0x210C, "h" }, { 0x210D, "h" }, { 0x210E, "h" },
-	{ 0x2110, "i" }, { 0x2111, "i" }, { 0x2112, "l" }, { 0x2113, "l" },
-	{ 0x2115, "n" }, { 0x2119, "p" }, { 0x211A, "q" }, { 0x211B, "r" },
-	{ 0x211C, "r" }, { 0x211D, "r" }, { 0x2124, "z" }, { 0x212A, "k" },
-	{ 0x212B, "a" }, { 0x212C, "b" }, { 0x212D, "c" }, { 0x212F, "e" },
-	{ 0x2130, "e" }, { 0x2131, "f" }, { 0x2133, "m" }, { 0x2134, "o" },
-	{ 0x2139, "i" }, { 0x2160, "i" }, { 0x2164, "v" }, { 0x2169, "x" },
-	{ 0x216C, "l" }, { 0x216D, "c" }, { 0x216E, "d" }, { 0x216F, "m" },
-	{ 0x2170, "i" }, { 0x2174, "v" }, { 0x2179, "x" }, { 0x217C, "l" },
-	{ 0x217D, "c" }, { 0x217E, "d" }, { 0x217F, "m" }, { 0x2212, "-" },
-	{ 0x2215, "/" }, { 0x2216, "\\" }, { 0x2217, "*" }, { 0x2223, "|" },
-	{ 0x2236, ":" }, { 0x223C, "~" }, { 0x2CBD, "o" }, { 0x29F8, "/" },
-	{ 0x29F9, "\\" }, { 0x3000, " " }, { 0x30FC, "-" }, { 0xA731, "s" },
-	{ 0xA76A, "z" }, { 0xFB00, "ff" }, { 0xFB01, "fi" }, { 0xFB02, "fl" },
+	{ 0x02C8, "'" }, { 0x02DC, "~" }, { 0x037E, ";" }, { 0x0391, "a" },
+	{ 0x0392, "b" }, { 0x0395, "e" }, { 0x0396, "z" }, { 0x0397, "h" },
+	{ 0x0399, "i" }, { 0x039A, "k" }, { 0x039C, "m" }, { 0x039D, "n" },
+	{ 0x039F, "o" }, { 0x03A1, "p" }, { 0x03A4, "t" }, { 0x03A5, "y" },
+	{ 0x03A7, "x" }, { 0x03B1, "a" }, { 0x03B5, "e" }, { 0x03B9, "i" },
+	{ 0x03BA, "k" }, { 0x03BD, "v" }, { 0x03BF, "o" }, { 0x03C1, "p" },
+	{ 0x03C4, "t" }, { 0x03C5, "u" }, { 0x03C7, "x" }, { 0x03F2, "c" },
+	{ 0x03F3, "j" }, { 0x0400, "e" }, { 0x0401, "e" }, { 0x0405, "s" },
+	{ 0x0406, "i" }, { 0x0407, "i" }, { 0x0408, "j" }, { 0x0410, "a" },
+	{ 0x0412, "b" }, { 0x0415, "e" }, { 0x041A, "k" }, { 0x041C, "m" },
+	{ 0x041D, "h" }, { 0x041E, "o" }, { 0x0420, "p" }, { 0x0421, "c" },
+	{ 0x0422, "t" }, { 0x0423, "y" }, { 0x0425, "x" }, { 0x0430, "a" },
+	{ 0x0432, "b" }, { 0x0433, "r" }, { 0x0435, "e" }, { 0x043A, "k" },
+	{ 0x043C, "m" }, { 0x043D, "h" }, { 0x043E, "o" }, { 0x0440, "p" },
+	{ 0x0441, "c" }, { 0x0442, "t" }, { 0x0443, "y" }, { 0x0445, "x" },
+	{ 0x0450, "e" }, { 0x0451, "e" }, { 0x0455, "s" }, { 0x0456, "i" },
+	{ 0x0457, "i" }, { 0x0458, "j" }, { 0x04BB, "h" }, { 0x04CF, "l" },
+	{ 0x0501, "d" }, { 0x051B, "q" }, { 0x051D, "w" }, { 0x0589, ":" },
+	{ 0x05C0, "|" }, { 0x0660, "0" }, { 0x06F0, "0" }, { 0x1D00, "a" },
+	{ 0x1D04, "c" }, { 0x1D05, "d" }, { 0x1D07, "e" }, { 0x1D0A, "j" },
+	{ 0x1D0B, "k" }, { 0x1D0D, "m" }, { 0x1D0F, "o" }, { 0x1D18, "p" },
+	{ 0x1D1B, "t" }, { 0x1D1C, "u" }, { 0x1D20, "v" }, { 0x1D21, "w" },
+	{ 0x1D22, "z" }, { 0x2010, "-" }, { 0x2011, "-" }, { 0x2012, "-" },
+	{ 0x2013, "-" }, { 0x2014, "-" }, { 0x2015, "-" }, { 0x2018, "'" },
+	{ 0x2019, "'" }, { 0x201A, "'" }, { 0x201B, "'" }, { 0x201C, "\"" },
+	{ 0x201D, "\"" }, { 0x201E, "\"" }, { 0x2024, "." },
+	{ 0x2028, "\n" }, { 0x2029, "\n" }, { 0x2032, "'" },
+	{ 0x2033, "\"" }, { 0x2039, "<" }, { 0x203A, ">" }, { 0x2044, "/" },
+	{ 0x204E, "*" }, { 0x2053, "~" }, { 0x2070, "0" }, { 0x2071, "i" },
+	{ 0x207F, "n" }, { 0x2102, "c" }, { 0x210A, "g" }, { 0x210B, "h" },
+	{ 0x210C, "h" }, { 0x210D, "h" }, { 0x210E, "h" }, { 0x2110, "i" },
+	{ 0x2111, "i" }, { 0x2112, "l" }, { 0x2113, "l" }, { 0x2115, "n" },
+	{ 0x2119, "p" }, { 0x211A, "q" }, { 0x211B, "r" }, { 0x211C, "r" },
+	{ 0x211D, "r" }, { 0x2124, "z" }, { 0x212A, "k" }, { 0x212B, "a" },
+	{ 0x212C, "b" }, { 0x212D, "c" }, { 0x212F, "e" }, { 0x2130, "e" },
+	{ 0x2131, "f" }, { 0x2133, "m" }, { 0x2134, "o" }, { 0x2139, "i" },
+	{ 0x2160, "i" }, { 0x2164, "v" }, { 0x2169, "x" }, { 0x216C, "l" },
+	{ 0x216D, "c" }, { 0x216E, "d" }, { 0x216F, "m" }, { 0x2170, "i" },
+	{ 0x2174, "v" }, { 0x2179, "x" }, { 0x217C, "l" }, { 0x217D, "c" },
+	{ 0x217E, "d" }, { 0x217F, "m" }, { 0x2212, "-" }, { 0x2215, "/" },
+	{ 0x2216, "\\" }, { 0x2217, "*" }, { 0x2223, "|" }, { 0x2236, ":" },
+	{ 0x223C, "~" }, { 0x29F8, "/" }, { 0x29F9, "\\" }, { 0x2CBD, "o" },
+	{ 0x3000, " " }, { 0x30FC, "-" }, { 0xA731, "s" }, { 0xA76A, "z" },
+	{ 0xFB00, "ff" }, { 0xFB01, "fi" }, { 0xFB02, "fl" },
 	{ 0xFB03, "ffi" }, { 0xFB04, "ffl" }, { 0xFB05, "st" },
 	{ 0xFB06, "st" }, { 0xFE68, "\\" }, { 0xFF5E, "~" },
 };
@@ -508,12 +517,15 @@ shell_dollar(const char *s, size_t n, int *blank)
 	return 0;
 }
 
-/* Pass 1: quotes, escapes, $'..', $IFS and empty expansions. */
-static void
+/*
+ * Pass 1: quotes, escapes, $'..', $IFS and empty expansions.  Returns
+ * whether it decoded $'..', whose text may hold more quoting.
+ */
+static int
 shell_unquote(const char *s, size_t len, struct norm_buf *out)
 {
 	size_t	i = 0, k;
-	int	blank;
+	int	blank, ansi = 0;
 
 	while (i < len) {
 		switch (s[i]) {
@@ -537,6 +549,7 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out)
 		case '$':
 			if (i + 1 < len && s[i + 1] == '\'') {
 				/* ANSI-C quoting: decode until the close. */
+				ansi = 1;
 				for (i += 2; i < len && s[i] != '\''; ) {
 					if (s[i] == '\\' &&
 					    (k = shell_escape(s + i, len - i,
@@ -560,6 +573,7 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out)
 		}
 		nb_putc(out, s[i++]);
 	}
+	return ansi;
 }
 
 static int
@@ -619,7 +633,16 @@ normalize_shell(const char *in, size_t len, struct norm_buf *out)
 
 	memset(&tmp, 0, sizeof tmp);
 	nb_reserve(&tmp, len);
-	shell_unquote(in, len, &tmp);
+	if (shell_unquote(in, len, &tmp)) {
+		struct norm_buf	again;
+
+		/* What $'..' decoded is unquoted once more, as eval would. */
+		memset(&again, 0, sizeof again);
+		nb_reserve(&again, tmp.len);
+		(void)shell_unquote(tmp.data, tmp.len, &again);
+		nb_swap(&tmp, &again);
+		normalize_buf_free(&again);
+	}
 
 	/* Pass 2: words, brace expansion, one blank between words. */
 	limit = out->len + SHELL_GROWTH * len + NB_MIN_CAP;
@@ -641,15 +664,6 @@ normalize_shell(const char *in, size_t len, struct norm_buf *out)
 	}
 	nb_finish(out);
 	normalize_buf_free(&tmp);
-}
-
-static void
-nb_swap(struct norm_buf *a, struct norm_buf *b)
-{
-	struct norm_buf	t = *a;
-
-	*a = *b;
-	*b = t;
 }
 
 /* Decoded bytes are kept only if they read as text. */
@@ -733,7 +747,7 @@ decode_b64_run(const char *s, size_t n, struct norm_buf *out)
 	/* The run may start mid-word: try each alignment. */
 	for (skip = 0; skip < 4 && n - skip >= NORMALIZE_B64_MIN; skip++) {
 		mark = out->len;
-		decode_b64(s + skip, (n - skip) & ~(size_t)3, out);
+		decode_b64(s + skip, n - skip, out);
 		if (decode_keep(out, mark))
 			return;
 	}

@@ -19,14 +19,18 @@
 #define POLICY_MAX_FILES	64		/* rule files per policy */
 #define POLICY_MAX_RULES	4096		/* rules per policy */
 #define POLICY_MAX_LINE		4096		/* bytes per rule file line */
-#define POLICY_MAX_HINTS	16		/* literal hints per rule */
+#define POLICY_MAX_HINTS	32		/* literal hints per rule */
 #define POLICY_MAX_HINT		64		/* bytes per literal hint */
 #define POLICY_MAX_ID		64		/* bytes per rule id, with NUL */
+#define POLICY_MAX_PATTERN	16384		/* bytes per expanded pattern */
+#define POLICY_MAX_MACROS	64		/* "define"s per rule file */
 #define POLICY_MAX_CATEGORY	32		/* bytes per category, with NUL */
 #define POLICY_MAX_MESSAGE	160		/* bytes per message, with NUL */
 #define POLICY_MAX_MATCHES	16		/* matches kept in a verdict */
 #define POLICY_MAX_EXCERPT	96		/* bytes of excerpt, without NUL */
 #define POLICY_DEFAULT_THRESHOLD 5		/* score that blocks */
+#define POLICY_HINT_REACH	1024		/* match start to its hint, max */
+#define POLICY_MAX_WINDOWS	32		/* search windows per rule+form */
 #define POLICY_RETRY_LIMIT	100000UL	/* backtracks per match attempt */
 #define POLICY_SEARCH_LIMIT	1000000UL	/* backtracks per search */
 

@@ -26,7 +26,11 @@ struct prefilter {
 	 * those of the failure chain merged in. */
 	uint32_t	*out_start;
 	uint32_t	*out_count;
-	unsigned	*out;
+	struct pf_out {
+		unsigned	 id;
+		unsigned	 flags;
+		size_t		 len;
+	}		*out;
 	size_t		 nout;
 
 	/* Literals kept until build. */
@@ -34,6 +38,7 @@ struct prefilter {
 		char		*s;
 		size_t		 len;
 		unsigned	 id;
+		unsigned	 flags;
 	}		*lits;
 	size_t		 nlits;
 	int		 built;
@@ -64,7 +69,8 @@ prefilter_free(struct prefilter *pf)
 }
 
 int
-prefilter_add(struct prefilter *pf, const char *s, size_t len, unsigned id)
+prefilter_add(struct prefilter *pf, const char *s, size_t len, unsigned id,
+    unsigned flags)
 {
 	struct pf_lit	*l;
 	size_t		 i;
@@ -78,6 +84,7 @@ prefilter_add(struct prefilter *pf, const char *s, size_t len, unsigned id)
 		l->s[i] = (char)tolower((unsigned char)s[i]);
 	l->len = len;
 	l->id = id;
+	l->flags = flags;
 	return 0;
 }
 
@@ -103,7 +110,8 @@ pf_state_new(struct prefilter *pf)
 void
 prefilter_build(struct prefilter *pf)
 {
-	uint32_t	*queue, *term_next, st, nx, f;
+	uint32_t	*queue, st, nx, f;
+	struct pf_out	*term;
 	unsigned	*ends;
 	size_t		 i, j, c, head = 0, tail = 0, nends = 0, total;
 	uint32_t	 k;
@@ -126,7 +134,7 @@ prefilter_build(struct prefilter *pf)
 
 	/* Trie; term lists, per state, the literals that end there. */
 	pf_state_new(pf);
-	term_next = xcalloc(pf->nlits + 1, sizeof *term_next);
+	term = xcalloc(pf->nlits + 1, sizeof *term);
 	ends = xcalloc(pf->nlits + 1, sizeof *ends);
 	for (i = 0; i < pf->nlits; i++) {
 		st = 0;
@@ -143,7 +151,9 @@ prefilter_build(struct prefilter *pf)
 		}
 		/* A literal cut by the state bound announces its prefix. */
 		ends[nends] = (unsigned)st;
-		term_next[nends++] = pf->lits[i].id;
+		term[nends].id = pf->lits[i].id;
+		term[nends].flags = pf->lits[i].flags;
+		term[nends++].len = j;
 	}
 
 	/* Failure links breadth-first, turning the trie into a DFA. */
@@ -189,7 +199,7 @@ prefilter_build(struct prefilter *pf)
 				continue;
 			pf->out = xreallocarray(pf->out, total + 1,
 			    sizeof *pf->out);
-			pf->out[total++] = term_next[i];
+			pf->out[total++] = term[i];
 		}
 		if (st != 0) {
 			for (i = 0; i < pf->out_count[f]; i++) {
@@ -203,7 +213,7 @@ prefilter_build(struct prefilter *pf)
 	pf->nout = total;
 
 	free(queue);
-	free(term_next);
+	free(term);
 	free(ends);
 	for (i = 0; i < pf->nlits; i++)
 		free(pf->lits[i].s);
@@ -212,23 +222,42 @@ prefilter_build(struct prefilter *pf)
 	pf->nlits = 0;
 }
 
+/*
+ * ASCII letters, digits and _ make words.  Other bytes may belong to a
+ * Unicode separator, so they count as a boundary: a hint must never be
+ * stricter than the \\b of its pattern.
+ */
+static int
+pf_wordbyte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '_';
+}
+
 void
 prefilter_scan(const struct prefilter *pf, const char *text, size_t len,
-    unsigned char *hits)
+    prefilter_cb cb, void *arg)
 {
+	const struct pf_out	*o;
 	const unsigned char	*s = (const unsigned char *)text;
 	const uint32_t		*delta = pf->delta;
-	size_t			 ncls = pf->ncls, i;
+	size_t			 ncls = pf->ncls, i, at;
 	uint32_t		 st = 0, k;
 
 	if (!pf->built || pf->nstates == 0)
 		return;
 	for (i = 0; i < len; i++) {
 		st = delta[(size_t)st * ncls + pf->cls[s[i]]];
-		if (pf->out_count[st] != 0) {
-			for (k = 0; k < pf->out_count[st]; k++)
-				PREFILTER_BIT_SET(hits,
-				    pf->out[pf->out_start[st] + k]);
+		for (k = 0; k < pf->out_count[st]; k++) {
+			o = &pf->out[pf->out_start[st] + k];
+			at = i + 1 - o->len;
+			if ((o->flags & PREFILTER_WORD_START) && at > 0 &&
+			    pf_wordbyte(s[at - 1]))
+				continue;
+			if ((o->flags & PREFILTER_WORD_END) && i + 1 < len &&
+			    pf_wordbyte(s[i + 1]))
+				continue;
+			cb(arg, o->id, at);
 		}
 	}
 }

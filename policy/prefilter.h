@@ -14,16 +14,17 @@ struct prefilter;
 
 struct prefilter	*prefilter_new(void);
 void			 prefilter_free(struct prefilter *);
+/* The literal must start or end at a word boundary ("\\b" in a hint). */
+#define PREFILTER_WORD_START	0x1U
+#define PREFILTER_WORD_END	0x2U
+
 /* Literal of len bytes (folded to lower case) that announces rule id. */
 int			 prefilter_add(struct prefilter *, const char *,
-			    size_t, unsigned);
+			    size_t, unsigned, unsigned);
 void			 prefilter_build(struct prefilter *);
-/* Sets bit id of hits (a bitmap of the caller) for every literal found. */
+/* Called for every literal found: its rule id and its offset in the text. */
+typedef void	(*prefilter_cb)(void *, unsigned, size_t);
 void			 prefilter_scan(const struct prefilter *,
-			    const char *, size_t, unsigned char *);
-
-#define PREFILTER_BIT_SET(map, id)	((map)[(id) >> 3] |= 1U << ((id) & 7))
-#define PREFILTER_BIT_ISSET(map, id)	(((map)[(id) >> 3] >> ((id) & 7)) & 1U)
-#define PREFILTER_MAP_BYTES(n)		(((n) + 7) / 8)
+			    const char *, size_t, prefilter_cb, void *);
 
 #endif

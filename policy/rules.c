@@ -7,8 +7,10 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/xmalloc.h"
 #include "policy/policy.h"
 
 #define RULES_WS	" \t"
@@ -19,7 +21,7 @@ struct rules_stanza {
 	char		 id[POLICY_MAX_ID];
 	char		 category[POLICY_MAX_CATEGORY];
 	char		 message[POLICY_MAX_MESSAGE];
-	char		 pattern[POLICY_MAX_LINE];
+	char		 pattern[POLICY_MAX_PATTERN];
 	char		 allow[POLICY_MAX_ID];
 	char		 hints[POLICY_MAX_HINTS][POLICY_MAX_HINT];
 	size_t		 nhints;
@@ -27,7 +29,21 @@ struct rules_stanza {
 	unsigned	 targets;	/* 0: not given */
 };
 
+/* A named piece of pattern, "define NAME text", used as {{NAME}}. */
+struct rules_macro {
+	char		 name[POLICY_MAX_ID];
+	char		*value;			/* expanded, in the arena */
+};
+
+#define RULES_ARENA	(POLICY_MAX_MACROS * POLICY_MAX_LINE)
+#define RULES_MACRO_OPEN	"{{"
+#define RULES_MACRO_CLOSE	"}}"
+
 struct rules_parser {
+	struct rules_macro	 macros[POLICY_MAX_MACROS];
+	size_t			 nmacros;
+	char			 arena[RULES_ARENA];	/* macro values */
+	size_t			 arena_used;
 	const char		*name;
 	unsigned		 lineno;
 	char			*err;
@@ -75,6 +91,91 @@ rules_set(struct rules_parser *p, const char *key, char *dst, size_t dstlen,
 		return rules_error(p, p->lineno, "%s longer than %zu bytes",
 		    key, dstlen - 1);
 	strcpy(dst, val);
+	return 0;
+}
+
+/* Expands {{NAME}} references of val into dst (dstlen bytes). */
+static int
+rules_expand(struct rules_parser *p, char *dst, size_t dstlen,
+    const char *val)
+{
+	const char	*open, *close;
+	size_t		 n = 0, k, i;
+
+	while ((open = strstr(val, RULES_MACRO_OPEN)) != NULL) {
+		k = (size_t)(open - val);
+		if (n + k >= dstlen)
+			goto toolong;
+		memcpy(dst + n, val, k);
+		n += k;
+		open += strlen(RULES_MACRO_OPEN);
+		if ((close = strstr(open, RULES_MACRO_CLOSE)) == NULL)
+			return rules_error(p, p->lineno, "unclosed {{");
+		for (i = 0; i < p->nmacros; i++) {
+			if (strlen(p->macros[i].name) == (size_t)(close - open) &&
+			    memcmp(p->macros[i].name, open,
+			    (size_t)(close - open)) == 0)
+				break;
+		}
+		if (i == p->nmacros)
+			return rules_error(p, p->lineno, "undefined macro "
+			    "\"%.*s\"", (int)(close - open) < POLICY_MAX_ID ?
+			    (int)(close - open) : POLICY_MAX_ID, open);
+		k = strlen(p->macros[i].value);
+		if (n + k >= dstlen)
+			goto toolong;
+		memcpy(dst + n, p->macros[i].value, k);
+		n += k;
+		val = close + strlen(RULES_MACRO_CLOSE);
+	}
+	k = strlen(val);
+	if (n + k >= dstlen)
+		goto toolong;
+	memcpy(dst + n, val, k + 1);
+	return 0;
+toolong:
+	return rules_error(p, p->lineno, "expanded pattern longer than %zu "
+	    "bytes", dstlen - 1);
+}
+
+static int rules_id_valid(const char *);
+
+/* "define NAME text" outside a rule. */
+static int
+rules_define(struct rules_parser *p, char *val)
+{
+	struct rules_macro	*m;
+	char			*name, *text;
+	size_t			 i, room;
+
+	name = val;
+	text = val + strcspn(val, RULES_WS);
+	if (*text != '\0')
+		*text++ = '\0';
+	text += strspn(text, RULES_WS);
+	if (!rules_id_valid(name) || strlen(name) >= POLICY_MAX_ID)
+		return rules_error(p, p->lineno, "bad macro name");
+	if (*text == '\0')
+		return rules_error(p, p->lineno, "macro %s without a value",
+		    name);
+	for (i = 0; i < p->nmacros; i++) {
+		if (strcmp(p->macros[i].name, name) == 0)
+			return rules_error(p, p->lineno,
+			    "duplicate macro %s", name);
+	}
+	if (p->nmacros == POLICY_MAX_MACROS)
+		return rules_error(p, p->lineno, "more than %d macros",
+		    POLICY_MAX_MACROS);
+	room = RULES_ARENA - p->arena_used;
+	if (room > POLICY_MAX_LINE)
+		room = POLICY_MAX_LINE;
+	m = &p->macros[p->nmacros];
+	if (rules_expand(p, p->arena + p->arena_used, room, text) != 0)
+		return -1;
+	strcpy(m->name, name);
+	m->value = p->arena + p->arena_used;
+	p->arena_used += strlen(m->value) + 1;
+	p->nmacros++;
 	return 0;
 }
 
@@ -228,6 +329,12 @@ rules_line(struct rules_parser *p, char *line)
 		st->line = p->lineno;
 		return rules_set(p, key, st->id, sizeof st->id, val);
 	}
+	if (strcmp(key, "define") == 0) {
+		/* Macros live between rules, for the rest of the file. */
+		if (rules_flush(p) != 0)
+			return -1;
+		return rules_define(p, val);
+	}
 	if (st->line == 0)
 		return rules_error(p, p->lineno, "%s outside a rule", key);
 
@@ -239,8 +346,11 @@ rules_line(struct rules_parser *p, char *line)
 	}
 	if (strcmp(key, "message") == 0)
 		return rules_set(p, key, st->message, sizeof st->message, val);
-	if (strcmp(key, "pattern") == 0)
-		return rules_set(p, key, st->pattern, sizeof st->pattern, val);
+	if (strcmp(key, "pattern") == 0) {
+		if (st->pattern[0] != '\0')
+			return rules_error(p, p->lineno, "duplicate pattern");
+		return rules_expand(p, st->pattern, sizeof st->pattern, val);
+	}
 	if (strcmp(key, "allow") == 0) {
 		if (!rules_id_valid(val))
 			return rules_error(p, p->lineno, "bad rule id to allow");
@@ -256,39 +366,49 @@ rules_line(struct rules_parser *p, char *line)
 	    POLICY_MAX_ID, key);
 }
 
-int
-policy_parse_rules(const char *name, const char *buf, size_t len,
-    policy_rule_cb cb, void *arg, char *err, size_t errlen)
+static int
+rules_parse(struct rules_parser *p, const char *buf, size_t len)
 {
-	struct rules_parser	 p;
-	char			 line[POLICY_MAX_LINE + 1];
-	const char		*s = buf, *end = buf + len, *nl;
-	size_t			 n;
-
-	memset(&p, 0, sizeof p);
-	p.name = name;
-	p.err = err;
-	p.errlen = errlen;
-	p.cb = cb;
-	p.arg = arg;
+	char		 line[POLICY_MAX_LINE + 1];
+	const char	*s = buf, *end = buf + len, *nl;
+	size_t		 n;
 
 	while (s < end) {
-		p.lineno++;
+		p->lineno++;
 		if ((nl = memchr(s, '\n', (size_t)(end - s))) == NULL)
 			nl = end;
 		n = (size_t)(nl - s);
 		if (n > 0 && s[n - 1] == '\r')
 			n--;
 		if (n > POLICY_MAX_LINE)
-			return rules_error(&p, p.lineno,
+			return rules_error(p, p->lineno,
 			    "line longer than %d bytes", POLICY_MAX_LINE);
 		if (memchr(s, '\0', n) != NULL)
-			return rules_error(&p, p.lineno, "NUL byte");
+			return rules_error(p, p->lineno, "NUL byte");
 		memcpy(line, s, n);
 		line[n] = '\0';
-		if (rules_line(&p, line) != 0)
+		if (rules_line(p, line) != 0)
 			return -1;
 		s = nl + 1;
 	}
-	return rules_flush(&p);
+	return rules_flush(p);
+}
+
+int
+policy_parse_rules(const char *name, const char *buf, size_t len,
+    policy_rule_cb cb, void *arg, char *err, size_t errlen)
+{
+	struct rules_parser	*p;
+	int			 rc;
+
+	/* The macro arena is too big for a stack frame. */
+	p = xcalloc(1, sizeof *p);
+	p->name = name;
+	p->err = err;
+	p->errlen = errlen;
+	p->cb = cb;
+	p->arg = arg;
+	rc = rules_parse(p, buf, len);
+	free(p);
+	return rc;
 }

@@ -167,19 +167,19 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 		err[0] = '\0';
 	if (sandbox_limits(sc, err, errlen) == -1)
 		return -1;
-	if (sc->workdir == NULL || chdir(sc->workdir) == -1) {
-		snprintf(err, errlen, "chdir %s: %s",
-		    sc->workdir != NULL ? sc->workdir : "(none)",
-		    sc->workdir != NULL ? strerror(errno) : "no workdir");
-		return -1;
-	}
-	/* Read the profile and open the Landlock paths while we still may:
-	 * neither lies inside the sandbox. */
+	/* Read the profile and open the Landlock paths while we still may
+	 * (neither lies inside the sandbox), and from the caller's cwd. */
 	if (sc->seccomp_profile != NULL && (filter = seccomp_profile_compile(
 	    sc->seccomp_profile, err, errlen)) == NULL)
 		return -1;
 	if (landlock_prepare(sc, &rsfd, &abi, warn, sizeof warn) == -1) {
 		snprintf(err, errlen, "%s", warn);
+		goto fail;
+	}
+	if (sc->workdir == NULL || chdir(sc->workdir) == -1) {
+		snprintf(err, errlen, "chdir %s: %s",
+		    sc->workdir != NULL ? sc->workdir : "(none)",
+		    sc->workdir != NULL ? strerror(errno) : "no workdir");
 		goto fail;
 	}
 	if (sc->drop_privs && sandbox_drop(sc, err, errlen) == -1)

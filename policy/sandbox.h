@@ -11,9 +11,10 @@
  *		set up the environment, close fds above 2, execve(cli).
  *	parent:	sandbox_worker_confine(pid, err, sizeof err);
  *
- * sandbox_child() does, in this order: rlimits, chdir(workdir), reading of
- * the seccomp profile and of the Landlock paths (still privileged), the
- * privilege drop, PR_SET_NO_NEW_PRIVS, Landlock, seccomp.  It allocates (the
+ * sandbox_child() does, in this order: rlimits; reading of the seccomp
+ * profile and opening of the Landlock paths (still privileged, relative
+ * paths from the caller's cwd); chdir(workdir); the privilege drop;
+ * PR_SET_NO_NEW_PRIVS; Landlock; seccomp.  It allocates (the
  * seccomp filter, through libseccomp): call it only in the child of a
  * single-threaded parent, as the worker is.
  */

@@ -52,6 +52,7 @@ struct worker {
 	struct bufferevent	*bev;
 	int			 ready;		/* said hello */
 	int			 dead;
+	int			 closed;	/* EOF seen: never reuse */
 	struct session		*session;	/* NULL while spare */
 	uint64_t		 started_ms;
 };

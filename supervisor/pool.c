@@ -58,7 +58,7 @@ pool_spares(void)
 	int		 n = 0;
 
 	TAILQ_FOREACH(wk, &hp.workers, entry)
-		if (wk->session == NULL && !wk->dead)
+		if (wk->session == NULL && !wk->dead && !wk->closed)
 			n++;
 	return n;
 }
@@ -83,6 +83,10 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 	cJSON		*j;
 
 	while (!wk->dead && (r = msg_get(in, &m)) == 1) {
+		if (m.hdr.type != MSG_EVENT)
+			log_debug("worker %ld: %s (turn %u, %u bytes)",
+			    (long)wk->pid, msg_type_name(m.hdr.type), m.hdr.turn,
+			    m.hdr.len);
 		if (m.hdr.type == MSG_HELLO) {
 			if (wk->ready || (j = msg_json(&m)) == NULL) {
 				msg_clear(&m);
@@ -118,6 +122,7 @@ pool_worker_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		/* The exit status comes with SIGCHLD; stop reading now. */
+		wk->closed = 1;
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
 		if (wk->session != NULL)
 			session_worker_gone(wk->session, wk, -1);
@@ -211,7 +216,7 @@ pool_take(void)
 	int		 spawning = 0;
 
 	TAILQ_FOREACH(wk, &hp.workers, entry) {
-		if (wk->session != NULL || wk->dead)
+		if (wk->session != NULL || wk->dead || wk->closed)
 			continue;
 		if (wk->ready) {
 			/* Refill after this turn of the loop. */

@@ -24,6 +24,8 @@
 
 #define CLIENT_ERR_MAX		512
 #define CLIENT_GROUPS_MAX	256
+#define CLIENT_DRAIN_CHUNK	4096
+#define CLIENT_DRAIN_ROUNDS	64	/* bytes read before a close, / chunk */
 
 static void	server_client_read(struct bufferevent *, void *);
 
@@ -126,6 +128,16 @@ server_client_new(int fd)
 void
 server_client_free(struct client *c)
 {
+	char	buf[CLIENT_DRAIN_CHUNK];
+	int	fd = bufferevent_getfd(c->bev), i;
+
+	/*
+	 * Unread input makes close() send a reset, which can destroy our last
+	 * reply (too_large) before the client reads it: drain a little first.
+	 */
+	for (i = 0; c->closing && i < CLIENT_DRAIN_ROUNDS; i++)
+		if (read(fd, buf, sizeof buf) <= 0)
+			break;
 	TAILQ_REMOVE(&hp.clients, c, entry);
 	session_client_gone(c);
 	bufferevent_free(c->bev);

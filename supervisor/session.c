@@ -418,8 +418,11 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		s->state = SESSION_READY;
 		if (s->pending_prompt != NULL && session_waiting(&s->exec))
 			session_turn_begin(s);
-		else
+		else {
+			/* Opened ahead of its first turn: that turn is warm. */
+			s->cold = 0;
 			session_idle_arm(s);
+		}
 		break;
 	case MSG_OPEN_FAILED:
 		v = session_jstr(j, "code");

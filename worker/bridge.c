@@ -6,9 +6,11 @@
  * Text reaches the host twice when the CLI runs with partial messages:
  * as stream_event deltas and again as one complete assistant line per
  * content block.  Deltas are forwarded as they come; an assistant block
- * is forwarded only when its text was never streamed (no partial
- * messages, or the non-streaming fallback after a broken stream, which
- * carries a message.id of its own: PROTOCOL.md gotcha 9).
+ * is forwarded only when its text was not streamed: no partial messages,
+ * or the non-streaming fallback after a broken stream (PROTOCOL.md
+ * gotcha 9), whose message.id is usually new but may match the broken
+ * one.  So streamed blocks are matched by content (length and hash of
+ * their deltas), not by id alone.
  *
  * Times come from the caller, so transcripts replay with synthetic clocks.
  */
@@ -28,15 +30,19 @@
 
 #define BRIDGE_ID_MAX		128	/* message and tool ids kept */
 #define BRIDGE_MAX_BLOCKS	64	/* content blocks tracked per message */
-#define BRIDGE_MAX_STREAMED	16	/* streamed message ids remembered */
 #define BRIDGE_MAX_TOOLS	1024	/* tool calls tracked per turn */
 #define BRIDGE_TOOLS_GROW	16	/* first size of the tool table */
 #define BRIDGE_REASON_MAX	512	/* error text kept as a denial reason */
 #define BRIDGE_DENIAL_REASON	"denied by the CLI permission mode"
+/* Counts read from the CLI: beyond 2^53 a JSON number is not exact. */
+#define BRIDGE_UINT_MAX		9007199254740992.0
+#define BRIDGE_FNV_OFFSET	0xcbf29ce484222325ULL	/* FNV-1a 64 */
+#define BRIDGE_FNV_PRIME	0x100000001b3ULL
 
 enum bridge_kind {
 	BRIDGE_BLOCK_OTHER,
 	BRIDGE_BLOCK_THINKING,
+	BRIDGE_BLOCK_REDACTED,		/* redacted_thinking: timed, no text */
 	BRIDGE_BLOCK_TEXT,
 	BRIDGE_BLOCK_TOOL
 };
@@ -46,8 +52,9 @@ struct bridge_block {
 	int			 index;
 	enum bridge_kind	 kind;
 	int			 open;
-	int			 had_delta;
-	int			 consumed;	/* its assistant line was seen */
+	int			 consumed;	/* an assistant line matched */
+	size_t			 text_len;	/* of the text deltas so far */
+	uint64_t		 text_hash;
 	uint64_t		 start_ms;
 	char			 tool_id[BRIDGE_ID_MAX];
 };
@@ -56,7 +63,7 @@ struct bridge_block {
 struct bridge_tool {
 	char			 id[BRIDGE_ID_MAX];
 	char			 name[STATS_TOOL_NAME_MAX];
-	char			*file;		/* path a write-like tool targets */
+	char			*file;		/* path it writes, if any */
 	char			*error;		/* head of an error result */
 	int			 seen_use;	/* its tool_use was counted */
 	int			 started;	/* its clock runs */
@@ -70,7 +77,7 @@ struct bridge {
 	struct bridge_counters	 counters;
 
 	/* Process-wide. */
-	double			 last_cost;	/* total_cost_usd is cumulative */
+	double			 last_cost;	/* total_cost_usd: cumulative */
 	int			 interrupting;
 
 	/* The turn in flight. */
@@ -80,10 +87,10 @@ struct bridge {
 	uint64_t		 ttft_ms;
 	uint64_t		 thinking_ms;
 	uint64_t		 generation_ms;
-	uint64_t		 tool_ms;	/* wall time with a tool running */
+	uint64_t		 tool_ms;	/* wall time any tool running */
 	unsigned		 tools_running;
 	uint64_t		 tools_since_ms;
-	struct stats		 stats;		/* counts; times filled at the end */
+	struct stats		 stats;		/* counts; times come last */
 	struct stats_tokens	 stream_tokens;	/* from message_start/delta */
 
 	/* The main-thread message being streamed. */
@@ -91,14 +98,13 @@ struct bridge {
 	struct stats_tokens	 msg_tokens;
 	size_t			 nblocks;
 	struct bridge_block	 blocks[BRIDGE_MAX_BLOCKS];
-	char			 streamed[BRIDGE_MAX_STREAMED][BRIDGE_ID_MAX];
-	size_t			 nstreamed;	/* ring position */
 
 	struct bridge_tool	*tools;
 	size_t			 ntools;
 	size_t			 tools_cap;
 
 	struct stats		 snapshot;	/* bridge_turn_stats's answer */
+	struct stats		 ended;		/* handed to turn_end */
 };
 
 /* System subtypes worth showing as progress, forwarded as `system`. */
@@ -162,8 +168,10 @@ bridge_uint(const cJSON *o, const char *name)
 	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, name);
 
 	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
-	    v->valuedouble < 0 || v->valuedouble >= (double)UINT64_MAX)
+	    v->valuedouble < 0)
 		return 0;
+	if (v->valuedouble > BRIDGE_UINT_MAX)
+		return (uint64_t)BRIDGE_UINT_MAX;
 	return (uint64_t)v->valuedouble;
 }
 
@@ -426,8 +434,10 @@ bridge_fill_times(struct bridge *b, struct stats *dst, uint64_t now)
 	for (i = 0; i < b->nblocks; i++) {
 		if (!b->blocks[i].open)
 			continue;
-		if (b->blocks[i].kind == BRIDGE_BLOCK_THINKING)
-			d->thinking += bridge_elapsed(b->blocks[i].start_ms, now);
+		if (b->blocks[i].kind == BRIDGE_BLOCK_THINKING ||
+		    b->blocks[i].kind == BRIDGE_BLOCK_REDACTED)
+			d->thinking +=
+			    bridge_elapsed(b->blocks[i].start_ms, now);
 		else if (b->blocks[i].kind != BRIDGE_BLOCK_OTHER)
 			d->generation +=
 			    bridge_elapsed(b->blocks[i].start_ms, now);
@@ -467,32 +477,30 @@ bridge_turn_stats(struct bridge *b, uint64_t now_ms)
 
 /* Streaming (stream_event). */
 
+/* One usage field; absent leaves *v alone when only_present. */
+static void
+bridge_usage_field(const cJSON *usage, const char *name, uint64_t *v,
+    int only_present)
+{
+	if (only_present &&
+	    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(usage, name)))
+		return;
+	*v = bridge_uint(usage, name);
+}
+
+/* The API's usage object into tokens (message_delta: only_present). */
 static void
 bridge_usage(struct stats_tokens *tok, const cJSON *usage, int only_present)
 {
-	static const struct {
-		const char	*name;
-		size_t		 off;
-	} f[] = {
-		{ "input_tokens", offsetof(struct stats_tokens, input) },
-		{ "output_tokens", offsetof(struct stats_tokens, output) },
-		{ "cache_read_input_tokens",
-		    offsetof(struct stats_tokens, cache_read) },
-		{ "cache_creation_input_tokens",
-		    offsetof(struct stats_tokens, cache_write) },
-	};
-	size_t	 i;
-
 	if (!cJSON_IsObject(usage))
 		return;
-	for (i = 0; i < nitems(f); i++) {
-		if (only_present &&
-		    !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(usage,
-		    f[i].name)))
-			continue;
-		*(uint64_t *)((char *)tok + f[i].off) =
-		    bridge_uint(usage, f[i].name);
-	}
+	bridge_usage_field(usage, "input_tokens", &tok->input, only_present);
+	bridge_usage_field(usage, "output_tokens", &tok->output,
+	    only_present);
+	bridge_usage_field(usage, "cache_read_input_tokens",
+	    &tok->cache_read, only_present);
+	bridge_usage_field(usage, "cache_creation_input_tokens",
+	    &tok->cache_write, only_present);
 }
 
 static void
@@ -521,9 +529,10 @@ bridge_kind(const char *type)
 {
 	if (type == NULL)
 		return BRIDGE_BLOCK_OTHER;
-	if (strcmp(type, "thinking") == 0 ||
-	    strcmp(type, "redacted_thinking") == 0)
+	if (strcmp(type, "thinking") == 0)
 		return BRIDGE_BLOCK_THINKING;
+	if (strcmp(type, "redacted_thinking") == 0)
+		return BRIDGE_BLOCK_REDACTED;
 	if (strcmp(type, "text") == 0)
 		return BRIDGE_BLOCK_TEXT;
 	if (strcmp(type, "tool_use") == 0 ||
@@ -544,6 +553,7 @@ bridge_block_stop(struct bridge *b, struct bridge_block *blk, uint64_t now)
 	d = bridge_elapsed(blk->start_ms, now);
 	switch (blk->kind) {
 	case BRIDGE_BLOCK_THINKING:
+	case BRIDGE_BLOCK_REDACTED:
 		b->thinking_ms += d;
 		break;
 	case BRIDGE_BLOCK_TEXT:
@@ -578,10 +588,6 @@ bridge_msg_start(struct bridge *b, const cJSON *msg, uint64_t now)
 	bridge_msg_commit(b);
 	b->nblocks = 0;
 	bridge_copy_id(b->msg_id, sizeof b->msg_id, id);
-	if (id != NULL && *id != '\0') {
-		bridge_copy_id(b->streamed[b->nstreamed], BRIDGE_ID_MAX, id);
-		b->nstreamed = (b->nstreamed + 1) % BRIDGE_MAX_STREAMED;
-	}
 	bridge_usage(&b->msg_tokens, cJSON_GetObjectItemCaseSensitive(msg,
 	    "usage"), 0);
 }
@@ -617,7 +623,16 @@ bridge_block_start(struct bridge *b, const cJSON *ev, uint64_t now)
 	blk->kind = bridge_kind(bridge_str(cb, "type"));
 	blk->open = 1;
 	blk->start_ms = now;
+	blk->text_hash = BRIDGE_FNV_OFFSET;
 	bridge_copy_id(blk->tool_id, sizeof blk->tool_id, bridge_str(cb, "id"));
+}
+
+static uint64_t
+bridge_hash(uint64_t h, const char *s, size_t *len)
+{
+	for (; *s != '\0'; s++, (*len)++)
+		h = (h ^ (unsigned char)*s) * BRIDGE_FNV_PRIME;
+	return h;
 }
 
 static void
@@ -628,18 +643,24 @@ bridge_block_delta(struct bridge *b, const cJSON *ev, uint64_t now)
 	const char		*dtype = bridge_str(delta, "type");
 	struct bridge_block	*blk = bridge_block_find(b,
 				    bridge_event_index(ev));
+	const char		*text = NULL, *type = NULL;
 
-	if (dtype == NULL)
-		return;
-	if (blk != NULL)
-		blk->had_delta = 1;
-	if (strcmp(dtype, "signature_delta") == 0)
+	if (dtype == NULL || strcmp(dtype, "signature_delta") == 0)
 		return;		/* not content */
 	bridge_ttft(b, now);
-	if (strcmp(dtype, "text_delta") == 0)
-		bridge_emit_text(b, "answer", bridge_str(delta, "text"));
-	else if (strcmp(dtype, "thinking_delta") == 0)
-		bridge_emit_text(b, "thinking", bridge_str(delta, "thinking"));
+	if (strcmp(dtype, "text_delta") == 0) {
+		text = bridge_str(delta, "text");
+		type = "answer";
+	} else if (strcmp(dtype, "thinking_delta") == 0) {
+		text = bridge_str(delta, "thinking");
+		type = "thinking";
+	}
+	if (text == NULL)
+		return;
+	if (blk != NULL)
+		blk->text_hash = bridge_hash(blk->text_hash, text,
+		    &blk->text_len);
+	bridge_emit_text(b, type, text);
 }
 
 /* Returns 0 if handled, -1 for an unknown event type. */
@@ -661,7 +682,8 @@ bridge_stream_event(struct bridge *b, const cJSON *line, uint64_t now)
 	else if (strcmp(type, "content_block_delta") == 0)
 		bridge_block_delta(b, ev, now);
 	else if (strcmp(type, "content_block_stop") == 0) {
-		if ((blk = bridge_block_find(b, bridge_event_index(ev))) != NULL)
+		blk = bridge_block_find(b, bridge_event_index(ev));
+		if (blk != NULL)
 			bridge_block_stop(b, blk, now);
 	} else if (strcmp(type, "message_delta") == 0)
 		bridge_usage(&b->msg_tokens,
@@ -676,29 +698,30 @@ bridge_stream_event(struct bridge *b, const cJSON *line, uint64_t now)
 /* Complete messages (assistant, user). */
 
 /*
- * Was this block of message id already streamed as deltas?  Matches the
- * first block of the same kind that no assistant line has claimed yet.
+ * Was this text of message id streamed as deltas already?  The first
+ * block of the same kind that no assistant line has claimed is its
+ * stream; it counts only if it carried exactly this text (a broken
+ * stream's partial deltas do not hide the fallback's whole text).
  */
 static int
-bridge_streamed(struct bridge *b, const char *id, enum bridge_kind kind)
+bridge_streamed(struct bridge *b, const char *id, enum bridge_kind kind,
+    const char *text)
 {
-	size_t	i;
+	struct bridge_block	*blk;
+	size_t			 i, len = 0;
 
-	if (id == NULL || *id == '\0')
+	if (id == NULL || text == NULL ||
+	    strncmp(id, b->msg_id, BRIDGE_ID_MAX - 1) != 0)
 		return 0;
-	if (strncmp(id, b->msg_id, BRIDGE_ID_MAX - 1) == 0) {
-		for (i = 0; i < b->nblocks; i++) {
-			if (b->blocks[i].kind != kind || b->blocks[i].consumed)
-				continue;
-			b->blocks[i].consumed = 1;
-			return b->blocks[i].had_delta;
-		}
-		return 0;
+	for (i = 0; i < b->nblocks; i++) {
+		blk = &b->blocks[i];
+		if (blk->kind != kind || blk->consumed)
+			continue;
+		blk->consumed = 1;
+		return blk->text_len > 0 &&
+		    bridge_hash(BRIDGE_FNV_OFFSET, text, &len) ==
+		    blk->text_hash && len == blk->text_len;
 	}
-	for (i = 0; i < BRIDGE_MAX_STREAMED; i++)
-		if (b->streamed[i][0] != '\0' &&
-		    strncmp(id, b->streamed[i], BRIDGE_ID_MAX - 1) == 0)
-			return 1;
 	return 0;
 }
 
@@ -761,34 +784,38 @@ bridge_tool_use(struct bridge *b, const cJSON *block, const char *parent,
 static void
 bridge_assistant(struct bridge *b, const cJSON *line, uint64_t now)
 {
-	const cJSON	*msg = cJSON_GetObjectItemCaseSensitive(line, "message");
+	const cJSON	*msg = cJSON_GetObjectItemCaseSensitive(line,
+			    "message");
 	const cJSON	*content = cJSON_GetObjectItemCaseSensitive(msg,
 			    "content");
 	const char	*id = bridge_str(msg, "id");
 	const char	*parent = bridge_str(line, "parent_tool_use_id");
 	const cJSON	*block;
-	const char	*btype;
+	const char	*btype, *text, *type;
 	enum bridge_kind kind;
 
 	cJSON_ArrayForEach(block, content) {
-		btype = bridge_str(block, "type");
-		kind = bridge_kind(btype);
-		if (btype == NULL)
+		if ((btype = bridge_str(block, "type")) == NULL)
 			continue;
+		kind = bridge_kind(btype);
 		if (kind != BRIDGE_BLOCK_OTHER)
 			bridge_ttft(b, now);
 		if (strcmp(btype, "tool_use") == 0) {
 			bridge_tool_use(b, block, parent, now);
 			continue;
 		}
-		/* A sub-agent's own words stay inside its Task. */
-		if (parent != NULL || bridge_streamed(b, id, kind))
+		if (strcmp(btype, "text") == 0) {
+			text = bridge_str(block, "text");
+			type = "answer";
+		} else if (strcmp(btype, "thinking") == 0) {
+			text = bridge_str(block, "thinking");
+			type = "thinking";
+		} else
 			continue;
-		if (strcmp(btype, "text") == 0)
-			bridge_emit_text(b, "answer", bridge_str(block, "text"));
-		else if (strcmp(btype, "thinking") == 0)
-			bridge_emit_text(b, "thinking",
-			    bridge_str(block, "thinking"));
+		/* A sub-agent's own words stay inside its Task. */
+		if (parent != NULL || bridge_streamed(b, id, kind, text))
+			continue;
+		bridge_emit_text(b, type, text);
 	}
 }
 
@@ -867,7 +894,8 @@ bridge_tool_result(struct bridge *b, const cJSON *block, uint64_t now)
 static int
 bridge_user(struct bridge *b, const cJSON *line, uint64_t now)
 {
-	const cJSON	*msg = cJSON_GetObjectItemCaseSensitive(line, "message");
+	const cJSON	*msg = cJSON_GetObjectItemCaseSensitive(line,
+			    "message");
 	const cJSON	*content = cJSON_GetObjectItemCaseSensitive(msg,
 			    "content");
 	const cJSON	*block;
@@ -942,7 +970,8 @@ static void
 bridge_control_request(struct bridge *b, const cJSON *line)
 {
 	const char	*id = bridge_str(line, "request_id");
-	const cJSON	*req = cJSON_GetObjectItemCaseSensitive(line, "request");
+	const cJSON	*req = cJSON_GetObjectItemCaseSensitive(line,
+			    "request");
 
 	if (id == NULL || !cJSON_IsObject(req)) {
 		b->counters.unknown++;
@@ -1040,13 +1069,17 @@ bridge_result(struct bridge *b, const cJSON *line, uint64_t now)
 	}
 	b->stats.errors = t.is_error ? 1 : 0;
 	bridge_fill_times(b, &b->stats, now);
-	t.stats = &b->stats;
 
+	/* The turn is over before turn_end runs: it may start the next. */
+	stats_clear(&b->ended);
+	memcpy(&b->ended, &b->stats, sizeof b->ended);	/* files move */
+	stats_init(&b->stats);
+	bridge_turn_reset(b);
+	b->interrupting = 0;
+	t.stats = &b->ended;
 	if (b->cb.turn_end != NULL)
 		b->cb.turn_end(b->cb.arg, &t);
 	free(capped);
-	bridge_turn_reset(b);
-	b->interrupting = 0;
 }
 
 /* Lines. */
@@ -1165,6 +1198,7 @@ bridge_new(const struct bridge_cb *cb)
 	b->cb = *cb;
 	stats_init(&b->stats);
 	stats_init(&b->snapshot);
+	stats_init(&b->ended);
 	return b;
 }
 
@@ -1175,6 +1209,7 @@ bridge_free(struct bridge *b)
 		return;
 	bridge_turn_reset(b);
 	stats_clear(&b->snapshot);
+	stats_clear(&b->ended);
 	free(b->tools);
 	free(b);
 }

@@ -38,7 +38,11 @@ struct bridge_cb {
 	void	(*event)(void *arg, const char *type, cJSON *data);
 	/* system/init seen: the CLI's session id (may differ after /clear). */
 	void	(*init)(void *arg, const char *cli_session_id);
-	/* result seen: the turn is over; t and its strings live for the call. */
+	/*
+	 * result seen: the turn is over; t, its strings and t->stats live
+	 * for the call (stats_copy to keep them).  The bridge is already
+	 * idle: bridge_turn_start may be called from here.
+	 */
 	void	(*turn_end)(void *arg, const struct bridge_turn *t);
 	/* The CLI asks the host something (can_use_tool, ...); request borrowed. */
 	void	(*control_request)(void *arg, const char *request_id,
@@ -70,7 +74,13 @@ void		 bridge_line_dropped(struct bridge *, size_t len);
  * the turn's permission_denials and not reported again as a CLI denial.
  */
 void		 bridge_permission_denied(struct bridge *, const char *tool_id);
-/* The stats of the turn in flight so far (for a turn ended by us). */
+/*
+ * The stats of the turn in flight so far (for a turn ended by us):
+ * durations up to now_ms, tokens from the streamed usage (no result, so
+ * cost 0: the next result's cumulative cost carries it).  Does not end
+ * the turn; turns = 0 if none is in flight.  The stats belong to the
+ * bridge and stay valid until the next bridge_turn_stats or bridge_free.
+ */
 struct stats	*bridge_turn_stats(struct bridge *, uint64_t now_ms);
 
 /* Counters, for logs and tests. */

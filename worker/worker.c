@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/procfs.h"
 #include "common/msg.h"
 #include "common/proto.h"
 #include "common/util.h"
@@ -31,7 +32,9 @@
 #define WORKER_ENV_MAX		128
 #define WORKER_ERR_MAX		512
 
-#define WORKER_MASTER_HIWAT	(8U * 1024 * 1024)	/* pause the CLI above */
+#define WORKER_FLUSH_TIMEOUT_S	5	/* to flush the channel when exiting */
+#define WORKER_ORPHANS_MAX	256	/* left-over processes killed per round */
+#define WORKER_ORPHAN_ROUNDS	16
 
 enum wstate { W_IDLE, W_OPEN, W_CLOSING };
 
@@ -59,9 +62,19 @@ static struct {
 	struct event		*turn_timer;
 	struct event		*grace_timer;
 	int			 stopping;
+	int			 exiting;
+	int			 init_seen;
+	int			 exit_code;
 } w;
 
+static void
+worker_exit_flushed_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	exit(w.exit_code);
+}
+
 static void	worker_send_json(uint16_t, cJSON *);
+static void	worker_exit_flushed_timeout(evutil_socket_t, short, void *);
 static void	worker_turn_finish_error(const char *, const char *);
 
 static void
@@ -78,34 +91,70 @@ worker_send_json(uint16_t type, cJSON *j)
 	cJSON_Delete(j);
 }
 
+/*
+ * Tools the CLI started in sessions of their own are not in its process
+ * group; as we are a subreaper they re-parent to us when the CLI dies.
+ * Kill and reap them (and what they re-parent to us in turn).
+ */
 static void
-worker_exit(int code)
+worker_kill_orphans(void)
 {
-	/* Flush what the master has not read yet; it is on a socketpair. */
-	struct evbuffer	*out;
+	pid_t	kids[WORKER_ORPHANS_MAX];
+	size_t	n, i;
+	int	round;
 
+	for (round = 0; round < WORKER_ORPHAN_ROUNDS; round++) {
+		n = proc_children(getpid(), kids, WORKER_ORPHANS_MAX);
+		if (n == 0)
+			break;
+		for (i = 0; i < n; i++) {
+			log_warnx("killing left-over process %ld", (long)kids[i]);
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+		}
+	}
+}
+
+static void
+worker_exit_flushed(struct bufferevent *bev, void *arg)
+{
+	exit(w.exit_code);
+}
+
+static void
+worker_exit_now(evutil_socket_t fd, short what, void *arg)
+{
 	if (w.cli != NULL) {
 		cli_free(w.cli);
 		w.cli = NULL;
 	}
-	if (w.master != NULL) {
-		out = bufferevent_get_output(w.master);
-		util_set_nonblock(bufferevent_getfd(w.master));
-		while (evbuffer_get_length(out) > 0) {
-			int fd = bufferevent_getfd(w.master);
-			fd_set wfds;
+	worker_kill_orphans();
+	if (w.master == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(w.master)) == 0)
+		exit(w.exit_code);
+	/* What the master has not read yet goes out before we do. */
+	bufferevent_setcb(w.master, NULL, worker_exit_flushed, NULL, NULL);
+	bufferevent_disable(w.master, EV_READ);
+	bufferevent_enable(w.master, EV_WRITE);
+}
 
-			FD_ZERO(&wfds);
-			FD_SET(fd, &wfds);
-			if (select(fd + 1, NULL, &wfds, NULL, NULL) == -1 &&
-			    errno != EINTR)
-				break;
-			if (evbuffer_write(out, fd) == -1 && errno != EAGAIN &&
-			    errno != EINTR)
-				break;
-		}
-	}
-	exit(code);
+/*
+ * Leaves from the loop, never from under a caller (the CLI's callbacks
+ * call this): free the CLI, flush the channel to the master, exit.
+ */
+static void
+worker_exit(int code)
+{
+	struct timeval	tv = { WORKER_FLUSH_TIMEOUT_S, 0 };
+
+	if (w.exiting)
+		return;
+	w.exiting = 1;
+	w.exit_code = code;
+	event_base_once(w.base, -1, EV_TIMEOUT, worker_exit_now, NULL, NULL);
+	/* A master that does not read cannot keep us. */
+	event_base_once(w.base, -1, EV_TIMEOUT, worker_exit_flushed_timeout,
+	    NULL, &tv);
 }
 
 /* --- events from the bridge ------------------------------------------- */
@@ -131,8 +180,11 @@ worker_bridge_init(void *arg, const char *id)
 {
 	cJSON	*j;
 
-	if (strcmp(id, w.cli_session_id) == 0 || strlen(id) > UUID_STR_LEN)
+	/* Once per CLI: it tells the master the conversation exists. */
+	if ((w.init_seen && strcmp(id, w.cli_session_id) == 0) ||
+	    strlen(id) > UUID_STR_LEN)
 		return;
+	w.init_seen = 1;
 	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
 	j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "cli_session_id", id);
@@ -653,8 +705,8 @@ worker_turn(uint32_t turn, const cJSON *o)
 {
 	const char	*prompt = worker_jstr(o, "prompt");
 	uint64_t	 timeout = (uint64_t)worker_jnum(o, "timeout_ms", 0);
-	cJSON		*line, *msg, *content, *block;
-	char		*s;
+	cJSON		*line, *msg;
+	char		*s, *esc;
 	struct timeval	 tv;
 
 	w.turn = turn;
@@ -669,22 +721,21 @@ worker_turn(uint32_t turn, const cJSON *o)
 		return;
 	}
 	/*
-	 * Content as a block array: the CLI runs string content that starts
-	 * with '/' as a slash command, but takes a text block as text.
+	 * The CLI runs text that starts with '/' as a slash command (/clear
+	 * silently changes the session).  Unless the client asked for slash
+	 * commands, a leading space makes it plain text: the model receives
+	 * " /..." (tests/e2e/FINDINGS.md; a block array does not help).
 	 */
 	line = cJSON_CreateObject();
 	cJSON_AddStringToObject(line, "type", "user");
 	msg = cJSON_AddObjectToObject(line, "message");
 	cJSON_AddStringToObject(msg, "role", "user");
-	if (worker_jbool(o, "slash_commands"))
+	if (prompt[0] == '/' && !worker_jbool(o, "slash_commands")) {
+		xasprintf(&esc, " %s", prompt);
+		cJSON_AddStringToObject(msg, "content", esc);
+		free(esc);
+	} else
 		cJSON_AddStringToObject(msg, "content", prompt);
-	else {
-		content = cJSON_AddArrayToObject(msg, "content");
-		block = cJSON_CreateObject();
-		cJSON_AddStringToObject(block, "type", "text");
-		cJSON_AddStringToObject(block, "text", prompt);
-		cJSON_AddItemToArray(content, block);
-	}
 	s = cJSON_PrintUnformatted(line);
 	cJSON_Delete(line);
 	w.busy = 1;
@@ -708,8 +759,12 @@ worker_stop(void)
 	if (w.stopping)
 		return;
 	w.stopping = 1;
-	if (w.cli == NULL)
+	if (w.cli == NULL) {
 		worker_exit(0);
+		return;
+	}
+	/* An interrupt stops running tools; SIGTERM to the CLI would not. */
+	worker_interrupt();
 	cli_kill(w.cli, w.kill_grace_ms);
 }
 
@@ -777,9 +832,9 @@ worker_signal(evutil_socket_t sig, short what, void *arg)
 	case SIGCHLD:
 		if (w.cli != NULL)
 			cli_reap(w.cli);
-		else
-			while (waitpid(-1, NULL, WNOHANG) > 0)
-				;
+		/* Orphaned tools re-parented to us; the CLI is reaped above. */
+		while (w.cli == NULL && waitpid(-1, NULL, WNOHANG) > 0)
+			;
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -820,6 +875,8 @@ main(int argc, char **argv)
 	w.parent = getppid();
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		fatal("prctl");
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		fatal("prctl");
 	if (getppid() != w.parent || w.parent == 1)
 		exit(0);
 	if (fcntl(WORKER_FD, F_GETFD) == -1)
@@ -848,5 +905,5 @@ main(int argc, char **argv)
 	worker_send_json(MSG_HELLO, j);
 
 	event_base_dispatch(w.base);
-	worker_exit(0);
+	return 0;
 }

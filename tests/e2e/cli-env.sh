@@ -34,9 +34,12 @@ unset ANTHROPIC_AUTH_TOKEN CLAUDE_CODE_OAUTH_TOKEN CLAUDE_CODE_USE_BEDROCK \
     CLAUDE_CODE_USE_VERTEX ANTHROPIC_MODEL
 # No telemetry, autoupdate or error reporting: loopback traffic only.
 export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1
-mkdir -p "$CLI_TMP/home" "$CLI_TMP/config"
+mkdir -p "$CLI_TMP/home" "$CLI_TMP/config" "$CLI_TMP/tmp"
 export HOME="$CLI_TMP/home"
 export CLAUDE_CONFIG_DIR="$CLI_TMP/config"
+# The CLI keeps Bash tool state in $TMPDIR (claude-<uid>/<cwd-key>/tasks,
+# claude-<hex>-cwd): without this it litters /tmp.
+export TMPDIR="$CLI_TMP/tmp"
 # A failing mock must fail the turn fast (defaults: 10 retries, 600 s).
 export CLAUDE_CODE_MAX_RETRIES="${CLAUDE_CODE_MAX_RETRIES:-1}"
 export API_TIMEOUT_MS="${API_TIMEOUT_MS:-5000}"

@@ -16,8 +16,9 @@ tool_result blocks and <system-reminder> blocks:
     [[bash:CMD]]        text + tool_use Bash {command: CMD, description}
     [[tool:NAME:JSON]]  text + tool_use NAME with input JSON (an object)
     [[slow:MS]]         sleep MS milliseconds before each SSE delta
-    [[stall]]           start the stream, then hold it open until the
-                        client goes away (or the mock stops)
+    [[stall]]           send message_start and the first
+                        content_block_start, then hold the stream open
+                        until the client goes away (or the mock stops)
     [[break]]           send message_start, then close the connection
                         (the CLI re-sends the request without "stream")
     [[error:CODE]]      HTTP error CODE with an Anthropic error body
@@ -27,11 +28,15 @@ tool_result blocks and <system-reminder> blocks:
     [[long:N]]          text of exactly N bytes
 
 When the request's last message carries tool_result blocks, the answer is
-a final text quoting the first line of the (first) tool output, whatever
-the directives (except error, stall and slow, which still apply).
+a final text ("The tool finished|failed. First line of its output: X")
+quoting the first line of the (first) tool output; of the directives only
+error, stall, break and slow still apply.
 
 Usage numbers are a function of the request alone (message count and
-human text), and every request is logged to --log as one JSON line.
+human text); the final ones go in message_delta (and in the JSON answer).
+Every request is appended to --log as one JSON line: {path, stream,
+n_messages, human_text, directives, usage, blocks, status} (status: HTTP
+code, "stall" or "break"; usage null for errors).
 """
 
 import argparse

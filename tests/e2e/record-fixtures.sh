@@ -10,6 +10,10 @@
 #   sh tests/e2e/record-fixtures.sh [OUTDIR [SCENARIO...]]
 #
 # Re-runnable; each run overwrites the files of the scenarios it records.
+# Named only (not part of the fixtures; they print what FINDINGS.md reports):
+# perm_default perm_acceptEdits perm_bypass perm_dontAsk perm_plan
+# perm_stdio timing lifecycle, e.g.
+#   sh tests/e2e/record-fixtures.sh /tmp/x perm_default lifecycle
 # Needs the CLI (make deps) and python3; touches nothing outside a mktemp dir
 # and OUTDIR.
 set -eu
@@ -28,7 +32,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/hotplex-rec.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
 cat >"$tmp/drive.py" <<'EOF'
-import json, os, queue, subprocess, sys, threading, time
+import json, os, queue, signal, subprocess, sys, threading, time
 
 here, out, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
 only = set(sys.argv[4:])
@@ -136,6 +140,7 @@ class Cli:
             if raw is None:
                 break
             self.stdout_f.write(raw)
+            self.seen.append(json.loads(raw))
         self.stdout_f.close()
         rc = self.p.wait(timeout=EXIT_TIMEOUT)
         time.sleep(0.1)   # let the stderr reader see EOF
@@ -162,8 +167,12 @@ def workdir(name, files=()):
     return d
 
 
+EXPERIMENTS = {"timing", "lifecycle"}
+
+
 def want(name):
-    return not only or name in only
+    return (not only and not name.startswith("perm_") and
+            name not in EXPERIMENTS) or name in only
 
 
 def is_event(o, etype):
@@ -263,6 +272,164 @@ if want("initialize"):
     c.until(lambda o: o.get("type") == "control_response",
             "interrupt answer")
     c.finish()
+
+# -- Experiments behind tests/e2e/FINDINGS.md: run only when named. --------
+
+def until_opt(c, pred, timeout):
+    """Like Cli.until, but None on timeout and "EXIT" on stdout EOF."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            raw = c.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if raw is None:
+            return "EXIT"
+        c.stdout_f.write(raw)
+        c.stdout_f.flush()
+        o = json.loads(raw)
+        c.seen.append(o)
+        if pred(o):
+            return o
+
+
+def is_tool_use(o):
+    return o.get("type") == "assistant" and \
+        o["message"]["content"][0]["type"] == "tool_use"
+
+
+def shell(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+PERM_MODES = {"perm_default": (["--permission-mode", "default"], {}),
+              "perm_acceptEdits": (["--permission-mode", "acceptEdits"], {}),
+              "perm_bypass": (["--permission-mode", "bypassPermissions"],
+                              {"IS_SANDBOX": "1"}),
+              "perm_dontAsk": (["--permission-mode", "dontAsk"], {}),
+              "perm_plan": (["--permission-mode", "plan"], {}),
+              "perm_stdio": (["--permission-mode", "default",
+                              "--permission-prompt-tool", "stdio"], {})}
+for name, (args, extra_env) in PERM_MODES.items():
+    if name not in only:
+        continue
+    d = workdir(name)
+    c = Cli(name, d, args, env=cli_env(**extra_env))
+    for cmd in ("touch x", "ls"):
+        c.user("[[bash:%s]] go" % cmd)
+        asked = []
+        while True:
+            o = until_opt(c, lambda o: o.get("type") in
+                          ("result", "control_request"), 15)
+            if o in (None, "EXIT"):
+                print("%s %s: %s" % (name, cmd, "no result in 15 s"
+                                     if o is None else "CLI exited"))
+                break
+            if o["type"] == "control_request":
+                asked.append(o["request"].get("subtype"))
+                c.send({"type": "control_response", "response": {
+                    "subtype": "success", "request_id": o["request_id"],
+                    "response": {"behavior": "allow",
+                                 "updatedInput": o["request"]["input"]}}})
+                continue
+            tr = [b for x in c.seen if x.get("type") == "user"
+                  for b in x["message"]["content"]
+                  if isinstance(b, dict) and b.get("type") == "tool_result"]
+            print("%s %-7s asked=%s tool_result=%r denials=%d x_exists=%s" %
+                  (name, cmd, asked, str(tr[-1].get("content"))[:70],
+                   len(o["permission_denials"]),
+                   os.path.exists(os.path.join(d, "x"))))
+            break
+    c.finish()
+
+if "timing" in only:
+    N = 20
+    for rep in range(3):
+        for label, args in (("no -p", []), ("-p", ["-p"])):
+            t0 = time.monotonic()
+            c = Cli("timing", workdir("timing%d%s" % (rep, args and "p")),
+                    args)
+            c.user("hello")
+            c.result()
+            cold = time.monotonic() - t0
+            warm = []
+            for i in range(N):
+                t = time.monotonic()
+                c.user("turn %d" % i)
+                c.result()
+                warm.append(time.monotonic() - t)
+            c.finish()
+            warm.sort()
+            print("timing %-5s cold %4.0f ms, warm median %4.1f ms "
+                  "(min %.1f max %.1f)" % (label, cold * 1e3,
+                                           warm[N // 2] * 1e3,
+                                           warm[0] * 1e3, warm[-1] * 1e3))
+
+if "lifecycle" in only:
+    c = Cli("lifecycle_idle", workdir("lifecycle_idle"))
+    t = time.monotonic()
+    c.send({"type": "control_request", "request_id": "i1",
+            "request": {"subtype": "initialize"}})
+    o = until_opt(c, lambda o: o.get("type") == "control_response", 15)
+    print("initialize alone: %s after %.0f ms" % (
+        o and o["response"]["subtype"], (time.monotonic() - t) * 1e3))
+    c.send({"type": "control_request", "request_id": "i2",
+            "request": {"subtype": "interrupt"}})
+    print("idle interrupt:", json.dumps(until_opt(
+        c, lambda o: o.get("type") == "control_response", 15)),
+        "then within 2 s:", until_opt(c, lambda o: True, 2))
+    c.finish()
+
+    c = Cli("lifecycle_eof", workdir("lifecycle_eof"))
+    c.user("[[slow:300]] " + "many deltas please " * 4)
+    until_opt(c, lambda o: is_event(o, "content_block_delta"), 15)
+    t = time.monotonic()
+    rc = c.finish()
+    r = [o for o in c.seen if o["type"] == "result"]
+    print("EOF mid-stream: exit %d after %.0f ms, result %s" % (
+        rc, (time.monotonic() - t) * 1e3, r and r[-1]["subtype"]))
+
+    for how in ("eof", "interrupt", "sigterm"):
+        d = workdir("lifecycle_tool_" + how)
+        c = Cli("lifecycle_tool_" + how, d,
+                ["--permission-mode", "acceptEdits"])
+        c.user("[[bash:sleep 4 && touch late]] go")
+        until_opt(c, is_tool_use, 15)
+        time.sleep(1)      # let the tool start: we inspect processes
+        tree = shell("ps -e -o pid,ppid,pgid,sid,comm,args | "
+                     "grep -E '^ *PID|[s]leep 4'")
+        t = time.monotonic()
+        if how == "interrupt":
+            c.send({"type": "control_request", "request_id": "x",
+                    "request": {"subtype": "interrupt"}})
+            r = c.result()
+            rc = c.finish()
+        elif how == "sigterm":
+            c.p.send_signal(signal.SIGTERM)
+            rc = c.finish()
+        else:
+            rc = c.finish()
+        dt = time.monotonic() - t
+        left = shell("ps -e -o pid,args | grep '[s]leep 4' | "
+                     "awk '{print $1}'")
+        time.sleep(4)
+        print("Bash running, %s: exit %d after %.1f s; tool processes "
+              "left: %s; 'late' created: %s\n  CLI pid %d, tree: %s" % (
+                  how, rc, dt, left.split() or "none",
+                  os.path.exists(os.path.join(d, "late")), c.p.pid,
+                  tree.replace("\n", "\n    ")))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        c = Cli("lifecycle_sig%d" % sig, workdir("lifecycle_sig%d" % sig))
+        c.user("[[stall]] hold")
+        until_opt(c, lambda o: is_event(o, "content_block_start"), 15)
+        n = len(c.seen)
+        c.p.send_signal(sig)
+        rc = c.finish()
+        print("signal %d mid-stream: exit %d, lines after: %s" % (
+            sig, rc, [o["type"] + "/" + o.get("subtype", "")
+                      for o in c.seen[n:] if o["type"] != "stream_event"]))
 
 mock.stdin.close()
 mock.wait(timeout=EXIT_TIMEOUT)

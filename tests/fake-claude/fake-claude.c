@@ -54,9 +54,9 @@
 #define FC_DEF_CACHE_WRITE	50
 
 #define FC_UUID_LEN		36
-#define FC_ID_HEX		24	/* random hex digits in msg_/toolu_/req_ ids */
+#define FC_ID_HEX		24	/* random hex digits of msg_... ids */
 #define FC_ID_MAX		48
-#define FC_TIMESTAMP_MAX	32
+#define FC_TIMESTAMP_MAX	48
 #define FC_READ_CHUNK		65536
 #define FC_MAX_INPUT_LINE	(256L * 1024 * 1024)
 #define FC_MAX_TOOL_OUTPUT	(1024L * 1024)
@@ -67,33 +67,59 @@
 #define FC_MAX_FLOOD		(1024L * 1024 * 1024)
 #define FC_MAX_TOKENS		1000000000L
 #define FC_FLOOD_CHUNK		256	/* bytes of text per flood delta */
-#define FC_STEP_BATCH		64	/* steps run before stdin is polled again */
+#define FC_STEP_BATCH		64	/* steps run between two polls */
 #define FC_MAX_STEPS		64
 #define FC_MAX_ROUNDS		2	/* a tool call, then the final answer */
 #define FC_MAX_BLOCKS		4
-#define FC_TOOL_DELTAS		2	/* input_json_delta pieces of a tool call */
+#define FC_TOOL_DELTA_BYTES	16	/* per input_json_delta */
+#define FC_TOOL_PREAMBLE	"I will run a tool."
+#define FC_TOOL_DESC_PREFIX	"Run "
+#define FC_NO_OUTPUT		"(Bash completed with no output)"
+#define FC_CHARS_PER_TOKEN	4	/* thinking_tokens estimate */
+/* base64 of "fake-signature" */
+#define FC_SIGNATURE		"ZmFrZS1zaWduYXR1cmU="
+#define FC_TOOL_KEY		"tool:"
+#define FC_TOOL_KEY_LEN		(sizeof FC_TOOL_KEY - 1)
+#define FC_TOOL_DEFAULT		"true"	/* toolsleep without tool: */
+#define FC_ANSWER_EXTRA		64	/* slash prefix, turn tag, NULs */
+#define FC_ALPHABET		26	/* flood text is a..z repeated */
+#define FC_UTF8_CONT_MASK	0xc0
+#define FC_UTF8_CONT		0x80	/* 10xxxxxx: inside a character */
 #define FC_THINK_DELTAS		2
 #define FC_ESCAPE_SECONDS	300
 #define FC_CLOSE_FDS_MAX	1024	/* fds closed in children before exec */
 #define FC_EXIT_SIGTERM		143
 #define FC_EXIT_CRASH		3
 #define FC_NS			1000000000L
+#define FC_MS_PER_S		1000L
+#define FC_SESSION_ID_MAX	128	/* --session-id/--resume kept up to */
+#define FC_MEMORY_PATH_EXTRA	64	/* "/.claude/projects/.../memory/" */
+#define FC_EXIT_SIGNALED	128	/* shell convention for a killed tool */
 #define FC_MS_NS		1000000L
 
 #define FC_INTERRUPTED_TEXT	"[Request interrupted by user]"
+#define FC_INTERRUPTED_TOOL_TEXT "[Request interrupted by user for tool use]"
+#define FC_REJECTED_TEXT	"The user doesn't want to proceed with this " \
+	"tool use. The tool use was rejected (eg. if it was a file edit, the " \
+	"new_string was NOT written to the file). STOP what you are doing " \
+	"and wait for the user to tell you how to proceed."
+#define FC_REJECTED_RESULT	"User rejected tool use"
 #define FC_EDE_DIAGNOSTIC \
-	"[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=null"
+	"[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=%s"
 #define FC_API_ERROR_STATUS	500
-#define FC_API_ERROR_TEXT	"API Error: 500 {\"type\":\"error\",\"error\":" \
-	"{\"type\":\"api_error\",\"message\":\"Internal server error\"}}"
+#define FC_API_ERROR_TEXT \
+	"API Error: 500 Internal server error. This is a server-side " \
+	"issue, usually temporary \xe2\x80\x94 try again in a moment."
 
 struct fc_opts {
-	char		 session_id[FC_UUID_LEN + 1 + 64];
+	char		 session_id[FC_SESSION_ID_MAX];
 	const char	*model;
 	const char	*permission_mode;
 	int		 partial;	/* --include-partial-messages */
 	int		 perm_stdio;	/* --permission-prompt-tool stdio */
 };
+
+enum fc_usage_idx { U_IN, U_OUT, U_CR, U_CW, U_N };
 
 /* What the user text asks for; see README.md. */
 struct fc_directives {
@@ -106,12 +132,10 @@ struct fc_directives {
 	long	 hugeline;
 	long	 flood;
 	int	 has_usage;
-	long	 usage[4];	/* input, output, cache read, cache write */
+	long	 usage[U_N];	/* input, output, cache read, cache write */
 	int	 has_cost;
 	double	 cost;
 };
-
-enum fc_usage_idx { U_IN, U_OUT, U_CR, U_CW, U_N };
 
 enum fc_block_type { BLK_THINKING, BLK_TEXT, BLK_TOOL_USE };
 
@@ -139,18 +163,20 @@ struct fc_round {
 enum fc_step_kind {
 	ST_INIT, ST_STATUS, ST_MSG_START, ST_BLOCK_START, ST_DELTAS,
 	ST_SIGNATURE, ST_ASSISTANT, ST_BLOCK_STOP, ST_MSG_DELTA, ST_MSG_STOP,
-	ST_GARBAGE, ST_ESCAPE, ST_STALL, ST_CRASH, ST_API_ERROR, ST_PERMIT,
-	ST_TOOL, ST_TOOL_RESULT, ST_RESULT, ST_EXIT
+	ST_GARBAGE, ST_ESCAPE, ST_STALL, ST_CRASH, ST_API_ERROR, ST_PERMIT_ASK,
+	ST_PERMIT_WAIT, ST_TOOL, ST_TOOL_RESULT, ST_RESULT, ST_EXIT
 };
 
 struct fc_step {
 	enum fc_step_kind kind;
 	int		 round;
 	int		 block;
-	long		 limit;		/* ST_DELTAS: at most this many, 0 all */
+	long		 limit;		/* ST_DELTAS: at most this many */
 };
 
 enum fc_phase { PH_STREAM, PH_TOOL };
+
+enum fc_perm { PERM_NONE, PERM_ASKED, PERM_ANSWERED };
 
 struct fc_turn {
 	char			*prompt;	/* owned */
@@ -165,19 +191,20 @@ struct fc_turn {
 	struct timespec		 start;
 	int			 first_token_seen;
 	long			 ttft_ms;
+	long			 think_tokens;	/* thinking_tokens estimate */
+	const char		*last_stop;	/* last completed round's */
 
 	/* ST_DELTAS and delays. */
 	size_t			 dcur;
-	long			 demitted;
 	int			 waiting;
 	struct timespec		 deadline;
 
-	/* ST_PERMIT. */
+	/* ST_PERMIT_ASK, ST_PERMIT_WAIT. */
 	char			 perm_id[FC_UUID_LEN + 1];
-	int			 perm_state;	/* 0 none, 1 asked, 2 answered */
+	enum fc_perm		 perm_state;
 	int			 perm_allow;
 	char			*perm_msg;	/* owned; deny message */
-	char			*perm_cmd;	/* owned; updatedInput.command */
+	char			*perm_cmd;	/* owned; from updatedInput */
 
 	/* ST_TOOL. */
 	pid_t			 tool_pid;
@@ -206,11 +233,14 @@ static int		 model_used;
 static long		 total_api_ms;
 static char		 cwd[PATH_MAX];
 static volatile sig_atomic_t got_sigint, got_sigchld;
-static volatile pid_t	 tool_pid_for_signal;
+static volatile sig_atomic_t tool_pid_for_signal;
 static sigset_t		 loop_mask;	/* signals let through during ppoll */
 
 static void	fc_turn_start(char *);
 static void	fc_turn_end(void);
+static void	fc_cleanup(void);
+static void	fc_die(int, const char *, ...)
+		    __attribute__((format(printf, 2, 3), noreturn));
 
 /* Out of memory is fatal here, once; cJSON allocates through these. */
 static void *
@@ -280,7 +310,8 @@ fc_now(void)
 static long
 fc_ms_between(struct timespec a, struct timespec b)
 {
-	return (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / FC_MS_NS;
+	return (b.tv_sec - a.tv_sec) * FC_MS_PER_S +
+	    (b.tv_nsec - a.tv_nsec) / FC_MS_NS;
 }
 
 static struct timespec
@@ -288,8 +319,8 @@ fc_after_ms(long ms)
 {
 	struct timespec	ts = fc_now();
 
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * FC_MS_NS;
+	ts.tv_sec += ms / FC_MS_PER_S;
+	ts.tv_nsec += (ms % FC_MS_PER_S) * FC_MS_NS;
 	if (ts.tv_nsec >= FC_NS) {
 		ts.tv_sec++;
 		ts.tv_nsec -= FC_NS;
@@ -326,7 +357,7 @@ fc_timestamp(char *buf, size_t len)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03ldZ", tmp, ts.tv_nsec / FC_MS_NS);
+	snprintf(buf, len, "%.20s.%03dZ", tmp, (int)(ts.tv_nsec / FC_MS_NS));
 }
 
 /* Identifiers. */
@@ -341,7 +372,8 @@ fc_random(void *buf, size_t len)
 		if ((n = getrandom(p, len, 0)) == -1) {
 			if (errno == EINTR)
 				continue;
-			fc_die(1, "fake-claude: getrandom: %s", strerror(errno));
+			fc_die(1, "fake-claude: getrandom: %s",
+			    strerror(errno));
 		}
 		p += n;
 		len -= (size_t)n;
@@ -449,7 +481,7 @@ fc_usage_obj(const long u[U_N], int full)
 	cJSON_AddStringToObject(o, "service_tier", "standard");
 	c = cJSON_AddObjectToObject(o, "cache_creation");
 	cJSON_AddNumberToObject(c, "ephemeral_1h_input_tokens", 0);
-	cJSON_AddNumberToObject(c, "ephemeral_5m_input_tokens", u[U_CW]);
+	cJSON_AddNumberToObject(c, "ephemeral_5m_input_tokens", 0);
 	cJSON_AddStringToObject(o, "inference_geo", "");
 	cJSON_AddArrayToObject(o, "iterations");
 	cJSON_AddStringToObject(o, "speed", "standard");
@@ -463,7 +495,7 @@ fc_api_model(void)
 	const char	*m = opts.model;
 	size_t		 n;
 
-	/* The init line says "claude-opus-4-8[1m]", the API "claude-opus-4-8". */
+	/* init says "claude-opus-4-8[1m]", the API "claude-opus-4-8". */
 	n = strcspn(m, "[");
 	snprintf(buf, sizeof buf, "%.*s", (int)n, m);
 	return buf;
@@ -505,6 +537,15 @@ static const char *const fc_tools[] = {
 	"TaskCreate", "TaskGet", "TaskList", "TaskOutput", "TaskStop",
 	"TaskUpdate", "WebFetch", "WebSearch", "Workflow", "Write", NULL
 };
+/* With a permission prompt tool the CLI offers the interactive tools too. */
+static const char *const fc_tools_prompting[] = {
+	"Task", "AskUserQuestion", "Bash", "CronCreate", "CronDelete",
+	"CronList", "Edit", "EnterPlanMode", "EnterWorktree", "ExitPlanMode",
+	"ExitWorktree", "NotebookEdit", "Read", "ReportFindings",
+	"ScheduleWakeup", "SendMessage", "Skill", "TaskCreate", "TaskGet",
+	"TaskList", "TaskOutput", "TaskStop", "TaskUpdate", "WebFetch",
+	"WebSearch", "Workflow", "Write", NULL
+};
 static const char *const fc_skills[] = {
 	"deep-research", "update-config", "verify", "debug", "code-review",
 	"simplify", "batch", "fewer-permission-prompts", "loop", "claude-api",
@@ -526,14 +567,15 @@ static cJSON *
 fc_line_init(void)
 {
 	cJSON	*o, *m;
-	char	 mem[PATH_MAX + 64];
+	char	 mem[PATH_MAX + FC_MEMORY_PATH_EXTRA];
 
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "system");
 	cJSON_AddStringToObject(o, "subtype", "init");
 	cJSON_AddStringToObject(o, "cwd", cwd);
 	cJSON_AddStringToObject(o, "session_id", opts.session_id);
-	fc_add_strings(o, "tools", fc_tools);
+	fc_add_strings(o, "tools", opts.perm_stdio ? fc_tools_prompting :
+	    fc_tools);
 	cJSON_AddArrayToObject(o, "mcp_servers");
 	cJSON_AddStringToObject(o, "model", opts.model);
 	cJSON_AddStringToObject(o, "permissionMode", opts.permission_mode);
@@ -594,10 +636,10 @@ fc_message(struct fc_round *r)
 	memcpy(u, r->usage, sizeof u);
 	u[U_OUT] = 1;
 	m = cJSON_CreateObject();
-	cJSON_AddStringToObject(m, "model", fc_api_model());
 	cJSON_AddStringToObject(m, "id", r->msg_id);
 	cJSON_AddStringToObject(m, "type", "message");
 	cJSON_AddStringToObject(m, "role", "assistant");
+	cJSON_AddStringToObject(m, "model", fc_api_model());
 	cJSON_AddArrayToObject(m, "content");
 	cJSON_AddNullToObject(m, "stop_reason");
 	cJSON_AddNullToObject(m, "stop_sequence");
@@ -615,7 +657,7 @@ fc_block_json(struct fc_block *b)
 	case BLK_THINKING:
 		cJSON_AddStringToObject(o, "type", "thinking");
 		cJSON_AddStringToObject(o, "thinking", b->text);
-		cJSON_AddStringToObject(o, "signature", "ZmFrZS1zaWduYXR1cmU=");
+		cJSON_AddStringToObject(o, "signature", FC_SIGNATURE);
 		break;
 	case BLK_TEXT:
 		cJSON_AddStringToObject(o, "type", "text");
@@ -663,7 +705,7 @@ fc_line_assistant(struct fc_round *r, struct fc_block *b)
 
 /* An API failure: a synthetic assistant line (as observed). */
 static cJSON *
-fc_line_api_error(const char *text)
+fc_line_api_error(struct fc_round *r, const char *text)
 {
 	cJSON	*o, *m, *c, *b, *u, *x;
 	char	 id[FC_UUID_LEN + 1];
@@ -705,6 +747,7 @@ fc_line_api_error(const char *text)
 	cJSON_AddStringToObject(o, "session_id", opts.session_id);
 	fc_add_uuid(o);
 	cJSON_AddStringToObject(o, "error", "server_error");
+	cJSON_AddStringToObject(o, "request_id", r->req_id);
 	return o;
 }
 
@@ -877,14 +920,16 @@ fc_directives_parse(struct fc_directives *d, const char *s)
 		if (*s == '\0')
 			break;
 		w = s;
-		if (strncmp(w, "tool:", 5) == 0) {
+		if (strncmp(w, FC_TOOL_KEY, FC_TOOL_KEY_LEN) == 0) {
 			eol = strchr(w, '\n');
 			n = eol != NULL ? (size_t)(eol - w) : strlen(w);
 			s = w + n;
-			while (n > 5 && isspace((unsigned char)w[n - 1]))
+			while (n > FC_TOOL_KEY_LEN &&
+			    isspace((unsigned char)w[n - 1]))
 				n--;
 			free(d->tool);
-			d->tool = fc_strndup(w + 5, n - 5);
+			d->tool = fc_strndup(w + FC_TOOL_KEY_LEN,
+			    n - FC_TOOL_KEY_LEN);
 			continue;
 		}
 		while (*s != '\0' && !isspace((unsigned char)*s))
@@ -892,10 +937,10 @@ fc_directives_parse(struct fc_directives *d, const char *s)
 		fc_directive(d, w, (size_t)(s - w));
 	}
 	if (d->tool == NULL && d->toolsleep_ms > 0)
-		d->tool = fc_strdup("true");
+		d->tool = fc_strdup(FC_TOOL_DEFAULT);
 	if (d->tool != NULL && d->tool[0] == '\0') {
 		free(d->tool);
-		d->tool = fc_strdup("true");
+		d->tool = fc_strdup(FC_TOOL_DEFAULT);
 	}
 }
 
@@ -916,7 +961,8 @@ fc_block_cut(struct fc_block *b, size_t n)
 		if (off < b->cuts[i - 1])
 			off = b->cuts[i - 1];
 		while (off < b->flood_from &&
-		    ((unsigned char)b->text[off] & 0xc0) == 0x80)
+		    ((unsigned char)b->text[off] & FC_UTF8_CONT_MASK) ==
+		    FC_UTF8_CONT)
 			off++;
 		b->cuts[i] = off;
 	}
@@ -1035,11 +1081,11 @@ fc_answer_text(struct fc_turn *t)
 	size_t	 len;
 	long	 i;
 
-	/* prefix, optional echo, turn tag and room for padding. */
-	len = strlen(t->prompt) + 64 + (size_t)t->d.deltas;
+	len = strlen(t->prompt) + FC_ANSWER_EXTRA + (size_t)t->d.deltas;
 	s = p = fc_malloc(len);
 	if (t->d.slash)
-		p += sprintf(p, "slash:%s ", t->prompt[0] == '/' ? "yes" : "no");
+		p += sprintf(p, "slash:%s ",
+		    t->prompt[0] == '/' ? "yes" : "no");
 	if (t->d.echo)
 		p += sprintf(p, "%s ", t->prompt);
 	p += sprintf(p, "fake-claude turn %ld.", turn_count);
@@ -1077,7 +1123,7 @@ fc_final_round(struct fc_turn *t)
 		len = strlen(text);
 		flood = fc_realloc(text, len + (size_t)t->d.flood + 1);
 		for (i = 0; i < t->d.flood; i++)
-			flood[len + (size_t)i] = (char)('a' + i % 26);
+			flood[len + (size_t)i] = (char)('a' + i % FC_ALPHABET);
 		flood[len + (size_t)t->d.flood] = '\0';
 		text = flood;
 		b = fc_block_add(r, BLK_TEXT, text, 0);
@@ -1091,6 +1137,8 @@ fc_final_round(struct fc_turn *t)
 		fc_step_add(t, ST_STATUS, ri, 0, 0);
 	fc_step_add(t, ST_MSG_START, ri, 0, 0);
 	if (t->d.stall && ri == 0) {
+		/* As the real CLI shows an API stalled after a block start. */
+		fc_step_add(t, ST_BLOCK_START, ri, 0, 0);
 		fc_step_add(t, ST_STALL, ri, 0, 0);
 		return;
 	}
@@ -1112,14 +1160,18 @@ fc_final_round(struct fc_turn *t)
 		fc_step_add(t, ST_EXIT, ri, 0, 0);
 }
 
-/* A tool call first: [thinking], tool_use Bash, then the tool runs. */
+/*
+ * A tool call first: [thinking], a text, tool_use Bash; as in the recorded
+ * transcripts, can_use_tool is asked right after the tool_use assistant
+ * line, before the stream ends, and the tool runs after message_stop.
+ */
 static void
 fc_tool_round(struct fc_turn *t)
 {
 	struct fc_round	*r;
 	struct fc_block	*b;
 	cJSON		*in;
-	char		*json;
+	char		*json, *desc;
 	int		 ri = t->nrounds++, bi;
 
 	r = &t->rounds[ri];
@@ -1129,13 +1181,18 @@ fc_tool_round(struct fc_turn *t)
 		fc_block_add(r, BLK_THINKING,
 		    fc_strdup("The user wants a command run; thinking."),
 		    FC_THINK_DELTAS);
+	fc_block_add(r, BLK_TEXT, fc_strdup(FC_TOOL_PREAMBLE), 1);
+	desc = fc_malloc(strlen(t->d.tool) + sizeof FC_TOOL_DESC_PREFIX);
+	sprintf(desc, FC_TOOL_DESC_PREFIX "%s", t->d.tool);
 	in = cJSON_CreateObject();
 	cJSON_AddStringToObject(in, "command", t->d.tool);
-	cJSON_AddStringToObject(in, "description", "Run the requested command");
+	cJSON_AddStringToObject(in, "description", desc);
+	free(desc);
 	if ((json = cJSON_PrintUnformatted(in)) == NULL)
 		fc_die(1, "fake-claude: out of memory");
 	cJSON_Delete(in);
-	b = fc_block_add(r, BLK_TOOL_USE, fc_strdup(json), FC_TOOL_DELTAS);
+	b = fc_block_add(r, BLK_TOOL_USE, fc_strdup(json),
+	    (strlen(json) + FC_TOOL_DELTA_BYTES - 1) / FC_TOOL_DELTA_BYTES);
 	cJSON_free(json);
 	b->cmd = fc_strdup(t->d.tool);
 	fc_id(b->tool_id, sizeof b->tool_id, "toolu_fake_");
@@ -1144,20 +1201,27 @@ fc_tool_round(struct fc_turn *t)
 		fc_step_add(t, ST_STATUS, ri, 0, 0);
 	fc_step_add(t, ST_MSG_START, ri, 0, 0);
 	if (t->d.stall) {
+		fc_step_add(t, ST_BLOCK_START, ri, 0, 0);
 		fc_step_add(t, ST_STALL, ri, 0, 0);
 		return;
 	}
-	for (bi = 0; bi < r->nblocks; bi++) {
+	for (bi = 0; bi < r->nblocks - 1; bi++) {
 		fc_steps_block(t, ri, bi);
 		if (t->d.garbage)
 			fc_step_add(t, ST_GARBAGE, ri, bi, 0);
 	}
+	fc_step_add(t, ST_BLOCK_START, ri, bi, 0);
+	fc_step_add(t, ST_DELTAS, ri, bi, 0);
+	fc_step_add(t, ST_ASSISTANT, ri, bi, 0);
+	if (opts.perm_stdio)
+		fc_step_add(t, ST_PERMIT_ASK, ri, bi, 0);
+	fc_step_add(t, ST_BLOCK_STOP, ri, bi, 0);
 	fc_step_add(t, ST_MSG_DELTA, ri, 0, 0);
 	fc_step_add(t, ST_MSG_STOP, ri, 0, 0);
 	if (opts.perm_stdio)
-		fc_step_add(t, ST_PERMIT, ri, r->nblocks - 1, 0);
-	fc_step_add(t, ST_TOOL, ri, r->nblocks - 1, 0);
-	fc_step_add(t, ST_TOOL_RESULT, ri, r->nblocks - 1, 0);
+		fc_step_add(t, ST_PERMIT_WAIT, ri, bi, 0);
+	fc_step_add(t, ST_TOOL, ri, bi, 0);
+	fc_step_add(t, ST_TOOL_RESULT, ri, bi, 0);
 }
 
 static void
@@ -1261,7 +1325,7 @@ fc_escapee(int new_session)
 	if (new_session)
 		setsid();
 	fc_child_fds(-1, -1);
-	fc_sleep_ms(FC_ESCAPE_SECONDS * 1000L);
+	fc_sleep_ms(FC_ESCAPE_SECONDS * FC_MS_PER_S);
 	_exit(0);
 }
 
@@ -1274,14 +1338,19 @@ fc_escape(void)
 {
 	const char	*path;
 	pid_t		 child, mid, grand = -1;
-	int		 p[2], fd;
+	int		 p[2], sync[2], fd;
 	char		 buf[64];
 	int		 n;
 
-	if ((child = fork()) == -1)
-		fc_die(1, "fake-claude: fork: %s", strerror(errno));
+	/* The child closes its end of sync once it is in its own session. */
+	if (pipe(sync) == -1 || (child = fork()) == -1)
+		fc_die(1, "fake-claude: pipe/fork: %s", strerror(errno));
 	if (child == 0)
 		fc_escapee(1);
+	close(sync[1]);
+	while (read(sync[0], buf, sizeof buf) == -1 && errno == EINTR)
+		;
+	close(sync[0]);
 	if (pipe(p) == -1 || (mid = fork()) == -1)
 		fc_die(1, "fake-claude: pipe/fork: %s", strerror(errno));
 	if (mid == 0) {
@@ -1398,7 +1467,7 @@ fc_line_tool_result(struct fc_turn *t, struct fc_block *b)
 	size_t		 n;
 	int		 code = 0, is_error;
 
-	if (t->perm_state == 2 && !t->perm_allow) {
+	if (t->perm_state == PERM_ANSWERED && !t->perm_allow) {
 		is_error = 1;
 		text = fc_strdup(t->perm_msg != NULL ? t->perm_msg :
 		    "Permission denied");
@@ -1414,7 +1483,7 @@ fc_line_tool_result(struct fc_turn *t, struct fc_block *b)
 		if (WIFEXITED(t->tool_status))
 			code = WEXITSTATUS(t->tool_status);
 		else if (WIFSIGNALED(t->tool_status))
-			code = 128 + WTERMSIG(t->tool_status);
+			code = FC_EXIT_SIGNALED + WTERMSIG(t->tool_status);
 		is_error = code != 0;
 		n = olen + elen + sizeof "Exit code 000\n\n";
 		text = fc_malloc(n);
@@ -1425,12 +1494,20 @@ fc_line_tool_result(struct fc_turn *t, struct fc_block *b)
 			snprintf(text, n, "%s%s%s", out,
 			    olen > 0 && elen > 0 ? "\n" : "", err);
 	}
+	if (*text == '\0') {
+		free(text);
+		text = fc_strdup(FC_NO_OUTPUT);
+	}
+	/* Key order differs between results and errors, as recorded. */
 	content = cJSON_CreateArray();
 	r = cJSON_CreateObject();
-	cJSON_AddStringToObject(r, "tool_use_id", b->tool_id);
+	if (!is_error)
+		cJSON_AddStringToObject(r, "tool_use_id", b->tool_id);
 	cJSON_AddStringToObject(r, "type", "tool_result");
 	cJSON_AddStringToObject(r, "content", text);
 	cJSON_AddBoolToObject(r, "is_error", is_error);
+	if (is_error)
+		cJSON_AddStringToObject(r, "tool_use_id", b->tool_id);
 	cJSON_AddItemToArray(content, r);
 	if (is_error) {
 		char	*e;
@@ -1441,13 +1518,14 @@ fc_line_tool_result(struct fc_turn *t, struct fc_block *b)
 		free(e);
 	} else {
 		tur = cJSON_CreateObject();
-		cJSON_AddStringToObject(tur, "stdout", fc_trimmed(t->tool_out[0],
-		    &olen));
-		cJSON_AddStringToObject(tur, "stderr", fc_trimmed(t->tool_out[1],
-		    &elen));
+		cJSON_AddStringToObject(tur, "stdout",
+		    fc_trimmed(t->tool_out[0], &olen));
+		cJSON_AddStringToObject(tur, "stderr",
+		    fc_trimmed(t->tool_out[1], &elen));
 		cJSON_AddFalseToObject(tur, "interrupted");
 		cJSON_AddFalseToObject(tur, "isImage");
-		cJSON_AddFalseToObject(tur, "noOutputExpected");
+		cJSON_AddBoolToObject(tur, "noOutputExpected",
+		    olen + elen == 0);
 	}
 	free(text);
 	return fc_line_user(content, tur);
@@ -1456,7 +1534,9 @@ fc_line_tool_result(struct fc_turn *t, struct fc_block *b)
 static cJSON *
 fc_line_can_use_tool(struct fc_turn *t, struct fc_block *b)
 {
-	cJSON	*o, *r;
+	cJSON		*o, *r, *in, *sug, *e, *a, *x;
+	const char	*word;
+	char		*path;
 
 	fc_uuid(t->perm_id);
 	o = cJSON_CreateObject();
@@ -1466,8 +1546,39 @@ fc_line_can_use_tool(struct fc_turn *t, struct fc_block *b)
 	cJSON_AddStringToObject(r, "subtype", "can_use_tool");
 	cJSON_AddStringToObject(r, "tool_name", "Bash");
 	cJSON_AddStringToObject(r, "display_name", "Bash");
-	cJSON_AddItemToObject(r, "input", cJSON_Parse(b->text));
-	cJSON_AddStringToObject(r, "description", "Run the requested command");
+	in = cJSON_Parse(b->text);
+	cJSON_AddItemToObject(r, "input", in);
+	cJSON_AddStringToObject(r, "description", cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(in, "description")));
+	sug = cJSON_AddArrayToObject(r, "permission_suggestions");
+	e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "type", "addRules");
+	a = cJSON_AddArrayToObject(e, "rules");
+	x = cJSON_CreateObject();
+	cJSON_AddStringToObject(x, "toolName", "Bash");
+	cJSON_AddStringToObject(x, "ruleContent", b->cmd);
+	cJSON_AddItemToArray(a, x);
+	cJSON_AddStringToObject(e, "behavior", "allow");
+	cJSON_AddStringToObject(e, "destination", "localSettings");
+	cJSON_AddItemToArray(sug, e);
+	e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "type", "addDirectories");
+	a = cJSON_AddArrayToObject(e, "directories");
+	cJSON_AddItemToArray(a, cJSON_CreateString(cwd));
+	cJSON_AddStringToObject(e, "destination", "session");
+	cJSON_AddItemToArray(sug, e);
+	e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "type", "setMode");
+	cJSON_AddStringToObject(e, "mode", "acceptEdits");
+	cJSON_AddStringToObject(e, "destination", "session");
+	cJSON_AddItemToArray(sug, e);
+	/* The path the command's last word names, as for `touch FILE`. */
+	word = strrchr(b->cmd, ' ');
+	word = word != NULL ? word + 1 : b->cmd;
+	path = fc_malloc(strlen(cwd) + strlen(word) + 2);
+	sprintf(path, "%s/%s", cwd, word);
+	cJSON_AddStringToObject(r, "blocked_path", path);
+	free(path);
 	cJSON_AddStringToObject(r, "tool_use_id", b->tool_id);
 	return o;
 }
@@ -1491,6 +1602,9 @@ fc_account_round(struct fc_turn *t, struct fc_round *r)
 		    r->usage[U_CW] * FC_PRICE_CACHE_WRITE;
 	total_api_ms += fc_ms_between(r->start, fc_now());
 	t->rounds_done++;
+	t->last_stop = r->stop_reason;
+	if (strcmp(r->stop_reason, "tool_use") == 0)
+		t->phase = PH_TOOL;
 }
 
 static const char *
@@ -1552,11 +1666,16 @@ fc_line_result(struct fc_turn *t)
 	return o;
 }
 
+/*
+ * The result of an interrupted turn, as recorded: during the stream, or
+ * during a tool (running or waiting for permission), where the CLI also
+ * counts the tool round and reports its usage.
+ */
 static cJSON *
-fc_line_result_interrupted(struct fc_turn *t)
+fc_line_result_interrupted(struct fc_turn *t, int in_tool)
 {
-	cJSON		*o, *e;
-	static const long zero[U_N];
+	cJSON	*o, *e;
+	char	 diag[sizeof FC_EDE_DIAGNOSTIC + FC_ID_MAX];
 
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "result");
@@ -1565,20 +1684,25 @@ fc_line_result_interrupted(struct fc_turn *t)
 	    fc_ms_between(t->start, fc_now()));
 	cJSON_AddNumberToObject(o, "duration_api_ms", total_api_ms);
 	cJSON_AddTrueToObject(o, "is_error");
-	cJSON_AddNumberToObject(o, "num_turns", t->nrounds);
-	cJSON_AddNullToObject(o, "stop_reason");
+	cJSON_AddNumberToObject(o, "num_turns", t->nrounds + 1 + in_tool);
+	if (t->last_stop != NULL)
+		cJSON_AddStringToObject(o, "stop_reason", t->last_stop);
+	else
+		cJSON_AddNullToObject(o, "stop_reason");
 	cJSON_AddStringToObject(o, "session_id", opts.session_id);
 	cJSON_AddNumberToObject(o, "total_cost_usd", total_cost);
-	cJSON_AddItemToObject(o, "usage", fc_usage_obj(zero, 1));
+	cJSON_AddItemToObject(o, "usage", fc_usage_obj(t->usage, 1));
 	cJSON_AddItemToObject(o, "modelUsage", fc_model_usage());
 	cJSON_AddItemToObject(o, "permission_denials",
 	    cJSON_Duplicate(t->denials, 1));
-	cJSON_AddStringToObject(o, "terminal_reason", t->phase == PH_TOOL ?
+	cJSON_AddStringToObject(o, "terminal_reason", in_tool ?
 	    "aborted_tools" : "aborted_streaming");
 	cJSON_AddStringToObject(o, "fast_mode_state", "off");
 	fc_add_uuid(o);
 	e = cJSON_AddArrayToObject(o, "errors");
-	cJSON_AddItemToArray(e, cJSON_CreateString(FC_EDE_DIAGNOSTIC));
+	snprintf(diag, sizeof diag, FC_EDE_DIAGNOSTIC, t->last_stop != NULL ?
+	    t->last_stop : "null");
+	cJSON_AddItemToArray(e, cJSON_CreateString(diag));
 	return o;
 }
 
@@ -1587,7 +1711,8 @@ static void
 fc_garbage(void)
 {
 	static const char	 junk[] = "this line is not JSON\n";
-	static const char	 half[] = "{\"type\":\"assistant\",\"message\":\n";
+	static const char	 half[] =
+	    "{\"type\":\"assistant\",\"message\":\n";
 	cJSON			*o;
 
 	fc_write(junk, sizeof junk - 1);
@@ -1678,7 +1803,28 @@ fc_emit_delta(struct fc_block *b, int index, size_t k)
 	fc_emit_event(e);
 }
 
-/* Runs one step of the turn; STEP_WAIT leaves t->wake set if timed. */
+/* Progress the CLI reports before each thinking delta. */
+static void
+fc_emit_thinking_tokens(struct fc_turn *t, struct fc_block *b, size_t k)
+{
+	cJSON	*o;
+	size_t	 off, len;
+	long	 est;
+
+	fc_block_delta(b, k, &off, &len);
+	est = (long)((len + FC_CHARS_PER_TOKEN - 1) / FC_CHARS_PER_TOKEN);
+	t->think_tokens += est;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "system");
+	cJSON_AddStringToObject(o, "subtype", "thinking_tokens");
+	cJSON_AddNumberToObject(o, "estimated_tokens", t->think_tokens);
+	cJSON_AddNumberToObject(o, "estimated_tokens_delta", est);
+	fc_add_uuid(o);
+	cJSON_AddStringToObject(o, "session_id", opts.session_id);
+	fc_emit(o);
+}
+
+/* Runs one step of the turn; a timed STEP_WAIT says until when. */
 static enum fc_step_ret
 fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 {
@@ -1732,6 +1878,8 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		if (s->limit > 0 && n > (size_t)s->limit)
 			n = (size_t)s->limit;
 		if (t->dcur < n) {
+			if (b->type == BLK_THINKING)
+				fc_emit_thinking_tokens(t, b, t->dcur);
 			fc_emit_delta(b, s->block, t->dcur++);
 			if (t->dcur < n && t->d.delay_ms > 0) {
 				t->waiting = 1;
@@ -1745,7 +1893,7 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		e = fc_event("content_block_delta", s->block);
 		d = cJSON_AddObjectToObject(e, "delta");
 		cJSON_AddStringToObject(d, "type", "signature_delta");
-		cJSON_AddStringToObject(d, "signature", "ZmFrZS1zaWduYXR1cmU=");
+		cJSON_AddStringToObject(d, "signature", FC_SIGNATURE);
 		fc_emit_event(e);
 		break;
 	case ST_ASSISTANT:
@@ -1778,18 +1926,18 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		fprintf(stderr, "fake-claude: crashing mid-turn as told\n");
 		_exit(FC_EXIT_CRASH);
 	case ST_API_ERROR:
-		fc_emit(fc_line_api_error(FC_API_ERROR_TEXT));
+		fc_emit(fc_line_api_error(r, FC_API_ERROR_TEXT));
 		break;
-	case ST_PERMIT:
-		if (t->perm_state == 0) {
-			fc_emit(fc_line_can_use_tool(t, b));
-			t->perm_state = 1;
-		}
-		if (t->perm_state == 1)
+	case ST_PERMIT_ASK:
+		fc_emit(fc_line_can_use_tool(t, b));
+		t->perm_state = PERM_ASKED;
+		break;
+	case ST_PERMIT_WAIT:
+		if (t->perm_state == PERM_ASKED)
 			return STEP_WAIT;
 		break;
 	case ST_TOOL:
-		if (t->perm_state == 2 && !t->perm_allow)
+		if (t->perm_state == PERM_ANSWERED && !t->perm_allow)
 			break;
 		if (!t->tool_started) {
 			t->tool_started = 1;
@@ -1818,11 +1966,7 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		last_is_error = t->d.error;
 		break;
 	case ST_EXIT:
-		fc_turn_free(t);
-		turn = NULL;
-		free(queued);
-		free((char *)opts.model);
-		free((char *)opts.permission_mode);
+		fc_cleanup();
 		exit(0);
 	}
 	t->next++;
@@ -1843,20 +1987,67 @@ fc_turn_end(void)
 	}
 }
 
-static void
-fc_turn_interrupt(void)
+static cJSON *
+fc_text_content(const char *text)
 {
-	struct fc_turn	*t = turn;
-	cJSON		*c, *b;
+	cJSON	*c, *b;
 
-	fc_tool_kill(t);
 	c = cJSON_CreateArray();
 	b = cJSON_CreateObject();
 	cJSON_AddStringToObject(b, "type", "text");
-	cJSON_AddStringToObject(b, "text", FC_INTERRUPTED_TEXT);
+	cJSON_AddStringToObject(b, "text", text);
 	cJSON_AddItemToArray(c, b);
-	fc_emit(fc_line_user(c, NULL));
-	fc_emit(fc_line_result_interrupted(t));
+	return c;
+}
+
+/*
+ * Ends the turn as interrupted, with the lines the real CLI writes: a
+ * pending permission request is cancelled first, then the interrupt is
+ * answered (req_id NULL: SIGINT), and a tool in flight is rejected.
+ */
+static void
+fc_turn_interrupt(const char *req_id)
+{
+	struct fc_turn	*t = turn;
+	struct fc_block	*b;
+	cJSON		*o, *c, *r, *d;
+	int		 in_tool;
+
+	in_tool = t->phase == PH_TOOL || t->perm_state == PERM_ASKED;
+	fc_tool_kill(t);
+	if (t->perm_state == PERM_ASKED) {
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "type", "control_cancel_request");
+		cJSON_AddStringToObject(o, "request_id", t->perm_id);
+		fc_emit(o);
+	}
+	if (req_id != NULL)
+		fc_emit(fc_control_response(req_id, NULL, NULL));
+	if (in_tool) {
+		b = &t->rounds[0].blocks[t->rounds[0].nblocks - 1];
+		if (t->perm_state == PERM_ASKED) {
+			d = cJSON_CreateObject();
+			cJSON_AddStringToObject(d, "tool_name", "Bash");
+			cJSON_AddStringToObject(d, "tool_use_id", b->tool_id);
+			cJSON_AddItemToObject(d, "tool_input",
+			    cJSON_Parse(b->text));
+			cJSON_AddItemToArray(t->denials, d);
+		}
+		c = cJSON_CreateArray();
+		r = cJSON_CreateObject();
+		cJSON_AddStringToObject(r, "type", "tool_result");
+		cJSON_AddStringToObject(r, "content", FC_REJECTED_TEXT);
+		cJSON_AddTrueToObject(r, "is_error");
+		cJSON_AddStringToObject(r, "tool_use_id", b->tool_id);
+		cJSON_AddItemToArray(c, r);
+		fc_emit(fc_line_user(c,
+		    cJSON_CreateString(FC_REJECTED_RESULT)));
+		fc_emit(fc_line_user(fc_text_content(FC_INTERRUPTED_TOOL_TEXT),
+		    NULL));
+	} else
+		fc_emit(fc_line_user(fc_text_content(FC_INTERRUPTED_TEXT),
+		    NULL));
+	fc_emit(fc_line_result_interrupted(t, in_tool));
 	last_is_error = 1;
 	fc_turn_end();
 }
@@ -1953,9 +2144,10 @@ fc_control_request(cJSON *msg, const char *line)
 	subtype = cJSON_IsString(sub) ? sub->valuestring : "undefined";
 
 	if (strcmp(subtype, "interrupt") == 0) {
-		fc_emit(fc_control_response(id, NULL, NULL));
 		if (turn != NULL && !turn->d.ignore_intr)
-			fc_turn_interrupt();
+			fc_turn_interrupt(id);
+		else
+			fc_emit(fc_control_response(id, NULL, NULL));
 	} else if (strcmp(subtype, "initialize") == 0)
 		fc_emit(fc_control_response(id, NULL,
 		    fc_initialize_response()));
@@ -1995,13 +2187,13 @@ fc_control_response_in(cJSON *msg)
 
 	resp = cJSON_GetObjectItemCaseSensitive(msg, "response");
 	id = cJSON_GetObjectItemCaseSensitive(resp, "request_id");
-	if (turn == NULL || turn->perm_state != 1 || !cJSON_IsString(id) ||
-	    strcmp(id->valuestring, turn->perm_id) != 0)
+	if (turn == NULL || turn->perm_state != PERM_ASKED ||
+	    !cJSON_IsString(id) || strcmp(id->valuestring, turn->perm_id) != 0)
 		return;
 	sub = cJSON_GetObjectItemCaseSensitive(resp, "subtype");
 	r = cJSON_GetObjectItemCaseSensitive(resp, "response");
 	beh = cJSON_GetObjectItemCaseSensitive(r, "behavior");
-	turn->perm_state = 2;
+	turn->perm_state = PERM_ANSWERED;
 	turn->perm_allow = cJSON_IsString(sub) &&
 	    strcmp(sub->valuestring, "success") == 0 && cJSON_IsString(beh) &&
 	    strcmp(beh->valuestring, "allow") == 0;
@@ -2075,7 +2267,7 @@ fc_user(cJSON *msg, const char *line)
 		fc_turn_start(text);
 		return;
 	}
-	/* Busy: queued prompts are merged into the next turn, as the CLI does. */
+	/* Busy: queued prompts merge into the next turn, as in the CLI. */
 	if (queued == NULL) {
 		queued = text;
 		return;
@@ -2430,7 +2622,7 @@ main(int argc, char **argv)
 		if (got_sigint) {
 			/* SIGINT: end the turn as interrupted, then exit 0. */
 			if (turn != NULL)
-				fc_turn_interrupt();
+				fc_turn_interrupt(NULL);
 			break;
 		}
 		tp = fc_advance(&ts);
@@ -2458,9 +2650,12 @@ main(int argc, char **argv)
 				if (fc_read_stdin(&in) == -1)
 					stdin_eof = 1;
 				fc_input(&in, stdin_eof);
-			} else if (turn != NULL)
-				fc_tool_read(turn, turn->tool_fd[0] ==
-				    pfd[i].fd ? 0 : 1);
+			} else if (turn != NULL &&
+			    turn->tool_fd[0] == pfd[i].fd)
+				fc_tool_read(turn, 0);
+			else if (turn != NULL &&
+			    turn->tool_fd[1] == pfd[i].fd)
+				fc_tool_read(turn, 1);
 		}
 	}
 	code = got_sigint ? 0 : last_is_error;

@@ -5,4 +5,4 @@ $(B)/fake-claude: $(FAKE_CLAUDE_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $(FAKE_CLAUDE_OBJS) $(LDLIBS_CJSON)
 
 TEST_BINS	+= $(B)/fake-claude
-SUITES		+= fake-claude=sh\ tests/fake-claude/selftest.sh
+SUITES		+= 'fake-claude=sh tests/fake-claude/selftest.sh'

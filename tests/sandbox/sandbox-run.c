@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "policy/sandbox.h"
@@ -43,6 +44,7 @@
 #define RUN_EXIT_NOEXEC	126
 #define RUN_EXIT_NOENT	127
 #define RUN_SIGBASE	128
+#define RUN_REAP_NS	10000000L	/* 10 ms between reaping scans */
 #define RUN_STAT_MAX	512	/* bytes of /proc/PID/stat we read */
 
 static const char *run_prog = "sandbox-run";
@@ -189,6 +191,8 @@ main(int argc, char *argv[])
 	pid_t			 pid, decoy = -1, w;
 	int			 ch, decoy_wanted = 0, p[2], status, rc, gid_set = 0;
 
+	const struct timespec	 reap_pause = { 0, RUN_REAP_NS };
+
 	memset(&sc, 0, sizeof sc);
 	sc.landlock = SANDBOX_LANDLOCK_BEST_EFFORT;
 	while ((ch = getopt(argc, argv, "C:Dc:e:f:g:L:n:p:r:s:t:u:W:w:")) !=
@@ -332,8 +336,12 @@ main(int argc, char *argv[])
 	kill(-pid, SIGKILL);
 	for (;;) {
 		run_kill_children();
-		if (waitpid(-1, NULL, 0) == -1 && errno == ECHILD)
+		if ((w = waitpid(-1, NULL, WNOHANG)) == -1 && errno == ECHILD)
 			break;
+		/* An orphan may reach us between the scan and the wait:
+		 * scan again soon rather than block. */
+		if (w == 0)
+			nanosleep(&reap_pause, NULL);
 	}
 	return rc;
 }

@@ -1,6 +1,6 @@
 /*
  * The stream-json bridge against recorded transcripts of the real CLI
- * (tests/fixtures/*.stdout.jsonl, replayed with a synthetic clock) and
+ * (every tests/fixtures/NAME.stdout.jsonl, replayed with a synthetic clock) and
  * against synthetic lines built from them.
  */
 #include <glob.h>
@@ -61,6 +61,8 @@ struct rec {
 	int		 resp_ok[REC_MAX_CTL];
 	int		 resp_has_body[REC_MAX_CTL];
 	size_t		 nresp;
+	struct bridge	*restart;	/* turn_end starts the next turn */
+	uint64_t	 restart_at;
 };
 
 static char *
@@ -110,6 +112,8 @@ rec_turn_end(void *arg, const struct bridge_turn *t)
 	stats_init(&rt->stats);
 	assert_non_null(t->stats);
 	stats_copy(&rt->stats, t->stats);
+	if (r->restart != NULL)
+		bridge_turn_start(r->restart, r->restart_at);
 }
 
 static void
@@ -573,6 +577,36 @@ find_line(const struct fixture *f, size_t from, const char *a, const char *b)
 	return 0;
 }
 
+/*
+ * A string in the first line of a fixture containing a and b, at a path
+ * of object keys and array indexes ("message.content.0.id"); a copy.
+ */
+static char *
+fixture_str(const char *name, const char *what, const char *a, const char *b,
+    const char *path)
+{
+	struct fixture	 f;
+	const cJSON	*v;
+	cJSON		*o;
+	char		*p, *key, *save = NULL, *s;
+
+	fixture_load(name, what, &f);
+	o = cJSON_Parse(f.line[find_line(&f, 0, a, b)]);
+	fixture_free(&f);
+	assert_non_null(o);
+	p = xstrdup(path);
+	v = o;
+	for (key = strtok_r(p, ".", &save); key != NULL && v != NULL;
+	    key = strtok_r(NULL, ".", &save))
+		v = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, atoi(key)) :
+		    cJSON_GetObjectItem(v, key);
+	assert_true(cJSON_IsString(v));
+	s = xstrdup(v->valuestring);
+	free(p);
+	cJSON_Delete(o);
+	return s;
+}
+
 /* Time at which line i of a replay is fed (one turn start before). */
 static uint64_t
 line_time(size_t i)
@@ -601,6 +635,7 @@ test_two_turns_events(void **state)
 	struct rec		*r = run_fixture("two_turns", 0, NULL);
 	const struct rec_event	*e;
 	const cJSON		*input;
+	char			*tool_id, *sid;
 	size_t			 i, n = 0;
 
 	for (i = 0; i < r->nev; i++) {
@@ -615,15 +650,17 @@ test_two_turns_events(void **state)
 	}
 	assert_int_equal(n, sizeof want / sizeof want[0]);
 
+	tool_id = fixture_str("two_turns", "stdout", "\"type\":\"assistant\"",
+	    "\"tool_use\"", "message.content.0.id");
+	sid = fixture_str("two_turns", "stdout", "\"init\"", NULL,
+	    "session_id");
 	e = rec_find(r, "tool_use", 0);
-	assert_string_equal(ev_str(e, "tool_id"),
-	    "toolu_mock_b29045a1a3dd6eeea83e0202");
+	assert_string_equal(ev_str(e, "tool_id"), tool_id);
 	input = cJSON_GetObjectItem(e->data, "input");
 	assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(input,
 	    "command")), "ls");
 	e = rec_find(r, "tool_result", 0);
-	assert_string_equal(ev_str(e, "tool_id"),
-	    "toolu_mock_b29045a1a3dd6eeea83e0202");
+	assert_string_equal(ev_str(e, "tool_id"), tool_id);
 	assert_string_equal(ev_str(e, "name"), "Bash");
 	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(e->data, "is_error")));
 	assert_true(cJSON_IsFalse(cJSON_GetObjectItem(e->data, "truncated")));
@@ -637,7 +674,9 @@ test_two_turns_events(void **state)
 	assert_null(cJSON_GetObjectItem(e->data, "type"));
 
 	assert_int_equal(r->ninit, 2);
-	assert_string_equal(r->init_sid, "471323a2-7d17-4097-947d-13332fe2e980");
+	assert_string_equal(r->init_sid, sid);
+	free(tool_id);
+	free(sid);
 	rec_free(r);
 }
 
@@ -801,15 +840,21 @@ test_can_use_tool(void **state)
 {
 	struct rec		*r;
 	const struct rec_event	*e;
+	char			*allow_id, *deny_id, *denied_tool;
+
+	allow_id = fixture_str("can_use_tool", "stdin", "\"allow\"", NULL,
+	    "response.request_id");
+	deny_id = fixture_str("can_use_tool", "stdin", "\"deny\"", NULL,
+	    "response.request_id");
+	denied_tool = fixture_str("can_use_tool", "stdout", "can_use_tool",
+	    "denied.txt", "request.tool_use_id");
 
 	/* The worker denied the second call itself: no second report. */
 	r = run_fixture("can_use_tool", 1, NULL);
 	assert_int_equal(r->nreq, 2);
 	assert_string_equal(r->req_subtype[0], "can_use_tool");
-	assert_string_equal(r->req_id[0],
-	    "31aabbf3-bffb-4a66-973f-9955f216107a");
-	assert_string_equal(r->req_id[1],
-	    "4b2ef058-576f-426e-bebb-72472ae12609");
+	assert_string_equal(r->req_id[0], allow_id);
+	assert_string_equal(r->req_id[1], deny_id);
 	assert_int_equal(r->nturns, 2);
 	assert_int_equal(rec_count(r, "permission_denied", NULL), 0);
 	assert_int_equal(r->turns[0].stats.permission_denials, 0);
@@ -826,13 +871,15 @@ test_can_use_tool(void **state)
 	r = run_fixture("can_use_tool", 0, NULL);
 	assert_int_equal(rec_count(r, "permission_denied", NULL), 1);
 	e = rec_find(r, "permission_denied", 0);
-	assert_string_equal(ev_str(e, "tool_id"),
-	    "toolu_mock_1123e7f4ca283e2fc8ab99a5");
+	assert_string_equal(ev_str(e, "tool_id"), denied_tool);
 	assert_string_equal(ev_str(e, "name"), "Bash");
 	assert_string_equal(ev_str(e, "by"), "cli");
 	assert_string_equal(ev_str(e, "reason"), "Denied by supervisor policy");
 	assert_int_equal(e->turn, 1);
 	assert_int_equal(r->turns[1].stats.permission_denials, 1);
+	free(allow_id);
+	free(deny_id);
+	free(denied_tool);
 	rec_free(r);
 }
 
@@ -858,9 +905,12 @@ static void
 test_resume_and_initialize(void **state)
 {
 	struct rec	*r = run_fixture("resume", 0, NULL);
+	char		*sid;
 
+	sid = fixture_str("resume", "stdout", "\"init\"", NULL, "session_id");
 	assert_int_equal(r->ninit, 1);
-	assert_string_equal(r->init_sid, "471323a2-7d17-4097-947d-13332fe2e980");
+	assert_string_equal(r->init_sid, sid);
+	free(sid);
 	/* A new process: its first cumulative cost is all this turn's. */
 	assert_true(fabs(r->turns[0].stats.cost_usd - 0.00301) <
 	    COST_EPSILON);
@@ -910,38 +960,37 @@ fixture_line(const char *name, const char *a, const char *b)
 	return o;
 }
 
+/*
+ * A broken stream, then the non-streaming retry's assistant line: with a
+ * new message.id (the real API), or the same one (our mock derives ids
+ * from the request).  Its text never streamed whole, so it is shown.
+ */
 static void
-test_fallback_carries_text(void **state)
+fallback_case(const char *fallback_id)
 {
 	struct rec	*r = rec_new();
 	struct bridge	*b = bridge_for(r);
-	cJSON		*start, *blk, *delta, *stop, *asst, *fallback, *res;
-	cJSON		*msg;
+	cJSON		*start, *blk, *delta, *fallback, *res;
 	uint64_t	 t = CLOCK_START;
 
 	start = fixture_line("two_turns", "message_start", NULL);
 	blk = fixture_line("two_turns", "content_block_start", "\"text\"");
 	delta = fixture_line("two_turns", "text_delta", "I will run a tool.");
-	stop = fixture_line("two_turns", "content_block_stop", NULL);
-	asst = fixture_line("two_turns", "\"type\":\"assistant\"",
+	fallback = fixture_line("two_turns", "\"type\":\"assistant\"",
 	    "I will run a tool.");
 	res = fixture_line("two_turns", "\"type\":\"result\"", NULL);
 	/* The stream breaks after a partial delta. */
 	cJSON_SetValuestring(cJSON_GetObjectItem(cJSON_GetObjectItem(
 	    cJSON_GetObjectItem(delta, "event"), "delta"), "text"), "I will ");
-	fallback = cJSON_Duplicate(asst, 1);
-	msg = cJSON_GetObjectItem(fallback, "message");
-	cJSON_SetValuestring(cJSON_GetObjectItem(msg, "id"), "msg_fallback_1");
+	if (fallback_id != NULL)
+		cJSON_SetValuestring(cJSON_GetObjectItem(cJSON_GetObjectItem(
+		    fallback, "message"), "id"), fallback_id);
 
 	bridge_turn_start(b, t);
 	feed_json(b, start, t += CLOCK_STEP);
 	feed_json(b, blk, t += CLOCK_STEP);
 	feed_json(b, delta, t += CLOCK_STEP);
-	/* The non-streaming retry: its text never streamed, shown whole. */
 	feed_json(b, fallback, t += CLOCK_STEP);
-	/* The same block under the streamed id is not shown again. */
-	feed_json(b, asst, t += CLOCK_STEP);
-	feed_json(b, stop, t += CLOCK_STEP);
 	feed_json(b, res, t += CLOCK_STEP);
 
 	assert_int_equal(rec_count(r, "answer", NULL), 2);
@@ -955,10 +1004,75 @@ test_fallback_carries_text(void **state)
 	cJSON_Delete(start);
 	cJSON_Delete(blk);
 	cJSON_Delete(delta);
-	cJSON_Delete(stop);
-	cJSON_Delete(asst);
 	cJSON_Delete(fallback);
 	cJSON_Delete(res);
+	bridge_free(b);
+	rec_free(r);
+}
+
+static void
+test_fallback_carries_text(void **state)
+{
+	fallback_case("msg_fallback_1");
+	fallback_case(NULL);
+}
+
+static void
+test_broken_stream(void **state)
+{
+	struct rec	*r = run_fixture("broken_stream", 0, NULL);
+
+	/* message_start, then the retry's whole message: shown once. */
+	assert_int_equal(rec_count(r, "answer", NULL), 1);
+	assert_string_equal(ev_str(rec_find(r, "answer", 0), "text"),
+	    "Mock answer to: cut me off");
+	assert_int_equal(r->nturns, 1);
+	assert_string_equal(r->turns[0].result, "Mock answer to: cut me off");
+	assert_true(fabs(r->turns[0].stats.cost_usd - 0.00197) < COST_EPSILON);
+	rec_free(r);
+}
+
+static void
+test_redacted_thinking(void **state)
+{
+	static const char *lines[] = {
+		"{\"type\":\"stream_event\",\"event\":{\"type\":"
+		    "\"message_start\",\"message\":{\"id\":\"m1\"}}}",
+		"{\"type\":\"stream_event\",\"event\":{\"type\":"
+		    "\"content_block_start\",\"index\":0,\"content_block\":{"
+		    "\"type\":\"redacted_thinking\",\"data\":\"x\"}}}",
+		"{\"type\":\"assistant\",\"message\":{\"id\":\"m1\","
+		    "\"content\":[{\"type\":\"redacted_thinking\",\"data\":"
+		    "\"x\"}]}}",
+		"{\"type\":\"stream_event\",\"event\":{\"type\":"
+		    "\"content_block_stop\",\"index\":0}}",
+		"{\"type\":\"stream_event\",\"event\":{\"type\":"
+		    "\"content_block_start\",\"index\":1,\"content_block\":{"
+		    "\"type\":\"thinking\",\"thinking\":\"\"}}}",
+		"{\"type\":\"stream_event\",\"event\":{\"type\":"
+		    "\"content_block_delta\",\"index\":1,\"delta\":{\"type\":"
+		    "\"thinking_delta\",\"thinking\":\"hmm\"}}}",
+		"{\"type\":\"assistant\",\"message\":{\"id\":\"m1\","
+		    "\"content\":[{\"type\":\"thinking\",\"thinking\":"
+		    "\"hmm\"}]}}",
+		"{\"type\":\"stream_event\",\"event\":{\"type\":"
+		    "\"content_block_stop\",\"index\":1}}",
+		"{\"type\":\"result\",\"is_error\":false}",
+	};
+	struct rec	*r = rec_new();
+	struct bridge	*b = bridge_for(r);
+	size_t		 i;
+
+	/* A redacted block is no stream of the thinking text after it. */
+	bridge_turn_start(b, 0);
+	for (i = 0; i < sizeof lines / sizeof lines[0]; i++)
+		feed(b, lines[i], (i + 1) * CLOCK_STEP);
+	assert_int_equal(rec_count(r, "thinking", NULL), 1);
+	assert_string_equal(ev_str(rec_find(r, "thinking", 0), "text"), "hmm");
+	/* Both blocks are thinking time. */
+	assert_int_equal(r->turns[0].stats.duration_ms.thinking,
+	    2 * CLOCK_STEP + 3 * CLOCK_STEP);
+	assert_int_equal(bridge_counters(b)->unknown, 0);
 	bridge_free(b);
 	rec_free(r);
 }
@@ -1060,6 +1174,13 @@ test_garbage_and_unknown(void **state)
 	/* The odd result still ended a turn, with no cost from -1. */
 	assert_int_equal(r->nturns, 1);
 	assert_true(r->turns[0].stats.cost_usd == 0);
+	/* Absurd counts are clamped to what a JSON number holds exactly. */
+	feed(b, "{\"type\":\"result\",\"usage\":{\"input_tokens\":1e30,"
+	    "\"output_tokens\":-5,\"cache_read_input_tokens\":\"7\"}}", t);
+	assert_int_equal(r->nturns, 2);
+	assert_int_equal(r->turns[1].stats.tokens.input, (uint64_t)1 << 53);
+	assert_int_equal(r->turns[1].stats.tokens.output, 0);
+	assert_int_equal(r->turns[1].stats.tokens.cache_read, 0);
 
 	/* A line over the cap: reported, the turn goes on. */
 	bridge_line_dropped(b, 123456);
@@ -1118,7 +1239,8 @@ test_tool_output_cap(void **state)
 	bridge_turn_start(b, CLOCK_START);
 	feed_tool(b, "use", "t1", "Bash", "{\"command\":\"yes\"}",
 	    CLOCK_START + 1);
-	big = xmalloc(BRIDGE_TOOL_OUTPUT_MAX + 101);
+	/* Room for the text, its NUL and the shift below. */
+	big = xmalloc(BRIDGE_TOOL_OUTPUT_MAX + 102);
 	memset(big, 'y', BRIDGE_TOOL_OUTPUT_MAX + 100);
 	big[BRIDGE_TOOL_OUTPUT_MAX + 100] = '\0';
 	o = cJSON_Parse("{\"type\":\"user\",\"message\":{\"content\":[{"
@@ -1139,7 +1261,7 @@ test_tool_output_cap(void **state)
 		big[i + 1] = (char)0xa9;
 	}
 	big[i] = '\0';
-	memmove(big + 1, big, i);	/* odd offset: the cap splits one */
+	memmove(big + 1, big, i + 1);	/* odd offset: the cap splits one */
 	big[0] = 'x';
 	cJSON_ReplaceItemInObject(content, "tool_use_id",
 	    cJSON_CreateString("t2"));
@@ -1327,6 +1449,36 @@ test_turn_stats_without_result(void **state)
 }
 
 static void
+test_turn_start_from_turn_end(void **state)
+{
+	struct rec	*r = rec_new();
+	struct bridge	*b = bridge_for(r);
+	struct fixture	 f;
+	size_t		 i, end1;
+	uint64_t	 t = CLOCK_START;
+
+	/* A worker that writes the next turn as soon as one ends. */
+	fixture_load("two_turns", "stdout", &f);
+	end1 = find_line(&f, 0, "\"type\":\"result\"", NULL);
+	r->restart = b;
+	r->restart_at = line_time(end1) + 5;
+	bridge_turn_start(b, t);
+	for (i = 0; i < f.n; i++)
+		feed(b, f.line[i], line_time(i));
+	assert_int_equal(r->nturns, 2);
+	/* Turn 1's stats were whole when handed out... */
+	assert_int_equal(r->turns[0].stats.tool_calls, 1);
+	assert_int_equal(r->turns[0].stats.tokens.input, 324);
+	/* ...and turn 2 runs from the restart, not from its first line. */
+	assert_int_equal(r->turns[1].stats.duration_ms.total,
+	    line_time(f.n - 1) - r->restart_at);
+	assert_int_equal(r->turns[1].stats.tool_calls, 0);
+	fixture_free(&f);
+	bridge_free(b);
+	rec_free(r);
+}
+
+static void
 test_cost_never_negative(void **state)
 {
 	struct rec	*r = rec_new();
@@ -1446,12 +1598,15 @@ main(void)
 		cmocka_unit_test(test_slash),
 		cmocka_unit_test(test_resume_and_initialize),
 		cmocka_unit_test(test_fallback_carries_text),
+		cmocka_unit_test(test_broken_stream),
+		cmocka_unit_test(test_redacted_thinking),
 		cmocka_unit_test(test_no_partial_messages),
 		cmocka_unit_test(test_garbage_and_unknown),
 		cmocka_unit_test(test_tool_output_cap),
 		cmocka_unit_test(test_other_never_negative),
 		cmocka_unit_test(test_denials_and_files),
 		cmocka_unit_test(test_turn_stats_without_result),
+		cmocka_unit_test(test_turn_start_from_turn_end),
 		cmocka_unit_test(test_cost_never_negative),
 		cmocka_unit_test(test_subagent_and_progress),
 		cmocka_unit_test(test_control_plane),

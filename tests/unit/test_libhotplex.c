@@ -187,6 +187,8 @@ srv_start(struct srv *s, void (*script)(struct srv *))
 	s->fd = sv[1];
 	h = hp_connect_fd(sv[0], &err);
 	assert_non_null(h);
+	/* A library that waits for a line that never comes fails, not hangs. */
+	hp_set_timeout(h, SRV_RECV_TIMEOUT_S * 1000);
 	assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
 	return h;
 }

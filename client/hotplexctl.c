@@ -1,0 +1,961 @@
+/*
+ * hotplexctl: the user and admin tool, on libhotplex.  Its commands map
+ * one to one onto protocol operations (hotplex-protocol(7)).
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "client/hotplex.h"
+#include "common/xmalloc.h"
+
+#define CTL_EXIT_OK		0
+#define CTL_EXIT_FAIL		1
+#define CTL_EXIT_USAGE		2
+#define CTL_EXIT_SIGINT		130	/* 128 + SIGINT, as the shell does */
+
+#define CTL_PROMPT_MAX		(1024 * 1024)	/* the daemon's default request bound */
+#define CTL_TOOL_SUMMARY_MAX	120	/* characters of a tool call shown */
+#define CTL_RESULT_LINE_MAX	120	/* characters of a failed tool's output */
+#define CTL_MAX_TOOL_ARGS	64	/* --allow / --deny given */
+#define CTL_TIMEOUT_MAX_S	(24 * 60 * 60)
+#define CTL_MAX_TURNS_MAX	10000
+#define CTL_SESSION_COL_MAX	32	/* widest SESSION column in the table */
+#define CTL_MS_PER_S		1000
+
+#define ANSI_DIM		"\033[2m"
+#define ANSI_RESET		"\033[0m"
+
+struct ctl {
+	const char		*socket;
+	int			 json;
+	struct hp_client	*h;
+};
+
+/* Options shared by exec and open. */
+struct ctl_turn {
+	const char		*session;
+	const char		*workdir;
+	struct hp_options	 opt;
+	const char		*allow[CTL_MAX_TOOL_ARGS + 1];
+	const char		*deny[CTL_MAX_TOOL_ARGS + 1];
+	size_t			 nallow, ndeny;
+};
+
+enum ctl_mode { MODE_NONE, MODE_THINKING, MODE_ANSWER };
+
+/* What the exec callback knows about the turn so far. */
+struct ctl_exec {
+	int		 json;
+	int		 tty;
+	int		 at_bol;	/* stdout is at the start of a line */
+	enum ctl_mode	 mode;
+	int		 finished;
+	int		 failed;	/* error line, or done without ok */
+	int		 interrupted;
+	char		*terminal_reason;
+	struct hp_error	 err;
+	int		 have_stats;
+	struct hp_stats	 stats;
+};
+
+static volatile sig_atomic_t ctl_sigints;
+static volatile sig_atomic_t ctl_dim_on;
+static int ctl_sigpipe[2] = { -1, -1 };
+
+static void __attribute__((noreturn))
+usage(int status)
+{
+	fprintf(status == CTL_EXIT_OK ? stdout : stderr,
+	    "usage: hotplexctl [-S socket] [--json] command [args]\n"
+	    "  exec -s session [-w workdir] [-m model] [--permission-mode mode]\n"
+	    "       [--allow tool]... [--deny tool]... [--timeout sec]\n"
+	    "       [--max-turns n] [--append-system-prompt text]\n"
+	    "       [--slash-commands] prompt... | -\n"
+	    "  open -s session -w workdir [-m model] [--permission-mode mode]\n"
+	    "       [--allow tool]... [--deny tool]...\n"
+	    "  sessions\n"
+	    "  stats [session]\n"
+	    "  stop [-r reason] session\n"
+	    "  reset session\n"
+	    "  interrupt session\n"
+	    "  policy check [-t prompt|bash|path] text... | -f file\n");
+	exit(status);
+}
+
+static void
+ctl_error(const struct hp_error *err)
+{
+	fprintf(stderr, "hotplexctl: %s%s%s\n", err->code,
+	    err->message[0] != '\0' ? ": " : "", err->message);
+}
+
+/* Connects and says hello, once the command line was found good. */
+static int
+ctl_connect(struct ctl *c)
+{
+	struct hp_error	err;
+	struct hp_hello	hello;
+
+	if ((c->h = hp_connect(c->socket, &err)) == NULL) {
+		ctl_error(&err);
+		return -1;
+	}
+	if (hp_hello(c->h, "hotplexctl/" HOTPLEX_VERSION, &hello, &err) == -1) {
+		ctl_error(&err);
+		return -1;
+	}
+	if (hello.proto != HP_PROTO_VERSION) {
+		fprintf(stderr, "hotplexctl: server speaks protocol %d, not "
+		    "%d\n", hello.proto, HP_PROTO_VERSION);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- argument helpers -------------------------------------------------- */
+
+static long
+ctl_number(const char *s, long min, long max, const char *what)
+{
+	char	*end;
+	long	 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "hotplexctl: %s: bad %s (%ld..%ld)\n", s, what,
+		    min, max);
+		exit(CTL_EXIT_USAGE);
+	}
+	return v;
+}
+
+/* Reads all of fd up to CTL_PROMPT_MAX; trailing newlines dropped. */
+static char *
+ctl_slurp(int fd, const char *name)
+{
+	char	*buf = NULL;
+	size_t	 len = 0, size = 0;
+	ssize_t	 n;
+
+	for (;;) {
+		if (size - len < BUFSIZ) {
+			size = len + BUFSIZ + 1;
+			buf = xreallocarray(buf, 1, size);
+		}
+		n = read(fd, buf + len, size - len - 1);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			fprintf(stderr, "hotplexctl: %s: %s\n", name,
+			    strerror(errno));
+			exit(CTL_EXIT_FAIL);
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > CTL_PROMPT_MAX) {
+			fprintf(stderr, "hotplexctl: %s: longer than %d bytes\n",
+			    name, CTL_PROMPT_MAX);
+			exit(CTL_EXIT_FAIL);
+		}
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	buf[len] = '\0';
+	return buf;
+}
+
+/* The words of argv joined by spaces, or stdin for a lone "-". */
+static char *
+ctl_words(int argc, char **argv)
+{
+	char	*s;
+	size_t	 len = 0, off = 0;
+	int	 i;
+
+	if (argc == 1 && strcmp(argv[0], "-") == 0)
+		return ctl_slurp(STDIN_FILENO, "stdin");
+	for (i = 0; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	s = xmalloc(len + 1);
+	for (i = 0; i < argc; i++)
+		off += (size_t)sprintf(s + off, "%s%s", i > 0 ? " " : "",
+		    argv[i]);
+	s[off] = '\0';
+	return s;
+}
+
+/* ---- output helpers ---------------------------------------------------- */
+
+static void
+ctl_secs(FILE *f, const char *label, uint64_t ms)
+{
+	fprintf(f, "%s%llu.%02llu s", label,
+	    (unsigned long long)(ms / CTL_MS_PER_S),
+	    (unsigned long long)(ms % CTL_MS_PER_S / 10));
+}
+
+/* One set of counters, one aspect a line, each line after indent. */
+static void
+ctl_print_usage(FILE *f, const char *indent, const struct hp_usage *u)
+{
+	size_t	i;
+
+	fprintf(f, "%stokens      in %llu, out %llu, cache read %llu, "
+	    "cache write %llu (total %llu)\n", indent,
+	    (unsigned long long)u->tokens.input,
+	    (unsigned long long)u->tokens.output,
+	    (unsigned long long)u->tokens.cache_read,
+	    (unsigned long long)u->tokens.cache_write,
+	    (unsigned long long)u->tokens.total);
+	fprintf(f, "%scost        $%.4f\n", indent, u->cost_usd);
+	fprintf(f, "%s", indent);
+	ctl_secs(f, "time        ", u->duration_ms.total);
+	ctl_secs(f, ": thinking ", u->duration_ms.thinking);
+	ctl_secs(f, ", tool ", u->duration_ms.tool);
+	ctl_secs(f, ", generation ", u->duration_ms.generation);
+	ctl_secs(f, ", other ", u->duration_ms.other);
+	ctl_secs(f, "; first token ", u->duration_ms.ttft);
+	fprintf(f, "\n%stools       %llu call%s", indent,
+	    (unsigned long long)u->tool_calls, u->tool_calls == 1 ? "" : "s");
+	for (i = 0; i < u->ntools; i++) {
+		const struct hp_tool_usage *t = &u->tools[i];
+
+		fprintf(f, "%s %s %llu", i == 0 ? ":" : ",", t->name,
+		    (unsigned long long)t->calls);
+		if (t->errors > 0)
+			fprintf(f, " (%llu failed)",
+			    (unsigned long long)t->errors);
+	}
+	fprintf(f, "\n");
+	if (u->nfiles > 0)
+		fprintf(f, "%sfiles       %zu written or edited\n", indent,
+		    u->nfiles);
+	if (u->permission_denials + u->danger_blocks + u->errors > 0)
+		fprintf(f, "%sincidents   %llu denied, %llu blocked, "
+		    "%llu errors\n", indent,
+		    (unsigned long long)u->permission_denials,
+		    (unsigned long long)u->danger_blocks,
+		    (unsigned long long)u->errors);
+}
+
+/* A tool call on one line: the telling input field, else the JSON. */
+static void
+ctl_tool_summary(const char *input_json, char *out, size_t size)
+{
+	static const char *const keys[] = {
+		"command", "file_path", "path", "pattern", "url", "query",
+		"description", "prompt"
+	};
+	const cJSON	*v = NULL;
+	cJSON		*in;
+	const char	*s = input_json != NULL ? input_json : "";
+	size_t		 i, n;
+
+	in = cJSON_Parse(s);
+	for (i = 0; in != NULL && i < sizeof keys / sizeof keys[0]; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(in, keys[i]);
+		if (cJSON_IsString(v)) {
+			s = v->valuestring;
+			break;
+		}
+	}
+	for (n = 0; *s != '\0' && n + 1 < size; s++)
+		out[n++] = (*s == '\n' || *s == '\t') ? ' ' : *s;
+	if (*s != '\0' && n >= 3)
+		memcpy(out + n - 3, "...", 3);
+	out[n] = '\0';
+	cJSON_Delete(in);
+}
+
+static void
+ctl_dim(struct ctl_exec *x, int on)
+{
+	if (!x->tty || ctl_dim_on == on)
+		return;
+	fputs(on ? ANSI_DIM : ANSI_RESET, stdout);
+	ctl_dim_on = on;
+}
+
+static void
+ctl_text(struct ctl_exec *x, const char *s)
+{
+	size_t	len;
+
+	if (s == NULL || *s == '\0')
+		return;
+	len = strlen(s);
+	fwrite(s, 1, len, stdout);
+	x->at_bol = s[len - 1] == '\n';
+}
+
+/* Starts a line of its own for a tool call or a notice. */
+static void
+ctl_own_line(struct ctl_exec *x)
+{
+	ctl_dim(x, 0);
+	if (!x->at_bol)
+		fputc('\n', stdout);
+	x->at_bol = 1;
+	x->mode = MODE_NONE;
+}
+
+/* ---- exec -------------------------------------------------------------- */
+
+static void
+ctl_exec_event(const struct hp_event *ev, void *arg)
+{
+	struct ctl_exec	*x = arg;
+	char		 buf[CTL_TOOL_SUMMARY_MAX + 1];
+
+	if (x->json) {
+		fwrite(ev->line, 1, ev->line_len, stdout);
+		fputc('\n', stdout);
+	}
+	switch (ev->type) {
+	case HP_EV_THINKING:
+		if (x->json)
+			break;
+		if (x->mode != MODE_THINKING && !x->at_bol)
+			ctl_own_line(x);
+		ctl_dim(x, 1);
+		x->mode = MODE_THINKING;
+		ctl_text(x, ev->text);
+		break;
+	case HP_EV_ANSWER:
+		if (x->json)
+			break;
+		if (x->mode == MODE_THINKING)
+			ctl_own_line(x);
+		x->mode = MODE_ANSWER;
+		ctl_text(x, ev->text);
+		break;
+	case HP_EV_TOOL_USE:
+		if (x->json)
+			break;
+		ctl_own_line(x);
+		ctl_tool_summary(ev->input_json, buf, sizeof buf);
+		printf("> %s: %s\n", ev->tool_name != NULL ? ev->tool_name :
+		    "?", buf);
+		break;
+	case HP_EV_TOOL_RESULT:
+		if (x->json)
+			break;
+		ctl_own_line(x);
+		printf("< %s", ev->is_error ? "error" : "ok");
+		if (ev->duration_ms >= 0)
+			printf(" %lld ms", (long long)ev->duration_ms);
+		if (ev->is_error && ev->output != NULL) {
+			snprintf(buf, sizeof buf, "%.*s",
+			    CTL_RESULT_LINE_MAX, ev->output);
+			buf[strcspn(buf, "\n")] = '\0';
+			printf(": %s", buf);
+		}
+		printf("\n");
+		break;
+	case HP_EV_PERMISSION_DENIED:
+		if (x->json)
+			break;
+		ctl_own_line(x);
+		printf("! denied %s (%s)%s%s\n", ev->tool_name != NULL ?
+		    ev->tool_name : "?", ev->by != NULL ? ev->by : "?",
+		    ev->reason != NULL ? ": " : "",
+		    ev->reason != NULL ? ev->reason : "");
+		break;
+	case HP_EV_DANGER_BLOCK:
+		if (x->json)
+			break;
+		ctl_own_line(x);
+		printf("! blocked by rule %s (%s, %s, score %g)%s%s\n",
+		    ev->rule != NULL ? ev->rule : "?",
+		    ev->category != NULL ? ev->category : "?",
+		    ev->severity != NULL ? ev->severity : "?", ev->score,
+		    ev->reason != NULL ? ": " : "",
+		    ev->reason != NULL ? ev->reason : "");
+		break;
+	case HP_EV_SESSION_STATS:
+		if (ev->stats != NULL && !x->have_stats) {
+			x->stats = *ev->stats;
+			x->have_stats = 1;
+		}
+		break;
+	case HP_EV_DONE:
+		x->finished = 1;
+		x->interrupted = ev->interrupted;
+		x->failed = !ev->ok || ev->is_error || ev->interrupted;
+		if (ev->terminal_reason != NULL)
+			x->terminal_reason = xstrdup(ev->terminal_reason);
+		if (ev->stats != NULL) {
+			x->stats = *ev->stats;	/* done's own stats win */
+			x->have_stats = 1;
+		}
+		if (!x->json && x->mode != MODE_NONE)
+			ctl_own_line(x);
+		break;
+	case HP_EV_ERROR:
+		x->finished = x->failed = 1;
+		snprintf(x->err.code, sizeof x->err.code, "%s",
+		    ev->code != NULL ? ev->code : "internal");
+		snprintf(x->err.message, sizeof x->err.message, "%s",
+		    ev->message != NULL ? ev->message : "");
+		if (!x->json && x->mode != MODE_NONE)
+			ctl_own_line(x);
+		break;
+	default:
+		break;
+	}
+	fflush(stdout);
+}
+
+static void
+ctl_sigint(int sig)
+{
+	static const char reset[] = ANSI_RESET "\n";
+	int	saved = errno;
+
+	if (ctl_sigints++ > 0) {
+		if (ctl_dim_on)
+			(void)!write(STDOUT_FILENO, reset, sizeof reset - 1);
+		_exit(CTL_EXIT_SIGINT);
+	}
+	(void)!write(ctl_sigpipe[1], "i", 1);
+	errno = saved;
+}
+
+static void
+ctl_sigint_setup(void)
+{
+	struct sigaction	sa;
+	int			i;
+
+	if (pipe(ctl_sigpipe) == -1) {
+		perror("hotplexctl: pipe");
+		exit(CTL_EXIT_FAIL);
+	}
+	for (i = 0; i < 2; i++)
+		(void)fcntl(ctl_sigpipe[i], F_SETFL, O_NONBLOCK);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = ctl_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+/* The footer on stderr: the turn's counters. */
+static void
+ctl_footer(const struct ctl_exec *x)
+{
+	const struct hp_usage	*u;
+
+	if (!x->have_stats)
+		return;
+	u = x->stats.has_last_turn ? &x->stats.last_turn : &x->stats.total;
+	fprintf(stderr, "--\n");
+	ctl_print_usage(stderr, "", u);
+}
+
+/*
+ * Drives the turn from our own poll loop, so that SIGINT (through a
+ * self-pipe) can send interrupt while events keep streaming.
+ */
+static int
+ctl_exec_run(struct ctl *c, struct ctl_turn *t, const char *prompt)
+{
+	struct ctl_exec	 x;
+	struct hp_error	 err;
+	struct pollfd	 pfd[2];
+	char		 drain[16];
+	int		 interrupting = 0;
+
+	memset(&x, 0, sizeof x);
+	x.json = c->json;
+	x.tty = isatty(STDOUT_FILENO);
+	x.at_bol = 1;
+	ctl_sigint_setup();
+	if (hp_execute_start(c->h, t->session, prompt, t->workdir, &t->opt,
+	    ctl_exec_event, &x, &err) == 0) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	while (!x.finished) {
+		pfd[0].fd = hp_fd(c->h);
+		pfd[0].events = POLLIN;
+		pfd[1].fd = ctl_sigpipe[0];
+		pfd[1].events = POLLIN;
+		if (poll(pfd, 2, -1) == -1 && errno != EINTR) {
+			perror("hotplexctl: poll");
+			return CTL_EXIT_FAIL;
+		}
+		while (read(ctl_sigpipe[0], drain, sizeof drain) > 0)
+			;
+		if (ctl_sigints > 0 && !interrupting) {
+			interrupting = 1;
+			ctl_own_line(&x);
+			fprintf(stderr, "hotplexctl: interrupting %s "
+			    "(^C again to quit)\n", t->session);
+			if (hp_interrupt(c->h, t->session, &err) == -1)
+				ctl_error(&err);
+		}
+		if (hp_pump(c->h, &err) == -1 && !x.finished) {
+			ctl_error(&err);
+			return CTL_EXIT_FAIL;
+		}
+	}
+	ctl_dim(&x, 0);
+	fflush(stdout);
+	if (!x.json)
+		ctl_footer(&x);
+	if (x.err.code[0] != '\0')
+		ctl_error(&x.err);
+	else if (x.interrupted)
+		fprintf(stderr, "hotplexctl: interrupted\n");
+	else if (x.failed)
+		fprintf(stderr, "hotplexctl: turn failed%s%s\n",
+		    x.terminal_reason != NULL ? ": " : "",
+		    x.terminal_reason != NULL ? x.terminal_reason : "");
+	free(x.terminal_reason);
+	return x.failed ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+}
+
+enum {
+	OPT_PERMISSION_MODE = CHAR_MAX + 1,
+	OPT_ALLOW,
+	OPT_DENY,
+	OPT_TIMEOUT,
+	OPT_MAX_TURNS,
+	OPT_APPEND_SYSTEM_PROMPT,
+	OPT_SLASH_COMMANDS,
+	OPT_JSON
+};
+
+/* Parses exec/open options; returns optind. */
+static int
+ctl_turn_parse(struct ctl *c, struct ctl_turn *t, int argc, char **argv,
+    int is_exec)
+{
+	static const struct option longopts[] = {
+		{ "session", required_argument, NULL, 's' },
+		{ "workdir", required_argument, NULL, 'w' },
+		{ "model", required_argument, NULL, 'm' },
+		{ "permission-mode", required_argument, NULL,
+		    OPT_PERMISSION_MODE },
+		{ "allow", required_argument, NULL, OPT_ALLOW },
+		{ "deny", required_argument, NULL, OPT_DENY },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "max-turns", required_argument, NULL, OPT_MAX_TURNS },
+		{ "append-system-prompt", required_argument, NULL,
+		    OPT_APPEND_SYSTEM_PROMPT },
+		{ "slash-commands", no_argument, NULL, OPT_SLASH_COMMANDS },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	int	ch;
+
+	memset(t, 0, sizeof *t);
+	optind = 0;	/* glibc: start over on a new argv */
+	while ((ch = getopt_long(argc, argv, "+s:w:m:", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			t->session = optarg;
+			break;
+		case 'w':
+			t->workdir = optarg;
+			break;
+		case 'm':
+			t->opt.model = optarg;
+			break;
+		case OPT_PERMISSION_MODE:
+			t->opt.permission_mode = optarg;
+			break;
+		case OPT_ALLOW:
+		case OPT_DENY:
+			if ((ch == OPT_ALLOW ? t->nallow : t->ndeny) ==
+			    CTL_MAX_TOOL_ARGS) {
+				fprintf(stderr, "hotplexctl: more than %d "
+				    "tools\n", CTL_MAX_TOOL_ARGS);
+				exit(CTL_EXIT_USAGE);
+			}
+			if (ch == OPT_ALLOW)
+				t->allow[t->nallow++] = optarg;
+			else
+				t->deny[t->ndeny++] = optarg;
+			break;
+		case OPT_TIMEOUT:
+			if (!is_exec)
+				usage(CTL_EXIT_USAGE);
+			t->opt.timeout_ms = ctl_number(optarg, 1,
+			    CTL_TIMEOUT_MAX_S, "timeout") * CTL_MS_PER_S;
+			break;
+		case OPT_MAX_TURNS:
+			t->opt.max_turns = (int)ctl_number(optarg, 1,
+			    CTL_MAX_TURNS_MAX, "turn count");
+			break;
+		case OPT_APPEND_SYSTEM_PROMPT:
+			t->opt.append_system_prompt = optarg;
+			break;
+		case OPT_SLASH_COMMANDS:
+			t->opt.slash_commands = 1;
+			break;
+		case OPT_JSON:
+			c->json = 1;
+			break;
+		default:
+			usage(CTL_EXIT_USAGE);
+		}
+	}
+	if (t->session == NULL)
+		usage(CTL_EXIT_USAGE);
+	if (t->nallow > 0)
+		t->opt.allowed_tools = t->allow;
+	if (t->ndeny > 0)
+		t->opt.disallowed_tools = t->deny;
+	return optind;
+}
+
+static int
+cmd_exec(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_turn	 t;
+	char		*prompt;
+	int		 i, rc;
+
+	i = ctl_turn_parse(c, &t, argc, argv, 1);
+	if (i == argc)
+		usage(CTL_EXIT_USAGE);
+	prompt = ctl_words(argc - i, argv + i);
+	if (*prompt == '\0') {
+		fprintf(stderr, "hotplexctl: empty prompt\n");
+		free(prompt);
+		return CTL_EXIT_USAGE;
+	}
+	if (ctl_connect(c) == -1)
+		rc = CTL_EXIT_FAIL;
+	else
+		rc = ctl_exec_run(c, &t, prompt);
+	free(prompt);
+	return rc;
+}
+
+static int
+cmd_open(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_turn	 t;
+	struct hp_error	 err;
+
+	if (ctl_turn_parse(c, &t, argc, argv, 0) != argc || t.workdir == NULL)
+		usage(CTL_EXIT_USAGE);
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (hp_open(c->h, t.session, t.workdir, &t.opt, &err) == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	if (c->json)
+		printf("{\"type\":\"ok\"}\n");
+	return CTL_EXIT_OK;
+}
+
+/* Parses the options of a command that takes only --json. */
+static int
+ctl_plain_parse(struct ctl *c, int argc, char **argv, const char *optstr,
+    const char **optval)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	int	ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, optstr, longopts, NULL)) != -1) {
+		if (ch == OPT_JSON)
+			c->json = 1;
+		else if (ch != '?' && optval != NULL && strchr(optstr + 1,
+		    ch) != NULL)
+			optval[(unsigned char)ch] = optarg;
+		else
+			usage(CTL_EXIT_USAGE);
+	}
+	return optind;
+}
+
+static void
+ctl_idle(char *buf, size_t size, int64_t ms)
+{
+	int64_t	s = ms / CTL_MS_PER_S;
+
+	if (ms < 0)
+		snprintf(buf, size, "-");
+	else if (s < 60)
+		snprintf(buf, size, "%llds", (long long)s);
+	else if (s < 3600)
+		snprintf(buf, size, "%lldm", (long long)(s / 60));
+	else
+		snprintf(buf, size, "%lldh", (long long)(s / 3600));
+}
+
+static int
+cmd_sessions(struct ctl *c, int argc, char **argv)
+{
+	struct hp_session_info	*list;
+	struct hp_error		 err;
+	char			*raw, idle[16];
+	size_t			 n, i;
+	int			 w = (int)strlen("SESSION"), l;
+
+	if (ctl_plain_parse(c, argc, argv, "+", NULL) != argc)
+		usage(CTL_EXIT_USAGE);
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (hp_sessions(c->h, &list, &n, &raw, &err) == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	if (c->json)
+		printf("%s\n", raw);
+	else {
+		for (i = 0; i < n; i++) {
+			l = (int)strlen(list[i].session);
+			if (l > w)
+				w = l > CTL_SESSION_COL_MAX ?
+				    CTL_SESSION_COL_MAX : l;
+		}
+		printf("%-*s %-9s %6s %7s %7s %5s %5s %s\n", w, "SESSION",
+		    "STATE", "UID", "WORKER", "CLI", "TURNS", "IDLE",
+		    "WORKDIR");
+		for (i = 0; i < n; i++) {
+			const struct hp_session_info *s = &list[i];
+
+			ctl_idle(idle, sizeof idle, s->idle_ms);
+			printf("%-*s %-9s %6ld %7ld %7ld %5llu %5s %s\n", w,
+			    s->session, s->state, s->uid, s->worker_pid,
+			    s->cli_pid, (unsigned long long)s->turns, idle,
+			    s->workdir != NULL ? s->workdir : "-");
+		}
+	}
+	free(raw);
+	hp_sessions_free(list, n);
+	return CTL_EXIT_OK;
+}
+
+static int
+cmd_stats(struct ctl *c, int argc, char **argv)
+{
+	struct hp_stats	*st;
+	struct hp_error	 err;
+	const char	*session = NULL;
+	char		*raw;
+	int		 i;
+
+	i = ctl_plain_parse(c, argc, argv, "+", NULL);
+	if (argc - i > 1)
+		usage(CTL_EXIT_USAGE);
+	if (i < argc)
+		session = argv[i];
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	st = xmalloc(sizeof *st);
+	if (hp_stats(c->h, session, st, &raw, &err) == -1) {
+		ctl_error(&err);
+		free(st);
+		return CTL_EXIT_FAIL;
+	}
+	if (c->json)
+		printf("%s\n", raw);
+	else {
+		if (st->session[0] != '\0')
+			printf("session     %s%s%s%s\n", st->session,
+			    st->state[0] != '\0' ? " (" : "", st->state,
+			    st->state[0] != '\0' ? ")" : "");
+		else
+			printf("session     (all)\n");
+		if (st->cli_session_id[0] != '\0')
+			printf("cli session %s\n", st->cli_session_id);
+		printf("turns       %llu\n",
+		    (unsigned long long)st->total.turns);
+		ctl_print_usage(stdout, "", &st->total);
+		if (st->has_last_turn) {
+			printf("last turn:\n");
+			ctl_print_usage(stdout, "  ", &st->last_turn);
+		}
+	}
+	free(raw);
+	free(st);
+	return CTL_EXIT_OK;
+}
+
+/* stop, reset, interrupt: one session, one op. */
+static int
+cmd_session_op(struct ctl *c, int argc, char **argv)
+{
+	struct hp_error	 err;
+	const char	*optval[UCHAR_MAX + 1] = { NULL };
+	const char	*session;
+	int		 i, rc;
+	int		 is_stop = strcmp(argv[0], "stop") == 0;
+
+	i = ctl_plain_parse(c, argc, argv, is_stop ? "+r:" : "+", optval);
+	if (argc - i != 1)
+		usage(CTL_EXIT_USAGE);
+	session = argv[i];
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (is_stop)
+		rc = hp_stop(c->h, session, optval['r'] != NULL ?
+		    optval['r'] : "hotplexctl stop", &err);
+	else if (strcmp(argv[0], "reset") == 0)
+		rc = hp_reset(c->h, session, &err);
+	else
+		rc = hp_interrupt(c->h, session, &err);
+	if (rc == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	if (c->json)
+		printf("{\"type\":\"ok\"}\n");
+	return CTL_EXIT_OK;
+}
+
+static int
+cmd_policy(struct ctl *c, int argc, char **argv)
+{
+	struct hp_verdict	 v;
+	struct hp_error		 err;
+	const char		*optval[UCHAR_MAX + 1] = { NULL };
+	const char		*target;
+	char			*text, *raw;
+	size_t			 i;
+	int			 fd, n;
+
+	if (argc < 2 || strcmp(argv[1], "check") != 0)
+		usage(CTL_EXIT_USAGE);
+	n = 1 + ctl_plain_parse(c, argc - 1, argv + 1, "+f:t:", optval);
+	target = optval['t'];
+	if (target != NULL && strcmp(target, "prompt") != 0 &&
+	    strcmp(target, "bash") != 0 && strcmp(target, "path") != 0)
+		usage(CTL_EXIT_USAGE);
+	if (optval['f'] != NULL) {
+		if (n != argc)
+			usage(CTL_EXIT_USAGE);
+		if (strcmp(optval['f'], "-") == 0)
+			fd = STDIN_FILENO;
+		else if ((fd = open(optval['f'], O_RDONLY | O_CLOEXEC)) == -1) {
+			fprintf(stderr, "hotplexctl: %s: %s\n", optval['f'],
+			    strerror(errno));
+			return CTL_EXIT_FAIL;
+		}
+		text = ctl_slurp(fd, optval['f']);
+		if (fd != STDIN_FILENO)
+			close(fd);
+	} else {
+		if (n == argc)
+			usage(CTL_EXIT_USAGE);
+		text = ctl_words(argc - n, argv + n);
+	}
+	if (ctl_connect(c) == -1) {
+		free(text);
+		return CTL_EXIT_FAIL;
+	}
+	if (hp_policy_check(c->h, text, target, &v, &raw, &err) == -1) {
+		ctl_error(&err);
+		free(text);
+		return CTL_EXIT_FAIL;
+	}
+	if (c->json)
+		printf("%s\n", raw);
+	else {
+		printf("%s (score %g)\n", v.blocked ? "blocked" : "allowed",
+		    v.score);
+		for (i = 0; i < v.nmatches; i++)
+			printf("  %s\t%s\t%s\t%s\n", v.matches[i].rule,
+			    v.matches[i].category, v.matches[i].severity,
+			    v.matches[i].form);
+	}
+	n = v.blocked ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+	hp_verdict_free(&v);
+	free(raw);
+	free(text);
+	return n;
+}
+
+static const struct ctl_cmd {
+	const char	*name;
+	int		(*fn)(struct ctl *, int, char **);
+} ctl_cmds[] = {
+	{ "exec", cmd_exec },
+	{ "open", cmd_open },
+	{ "sessions", cmd_sessions },
+	{ "stats", cmd_stats },
+	{ "stop", cmd_session_op },
+	{ "reset", cmd_session_op },
+	{ "interrupt", cmd_session_op },
+	{ "policy", cmd_policy },
+};
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 'S' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct ctl_cmd	*cmd = NULL;
+	struct ctl		 c;
+	size_t			 i;
+	int			 ch, rc;
+
+	memset(&c, 0, sizeof c);
+	while ((ch = getopt_long(argc, argv, "+S:hV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'S':
+			c.socket = optarg;
+			break;
+		case OPT_JSON:
+			c.json = 1;
+			break;
+		case 'V':
+			printf("hotplexctl %s\n", HOTPLEX_VERSION);
+			return CTL_EXIT_OK;
+		case 'h':
+			usage(CTL_EXIT_OK);
+		default:
+			usage(CTL_EXIT_USAGE);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		usage(CTL_EXIT_USAGE);
+	for (i = 0; i < sizeof ctl_cmds / sizeof ctl_cmds[0]; i++) {
+		if (strcmp(argv[0], ctl_cmds[i].name) == 0)
+			cmd = &ctl_cmds[i];
+	}
+	if (cmd == NULL) {
+		fprintf(stderr, "hotplexctl: unknown command: %s\n", argv[0]);
+		usage(CTL_EXIT_USAGE);
+	}
+
+	rc = cmd->fn(&c, argc, argv);
+	hp_close(c.h);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "hotplexctl: stdout: %s\n", strerror(errno));
+		rc = CTL_EXIT_FAIL;
+	}
+	return rc;
+}

@@ -1,0 +1,317 @@
+"""Test harness for hotplexd: a daemon on a private socket in a temp dir,
+a protocol client, TAP output and /proc scans for left-over processes.
+
+Python standard library only.  Every daemon a test starts is stopped by
+the test (Daemon is a context manager), and its temp dir removed.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+B = os.environ.get("B", "build")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BDIR = os.path.join(ROOT, B) if not os.path.isabs(B) else B
+
+CONNECT_TIMEOUT_S = 10.0     # the daemon binds before it forks anything
+REPLY_TIMEOUT_S = 60.0       # no single reply may take longer
+POLL_S = 0.02                # for conditions that have no event to wait on
+
+
+class TAP:
+    """Prints TAP lines; the runner counts them."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def ok(self, cond, what, detail=None):
+        self.n += 1
+        if cond:
+            print("ok %d - %s" % (self.n, what))
+        else:
+            self.failed += 1
+            print("not ok %d - %s" % (self.n, what))
+            if detail is not None:
+                for line in str(detail).splitlines()[:40]:
+                    print("#   " + line)
+        sys.stdout.flush()
+        return cond
+
+    def eq(self, got, want, what):
+        return self.ok(got == want, what, "got  %r\nwant %r" % (got, want))
+
+    def skip(self, what, why):
+        self.n += 1
+        print("ok %d - %s # SKIP %s" % (self.n, what, why))
+
+    def done(self):
+        print("1..%d" % self.n)
+        sys.exit(1 if self.failed else 0)
+
+
+def wait_for(cond, timeout, what):
+    """Polls cond() until true; for states that have no event of their own."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(POLL_S)
+    raise TimeoutError("timed out waiting for " + what)
+
+
+def proc_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        return st[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def procs_in_group(pgid):
+    """Live pids whose process group or session is pgid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if st[0] == "Z":
+            continue
+        if int(st[2]) == pgid or int(st[3]) == pgid:
+            out.append(int(d))
+    return out
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(st[1]) == pid and st[0] != "Z":
+            out.append(int(d))
+    return out
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+class Client:
+    """One connection to hotplexd; requests get ids r1, r2, ..."""
+
+    def __init__(self, path, timeout=REPLY_TIMEOUT_S):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.f = self.sock.makefile("rwb")
+        self.n = 0
+        self.backlog = []
+
+    def close(self):
+        try:
+            self.f.close()
+        finally:
+            self.sock.close()
+
+    def send_raw(self, data):
+        self.f.write(data)
+        self.f.flush()
+
+    def send(self, op, **fields):
+        self.n += 1
+        rid = fields.pop("id", "r%d" % self.n)
+        o = {"op": op, "id": rid}
+        o.update(fields)
+        self.send_raw((json.dumps(o) + "\n").encode())
+        return rid
+
+    def line(self):
+        if self.backlog:
+            return self.backlog.pop(0)
+        try:
+            raw = self.f.readline()
+        except ConnectionResetError:
+            raw = b""
+        if not raw:
+            return None
+        return json.loads(raw)
+
+    def reply(self, rid):
+        """Lines until the first one for rid (others kept for later)."""
+        kept = []
+        while True:
+            o = self.line()
+            if o is None:
+                self.backlog = kept + self.backlog
+                return None
+            if o.get("id") == rid:
+                self.backlog = kept + self.backlog
+                return o
+            kept.append(o)
+
+    def request(self, op, **fields):
+        return self.reply(self.send(op, **fields))
+
+    def events(self, rid):
+        """All lines of an execute until its terminal line (inclusive)."""
+        out = []
+        kept = []
+        while True:
+            o = self.line()
+            if o is None:
+                self.backlog = kept + self.backlog
+                return out
+            if o.get("id") != rid:
+                kept.append(o)
+                continue
+            out.append(o)
+            if o["type"] in ("done", "error"):
+                self.backlog = kept + self.backlog
+                return out
+
+    def execute(self, session, prompt, **fields):
+        return self.events(self.send("execute", session=session,
+                                     prompt=prompt, **fields))
+
+
+def terminal_count(evs):
+    return sum(1 for e in evs if e["type"] in ("done", "error"))
+
+
+def first(evs, typ):
+    for e in evs:
+        if e["type"] == typ:
+            return e
+    return None
+
+
+class Daemon:
+    """hotplexd on a private socket in a temp dir."""
+
+    def __init__(self, conf=None, env=None, cli=None):
+        self.dir = tempfile.mkdtemp(prefix="hptest.")
+        self.sock = os.path.join(self.dir, "hotplexd.sock")
+        self.work = os.path.join(self.dir, "work")
+        self.log = os.path.join(self.dir, "hotplexd.log")
+        self.cli_log = os.path.join(self.dir, "fake-claude.log")
+        os.makedirs(self.work)
+        c = {
+            "socket": self.sock,
+            "workdir_root": self.work,
+            "state_dir": os.path.join(self.dir, "state"),
+            "cli_path": cli or os.path.join(BDIR, "fake-claude"),
+            "spare_min": "1",
+            "spare_max": "4",
+            "kill_grace": "500ms",
+            "log_level": "debug",
+            "cli_env": "PATH HOME LANG FAKE_CLAUDE_LOG FAKE_CLAUDE_PIDFILE "
+                       "FAKE_CLAUDE_START",
+        }
+        c.update(conf or {})
+        self.conf_path = os.path.join(self.dir, "hotplexd.conf")
+        with open(self.conf_path, "w") as f:
+            for k, v in c.items():
+                f.write("%s = %s\n" % (k, v))
+        self.env = dict(os.environ)
+        self.env["FAKE_CLAUDE_LOG"] = self.cli_log
+        self.env.update(env or {})
+        self.proc = None
+        self.clients = []
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self):
+        self.logf = open(self.log, "ab")
+        argv = [os.path.join(BDIR, "hotplexd"), "-f", "-c", self.conf_path]
+        if os.environ.get("HP_VALGRIND"):
+            argv = ["valgrind", "-q", "--leak-check=full",
+                    "--errors-for-leak-kinds=definite",
+                    "--error-exitcode=99"] + argv
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=self.logf,
+                                     env=self.env)
+        wait_for(self._connectable, CONNECT_TIMEOUT_S, "the socket")
+        return self
+
+    def _connectable(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError("hotplexd exited with %d:\n%s" %
+                               (self.proc.returncode, self.logtail()))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def client(self):
+        c = Client(self.sock)
+        self.clients.append(c)
+        return c
+
+    def workers(self):
+        """Live children of the daemon (workers)."""
+        return children_of(self.proc.pid)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops the daemon; returns its exit status."""
+        for c in self.clients:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.clients = []
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def logtail(self, n=30):
+        try:
+            with open(self.log, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode(
+                    "utf-8", "replace")
+        except OSError:
+            return ""
+
+    def cli_starts(self):
+        """One dict per fake-claude start (argv, env names, pids...)."""
+        try:
+            with open(self.cli_log) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []

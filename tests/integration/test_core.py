@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""Integration tests of hotplexd with tests/fake-claude: multi-turn, busy,
+interrupt, timeouts, crashes, garbage, dying workers, bad requests.
+After each case, no process of its sessions may be left."""
+
+import json
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hplib import (TAP, Daemon, Client, wait_for, proc_alive, procs_in_group,
+                   terminal_count, first, fd_count)
+
+t = TAP()
+
+
+def no_leftovers(d, pgids, what):
+    """Every process group a session used is gone."""
+    def gone():
+        return all(not procs_in_group(g) for g in pgids if g)
+    try:
+        wait_for(gone, 10, "process groups to die")
+        t.ok(True, what + ": no process of the session left")
+    except TimeoutError:
+        t.ok(False, what + ": no process of the session left",
+             [(g, procs_in_group(g)) for g in pgids])
+
+
+def start_of(evs):
+    s = first(evs, "session_start")
+    return s["data"] if s else {}
+
+
+def test_multi_turn():
+    with Daemon() as d:
+        c = d.client()
+        e1 = c.execute("s1", "think stream:5", workdir=d.work + "/s1")
+        e2 = c.execute("s1", "stream:3")
+        t.eq(terminal_count(e1), 1, "turn 1: exactly one terminal line")
+        t.eq(e1[-1]["type"], "done", "turn 1 ends done")
+        t.ok(e1[-1]["data"]["ok"], "turn 1 ok")
+        t.eq([e["type"] for e in e1 if e["type"] == "thinking"] != [], True,
+             "turn 1 streams thinking")
+        t.eq(sum(1 for e in e1 if e["type"] == "answer"), 5,
+             "turn 1: 5 answer deltas, none repeated from the assistant line")
+        s1, s2 = start_of(e1), start_of(e2)
+        t.ok(s1.get("cold") is True and s2.get("cold") is False,
+             "turn 1 cold, turn 2 warm", (s1, s2))
+        t.eq(s1.get("cli_pid"), s2.get("cli_pid"), "same CLI on turn 2")
+        seqs = [e["seq"] for e in e1 + e2]
+        t.eq(seqs, list(range(1, len(seqs) + 1)), "seq increases by one")
+        st = c.request("stats", session="s1")
+        t.eq(st["data"]["turns"], 2, "stats: two turns")
+        t.eq(st["data"]["tokens"]["total"],
+             sum(st["data"]["tokens"][k] for k in
+                 ("input", "output", "cache_read", "cache_write")),
+             "stats: total tokens = sum")
+        t.eq(st["data"]["last_turn"]["turns"], 1, "stats: last_turn")
+        pg = s1.get("pgid")
+        r = c.request("stop", session="s1")
+        t.eq(r["type"], "ok", "stop ok")
+        no_leftovers(d, [pg], "multi-turn")
+        st = c.request("stats", session="s1")
+        t.ok(st["type"] == "stats" and st["data"]["state"] == "ended" and
+             st["data"]["turns"] == 2, "stats kept after stop", st)
+
+
+def test_busy_and_interrupt():
+    with Daemon() as d:
+        a, b = d.client(), d.client()
+        rid = a.send("execute", session="s1", prompt="stall",
+                     workdir=d.work + "/s1")
+        # session_start arrives once the turn is running.
+        ev = a.line()
+        t.eq(ev["type"], "session_start", "stalled turn started")
+        r = b.execute("s1", "stream:1")
+        t.ok(len(r) == 1 and r[0]["type"] == "error" and
+             r[0]["data"]["code"] == "session_busy",
+             "second execute gets session_busy at once", r)
+        r = b.request("interrupt", session="s1")
+        t.eq(r["type"], "ok", "interrupt accepted")
+        evs = [ev] + a.events(rid)
+        t.eq(terminal_count(evs), 1, "interrupted turn: one terminal line")
+        t.ok(evs[-1]["type"] == "done" and
+             evs[-1]["data"]["interrupted"] is True,
+             "interrupted turn ends done interrupted:true", evs[-1])
+        e2 = a.execute("s1", "stream:2")
+        t.ok(e2[-1]["type"] == "done" and start_of(e2)["cli_pid"] ==
+             ev["data"]["cli_pid"], "CLI alive after interrupt", e2[-1])
+        pg = ev["data"]["pgid"]
+    no_leftovers(None, [pg], "after daemon stop")
+
+
+def test_timeout_ignoring_cli():
+    with Daemon({"kill_grace": "300ms"}) as d:
+        c = d.client()
+        evs = c.execute("s1", "stall ignore-interrupt",
+                        workdir=d.work + "/s1", options={"timeout_ms": 300})
+        t.eq(terminal_count(evs), 1, "timeout: one terminal line")
+        t.ok(evs[-1]["type"] == "error" and
+             evs[-1]["data"]["code"] == "turn_timeout",
+             "timeout: error turn_timeout", evs[-1])
+        pg = start_of(evs)["pgid"]
+        no_leftovers(d, [pg], "timeout")
+        e2 = c.execute("s1", "stream:1")
+        s = start_of(e2)
+        t.ok(e2[-1]["type"] == "done" and s["cold"] and s["resumed"],
+             "next turn resumes in a new CLI", (s, e2[-1]))
+        argv = d.cli_starts()[-1]["argv"]
+        t.ok("--resume" in argv, "resumed with --resume", argv)
+
+
+def test_cli_crash():
+    with Daemon() as d:
+        c = d.client()
+        evs = c.execute("s1", "stream:2 crash", workdir=d.work + "/s1")
+        t.eq(terminal_count(evs), 1, "crash: one terminal line")
+        err = evs[-1]
+        t.ok(err["type"] == "error" and err["data"]["code"] == "cli_exited"
+             and "status 3" in err["data"]["message"],
+             "crash: error cli_exited with the exit status", err)
+        no_leftovers(d, [start_of(evs)["pgid"]], "crash")
+        e2 = c.execute("s1", "stream:1")
+        t.ok(e2[-1]["type"] == "done" and start_of(e2)["resumed"],
+             "after a crash the next turn resumes", e2[-1])
+
+
+def test_garbage_and_huge_lines():
+    with Daemon({"cli_line_max": "64K"}) as d:
+        c = d.client()
+        evs = c.execute("s1", "garbage hugeline:200000 stream:2",
+                        workdir=d.work + "/s1")
+        t.eq(terminal_count(evs), 1, "garbage: one terminal line")
+        t.ok(evs[-1]["type"] == "done" and evs[-1]["data"]["ok"],
+             "garbage and a huge line don't end the turn", evs[-1])
+        drops = [e for e in evs if e["type"] == "system" and
+                 e["data"].get("subtype") == "line_dropped"]
+        t.ok(len(drops) >= 1 and max(x["data"].get("bytes", 0)
+                                     for x in drops) >= 200000,
+             "huge line reported as system/line_dropped", drops)
+        e2 = c.execute("s1", "stream:1")
+        t.ok(e2[-1]["type"] == "done" and start_of(e2)["cold"] is False,
+             "CLI still serves after garbage", e2[-1])
+
+
+def test_worker_killed():
+    with Daemon() as d:
+        c = d.client()
+        rid = c.send("execute", session="s1", prompt="stall",
+                     workdir=d.work + "/s1")
+        ev = c.line()
+        wpid, pg = ev["data"]["worker_pid"], ev["data"]["pgid"]
+        fds = fd_count(d.proc.pid)
+        os.kill(wpid, signal.SIGKILL)
+        evs = [ev] + c.events(rid)
+        t.eq(terminal_count(evs), 1, "worker killed: one terminal line")
+        t.ok(evs[-1]["type"] == "error" and
+             evs[-1]["data"]["code"] == "worker_exited",
+             "worker killed: error worker_exited", evs[-1])
+        no_leftovers(d, [pg], "worker killed")
+        e2 = c.execute("s1", "stream:1")
+        t.ok(e2[-1]["type"] == "done" and start_of(e2)["worker_pid"] != wpid,
+             "a new worker serves the next turn", e2[-1])
+        t.ok(fd_count(d.proc.pid) <= fds + 1, "no fd leaked in the master",
+             (fds, fd_count(d.proc.pid)))
+
+
+def test_bad_requests():
+    with Daemon({"max_request_bytes": "4K"}) as d:
+        c = d.client()
+        c.send_raw(b"this is not json\n")
+        r = c.line()
+        t.ok(r["type"] == "error" and r["data"]["code"] == "bad_request",
+             "non-JSON: bad_request", r)
+        r = c.request("frobnicate")
+        t.ok(r["type"] == "error" and r["data"]["code"] == "unknown_op",
+             "unknown op: unknown_op", r)
+        c.send_raw(b'{"op":"stats"}\n')
+        r = c.line()
+        t.ok(r["type"] == "error" and r["data"]["code"] == "bad_request",
+             "missing id: bad_request", r)
+        r = c.request("execute", session="bad session!", prompt="x")
+        t.ok(r["data"]["code"] == "bad_request", "bad session id", r)
+        r = c.request("execute", session="s1")
+        t.ok(r["data"]["code"] == "bad_request", "missing prompt", r)
+        r = c.request("stats", session="nope")
+        t.ok(r["data"]["code"] == "not_found", "unknown session: not_found", r)
+        r = c.request("hello", proto=1, client="test")
+        t.ok(r["type"] == "hello" and r["proto"] == 1,
+             "connection survives bad lines", r)
+        # Two sessions in flight on one connection.
+        r1 = c.send("execute", session="a", prompt="delay:20 stream:3",
+                    workdir=d.work + "/a")
+        r2 = c.send("execute", session="b", prompt="stream:2",
+                    workdir=d.work + "/b")
+        ea, eb = c.events(r1), c.events(r2)
+        t.ok(ea[-1]["type"] == "done" and eb[-1]["type"] == "done" and
+             all(e["session"] == "a" for e in ea) and
+             all(e["session"] == "b" for e in eb),
+             "two executes in flight on one connection", (ea[-1], eb[-1]))
+        c.send_raw(b'{"op":"hello","id":"x","pad":"' + b"x" * 8192 + b'"}\n')
+        r = c.line()
+        t.ok(r is not None and r["data"]["code"] == "too_large",
+             "over max_request_bytes: too_large", r)
+        t.ok(c.line() is None, "connection closed after too_large")
+        c2 = d.client()
+        t.eq(c2.request("hello")["type"], "hello", "daemon fine afterwards")
+
+
+def test_cli_flags_and_env():
+    env = {"CLAUDECODE": "1", "HP_SECRET_NOT_PASSED": "x"}
+    with Daemon({"cli_env": "PATH HOME CLAUDECODE FAKE_CLAUDE_LOG"},
+                env=env) as d:
+        c = d.client()
+        opts = {"model": "claude-test", "permission_mode": "acceptEdits",
+                "allowed_tools": ["Bash", "Read"],
+                "disallowed_tools": ["WebFetch"],
+                "append_system_prompt": "be brief", "max_turns": 3}
+        evs = c.execute("s1", "stream:1", workdir=d.work + "/s1",
+                        options=opts)
+        t.eq(evs[-1]["type"], "done", "execute with options")
+        st = d.cli_starts()[-1]
+        argv = st["argv"]
+        t.ok("-p" not in argv and "--print" not in argv, "no -p", argv)
+        for want in (["--input-format", "stream-json"],
+                     ["--output-format", "stream-json"], ["--verbose"],
+                     ["--include-partial-messages"], ["--model", "claude-test"],
+                     ["--permission-mode", "acceptEdits"],
+                     ["--allowedTools=Bash,Read"],
+                     ["--disallowedTools=WebFetch"],
+                     ["--append-system-prompt", "be brief"],
+                     ["--max-turns", "3"]):
+            i = argv.index(want[0]) if want[0] in argv else -1
+            t.ok(i >= 0 and argv[i:i + len(want)] == want,
+                 "CLI flag " + " ".join(want), argv)
+        t.ok("--session-id" in argv, "first start uses --session-id", argv)
+        t.ok("CLAUDECODE" not in st["env"], "CLAUDECODE never passed",
+             st["env"])
+        t.ok("HP_SECRET_NOT_PASSED" not in st["env"],
+             "environment scrubbed to the allowlist", st["env"])
+        t.eq(st["cwd"], os.path.realpath(d.work + "/s1"), "CLI runs in the workdir")
+        t.ok(st["pgid"] == st["pid"] and st["sid"] == st["pid"],
+             "CLI in its own session and process group", st)
+
+
+def test_slash_commands():
+    with Daemon() as d:
+        c = d.client()
+        e1 = c.execute("s1", "/clear slash", workdir=d.work + "/s1")
+        e2 = c.execute("s1", "/clear slash", options={"slash_commands": True})
+        r1, r2 = e1[-1]["data"].get("result", ""), e2[-1]["data"].get("result", "")
+        t.ok("slash:no" in r1, "without slash_commands a leading / is "
+             "not a slash command", r1)
+        t.ok("slash:yes" in r2, "with slash_commands it is", r2)
+
+
+def test_capacity_and_workdir():
+    with Daemon({"max_sessions": "2"}) as d:
+        c = d.client()
+        for s in ("a", "b"):
+            t.eq(c.execute(s, "stream:1")[-1]["type"], "done",
+                 "session %s runs" % s)
+        r = c.execute("c", "stream:1")
+        t.ok(r[-1]["type"] == "error" and r[-1]["data"]["code"] == "capacity"
+             and "max_sessions" in r[-1]["data"]["message"],
+             "third session: capacity naming the limit", r[-1])
+        c.request("stop", session="a")
+        c.request("stop", session="b")
+        outside = os.path.join(d.dir, "outside")
+        os.makedirs(outside)
+        os.symlink(outside, os.path.join(d.work, "link"))
+        for wd, what in (("relative/dir", "relative"),
+                         (d.work + "/x/../../outside", ".."),
+                         (outside, "outside the root"),
+                         (d.work + "/link/sub", "symlink escape")):
+            r = c.execute("w", "stream:1", workdir=wd)
+            t.ok(r[-1]["type"] == "error" and
+                 r[-1]["data"]["code"] == "workdir_denied",
+                 "workdir %s: workdir_denied" % what, r[-1])
+        t.ok(not os.path.exists(os.path.join(outside, "sub")),
+             "nothing created outside the root")
+        r = c.execute("w", "stream:1", workdir=d.work + "/deep/er/dir")
+        t.ok(r[-1]["type"] == "done" and os.path.isdir(d.work + "/deep/er/dir"),
+             "missing workdir created under the root", r[-1])
+
+
+def test_spares_open_reset_idle():
+    with Daemon({"spare_min": "2", "idle_timeout": "300ms"}) as d:
+        wait_for(lambda: len(d.workers()) >= 2, 10, "two spares")
+        spares = set(d.workers())
+        c = d.client()
+        r = c.request("open", session="o", workdir=d.work + "/o")
+        t.eq(r["type"], "ok", "open answers ok once the CLI answers")
+        ss = c.request("sessions")["data"]
+        o = [s for s in ss if s["session"] == "o"][0]
+        t.ok(o["worker_pid"] in spares, "open took a pre-forked spare",
+             (o, spares))
+        wait_for(lambda: len(d.workers()) >= 3, 10, "the pool refilled")
+        t.ok(True, "pool refilled after a take")
+        evs = c.execute("o", "stream:1")
+        s = start_of(evs)
+        t.ok(evs[-1]["type"] == "done" and s["cold"] is False,
+             "execute after open is warm", s)
+        first_id = s["cli_session_id"]
+        t.eq(c.request("reset", session="o")["type"], "ok", "reset ok")
+        evs = c.execute("o", "stream:1")
+        s = start_of(evs)
+        t.ok(evs[-1]["type"] == "done" and s["cli_session_id"] != first_id
+             and s["cold"] and not s["resumed"],
+             "after reset: a new conversation", s)
+        # Idle: the CLI is stopped, the session goes dormant.
+        pg = s["pgid"]
+        wait_for(lambda: [x for x in c.request("sessions")["data"]
+                          if x["session"] == "o"][0]["state"] == "dormant",
+                 10, "idle stop")
+        t.ok(True, "idle session goes dormant")
+        no_leftovers(d, [pg], "idle")
+        evs = c.execute("o", "stream:1")
+        s = start_of(evs)
+        t.ok(evs[-1]["type"] == "done" and s["cold"] and s["resumed"],
+             "dormant session resumes", s)
+
+
+def test_sigterm_drain():
+    d = Daemon()
+    d.start()
+    c = d.client()
+    rid = c.send("execute", session="s1", prompt="delay:50 stream:6",
+                 workdir=d.work + "/s1")
+    ev = c.line()
+    d.proc.send_signal(signal.SIGTERM)
+    evs = [ev] + c.events(rid)
+    t.ok(evs[-1]["type"] == "done", "SIGTERM lets the running turn finish",
+         evs[-1])
+    try:
+        rc = d.proc.wait(20)
+    except Exception:
+        rc = None
+    t.eq(rc, 0, "hotplexd exits 0 after draining")
+    no_leftovers(d, [ev["data"]["pgid"]], "drain")
+    d.stop()
+    import shutil
+    shutil.rmtree(d.dir, ignore_errors=True)
+
+
+for fn in (test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
+           test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
+           test_bad_requests, test_cli_flags_and_env, test_slash_commands,
+           test_capacity_and_workdir, test_spares_open_reset_idle,
+           test_sigterm_drain):
+    try:
+        fn()
+    except Exception as e:  # a crashed case is a failure, not an abort
+        import traceback
+        t.ok(False, fn.__name__ + " raised " + repr(e), traceback.format_exc())
+t.done()

@@ -1,0 +1,24 @@
+# tests/unit: the shared building blocks (common/config.c, line.c, msg.c)
+# and the workdir check of the worker.  Suite words hold a space, so they
+# are quoted for the shell that runs tests/run-suites; $$B reaches it as $B.
+COMMON_TEST_LIBS = $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_CMOCKA)
+
+$(B)/test_config: $(B)/tests/unit/test_config.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
+
+$(B)/test_line: $(B)/tests/unit/test_line.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
+
+$(B)/test_msg: $(B)/tests/unit/test_msg.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
+
+$(B)/test_workdir: $(B)/tests/unit/test_workdir.o $(B)/worker/workdir.o \
+    $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
+
+TEST_BINS	+= $(B)/test_config $(B)/test_line $(B)/test_msg \
+		   $(B)/test_workdir
+SUITES		+= 'config=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_config' \
+		   'line=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_line' \
+		   'msg=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_msg' \
+		   'workdir=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_workdir'

@@ -1,0 +1,15 @@
+# Firewall unit and corpus tests.
+FIREWALL_TEST_LIBS	= $(B)/libpolicy.a $(B)/libcommon.a $(LDLIBS_ONIG) \
+			  $(LDLIBS_CJSON)
+
+$(B)/test_firewall: $(B)/tests/unit/test_firewall.o $(B)/libpolicy.a \
+    $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $< $(FIREWALL_TEST_LIBS) $(LDLIBS_CMOCKA)
+
+$(B)/test_firewall_corpus: $(B)/tests/unit/test_firewall_corpus.o \
+    $(B)/libpolicy.a $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $< $(FIREWALL_TEST_LIBS)
+
+TEST_BINS	+= $(B)/test_firewall $(B)/test_firewall_corpus
+SUITES		+= firewall=CMOCKA_MESSAGE_OUTPUT=TAP\ \$$B/test_firewall\ tests/data/firewall
+SUITES		+= firewall-corpus=\$$B/test_firewall_corpus\ tests/data/firewall/dangerous.txt\ tests/data/firewall/benign.txt\ policy/rules
