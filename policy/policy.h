@@ -29,7 +29,7 @@
 #define POLICY_MAX_MATCHES	16		/* matches kept in a verdict */
 #define POLICY_MAX_EXCERPT	96		/* bytes of excerpt, without NUL */
 #define POLICY_DEFAULT_THRESHOLD 5		/* score that blocks */
-#define POLICY_HINT_REACH	1024		/* match start to its hint, max */
+#define POLICY_HINT_REACH	512		/* match start to its hint, max */
 #define POLICY_MAX_WINDOWS	32		/* search windows per rule+form */
 #define POLICY_RETRY_LIMIT	100000UL	/* backtracks per match attempt */
 #define POLICY_SEARCH_LIMIT	1000000UL	/* backtracks per search */

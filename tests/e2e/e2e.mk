@@ -1,0 +1,2 @@
+# tests/e2e: the real Claude CLI (pinned) against the mock Messages API
+SUITES	+= 'e2e=python3 tests/e2e/test_e2e.py'

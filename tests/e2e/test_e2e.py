@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""End to end: hotplexd driving the real Claude CLI (pinned, from the npm
+registry) against the mock Messages API on loopback."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+from hplib import TAP, Daemon, BDIR, wait_for, procs_in_group, first
+
+t = TAP()
+CLI = os.path.join(BDIR, "cli", "claude")
+OFFLINE_ENV = ("PATH HOME LANG TMPDIR ANTHROPIC_BASE_URL ANTHROPIC_API_KEY "
+               "CLAUDE_CONFIG_DIR CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC "
+               "CLAUDE_CODE_MAX_RETRIES API_TIMEOUT_MS")
+
+
+class Mock:
+    """tests/e2e/mock_api.py on a free loopback port; dies with its stdin."""
+
+    def __init__(self, tmp):
+        self.log = os.path.join(tmp, "mock.log")
+        pf = os.path.join(tmp, "mock.port")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "mock_api.py"), "--port", "0",
+             "--port-file", pf, "--log", self.log, "--stdin-eof-exit"],
+            stdin=subprocess.PIPE)
+        self.port = int(wait_for(lambda: open(pf).read().strip()
+                                 if os.path.exists(pf) and
+                                 open(pf).read().strip() else None,
+                                 20, "the mock's port"))
+
+    def requests(self):
+        with open(self.log) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def usage_sum(reqs):
+    keys = {"input": "input_tokens", "output": "output_tokens",
+            "cache_read": "cache_read_input_tokens",
+            "cache_write": "cache_creation_input_tokens"}
+    return {k: sum(r["usage"][v] for r in reqs) for k, v in keys.items()}
+
+
+def main():
+    if not os.access(CLI, os.X_OK):
+        t.skip("e2e with the real CLI", CLI + " not installed (make deps)")
+        t.done()
+    tmp = tempfile.mkdtemp(prefix="hpe2e.")
+    mock = Mock(tmp)
+    env = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % mock.port,
+           "ANTHROPIC_API_KEY": "dummy",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+           "HOME": os.path.join(tmp, "home"),
+           "CLAUDE_CONFIG_DIR": os.path.join(tmp, "config"),
+           "TMPDIR": os.path.join(tmp, "tmp"),
+           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
+    for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
+        os.makedirs(env[k])
+    try:
+        with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
+                     "kill_grace": "2s"}, env=env) as d:
+            run(d, mock)
+    finally:
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    t.done()
+
+
+def run(d, mock):
+    c = d.client()
+    wd = os.path.join(d.work, "e2e")
+    os.makedirs(wd)
+    for f in ("alpha.txt", "beta.c"):
+        open(os.path.join(wd, f), "w").close()
+
+    n0 = len(mock.requests())
+    e1 = c.execute("e2e", "[[think]] [[bash:ls]] list the files here",
+                   workdir=wd)
+    reqs1 = mock.requests()[n0:]
+    types = [e["type"] for e in e1]
+    t.eq(types[-1], "done", "turn 1 ends done")
+    t.ok(e1[-1]["data"]["ok"] and not e1[-1]["data"]["is_error"],
+         "turn 1 ok", e1[-1])
+    # Order: thinking before the first answer, tool_use, its result, the
+    # final answer, stats, done.
+    def idx(typ, start=0):
+        for i in range(start, len(types)):
+            if types[i] == typ:
+                return i
+        return -1
+    i_start, i_think = idx("session_start"), idx("thinking")
+    i_ans, i_use = idx("answer"), idx("tool_use")
+    i_res = idx("tool_result")
+    i_ans2 = idx("answer", i_res + 1 if i_res >= 0 else len(types))
+    i_stats = idx("session_stats")
+    t.ok(0 == i_start < i_think < i_ans < i_use < i_res < i_ans2 < i_stats <
+         len(types) - 1, "turn 1 events in order: session_start, thinking, "
+         "answer, tool_use, tool_result, answer, session_stats, done", types)
+    use, res = e1[i_use]["data"], e1[i_res]["data"]
+    t.ok(use["name"] == "Bash" and use["input"].get("command") == "ls",
+         "tool_use Bash ls", use)
+    t.ok(res["tool_id"] == use["tool_id"] and not res["is_error"] and
+         "alpha.txt" in res["output"] and "beta.c" in res["output"],
+         "tool_result carries the real ls output", res)
+    final = "".join(e["data"]["text"] for e in e1[i_ans2:i_stats]
+                    if e["type"] == "answer")
+    t.ok("alpha.txt" in final and final in e1[-1]["data"]["result"],
+         "final answer streamed and equal to done.result",
+         (final, e1[-1]["data"]["result"]))
+    st1 = e1[i_stats]["data"]["last_turn"]
+    want = usage_sum(reqs1)
+    t.eq({k: st1["tokens"][k] for k in want}, want,
+         "turn 1 tokens equal what the mock reported (%d API calls)" %
+         len(reqs1))
+    t.eq(st1["tokens"]["total"], sum(want.values()), "total = sum")
+    t.ok(st1["cost_usd"] > 0 and st1["tool_calls"] == 1 and
+         st1["tools"][0]["name"] == "Bash", "cost and tools accounted", st1)
+    s1 = first(e1, "session_start")["data"]
+    t.ok(s1["cold"] is True, "turn 1 is cold", s1)
+
+    n1 = len(mock.requests())
+    e2 = c.execute("e2e", "Say hello.")
+    reqs2 = mock.requests()[n1:]
+    s2 = first(e2, "session_start")["data"]
+    t.eq(e2[-1]["type"], "done", "turn 2 ends done")
+    t.eq(s2["cli_pid"], s1["cli_pid"], "turn 2 runs on the same CLI process")
+    t.ok(s2["cold"] is False, "turn 2 is warm", s2)
+    st = first(e2, "session_stats")["data"]
+    want2 = usage_sum(reqs2)
+    t.eq({k: st["last_turn"]["tokens"][k] for k in want2}, want2,
+         "turn 2 tokens equal what the mock reported")
+    t.eq({k: st["tokens"][k] for k in want2},
+         {k: want[k] + want2[k] for k in want2}, "session tokens add up")
+    t.ok(abs(st["cost_usd"] - (st1["cost_usd"] + st["last_turn"]["cost_usd"]))
+         < 1e-9 and st["last_turn"]["cost_usd"] > 0,
+         "cost per turn although the CLI's total is cumulative", st)
+
+    # Interrupt a stalled turn; the CLI stays.
+    rid = c.send("execute", session="e2e", prompt="[[stall]] never finish")
+    ev = c.line()
+    wait_for(lambda: any(r.get("directives") and "stall" in
+                         json.dumps(r["directives"]) for r in
+                         mock.requests()[n1 + len(reqs2):]),
+             30, "the stalled request to reach the mock")
+    t.eq(c.request("interrupt", session="e2e")["type"], "ok", "interrupt ok")
+    e3 = [ev] + c.events(rid)
+    t.ok(e3[-1]["type"] == "done" and e3[-1]["data"]["interrupted"],
+         "interrupted turn ends done interrupted:true", e3[-1])
+    e4 = c.execute("e2e", "Still there?")
+    t.ok(e4[-1]["type"] == "done" and
+         first(e4, "session_start")["data"]["cli_pid"] == s1["cli_pid"],
+         "the CLI survives the interrupt", e4[-1])
+
+    # A prompt that starts with '/' reaches the model as text.
+    n5 = len(mock.requests())
+    e5 = c.execute("e2e", "/cost is what I want to know about")
+    reqs5 = mock.requests()[n5:]
+    t.ok(e5[-1]["type"] == "done" and len(reqs5) == 1 and
+         "/cost is what" in reqs5[0]["human_text"],
+         "a leading / is delivered as a prompt, not run", reqs5)
+
+    # Stop, then the conversation resumes in a new CLI.
+    pg = s1["pgid"]
+    t.eq(c.request("stop", session="e2e")["type"], "ok", "stop ok")
+    t.ok(not procs_in_group(pg), "no process of the CLI left after stop",
+         procs_in_group(pg))
+    n6 = len(mock.requests())
+    e6 = c.execute("e2e", "[[echo]] what did I say before?")
+    reqs6 = mock.requests()[n6:]
+    s6 = first(e6, "session_start")["data"]
+    t.ok(e6[-1]["type"] == "done" and s6["cold"] and s6["resumed"] and
+         s6["cli_session_id"] == s1["cli_session_id"],
+         "after stop the next turn resumes the conversation", s6)
+    t.ok(len(reqs6) == 1 and "list the files here" in
+         e6[-1]["data"]["result"] and "Say hello." in e6[-1]["data"]["result"],
+         "the model sees the earlier turns", e6[-1]["data"]["result"])
+    c.request("stop", session="e2e")
+
+
+main()
