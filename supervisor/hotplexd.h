@@ -88,6 +88,8 @@ struct session {
 	int			 pending_slash;
 	uint64_t		 pending_timeout_ms;
 	int			 cold;		/* this turn spawned the CLI */
+	uint64_t		 request_us;	/* when the execute/open came */
+	uint64_t		 assign_us;	/* request to worker assigned */
 	int			 resumed;
 
 	struct waiter		 open;		/* an open waiting for the probe */

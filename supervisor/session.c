@@ -21,6 +21,10 @@
 
 #define SESSION_SEQ_MAX		24	/* digits of a seq and its comma */
 #define SESSION_PROMPT_MAX	(16U * 1024 * 1024)
+#define SESSION_TIMEOUT_MAX_MS	(7.0 * 24 * 3600 * 1000)	/* a week */
+#define SESSION_MAX_TURNS_MAX	10000
+#define SESSION_OPT_STR_MAX	(64 * 1024)	/* model, system prompt, ... */
+#define SESSION_TOOLS_MAX	64
 
 void	hotplexd_check_exit(void);
 
@@ -291,6 +295,7 @@ session_assign(struct session *s)
 	wk->session = s;
 	s->worker = wk;
 	s->cold = 1;
+	s->assign_us = util_now_us() - s->request_us;
 	s->resumed = s->has_conversation;
 	o = session_open_msg(s, session_waiting(&s->open));
 	pool_send(wk, MSG_OPEN, s->turn, o);
@@ -327,6 +332,11 @@ session_turn_begin(struct session *s)
 	cJSON_AddNumberToObject(d, "worker_pid", s->worker->pid);
 	cJSON_AddNumberToObject(d, "pgid", s->cli_pid);
 	cJSON_AddNumberToObject(d, "cli_pid", s->cli_pid);
+	/* Where the time before the turn went: getting a worker, and all. */
+	cJSON_AddNumberToObject(d, "assign_us", s->cold ?
+	    (double)s->assign_us : 0);
+	cJSON_AddNumberToObject(d, "ready_us",
+	    (double)(util_now_us() - s->request_us));
 	session_emit(s, "session_start", d);
 	s->cold = 0;
 
@@ -582,6 +592,65 @@ session_lookup(struct client *c, const char *req, const cJSON *r)
 	return s;
 }
 
+/* Options are checked here, so workers only ever see sane values. */
+static int
+session_options_check(const cJSON *opt, char *why, size_t len)
+{
+	static const char *strs[] = { "model", "permission_mode",
+	    "append_system_prompt" };
+	static const char *lists[] = { "allowed_tools", "disallowed_tools" };
+	const cJSON	*v, *e;
+	size_t		 i;
+
+	for (i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(opt, strs[i]);
+		if (v != NULL && (!cJSON_IsString(v) ||
+		    strlen(v->valuestring) > SESSION_OPT_STR_MAX ||
+		    (i < 2 && v->valuestring[0] == '-'))) {
+			snprintf(why, len, "options.%s must be a string", strs[i]);
+			return -1;
+		}
+	}
+	for (i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(opt, lists[i]);
+		if (v == NULL)
+			continue;
+		if (!cJSON_IsArray(v) ||
+		    cJSON_GetArraySize(v) > SESSION_TOOLS_MAX) {
+			snprintf(why, len, "options.%s must be an array of at "
+			    "most %d tool names", lists[i], SESSION_TOOLS_MAX);
+			return -1;
+		}
+		cJSON_ArrayForEach(e, v)
+			if (!cJSON_IsString(e) || e->valuestring[0] == '\0' ||
+			    strlen(e->valuestring) > SESSION_OPT_STR_MAX) {
+				snprintf(why, len, "options.%s: tool names are "
+				    "non-empty strings", lists[i]);
+				return -1;
+			}
+	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "max_turns");
+	if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
+	    v->valuedouble > SESSION_MAX_TURNS_MAX)) {
+		snprintf(why, len, "options.max_turns must be 1..%d",
+		    SESSION_MAX_TURNS_MAX);
+		return -1;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "timeout_ms");
+	if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
+	    v->valuedouble > SESSION_TIMEOUT_MAX_MS)) {
+		snprintf(why, len, "options.timeout_ms must be 1..%.0f",
+		    SESSION_TIMEOUT_MAX_MS);
+		return -1;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "slash_commands");
+	if (v != NULL && !cJSON_IsBool(v)) {
+		snprintf(why, len, "options.slash_commands must be a boolean");
+		return -1;
+	}
+	return 0;
+}
+
 /* Validates options and workdir; creates the session if new. */
 static struct session *
 session_prepare(struct client *c, const char *req, const cJSON *r)
@@ -590,7 +659,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	const cJSON	*wd = cJSON_GetObjectItemCaseSensitive(r, "workdir");
 	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
 	struct session	*s;
-	char		*def = NULL;
+	char		*def = NULL, why[256];
 	const char	*workdir;
 
 	if (name == NULL || !proto_valid_session(name)) {
@@ -607,6 +676,10 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	if (opt != NULL && !cJSON_IsObject(opt)) {
 		server_client_error(c, req, name, ERR_BAD_REQUEST,
 		    "\"options\" must be an object");
+		return NULL;
+	}
+	if (opt != NULL && session_options_check(opt, why, sizeof why) == -1) {
+		server_client_error(c, req, name, ERR_BAD_REQUEST, "%s", why);
 		return NULL;
 	}
 	if (hp.shutting_down) {
@@ -687,6 +760,7 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 		return;
 	}
 	s->turn++;
+	s->request_us = util_now_us();
 	session_waiter_set(&s->exec, c, req);
 	pre = cJSON_CreateObject();
 	cJSON_AddStringToObject(pre, "id", req);
@@ -742,6 +816,7 @@ session_op_open(struct client *c, const char *req, const cJSON *r)
 	}
 	if (s->state == SESSION_ENDED)
 		s->stop_final = 0;
+	s->request_us = util_now_us();
 	session_waiter_set(&s->open, c, req);
 	session_assign(s);
 }

@@ -184,6 +184,12 @@ def test_bad_requests():
         t.ok(r["data"]["code"] == "bad_request", "bad session id", r)
         r = c.request("execute", session="s1")
         t.ok(r["data"]["code"] == "bad_request", "missing prompt", r)
+        for opt in ({"timeout_ms": 1e300}, {"max_turns": "3"},
+                    {"allowed_tools": "Bash"}, {"model": 7},
+                    {"model": "--dangerously-skip-permissions"}):
+            r = c.request("execute", session="s9", prompt="x", options=opt)
+            t.ok(r["type"] == "error" and r["data"]["code"] == "bad_request",
+                 "bad options %s: bad_request" % json.dumps(opt), r)
         r = c.request("stats", session="nope")
         t.ok(r["data"]["code"] == "not_found", "unknown session: not_found", r)
         r = c.request("hello", proto=1, client="test")
