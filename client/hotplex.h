@@ -122,6 +122,9 @@ struct hp_stats {
 	struct hp_usage	total;		/* cumulative, or the turn for done */
 	int		has_last_turn;
 	struct hp_usage	last_turn;
+	int64_t		sessions;	/* totals only: -1 when absent */
+	int64_t		workers;
+	int64_t		spares;
 };
 
 /*
@@ -255,6 +258,8 @@ struct hp_session_info {
 	long		cli_pid;
 	uint64_t	turns;
 	int64_t		idle_ms;	/* -1 when absent */
+	uint64_t	tokens;		/* total */
+	double		cost_usd;
 };
 
 /* The sessions the caller may see; free *list with hp_sessions_free. */

@@ -200,12 +200,16 @@ ctl_words(int argc, char **argv)
 
 /* ---- output helpers ---------------------------------------------------- */
 
+/* A duration: milliseconds below a second, else seconds. */
 static void
 ctl_secs(FILE *f, const char *label, uint64_t ms)
 {
-	fprintf(f, "%s%llu.%02llu s", label,
-	    (unsigned long long)(ms / CTL_MS_PER_S),
-	    (unsigned long long)(ms % CTL_MS_PER_S / 10));
+	if (ms < CTL_MS_PER_S)
+		fprintf(f, "%s%llu ms", label, (unsigned long long)ms);
+	else
+		fprintf(f, "%s%llu.%02llu s", label,
+		    (unsigned long long)(ms / CTL_MS_PER_S),
+		    (unsigned long long)(ms % CTL_MS_PER_S / 10));
 }
 
 /* One set of counters, one aspect a line, each line after indent. */
@@ -520,7 +524,9 @@ ctl_exec_run(struct ctl *c, struct ctl_turn *t, const char *prompt)
 	if (x.err.code[0] != '\0')
 		ctl_error(&x.err);
 	else if (x.interrupted)
-		fprintf(stderr, "hotplexctl: interrupted\n");
+		fprintf(stderr, "hotplexctl: turn interrupted%s%s\n",
+		    x.terminal_reason != NULL ? ": " : "",
+		    x.terminal_reason != NULL ? x.terminal_reason : "");
 	else if (x.failed)
 		fprintf(stderr, "hotplexctl: turn failed%s%s\n",
 		    x.terminal_reason != NULL ? ": " : "",
@@ -733,17 +739,17 @@ cmd_sessions(struct ctl *c, int argc, char **argv)
 				w = l > CTL_SESSION_COL_MAX ?
 				    CTL_SESSION_COL_MAX : l;
 		}
-		printf("%-*s %-9s %6s %7s %7s %5s %5s %s\n", w, "SESSION",
-		    "STATE", "UID", "WORKER", "CLI", "TURNS", "IDLE",
-		    "WORKDIR");
+		printf("%-*s %-9s %6s %7s %7s %5s %5s %9s %s\n", w,
+		    "SESSION", "STATE", "UID", "WORKER", "CLI", "TURNS",
+		    "IDLE", "COST", "WORKDIR");
 		for (i = 0; i < n; i++) {
 			const struct hp_session_info *s = &list[i];
 
 			ctl_idle(idle, sizeof idle, s->idle_ms);
-			printf("%-*s %-9s %6ld %7ld %7ld %5llu %5s %s\n", w,
-			    s->session, s->state, s->uid, s->worker_pid,
+			printf("%-*s %-9s %6ld %7ld %7ld %5llu %5s %9.4f %s\n",
+			    w, s->session, s->state, s->uid, s->worker_pid,
 			    s->cli_pid, (unsigned long long)s->turns, idle,
-			    s->workdir != NULL ? s->workdir : "-");
+			    s->cost_usd, s->workdir != NULL ? s->workdir : "-");
 		}
 	}
 	free(raw);
@@ -782,6 +788,10 @@ cmd_stats(struct ctl *c, int argc, char **argv)
 			    st->state[0] != '\0' ? ")" : "");
 		else
 			printf("session     (all)\n");
+		if (st->sessions >= 0)
+			printf("sessions    %lld, workers %lld (%lld spare)\n",
+			    (long long)st->sessions, (long long)st->workers,
+			    (long long)st->spares);
 		if (st->cli_session_id[0] != '\0')
 			printf("cli session %s\n", st->cli_session_id);
 		printf("turns       %llu\n",

@@ -304,6 +304,9 @@ stats_parse(const cJSON *o, struct hp_stats *st)
 		st->has_last_turn = 1;
 		stats_usage_parse(last, &st->last_turn);
 	}
+	st->sessions = json_i64(o, "sessions", -1);
+	st->workers = json_i64(o, "workers", -1);
+	st->spares = json_i64(o, "spares", -1);
 }
 
 void
@@ -351,6 +354,8 @@ sessions_parse(const cJSON *data, struct hp_session_info **listp, size_t *np)
 		si->cli_pid = (long)json_i64(s, "cli_pid", 0);
 		si->turns = json_u64(s, "turns");
 		si->idle_ms = json_i64(s, "idle_ms", -1);
+		si->tokens = json_u64(s, "tokens");
+		si->cost_usd = json_num(s, "cost_usd", 0);
 	}
 	*listp = list;
 	*np = n;
@@ -983,6 +988,12 @@ client_wait(struct hp_client *h, struct hp_req *r, struct hp_error *err)
 	while (!r->done) {
 		if (client_deliver_one(h))
 			continue;
+		if (h->dead) {
+			/* Nothing more can come for r: never spin. */
+			r->done = r->failed = 1;
+			r->err = h->dead_err;
+			break;
+		}
 		(void)client_read_blocking(h);
 	}
 	r->waiting--;

@@ -38,6 +38,7 @@ struct fw_rule {
 	int		 severity;
 	unsigned	 targets;
 	int		 hinted;	/* runs only where a hint was seen */
+	size_t		 reach;		/* ... starting this far before it */
 	char		*allow_id;	/* allow rule: the rule it cancels */
 	size_t		 allow;		/* ... resolved to its index */
 	regex_t		*re;
@@ -232,6 +233,7 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->allow = FW_NOALLOW;
 	r->re = re;
 	r->hinted = def->nhints > 0;
+	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
 	for (i = 0; i < def->nhints; i++)
 		fw_add_hint(p->pf, def->hints[i], (unsigned)p->nrules);
 	p->nrules++;
@@ -428,14 +430,13 @@ fw_same_nocase(const struct norm_buf *a, const struct norm_buf *b)
 }
 
 /*
- * Where a hinted rule may match in one form: POLICY_HINT_REACH bytes on
- * either side of each hint seen, merged.  from is the first offset of a
- * window, to the offset of its last hint.
+ * Where a hinted rule may match in one form: the offsets at which a match
+ * may start, from its reach before each hint seen up to the hint, merged.
  */
 struct fw_windows {
 	size_t	n;
 	size_t	from[POLICY_MAX_WINDOWS];
-	size_t	to[POLICY_MAX_WINDOWS];
+	size_t	to[POLICY_MAX_WINDOWS];		/* inclusive */
 };
 
 struct fw_scan {
@@ -448,16 +449,17 @@ static void
 fw_hint_seen(void *arg, unsigned id, size_t at)
 {
 	struct fw_scan		*sc = arg;
+	const struct fw_rule	*r = &sc->p->rules[id];
 	struct fw_windows	*w;
 	size_t			 from;
 
-	if ((sc->p->rules[id].targets & sc->tbit) == 0)
+	if ((r->targets & sc->tbit) == 0)
 		return;
 	if ((w = sc->win[id]) == NULL)
 		w = sc->win[id] = xcalloc(1, sizeof *w);
-	from = at > POLICY_HINT_REACH ? at - POLICY_HINT_REACH : 0;
+	from = at > r->reach ? at - r->reach : 0;
 	/* Hints come in text order: extend the last window if they touch. */
-	if (w->n > 0 && (from <= w->to[w->n - 1] + POLICY_HINT_REACH ||
+	if (w->n > 0 && (from <= w->to[w->n - 1] + 1 ||
 	    w->n == POLICY_MAX_WINDOWS)) {
 		if (at > w->to[w->n - 1])
 			w->to[w->n - 1] = at;
@@ -467,14 +469,18 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	w->to[w->n++] = at;
 }
 
-/* Searches one rule in one form, in its windows or, unhinted, anywhere. */
+/*
+ * Matches one rule in one form: anchored at each start its windows allow
+ * or, for a rule without hints, searched through the whole form.  Anchored
+ * matching keeps the whole text as context for ^, \\b and look-behind.
+ */
 static int
 fw_search_rule(const struct fw_rule *r, const struct norm_buf *nb,
     const struct fw_windows *w, OnigMatchParam *mp)
 {
 	const OnigUChar	*s = (const OnigUChar *)nb->data;
 	const OnigUChar	*e = s + nb->len;
-	size_t		 k, end;
+	size_t		 k, at;
 	int		 rc;
 
 	if (!r->hinted)
@@ -483,18 +489,17 @@ fw_search_rule(const struct fw_rule *r, const struct norm_buf *nb,
 	if (w == NULL)
 		return ONIG_MISMATCH;
 	for (k = 0; k < w->n; k++) {
-		/*
-		 * Oniguruma finds a match only if the literal it optimizes on
-		 * lies before the range: so the range is the window's end,
-		 * while the text end stays the real one for anchors.
-		 */
-		end = w->to[k] + POLICY_HINT_REACH;
-		if (end > nb->len)
-			end = nb->len;
-		rc = onig_search_with_param(r->re, s, e, s + w->from[k],
-		    s + end, NULL, ONIG_OPTION_NONE, mp);
-		if (rc != ONIG_MISMATCH)
-			return rc;
+		for (at = w->from[k]; at <= w->to[k] && at <= nb->len; at++) {
+			/* Forms are valid UTF-8: start on characters only. */
+			if (at < nb->len && (s[at] & 0xC0) == 0x80)
+				continue;
+			rc = onig_match_with_param(r->re, s, e, s + at, NULL,
+			    ONIG_OPTION_NONE, mp);
+			if (rc >= 0)
+				return (int)at;
+			if (rc != ONIG_MISMATCH)
+				return rc;
+		}
 	}
 	return ONIG_MISMATCH;
 }

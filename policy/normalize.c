@@ -739,11 +739,34 @@ decode_keep(struct norm_buf *out, size_t mark)
 	return 0;
 }
 
+/*
+ * Encoded text mixes cases, digits or symbols; a run of one case of
+ * letters only is a plain word, not worth four decodings.
+ */
+static int
+decode_b64_worth(const char *s, size_t n)
+{
+	size_t	i;
+	int	lower = 0, upper = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] >= 'a' && s[i] <= 'z')
+			lower = 1;
+		else if (s[i] >= 'A' && s[i] <= 'Z')
+			upper = 1;
+		else
+			return 1;
+	}
+	return lower && upper;
+}
+
 static void
 decode_b64_run(const char *s, size_t n, struct norm_buf *out)
 {
 	size_t	skip, mark;
 
+	if (!decode_b64_worth(s, n))
+		return;
 	/* The run may start mid-word: try each alignment. */
 	for (skip = 0; skip < 4 && n - skip >= NORMALIZE_B64_MIN; skip++) {
 		mark = out->len;

@@ -29,8 +29,9 @@
 #define POLICY_MAX_MATCHES	16		/* matches kept in a verdict */
 #define POLICY_MAX_EXCERPT	96		/* bytes of excerpt, without NUL */
 #define POLICY_DEFAULT_THRESHOLD 5		/* score that blocks */
-#define POLICY_HINT_REACH	512		/* match start to its hint, max */
-#define POLICY_MAX_WINDOWS	32		/* search windows per rule+form */
+#define POLICY_DEFAULT_REACH	0		/* match start to its hint, max */
+#define POLICY_MAX_REACH	1024		/* ... as a rule may set it */
+#define POLICY_MAX_WINDOWS	32		/* match windows per rule+form */
 #define POLICY_RETRY_LIMIT	100000UL	/* backtracks per match attempt */
 #define POLICY_SEARCH_LIMIT	1000000UL	/* backtracks per search */
 
@@ -100,6 +101,7 @@ struct policy_rule_def {
 	size_t			 nhints;
 	int			 severity;
 	unsigned		 targets;	/* POLICY_TARGET_BIT()s */
+	int			 reach;		/* -1: POLICY_DEFAULT_REACH */
 };
 
 /* Returns 0 to go on, -1 after writing "why" to err to stop the parse. */

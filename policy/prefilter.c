@@ -13,11 +13,13 @@
 
 #define PF_NOSTATE	UINT32_MAX
 #define PF_BYTES	256
+#define PF_OUTPUT	0x80000000U	/* scan table: target has outputs */
 
 struct prefilter {
 	uint8_t		 cls[PF_BYTES];	/* byte -> class; 0: in no literal */
 	size_t		 ncls;
 	uint32_t	*delta;		/* nstates * ncls transitions */
+	uint32_t	*scan;		/* same, as row offsets | PF_OUTPUT */
 	uint32_t	*fail;
 	uint32_t	 nstates;
 	uint32_t	 cap;		/* states allocated */
@@ -61,6 +63,7 @@ prefilter_free(struct prefilter *pf)
 		free(pf->lits[i].s);
 	free(pf->lits);
 	free(pf->delta);
+	free(pf->scan);
 	free(pf->fail);
 	free(pf->out_start);
 	free(pf->out_count);
@@ -212,6 +215,14 @@ prefilter_build(struct prefilter *pf)
 	}
 	pf->nout = total;
 
+	/* The scan table saves a multiply and a lookup per byte. */
+	pf->scan = xcalloc((size_t)pf->nstates * pf->ncls, sizeof *pf->scan);
+	for (i = 0; i < (size_t)pf->nstates * pf->ncls; i++) {
+		nx = pf->delta[i];
+		pf->scan[i] = nx * (uint32_t)pf->ncls |
+		    (pf->out_count[nx] != 0 ? PF_OUTPUT : 0);
+	}
+
 	free(queue);
 	free(term);
 	free(ends);
@@ -240,14 +251,19 @@ prefilter_scan(const struct prefilter *pf, const char *text, size_t len,
 {
 	const struct pf_out	*o;
 	const unsigned char	*s = (const unsigned char *)text;
-	const uint32_t		*delta = pf->delta;
-	size_t			 ncls = pf->ncls, i, at;
-	uint32_t		 st = 0, k;
+	const uint32_t		*scan = pf->scan;
+	const uint8_t		*cls = pf->cls;
+	size_t			 i, at;
+	uint32_t		 row = 0, st, k;
 
 	if (!pf->built || pf->nstates == 0)
 		return;
 	for (i = 0; i < len; i++) {
-		st = delta[(size_t)st * ncls + pf->cls[s[i]]];
+		row = scan[row + cls[s[i]]];
+		if ((row & PF_OUTPUT) == 0)
+			continue;
+		row &= ~PF_OUTPUT;
+		st = row / (uint32_t)pf->ncls;
 		for (k = 0; k < pf->out_count[st]; k++) {
 			o = &pf->out[pf->out_start[st] + k];
 			at = i + 1 - o->len;

@@ -27,6 +27,7 @@ struct rules_stanza {
 	size_t		 nhints;
 	int		 severity;	/* 0: not given */
 	unsigned	 targets;	/* 0: not given */
+	int		 reach;		/* -1: not given */
 };
 
 /* A named piece of pattern, "define NAME text", used as {{NAME}}. */
@@ -253,6 +254,22 @@ rules_hint(struct rules_parser *p, const char *val)
 	return 0;
 }
 
+static int
+rules_reach(struct rules_parser *p, const char *val)
+{
+	char	*end;
+	long	 n;
+
+	if (p->st.reach != -1)
+		return rules_error(p, p->lineno, "duplicate reach");
+	n = strtol(val, &end, 10);
+	if (*end != '\0' || end == val || n < 0 || n > POLICY_MAX_REACH)
+		return rules_error(p, p->lineno, "reach must be 0 to %d",
+		    POLICY_MAX_REACH);
+	p->st.reach = (int)n;
+	return 0;
+}
+
 /* Hands the open stanza, if any, to the callback once it is complete. */
 static int
 rules_flush(struct rules_parser *p)
@@ -292,6 +309,7 @@ rules_flush(struct rules_parser *p)
 	def.nhints = st->nhints;
 	def.severity = st->severity;
 	def.targets = st->targets != 0 ? st->targets : POLICY_TARGET_ANY;
+	def.reach = st->reach;
 
 	why[0] = '\0';
 	if (p->cb != NULL && p->cb(&def, p->arg, why, sizeof why) != 0)
@@ -327,6 +345,7 @@ rules_line(struct rules_parser *p, char *line)
 			return rules_error(p, p->lineno,
 			    "bad rule id \"%.*s\"", POLICY_MAX_ID, val);
 		st->line = p->lineno;
+		st->reach = -1;
 		return rules_set(p, key, st->id, sizeof st->id, val);
 	}
 	if (strcmp(key, "define") == 0) {
@@ -362,6 +381,8 @@ rules_line(struct rules_parser *p, char *line)
 		return rules_targets(p, val);
 	if (strcmp(key, "hint") == 0)
 		return rules_hint(p, val);
+	if (strcmp(key, "reach") == 0)
+		return rules_reach(p, val);
 	return rules_error(p, p->lineno, "unknown keyword \"%.*s\"",
 	    POLICY_MAX_ID, key);
 }

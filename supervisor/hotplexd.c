@@ -60,13 +60,16 @@ hotplexd_reload(void)
 	struct config	*nc;
 	char		 err[CONFIG_ERR_MAX];
 
-	if ((nc = config_load(hp.conf_path, 0, err, sizeof err)) == NULL) {
+	if ((nc = config_load(hp.conf_path, hp.conf_given, err,
+	    sizeof err)) == NULL) {
 		log_warnx("reload failed, keeping the old configuration: %s",
 		    err);
 		return;
 	}
 	if (strcmp(nc->socket, hp.conf->socket) != 0)
 		log_warnx("reload: socket changes need a restart");
+	if (hp.level_override != -1)
+		nc->log_level = hp.level_override;
 	config_free(hp.conf);
 	hp.conf = nc;
 	log_setlevel(hp.conf->log_level);
@@ -75,14 +78,25 @@ hotplexd_reload(void)
 }
 
 static void
-hotplexd_drain_done(evutil_socket_t fd, short what, void *arg)
+hotplexd_kill_hard(evutil_socket_t fd, short what, void *arg)
 {
-	log_info("drain timeout: stopping what is left");
-	session_shutdown();
+	pool_kill_hard();
 }
 
-void
-hotplexd_check_exit(void);
+static void
+hotplexd_drain_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval	tv;
+
+	log_info("drain timeout: stopping what is left");
+	session_shutdown();
+	hotplexd_check_exit();
+	/* Workers get kill_grace to stop their CLIs, then are killed. */
+	tv.tv_sec = hp.conf->kill_grace_ms * 2 / 1000;
+	tv.tv_usec = (hp.conf->kill_grace_ms * 2 % 1000) * 1000;
+	event_base_once(hp.base, -1, EV_TIMEOUT, hotplexd_kill_hard, NULL, &tv);
+}
+
 void
 hotplexd_check_exit(void)
 {
@@ -108,7 +122,7 @@ hotplexd_signal(evutil_socket_t sig, short what, void *arg)
 	case SIGTERM:
 	case SIGINT:
 		if (hp.shutting_down) {
-			session_shutdown();
+			hotplexd_drain_done(-1, 0, NULL);
 			break;
 		}
 		log_info("shutting down (drain up to %llu ms)",
@@ -116,11 +130,10 @@ hotplexd_signal(evutil_socket_t sig, short what, void *arg)
 		hp.shutting_down = 1;
 		server_close();
 		pool_kill_all();	/* spares only; sessions drain */
-		if (session_count_live() == 0) {
-			session_shutdown();
-			hotplexd_check_exit();
+		session_drain();
+		hotplexd_check_exit();
+		if (session_count_live() == 0)
 			break;
-		}
 		tv.tv_sec = hp.conf->drain_timeout_ms / 1000;
 		tv.tv_usec = (hp.conf->drain_timeout_ms % 1000) * 1000;
 		hotplexd_drain_timer = evtimer_new(hp.base, hotplexd_drain_done,
@@ -177,9 +190,13 @@ main(int argc, char **argv)
 		config_free(hp.conf);
 		return 0;
 	}
+	hp.level_override = level;
+	hp.conf_given = conf_given;
 	if (level != -1)
 		hp.conf->log_level = level;
-	hp.conf_path = xstrdup(conf_path);
+	/* daemon() changes to /: keep the path that reload will need. */
+	if ((hp.conf_path = realpath(conf_path, NULL)) == NULL)
+		hp.conf_path = xstrdup(conf_path);
 	hp.worker_path = hotplexd_worker_path(hp.conf);
 	log_setlevel(hp.conf->log_level);
 	TAILQ_INIT(&hp.clients);

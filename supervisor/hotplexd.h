@@ -53,6 +53,8 @@ struct worker {
 	int			 ready;		/* said hello */
 	int			 dead;
 	int			 closed;	/* EOF seen: never reuse */
+	int			 reaped;
+	int			 status;	/* wait status once reaped */
 	struct session		*session;	/* NULL while spare */
 	uint64_t		 started_ms;
 };
@@ -107,6 +109,8 @@ struct hotplexd {
 	char			*conf_path;
 	char			*worker_path;
 	int			 foreground;
+	int			 conf_given;	/* -c: the file must exist */
+	int			 level_override;	/* -d, or -1 */
 	int			 shutting_down;
 	struct clients		 clients;
 	struct sessions		 sessions;
@@ -115,6 +119,9 @@ struct hotplexd {
 	struct stats		 ended_total;	/* stats of forgotten sessions */
 };
 extern struct hotplexd hp;
+
+/* hotplexd.c */
+void	 hotplexd_check_exit(void);
 
 /* server.c */
 int	 server_listen(void);		/* bind before daemonizing */
@@ -147,6 +154,8 @@ void	 session_worker_msg(struct session *, struct worker *, struct msg *);
 void	 session_worker_gone(struct session *, struct worker *, int status);
 void	 session_worker_ready(void);
 void	 session_shutdown(void);
+void	 session_drain(void);
+void	 session_spawn_failed(const char *why);
 int	 session_count_live(void);
 void	 session_free_all(void);
 
@@ -158,6 +167,7 @@ void	 pool_send(struct worker *, uint16_t type, uint32_t turn,
 	    const cJSON *);
 void	 pool_reap(void);
 void	 pool_kill_all(void);
+void	 pool_kill_hard(void);
 int	 pool_count(void);
 int	 pool_spares(void);
 

@@ -25,9 +25,7 @@
 #include "supervisor/hotplexd.h"
 #include "worker/worker.h"
 
-void	hotplexd_check_exit(void);
-
-static void	pool_worker_dead(struct worker *, int status);
+static void	pool_worker_finish(struct worker *);
 
 static struct worker *
 pool_find_pid(pid_t pid)
@@ -121,10 +119,11 @@ pool_worker_event(struct bufferevent *bev, short what, void *arg)
 	struct worker	*wk = arg;
 
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		/* The exit status comes with SIGCHLD; stop reading now. */
 		wk->closed = 1;
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
-		if (wk->session != NULL)
+		if (wk->reaped)
+			pool_worker_finish(wk);
+		else if (wk->session != NULL)
 			session_worker_gone(wk->session, wk, -1);
 	}
 }
@@ -240,6 +239,30 @@ pool_send(struct worker *wk, uint16_t type, uint32_t turn, const cJSON *j)
 		msg_compose(bufferevent_get_output(wk->bev), type, turn, NULL, 0);
 }
 
+/* Reaped and its channel read to the end: forget the worker. */
+static void
+pool_worker_finish(struct worker *wk)
+{
+	int	status = wk->status, before_hello = !wk->ready;
+
+	wk->dead = 1;
+	if (wk->session != NULL)
+		session_worker_gone(wk->session, wk, status);
+	TAILQ_REMOVE(&hp.workers, wk, entry);
+	if (wk->bev != NULL)
+		bufferevent_free(wk->bev);
+	free(wk);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
+		log_warnx("a worker could not start (fatal set-up error); not "
+		    "respawning until the next session");
+		session_spawn_failed("hotplex-worker could not start");
+	} else if (before_hello) {
+		log_warnx("a worker died before it was ready");
+		session_spawn_failed("hotplex-worker died at start");
+	} else
+		pool_refill();
+}
+
 static void
 pool_worker_dead(struct worker *wk, int status)
 {
@@ -251,30 +274,11 @@ pool_worker_dead(struct worker *wk, int status)
 		    WEXITSTATUS(status));
 	else
 		log_debug("worker %ld exited", (long)wk->pid);
-	wk->dead = 1;
-	/* Read what it said before it died: its last events and turn end. */
-	if (wk->bev != NULL) {
-		struct evbuffer	*in = bufferevent_get_input(wk->bev);
-		int		 fd = bufferevent_getfd(wk->bev);
-
-		wk->dead = 0;
-		while (evbuffer_read(in, fd, 65536) > 0)
-			;
-		pool_worker_read(wk->bev, wk);
-		wk->dead = 1;
-	}
-	if (wk->session != NULL)
-		session_worker_gone(wk->session, wk, status);
-	TAILQ_REMOVE(&hp.workers, wk, entry);
-	if (wk->bev != NULL)
-		bufferevent_free(wk->bev);
-	free(wk);
-	if (!hp.shutting_down && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == WORKER_EXIT_FATAL)
-		log_warnx("worker reported a fatal set-up error; not respawning "
-		    "until the next session");
-	else
-		pool_refill();
+	wk->reaped = 1;
+	wk->status = status;
+	/* Its last messages may still be in the socket: wait for EOF. */
+	if (wk->closed)
+		pool_worker_finish(wk);
 }
 
 void
@@ -308,7 +312,20 @@ pool_kill_all(void)
 	struct worker	*wk;
 
 	TAILQ_FOREACH(wk, &hp.workers, entry)
-		if (wk->session == NULL)
+		if (wk->session == NULL && !wk->reaped)
 			kill(wk->pid, SIGTERM);
-	hotplexd_check_exit();
+}
+
+/* The last word: every worker still there is killed. */
+void
+pool_kill_hard(void)
+{
+	struct worker	*wk;
+
+	TAILQ_FOREACH(wk, &hp.workers, entry)
+		if (!wk->reaped) {
+			log_warnx("worker %ld did not stop: SIGKILL",
+			    (long)wk->pid);
+			kill(wk->pid, SIGKILL);
+		}
 }

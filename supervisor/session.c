@@ -26,7 +26,7 @@
 #define SESSION_OPT_STR_MAX	(64 * 1024)	/* model, system prompt, ... */
 #define SESSION_TOOLS_MAX	64
 
-void	hotplexd_check_exit(void);
+
 
 static void	session_turn_begin(struct session *);
 static void	session_assign(struct session *);
@@ -436,7 +436,9 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		break;
 	case MSG_OPEN_FAILED:
 		v = session_jstr(j, "code");
-		wk->session = NULL;	/* it stays a spare */
+		wk->session = NULL;	/* it stays a spare, unless it is going */
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "exiting")))
+			wk->closed = 1;
 		s->worker = NULL;
 		s->state = SESSION_DORMANT;
 		if (session_waiting(&s->open)) {
@@ -505,13 +507,18 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	else
 		snprintf(why, sizeof why, "worker %ld exited with status %d",
 		    (long)wk->pid, WEXITSTATUS(status));
-	/* Its CLI's group must not outlive it. */
-	if (s->cli_pid > 0)
-		kill(-s->cli_pid, SIGKILL);
+	/*
+	 * A worker that closed its channel but lives is killed, and its CLI's
+	 * group with it (reaped pids are never signalled: they may be reused).
+	 */
+	if (status == -1) {
+		if (s->cli_pid > 0)
+			kill(-s->cli_pid, SIGKILL);
+		kill(wk->pid, SIGKILL);
+	}
 	s->cli_pid = 0;
 	s->worker = NULL;
 	wk->session = NULL;
-	kill(wk->pid, SIGKILL);
 	if (session_waiting(&s->open)) {
 		if (s->open.c != NULL)
 			server_client_error(s->open.c, s->open.req, s->name,
@@ -698,7 +705,8 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 			    "session \"%s\" runs in %s", name, s->workdir);
 			return NULL;
 		}
-		return s;
+		if (s->state != SESSION_ENDED)
+			return s;
 	}
 	if (session_count_active(0, 1) >= hp.conf->max_sessions) {
 		server_client_error(c, req, name, ERR_CAPACITY,
@@ -712,6 +720,8 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 		    hp.conf->max_sessions_per_uid, (long)c->uid);
 		return NULL;
 	}
+	if (s != NULL)		/* an ended session comes back */
+		return s;
 	if (cJSON_IsString(wd))
 		workdir = wd->valuestring;
 	else {
@@ -998,6 +1008,58 @@ session_client_gone(struct client *c)
 	}
 }
 
+/* Sessions waiting for a worker that will not come. */
+void
+session_spawn_failed(const char *why)
+{
+	struct session	*s, *t;
+
+	TAILQ_FOREACH_SAFE(s, &hp.sessions, entry, t) {
+		if (s->state != SESSION_STARTING || s->worker != NULL)
+			continue;
+		s->state = SESSION_DORMANT;
+		if (session_waiting(&s->open)) {
+			if (s->open.c != NULL)
+				server_client_error(s->open.c, s->open.req,
+				    s->name, ERR_SPAWN_FAILED, "%s", why);
+			session_waiter_clear(&s->open);
+		}
+		session_turn_fail(s, ERR_SPAWN_FAILED, why);
+		if (s->total.turns == 0 && !s->has_conversation)
+			session_free(s);
+	}
+}
+
+/*
+ * SIGTERM: sessions without a running turn stop now, and so do turns that
+ * wait for a worker; running turns finish (up to drain_timeout).
+ */
+void
+session_drain(void)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		if (s->state == SESSION_STARTING && s->worker == NULL) {
+			s->state = SESSION_DORMANT;
+			session_turn_fail(s, ERR_SHUTTING_DOWN,
+			    "the server is shutting down");
+			if (session_waiting(&s->open)) {
+				if (s->open.c != NULL)
+					server_client_error(s->open.c,
+					    s->open.req, s->name,
+					    ERR_SHUTTING_DOWN,
+					    "the server is shutting down");
+				session_waiter_clear(&s->open);
+			}
+		}
+		if (s->worker != NULL && s->state == SESSION_READY) {
+			s->state = SESSION_STOPPING;
+			pool_send(s->worker, MSG_STOP, s->turn, NULL);
+		}
+	}
+}
+
 /* Drain over: end every turn and stop every worker. */
 void
 session_shutdown(void)
@@ -1007,7 +1069,7 @@ session_shutdown(void)
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		session_turn_fail(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
-		if (s->worker != NULL && s->state != SESSION_STOPPING) {
+		if (s->worker != NULL) {
 			s->state = SESSION_STOPPING;
 			pool_send(s->worker, MSG_STOP, s->turn, NULL);
 		}

@@ -25,7 +25,7 @@
 #include "common/xmalloc.h"
 #include "worker/worker.h"
 
-#define CLI_READ_CHUNK	(64 * 1024)	/* stdout read high-water step */
+#define CLI_EOF_GRACE_MS	1000	/* stdout EOF after exit, at most */
 
 struct cli {
 	struct event_base	*base;
@@ -326,11 +326,24 @@ cli_stderr_tail(struct cli *c)
 	return c->tail;
 }
 
+static void
+cli_eof_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct cli	*c = arg;
+
+	log_warnx("CLI %ld exited but its stdout stays open", (long)c->pid);
+	cli_read_lines(c);
+	bufferevent_disable(c->out, EV_READ);
+	c->out_eof = 1;
+	cli_tell_exit(c);
+}
+
 void
 cli_reap(struct cli *c)
 {
-	int	status;
-	pid_t	r;
+	struct timeval	tv;
+	int		status;
+	pid_t		r;
 
 	if (c->reaped)
 		return;
@@ -341,20 +354,21 @@ cli_reap(struct cli *c)
 		return;
 	c->reaped = 1;
 	c->status = status;
-	/* Tools may still hold its stdout: read what is there, then go. */
-	cli_read_lines(c);
-	if (!c->out_eof) {
-		struct evbuffer	*in = bufferevent_get_input(c->out);
-		int		 fd = bufferevent_getfd(c->out);
-
-		while (evbuffer_read(in, fd, CLI_READ_CHUNK) > 0)
-			cli_read_lines(c);
-		c->out_eof = 1;
-		bufferevent_disable(c->out, EV_READ);
-	}
 	/* Whatever is left of its group goes too. */
 	kill(-c->pid, SIGKILL);
-	cli_tell_exit(c);
+	if (c->out_eof) {
+		cli_tell_exit(c);
+		return;
+	}
+	/*
+	 * Its last lines are still in the pipe: wait for EOF, but not for a
+	 * process that inherited the pipe and lives on.
+	 */
+	tv.tv_sec = CLI_EOF_GRACE_MS / 1000;
+	tv.tv_usec = (CLI_EOF_GRACE_MS % 1000) * 1000;
+	event_del(c->kill_timer);
+	event_assign(c->kill_timer, c->base, -1, 0, cli_eof_timer, c);
+	evtimer_add(c->kill_timer, &tv);
 }
 
 void

@@ -33,6 +33,7 @@
 #define WORKER_ERR_MAX		512
 
 #define WORKER_FLUSH_TIMEOUT_S	5	/* to flush the channel when exiting */
+#define WORKER_EVENT_MAX	(MSG_MAX_PAYLOAD - 4096)	/* one event's JSON */
 #define WORKER_ORPHANS_MAX	256	/* left-over processes killed per round */
 #define WORKER_ORPHAN_ROUNDS	16
 
@@ -169,6 +170,23 @@ worker_bridge_event(void *arg, const char *type, cJSON *data)
 	cJSON_AddItemToObject(o, "data", data);
 	if ((s = cJSON_PrintUnformatted(o)) == NULL)
 		fatalx("worker_bridge_event: out of memory");
+	if (strlen(s) > WORKER_EVENT_MAX) {
+		/* Too big for one message (a huge Write input): keep the ids. */
+		cJSON	*small = cJSON_CreateObject(), *v;
+		size_t	 bytes = strlen(s);
+
+		log_warnx("%s event of %zu bytes truncated", type, bytes);
+		cJSON_free(s);
+		if ((v = cJSON_GetObjectItemCaseSensitive(data, "tool_id")) != NULL)
+			cJSON_AddItemToObject(small, "tool_id", cJSON_Duplicate(v, 1));
+		if ((v = cJSON_GetObjectItemCaseSensitive(data, "name")) != NULL)
+			cJSON_AddItemToObject(small, "name", cJSON_Duplicate(v, 1));
+		cJSON_AddBoolToObject(small, "truncated", 1);
+		cJSON_AddNumberToObject(small, "bytes", (double)bytes);
+		cJSON_ReplaceItemInObject(o, "data", small);
+		if ((s = cJSON_PrintUnformatted(o)) == NULL)
+			fatalx("worker_bridge_event: out of memory");
+	}
 	/* The master prefixes {"id":..,"session":..,"seq":N, to the tail. */
 	worker_send(MSG_EVENT, s + 1, strlen(s + 1));
 	cJSON_free(s);
@@ -210,6 +228,8 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 		log_debug("result outside a turn ignored");
 		return;
 	}
+	if (t->interrupted && !w.timed_out)
+		t->stats->errors = 0;	/* asked for; not a failure */
 	j = cJSON_CreateObject();
 	if (w.timed_out) {
 		done = cJSON_AddObjectToObject(j, "error");
@@ -373,6 +393,7 @@ worker_cli_exited(void *arg, int status)
 		j = cJSON_CreateObject();
 		cJSON_AddStringToObject(j, "code", ERR_SPAWN_FAILED);
 		cJSON_AddStringToObject(j, "message", *tail != '\0' ? tail : msg);
+		cJSON_AddBoolToObject(j, "exiting", 1);	/* not a spare again */
 		worker_send_json(MSG_OPEN_FAILED, j);
 	}
 	j = cJSON_CreateObject();

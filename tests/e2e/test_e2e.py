@@ -187,4 +187,5 @@ def run(d, mock):
     c.request("stop", session="e2e")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -719,6 +719,40 @@ else:
             bad.append("%s %s" % (label(d), shape(d)))
     ok(not bad, "every line shape occurs in tests/fixtures (%d lines)"
        % len(mine), "\n".join(bad))
+    # Interrupts during a tool: checked once a recording holds one (the
+    # lines were taken from the real CLI by hand so far).
+    recorded = any(
+        '"aborted_tools"' in s
+        for name in os.listdir(FIXTURES) if name.endswith(".stdout.jsonl")
+        for s in open(os.path.join(FIXTURES, name)))
+    if not recorded:
+        n += 1
+        print("ok %d - tool interrupt shapes match tests/fixtures # SKIP "
+              "no recorded interrupt during a tool" % n)
+    else:
+        tl = []
+        f = Fake(["--permission-prompt-tool", "stdio"], cwd=work)
+        f.user("tool:sleep 30")
+        got, req = f.until(lambda d: d.get("type") == "control_request")
+        tl += got
+        f.control("int-p", "interrupt")
+        tl += f.result()[0]
+        f.user("tool:sleep 30")
+        got, req = f.until(lambda d: d.get("type") == "control_request")
+        tl += got
+        f.send({"type": "control_response", "response": {
+            "subtype": "success", "request_id": req["request_id"],
+            "response": {"behavior": "allow",
+                         "updatedInput": req["request"]["input"]}}})
+        tl += f.until(lambda d: label(d) == "stream_event:message_stop")[0]
+        f.control("int-t", "interrupt")
+        tl += f.result()[0]
+        f.kill()
+        bad = ["%s %s" % (label(parse(s)), shape(parse(s))) for s in tl
+               if label(parse(s)) != "system:init" and
+               shape(parse(s)) not in ref.get(label(parse(s)), ())]
+        ok(not bad, "tool interrupt shapes match tests/fixtures",
+           "\n".join(bad))
     inits = [parse(s) for s in mine if label(parse(s)) == "system:init"]
     keys = {tuple(d.keys()) for d in inits}
     rkeys = set()

@@ -350,7 +350,43 @@ def test_sigterm_drain():
     shutil.rmtree(d.dir, ignore_errors=True)
 
 
-for fn in (test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
+def test_worker_cannot_start():
+    with Daemon({"worker_path": "/nonexistent/hotplex-worker"}) as d:
+        c = d.client()
+        evs = c.execute("s1", "stream:1")
+        t.ok(len(evs) == 1 and evs[0]["type"] == "error" and
+             evs[0]["data"]["code"] == "spawn_failed",
+             "no worker can start: spawn_failed, not a hang", evs)
+
+
+def test_sigterm_idle_is_prompt():
+    import time
+    with Daemon({"drain_timeout": "60s"}) as d:
+        c = d.client()
+        evs = c.execute("s1", "stream:1")
+        pg = start_of(evs)["pgid"]
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(30)
+        t.ok(rc == 0 and time.monotonic() - t0 < 10,
+             "SIGTERM with only idle sessions exits at once, status 0",
+             (rc, time.monotonic() - t0))
+        no_leftovers(d, [pg], "sigterm idle")
+
+
+def test_revive_respects_capacity():
+    with Daemon({"max_sessions": "1"}) as d:
+        c = d.client()
+        c.execute("a", "stream:1")
+        c.request("stop", session="a")
+        c.execute("b", "stream:1")
+        r = c.execute("a", "stream:1")
+        t.ok(r[-1]["type"] == "error" and r[-1]["data"]["code"] == "capacity",
+             "reviving an ended session counts against max_sessions", r[-1])
+
+
+for fn in (test_worker_cannot_start, test_sigterm_idle_is_prompt,
+           test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
            test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
            test_bad_requests, test_cli_flags_and_env, test_slash_commands,
            test_capacity_and_workdir, test_spares_open_reset_idle,

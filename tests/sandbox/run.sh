@@ -79,8 +79,11 @@ unset TE_SUID TE_NPROC
 escape_pass() {
 	tag=$1
 	shift
+	# LeakSanitizer needs ptrace, which the profile denies: sanitizer
+	# builds of try-escape run without it inside the sandbox.
 	"$BIN/sandbox-run" -D -w "$T/work1" -t "$T/tmp" -c "$T/config" \
-	    -r "$T/bin" -L required -s "$PROFILE" "$@" -- \
+	    -r "$T/bin" -L required -s "$PROFILE" \
+	    -e ASAN_OPTIONS=detect_leaks=0 "$@" -- \
 	    "$T/bin/try-escape" >"$T/escape.out" 2>"$T/escape.err"
 	rc=$?
 	grep '^# ' "$T/escape.out"
@@ -94,7 +97,8 @@ escape_pass() {
 		esac
 	done <"$T/escape.out"
 	# 1 means probes failed, reported above; anything else is a crash.
-	if [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; then
+	if [ "$rc" -ne 0 ] && { [ "$rc" -ne 1 ] ||
+	    ! grep -q '^not ok' "$T/escape.out"; }; then
 		notok "[$tag] try-escape exited with status $rc"
 		sed 's/^/# /' "$T/escape.err"
 	fi

@@ -234,10 +234,11 @@ struct rec {
 	uint64_t		 tokens_in, tokens_out, cost_micro;
 	uint64_t		 last_turn_out;
 	int			 depth, max_depth;
-	/* interrupt from the callback */
+	/* a blocking call from the callback on its first event */
 	int			 interrupt_on_first;
-	int			 interrupt_rc;
-	int			 events_after_interrupt;
+	struct rec		*nested;	/* execute s2 into this */
+	int			 nested_rc;
+	int			 events_after_nested;
 };
 
 static void
@@ -305,9 +306,14 @@ rec_cb(const struct hp_event *ev, void *arg)
 	default:
 		break;
 	}
-	if (r->interrupt_on_first && r->n == 1) {
-		r->interrupt_rc = hp_interrupt(r->h, "s1", &err);
-		r->events_after_interrupt = r->n;
+	if (r->n == 1 && r->interrupt_on_first) {
+		r->nested_rc = hp_interrupt(r->h, "s1", &err);
+		r->events_after_nested = r->n;
+	}
+	if (r->n == 1 && r->nested != NULL) {
+		r->nested_rc = hp_execute(r->h, "s2", "inner", NULL, NULL,
+		    rec_cb, r->nested, &err);
+		r->events_after_nested = r->n;
 	}
 	r->depth--;
 }
@@ -551,16 +557,71 @@ test_interrupt_from_callback(void **state)
 	h = srv_start(&s, script_interrupt);
 	r.h = h;
 	r.interrupt_on_first = 1;
-	r.interrupt_rc = -2;
+	r.nested_rc = -2;
 	assert_int_equal(hp_execute(h, "s1", "go", NULL, NULL, rec_cb, &r,
 	    &err), 0);
-	assert_int_equal(r.interrupt_rc, 0);
-	assert_int_equal(r.events_after_interrupt, 1);
+	assert_int_equal(r.nested_rc, 0);
+	assert_int_equal(r.events_after_nested, 1);
 	assert_int_equal(r.max_depth, 1);
 	assert_int_equal(r.n, 3);
 	assert_int_equal(r.seq[1], 2);
 	assert_string_equal(r.answer, "working");
 	assert_true(r.done_interrupted);
+	srv_finish(&s, h);
+}
+
+/*
+ * An execute of s2 from s1's callback: s1's next event arrives while the
+ * nested call waits for s2, and must be held until the callback returns.
+ */
+static void
+script_nested(struct srv *s)
+{
+	cJSON	*req;
+
+	if ((req = srv_expect(s, "execute")) == NULL)
+		return;
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"session\":\"s1\",\"seq\":1,\"type\":"
+	    "\"answer\",\"data\":{\"text\":\"out\"}}", s->ids[0]);
+	if ((req = srv_expect(s, "execute")) == NULL)
+		return;
+	srv_check_str(s, req, "session", "s2");
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"session\":\"s1\",\"seq\":2,\"type\":"
+	    "\"answer\",\"data\":{\"text\":\"er\"}}", s->ids[0]);
+	srv_send(s, "{\"id\":\"%s\",\"session\":\"s2\",\"seq\":1,\"type\":"
+	    "\"answer\",\"data\":{\"text\":\"in\"}}", s->ids[1]);
+	srv_send(s, "{\"id\":\"%s\",\"session\":\"s2\",\"seq\":2,\"type\":"
+	    "\"done\",\"data\":{\"ok\":true}}", s->ids[1]);
+	srv_send(s, "{\"id\":\"%s\",\"session\":\"s1\",\"seq\":3,\"type\":"
+	    "\"done\",\"data\":{\"ok\":true}}", s->ids[0]);
+}
+
+static void
+test_nested_execute_no_reentry(void **state)
+{
+	struct srv		 s;
+	struct rec		 outer, inner;
+	struct hp_error		 err;
+	struct hp_client	*h;
+
+	memset(&outer, 0, sizeof outer);
+	memset(&inner, 0, sizeof inner);
+	h = srv_start(&s, script_nested);
+	outer.h = h;
+	outer.nested = &inner;
+	outer.nested_rc = -2;
+	assert_int_equal(hp_execute(h, "s1", "outer", NULL, NULL, rec_cb,
+	    &outer, &err), 0);
+	assert_int_equal(outer.nested_rc, 0);
+	assert_int_equal(outer.events_after_nested, 1);
+	assert_int_equal(outer.max_depth, 1);
+	assert_int_equal(outer.n, 3);
+	assert_string_equal(outer.answer, "outer");
+	assert_int_equal(inner.n, 2);
+	assert_string_equal(inner.answer, "in");
+	assert_string_equal(inner.session[1], "s2");
 	srv_finish(&s, h);
 }
 
@@ -959,6 +1020,7 @@ main(void)
 		cmocka_unit_test(test_events_in_order),
 		cmocka_unit_test(test_two_in_flight),
 		cmocka_unit_test(test_interrupt_from_callback),
+		cmocka_unit_test(test_nested_execute_no_reentry),
 		cmocka_unit_test(test_error_replies),
 		cmocka_unit_test(test_hangup_mid_execute),
 		cmocka_unit_test(test_idless_error_then_close),

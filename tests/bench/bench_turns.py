@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Warm-turn latency through hotplexd against a direct pipe to the same CLI
+and the same mock model, measured side by side (alternating turns) in one
+run; cold first turn; time for a new session to get its worker.
+Reports; never fails on a slow machine."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+from hplib import Daemon, BDIR, first  # noqa: E402
+
+TURNS = int(os.environ.get("BENCH_TURNS", "50"))
+COLD = int(os.environ.get("BENCH_COLD", "5"))
+NEW_SESSIONS = int(os.environ.get("BENCH_SESSIONS", "20"))
+PROMPT = "Say hi."
+FLAGS = ["--input-format", "stream-json", "--output-format", "stream-json",
+         "--verbose", "--include-partial-messages"]
+
+
+class Pipe:
+    """The CLI on a direct pipe, as an application would drive it."""
+
+    def __init__(self, cli, cwd, env, extra=()):
+        self.p = subprocess.Popen([cli] + FLAGS + list(extra), cwd=cwd,
+                                  env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
+        self.out = self.p.stdout          # buffered: whole reads, not bytes
+
+    def turn(self, text):
+        t0 = time.perf_counter()
+        self.p.stdin.write((json.dumps({"type": "user", "message": {
+            "role": "user", "content": text}}) + "\n").encode())
+        self.p.stdin.flush()
+        while True:
+            line = self.out.readline()
+            if not line:
+                raise RuntimeError("CLI exited")
+            if line.startswith(b'{"type":"result"'):
+                return time.perf_counter() - t0
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(30)
+
+
+def hp_turn(c, session, text, **kw):
+    t0 = time.perf_counter()
+    evs = c.execute(session, text, **kw)
+    dt = time.perf_counter() - t0
+    if evs[-1]["type"] != "done":
+        raise RuntimeError("turn failed: %r" % evs[-1])
+    return dt, evs
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def ms(x):
+    return "%8.2f" % (x * 1000)
+
+
+def row(name, xs):
+    print("| %-34s | %s | %s | %s | %4d |" % (name, ms(statistics.median(xs)),
+          ms(pct(xs, 99)), ms(min(xs)), len(xs)))
+
+
+def bench(label, cli, env, conf_env, tmp):
+    work = tempfile.mkdtemp(prefix="bench.", dir=tmp)
+    with Daemon({"cli_path": cli, "cli_env": conf_env, "spare_min": "2",
+                 "idle_timeout": "1h"}, env=env) as d:
+        c = d.client()
+        wd = os.path.join(d.work, "bench")
+        pipe = Pipe(cli, work, env)
+        pipe.turn(PROMPT)                        # both warm
+        hp_turn(c, "bench", PROMPT, workdir=wd)
+        direct, hotplex = [], []
+        for i in range(TURNS):                   # alternate: same conditions
+            direct.append(pipe.turn(PROMPT))
+            hotplex.append(hp_turn(c, "bench", PROMPT)[0])
+        pipe.close()
+
+        cold_direct, cold_hp, assign, ready = [], [], [], []
+        for i in range(COLD):
+            t0 = time.perf_counter()
+            p = Pipe(cli, work, env)
+            p.turn(PROMPT)
+            cold_direct.append(time.perf_counter() - t0)
+            p.close()
+            dt, evs = hp_turn(c, "cold%d" % i, PROMPT)
+            cold_hp.append(dt)
+            c.request("stop", session="cold%d" % i)
+        for i in range(NEW_SESSIONS):
+            r = c.request("open", session="new%d" % i)
+            # open replies once the CLI answers; the spare was taken at once.
+            evs = hp_turn(c, "new%d" % i, PROMPT)[1]
+            c.request("stop", session="new%d" % i)
+        # assign_us of cold turns: from execute to a worker holding the session
+        for i in range(NEW_SESSIONS):
+            dt, evs = hp_turn(c, "as%d" % i, PROMPT)
+            s = first(evs, "session_start")["data"]
+            assign.append(s["assign_us"] / 1e6)
+            ready.append(s["ready_us"] / 1e6)
+            c.request("stop", session="as%d" % i)
+
+    print()
+    print("### %s" % label)
+    print()
+    print("| %-34s | %8s | %8s | %8s | %4s |" % ("measure", "median", "p99",
+                                                 "min", "n"))
+    print("|%s|%s|%s|%s|%s|" % ("-" * 36, "-" * 10, "-" * 10, "-" * 10, "-" * 6))
+    row("warm turn, direct pipe (ms)", direct)
+    row("warm turn, through hotplexd (ms)", hotplex)
+    row("cold first turn, direct (ms)", cold_direct)
+    row("cold first turn, hotplexd (ms)", cold_hp)
+    row("new session: worker assigned (ms)", assign)
+    row("new session: CLI up, turn sent (ms)", ready)
+    md, mh = statistics.median(direct), statistics.median(hotplex)
+    print()
+    print("warm median ratio hotplexd/direct: %.3f (%+.2f ms); p99 ratio %.3f"
+          % (mh / md, (mh - md) * 1000, pct(hotplex, 99) / pct(direct, 99)))
+    print("cold/warm (hotplexd): %.1fx" % (statistics.median(cold_hp) / mh))
+    sys.stdout.flush()
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="hpbench.")
+    try:
+        # 1. Pure overhead: the instant fake CLI.
+        fake = os.path.join(BDIR, "fake-claude")
+        env = dict(os.environ)
+        bench("fake-claude (instant CLI): daemon overhead", fake, env,
+              "PATH HOME", tmp)
+        # 2. The real CLI against the mock model on loopback.
+        cli = os.path.join(BDIR, "cli", "claude")
+        if not os.access(cli, os.X_OK):
+            print("real CLI not installed: skipped")
+            return
+        from test_e2e import Mock  # noqa: E402
+        mock = Mock(tmp)
+        env = dict(os.environ)
+        env.update({"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % mock.port,
+                    "ANTHROPIC_API_KEY": "dummy",
+                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                    "HOME": os.path.join(tmp, "home"),
+                    "CLAUDE_CONFIG_DIR": os.path.join(tmp, "config"),
+                    "TMPDIR": os.path.join(tmp, "tmp")})
+        for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
+            os.makedirs(env[k], exist_ok=True)
+        try:
+            bench("real Claude CLI %s + mock Messages API" %
+                  open(os.path.join(os.path.dirname(HERE), "e2e",
+                                    "CLI_VERSION")).read().strip(),
+                  cli, env, "PATH HOME TMPDIR ANTHROPIC_BASE_URL "
+                  "ANTHROPIC_API_KEY CLAUDE_CONFIG_DIR "
+                  "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", tmp)
+        finally:
+            mock.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
