@@ -89,3 +89,7 @@ clean:
 	rm -rf build build-asan $(CLEAN_EXTRA)
 
 .PHONY: all binaries tests deps check check-asan demo bench install clean
+
+# libFuzzer targets (clang): each fragment adds its own fuzz-* target.
+fuzz: fuzz-common fuzz-bridge $(FUZZ_TARGETS)
+.PHONY: fuzz

@@ -1,0 +1,618 @@
+/*
+ * Unit tests of the firewall: each normalization form, the prefilter, the
+ * rule parser, scoring and allowlists, bounded searches, input findings.
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "policy/normalize.h"
+#include "policy/policy.h"
+#include "policy/prefilter.h"
+
+#define ERRLEN	512
+
+/* --- normalization ------------------------------------------------- */
+
+static char *
+fold(const char *s, unsigned *flags)
+{
+	struct norm_buf	nb = { NULL, 0, 0 };
+	unsigned	f;
+
+	f = normalize_fold(s, strlen(s), &nb);
+	if (flags != NULL)
+		*flags = f;
+	return nb.data;
+}
+
+static char *
+shell(const char *s)
+{
+	struct norm_buf	nb = { NULL, 0, 0 };
+
+	normalize_shell(s, strlen(s), &nb);
+	return nb.data;
+}
+
+static char *
+decode(const char *s)
+{
+	struct norm_buf	nb = { NULL, 0, 0 };
+
+	normalize_decode(s, strlen(s), &nb);
+	if (nb.data == NULL)
+		return strdup("");
+	return nb.data;
+}
+
+static void
+check_fold(const char *in, const char *want)
+{
+	char	*got = fold(in, NULL);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void
+check_shell(const char *in, const char *want)
+{
+	char	*got = shell(in);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void
+test_fold_case_and_width(void **state)
+{
+	check_fold("RM -RF /", "rm -rf /");
+	/* Fullwidth letters and punctuation. */
+	check_fold("\xef\xbd\x92\xef\xbd\x8d -rf \xef\xbc\x8f", "rm -rf /");
+	/* Mathematical bold and circled letters. */
+	check_fold("\xf0\x9d\x90\xab\xf0\x9d\x90\xa6", "rm");
+	check_fold("\xe2\x93\xa1\xe2\x93\x9c", "rm");
+	/* Accents and ligatures. */
+	check_fold("caf\xc3\xa9 \xef\xac\x81le", "cafe file");
+}
+
+static void
+test_fold_lookalikes(void **state)
+{
+	/* Cyrillic er, es, o and Greek omicron standing in for Latin. */
+	check_fold("\xd1\x80\xd1\x81 \xd0\xbe \xce\xbf", "pc o o");
+	check_fold("\xd0\xb3m", "rm");
+	/* Dashes, quotes and slashes from other blocks. */
+	check_fold("\xe2\x80\x94rf \xe2\x80\x9cx\xe2\x80\x9d \xe2\x88\x95",
+	    "-rf \"x\" /");
+}
+
+static void
+test_fold_invisibles(void **state)
+{
+	/* Zero-width space, joiner, BOM, soft hyphen. */
+	check_fold("r\xe2\x80\x8bm\xe2\x80\x8d \xef\xbb\xbf-r\xc2\xad" "f",
+	    "rm -rf");
+	/* Bidi override and isolate. */
+	check_fold("\xe2\x80\xaerm\xe2\x80\xac \xe2\x81\xa6x\xe2\x81\xa9",
+	    "rm x");
+	/* Unicode tag characters smuggling text. */
+	check_fold("a\xf3\xa0\x81\xa2\xf3\xa0\x81\xa3" "b", "ab");
+	/* Unicode spaces become a plain space. */
+	check_fold("a\xc2\xa0" "b\xe3\x80\x80" "c", "a b c");
+}
+
+static void
+test_fold_findings(void **state)
+{
+	unsigned	 flags;
+	char		*got;
+	struct norm_buf	 nb = { NULL, 0, 0 };
+
+	got = fold("plain", &flags);
+	assert_int_equal(flags, 0);
+	free(got);
+
+	got = fold("r\xffm \xc0\xaf", &flags);	/* stray byte, overlong */
+	assert_true(flags & NORMALIZE_INVALID_UTF8);
+	assert_string_equal(got, "rm ");
+	free(got);
+
+	flags = normalize_fold("r\0m", 3, &nb);
+	assert_true(flags & NORMALIZE_NUL);
+	assert_string_equal(nb.data, "rm");
+	normalize_buf_free(&nb);
+
+	/* The raw form stays searchable: bad bytes become U+FFFD. */
+	flags = normalize_raw("a\xff", 2, &nb);
+	assert_true(flags & NORMALIZE_INVALID_UTF8);
+	assert_string_equal(nb.data, "a\xef\xbf\xbd");
+	normalize_buf_free(&nb);
+}
+
+static void
+test_shell_quotes(void **state)
+{
+	check_shell("r''m -r\"\"f /", "rm -rf /");
+	check_shell("\\r\\m -\\r\\f /", "rm -rf /");
+	check_shell("'rm' \"-rf\" '/'", "rm -rf /");
+	check_shell("rm `` -rf $@/", "rm -rf /");
+}
+
+static void
+test_shell_ifs(void **state)
+{
+	check_shell("rm${ifs}-rf${ifs}/", "rm -rf /");
+	check_shell("rm$ifs-rf$ifs/", "rm -rf /");
+	check_shell("cat${ifs%??}/etc/shadow", "cat /etc/shadow");
+}
+
+static void
+test_shell_continuation_ansi(void **state)
+{
+	check_shell("rm \\\n-rf /", "rm -rf /");
+	check_shell("$'\\x72\\x6d' -rf /", "rm -rf /");
+	check_shell("$'\\162\\155' -rf /", "rm -rf /");
+	/* What $'..' decodes is unquoted once more, as eval would. */
+	check_shell("$'bash -c \"x\"'", "bash -c x");
+}
+
+static void
+test_shell_braces_blanks(void **state)
+{
+	check_shell("{rm,-rf,/}", "rm -rf /");
+	check_shell("pre{a,b}post", "preapost prebpost");
+	check_shell("a   b\t\tc", "a b c");
+	check_shell("a \n\n b", "a\nb");
+	/* Not a brace list: left alone. */
+	check_shell("function f() { echo; }", "function f() { echo; }");
+}
+
+static void
+test_decode_base64(void **state)
+{
+	char	*got;
+
+	got = decode("echo cm0gLXJmIC8= | base64 -d | sh");
+	assert_non_null(strstr(got, "rm -rf /"));
+	free(got);
+	/* URL-safe alphabet and a run not aligned on its word. */
+	got = decode("x=ZWNobyBoaQ");
+	assert_non_null(strstr(got, "echo hi"));
+	free(got);
+	/* Plain words are not decoded into noise. */
+	got = decode("configuration management");
+	assert_string_equal(got, "");
+	free(got);
+}
+
+static void
+test_decode_hex_percent(void **state)
+{
+	char	*got;
+
+	got = decode("echo 726d202d7266202f | xxd -r -p");
+	assert_non_null(strstr(got, "rm -rf /"));
+	free(got);
+	got = decode("printf '\\x72\\x6d -rf /'");
+	assert_non_null(strstr(got, "rm -rf /"));
+	free(got);
+	got = decode("GET /run?c=rm%20-rf%20%2F");
+	assert_non_null(strstr(got, "rm -rf /"));
+	free(got);
+}
+
+static void
+test_decode_levels(void **state)
+{
+	char	*got;
+
+	/* base64(base64("rm -rf /")): two levels are undone... */
+	got = decode("Y20wZ0xYSm1JQzg9");
+	assert_non_null(strstr(got, "rm -rf /"));
+	free(got);
+	/* ...but not a third. */
+	got = decode("WTIwd1oweFlTbTFKUXpnOQ==");
+	assert_null(strstr(got, "rm -rf /"));
+	free(got);
+}
+
+/* --- prefilter ----------------------------------------------------- */
+
+struct seen {
+	unsigned	ids[16];
+	size_t		at[16];
+	size_t		n;
+};
+
+static void
+seen_cb(void *arg, unsigned id, size_t at)
+{
+	struct seen	*s = arg;
+
+	if (s->n < 16) {
+		s->ids[s->n] = id;
+		s->at[s->n++] = at;
+	}
+}
+
+static void
+test_prefilter(void **state)
+{
+	struct prefilter	*pf = prefilter_new();
+	struct seen		 s;
+
+	prefilter_add(pf, "rm", 2, 0, PREFILTER_WORD_START |
+	    PREFILTER_WORD_END);
+	prefilter_add(pf, "/dev/tcp", 8, 1, 0);
+	prefilter_add(pf, "tcp", 3, 2, 0);
+	prefilter_build(pf);
+
+	memset(&s, 0, sizeof s);
+	prefilter_scan(pf, "perform RM -x", 13, seen_cb, &s);
+	assert_int_equal(s.n, 1);		/* "perform" is no word edge */
+	assert_int_equal(s.ids[0], 0);
+	assert_int_equal(s.at[0], 8);
+
+	memset(&s, 0, sizeof s);
+	prefilter_scan(pf, "> /DEV/TCP/x", 12, seen_cb, &s);
+	assert_int_equal(s.n, 2);		/* nested literal found too */
+	assert_int_equal(s.ids[0], 1);
+	assert_int_equal(s.at[0], 2);
+	assert_int_equal(s.ids[1], 2);
+	prefilter_free(pf);
+}
+
+/* --- rule files ---------------------------------------------------- */
+
+static const char good_rules[] =
+    "# a comment\n"
+    "define DEV /dev/(?:sd[a-z]|nvme\\d)\n"
+    "\n"
+    "rule t.rm\n"
+    "\tcategory\tdestructive\n"
+    "\tseverity\tcritical\n"
+    "\ttarget\t\tbash prompt\n"
+    "\thint\t\t\\brm\\b\n"
+    "\tpattern\t\t\\brm\\s+-rf\\s+/(?:\\s|$)\n"
+    "\tmessage\t\tdeleting /\n"
+    "\n"
+    "rule t.dd\n"
+    "\tcategory\tdisk\n"
+    "\tseverity\terror\n"
+    "\thint\t\tof=\n"
+    "\treach\t\t64\n"
+    "\tpattern\t\t\\bdd\\b.*\\bof={{DEV}}\n"
+    "\tmessage\t\twriting a disk\n"
+    "\n"
+    "rule t.sudo\n"
+    "\tcategory\tprivilege\n"
+    "\tseverity\tnotice\n"
+    "\ttarget\t\tbash\n"
+    "\tpattern\t\t\\bsudo\\s\n"
+    "\tmessage\t\tas root\n"
+    "\n"
+    "rule t.allow-dd-img\n"
+    "\tallow\t\tt.dd\n"
+    "\tpattern\t\tof=/dev/sdz\\b\n";
+
+static struct policy *
+load(const char *text, char *err)
+{
+	return policy_load_buffer("test.rules", text, strlen(text), err,
+	    ERRLEN);
+}
+
+static void
+test_parse_good(void **state)
+{
+	struct policy	*p;
+	char		 err[ERRLEN] = "";
+
+	p = load(good_rules, err);
+	assert_non_null(p);
+	assert_string_equal(err, "");
+	assert_int_equal(policy_nrules(p), 4);
+	policy_free(p);
+}
+
+static void
+expect_error(const char *text, const char *want)
+{
+	struct policy	*p;
+	char		 err[ERRLEN] = "";
+
+	p = load(text, err);
+	assert_null(p);
+	if (strstr(err, want) == NULL)
+		fail_msg("error \"%s\" lacks \"%s\"", err, want);
+}
+
+static void
+test_parse_errors(void **state)
+{
+	expect_error("rule a\n\tseverity\tcritical\n\tcategory\tx\n"
+	    "\tmessage\tm\n\tpattern\t(unclosed\n", "test.rules:1: rule a: "
+	    "bad pattern");
+	expect_error("rule a\n\tbogus\tx\n", "test.rules:2: unknown keyword");
+	expect_error("rule a\n\tpattern\tx\n\tcategory\tc\n\tmessage\tm\n",
+	    "test.rules:1: rule a has no severity");
+	expect_error("rule a\n\tseverity\tfatal\n", "test.rules:2: unknown "
+	    "severity");
+	expect_error("rule a\n\ttarget\tmail\n", "unknown target");
+	expect_error("\tpattern\tx\n", "test.rules:1: pattern outside a rule");
+	expect_error("rule a\n\tallow\tnope\n\tpattern\tx\n",
+	    "rule a allows nope, which is not a rule");
+	expect_error("rule a\n\tseverity\tnotice\n\tcategory\tc\n"
+	    "\tmessage\tm\n\tpattern\tx*\n", "matches the empty text");
+	expect_error("rule a\n\tpattern\t{{NOPE}}\n", "undefined macro");
+	expect_error("rule a\n\treach\t99999\n", "reach must be");
+}
+
+static void
+test_load_files(void **state)
+{
+	char		 dir[] = "/tmp/test_firewall.XXXXXX";
+	char		 good[PATH_MAX], bad[PATH_MAX], err[ERRLEN] = "";
+	const char	*files[2];
+	struct policy	*p;
+	FILE		*f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(good, sizeof good, "%s/10-good.rules", dir);
+	snprintf(bad, sizeof bad, "%s/20-bad.rules", dir);
+	assert_non_null(f = fopen(good, "w"));
+	fputs(good_rules, f);
+	fclose(f);
+	assert_non_null(f = fopen(bad, "w"));
+	fputs("# second file\n\nrule b.x\n\tseverity\terror\n"
+	    "\tcategory\tc\n\tmessage\tm\n\tpattern\t[z-a]\n", f);
+	fclose(f);
+
+	files[0] = good;
+	p = policy_load(files, 1, err, sizeof err);
+	assert_non_null(p);
+	policy_free(p);
+
+	/* One rule that fails to compile refuses the whole policy. */
+	files[1] = bad;
+	p = policy_load(files, 2, err, sizeof err);
+	assert_null(p);
+	assert_non_null(strstr(err, "20-bad.rules:3: rule b.x: bad pattern"));
+
+	unlink(good);
+	unlink(bad);
+	rmdir(dir);
+}
+
+/* --- checking ------------------------------------------------------ */
+
+static int
+check(const struct policy *p, enum policy_target t, const char *text,
+    struct policy_verdict *v)
+{
+	return policy_check(p, t, text, strlen(text), 0, v);
+}
+
+static const struct policy_match *
+find_match(const struct policy_verdict *v, const char *rule)
+{
+	size_t	i;
+
+	for (i = 0; i < v->nmatches; i++) {
+		if (strcmp(v->matches[i].rule, rule) == 0)
+			return &v->matches[i];
+	}
+	return NULL;
+}
+
+static void
+test_check_forms(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN];
+
+	assert_non_null(p = load(good_rules, err));
+	assert_int_equal(check(p, POLICY_BASH, "rm -rf /", &v), 1);
+	assert_int_equal(v.score, 5);
+	assert_int_equal(v.matches[0].form, POLICY_FORM_RAW);
+	assert_non_null(strstr(v.excerpt, "rm -rf /"));
+
+	check(p, POLICY_BASH, "\xd0\xb3m -rf /", &v);
+	assert_true(v.blocked);
+	assert_int_equal(v.matches[0].form, POLICY_FORM_FOLDED);
+
+	check(p, POLICY_BASH, "r''m${IFS}-rf${IFS}/", &v);
+	assert_true(v.blocked);
+	assert_int_equal(v.matches[0].form, POLICY_FORM_SHELL);
+
+	check(p, POLICY_BASH, "echo cm0gLXJmIC8= | base64 -d | sh", &v);
+	assert_true(v.blocked);
+	assert_int_equal(v.matches[0].form, POLICY_FORM_DECODED);
+
+	/* Code fences are not stripped: the command inside still counts. */
+	check(p, POLICY_PROMPT, "```sh\nrm -rf /\n```", &v);
+	assert_true(v.blocked);
+
+	assert_int_equal(check(p, POLICY_BASH, "rm -rf ./build", &v), 0);
+	assert_int_equal(v.score, 0);
+	assert_int_equal(v.nmatches, 0);
+	policy_free(p);
+}
+
+static void
+test_check_targets_threshold(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN];
+
+	assert_non_null(p = load(good_rules, err));
+	/* t.sudo screens Bash commands only. */
+	check(p, POLICY_PROMPT, "sudo ls", &v);
+	assert_int_equal(v.score, 0);
+	check(p, POLICY_BASH, "sudo ls", &v);
+	assert_int_equal(v.score, 2);
+	assert_false(v.blocked);
+	/* Scores add up: error + notice reaches the default threshold. */
+	check(p, POLICY_BASH, "sudo dd if=x of=/dev/sda", &v);
+	assert_int_equal(v.score, 6);
+	assert_true(v.blocked);
+	assert_int_equal(v.threshold, POLICY_DEFAULT_THRESHOLD);
+	/* A caller's threshold wins over the default. */
+	policy_check(p, POLICY_BASH, "sudo ls", 7, 2, &v);
+	assert_true(v.blocked);
+	policy_check(p, POLICY_BASH, "rm -rf /", 8, 10, &v);
+	assert_false(v.blocked);
+	policy_free(p);
+}
+
+static void
+test_check_allowlist(void **state)
+{
+	struct policy			*p;
+	struct policy_verdict		 v;
+	const struct policy_match	*m;
+	char				 err[ERRLEN];
+
+	assert_non_null(p = load(good_rules, err));
+	/* The allow rule cancels t.dd, and only t.dd. */
+	check(p, POLICY_BASH, "sudo dd if=x of=/dev/sdz", &v);
+	assert_int_equal(v.score, 2);
+	assert_non_null(m = find_match(&v, "t.dd"));
+	assert_true(m->allowed);
+	assert_non_null(m = find_match(&v, "t.sudo"));
+	assert_false(m->allowed);
+	/* It never passes the rest of the text. */
+	check(p, POLICY_BASH, "dd if=x of=/dev/sdz; rm -rf /", &v);
+	assert_int_equal(v.score, 5);
+	assert_true(v.blocked);
+	/* Nor does it cancel a t.dd match it does not cover... */
+	check(p, POLICY_BASH, "dd if=x of=/dev/sda", &v);
+	assert_int_equal(v.score, 4);
+	policy_free(p);
+}
+
+static void
+test_check_retry_overrun(void **state)
+{
+	static const char	 evil[] =
+	    "rule t.evil\n\tcategory\tx\n\tseverity\twarning\n"
+	    "\tmessage\tbacktracks\n\tpattern\t^(\\w+\\s?)+$\n";
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN], text[64];
+
+	assert_non_null(p = load(evil, err));
+	policy_set_retry_limit(p, 1000);
+	memset(text, 'a', sizeof text - 2);
+	text[sizeof text - 2] = '!';
+	text[sizeof text - 1] = '\0';
+	check(p, POLICY_PROMPT, text, &v);
+	/* The overrun fails closed: it counts as the rule matching. */
+	assert_int_equal(v.nmatches, 1);
+	assert_string_equal(v.matches[0].rule, "t.evil");
+	assert_true(v.matches[0].overrun);
+	assert_int_equal(v.score, POLICY_SEV_WARNING);
+	policy_free(p);
+}
+
+static void
+test_check_input_findings(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN], *big;
+
+	assert_non_null(p = load(good_rules, err));
+	check(p, POLICY_PROMPT, "hello \xff\xfe", &v);
+	assert_non_null(find_match(&v, "input.invalid-utf8"));
+	assert_int_equal(v.score, POLICY_SEV_WARNING);
+
+	policy_check(p, POLICY_PROMPT, "hi\0there", 8, 0, &v);
+	assert_non_null(find_match(&v, "input.nul-byte"));
+	assert_int_equal(v.score, POLICY_SEV_ERROR);
+
+	/* A NUL cannot hide a command from the folded form. */
+	policy_check(p, POLICY_BASH, "r\0m -rf /", 9, 0, &v);
+	assert_true(v.blocked);
+	assert_non_null(find_match(&v, "t.rm"));
+
+	big = calloc(1, POLICY_MAX_INPUT + 2);
+	memset(big, 'a', POLICY_MAX_INPUT + 1);
+	policy_check(p, POLICY_PROMPT, big, POLICY_MAX_INPUT + 1, 0, &v);
+	assert_true(v.blocked);
+	assert_non_null(find_match(&v, "input.too-long"));
+	free(big);
+	policy_free(p);
+}
+
+static void
+test_verdict_json(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	cJSON			*j, *m;
+	char			 err[ERRLEN];
+
+	assert_non_null(p = load(good_rules, err));
+	check(p, POLICY_BASH, "sudo rm -rf /", &v);
+	assert_non_null(j = policy_verdict_json(&v));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "blocked")));
+	assert_int_equal(cJSON_GetObjectItem(j, "score")->valueint, 7);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j,
+	    "matches")), 2);
+	m = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "matches"), 0);
+	assert_string_equal(cJSON_GetObjectItem(m, "rule")->valuestring,
+	    "t.rm");
+	assert_string_equal(cJSON_GetObjectItem(m, "category")->valuestring,
+	    "destructive");
+	assert_int_equal(cJSON_GetObjectItem(m, "severity")->valueint, 5);
+	assert_string_equal(cJSON_GetObjectItem(m, "form")->valuestring,
+	    "raw");
+	assert_string_equal(cJSON_GetObjectItem(m, "message")->valuestring,
+	    "deleting /");
+	assert_non_null(cJSON_GetObjectItem(j, "excerpt"));
+	cJSON_Delete(j);
+	policy_free(p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fold_case_and_width),
+		cmocka_unit_test(test_fold_lookalikes),
+		cmocka_unit_test(test_fold_invisibles),
+		cmocka_unit_test(test_fold_findings),
+		cmocka_unit_test(test_shell_quotes),
+		cmocka_unit_test(test_shell_ifs),
+		cmocka_unit_test(test_shell_continuation_ansi),
+		cmocka_unit_test(test_shell_braces_blanks),
+		cmocka_unit_test(test_decode_base64),
+		cmocka_unit_test(test_decode_hex_percent),
+		cmocka_unit_test(test_decode_levels),
+		cmocka_unit_test(test_prefilter),
+		cmocka_unit_test(test_parse_good),
+		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_load_files),
+		cmocka_unit_test(test_check_forms),
+		cmocka_unit_test(test_check_targets_threshold),
+		cmocka_unit_test(test_check_allowlist),
+		cmocka_unit_test(test_check_retry_overrun),
+		cmocka_unit_test(test_check_input_findings),
+		cmocka_unit_test(test_verdict_json),
+	};
+
+	return cmocka_run_group_tests_name("firewall", tests, NULL, NULL);
+}
