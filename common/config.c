@@ -26,6 +26,8 @@ static const struct config_key config_keys[] = {
 	{ "socket",		K_STR,  O(socket), "/run/hotplex/hotplexd.sock", 0, 0 },
 	{ "socket_group",	K_STR,  O(socket_group), NULL, 0, 0 },
 	{ "admin_group",	K_STR,  O(admin_group), NULL, 0, 0 },
+	{ "allowed_uids",	K_LIST, O(allowed_uids), NULL, 0, 0 },
+	{ "allowed_groups",	K_LIST, O(allowed_groups), NULL, 0, 0 },
 	{ "state_dir",		K_STR,  O(state_dir), "/var/lib/hotplex", 0, 0 },
 	{ "workdir_root",	K_STR,  O(workdir_root), "/var/lib/hotplex/work", 0, 0 },
 	{ "worker_path",	K_STR,  O(worker_path), NULL, 0, 0 },

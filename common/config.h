@@ -26,6 +26,8 @@ struct config {
 	char		*socket;
 	char		*socket_group;
 	char		*admin_group;
+	struct config_list allowed_uids;	/* users (names or ids) */
+	struct config_list allowed_groups;	/* groups (names or ids) */
 	char		*state_dir;
 	char		*workdir_root;
 	char		*worker_path;	/* hotplex-worker; NULL: beside hotplexd */

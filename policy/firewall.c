@@ -22,6 +22,7 @@
 #define FW_MAX_FILE		(1024 * 1024)	/* bytes per rule file */
 #define FW_EXCERPT_BEFORE	(POLICY_MAX_EXCERPT / 4)
 #define FW_NOALLOW		((size_t)-1)
+#define FW_WINDOWS_MIN		8	/* first allocation of windows */
 
 /* Findings on the input itself, not from a rule file. */
 #define FW_RULE_TOO_LONG	"input.too-long"
@@ -434,9 +435,10 @@ fw_same_nocase(const struct norm_buf *a, const struct norm_buf *b)
  * may start, from its reach before each hint seen up to the hint, merged.
  */
 struct fw_windows {
-	size_t	n;
-	size_t	from[POLICY_MAX_WINDOWS];
-	size_t	to[POLICY_MAX_WINDOWS];		/* inclusive */
+	size_t	 n;
+	size_t	 cap;
+	size_t	*from;
+	size_t	*to;				/* inclusive */
 };
 
 struct fw_scan {
@@ -459,11 +461,16 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 		w = sc->win[id] = xcalloc(1, sizeof *w);
 	from = at > r->reach ? at - r->reach : 0;
 	/* Hints come in text order: extend the last window if they touch. */
-	if (w->n > 0 && (from <= w->to[w->n - 1] + 1 ||
-	    w->n == POLICY_MAX_WINDOWS)) {
+	if (w->n > 0 && from <= w->to[w->n - 1] + 1) {
 		if (at > w->to[w->n - 1])
 			w->to[w->n - 1] = at;
 		return;
+	}
+	/* At most one window per hint seen, so bounded by the text. */
+	if (w->n == w->cap) {
+		w->cap = w->cap == 0 ? FW_WINDOWS_MIN : w->cap * 2;
+		w->from = xreallocarray(w->from, w->cap, sizeof *w->from);
+		w->to = xreallocarray(w->to, w->cap, sizeof *w->to);
 	}
 	w->from[w->n] = from;
 	w->to[w->n++] = at;
@@ -546,8 +553,13 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 			break;
 		}
 	}
-	for (i = 0; i < p->nrules * POLICY_NFORMS; i++)
-		free(sc.win[i]);
+	for (i = 0; i < p->nrules * POLICY_NFORMS; i++) {
+		if (sc.win[i] != NULL) {
+			free(sc.win[i]->from);
+			free(sc.win[i]->to);
+			free(sc.win[i]);
+		}
+	}
 	free(sc.win);
 }
 

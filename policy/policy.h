@@ -31,7 +31,6 @@
 #define POLICY_DEFAULT_THRESHOLD 5		/* score that blocks */
 #define POLICY_DEFAULT_REACH	0		/* match start to its hint, max */
 #define POLICY_MAX_REACH	1024		/* ... as a rule may set it */
-#define POLICY_MAX_WINDOWS	32		/* match windows per rule+form */
 #define POLICY_RETRY_LIMIT	100000UL	/* backtracks per match attempt */
 #define POLICY_SEARCH_LIMIT	1000000UL	/* backtracks per search */
 

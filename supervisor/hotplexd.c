@@ -54,17 +54,17 @@ hotplexd_worker_path(const struct config *c)
 	return xstrdup(HOTPLEX_LIBEXECDIR "/hotplex-worker");
 }
 
-static void
-hotplexd_reload(void)
+/* New config into a new object; swapped in only when it parsed whole. */
+int
+hotplexd_reload(char *err, size_t errlen)
 {
 	struct config	*nc;
-	char		 err[CONFIG_ERR_MAX];
 
 	if ((nc = config_load(hp.conf_path, hp.conf_given, err,
-	    sizeof err)) == NULL) {
+	    errlen)) == NULL) {
 		log_warnx("reload failed, keeping the old configuration: %s",
 		    err);
-		return;
+		return -1;
 	}
 	if (strcmp(nc->socket, hp.conf->socket) != 0)
 		log_warnx("reload: socket changes need a restart");
@@ -75,6 +75,7 @@ hotplexd_reload(void)
 	log_setlevel(hp.conf->log_level);
 	log_info("configuration reloaded");
 	pool_refill();
+	return 0;
 }
 
 static void
@@ -109,7 +110,7 @@ hotplexd_check_exit(void)
 static void
 hotplexd_signal(evutil_socket_t sig, short what, void *arg)
 {
-	struct timeval	tv;
+	char	err[CONFIG_ERR_MAX];
 
 	switch (sig) {
 	case SIGCHLD:
@@ -117,30 +118,38 @@ hotplexd_signal(evutil_socket_t sig, short what, void *arg)
 		hotplexd_check_exit();
 		break;
 	case SIGHUP:
-		hotplexd_reload();
+		hotplexd_reload(err, sizeof err);
 		break;
 	case SIGTERM:
 	case SIGINT:
-		if (hp.shutting_down) {
-			hotplexd_drain_done(-1, 0, NULL);
-			break;
-		}
-		log_info("shutting down (drain up to %llu ms)",
-		    (unsigned long long)hp.conf->drain_timeout_ms);
-		hp.shutting_down = 1;
-		server_close();
-		pool_kill_all();	/* spares only; sessions drain */
-		session_drain();
-		hotplexd_check_exit();
-		if (session_count_live() == 0)
-			break;
-		tv.tv_sec = hp.conf->drain_timeout_ms / 1000;
-		tv.tv_usec = (hp.conf->drain_timeout_ms % 1000) * 1000;
-		hotplexd_drain_timer = evtimer_new(hp.base, hotplexd_drain_done,
-		    NULL);
-		evtimer_add(hotplexd_drain_timer, &tv);
+		hotplexd_shutdown();
 		break;
 	}
+}
+
+/* SIGTERM or the shutdown op: drain, then exit. */
+void
+hotplexd_shutdown(void)
+{
+	struct timeval	tv;
+
+	if (hp.shutting_down) {		/* a second time: no more waiting */
+		hotplexd_drain_done(-1, 0, NULL);
+		return;
+	}
+	log_info("shutting down (drain up to %llu ms)",
+	    (unsigned long long)hp.conf->drain_timeout_ms);
+	hp.shutting_down = 1;
+	server_close();
+	pool_kill_all();	/* spares only; sessions drain */
+	session_drain();
+	hotplexd_check_exit();
+	if (session_count_live() == 0)
+		return;
+	tv.tv_sec = hp.conf->drain_timeout_ms / 1000;
+	tv.tv_usec = (hp.conf->drain_timeout_ms % 1000) * 1000;
+	hotplexd_drain_timer = evtimer_new(hp.base, hotplexd_drain_done, NULL);
+	evtimer_add(hotplexd_drain_timer, &tv);
 }
 
 int

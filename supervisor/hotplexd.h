@@ -122,6 +122,8 @@ extern struct hotplexd hp;
 
 /* hotplexd.c */
 void	 hotplexd_check_exit(void);
+int	 hotplexd_reload(char *err, size_t errlen);
+void	 hotplexd_shutdown(void);
 
 /* server.c */
 int	 server_listen(void);		/* bind before daemonizing */
@@ -132,6 +134,7 @@ void	 server_close(void);
 void	 server_client_new(int fd);
 void	 server_client_free(struct client *);
 void	 server_client_write(struct client *, const char *, size_t);
+void	 server_client_close(struct client *);
 void	 server_client_reply(struct client *, const char *req, const char *type,
 	    cJSON *data);
 void	 server_client_error(struct client *, const char *req,

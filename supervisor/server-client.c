@@ -36,6 +36,10 @@ struct server_op {
 
 static void	server_client_op_hello(struct client *, const char *,
 		    const cJSON *);
+static void	server_client_op_reload(struct client *, const char *,
+		    const cJSON *);
+static void	server_client_op_shutdown(struct client *, const char *,
+		    const cJSON *);
 
 static const struct server_op server_ops[] = {
 	{ "hello",	server_client_op_hello },
@@ -46,30 +50,85 @@ static const struct server_op server_ops[] = {
 	{ "reset",	session_op_reset },
 	{ "stats",	session_op_stats },
 	{ "sessions",	session_op_sessions },
+	{ "reload",	server_client_op_reload },
+	{ "shutdown",	server_client_op_shutdown },
 };
 
-/* uid 0, or a member of admin_group. */
+/* A group given by name or number. */
 static int
-server_client_is_admin(uid_t uid, gid_t gid)
+server_client_group(const char *name, gid_t *gid)
 {
 	struct group	*gr;
+	char		*end;
+	unsigned long	 v;
+
+	if ((gr = getgrnam(name)) != NULL) {
+		*gid = gr->gr_gid;
+		return 0;
+	}
+	v = strtoul(name, &end, 10);
+	if (*name == '\0' || *end != '\0')
+		return -1;
+	*gid = (gid_t)v;
+	return 0;
+}
+
+/* Is the peer (uid, primary gid) in the group, primary or supplementary? */
+static int
+server_client_in_group(uid_t uid, gid_t gid, const char *group)
+{
 	struct passwd	*pw;
-	gid_t		 groups[CLIENT_GROUPS_MAX];
+	gid_t		 want, groups[CLIENT_GROUPS_MAX];
 	int		 n = CLIENT_GROUPS_MAX, i;
 
-	if (uid == 0)
-		return 1;
-	if (hp.conf->admin_group == NULL ||
-	    (gr = getgrnam(hp.conf->admin_group)) == NULL)
+	if (server_client_group(group, &want) == -1)
 		return 0;
-	if (gid == gr->gr_gid)
+	if (gid == want)
 		return 1;
 	if ((pw = getpwuid(uid)) == NULL)
 		return 0;
 	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) == -1)
 		return 0;
 	for (i = 0; i < n; i++)
-		if (groups[i] == gr->gr_gid)
+		if (groups[i] == want)
+			return 1;
+	return 0;
+}
+
+/* uid 0, or a member of admin_group. */
+static int
+server_client_is_admin(uid_t uid, gid_t gid)
+{
+	if (uid == 0)
+		return 1;
+	return hp.conf->admin_group != NULL &&
+	    server_client_in_group(uid, gid, hp.conf->admin_group);
+}
+
+/*
+ * allowed_uids / allowed_groups: when either is set, only those users (and
+ * root) may talk; otherwise whoever can open the socket.
+ */
+static int
+server_client_allowed(uid_t uid, gid_t gid)
+{
+	const struct config_list *u = &hp.conf->allowed_uids;
+	const struct config_list *g = &hp.conf->allowed_groups;
+	struct passwd	*pw;
+	char		*end;
+	size_t		 i;
+
+	if (uid == 0 || (u->n == 0 && g->n == 0))
+		return 1;
+	for (i = 0; i < u->n; i++) {
+		if ((pw = getpwnam(u->v[i])) != NULL && pw->pw_uid == uid)
+			return 1;
+		if (strtoul(u->v[i], &end, 10) == uid && *end == '\0' &&
+		    *u->v[i] != '\0')
+			return 1;
+	}
+	for (i = 0; i < g->n; i++)
+		if (server_client_in_group(uid, gid, g->v[i]))
 			return 1;
 	return 0;
 }
@@ -123,6 +182,13 @@ server_client_new(int fd)
 	TAILQ_INSERT_TAIL(&hp.clients, c, entry);
 	log_debug("client %llu: uid %ld pid %ld%s", (unsigned long long)c->id,
 	    (long)c->uid, (long)c->pid, c->admin ? " (admin)" : "");
+	if (!server_client_allowed(c->uid, c->gid)) {
+		log_warnx("client uid %ld pid %ld refused: not in allowed_uids "
+		    "or allowed_groups", (long)c->uid, (long)c->pid);
+		server_client_error(c, NULL, NULL, ERR_FORBIDDEN,
+		    "uid %ld may not use this server", (long)c->uid);
+		server_client_close(c);
+	}
 }
 
 void
@@ -226,6 +292,51 @@ server_client_error(struct client *c, const char *req, const char *session,
 	server_client_send(c, o);
 }
 
+/* Closes after what is queued has been written. */
+void
+server_client_close(struct client *c)
+{
+	c->closing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static int
+server_client_need_admin(struct client *c, const char *req)
+{
+	if (c->admin)
+		return 1;
+	server_client_error(c, req, NULL, ERR_FORBIDDEN,
+	    "this op needs uid 0 or admin_group");
+	return 0;
+}
+
+static void
+server_client_op_reload(struct client *c, const char *req, const cJSON *r)
+{
+	char	err[CONFIG_ERR_MAX];
+
+	if (!server_client_need_admin(c, req))
+		return;
+	if (hotplexd_reload(err, sizeof err) == -1) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "reload failed, old configuration kept: %s", err);
+		return;
+	}
+	server_client_ok(c, req, NULL);
+}
+
+static void
+server_client_op_shutdown(struct client *c, const char *req, const cJSON *r)
+{
+	if (!server_client_need_admin(c, req))
+		return;
+	log_info("shutdown requested by uid %ld pid %ld", (long)c->uid,
+	    (long)c->pid);
+	server_client_ok(c, req, NULL);
+	hotplexd_shutdown();
+}
+
 static void
 server_client_op_hello(struct client *c, const char *req, const cJSON *r)
 {
@@ -308,10 +419,7 @@ server_client_read(struct bufferevent *bev, void *arg)
 			server_client_error(c, NULL, NULL, ERR_TOO_LARGE,
 			    "request longer than %zu bytes",
 			    hp.conf->max_request_bytes);
-			c->closing = 1;
-			bufferevent_disable(bev, EV_READ);
-			bufferevent_trigger(bev, EV_WRITE,
-			    BEV_TRIG_DEFER_CALLBACKS);
+			server_client_close(c);
 			break;
 		}
 		if (len > 0)

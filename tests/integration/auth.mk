@@ -1,0 +1,1 @@
+SUITES	+= 'auth=python3 tests/integration/test_auth.py'
