@@ -521,6 +521,8 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 	size_t			 i;
 	int			 f, rc;
 
+	if (p->nrules == 0)
+		return;
 	sc.p = p;
 	sc.tbit = tbit;
 	sc.win = xcalloc(p->nrules * POLICY_NFORMS, sizeof *sc.win);

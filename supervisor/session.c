@@ -279,6 +279,20 @@ session_open_msg(struct session *s, int probe)
 	cJSON_AddNumberToObject(o, "stderr_tail_bytes",
 	    (double)hp.conf->stderr_tail_bytes);
 	cJSON_AddBoolToObject(o, "probe", probe);
+	/* The CLI's sandbox (hotplex-worker applies it; absent keys: off). */
+	cJSON_AddStringToObject(o, "state_dir", hp.conf->state_dir);
+	a = cJSON_AddObjectToObject(o, "sandbox");
+	if (hp.conf->worker_user != NULL)
+		cJSON_AddStringToObject(a, "worker_user", hp.conf->worker_user);
+	if (hp.conf->seccomp != NULL && strcmp(hp.conf->seccomp, "off") != 0)
+		cJSON_AddStringToObject(a, "seccomp", hp.conf->seccomp);
+	cJSON_AddStringToObject(a, "landlock", hp.conf->landlock != NULL ?
+	    hp.conf->landlock : "off");
+	cJSON_AddNumberToObject(a, "rlimit_nofile",
+	    (double)hp.conf->rlimit_nofile);
+	cJSON_AddNumberToObject(a, "rlimit_nproc", (double)hp.conf->rlimit_nproc);
+	cJSON_AddNumberToObject(a, "rlimit_cpu", (double)hp.conf->rlimit_cpu);
+	cJSON_AddNumberToObject(a, "rlimit_fsize", (double)hp.conf->rlimit_fsize);
 	return o;
 }
 
@@ -376,6 +390,12 @@ session_turn_end(struct session *s, const cJSON *j)
 	stats_clear(&s->last);
 	stats_copy(&s->last, &turn);
 	stats_clear(&turn);
+	/* Its CLI is gone and the worker follows: no turn goes there now. */
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "exiting")) &&
+	    s->worker != NULL && s->state != SESSION_STOPPING) {
+		s->state = SESSION_STOPPING;
+		s->stop_final = 0;
+	}
 	if (!session_waiting(&s->exec))
 		return;
 	session_emit(s, "session_stats", session_stats_json(s));
@@ -480,6 +500,11 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		    cJSON_GetObjectItemCaseSensitive(j, "signal") ?
 		    cJSON_GetObjectItemCaseSensitive(j, "signal")->valueint : 0);
 		s->cli_pid = 0;
+		if (s->state == SESSION_READY) {	/* the worker exits next */
+			s->state = SESSION_STOPPING;
+			s->stop_final = 0;
+			event_del(s->idle_timer);
+		}
 		break;
 	default:
 		log_warnx("session %s: unexpected %s from worker %ld", s->name,

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "policy/sandbox.h"
 #include "worker/worker.h"
 
 #define CLI_EOF_GRACE_MS	1000	/* stdout EOF after exit, at most */
@@ -44,38 +46,147 @@ struct cli {
 	int			 exited_told;
 };
 
+/*
+ * The report pipe: the child writes records on it until exec closes it
+ * (close-on-exec); an error record means it gave up.  A record is smaller
+ * than PIPE_BUF, so it arrives whole.
+ */
+#define CLI_REPORT_ERROR	'E'
+#define CLI_REPORT_WARNING	'W'
+#define CLI_REPORT_FD		3	/* where the child keeps the pipe */
+
+struct cli_report {
+	char	kind;
+	char	msg[CLI_REPORT_MAX];
+};
+
+static void __attribute__((format(printf, 3, 4)))
+cli_report(int fd, char kind, const char *fmt, ...)
+{
+	struct cli_report	r;
+	va_list			ap;
+
+	memset(&r, 0, sizeof r);
+	r.kind = kind;
+	va_start(ap, fmt);
+	vsnprintf(r.msg, sizeof r.msg, fmt, ap);
+	va_end(ap);
+	(void)!write(fd, &r, sizeof r);
+}
+
+/*
+ * After the privilege drop: the directories the CLI needs must be usable
+ * by its uid (Landlock grants nothing the file modes refuse).
+ */
+static int
+cli_child_access(int report, const char *what, const char *path)
+{
+	if (path == NULL || access(path, R_OK | W_OK | X_OK) == 0)
+		return 0;
+	cli_report(report, CLI_REPORT_ERROR, "%s %s not usable by uid %u: %s",
+	    what, path, (unsigned)getuid(), strerror(errno));
+	return -1;
+}
+
 /* Child side: never returns. */
 static void __attribute__((noreturn))
 cli_child(const struct cli_spec *spec, int in[2], int out[2], int errp[2],
     int report, pid_t parent)
 {
+	const struct sandbox_conf *sc = spec->sandbox;
+	char		 msg[SANDBOX_ERR_MAX];
+	const char	*what;
 	sigset_t	 none;
-	int		 sig, e;
+	int		 sig;
 
 	for (sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
+	what = "setsid";
 	if (setsid() == -1)
 		goto fail;
+	what = "prctl PR_SET_PDEATHSIG";
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
 		goto fail;
 	if (getppid() != parent)	/* the worker died before prctl */
 		_exit(127);
+	what = "dup2";
 	if (dup2(in[0], 0) == -1 || dup2(out[1], 1) == -1 ||
 	    dup2(errp[1], 2) == -1)
 		goto fail;
-	if (chdir(spec->workdir) == -1)
-		goto fail;
-	/* Every other descriptor closes on exec but the report pipe. */
-	closefrom(3);
+	if (sc != NULL) {
+		/* It changes to the workdir itself, before dropping. */
+		if (sandbox_child(sc, msg, sizeof msg) == -1) {
+			cli_report(report, CLI_REPORT_ERROR, "sandbox: %s",
+			    msg);
+			_exit(127);
+		}
+		if (msg[0] != '\0')
+			cli_report(report, CLI_REPORT_WARNING, "sandbox: %s",
+			    msg);
+		if (sc->drop_privs &&
+		    (cli_child_access(report, "workdir", sc->workdir) == -1 ||
+		    cli_child_access(report, "TMPDIR", sc->tmpdir) == -1 ||
+		    cli_child_access(report, "CLI config dir",
+		    sc->config_dir) == -1))
+			_exit(127);
+	} else {
+		if (chdir(spec->workdir) == -1) {
+			cli_report(report, CLI_REPORT_ERROR, "chdir %s: %s",
+			    spec->workdir, strerror(errno));
+			_exit(127);
+		}
+	}
+	/* Every other descriptor goes; the report pipe closes on exec. */
+	what = "dup3";
+	if (report != CLI_REPORT_FD) {
+		if (dup3(report, CLI_REPORT_FD, O_CLOEXEC) == -1)
+			goto fail;
+		report = CLI_REPORT_FD;
+	}
+	closefrom(CLI_REPORT_FD + 1);
+	what = spec->path;
 	execvpe(spec->path, (char *const *)spec->argv,
 	    (char *const *)spec->envp);
 fail:
-	e = errno;
-	(void)!write(report, &e, sizeof e);
+	cli_report(report, CLI_REPORT_ERROR, "%s%s: %s",
+	    what == spec->path ? "exec " : "", what, strerror(errno));
 	_exit(127);
+}
+
+/*
+ * Reads the child's report records until exec closes the pipe.  Returns
+ * -1 with the message in err if it gave up; warnings are logged.
+ */
+static int
+cli_read_report(int fd, pid_t pid, char *err, size_t errlen)
+{
+	struct cli_report	r;
+	ssize_t			n;
+	int			failed = 0;
+
+	for (;;) {
+		n = read(fd, &r, sizeof r);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (n != (ssize_t)sizeof r) {
+			snprintf(err, errlen, "CLI child: short report");
+			failed = 1;
+			continue;
+		}
+		r.msg[sizeof r.msg - 1] = '\0';
+		if (r.kind == CLI_REPORT_WARNING)
+			log_warnx("CLI %ld: %s", (long)pid, r.msg);
+		else if (!failed) {
+			snprintf(err, errlen, "%s", r.msg);
+			failed = 1;
+		}
+	}
+	return failed ? -1 : 0;
 }
 
 static void
@@ -187,10 +298,9 @@ cli_spawn(struct event_base *base, const struct cli_spec *spec,
     size_t errlen)
 {
 	struct cli	*c;
-	int		 in[2], out[2], errp[2], rep[2], e = 0;
+	int		 in[2], out[2], errp[2], rep[2], e = 0, n;
 	sigset_t	 all, old;
 	pid_t		 pid, parent = getpid();
-	ssize_t		 n;
 
 	if (pipe2(in, O_CLOEXEC) == -1)
 		goto syserr0;
@@ -217,12 +327,9 @@ cli_spawn(struct event_base *base, const struct cli_spec *spec,
 		goto fail;
 	}
 	/* The report pipe closes on a successful exec. */
-	do
-		n = read(rep[0], &e, sizeof e);
-	while (n == -1 && errno == EINTR);
+	n = cli_read_report(rep[0], pid, err, errlen);
 	close(rep[0]);
-	if (n == (ssize_t)sizeof e) {
-		snprintf(err, errlen, "exec %s: %s", spec->path, strerror(e));
+	if (n == -1) {
 		waitpid(pid, NULL, 0);
 		close(in[1]);
 		close(out[0]);

@@ -3,12 +3,16 @@
  * runs one turn at a time through the bridge and reports to the master.
  */
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "policy/sandbox.h"
 #include "worker/bridge.h"
 #include "worker/worker.h"
 
@@ -36,6 +41,30 @@
 #define WORKER_EVENT_MAX	(MSG_MAX_PAYLOAD - 4096)	/* one event's JSON */
 #define WORKER_ORPHANS_MAX	256	/* left-over processes killed per round */
 #define WORKER_ORPHAN_ROUNDS	16
+
+#define WORKER_STATE_MODE	0711	/* state_dir and its tmp/, claude/ */
+#define WORKER_PRIVATE_MODE	0700	/* a session's TMPDIR, a config dir */
+#define WORKER_TMP_PREFIX	"s."	/* never "." or ".." as a name */
+
+/*
+ * With the sandbox on, the CLI's own bubblewrap sandbox (Bash tool) must
+ * stay off: it needs user and mount namespaces, which our seccomp profile
+ * and Landlock refuse.  The flag wins over a .claude/settings.json in the
+ * (user-controlled) workdir; IS_SANDBOX=1 tells it truthfully that it runs
+ * in a sandbox, which turns off the gate that could force its own on.
+ */
+#define WORKER_CLI_SETTINGS	"{\"sandbox\":{\"enabled\":false}}"
+
+/* The sandbox of one CLI, from the open message. */
+struct worker_sandbox {
+	struct sandbox_conf	 sc;
+	int			 on;	/* Landlock, seccomp or worker_user */
+	int			 apply;	/* on, or rlimits only */
+	char			 tmpdir[PATH_MAX];
+	char			 config_dir[PATH_MAX];
+	char			 clidir[PATH_MAX];
+	const char		*rx[2];
+};
 
 enum wstate { W_IDLE, W_OPEN, W_CLOSING };
 
@@ -65,6 +94,7 @@ static struct {
 	int			 stopping;
 	int			 exiting;
 	int			 init_seen;
+	int			 cli_gone;	/* the CLI exited; we exit next */
 	int			 exit_code;
 } w;
 
@@ -93,6 +123,27 @@ worker_send_json(uint16_t type, cJSON *j)
 }
 
 /*
+ * Once confined (sandbox_worker_confine) kill() reaches only the CLI's
+ * group and ourselves; a left-over child of ours is signalled through a
+ * pidfd, which also cannot hit a recycled pid.
+ */
+static void
+worker_kill_pid(pid_t pid, int sig)
+{
+	int	fd;
+
+	if (kill(pid, sig) == 0 || (errno != ENOSYS && errno != EPERM))
+		return;
+	if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) == -1) {
+		log_warn("pidfd_open %ld", (long)pid);
+		return;
+	}
+	if (syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) == -1)
+		log_warn("pidfd_send_signal %ld", (long)pid);
+	close(fd);
+}
+
+/*
  * Tools the CLI started in sessions of their own are not in its process
  * group; as we are a subreaper they re-parent to us when the CLI dies.
  * Kill and reap them (and what they re-parent to us in turn).
@@ -110,7 +161,7 @@ worker_kill_orphans(void)
 			break;
 		for (i = 0; i < n; i++) {
 			log_warnx("killing left-over process %ld", (long)kids[i]);
-			kill(kids[i], SIGKILL);
+			worker_kill_pid(kids[i], SIGKILL);
 			waitpid(kids[i], NULL, 0);
 		}
 	}
@@ -377,6 +428,7 @@ worker_cli_exited(void *arg, int status)
 		snprintf(msg, sizeof msg, "CLI killed by signal %d",
 		    WTERMSIG(status));
 	log_info("%s", msg);
+	w.cli_gone = 1;
 	if (w.busy) {
 		if (w.timed_out)
 			worker_turn_finish_error(ERR_TURN_TIMEOUT,
@@ -425,6 +477,8 @@ worker_turn_finish_error(const char *code, const char *message)
 	cJSON_AddStringToObject(e, "message", message);
 	cJSON_AddItemToObject(j, "stats",
 	    stats_to_json(bridge_turn_stats(w.bridge, util_now_ms())));
+	/* The master must not send another turn to a worker on its way out. */
+	cJSON_AddBoolToObject(j, "exiting", w.cli_gone);
 	worker_send_json(MSG_TURN_END, j);
 	worker_turn_clear();
 }
@@ -633,6 +687,262 @@ worker_build_env(const char **envp, char **owned, const cJSON *names)
 	return n;
 }
 
+/* Sets name=value in the CLI's environment, replacing what was there. */
+static int
+worker_env_set(const char **envp, char **owned, size_t *n, const char *name,
+    const char *value)
+{
+	size_t	 i, len = strlen(name);
+	char	*s;
+
+	xasprintf(&s, "%s=%s", name, value);
+	for (i = 0; i < *n; i++) {
+		if (strncmp(owned[i], name, len) == 0 && owned[i][len] == '=') {
+			free(owned[i]);
+			owned[i] = s;
+			envp[i] = s;
+			return 0;
+		}
+	}
+	if (*n == WORKER_ENV_MAX) {
+		free(s);
+		return -1;
+	}
+	owned[*n] = s;
+	envp[(*n)++] = s;
+	envp[*n] = NULL;
+	return 0;
+}
+
+static int
+worker_env_allowed(const cJSON *names, const char *name)
+{
+	const cJSON	*e;
+
+	cJSON_ArrayForEach(e, names)
+		if (cJSON_IsString(e) && strcmp(e->valuestring, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* "what path: errno text"; a long path is cut, not the point. */
+static void
+worker_path_err(char *err, size_t errlen, const char *what,
+    const char *path)
+{
+	if (snprintf(err, errlen, "%s%s%s: %s", what, *what != '\0' ? " " : "",
+	    path, strerror(errno)) < 0 && errlen > 0)
+		err[0] = '\0';
+}
+
+/* A directory of one uid: created if missing, never through a symlink. */
+static int
+worker_private_dir(const char *path, uid_t uid, gid_t gid, int give,
+    char *err, size_t errlen)
+{
+	int	fd;
+
+	if (mkdir(path, WORKER_PRIVATE_MODE) == -1 && errno != EEXIST) {
+		worker_path_err(err, errlen, "mkdir", path);
+		return -1;
+	}
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
+		worker_path_err(err, errlen, "", path);
+		return -1;
+	}
+	if ((give && fchown(fd, uid, gid) == -1) ||
+	    fchmod(fd, WORKER_PRIVATE_MODE) == -1) {
+		worker_path_err(err, errlen, "", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* The real directory of the CLI binary, found as execvpe finds it. */
+static int
+worker_cli_dir(const char *cli, char *out, size_t outlen, char *err,
+    size_t errlen)
+{
+	char		 path[PATH_MAX], real[PATH_MAX];
+	const char	*p, *end, *search = getenv("PATH");
+	int		 found = 0;
+
+	if (strchr(cli, '/') != NULL)
+		found = realpath(cli, real) != NULL;
+	else {
+		if (search == NULL)
+			search = "/bin:/usr/bin";
+		for (p = search; !found && *p != '\0'; p = *end ? end + 1 : end) {
+			if ((end = strchr(p, ':')) == NULL)
+				end = p + strlen(p);
+			snprintf(path, sizeof path, "%.*s%s%s", (int)(end - p),
+			    p, end == p ? "." : "", "/");
+			if (strlen(path) + strlen(cli) >= sizeof path)
+				continue;
+			strcat(path, cli);
+			found = access(path, X_OK) == 0 &&
+			    realpath(path, real) != NULL;
+		}
+	}
+	if (!found) {
+		snprintf(err, errlen, "cli_path %s: not found", cli);
+		return -1;
+	}
+	snprintf(out, outlen, "%s", dirname(real));
+	return 0;
+}
+
+static int
+worker_landlock_mode(const char *s, enum sandbox_landlock *mode)
+{
+	if (s == NULL || strcmp(s, "off") == 0)
+		*mode = SANDBOX_LANDLOCK_OFF;
+	else if (strcmp(s, "best_effort") == 0)
+		*mode = SANDBOX_LANDLOCK_BEST_EFFORT;
+	else if (strcmp(s, "required") == 0)
+		*mode = SANDBOX_LANDLOCK_REQUIRED;
+	else
+		return -1;
+	return 0;
+}
+
+/*
+ * Fills the CLI's sandbox from the open message's "sandbox" object and
+ * prepares what it needs: the private TMPDIR <state_dir>/tmp/s.<session>
+ * and, unless CLAUDE_CONFIG_DIR is passed through, the config dir
+ * <state_dir>/claude/<uid>, both of the CLI's uid, mode 0700.
+ */
+static int
+worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
+    const char *session, const char *cli, char *err, size_t errlen)
+{
+	const cJSON	*j = cJSON_GetObjectItemCaseSensitive(o, "sandbox");
+	const char	*user, *state, *cfg;
+	char		 dir[PATH_MAX];
+	struct passwd	*pw;
+	struct stat	 st;
+	struct sandbox_conf *sc = &sb->sc;
+
+	memset(sb, 0, sizeof *sb);
+	sc->workdir = w.workdir;
+	if (!cJSON_IsObject(j))
+		return 0;
+	if (worker_landlock_mode(worker_jstr(j, "landlock"), &sc->landlock) ==
+	    -1) {
+		snprintf(err, errlen, "unknown landlock mode");
+		return -1;
+	}
+	sc->seccomp_profile = worker_jstr(j, "seccomp");
+	sc->nofile = (rlim_t)worker_jnum(j, "rlimit_nofile", 0);
+	sc->nproc = (rlim_t)worker_jnum(j, "rlimit_nproc", 0);
+	sc->cpu = (rlim_t)worker_jnum(j, "rlimit_cpu", 0);
+	sc->fsize = (rlim_t)worker_jnum(j, "rlimit_fsize", 0);
+	user = worker_jstr(j, "worker_user");
+	sb->on = sc->landlock != SANDBOX_LANDLOCK_OFF ||
+	    sc->seccomp_profile != NULL || user != NULL;
+	sb->apply = sb->on || sc->nofile != 0 || sc->nproc != 0 ||
+	    sc->cpu != 0 || sc->fsize != 0;
+	if (!sb->on)
+		return 0;
+
+	if (user != NULL) {
+		if (geteuid() != 0) {
+			snprintf(err, errlen, "worker_user %s is set but "
+			    "hotplex-worker runs as uid %u, not root", user,
+			    (unsigned)geteuid());
+			return -1;
+		}
+		errno = 0;
+		if ((pw = getpwnam(user)) == NULL) {
+			snprintf(err, errlen, "worker_user %s: %s", user,
+			    errno != 0 ? strerror(errno) : "no such user");
+			return -1;
+		}
+		sc->uid = pw->pw_uid;
+		sc->gid = pw->pw_gid;
+		sc->drop_privs = 1;
+	} else {
+		sc->uid = geteuid();
+		sc->gid = getegid();
+	}
+
+	if ((state = worker_jstr(o, "state_dir")) == NULL || state[0] != '/') {
+		snprintf(err, errlen, "state_dir must be an absolute path");
+		return -1;
+	}
+	snprintf(dir, sizeof dir, "%s/tmp", state);
+	if (util_mkdirs(dir, WORKER_STATE_MODE) == -1) {
+		worker_path_err(err, errlen, "mkdir", dir);
+		return -1;
+	}
+	if ((size_t)snprintf(sb->tmpdir, sizeof sb->tmpdir, "%s/"
+	    WORKER_TMP_PREFIX "%s", dir, session) >= sizeof sb->tmpdir) {
+		snprintf(err, errlen, "TMPDIR path too long");
+		return -1;
+	}
+	if (worker_private_dir(sb->tmpdir, sc->uid, sc->gid, sc->drop_privs,
+	    err, errlen) == -1)
+		return -1;
+
+	cfg = worker_env_allowed(cJSON_GetObjectItemCaseSensitive(o,
+	    "cli_env"), "CLAUDE_CONFIG_DIR") ? getenv("CLAUDE_CONFIG_DIR") :
+	    NULL;
+	if (cfg != NULL && cfg[0] != '\0') {
+		if ((size_t)snprintf(sb->config_dir, sizeof sb->config_dir,
+		    "%s", cfg) >= sizeof sb->config_dir) {
+			snprintf(err, errlen, "CLAUDE_CONFIG_DIR too long");
+			return -1;
+		}
+	} else {
+		snprintf(dir, sizeof dir, "%s/claude", state);
+		if (mkdir(dir, WORKER_STATE_MODE) == -1 && errno != EEXIST) {
+			worker_path_err(err, errlen, "mkdir", dir);
+			return -1;
+		}
+		if ((size_t)snprintf(sb->config_dir, sizeof sb->config_dir,
+		    "%s/%u", dir, (unsigned)sc->uid) >= sizeof sb->config_dir) {
+			snprintf(err, errlen, "config dir path too long");
+			return -1;
+		}
+		if (worker_private_dir(sb->config_dir, sc->uid, sc->gid,
+		    sc->drop_privs, err, errlen) == -1)
+			return -1;
+	}
+
+	if (worker_cli_dir(cli, sb->clidir, sizeof sb->clidir, err,
+	    errlen) == -1)
+		return -1;
+	sb->rx[0] = sb->clidir;
+	sb->rx[1] = NULL;
+	sc->rx_paths = sb->rx;
+	sc->tmpdir = sb->tmpdir;
+	sc->config_dir = sb->config_dir;
+
+	/* A workdir we created as root goes to the CLI's user. */
+	if (sc->drop_privs && stat(w.workdir, &st) == 0 && st.st_uid == 0 &&
+	    chown(w.workdir, sc->uid, sc->gid) == -1) {
+		worker_path_err(err, errlen, "chown", w.workdir);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+worker_open_failed_exiting(const char *code, const char *message)
+{
+	cJSON	*j = cJSON_CreateObject();
+
+	log_warnx("open failed: %s", message);
+	cJSON_AddStringToObject(j, "code", code);
+	cJSON_AddStringToObject(j, "message", message);
+	cJSON_AddBoolToObject(j, "exiting", 1);	/* not a spare again */
+	worker_send_json(MSG_OPEN_FAILED, j);
+	worker_exit(WORKER_EXIT_FATAL);
+}
+
 static void
 worker_open_failed(const char *code, const char *message)
 {
@@ -657,6 +967,8 @@ worker_open(const cJSON *o)
 	cJSON			*j;
 	struct bridge_cb	 bcb = worker_bridge_cb;
 	struct cli_cb		 ccb = worker_cli_cb;
+	struct worker_sandbox	 sb;
+	int			 rc = 0;
 
 	session = worker_jstr(o, "session");
 	workdir = worker_jstr(o, "workdir");
@@ -677,18 +989,42 @@ worker_open(const cJSON *o)
 	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
 	w.kill_grace_ms = (uint64_t)worker_jnum(o, "kill_grace_ms", 5000);
 
+	if (worker_sandbox_setup(&sb, o, session, cli, err, sizeof err) == -1) {
+		worker_open_failed(ERR_SPAWN_FAILED, err);
+		return;
+	}
+
 	memset(&a, 0, sizeof a);
-	if (worker_build_argv(&a, o, cli) == -1) {
+	rc = worker_build_argv(&a, o, cli);
+	if (sb.on) {
+		/* Last, so that it wins over cli_args. */
+		rc |= worker_argv_add(&a, "--settings", 0);
+		rc |= worker_argv_add(&a, WORKER_CLI_SETTINGS, 0);
+	}
+	if (rc == -1) {
 		worker_argv_free(&a);
 		worker_open_failed(ERR_BAD_REQUEST, "too many CLI arguments");
 		return;
 	}
 	nenv = worker_build_env(envp, envown,
 	    cJSON_GetObjectItemCaseSensitive(o, "cli_env"));
+	/* Under Landlock only these are writable: HOME too (dotfiles). */
+	if (sb.on && (worker_env_set(envp, envown, &nenv, "TMPDIR",
+	    sb.tmpdir) == -1 || worker_env_set(envp, envown, &nenv, "HOME",
+	    sb.config_dir) == -1 || worker_env_set(envp, envown, &nenv,
+	    "CLAUDE_CONFIG_DIR", sb.config_dir) == -1 ||
+	    worker_env_set(envp, envown, &nenv, "IS_SANDBOX", "1") == -1)) {
+		for (i = 0; i < nenv; i++)
+			free(envown[i]);
+		worker_argv_free(&a);
+		worker_open_failed(ERR_BAD_REQUEST, "too many CLI variables");
+		return;
+	}
 	spec.path = cli;
 	spec.argv = a.v;
 	spec.envp = envp;
 	spec.workdir = w.workdir;
+	spec.sandbox = sb.apply ? &sb.sc : NULL;
 	w.bridge = bridge_new(&bcb);
 	w.cli = cli_spawn(w.base, &spec,
 	    (size_t)worker_jnum(o, "cli_line_max", 16 << 20),
@@ -703,10 +1039,24 @@ worker_open(const cJSON *o)
 		worker_open_failed(ERR_SPAWN_FAILED, err);
 		return;
 	}
+	/*
+	 * The worker reads what the CLI writes: from now on it needs only its
+	 * pipes, the channel, signals to the CLI's group, waitpid and /proc.
+	 */
+	if (sb.on && sandbox_worker_confine(cli_pid(w.cli), err,
+	    sizeof err) == -1) {
+		cli_free(w.cli);
+		w.cli = NULL;
+		bridge_free(w.bridge);
+		w.bridge = NULL;
+		worker_open_failed_exiting(ERR_SPAWN_FAILED, err);
+		return;
+	}
 	w.session = xstrdup(session);
 	w.state = W_OPEN;
-	log_info("CLI %ld started in %s (%s %s)", (long)cli_pid(w.cli),
-	    w.workdir, worker_jbool(o, "resume") ? "resume" : "new", id);
+	log_info("CLI %ld started in %s (%s %s)%s", (long)cli_pid(w.cli),
+	    w.workdir, worker_jbool(o, "resume") ? "resume" : "new", id,
+	    sb.on ? ", sandboxed" : "");
 
 	j = cJSON_CreateObject();
 	cJSON_AddNumberToObject(j, "cli_pid", cli_pid(w.cli));

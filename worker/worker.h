@@ -14,16 +14,21 @@
 #include <cJSON.h>
 
 struct event_base;
+struct sandbox_conf;
 
 /* Exit code that tells the master: fatal set-up error, don't respawn. */
 #define WORKER_EXIT_FATAL	78
 
 /* cli.c: the Claude CLI child process. */
+#define CLI_REPORT_MAX		512	/* a child's error message, bytes */
+
 struct cli_spec {
 	const char		 *path;		/* cli_path; PATH-searched */
 	const char *const	 *argv;		/* full argv, NULL-terminated */
 	const char *const	 *envp;		/* scrubbed environment */
 	const char		 *workdir;
+	/* Applied in the child before exec (it does the chdir); or NULL. */
+	const struct sandbox_conf *sandbox;
 };
 
 struct cli;

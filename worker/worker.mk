@@ -3,5 +3,5 @@ WORKER_SRCS	= worker/worker.c worker/cli.c worker/workdir.c worker/bridge.c
 WORKER_OBJS	= $(WORKER_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplex-worker
 
-$(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON)
+$(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libsandbox.a $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_SECCOMP)

@@ -22,6 +22,7 @@ BDIR = os.path.join(ROOT, B) if not os.path.isabs(B) else B
 CONNECT_TIMEOUT_S = 10.0     # the daemon binds before it forks anything
 REPLY_TIMEOUT_S = 60.0       # no single reply may take longer
 POLL_S = 0.02                # for conditions that have no event to wait on
+VALGRIND_RUNS = []           # (daemon dir, report) of daemons run under valgrind
 
 
 class TAP:
@@ -52,6 +53,10 @@ class TAP:
         print("ok %d - %s # SKIP %s" % (self.n, what, why))
 
     def done(self):
+        if VALGRIND_RUNS:
+            bad = [r for r in VALGRIND_RUNS if r]
+            self.ok(not bad, "valgrind: no errors or leaks in %d daemons and "
+                    "their workers" % len(VALGRIND_RUNS), "\n".join(bad))
         print("1..%d" % self.n)
         sys.exit(1 if self.failed else 0)
 
@@ -224,6 +229,17 @@ class Daemon:
             "cli_env": "PATH HOME LANG FAKE_CLAUDE_LOG FAKE_CLAUDE_PIDFILE "
                        "FAKE_CLAUDE_START",
         }
+        self.valgrind = bool(os.environ.get("HP_VALGRIND"))
+        if self.valgrind and "worker_path" not in (conf or {}):
+            # Workers too run under valgrind, through a wrapper.
+            wrap = os.path.join(self.dir, "worker-vg")
+            with open(wrap, "w") as f:
+                f.write("#!/bin/sh\nexec valgrind -q --leak-check=full "
+                        "--errors-for-leak-kinds=definite --error-exitcode=99 "
+                        "--log-file=%s/vg-worker.%%p %s \"$@\"\n" %
+                        (self.dir, os.path.join(BDIR, "hotplex-worker")))
+            os.chmod(wrap, 0o755)
+            c["worker_path"] = wrap
         c.update(conf or {})
         self.conf_path = os.path.join(self.dir, "hotplexd.conf")
         with open(self.conf_path, "w") as f:
@@ -241,15 +257,21 @@ class Daemon:
 
     def __exit__(self, *exc):
         self.stop()
+        self.cleanup()
+
+    def cleanup(self):
+        if self.valgrind:
+            VALGRIND_RUNS.append(self.valgrind_errors())
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self):
         self.logf = open(self.log, "ab")
         argv = [os.path.join(BDIR, "hotplexd"), "-f", "-c", self.conf_path]
-        if os.environ.get("HP_VALGRIND"):
+        if self.valgrind:
             argv = ["valgrind", "-q", "--leak-check=full",
                     "--errors-for-leak-kinds=definite",
-                    "--error-exitcode=99"] + argv
+                    "--error-exitcode=99",
+                    "--log-file=%s/vg-master.%%p" % self.dir] + argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf,
                                      env=self.env)
@@ -299,6 +321,17 @@ class Daemon:
         rc = self.proc.returncode
         self.proc = None
         return rc
+
+    def valgrind_errors(self):
+        """Valgrind reports of the master and workers ('' when clean)."""
+        out = []
+        for n in sorted(os.listdir(self.dir)):
+            if n.startswith("vg-"):
+                with open(os.path.join(self.dir, n)) as f:
+                    txt = f.read().strip()
+                if txt:
+                    out.append("%s:\n%s" % (n, txt))
+        return "\n".join(out)
 
     def logtail(self, n=30):
         try:

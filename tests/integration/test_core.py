@@ -346,8 +346,7 @@ def test_sigterm_drain():
     t.eq(rc, 0, "hotplexd exits 0 after draining")
     no_leftovers(d, [ev["data"]["pgid"]], "drain")
     d.stop()
-    import shutil
-    shutil.rmtree(d.dir, ignore_errors=True)
+    d.cleanup()
 
 
 def test_worker_cannot_start():

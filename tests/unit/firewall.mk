@@ -11,5 +11,5 @@ $(B)/test_firewall_corpus: $(B)/tests/unit/test_firewall_corpus.o \
 	$(CC) $(LDFLAGS) -o $@ $< $(FIREWALL_TEST_LIBS)
 
 TEST_BINS	+= $(B)/test_firewall $(B)/test_firewall_corpus
-SUITES		+= firewall=CMOCKA_MESSAGE_OUTPUT=TAP\ \$$B/test_firewall
-SUITES		+= firewall-corpus=\$$B/test_firewall_corpus\ tests/data/firewall/dangerous.txt\ tests/data/firewall/benign.txt\ policy/rules
+SUITES		+= 'firewall=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_firewall'
+SUITES		+= 'firewall-corpus=$$B/test_firewall_corpus tests/data/firewall/dangerous.txt tests/data/firewall/benign.txt policy/rules'
