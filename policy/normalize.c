@@ -5,6 +5,7 @@
  * enough to undo the look-alike, width, style and invisible-character
  * tricks used to dodge a pattern, without pulling in a Unicode library.
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,7 +168,13 @@ normalize_raw(const char *in, size_t len, struct norm_buf *out)
 	while (i < len) {
 		/* Copy valid stretches whole. */
 		start = i;
-		while (i < len && (n = utf8_decode(s + i, len - i, &cp)) != 0) {
+		while (i < len) {
+			if (s[i] != 0 && s[i] < 0x80) {
+				i++;
+				continue;
+			}
+			if ((n = utf8_decode(s + i, len - i, &cp)) == 0)
+				break;
 			if (cp == 0)
 				flags |= NORMALIZE_NUL;
 			i += n;
@@ -517,6 +524,11 @@ shell_dollar(const char *s, size_t n, int *blank)
 	return 0;
 }
 
+/* Bytes that start something pass 1 undoes. */
+static const unsigned char shell_special[UCHAR_MAX + 1] = {
+	['\\'] = 1, ['\''] = 1, ['"'] = 1, ['`'] = 1, ['$'] = 1,
+};
+
 /*
  * Pass 1: quotes, escapes, $'..', $IFS and empty expansions.  Returns
  * whether it decoded $'..', whose text may hold more quoting.
@@ -528,6 +540,14 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out)
 	int	blank, ansi = 0;
 
 	while (i < len) {
+		/* Copy the run of plain bytes up to the next special one. */
+		for (k = i; k < len && !shell_special[(unsigned char)s[k]]; k++)
+			;
+		if (k > i) {
+			nb_put(out, s + i, k - i);
+			i = k;
+			continue;
+		}
 		switch (s[i]) {
 		case '\\':
 			if (i + 1 < len && s[i + 1] == '\n')
@@ -692,20 +712,27 @@ decode_plausible(const unsigned char *s, size_t n)
 	return good * 100 >= n * DECODE_PRINTABLE_PCT;
 }
 
-static int
+/* Base64 digit values plus one, standard and URL-safe; 0: not a digit. */
+static const unsigned char b64_table[UCHAR_MAX + 1] = {
+	['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6,
+	['G'] = 7, ['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12,
+	['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16, ['Q'] = 17,
+	['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22,
+	['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27,
+	['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+	['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37,
+	['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
+	['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47,
+	['v'] = 48, ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52,
+	['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56, ['4'] = 57,
+	['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62,
+	['+'] = 63, ['/'] = 64, ['-'] = 63, ['_'] = 64,
+};
+
+static inline int
 b64val(int c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
+	return (int)b64_table[(unsigned char)c] - 1;
 }
 
 /* Decodes n base64 digits (standard or URL-safe) into out. */

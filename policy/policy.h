@@ -113,6 +113,11 @@ int		 policy_parse_rules(const char *name, const char *buf,
 		    size_t len, policy_rule_cb, void *, char *err,
 		    size_t errlen);
 
+/*
+ * Loads rule files in order into a new policy; NULL with "file:line: why"
+ * in err if any file, line or pattern is bad.  The first call initializes
+ * Oniguruma (process-wide, once).
+ */
 struct policy	*policy_load(const char *const *files, size_t nfiles,
 		    char *err, size_t errlen);
 struct policy	*policy_load_buffer(const char *name, const char *buf,
@@ -121,6 +126,12 @@ void		 policy_free(struct policy *);
 size_t		 policy_nrules(const struct policy *);
 void		 policy_set_retry_limit(struct policy *, unsigned long);
 
+/*
+ * Screens len bytes of text (NUL and invalid UTF-8 allowed: they are
+ * findings) as the given target.  threshold <= 0 means the default.
+ * Always fills the verdict; returns 1 if blocked, 0 if not, and -1 on a
+ * misuse (NULL policy, bad target), which also sets blocked.
+ */
 int		 policy_check(const struct policy *, enum policy_target,
 		    const char *text, size_t len, int threshold,
 		    struct policy_verdict *);

@@ -171,6 +171,7 @@ void	 pool_send(struct worker *, uint16_t type, uint32_t turn,
 void	 pool_reap(void);
 void	 pool_kill_all(void);
 void	 pool_kill_hard(void);
+void	 pool_worker_kill(struct worker *, const char *why);
 int	 pool_count(void);
 int	 pool_spares(void);
 

@@ -62,11 +62,13 @@ pool_spares(void)
 }
 
 /* Kill a worker; its death is handled when we reap it. */
-static void
+void
 pool_worker_kill(struct worker *wk, const char *why)
 {
 	log_warnx("killing worker %ld: %s", (long)wk->pid, why);
 	kill(wk->pid, SIGKILL);
+	/* Nothing more is read from it: its reaping ends it. */
+	wk->closed = 1;
 	if (wk->bev != NULL)
 		bufferevent_disable(wk->bev, EV_READ | EV_WRITE);
 }

@@ -427,7 +427,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	if ((j = msg_json(m)) == NULL) {
 		log_warnx("session %s: malformed %s from worker %ld", s->name,
 		    msg_type_name(m->hdr.type), (long)wk->pid);
-		kill(wk->pid, SIGKILL);
+		pool_worker_kill(wk, "malformed message");
 		return;
 	}
 	switch (m->hdr.type) {
@@ -509,7 +509,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	default:
 		log_warnx("session %s: unexpected %s from worker %ld", s->name,
 		    msg_type_name(m->hdr.type), (long)wk->pid);
-		kill(wk->pid, SIGKILL);
+		pool_worker_kill(wk, "protocol violation");
 		break;
 	}
 	cJSON_Delete(j);

@@ -4,4 +4,4 @@ WORKER_OBJS	= $(WORKER_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplex-worker
 
 $(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libsandbox.a $(B)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_SECCOMP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_SECCOMP) -lm

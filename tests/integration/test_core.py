@@ -358,6 +358,31 @@ def test_worker_cannot_start():
              "no worker can start: spawn_failed, not a hang", evs)
 
 
+def test_malformed_worker():
+    d = Daemon()
+    bad = os.path.join(d.dir, "bad-worker")
+    with open(bad, "w") as f:
+        # A valid-length header with a wrong version, then it waits.
+        f.write("#!/bin/sh\nprintf 'XXXXXXXXXXXXXXXXXXXXXXXX' >&3\n"
+                "exec sleep 60\n")
+    os.chmod(bad, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % bad)
+    d.start()
+    try:
+        c = d.client()
+        evs = c.execute("s1", "stream:1")
+        t.ok(len(evs) == 1 and evs[0]["type"] == "error" and
+             evs[0]["data"]["code"] == "spawn_failed",
+             "a worker sending garbage is killed; the turn fails cleanly", evs)
+        t.ok(d.proc.poll() is None and
+             c.request("hello")["type"] == "hello", "the master lives on")
+        t.eq(d.workers(), [], "the bad worker is gone")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
 def test_sigterm_idle_is_prompt():
     import time
     with Daemon({"drain_timeout": "60s"}) as d:
@@ -384,7 +409,7 @@ def test_revive_respects_capacity():
              "reviving an ended session counts against max_sessions", r[-1])
 
 
-for fn in (test_worker_cannot_start, test_sigterm_idle_is_prompt,
+for fn in (test_worker_cannot_start, test_malformed_worker, test_sigterm_idle_is_prompt,
            test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
            test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
            test_bad_requests, test_cli_flags_and_env, test_slash_commands,
