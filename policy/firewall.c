@@ -460,8 +460,13 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	if ((w = sc->win[id]) == NULL)
 		w = sc->win[id] = xcalloc(1, sizeof *w);
 	from = at > r->reach ? at - r->reach : 0;
-	/* Hints come in text order: extend the last window if they touch. */
+	/*
+	 * Hints come in the order they end, so starts are almost sorted: a
+	 * window that touches the last one widens it, both ways.
+	 */
 	if (w->n > 0 && from <= w->to[w->n - 1] + 1) {
+		if (from < w->from[w->n - 1])
+			w->from[w->n - 1] = from;
 		if (at > w->to[w->n - 1])
 			w->to[w->n - 1] = at;
 		return;
@@ -576,6 +581,43 @@ fw_match_cmp(const void *a, const void *b)
 	return y->severity - x->severity;
 }
 
+/*
+ * Builds the forms of a text, and marks those worth matching: a form equal
+ * to the one before it cannot match anything new.  Returns the findings
+ * made on the raw text.
+ */
+static unsigned
+fw_forms(const char *text, size_t len, struct norm_buf *forms, int *useful)
+{
+	struct norm_buf	decoded, folded;
+	unsigned	flags;
+
+	memset(forms, 0, POLICY_NFORMS * sizeof *forms);
+	memset(&decoded, 0, sizeof decoded);
+	memset(&folded, 0, sizeof folded);
+	flags = normalize_raw(text, len, &forms[POLICY_FORM_RAW]);
+	normalize_fold(text, len, &forms[POLICY_FORM_FOLDED]);
+	normalize_shell(forms[POLICY_FORM_FOLDED].data,
+	    forms[POLICY_FORM_FOLDED].len, &forms[POLICY_FORM_SHELL]);
+	/* Decoded from the raw text: base64 needs its case. */
+	normalize_decode(text, len, &decoded);
+	if (decoded.len > 0) {
+		normalize_fold(decoded.data, decoded.len, &folded);
+		normalize_shell(folded.data, folded.len,
+		    &forms[POLICY_FORM_DECODED]);
+	}
+	normalize_buf_free(&decoded);
+	normalize_buf_free(&folded);
+
+	useful[POLICY_FORM_RAW] = 1;
+	useful[POLICY_FORM_FOLDED] = !fw_same_nocase(&forms[POLICY_FORM_FOLDED],
+	    &forms[POLICY_FORM_RAW]);
+	useful[POLICY_FORM_SHELL] = !fw_same(&forms[POLICY_FORM_SHELL],
+	    &forms[POLICY_FORM_FOLDED]);
+	useful[POLICY_FORM_DECODED] = forms[POLICY_FORM_DECODED].len > 0;
+	return flags;
+}
+
 static void
 fw_input_findings(struct policy_verdict *v, unsigned flags)
 {
@@ -593,7 +635,7 @@ int
 policy_check(const struct policy *p, enum policy_target target,
     const char *text, size_t len, int threshold, struct policy_verdict *v)
 {
-	struct norm_buf		 forms[POLICY_NFORMS], folded_decoded;
+	struct norm_buf		 forms[POLICY_NFORMS];
 	struct fw_hit		*hits;
 	const struct fw_rule	*r;
 	OnigMatchParam		*mp;
@@ -621,33 +663,9 @@ policy_check(const struct policy *p, enum policy_target target,
 		return v->blocked;
 	}
 
-	memset(forms, 0, sizeof forms);
-	memset(&folded_decoded, 0, sizeof folded_decoded);
 	if (text == NULL)
 		text = "";
-	flags = normalize_raw(text, len, &forms[POLICY_FORM_RAW]);
-	normalize_fold(text, len, &forms[POLICY_FORM_FOLDED]);
-	normalize_shell(forms[POLICY_FORM_FOLDED].data,
-	    forms[POLICY_FORM_FOLDED].len, &forms[POLICY_FORM_SHELL]);
-	normalize_decode(text, len, &folded_decoded);
-	if (folded_decoded.len > 0) {
-		struct norm_buf	tmp;
-
-		memset(&tmp, 0, sizeof tmp);
-		normalize_fold(folded_decoded.data, folded_decoded.len, &tmp);
-		normalize_shell(tmp.data, tmp.len, &forms[POLICY_FORM_DECODED]);
-		normalize_buf_free(&tmp);
-	} else
-		normalize_decode("", 0, &forms[POLICY_FORM_DECODED]);
-	normalize_buf_free(&folded_decoded);
-
-	/* A form equal to the one before it cannot match anything new. */
-	useful[POLICY_FORM_RAW] = 1;
-	useful[POLICY_FORM_FOLDED] = !fw_same_nocase(&forms[POLICY_FORM_FOLDED],
-	    &forms[POLICY_FORM_RAW]);
-	useful[POLICY_FORM_SHELL] = !fw_same(&forms[POLICY_FORM_SHELL],
-	    &forms[POLICY_FORM_FOLDED]);
-	useful[POLICY_FORM_DECODED] = forms[POLICY_FORM_DECODED].len > 0;
+	flags = fw_forms(text, len, forms, useful);
 
 	mp = onig_new_match_param();
 	if (mp == NULL) {

@@ -145,6 +145,14 @@ def run(d, mock):
          < 1e-9 and st["last_turn"]["cost_usd"] > 0,
          "cost per turn although the CLI's total is cumulative", st)
 
+    # A tool call that writes: the CLI asks (can_use_tool, we pass
+    # --permission-prompt-tool stdio) and hotplexd answers allow.
+    e2w = c.execute("e2e", "[[bash:touch made-by-tool.txt]] make a file")
+    res = first(e2w, "tool_result")
+    t.ok(e2w[-1]["type"] == "done" and res and not res["data"]["is_error"]
+         and os.path.exists(os.path.join(wd, "made-by-tool.txt")),
+         "a writing Bash call is asked for and allowed", res)
+
     # Interrupt a stalled turn; the CLI stays.
     rid = c.send("execute", session="e2e", prompt="[[stall]] never finish")
     ev = c.line()
