@@ -41,6 +41,7 @@ struct client {
 	int			 admin;
 	int			 said_hello;
 	int			 closing;	/* flush, then free */
+	int			 lingering;	/* flushed, half-closed */
 	struct line_reader	 reader;
 };
 TAILQ_HEAD(clients, client);

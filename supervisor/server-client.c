@@ -24,8 +24,7 @@
 
 #define CLIENT_ERR_MAX		512
 #define CLIENT_GROUPS_MAX	256
-#define CLIENT_DRAIN_CHUNK	4096
-#define CLIENT_DRAIN_ROUNDS	64	/* bytes read before a close, / chunk */
+#define CLIENT_LINGER_S		2	/* wait for a closed client's EOF */
 
 static void	server_client_read(struct bufferevent *, void *);
 
@@ -138,20 +137,41 @@ server_client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct client	*c = arg;
 
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
 		log_debug("client %llu (pid %ld) went away",
 		    (unsigned long long)c->id, (long)c->pid);
 		server_client_free(c);
 	}
 }
 
+/* Lingering: what the client still sends is read and thrown away. */
+static void
+server_client_discard(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/*
+ * Our last line is out: half-close and wait (a little) for the client's
+ * EOF, so that unread input does not turn close() into a reset that
+ * destroys that line before the client reads it.
+ */
 static void
 server_client_drained(struct bufferevent *bev, void *arg)
 {
 	struct client	*c = arg;
+	struct timeval	 tv = { CLIENT_LINGER_S, 0 };
 
-	if (c->closing)
-		server_client_free(c);
+	if (!c->closing || c->lingering)
+		return;
+	c->lingering = 1;
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	bufferevent_setcb(bev, server_client_discard, NULL,
+	    server_client_event, c);
+	bufferevent_set_timeouts(bev, &tv, NULL);
+	bufferevent_enable(bev, EV_READ);
 }
 
 void
@@ -194,16 +214,6 @@ server_client_new(int fd)
 void
 server_client_free(struct client *c)
 {
-	char	buf[CLIENT_DRAIN_CHUNK];
-	int	fd = bufferevent_getfd(c->bev), i;
-
-	/*
-	 * Unread input makes close() send a reset, which can destroy our last
-	 * reply (too_large) before the client reads it: drain a little first.
-	 */
-	for (i = 0; c->closing && i < CLIENT_DRAIN_ROUNDS; i++)
-		if (read(fd, buf, sizeof buf) <= 0)
-			break;
 	TAILQ_REMOVE(&hp.clients, c, entry);
 	session_client_gone(c);
 	bufferevent_free(c->bev);
@@ -222,11 +232,9 @@ server_client_write(struct client *c, const char *data, size_t len)
 		log_warnx("client %llu (pid %ld) does not read: %zu bytes "
 		    "queued, disconnecting", (unsigned long long)c->id,
 		    (long)c->pid, evbuffer_get_length(out));
-		c->closing = 1;
 		evbuffer_drain(out, evbuffer_get_length(out));
 		/* Freed from the loop, never under a caller's feet. */
-		bufferevent_disable(c->bev, EV_READ);
-		bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+		server_client_close(c);
 		return;
 	}
 	evbuffer_add(out, data, len);

@@ -336,7 +336,6 @@ static void
 session_turn_begin(struct session *s)
 {
 	cJSON		*d, *t;
-	const cJSON	*timeout;
 	uint64_t	 ms = s->pending_timeout_ms;
 
 	d = cJSON_CreateObject();
@@ -354,9 +353,7 @@ session_turn_begin(struct session *s)
 	session_emit(s, "session_start", d);
 	s->cold = 0;
 
-	timeout = cJSON_GetObjectItemCaseSensitive(s->options, "timeout_ms");
-	if (ms == 0 && cJSON_IsNumber(timeout) && timeout->valuedouble > 0)
-		ms = (uint64_t)timeout->valuedouble;
+	/* options.timeout_ms is per turn; the rest of options per session. */
 	if (ms == 0)
 		ms = hp.conf->turn_timeout_ms;
 	t = cJSON_CreateObject();
