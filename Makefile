@@ -16,7 +16,7 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE $(WARN) -I. -I/usr/include/cjson \
 	   -DHOTPLEX_VERSION=\"$(VERSION)\"
 LDLIBS_EV	= -levent
-LDLIBS_CJSON	= -lcjson
+LDLIBS_CJSON	= -lcjson -lm
 LDLIBS_ONIG	= -lonig
 LDLIBS_SECCOMP	= -lseccomp
 LDLIBS_CMOCKA	= -lcmocka
@@ -62,7 +62,7 @@ check: deps
 	@B=$(B) sh tests/run-suites $(SUITES)
 
 check-asan:
-	@$(MAKE) --no-print-directory B=build-asan SAN=1 CC=clang check
+	@HP_SAN=1 $(MAKE) --no-print-directory B=build-asan SAN=1 CC=clang check
 
 demo: deps
 	@$(MAKE) --no-print-directory binaries tests

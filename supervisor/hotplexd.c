@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "policy/sandbox.h"
 #include "supervisor/hotplexd.h"
 
 #ifndef HOTPLEX_LIBEXECDIR
@@ -54,6 +56,38 @@ hotplexd_worker_path(const struct config *c)
 	return xstrdup(HOTPLEX_LIBEXECDIR "/hotplex-worker");
 }
 
+/*
+ * What the parser cannot see: the seccomp profile compiles (workers read
+ * it again later, after daemon() went to /: the path must be absolute),
+ * worker_user exists and we can switch to it.
+ */
+static int
+hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
+{
+	if (c->seccomp != NULL && strcmp(c->seccomp, "off") != 0) {
+		if (c->seccomp[0] != '/') {
+			snprintf(err, errlen, "seccomp %s: not an absolute path",
+			    c->seccomp);
+			return -1;
+		}
+		if (sandbox_seccomp_check(c->seccomp, err, errlen) == -1)
+			return -1;
+	}
+	if (c->worker_user != NULL) {
+		if (getpwnam(c->worker_user) == NULL) {
+			snprintf(err, errlen, "worker_user %s: no such user",
+			    c->worker_user);
+			return -1;
+		}
+		if (geteuid() != 0) {
+			snprintf(err, errlen, "worker_user needs hotplexd to "
+			    "run as root");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* New config into a new object; swapped in only when it parsed whole. */
 int
 hotplexd_reload(char *err, size_t errlen)
@@ -64,6 +98,12 @@ hotplexd_reload(char *err, size_t errlen)
 	    errlen)) == NULL) {
 		log_warnx("reload failed, keeping the old configuration: %s",
 		    err);
+		return -1;
+	}
+	if (hotplexd_check_conf(nc, err, errlen) == -1) {
+		log_warnx("reload failed, keeping the old configuration: %s",
+		    err);
+		config_free(nc);
 		return -1;
 	}
 	if (strcmp(nc->socket, hp.conf->socket) != 0)
@@ -160,7 +200,7 @@ main(int argc, char **argv)
 	int		 ch, check = 0, level = -1, i;
 	const char	*conf_path = CONFIG_DEFAULT_PATH;
 	int		 conf_given = 0;
-	char		 err[CONFIG_ERR_MAX];
+	char		 err[SANDBOX_ERR_MAX];
 
 	while ((ch = getopt(argc, argv, "c:d:fnv")) != -1) {
 		switch (ch) {
@@ -192,6 +232,11 @@ main(int argc, char **argv)
 	hp.conf = config_load(conf_path, conf_given, err, sizeof err);
 	if (hp.conf == NULL) {
 		fprintf(stderr, "hotplexd: %s\n", err);
+		return 1;
+	}
+	if (hotplexd_check_conf(hp.conf, err, sizeof err) == -1) {
+		fprintf(stderr, "hotplexd: %s: %s\n", conf_path, err);
+		config_free(hp.conf);
 		return 1;
 	}
 	if (check) {

@@ -497,6 +497,21 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		    cJSON_GetObjectItemCaseSensitive(j, "signal") ?
 		    cJSON_GetObjectItemCaseSensitive(j, "signal")->valueint : 0);
 		s->cli_pid = 0;
+		if (s->state == SESSION_BUSY) {
+			/* The CLI died before the worker saw our turn. */
+			char	 why[512];
+			const cJSON *st = cJSON_GetObjectItemCaseSensitive(j,
+			    "status");
+			const char *tail = session_jstr(j, "stderr");
+
+			snprintf(why, sizeof why, "CLI exited with status %d%s%.400s",
+			    cJSON_IsNumber(st) ? st->valueint : -1,
+			    tail != NULL && *tail != '\0' ? ": " : "",
+			    tail != NULL ? tail : "");
+			s->state = SESSION_STOPPING;
+			s->stop_final = 0;
+			session_turn_fail(s, ERR_CLI_EXITED, why);
+		}
 		if (s->state == SESSION_READY) {	/* the worker exits next */
 			s->state = SESSION_STOPPING;
 			s->stop_final = 0;

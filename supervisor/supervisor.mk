@@ -4,5 +4,5 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 
-$(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON)
+$(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libsandbox.a $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_SECCOMP)
