@@ -278,12 +278,14 @@ main(int argc, char **argv)
 		evsignal_add(sigs[i], NULL);
 	}
 	server_start();
+	state_load();
 	pool_init();
 	log_info("hotplexd %s started, socket %s, worker %s", HOTPLEX_VERSION,
 	    hp.conf->socket, hp.worker_path);
 
 	event_base_dispatch(hp.base);
 
+	state_save();
 	session_free_all();
 	for (i = 0; signos[i] != 0; i++)
 		event_free(sigs[i]);

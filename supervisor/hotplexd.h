@@ -143,7 +143,14 @@ void	 server_client_error(struct client *, const char *req,
 	    __attribute__((format(printf, 5, 6)));
 void	 server_client_ok(struct client *, const char *req, cJSON *data);
 
+/* state.c: the session table in state_dir, across restarts */
+void	 state_load(void);		/* at start-up, before the pool */
+void	 state_dirty(void);		/* something worth keeping changed */
+void	 state_save(void);		/* now (shutdown) */
+
 /* session.c */
+struct session *session_new(const char *name, uid_t uid, const char *workdir,
+	    const cJSON *options);
 struct session *session_find(const char *name);
 int	 session_visible(const struct session *, const struct client *);
 void	 session_op_execute(struct client *, const char *req, const cJSON *);

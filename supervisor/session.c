@@ -106,7 +106,7 @@ session_count_active(uid_t uid, int any)
 	return n;
 }
 
-static struct session *
+struct session *
 session_new(const char *name, uid_t uid, const char *workdir,
     const cJSON *options)
 {
@@ -126,6 +126,7 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	TAILQ_INSERT_TAIL(&hp.sessions, s, entry);
 	log_info("session %s created by uid %ld in %s (cli session %s)", name,
 	    (long)uid, workdir, s->cli_session_id);
+	state_dirty();
 	return s;
 }
 
@@ -387,6 +388,7 @@ session_turn_end(struct session *s, const cJSON *j)
 	stats_clear(&s->last);
 	stats_copy(&s->last, &turn);
 	stats_clear(&turn);
+	state_dirty();
 	/* Its CLI is gone and the worker follows: no turn goes there now. */
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "exiting")) &&
 	    s->worker != NULL && s->state != SESSION_STOPPING) {
@@ -487,6 +489,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			snprintf(s->cli_session_id, sizeof s->cli_session_id,
 			    "%s", v);
 			s->has_conversation = 1;
+			state_dirty();
 		}
 		break;
 	case MSG_CLI_EXIT:
@@ -578,6 +581,7 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 		session_waiter_clear(&s->stop);
 	}
 	log_info("session %s %s: %s", s->name, proto_state_name(s->state), why);
+	state_dirty();
 	/* A turn queued behind a reset or an idle stop starts now. */
 	if (s->state == SESSION_DORMANT && session_waiting(&s->exec) &&
 	    s->pending_prompt != NULL && !hp.shutting_down)
@@ -932,6 +936,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 		s->state = SESSION_ENDED;
 		server_client_ok(c, req, NULL);
 		session_trim_ended();
+		state_dirty();
 		return;
 	}
 	if (session_waiting(&s->stop)) {
@@ -960,6 +965,7 @@ session_op_reset(struct client *c, const char *req, const cJSON *r)
 	s->has_conversation = 0;
 	log_info("session %s reset: next CLI session %s", s->name,
 	    s->cli_session_id);
+	state_dirty();
 	if (s->worker != NULL && s->state != SESSION_STOPPING) {
 		s->state = SESSION_STOPPING;
 		s->stop_final = 0;

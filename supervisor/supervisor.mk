@@ -1,6 +1,7 @@
 # supervisor/: hotplexd
 HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
-		  supervisor/server-client.c supervisor/session.c supervisor/pool.c
+		  supervisor/server-client.c supervisor/session.c supervisor/pool.c \
+		  supervisor/state.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 
