@@ -20,6 +20,7 @@
 #include "common/xmalloc.h"
 #include "policy/sandbox.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/screen.h"
 
 #ifndef HOTPLEX_LIBEXECDIR
 #define HOTPLEX_LIBEXECDIR	"/usr/local/libexec/hotplex"
@@ -93,6 +94,7 @@ int
 hotplexd_reload(char *err, size_t errlen)
 {
 	struct config	*nc;
+	struct screen	*ns;
 
 	if ((nc = config_load(hp.conf_path, hp.conf_given, err,
 	    errlen)) == NULL) {
@@ -100,12 +102,16 @@ hotplexd_reload(char *err, size_t errlen)
 		    err);
 		return -1;
 	}
-	if (hotplexd_check_conf(nc, err, errlen) == -1) {
-		log_warnx("reload failed, keeping the old configuration: %s",
-		    err);
+	if (hotplexd_check_conf(nc, err, errlen) == -1 ||
+	    (ns = screen_load(nc, err, errlen)) == NULL) {
+		log_warnx("reload failed, keeping the old configuration and "
+		    "rules: %s", err);
 		config_free(nc);
 		return -1;
 	}
+	/* Both parsed: swap both.  Running sessions keep what they got. */
+	screen_free(hp.screen);
+	hp.screen = ns;
 	if (strcmp(nc->socket, hp.conf->socket) != 0)
 		log_warnx("reload: socket changes need a restart");
 	if (hp.level_override != -1)
@@ -234,13 +240,15 @@ main(int argc, char **argv)
 		fprintf(stderr, "hotplexd: %s\n", err);
 		return 1;
 	}
-	if (hotplexd_check_conf(hp.conf, err, sizeof err) == -1) {
+	if (hotplexd_check_conf(hp.conf, err, sizeof err) == -1 ||
+	    (hp.screen = screen_load(hp.conf, err, sizeof err)) == NULL) {
 		fprintf(stderr, "hotplexd: %s: %s\n", conf_path, err);
 		config_free(hp.conf);
 		return 1;
 	}
 	if (check) {
 		printf("hotplexd: configuration %s OK\n", conf_path);
+		screen_free(hp.screen);
 		config_free(hp.conf);
 		return 0;
 	}
@@ -294,6 +302,7 @@ main(int argc, char **argv)
 	server_close();
 	stats_clear(&hp.ended_total);
 	event_base_free(hp.base);
+	screen_free(hp.screen);
 	config_free(hp.conf);
 	free(hp.conf_path);
 	free(hp.worker_path);

@@ -28,6 +28,7 @@
 
 struct event_base;
 struct bufferevent;
+struct screen;
 struct msg;
 
 /* A connection on the control socket. */
@@ -107,6 +108,7 @@ TAILQ_HEAD(sessions, session);
 struct hotplexd {
 	struct event_base	*base;
 	struct config		*conf;
+	struct screen		*screen;	/* firewall, swapped with conf */
 	char			*conf_path;
 	char			*worker_path;
 	int			 foreground;
@@ -118,6 +120,7 @@ struct hotplexd {
 	struct workers		 workers;
 	uint64_t		 next_client_id;
 	struct stats		 ended_total;	/* stats of forgotten sessions */
+	uint64_t		 danger_blocks;	/* prompts the firewall refused */
 };
 extern struct hotplexd hp;
 
@@ -160,6 +163,8 @@ void	 session_op_stop(struct client *, const char *req, const cJSON *);
 void	 session_op_reset(struct client *, const char *req, const cJSON *);
 void	 session_op_stats(struct client *, const char *req, const cJSON *);
 void	 session_op_sessions(struct client *, const char *req, const cJSON *);
+void	 session_op_policy_check(struct client *, const char *req,
+	    const cJSON *);
 void	 session_client_gone(struct client *);
 void	 session_worker_msg(struct session *, struct worker *, struct msg *);
 void	 session_worker_gone(struct session *, struct worker *, int status);

@@ -49,6 +49,7 @@ static const struct server_op server_ops[] = {
 	{ "reset",	session_op_reset },
 	{ "stats",	session_op_stats },
 	{ "sessions",	session_op_sessions },
+	{ "policy_check", session_op_policy_check },
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
 };

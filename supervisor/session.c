@@ -17,7 +17,9 @@
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/xmalloc.h"
+#include "policy/policy.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/screen.h"
 
 #define SESSION_SEQ_MAX		24	/* digits of a seq and its comma */
 #define SESSION_PROMPT_MAX	(16U * 1024 * 1024)
@@ -259,7 +261,7 @@ session_turn_fail(struct session *s, const char *code, const char *message)
 static cJSON *
 session_open_msg(struct session *s, int probe)
 {
-	cJSON	*o = cJSON_CreateObject(), *a;
+	cJSON	*o = cJSON_CreateObject(), *a, *fw;
 	size_t	 i;
 
 	cJSON_AddStringToObject(o, "session", s->name);
@@ -294,6 +296,21 @@ session_open_msg(struct session *s, int probe)
 	cJSON_AddNumberToObject(a, "rlimit_nproc", (double)hp.conf->rlimit_nproc);
 	cJSON_AddNumberToObject(a, "rlimit_cpu", (double)hp.conf->rlimit_cpu);
 	cJSON_AddNumberToObject(a, "rlimit_fsize", (double)hp.conf->rlimit_fsize);
+	/* The gate: rules for tool calls, the daemon's tool lists. */
+	if (hp.screen->policy != NULL) {
+		fw = cJSON_AddObjectToObject(o, "firewall");
+		cJSON_AddItemToObject(fw, "files",
+		    cJSON_Duplicate(hp.screen->files, 1));
+		cJSON_AddNumberToObject(fw, "threshold", hp.screen->threshold);
+	}
+	a = cJSON_AddArrayToObject(o, "allowed_tools");
+	for (i = 0; i < hp.conf->allowed_tools.n; i++)
+		cJSON_AddItemToArray(a,
+		    cJSON_CreateString(hp.conf->allowed_tools.v[i]));
+	a = cJSON_AddArrayToObject(o, "disallowed_tools");
+	for (i = 0; i < hp.conf->disallowed_tools.n; i++)
+		cJSON_AddItemToArray(a,
+		    cJSON_CreateString(hp.conf->disallowed_tools.v[i]));
 	return o;
 }
 
@@ -787,6 +804,99 @@ session_busy(struct session *s)
 	    (s->state == SESSION_STOPPING && s->stop_final);
 }
 
+/* The execute's prefix: {"id":..,"session":..,"seq": */
+static void
+session_prefix(struct session *s, const char *req)
+{
+	cJSON	*pre = cJSON_CreateObject();
+	char	*ps;
+
+	cJSON_AddStringToObject(pre, "id", req);
+	cJSON_AddStringToObject(pre, "session", s->name);
+	ps = cJSON_PrintUnformatted(pre);
+	cJSON_Delete(pre);
+	ps[strlen(ps) - 1] = '\0';
+	free(s->prefix);
+	s->prefix_len = (size_t)xasprintf(&s->prefix, "%s,\"seq\":", ps);
+	cJSON_free(ps);
+}
+
+/*
+ * The firewall on the prompt: blocked, it answers danger_block and
+ * error danger_blocked (the execute's lines) and writes an audit line.
+ */
+static int
+session_screen(struct client *c, const char *req, struct session *s,
+    const char *prompt)
+{
+	struct policy_verdict	 v;
+	cJSON			*d;
+
+	if (hp.screen->policy == NULL)
+		return 0;
+	policy_check(hp.screen->policy, POLICY_PROMPT, prompt, strlen(prompt),
+	    hp.screen->threshold, &v);
+	if (!v.blocked) {
+		if (v.nmatches > 0)
+			log_info("firewall: session %s prompt passed with score "
+			    "%d (%s)", s->name, v.score, v.matches[0].rule);
+		return 0;
+	}
+	screen_audit(c->uid, c->pid, s->name, &v);
+	s->total.danger_blocks++;
+	hp.danger_blocks++;
+	session_waiter_set(&s->exec, c, req);
+	session_prefix(s, req);
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "rule", v.nmatches ? v.matches[0].rule : "");
+	cJSON_AddStringToObject(d, "category",
+	    v.nmatches ? v.matches[0].category : "");
+	cJSON_AddNumberToObject(d, "severity",
+	    v.nmatches ? v.matches[0].severity : 0);
+	cJSON_AddNumberToObject(d, "score", v.score);
+	cJSON_AddStringToObject(d, "excerpt", v.excerpt);
+	cJSON_AddStringToObject(d, "reason",
+	    v.nmatches ? v.matches[0].message : "input refused");
+	cJSON_AddItemToObject(d, "matches", policy_verdict_json(&v));
+	session_emit(s, "danger_block", d);
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "code", ERR_DANGER_BLOCKED);
+	cJSON_AddStringToObject(d, "message",
+	    v.nmatches ? v.matches[0].message : "prompt refused by the firewall");
+	session_emit(s, "error", d);
+	session_waiter_clear(&s->exec);
+	free(s->prefix);
+	s->prefix = NULL;
+	state_dirty();
+	return -1;
+}
+
+void
+session_op_policy_check(struct client *c, const char *req, const cJSON *r)
+{
+	const char		*text = session_jstr(r, "text");
+	const char		*tname = session_jstr(r, "target");
+	enum policy_target	 target = POLICY_PROMPT;
+	struct policy_verdict	 v;
+
+	if (text == NULL || (tname != NULL &&
+	    policy_target_parse(tname, &target) == -1)) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "policy_check needs \"text\" and an optional \"target\" "
+		    "(prompt, bash, path)");
+		return;
+	}
+	if (hp.screen->policy == NULL) {
+		memset(&v, 0, sizeof v);
+		v.threshold = hp.screen->threshold;
+		server_client_reply(c, req, "verdict", policy_verdict_json(&v));
+		return;
+	}
+	policy_check(hp.screen->policy, target, text, strlen(text),
+	    hp.screen->threshold, &v);
+	server_client_reply(c, req, "verdict", policy_verdict_json(&v));
+}
+
 void
 session_op_execute(struct client *c, const char *req, const cJSON *r)
 {
@@ -794,8 +904,6 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
 	const cJSON	*v;
 	struct session	*s;
-	cJSON		*pre;
-	char		*ps;
 
 	if (prompt == NULL || *prompt == '\0' ||
 	    strlen(prompt) > SESSION_PROMPT_MAX) {
@@ -810,19 +918,12 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 		    "session \"%s\" is running a turn", s->name);
 		return;
 	}
+	if (session_screen(c, req, s, prompt) == -1)
+		return;
 	s->turn++;
 	s->request_us = util_now_us();
 	session_waiter_set(&s->exec, c, req);
-	pre = cJSON_CreateObject();
-	cJSON_AddStringToObject(pre, "id", req);
-	cJSON_AddStringToObject(pre, "session", s->name);
-	ps = cJSON_PrintUnformatted(pre);
-	cJSON_Delete(pre);
-	/* {"id":"r","session":"s"} -> {"id":"r","session":"s","seq": */
-	ps[strlen(ps) - 1] = '\0';
-	free(s->prefix);
-	s->prefix_len = (size_t)xasprintf(&s->prefix, "%s,\"seq\":", ps);
-	cJSON_free(ps);
+	session_prefix(s, req);
 
 	free(s->pending_prompt);
 	s->pending_prompt = xstrdup(prompt);

@@ -1,9 +1,11 @@
 # supervisor/: hotplexd
 HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/server-client.c supervisor/session.c supervisor/pool.c \
-		  supervisor/state.c
+		  supervisor/state.c supervisor/screen.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 
-$(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libsandbox.a $(B)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_SECCOMP)
+$(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libpolicy.a $(B)/libsandbox.a \
+		$(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_ONIG) $(LDLIBS_CJSON) \
+		$(LDLIBS_SECCOMP)

@@ -80,6 +80,7 @@ static struct {
 	char			 cli_session_id[UUID_STR_LEN + 1];
 	struct cli		*cli;
 	struct bridge		*bridge;
+	struct gate		*gate;
 	uint64_t		 kill_grace_ms;
 	int			 probe_pending;	/* open: answer when the CLI does */
 	uint64_t		 ctl_seq;
@@ -105,6 +106,7 @@ worker_exit_flushed_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 static void	worker_send_json(uint16_t, cJSON *);
+static const char *worker_jstr(const cJSON *, const char *);
 static void	worker_exit_flushed_timeout(evutil_socket_t, short, void *);
 static void	worker_turn_finish_error(const char *, const char *);
 
@@ -356,7 +358,9 @@ worker_bridge_control_request(void *arg, const char *request_id,
 {
 	const cJSON	*sub = cJSON_GetObjectItemCaseSensitive(request, "subtype");
 	const cJSON	*input;
-	cJSON		*resp;
+	const char	*tool, *tool_id, *by;
+	char		 reason[WORKER_ERR_MAX];
+	cJSON		*resp, *ev;
 
 	if (!cJSON_IsString(sub)) {
 		worker_control_error(request_id, "malformed control request");
@@ -364,12 +368,28 @@ worker_bridge_control_request(void *arg, const char *request_id,
 	}
 	if (strcmp(sub->valuestring, "can_use_tool") == 0) {
 		input = cJSON_GetObjectItemCaseSensitive(request, "input");
+		tool = worker_jstr(request, "tool_name");
+		tool_id = worker_jstr(request, "tool_use_id");
 		resp = cJSON_CreateObject();
-		if (!cJSON_IsObject(input)) {
+		if (w.gate != NULL && gate_check(w.gate, tool, input, &by, reason,
+		    sizeof reason) == -1) {
+			ev = cJSON_CreateObject();
+			cJSON_AddStringToObject(ev, "tool_id",
+			    tool_id != NULL ? tool_id : "");
+			cJSON_AddStringToObject(ev, "name", tool != NULL ? tool : "");
+			cJSON_AddStringToObject(ev, "by", by);
+			cJSON_AddStringToObject(ev, "reason", reason);
+			worker_bridge_event(NULL, "permission_denied", ev);
+			if (tool_id != NULL)
+				bridge_permission_denied(w.bridge, tool_id);
+			cJSON_AddStringToObject(resp, "behavior", "deny");
+			cJSON_AddStringToObject(resp, "message", reason);
+		} else if (!cJSON_IsObject(input)) {
 			cJSON_AddStringToObject(resp, "behavior", "deny");
 			cJSON_AddStringToObject(resp, "message",
 			    "malformed tool input");
 		} else {
+			/* Allowing means echoing the input back unchanged. */
 			cJSON_AddStringToObject(resp, "behavior", "allow");
 			cJSON_AddItemToObject(resp, "updatedInput",
 			    cJSON_Duplicate(input, 1));
@@ -643,8 +663,14 @@ worker_build_argv(struct worker_argv *a, const cJSON *o, const char *cli)
 		rc |= worker_argv_add(a, s, 0);
 	}
 	/* --flag=value: the variadic flags would swallow what follows. */
+	/*
+	 * The CLI runs --allowedTools without asking: with the firewall on,
+	 * the gate enforces the list instead, so every call is screened.
+	 */
 	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,
-	    "allowed_tools")) > 0)
+	    "allowed_tools")) > 0 && cJSON_GetArraySize(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o,
+	    "firewall"), "files")) == 0)
 		rc |= worker_argv_add(a, worker_flag_list("--allowedTools",
 		    cJSON_GetObjectItemCaseSensitive(opt, "allowed_tools")), 1);
 	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,
@@ -1045,6 +1071,15 @@ worker_open(const cJSON *o)
 	 */
 	if (sb.on && sandbox_worker_confine(cli_pid(w.cli), err,
 	    sizeof err) == -1) {
+		cli_free(w.cli);
+		w.cli = NULL;
+		bridge_free(w.bridge);
+		w.bridge = NULL;
+		worker_open_failed_exiting(ERR_SPAWN_FAILED, err);
+		return;
+	}
+	/* Loaded while the CLI boots: it costs the first turn nothing. */
+	if ((w.gate = gate_new(o, w.workdir, err, sizeof err)) == NULL) {
 		cli_free(w.cli);
 		w.cli = NULL;
 		bridge_free(w.bridge);

@@ -53,6 +53,16 @@ const char	*cli_stderr_tail(struct cli *);
 /* Reaps the child if it exited; called on SIGCHLD. */
 void		 cli_reap(struct cli *);
 
+/* gate.c: the answers to the CLI's can_use_tool questions */
+struct gate;
+struct gate	*gate_new(const cJSON *open_msg, const char *workdir,
+		    char *err, size_t errlen);
+void		 gate_free(struct gate *);
+/* 0: allowed; -1: denied, by "policy" or "firewall", with a reason. */
+int		 gate_check(struct gate *, const char *tool,
+		    const cJSON *input, const char **by, char *reason,
+		    size_t len);
+
 /* workdir.c */
 int		 workdir_enter_check(const char *root, const char *dir,
 		    char *resolved, size_t len, char *err, size_t errlen);

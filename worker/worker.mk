@@ -1,7 +1,10 @@
 # worker/: hotplex-worker
-WORKER_SRCS	= worker/worker.c worker/cli.c worker/workdir.c worker/bridge.c
+WORKER_SRCS	= worker/worker.c worker/cli.c worker/workdir.c worker/bridge.c \
+		  worker/gate.c
 WORKER_OBJS	= $(WORKER_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplex-worker
 
-$(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libsandbox.a $(B)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_SECCOMP) -lm
+$(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libpolicy.a $(B)/libsandbox.a \
+		$(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_ONIG) $(LDLIBS_CJSON) \
+		$(LDLIBS_SECCOMP)

@@ -226,6 +226,8 @@ class Daemon:
             "spare_max": "4",
             "kill_grace": "500ms",
             "log_level": "debug",
+            # The firewall is tested on its own (test_firewall.py).
+            "firewall_rules": "",
             "cli_env": "PATH HOME LANG FAKE_CLAUDE_LOG FAKE_CLAUDE_PIDFILE "
                        "FAKE_CLAUDE_START",
         }

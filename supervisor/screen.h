@@ -1,0 +1,33 @@
+/*
+ * Prompt screening in the master: the firewall policy (policy/) loaded
+ * from firewall_rules, checked against every execute's prompt, with an
+ * audit line for every block.
+ */
+#ifndef HP_SCREEN_H
+#define HP_SCREEN_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+
+#include <cJSON.h>
+
+struct config;
+struct policy;
+
+#define SCREEN_FILES_MAX	64	/* rule files after glob expansion */
+
+struct screen {
+	struct policy	*policy;	/* NULL: firewall off */
+	cJSON		*files;		/* array of the rule files loaded */
+	int		 threshold;
+};
+
+/* A new screen from the config; NULL with err on a rule that fails. */
+struct screen	*screen_load(const struct config *, char *err, size_t errlen);
+void		 screen_free(struct screen *);
+struct policy_verdict;
+void		 screen_audit(uid_t, pid_t, const char *session,
+		    const struct policy_verdict *);
+
+#endif

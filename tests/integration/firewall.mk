@@ -1,0 +1,1 @@
+SUITES	+= 'firewall-integration=python3 tests/integration/test_firewall.py'
