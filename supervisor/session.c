@@ -794,6 +794,11 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	}
 	s = session_new(name, c->uid, workdir, opt);
 	free(def);
+	/* The daemon's permission_mode, for sessions that set none. */
+	if (hp.conf->permission_mode != NULL && cJSON_GetObjectItemCaseSensitive(
+	    s->options, "permission_mode") == NULL)
+		cJSON_AddStringToObject(s->options, "permission_mode",
+		    hp.conf->permission_mode);
 	return s;
 }
 

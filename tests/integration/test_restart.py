@@ -7,13 +7,15 @@ cannot use is renamed aside and the daemon starts empty."""
 import glob
 import json
 import os
+import shutil
 import signal
 import stat
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from hplib import (TAP, Daemon, BDIR, wait_for, proc_alive, procs_in_group,
+from hplib import (TAP, Daemon, wait_for, proc_alive, procs_in_group,
                    first)
 
 t = TAP()
@@ -201,8 +203,15 @@ def test_coalesced():
         except TimeoutError:
             t.ok(False, "the file shows the last reset's CLI session id",
                  (sid, state_session(d, "b1")))
-        with open(d.log, "rb") as f:
-            saves = f.read()[mark:].count(b"state: saved")
+        def saves():
+            with open(d.log, "rb") as f:
+                return f.read()[mark:].count(b"state: saved")
+        # The file is renamed into place before the line is logged.
+        try:
+            wait_for(saves, STATE_WAIT_S, "the save to be logged")
+        except TimeoutError:
+            pass
+        saves = saves()
         # The burst may straddle one timer: two writes at most.
         t.ok(1 <= saves <= 2, "%d changes made %d writes" % (burst, saves))
         t.eq(state_session(d, "b1")["has_conversation"], False,
@@ -293,12 +302,84 @@ def test_ended_stay_ended():
              "an ended session comes back on a turn, resumed", (s3, e3[-1]))
 
 
+def test_real_cli():
+    """The real CLI against the mock API: after a SIGKILL the model sees
+    the earlier turns."""
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+    import test_e2e
+    if not os.access(test_e2e.CLI, os.X_OK):
+        t.skip("restart with the real CLI", test_e2e.CLI +
+               " not installed (make deps)")
+        return
+    tmp = tempfile.mkdtemp(prefix="hprestart.")
+    mock = test_e2e.Mock(tmp)
+    env = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % mock.port,
+           "ANTHROPIC_API_KEY": "dummy",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+           "HOME": os.path.join(tmp, "home"),
+           "CLAUDE_CONFIG_DIR": os.path.join(tmp, "config"),
+           "TMPDIR": os.path.join(tmp, "tmp"),
+           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
+    for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
+        os.makedirs(env[k])
+    try:
+        with Daemon({"cli_path": test_e2e.CLI, "cli_env": test_e2e.OFFLINE_ENV,
+                     "kill_grace": "2s"}, env=env) as d:
+            real_cli_run(d, mock)
+    finally:
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def real_cli_run(d, mock):
+    c = d.client()
+    wd = os.path.join(d.work, "real")
+    os.makedirs(wd)
+    e1 = c.execute("real", "My favourite colour is teal.", workdir=wd)
+    e2 = c.execute("real", "Say hello.")
+    s1, s2 = start_of(e1), start_of(e2)
+    t.ok(e1[-1]["type"] == "done" and e2[-1]["type"] == "done" and
+         s2.get("cli_pid") == s1.get("cli_pid"),
+         "real CLI: two turns on one CLI", (e1[-1], e2[-1]))
+    try:
+        wait_state_turns(d, "real", 2)
+        t.ok(True, "real CLI: the state file shows turn 2")
+    except TimeoutError:
+        t.ok(False, "real CLI: the state file shows turn 2", state_file(d))
+    workers = d.workers()
+    d.stop(signal.SIGKILL)
+    try:
+        wait_for(lambda: all_gone(workers, [s2["pgid"]]), DEATH_WAIT_S,
+                 "the killed daemon's workers and CLI to die")
+        t.ok(True, "real CLI: nothing of the killed daemon survives")
+    except TimeoutError:
+        t.ok(False, "real CLI: nothing of the killed daemon survives",
+             ([p for p in workers if proc_alive(p)],
+              procs_in_group(s2["pgid"])))
+    d.start()
+    c = d.client()
+    n0 = len(mock.requests())
+    e3 = c.execute("real", "[[echo]] what did I say before?")
+    reqs = mock.requests()[n0:]
+    s3 = start_of(e3)
+    t.ok(e3[-1]["type"] == "done" and s3.get("resumed") is True and
+         s3.get("cli_session_id") == s1.get("cli_session_id"),
+         "real CLI: after the restart turn 3 resumes the conversation", s3)
+    result = e3[-1]["data"].get("result", "")
+    t.ok(len(reqs) == 1 and "favourite colour is teal" in result and
+         "Say hello." in result,
+         "real CLI: the model sees the turns from before the kill", result)
+    t.eq(stats_of(e3).get("turns"), 3, "real CLI: stats count 3 turns")
+    c.request("stop", session="real")
+
+
 def main():
     test_sigterm()
     test_sigkill()
     test_coalesced()
     test_ended_stay_ended()
     test_bad_files()
+    test_real_cli()
     t.done()
 
 
