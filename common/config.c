@@ -62,6 +62,7 @@ static const struct config_key config_keys[] = {
 	{ "cli_line_max",	K_SIZE, O(cli_line_max), "16M", 0, 0 },
 	{ "client_outbuf_max",	K_SIZE, O(client_outbuf_max), "16M", 0, 0 },
 	{ "stderr_tail_bytes",	K_SIZE, O(stderr_tail_bytes), "4K", 0, 0 },
+	{ "event_ring_bytes",	K_SIZE, O(event_ring_bytes), "1M", 0, 0 },
 	{ "rlimit_nofile",	K_U64,  O(rlimit_nofile), "0", 0, 0 },
 	{ "rlimit_nproc",	K_U64,  O(rlimit_nproc), "0", 0, 0 },
 	{ "rlimit_cpu",		K_U64,  O(rlimit_cpu), "0", 0, 0 },

@@ -59,6 +59,7 @@ struct config {
 	size_t		 cli_line_max;
 	size_t		 client_outbuf_max;
 	size_t		 stderr_tail_bytes;
+	size_t		 event_ring_bytes;
 
 	uint64_t	 rlimit_nofile;
 	uint64_t	 rlimit_nproc;

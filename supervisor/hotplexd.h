@@ -18,6 +18,7 @@
 #include "common/proto.h"
 #include "common/stats.h"
 #include "common/util.h"
+#include "supervisor/ring.h"
 
 #ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
@@ -62,6 +63,8 @@ struct worker {
 };
 TAILQ_HEAD(workers, worker);
 
+#define SESSION_FOLLOWERS_MAX	16	/* attached clients per session */
+
 /* Who is waiting for a reply from a session: (client, request id). */
 struct waiter {
 	struct client		*c;		/* NULL once the client left */
@@ -102,6 +105,11 @@ struct session {
 
 	struct stats		 total;
 	struct stats		 last;
+
+	/* attach: recent lines, and the clients that follow the session. */
+	struct ring		 ring;
+	struct client		*followers[SESSION_FOLLOWERS_MAX];
+	size_t			 nfollowers;
 };
 TAILQ_HEAD(sessions, session);
 
@@ -165,6 +173,8 @@ void	 session_op_stats(struct client *, const char *req, const cJSON *);
 void	 session_op_sessions(struct client *, const char *req, const cJSON *);
 void	 session_op_policy_check(struct client *, const char *req,
 	    const cJSON *);
+void	 session_op_attach(struct client *, const char *req, const cJSON *);
+void	 session_op_detach(struct client *, const char *req, const cJSON *);
 void	 session_client_gone(struct client *);
 void	 session_worker_msg(struct session *, struct worker *, struct msg *);
 void	 session_worker_gone(struct session *, struct worker *, int status);

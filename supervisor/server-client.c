@@ -50,6 +50,8 @@ static const struct server_op server_ops[] = {
 	{ "stats",	session_op_stats },
 	{ "sessions",	session_op_sessions },
 	{ "policy_check", session_op_policy_check },
+	{ "attach",	session_op_attach },
+	{ "detach",	session_op_detach },
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
 };

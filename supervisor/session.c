@@ -123,6 +123,7 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	    cJSON_CreateObject();
 	s->created_ms = s->active_ms = util_now_ms();
 	s->idle_timer = evtimer_new(hp.base, NULL, NULL);
+	ring_init(&s->ring, hp.conf->event_ring_bytes);
 	stats_init(&s->total);
 	stats_init(&s->last);
 	TAILQ_INSERT_TAIL(&hp.sessions, s, entry);
@@ -145,6 +146,7 @@ session_free(struct session *s)
 	free(s->prefix);
 	free(s->pending_prompt);
 	cJSON_Delete(s->options);
+	ring_clear(&s->ring);
 	stats_clear(&s->total);
 	stats_clear(&s->last);
 	free(s->name);
@@ -192,17 +194,28 @@ session_stats_json(const struct session *s)
 static void
 session_emit_tail(struct session *s, const char *tail, size_t len)
 {
-	char	num[SESSION_SEQ_MAX];
-	int	n;
+	char	*line;
+	size_t	 n, i;
 
-	s->seq++;
-	if (s->exec.c == NULL || s->prefix == NULL)
+	if (s->prefix == NULL)
 		return;
-	n = snprintf(num, sizeof num, "%llu,", (unsigned long long)s->seq);
-	server_client_write(s->exec.c, s->prefix, s->prefix_len);
-	server_client_write(s->exec.c, num, (size_t)n);
-	server_client_write(s->exec.c, tail, len);
-	server_client_write(s->exec.c, "\n", 1);
+	s->seq++;
+	/* One line, built once: for the turn's client, followers, the ring. */
+	n = s->prefix_len + SESSION_SEQ_MAX + len + 1;
+	line = xmalloc(n);
+	memcpy(line, s->prefix, s->prefix_len);
+	n = s->prefix_len + (size_t)snprintf(line + s->prefix_len,
+	    SESSION_SEQ_MAX, "%llu,", (unsigned long long)s->seq);
+	memcpy(line + n, tail, len);
+	n += len;
+	line[n++] = '\n';
+	if (s->exec.c != NULL)
+		server_client_write(s->exec.c, line, n);
+	for (i = 0; i < s->nfollowers; i++)
+		if (s->followers[i] != s->exec.c)
+			server_client_write(s->followers[i], line, n);
+	ring_push(&s->ring, s->seq, line, n);
+	free(line);
 }
 
 /* Emits {type, data}; data consumed. */
@@ -1141,6 +1154,85 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 	server_client_reply(c, req, "sessions", a);
 }
 
+static int
+session_follower_remove(struct session *s, struct client *c)
+{
+	size_t	i;
+
+	for (i = 0; i < s->nfollowers; i++) {
+		if (s->followers[i] == c) {
+			s->followers[i] = s->followers[--s->nfollowers];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+session_replay_one(void *arg, const struct ring_entry *e)
+{
+	server_client_write(arg, e->line, e->len);
+}
+
+/*
+ * attach: the lines the ring still holds after since_seq (the reply says
+ * which were lost), then every new line of the session, until detach.
+ */
+void
+session_op_attach(struct client *c, const char *req, const cJSON *r)
+{
+	const cJSON	*since = cJSON_GetObjectItemCaseSensitive(r, "since_seq");
+	struct session	*s;
+	uint64_t	 from = 0;
+	cJSON		*d;
+	size_t		 i;
+
+	if (since != NULL && (!cJSON_IsNumber(since) || since->valuedouble < 0)) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "\"since_seq\" must be a number >= 0");
+		return;
+	}
+	if (since != NULL)
+		from = (uint64_t)since->valuedouble;
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	for (i = 0; i < s->nfollowers && s->followers[i] != c; i++)
+		;
+	if (i == s->nfollowers && s->nfollowers == SESSION_FOLLOWERS_MAX) {
+		server_client_error(c, req, s->name, ERR_CAPACITY,
+		    "session \"%s\" has %d clients attached", s->name,
+		    SESSION_FOLLOWERS_MAX);
+		return;
+	}
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "session", s->name);
+	cJSON_AddNumberToObject(d, "seq", (double)s->seq);
+	cJSON_AddStringToObject(d, "state", proto_state_name(s->state));
+	if (from < s->ring.dropped_to && from < s->seq) {
+		/* Lines from+1 .. dropped_to are gone. */
+		cJSON *lost = cJSON_AddArrayToObject(d, "lost");
+
+		cJSON_AddItemToArray(lost, cJSON_CreateNumber((double)from + 1));
+		cJSON_AddItemToArray(lost,
+		    cJSON_CreateNumber((double)s->ring.dropped_to));
+	}
+	server_client_ok(c, req, d);
+	ring_each(&s->ring, from, session_replay_one, c);
+	if (i == s->nfollowers)
+		s->followers[s->nfollowers++] = c;
+}
+
+void
+session_op_detach(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	session_follower_remove(s, c);
+	server_client_ok(c, req, NULL);
+}
+
 /* A client left: its turns go on; their lines go nowhere. */
 void
 session_client_gone(struct client *c)
@@ -1148,6 +1240,7 @@ session_client_gone(struct client *c)
 	struct session	*s;
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		session_follower_remove(s, c);
 		if (s->exec.c == c)
 			s->exec.c = NULL;
 		if (s->open.c == c)

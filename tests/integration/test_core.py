@@ -387,6 +387,44 @@ def test_malformed_worker():
         d.cleanup()
 
 
+def test_attach_replay():
+    with Daemon({"event_ring_bytes": "64K"}) as d:
+        a = d.client()
+        rid = a.send("execute", session="s1", prompt="delay:40 stream:12",
+                     workdir=d.work + "/s1")
+        seen = [a.line(), a.line(), a.line()]
+        a.close()                     # the client goes away mid-turn
+        b = d.client()
+        r = b.request("attach", session="s1", since_seq=seen[-1]["seq"])
+        t.ok(r["type"] == "ok" and "lost" not in r["data"],
+             "attach after a lost connection: ok, nothing lost", r)
+        rest = b.events(rid)
+        seqs = [e["seq"] for e in seen + rest]
+        t.eq(seqs, list(range(1, len(seqs) + 1)),
+             "replay then live: every seq once, in order")
+        t.ok(rest and rest[-1]["type"] == "done" and
+             terminal_count(rest) == 1,
+             "the reattached client gets the turn's terminal line", rest[-1:])
+        # A follower sees the next turn live, under the execute's id.
+        rid2 = b.send("execute", session="s1", prompt="stream:2")
+        evs = b.events(rid2)
+        t.eq(terminal_count(evs), 1, "no line twice for a follower that "
+             "runs the turn itself")
+        c = d.client()
+        r = c.request("attach", session="s1", since_seq=0)
+        t.ok(r["type"] == "ok" and r["data"]["seq"] == evs[-1]["seq"],
+             "attach reports the session's last seq", r)
+        r = c.request("attach", session="nope", id="c-nope")
+        t.eq(r["data"]["code"], "not_found", "attach to an unknown session")
+    with Daemon({"event_ring_bytes": "2K"}) as d:
+        a = d.client()
+        a.execute("s1", "stream:60", workdir=d.work + "/s1")
+        r = a.request("attach", session="s1", since_seq=0)
+        t.ok(r["type"] == "ok" and r["data"].get("lost", [0])[0] == 1 and
+             r["data"]["lost"][1] > 1, "a small ring says which seqs were "
+             "lost", r)
+
+
 def test_sigterm_idle_is_prompt():
     import time
     with Daemon({"drain_timeout": "60s"}) as d:
@@ -413,7 +451,7 @@ def test_revive_respects_capacity():
              "reviving an ended session counts against max_sessions", r[-1])
 
 
-for fn in (test_worker_cannot_start, test_malformed_worker, test_sigterm_idle_is_prompt,
+for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay, test_sigterm_idle_is_prompt,
            test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
            test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
            test_bad_requests, test_cli_flags_and_env, test_slash_commands,
