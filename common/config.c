@@ -54,6 +54,7 @@ static const struct config_key config_keys[] = {
 	{ "max_sessions",	K_INT,  O(max_sessions), "64", 1, 65536 },
 	{ "max_sessions_per_uid", K_INT, O(max_sessions_per_uid), "0", 0, 65536 },
 	{ "max_ended_sessions",	K_INT,  O(max_ended_sessions), "256", 0, 1000000 },
+	{ "max_spawn_queue",	K_INT,  O(max_spawn_queue), "64", 1, 65536 },
 	{ "turn_timeout",	K_MS,   O(turn_timeout_ms), "30m", 0, 0 },
 	{ "idle_timeout",	K_MS,   O(idle_timeout_ms), "30m", 0, 0 },
 	{ "kill_grace",		K_MS,   O(kill_grace_ms), "5s", 0, 0 },

@@ -23,6 +23,9 @@
 #define FW_EXCERPT_BEFORE	(POLICY_MAX_EXCERPT / 4)
 #define FW_NOALLOW		((size_t)-1)
 #define FW_WINDOWS_MIN		8	/* first allocation of windows */
+/* A contents callout before the pattern: fw_bound_callout bounds starts. */
+#define FW_BOUND_OPEN		"(?{b})(?:"
+#define FW_BOUND_CLOSE		")"
 
 /* Findings on the input itself, not from a rule file. */
 #define FW_RULE_TOO_LONG	"input.too-long"
@@ -158,6 +161,49 @@ fw_find(const struct policy *p, const char *id)
 	return NULL;
 }
 
+static int
+fw_compile(regex_t **re, const char *pat, size_t len, OnigErrorInfo *einfo)
+{
+	const OnigUChar	*u = (const OnigUChar *)pat;
+
+	return onig_new(re, u, u + len,
+	    ONIG_OPTION_IGNORECASE | ONIG_OPTION_IGNORECASE_IS_ASCII,
+	    ONIG_ENCODING_UTF8, ONIG_SYNTAX_ONIGURUMA, einfo);
+}
+
+/*
+ * The pattern behind a callout that runs before every match attempt, so
+ * that one search can cover a window of starts and stop past its end
+ * (fw_bound_callout): the search keeps Oniguruma's own skipping, and its
+ * match may still run past the window, to the real end of the text.
+ */
+static int
+fw_compile_bounded(regex_t **re, const char *pat, OnigErrorInfo *einfo)
+{
+	char	*wrapped;
+	int	 rc, n;
+
+	n = xasprintf(&wrapped, "%s%s%s", FW_BOUND_OPEN, pat, FW_BOUND_CLOSE);
+	rc = fw_compile(re, wrapped, (size_t)n, einfo);
+	free(wrapped);
+	return rc;
+}
+
+/* Where the match attempts of a windowed search must start, at the latest. */
+struct fw_bound {
+	const OnigUChar	*last;
+};
+
+static int
+fw_bound_callout(OnigCalloutArgs *args, void *arg)
+{
+	const struct fw_bound	*b = arg;
+
+	if (onig_get_start_by_callout_args(args) > b->last)
+		return ONIG_ABORT;	/* past the window: stop the search */
+	return ONIG_CALLOUT_SUCCESS;
+}
+
 /* A hint may start or end with \\b: the literal must sit on a word edge. */
 static void
 fw_add_hint(struct prefilter *pf, const char *hint, unsigned id)
@@ -187,7 +233,6 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	struct fw_rule		*r;
 	OnigErrorInfo		 einfo;
 	OnigUChar		 msg[ONIG_MAX_ERROR_MESSAGE_LEN];
-	const OnigUChar		*pat = (const OnigUChar *)def->pattern;
 	const OnigUChar		*empty = (const OnigUChar *)"";
 	regex_t			*re;
 	size_t			 i;
@@ -201,11 +246,8 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 		snprintf(why, whylen, "duplicate rule id %s", def->id);
 		return -1;
 	}
-	rc = onig_new(&re, pat, pat + strlen(def->pattern),
-	    ONIG_OPTION_IGNORECASE | ONIG_OPTION_IGNORECASE_IS_ASCII,
-	    ONIG_ENCODING_UTF8, ONIG_SYNTAX_ONIGURUMA,
-	    &einfo);
-	if (rc != ONIG_NORMAL) {
+	if ((rc = fw_compile(&re, def->pattern, strlen(def->pattern),
+	    &einfo)) != ONIG_NORMAL) {
 		onig_error_code_to_str(msg, rc, &einfo);
 		snprintf(why, whylen, "rule %s: bad pattern: %s", def->id,
 		    (char *)msg);
@@ -217,6 +259,15 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 		onig_free(re);
 		snprintf(why, whylen, "rule %s: pattern matches the empty text",
 		    def->id);
+		return -1;
+	}
+	onig_free(re);
+	/* Valid on its own: now the copy that asks before each start. */
+	if ((rc = fw_compile_bounded(&re, def->pattern, &einfo)) !=
+	    ONIG_NORMAL) {
+		onig_error_code_to_str(msg, rc, &einfo);
+		snprintf(why, whylen, "rule %s: bad pattern: %s", def->id,
+		    (char *)msg);
 		return -1;
 	}
 
@@ -482,36 +533,45 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 }
 
 /*
- * Matches one rule in one form: anchored at each start its windows allow
- * or, for a rule without hints, searched through the whole form.  Anchored
- * matching keeps the whole text as context for ^, \\b and look-behind.
+ * Matches one rule in one form: one search per window of starts its hints
+ * allow, or, for a rule without hints, one search through the whole form.
+ * Each search sees the whole text as context for ^, $, \\b and look-around
+ * and stops at the first attempt past its window (fw_bound_callout), each
+ * attempt under the match retry limit.  A search that finds nothing up to
+ * the end of the form settles the later windows too.
  */
 static int
-fw_search_rule(const struct fw_rule *r, const struct norm_buf *nb,
-    const struct fw_windows *w, OnigMatchParam *mp)
+fw_search_rule(const struct policy *p, const struct fw_rule *r,
+    const struct norm_buf *nb, const struct fw_windows *w,
+    OnigMatchParam *mp, struct fw_bound *b)
 {
 	const OnigUChar	*s = (const OnigUChar *)nb->data;
 	const OnigUChar	*e = s + nb->len;
-	size_t		 k, at;
+	size_t		 k, settled = nb->len + 1;
 	int		 rc;
 
-	if (!r->hinted)
+	if (!r->hinted) {
+		b->last = e;
+		onig_set_retry_limit_in_search_of_match_param(mp,
+		    p->search_limit);
 		return onig_search_with_param(r->re, s, e, s, e, NULL,
 		    ONIG_OPTION_NONE, mp);
+	}
 	if (w == NULL)
 		return ONIG_MISMATCH;
+	/* Starts are bounded by the window, attempts by the match limit. */
+	onig_set_retry_limit_in_search_of_match_param(mp, 0);
 	for (k = 0; k < w->n; k++) {
-		for (at = w->from[k]; at <= w->to[k] && at <= nb->len; at++) {
-			/* Forms are valid UTF-8: start on characters only. */
-			if (at < nb->len && (s[at] & 0xC0) == 0x80)
-				continue;
-			rc = onig_match_with_param(r->re, s, e, s + at, NULL,
-			    ONIG_OPTION_NONE, mp);
-			if (rc >= 0)
-				return (int)at;
-			if (rc != ONIG_MISMATCH)
-				return rc;
-		}
+		/* Windows are almost sorted: skip those already settled. */
+		if (w->from[k] >= settled)
+			continue;
+		b->last = s + (w->to[k] < nb->len ? w->to[k] : nb->len);
+		rc = onig_search_with_param(r->re, s, e, s + w->from[k], e,
+		    NULL, ONIG_OPTION_NONE, mp);
+		if (rc == ONIG_MISMATCH)
+			settled = w->from[k];
+		else if (rc != ONIG_ABORT)
+			return rc;
 	}
 	return ONIG_MISMATCH;
 }
@@ -519,26 +579,22 @@ fw_search_rule(const struct fw_rule *r, const struct norm_buf *nb,
 /* Runs every rule for the target over the forms the prefilter allows. */
 static void
 fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
-    const int *useful, struct fw_hit *hits, OnigMatchParam *mp)
+    const int *useful, struct fw_hit *hits, OnigMatchParam *mp,
+    struct fw_bound *b, struct fw_windows **win)
 {
 	const struct fw_rule	*r;
 	struct fw_scan		 sc;
 	size_t			 i;
 	int			 f, rc;
 
-	if (p->nrules == 0)
-		return;
 	sc.p = p;
 	sc.tbit = tbit;
-	sc.win = xcalloc(p->nrules * POLICY_NFORMS, sizeof *sc.win);
 	for (f = 0; f < POLICY_NFORMS; f++) {
-		struct fw_scan	one = sc;
-
 		if (!useful[f])
 			continue;
-		one.win = sc.win + (size_t)f * p->nrules;
+		sc.win = win + (size_t)f * p->nrules;
 		prefilter_scan(p->pf, forms[f].data, forms[f].len,
-		    fw_hint_seen, &one);
+		    fw_hint_seen, &sc);
 	}
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
@@ -547,8 +603,8 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 		for (f = 0; f < POLICY_NFORMS; f++) {
 			if (!useful[f])
 				continue;
-			rc = fw_search_rule(r, &forms[f],
-			    sc.win[(size_t)f * p->nrules + i], mp);
+			rc = fw_search_rule(p, r, &forms[f],
+			    win[(size_t)f * p->nrules + i], mp, b);
 			if (rc == ONIG_MISMATCH)
 				continue;
 			hits[i].matched = 1;
@@ -560,14 +616,144 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 			break;
 		}
 	}
-	for (i = 0; i < p->nrules * POLICY_NFORMS; i++) {
-		if (sc.win[i] != NULL) {
-			free(sc.win[i]->from);
-			free(sc.win[i]->to);
-			free(sc.win[i]);
+}
+
+static void
+fw_windows_free(struct fw_windows **win, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		if (win[i] != NULL) {
+			free(win[i]->from);
+			free(win[i]->to);
+			free(win[i]);
 		}
 	}
-	free(sc.win);
+	free(win);
+}
+
+/* Line of a text offset: the count of newlines before it. */
+static size_t
+fw_line_of(const size_t *nl, size_t nnl, size_t pos)
+{
+	size_t	lo = 0, hi = nnl, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (nl[mid] < pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Adds the severity of rule r (index id) to every line of one form that
+ * one of its matches touches, once per line (stamp), searching from the
+ * hint windows as fw_search_rule() does.  Returns -1 if a search failed
+ * (retry limit).
+ */
+static int
+fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
+    const struct fw_windows *w, const size_t *nl, size_t nnl, int *score,
+    size_t *stamp, OnigMatchParam *mp, struct fw_bound *b,
+    OnigRegion *region)
+{
+	const struct fw_rule	*r = &p->rules[id];
+	const OnigUChar		*s = (const OnigUChar *)nb->data;
+	const OnigUChar		*e = s + nb->len;
+	size_t			 k, nw, from, to, l, l0, l1;
+	int			 rc;
+
+	nw = r->hinted ? (w != NULL ? w->n : 0) : 1;
+	onig_set_retry_limit_in_search_of_match_param(mp, r->hinted ? 0 :
+	    p->search_limit);
+	for (k = 0; k < nw; k++) {
+		from = r->hinted ? w->from[k] : 0;
+		to = r->hinted && w->to[k] < nb->len ? w->to[k] : nb->len;
+		while (from <= to) {
+			b->last = s + to;
+			rc = onig_search_with_param(r->re, s, e, s + from, e,
+			    region, ONIG_OPTION_NONE, mp);
+			if (rc == ONIG_ABORT || rc == ONIG_MISMATCH)
+				break;
+			if (rc < 0)
+				return -1;
+			l0 = fw_line_of(nl, nnl, (size_t)region->beg[0]);
+			l1 = fw_line_of(nl, nnl, region->end[0] > region->beg[0] ?
+			    (size_t)region->end[0] - 1 : (size_t)region->beg[0]);
+			for (l = l0; l <= l1; l++) {
+				if (stamp[l] != id + 1) {
+					stamp[l] = id + 1;
+					score[l] += r->severity;
+				}
+			}
+			/* Once per line: go on after the last line it touched. */
+			if (l1 >= nnl)
+				break;
+			from = nl[l1] + 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The score of a text of several lines: the highest sum, over the lines
+ * of the raw, folded and shell forms, of the rules that match on that
+ * line, plus what counts everywhere (global: input findings, overruns,
+ * matches in the decoded form, which has no lines of the text).  Returns
+ * -1 if a search failed, so that the caller keeps the whole-text score.
+ */
+static int
+fw_line_score(const struct policy *p, const struct norm_buf *forms,
+    const int *useful, const struct fw_hit *hits, struct fw_windows **win,
+    OnigMatchParam *mp, struct fw_bound *b, int global)
+{
+	const struct fw_rule	*r;
+	OnigRegion		*region;
+	size_t			*nl = NULL, *stamp = NULL, nnl, i, cap;
+	int			*score = NULL, best = 0, f, rc = 0;
+
+	if ((region = onig_region_new()) == NULL)
+		return -1;
+	for (f = POLICY_FORM_RAW; f <= POLICY_FORM_SHELL && rc == 0; f++) {
+		if (!useful[f])
+			continue;
+		cap = 0;
+		for (i = 0; i < forms[f].len; i++)
+			cap += forms[f].data[i] == '\n';
+		nl = xreallocarray(nl, cap + 1, sizeof *nl);
+		for (i = 0, nnl = 0; i < forms[f].len; i++) {
+			if (forms[f].data[i] == '\n')
+				nl[nnl++] = i;
+		}
+		free(score);
+		free(stamp);
+		score = xcalloc(nnl + 1, sizeof *score);
+		stamp = xcalloc(nnl + 1, sizeof *stamp);
+		for (i = 0; i < p->nrules && rc == 0; i++) {
+			r = &p->rules[i];
+			if (r->allow_id != NULL || !hits[i].matched ||
+			    hits[i].allowed || hits[i].overrun ||
+			    hits[i].form == POLICY_FORM_DECODED ||
+			    (int)hits[i].form > f)
+				continue;
+			rc = fw_rule_lines(p, i, &forms[f],
+			    win[(size_t)f * p->nrules + i], nl, nnl, score, stamp,
+			    mp, b, region);
+		}
+		for (i = 0; i <= nnl; i++) {
+			if (score[i] > best)
+				best = score[i];
+		}
+	}
+	free(nl);
+	free(score);
+	free(stamp);
+	onig_region_free(region, 1);
+	return rc == 0 ? best + global : -1;
 }
 
 /* Highest severity first, rule order among equals. */
@@ -637,6 +823,7 @@ policy_check(const struct policy *p, enum policy_target target,
 {
 	struct norm_buf		 forms[POLICY_NFORMS];
 	struct fw_hit		*hits;
+	struct fw_bound		 bound;
 	const struct fw_rule	*r;
 	OnigMatchParam		*mp;
 	size_t			 i, best = FW_NOALLOW;
@@ -677,9 +864,12 @@ policy_check(const struct policy *p, enum policy_target target,
 	onig_initialize_match_param(mp);
 	onig_set_retry_limit_in_match_of_match_param(mp, p->retry_limit);
 	onig_set_retry_limit_in_search_of_match_param(mp, p->search_limit);
+	onig_set_progress_callout_of_match_param(mp, fw_bound_callout);
+	onig_set_callout_user_data_of_match_param(mp, &bound);
 
 	hits = p->nrules > 0 ? xcalloc(p->nrules, sizeof *hits) : NULL;
-	fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits, mp);
+	fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits, mp,
+	    &bound);
 	onig_free_match_param(mp);
 
 	/* Allow rules cancel only the rule they name, never an overrun. */

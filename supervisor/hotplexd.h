@@ -58,6 +58,7 @@ struct worker {
 	int			 closed;	/* EOF seen: never reuse */
 	int			 reaped;
 	int			 status;	/* wait status once reaped */
+	int			 served;	/* was given a session */
 	struct session		*session;	/* NULL while spare */
 	uint64_t		 started_ms;
 };

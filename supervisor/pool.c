@@ -27,6 +27,72 @@
 
 static void	pool_worker_finish(struct worker *);
 
+/*
+ * Crash loops (PHP-FPM's idea): a worker that dies before it said hello,
+ * or soon after, is an early death.  Respawns back off exponentially;
+ * POOL_EARLY_MAX early deaths within POOL_EARLY_WINDOW_MS stop
+ * pre-forking (logged once) until a worker lives again.
+ */
+#define POOL_EARLY_MS		1000	/* died sooner: an early death */
+#define POOL_EARLY_WINDOW_MS	10000
+#define POOL_EARLY_MAX		5
+#define POOL_BACKOFF_MIN_MS	100
+#define POOL_BACKOFF_MAX_MS	30000
+
+static struct {
+	uint64_t	 window_start;
+	int		 deaths;
+	uint64_t	 backoff_ms;
+	int		 stopped;	/* pre-forking stopped */
+	struct event	*timer;		/* a refill after the back-off */
+} pool_loop;
+
+static void
+pool_backoff_fire(evutil_socket_t fd, short what, void *arg)
+{
+	pool_refill();
+}
+
+/* A worker died: early?  Then back off, or stop pre-forking. */
+static int
+pool_early_death(const struct worker *wk)
+{
+	uint64_t	now = util_now_ms();
+	struct timeval	tv;
+
+	/* One that served a session and went with its CLI is no crash loop. */
+	if (wk->served || (wk->ready && now - wk->started_ms >= POOL_EARLY_MS)) {
+		pool_loop.deaths = 0;
+		pool_loop.backoff_ms = 0;
+		return 0;
+	}
+	if (now - pool_loop.window_start > POOL_EARLY_WINDOW_MS) {
+		pool_loop.window_start = now;
+		pool_loop.deaths = 0;
+	}
+	pool_loop.deaths++;
+	pool_loop.backoff_ms = pool_loop.backoff_ms == 0 ? POOL_BACKOFF_MIN_MS :
+	    pool_loop.backoff_ms * 2;
+	if (pool_loop.backoff_ms > POOL_BACKOFF_MAX_MS)
+		pool_loop.backoff_ms = POOL_BACKOFF_MAX_MS;
+	if (pool_loop.deaths >= POOL_EARLY_MAX) {
+		if (!pool_loop.stopped)
+			log_warnx("%d workers died at start within %d s: "
+			    "pre-forking stopped until a worker lives", 
+			    pool_loop.deaths, POOL_EARLY_WINDOW_MS / 1000);
+		pool_loop.stopped = 1;
+		return 1;
+	}
+	if (pool_loop.timer == NULL)
+		pool_loop.timer = evtimer_new(hp.base, pool_backoff_fire, NULL);
+	tv.tv_sec = pool_loop.backoff_ms / 1000;
+	tv.tv_usec = (pool_loop.backoff_ms % 1000) * 1000;
+	evtimer_add(pool_loop.timer, &tv);
+	log_info("worker died early: respawning in %llu ms",
+	    (unsigned long long)pool_loop.backoff_ms);
+	return 1;
+}
+
 static struct worker *
 pool_find_pid(pid_t pid)
 {
@@ -96,6 +162,10 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 			cJSON_Delete(j);
 			wk->ready = 1;
 			log_debug("worker %ld ready", (long)wk->pid);
+			if (pool_loop.stopped) {
+				log_info("a worker started: pre-forking again");
+				pool_loop.stopped = 0;
+			}
 			session_worker_ready();
 		} else if (wk->session != NULL)
 			session_worker_msg(wk->session, wk, &m);
@@ -199,7 +269,8 @@ pool_refill(void)
 {
 	int	spares = pool_spares();
 
-	if (hp.shutting_down)
+	if (hp.shutting_down || pool_loop.stopped ||
+	    (pool_loop.timer != NULL && evtimer_pending(pool_loop.timer, NULL)))
 		return;
 	while (spares < hp.conf->spare_min &&
 	    pool_count() < hp.conf->max_sessions + hp.conf->spare_max) {
@@ -220,7 +291,7 @@ pool_take(void)
 		if (wk->session != NULL || wk->dead || wk->closed)
 			continue;
 		if (wk->ready) {
-			/* Refill after this turn of the loop. */
+			wk->served = 1;
 			return wk;
 		}
 		spawning++;
@@ -245,7 +316,8 @@ pool_send(struct worker *wk, uint16_t type, uint32_t turn, const cJSON *j)
 static void
 pool_worker_finish(struct worker *wk)
 {
-	int	status = wk->status, before_hello = !wk->ready;
+	int		status = wk->status, before_hello = !wk->ready;
+	struct worker	dead = *wk;	/* what is needed after the free */
 
 	wk->dead = 1;
 	if (wk->session != NULL)
@@ -261,7 +333,8 @@ pool_worker_finish(struct worker *wk)
 	} else if (before_hello) {
 		log_warnx("a worker died before it was ready");
 		session_spawn_failed("hotplex-worker died at start");
-	} else
+		pool_early_death(&dead);
+	} else if (!pool_early_death(&dead))
 		pool_refill();
 }
 
@@ -311,6 +384,10 @@ pool_reap(void)
 void
 pool_kill_all(void)
 {
+	if (pool_loop.timer != NULL) {
+		event_free(pool_loop.timer);
+		pool_loop.timer = NULL;
+	}
 	struct worker	*wk;
 
 	TAILQ_FOREACH(wk, &hp.workers, entry)

@@ -815,6 +815,28 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	return s;
 }
 
+/* Turns that wait for a worker to be spawned are bounded too. */
+static int
+session_queue_full(struct client *c, const char *req, struct session *s)
+{
+	struct session	*t;
+	int		 n = 0;
+
+	TAILQ_FOREACH(t, &hp.sessions, entry)
+		if (t->state == SESSION_STARTING && t->worker == NULL)
+			n++;
+	if (n < hp.conf->max_spawn_queue)
+		return 0;
+	server_client_error(c, req, s->name, ERR_CAPACITY,
+	    "max_spawn_queue (%d) sessions already wait for a worker",
+	    hp.conf->max_spawn_queue);
+	/* A session created by this very request leaves no trace. */
+	if (s->seq == 0 && s->total.turns == 0 && !s->has_conversation &&
+	    !session_waiting(&s->exec) && !session_waiting(&s->open))
+		session_free(s);
+	return 1;
+}
+
 static int
 session_busy(struct session *s)
 {
@@ -936,6 +958,9 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 		    "session \"%s\" is running a turn", s->name);
 		return;
 	}
+	if ((s->state == SESSION_DORMANT || s->state == SESSION_ENDED) &&
+	    session_queue_full(c, req, s))
+		return;
 	if (session_screen(c, req, s, prompt) == -1)
 		return;
 	s->turn++;
@@ -984,6 +1009,8 @@ session_op_open(struct client *c, const char *req, const cJSON *r)
 		    "session \"%s\" is starting or stopping", s->name);
 		return;
 	}
+	if (session_queue_full(c, req, s))
+		return;
 	if (s->state == SESSION_ENDED)
 		s->stop_final = 0;
 	s->request_us = util_now_us();

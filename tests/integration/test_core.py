@@ -425,6 +425,51 @@ def test_attach_replay():
              "lost", r)
 
 
+def test_crash_loop_and_queue():
+    d = Daemon({"spare_min": "2", "max_spawn_queue": "1"})
+    bad = os.path.join(d.dir, "dying-worker")
+    with open(bad, "w") as f:
+        f.write("#!/bin/sh\nexit 3\n")      # dies at once, every time
+    os.chmod(bad, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % bad)
+    d.start()
+    try:
+        wait_for(lambda: "pre-forking stopped" in open(d.log).read(), 30,
+                 "the crash-loop breaker")
+        log = open(d.log).read()
+        t.ok(log.count("pre-forking stopped") == 1 and
+             "respawning in 100 ms" in log and "respawning in 200 ms" in log,
+             "workers dying at start: exponential back-off, then pre-forking "
+             "stops, logged once")
+        starts = log.count("spawned worker")
+        c = d.client()
+        t.ok(d.proc.poll() is None and c.request("hello")["type"] == "hello",
+             "the master lives on")
+        t.eq(open(d.log).read().count("spawned worker"), starts,
+             "no more pre-forking while stopped")
+    finally:
+        d.stop()
+        d.cleanup()
+    d = Daemon({"spare_min": "0", "max_spawn_queue": "1"})
+    mute = os.path.join(d.dir, "mute-worker")
+    with open(mute, "w") as f:
+        f.write("#!/bin/sh\nexec sleep 60\n")   # never says hello
+    os.chmod(mute, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % mute)
+    with d:
+        c = d.client()
+        c.send("execute", session="q1", prompt="stream:1")
+        r = c.execute("q2", "stream:1")
+        t.ok(r[-1]["type"] == "error" and r[-1]["data"]["code"] ==
+             "capacity" and "max_spawn_queue" in r[-1]["data"]["message"],
+             "a full spawn queue answers capacity naming the limit", r[-1])
+        t.ok(not [s for s in c.request("sessions")["data"]
+                  if s["session"] == "q2"],
+             "the refused session leaves no trace")
+
+
 def test_sigterm_idle_is_prompt():
     import time
     with Daemon({"drain_timeout": "60s"}) as d:
@@ -451,7 +496,8 @@ def test_revive_respects_capacity():
              "reviving an ended session counts against max_sessions", r[-1])
 
 
-for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay, test_sigterm_idle_is_prompt,
+for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay,
+           test_crash_loop_and_queue, test_sigterm_idle_is_prompt,
            test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
            test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
            test_bad_requests, test_cli_flags_and_env, test_slash_commands,
