@@ -62,6 +62,8 @@ static const struct config_key config_keys[] = {
 	{ "max_request_bytes",	K_SIZE, O(max_request_bytes), "1M", 0, 0 },
 	{ "cli_line_max",	K_SIZE, O(cli_line_max), "16M", 0, 0 },
 	{ "client_outbuf_max",	K_SIZE, O(client_outbuf_max), "16M", 0, 0 },
+	{ "client_pause_bytes",	K_SIZE, O(client_pause_bytes), "1M", 0, 0 },
+	{ "client_stall_timeout", K_MS, O(client_stall_ms), "30s", 0, 0 },
 	{ "stderr_tail_bytes",	K_SIZE, O(stderr_tail_bytes), "4K", 0, 0 },
 	{ "event_ring_bytes",	K_SIZE, O(event_ring_bytes), "1M", 0, 0 },
 	{ "rlimit_nofile",	K_U64,  O(rlimit_nofile), "0", 0, 0 },

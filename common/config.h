@@ -59,6 +59,8 @@ struct config {
 	size_t		 max_request_bytes;
 	size_t		 cli_line_max;
 	size_t		 client_outbuf_max;
+	size_t		 client_pause_bytes;
+	uint64_t	 client_stall_ms;
 	size_t		 stderr_tail_bytes;
 	size_t		 event_ring_bytes;
 

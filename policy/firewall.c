@@ -649,16 +649,25 @@ fw_line_of(const size_t *nl, size_t nnl, size_t pos)
 	return lo;
 }
 
+/* What fw_rule_lines() does to each line a match of a rule touches. */
+struct fw_lines {
+	size_t		*mark;		/* mark[l] = val: line done */
+	size_t		 val;
+	int		*score;		/* NULL: only mark */
+	int		 severity;
+	const size_t	*skip;		/* skip[l] = val: allowed there */
+};
+
 /*
- * Adds the severity of rule r (index id) to every line of one form that
- * one of its matches touches, once per line (stamp), searching from the
- * hint windows as fw_search_rule() does.  Returns -1 if a search failed
- * (retry limit).
+ * Marks every line of one form that a match of rule id touches, once per
+ * line, adding its severity to the line unless an allow rule cancelled it
+ * there; searches from the hint windows as fw_search_rule() does.  Returns
+ * -1 if a search failed (retry limit).
  */
 static int
 fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
-    const struct fw_windows *w, const size_t *nl, size_t nnl, int *score,
-    size_t *stamp, OnigMatchParam *mp, struct fw_bound *b,
+    const struct fw_windows *w, const size_t *nl, size_t nnl,
+    const struct fw_lines *ln, OnigMatchParam *mp, struct fw_bound *b,
     OnigRegion *region)
 {
 	const struct fw_rule	*r = &p->rules[id];
@@ -685,10 +694,12 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
 			l1 = fw_line_of(nl, nnl, region->end[0] > region->beg[0] ?
 			    (size_t)region->end[0] - 1 : (size_t)region->beg[0]);
 			for (l = l0; l <= l1; l++) {
-				if (stamp[l] != id + 1) {
-					stamp[l] = id + 1;
-					score[l] += r->severity;
-				}
+				if (ln->mark[l] == ln->val || (ln->skip != NULL &&
+				    ln->skip[l] == ln->val))
+					continue;
+				ln->mark[l] = ln->val;
+				if (ln->score != NULL)
+					ln->score[l] += ln->severity;
 			}
 			/* Once per line: go on after the last line it touched. */
 			if (l1 >= nnl)
@@ -700,11 +711,47 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
 }
 
 /*
+ * Scores one rule over the lines of form f: first the lines where the
+ * allow rules naming it match, then its own lines but those.
+ */
+static int
+fw_rule_score(const struct policy *p, size_t id, int f,
+    const struct norm_buf *nb, const struct fw_hit *hits,
+    struct fw_windows **win, const size_t *nl, size_t nnl, int *score,
+    size_t *stamp, size_t *allowed, OnigMatchParam *mp, struct fw_bound *b,
+    OnigRegion *region)
+{
+	struct fw_lines	 ln;
+	size_t		 a;
+
+	memset(&ln, 0, sizeof ln);
+	ln.val = id + 1;
+	if (hits[id].allowed) {
+		ln.mark = allowed;
+		for (a = 0; a < p->nrules; a++) {
+			if (p->rules[a].allow != id || !hits[a].matched ||
+			    hits[a].overrun || (int)hits[a].form > f)
+				continue;
+			if (fw_rule_lines(p, a, nb, win[(size_t)f * p->nrules +
+			    a], nl, nnl, &ln, mp, b, region) != 0)
+				return -1;
+		}
+		ln.skip = allowed;
+	}
+	ln.mark = stamp;
+	ln.score = score;
+	ln.severity = p->rules[id].severity;
+	return fw_rule_lines(p, id, nb, win[(size_t)f * p->nrules + id], nl,
+	    nnl, &ln, mp, b, region);
+}
+
+/*
  * The score of a text of several lines: the highest sum, over the lines
  * of the raw, folded and shell forms, of the rules that match on that
  * line, plus what counts everywhere (global: input findings, overruns,
  * matches in the decoded form, which has no lines of the text).  Returns
- * -1 if a search failed, so that the caller keeps the whole-text score.
+ * -1 for a text of one line, or if a search failed, so that the caller
+ * keeps the whole-text score.
  */
 static int
 fw_line_score(const struct policy *p, const struct norm_buf *forms,
@@ -713,8 +760,9 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 {
 	const struct fw_rule	*r;
 	OnigRegion		*region;
-	size_t			*nl = NULL, *stamp = NULL, nnl, i, cap;
-	int			*score = NULL, best = 0, f, rc = 0;
+	size_t			*nl = NULL, *stamp = NULL, *allowed = NULL;
+	size_t			 nnl, i, cap;
+	int			*score = NULL, best = 0, f, rc = 0, lines = 0;
 
 	if ((region = onig_region_new()) == NULL)
 		return -1;
@@ -724,6 +772,7 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 		cap = 0;
 		for (i = 0; i < forms[f].len; i++)
 			cap += forms[f].data[i] == '\n';
+		lines |= cap > 0;
 		nl = xreallocarray(nl, cap + 1, sizeof *nl);
 		for (i = 0, nnl = 0; i < forms[f].len; i++) {
 			if (forms[f].data[i] == '\n')
@@ -731,18 +780,19 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 		}
 		free(score);
 		free(stamp);
+		free(allowed);
 		score = xcalloc(nnl + 1, sizeof *score);
 		stamp = xcalloc(nnl + 1, sizeof *stamp);
+		allowed = xcalloc(nnl + 1, sizeof *allowed);
 		for (i = 0; i < p->nrules && rc == 0; i++) {
 			r = &p->rules[i];
 			if (r->allow_id != NULL || !hits[i].matched ||
-			    hits[i].allowed || hits[i].overrun ||
+			    hits[i].overrun ||
 			    hits[i].form == POLICY_FORM_DECODED ||
 			    (int)hits[i].form > f)
 				continue;
-			rc = fw_rule_lines(p, i, &forms[f],
-			    win[(size_t)f * p->nrules + i], nl, nnl, score, stamp,
-			    mp, b, region);
+			rc = fw_rule_score(p, i, f, &forms[f], hits, win, nl,
+			    nnl, score, stamp, allowed, mp, b, region);
 		}
 		for (i = 0; i <= nnl; i++) {
 			if (score[i] > best)
@@ -752,8 +802,10 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 	free(nl);
 	free(score);
 	free(stamp);
+	free(allowed);
 	onig_region_free(region, 1);
-	return rc == 0 ? best + global : -1;
+	/* One line: the whole-text score stands, across all forms. */
+	return rc == 0 && lines ? best + global : -1;
 }
 
 /* Highest severity first, rule order among equals. */
@@ -824,11 +876,12 @@ policy_check(const struct policy *p, enum policy_target target,
 	struct norm_buf		 forms[POLICY_NFORMS];
 	struct fw_hit		*hits;
 	struct fw_bound		 bound;
+	struct fw_windows	**win;
 	const struct fw_rule	*r;
 	OnigMatchParam		*mp;
 	size_t			 i, best = FW_NOALLOW;
 	unsigned		 flags;
-	int			 useful[POLICY_NFORMS], f;
+	int			 useful[POLICY_NFORMS], f, global, line;
 
 	memset(v, 0, sizeof *v);
 	v->threshold = threshold > 0 ? threshold : POLICY_DEFAULT_THRESHOLD;
@@ -867,10 +920,10 @@ policy_check(const struct policy *p, enum policy_target target,
 	onig_set_progress_callout_of_match_param(mp, fw_bound_callout);
 	onig_set_callout_user_data_of_match_param(mp, &bound);
 
-	hits = p->nrules > 0 ? xcalloc(p->nrules, sizeof *hits) : NULL;
+	hits = xcalloc(p->nrules + 1, sizeof *hits);
+	win = xcalloc(p->nrules * POLICY_NFORMS + 1, sizeof *win);
 	fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits, mp,
-	    &bound);
-	onig_free_match_param(mp);
+	    &bound, win);
 
 	/* Allow rules cancel only the rule they name, never an overrun. */
 	for (i = 0; i < p->nrules; i++) {
@@ -882,12 +935,17 @@ policy_check(const struct policy *p, enum policy_target target,
 	}
 
 	fw_input_findings(v, flags);
+	global = v->score;
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
 		if (r->allow_id != NULL || !hits[i].matched)
 			continue;
 		fw_add_match(v, r->id, r->category, r->message, r->severity,
 		    hits[i].form, hits[i].overrun, hits[i].allowed);
+		/* Where these matched is unknown or not a line of the text. */
+		if (!hits[i].allowed && (hits[i].overrun ||
+		    hits[i].form == POLICY_FORM_DECODED))
+			global += r->severity;
 		if (!hits[i].allowed && (best == FW_NOALLOW ||
 		    r->severity > p->rules[best].severity))
 			best = i;
@@ -900,8 +958,17 @@ policy_check(const struct policy *p, enum policy_target target,
 	} else if (v->nfound > 0)
 		fw_excerpt(v, forms[POLICY_FORM_FOLDED].data,
 		    forms[POLICY_FORM_FOLDED].len, 0);
+	/*
+	 * Weak matches far apart in a long text do not add up: a text of
+	 * several lines scores its worst line (see fw_line_score()).
+	 */
+	if (v->score >= v->threshold && (line = fw_line_score(p, forms, useful,
+	    hits, win, mp, &bound, global)) >= 0)
+		v->score = line;
 	v->blocked = v->score >= v->threshold;
 
+	onig_free_match_param(mp);
+	fw_windows_free(win, p->nrules * POLICY_NFORMS);
 	free(hits);
 	for (f = 0; f < POLICY_NFORMS; f++)
 		normalize_buf_free(&forms[f]);

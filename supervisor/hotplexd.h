@@ -44,6 +44,8 @@ struct client {
 	int			 said_hello;
 	int			 closing;	/* flush, then free */
 	int			 lingering;	/* flushed, half-closed */
+	int			 stalled;	/* above client_pause_bytes */
+	struct event		*stall_timer;	/* ... for too long: cut off */
 	struct line_reader	 reader;
 };
 TAILQ_HEAD(clients, client);
@@ -60,6 +62,7 @@ struct worker {
 	int			 status;	/* wait status once reaped */
 	int			 served;	/* was given a session */
 	struct session		*session;	/* NULL while spare */
+	int			 paused;	/* not read: its client is slow */
 	uint64_t		 started_ms;
 };
 TAILQ_HEAD(workers, worker);
@@ -177,6 +180,7 @@ void	 session_op_policy_check(struct client *, const char *req,
 void	 session_op_attach(struct client *, const char *req, const cJSON *);
 void	 session_op_detach(struct client *, const char *req, const cJSON *);
 void	 session_client_gone(struct client *);
+void	 session_client_stalled(struct client *, int stalled);
 void	 session_worker_msg(struct session *, struct worker *, struct msg *);
 void	 session_worker_gone(struct session *, struct worker *, int status);
 void	 session_worker_ready(void);

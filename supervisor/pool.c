@@ -354,6 +354,11 @@ pool_worker_dead(struct worker *wk, int status)
 	/* Its last messages may still be in the socket: wait for EOF. */
 	if (wk->closed)
 		pool_worker_finish(wk);
+	else if (wk->paused) {
+		/* Paused for a slow client: read on, so that EOF comes. */
+		wk->paused = 0;
+		bufferevent_enable(wk->bev, EV_READ);
+	}
 }
 
 void

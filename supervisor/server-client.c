@@ -27,6 +27,7 @@
 #define CLIENT_LINGER_S		2	/* wait for a closed client's EOF */
 
 static void	server_client_read(struct bufferevent *, void *);
+static void	server_client_stall_fire(evutil_socket_t, short, void *);
 
 struct server_op {
 	const char	*name;
@@ -167,6 +168,14 @@ server_client_drained(struct bufferevent *bev, void *arg)
 	struct client	*c = arg;
 	struct timeval	 tv = { CLIENT_LINGER_S, 0 };
 
+	if (c->stalled && !c->closing) {
+		/* Below the low mark again: its sessions' workers go on. */
+		c->stalled = 0;
+		evtimer_del(c->stall_timer);
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		session_client_stalled(c, 0);
+		return;
+	}
 	if (!c->closing || c->lingering)
 		return;
 	c->lingering = 1;
@@ -201,6 +210,7 @@ server_client_new(int fd)
 		fatalx("bufferevent_socket_new");
 	bufferevent_setcb(c->bev, server_client_read, server_client_drained,
 	    server_client_event, c);
+	c->stall_timer = evtimer_new(hp.base, server_client_stall_fire, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&hp.clients, c, entry);
 	log_debug("client %llu: uid %ld pid %ld%s", (unsigned long long)c->id,
@@ -218,12 +228,39 @@ void
 server_client_free(struct client *c)
 {
 	TAILQ_REMOVE(&hp.clients, c, entry);
+	if (c->stalled)
+		session_client_stalled(c, 0);
+	event_free(c->stall_timer);
 	session_client_gone(c);
 	bufferevent_free(c->bev);
 	free(c);
 }
 
-/* Every write goes through here: a client that does not read is cut off. */
+/* Paused its sessions for client_stall_timeout and still not reading. */
+static void
+server_client_stall_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct client	*c = arg;
+
+	log_warnx("client %llu (pid %ld) has not read for %llu ms with %zu "
+	    "bytes queued: disconnecting; its sessions go on",
+	    (unsigned long long)c->id, (long)c->pid,
+	    (unsigned long long)hp.conf->client_stall_ms,
+	    evbuffer_get_length(bufferevent_get_output(c->bev)));
+	c->stalled = 0;
+	session_client_stalled(c, 0);
+	session_client_gone(c);
+	evbuffer_drain(bufferevent_get_output(c->bev),
+	    evbuffer_get_length(bufferevent_get_output(c->bev)));
+	server_client_close(c);
+}
+
+/*
+ * Every write goes through here.  Above client_pause_bytes the workers of
+ * the client's turns stop being read (the CLIs block on their pipes, memory
+ * stays bounded) until it reads again; after client_stall_timeout, or above
+ * client_outbuf_max, it is cut off and its sessions go on without it.
+ */
 void
 server_client_write(struct client *c, const char *data, size_t len)
 {
@@ -241,6 +278,17 @@ server_client_write(struct client *c, const char *data, size_t len)
 		return;
 	}
 	evbuffer_add(out, data, len);
+	if (!c->stalled && evbuffer_get_length(out) > hp.conf->client_pause_bytes) {
+		struct timeval	tv;
+
+		c->stalled = 1;
+		bufferevent_setwatermark(c->bev, EV_WRITE,
+		    hp.conf->client_pause_bytes / 2, 0);
+		tv.tv_sec = hp.conf->client_stall_ms / 1000;
+		tv.tv_usec = (hp.conf->client_stall_ms % 1000) * 1000;
+		evtimer_add(c->stall_timer, &tv);
+		session_client_stalled(c, 1);
+	}
 }
 
 static void

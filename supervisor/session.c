@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "common/log.h"
@@ -1258,6 +1259,29 @@ session_op_detach(struct client *c, const char *req, const cJSON *r)
 		return;
 	session_follower_remove(s, c);
 	server_client_ok(c, req, NULL);
+}
+
+/* Pauses (or resumes) reading the workers whose turn goes to c. */
+void
+session_client_stalled(struct client *c, int stalled)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		if (s->worker == NULL || s->worker->bev == NULL ||
+		    (stalled && s->exec.c != c))
+			continue;
+		if (stalled && !s->worker->paused) {
+			s->worker->paused = 1;
+			bufferevent_disable(s->worker->bev, EV_READ);
+			log_info("session %s: client does not read; pausing its "
+			    "worker", s->name);
+		} else if (!stalled && s->worker->paused && !s->worker->closed &&
+		    (s->exec.c == c || s->exec.c == NULL)) {
+			s->worker->paused = 0;
+			bufferevent_enable(s->worker->bev, EV_READ);
+		}
+	}
 }
 
 /* A client left: its turns go on; their lines go nowhere. */

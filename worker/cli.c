@@ -387,6 +387,17 @@ syserr0:
 	return NULL;
 }
 
+void
+cli_pause(struct cli *c, int paused)
+{
+	if (c->out_eof)
+		return;
+	if (paused)
+		bufferevent_disable(c->out, EV_READ);
+	else
+		bufferevent_enable(c->out, EV_READ);
+}
+
 pid_t
 cli_pid(const struct cli *c)
 {

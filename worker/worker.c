@@ -38,6 +38,8 @@
 #define WORKER_ERR_MAX		512
 
 #define WORKER_FLUSH_TIMEOUT_S	5	/* to flush the channel when exiting */
+#define WORKER_MASTER_HIWAT	(4U * 1024 * 1024)	/* pause the CLI above */
+#define WORKER_MASTER_LOWAT	(1U * 1024 * 1024)	/* and resume below */
 #define WORKER_EVENT_MAX	(MSG_MAX_PAYLOAD - 4096)	/* one event's JSON */
 #define WORKER_ORPHANS_MAX	256	/* left-over processes killed per round */
 #define WORKER_ORPHAN_ROUNDS	16
@@ -96,6 +98,7 @@ static struct {
 	int			 exiting;
 	int			 init_seen;
 	int			 cli_gone;	/* the CLI exited; we exit next */
+	int			 cli_paused;	/* the master is behind */
 	int			 exit_code;
 } w;
 
@@ -113,7 +116,29 @@ static void	worker_turn_finish_error(const char *, const char *);
 static void
 worker_send(uint16_t type, const void *data, size_t len)
 {
-	msg_compose(bufferevent_get_output(w.master), type, w.turn, data, len);
+	struct evbuffer	*out = bufferevent_get_output(w.master);
+
+	msg_compose(out, type, w.turn, data, len);
+	/* The master stopped reading us (a slow client): stop reading the CLI. */
+	if (!w.cli_paused && w.cli != NULL &&
+	    evbuffer_get_length(out) > WORKER_MASTER_HIWAT) {
+		w.cli_paused = 1;
+		cli_pause(w.cli, 1);
+		bufferevent_setwatermark(w.master, EV_WRITE, WORKER_MASTER_LOWAT,
+		    0);
+	}
+}
+
+/* The channel drained below the low mark: read the CLI again. */
+static void
+worker_master_drained(struct bufferevent *bev, void *arg)
+{
+	if (!w.cli_paused)
+		return;
+	w.cli_paused = 0;
+	bufferevent_setwatermark(w.master, EV_WRITE, 0, 0);
+	if (w.cli != NULL)
+		cli_pause(w.cli, 0);
 }
 
 /* Sends and frees. */
@@ -1295,7 +1320,7 @@ main(int argc, char **argv)
 		fatalx("event_base_new");
 	w.master = bufferevent_socket_new(w.base, WORKER_FD,
 	    BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(w.master, worker_master_read, NULL,
+	bufferevent_setcb(w.master, worker_master_read, worker_master_drained,
 	    worker_master_event, NULL);
 	bufferevent_enable(w.master, EV_READ | EV_WRITE);
 	for (i = 0; i < 4; i++) {

@@ -46,6 +46,8 @@ void		 cli_free(struct cli *);
 pid_t		 cli_pid(const struct cli *);
 /* Queues one NDJSON line (a '\n' is appended). */
 int		 cli_write(struct cli *, const char *line, size_t len);
+/* Stops (or resumes) reading the CLI's stdout: it blocks on its pipe. */
+void		 cli_pause(struct cli *, int paused);
 /* TERM the process group now, KILL it after grace_ms. */
 void		 cli_kill(struct cli *, uint64_t grace_ms);
 /* The last bytes the CLI wrote on stderr, NUL-terminated. */

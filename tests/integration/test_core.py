@@ -470,6 +470,44 @@ def test_crash_loop_and_queue():
              "the refused session leaves no trace")
 
 
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_client():
+    import time
+    with Daemon({"client_pause_bytes": "256K",
+                 "client_stall_timeout": "2s"}) as d:
+        slow = d.client()
+        rid = slow.send("execute", session="flood", prompt="flood:8000000",
+                        workdir=d.work + "/flood")
+        first_line = slow.line()       # the turn started; now stop reading
+        wpid = first_line["data"]["worker_pid"]
+        fast = d.client()
+        t0 = time.monotonic()
+        evs = fast.execute("other", "stream:3", workdir=d.work + "/other")
+        t.ok(evs[-1]["type"] == "done" and time.monotonic() - t0 < 5,
+             "another session is not slowed by the slow client",
+             time.monotonic() - t0)
+        rss_m, rss_w = rss_kb(d.proc.pid), rss_kb(wpid)
+        t.ok(rss_m < 64 * 1024 and rss_w < 64 * 1024,
+             "memory stays bounded while the client does not read "
+             "(master %d KiB, worker %d KiB)" % (rss_m, rss_w))
+        wait_for(lambda: "has not read for" in open(d.log).read(), 20,
+                 "the stall timeout")
+        t.ok(True, "the slow client is cut off with a logged reason")
+        wait_for(lambda: [x for x in fast.request("sessions")["data"]
+                          if x["session"] == "flood"][0]["state"] == "ready",
+                 60, "the flood turn to end without its client")
+        st = fast.request("stats", session="flood")["data"]
+        t.ok(st["turns"] == 1 and st["errors"] == 0,
+             "the session and its turn went on to the end", st)
+
+
 def test_sigterm_idle_is_prompt():
     import time
     with Daemon({"drain_timeout": "60s"}) as d:
@@ -497,7 +535,7 @@ def test_revive_respects_capacity():
 
 
 for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay,
-           test_crash_loop_and_queue, test_sigterm_idle_is_prompt,
+           test_crash_loop_and_queue, test_slow_client, test_sigterm_idle_is_prompt,
            test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
            test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
            test_bad_requests, test_cli_flags_and_env, test_slash_commands,

@@ -3,11 +3,17 @@
 (landlock, seccomp, worker_user): tools run by tests/fake-claude (tool:CMD)
 and by the real CLI against tests/e2e/mock_api.py, seen from the inside.
 As root the CLI runs as the user hotplex-sbx (created with useradd when
-missing and left in place, as tests/sandbox/run.sh does)."""
+missing and left in place, as tests/sandbox/run.sh does).
+
+The escape suite (test_escape) runs tests/sandbox/try-escape as a tool of a
+real sandboxed session, with the daemon itself as the process outside, and
+reports each of its probes as a TAP line of this suite."""
 
 import ctypes
 import os
 import pwd
+import re
+import socket
 import shutil
 import signal
 import subprocess
@@ -29,6 +35,15 @@ LANDLOCK_CREATE_RULESET_VERSION = 1
 DIR_TRAVERSE = 0o711                    # the worker user must pass through
 DIR_OPEN = 0o777                        # DAC allows: only Landlock denies
 MOCK_START_S = 20
+TRY_ESCAPE = os.path.join(BDIR, "tests", "sandbox", "try-escape")
+ESCAPE_NPROC = 128          # rlimit_nproc of the escape suite's CLI
+ESCAPES_MIN = 30            # probes, controls and skips not counted
+SUID_MODE = 0o4755
+FILE_OPEN = 0o666           # DAC allows: only Landlock denies
+LANDLOCK_SCOPE_ABI = 6      # signal and abstract-socket scopes
+TE_LINE = re.compile(r"^(not )?ok \d+ - (.*?)(?: # SKIP (.*))?$")
+TE_PLAN = re.compile(r"^1\.\.(\d+)$")
+TE_EXIT = re.compile(r"^try-escape exit (\d+)$", re.M)
 
 
 def landlock_abi():
@@ -159,6 +174,207 @@ def test_fake_claude(tmp, uid):
         c.request("stop", session="s2")
 
 
+def procs_under(path):
+    """Live pids whose cwd or executable is under path (a left-over of a
+    session that left its process group too)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        for link in ("cwd", "exe"):
+            try:
+                target = os.readlink("/proc/%s/%s" % (d, link))
+            except OSError:
+                continue
+            if (target == path or target.startswith(path + "/")) and \
+                    proc_alive(int(d)):
+                out.append(int(d))
+                break
+    return out
+
+
+def tracer_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return None
+
+
+def escape_tap(out):
+    """Reports try-escape's TAP lines as ours; returns (probes run as
+    escapes, lines seen, plan)."""
+    plan, seen, escapes = None, 0, 0
+    for line in out.splitlines():
+        m = TE_PLAN.match(line)
+        if m:
+            plan = int(m.group(1))
+            continue
+        m = TE_LINE.match(line)
+        if not m:
+            continue
+        seen += 1
+        bad, what, why = m.group(1), m.group(2), m.group(3)
+        if why is not None:
+            t.skip("[escape] " + what, why)
+            continue
+        t.ok(not bad, "[escape] " + what)
+        if not what.startswith("control:"):
+            escapes += 1
+    return escapes, seen, plan
+
+
+def test_escape(tmp, uid, abi):
+    """try-escape inside a real session: the daemon is the process outside
+    (ptrace, kill, /proc/PID/mem...), another session's workdir and a home
+    with a key are the files outside.  The binary goes into the session's
+    workdir: Landlock grants the workdir read/write/execute (LL_RW), and a
+    setuid-root copy there shows no_new_privs at work."""
+    if not os.access(TRY_ESCAPE, os.X_OK):
+        t.ok(False, "try-escape is built", TRY_ESCAPE + " missing "
+             "(make %s)" % os.path.relpath(TRY_ESCAPE, ROOT))
+        return
+    home = os.path.join(tmp, "home")
+    key = os.path.join(home, ".ssh", "id_ed25519")
+    outside = os.path.join(tmp, "outside")
+    os.makedirs(os.path.dirname(key))
+    os.makedirs(outside)
+    os.chmod(outside, DIR_OPEN)
+    with open(key, "w") as f:
+        f.write("-----BEGIN OPENSSH PRIVATE KEY----- fake\n")
+    with open(os.path.join(outside, "file"), "w") as f:
+        f.write("file\n")
+    for f in (key, os.path.join(outside, "file")):
+        os.chmod(f, FILE_OPEN)
+    # An abstract socket outside the sandbox (the daemon has none).
+    decoy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    decoy_name = "hotplex-te-decoy-%d" % os.getpid()
+    decoy.bind("\0" + decoy_name)
+    decoy.listen(1)
+    d = sandboxed_daemon(tmp, uid, {"seccomp": PROFILE,
+                                    "firewall_rules": "",
+                                    "rlimit_nproc": str(ESCAPE_NPROC)})
+    # The CLI can only write in its workdir.
+    d.env["FAKE_CLAUDE_LOG"] = "fake-claude.log"
+    try:
+        with d:
+            run_escape(d, uid, abi, key, outside, decoy_name)
+    finally:
+        decoy.close()
+
+
+def run_escape(d, uid, abi, key, outside, decoy_name):
+    c = d.client()
+    wd1, wd2 = d.work + "/esc1", d.work + "/esc2"
+    daemon = d.proc.pid
+
+    # The other session: a secret in its workdir, its CLI stays up.
+    evs, out = tool(c, "esc2", "echo secret > secret && cat secret",
+                    workdir=wd2)
+    t.ok(evs[-1]["type"] == "done" and out is not None and "secret" in out,
+         "escape: the other session wrote its secret", (evs[-1:], out,
+                                                       d.logtail()))
+    peer = (first(evs, "session_start") or {}).get("data", {}).get("pgid")
+
+    os.makedirs(wd1)
+    te = os.path.join(wd1, "try-escape")
+    shutil.copy(TRY_ESCAPE, te)
+    with open(os.path.join(wd1, "hello"), "w") as f:
+        f.write("hello\n")
+    env = {"TE_OTHER": wd2, "TE_SSHKEY": key, "TE_OUTSIDE": outside,
+           "SANDBOX_DECOY_PID": str(daemon),
+           "SANDBOX_DECOY_SOCK": decoy_name,
+           # LeakSanitizer needs ptrace, which the profile denies.
+           "ASAN_OPTIONS": "detect_leaks=0"}
+    if uid is not None:
+        suid = os.path.join(wd1, "suid-try-escape")
+        shutil.copy(TRY_ESCAPE, suid)
+        os.chmod(suid, SUID_MODE)
+        env["TE_SUID"] = suid
+        env["TE_NPROC"] = str(ESCAPE_NPROC)
+    cmd = "%s %s 2>&1; echo try-escape exit $?" % (
+        " ".join("%s=%s" % kv for kv in sorted(env.items())), te)
+    evs = c.execute("esc1", "stream:1\ntool:" + cmd, workdir=wd1)
+    res = first(evs, "tool_result")
+    data = res["data"] if res else {}
+    out = data.get("output") or ""
+    t.ok(evs[-1]["type"] == "done" and res is not None and
+         not data.get("is_error") and not data.get("truncated"),
+         "escape: try-escape ran as a tool, output whole",
+         (evs[-1:], {k: v for k, v in data.items() if k != "output"},
+          out[-2000:], d.logtail()))
+    escapes, seen, plan = escape_tap(out)
+    t.ok(plan is not None and seen == plan,
+         "escape: every probe reported (%d of %s)" % (seen, plan),
+         out[-2000:])
+    t.ok(escapes >= ESCAPES_MIN, "escape: %d escapes attempted (>= %d)" %
+         (escapes, ESCAPES_MIN), out[-2000:])
+    m = TE_EXIT.search(out)
+    t.ok(m is not None and m.group(1) == "0", "escape: try-escape exit 0",
+         out[-2000:])
+    ids = out.splitlines()[0] if out else ""
+    if uid is not None:
+        t.ok(("uid %d" % uid) in ids, "escape: probes ran as worker_user",
+             ids)
+
+    # Real signals, not kill(pid, 0): a success would show.
+    _, out = tool(c, "esc1", "kill -KILL %d; echo rc=$?" % daemon)
+    if uid is None and abi < LANDLOCK_SCOPE_ABI:
+        t.skip("escape: SIGKILL to the daemon", "same uid and Landlock "
+               "ABI < %d: no signal scope" % LANDLOCK_SCOPE_ABI)
+    else:
+        t.ok(out is not None and "rc=0" not in out and
+             "Operation not permitted" in out,
+             "escape: SIGKILL to the daemon: EPERM", out)
+    if abi < LANDLOCK_SCOPE_ABI or not peer:
+        t.skip("escape: SIGKILL to the other session's CLI (same uid)",
+               "no peer CLI" if not peer else "Landlock ABI < %d: no "
+               "signal scope" % LANDLOCK_SCOPE_ABI)
+    else:
+        _, out = tool(c, "esc1", "kill -KILL %d; echo rc=$?" % peer)
+        t.ok(out is not None and "rc=0" not in out and
+             "Operation not permitted" in out and proc_alive(peer),
+             "escape: SIGKILL to the other session's CLI (same uid): EPERM",
+             out)
+
+    # Afterwards: the daemon is fine, and nothing of the session is left.
+    t.ok(d.proc.poll() is None and tracer_of(daemon) == 0,
+         "escape: the daemon is alive and not traced", d.logtail())
+    ss = c.request("sessions")
+    t.ok(ss is not None and ss["type"] == "sessions",
+         "escape: the daemon still answers", ss)
+    mine = [s for s in (ss or {}).get("data", []) if s["session"] == "esc1"]
+    worker = mine[0]["worker_pid"] if mine else 0
+    pg = (first(evs, "session_start") or {}).get("data", {}).get("pgid")
+    r = c.request("stop", session="esc1")
+    t.eq(r and r["type"], "ok", "escape: stop of the session ok")
+
+    def gone():
+        return not procs_in_group(pg) and not procs_under(wd1) and \
+            not (worker and proc_alive(worker))
+    try:
+        wait_for(gone, 10, "the escape session's processes to die")
+        t.ok(pg is not None, "escape: no process of the session left "
+             "(group, workdir, worker)", pg)
+    except TimeoutError:
+        t.ok(False, "escape: no process of the session left (group, "
+             "workdir, worker)", (procs_in_group(pg), procs_under(wd1),
+                                  worker and proc_alive(worker)))
+    st = c.request("stats", session="esc1")
+    t.ok(st is not None and st["data"].get("state") == "ended",
+         "escape: the session ended", st)
+    c.request("stop", session="esc2")
+    try:
+        wait_for(lambda: not procs_in_group(peer) and
+                 not procs_under(wd2), 10, "the other session to end")
+        t.ok(peer is not None, "escape: the other session's CLI stopped")
+    except TimeoutError:
+        t.ok(False, "escape: the other session's CLI stopped",
+             procs_in_group(peer))
+    t.ok(d.proc.poll() is None, "escape: the daemon is alive at the end",
+         d.logtail())
+
+
 def test_bad_profile(tmp, uid):
     prof = os.path.join(tmp, "profile")
     d = sandboxed_daemon(tmp, uid, {"landlock": "off"})
@@ -277,10 +493,12 @@ def main():
             t.skip("worker_user", "not root: the CLI keeps our uid")
         test_sandbox_off()
         test_check_rejects_bad_profile(tmp)
-        if landlock_abi() == 0:
+        abi = landlock_abi()
+        if abi == 0:
             t.skip("sandboxed sessions", "the kernel has no Landlock")
         else:
             test_fake_claude(tmp, uid)
+            test_escape(tmp, uid, abi)
             test_real_cli(tmp, uid)
         test_bad_profile(tmp, uid)
     finally:

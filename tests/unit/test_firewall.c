@@ -504,6 +504,52 @@ test_check_allowlist(void **state)
 }
 
 static void
+test_check_long_text_scoring(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN], *text;
+	size_t			 i, n, len;
+	static const char	 line[] = "dd if=x of=/dev/sda\n";
+
+	assert_non_null(p = load(good_rules, err));
+	/* Weak matches add up on one line... */
+	check(p, POLICY_BASH, "echo hi\nsudo dd if=x of=/dev/sda\n", &v);
+	assert_int_equal(v.score, 6);
+	assert_true(v.blocked);
+	/* ...but not across lines: the worst line scores. */
+	check(p, POLICY_BASH, "sudo ls\necho hi\ndd if=x of=/dev/sda", &v);
+	assert_int_equal(v.score, 4);
+	assert_false(v.blocked);
+	assert_int_equal(v.nmatches, 2);
+	/* A line continuation joins them again in the shell form. */
+	check(p, POLICY_BASH, "sudo \\\ndd if=x of=/dev/sda", &v);
+	assert_true(v.blocked);
+	/* A strong match blocks wherever it is. */
+	check(p, POLICY_BASH, "sudo ls\n\nrm -rf /\n", &v);
+	assert_true(v.blocked);
+	assert_int_equal(v.score, 5);
+
+	/* A rule counts once, however often it matches. */
+	n = 500;
+	len = n * (sizeof line - 1);
+	text = malloc(len + 1);
+	for (i = 0; i < n; i++)
+		memcpy(text + i * (sizeof line - 1), line, sizeof line - 1);
+	text[len] = '\0';
+	check(p, POLICY_BASH, text, &v);
+	assert_int_equal(v.nfound, 1);
+	assert_int_equal(v.score, 4);
+	assert_false(v.blocked);
+	/* Hints far from the start: every window is still searched. */
+	memcpy(text + len - (sizeof line - 1), "rm -rf / ", 9);
+	check(p, POLICY_BASH, text, &v);
+	assert_true(v.blocked);
+	free(text);
+	policy_free(p);
+}
+
+static void
 test_check_retry_overrun(void **state)
 {
 	static const char	 evil[] =
@@ -609,6 +655,7 @@ main(void)
 		cmocka_unit_test(test_check_forms),
 		cmocka_unit_test(test_check_targets_threshold),
 		cmocka_unit_test(test_check_allowlist),
+		cmocka_unit_test(test_check_long_text_scoring),
 		cmocka_unit_test(test_check_retry_overrun),
 		cmocka_unit_test(test_check_input_findings),
 		cmocka_unit_test(test_verdict_json),

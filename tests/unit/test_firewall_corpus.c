@@ -4,6 +4,11 @@
  * detection and false-positive rates as TAP and fails under
  * CORPUS_MIN_DETECT or over CORPUS_MAX_FP.
  *
+ * Then long texts: prompts of 10 KB and 100 KB made of whole benign lines
+ * (those not blocked alone) must not be blocked, since weak matches far
+ * apart do not add up; and each dangerous line hidden in the middle of a
+ * 10 KB benign text must still be blocked at CORPUS_MIN_DETECT.
+ *
  * usage: test_firewall_corpus [-v] dangerous.txt benign.txt rulesdir
  * Corpus lines: "[@bash |@path |@prompt ]text"; '#' lines are comments.
  */
@@ -19,6 +24,10 @@
 #define CORPUS_MAX_FP		3.0	/* percent of benign blocked */
 #define CORPUS_MIN_LINES	300	/* lines each corpus must hold */
 #define CORPUS_MAX_LINE		8192
+#define CORPUS_MAX_LINES	4096	/* lines kept for long texts */
+#define CORPUS_LONG_SMALL	10240	/* bytes of a long benign text */
+#define CORPUS_LONG_LARGE	102400
+#define CORPUS_LONG_TRIES	16	/* long texts of each size */
 
 struct corpus_stats {
 	size_t	total;
@@ -26,7 +35,15 @@ struct corpus_stats {
 	size_t	per_target[3];
 };
 
-static int	verbose;
+/* Lines kept for the long texts: benign ones, dangerous ones. */
+struct corpus_lines {
+	char			*text[CORPUS_MAX_LINES];
+	enum policy_target	 target[CORPUS_MAX_LINES];
+	size_t			 n;
+};
+
+static int			verbose;
+static struct corpus_lines	benign_ok, dangerous_all;
 
 static void
 corpus_show(const char *what, const char *line, const struct policy_verdict *v)
@@ -82,6 +99,15 @@ corpus_run(const struct policy *p, const char *path, int dangerous,
 		st->per_target[target]++;
 		if (v.blocked)
 			st->blocked++;
+		/* Keep what the long texts are made of. */
+		if (dangerous && dangerous_all.n < CORPUS_MAX_LINES) {
+			dangerous_all.target[dangerous_all.n] = target;
+			dangerous_all.text[dangerous_all.n++] = strdup(text);
+		} else if (!dangerous && !v.blocked &&
+		    benign_ok.n < CORPUS_MAX_LINES) {
+			benign_ok.target[benign_ok.n] = target;
+			benign_ok.text[benign_ok.n++] = strdup(text);
+		}
 		if (verbose && v.blocked != dangerous)
 			corpus_show(dangerous ? "MISSED" : "FALSE POSITIVE",
 			    line, &v);
@@ -92,6 +118,77 @@ corpus_run(const struct policy *p, const char *path, int dangerous,
 	return 0;
 }
 
+/*
+ * Whole benign lines from line "first" on, wrapping around, as long as
+ * they fit in size bytes; "middle", if not NULL, goes in half-way.
+ */
+static size_t
+corpus_long(char *buf, size_t size, size_t first, const char *middle)
+{
+	size_t	len = 0, k, i = first, added = 0;
+
+	while (benign_ok.n > 0) {
+		const char	*t = benign_ok.text[i % benign_ok.n];
+
+		if (middle != NULL && len >= size / 2) {
+			t = middle;
+			middle = NULL;
+		} else
+			i++;
+		k = strlen(t);
+		if (len + k + 1 > size)
+			break;
+		memcpy(buf + len, t, k);
+		len += k;
+		buf[len++] = '\n';
+		added++;
+	}
+	return len;
+}
+
+/* Long benign texts: how many of CORPUS_LONG_TRIES are blocked. */
+static size_t
+corpus_long_benign(const struct policy *p, size_t size)
+{
+	struct policy_verdict	 v;
+	char			*buf = malloc(size);
+	size_t			 t, len, blocked = 0;
+
+	for (t = 0; t < CORPUS_LONG_TRIES; t++) {
+		len = corpus_long(buf, size, t * benign_ok.n /
+		    CORPUS_LONG_TRIES, NULL);
+		policy_check(p, POLICY_PROMPT, buf, len, 0, &v);
+		if (v.blocked) {
+			blocked++;
+			if (verbose)
+				corpus_show("LONG TEXT BLOCKED", "", &v);
+		}
+	}
+	free(buf);
+	return blocked;
+}
+
+/* Each dangerous line in the middle of a benign text: how many blocked. */
+static size_t
+corpus_long_dangerous(const struct policy *p, size_t size)
+{
+	struct policy_verdict	 v;
+	char			*buf = malloc(size);
+	size_t			 i, len, blocked = 0;
+
+	for (i = 0; i < dangerous_all.n; i++) {
+		len = corpus_long(buf, size, i, dangerous_all.text[i]);
+		policy_check(p, dangerous_all.target[i], buf, len, 0, &v);
+		if (v.blocked)
+			blocked++;
+		else if (verbose)
+			corpus_show("MISSED IN LONG TEXT", dangerous_all.text[i],
+			    &v);
+	}
+	free(buf);
+	return blocked;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -100,6 +197,7 @@ main(int argc, char **argv)
 	glob_t			 g;
 	char			 err[512], pat[4096];
 	double			 detect, fp;
+	size_t			 long_small, long_large, long_bad, i;
 	int			 c, failed = 0;
 
 	while ((c = getopt(argc, argv, "v")) != -1) {
@@ -115,7 +213,7 @@ main(int argc, char **argv)
 		    "benign rulesdir\n");
 		return 2;
 	}
-	printf("1..4\n");
+	printf("1..7\n");
 	snprintf(pat, sizeof pat, "%s/*.rules", argv[2]);
 	if (glob(pat, 0, NULL, &g) != 0) {
 		printf("not ok 1 - no rule files in %s\n", argv[2]);
@@ -134,6 +232,9 @@ main(int argc, char **argv)
 		policy_free(p);
 		return 1;
 	}
+	long_small = corpus_long_benign(p, CORPUS_LONG_SMALL);
+	long_large = corpus_long_benign(p, CORPUS_LONG_LARGE);
+	long_bad = corpus_long_dangerous(p, CORPUS_LONG_SMALL);
 	policy_free(p);
 
 	if (bad.total >= CORPUS_MIN_LINES && good.total >= CORPUS_MIN_LINES)
@@ -157,5 +258,24 @@ main(int argc, char **argv)
 	    good.blocked, good.total, CORPUS_MAX_FP);
 	if (detect < CORPUS_MIN_DETECT || fp > CORPUS_MAX_FP)
 		failed = 1;
+
+	printf("%s 5 - %d KB texts of benign lines: %zu/%d blocked\n",
+	    long_small == 0 ? "ok" : "not ok", CORPUS_LONG_SMALL / 1024,
+	    long_small, CORPUS_LONG_TRIES);
+	printf("%s 6 - %d KB texts of benign lines: %zu/%d blocked\n",
+	    long_large == 0 ? "ok" : "not ok", CORPUS_LONG_LARGE / 1024,
+	    long_large, CORPUS_LONG_TRIES);
+	detect = dangerous_all.n ? 100.0 * (double)long_bad /
+	    (double)dangerous_all.n : 0.0;
+	printf("%s 7 - dangerous lines inside %d KB benign texts: %.1f%% "
+	    "(%zu/%zu) blocked, need >= %.0f%%\n", detect >= CORPUS_MIN_DETECT ?
+	    "ok" : "not ok", CORPUS_LONG_SMALL / 1024, detect, long_bad,
+	    dangerous_all.n, CORPUS_MIN_DETECT);
+	if (long_small != 0 || long_large != 0 || detect < CORPUS_MIN_DETECT)
+		failed = 1;
+	for (i = 0; i < benign_ok.n; i++)
+		free(benign_ok.text[i]);
+	for (i = 0; i < dangerous_all.n; i++)
+		free(dangerous_all.text[i]);
 	return failed;
 }

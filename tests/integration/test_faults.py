@@ -1,0 +1,586 @@
+#!/usr/bin/env python3
+"""Fault matrix of hotplexd with tests/fake-claude ("nothing lost, nothing
+orphaned"): SIGKILL of the CLI and of the worker at random points of a
+turn, hanging and interrupt-ignoring CLIs, floods, huge lines, tools that
+escape the process group, CLIs that die at start, SIGKILL of the master.
+
+Each case runs ITERS times, spread over PAR concurrent sessions of one
+daemon.  For every case: each execute gets exactly one terminal line, no
+process of the case is left (process groups, workers, escaped pids, and
+anything whose cwd is under the case's workdir root), the master leaks no
+fd, and every session still serves a turn after each fault.
+
+Random delays come from HP_SEED (printed); HP_FAULT_ITERS sets ITERS.
+"""
+
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
+                   procs_in_group, children_of, fd_count, first)
+
+ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
+SEED = int(os.environ.get("HP_SEED", str(int(time.time() * 1000) % 1000000)))
+PAR = 5                     # concurrent sessions per case
+TURN_TIMEOUT_S = 30.0       # a terminal line later than this is a hang
+GONE_TIMEOUT_S = 10.0       # processes of a stopped session must die by then
+PIDFILE = "escape.pids"     # relative: fake-claude writes it in the workdir
+GRACE = "300ms"             # kill_grace of every daemon here
+
+t = TAP()
+print("# seed %d (HP_SEED=%d reproduces), %d iterations per case"
+      % (SEED, SEED, ITERS))
+if os.environ.get("HP_VALGRIND"):
+    t.skip("fault matrix", "too slow under valgrind")
+    t.done()
+
+
+class RecClient(Client):
+    """A Client that keeps every line it read, to count terminal lines
+    per request id after the fact; answer deltas are not decoded (floods)."""
+
+    def __init__(self, path):
+        super().__init__(path, timeout=TURN_TIMEOUT_S)
+        self.terms = {}         # rid -> terminal lines seen
+        self.rids = []          # execute ids sent
+
+    def line(self):
+        if self.backlog:
+            return self.backlog.pop(0)
+        try:
+            raw = self.f.readline()
+        except ConnectionResetError:
+            raw = b""
+        if not raw:
+            return None
+        if b'"type":"answer"' in raw[:200]:
+            return {"type": "answer", "id": None, "data": {}}
+        import json
+        o = json.loads(raw)
+        if o.get("type") in ("done", "error") and o.get("id") in self.terms:
+            self.terms[o["id"]] += 1
+        return o
+
+    def send_exec(self, session, prompt, **fields):
+        rid = self.send("execute", session=session, prompt=prompt, **fields)
+        self.rids.append(rid)
+        self.terms[rid] = 0
+        return rid
+
+    def events_of(self, rid):
+        """Lines of rid until its terminal line; answer deltas are kept as
+        placeholders (their id is not decoded)."""
+        out = []
+        while True:
+            o = self.line()
+            if o is None:
+                return out
+            if o["type"] == "answer" or o.get("id") == rid:
+                out.append(o)
+                if o["type"] in ("done", "error") and o.get("id") == rid:
+                    return out
+
+
+def workers_of(d):
+    out = []
+    for p in children_of(d.proc.pid):
+        try:
+            with open("/proc/%d/comm" % p) as f:
+                if f.read().strip().startswith("hotplex-worker"):
+                    out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def fd_key(d):
+    """Master fds net of its workers' channels (one socket each)."""
+    return fd_count(d.proc.pid) - len(workers_of(d))
+
+
+def procs_under(path):
+    """Live pids whose cwd lies under path (tools, CLIs, escapees)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % p)
+        except OSError:
+            continue
+        if (cwd == path or cwd.startswith(path + "/")) and proc_alive(int(p)):
+            out.append(int(p))
+    return out
+
+
+class Case:
+    """What a case saw: problems, and every pid it must not leave."""
+
+    def __init__(self, name):
+        self.name = name
+        self.lock = threading.Lock()
+        self.problems = []
+        self.pgids = set()
+        self.pids = set()       # workers, CLIs, escapees
+        self.outcomes = {}      # terminal code -> count
+        self.execs = 0
+        self.bad_terms = []
+        self.after_fail = []
+
+    def problem(self, msg):
+        with self.lock:
+            self.problems.append(msg)
+
+    def outcome(self, evs):
+        last = evs[-1] if evs else None
+        if last is None or last["type"] not in ("done", "error"):
+            code = "none"
+        elif last["type"] == "done":
+            code = "done"
+        else:
+            code = last["data"].get("code", "?")
+        with self.lock:
+            self.outcomes[code] = self.outcomes.get(code, 0) + 1
+        return code
+
+    def track(self, evs, workdir=None):
+        s = first(evs, "session_start")
+        with self.lock:
+            if s:
+                self.pgids.add(s["data"]["pgid"])
+                self.pids.add(s["data"]["worker_pid"])
+                self.pids.add(s["data"]["cli_pid"])
+        if workdir:
+            self.read_pidfile(workdir)
+        return s["data"] if s else None
+
+    def read_pidfile(self, workdir):
+        path = os.path.join(workdir, PIDFILE)
+        try:
+            with open(path) as f:
+                pids = [int(x) for x in f.read().split() if int(x) > 0]
+            os.unlink(path)
+        except (OSError, ValueError):
+            return []
+        with self.lock:
+            self.pids.update(pids)
+        return pids
+
+    def left(self, root):
+        out = set(procs_under(root))
+        for g in self.pgids:
+            if g:
+                out.update(procs_in_group(g))
+        out.update(p for p in self.pids if p and proc_alive(p))
+        return sorted(out)
+
+
+def describe(pids):
+    out = []
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                st = f.read()
+            out.append(st[:120])
+        except OSError:
+            out.append("%d (gone)" % p)
+    return out
+
+
+OURS = ("fake-claude", "hotplex-worker", "hotplexd", "sh", "claude-wrap")
+
+
+def kill_left(pids):
+    """The test stops what it started, whatever the daemon left (only
+    programs of ours: a tracked pid may have been reused)."""
+    for p in pids:
+        try:
+            with open("/proc/%d/comm" % p) as f:
+                if f.read().strip() in OURS:
+                    os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def run_case(case, d, body, par=PAR, iters=ITERS, after="stream:1"):
+    """Runs body(case, client, session, workdir, i, rng) for iters
+    iterations over par sessions in parallel; after each, a turn `after`
+    must end done.  Then stops the sessions and checks the invariants."""
+    wait_for(lambda: len(workers_of(d)) >= 1, 10, "a spare")
+    fds0 = fd_key(d)
+    t0 = time.monotonic()
+
+    def thread(k):
+        rng = random.Random(SEED * 1000 + zlib.crc32(case.name.encode()) +
+                            k)
+        sess = "%s-%d" % (case.name, k)
+        wd = os.path.join(d.work, sess)
+        os.makedirs(wd, exist_ok=True)
+        c = RecClient(d.sock)
+        try:
+            for i in range(k, iters, par):
+                try:
+                    body(case, c, sess, wd, i, rng)
+                    if after:
+                        rid = c.send_exec(sess, after, workdir=wd)
+                        evs = c.events_of(rid)
+                        case.track(evs, wd)
+                        if not evs or evs[-1]["type"] != "done":
+                            case.after_fail.append(
+                                "iteration %d: turn after the fault: %r" %
+                                (i, evs[-1:]))
+                except socket.timeout:
+                    case.problem("iteration %d (session %s): no terminal "
+                                 "line within %ds" % (i, sess, TURN_TIMEOUT_S))
+                    return
+            # Late or doubled terminal lines arrive before this reply.
+            c.request("sessions")
+            with case.lock:
+                case.execs += len(c.rids)
+                case.bad_terms += ["%s %s: %d terminal lines" % (sess, r, n)
+                                   for r, n in c.terms.items() if n != 1]
+            r = c.request("stop", session=sess)
+            if r is None or r["type"] != "ok":
+                case.problem("stop %s: %r" % (sess, r))
+        except Exception as e:
+            case.problem("session %s raised %r" % (sess, e))
+        finally:
+            c.close()
+
+    ths = [threading.Thread(target=thread, args=(k,)) for k in range(par)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    el = time.monotonic() - t0
+    print("# %s: %d executes in %.1fs, outcomes %s" %
+          (case.name, case.execs, el, sorted(case.outcomes.items())))
+    t.ok(not case.problems, "%s: no hang, no client error" % case.name,
+         "\n".join(case.problems))
+    t.ok(not case.bad_terms and case.execs >= iters,
+         "%s: each of %d executes got exactly one terminal line" %
+         (case.name, case.execs), "\n".join(case.bad_terms))
+    if after:
+        t.ok(not case.after_fail, "%s: every session serves a turn after "
+             "each fault" % case.name, "\n".join(case.after_fail))
+    check_gone(case, d.work)
+    try:
+        wait_for(lambda: fd_key(d) <= fds0, GONE_TIMEOUT_S, "fds")
+        t.ok(True, "%s: no fd leaked in the master (%d net of workers)" %
+             (case.name, fds0))
+    except TimeoutError:
+        t.ok(False, "%s: no fd leaked in the master" % case.name,
+             "before %d, after %d (net of %d workers)\n%s" %
+             (fds0, fd_key(d), len(workers_of(d)),
+              sorted(os.listdir("/proc/%d/fd" % d.proc.pid))))
+
+
+def check_gone(case, root, timeout=GONE_TIMEOUT_S):
+    try:
+        wait_for(lambda: not case.left(root), timeout, "leftovers")
+        t.ok(True, "%s: no process left (%d pids, %d groups tracked)" %
+             (case.name, len(case.pids), len(case.pgids)))
+        return True
+    except TimeoutError:
+        left = case.left(root)
+        t.ok(False, "%s: no process left" % case.name,
+             "left: %s" % "\n".join(describe(left)))
+        kill_left(left)
+        return False
+
+
+def outcomes_ok(case, allowed):
+    bad = {k: v for k, v in case.outcomes.items() if k not in allowed}
+    t.ok(not bad, "%s: fault turns end %s" % (case.name, "/".join(allowed)),
+         "unexpected outcomes %r" % bad)
+
+
+def daemon(conf=None, env=None, cli=None):
+    c = {"kill_grace": GRACE, "spare_min": "2", "spare_max": "8",
+         "log_level": "info"}
+    c.update(conf or {})
+    e = {"FAKE_CLAUDE_PIDFILE": PIDFILE}
+    e.update(env or {})
+    return Daemon(c, env=e, cli=cli)
+
+
+def kill_during(sig_target):
+    """A body: a streaming turn whose CLI or worker gets SIGKILL after a
+    random delay from its session_start."""
+    def body(case, c, sess, wd, i, rng):
+        delay, n = rng.randint(2, 20), rng.randint(3, 20)
+        at = rng.uniform(0, delay * n * 1.2) / 1000.0
+        extra = " fork-escape" if sig_target == "worker+escape" else ""
+        rid = c.send_exec(sess, "delay:%d stream:%d%s" % (delay, n, extra),
+                          workdir=wd)
+        evs = []
+        ev = c.line()
+        evs.append(ev)
+        if ev and ev["type"] == "session_start":
+            case.track(evs)
+            time.sleep(at)
+            pid = ev["data"]["cli_pid" if sig_target == "cli" else
+                             "worker_pid"]
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            evs += c.events_of(rid)
+        case.read_pidfile(wd)
+        code = case.outcome(evs)
+        if code not in ("done", "cli_exited", "worker_exited"):
+            case.problem("iteration %d: kill after %.3fs (delay:%d "
+                         "stream:%d): %r" % (i, at, delay, n, evs[-1:]))
+    return body
+
+
+def test_kill_cli():
+    case = Case("kill-cli")
+    with daemon() as d:
+        run_case(case, d, kill_during("cli"))
+    outcomes_ok(case, ("done", "cli_exited"))
+
+
+def test_kill_worker():
+    case = Case("kill-worker")
+    with daemon() as d:
+        run_case(case, d, kill_during("worker"))
+    outcomes_ok(case, ("done", "worker_exited"))
+
+
+def test_kill_worker_escape():
+    case = Case("kill-worker-escape")
+    with daemon() as d:
+        run_case(case, d, kill_during("worker+escape"))
+    outcomes_ok(case, ("done", "worker_exited"))
+
+
+def test_hang_timeout():
+    """A stalled CLI (answering or ignoring the interrupt) hits its turn
+    timeout: error turn_timeout."""
+    case = Case("hang-timeout")
+
+    def body(case, c, sess, wd, i, rng):
+        ms = rng.randint(50, 400)
+        p = "stall" + (" ignore-interrupt" if i % 2 else "")
+        rid = c.send_exec(sess, p, workdir=wd, options={"timeout_ms": ms})
+        evs = c.events_of(rid)
+        case.track(evs)
+        case.outcome(evs)
+    with daemon() as d:
+        run_case(case, d, body)
+    outcomes_ok(case, ("turn_timeout",))
+
+
+def test_ignore_interrupt():
+    """interrupt on a CLI that ignores it: the turn must still end soon
+    (within kill_grace and some slack), not at its turn timeout."""
+    case = Case("ignore-interrupt")
+    late = []
+
+    def body(case, c, sess, wd, i, rng):
+        rid = c.send_exec(sess, "ignore-interrupt " +
+                          ("stall" if i % 2 else "delay:50 stream:200"),
+                          workdir=wd, options={"timeout_ms": 4000})
+        evs = [c.line()]
+        case.track(evs)
+        time.sleep(rng.uniform(0, 0.1))
+        t0 = time.monotonic()
+        c.send("interrupt", session=sess)
+        evs += c.events_of(rid)
+        el = time.monotonic() - t0
+        code = case.outcome(evs)
+        if el > 2.5 or code == "turn_timeout":
+            late.append("iteration %d: ended %s after %.1fs" % (i, code, el))
+    with daemon() as d:
+        run_case(case, d, body)
+    t.ok(not late, "ignore-interrupt: an interrupt ends the turn within "
+         "2.5s though the CLI ignores it", "\n".join(late[:10]))
+
+
+def test_flood():
+    case = Case("flood")
+
+    def body(case, c, sess, wd, i, rng):
+        rid = c.send_exec(sess, "flood:50000000", workdir=wd)
+        evs = c.events_of(rid)
+        case.track(evs)
+        n = sum(1 for e in evs if e["type"] == "answer")
+        if case.outcome(evs) != "done" or n < 50000000 // 256:
+            case.problem("iteration %d: %d answer lines, %r" %
+                         (i, n, evs[-1:]))
+    with daemon() as d:
+        run_case(case, d, body, par=2)
+    outcomes_ok(case, ("done",))
+
+
+def test_hugeline():
+    case = Case("hugeline")
+
+    def body(case, c, sess, wd, i, rng):
+        rid = c.send_exec(sess, "hugeline:100000000 stream:2", workdir=wd)
+        evs = c.events_of(rid)
+        case.track(evs)
+        drops = [e for e in evs if e["type"] == "system" and
+                 e["data"].get("subtype") == "line_dropped"]
+        if case.outcome(evs) != "done" or not drops or \
+                max(x["data"].get("bytes", 0) for x in drops) < 100000000:
+            case.problem("iteration %d: drops %r, end %r" %
+                         (i, drops, evs[-1:]))
+    with daemon() as d:
+        run_case(case, d, body, par=3)
+    outcomes_ok(case, ("done",))
+
+
+def test_fork_escape():
+    """Escaped tools die when their session is stopped."""
+    case = Case("fork-escape")
+
+    def body(case, c, sess, wd, i, rng):
+        rid = c.send_exec(sess, "fork-escape stream:%d" % rng.randint(1, 5),
+                          workdir=wd)
+        evs = c.events_of(rid)
+        case.track(evs)
+        pids = case.read_pidfile(wd)
+        if case.outcome(evs) != "done" or len(pids) != 2:
+            case.problem("iteration %d: pids %r, end %r" %
+                         (i, pids, evs[-1:]))
+        r = c.request("stop", session=sess)
+        try:
+            wait_for(lambda: not [p for p in pids if proc_alive(p)],
+                     GONE_TIMEOUT_S, "escapees")
+        except TimeoutError:
+            case.problem("iteration %d: escaped pids alive after stop "
+                         "(%r): %s" % (i, r, describe(
+                             [p for p in pids if proc_alive(p)])))
+    with daemon() as d:
+        run_case(case, d, body)
+    outcomes_ok(case, ("done",))
+
+
+def test_exit_at_start():
+    """A CLI that exits at start (FAKE_CLAUDE_START=exit:1, set by a
+    wrapper while a marker file is in the workdir): the execute ends with
+    an error, and once the CLI starts again the session serves."""
+    case = Case("exit-at-start")
+    d = daemon()
+    wrap = os.path.join(d.dir, "claude-wrap")
+    with open(wrap, "w") as f:
+        f.write("#!/bin/sh\n[ -e exit-at-start ] && FAKE_CLAUDE_START=exit:1 "
+                "&& export FAKE_CLAUDE_START\nexec %s \"$@\"\n" %
+                os.path.join(BDIR, "fake-claude"))
+    os.chmod(wrap, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("cli_path = %s\n" % wrap)
+
+    def body(case, c, sess, wd, i, rng):
+        mark = os.path.join(wd, "exit-at-start")
+        open(mark, "w").close()
+        rid = c.send_exec(sess, "stream:2", workdir=wd)
+        evs = c.events_of(rid)
+        os.unlink(mark)
+        case.track(evs)
+        case.outcome(evs)
+    with d:
+        run_case(case, d, body)
+    outcomes_ok(case, ("cli_exited", "spawn_failed"))
+
+
+def test_master_killed():
+    """SIGKILL of hotplexd mid-turn: no worker, CLI or escaped tool of it
+    survives (workers die by PR_SET_PDEATHSIG; setsid() tools are the hard
+    case)."""
+    case = Case("master-killed")
+    iters = max(ITERS // 4, 1) * 4
+    lock = threading.Lock()
+    survivors = []
+
+    def one(i, rng):
+        d = daemon({"spare_min": "1"})
+        d.start()
+        try:
+            c = RecClient(d.sock)
+            rids = {}
+            for k, p in enumerate(("fork-escape delay:20 stream:100",
+                                   "stall", "fork-escape stall",
+                                   "delay:10 stream:300")):
+                sess = "m%d" % k
+                wd = os.path.join(d.work, sess)
+                rids[c.send_exec(sess, p, workdir=wd)] = wd
+            starts = 0
+            while starts < len(rids):
+                o = c.line()
+                if o is None:
+                    break
+                if o["type"] == "session_start":
+                    starts += 1
+                    case.track([o])
+            # fork-escape writes its pids before its first output line.
+            for wd in rids.values():
+                case.read_pidfile(wd)
+            workers = workers_of(d)
+            with case.lock:
+                case.pids.update(workers)
+            time.sleep(rng.uniform(0, 0.2))
+            d.proc.kill()
+            d.proc.wait()
+            c.close()
+            mine = set(workers)
+            try:
+                wait_for(lambda: not [p for p in mine if proc_alive(p)] and
+                         not procs_under(d.work), 5, "the master's "
+                         "processes to die")
+            except TimeoutError:
+                left = sorted(set(p for p in mine if proc_alive(p)) |
+                              set(procs_under(d.work)))
+                with lock:
+                    survivors.append("iteration %d: %s" %
+                                     (i, describe(left)))
+                kill_left(left)
+        finally:
+            d.stop()
+            d.cleanup()
+
+    def thread(k):
+        rng = random.Random(SEED * 1000 + 77 + k)
+        for i in range(k, iters, 4):
+            try:
+                one(i, rng)
+            except Exception as e:
+                case.problem("iteration %d raised %r" % (i, e))
+
+    t0 = time.monotonic()
+    ths = [threading.Thread(target=thread, args=(k,)) for k in range(4)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    print("# master-killed: %d daemons killed in %.1fs" %
+          (iters, time.monotonic() - t0))
+    t.ok(not case.problems, "master-killed: every iteration ran",
+         "\n".join(case.problems))
+    t.ok(not survivors, "master-killed: no worker, CLI or escaped tool "
+         "survives SIGKILL of hotplexd", "\n".join(survivors[:10]))
+
+
+T0 = time.monotonic()
+for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
+           test_hang_timeout, test_ignore_interrupt, test_fork_escape,
+           test_exit_at_start, test_hugeline, test_flood,
+           test_master_killed):
+    t1 = time.monotonic()
+    try:
+        fn()
+    except Exception as e:  # a crashed case is a failure, not an abort
+        import traceback
+        t.ok(False, fn.__name__ + " raised " + repr(e), traceback.format_exc())
+    print("# %s: %.1fs" % (fn.__name__, time.monotonic() - t1))
+print("# total %.1fs" % (time.monotonic() - T0))
+t.done()
