@@ -154,7 +154,12 @@ assert_defaults(const struct config *c)
 	assert_null(c->permission_mode);
 	assert_int_equal(c->allowed_tools.n, 0);
 	assert_int_equal(c->disallowed_tools.n, 0);
-	assert_int_equal(c->firewall_rules.n, 0);
+	assert_int_equal(c->firewall_rules.n, 1);
+	assert_string_equal(c->firewall_rules.v[0], "/etc/hotplex/rules/*.rules");
+	assert_int_equal(c->allowed_uids.n, 0);
+	assert_int_equal(c->allowed_groups.n, 0);
+	assert_int_equal(c->max_spawn_queue, 64);
+	assert_int_equal(c->event_ring_bytes, 1024 * 1024);
 	assert_int_equal(c->firewall_threshold, 5);
 	assert_string_equal(c->seccomp, "off");
 	assert_string_equal(c->landlock, "off");
