@@ -25,3 +25,16 @@ fuzz-bridge-run: $(B)/fuzz/fuzz_bridge
 	    $(B)/fuzz/corpus-bridge tests/fuzz/corpus/bridge
 
 .PHONY: fuzz-bridge fuzz-bridge-run
+
+# A short run in make check: TAP, ok when no crash.
+FUZZ_BRIDGE_CHECK_S ?= 10
+SUITES	+= 'fuzz-bridge=make --no-print-directory -s fuzz-bridge-check'
+fuzz-bridge-check: $(B)/fuzz/fuzz_bridge
+	@d=$$(mktemp -d) && \
+	if $(B)/fuzz/fuzz_bridge -max_total_time=$(FUZZ_BRIDGE_CHECK_S) \
+	    -max_len=65536 -rss_limit_mb=1024 -artifact_prefix=$(B)/fuzz/ \
+	    $$d tests/fuzz/corpus/bridge >$$d.log 2>&1; then \
+		echo "ok 1 - fuzz_bridge: $(FUZZ_BRIDGE_CHECK_S) s, no crash"; \
+	else echo "not ok 1 - fuzz_bridge crashed:"; tail -20 $$d.log; \
+	fi; rm -rf $$d $$d.log; echo 1..1
+.PHONY: fuzz-bridge-check

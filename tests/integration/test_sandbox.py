@@ -292,6 +292,9 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
         os.chmod(suid, SUID_MODE)
         env["TE_SUID"] = suid
         env["TE_NPROC"] = str(ESCAPE_NPROC)
+    else:
+        # Never privileged: the bounding set is ours, inert (no_new_privs).
+        env["TE_BND_KEPT"] = "1"
     cmd = "%s %s 2>&1; echo try-escape exit $?" % (
         " ".join("%s=%s" % kv for kv in sorted(env.items())), te)
     evs = c.execute("esc1", "stream:1\ntool:" + cmd, workdir=wd1)
