@@ -61,6 +61,7 @@ struct worker {
 	int			 reaped;
 	int			 status;	/* wait status once reaped */
 	int			 served;	/* was given a session */
+	struct event		*hello_timer;
 	struct session		*session;	/* NULL while spare */
 	int			 paused;	/* not read: its client is slow */
 	uint64_t		 started_ms;

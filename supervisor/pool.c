@@ -38,6 +38,7 @@ static void	pool_worker_finish(struct worker *);
 #define POOL_EARLY_MAX		5
 #define POOL_BACKOFF_MIN_MS	100
 #define POOL_BACKOFF_MAX_MS	30000
+#define POOL_HELLO_TIMEOUT_S	10	/* a worker must say hello by then */
 
 static struct {
 	uint64_t	 window_start;
@@ -161,6 +162,7 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 			}
 			cJSON_Delete(j);
 			wk->ready = 1;
+			evtimer_del(wk->hello_timer);
 			log_debug("worker %ld ready", (long)wk->pid);
 			if (pool_loop.stopped) {
 				log_info("a worker started: pre-forking again");
@@ -200,9 +202,16 @@ pool_worker_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+static void
+pool_hello_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	pool_worker_kill(arg, "no hello in time");
+}
+
 static struct worker *
 pool_spawn(void)
 {
+	struct timeval	 hello_tv = { POOL_HELLO_TIMEOUT_S, 0 };
 	struct worker	*wk;
 	int		 sv[2], sig;
 	pid_t		 pid;
@@ -251,6 +260,8 @@ pool_spawn(void)
 		fatalx("bufferevent_socket_new");
 	bufferevent_setcb(wk->bev, pool_worker_read, NULL, pool_worker_event,
 	    wk);
+	wk->hello_timer = evtimer_new(hp.base, pool_hello_timeout, wk);
+	evtimer_add(wk->hello_timer, &hello_tv);
 	bufferevent_enable(wk->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&hp.workers, wk, entry);
 	log_debug("spawned worker %ld", (long)pid);
@@ -325,6 +336,7 @@ pool_worker_finish(struct worker *wk)
 	TAILQ_REMOVE(&hp.workers, wk, entry);
 	if (wk->bev != NULL)
 		bufferevent_free(wk->bev);
+	event_free(wk->hello_timer);
 	free(wk);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
 		log_warnx("a worker could not start (fatal set-up error); not "
