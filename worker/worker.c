@@ -342,34 +342,26 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 	worker_turn_clear();
 }
 
+/*
+ * Answers a control request of the CLI: success with response (consumed),
+ * or, when response is NULL, an error saying why.
+ */
 static void
-worker_control_reply(const char *request_id, cJSON *response)
+worker_control_answer(const char *request_id, cJSON *response,
+    const char *why)
 {
 	cJSON	*o = cJSON_CreateObject(), *r;
 	char	*s;
 
 	cJSON_AddStringToObject(o, "type", "control_response");
 	r = cJSON_AddObjectToObject(o, "response");
-	cJSON_AddStringToObject(r, "subtype", "success");
+	cJSON_AddStringToObject(r, "subtype", response != NULL ? "success" :
+	    "error");
 	cJSON_AddStringToObject(r, "request_id", request_id);
-	cJSON_AddItemToObject(r, "response", response);
-	s = cJSON_PrintUnformatted(o);
-	cli_write(w.cli, s, strlen(s));
-	cJSON_free(s);
-	cJSON_Delete(o);
-}
-
-static void
-worker_control_error(const char *request_id, const char *why)
-{
-	cJSON	*o = cJSON_CreateObject(), *r;
-	char	*s;
-
-	cJSON_AddStringToObject(o, "type", "control_response");
-	r = cJSON_AddObjectToObject(o, "response");
-	cJSON_AddStringToObject(r, "subtype", "error");
-	cJSON_AddStringToObject(r, "request_id", request_id);
-	cJSON_AddStringToObject(r, "error", why);
+	if (response != NULL)
+		cJSON_AddItemToObject(r, "response", response);
+	else
+		cJSON_AddStringToObject(r, "error", why);
 	s = cJSON_PrintUnformatted(o);
 	cli_write(w.cli, s, strlen(s));
 	cJSON_free(s);
@@ -388,7 +380,7 @@ worker_bridge_control_request(void *arg, const char *request_id,
 	cJSON		*resp, *ev;
 
 	if (!cJSON_IsString(sub)) {
-		worker_control_error(request_id, "malformed control request");
+		worker_control_answer(request_id, NULL, "malformed control request");
 		return;
 	}
 	if (strcmp(sub->valuestring, "can_use_tool") == 0) {
@@ -419,10 +411,10 @@ worker_bridge_control_request(void *arg, const char *request_id,
 			cJSON_AddItemToObject(resp, "updatedInput",
 			    cJSON_Duplicate(input, 1));
 		}
-		worker_control_reply(request_id, resp);
+		worker_control_answer(request_id, resp, NULL);
 		return;
 	}
-	worker_control_error(request_id, "unsupported control request");
+	worker_control_answer(request_id, NULL, "unsupported control request");
 }
 
 static void

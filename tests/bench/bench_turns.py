@@ -150,14 +150,7 @@ def main():
         from test_e2e import Mock  # noqa: E402
         mock = Mock(tmp)
         env = dict(os.environ)
-        env.update({"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % mock.port,
-                    "ANTHROPIC_API_KEY": "dummy",
-                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                    "HOME": os.path.join(tmp, "home"),
-                    "CLAUDE_CONFIG_DIR": os.path.join(tmp, "config"),
-                    "TMPDIR": os.path.join(tmp, "tmp")})
-        for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
-            os.makedirs(env[k], exist_ok=True)
+        env.update(mock.env())
         try:
             bench("real Claude CLI %s + mock Messages API" %
                   open(os.path.join(os.path.dirname(HERE), "e2e",

@@ -24,6 +24,7 @@ class Mock:
     """tests/e2e/mock_api.py on a free loopback port; dies with its stdin."""
 
     def __init__(self, tmp):
+        self.tmp = tmp
         self.log = os.path.join(tmp, "mock.log")
         pf = os.path.join(tmp, "mock.port")
         self.proc = subprocess.Popen(
@@ -34,6 +35,20 @@ class Mock:
                                  if os.path.exists(pf) and
                                  open(pf).read().strip() else None,
                                  20, "the mock's port"))
+
+    def env(self):
+        """The offline environment of the real CLI (PROTOCOL.md section 7):
+        only this mock on loopback, throwaway home, config and tmp."""
+        env = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % self.port,
+               "ANTHROPIC_API_KEY": "dummy",
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+               "HOME": os.path.join(self.tmp, "home"),
+               "CLAUDE_CONFIG_DIR": os.path.join(self.tmp, "config"),
+               "TMPDIR": os.path.join(self.tmp, "tmp"),
+               "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
+        for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
+            os.makedirs(env[k], exist_ok=True)
+        return env
 
     def requests(self):
         with open(self.log) as f:
@@ -57,15 +72,7 @@ def main():
         t.done()
     tmp = tempfile.mkdtemp(prefix="hpe2e.")
     mock = Mock(tmp)
-    env = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % mock.port,
-           "ANTHROPIC_API_KEY": "dummy",
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-           "HOME": os.path.join(tmp, "home"),
-           "CLAUDE_CONFIG_DIR": os.path.join(tmp, "config"),
-           "TMPDIR": os.path.join(tmp, "tmp"),
-           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
-    for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
-        os.makedirs(env[k])
+    env = mock.env()
     try:
         with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
                      "kill_grace": "2s"}, env=env) as d:

@@ -153,15 +153,7 @@ def test_real_cli():
     from test_e2e import Mock, OFFLINE_ENV
     tmp = tempfile.mkdtemp(prefix="hpfwe2e.")
     mock = Mock(tmp)
-    env = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % mock.port,
-           "ANTHROPIC_API_KEY": "dummy",
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-           "HOME": os.path.join(tmp, "home"),
-           "CLAUDE_CONFIG_DIR": os.path.join(tmp, "config"),
-           "TMPDIR": os.path.join(tmp, "tmp"),
-           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
-    for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
-        os.makedirs(env[k])
+    env = mock.env()
     try:
         with Daemon(dict(TOOL_CONF, cli_path=cli, cli_env=OFFLINE_ENV),
                     env=env) as d:
