@@ -29,7 +29,7 @@ from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
 SEED = int(os.environ.get("HP_SEED", str(int(time.time() * 1000) % 1000000)))
 PAR = 5                     # concurrent sessions per case
-TURN_TIMEOUT_S = 30.0       # a terminal line later than this is a hang
+TURN_TIMEOUT_S = 60.0       # silence longer than this is a hang
 GONE_TIMEOUT_S = 10.0       # processes of a stopped session must die by then
 PIDFILE = "escape.pids"     # relative: fake-claude writes it in the workdir
 GRACE = "300ms"             # kill_grace of every daemon here
@@ -388,7 +388,7 @@ def test_ignore_interrupt():
     def body(case, c, sess, wd, i, rng):
         rid = c.send_exec(sess, "ignore-interrupt " +
                           ("stall" if i % 2 else "delay:50 stream:200"),
-                          workdir=wd, options={"timeout_ms": 4000})
+                          workdir=wd, options={"timeout_ms": 3000})
         evs = [c.line()]
         case.track(evs)
         time.sleep(rng.uniform(0, 0.1))
@@ -405,37 +405,72 @@ def test_ignore_interrupt():
          "2.5s though the CLI ignores it", "\n".join(late[:10]))
 
 
-def test_flood():
-    case = Case("flood")
-
+def flood_body(size_of, timeout_ms):
     def body(case, c, sess, wd, i, rng):
-        rid = c.send_exec(sess, "flood:50000000", workdir=wd)
+        size = size_of(i)
+        rid = c.send_exec(sess, "flood:%d" % size, workdir=wd,
+                          options={"timeout_ms": timeout_ms})
         evs = c.events_of(rid)
         case.track(evs)
         n = sum(1 for e in evs if e["type"] == "answer")
-        if case.outcome(evs) != "done" or n < 50000000 // 256:
-            case.problem("iteration %d: %d answer lines, %r" %
-                         (i, n, evs[-1:]))
+        if case.outcome(evs) != "done" or n < size // 256:
+            case.problem("iteration %d: flood:%d: %d answer lines, %r" %
+                         (i, size, n, evs[-1:]))
+    return body
+
+
+def test_flood():
+    """A flood read by its client.  Iteration 0 is flood:50000000 (the
+    answer, and so the assistant and result lines, exceed cli_line_max);
+    the others flood 4 MB (HP_FAULT_FULL=1: all 50 MB)."""
+    case = Case("flood")
+    full = os.environ.get("HP_FAULT_FULL")
     with daemon() as d:
-        run_case(case, d, body, par=2)
+        run_case(case, d, flood_body(lambda i: 50000000 if i == 0 or full
+                                     else 4000000, 50000), par=2)
     outcomes_ok(case, ("done",))
 
 
-def test_hugeline():
-    case = Case("hugeline")
+def test_flood_over_line_max():
+    """The same bug as a full-size flood, quickly: with cli_line_max 64K a
+    300 KB flood makes the CLI's result line too long; the turn must still
+    end (done) and not wait for its timeout."""
+    case = Case("flood-over-line-max")
+    with daemon({"cli_line_max": "64K"}) as d:
+        run_case(case, d, flood_body(lambda i: 300000, 3000))
+    outcomes_ok(case, ("done",))
 
+
+def hugeline_body(size_of):
     def body(case, c, sess, wd, i, rng):
-        rid = c.send_exec(sess, "hugeline:100000000 stream:2", workdir=wd)
+        size = size_of(i)
+        rid = c.send_exec(sess, "hugeline:%d stream:2" % size, workdir=wd)
         evs = c.events_of(rid)
         case.track(evs)
         drops = [e for e in evs if e["type"] == "system" and
                  e["data"].get("subtype") == "line_dropped"]
         if case.outcome(evs) != "done" or not drops or \
-                max(x["data"].get("bytes", 0) for x in drops) < 100000000:
-            case.problem("iteration %d: drops %r, end %r" %
-                         (i, drops, evs[-1:]))
+                max(x["data"].get("bytes", 0) for x in drops) < size:
+            case.problem("iteration %d: hugeline:%d: drops %r, end %r" %
+                         (i, size, drops, evs[-1:]))
+    return body
+
+
+def test_hugeline():
+    """A 100 MB line (cli_line_max 16M): system/line_dropped and the turn
+    goes on.  Iteration 0 is full size; the loop runs the same path with
+    cli_line_max 64K and 200 KB lines (HP_FAULT_FULL=1: all 100 MB)."""
+    case = Case("hugeline")
+    full = os.environ.get("HP_FAULT_FULL")
     with daemon() as d:
-        run_case(case, d, body, par=3)
+        run_case(case, d, hugeline_body(lambda i: 100000000),
+                 par=3 if full else 1, iters=ITERS if full else 1)
+    outcomes_ok(case, ("done",))
+    if full:
+        return
+    case = Case("hugeline-64K")
+    with daemon({"cli_line_max": "64K"}) as d:
+        run_case(case, d, hugeline_body(lambda i: 200000))
     outcomes_ok(case, ("done",))
 
 
@@ -574,7 +609,7 @@ T0 = time.monotonic()
 for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
            test_hang_timeout, test_ignore_interrupt, test_fork_escape,
            test_exit_at_start, test_hugeline, test_flood,
-           test_master_killed):
+           test_flood_over_line_max, test_master_killed):
     t1 = time.monotonic()
     try:
         fn()
