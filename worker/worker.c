@@ -116,8 +116,11 @@ static void	worker_turn_finish_error(const char *, const char *);
 static void
 worker_send(uint16_t type, const void *data, size_t len)
 {
-	struct evbuffer	*out = bufferevent_get_output(w.master);
+	struct evbuffer	*out;
 
+	if (w.master == NULL)		/* the master is gone: nobody to tell */
+		return;
+	out = bufferevent_get_output(w.master);
 	msg_compose(out, type, w.turn, data, len);
 	/* The master stopped reading us (a slow client): stop reading the CLI. */
 	if (!w.cli_paused && w.cli != NULL &&
@@ -145,7 +148,9 @@ worker_master_drained(struct bufferevent *bev, void *arg)
 static void
 worker_send_json(uint16_t type, cJSON *j)
 {
-	msg_compose_json(bufferevent_get_output(w.master), type, w.turn, j);
+	if (w.master != NULL)
+		msg_compose_json(bufferevent_get_output(w.master), type,
+		    w.turn, j);
 	cJSON_Delete(j);
 }
 
@@ -1244,7 +1249,12 @@ worker_master_event(struct bufferevent *bev, short what, void *arg)
 		log_debug("master closed the channel");
 		bufferevent_free(w.master);
 		w.master = NULL;
-		worker_exit(0);
+		/*
+		 * Stop the CLI gracefully (interrupt, EOF, TERM; KILL after
+		 * kill_grace): killed outright it loses the transcript lines it
+		 * has not written yet, and --resume would miss the last turns.
+		 */
+		worker_stop();
 	}
 }
 
@@ -1259,9 +1269,9 @@ worker_signal(evutil_socket_t sig, short what, void *arg)
 		while (w.cli == NULL && waitpid(-1, NULL, WNOHANG) > 0)
 			;
 		break;
-	case SIGTERM:
+	case SIGTERM:		/* also our parent-death signal */
 	case SIGINT:
-		worker_exit(0);
+		worker_stop();
 		break;
 	}
 }
