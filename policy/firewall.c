@@ -43,6 +43,7 @@ struct fw_rule {
 	unsigned	 targets;
 	int		 hinted;	/* runs only where a hint was seen */
 	size_t		 reach;		/* ... starting this far before it */
+	int		 line_only;	/* ... but not before its line */
 	char		*allow_id;	/* allow rule: the rule it cancels */
 	size_t		 allow;		/* ... resolved to its index */
 	regex_t		*re;
@@ -286,6 +287,7 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->re = re;
 	r->hinted = def->nhints > 0;
 	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
+	r->line_only = def->line_only;
 	for (i = 0; i < def->nhints; i++)
 		fw_add_hint(p->pf, def->hints[i], (unsigned)p->nrules);
 	p->nrules++;
@@ -495,6 +497,7 @@ struct fw_windows {
 struct fw_scan {
 	const struct policy	 *p;
 	unsigned		  tbit;
+	const char		 *data;		/* the form scanned */
 	struct fw_windows	**win;		/* per rule, NULL: no hint */
 };
 
@@ -504,6 +507,7 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	struct fw_scan		*sc = arg;
 	const struct fw_rule	*r = &sc->p->rules[id];
 	struct fw_windows	*w;
+	const char		*nl;
 	size_t			 from;
 
 	if ((r->targets & sc->tbit) == 0)
@@ -511,6 +515,10 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	if ((w = sc->win[id]) == NULL)
 		w = sc->win[id] = xcalloc(1, sizeof *w);
 	from = at > r->reach ? at - r->reach : 0;
+	/* A rule kept to its hint's line starts after the newline before. */
+	if (r->line_only && at > from &&
+	    (nl = memrchr(sc->data + from, '\n', at - from)) != NULL)
+		from = (size_t)(nl - sc->data) + 1;
 	/*
 	 * Hints come in the order they end, so starts are almost sorted: a
 	 * window that touches the last one widens it, both ways.
@@ -593,6 +601,7 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 		if (!useful[f])
 			continue;
 		sc.win = win + (size_t)f * p->nrules;
+		sc.data = forms[f].data;
 		prefilter_scan(p->pf, forms[f].data, forms[f].len,
 		    fw_hint_seen, &sc);
 	}

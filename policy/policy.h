@@ -101,6 +101,7 @@ struct policy_rule_def {
 	int			 severity;
 	unsigned		 targets;	/* POLICY_TARGET_BIT()s */
 	int			 reach;		/* -1: POLICY_DEFAULT_REACH */
+	int			 line_only;	/* starts on the hint's line */
 };
 
 /* Returns 0 to go on, -1 after writing "why" to err to stop the parse. */

@@ -14,6 +14,7 @@
 #include "policy/policy.h"
 
 #define RULES_WS	" \t"
+#define RULES_REACH_LINE "line"	/* after a reach: the hint's line only */
 
 /* One rule being read; fixed-size fields bound every value. */
 struct rules_stanza {
@@ -28,6 +29,7 @@ struct rules_stanza {
 	int		 severity;	/* 0: not given */
 	unsigned	 targets;	/* 0: not given */
 	int		 reach;		/* -1: not given */
+	int		 line_only;	/* "reach N line": hint's line only */
 };
 
 /* A named piece of pattern, "define NAME text", used as {{NAME}}. */
@@ -263,9 +265,17 @@ rules_reach(struct rules_parser *p, const char *val)
 	if (p->st.reach != -1)
 		return rules_error(p, p->lineno, "duplicate reach");
 	n = strtol(val, &end, 10);
+	if (end != val && strchr(RULES_WS, *end) != NULL && *end != '\0') {
+		/* "reach N line": starts stay on the line of the hint. */
+		end += strspn(end, RULES_WS);
+		if (strcmp(end, RULES_REACH_LINE) == 0) {
+			p->st.line_only = 1;
+			end += strlen(end);
+		}
+	}
 	if (*end != '\0' || end == val || n < 0 || n > POLICY_MAX_REACH)
-		return rules_error(p, p->lineno, "reach must be 0 to %d",
-		    POLICY_MAX_REACH);
+		return rules_error(p, p->lineno, "reach must be 0 to %d, "
+		    "then maybe \"%s\"", POLICY_MAX_REACH, RULES_REACH_LINE);
 	p->st.reach = (int)n;
 	return 0;
 }
@@ -310,6 +320,7 @@ rules_flush(struct rules_parser *p)
 	def.severity = st->severity;
 	def.targets = st->targets != 0 ? st->targets : POLICY_TARGET_ANY;
 	def.reach = st->reach;
+	def.line_only = st->line_only;
 
 	why[0] = '\0';
 	if (p->cb != NULL && p->cb(&def, p->arg, why, sizeof why) != 0)

@@ -294,6 +294,8 @@ main(int argc, char **argv)
 	event_base_dispatch(hp.base);
 
 	state_save();
+	while (!TAILQ_EMPTY(&hp.clients))
+		server_client_free(TAILQ_FIRST(&hp.clients));
 	session_free_all();
 	for (i = 0; signos[i] != 0; i++)
 		event_free(sigs[i]);

@@ -62,7 +62,8 @@ pool_early_death(const struct worker *wk)
 	struct timeval	tv;
 
 	/* One that served a session and went with its CLI is no crash loop. */
-	if (wk->served || (wk->ready && now - wk->started_ms >= POOL_EARLY_MS)) {
+	if (hp.shutting_down || wk->served ||
+	    (wk->ready && now - wk->started_ms >= POOL_EARLY_MS)) {
 		pool_loop.deaths = 0;
 		pool_loop.backoff_ms = 0;
 		return 0;

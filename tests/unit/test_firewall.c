@@ -356,6 +356,8 @@ test_parse_errors(void **state)
 	    "\tmessage\tm\n\tpattern\tx*\n", "matches the empty text");
 	expect_error("rule a\n\tpattern\t{{NOPE}}\n", "undefined macro");
 	expect_error("rule a\n\treach\t99999\n", "reach must be");
+	expect_error("rule a\n\treach\t8 lines\n", "reach must be");
+	expect_error("rule a\n\treach\tline\n", "reach must be");
 }
 
 static void
@@ -413,6 +415,35 @@ find_match(const struct policy_verdict *v, const char *rule)
 			return &v->matches[i];
 	}
 	return NULL;
+}
+
+/* "reach N line": a match starts on its hint's line, never before it. */
+static const char line_rules[] =
+    "rule t.cat-key\n"
+    "\tcategory\tcredentials\n"
+    "\tseverity\tcritical\n"
+    "\thint\t\tid_rsa\n"
+    "\treach\t\t200 line\n"
+    "\tpattern\t\t\\bcat\\b[\\s\\S]{0,100}?id_rsa\n"
+    "\tmessage\t\treading a key\n";
+
+static void
+test_check_reach_line(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN] = "";
+
+	p = load(line_rules, err);
+	assert_non_null(p);
+	assert_int_equal(check(p, POLICY_BASH, "cat ~/.ssh/id_rsa", &v), 1);
+	assert_int_equal(check(p, POLICY_BASH, "ls\nx; cat a id_rsa", &v), 1);
+	/* The pattern could span the newline: the line bound stops it. */
+	assert_int_equal(check(p, POLICY_BASH, "cat notes\nid_rsa", &v), 0);
+	assert_int_equal(v.nfound, 0);
+	/* A hint on a later line still gets its own window. */
+	assert_int_equal(check(p, POLICY_BASH, "id_rsa\ncat id_rsa", &v), 1);
+	policy_free(p);
 }
 
 static void
@@ -653,6 +684,7 @@ main(void)
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_load_files),
 		cmocka_unit_test(test_check_forms),
+		cmocka_unit_test(test_check_reach_line),
 		cmocka_unit_test(test_check_targets_threshold),
 		cmocka_unit_test(test_check_allowlist),
 		cmocka_unit_test(test_check_long_text_scoring),
