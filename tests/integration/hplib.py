@@ -25,6 +25,14 @@ POLL_S = 0.02                # for conditions that have no event to wait on
 VALGRIND_RUNS = []           # (daemon dir, report) of daemons run under valgrind
 
 
+def _die_with_us():
+    """In a child: SIGTERM it when the test process dies, however it dies
+    (a killed test must not leave a daemon behind)."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class TAP:
     """Prints TAP lines; the runner counts them."""
 
@@ -276,7 +284,7 @@ class Daemon:
                     "--log-file=%s/vg-master.%%p" % self.dir] + argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf,
-                                     env=self.env)
+                                     env=self.env, preexec_fn=_die_with_us)
         wait_for(self._connectable, CONNECT_TIMEOUT_S, "the socket")
         return self
 
