@@ -6,6 +6,16 @@
 #include "common/line.h"
 #include "common/xmalloc.h"
 
+/* Keeps the first bytes of a line about to be dropped (what was it?). */
+static void
+line_keep_head(struct line_reader *r, struct evbuffer *in)
+{
+	ssize_t	n = evbuffer_copyout(in, r->head, LINE_HEAD_MAX);
+
+	r->headlen = n > 0 ? (size_t)n : 0;
+	r->head[r->headlen] = '\0';
+}
+
 void
 line_init(struct line_reader *r, size_t max)
 {
@@ -13,6 +23,8 @@ line_init(struct line_reader *r, size_t max)
 	r->scanned = 0;
 	r->discarded = 0;
 	r->discarding = 0;
+	r->headlen = 0;
+	r->head[0] = '\0';
 }
 
 enum line_status
@@ -47,6 +59,7 @@ line_next(struct line_reader *r, struct evbuffer *in, char **line, size_t *len)
 	if (eol.pos < 0) {
 		r->scanned = avail;
 		if (avail > r->max) {
+			line_keep_head(r, in);
 			r->discarding = 1;
 			r->discarded = avail;
 			r->scanned = 0;
@@ -58,6 +71,7 @@ line_next(struct line_reader *r, struct evbuffer *in, char **line, size_t *len)
 	n = (size_t)eol.pos;
 	r->scanned = 0;
 	if (n > r->max) {
+		line_keep_head(r, in);
 		evbuffer_drain(in, n + 1);
 		*len = n;
 		return LINE_DROPPED;

@@ -17,8 +17,12 @@ enum line_status {
 	LINE_DROPPED	/* the end of an over-long line: *len = its size */
 };
 
+#define LINE_HEAD_MAX	64	/* first bytes of a dropped line, kept */
+
 struct line_reader {
 	size_t	max;		/* longest line accepted, without '\n' */
+	char	head[LINE_HEAD_MAX + 1];	/* of the line dropped last */
+	size_t	headlen;
 	size_t	scanned;	/* bytes already searched for '\n' */
 	size_t	discarded;	/* bytes of the line being dropped */
 	int	discarding;

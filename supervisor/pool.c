@@ -21,6 +21,7 @@
 
 #include "common/log.h"
 #include "common/msg.h"
+#include "common/procfs.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
 #include "worker/worker.h"
@@ -39,6 +40,7 @@ static void	pool_worker_finish(struct worker *);
 #define POOL_BACKOFF_MIN_MS	100
 #define POOL_BACKOFF_MAX_MS	30000
 #define POOL_HELLO_TIMEOUT_S	10	/* a worker must say hello by then */
+#define POOL_SWEEP_MAX		1024	/* left-overs killed per sweep */
 
 static struct {
 	uint64_t	 window_start;
@@ -324,6 +326,27 @@ pool_send(struct worker *wk, uint16_t type, uint32_t turn, const cJSON *j)
 		msg_compose(bufferevent_get_output(wk->bev), type, turn, NULL, 0);
 }
 
+/*
+ * We are a subreaper: what a dead worker left behind (tools that escaped
+ * their CLI's process group) is now our child.  Anything that is not a
+ * worker is killed; the SIGCHLD loop reaps it.
+ */
+static void
+pool_sweep(void)
+{
+	pid_t		 kids[POOL_SWEEP_MAX];
+	size_t		 n, i;
+
+	n = proc_children(getpid(), kids, POOL_SWEEP_MAX);
+	for (i = 0; i < n; i++) {
+		if (pool_find_pid(kids[i]) != NULL)
+			continue;
+		log_warnx("killing process %ld left behind by a worker",
+		    (long)kids[i]);
+		kill(kids[i], SIGKILL);
+	}
+}
+
 /* Reaped and its channel read to the end: forget the worker. */
 static void
 pool_worker_finish(struct worker *wk)
@@ -339,6 +362,7 @@ pool_worker_finish(struct worker *wk)
 		bufferevent_free(wk->bev);
 	event_free(wk->hello_timer);
 	free(wk);
+	pool_sweep();
 	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
 		log_warnx("a worker could not start (fatal set-up error); not "
 		    "respawning until the next session");

@@ -538,10 +538,20 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			    "status");
 			const char *tail = session_jstr(j, "stderr");
 
-			snprintf(why, sizeof why, "CLI exited with status %d%s%.400s",
-			    cJSON_IsNumber(st) ? st->valueint : -1,
-			    tail != NULL && *tail != '\0' ? ": " : "",
-			    tail != NULL ? tail : "");
+			const cJSON *sg = cJSON_GetObjectItemCaseSensitive(j,
+			    "signal");
+
+			if (cJSON_IsNumber(sg) && sg->valueint > 0)
+				snprintf(why, sizeof why, "CLI killed by signal "
+				    "%d%s%.400s", sg->valueint,
+				    tail != NULL && *tail != '\0' ? ": " : "",
+				    tail != NULL ? tail : "");
+			else
+				snprintf(why, sizeof why, "CLI exited with "
+				    "status %d%s%.400s",
+				    cJSON_IsNumber(st) ? st->valueint : -1,
+				    tail != NULL && *tail != '\0' ? ": " : "",
+				    tail != NULL ? tail : "");
 			s->state = SESSION_STOPPING;
 			s->stop_final = 0;
 			session_turn_fail(s, ERR_CLI_EXITED, why);

@@ -216,7 +216,7 @@ cli_read_lines(struct cli *c)
 			continue;
 		}
 		if (st == LINE_DROPPED) {
-			c->cb.line_dropped(c->cb.arg, len);
+			c->cb.line_dropped(c->cb.arg, len, c->reader.head);
 			continue;
 		}
 		c->cb.line(c->cb.arg, line, len);

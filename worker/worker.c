@@ -41,6 +41,7 @@
 #define WORKER_MASTER_HIWAT	(4U * 1024 * 1024)	/* pause the CLI above */
 #define WORKER_MASTER_LOWAT	(1U * 1024 * 1024)	/* and resume below */
 #define WORKER_EVENT_MAX	(MSG_MAX_PAYLOAD - 4096)	/* one event's JSON */
+#define WORKER_RESULT_HEAD	"{\"type\":\"result\""	/* a result line starts so */
 #define WORKER_ORPHANS_MAX	256	/* left-over processes killed per round */
 #define WORKER_ORPHAN_ROUNDS	16
 
@@ -450,10 +451,31 @@ worker_cli_line(void *arg, const char *line, size_t len)
 }
 
 static void
-worker_cli_line_dropped(void *arg, size_t len)
+worker_cli_line_dropped(void *arg, size_t len, const char *head)
 {
-	log_warnx("dropped a CLI line of %zu bytes", len);
+	cJSON	*j, *done;
+
+	log_warnx("dropped a CLI line of %zu bytes: %.40s...", len, head);
 	bridge_line_dropped(w.bridge, len);
+	/*
+	 * Dropped, the result line would leave the turn open forever: the
+	 * turn is over, its result too big to relay.
+	 */
+	if (!w.busy || strncmp(head, WORKER_RESULT_HEAD,
+	    strlen(WORKER_RESULT_HEAD)) != 0)
+		return;
+	j = cJSON_CreateObject();
+	done = cJSON_AddObjectToObject(j, "done");
+	cJSON_AddBoolToObject(done, "ok", 0);
+	cJSON_AddStringToObject(done, "result", "");
+	cJSON_AddBoolToObject(done, "is_error", 1);
+	cJSON_AddBoolToObject(done, "interrupted", w.interrupting);
+	cJSON_AddStringToObject(done, "terminal_reason", "result_too_large");
+	cJSON_AddNullToObject(done, "stop_reason");
+	cJSON_AddItemToObject(j, "stats",
+	    stats_to_json(bridge_turn_stats(w.bridge, util_now_ms())));
+	worker_send_json(MSG_TURN_END, j);
+	worker_turn_clear();
 }
 
 static void
@@ -478,7 +500,8 @@ worker_cli_exited(void *arg, int status)
 		else {
 			char full[WORKER_ERR_MAX * 2];
 
-			snprintf(full, sizeof full, "%s%s%.400s", msg,
+			snprintf(full, sizeof full, "%s%s%s%.400s", msg,
+			    w.interrupting ? " (it ignored the interrupt)" : "",
 			    *tail != '\0' ? ": " : "", tail);
 			worker_turn_finish_error(ERR_CLI_EXITED, full);
 		}
@@ -539,7 +562,8 @@ worker_ctl(const char *subtype, const char *id)
 static void
 worker_interrupt(void)
 {
-	char	id[32];
+	struct timeval	tv;
+	char		id[32];
 
 	if (!w.busy || w.interrupting)
 		return;
@@ -548,6 +572,10 @@ worker_interrupt(void)
 	snprintf(id, sizeof id, "hp-int-%llu",
 	    (unsigned long long)++w.ctl_seq);
 	worker_ctl("interrupt", id);
+	/* A CLI that ignores it is killed after kill_grace. */
+	tv.tv_sec = w.kill_grace_ms / 1000;
+	tv.tv_usec = (w.kill_grace_ms % 1000) * 1000;
+	evtimer_add(w.grace_timer, &tv);
 }
 
 static void
@@ -562,14 +590,9 @@ worker_grace_timer(evutil_socket_t fd, short what, void *arg)
 static void
 worker_turn_timer(evutil_socket_t fd, short what, void *arg)
 {
-	struct timeval	tv;
-
 	log_warnx("turn %u timed out", w.turn);
 	w.timed_out = 1;
 	worker_interrupt();
-	tv.tv_sec = w.kill_grace_ms / 1000;
-	tv.tv_usec = (w.kill_grace_ms % 1000) * 1000;
-	evtimer_add(w.grace_timer, &tv);
 }
 
 /* --- messages from the master ------------------------------------------ */

@@ -34,7 +34,7 @@ struct cli_spec {
 struct cli;
 struct cli_cb {
 	void	(*line)(void *arg, const char *line, size_t len);
-	void	(*line_dropped)(void *arg, size_t len);
+	void	(*line_dropped)(void *arg, size_t len, const char *head);
 	void	(*exited)(void *arg, int status);	/* wait status */
 	void	*arg;
 };
