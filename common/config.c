@@ -11,7 +11,8 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 
-enum config_kind { K_STR, K_LIST, K_INT, K_MS, K_SIZE, K_U64, K_LEVEL };
+enum config_kind { K_STR, K_LIST, K_INT, K_MS, K_SIZE, K_U64, K_LEVEL,
+	K_BOOL };
 
 struct config_key {
 	const char	*name;
@@ -46,6 +47,7 @@ static const struct config_key config_keys[] = {
 	{ "firewall_rules",	K_LIST, O(firewall_rules),
 	    "/etc/hotplex/rules/*.rules", 0, 0 },
 	{ "firewall_threshold",	K_INT,  O(firewall_threshold), "5", 1, 1000 },
+	{ "tool_gate",		K_BOOL, O(tool_gate), "on", 0, 0 },
 	{ "seccomp",		K_STR,  O(seccomp), "off", 0, 0 },
 	{ "landlock",		K_STR,  O(landlock), "off", 0, 0 },
 	{ "metrics_listen",	K_STR,  O(metrics_listen), NULL, 0, 0 },
@@ -224,6 +226,16 @@ config_set(struct config *c, const struct config_key *k, const char *val,
 			return -1;
 		}
 		*(uint64_t *)(base + k->off) = u;
+		return 0;
+	case K_BOOL:
+		if (strcmp(val, "on") == 0 || strcmp(val, "yes") == 0)
+			*(int *)(base + k->off) = 1;
+		else if (strcmp(val, "off") == 0 || strcmp(val, "no") == 0)
+			*(int *)(base + k->off) = 0;
+		else {
+			snprintf(why, whylen, "expected on or off");
+			return -1;
+		}
 		return 0;
 	case K_LEVEL:
 		if ((lvl = log_level_parse(val)) == -1) {
@@ -448,6 +460,10 @@ config_dump(const struct config *c, void *fp)
 				fprintf(f, "%s%s", j ? " " : "", l->v[j]);
 			break;
 		}
+		case K_BOOL:
+			fprintf(f, "%s", *(const int *)(base + k->off) ? "on" :
+			    "off");
+			break;
 		case K_INT:
 			fprintf(f, "%d", *(const int *)(base + k->off));
 			break;

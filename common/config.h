@@ -40,6 +40,7 @@ struct config {
 	struct config_list disallowed_tools;
 	struct config_list firewall_rules;
 	int		 firewall_threshold;
+	int		 tool_gate;	/* answer can_use_tool (on) or not */
 	char		*seccomp;	/* profile path, or "off" */
 	char		*landlock;	/* off, best_effort, required */
 	char		*metrics_listen;

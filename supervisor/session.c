@@ -310,6 +310,7 @@ session_open_msg(struct session *s, int probe)
 	cJSON_AddNumberToObject(a, "rlimit_nproc", (double)hp.conf->rlimit_nproc);
 	cJSON_AddNumberToObject(a, "rlimit_cpu", (double)hp.conf->rlimit_cpu);
 	cJSON_AddNumberToObject(a, "rlimit_fsize", (double)hp.conf->rlimit_fsize);
+	cJSON_AddBoolToObject(o, "tool_gate", hp.conf->tool_gate);
 	/* The gate: rules for tool calls, the daemon's tool lists. */
 	if (hp.screen->policy != NULL) {
 		fw = cJSON_AddObjectToObject(o, "firewall");

@@ -53,6 +53,21 @@ class Pipe:
         self.p.wait(30)
 
 
+def hp_turn_lean(c, session, text):
+    """A warm turn read as the direct pipe is read: raw lines, no JSON
+    parsing, until the terminal line (both sides do the same work)."""
+    t0 = time.perf_counter()
+    c.send("execute", session=session, prompt=text)
+    while True:
+        line = c.f.readline()
+        if not line:
+            raise RuntimeError("hotplexd closed the connection")
+        if b'"type":"done"' in line:
+            return time.perf_counter() - t0
+        if b'"type":"error"' in line:
+            raise RuntimeError("turn failed: %r" % line)
+
+
 def hp_turn(c, session, text, **kw):
     t0 = time.perf_counter()
     evs = c.execute(session, text, **kw)
@@ -78,18 +93,30 @@ def row(name, xs):
 
 def bench(label, cli, env, conf_env, tmp):
     work = tempfile.mkdtemp(prefix="bench.", dir=tmp)
-    with Daemon({"cli_path": cli, "cli_env": conf_env, "spare_min": "2",
-                 "idle_timeout": "1h"}, env=env) as d:
-        c = d.client()
+    conf = {"cli_path": cli, "cli_env": conf_env, "spare_min": "2",
+            "idle_timeout": "1h"}
+    with Daemon(conf, env=env) as d, \
+            Daemon(dict(conf, tool_gate="off"), env=env) as d2:
+        c, c2 = d.client(), d2.client()
         wd = os.path.join(d.work, "bench")
+        # A direct pipe as the Agent SDK starts the CLI (the fastest), and
+        # one with the flags the worker adds for its tool gate.
+        import uuid
         pipe = Pipe(cli, work, env)
-        pipe.turn(PROMPT)                        # both warm
+        gated = Pipe(cli, work, env, ["--permission-prompt-tool", "stdio",
+                                      "--session-id", str(uuid.uuid4())])
+        pipe.turn(PROMPT)                        # all warm
+        gated.turn(PROMPT)
         hp_turn(c, "bench", PROMPT, workdir=wd)
-        direct, hotplex = [], []
+        hp_turn(c2, "bench", PROMPT, workdir=os.path.join(d2.work, "bench"))
+        direct, direct_g, hotplex, hotplex_ng = [], [], [], []
         for i in range(TURNS):                   # alternate: same conditions
             direct.append(pipe.turn(PROMPT))
-            hotplex.append(hp_turn(c, "bench", PROMPT)[0])
+            hotplex.append(hp_turn_lean(c, "bench", PROMPT))
+            direct_g.append(gated.turn(PROMPT))
+            hotplex_ng.append(hp_turn_lean(c2, "bench", PROMPT))
         pipe.close()
+        gated.close()
 
         cold_direct, cold_hp, assign, ready = [], [], [], []
         for i in range(COLD):
@@ -101,11 +128,6 @@ def bench(label, cli, env, conf_env, tmp):
             dt, evs = hp_turn(c, "cold%d" % i, PROMPT)
             cold_hp.append(dt)
             c.request("stop", session="cold%d" % i)
-        for i in range(NEW_SESSIONS):
-            r = c.request("open", session="new%d" % i)
-            # open replies once the CLI answers; the spare was taken at once.
-            evs = hp_turn(c, "new%d" % i, PROMPT)[1]
-            c.request("stop", session="new%d" % i)
         # assign_us of cold turns: from execute to a worker holding the session
         for i in range(NEW_SESSIONS):
             dt, evs = hp_turn(c, "as%d" % i, PROMPT)
@@ -121,15 +143,23 @@ def bench(label, cli, env, conf_env, tmp):
                                                  "min", "n"))
     print("|%s|%s|%s|%s|%s|" % ("-" * 36, "-" * 10, "-" * 10, "-" * 10, "-" * 6))
     row("warm turn, direct pipe (ms)", direct)
-    row("warm turn, through hotplexd (ms)", hotplex)
+    row("warm turn, hotplexd, tool_gate off", hotplex_ng)
+    row("warm turn, direct + gate flags (ms)", direct_g)
+    row("warm turn, hotplexd (default)", hotplex)
     row("cold first turn, direct (ms)", cold_direct)
     row("cold first turn, hotplexd (ms)", cold_hp)
     row("new session: worker assigned (ms)", assign)
     row("new session: CLI up, turn sent (ms)", ready)
     md, mh = statistics.median(direct), statistics.median(hotplex)
+    mng, mg = statistics.median(hotplex_ng), statistics.median(direct_g)
     print()
-    print("warm median ratio hotplexd/direct: %.3f (%+.2f ms); p99 ratio %.3f"
-          % (mh / md, (mh - md) * 1000, pct(hotplex, 99) / pct(direct, 99)))
+    print("warm median ratio, tool_gate off vs the fastest direct pipe: %.3f "
+          "(%+.2f ms); p99 ratio %.3f" % (mng / md, (mng - md) * 1000,
+                                        pct(hotplex_ng, 99) / pct(direct, 99)))
+    print("warm median ratio, default vs a direct pipe with the same flags: "
+          "%.3f (%+.2f ms)" % (mh / mg, (mh - mg) * 1000))
+    print("warm median ratio, default vs the fastest direct pipe: %.3f "
+          "(%+.2f ms)" % (mh / md, (mh - md) * 1000))
     print("cold/warm (hotplexd): %.1fx" % (statistics.median(cold_hp) / mh))
     sys.stdout.flush()
 
@@ -149,6 +179,7 @@ def main():
             return
         from test_e2e import Mock  # noqa: E402
         mock = Mock(tmp)
+        import uuid  # noqa: F401
         env = dict(os.environ)
         env.update(mock.env())
         try:
