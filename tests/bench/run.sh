@@ -4,8 +4,7 @@
 export B
 echo "== turn latency: hotplexd vs a direct pipe to the same CLI"
 python3 tests/bench/bench_turns.py || exit 1
-if [ -x "$B/firewall-bench" ]; then
-	echo
-	echo "== firewall throughput"
-	"$B/firewall-bench"
-fi
+echo
+echo "== firewall: throughput and latency on benign text, default rules"
+"$B/firewall-bench" policy/rules tests/data/firewall/benign.txt \
+    policy/firewall.c || exit 1
