@@ -638,8 +638,8 @@ ok(p.returncode == 1 and b"requires --verbose" in p.stderr,
 # -- start behaviours and the start log
 f = Fake(env={"FAKE_CLAUDE_START": "exit:7"})
 ok(f.wait() == 7, "FAKE_CLAUDE_START=exit:7")
+t0 = time.monotonic()            # before the start: its sleep begins there
 f = Fake(env={"FAKE_CLAUDE_START": "sleep:300"})
-t0 = time.monotonic()
 f.user("hi")
 lines, r = f.result()
 ok(r is not None and time.monotonic() - t0 >= 0.3,
