@@ -97,6 +97,10 @@ struct session {
 	char			*prefix;	/* {"id":..,"session":..,"seq": */
 	size_t			 prefix_len;
 	char			*pending_prompt;	/* before the CLI is up */
+	char			*turn_prompt;	/* sent; kept for one retry */
+	int			 turn_retried;
+	int			 retry_pending;	/* ignore the old worker's turn */
+	uint64_t		 turn_events;	/* from the worker, this turn */
 	int			 pending_slash;
 	uint64_t		 pending_timeout_ms;
 	int			 cold;		/* this turn spawned the CLI */

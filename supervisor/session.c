@@ -146,6 +146,7 @@ session_free(struct session *s)
 	session_waiter_clear(&s->stop);
 	free(s->prefix);
 	free(s->pending_prompt);
+	free(s->turn_prompt);
 	cJSON_Delete(s->options);
 	ring_clear(&s->ring);
 	stats_clear(&s->total);
@@ -243,6 +244,9 @@ session_turn_close(struct session *s)
 	s->prefix = NULL;
 	free(s->pending_prompt);
 	s->pending_prompt = NULL;
+	free(s->turn_prompt);
+	s->turn_prompt = NULL;
+	s->turn_retried = 0;
 	if (s->state == SESSION_BUSY)
 		s->state = s->worker != NULL ? SESSION_READY : SESSION_DORMANT;
 	s->active_ms = util_now_ms();
@@ -395,10 +399,35 @@ session_turn_begin(struct session *s)
 	cJSON_AddNumberToObject(t, "timeout_ms", (double)ms);
 	pool_send(s->worker, MSG_TURN, s->turn, t);
 	cJSON_Delete(t);
-	free(s->pending_prompt);
+	free(s->turn_prompt);
+	s->turn_prompt = s->pending_prompt;
 	s->pending_prompt = NULL;
+	s->turn_events = 0;
+	s->retry_pending = 0;
 	s->state = SESSION_BUSY;
 	event_del(s->idle_timer);
+}
+
+/*
+ * The CLI died before it saw the turn (killed just after the last one):
+ * nothing of the turn happened, so it runs once more in a new CLI, when
+ * the dying worker is gone.  0 if it may not (already retried).
+ */
+static int
+session_turn_retry(struct session *s)
+{
+	if (!session_waiting(&s->exec) || s->turn_retried ||
+	    s->turn_prompt == NULL || s->worker == NULL || s->turn_events > 0)
+		return 0;
+	log_info("session %s: CLI gone before turn %u began; retrying it in a "
+	    "new CLI", s->name, s->turn);
+	s->state = SESSION_STOPPING;
+	s->stop_final = 0;
+	s->turn_retried = 1;
+	s->retry_pending = 1;
+	s->pending_prompt = s->turn_prompt;
+	s->turn_prompt = NULL;
+	return 1;
 }
 
 static void
@@ -410,6 +439,13 @@ session_turn_end(struct session *s, const cJSON *j)
 	struct stats	 turn;
 	cJSON		*d;
 
+	/*
+	 * Its CLI died before it saw the turn (killed just after the last
+	 * one): nothing happened; run it once more in a new CLI.
+	 */
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "retry")) &&
+	    session_turn_retry(s))
+		return;		/* the worker's exit brings a new one */
 	stats_init(&turn);
 	if (st == NULL || stats_from_json(&turn, st) == -1)
 		log_warnx("session %s: turn without valid stats", s->name);
@@ -451,10 +487,15 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	const cJSON	*n;
 
 	if (m->hdr.type == MSG_EVENT) {
-		if (m->hdr.turn == s->turn && s->state == SESSION_BUSY)
+		if (m->hdr.turn == s->turn && s->state == SESSION_BUSY) {
+			s->turn_events++;
 			session_emit_tail(s, m->data, m->hdr.len);
+		}
 		return;
 	}
+	/* A turn handed to a new CLI: the old worker's word on it is void. */
+	if (s->retry_pending && m->hdr.type == MSG_TURN_END)
+		return;
 	if ((j = msg_json(m)) == NULL) {
 		log_warnx("session %s: malformed %s from worker %ld", s->name,
 		    msg_type_name(m->hdr.type), (long)wk->pid);
@@ -532,7 +573,9 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		    cJSON_GetObjectItemCaseSensitive(j, "signal") ?
 		    cJSON_GetObjectItemCaseSensitive(j, "signal")->valueint : 0);
 		s->cli_pid = 0;
-		if (s->state == SESSION_BUSY) {
+		if (s->state == SESSION_BUSY && session_turn_retry(s))
+			;	/* the worker's exit brings a new one */
+		else if (s->state == SESSION_BUSY) {
 			/* The CLI died before the worker saw our turn. */
 			char	 why[512];
 			const cJSON *st = cJSON_GetObjectItemCaseSensitive(j,

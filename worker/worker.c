@@ -100,6 +100,7 @@ static struct {
 	int			 init_seen;
 	int			 cli_gone;	/* the CLI exited; we exit next */
 	int			 cli_paused;	/* the master is behind */
+	int			 turn_output;	/* the CLI wrote during this turn */
 	int			 exit_code;
 } w;
 
@@ -447,6 +448,8 @@ static const struct bridge_cb worker_bridge_cb = {
 static void
 worker_cli_line(void *arg, const char *line, size_t len)
 {
+	if (w.busy)
+		w.turn_output = 1;
 	bridge_line(w.bridge, line, len, util_now_ms());
 }
 
@@ -544,6 +547,12 @@ worker_turn_finish_error(const char *code, const char *message)
 	    stats_to_json(bridge_turn_stats(w.bridge, util_now_ms())));
 	/* The master must not send another turn to a worker on its way out. */
 	cJSON_AddBoolToObject(j, "exiting", w.cli_gone);
+	/*
+	 * The CLI died before it said a word of this turn (killed just after
+	 * the last one): nothing of the turn happened, a new CLI may run it.
+	 */
+	cJSON_AddBoolToObject(j, "retry", w.cli_gone && !w.turn_output &&
+	    !w.timed_out && !w.interrupting);
 	worker_send_json(MSG_TURN_END, j);
 	worker_turn_clear();
 }
@@ -1197,6 +1206,7 @@ worker_turn(uint32_t turn, const cJSON *o)
 	s = cJSON_PrintUnformatted(line);
 	cJSON_Delete(line);
 	w.busy = 1;
+	w.turn_output = 0;
 	bridge_turn_start(w.bridge, util_now_ms());
 	if (cli_write(w.cli, s, strlen(s)) == -1) {
 		cJSON_free(s);

@@ -512,6 +512,21 @@ def test_slow_client():
              "the session and its turn went on to the end", st)
 
 
+def test_kill_between_turns():
+    with Daemon() as d:
+        c = d.client()
+        ok = 0
+        for i in range(10):
+            evs = c.execute("s1", "stream:1", workdir=d.work + "/s1")
+            pid = [e for e in evs if e["type"] == "session_start"][0][
+                "data"]["cli_pid"]
+            os.kill(pid, signal.SIGKILL)      # then at once the next turn
+            evs = c.execute("s1", "stream:1")
+            ok += evs[-1]["type"] == "done" and terminal_count(evs) == 1
+        t.eq(ok, 10, "a CLI killed between turns: the next turn still runs "
+             "(in a new CLI when the old one never saw it)")
+
+
 def test_sigterm_idle_is_prompt():
     import time
     with Daemon({"drain_timeout": "60s"}) as d:
@@ -539,7 +554,8 @@ def test_revive_respects_capacity():
 
 
 for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay,
-           test_crash_loop_and_queue, test_slow_client, test_sigterm_idle_is_prompt,
+           test_crash_loop_and_queue, test_slow_client,
+           test_kill_between_turns, test_sigterm_idle_is_prompt,
            test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
            test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
            test_bad_requests, test_cli_flags_and_env, test_slash_commands,
