@@ -244,7 +244,7 @@ class Daemon:
             # Workers too run under valgrind, through a wrapper.
             wrap = os.path.join(self.dir, "worker-vg")
             with open(wrap, "w") as f:
-                f.write("#!/bin/sh\nexec valgrind -q --leak-check=full "
+                f.write("#!/bin/sh\nexec valgrind -q --leak-check=full --show-possibly-lost=no "
                         "--errors-for-leak-kinds=definite --error-exitcode=99 "
                         "--log-file=%s/vg-worker.%%p %s \"$@\"\n" %
                         (self.dir, os.path.join(BDIR, "hotplex-worker")))
@@ -279,6 +279,7 @@ class Daemon:
         argv = [os.path.join(BDIR, "hotplexd"), "-f", "-c", self.conf_path]
         if self.valgrind:
             argv = ["valgrind", "-q", "--leak-check=full",
+                    "--show-possibly-lost=no",
                     "--errors-for-leak-kinds=definite",
                     "--error-exitcode=99",
                     "--log-file=%s/vg-master.%%p" % self.dir] + argv
