@@ -373,6 +373,8 @@ pool_worker_finish(struct worker *wk)
 		pool_early_death(&dead);
 	} else if (!pool_early_death(&dead))
 		pool_refill();
+	/* Shutting down, the last worker's end (reap or EOF) ends us. */
+	hotplexd_check_exit();
 }
 
 static void
