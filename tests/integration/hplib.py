@@ -89,37 +89,55 @@ def proc_alive(pid):
         return False
 
 
-def procs_in_group(pgid):
-    """Live pids whose process group or session is pgid."""
-    out = []
+def _proc_stats():
+    """(pid, state, ppid, pgid, sid) of every process, from /proc."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open("/proc/%s/stat" % d) as f:
                 st = f.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
+        except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
-        if st[0] == "Z":
-            continue
-        if int(st[2]) == pgid or int(st[3]) == pgid:
-            out.append(int(d))
-    return out
+        yield int(d), st[0], int(st[1]), int(st[2]), int(st[3])
+
+
+def procs_in_group(pgid):
+    """Live pids whose process group or session is pgid."""
+    return [p for p, state, ppid, pg, sid in _proc_stats()
+            if state != "Z" and pgid in (pg, sid)]
 
 
 def children_of(pid):
+    return [p for p, state, ppid, pg, sid in _proc_stats()
+            if state != "Z" and ppid == pid]
+
+
+def procs_under(path):
+    """Live pids whose cwd lies under path (tools, CLIs, escapees)."""
     out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
             continue
         try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
+            cwd = os.readlink("/proc/%s/cwd" % p)
+        except OSError:
             continue
-        if int(st[1]) == pid and st[0] != "Z":
-            out.append(int(d))
+        if (cwd == path or cwd.startswith(path + "/")) and proc_alive(int(p)):
+            out.append(int(p))
     return out
+
+
+def rss_kb(pid):
+    """VmRSS of a process, in KiB (-1 if unknown)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
 
 
 def fd_count(pid):

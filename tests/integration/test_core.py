@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, Daemon, Client, wait_for, proc_alive, procs_in_group,
-                   terminal_count, first, fd_count)
+                   terminal_count, first, fd_count, rss_kb)
 
 t = TAP()
 if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
@@ -468,14 +468,6 @@ def test_crash_loop_and_queue():
         t.ok(not [s for s in c.request("sessions")["data"]
                   if s["session"] == "q2"],
              "the refused session leaves no trace")
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_slow_client():

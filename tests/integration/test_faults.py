@@ -24,7 +24,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
-                   procs_in_group, children_of, fd_count, first)
+                   procs_in_group, procs_under, children_of, fd_count, first)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
 SEED = int(os.environ.get("HP_SEED", str(int(time.time() * 1000) % 1000000)))
@@ -103,21 +103,6 @@ def workers_of(d):
 def fd_key(d):
     """Master fds net of its workers' channels (one socket each)."""
     return fd_count(d.proc.pid) - len(workers_of(d))
-
-
-def procs_under(path):
-    """Live pids whose cwd lies under path (tools, CLIs, escapees)."""
-    out = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            cwd = os.readlink("/proc/%s/cwd" % p)
-        except OSError:
-            continue
-        if (cwd == path or cwd.startswith(path + "/")) and proc_alive(int(p)):
-            out.append(int(p))
-    return out
 
 
 class Case:

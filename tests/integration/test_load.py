@@ -21,7 +21,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import TAP, Daemon, wait_for, proc_alive, procs_in_group
+from hplib import (TAP, Daemon, wait_for, proc_alive, procs_in_group,
+                   procs_under, rss_kb)
 
 NSESS = int(os.environ.get("HP_LOAD_SESSIONS", "200"))
 NTURNS = int(os.environ.get("HP_LOAD_TURNS", "20"))
@@ -43,28 +44,6 @@ if os.environ.get("HP_VALGRIND"):
 print("# seed %d (HP_SEED=%d reproduces): %d sessions x %d turns, %d "
       "worker kills" % (SEED, SEED, NSESS, NTURNS, NKILLS))
 rng = random.Random(SEED)
-
-
-def vmrss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
-
-
-def procs_under(path):
-    out = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            cwd = os.readlink("/proc/%s/cwd" % p)
-        except OSError:
-            continue
-        if (cwd == path or cwd.startswith(path + "/")) and proc_alive(int(p)):
-            out.append(int(p))
-    return out
 
 
 class Sess:
@@ -265,7 +244,7 @@ def main():
     with Daemon(conf) as d:
         pid = d.proc.pid
         wait_for(lambda: len(d.workers()) >= 4, 20, "the spares")
-        rss0 = vmrss_kb(pid)
+        rss0 = rss_kb(pid)
         slow = slow_client(d)
         load = Load(d)
         t0 = time.monotonic()
@@ -306,7 +285,7 @@ def main():
              "\n".join(l for l in log.splitlines() if "slow" in l or
                        "read" in l)[-3000:])
         slow.close()
-        rss1 = vmrss_kb(pid)
+        rss1 = rss_kb(pid)
         print("# master VmRSS before %d kB, after %d kB" % (rss0, rss1))
         load.close()
         # Stop the sessions: nothing of theirs may be left.
@@ -339,7 +318,7 @@ def main():
             t.ok(False, "no process left after stopping every session",
                  left()[:20])
         print("# master VmRSS after stopping every session %d kB" %
-              vmrss_kb(pid))
+              rss_kb(pid))
 
 
 try:
