@@ -43,6 +43,8 @@ struct ctl {
 	struct hp_client	*h;
 };
 
+static int	ctl_ok(const struct ctl *);
+
 /* Options shared by exec and open. */
 struct ctl_turn {
 	const char		*session;
@@ -669,6 +671,13 @@ cmd_open(struct ctl *c, int argc, char **argv)
 		ctl_error(&err);
 		return CTL_EXIT_FAIL;
 	}
+	return ctl_ok(c);
+}
+
+/* A command that answers only "ok": say so in --json mode. */
+static int
+ctl_ok(const struct ctl *c)
+{
 	if (c->json)
 		printf("{\"type\":\"ok\"}\n");
 	return CTL_EXIT_OK;
@@ -834,9 +843,7 @@ cmd_session_op(struct ctl *c, int argc, char **argv)
 		ctl_error(&err);
 		return CTL_EXIT_FAIL;
 	}
-	if (c->json)
-		printf("{\"type\":\"ok\"}\n");
-	return CTL_EXIT_OK;
+	return ctl_ok(c);
 }
 
 static int

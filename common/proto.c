@@ -27,3 +27,22 @@ proto_valid_session(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	    "0123456789._:@-") == n;
 }
+
+cJSON *
+proto_error(const char *req, const char *session, const char *code,
+    const char *message)
+{
+	cJSON	*o = cJSON_CreateObject(), *d;
+
+	if (req != NULL)
+		cJSON_AddStringToObject(o, "id", req);
+	else
+		cJSON_AddNullToObject(o, "id");
+	if (session != NULL)
+		cJSON_AddStringToObject(o, "session", session);
+	cJSON_AddStringToObject(o, "type", "error");
+	d = cJSON_AddObjectToObject(o, "data");
+	cJSON_AddStringToObject(d, "code", code);
+	cJSON_AddStringToObject(d, "message", message);
+	return o;
+}

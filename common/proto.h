@@ -41,7 +41,15 @@ enum session_state {
 	SESSION_DORMANT		/* no CLI; the next turn resumes */
 };
 
+#include <cJSON.h>
+
 const char	*proto_state_name(enum session_state);
+/*
+ * An error line: {"id":req|null[,"session":s],"type":"error",
+ * "data":{"code":code,"message":message}}.
+ */
+cJSON		*proto_error(const char *req, const char *session,
+		    const char *code, const char *message);
 /* 1 if s (NUL-terminated) is a valid session id. */
 int		 proto_valid_session(const char *s);
 

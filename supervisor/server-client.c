@@ -331,24 +331,13 @@ void
 server_client_error(struct client *c, const char *req, const char *session,
     const char *code, const char *fmt, ...)
 {
-	cJSON	*o = cJSON_CreateObject(), *d;
 	char	 msg[CLIENT_ERR_MAX];
 	va_list	 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (req != NULL)
-		cJSON_AddStringToObject(o, "id", req);
-	else
-		cJSON_AddNullToObject(o, "id");
-	if (session != NULL)
-		cJSON_AddStringToObject(o, "session", session);
-	cJSON_AddStringToObject(o, "type", "error");
-	d = cJSON_AddObjectToObject(o, "data");
-	cJSON_AddStringToObject(d, "code", code);
-	cJSON_AddStringToObject(d, "message", msg);
-	server_client_send(c, o);
+	server_client_send(c, proto_error(req, session, code, msg));
 }
 
 /* Closes after what is queued has been written. */

@@ -39,20 +39,11 @@ static void
 fuzz_reply(const char *req, const char *session, const char *fmt,
     const char *arg)
 {
-	cJSON	*o = cJSON_CreateObject(), *d, *back;
+	cJSON	*o, *back;
 	char	 msg[FUZZ_MSG_MAX], *s;
 
 	snprintf(msg, sizeof msg, fmt, arg);
-	if (req != NULL)
-		cJSON_AddStringToObject(o, "id", req);
-	else
-		cJSON_AddNullToObject(o, "id");
-	if (session != NULL)
-		cJSON_AddStringToObject(o, "session", session);
-	cJSON_AddStringToObject(o, "type", "error");
-	d = cJSON_AddObjectToObject(o, "data");
-	cJSON_AddStringToObject(d, "code", ERR_BAD_REQUEST);
-	cJSON_AddStringToObject(d, "message", msg);
+	o = proto_error(req, session, ERR_BAD_REQUEST, msg);	/* the daemon's */
 	s = cJSON_PrintUnformatted(o);
 	fuzz_assert(s != NULL);
 	fuzz_assert(strchr(s, '\n') == NULL);

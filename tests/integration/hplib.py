@@ -182,6 +182,10 @@ class Client:
             raw = b""
         if not raw:
             return None
+        return self.decode(raw)
+
+    def decode(self, raw):
+        """One reply line as a dict; subclasses may skip or count."""
         return json.loads(raw)
 
     def reply(self, rid):

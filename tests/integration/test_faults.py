@@ -51,15 +51,7 @@ class RecClient(Client):
         self.terms = {}         # rid -> terminal lines seen
         self.rids = []          # execute ids sent
 
-    def line(self):
-        if self.backlog:
-            return self.backlog.pop(0)
-        try:
-            raw = self.f.readline()
-        except ConnectionResetError:
-            raw = b""
-        if not raw:
-            return None
+    def decode(self, raw):
         if b'"type":"answer"' in raw[:200]:
             return {"type": "answer", "id": None, "data": {}}
         import json
