@@ -1,6 +1,5 @@
 /* Bounded ring of event lines. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/xmalloc.h"
 #include "supervisor/ring.h"
@@ -33,26 +32,31 @@ ring_clear(struct ring *r)
 		ring_drop(r);
 }
 
-void
-ring_push(struct ring *r, uint64_t seq, const char *line, size_t len)
+struct ring_entry *
+ring_entry_new(size_t size)
 {
-	struct ring_entry	*e;
+	struct ring_entry	*e = xmalloc(sizeof *e + size);
 
-	if (len > r->max_bytes) {	/* too big to keep: counts as lost */
+	e->seq = 0;
+	e->len = 0;
+	return e;
+}
+
+void
+ring_push(struct ring *r, struct ring_entry *e)
+{
+	if (e->len > r->max_bytes) {	/* too big to keep: counts as lost */
 		ring_clear(r);
-		r->dropped_to = seq;
+		r->dropped_to = e->seq;
+		free(e);
 		return;
 	}
 	while (r->n > 0 && (r->n == RING_ENTRIES_MAX ||
-	    r->bytes + len > r->max_bytes))
+	    r->bytes + e->len > r->max_bytes))
 		ring_drop(r);
-	e = xmalloc(sizeof *e + len);
-	e->seq = seq;
-	e->len = len;
-	memcpy(e->line, line, len);
 	TAILQ_INSERT_TAIL(&r->entries, e, entry);
 	r->n++;
-	r->bytes += len;
+	r->bytes += e->len;
 }
 
 size_t

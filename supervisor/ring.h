@@ -29,8 +29,10 @@ struct ring {
 
 void	ring_init(struct ring *, size_t max_bytes);
 void	ring_clear(struct ring *);
-/* Copies line. */
-void	ring_push(struct ring *, uint64_t seq, const char *line, size_t len);
+/* An entry with room for size bytes of line, to fill and then push. */
+struct ring_entry *ring_entry_new(size_t size);
+/* Takes the entry (its seq, line and len set); may free it at once. */
+void	ring_push(struct ring *, struct ring_entry *);
 /* Entries with seq > since, oldest first; returns how many. */
 size_t	ring_each(const struct ring *, uint64_t since,
 	    void (*)(void *, const struct ring_entry *), void *);

@@ -196,15 +196,19 @@ session_stats_json(const struct session *s)
 static void
 session_emit_tail(struct session *s, const char *tail, size_t len)
 {
-	char	*line;
-	size_t	 n, i;
+	struct ring_entry	*e;
+	char			*line;
+	size_t			 n, i;
 
 	if (s->prefix == NULL)
 		return;
 	s->seq++;
-	/* One line, built once: for the turn's client, followers, the ring. */
-	n = s->prefix_len + SESSION_SEQ_MAX + len + 1;
-	line = xmalloc(n);
+	/*
+	 * One line, built once, in the ring entry that keeps it: for the
+	 * turn's client, the followers and attach.
+	 */
+	e = ring_entry_new(s->prefix_len + SESSION_SEQ_MAX + len + 1);
+	line = e->line;
 	memcpy(line, s->prefix, s->prefix_len);
 	n = s->prefix_len + (size_t)snprintf(line + s->prefix_len,
 	    SESSION_SEQ_MAX, "%llu,", (unsigned long long)s->seq);
@@ -216,8 +220,9 @@ session_emit_tail(struct session *s, const char *tail, size_t len)
 	for (i = 0; i < s->nfollowers; i++)
 		if (s->followers[i] != s->exec.c)
 			server_client_write(s->followers[i], line, n);
-	ring_push(&s->ring, s->seq, line, n);
-	free(line);
+	e->seq = s->seq;
+	e->len = n;
+	ring_push(&s->ring, e);
 }
 
 /* Emits {type, data}; data consumed. */
