@@ -23,6 +23,8 @@
 #define FW_EXCERPT_BEFORE	(POLICY_MAX_EXCERPT / 4)
 #define FW_NOALLOW		((size_t)-1)
 #define FW_WINDOWS_MIN		8	/* first allocation of windows */
+#define FW_OFFSETS_MIN		16	/* ... of literal offsets */
+#define FW_NEED_BIT		0x80000000U	/* prefilter id: a need */
 /* A contents callout before the pattern: fw_bound_callout bounds starts. */
 #define FW_BOUND_OPEN		"(?{b})(?:"
 #define FW_BOUND_CLOSE		")"
@@ -42,6 +44,7 @@ struct fw_rule {
 	int		 severity;
 	unsigned	 targets;
 	int		 hinted;	/* runs only where a hint was seen */
+	int		 needy;		/* ... and one of its needs near it */
 	size_t		 reach;		/* ... starting this far before it */
 	int		 line_only;	/* ... but not before its line */
 	char		*allow_id;	/* allow rule: the rule it cancels */
@@ -288,8 +291,12 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->hinted = def->nhints > 0;
 	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
 	r->line_only = def->line_only;
+	r->needy = def->nneeds > 0;
 	for (i = 0; i < def->nhints; i++)
 		fw_add_hint(p->pf, def->hints[i], (unsigned)p->nrules);
+	for (i = 0; i < def->nneeds; i++)
+		fw_add_hint(p->pf, def->needs[i],
+		    (unsigned)p->nrules | FW_NEED_BIT);
 	p->nrules++;
 	return 0;
 }
@@ -483,42 +490,70 @@ fw_same_nocase(const struct norm_buf *a, const struct norm_buf *b)
 	return a->len == b->len && strncasecmp(a->data, b->data, a->len) == 0;
 }
 
+/* Offsets of literals in one form, kept sorted. */
+struct fw_offsets {
+	size_t	 n;
+	size_t	 cap;
+	size_t	*v;
+};
+
 /*
  * Where a hinted rule may match in one form: the offsets at which a match
  * may start, from its reach before each hint seen up to the hint, merged.
+ * For a rule with needs, its hints and needs are first kept apart, and a
+ * hint opens a window only once a need is seen close to it.
  */
 struct fw_windows {
-	size_t	 n;
-	size_t	 cap;
-	size_t	*from;
-	size_t	*to;				/* inclusive */
+	size_t			 n;
+	size_t			 cap;
+	size_t			*from;
+	size_t			*to;		/* inclusive */
+	struct fw_offsets	 hints;
+	struct fw_offsets	 needs;
 };
 
 struct fw_scan {
 	const struct policy	 *p;
 	unsigned		  tbit;
 	const char		 *data;		/* the form scanned */
+	size_t			  len;
 	struct fw_windows	**win;		/* per rule, NULL: no hint */
 };
 
 static void
-fw_hint_seen(void *arg, unsigned id, size_t at)
+fw_offsets_add(struct fw_offsets *o, size_t at)
 {
-	struct fw_scan		*sc = arg;
-	const struct fw_rule	*r = &sc->p->rules[id];
-	struct fw_windows	*w;
-	const char		*nl;
-	size_t			 from;
+	size_t	i;
 
-	if ((r->targets & sc->tbit) == 0)
-		return;
-	if ((w = sc->win[id]) == NULL)
-		w = sc->win[id] = xcalloc(1, sizeof *w);
+	if (o->n == o->cap) {
+		o->cap = o->cap == 0 ? FW_OFFSETS_MIN : o->cap * 2;
+		o->v = xreallocarray(o->v, o->cap, sizeof *o->v);
+	}
+	/* Literals are found in the order they end: starts almost sorted. */
+	for (i = o->n; i > 0 && o->v[i - 1] > at; i--)
+		o->v[i] = o->v[i - 1];
+	o->v[i] = at;
+	o->n++;
+}
+
+/* The first match start a hint at offset at allows. */
+static size_t
+fw_window_start(const struct fw_scan *sc, const struct fw_rule *r, size_t at)
+{
+	const char	*nl;
+	size_t		 from;
+
 	from = at > r->reach ? at - r->reach : 0;
 	/* A rule kept to its hint's line starts after the newline before. */
 	if (r->line_only && at > from &&
 	    (nl = memrchr(sc->data + from, '\n', at - from)) != NULL)
 		from = (size_t)(nl - sc->data) + 1;
+	return from;
+}
+
+static void
+fw_window_add(struct fw_windows *w, size_t from, size_t at)
+{
 	/*
 	 * Hints come in the order they end, so starts are almost sorted: a
 	 * window that touches the last one widens it, both ways.
@@ -538,6 +573,65 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	}
 	w->from[w->n] = from;
 	w->to[w->n++] = at;
+}
+
+static void
+fw_hint_seen(void *arg, unsigned id, size_t at)
+{
+	struct fw_scan		*sc = arg;
+	const struct fw_rule	*r = &sc->p->rules[id & ~FW_NEED_BIT];
+	struct fw_windows	*w;
+
+	if ((r->targets & sc->tbit) == 0)
+		return;
+	if ((w = sc->win[id & ~FW_NEED_BIT]) == NULL)
+		w = sc->win[id & ~FW_NEED_BIT] = xcalloc(1, sizeof *w);
+	if (id & FW_NEED_BIT)
+		fw_offsets_add(&w->needs, at);
+	else if (r->needy)
+		fw_offsets_add(&w->hints, at);
+	else
+		fw_window_add(w, fw_window_start(sc, r, at), at);
+}
+
+/*
+ * After the scan of a form: a hint of a rule with needs opens its window
+ * only if a need starts between the window's start and the end of the
+ * hint's line (hotplex-policy(5)).
+ */
+static void
+fw_needs_settle(const struct fw_scan *sc)
+{
+	const struct fw_rule	*r;
+	struct fw_windows	*w;
+	const char		*nl;
+	size_t			 i, k, lo, hi, mid, from, at, eol;
+
+	for (i = 0; i < sc->p->nrules; i++) {
+		r = &sc->p->rules[i];
+		if (!r->needy || (w = sc->win[i]) == NULL || w->hints.n == 0)
+			continue;
+		for (k = 0; k < w->hints.n && w->needs.n > 0; k++) {
+			at = w->hints.v[k];
+			from = fw_window_start(sc, r, at);
+			nl = memchr(sc->data + at, '\n', sc->len - at);
+			eol = nl != NULL ? (size_t)(nl - sc->data) : sc->len;
+			/* The first need at or after from. */
+			lo = 0;
+			hi = w->needs.n;
+			while (lo < hi) {
+				mid = lo + (hi - lo) / 2;
+				if (w->needs.v[mid] < from)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < w->needs.n && w->needs.v[lo] <= eol)
+				fw_window_add(w, from, at);
+		}
+		w->hints.n = 0;
+		w->needs.n = 0;
+	}
 }
 
 /*
@@ -602,8 +696,10 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 			continue;
 		sc.win = win + (size_t)f * p->nrules;
 		sc.data = forms[f].data;
+		sc.len = forms[f].len;
 		prefilter_scan(p->pf, forms[f].data, forms[f].len,
 		    fw_hint_seen, &sc);
+		fw_needs_settle(&sc);
 	}
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
@@ -636,6 +732,8 @@ fw_windows_free(struct fw_windows **win, size_t n)
 		if (win[i] != NULL) {
 			free(win[i]->from);
 			free(win[i]->to);
+			free(win[i]->hints.v);
+			free(win[i]->needs.v);
 			free(win[i]);
 		}
 	}
@@ -844,7 +942,7 @@ fw_forms(const char *text, size_t len, struct norm_buf *forms, int *useful)
 	memset(&folded, 0, sizeof folded);
 	flags = normalize_raw(text, len, &forms[POLICY_FORM_RAW]);
 	normalize_fold(text, len, &forms[POLICY_FORM_FOLDED]);
-	normalize_shell(forms[POLICY_FORM_FOLDED].data,
+	normalize_shell_changed(forms[POLICY_FORM_FOLDED].data,
 	    forms[POLICY_FORM_FOLDED].len, &forms[POLICY_FORM_SHELL]);
 	/* Decoded from the raw text: base64 needs its case. */
 	normalize_decode(text, len, &decoded);
@@ -859,8 +957,9 @@ fw_forms(const char *text, size_t len, struct norm_buf *forms, int *useful)
 	useful[POLICY_FORM_RAW] = 1;
 	useful[POLICY_FORM_FOLDED] = !fw_same_nocase(&forms[POLICY_FORM_FOLDED],
 	    &forms[POLICY_FORM_RAW]);
-	useful[POLICY_FORM_SHELL] = !fw_same(&forms[POLICY_FORM_SHELL],
-	    &forms[POLICY_FORM_FOLDED]);
+	/* Only the lines that shell cleaning changes, and their neighbours. */
+	useful[POLICY_FORM_SHELL] = forms[POLICY_FORM_SHELL].len > 0 &&
+	    !fw_same(&forms[POLICY_FORM_SHELL], &forms[POLICY_FORM_FOLDED]);
 	useful[POLICY_FORM_DECODED] = forms[POLICY_FORM_DECODED].len > 0;
 	return flags;
 }

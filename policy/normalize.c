@@ -686,6 +686,66 @@ normalize_shell(const char *in, size_t len, struct norm_buf *out)
 	normalize_buf_free(&tmp);
 }
 
+/* Bytes that make the shell form of a line more than its blanks squeezed. */
+static const unsigned char shell_changes[UCHAR_MAX + 1] = {
+	['\\'] = 1, ['\''] = 1, ['"'] = 1, ['`'] = 1, ['$'] = 1, ['{'] = 1,
+};
+
+/* A line and the lines a backslash before its newline joins to it. */
+static size_t
+shell_line(const char *s, size_t len)
+{
+	const char	*nl;
+	size_t		 i = 0;
+
+	while ((nl = memchr(s + i, '\n', len - i)) != NULL) {
+		i = (size_t)(nl - s);
+		if (i == 0 || s[i - 1] != '\\')
+			return i;
+		i++;
+	}
+	return len;
+}
+
+static int
+shell_changed(const char *s, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		if (shell_changes[(unsigned char)s[i]])
+			return 1;
+	return 0;
+}
+
+void
+normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
+{
+	const char	*s = in, *end = in + len, *prev = NULL;
+	size_t		 n, prevlen = 0;
+	int		 changed, prev_changed = 0, prev_kept = 0, kept;
+
+	for (; s < end; s += n + (s + n < end)) {
+		n = shell_line(s, (size_t)(end - s));
+		changed = shell_changed(s, n);
+		kept = changed || prev_changed;
+		/* The line before a changed one comes along as context. */
+		if (changed && prev != NULL && !prev_kept) {
+			normalize_shell(prev, prevlen, out);
+			nb_putc(out, '\n');
+		}
+		if (kept) {
+			normalize_shell(s, n, out);
+			nb_putc(out, '\n');
+		}
+		prev = s;
+		prevlen = n;
+		prev_changed = changed;
+		prev_kept = kept;
+	}
+	nb_finish(out);
+}
+
 /* Decoded bytes are kept only if they read as text. */
 static int
 decode_plausible(const unsigned char *s, size_t n)

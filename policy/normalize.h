@@ -36,6 +36,13 @@ unsigned	 normalize_raw(const char *, size_t, struct norm_buf *);
 unsigned	 normalize_fold(const char *, size_t, struct norm_buf *);
 /* Quotes, escapes, $IFS, $'..', {a,b} undone, whitespace collapsed. */
 void		 normalize_shell(const char *, size_t, struct norm_buf *);
+/*
+ * The shell form of only the lines whose quoting, escapes or expansions
+ * it changes, each with the lines before and after it as context: of
+ * the others, the folded form already says all (blanks aside).
+ */
+void		 normalize_shell_changed(const char *, size_t,
+		    struct norm_buf *);
 /* base64, hex, \x.. and %XX runs decoded, up to NORMALIZE_DECODE_LEVELS. */
 void		 normalize_decode(const char *, size_t, struct norm_buf *);
 

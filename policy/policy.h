@@ -19,7 +19,7 @@
 #define POLICY_MAX_FILES	64		/* rule files per policy */
 #define POLICY_MAX_RULES	4096		/* rules per policy */
 #define POLICY_MAX_LINE		4096		/* bytes per rule file line */
-#define POLICY_MAX_HINTS	32		/* literal hints per rule */
+#define POLICY_MAX_HINTS	32		/* literal hints (needs) per rule */
 #define POLICY_MAX_HINT		64		/* bytes per literal hint */
 #define POLICY_MAX_ID		64		/* bytes per rule id, with NUL */
 #define POLICY_MAX_PATTERN	16384		/* bytes per expanded pattern */
@@ -98,6 +98,8 @@ struct policy_rule_def {
 	const char		*allow;
 	const char		*hints[POLICY_MAX_HINTS];
 	size_t			 nhints;
+	const char		*needs[POLICY_MAX_HINTS];
+	size_t			 nneeds;
 	int			 severity;
 	unsigned		 targets;	/* POLICY_TARGET_BIT()s */
 	int			 reach;		/* -1: POLICY_DEFAULT_REACH */

@@ -26,6 +26,8 @@ struct rules_stanza {
 	char		 allow[POLICY_MAX_ID];
 	char		 hints[POLICY_MAX_HINTS][POLICY_MAX_HINT];
 	size_t		 nhints;
+	char		 needs[POLICY_MAX_HINTS][POLICY_MAX_HINT];
+	size_t		 nneeds;
 	int		 severity;	/* 0: not given */
 	unsigned	 targets;	/* 0: not given */
 	int		 reach;		/* -1: not given */
@@ -236,20 +238,21 @@ rules_severity(struct rules_parser *p, const char *val)
 	return rules_error(p, p->lineno, "unknown severity \"%s\"", val);
 }
 
+/* A literal of a "hint" or "need" line, kept folded: matched without case. */
 static int
-rules_hint(struct rules_parser *p, const char *val)
+rules_literal(struct rules_parser *p, const char *key, const char *val,
+    char (*list)[POLICY_MAX_HINT], size_t *n)
 {
 	char	*dst;
 	size_t	 i;
 
-	if (p->st.nhints == POLICY_MAX_HINTS)
-		return rules_error(p, p->lineno, "more than %d hints",
-		    POLICY_MAX_HINTS);
+	if (*n == POLICY_MAX_HINTS)
+		return rules_error(p, p->lineno, "more than %d %ss",
+		    POLICY_MAX_HINTS, key);
 	if (strlen(val) >= POLICY_MAX_HINT)
-		return rules_error(p, p->lineno, "hint longer than %d bytes",
-		    POLICY_MAX_HINT - 1);
-	/* Hints are matched without case: keep them folded. */
-	dst = p->st.hints[p->st.nhints++];
+		return rules_error(p, p->lineno, "%s longer than %d bytes",
+		    key, POLICY_MAX_HINT - 1);
+	dst = list[(*n)++];
 	for (i = 0; val[i] != '\0'; i++)
 		dst[i] = (char)tolower((unsigned char)val[i]);
 	dst[i] = '\0';
@@ -306,6 +309,11 @@ rules_flush(struct rules_parser *p)
 			    "rule %s has no message", st->id);
 	}
 
+	/* Needs narrow where hints let a rule run: no hint, nothing to narrow. */
+	if (st->nneeds > 0 && st->nhints == 0)
+		return rules_error(p, st->line, "rule %s has needs but no "
+		    "hint", st->id);
+
 	memset(&def, 0, sizeof def);
 	def.file = p->name;
 	def.line = st->line;
@@ -317,6 +325,9 @@ rules_flush(struct rules_parser *p)
 	for (i = 0; i < st->nhints; i++)
 		def.hints[i] = st->hints[i];
 	def.nhints = st->nhints;
+	for (i = 0; i < st->nneeds; i++)
+		def.needs[i] = st->needs[i];
+	def.nneeds = st->nneeds;
 	def.severity = st->severity;
 	def.targets = st->targets != 0 ? st->targets : POLICY_TARGET_ANY;
 	def.reach = st->reach;
@@ -391,7 +402,9 @@ rules_line(struct rules_parser *p, char *line)
 	if (strcmp(key, "target") == 0)
 		return rules_targets(p, val);
 	if (strcmp(key, "hint") == 0)
-		return rules_hint(p, val);
+		return rules_literal(p, key, val, st->hints, &st->nhints);
+	if (strcmp(key, "need") == 0)
+		return rules_literal(p, key, val, st->needs, &st->nneeds);
 	if (strcmp(key, "reach") == 0)
 		return rules_reach(p, val);
 	return rules_error(p, p->lineno, "unknown keyword \"%.*s\"",

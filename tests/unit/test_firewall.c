@@ -44,6 +44,15 @@ shell(const char *s)
 }
 
 static char *
+shell_changed(const char *s)
+{
+	struct norm_buf	nb = { NULL, 0, 0 };
+
+	normalize_shell_changed(s, strlen(s), &nb);
+	return nb.data;
+}
+
+static char *
 decode(const char *s)
 {
 	struct norm_buf	nb = { NULL, 0, 0 };
@@ -175,6 +184,28 @@ test_shell_braces_blanks(void **state)
 	check_shell("a \n\n b", "a\nb");
 	/* Not a brace list: left alone. */
 	check_shell("function f() { echo; }", "function f() { echo; }");
+}
+
+/* Lines shell cleaning changes, with a line of context either side. */
+static void
+test_shell_changed_lines(void **state)
+{
+	char	*got;
+
+	got = shell_changed("one\ntwo\nthree\nc'u'rl x |\nsh\nsix\nseven\n");
+	assert_string_equal(got, "three\ncurl x |\nsh\n");
+	free(got);
+	/* A continued line is one line. */
+	got = shell_changed("a\nb\nrm \\\n-rf /\nc\nd");
+	assert_string_equal(got, "b\nrm -rf /\nc\n");
+	free(got);
+	/* Neighbours of two changed lines come once. */
+	got = shell_changed("x\n'a'\ny\n\"b\"\nz\nw");
+	assert_string_equal(got, "x\na\ny\nb\nz\n");
+	free(got);
+	got = shell_changed("nothing to undo\nhere");
+	assert_string_equal(got, "");
+	free(got);
 }
 
 static void
@@ -358,6 +389,9 @@ test_parse_errors(void **state)
 	expect_error("rule a\n\treach\t99999\n", "reach must be");
 	expect_error("rule a\n\treach\t8 lines\n", "reach must be");
 	expect_error("rule a\n\treach\tline\n", "reach must be");
+	expect_error("rule a\n\tseverity\tnotice\n\tcategory\tc\n"
+	    "\tmessage\tm\n\tneed\tx\n\tpattern\tx\n", "test.rules:1: rule a "
+	    "has needs but no hint");
 }
 
 static void
@@ -443,6 +477,48 @@ test_check_reach_line(void **state)
 	assert_int_equal(v.nfound, 0);
 	/* A hint on a later line still gets its own window. */
 	assert_int_equal(check(p, POLICY_BASH, "id_rsa\ncat id_rsa", &v), 1);
+	policy_free(p);
+}
+
+static const char need_rules[] =
+    "rule t.fetch-run\n"
+    "\tcategory\ttest\n"
+    "\tseverity\tcritical\n"
+    "\thint\t\tcurl\n"
+    "\tneed\t\t|\n"
+    "\tpattern\t\t\\bcurl\\b[\\s\\S]{0,40}\\|\\s*sh\\b\n"
+    "\tmessage\t\tpiped to a shell\n"
+    "\n"
+    "rule t.eval-decoded\n"
+    "\tcategory\ttest\n"
+    "\tseverity\tcritical\n"
+    "\thint\t\tbase64\n"
+    "\tneed\t\teval\n"
+    "\treach\t\t40\n"
+    "\tpattern\t\t\\beval\\b.{0,30}base64\n"
+    "\tmessage\t\tevaluating decoded text\n";
+
+static void
+test_check_needs(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN] = "";
+
+	p = load(need_rules, err);
+	assert_non_null(p);
+	assert_int_equal(check(p, POLICY_BASH, "curl x | sh", &v), 1);
+	/* The need after the hint counts up to the end of the hint's line. */
+	assert_int_equal(check(p, POLICY_BASH, "curl x\n| sh", &v), 0);
+	assert_int_equal(v.nfound, 0);
+	assert_int_equal(check(p, POLICY_BASH, "curl a\ncurl b | sh", &v), 1);
+	/* Before the hint, within its reach. */
+	assert_int_equal(check(p, POLICY_BASH, "eval $(echo x | base64 -d)",
+	    &v), 1);
+	assert_int_equal(check(p, POLICY_BASH, "eval" "                    "
+	    "                              base64", &v), 0);
+	/* Needs are found in each form, as hints are. */
+	assert_int_equal(check(p, POLICY_BASH, "c'u'rl x '|' s''h", &v), 1);
 	policy_free(p);
 }
 
@@ -676,6 +752,7 @@ main(void)
 		cmocka_unit_test(test_shell_ifs),
 		cmocka_unit_test(test_shell_continuation_ansi),
 		cmocka_unit_test(test_shell_braces_blanks),
+		cmocka_unit_test(test_shell_changed_lines),
 		cmocka_unit_test(test_decode_base64),
 		cmocka_unit_test(test_decode_hex_percent),
 		cmocka_unit_test(test_decode_levels),
@@ -685,6 +762,7 @@ main(void)
 		cmocka_unit_test(test_load_files),
 		cmocka_unit_test(test_check_forms),
 		cmocka_unit_test(test_check_reach_line),
+		cmocka_unit_test(test_check_needs),
 		cmocka_unit_test(test_check_targets_threshold),
 		cmocka_unit_test(test_check_allowlist),
 		cmocka_unit_test(test_check_long_text_scoring),

@@ -9,9 +9,13 @@
  * apart do not add up; and each dangerous line hidden in the middle of a
  * 10 KB benign text must still be blocked at CORPUS_MIN_DETECT.
  *
+ * Last, "need" lines only spare searches: the ruleset without them gives
+ * the same verdicts (score and rules) on every corpus line and long text.
+ *
  * usage: test_firewall_corpus [-v] dangerous.txt benign.txt rulesdir
  * Corpus lines: "[@bash |@path |@prompt ]text"; '#' lines are comments.
  */
+#include <ctype.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +32,7 @@
 #define CORPUS_LONG_SMALL	10240	/* bytes of a long benign text */
 #define CORPUS_LONG_LARGE	102400
 #define CORPUS_LONG_TRIES	16	/* long texts of each size */
+#define CORPUS_NEED_KEY		"need"	/* rule file keyword stripped */
 
 struct corpus_stats {
 	size_t	total;
@@ -146,6 +151,104 @@ corpus_long(char *buf, size_t size, size_t first, const char *middle)
 	return len;
 }
 
+/*
+ * Copies the rule files into a new directory without their "need" lines
+ * and loads them; NULL on failure.  The copies are removed.
+ */
+static struct policy *
+corpus_load_without_needs(const char *const *files, size_t nfiles)
+{
+	struct policy	*p = NULL;
+	char		 dir[] = "/tmp/hpcorpus.XXXXXX", line[CORPUS_MAX_LINE];
+	char		*copies[64], err[512], *k;
+	FILE		*in, *out;
+	size_t		 i, n = 0;
+
+	if (nfiles > sizeof copies / sizeof copies[0] || mkdtemp(dir) == NULL)
+		return NULL;
+	for (i = 0; i < nfiles; i++) {
+		if (asprintf(&copies[n], "%s/%zu.rules", dir, i) == -1)
+			break;
+		n++;
+		if ((in = fopen(files[i], "r")) == NULL)
+			break;
+		if ((out = fopen(copies[i], "w")) == NULL) {
+			fclose(in);
+			break;
+		}
+		while (fgets(line, sizeof line, in) != NULL) {
+			for (k = line; isspace((unsigned char)*k); k++)
+				;
+			if (strncmp(k, CORPUS_NEED_KEY,
+			    strlen(CORPUS_NEED_KEY)) != 0 ||
+			    !isspace((unsigned char)k[strlen(CORPUS_NEED_KEY)]))
+				fputs(line, out);
+		}
+		fclose(in);
+		fclose(out);
+	}
+	if (n == nfiles && (p = policy_load((const char *const *)copies,
+	    nfiles, err, sizeof err)) == NULL)
+		fprintf(stderr, "without needs: %s\n", err);
+	for (i = 0; i < n; i++) {
+		unlink(copies[i]);
+		free(copies[i]);
+	}
+	rmdir(dir);
+	return p;
+}
+
+static int
+corpus_same(const struct policy_verdict *a, const struct policy_verdict *b)
+{
+	size_t	i;
+
+	if (a->blocked != b->blocked || a->score != b->score ||
+	    a->nfound != b->nfound || a->nmatches != b->nmatches)
+		return 0;
+	for (i = 0; i < a->nmatches; i++) {
+		if (strcmp(a->matches[i].rule, b->matches[i].rule) != 0 ||
+		    a->matches[i].form != b->matches[i].form)
+			return 0;
+	}
+	return 1;
+}
+
+/* Texts on which the two policies differ: lines, then long texts. */
+static size_t
+corpus_needs_differ(const struct policy *p, const struct policy *q)
+{
+	struct policy_verdict	 a, b;
+	const struct corpus_lines *sets[] = { &dangerous_all, &benign_ok };
+	char			*buf = malloc(CORPUS_LONG_SMALL);
+	size_t			 s, i, len, differ = 0;
+
+	for (s = 0; s < sizeof sets / sizeof sets[0]; s++) {
+		for (i = 0; i < sets[s]->n; i++) {
+			policy_check(p, sets[s]->target[i], sets[s]->text[i],
+			    strlen(sets[s]->text[i]), 0, &a);
+			policy_check(q, sets[s]->target[i], sets[s]->text[i],
+			    strlen(sets[s]->text[i]), 0, &b);
+			if (!corpus_same(&a, &b)) {
+				differ++;
+				if (verbose)
+					corpus_show("NEEDS DIFFER", sets[s]->
+					    text[i], &a);
+			}
+		}
+	}
+	for (i = 0; i < dangerous_all.n; i++) {
+		len = corpus_long(buf, CORPUS_LONG_SMALL, i,
+		    dangerous_all.text[i]);
+		policy_check(p, dangerous_all.target[i], buf, len, 0, &a);
+		policy_check(q, dangerous_all.target[i], buf, len, 0, &b);
+		if (!corpus_same(&a, &b))
+			differ++;
+	}
+	free(buf);
+	return differ;
+}
+
 /* Long benign texts: how many of CORPUS_LONG_TRIES are blocked. */
 static size_t
 corpus_long_benign(const struct policy *p, size_t size)
@@ -193,11 +296,11 @@ int
 main(int argc, char **argv)
 {
 	struct corpus_stats	 bad, good;
-	struct policy		*p;
+	struct policy		*p, *bare;
 	glob_t			 g;
 	char			 err[512], pat[4096];
 	double			 detect, fp;
-	size_t			 long_small, long_large, long_bad, i;
+	size_t			 long_small, long_large, long_bad, i, differ;
 	int			 c, failed = 0;
 
 	while ((c = getopt(argc, argv, "v")) != -1) {
@@ -213,7 +316,7 @@ main(int argc, char **argv)
 		    "benign rulesdir\n");
 		return 2;
 	}
-	printf("1..7\n");
+	printf("1..8\n");
 	snprintf(pat, sizeof pat, "%s/*.rules", argv[2]);
 	if (glob(pat, 0, NULL, &g) != 0) {
 		printf("not ok 1 - no rule files in %s\n", argv[2]);
@@ -221,9 +324,14 @@ main(int argc, char **argv)
 	}
 	p = policy_load((const char *const *)g.gl_pathv, g.gl_pathc, err,
 	    sizeof err);
+	bare = corpus_load_without_needs((const char *const *)g.gl_pathv,
+	    g.gl_pathc);
 	globfree(&g);
-	if (p == NULL) {
-		printf("not ok 1 - default ruleset loads: %s\n", err);
+	if (p == NULL || bare == NULL) {
+		printf("not ok 1 - default ruleset loads, with and without "
+		    "needs: %s\n", p == NULL ? err : "see above");
+		policy_free(p);
+		policy_free(bare);
 		return 1;
 	}
 	printf("ok 1 - default ruleset loads (%zu rules)\n", policy_nrules(p));
@@ -235,7 +343,9 @@ main(int argc, char **argv)
 	long_small = corpus_long_benign(p, CORPUS_LONG_SMALL);
 	long_large = corpus_long_benign(p, CORPUS_LONG_LARGE);
 	long_bad = corpus_long_dangerous(p, CORPUS_LONG_SMALL);
+	differ = corpus_needs_differ(p, bare);
 	policy_free(p);
+	policy_free(bare);
 
 	if (bad.total >= CORPUS_MIN_LINES && good.total >= CORPUS_MIN_LINES)
 		printf("ok 2 - corpus sizes: %zu dangerous, %zu benign\n",
@@ -272,6 +382,11 @@ main(int argc, char **argv)
 	    "ok" : "not ok", CORPUS_LONG_SMALL / 1024, detect, long_bad,
 	    dangerous_all.n, CORPUS_MIN_DETECT);
 	if (long_small != 0 || long_large != 0 || detect < CORPUS_MIN_DETECT)
+		failed = 1;
+	printf("%s 8 - without its need lines the ruleset gives the same "
+	    "verdicts: %zu texts differ\n", differ == 0 ? "ok" : "not ok",
+	    differ);
+	if (differ != 0)
 		failed = 1;
 	for (i = 0; i < benign_ok.n; i++)
 		free(benign_ok.text[i]);
