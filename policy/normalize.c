@@ -746,30 +746,33 @@ normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
 	nb_finish(out);
 }
 
-/* Decoded bytes are kept only if they read as text. */
+/*
+ * Decoded bytes are kept only if they read as text.  Most runs decoded
+ * are words that only look like base64: stop at the first byte too many.
+ */
 static int
 decode_plausible(const unsigned char *s, size_t n)
 {
-	size_t		i, good = 0, k;
+	size_t		i, bad = 0, k;
 	uint32_t	cp;
 
 	if (n < NORMALIZE_DECODED_MIN)
 		return 0;
 	for (i = 0; i < n; ) {
-		if (s[i] >= 0x20 && s[i] < 0x7F) {
-			good++;
+		if ((s[i] >= 0x20 && s[i] < 0x7F) || s[i] == '\n' ||
+		    s[i] == '\t' || s[i] == '\r')
 			i++;
-		} else if (s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
-			good++;
-			i++;
-		} else if (s[i] >= 0x80 &&
-		    (k = utf8_decode(s + i, n - i, &cp)) != 0) {
-			good += k;
+		else if (s[i] >= 0x80 &&
+		    (k = utf8_decode(s + i, n - i, &cp)) != 0)
 			i += k;
-		} else
+		else {
+			/* Text: at least DECODE_PRINTABLE_PCT percent good. */
+			if (++bad * 100 > n * (100 - DECODE_PRINTABLE_PCT))
+				return 0;
 			i++;
+		}
 	}
-	return good * 100 >= n * DECODE_PRINTABLE_PCT;
+	return 1;
 }
 
 /* Base64 digit values plus one, standard and URL-safe; 0: not a digit. */
@@ -884,6 +887,9 @@ decode_escapes(const char *s, size_t n, struct norm_buf *out)
 	size_t	i, k, count = 0, mark;
 	int	hi, lo;
 
+	/* Most texts have neither byte: memchr tells at once. */
+	if (memchr(s, '\\', n) == NULL && memchr(s, '%', n) == NULL)
+		return;
 	for (i = 0; i + 2 < n && count < NORMALIZE_ESC_MIN; i++) {
 		if (s[i] == '\\' && (s[i + 1] == 'x' || s[i + 1] == 'u' ||
 		    (s[i + 1] >= '0' && s[i + 1] <= '7')))
@@ -919,20 +925,23 @@ decode_escapes(const char *s, size_t n, struct norm_buf *out)
 static void
 decode_level(const char *s, size_t n, struct norm_buf *out)
 {
-	size_t	i = 0, start, hex;
+	size_t	i = 0, start, hex, k;
 	int	allhex;
 
 	decode_escapes(s, n, out);
 	while (i < n) {
-		if (b64val((unsigned char)s[i]) < 0) {
+		if (b64_table[(unsigned char)s[i]] == 0) {
 			i++;
 			continue;
 		}
 		start = i;
-		allhex = 1;
-		for (; i < n && b64val((unsigned char)s[i]) >= 0; i++)
-			allhex &= hexval((unsigned char)s[i]) >= 0;
+		for (; i < n && b64_table[(unsigned char)s[i]] != 0; i++)
+			;
 		hex = i - start;
+		/* Shorter runs are neither: skip the test of their digits. */
+		allhex = hex >= NORMALIZE_HEX_MIN;
+		for (k = start; allhex && k < i; k++)
+			allhex = hexval((unsigned char)s[k]) >= 0;
 		if (allhex && hex >= NORMALIZE_HEX_MIN && hex % 2 == 0)
 			decode_hex_run(s + start, hex, out);
 		else if (hex >= NORMALIZE_B64_MIN)
