@@ -635,6 +635,35 @@ fw_needs_settle(const struct fw_scan *sc)
 }
 
 /*
+ * One window of starts [from, to]: a search that stops past to, or, for a
+ * window of one start, a match anchored there, which is cheaper.  Returns
+ * the start of a match, ONIG_MISMATCH if none is left up to the end of
+ * the text, ONIG_ABORT if none starts in the window, or an error.
+ */
+static int
+fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
+    size_t from, size_t to, OnigRegion *region, OnigMatchParam *mp,
+    struct fw_bound *b)
+{
+	const OnigUChar	*s = (const OnigUChar *)nb->data;
+	const OnigUChar	*e = s + nb->len;
+	int		 rc;
+
+	if (to > nb->len)
+		to = nb->len;
+	b->last = s + to;
+	if (from == to) {
+		rc = onig_match_with_param(r->re, s, e, s + from, region,
+		    ONIG_OPTION_NONE, mp);
+		if (rc >= 0)
+			return (int)from;
+		return rc == ONIG_MISMATCH ? ONIG_ABORT : rc;
+	}
+	return onig_search_with_param(r->re, s, e, s + from, e, region,
+	    ONIG_OPTION_NONE, mp);
+}
+
+/*
  * Matches one rule in one form: one search per window of starts its hints
  * allow, or, for a rule without hints, one search through the whole form.
  * Each search sees the whole text as context for ^, $, \\b and look-around
@@ -667,9 +696,8 @@ fw_search_rule(const struct policy *p, const struct fw_rule *r,
 		/* Windows are almost sorted: skip those already settled. */
 		if (w->from[k] >= settled)
 			continue;
-		b->last = s + (w->to[k] < nb->len ? w->to[k] : nb->len);
-		rc = onig_search_with_param(r->re, s, e, s + w->from[k], e,
-		    NULL, ONIG_OPTION_NONE, mp);
+		rc = fw_search_window(r, nb, w->from[k], w->to[k], NULL, mp,
+		    b);
 		if (rc == ONIG_MISMATCH)
 			settled = w->from[k];
 		else if (rc != ONIG_ABORT)
@@ -778,8 +806,6 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
     OnigRegion *region)
 {
 	const struct fw_rule	*r = &p->rules[id];
-	const OnigUChar		*s = (const OnigUChar *)nb->data;
-	const OnigUChar		*e = s + nb->len;
 	size_t			 k, nw, from, to, l, l0, l1;
 	int			 rc;
 
@@ -790,9 +816,7 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
 		from = r->hinted ? w->from[k] : 0;
 		to = r->hinted && w->to[k] < nb->len ? w->to[k] : nb->len;
 		while (from <= to) {
-			b->last = s + to;
-			rc = onig_search_with_param(r->re, s, e, s + from, e,
-			    region, ONIG_OPTION_NONE, mp);
+			rc = fw_search_window(r, nb, from, to, region, mp, b);
 			if (rc == ONIG_ABORT || rc == ONIG_MISMATCH)
 				break;
 			if (rc < 0)
