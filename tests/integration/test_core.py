@@ -297,7 +297,10 @@ def test_capacity_and_workdir():
 
 
 def test_spares_open_reset_idle():
-    with Daemon({"spare_min": "2", "idle_timeout": "300ms"}) as d:
+    # The default idle_timeout (30m): the session opened here must not go
+    # idle between the open and the execute that checks it is warm (the
+    # idle clock starts when the CLI is up, before open is answered).
+    with Daemon({"spare_min": "2"}) as d:
         wait_for(lambda: len(d.workers()) >= 2, 10, "two spares")
         spares = set(d.workers())
         c = d.client()
@@ -320,7 +323,13 @@ def test_spares_open_reset_idle():
         t.ok(evs[-1]["type"] == "done" and s["cli_session_id"] != first_id
              and s["cold"] and not s["resumed"],
              "after reset: a new conversation", s)
-        # Idle: the CLI is stopped, the session goes dormant.
+    # Idle: the CLI is stopped, the session goes dormant.
+    with Daemon({"idle_timeout": "300ms"}) as d:
+        c = d.client()
+        evs = c.execute("o", "stream:1", workdir=d.work + "/o")
+        s = start_of(evs)
+        t.ok(evs[-1]["type"] == "done" and s["cold"],
+             "a turn before going idle", evs[-1])
         pg = s["pgid"]
         wait_for(lambda: [x for x in c.request("sessions")["data"]
                           if x["session"] == "o"][0]["state"] == "dormant",

@@ -33,6 +33,12 @@ TURN_TIMEOUT_S = 60.0       # silence longer than this is a hang
 GONE_TIMEOUT_S = 10.0       # processes of a stopped session must die by then
 PIDFILE = "escape.pids"     # relative: fake-claude writes it in the workdir
 GRACE = "300ms"             # kill_grace of every daemon here
+# The turn timeout of a flood, per MB flooded: a 50 MB flood's answer,
+# assistant and result lines are ~150 MB through the worker, ~40 s under
+# ASan on an idle 2-core box and over 100 s on a loaded one.  A hang is
+# caught by TURN_TIMEOUT_S of silence long before this.
+FLOOD_MS_PER_MB = 10000
+FLOOD_MIN_MS = 50000
 
 t = TAP()
 print("# seed %d (HP_SEED=%d reproduces), %d iterations per case"
@@ -402,11 +408,17 @@ def test_ignore_interrupt():
          "2.5s though the CLI ignores it", "\n".join(late[:10]))
 
 
+def flood_timeout_ms(size):
+    return max(FLOOD_MIN_MS, size * FLOOD_MS_PER_MB // 1000000)
+
+
 def flood_body(size_of, timeout_ms):
+    """timeout_ms: the turn timeout, or a function of the flood's size."""
     def body(case, c, sess, wd, i, rng):
         size = size_of(i)
+        ms = timeout_ms(size) if callable(timeout_ms) else timeout_ms
         rid = c.send_exec(sess, "flood:%d" % size, workdir=wd,
-                          options={"timeout_ms": timeout_ms})
+                          options={"timeout_ms": ms})
         evs = c.events_of(rid)
         case.track(evs)
         n = sum(1 for e in evs if e["type"] == "answer")
@@ -424,7 +436,7 @@ def test_flood():
     full = os.environ.get("HP_FAULT_FULL")
     with daemon() as d:
         run_case(case, d, flood_body(lambda i: 50000000 if i == 0 or full
-                                     else 4000000, 50000), par=2)
+                                     else 4000000, flood_timeout_ms), par=2)
     outcomes_ok(case, ("done",))
 
 
