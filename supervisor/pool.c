@@ -194,7 +194,24 @@ static void
 pool_worker_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct worker	*wk = arg;
+	struct evbuffer	*out = bufferevent_get_output(bev);
 
+	if ((what & BEV_EVENT_WRITING) && !wk->closed) {
+		/*
+		 * We cannot write to it (EPIPE: it has exited, say while a turn
+		 * was being sent), but what it wrote before it went is still to
+		 * be read: its last messages (CLI exit, turn end) decide how the
+		 * turn ends.  Read on to EOF; libevent stopped the writing.  One
+		 * that lives on (another error) is killed, so that EOF comes.
+		 */
+		log_debug("worker %ld: cannot write to its channel: %s",
+		    (long)wk->pid,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		evbuffer_drain(out, evbuffer_get_length(out));
+		if (!wk->reaped)
+			kill(wk->pid, SIGKILL);
+		return;
+	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		wk->closed = 1;
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
