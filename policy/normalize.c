@@ -877,15 +877,30 @@ decode_hex_run(const char *s, size_t n, struct norm_buf *out)
 	(void)decode_keep(out, mark);
 }
 
+/* Whether an escape decode_escapes() undoes starts at s[i]. */
+static int
+decode_escape_at(const char *s, size_t n, size_t i)
+{
+	if (s[i] == '\\')
+		return i + 1 < n && (s[i + 1] == 'x' || s[i + 1] == 'u' ||
+		    (s[i + 1] >= '0' && s[i + 1] <= '7'));
+	return s[i] == '%' && i + 2 < n &&
+	    hexval((unsigned char)s[i + 1]) >= 0 &&
+	    hexval((unsigned char)s[i + 2]) >= 0;
+}
+
 /*
- * Undoes \xHH, \NNN, \uHHHH and %HH escapes through the whole text when
- * there are at least NORMALIZE_ESC_MIN of them.
+ * Undoes \xHH, \NNN, \uHHHH and %HH escapes in the lines that hold one
+ * when the text has at least NORMALIZE_ESC_MIN of them; the other lines
+ * have nothing to decode (copying them made a long text's decoded form as
+ * long as the text, for two stray escapes).
  */
 static void
 decode_escapes(const char *s, size_t n, struct norm_buf *out)
 {
-	size_t	i, k, count = 0, mark;
-	int	hi, lo;
+	const char	*nl;
+	size_t		 i, k, count = 0, mark, line, eol;
+	int		 hi, lo, any;
 
 	/* Most texts have neither byte: memchr tells at once. */
 	if (memchr(s, '\\', n) == NULL && memchr(s, '%', n) == NULL)
@@ -900,25 +915,32 @@ decode_escapes(const char *s, size_t n, struct norm_buf *out)
 	}
 	if (count < NORMALIZE_ESC_MIN)
 		return;
-	mark = out->len;
-	for (i = 0; i < n; ) {
-		if (s[i] == '\\' && i + 1 < n && (s[i + 1] == 'x' ||
-		    s[i + 1] == 'u' || (s[i + 1] >= '0' && s[i + 1] <= '7')) &&
-		    (k = shell_escape(s + i, n - i, out)) != 0) {
-			i += k;
+	for (line = 0; line < n; line = eol + 1) {
+		nl = memchr(s + line, '\n', n - line);
+		eol = nl != NULL ? (size_t)(nl - s) : n;
+		for (any = 0, i = line; i < eol && !any; i++)
+			any = decode_escape_at(s, eol, i);
+		if (!any)
 			continue;
+		mark = out->len;
+		for (i = line; i < eol; ) {
+			if (s[i] == '\\' && decode_escape_at(s, eol, i) &&
+			    (k = shell_escape(s + i, eol - i, out)) != 0) {
+				i += k;
+				continue;
+			}
+			if (s[i] == '%' && decode_escape_at(s, eol, i)) {
+				hi = hexval((unsigned char)s[i + 1]);
+				lo = hexval((unsigned char)s[i + 2]);
+				nb_putc(out, (char)(hi << 4 | lo));
+				i += 3;
+				continue;
+			}
+			nb_putc(out, s[i++]);
 		}
-		if (s[i] == '%' && i + 2 < n &&
-		    (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-		    (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-			nb_putc(out, (char)(hi << 4 | lo));
-			i += 3;
-			continue;
-		}
-		nb_putc(out, s[i++]);
+		if (out->len > mark)
+			nb_putc(out, '\n');
 	}
-	if (out->len > mark)
-		nb_putc(out, '\n');
 }
 
 /* One level: escapes through the text, then every base64 or hex run. */

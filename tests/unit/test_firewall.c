@@ -240,6 +240,10 @@ test_decode_hex_percent(void **state)
 	got = decode("GET /run?c=rm%20-rf%20%2F");
 	assert_non_null(strstr(got, "rm -rf /"));
 	free(got);
+	/* Only the lines with escapes: the others have nothing decoded. */
+	got = decode("a plain line\nGET /run?c=rm%20-rf%20%2F\nanother one");
+	assert_string_equal(got, "GET /run?c=rm -rf /\n");
+	free(got);
 }
 
 static void
