@@ -196,19 +196,15 @@ fw_compile_bounded(regex_t **re, const char *pat, OnigErrorInfo *einfo)
 /* Where the match attempts of a windowed search must start, at the latest. */
 struct fw_bound {
 	const OnigUChar	*last;
-	const OnigUChar	*stop;		/* the first start past it tried */
 };
 
 static int
 fw_bound_callout(OnigCalloutArgs *args, void *arg)
 {
-	struct fw_bound	*b = arg;
-	const OnigUChar	*start = onig_get_start_by_callout_args(args);
+	const struct fw_bound	*b = arg;
 
-	if (start > b->last) {
-		b->stop = start;
+	if (onig_get_start_by_callout_args(args) > b->last)
 		return ONIG_ABORT;	/* past the window: stop the search */
-	}
 	return ONIG_CALLOUT_SUCCESS;
 }
 
@@ -642,15 +638,12 @@ fw_needs_settle(const struct fw_scan *sc)
  * One window of starts [from, to]: a search that stops past to, or, for a
  * window of one start, a match anchored there, which is cheaper.  Returns
  * the start of a match, ONIG_MISMATCH if none is left up to the end of
- * the text, ONIG_ABORT if none starts in the window, or an error.  With no
- * match, *clear is where starts may match again: those from "from" up to
- * it were all tried, or skipped by Oniguruma as hopeless, whatever the
- * window, since a match attempt sees the whole text.
+ * the text, ONIG_ABORT if none starts in the window, or an error.
  */
 static int
 fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
     size_t from, size_t to, OnigRegion *region, OnigMatchParam *mp,
-    struct fw_bound *b, size_t *clear)
+    struct fw_bound *b)
 {
 	const OnigUChar	*s = (const OnigUChar *)nb->data;
 	const OnigUChar	*e = s + nb->len;
@@ -664,17 +657,10 @@ fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
 		    ONIG_OPTION_NONE, mp);
 		if (rc >= 0)
 			return (int)from;
-		*clear = from + 1;
 		return rc == ONIG_MISMATCH ? ONIG_ABORT : rc;
 	}
-	b->stop = NULL;
-	rc = onig_search_with_param(r->re, s, e, s + from, e, region,
+	return onig_search_with_param(r->re, s, e, s + from, e, region,
 	    ONIG_OPTION_NONE, mp);
-	if (rc == ONIG_MISMATCH)
-		*clear = nb->len + 1;
-	else if (rc == ONIG_ABORT)
-		*clear = b->stop != NULL ? (size_t)(b->stop - s) : to + 1;
-	return rc;
 }
 
 /*
@@ -692,7 +678,7 @@ fw_search_rule(const struct policy *p, const struct fw_rule *r,
 {
 	const OnigUChar	*s = (const OnigUChar *)nb->data;
 	const OnigUChar	*e = s + nb->len;
-	size_t		 k, from, tried = 0, clear = 0;
+	size_t		 k, settled = nb->len + 1;
 	int		 rc;
 
 	if (!r->hinted) {
@@ -707,19 +693,14 @@ fw_search_rule(const struct policy *p, const struct fw_rule *r,
 	/* Starts are bounded by the window, attempts by the match limit. */
 	onig_set_retry_limit_in_search_of_match_param(mp, 0);
 	for (k = 0; k < w->n; k++) {
-		/*
-		 * Starts in [tried, clear) are known not to match: a search
-		 * past its window found where the next attempt would be.
-		 */
-		from = w->from[k];
-		if (from >= tried && from < clear)
-			from = clear;
-		if (from > w->to[k])
+		/* Windows are almost sorted: skip those already settled. */
+		if (w->from[k] >= settled)
 			continue;
-		tried = from;
-		rc = fw_search_window(r, nb, from, w->to[k], NULL, mp, b,
-		    &clear);
-		if (rc != ONIG_MISMATCH && rc != ONIG_ABORT)
+		rc = fw_search_window(r, nb, w->from[k], w->to[k], NULL, mp,
+		    b);
+		if (rc == ONIG_MISMATCH)
+			settled = w->from[k];
+		else if (rc != ONIG_ABORT)
 			return rc;
 	}
 	return ONIG_MISMATCH;
@@ -825,7 +806,7 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
     OnigRegion *region)
 {
 	const struct fw_rule	*r = &p->rules[id];
-	size_t			 k, nw, from, to, l, l0, l1, clear;
+	size_t			 k, nw, from, to, l, l0, l1;
 	int			 rc;
 
 	nw = r->hinted ? (w != NULL ? w->n : 0) : 1;
@@ -835,8 +816,7 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
 		from = r->hinted ? w->from[k] : 0;
 		to = r->hinted && w->to[k] < nb->len ? w->to[k] : nb->len;
 		while (from <= to) {
-			rc = fw_search_window(r, nb, from, to, region, mp, b,
-			    &clear);
+			rc = fw_search_window(r, nb, from, to, region, mp, b);
 			if (rc == ONIG_ABORT || rc == ONIG_MISMATCH)
 				break;
 			if (rc < 0)
