@@ -284,7 +284,13 @@ class Daemon:
         self.clients = []
 
     def __enter__(self):
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            # No daemon and no temp dir outlive a start that failed.
+            self.stop(signal.SIGKILL)
+            self.cleanup()
+            raise
         return self
 
     def __exit__(self, *exc):
