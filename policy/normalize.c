@@ -116,6 +116,29 @@ nb_put_cp(struct norm_buf *nb, uint32_t cp)
 	nb_put(nb, u, n);
 }
 
+
+#define ASCII_WORD_ONES		0x0101010101010101ULL
+#define ASCII_WORD_HIGHS	0x8080808080808080ULL
+
+/*
+ * The length of the run of bytes 0x01 to 0x7F at s, eight at a time: a
+ * word with a high bit set, or a zero byte (which borrows), stops it.
+ */
+static size_t
+ascii_run(const unsigned char *s, size_t len)
+{
+	uint64_t	v;
+	size_t		i = 0;
+
+	for (; i + sizeof v <= len; i += sizeof v) {
+		memcpy(&v, s + i, sizeof v);
+		if (((v - ASCII_WORD_ONES) | v) & ASCII_WORD_HIGHS)
+			break;
+	}
+	while (i < len && s[i] != 0 && s[i] < 0x80)
+		i++;
+	return i;
+}
 /*
  * Decodes one UTF-8 sequence at s (n bytes left).  Returns its length and
  * sets *cp, or returns 0 for an invalid sequence (overlong, surrogate,
@@ -169,8 +192,8 @@ normalize_raw(const char *in, size_t len, struct norm_buf *out)
 		/* Copy valid stretches whole. */
 		start = i;
 		while (i < len) {
-			if (s[i] != 0 && s[i] < 0x80) {
-				i++;
+			if ((n = ascii_run(s + i, len - i)) > 0) {
+				i += n;
 				continue;
 			}
 			if ((n = utf8_decode(s + i, len - i, &cp)) == 0)
@@ -289,6 +312,36 @@ fold_invisible(uint32_t cp)
 	    (cp >= 0x80 && cp <= 0x9F);
 }
 
+
+/*
+ * What an ASCII byte folds to: printable ones to lower case, blanks and
+ * line ends to themselves ("\r" to "\n", "\v" and "\f" to " "); 0 for
+ * the bytes folding handles one by one (other controls, non-ASCII).
+ */
+static const unsigned char fold_ascii[UCHAR_MAX + 1] = {
+	[' '] = ' ', ['!'] = '!', ['"'] = '"', ['#'] = '#', ['$'] = '$',
+	['%'] = '%', ['&'] = '&', ['\''] = '\'', ['('] = '(',
+	[')'] = ')', ['*'] = '*', ['+'] = '+', [','] = ',', ['-'] = '-',
+	['.'] = '.', ['/'] = '/', ['0'] = '0', ['1'] = '1', ['2'] = '2',
+	['3'] = '3', ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7',
+	['8'] = '8', ['9'] = '9', [':'] = ':', [';'] = ';', ['<'] = '<',
+	['='] = '=', ['>'] = '>', ['?'] = '?', ['@'] = '@', ['A'] = 'a',
+	['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f',
+	['G'] = 'g', ['H'] = 'h', ['I'] = 'i', ['J'] = 'j', ['K'] = 'k',
+	['L'] = 'l', ['M'] = 'm', ['N'] = 'n', ['O'] = 'o', ['P'] = 'p',
+	['Q'] = 'q', ['R'] = 'r', ['S'] = 's', ['T'] = 't', ['U'] = 'u',
+	['V'] = 'v', ['W'] = 'w', ['X'] = 'x', ['Y'] = 'y', ['Z'] = 'z',
+	['['] = '[', ['\\'] = '\\', [']'] = ']', ['^'] = '^',
+	['_'] = '_', ['`'] = '`', ['a'] = 'a', ['b'] = 'b', ['c'] = 'c',
+	['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g', ['h'] = 'h',
+	['i'] = 'i', ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm',
+	['n'] = 'n', ['o'] = 'o', ['p'] = 'p', ['q'] = 'q', ['r'] = 'r',
+	['s'] = 's', ['t'] = 't', ['u'] = 'u', ['v'] = 'v', ['w'] = 'w',
+	['x'] = 'x', ['y'] = 'y', ['z'] = 'z', ['{'] = '{', ['|'] = '|',
+	['}'] = '}', ['~'] = '~', ['\t'] = '\t', ['\n'] = '\n',
+	['\r'] = '\n', ['\v'] = ' ', ['\f'] = ' ',
+};
+
 /*
  * Folds one non-ASCII code point.  Returns the ASCII letter or symbol it
  * stands for in *ascii (a NUL-terminated string), or the code point to
@@ -380,29 +433,27 @@ normalize_fold(const char *in, size_t len, struct norm_buf *out)
 {
 	const unsigned char	*s = (const unsigned char *)in;
 	const char		*ascii;
+	char			*o;
 	uint32_t		 cp, to;
 	unsigned		 flags = 0;
-	size_t			 i = 0, n;
-	unsigned char		 c;
+	size_t			 i = 0, n, run;
+	unsigned char		 c, t;
 
 	/* Folding never grows the text: every mapping is at most as long. */
 	nb_reserve(out, len);
 	while (i < len) {
+		/* The common case, a run of ASCII that folds to one byte. */
+		for (o = out->data + out->len, run = i; i < len &&
+		    (t = fold_ascii[s[i]]) != 0; i++)
+			*o++ = (char)t;
+		out->len += i - run;
+		if (i == len)
+			break;
 		c = s[i];
-		if (c >= 0x20 && c < 0x7F) {
-			out->data[out->len++] = (c >= 'A' && c <= 'Z') ?
-			    (char)(c + ('a' - 'A')) : (char)c;
-			i++;
-			continue;
-		}
 		if (c < 0x80) {
 			/* Controls split words invisibly: drop them. */
 			if (c == 0)
 				flags |= NORMALIZE_NUL;
-			else if (c == '\t' || c == '\n')
-				out->data[out->len++] = (char)c;
-			else if (c == '\r' || c == '\v' || c == '\f')
-				out->data[out->len++] = c == '\r' ? '\n' : ' ';
 			i++;
 			continue;
 		}
@@ -798,24 +849,6 @@ b64val(int c)
 	return (int)b64_table[(unsigned char)c] - 1;
 }
 
-/* Decodes n base64 digits (standard or URL-safe) into out. */
-static void
-decode_b64(const char *s, size_t n, struct norm_buf *out)
-{
-	uint32_t	acc = 0;
-	size_t		i;
-	int		bits = 0;
-
-	for (i = 0; i < n; i++) {
-		acc = (acc << 6) | (uint32_t)b64val((unsigned char)s[i]);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			nb_putc(out, (char)((acc >> bits) & 0xFF));
-		}
-	}
-}
-
 /* Appends a run decoded by one of the decoders if it reads as text. */
 static int
 decode_keep(struct norm_buf *out, size_t mark)
@@ -827,6 +860,39 @@ decode_keep(struct norm_buf *out, size_t mark)
 	}
 	out->len = mark;
 	return 0;
+}
+
+/*
+ * Decodes n base64 digits (standard or URL-safe) into out and keeps them
+ * if they read as text.  Most runs are words that only look like base64:
+ * a control byte is never text, so counting those while decoding gives
+ * up as soon as decode_plausible() would refuse, without decoding on.
+ */
+static int
+decode_b64_text(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t		mark = out->len, nout = n * 6 / 8, bad = 0, i;
+	uint32_t	acc = 0;
+	int		bits = 0;
+	unsigned char	c;
+
+	nb_reserve(out, nout);
+	for (i = 0; i < n; i++) {
+		acc = (acc << 6) | (uint32_t)b64val((unsigned char)s[i]);
+		bits += 6;
+		if (bits < 8)
+			continue;
+		bits -= 8;
+		c = (unsigned char)((acc >> bits) & 0xFF);
+		out->data[out->len++] = (char)c;
+		if (c < 0x80 && (c < 0x20 || c == 0x7F) && c != '\n' &&
+		    c != '\t' && c != '\r' &&
+		    ++bad * 100 > nout * (100 - DECODE_PRINTABLE_PCT)) {
+			out->len = mark;
+			return 0;
+		}
+	}
+	return decode_keep(out, mark);
 }
 
 /*
@@ -853,15 +919,13 @@ decode_b64_worth(const char *s, size_t n)
 static void
 decode_b64_run(const char *s, size_t n, struct norm_buf *out)
 {
-	size_t	skip, mark;
+	size_t	skip;
 
 	if (!decode_b64_worth(s, n))
 		return;
 	/* The run may start mid-word: try each alignment. */
 	for (skip = 0; skip < 4 && n - skip >= NORMALIZE_B64_MIN; skip++) {
-		mark = out->len;
-		decode_b64(s + skip, n - skip, out);
-		if (decode_keep(out, mark))
+		if (decode_b64_text(s + skip, n - skip, out))
 			return;
 	}
 }
@@ -898,20 +962,22 @@ decode_escape_at(const char *s, size_t n, size_t i)
 static void
 decode_escapes(const char *s, size_t n, struct norm_buf *out)
 {
-	const char	*nl;
+	const char	*nl, *bs, *pc;
 	size_t		 i, k, count = 0, mark, line, eol;
 	int		 hi, lo, any;
 
-	/* Most texts have neither byte: memchr tells at once. */
-	if (memchr(s, '\\', n) == NULL && memchr(s, '%', n) == NULL)
-		return;
-	for (i = 0; i + 2 < n && count < NORMALIZE_ESC_MIN; i++) {
-		if (s[i] == '\\' && (s[i + 1] == 'x' || s[i + 1] == 'u' ||
-		    (s[i + 1] >= '0' && s[i + 1] <= '7')))
-			count++;
-		else if (s[i] == '%' && hexval((unsigned char)s[i + 1]) >= 0 &&
-		    hexval((unsigned char)s[i + 2]) >= 0)
-			count++;
+	/* Escapes start with one of two bytes: memchr finds them. */
+	bs = memchr(s, '\\', n);
+	pc = memchr(s, '%', n);
+	while ((bs != NULL || pc != NULL) && count < NORMALIZE_ESC_MIN) {
+		if (bs != NULL && (pc == NULL || bs < pc)) {
+			i = (size_t)(bs - s);
+			bs = memchr(bs + 1, '\\', n - i - 1);
+		} else {
+			i = (size_t)(pc - s);
+			pc = memchr(pc + 1, '%', n - i - 1);
+		}
+		count += decode_escape_at(s, n, i);
 	}
 	if (count < NORMALIZE_ESC_MIN)
 		return;
