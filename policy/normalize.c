@@ -758,14 +758,27 @@ shell_line(const char *s, size_t len)
 	return len;
 }
 
+/*
+ * Whether the shell form of a line is more than its blanks squeezed: a
+ * quote, escape or expansion, or a "{" that opens a list ("{a,b}"), not
+ * merely a block of code.
+ */
 static int
 shell_changed(const char *s, size_t len)
 {
-	size_t	i;
+	const char	*close;
+	size_t		 i;
 
-	for (i = 0; i < len; i++)
-		if (shell_changes[(unsigned char)s[i]])
+	for (i = 0; i < len; i++) {
+		if (!shell_changes[(unsigned char)s[i]])
+			continue;
+		if (s[i] != '{')
 			return 1;
+		close = memchr(s + i, '}', len - i);
+		if (close != NULL && memchr(s + i, ',',
+		    (size_t)(close - (s + i))) != NULL)
+			return 1;
+	}
 	return 0;
 }
 
