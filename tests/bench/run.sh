@@ -6,5 +6,6 @@ echo "== turn latency: hotplexd vs a direct pipe to the same CLI"
 python3 tests/bench/bench_turns.py || exit 1
 echo
 echo "== firewall: throughput and latency on benign text, default rules"
+# Look-alike prompts (the hardest benign text), C source, English prose.
 "$B/firewall-bench" policy/rules tests/data/firewall/benign.txt \
-    policy/firewall.c || exit 1
+    policy/firewall.c README.md || exit 1
