@@ -187,6 +187,12 @@ def run(d, mock):
     # Stop, then the conversation resumes in a new CLI.
     pg = s1["pgid"]
     t.eq(c.request("stop", session="e2e")["type"], "ok", "stop ok")
+    # The group was killed before stop answered; its members may take a
+    # moment to be gone from /proc.
+    try:
+        wait_for(lambda: not procs_in_group(pg), 10, "the CLI's group")
+    except TimeoutError:
+        pass
     t.ok(not procs_in_group(pg), "no process of the CLI left after stop",
          procs_in_group(pg))
     n6 = len(mock.requests())
