@@ -786,21 +786,27 @@ void
 normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
 {
 	const char	*s = in, *end = in + len, *prev = NULL;
-	size_t		 n, prevlen = 0;
+	size_t		 n, prevlen = 0, start = out->len;
 	int		 changed, prev_changed = 0, prev_kept = 0, kept;
 
 	for (; s < end; s += n + (s + n < end)) {
 		n = shell_line(s, (size_t)(end - s));
 		changed = shell_changed(s, n);
 		kept = changed || prev_changed;
-		/* The line before a changed one comes along as context. */
+		/*
+		 * The line before a changed one comes along as context.  Lines
+		 * are separated, not ended, by a newline: the form of a text
+		 * of one line is one line, and scores as one (firewall.c).
+		 */
 		if (changed && prev != NULL && !prev_kept) {
+			if (out->len > start)
+				nb_putc(out, '\n');
 			normalize_shell(prev, prevlen, out);
-			nb_putc(out, '\n');
 		}
 		if (kept) {
+			if (out->len > start)
+				nb_putc(out, '\n');
 			normalize_shell(s, n, out);
-			nb_putc(out, '\n');
 		}
 		prev = s;
 		prevlen = n;
