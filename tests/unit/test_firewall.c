@@ -186,30 +186,28 @@ test_shell_braces_blanks(void **state)
 	check_shell("function f() { echo; }", "function f() { echo; }");
 }
 
+static void
+check_shell_changed(const char *in, const char *want)
+{
+	char	*got = shell_changed(in);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
 /* Lines shell cleaning changes, with a line of context either side. */
 static void
 test_shell_changed_lines(void **state)
 {
-	char	*got;
-
-	got = shell_changed("one\ntwo\nthree\nc'u'rl x |\nsh\nsix\nseven\n");
-	assert_string_equal(got, "three\ncurl x |\nsh");
-	free(got);
+	check_shell_changed("one\ntwo\nthree\nc'u'rl x |\nsh\nsix\nseven\n",
+	    "three\ncurl x |\nsh");
 	/* A continued line is one line. */
-	got = shell_changed("a\nb\nrm \\\n-rf /\nc\nd");
-	assert_string_equal(got, "b\nrm -rf /\nc");
-	free(got);
+	check_shell_changed("a\nb\nrm \\\n-rf /\nc\nd", "b\nrm -rf /\nc");
 	/* Neighbours of two changed lines come once. */
-	got = shell_changed("x\n'a'\ny\n\"b\"\nz\nw");
-	assert_string_equal(got, "x\na\ny\nb\nz");
-	free(got);
-	got = shell_changed("nothing to undo\nhere");
-	assert_string_equal(got, "");
-	free(got);
+	check_shell_changed("x\n'a'\ny\n\"b\"\nz\nw", "x\na\ny\nb\nz");
+	check_shell_changed("nothing to undo\nhere", "");
 	/* A text of one line stays one line. */
-	got = shell_changed("run `sudo rm -rf /boot`");
-	assert_string_equal(got, "run sudo rm -rf /boot");
-	free(got);
+	check_shell_changed("run `sudo rm -rf /boot`", "run sudo rm -rf /boot");
 }
 
 static void

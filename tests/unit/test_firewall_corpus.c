@@ -214,36 +214,41 @@ corpus_same(const struct policy_verdict *a, const struct policy_verdict *b)
 	return 1;
 }
 
+/* Whether the two policies give one text different verdicts. */
+static int
+corpus_differ(const struct policy *p, const struct policy *q,
+    enum policy_target target, const char *text, size_t len)
+{
+	struct policy_verdict	 a, b;
+
+	policy_check(p, target, text, len, 0, &a);
+	policy_check(q, target, text, len, 0, &b);
+	if (corpus_same(&a, &b))
+		return 0;
+	if (verbose)
+		corpus_show("NEEDS DIFFER", len > 80 ? "(long text)" : text,
+		    &a);
+	return 1;
+}
+
 /* Texts on which the two policies differ: lines, then long texts. */
 static size_t
 corpus_needs_differ(const struct policy *p, const struct policy *q)
 {
-	struct policy_verdict	 a, b;
 	const struct corpus_lines *sets[] = { &dangerous_all, &benign_ok };
 	char			*buf = malloc(CORPUS_LONG_SMALL);
 	size_t			 s, i, len, differ = 0;
 
 	for (s = 0; s < sizeof sets / sizeof sets[0]; s++) {
-		for (i = 0; i < sets[s]->n; i++) {
-			policy_check(p, sets[s]->target[i], sets[s]->text[i],
-			    strlen(sets[s]->text[i]), 0, &a);
-			policy_check(q, sets[s]->target[i], sets[s]->text[i],
-			    strlen(sets[s]->text[i]), 0, &b);
-			if (!corpus_same(&a, &b)) {
-				differ++;
-				if (verbose)
-					corpus_show("NEEDS DIFFER", sets[s]->
-					    text[i], &a);
-			}
-		}
+		for (i = 0; i < sets[s]->n; i++)
+			differ += (size_t)corpus_differ(p, q, sets[s]->target[i],
+			    sets[s]->text[i], strlen(sets[s]->text[i]));
 	}
 	for (i = 0; i < dangerous_all.n; i++) {
 		len = corpus_long(buf, CORPUS_LONG_SMALL, i,
 		    dangerous_all.text[i]);
-		policy_check(p, dangerous_all.target[i], buf, len, 0, &a);
-		policy_check(q, dangerous_all.target[i], buf, len, 0, &b);
-		if (!corpus_same(&a, &b))
-			differ++;
+		differ += (size_t)corpus_differ(p, q, dangerous_all.target[i],
+		    buf, len);
 	}
 	free(buf);
 	return differ;
