@@ -24,7 +24,7 @@
 #define FW_NOALLOW		((size_t)-1)
 #define FW_WINDOWS_MIN		8	/* first allocation of windows */
 #define FW_OFFSETS_MIN		16	/* ... of literal offsets */
-#define FW_NEED_BIT		0x80000000U	/* prefilter id: a need */
+#define FW_NEED_BIT		0x80000000U	/* prefilter id: a need literal */
 /* A contents callout before the pattern: fw_bound_callout bounds starts. */
 #define FW_BOUND_OPEN		"(?{b})(?:"
 #define FW_BOUND_CLOSE		")"
@@ -47,14 +47,26 @@ struct fw_rule {
 	int		 needy;		/* ... and one of its needs near it */
 	size_t		 reach;		/* ... starting this far before it */
 	int		 line_only;	/* ... but not before its line */
+	unsigned	*needs;		/* its need literals (policy's) */
+	size_t		 nneeds;
 	char		*allow_id;	/* allow rule: the rule it cancels */
 	size_t		 allow;		/* ... resolved to its index */
 	regex_t		*re;
 };
 
+/*
+ * A need literal, kept once however many rules need it: a scan records
+ * where it occurs once, and each rule then looks its needs up.
+ */
+struct fw_need {
+	char		*lit;		/* as written, \b and all */
+};
+
 struct policy {
 	struct fw_rule		*rules;
 	size_t			 nrules;
+	struct fw_need		*needs;
+	size_t			 nneeds;
 	struct prefilter	*pf;
 	unsigned long		 retry_limit;
 	unsigned long		 search_limit;
@@ -119,6 +131,7 @@ fw_rule_clear(struct fw_rule *r)
 	free(r->message);
 	free(r->file);
 	free(r->allow_id);
+	free(r->needs);
 	if (r->re != NULL)
 		onig_free(r->re);
 }
@@ -133,6 +146,9 @@ policy_free(struct policy *p)
 	for (i = 0; i < p->nrules; i++)
 		fw_rule_clear(&p->rules[i]);
 	free(p->rules);
+	for (i = 0; i < p->nneeds; i++)
+		free(p->needs[i].lit);
+	free(p->needs);
 	prefilter_free(p->pf);
 	free(p);
 }
@@ -228,6 +244,22 @@ fw_add_hint(struct prefilter *pf, const char *hint, unsigned id)
 	prefilter_add(pf, hint, len, id, flags);
 }
 
+/* The index of a need literal, added to the prefilter when new. */
+static unsigned
+fw_need_id(struct policy *p, const char *lit)
+{
+	size_t	i;
+
+	for (i = 0; i < p->nneeds; i++) {
+		if (strcmp(p->needs[i].lit, lit) == 0)
+			return (unsigned)i;
+	}
+	p->needs = xreallocarray(p->needs, p->nneeds + 1, sizeof *p->needs);
+	p->needs[p->nneeds].lit = xstrdup(lit);
+	fw_add_hint(p->pf, lit, (unsigned)p->nneeds | FW_NEED_BIT);
+	return (unsigned)p->nneeds++;
+}
+
 /* Parser callback: compiles one rule into the policy. */
 static int
 fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
@@ -294,9 +326,10 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->needy = def->nneeds > 0;
 	for (i = 0; i < def->nhints; i++)
 		fw_add_hint(p->pf, def->hints[i], (unsigned)p->nrules);
+	if (def->nneeds > 0)
+		r->needs = xcalloc(def->nneeds, sizeof *r->needs);
 	for (i = 0; i < def->nneeds; i++)
-		fw_add_hint(p->pf, def->needs[i],
-		    (unsigned)p->nrules | FW_NEED_BIT);
+		r->needs[r->nneeds++] = fw_need_id(p, def->needs[i]);
 	p->nrules++;
 	return 0;
 }
@@ -500,8 +533,8 @@ struct fw_offsets {
 /*
  * Where a hinted rule may match in one form: the offsets at which a match
  * may start, from its reach before each hint seen up to the hint, merged.
- * For a rule with needs, its hints and needs are first kept apart, and a
- * hint opens a window only once a need is seen close to it.
+ * For a rule with needs, its hints are first kept apart, and a hint opens
+ * a window only once one of the rule's need literals is seen close to it.
  */
 struct fw_windows {
 	size_t			 n;
@@ -509,7 +542,6 @@ struct fw_windows {
 	size_t			*from;
 	size_t			*to;		/* inclusive */
 	struct fw_offsets	 hints;
-	struct fw_offsets	 needs;
 };
 
 struct fw_scan {
@@ -518,6 +550,8 @@ struct fw_scan {
 	const char		 *data;		/* the form scanned */
 	size_t			  len;
 	struct fw_windows	**win;		/* per rule, NULL: no hint */
+	struct fw_offsets	 *needs;	/* per need literal */
+	int			  needy;	/* a rule with needs has hints */
 };
 
 static void
@@ -579,18 +613,22 @@ static void
 fw_hint_seen(void *arg, unsigned id, size_t at)
 {
 	struct fw_scan		*sc = arg;
-	const struct fw_rule	*r = &sc->p->rules[id & ~FW_NEED_BIT];
+	const struct fw_rule	*r;
 	struct fw_windows	*w;
 
+	if (id & FW_NEED_BIT) {
+		fw_offsets_add(&sc->needs[id & ~FW_NEED_BIT], at);
+		return;
+	}
+	r = &sc->p->rules[id];
 	if ((r->targets & sc->tbit) == 0)
 		return;
-	if ((w = sc->win[id & ~FW_NEED_BIT]) == NULL)
-		w = sc->win[id & ~FW_NEED_BIT] = xcalloc(1, sizeof *w);
-	if (id & FW_NEED_BIT)
-		fw_offsets_add(&w->needs, at);
-	else if (r->needy)
+	if ((w = sc->win[id]) == NULL)
+		w = sc->win[id] = xcalloc(1, sizeof *w);
+	if (r->needy) {
 		fw_offsets_add(&w->hints, at);
-	else
+		sc->needy = 1;
+	} else
 		fw_window_add(w, fw_window_start(sc, r, at), at);
 }
 
@@ -599,39 +637,53 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
  * only if a need starts between the window's start and the end of the
  * hint's line (hotplex-policy(5)).
  */
+/* Whether a need literal's offsets hold one in [from, to]. */
+static int
+fw_offsets_within(const struct fw_offsets *o, size_t from, size_t to)
+{
+	size_t	lo = 0, hi = o->n, mid;
+
+	/* The first offset at or after from. */
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (o->v[mid] < from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < o->n && o->v[lo] <= to;
+}
+
 static void
-fw_needs_settle(const struct fw_scan *sc)
+fw_needs_settle(struct fw_scan *sc)
 {
 	const struct fw_rule	*r;
 	struct fw_windows	*w;
 	const char		*nl;
-	size_t			 i, k, lo, hi, mid, from, at, eol;
+	size_t			 i, k, j, from, at, eol;
 
-	for (i = 0; i < sc->p->nrules; i++) {
+	for (i = 0; sc->needy && i < sc->p->nrules; i++) {
 		r = &sc->p->rules[i];
 		if (!r->needy || (w = sc->win[i]) == NULL || w->hints.n == 0)
 			continue;
-		for (k = 0; k < w->hints.n && w->needs.n > 0; k++) {
+		for (k = 0; k < w->hints.n; k++) {
 			at = w->hints.v[k];
 			from = fw_window_start(sc, r, at);
 			nl = memchr(sc->data + at, '\n', sc->len - at);
 			eol = nl != NULL ? (size_t)(nl - sc->data) : sc->len;
-			/* The first need at or after from. */
-			lo = 0;
-			hi = w->needs.n;
-			while (lo < hi) {
-				mid = lo + (hi - lo) / 2;
-				if (w->needs.v[mid] < from)
-					lo = mid + 1;
-				else
-					hi = mid;
+			for (j = 0; j < r->nneeds; j++) {
+				if (fw_offsets_within(&sc->needs[r->needs[j]],
+				    from, eol)) {
+					fw_window_add(w, from, at);
+					break;
+				}
 			}
-			if (lo < w->needs.n && w->needs.v[lo] <= eol)
-				fw_window_add(w, from, at);
 		}
 		w->hints.n = 0;
-		w->needs.n = 0;
 	}
+	sc->needy = 0;
+	for (i = 0; i < sc->p->nneeds; i++)
+		sc->needs[i].n = 0;
 }
 
 /*
@@ -719,6 +771,8 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 
 	sc.p = p;
 	sc.tbit = tbit;
+	sc.needs = xcalloc(p->nneeds + 1, sizeof *sc.needs);
+	sc.needy = 0;
 	for (f = 0; f < POLICY_NFORMS; f++) {
 		if (!useful[f])
 			continue;
@@ -729,6 +783,9 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 		    fw_hint_seen, &sc);
 		fw_needs_settle(&sc);
 	}
+	for (i = 0; i < p->nneeds; i++)
+		free(sc.needs[i].v);
+	free(sc.needs);
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
 		if ((r->targets & tbit) == 0)
@@ -761,7 +818,6 @@ fw_windows_free(struct fw_windows **win, size_t n)
 			free(win[i]->from);
 			free(win[i]->to);
 			free(win[i]->hints.v);
-			free(win[i]->needs.v);
 			free(win[i]);
 		}
 	}

@@ -647,11 +647,10 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out)
 	return ansi;
 }
 
-static int
-shell_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n';
-}
+/* The blanks that separate words; pass 2 squeezes each run to one. */
+static const unsigned char shell_blank[UCHAR_MAX + 1] = {
+	[' '] = 1, ['\t'] = 1, ['\n'] = 1,
+};
 
 /*
  * Expands the first {a,b,...} of a word into words, as bash does:
@@ -694,46 +693,72 @@ shell_brace(const char *w, size_t n, struct norm_buf *out, size_t limit)
 	return 1;
 }
 
+/*
+ * Pass 2: words, brace expansion, one blank between words.  Neither
+ * lengthens the text but for an expansion, so words are copied as they
+ * are scanned, into room reserved once; the rare word with a "{" is
+ * redone by shell_brace().
+ */
+static void
+shell_words(const char *s, size_t len, struct norm_buf *out, size_t limit)
+{
+	const char	*end = s + len, *w;
+	char		*o;
+	int		 nl, brace;
+
+	nb_reserve(out, len);
+	while (s < end) {
+		if (shell_blank[(unsigned char)*s]) {
+			for (nl = 0; s < end && shell_blank[(unsigned char)*s];
+			    s++)
+				nl |= *s == '\n';
+			if (out->len > 0)
+				out->data[out->len++] = nl ? '\n' : ' ';
+			continue;
+		}
+		o = out->data + out->len;
+		for (w = s, brace = 0; s < end &&
+		    !shell_blank[(unsigned char)*s]; s++) {
+			brace |= *s == '{';
+			*o++ = *s;
+		}
+		if (brace && shell_brace(w, (size_t)(s - w), out, limit)) {
+			nb_reserve(out, (size_t)(end - s));
+			continue;
+		}
+		out->len += (size_t)(s - w);
+	}
+}
+
+/* The shell form of in, with tmp as scratch space for pass 1. */
+static void
+shell_form(const char *in, size_t len, struct norm_buf *out,
+    struct norm_buf *tmp)
+{
+	struct norm_buf	again;
+
+	normalize_buf_reset(tmp);
+	nb_reserve(tmp, len);
+	if (shell_unquote(in, len, tmp)) {
+		/* What $'..' decoded is unquoted once more, as eval would. */
+		memset(&again, 0, sizeof again);
+		nb_reserve(&again, tmp->len);
+		(void)shell_unquote(tmp->data, tmp->len, &again);
+		nb_swap(tmp, &again);
+		normalize_buf_free(&again);
+	}
+	shell_words(tmp->data, tmp->len, out,
+	    out->len + SHELL_GROWTH * len + NB_MIN_CAP);
+	nb_finish(out);
+}
+
 void
 normalize_shell(const char *in, size_t len, struct norm_buf *out)
 {
-	struct norm_buf	 tmp;
-	const char	*s, *end, *w;
-	size_t		 limit;
-	int		 nl;
+	struct norm_buf	tmp;
 
 	memset(&tmp, 0, sizeof tmp);
-	nb_reserve(&tmp, len);
-	if (shell_unquote(in, len, &tmp)) {
-		struct norm_buf	again;
-
-		/* What $'..' decoded is unquoted once more, as eval would. */
-		memset(&again, 0, sizeof again);
-		nb_reserve(&again, tmp.len);
-		(void)shell_unquote(tmp.data, tmp.len, &again);
-		nb_swap(&tmp, &again);
-		normalize_buf_free(&again);
-	}
-
-	/* Pass 2: words, brace expansion, one blank between words. */
-	limit = out->len + SHELL_GROWTH * len + NB_MIN_CAP;
-	nb_reserve(out, tmp.len);
-	s = tmp.data;
-	end = tmp.data + tmp.len;
-	while (s < end) {
-		if (shell_space(*s)) {
-			for (nl = 0; s < end && shell_space(*s); s++)
-				nl |= *s == '\n';
-			if (out->len > 0)
-				nb_putc(out, nl ? '\n' : ' ');
-			continue;
-		}
-		for (w = s; s < end && !shell_space(*s); s++)
-			;
-		if (!shell_brace(w, (size_t)(s - w), out, limit))
-			nb_put(out, w, (size_t)(s - w));
-	}
-	nb_finish(out);
+	shell_form(in, len, out, &tmp);
 	normalize_buf_free(&tmp);
 }
 
@@ -788,6 +813,9 @@ normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
 	const char	*s = in, *end = in + len, *prev = NULL;
 	size_t		 n, prevlen = 0, start = out->len;
 	int		 changed, prev_changed = 0, prev_kept = 0, kept;
+	struct norm_buf	 tmp;
+
+	memset(&tmp, 0, sizeof tmp);
 
 	for (; s < end; s += n + (s + n < end)) {
 		n = shell_line(s, (size_t)(end - s));
@@ -801,12 +829,12 @@ normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
 		if (changed && prev != NULL && !prev_kept) {
 			if (out->len > start)
 				nb_putc(out, '\n');
-			normalize_shell(prev, prevlen, out);
+			shell_form(prev, prevlen, out, &tmp);
 		}
 		if (kept) {
 			if (out->len > start)
 				nb_putc(out, '\n');
-			normalize_shell(s, n, out);
+			shell_form(s, n, out, &tmp);
 		}
 		prev = s;
 		prevlen = n;
@@ -814,6 +842,7 @@ normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
 		prev_kept = kept;
 	}
 	nb_finish(out);
+	normalize_buf_free(&tmp);
 }
 
 /*
