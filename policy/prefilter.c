@@ -14,6 +14,14 @@
 #define PF_NOSTATE	UINT32_MAX
 #define PF_BYTES	256
 #define PF_OUTPUT	0x80000000U	/* scan table: target has outputs */
+/*
+ * A scan walks the table once per byte, each step waiting on the load of
+ * the last: a long text is cut into this many pieces walked side by side,
+ * so that their loads overlap.
+ */
+#define PF_STREAMS	4
+#define PF_STREAM_MIN	256	/* bytes per piece worth the cut */
+#define PF_HITS_MIN	64	/* first allocation of a piece's hits */
 
 struct prefilter {
 	uint8_t		 cls[PF_BYTES];	/* byte -> class; 0: in no literal */
@@ -34,6 +42,7 @@ struct prefilter {
 		size_t		 len;
 	}		*out;
 	size_t		 nout;
+	size_t		 maxlen;	/* of the longest literal */
 
 	/* Literals kept until build. */
 	struct pf_lit {
@@ -86,6 +95,8 @@ prefilter_add(struct prefilter *pf, const char *s, size_t len, unsigned id,
 	for (i = 0; i < len; i++)
 		l->s[i] = (char)tolower((unsigned char)s[i]);
 	l->len = len;
+	if (len > pf->maxlen)
+		pf->maxlen = len;
 	l->id = id;
 	l->flags = flags;
 	return 0;
@@ -245,35 +256,137 @@ pf_wordbyte(unsigned char c)
 	    (c >= '0' && c <= '9') || c == '_';
 }
 
+/* Literals found in one piece, in the order they end. */
+struct pf_hits {
+	struct pf_hit {
+		unsigned	 id;
+		size_t		 at;
+	}		*v;
+	size_t		 n;
+	size_t		 cap;
+};
+
+/* Records the literals of output state row that end at text offset i. */
+static void
+pf_emit(const struct prefilter *pf, const unsigned char *s, size_t len,
+    size_t i, uint32_t row, struct pf_hits *h)
+{
+	const struct pf_out	*o;
+	uint32_t		 st, k;
+	size_t			 at;
+
+	st = (row & ~PF_OUTPUT) / (uint32_t)pf->ncls;
+	for (k = 0; k < pf->out_count[st]; k++) {
+		o = &pf->out[pf->out_start[st] + k];
+		at = i + 1 - o->len;
+		if ((o->flags & PREFILTER_WORD_START) && at > 0 &&
+		    pf_wordbyte(s[at - 1]))
+			continue;
+		if ((o->flags & PREFILTER_WORD_END) && i + 1 < len &&
+		    pf_wordbyte(s[i + 1]))
+			continue;
+		if (h->n == h->cap) {
+			h->cap = h->cap == 0 ? PF_HITS_MIN : h->cap * 2;
+			h->v = xreallocarray(h->v, h->cap, sizeof *h->v);
+		}
+		h->v[h->n].id = o->id;
+		h->v[h->n++].at = at;
+	}
+}
+
+/*
+ * Piece j of a text cut in n: pieces of len bytes each but the last, each
+ * starting ov bytes (the longest literal but one) before the end of the
+ * one before, from the automaton's start.  A literal that ends in that
+ * overlap is the earlier piece's: the later one reports only those that
+ * end past it, and finds every such one, as it starts early enough.
+ */
+static void
+pf_scan_pieces(const struct prefilter *pf, const unsigned char *s,
+    size_t len, size_t n, size_t plen, size_t ov, struct pf_hits *h)
+{
+	const uint32_t		*scan = pf->scan;
+	const uint8_t		*cls = pf->cls;
+	const unsigned char	*p0, *p1, *p2, *p3;
+	uint32_t		 r0 = 0, r1 = 0, r2 = 0, r3 = 0, row;
+	size_t			 a[PF_STREAMS], i = 0, j, k, end, lastlen;
+
+	for (j = 0; j < n; j++)
+		a[j] = j * (plen - ov);
+	lastlen = len - a[n - 1];
+	if (n == PF_STREAMS) {
+		/* Four walks in step (in registers), as far as the last goes. */
+		p0 = s + a[0];
+		p1 = s + a[1];
+		p2 = s + a[2];
+		p3 = s + a[3];
+		for (; i < lastlen; i++) {
+			r0 = scan[r0 + cls[p0[i]]];
+			r1 = scan[r1 + cls[p1[i]]];
+			r2 = scan[r2 + cls[p2[i]]];
+			r3 = scan[r3 + cls[p3[i]]];
+			if (((r0 | r1 | r2 | r3) & PF_OUTPUT) == 0)
+				continue;
+			if (r0 & PF_OUTPUT) {
+				r0 &= ~PF_OUTPUT;
+				pf_emit(pf, s, len, a[0] + i, r0, &h[0]);
+			}
+			if (r1 & PF_OUTPUT) {
+				r1 &= ~PF_OUTPUT;
+				if (i >= ov)
+					pf_emit(pf, s, len, a[1] + i, r1, &h[1]);
+			}
+			if (r2 & PF_OUTPUT) {
+				r2 &= ~PF_OUTPUT;
+				if (i >= ov)
+					pf_emit(pf, s, len, a[2] + i, r2, &h[2]);
+			}
+			if (r3 & PF_OUTPUT) {
+				r3 &= ~PF_OUTPUT;
+				if (i >= ov)
+					pf_emit(pf, s, len, a[3] + i, r3, &h[3]);
+			}
+		}
+	}
+	/* What is left of each piece, one walk at a time. */
+	for (j = 0; j < n; j++) {
+		row = j == 0 ? r0 : j == 1 ? r1 : j == 2 ? r2 : r3;
+		end = j == n - 1 ? lastlen : plen;
+		for (k = i; k < end; k++) {
+			row = scan[row + cls[s[a[j] + k]]];
+			if ((row & PF_OUTPUT) == 0)
+				continue;
+			row &= ~PF_OUTPUT;
+			if (j == 0 || k >= ov)
+				pf_emit(pf, s, len, a[j] + k, row, &h[j]);
+		}
+	}
+}
+
 void
 prefilter_scan(const struct prefilter *pf, const char *text, size_t len,
     prefilter_cb cb, void *arg)
 {
-	const struct pf_out	*o;
 	const unsigned char	*s = (const unsigned char *)text;
-	const uint32_t		*scan = pf->scan;
-	const uint8_t		*cls = pf->cls;
-	size_t			 i, at;
-	uint32_t		 row = 0, st, k;
+	struct pf_hits		 h[PF_STREAMS];
+	size_t			 n, ov, plen, j, k;
 
-	if (!pf->built || pf->nstates == 0)
+	if (!pf->built || pf->nstates == 0 || len == 0)
 		return;
-	for (i = 0; i < len; i++) {
-		row = scan[row + cls[s[i]]];
-		if ((row & PF_OUTPUT) == 0)
-			continue;
-		row &= ~PF_OUTPUT;
-		st = row / (uint32_t)pf->ncls;
-		for (k = 0; k < pf->out_count[st]; k++) {
-			o = &pf->out[pf->out_start[st] + k];
-			at = i + 1 - o->len;
-			if ((o->flags & PREFILTER_WORD_START) && at > 0 &&
-			    pf_wordbyte(s[at - 1]))
-				continue;
-			if ((o->flags & PREFILTER_WORD_END) && i + 1 < len &&
-			    pf_wordbyte(s[i + 1]))
-				continue;
-			cb(arg, o->id, at);
-		}
+	memset(h, 0, sizeof h);
+	ov = pf->maxlen > 0 ? pf->maxlen - 1 : 0;
+	if (len >= PF_STREAMS * PF_STREAM_MIN && PF_STREAM_MIN > ov) {
+		n = PF_STREAMS;
+		/* Pieces of plen bytes, overlaps included, cover the text. */
+		plen = (len + (n - 1) * ov + n - 1) / n;
+	} else {
+		n = 1;
+		plen = len;
+	}
+	pf_scan_pieces(pf, s, len, n, plen, ov, h);
+	for (j = 0; j < n; j++) {
+		for (k = 0; k < h[j].n; k++)
+			cb(arg, h[j].v[k].id, h[j].v[k].at);
+		free(h[j].v);
 	}
 }

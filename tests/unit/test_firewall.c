@@ -309,6 +309,85 @@ test_prefilter(void **state)
 	prefilter_free(pf);
 }
 
+/* Hits of a long scan, sorted for comparing with a naive search's. */
+struct hits {
+	unsigned long	*v;		/* at << 8 | id */
+	size_t		 n;
+	size_t		 cap;
+};
+
+static void
+hits_cb(void *arg, unsigned id, size_t at)
+{
+	struct hits	*h = arg;
+
+	if (h->n == h->cap) {
+		h->cap = h->cap == 0 ? 64 : h->cap * 2;
+		h->v = realloc(h->v, h->cap * sizeof *h->v);
+		assert_non_null(h->v);
+	}
+	h->v[h->n++] = (unsigned long)at << 8 | id;
+}
+
+static int
+hits_cmp(const void *a, const void *b)
+{
+	unsigned long	x = *(const unsigned long *)a;
+	unsigned long	y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * A long text is scanned in pieces walked side by side (prefilter.c):
+ * every literal is found exactly once wherever it lies, across the cuts
+ * too, as a naive search finds it.
+ */
+static void
+test_prefilter_long(void **state)
+{
+	static const char *const lits[] = {
+		"abba", "baab", "ab ab", "abab abab abab abab abab abab abab ab",
+	};
+	struct prefilter	*pf = prefilter_new();
+	struct hits		 got, want;
+	char			 text[1200];
+	size_t			 len, i, k, l, nlits = sizeof lits / sizeof lits[0];
+	unsigned		 seed = 1;
+
+	for (k = 0; k < nlits; k++)
+		prefilter_add(pf, lits[k], strlen(lits[k]), (unsigned)k, 0);
+	prefilter_build(pf);
+	for (len = 1000; len < sizeof text; len += 7) {
+		for (i = 0; i < len; i++) {
+			seed = seed * 1103515245U + 12345U;
+			text[i] = "ab "[(seed >> 16) % 3];
+		}
+		/* The long literal, once, somewhere new each time. */
+		l = strlen(lits[nlits - 1]);
+		memcpy(text + (len * 31) % (len - l), lits[nlits - 1], l);
+		memset(&got, 0, sizeof got);
+		memset(&want, 0, sizeof want);
+		prefilter_scan(pf, text, len, hits_cb, &got);
+		for (i = 0; i < len; i++) {
+			for (k = 0; k < nlits; k++) {
+				l = strlen(lits[k]);
+				if (i + l <= len && memcmp(text + i, lits[k],
+				    l) == 0)
+					hits_cb(&want, (unsigned)k, i);
+			}
+		}
+		assert_true(want.n > 0);
+		qsort(got.v, got.n, sizeof *got.v, hits_cmp);
+		qsort(want.v, want.n, sizeof *want.v, hits_cmp);
+		assert_int_equal(got.n, want.n);
+		assert_memory_equal(got.v, want.v, want.n * sizeof *want.v);
+		free(got.v);
+		free(want.v);
+	}
+	prefilter_free(pf);
+}
+
 /* --- rule files ---------------------------------------------------- */
 
 static const char good_rules[] =
@@ -763,6 +842,7 @@ main(void)
 		cmocka_unit_test(test_decode_hex_percent),
 		cmocka_unit_test(test_decode_levels),
 		cmocka_unit_test(test_prefilter),
+		cmocka_unit_test(test_prefilter_long),
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_load_files),
