@@ -911,10 +911,32 @@ decode_keep(struct norm_buf *out, size_t mark)
 }
 
 /*
+ * Whether byte c after byte prev is one decode_plausible() counts as bad
+ * wherever it stands: a control byte, a byte UTF-8 never uses, a
+ * continuation byte after an ASCII one, or (prev) a lead byte without its
+ * continuation.  Each is a different byte of the text.
+ */
+static inline int
+decode_bad_pair(unsigned char prev, unsigned char c, int first)
+{
+	if (c < 0x80) {
+		if ((c < 0x20 || c == 0x7F) && c != '\n' && c != '\t' &&
+		    c != '\r')
+			return 1;
+		return !first && prev >= 0xC2 && prev <= 0xF4;
+	}
+	if (c == 0xC0 || c == 0xC1 || c >= 0xF5)
+		return 1;
+	if (c < 0xC0)		/* a continuation */
+		return first || prev < 0x80;
+	return !first && prev >= 0xC2 && prev <= 0xF4;
+}
+
+/*
  * Decodes n base64 digits (standard or URL-safe) into out and keeps them
  * if they read as text.  Most runs are words that only look like base64:
- * a control byte is never text, so counting those while decoding gives
- * up as soon as decode_plausible() would refuse, without decoding on.
+ * counting, while decoding, the bytes decode_plausible() is sure to
+ * refuse gives up as soon as it would, without decoding on.
  */
 static int
 decode_b64_text(const char *s, size_t n, struct norm_buf *out)
@@ -922,7 +944,7 @@ decode_b64_text(const char *s, size_t n, struct norm_buf *out)
 	size_t		mark = out->len, nout = n * 6 / 8, bad = 0, i;
 	uint32_t	acc = 0;
 	int		bits = 0;
-	unsigned char	c;
+	unsigned char	c, prev = 0;
 
 	nb_reserve(out, nout);
 	for (i = 0; i < n; i++) {
@@ -932,13 +954,13 @@ decode_b64_text(const char *s, size_t n, struct norm_buf *out)
 			continue;
 		bits -= 8;
 		c = (unsigned char)((acc >> bits) & 0xFF);
-		out->data[out->len++] = (char)c;
-		if (c < 0x80 && (c < 0x20 || c == 0x7F) && c != '\n' &&
-		    c != '\t' && c != '\r' &&
+		if (decode_bad_pair(prev, c, out->len == mark) &&
 		    ++bad * 100 > nout * (100 - DECODE_PRINTABLE_PCT)) {
 			out->len = mark;
 			return 0;
 		}
+		out->data[out->len++] = (char)c;
+		prev = c;
 	}
 	return decode_keep(out, mark);
 }
@@ -1061,17 +1083,28 @@ decode_escapes(const char *s, size_t n, struct norm_buf *out)
 static void
 decode_level(const char *s, size_t n, struct norm_buf *out)
 {
-	size_t	i = 0, start, hex, k;
+	size_t	i = 0, start, hex, k, shortest;
 	int	allhex;
 
 	decode_escapes(s, n, out);
-	while (i < n) {
-		if (b64_table[(unsigned char)s[i]] == 0) {
-			i++;
+	shortest = NORMALIZE_B64_MIN < NORMALIZE_HEX_MIN ?
+	    NORMALIZE_B64_MIN : NORMALIZE_HEX_MIN;
+	/* s[i - 1] or s[i] is no digit: no run goes on from before i. */
+	while (i + shortest <= n) {
+		/*
+		 * A run long enough to decode that starts in the next
+		 * shortest bytes holds the last of them: if that is no
+		 * digit, none does, and all of them are passed at once.
+		 */
+		if (b64_table[(unsigned char)s[i + shortest - 1]] == 0) {
+			i += shortest;
 			continue;
 		}
-		start = i;
-		for (; i < n && b64_table[(unsigned char)s[i]] != 0; i++)
+		for (start = i + shortest - 1; start > i &&
+		    b64_table[(unsigned char)s[start - 1]] != 0; start--)
+			;
+		for (i += shortest; i < n &&
+		    b64_table[(unsigned char)s[i]] != 0; i++)
 			;
 		hex = i - start;
 		/* Shorter runs are neither: skip the test of their digits. */
