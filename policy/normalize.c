@@ -428,6 +428,35 @@ fold_cp(uint32_t cp, const char **ascii)
 	return cp;
 }
 
+#define ASCII_WORD(b)		(ASCII_WORD_ONES * (b))
+
+/*
+ * Folds printable ASCII (0x20 to 0x7E) eight bytes at a time into o, as
+ * fold_ascii does: upper-case letters get 0x20, the rest stays.  Returns
+ * the bytes done, up to the first word with any other byte.  The sums
+ * below never carry out of a byte of less than 0x80.
+ */
+static size_t
+fold_ascii_words(const unsigned char *s, size_t len, char *o)
+{
+	uint64_t	v, odd, upper;
+	size_t		i;
+
+	for (i = 0; i + sizeof v <= len; i += sizeof v) {
+		memcpy(&v, s + i, sizeof v);
+		/* High bit set, below 0x20 (no carry from + 0x60), or 0x7F. */
+		odd = v | ~(v + ASCII_WORD(0x60)) | (v + ASCII_WORD_ONES);
+		if (odd & ASCII_WORD_HIGHS)
+			break;
+		/* At or above 'A' and not at or above 'Z' + 1. */
+		upper = (v + ASCII_WORD(0x80 - 'A')) &
+		    ~(v + ASCII_WORD(0x80 - 'Z' - 1)) & ASCII_WORD_HIGHS;
+		v |= upper >> 2;
+		memcpy(o + i, &v, sizeof v);
+	}
+	return i;
+}
+
 unsigned
 normalize_fold(const char *in, size_t len, struct norm_buf *out)
 {
@@ -436,19 +465,26 @@ normalize_fold(const char *in, size_t len, struct norm_buf *out)
 	char			*o;
 	uint32_t		 cp, to;
 	unsigned		 flags = 0;
-	size_t			 i = 0, n, run;
+	size_t			 i = 0, n, run, stop;
 	unsigned char		 c, t;
 
 	/* Folding never grows the text: every mapping is at most as long. */
 	nb_reserve(out, len);
 	while (i < len) {
-		/* The common case, a run of ASCII that folds to one byte. */
-		for (o = out->data + out->len, run = i; i < len &&
+		/* The common case: printable ASCII, a word at a time... */
+		n = fold_ascii_words(s + i, len - i, out->data + out->len);
+		i += n;
+		out->len += n;
+		/* ... then the bytes of the word that stopped it. */
+		stop = len - i > sizeof(uint64_t) ? i + sizeof(uint64_t) : len;
+		for (o = out->data + out->len, run = i; i < stop &&
 		    (t = fold_ascii[s[i]]) != 0; i++)
 			*o++ = (char)t;
 		out->len += i - run;
 		if (i == len)
 			break;
+		if (i == stop)
+			continue;
 		c = s[i];
 		if (c < 0x80) {
 			/* Controls split words invisibly: drop them. */

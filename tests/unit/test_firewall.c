@@ -94,6 +94,29 @@ test_fold_case_and_width(void **state)
 	check_fold("caf\xc3\xa9 \xef\xac\x81le", "cafe file");
 }
 
+/*
+ * Printable ASCII folds eight bytes at a time (normalize.c): every byte of
+ * the range at every offset, and controls and UTF-8 among them, fold as
+ * they do one at a time.
+ */
+static void
+test_fold_ascii_words(void **state)
+{
+	char	in[200], want[200];
+	size_t	i, n = 0, k = 0;
+
+	for (i = 0x20; i < 0x7F; i++) {
+		in[n++] = (char)i;
+		want[k++] = (char)(i >= 'A' && i <= 'Z' ? i + 0x20 : i);
+	}
+	in[n] = want[k] = '\0';
+	for (i = 0; i < 16; i++)
+		check_fold(in + i, want + i);
+	check_fold("ABCDEFG\x01HIJKLMNO\x7fPQRSTUVW\tXYZ",
+	    "abcdefghijklmnopqrstuvw\txyz");
+	check_fold("ABCDEFGH\xc3\x89TAT ABCDEFGH\r", "abcdefghetat abcdefgh\n");
+}
+
 static void
 test_fold_lookalikes(void **state)
 {
@@ -830,6 +853,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fold_case_and_width),
+		cmocka_unit_test(test_fold_ascii_words),
 		cmocka_unit_test(test_fold_lookalikes),
 		cmocka_unit_test(test_fold_invisibles),
 		cmocka_unit_test(test_fold_findings),
