@@ -2,12 +2,14 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -83,6 +85,60 @@ util_mkdirs(const char *path, unsigned int mode)
 		*p = '/';
 	}
 	if (mkdir(buf, mode) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Levels util_rmtree() goes down; each holds one directory open. */
+#define UTIL_RMTREE_DEPTH	64
+
+/*
+ * Empties the directory open as dfd (closed here).  Every step is relative
+ * to a directory opened without following links, so a link swapped in
+ * meanwhile is removed as a link, never followed.
+ */
+static int
+util_rmtree_at(int dfd, int depth)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 fd, rv = 0;
+
+	if ((d = fdopendir(dfd)) == NULL) {
+		close(dfd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0 || errno == ENOENT)
+			continue;
+		if (errno != EISDIR || depth >= UTIL_RMTREE_DEPTH) {
+			rv = -1;
+			continue;
+		}
+		fd = openat(dirfd(d), de->d_name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1 || util_rmtree_at(fd, depth + 1) == -1 ||
+		    unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == -1)
+			rv = -1;
+	}
+	closedir(d);
+	return rv;
+}
+
+int
+util_rmtree(const char *path)
+{
+	int	fd;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (util_rmtree_at(fd, 0) == -1)
+		return -1;
+	if (rmdir(path) == -1 && errno != ENOENT)
 		return -1;
 	return 0;
 }

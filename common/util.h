@@ -15,5 +15,14 @@ int		util_set_nonblock(int fd);
 int		util_set_cloexec(int fd, int on);
 /* mkdir -p with mode for created components; 0 or -1 (errno). */
 int		util_mkdirs(const char *path, unsigned int mode);
+/*
+ * rm -r of a directory that a sandboxed process wrote: symbolic links are
+ * removed, never followed, at any depth.  0 (also if path is gone) or -1.
+ */
+int		util_rmtree(const char *path);
+
+/* A session's private TMPDIR: the worker makes it, the master removes it. */
+#define UTIL_TMPDIR_PARENT	"%s/tmp"	/* of state_dir */
+#define UTIL_TMPDIR_FMT		"%s/tmp/s.%s"	/* never "." or ".." */
 
 #endif

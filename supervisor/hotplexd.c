@@ -287,6 +287,7 @@ main(int argc, char **argv)
 	}
 	server_start();
 	state_load();
+	session_tmpdirs_clear();
 	pool_init();
 	log_info("hotplexd %s started, socket %s, worker %s", HOTPLEX_VERSION,
 	    hp.conf->socket, hp.worker_path);

@@ -194,6 +194,7 @@ void	 session_drain(void);
 void	 session_spawn_failed(const char *why);
 int	 session_count_live(void);
 void	 session_free_all(void);
+void	 session_tmpdirs_clear(void);
 
 /* pool.c */
 void	 pool_init(void);

@@ -6,6 +6,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/msg.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/policy.h"
 #include "supervisor/hotplexd.h"
@@ -620,6 +623,47 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	cJSON_Delete(j);
 }
 
+/*
+ * A session's private TMPDIR goes with its worker: the next worker makes
+ * a new one, as a new CLI expects nothing in it.
+ */
+static void
+session_tmpdir_remove(const struct session *s)
+{
+	char	path[PATH_MAX];
+
+	if ((size_t)snprintf(path, sizeof path, UTIL_TMPDIR_FMT,
+	    hp.conf->state_dir, s->name) >= sizeof path)
+		return;
+	if (util_rmtree(path) == -1)
+		log_warn("session %s: removing %s", s->name, path);
+}
+
+/*
+ * At start-up no worker runs: the TMPDIRs left by the last run (a crash,
+ * or workers that outlived their master) are removed.
+ */
+void
+session_tmpdirs_clear(void)
+{
+	char		 dir[PATH_MAX], path[PATH_MAX];
+	DIR		*d;
+	struct dirent	*de;
+
+	if ((size_t)snprintf(dir, sizeof dir, UTIL_TMPDIR_PARENT,
+	    hp.conf->state_dir) >= sizeof dir || (d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "s.", 2) != 0 ||
+		    (size_t)snprintf(path, sizeof path, "%s/%s", dir,
+		    de->d_name) >= sizeof path)
+			continue;
+		if (util_rmtree(path) == -1)
+			log_warn("removing %s", path);
+	}
+	closedir(d);
+}
+
 /* The worker is gone (EOF on its socket, or reaped). */
 void
 session_worker_gone(struct session *s, struct worker *wk, int status)
@@ -649,6 +693,7 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	s->cli_pid = 0;
 	s->worker = NULL;
 	wk->session = NULL;
+	session_tmpdir_remove(s);
 	if (session_waiting(&s->open)) {
 		if (s->open.c != NULL)
 			server_client_error(s->open.c, s->open.req, s->name,

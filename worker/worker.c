@@ -47,7 +47,6 @@
 
 #define WORKER_STATE_MODE	0711	/* state_dir and its tmp/, claude/ */
 #define WORKER_PRIVATE_MODE	0700	/* a session's TMPDIR, a config dir */
-#define WORKER_TMP_PREFIX	"s."	/* never "." or ".." as a name */
 
 /*
  * With the sandbox on, the CLI's own bubblewrap sandbox (Bash tool) must
@@ -960,13 +959,13 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 		snprintf(err, errlen, "state_dir must be an absolute path");
 		return -1;
 	}
-	snprintf(dir, sizeof dir, "%s/tmp", state);
+	snprintf(dir, sizeof dir, UTIL_TMPDIR_PARENT, state);
 	if (util_mkdirs(dir, WORKER_STATE_MODE) == -1) {
 		worker_path_err(err, errlen, "mkdir", dir);
 		return -1;
 	}
-	if ((size_t)snprintf(sb->tmpdir, sizeof sb->tmpdir, "%s/"
-	    WORKER_TMP_PREFIX "%s", dir, session) >= sizeof sb->tmpdir) {
+	if ((size_t)snprintf(sb->tmpdir, sizeof sb->tmpdir, UTIL_TMPDIR_FMT,
+	    state, session) >= sizeof sb->tmpdir) {
 		snprintf(err, errlen, "TMPDIR path too long");
 		return -1;
 	}

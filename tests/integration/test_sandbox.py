@@ -149,6 +149,13 @@ def test_fake_claude(tmp, uid):
         _, out = tool(c, "s1", "echo t > $TMPDIR/f && cat $TMPDIR/f")
         t.ok(out is not None and out.strip() == "t", "TMPDIR is writable",
              out)
+        # A tree with a link out of it, which its removal must not follow.
+        keep = os.path.join(outside, "keep")
+        open(keep, "w").write("k")
+        _, out = tool(c, "s1", "mkdir -p $TMPDIR/a/b && echo x > "
+                      "$TMPDIR/a/b/c && ln -s %s $TMPDIR/a/out && "
+                      "echo made" % outside)
+        t.ok(out is not None and "made" in out, "a tree made in TMPDIR", out)
 
         # The confined worker still kills a tool that left the CLI's
         # process group, once the session stops.
@@ -158,6 +165,9 @@ def test_fake_claude(tmp, uid):
         pids = [int(x) for x in open(os.path.join(wd1, "pids")).read().split()]
         r = c.request("stop", session="s1")
         t.eq(r["type"], "ok", "stop of the sandboxed session ok")
+        t.ok(not os.path.exists(tmpdir) and os.path.exists(keep),
+             "the stopped session's TMPDIR is removed, its link not "
+             "followed", (os.path.exists(tmpdir), d.logtail()))
         try:
             wait_for(lambda: not procs_in_group(pg) and
                      not any(proc_alive(p) for p in pids), 10,

@@ -2,7 +2,8 @@
  * worker/workdir.c: workdir_enter_check keeps a session's directory under
  * workdir_root.  Each test gets a fresh mktemp dir holding "root" (not
  * created beforehand: the check creates it) and "outside", a sibling that
- * must never gain an entry.
+ * must never gain an entry.  util_rmtree(), which removes what a sandboxed
+ * CLI left in its TMPDIR, is tested here too, with the same fixture.
  */
 #include <sys/stat.h>
 
@@ -21,12 +22,14 @@
 
 #include <cmocka.h>
 
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "worker/worker.h"
 
 #define ERR_MAX		512
 #define FTW_FDS		16
 #define WORKDIR_MODE	0750	/* what workdir.c creates with */
+#define RMTREE_TOO_DEEP	70	/* levels past util_rmtree()'s bound */
 
 struct wd {
 	char	base[PATH_MAX];		/* the mktemp dir, resolved */
@@ -382,6 +385,77 @@ test_resolved_too_small(void **state)
 	assert_non_null(strstr(err, "too long"));
 }
 
+static void
+wd_mkfile(const char *path)
+{
+	FILE	*f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A tree of dirs, files and links out of it goes; what they point to stays. */
+static void
+test_rmtree(void **state)
+{
+	struct wd	*w = *state;
+	char		*tree = wd_path(w, "tree"), *p, *keep;
+
+	keep = wd_path(w, "outside/keep");
+	wd_mkfile(keep);
+	assert_int_equal(mkdir(tree, 0700), 0);
+	p = wd_path(w, "tree/a");
+	assert_int_equal(mkdir(p, 0700), 0);
+	free(p);
+	p = wd_path(w, "tree/a/b");
+	assert_int_equal(mkdir(p, 0700), 0);
+	free(p);
+	p = wd_path(w, "tree/a/b/f");
+	wd_mkfile(p);
+	free(p);
+	p = wd_path(w, "tree/a/out");
+	assert_int_equal(symlink(w->outside, p), 0);
+	free(p);
+	p = wd_path(w, "tree/keep");
+	assert_int_equal(symlink(keep, p), 0);
+	free(p);
+
+	assert_int_equal(util_rmtree(tree), 0);
+	assert_int_equal(access(tree, F_OK), -1);
+	assert_int_equal(access(keep, F_OK), 0);
+	/* Gone already is done. */
+	assert_int_equal(util_rmtree(tree), 0);
+	/* A link given as the tree is not followed either. */
+	p = wd_path(w, "link");
+	assert_int_equal(symlink(w->outside, p), 0);
+	assert_int_equal(util_rmtree(p), -1);
+	assert_int_equal(access(keep, F_OK), 0);
+	free(p);
+	free(keep);
+	free(tree);
+}
+
+/* Deeper than its bound, it fails (the bound keeps its fds few). */
+static void
+test_rmtree_too_deep(void **state)
+{
+	struct wd	*w = *state;
+	char		 path[PATH_MAX], *tree = wd_path(w, "deep");
+	size_t		 i, n;
+
+	n = (size_t)snprintf(path, sizeof path, "%s", tree);
+	assert_int_equal(mkdir(path, 0700), 0);
+	for (i = 0; i < RMTREE_TOO_DEEP; i++) {
+		assert_true(n + 2 < sizeof path);
+		memcpy(path + n, "/d", 3);
+		n += 2;
+		assert_int_equal(mkdir(path, 0700), 0);
+	}
+	assert_int_equal(util_rmtree(tree), -1);
+	assert_int_equal(access(tree, F_OK), 0);
+	free(tree);
+}
+
 int
 main(void)
 {
@@ -397,6 +471,8 @@ main(void)
 		T(test_root_itself),
 		T(test_root_through_symlink),
 		T(test_resolved_too_small),
+		T(test_rmtree),
+		T(test_rmtree_too_deep),
 #undef T
 	};
 
