@@ -309,7 +309,8 @@ pf_scan_pieces(const struct prefilter *pf, const unsigned char *s,
 	const uint8_t		*cls = pf->cls;
 	const unsigned char	*p0, *p1, *p2, *p3;
 	uint32_t		 r0 = 0, r1 = 0, r2 = 0, r3 = 0, row;
-	size_t			 a[PF_STREAMS], i = 0, j, k, end, lastlen;
+	size_t			 a[PF_STREAMS] = { 0 }, i = 0, j, k, end,
+				 lastlen;
 
 	for (j = 0; j < n; j++)
 		a[j] = j * (plen - ov);
