@@ -350,6 +350,17 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
              "escape: SIGKILL to the other session's CLI (same uid): EPERM",
              out)
 
+    # Same uid, other Landlock domain: its /proc files are out of reach.
+    if not peer:
+        t.skip("escape: reading the other session's CLI environment",
+               "no peer CLI")
+    else:
+        _, out = tool(c, "esc1", "cat /proc/%d/environ; echo rc=$?" % peer)
+        t.ok(out is not None and "rc=0" not in out and "PATH=" not in out
+             and "Permission denied" in out,
+             "escape: reading the other session's CLI environment fails",
+             out)
+
     # Afterwards: the daemon is fine, and nothing of the session is left.
     t.ok(d.proc.poll() is None and tracer_of(daemon) == 0,
          "escape: the daemon is alive and not traced", d.logtail())
