@@ -22,8 +22,8 @@
 #define FW_MAX_FILE		(1024 * 1024)	/* bytes per rule file */
 #define FW_EXCERPT_BEFORE	(POLICY_MAX_EXCERPT / 4)
 #define FW_NOALLOW		((size_t)-1)
-#define FW_WINDOWS_MIN		8	/* first allocation of windows */
-#define FW_OFFSETS_MIN		16	/* ... of literal offsets */
+#define FW_WINDOWS_INLINE	4	/* windows kept in place, no malloc */
+#define FW_OFFSETS_INLINE	8	/* ... literal offsets */
 #define FW_NEED_BIT		0x80000000U	/* prefilter id: a need literal */
 /* A contents callout before the pattern: fw_bound_callout bounds starts. */
 #define FW_BOUND_OPEN		"(?{b})(?:"
@@ -527,7 +527,8 @@ fw_same_nocase(const struct norm_buf *a, const struct norm_buf *b)
 struct fw_offsets {
 	size_t	 n;
 	size_t	 cap;
-	size_t	*v;
+	size_t	*v;			/* in, or from the heap when it grew */
+	size_t	 in[FW_OFFSETS_INLINE];
 };
 
 /*
@@ -539,8 +540,10 @@ struct fw_offsets {
 struct fw_windows {
 	size_t			 n;
 	size_t			 cap;
-	size_t			*from;
+	size_t			*from;		/* from_in, or the heap */
 	size_t			*to;		/* inclusive */
+	size_t			 from_in[FW_WINDOWS_INLINE];
+	size_t			 to_in[FW_WINDOWS_INLINE];
 	struct fw_offsets	 hints;
 };
 
@@ -550,18 +553,40 @@ struct fw_scan {
 	const char		 *data;		/* the form scanned */
 	size_t			  len;
 	struct fw_windows	**win;		/* per rule, NULL: no hint */
+	struct fw_windows	 *pool;		/* where win[] points, unzeroed */
+	size_t			  npool;
 	struct fw_offsets	 *needs;	/* per need literal */
 	int			  needy;	/* a rule with needs has hints */
 };
+
+/*
+ * An array that starts in place and moves to the heap when it outgrows
+ * it: most rules see a few hints in a text, and a malloc for each was a
+ * tenth of a check.
+ */
+static size_t *
+fw_grow(size_t *v, const size_t *in, size_t n, size_t cap)
+{
+	size_t	*nv;
+
+	if (v != in)
+		return xreallocarray(v, cap, sizeof *v);
+	nv = xreallocarray(NULL, cap, sizeof *v);
+	memcpy(nv, in, n * sizeof *v);
+	return nv;
+}
 
 static void
 fw_offsets_add(struct fw_offsets *o, size_t at)
 {
 	size_t	i;
 
-	if (o->n == o->cap) {
-		o->cap = o->cap == 0 ? FW_OFFSETS_MIN : o->cap * 2;
-		o->v = xreallocarray(o->v, o->cap, sizeof *o->v);
+	if (o->cap == 0) {
+		o->v = o->in;
+		o->cap = FW_OFFSETS_INLINE;
+	} else if (o->n == o->cap) {
+		o->v = fw_grow(o->v, o->in, o->n, o->cap * 2);
+		o->cap *= 2;
 	}
 	/* Literals are found in the order they end: starts almost sorted. */
 	for (i = o->n; i > 0 && o->v[i - 1] > at; i--)
@@ -601,9 +626,9 @@ fw_window_add(struct fw_windows *w, size_t from, size_t at)
 	}
 	/* At most one window per hint seen, so bounded by the text. */
 	if (w->n == w->cap) {
-		w->cap = w->cap == 0 ? FW_WINDOWS_MIN : w->cap * 2;
-		w->from = xreallocarray(w->from, w->cap, sizeof *w->from);
-		w->to = xreallocarray(w->to, w->cap, sizeof *w->to);
+		w->from = fw_grow(w->from, w->from_in, w->n, w->cap * 2);
+		w->to = fw_grow(w->to, w->to_in, w->n, w->cap * 2);
+		w->cap *= 2;
 	}
 	w->from[w->n] = from;
 	w->to[w->n++] = at;
@@ -623,8 +648,13 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	r = &sc->p->rules[id];
 	if ((r->targets & sc->tbit) == 0)
 		return;
-	if ((w = sc->win[id]) == NULL)
-		w = sc->win[id] = xcalloc(1, sizeof *w);
+	if ((w = sc->win[id]) == NULL) {
+		w = sc->win[id] = &sc->pool[sc->npool++];
+		memset(w, 0, sizeof *w);
+		w->from = w->from_in;
+		w->to = w->to_in;
+		w->cap = FW_WINDOWS_INLINE;
+	}
 	if (r->needy) {
 		fw_offsets_add(&w->hints, at);
 		sc->needy = 1;
@@ -762,7 +792,7 @@ fw_search_rule(const struct policy *p, const struct fw_rule *r,
 static void
 fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
     const int *useful, struct fw_hit *hits, OnigMatchParam *mp,
-    struct fw_bound *b, struct fw_windows **win)
+    struct fw_bound *b, struct fw_windows **win, struct fw_windows *pool)
 {
 	const struct fw_rule	*r;
 	struct fw_scan		 sc;
@@ -771,6 +801,8 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 
 	sc.p = p;
 	sc.tbit = tbit;
+	sc.pool = pool;
+	sc.npool = 0;
 	sc.needs = xcalloc(p->nneeds + 1, sizeof *sc.needs);
 	sc.needy = 0;
 	for (f = 0; f < POLICY_NFORMS; f++) {
@@ -783,8 +815,10 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 		    fw_hint_seen, &sc);
 		fw_needs_settle(&sc);
 	}
-	for (i = 0; i < p->nneeds; i++)
-		free(sc.needs[i].v);
+	for (i = 0; i < p->nneeds; i++) {
+		if (sc.needs[i].v != sc.needs[i].in)
+			free(sc.needs[i].v);
+	}
 	free(sc.needs);
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
@@ -809,19 +843,22 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 }
 
 static void
-fw_windows_free(struct fw_windows **win, size_t n)
+fw_windows_free(struct fw_windows **win, size_t n, struct fw_windows *pool)
 {
 	size_t	i;
 
 	for (i = 0; i < n; i++) {
-		if (win[i] != NULL) {
+		if (win[i] == NULL)
+			continue;
+		if (win[i]->from != win[i]->from_in) {
 			free(win[i]->from);
 			free(win[i]->to);
-			free(win[i]->hints.v);
-			free(win[i]);
 		}
+		if (win[i]->hints.v != win[i]->hints.in)
+			free(win[i]->hints.v);
 	}
 	free(win);
+	free(pool);
 }
 
 /* Line of a text offset: the count of newlines before it. */
@@ -1064,7 +1101,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	struct norm_buf		 forms[POLICY_NFORMS];
 	struct fw_hit		*hits;
 	struct fw_bound		 bound;
-	struct fw_windows	**win;
+	struct fw_windows	**win, *pool;
 	const struct fw_rule	*r;
 	OnigMatchParam		*mp;
 	size_t			 i, best = FW_NOALLOW;
@@ -1110,8 +1147,11 @@ policy_check(const struct policy *p, enum policy_target target,
 
 	hits = xcalloc(p->nrules + 1, sizeof *hits);
 	win = xcalloc(p->nrules * POLICY_NFORMS + 1, sizeof *win);
+	/* At most one set of windows per rule and form: taken as needed. */
+	pool = xreallocarray(NULL, p->nrules * POLICY_NFORMS + 1,
+	    sizeof *pool);
 	fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits, mp,
-	    &bound, win);
+	    &bound, win, pool);
 
 	/* Allow rules cancel only the rule they name, never an overrun. */
 	for (i = 0; i < p->nrules; i++) {
@@ -1156,7 +1196,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	v->blocked = v->score >= v->threshold;
 
 	onig_free_match_param(mp);
-	fw_windows_free(win, p->nrules * POLICY_NFORMS);
+	fw_windows_free(win, p->nrules * POLICY_NFORMS, pool);
 	free(hits);
 	for (f = 0; f < POLICY_NFORMS; f++)
 		normalize_buf_free(&forms[f]);
