@@ -65,6 +65,9 @@ hotplexd_worker_path(const struct config *c)
 static int
 hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 {
+	struct sockaddr_storage	ss;
+	socklen_t		sslen;
+
 	if (c->seccomp != NULL && strcmp(c->seccomp, "off") != 0) {
 		if (c->seccomp[0] != '/') {
 			snprintf(err, errlen, "seccomp %s: not an absolute path",
@@ -86,6 +89,9 @@ hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	if (c->metrics_listen != NULL && metrics_parse(c->metrics_listen, &ss,
+	    &sslen, err, errlen) == -1)
+		return -1;
 	return 0;
 }
 
@@ -114,6 +120,10 @@ hotplexd_reload(char *err, size_t errlen)
 	hp.screen = ns;
 	if (strcmp(nc->socket, hp.conf->socket) != 0)
 		log_warnx("reload: socket changes need a restart");
+	if ((nc->metrics_listen == NULL) != (hp.conf->metrics_listen == NULL) ||
+	    (nc->metrics_listen != NULL &&
+	    strcmp(nc->metrics_listen, hp.conf->metrics_listen) != 0))
+		log_warnx("reload: metrics_listen changes need a restart");
 	if (hp.level_override != -1)
 		nc->log_level = hp.level_override;
 	config_free(hp.conf);
@@ -272,7 +282,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(022);
 
-	if (server_listen() == -1)
+	if (server_listen() == -1 || metrics_listen() == -1)
 		return 1;
 	if (!hp.foreground) {
 		if (daemon(0, 0) == -1)
@@ -286,6 +296,7 @@ main(int argc, char **argv)
 		evsignal_add(sigs[i], NULL);
 	}
 	server_start();
+	metrics_start();
 	state_load();
 	session_tmpdirs_clear();
 	pool_init();
@@ -297,6 +308,7 @@ main(int argc, char **argv)
 	state_save();
 	while (!TAILQ_EMPTY(&hp.clients))
 		server_client_free(TAILQ_FIRST(&hp.clients));
+	metrics_stop();
 	session_free_all();
 	for (i = 0; signos[i] != 0; i++)
 		event_free(sigs[i]);

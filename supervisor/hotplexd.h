@@ -7,6 +7,7 @@
 #define HP_HOTPLEXD_H
 
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <stdint.h>
@@ -145,6 +146,14 @@ extern struct hotplexd hp;
 void	 hotplexd_check_exit(void);
 int	 hotplexd_reload(char *err, size_t errlen);
 void	 hotplexd_shutdown(void);
+
+/* metrics.c */
+struct sockaddr_storage;
+int	 metrics_parse(const char *, struct sockaddr_storage *, socklen_t *,
+	    char *, size_t);
+int	 metrics_listen(void);		/* bind before daemonizing */
+void	 metrics_start(void);
+void	 metrics_stop(void);
 
 /* server.c */
 int	 server_listen(void);		/* bind before daemonizing */

@@ -3,15 +3,19 @@
 interrupt, timeouts, crashes, garbage, dying workers, bad requests.
 After each case, no process of its sessions may be left."""
 
+import http.client
 import json
 import os
 import re
+import shutil
 import signal
+import socket
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (TAP, Daemon, Client, wait_for, proc_alive, procs_in_group,
-                   terminal_count, first, fd_count, rss_kb)
+from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
+                   procs_in_group, terminal_count, first, fd_count, rss_kb)
 
 t = TAP()
 if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
@@ -560,6 +564,93 @@ def test_revive_respects_capacity():
              "reviving an ended session counts against max_sessions", r[-1])
 
 
+def http_get(port, method="GET", path="/metrics"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.getheader("Content-Type") or "", r.read().decode()
+    finally:
+        c.close()
+
+
+def metric(body, sample):
+    """The value of one sample line, "name{labels} value"; None if absent."""
+    for line in body.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def test_metrics():
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    held.close()
+    with Daemon({"metrics_listen": "127.0.0.1:%d" % port}) as d:
+        st, ct, body = http_get(port)
+        t.ok(st == 200 and ct.startswith("text/plain") and
+             metric(body, "hotplex_turns_total") == 0,
+             "metrics: 200, text/plain, no turn yet", (st, ct, body[:300]))
+        c = d.client()
+        c.execute("m1", "stream:3", workdir=d.work + "/m1")
+        c.execute("m1", "stream:2")
+        total = c.request("stats")["data"]
+        st, ct, body = http_get(port)
+        t.eq(metric(body, "hotplex_turns_total"), 2, "metrics: two turns")
+        t.ok(total["tokens"]["output"] > 0 and
+             metric(body, 'hotplex_tokens_total{kind="output"}') ==
+             total["tokens"]["output"],
+             "metrics: output tokens as the stats op counts them",
+             (total["tokens"], body))
+        t.eq(metric(body, 'hotplex_sessions{state="ready"}'), 1,
+             "metrics: one session ready")
+        t.ok((metric(body, "hotplex_workers") or 0) >= 1 and
+             metric(body, "hotplex_clients") == 1,
+             "metrics: workers and clients", body)
+        names = set(l.split()[2] for l in body.splitlines()
+                    if l.startswith("# TYPE "))
+        samples = [l for l in body.splitlines() if not l.startswith("#")]
+        t.ok(samples and all(re.match(r"^[a-z_]+(\{[a-z_]+=\"[a-z_]+\"\})? "
+                                      r"[0-9.]+$", l) and
+                             l.split("{")[0].split()[0] in names
+                             for l in samples),
+             "metrics: every sample is typed and well formed", body)
+        st, _, body = http_get(port, "HEAD")
+        t.ok(st == 200 and body == "", "metrics: HEAD, no body", st)
+        st, _, _ = http_get(port, path="/other")
+        t.eq(st, 404, "metrics: another path is 404")
+        st, _, _ = http_get(port, "POST")
+        t.ok(st in (405, 501), "metrics: POST is refused", st)
+        c.request("stop", session="m1")
+    s = socket.socket()
+    t.ok(s.connect_ex(("127.0.0.1", port)) != 0,
+         "metrics: the port is closed with the daemon")
+    s.close()
+
+    # A bad address is a configuration error; a taken port stops the start.
+    bad = Daemon({"metrics_listen": "localhost"})
+    r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c",
+                        bad.conf_path], capture_output=True, text=True)
+    t.ok(r.returncode == 1 and "metrics_listen" in r.stderr,
+         "metrics: hotplexd -n refuses metrics_listen = localhost",
+         (r.returncode, r.stderr))
+    shutil.rmtree(bad.dir, ignore_errors=True)
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    try:
+        with Daemon({"metrics_listen": "127.0.0.1:%d" %
+                     held.getsockname()[1]}):
+            t.ok(False, "metrics: a taken port stops the start")
+    except RuntimeError as e:
+        t.ok("exited with 1" in str(e) and "metrics_listen" in str(e),
+             "metrics: a taken port stops the start", str(e)[-500:])
+    finally:
+        held.close()
+
+
 for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay,
            test_crash_loop_and_queue, test_slow_client,
            test_kill_between_turns, test_sigterm_idle_is_prompt,
@@ -567,7 +658,7 @@ for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay,
            test_cli_crash, test_garbage_and_huge_lines, test_worker_killed,
            test_bad_requests, test_cli_flags_and_env, test_slash_commands,
            test_capacity_and_workdir, test_spares_open_reset_idle,
-           test_sigterm_drain):
+           test_sigterm_drain, test_metrics):
     try:
         fn()
     except Exception as e:  # a crashed case is a failure, not an abort

@@ -1,0 +1,262 @@
+/*
+ * metrics_listen: the master's counters and gauges over HTTP, in the
+ * Prometheus text format, from libevent's evhttp.  Read only, GET and HEAD
+ * of /metrics; no authentication, so it belongs on a loopback address.
+ *
+ * The socket is bound before the daemon detaches, as the client socket
+ * is, so that a taken port stops the start with a message on the terminal.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "supervisor/hotplexd.h"
+
+#define METRICS_PATH		"/metrics"
+#define METRICS_BACKLOG		16
+#define METRICS_TIMEOUT_S	10	/* a client idle this long is dropped */
+#define METRICS_MAX_HEADERS	8192	/* bytes of request headers */
+#define METRICS_MAX_BODY	0	/* GET and HEAD carry none */
+#define METRICS_PORT_MAX	65535
+#define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
+
+static int		 metrics_fd = -1;
+static struct evhttp	*metrics_http;
+
+/* "127.0.0.1:9464" or "[::1]:9464" into a socket address. */
+int
+metrics_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+    char *err, size_t errlen)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	char			 host[INET6_ADDRSTRLEN + 2], *end;
+	const char		*colon;
+	unsigned long		 port;
+	size_t			 n;
+
+	memset(ss, 0, sizeof *ss);
+	if ((colon = strrchr(s, ':')) == NULL || colon == s ||
+	    (n = (size_t)(colon - s)) >= sizeof host)
+		goto bad;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port == 0 ||
+	    port > METRICS_PORT_MAX)
+		goto bad;
+	if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
+		host[n - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
+			goto bad;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*len = sizeof *sin6;
+		return 0;
+	}
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		goto bad;
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	*len = sizeof *sin;
+	return 0;
+bad:
+	snprintf(err, errlen, "metrics_listen %s: not an address:port "
+	    "(127.0.0.1:9464, [::1]:9464)", s);
+	return -1;
+}
+
+/* Binds metrics_listen, if set; before daemon(), as server_listen(). */
+int
+metrics_listen(void)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		len;
+	char			err[256];
+	int			one = 1;
+
+	if (hp.conf->metrics_listen == NULL)
+		return 0;
+	if (metrics_parse(hp.conf->metrics_listen, &ss, &len, err,
+	    sizeof err) == -1) {
+		log_warnx("%s", err);
+		return -1;
+	}
+	if ((metrics_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0)) == -1) {
+		log_warn("metrics socket");
+		return -1;
+	}
+	if (setsockopt(metrics_fd, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof one) == -1 ||
+	    bind(metrics_fd, (struct sockaddr *)&ss, len) == -1 ||
+	    listen(metrics_fd, METRICS_BACKLOG) == -1) {
+		log_warn("metrics_listen %s", hp.conf->metrics_listen);
+		close(metrics_fd);
+		metrics_fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+metrics_line(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+	    name, type);
+}
+
+/* The whole page: sums over every session, as an admin's stats see. */
+static void
+metrics_page(struct evbuffer *b)
+{
+	static const enum session_state states[] = {
+		SESSION_STARTING, SESSION_READY, SESSION_BUSY,
+		SESSION_STOPPING, SESSION_ENDED, SESSION_DORMANT,
+	};
+	struct stats	 sum;
+	struct session	*s;
+	struct client	*c;
+	size_t		 i, nstate[sizeof states / sizeof states[0]];
+	size_t		 nclients = 0;
+
+	memset(nstate, 0, sizeof nstate);
+	stats_init(&sum);
+	stats_add(&sum, &hp.ended_total);
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		stats_add(&sum, &s->total);
+		for (i = 0; i < sizeof states / sizeof states[0]; i++) {
+			if (s->state == states[i])
+				nstate[i]++;
+		}
+	}
+	TAILQ_FOREACH(c, &hp.clients, entry)
+		nclients++;
+
+	metrics_line(b, "hotplex_sessions", "gauge",
+	    "Sessions in the table, by state.");
+	for (i = 0; i < sizeof states / sizeof states[0]; i++)
+		evbuffer_add_printf(b, "hotplex_sessions{state=\"%s\"} %zu\n",
+		    proto_state_name(states[i]), nstate[i]);
+	metrics_line(b, "hotplex_workers", "gauge",
+	    "Worker processes, spares included.");
+	evbuffer_add_printf(b, "hotplex_workers %d\n", pool_count());
+	metrics_line(b, "hotplex_spare_workers", "gauge",
+	    "Pre-forked workers waiting for a session.");
+	evbuffer_add_printf(b, "hotplex_spare_workers %d\n", pool_spares());
+	metrics_line(b, "hotplex_clients", "gauge",
+	    "Connections on the client socket.");
+	evbuffer_add_printf(b, "hotplex_clients %zu\n", nclients);
+
+	metrics_line(b, "hotplex_turns_total", "counter", "Turns run.");
+	evbuffer_add_printf(b, "hotplex_turns_total %llu\n",
+	    (unsigned long long)sum.turns);
+	metrics_line(b, "hotplex_tokens_total", "counter",
+	    "Tokens, by kind.");
+	evbuffer_add_printf(b, "hotplex_tokens_total{kind=\"input\"} %llu\n"
+	    "hotplex_tokens_total{kind=\"output\"} %llu\n"
+	    "hotplex_tokens_total{kind=\"cache_read\"} %llu\n"
+	    "hotplex_tokens_total{kind=\"cache_write\"} %llu\n",
+	    (unsigned long long)sum.tokens.input,
+	    (unsigned long long)sum.tokens.output,
+	    (unsigned long long)sum.tokens.cache_read,
+	    (unsigned long long)sum.tokens.cache_write);
+	metrics_line(b, "hotplex_cost_usd_total", "counter",
+	    "Cost the CLI reported, in US dollars.");
+	evbuffer_add_printf(b, "hotplex_cost_usd_total %.6f\n", sum.cost_usd);
+	metrics_line(b, "hotplex_turn_seconds_total", "counter",
+	    "Time of turns, by phase.");
+	evbuffer_add_printf(b,
+	    "hotplex_turn_seconds_total{phase=\"thinking\"} %.3f\n"
+	    "hotplex_turn_seconds_total{phase=\"tool\"} %.3f\n"
+	    "hotplex_turn_seconds_total{phase=\"generation\"} %.3f\n"
+	    "hotplex_turn_seconds_total{phase=\"other\"} %.3f\n",
+	    sum.duration_ms.thinking / 1e3, sum.duration_ms.tool / 1e3,
+	    sum.duration_ms.generation / 1e3, sum.duration_ms.other / 1e3);
+	metrics_line(b, "hotplex_tool_calls_total", "counter",
+	    "Tool calls the model made.");
+	evbuffer_add_printf(b, "hotplex_tool_calls_total %llu\n",
+	    (unsigned long long)sum.tool_calls);
+	metrics_line(b, "hotplex_permission_denials_total", "counter",
+	    "Tool calls denied by the firewall or the tool policy.");
+	evbuffer_add_printf(b, "hotplex_permission_denials_total %llu\n",
+	    (unsigned long long)sum.permission_denials);
+	metrics_line(b, "hotplex_danger_blocks_total", "counter",
+	    "Prompts the firewall refused.");
+	evbuffer_add_printf(b, "hotplex_danger_blocks_total %llu\n",
+	    (unsigned long long)hp.danger_blocks);
+	metrics_line(b, "hotplex_turn_errors_total", "counter",
+	    "Turns that ended in an error.");
+	evbuffer_add_printf(b, "hotplex_turn_errors_total %llu\n",
+	    (unsigned long long)sum.errors);
+	stats_clear(&sum);
+}
+
+static void
+metrics_request(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer	*b;
+	const char	*path;
+
+	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (path == NULL || strcmp(path, METRICS_PATH) != 0) {
+		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	metrics_page(b);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", METRICS_CONTENT_TYPE);
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+/* Serves the socket metrics_listen() bound, once the event base runs. */
+void
+metrics_start(void)
+{
+	if (metrics_fd == -1)
+		return;
+	if ((metrics_http = evhttp_new(hp.base)) == NULL)
+		fatalx("evhttp_new");
+	evhttp_set_allowed_methods(metrics_http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_HEAD);
+	evhttp_set_timeout(metrics_http, METRICS_TIMEOUT_S);
+	evhttp_set_max_headers_size(metrics_http, METRICS_MAX_HEADERS);
+	evhttp_set_max_body_size(metrics_http, METRICS_MAX_BODY);
+	evhttp_set_gencb(metrics_http, metrics_request, NULL);
+	if (evhttp_accept_socket(metrics_http, metrics_fd) == -1)
+		fatalx("evhttp_accept_socket");
+	log_info("metrics on http://%s%s", hp.conf->metrics_listen,
+	    METRICS_PATH);
+}
+
+void
+metrics_stop(void)
+{
+	if (metrics_http != NULL) {
+		evhttp_free(metrics_http);	/* closes metrics_fd */
+		metrics_http = NULL;
+	} else if (metrics_fd != -1)
+		close(metrics_fd);
+	metrics_fd = -1;
+}
