@@ -282,7 +282,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(022);
 
-	if (server_listen() == -1 || metrics_listen() == -1)
+	/* Metrics first: a client that sees the socket sees a daemon up. */
+	if (metrics_listen() == -1 || server_listen() == -1)
 		return 1;
 	if (!hp.foreground) {
 		if (daemon(0, 0) == -1)
