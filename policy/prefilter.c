@@ -295,12 +295,13 @@ pf_emit(const struct prefilter *pf, const unsigned char *s, size_t len,
 }
 
 /*
- * Piece j of a text cut in n: pieces of len bytes each but the last, each
- * starting ov bytes (the longest literal but one) before the end of the
- * one before, from the automaton's start.  A literal that ends in that
+ * A text cut in n pieces of plen bytes (the last may be shorter), each
+ * walked from the automaton's start ov bytes (the longest literal but one)
+ * before the end of the piece before it.  A literal that ends in that
  * overlap is the earlier piece's: the later one reports only those that
  * end past it, and finds every such one, as it starts early enough.
  */
+_Static_assert(PF_STREAMS == 4, "pf_scan_pieces() walks four pieces");
 static void
 pf_scan_pieces(const struct prefilter *pf, const unsigned char *s,
     size_t len, size_t n, size_t plen, size_t ov, struct pf_hits *h)
