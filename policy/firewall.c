@@ -24,7 +24,7 @@
 #define FW_NOALLOW		((size_t)-1)
 #define FW_WINDOWS_INLINE	4	/* windows kept in place, no malloc */
 #define FW_OFFSETS_INLINE	8	/* ... literal offsets */
-#define FW_NEED_BIT		0x80000000U	/* prefilter id: a need literal */
+#define FW_NEED_BIT		0x80000000U	/* prefilter id of a need */
 /* A contents callout before the pattern: fw_bound_callout bounds starts. */
 #define FW_BOUND_OPEN		"(?{b})(?:"
 #define FW_BOUND_CLOSE		")"
@@ -44,11 +44,10 @@ struct fw_rule {
 	int		 severity;
 	unsigned	 targets;
 	int		 hinted;	/* runs only where a hint was seen */
-	int		 needy;		/* ... and one of its needs near it */
+	unsigned	*needs;		/* ... and one of these need literals */
+	size_t		 nneeds;	/* (the policy's) is near it */
 	size_t		 reach;		/* ... starting this far before it */
 	int		 line_only;	/* ... but not before its line */
-	unsigned	*needs;		/* its need literals (policy's) */
-	size_t		 nneeds;
 	char		*allow_id;	/* allow rule: the rule it cancels */
 	size_t		 allow;		/* ... resolved to its index */
 	regex_t		*re;
@@ -323,7 +322,6 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->hinted = def->nhints > 0;
 	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
 	r->line_only = def->line_only;
-	r->needy = def->nneeds > 0;
 	for (i = 0; i < def->nhints; i++)
 		fw_add_hint(p->pf, def->hints[i], (unsigned)p->nrules);
 	if (def->nneeds > 0)
@@ -553,10 +551,10 @@ struct fw_scan {
 	const char		 *data;		/* the form scanned */
 	size_t			  len;
 	struct fw_windows	**win;		/* per rule, NULL: no hint */
-	struct fw_windows	 *pool;		/* where win[] points, unzeroed */
+	struct fw_windows	 *pool;		/* what win[] points to */
 	size_t			  npool;
 	struct fw_offsets	 *needs;	/* per need literal */
-	int			  needy;	/* a rule with needs has hints */
+	int			  needy;	/* hints of rules with needs */
 };
 
 /*
@@ -655,18 +653,13 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 		w->to = w->to_in;
 		w->cap = FW_WINDOWS_INLINE;
 	}
-	if (r->needy) {
+	if (r->nneeds > 0) {
 		fw_offsets_add(&w->hints, at);
 		sc->needy = 1;
 	} else
 		fw_window_add(w, fw_window_start(sc, r, at), at);
 }
 
-/*
- * After the scan of a form: a hint of a rule with needs opens its window
- * only if a need starts between the window's start and the end of the
- * hint's line (hotplex-policy(5)).
- */
 /* Whether a need literal's offsets hold one in [from, to]. */
 static int
 fw_offsets_within(const struct fw_offsets *o, size_t from, size_t to)
@@ -684,6 +677,11 @@ fw_offsets_within(const struct fw_offsets *o, size_t from, size_t to)
 	return lo < o->n && o->v[lo] <= to;
 }
 
+/*
+ * After the scan of a form: a hint of a rule with needs opens its window
+ * only if a need starts between the window's start and the end of the
+ * hint's line (hotplex-policy(5)).
+ */
 static void
 fw_needs_settle(struct fw_scan *sc)
 {
@@ -694,7 +692,8 @@ fw_needs_settle(struct fw_scan *sc)
 
 	for (i = 0; sc->needy && i < sc->p->nrules; i++) {
 		r = &sc->p->rules[i];
-		if (!r->needy || (w = sc->win[i]) == NULL || w->hints.n == 0)
+		if (r->nneeds == 0 || (w = sc->win[i]) == NULL ||
+		    w->hints.n == 0)
 			continue;
 		for (k = 0; k < w->hints.n; k++) {
 			at = w->hints.v[k];

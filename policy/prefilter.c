@@ -317,7 +317,7 @@ pf_scan_pieces(const struct prefilter *pf, const unsigned char *s,
 		a[j] = j * (plen - ov);
 	lastlen = len - a[n - 1];
 	if (n == PF_STREAMS) {
-		/* Four walks in step (in registers), as far as the last goes. */
+		/* Four walks in step, in registers, as far as the last goes. */
 		p0 = s + a[0];
 		p1 = s + a[1];
 		p2 = s + a[2];
@@ -336,17 +336,20 @@ pf_scan_pieces(const struct prefilter *pf, const unsigned char *s,
 			if (r1 & PF_OUTPUT) {
 				r1 &= ~PF_OUTPUT;
 				if (i >= ov)
-					pf_emit(pf, s, len, a[1] + i, r1, &h[1]);
+					pf_emit(pf, s, len, a[1] + i, r1,
+					    &h[1]);
 			}
 			if (r2 & PF_OUTPUT) {
 				r2 &= ~PF_OUTPUT;
 				if (i >= ov)
-					pf_emit(pf, s, len, a[2] + i, r2, &h[2]);
+					pf_emit(pf, s, len, a[2] + i, r2,
+					    &h[2]);
 			}
 			if (r3 & PF_OUTPUT) {
 				r3 &= ~PF_OUTPUT;
 				if (i >= ov)
-					pf_emit(pf, s, len, a[3] + i, r3, &h[3]);
+					pf_emit(pf, s, len, a[3] + i, r3,
+					    &h[3]);
 			}
 		}
 	}

@@ -122,6 +122,15 @@ metrics_line(struct evbuffer *b, const char *name, const char *type,
 	    name, type);
 }
 
+/* A metric of one sample, without labels. */
+static void
+metrics_one(struct evbuffer *b, const char *name, const char *type,
+    const char *help, unsigned long long value)
+{
+	metrics_line(b, name, type, help);
+	evbuffer_add_printf(b, "%s %llu\n", name, value);
+}
+
 /* The whole page: sums over every session, as an admin's stats see. */
 static void
 metrics_page(struct evbuffer *b)
@@ -154,19 +163,15 @@ metrics_page(struct evbuffer *b)
 	for (i = 0; i < sizeof states / sizeof states[0]; i++)
 		evbuffer_add_printf(b, "hotplex_sessions{state=\"%s\"} %zu\n",
 		    proto_state_name(states[i]), nstate[i]);
-	metrics_line(b, "hotplex_workers", "gauge",
-	    "Worker processes, spares included.");
-	evbuffer_add_printf(b, "hotplex_workers %d\n", pool_count());
-	metrics_line(b, "hotplex_spare_workers", "gauge",
-	    "Pre-forked workers waiting for a session.");
-	evbuffer_add_printf(b, "hotplex_spare_workers %d\n", pool_spares());
-	metrics_line(b, "hotplex_clients", "gauge",
-	    "Connections on the client socket.");
-	evbuffer_add_printf(b, "hotplex_clients %zu\n", nclients);
-
-	metrics_line(b, "hotplex_turns_total", "counter", "Turns run.");
-	evbuffer_add_printf(b, "hotplex_turns_total %llu\n",
-	    (unsigned long long)sum.turns);
+	metrics_one(b, "hotplex_workers", "gauge",
+	    "Worker processes, spares included.", (unsigned)pool_count());
+	metrics_one(b, "hotplex_spare_workers", "gauge",
+	    "Pre-forked workers waiting for a session.",
+	    (unsigned)pool_spares());
+	metrics_one(b, "hotplex_clients", "gauge",
+	    "Connections on the client socket.", nclients);
+	metrics_one(b, "hotplex_turns_total", "counter", "Turns run.",
+	    sum.turns);
 	metrics_line(b, "hotplex_tokens_total", "counter",
 	    "Tokens, by kind.");
 	evbuffer_add_printf(b, "hotplex_tokens_total{kind=\"input\"} %llu\n"
@@ -189,22 +194,15 @@ metrics_page(struct evbuffer *b)
 	    "hotplex_turn_seconds_total{phase=\"other\"} %.3f\n",
 	    sum.duration_ms.thinking / 1e3, sum.duration_ms.tool / 1e3,
 	    sum.duration_ms.generation / 1e3, sum.duration_ms.other / 1e3);
-	metrics_line(b, "hotplex_tool_calls_total", "counter",
-	    "Tool calls the model made.");
-	evbuffer_add_printf(b, "hotplex_tool_calls_total %llu\n",
-	    (unsigned long long)sum.tool_calls);
-	metrics_line(b, "hotplex_permission_denials_total", "counter",
-	    "Tool calls denied by the firewall or the tool policy.");
-	evbuffer_add_printf(b, "hotplex_permission_denials_total %llu\n",
-	    (unsigned long long)sum.permission_denials);
-	metrics_line(b, "hotplex_danger_blocks_total", "counter",
-	    "Prompts the firewall refused.");
-	evbuffer_add_printf(b, "hotplex_danger_blocks_total %llu\n",
-	    (unsigned long long)hp.danger_blocks);
-	metrics_line(b, "hotplex_turn_errors_total", "counter",
-	    "Turns that ended in an error.");
-	evbuffer_add_printf(b, "hotplex_turn_errors_total %llu\n",
-	    (unsigned long long)sum.errors);
+	metrics_one(b, "hotplex_tool_calls_total", "counter",
+	    "Tool calls the model made.", sum.tool_calls);
+	metrics_one(b, "hotplex_permission_denials_total", "counter",
+	    "Tool calls denied by the firewall or the tool policy.",
+	    sum.permission_denials);
+	metrics_one(b, "hotplex_danger_blocks_total", "counter",
+	    "Prompts the firewall refused.", hp.danger_blocks);
+	metrics_one(b, "hotplex_turn_errors_total", "counter",
+	    "Turns that ended in an error.", sum.errors);
 	stats_clear(&sum);
 }
 

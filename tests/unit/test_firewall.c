@@ -370,12 +370,14 @@ static void
 test_prefilter_long(void **state)
 {
 	static const char *const lits[] = {
-		"abba", "baab", "ab ab", "abab abab abab abab abab abab abab ab",
+		"abba", "baab", "ab ab",
+		"abab abab abab abab abab abab abab ab",
 	};
 	struct prefilter	*pf = prefilter_new();
 	struct hits		 got, want;
 	char			 text[1200];
-	size_t			 len, i, k, l, nlits = sizeof lits / sizeof lits[0];
+	size_t			 len, i, k, l;
+	size_t			 nlits = sizeof lits / sizeof lits[0];
 	unsigned		 seed = 1;
 
 	for (k = 0; k < nlits; k++)
