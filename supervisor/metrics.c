@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
 #include "common/log.h"
 #include "common/proto.h"
@@ -32,10 +33,34 @@
 #define METRICS_MAX_HEADERS	8192	/* bytes of request headers */
 #define METRICS_MAX_BODY	0	/* GET and HEAD carry none */
 #define METRICS_PORT_MAX	65535
+#define METRICS_ACCEPT_PAUSE_MS	1000	/* out of descriptors: wait this long */
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 
-static int		 metrics_fd = -1;
-static struct evhttp	*metrics_http;
+static int			 metrics_fd = -1;
+static struct evhttp		*metrics_http;
+static struct evconnlistener	*metrics_lev;
+static struct event		*metrics_pause_ev;	/* resumes accepting */
+
+static void
+metrics_resume(evutil_socket_t fd, short what, void *arg)
+{
+	evconnlistener_enable(metrics_lev);
+}
+
+/*
+ * An accept that failed for want of descriptors leaves the socket
+ * readable: rather than spin on it, stop accepting for a while.
+ */
+static void
+metrics_accept_error(struct evconnlistener *lev, void *arg)
+{
+	const struct timeval	backoff = { METRICS_ACCEPT_PAUSE_MS / 1000,
+				    (METRICS_ACCEPT_PAUSE_MS % 1000) * 1000 };
+
+	log_warn("metrics: accept: pausing %d ms", METRICS_ACCEPT_PAUSE_MS);
+	evconnlistener_disable(lev);
+	evtimer_add(metrics_pause_ev, &backoff);
+}
 
 /* "127.0.0.1:9464" or "[::1]:9464" into a socket address. */
 int
@@ -232,6 +257,8 @@ metrics_request(struct evhttp_request *req, void *arg)
 void
 metrics_start(void)
 {
+	struct evhttp_bound_socket	*bound;
+
 	if (metrics_fd == -1)
 		return;
 	if ((metrics_http = evhttp_new(hp.base)) == NULL)
@@ -242,8 +269,14 @@ metrics_start(void)
 	evhttp_set_max_headers_size(metrics_http, METRICS_MAX_HEADERS);
 	evhttp_set_max_body_size(metrics_http, METRICS_MAX_BODY);
 	evhttp_set_gencb(metrics_http, metrics_request, NULL);
-	if (evhttp_accept_socket(metrics_http, metrics_fd) == -1)
+	if ((bound = evhttp_accept_socket_with_handle(metrics_http,
+	    metrics_fd)) == NULL)
 		fatalx("evhttp_accept_socket");
+	metrics_lev = evhttp_bound_socket_get_listener(bound);
+	evconnlistener_set_error_cb(metrics_lev, metrics_accept_error);
+	if ((metrics_pause_ev = evtimer_new(hp.base, metrics_resume,
+	    NULL)) == NULL)
+		fatalx("evtimer_new");
 	log_info("metrics on http://%s%s", hp.conf->metrics_listen,
 	    METRICS_PATH);
 }
@@ -251,9 +284,14 @@ metrics_start(void)
 void
 metrics_stop(void)
 {
+	if (metrics_pause_ev != NULL) {
+		event_free(metrics_pause_ev);
+		metrics_pause_ev = NULL;
+	}
 	if (metrics_http != NULL) {
 		evhttp_free(metrics_http);	/* closes metrics_fd */
 		metrics_http = NULL;
+		metrics_lev = NULL;
 	} else if (metrics_fd != -1)
 		close(metrics_fd);
 	metrics_fd = -1;

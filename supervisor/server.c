@@ -25,19 +25,39 @@
 #define SERVER_BACKLOG		128
 #define SERVER_SOCKET_MODE	0660
 #define SERVER_DIR_MODE		0755
+#define SERVER_ACCEPT_PAUSE_MS	1000	/* out of descriptors: wait this long */
 
 static int		 server_fd = -1;
 static struct event	*server_ev;
+static struct event	*server_pause_ev;	/* resumes accepting */
+
+static void
+server_resume(evutil_socket_t fd, short what, void *arg)
+{
+	if (server_ev != NULL)
+		event_add(server_ev, NULL);
+}
 
 static void
 server_accept(evutil_socket_t fd, short what, void *arg)
 {
-	int	c;
+	const struct timeval	backoff = { SERVER_ACCEPT_PAUSE_MS / 1000,
+				    (SERVER_ACCEPT_PAUSE_MS % 1000) * 1000 };
+	int			c;
 
 	for (;;) {
 		c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c == -1) {
-			if (errno != EAGAIN && errno != EINTR &&
+			if (errno == EMFILE || errno == ENFILE) {
+				/*
+				 * The socket stays readable: rather than spin
+				 * on it, stop accepting for a while.
+				 */
+				log_warn("accept: pausing %d ms",
+				    SERVER_ACCEPT_PAUSE_MS);
+				event_del(server_ev);
+				evtimer_add(server_pause_ev, &backoff);
+			} else if (errno != EAGAIN && errno != EINTR &&
 			    errno != ECONNABORTED)
 				log_warn("accept");
 			return;
@@ -129,6 +149,7 @@ server_start(void)
 {
 	server_ev = event_new(hp.base, server_fd, EV_READ | EV_PERSIST,
 	    server_accept, NULL);
+	server_pause_ev = evtimer_new(hp.base, server_resume, NULL);
 	event_add(server_ev, NULL);
 }
 
@@ -138,6 +159,10 @@ server_close(void)
 	if (server_ev != NULL) {
 		event_free(server_ev);
 		server_ev = NULL;
+	}
+	if (server_pause_ev != NULL) {
+		event_free(server_pause_ev);
+		server_pause_ev = NULL;
 	}
 	if (server_fd != -1) {
 		close(server_fd);

@@ -619,11 +619,77 @@ def test_master_killed():
          "survives SIGKILL of hotplexd", "\n".join(survivors[:10]))
 
 
+def cpu_seconds(pid):
+    """User and system CPU time a process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors():
+    """With its descriptors used up, the master pauses accepting on both of
+    its sockets instead of spinning on them, and serves once some are
+    free again."""
+    import http.client
+    import resource
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with Daemon({"metrics_listen": "127.0.0.1:%d" % port,
+                 "kill_grace": GRACE}) as d:
+        c = d.client()
+        c.execute("fd1", "stream:1", workdir=d.work + "/fd1")
+        pid = d.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE,
+                         (fd_count(pid) + 2, hard))
+        held = []
+        for _ in range(8):
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            u.connect(d.sock)
+            held.append(u)
+            held.append(socket.create_connection(("127.0.0.1", port)))
+
+        def log():
+            return open(d.log, errors="replace").read()
+        wait_for(lambda: "master: accept: pausing" in log() and
+                 "metrics: accept: pausing" in log(), 10,
+                 "both listeners to pause")
+        t0, c0 = time.monotonic(), cpu_seconds(pid)
+        time.sleep(1.5)         # a measurement: CPU used over this span
+        used = cpu_seconds(pid) - c0
+        t.ok(used < 0.5 * (time.monotonic() - t0),
+             "out of descriptors: the master pauses, it does not spin",
+             "%.2f s of CPU in %.2f s" % (used, time.monotonic() - t0))
+        for h in held:
+            h.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+        def serves():
+            r = d.client().request("sessions")
+            h = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                h.request("GET", "/metrics")
+                st = h.getresponse().status
+            finally:
+                h.close()
+            return r is not None and r["type"] == "sessions" and st == 200
+        try:
+            wait_for(serves, 10, "the daemon to serve again")
+            t.ok(True, "out of descriptors: both sockets serve again once "
+                 "descriptors are free")
+        except (TimeoutError, OSError) as e:
+            t.ok(False, "out of descriptors: both sockets serve again once "
+                 "descriptors are free", (repr(e), d.logtail()))
+
+
 T0 = time.monotonic()
 for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
            test_hang_timeout, test_ignore_interrupt, test_fork_escape,
            test_exit_at_start, test_hugeline, test_flood,
-           test_flood_over_line_max, test_master_killed):
+           test_flood_over_line_max, test_master_killed,
+           test_out_of_descriptors):
     t1 = time.monotonic()
     try:
         fn()
