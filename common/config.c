@@ -54,6 +54,7 @@ static const struct config_key config_keys[] = {
 	{ "spare_min",		K_INT,  O(spare_min), "1", 0, 256 },
 	{ "spare_max",		K_INT,  O(spare_max), "4", 0, 256 },
 	{ "max_sessions",	K_INT,  O(max_sessions), "64", 1, 65536 },
+	{ "max_clients",	K_INT,  O(max_clients), "256", 1, 65536 },
 	{ "max_sessions_per_uid", K_INT, O(max_sessions_per_uid), "0", 0, 65536 },
 	{ "max_ended_sessions",	K_INT,  O(max_ended_sessions), "256", 0, 1000000 },
 	{ "max_spawn_queue",	K_INT,  O(max_spawn_queue), "64", 1, 65536 },

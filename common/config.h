@@ -48,6 +48,7 @@ struct config {
 	int		 spare_min;
 	int		 spare_max;
 	int		 max_sessions;
+	int		 max_clients;		/* connections, admins aside */
 	int		 max_sessions_per_uid;
 	int		 max_ended_sessions;	/* stats of ended sessions kept */
 	int		 max_spawn_queue;	/* sessions waiting for a worker */

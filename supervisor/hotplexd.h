@@ -134,6 +134,7 @@ struct hotplexd {
 	int			 level_override;	/* -d, or -1 */
 	int			 shutting_down;
 	struct clients		 clients;
+	size_t			 nclients;
 	struct sessions		 sessions;
 	struct workers		 workers;
 	uint64_t		 next_client_id;

@@ -166,9 +166,7 @@ metrics_page(struct evbuffer *b)
 	};
 	struct stats	 sum;
 	struct session	*s;
-	struct client	*c;
 	size_t		 i, nstate[sizeof states / sizeof states[0]];
-	size_t		 nclients = 0;
 
 	memset(nstate, 0, sizeof nstate);
 	stats_init(&sum);
@@ -180,8 +178,6 @@ metrics_page(struct evbuffer *b)
 				nstate[i]++;
 		}
 	}
-	TAILQ_FOREACH(c, &hp.clients, entry)
-		nclients++;
 
 	metrics_line(b, "hotplex_sessions", "gauge",
 	    "Sessions in the table, by state.");
@@ -194,7 +190,7 @@ metrics_page(struct evbuffer *b)
 	    "Pre-forked workers waiting for a session.",
 	    (unsigned)pool_spares());
 	metrics_one(b, "hotplex_clients", "gauge",
-	    "Connections on the client socket.", nclients);
+	    "Connections on the client socket.", hp.nclients);
 	metrics_one(b, "hotplex_turns_total", "counter", "Turns run.",
 	    sum.turns);
 	metrics_line(b, "hotplex_tokens_total", "counter",

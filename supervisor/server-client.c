@@ -213,6 +213,7 @@ server_client_new(int fd)
 	c->stall_timer = evtimer_new(hp.base, server_client_stall_fire, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&hp.clients, c, entry);
+	hp.nclients++;
 	log_debug("client %llu: uid %ld pid %ld%s", (unsigned long long)c->id,
 	    (long)c->uid, (long)c->pid, c->admin ? " (admin)" : "");
 	if (!server_client_allowed(c->uid, c->gid)) {
@@ -221,6 +222,14 @@ server_client_new(int fd)
 		server_client_error(c, NULL, NULL, ERR_FORBIDDEN,
 		    "uid %ld may not use this server", (long)c->uid);
 		server_client_close(c);
+	} else if (!c->admin && hp.nclients > (size_t)hp.conf->max_clients) {
+		/* Admins still get in, to see who holds the connections. */
+		log_warnx("client uid %ld pid %ld refused: max_clients %d "
+		    "reached", (long)c->uid, (long)c->pid,
+		    hp.conf->max_clients);
+		server_client_error(c, NULL, NULL, ERR_CAPACITY,
+		    "too many clients (max_clients %d)", hp.conf->max_clients);
+		server_client_close(c);
 	}
 }
 
@@ -228,6 +237,7 @@ void
 server_client_free(struct client *c)
 {
 	TAILQ_REMOVE(&hp.clients, c, entry);
+	hp.nclients--;
 	if (c->stalled)
 		session_client_stalled(c, 0);
 	event_free(c->stall_timer);

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import TAP, Daemon
+from hplib import TAP, Daemon, wait_for
 
 t = TAP()
 USERS = ("hptest-alice", "hptest-bob", "hptest-carol")
@@ -138,6 +138,30 @@ def main():
         b = as_user("hptest-bob", d.sock, [{"op": "hello"}])
         t.ok(isinstance(b, dict) and b.get("connect_error") == 13,
              "without the socket group others cannot open the socket", b)
+    with Daemon(dict(conf, max_clients="2")) as d:
+        os.chmod(d.dir, 0o755)
+        held = [d.client(), d.client()]
+        for c in held:
+            c.request("hello")      # both are served before alice comes
+        a = as_user("hptest-alice", d.sock, [{"op": "hello"}])
+        t.ok(code(a[0]) == "capacity" and "max_clients" in
+             a[0]["data"]["message"],
+             "max_clients: one client more is refused with capacity", a)
+        r = d.client().request("hello")
+        t.ok(r is not None and r["type"] == "hello" and r["admin"] is True,
+             "max_clients: an administrator is still let in", r)
+        for c in held:
+            c.close()
+
+        def alice_served():
+            return code(as_user("hptest-alice", d.sock,
+                                [{"op": "hello"}])[0]) == "hello"
+        try:
+            wait_for(alice_served, 10, "alice to be served")
+            t.ok(True, "max_clients: served again once clients leave")
+        except TimeoutError:
+            t.ok(False, "max_clients: served again once clients leave",
+                 d.logtail())
     t.done()
 
 
