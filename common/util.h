@@ -23,6 +23,7 @@ int		util_rmtree(const char *path);
 
 /* A session's private TMPDIR: the worker makes it, the master removes it. */
 #define UTIL_TMPDIR_PARENT	"%s/tmp"	/* of state_dir */
-#define UTIL_TMPDIR_FMT		"%s/tmp/s.%s"	/* never "." or ".." */
+#define UTIL_TMPDIR_PREFIX	"s."		/* never "." or ".." then */
+#define UTIL_TMPDIR_FMT		UTIL_TMPDIR_PARENT "/" UTIL_TMPDIR_PREFIX "%s"
 
 #endif

@@ -148,6 +148,12 @@ void	 hotplexd_check_exit(void);
 int	 hotplexd_reload(char *err, size_t errlen);
 void	 hotplexd_shutdown(void);
 
+/*
+ * Out of descriptors, a listening socket stays readable: its accepts stop
+ * for this long (server.c, metrics.c) rather than spin.
+ */
+#define ACCEPT_PAUSE_S	1
+
 /* metrics.c */
 struct sockaddr_storage;
 int	 metrics_parse(const char *, struct sockaddr_storage *, socklen_t *,

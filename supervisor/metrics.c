@@ -33,7 +33,6 @@
 #define METRICS_MAX_HEADERS	8192	/* bytes of request headers */
 #define METRICS_MAX_BODY	0	/* GET and HEAD carry none */
 #define METRICS_PORT_MAX	65535
-#define METRICS_ACCEPT_PAUSE_MS	1000	/* out of descriptors: wait this long */
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 
 static int			 metrics_fd = -1;
@@ -47,17 +46,13 @@ metrics_resume(evutil_socket_t fd, short what, void *arg)
 	evconnlistener_enable(metrics_lev);
 }
 
-/*
- * An accept that failed for want of descriptors leaves the socket
- * readable: rather than spin on it, stop accepting for a while.
- */
+/* An accept failed, for want of descriptors say: see ACCEPT_PAUSE_S. */
 static void
 metrics_accept_error(struct evconnlistener *lev, void *arg)
 {
-	const struct timeval	backoff = { METRICS_ACCEPT_PAUSE_MS / 1000,
-				    (METRICS_ACCEPT_PAUSE_MS % 1000) * 1000 };
+	const struct timeval	backoff = { ACCEPT_PAUSE_S, 0 };
 
-	log_warn("metrics: accept: pausing %d ms", METRICS_ACCEPT_PAUSE_MS);
+	log_warn("metrics: accept: pausing %d s", ACCEPT_PAUSE_S);
 	evconnlistener_disable(lev);
 	evtimer_add(metrics_pause_ev, &backoff);
 }

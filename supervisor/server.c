@@ -25,7 +25,6 @@
 #define SERVER_BACKLOG		128
 #define SERVER_SOCKET_MODE	0660
 #define SERVER_DIR_MODE		0755
-#define SERVER_ACCEPT_PAUSE_MS	1000	/* out of descriptors: wait this long */
 
 static int		 server_fd = -1;
 static struct event	*server_ev;
@@ -41,20 +40,15 @@ server_resume(evutil_socket_t fd, short what, void *arg)
 static void
 server_accept(evutil_socket_t fd, short what, void *arg)
 {
-	const struct timeval	backoff = { SERVER_ACCEPT_PAUSE_MS / 1000,
-				    (SERVER_ACCEPT_PAUSE_MS % 1000) * 1000 };
+	const struct timeval	backoff = { ACCEPT_PAUSE_S, 0 };
 	int			c;
 
 	for (;;) {
 		c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c == -1) {
 			if (errno == EMFILE || errno == ENFILE) {
-				/*
-				 * The socket stays readable: rather than spin
-				 * on it, stop accepting for a while.
-				 */
-				log_warn("accept: pausing %d ms",
-				    SERVER_ACCEPT_PAUSE_MS);
+				log_warn("accept: pausing %d s",
+				    ACCEPT_PAUSE_S);
 				event_del(server_ev);
 				evtimer_add(server_pause_ev, &backoff);
 			} else if (errno != EAGAIN && errno != EINTR &&

@@ -654,7 +654,8 @@ session_tmpdirs_clear(void)
 	    hp.conf->state_dir) >= sizeof dir || (d = opendir(dir)) == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, "s.", 2) != 0 ||
+		if (strncmp(de->d_name, UTIL_TMPDIR_PREFIX,
+		    sizeof UTIL_TMPDIR_PREFIX - 1) != 0 ||
 		    (size_t)snprintf(path, sizeof path, "%s/%s", dir,
 		    de->d_name) >= sizeof path)
 			continue;

@@ -69,6 +69,16 @@ class TAP:
         sys.exit(1 if self.failed else 0)
 
 
+def free_tcp_port():
+    """A loopback TCP port nothing listens on now (for metrics_listen)."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
 def wait_for(cond, timeout, what):
     """Polls cond() until true; for states that have no event of their own."""
     deadline = time.monotonic() + timeout

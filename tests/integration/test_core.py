@@ -15,7 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
-                   procs_in_group, terminal_count, first, fd_count, rss_kb)
+                   procs_in_group, terminal_count, first, fd_count, rss_kb,
+                   free_tcp_port)
 
 t = TAP()
 if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
@@ -583,10 +584,7 @@ def metric(body, sample):
 
 
 def test_metrics():
-    held = socket.socket()
-    held.bind(("127.0.0.1", 0))
-    port = held.getsockname()[1]
-    held.close()
+    port = free_tcp_port()
     with Daemon({"metrics_listen": "127.0.0.1:%d" % port}) as d:
         st, ct, body = http_get(port)
         t.ok(st == 200 and ct.startswith("text/plain") and

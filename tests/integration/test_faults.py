@@ -24,7 +24,8 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
-                   procs_in_group, procs_under, children_of, fd_count, first)
+                   procs_in_group, procs_under, children_of, fd_count, first,
+                   free_tcp_port)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
 SEED = int(os.environ.get("HP_SEED", str(int(time.time() * 1000) % 1000000)))
@@ -632,10 +633,7 @@ def test_out_of_descriptors():
     free again."""
     import http.client
     import resource
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = free_tcp_port()
     with Daemon({"metrics_listen": "127.0.0.1:%d" % port,
                  "kill_grace": GRACE}) as d:
         c = d.client()
