@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "policy/sandbox.h"
@@ -218,6 +219,7 @@ main(int argc, char **argv)
 	int		 conf_given = 0;
 	char		 err[SANDBOX_ERR_MAX];
 
+	json_init();
 	while ((ch = getopt(argc, argv, "c:d:fnv")) != -1) {
 		switch (ch) {
 		case 'c':

@@ -60,6 +60,7 @@ struct worker {
 	int			 dead;
 	int			 closed;	/* EOF seen: never reuse */
 	int			 reaped;
+	int			 killed;	/* nothing more is read */
 	int			 status;	/* wait status once reaped */
 	int			 served;	/* was given a session */
 	struct event		*hello_timer;

@@ -139,6 +139,7 @@ pool_worker_kill(struct worker *wk, const char *why)
 	kill(wk->pid, SIGKILL);
 	/* Nothing more is read from it: its reaping ends it. */
 	wk->closed = 1;
+	wk->killed = 1;
 	if (wk->bev != NULL)
 		bufferevent_disable(wk->bev, EV_READ | EV_WRITE);
 }
@@ -149,10 +150,10 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 	struct worker	*wk = arg;
 	struct evbuffer	*in = bufferevent_get_input(bev);
 	struct msg	 m;
-	int		 r;
+	int		 r = 0;
 	cJSON		*j;
 
-	while (!wk->dead && (r = msg_get(in, &m)) == 1) {
+	while (!wk->dead && !wk->killed && (r = msg_get(in, &m)) == 1) {
 		if (m.hdr.type != MSG_EVENT)
 			log_debug("worker %ld: %s (turn %u, %u bytes)",
 			    (long)wk->pid, msg_type_name(m.hdr.type), m.hdr.turn,
@@ -186,7 +187,7 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 		}
 		msg_clear(&m);
 	}
-	if (!wk->dead && r == -1)
+	if (!wk->dead && !wk->killed && r == -1)
 		pool_worker_kill(wk, "malformed message");
 }
 

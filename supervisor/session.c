@@ -17,6 +17,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/util.h"
@@ -495,6 +496,18 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	const cJSON	*n;
 
 	if (m->hdr.type == MSG_EVENT) {
+		/*
+		 * The less trusted side writes these bytes into clients' lines:
+		 * anything but one event object's tail (a raw newline forging a
+		 * line, a "done" of its own) kills it, and the turn ends
+		 * worker_exited when it is reaped.
+		 */
+		if (!json_event_tail_valid(m->data, m->hdr.len)) {
+			log_warnx("session %s: forged event from worker %ld",
+			    s->name, (long)wk->pid);
+			pool_worker_kill(wk, "forged event");
+			return;
+		}
 		if (m->hdr.turn == s->turn && s->state == SESSION_BUSY) {
 			s->turn_events++;
 			session_emit_tail(s, m->data, m->hdr.len);

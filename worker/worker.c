@@ -23,6 +23,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/procfs.h"
 #include "common/msg.h"
@@ -1330,6 +1331,7 @@ main(int argc, char **argv)
 	int		 signos[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
 	cJSON		*j;
 
+	json_init();
 	while ((ch = getopt(argc, argv, "fd:")) != -1) {
 		switch (ch) {
 		case 'f':
