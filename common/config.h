@@ -38,7 +38,8 @@ struct config {
 	char		*permission_mode;
 	struct config_list allowed_tools;
 	struct config_list disallowed_tools;
-	struct config_list firewall_rules;
+	int		 firewall;	/* off only by "firewall = off" */
+	struct config_list firewall_rules;	/* added to the built-in rules */
 	int		 firewall_threshold;
 	int		 tool_gate;	/* answer can_use_tool (on) or not */
 	char		*seccomp;	/* profile path, or "off" */

@@ -444,6 +444,45 @@ policy_load_buffer(const char *name, const char *buf, size_t len, char *err,
 	return p;
 }
 
+struct policy *
+policy_load_texts(const struct policy_text *t, size_t n, char *err,
+    size_t errlen)
+{
+	struct policy	*p;
+	size_t		 i;
+
+	if (n == 0 || n > POLICY_MAX_FILES) {
+		snprintf(err, errlen, "need 1 to %d rule files",
+		    POLICY_MAX_FILES);
+		return NULL;
+	}
+	p = fw_policy_new();
+	for (i = 0; i < n; i++) {
+		if (t[i].len > FW_MAX_FILE) {
+			snprintf(err, errlen, "%s: file too large", t[i].name);
+			policy_free(p);
+			return NULL;
+		}
+		if (policy_parse_rules(t[i].name, t[i].text, t[i].len,
+		    fw_add_rule, p, err, errlen) != 0) {
+			policy_free(p);
+			return NULL;
+		}
+	}
+	if (fw_policy_finish(p, err, errlen) != 0) {
+		policy_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+int
+policy_read_file(const char *path, char **buf, size_t *len, char *err,
+    size_t errlen)
+{
+	return fw_read_file(path, buf, len, err, errlen);
+}
+
 static void
 fw_copy(char *dst, size_t dstlen, const char *src)
 {

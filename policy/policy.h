@@ -125,6 +125,21 @@ struct policy	*policy_load(const char *const *files, size_t nfiles,
 		    char *err, size_t errlen);
 struct policy	*policy_load_buffer(const char *name, const char *buf,
 		    size_t len, char *err, size_t errlen);
+/* A rule file's text, named for errors (hotplex-policy(5)). */
+struct policy_text {
+	const char	*name;
+	const char	*text;
+	size_t		 len;
+};
+/* Loads rule texts in order into a new policy, as policy_load does files. */
+struct policy	*policy_load_texts(const struct policy_text *, size_t n,
+		    char *err, size_t errlen);
+/* Reads a rule file (bounded); 0, or -1 with "path: why" in err. */
+int		 policy_read_file(const char *path, char **buf, size_t *len,
+		    char *err, size_t errlen);
+/* The default rules (the files of policy/rules), built into the binaries. */
+extern const struct policy_text	policy_builtin[];
+extern const size_t		policy_nbuiltin;
 void		 policy_free(struct policy *);
 size_t		 policy_nrules(const struct policy *);
 void		 policy_set_retry_limit(struct policy *, unsigned long);

@@ -5,6 +5,14 @@ POLICY_SRCS	= policy/rules.c policy/normalize.c policy/prefilter.c \
 POLICY_OBJS	= $(POLICY_SRCS:%.c=$(B)/%.o)
 POLICY_RULES	= $(sort $(wildcard policy/rules/*.rules))
 
-$(B)/libpolicy.a: $(POLICY_OBJS)
+# The default rules, built in: hotplexd screens with them whatever the config.
+$(B)/policy/rules-builtin.c: $(POLICY_RULES) policy/rules-gen.sh
+	@mkdir -p $(dir $@)
+	sh policy/rules-gen.sh $(POLICY_RULES) > $@.tmp && mv $@.tmp $@
+
+$(B)/policy/rules-builtin.o: $(B)/policy/rules-builtin.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libpolicy.a: $(POLICY_OBJS) $(B)/policy/rules-builtin.o
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^

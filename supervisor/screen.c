@@ -1,6 +1,7 @@
 /*
- * Prompt screening: loads the firewall rules named by firewall_rules
- * (globs, sorted within each), and writes the audit log.
+ * Prompt screening: compiles the firewall rules (built in, plus those
+ * firewall_rules adds) once for the master and the workers, and writes the
+ * audit log.
  */
 #include <sys/stat.h>
 
@@ -24,17 +25,43 @@
 #define SCREEN_AUDIT_FILE	"audit.log"
 #define SCREEN_AUDIT_LINE_MAX	2048
 
+/* Adds one rule file's text to the screen's list for the workers. */
+static void
+screen_add_text(struct screen *sc, const char *name, const char *text)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "name", name);
+	cJSON_AddStringToObject(o, "text", text);
+	cJSON_AddItemToArray(sc->rules, o);
+	cJSON_AddItemToArray(sc->files, cJSON_CreateString(name));
+}
+
+/*
+ * The rules in force: the built-in defaults, then the files firewall_rules
+ * adds (globs, sorted within each), compiled here once; their texts go to
+ * every new session's worker, which compiles the same bytes for tool calls.
+ */
 struct screen *
 screen_load(const struct config *c, char *err, size_t errlen)
 {
-	struct screen	*sc = xcalloc(1, sizeof *sc);
-	const char	*files[SCREEN_FILES_MAX];
-	glob_t		 g;
-	size_t		 i, j, n = 0;
-	int		 r;
+	struct screen		*sc = xcalloc(1, sizeof *sc);
+	struct policy_text	 texts[POLICY_MAX_FILES];
+	char			*bufs[POLICY_MAX_FILES];
+	glob_t			 g;
+	size_t			 i, j, n = 0, nbufs = 0;
+	int			 r;
 
 	sc->threshold = c->firewall_threshold;
 	sc->files = cJSON_CreateArray();
+	sc->rules = cJSON_CreateArray();
+	if (!c->firewall) {
+		log_warnx("firewall = off: prompts and tool calls are not "
+		    "screened");
+		return sc;
+	}
+	for (i = 0; i < policy_nbuiltin; i++)
+		texts[n++] = policy_builtin[i];
 	memset(&g, 0, sizeof g);
 	for (i = 0; i < c->firewall_rules.n; i++) {
 		r = glob(c->firewall_rules.v[i], i == 0 ? 0 : GLOB_APPEND,
@@ -42,39 +69,49 @@ screen_load(const struct config *c, char *err, size_t errlen)
 		if (r != 0 && r != GLOB_NOMATCH) {
 			snprintf(err, errlen, "firewall_rules %s: glob failed",
 			    c->firewall_rules.v[i]);
-			globfree(&g);
-			screen_free(sc);
-			return NULL;
+			goto fail;
 		}
 	}
+	if (c->firewall_rules.n > 0 && g.gl_pathc == 0)
+		log_warnx("firewall: no rule files match firewall_rules; "
+		    "the built-in rules only");
 	for (j = 0; j < g.gl_pathc; j++) {
-		if (n == SCREEN_FILES_MAX) {
-			snprintf(err, errlen, "more than %d rule files",
-			    SCREEN_FILES_MAX);
-			globfree(&g);
-			screen_free(sc);
-			return NULL;
+		if (n == POLICY_MAX_FILES) {
+			snprintf(err, errlen, "more than %d rule files with "
+			    "the built-in ones", POLICY_MAX_FILES);
+			goto fail;
 		}
-		files[n++] = g.gl_pathv[j];
-		cJSON_AddItemToArray(sc->files,
-		    cJSON_CreateString(g.gl_pathv[j]));
+		if (policy_read_file(g.gl_pathv[j], &bufs[nbufs],
+		    &texts[n].len, err, errlen) == -1)
+			goto fail;
+		texts[n].name = g.gl_pathv[j];
+		texts[n].text = bufs[nbufs++];
+		/* The workers get it as a JSON string: text, no NUL. */
+		if (memchr(texts[n].text, '\0', texts[n].len) != NULL) {
+			snprintf(err, errlen, "%s: a NUL byte in a rule file",
+			    texts[n].name);
+			goto fail;
+		}
+		bufs[nbufs - 1][texts[n].len] = '\0';
+		n++;
 	}
-	if (n == 0) {
-		if (c->firewall_rules.n > 0)
-			log_warnx("firewall: no rule files match firewall_rules; "
-			    "prompts and tool calls are not screened");
-		globfree(&g);
-		return sc;
-	}
-	sc->policy = policy_load(files, n, err, errlen);
+	if ((sc->policy = policy_load_texts(texts, n, err, errlen)) == NULL)
+		goto fail;
+	for (i = 0; i < n; i++)
+		screen_add_text(sc, texts[i].name, texts[i].text);
+	log_info("firewall: %zu rules from %zu files (%zu built in), "
+	    "threshold %d", policy_nrules(sc->policy), n, policy_nbuiltin,
+	    sc->threshold);
+	for (i = 0; i < nbufs; i++)
+		free(bufs[i]);
 	globfree(&g);
-	if (sc->policy == NULL) {
-		screen_free(sc);
-		return NULL;
-	}
-	log_info("firewall: %zu rules from %zu files, threshold %d",
-	    policy_nrules(sc->policy), n, sc->threshold);
 	return sc;
+fail:
+	for (i = 0; i < nbufs; i++)
+		free(bufs[i]);
+	globfree(&g);
+	screen_free(sc);
+	return NULL;
 }
 
 void
@@ -84,6 +121,7 @@ screen_free(struct screen *sc)
 		return;
 	policy_free(sc->policy);
 	cJSON_Delete(sc->files);
+	cJSON_Delete(sc->rules);
 	free(sc);
 }
 

@@ -1,7 +1,8 @@
 /*
- * Prompt screening in the master: the firewall policy (policy/) loaded
- * from firewall_rules, checked against every execute's prompt, with an
- * audit line for every block.
+ * Prompt screening in the master: the firewall policy (policy/), the
+ * built-in rules plus those of firewall_rules, compiled once and checked
+ * against every execute's prompt, with an audit line for every block; the
+ * same rule texts go to every new session's worker for its tool calls.
  */
 #ifndef HP_SCREEN_H
 #define HP_SCREEN_H
@@ -15,11 +16,10 @@
 struct config;
 struct policy;
 
-#define SCREEN_FILES_MAX	64	/* rule files after glob expansion */
-
 struct screen {
-	struct policy	*policy;	/* NULL: firewall off */
-	cJSON		*files;		/* array of the rule files loaded */
+	struct policy	*policy;	/* NULL: firewall = off */
+	cJSON		*files;		/* array of the rule files' names */
+	cJSON		*rules;		/* [{name,text}]: what workers compile */
 	int		 threshold;
 };
 

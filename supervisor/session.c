@@ -327,8 +327,9 @@ session_open_msg(struct session *s, int probe)
 	/* The gate: rules for tool calls, the daemon's tool lists. */
 	if (hp.screen->policy != NULL) {
 		fw = cJSON_AddObjectToObject(o, "firewall");
-		cJSON_AddItemToObject(fw, "files",
-		    cJSON_Duplicate(hp.screen->files, 1));
+		/* The texts the master compiled: never the files again. */
+		cJSON_AddItemToObject(fw, "rules",
+		    cJSON_Duplicate(hp.screen->rules, 1));
 		cJSON_AddNumberToObject(fw, "threshold", hp.screen->threshold);
 	}
 	a = cJSON_AddArrayToObject(o, "allowed_tools");

@@ -12,12 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "policy/policy.h"
 #include "worker/worker.h"
-
-#define GATE_FILES_MAX	64
 
 struct gate {
 	struct policy	*policy;	/* NULL: no rules */
@@ -73,8 +72,8 @@ gate_new(const cJSON *o, const char *workdir, char *err, size_t errlen)
 {
 	const cJSON	*fw = cJSON_GetObjectItemCaseSensitive(o, "firewall");
 	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(o, "options");
-	const cJSON	*files, *th, *e;
-	const char	*paths[GATE_FILES_MAX];
+	const cJSON	*rules, *th, *e;
+	struct policy_text texts[POLICY_MAX_FILES];
 	struct gate	*g = xcalloc(1, sizeof *g);
 	size_t		 n = 0;
 
@@ -91,14 +90,29 @@ gate_new(const cJSON *o, const char *workdir, char *err, size_t errlen)
 	gate_merge(g->deny, cJSON_GetObjectItemCaseSensitive(opt,
 	    "disallowed_tools"));
 
-	files = cJSON_GetObjectItemCaseSensitive(fw, "files");
+	/*
+	 * The rule texts the master compiled for prompts: tool calls are
+	 * screened by the same rules, whatever the files say now.
+	 */
+	rules = cJSON_GetObjectItemCaseSensitive(fw, "rules");
 	th = cJSON_GetObjectItemCaseSensitive(fw, "threshold");
 	g->threshold = cJSON_IsNumber(th) ? th->valueint :
 	    POLICY_DEFAULT_THRESHOLD;
-	cJSON_ArrayForEach(e, files)
-		if (cJSON_IsString(e) && n < GATE_FILES_MAX)
-			paths[n++] = e->valuestring;
-	if (n > 0 && (g->policy = policy_load(paths, n, err, errlen)) == NULL) {
+	cJSON_ArrayForEach(e, rules) {
+		if (n == POLICY_MAX_FILES || json_str(e, "name") == NULL ||
+		    json_str(e, "text") == NULL) {
+			snprintf(err, errlen, "bad firewall rules in the open "
+			    "message");
+			gate_free(g);
+			return NULL;
+		}
+		texts[n].name = json_str(e, "name");
+		texts[n].text = json_str(e, "text");
+		texts[n].len = strlen(texts[n].text);
+		n++;
+	}
+	if (n > 0 && (g->policy = policy_load_texts(texts, n, err,
+	    errlen)) == NULL) {
 		gate_free(g);
 		return NULL;
 	}

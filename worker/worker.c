@@ -731,7 +731,7 @@ worker_build_argv(struct worker_argv *a, const cJSON *o, const char *cli)
 	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,
 	    "allowed_tools")) > 0 && cJSON_GetArraySize(
 	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o,
-	    "firewall"), "files")) == 0)
+	    "firewall"), "rules")) == 0)
 		rc |= worker_argv_add(a, worker_flag_list("--allowedTools",
 		    cJSON_GetObjectItemCaseSensitive(opt, "allowed_tools")), 1);
 	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,

@@ -266,8 +266,9 @@ class Daemon:
             "spare_max": "4",
             "kill_grace": "500ms",
             "log_level": "debug",
-            # The firewall is tested on its own (test_firewall.py).
-            "firewall_rules": "",
+            # The firewall (on by default) is tested on its own
+            # (test_firewall.py); a test gives None to leave a key out.
+            "firewall": "off",
             "cli_env": "PATH HOME LANG FAKE_CLAUDE_LOG FAKE_CLAUDE_PIDFILE "
                        "FAKE_CLAUDE_START",
         }
@@ -286,7 +287,8 @@ class Daemon:
         self.conf_path = os.path.join(self.dir, "hotplexd.conf")
         with open(self.conf_path, "w") as f:
             for k, v in c.items():
-                f.write("%s = %s\n" % (k, v))
+                if v is not None:
+                    f.write("%s = %s\n" % (k, v))
         self.env = dict(os.environ)
         self.env["FAKE_CLAUDE_LOG"] = self.cli_log
         self.env.update(env or {})

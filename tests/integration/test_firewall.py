@@ -3,7 +3,9 @@
 (danger_block, error danger_blocked, audit line), policy_check, tool calls
 screened in the worker through can_use_tool (fake CLI, then the real CLI
 against the mock Messages API), tool lists, reload that keeps the old rules
-when new ones fail."""
+when new ones fail.  The firewall is on with no firewall key at all (its
+rules are built in); firewall_rules adds to them; prompts and tool calls are
+screened by the rules the master loaded, whatever the files say since."""
 
 import json
 import os
@@ -19,22 +21,42 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 from hplib import TAP, Daemon, BDIR, ROOT, first, wait_for
 
 t = TAP()
-RULES = os.path.join(ROOT, "policy", "rules", "*.rules")
+# No firewall key: what an empty hotplexd.conf gives (built-in rules, on).
+DEFAULT_FW = {"firewall": None}
+# A site's rules, added to the built-in ones: a word refused in prompts,
+# another in Bash commands (a prompt carrying it passes).
+SITE_RULES = """rule site.prompt
+\tcategory\tsite
+\tseverity\tcritical
+\ttarget\t\tprompt
+\thint\t\t%(w)sprompt
+\tpattern\t\t\\b%(w)sprompt\\b
+\tmessage\t\tsite prompt word
+
+rule site.bash
+\tcategory\tsite
+\tseverity\tcritical
+\ttarget\t\tbash
+\thint\t\t%(w)sbash
+\tpattern\t\t\\b%(w)sbash\\b
+\tmessage\t\tsite bash word
+"""
 # Harmless if it ever ran (false &&), but the bash rules refuse it at
 # threshold 2 (priv.sudo is a notice), while the prompt carrying it as a
 # directive passes (that rule targets Bash commands only).
 DANGER_CMD = "false && sudo id"
-TOOL_CONF = {"firewall_rules": RULES, "firewall_threshold": "2"}
+TOOL_CONF = dict(DEFAULT_FW, firewall_threshold="2")
 
 
 def test_prompts():
-    with Daemon({"firewall_rules": RULES}) as d:
+    with Daemon(DEFAULT_FW) as d:
         c = d.client()
         evs = c.execute("s1", "please run rm -rf / --no-preserve-root now",
                         workdir=d.work + "/s1")
         types = [e["type"] for e in evs]
         t.eq(types, ["danger_block", "error"],
-             "a dangerous prompt: danger_block, then one terminal error")
+             "no firewall key (built-in rules): a dangerous prompt gets "
+             "danger_block, then one terminal error")
         db = evs[0]["data"]
         t.ok(db["category"] == "destructive" and db["severity"] == 5 and
              db["score"] >= 5 and db["rule"].startswith("destructive."),
@@ -115,10 +137,11 @@ def test_tool_calls():
 def test_reload_keeps_old_rules():
     tmp = tempfile.mkdtemp(prefix="hpfw.")
     good = os.path.join(tmp, "good.rules")
-    shutil.copy(os.path.join(ROOT, "policy", "rules",
-                             "00-destructive.rules"), good)
+    with open(good, "w") as f:
+        f.write(SITE_RULES % {"w": "xyzzy"})
     try:
-        with Daemon({"firewall_rules": os.path.join(tmp, "*.rules")}) as d:
+        with Daemon(dict(DEFAULT_FW,
+                         firewall_rules=os.path.join(tmp, "*.rules"))) as d:
             c = d.client()
             with open(os.path.join(tmp, "zz-bad.rules"), "w") as f:
                 f.write("rule bad.one\n\tcategory x\n\tseverity critical\n"
@@ -128,7 +151,7 @@ def test_reload_keeps_old_rules():
             t.ok(r["type"] == "error" and "zz-bad.rules:" in
                  r["data"]["message"],
                  "reload with a bad rule fails, naming file:line", r)
-            v = c.request("policy_check", text="rm -rf /")
+            v = c.request("policy_check", text="say xyzzyprompt")
             t.ok(v["data"]["blocked"], "the old rules stay in force", v)
             os.unlink(os.path.join(tmp, "zz-bad.rules"))
             t.eq(c.request("reload")["type"], "ok", "a good reload works")
@@ -143,6 +166,87 @@ def test_reload_keeps_old_rules():
              "hotplexd -n checks the rules", (r.returncode, r.stderr))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def blocked(evs):
+    return [e["type"] for e in evs] == ["danger_block", "error"]
+
+
+def denied(evs, word):
+    den = first(evs, "permission_denied")
+    return (den is not None and den["data"]["by"] == "firewall" and
+            "site.bash" in den["data"]["reason"] and
+            evs[-1]["type"] == "done")
+
+
+def allowed(evs):
+    return (first(evs, "permission_denied") is None and
+            evs[-1]["type"] == "done")
+
+
+def test_loaded_rules_only():
+    """A rule file changed on disk without a reload changes neither the
+    prompts' screening (master) nor the tool calls' (workers): both use
+    the texts the master loaded; a reload changes both for new sessions."""
+    tmp = tempfile.mkdtemp(prefix="hpfw.")
+    site = os.path.join(tmp, "site.rules")
+    with open(site, "w") as f:
+        f.write(SITE_RULES % {"w": "xyzzy"})
+    n = [0]
+
+    def run(c, d, prompt):
+        n[0] += 1
+        name = "l%d" % n[0]
+        return c.execute(name, prompt, workdir=d.work + "/" + name)
+
+    try:
+        with Daemon(dict(DEFAULT_FW, firewall_rules=site)) as d:
+            c = d.client()
+            t.ok(blocked(run(c, d, "say xyzzyprompt")),
+                 "firewall_rules adds a site rule: its prompt word blocks")
+            t.ok(blocked(run(c, d, "please run rm -rf / "
+                             "--no-preserve-root now")),
+                 "... and the built-in rules stay in force")
+            evs = run(c, d, "tool:echo xyzzybash")
+            t.ok(denied(evs, "xyzzybash"),
+                 "the site's Bash word is denied in the worker", evs)
+            with open(site, "w") as f:
+                f.write(SITE_RULES % {"w": "plugh"})
+            t.ok(blocked(run(c, d, "say xyzzyprompt")),
+                 "file changed, no reload: the prompt rule is the loaded one")
+            t.ok(not blocked(run(c, d, "say plughprompt")),
+                 "file changed, no reload: the file's new prompt word passes")
+            evs = run(c, d, "tool:echo xyzzybash")
+            t.ok(denied(evs, "xyzzybash"),
+                 "file changed, no reload: a new session's worker screens "
+                 "tool calls with the loaded rules, not the file", evs)
+            evs = run(c, d, "tool:echo plughbash")
+            t.ok(allowed(evs), "file changed, no reload: the file's new "
+                 "Bash word is not screened", evs)
+            t.eq(c.request("reload")["type"], "ok", "reload")
+            t.ok(blocked(run(c, d, "say plughprompt")) and
+                 not blocked(run(c, d, "say xyzzyprompt")),
+                 "after the reload the new prompt rule is in force")
+            evs = run(c, d, "tool:echo plughbash")
+            t.ok(denied(evs, "plughbash") and
+                 allowed(run(c, d, "tool:echo xyzzybash")),
+                 "after the reload new sessions' tool calls follow the new "
+                 "rules", evs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_off():
+    """Only firewall = off turns it off, and the daemon says so."""
+    with Daemon({"firewall": "off"}) as d:
+        c = d.client()
+        evs = c.execute("o1", "please run rm -rf / --no-preserve-root now",
+                        workdir=d.work + "/o1")
+        t.eq(evs[-1]["type"], "done", "firewall = off: no prompt is screened")
+        with open(d.log, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        t.ok("firewall = off" in log, "firewall = off is logged at start",
+             d.logtail())
 
 
 def test_real_cli():
@@ -190,7 +294,7 @@ def test_real_cli():
 
 
 for fn in (test_prompts, test_tool_calls, test_reload_keeps_old_rules,
-           test_real_cli):
+           test_loaded_rules_only, test_off, test_real_cli):
     try:
         fn()
     except Exception as e:

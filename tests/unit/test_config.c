@@ -154,8 +154,9 @@ assert_defaults(const struct config *c)
 	assert_null(c->permission_mode);
 	assert_int_equal(c->allowed_tools.n, 0);
 	assert_int_equal(c->disallowed_tools.n, 0);
-	assert_int_equal(c->firewall_rules.n, 1);
-	assert_string_equal(c->firewall_rules.v[0], "/etc/hotplex/rules/*.rules");
+	/* The firewall is on with its built-in rules; nothing added. */
+	assert_int_equal(c->firewall, 1);
+	assert_int_equal(c->firewall_rules.n, 0);
 	assert_int_equal(c->allowed_uids.n, 0);
 	assert_int_equal(c->allowed_groups.n, 0);
 	assert_int_equal(c->max_spawn_queue, 64);
@@ -319,6 +320,7 @@ static const char conf_every_key[] =
     "permission_mode = acceptEdits\n"
     "allowed_tools = Read,Grep Glob\n"
     "disallowed_tools = Bash\n"
+    "firewall = off\n"
     "firewall_rules = /etc/hotplex/rules.d/base.rules /etc/hotplex/x.rules\n"
     "firewall_threshold = 9\n"
     "seccomp = /etc/hotplex/seccomp.profile\n"
@@ -360,6 +362,7 @@ assert_every_key(const struct config *c)
 	assert_string_equal(c->permission_mode, "acceptEdits");
 	assert_list(&c->allowed_tools, 3, "Read", "Grep", "Glob");
 	assert_list(&c->disallowed_tools, 1, "Bash");
+	assert_int_equal(c->firewall, 0);
 	assert_list(&c->firewall_rules, 2, "/etc/hotplex/rules.d/base.rules",
 	    "/etc/hotplex/x.rules");
 	assert_int_equal(c->firewall_threshold, 9);
