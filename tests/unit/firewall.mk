@@ -1,4 +1,7 @@
-# Firewall unit and corpus tests.
+# Firewall unit and corpus tests.  The corpus suite also reports the
+# labelled corpus, tuning and held-out parts, and gates the held-out one.
+FIREWALL_SPLIT		= -T tests/data/firewall/tune.tsv \
+			  -H tests/data/firewall/heldout.tsv
 FIREWALL_TEST_LIBS	= $(B)/libpolicy.a $(B)/libcommon.a $(LDLIBS_ONIG) \
 			  $(LDLIBS_CJSON)
 
@@ -12,4 +15,4 @@ $(B)/test_firewall_corpus: $(B)/tests/unit/test_firewall_corpus.o \
 
 TEST_BINS	+= $(B)/test_firewall $(B)/test_firewall_corpus
 SUITES		+= 'firewall=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_firewall'
-SUITES		+= 'firewall-corpus=$$B/test_firewall_corpus tests/data/firewall/dangerous.txt tests/data/firewall/benign.txt policy/rules'
+SUITES		+= 'firewall-corpus=$$B/test_firewall_corpus $(FIREWALL_SPLIT) tests/data/firewall/dangerous.txt tests/data/firewall/benign.txt policy/rules'

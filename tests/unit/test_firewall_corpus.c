@@ -12,8 +12,18 @@
  * Last, "need" lines only spare searches: the ruleset without them gives
  * the same verdicts (score and rules) on every corpus line and long text.
  *
- * usage: test_firewall_corpus [-v] dangerous.txt benign.txt rulesdir
+ * With -T and -H, the labelled corpus from public sources: a tuning part
+ * and a held-out part no rule is tuned on (tests/data/firewall/README).
+ * Detection and false alarms are reported per target and category on
+ * both parts; the held-out part fails under HELDOUT_GATE_DETECT or over
+ * HELDOUT_GATE_FP, and the goals are printed beside what is achieved.
+ * -r only reports (make bench): the exit status ignores the gates.
+ *
+ * usage: test_firewall_corpus [-rv] [-T tune.tsv -H heldout.tsv]
+ *            dangerous.txt benign.txt rulesdir
  * Corpus lines: "[@bash |@path |@prompt ]text"; '#' lines are comments.
+ * Labelled lines: "attack|benign TAB bash|prompt TAB category TAB source
+ * TAB text", U+23CE in the text standing for a newline.
  */
 #include <ctype.h>
 #include <glob.h>
@@ -33,6 +43,20 @@
 #define CORPUS_LONG_LARGE	102400
 #define CORPUS_LONG_TRIES	16	/* long texts of each size */
 #define CORPUS_NEED_KEY		"need"	/* rule file keyword stripped */
+
+/*
+ * The held-out goals of issue 15, and the gates the suite enforces: the
+ * gates sit at what the rules really achieve on the held-out part, so
+ * that it cannot get worse, until they reach the goals.
+ */
+#define HELDOUT_GOAL_DETECT	95.0	/* percent of attacks blocked */
+#define HELDOUT_GOAL_FP		3.0	/* percent of benign blocked */
+#define HELDOUT_GATE_DETECT	48.0
+#define HELDOUT_GATE_FP		19.0
+#define SPLIT_MAX_CATEGORIES	32
+#define SPLIT_MAX_CATEGORY	32
+#define SPLIT_NEWLINE		"\xe2\x8f\x8e"	/* U+23CE: a newline */
+#define SPLIT_NTARGETS		2		/* bash, prompt */
 
 struct corpus_stats {
 	size_t	total;
@@ -297,6 +321,198 @@ corpus_long_dangerous(const struct policy *p, size_t size)
 	return blocked;
 }
 
+/* Counts of one part of the labelled corpus, by target and category. */
+struct split_cell {
+	size_t	attacks, caught;	/* attack lines, blocked */
+	size_t	benign, alarms;		/* benign lines, blocked */
+};
+
+struct split_stats {
+	char			 category[SPLIT_MAX_CATEGORIES][SPLIT_MAX_CATEGORY];
+	size_t			 ncategories;
+	struct split_cell	 cell[SPLIT_NTARGETS][SPLIT_MAX_CATEGORIES];
+	struct split_cell	 total[SPLIT_NTARGETS];
+};
+
+static size_t
+split_category(struct split_stats *st, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < st->ncategories; i++) {
+		if (strcmp(st->category[i], name) == 0)
+			return i;
+	}
+	if (st->ncategories == SPLIT_MAX_CATEGORIES)
+		return SPLIT_MAX_CATEGORIES - 1;	/* lumped with the last */
+	snprintf(st->category[i], sizeof st->category[i], "%s", name);
+	st->ncategories++;
+	return i;
+}
+
+/* Replaces each SPLIT_NEWLINE of text with a newline, in place. */
+static size_t
+split_unescape(char *text)
+{
+	size_t	n = strlen(SPLIT_NEWLINE), len = 0;
+	char	*r = text;
+
+	while (*r != '\0') {
+		if (strncmp(r, SPLIT_NEWLINE, n) == 0) {
+			text[len++] = '\n';
+			r += n;
+		} else
+			text[len++] = *r++;
+	}
+	text[len] = '\0';
+	return len;
+}
+
+/* Screens every line of a labelled corpus file; -1 on a bad file. */
+static int
+split_run(const struct policy *p, const char *path, struct split_stats *st)
+{
+	struct policy_verdict	 v;
+	struct split_cell	*c, *t;
+	FILE			*f;
+	char			 line[CORPUS_MAX_LINE], *field[5], *s;
+	size_t			 n, k, len, lineno = 0;
+	int			 attack, bash;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		perror(path);
+		return -1;
+	}
+	memset(st, 0, sizeof *st);
+	while (fgets(line, sizeof line, f) != NULL) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '\0' || line[0] == '#')
+			continue;
+		for (s = line, k = 0; k < 5 && s != NULL; k++) {
+			field[k] = s;
+			if (k < 4 && (s = strchr(s, '\t')) != NULL)
+				*s++ = '\0';
+		}
+		if (k < 5 || s == NULL) {
+			fprintf(stderr, "%s:%zu: not 5 fields\n", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		attack = strcmp(field[0], "attack") == 0;
+		bash = strcmp(field[1], "bash") == 0;
+		if ((!attack && strcmp(field[0], "benign") != 0) ||
+		    (!bash && strcmp(field[1], "prompt") != 0)) {
+			fprintf(stderr, "%s:%zu: bad label or target\n", path,
+			    lineno);
+			fclose(f);
+			return -1;
+		}
+		len = split_unescape(field[4]);
+		policy_check(p, bash ? POLICY_BASH : POLICY_PROMPT, field[4],
+		    len, 0, &v);
+		n = split_category(st, field[2]);
+		c = &st->cell[bash][n];
+		t = &st->total[bash];
+		if (attack) {
+			c->attacks++;
+			t->attacks++;
+			c->caught += (size_t)v.blocked;
+			t->caught += (size_t)v.blocked;
+		} else {
+			c->benign++;
+			t->benign++;
+			c->alarms += (size_t)v.blocked;
+			t->alarms += (size_t)v.blocked;
+		}
+		if (verbose && v.blocked != attack) {
+			fprintf(stderr, "[%s] ", field[3]);
+			corpus_show(attack ? "MISSED" : "FALSE POSITIVE",
+			    field[4], &v);
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static double
+split_pct(size_t part, size_t whole)
+{
+	return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+/* The table of one part, as TAP comments. */
+static void
+split_report(const char *part, const struct split_stats *st)
+{
+	static const char *const	 targets[] = { "prompt", "bash" };
+	const struct split_cell		*c;
+	size_t				 t, i;
+
+	printf("# %s part: detection (attacks blocked) and false alarms "
+	    "(benign blocked)\n", part);
+	printf("# %-8s %-20s %18s %18s\n", "target", "category", "detection",
+	    "false alarms");
+	for (t = 0; t < SPLIT_NTARGETS; t++) {
+		for (i = 0; i < st->ncategories; i++) {
+			c = &st->cell[t][i];
+			if (c->attacks + c->benign == 0)
+				continue;
+			printf("# %-8s %-20s %6.1f%% %4zu/%-4zu  %6.1f%% "
+			    "%4zu/%-4zu\n", targets[t], st->category[i],
+			    split_pct(c->caught, c->attacks), c->caught,
+			    c->attacks, split_pct(c->alarms, c->benign),
+			    c->alarms, c->benign);
+		}
+		c = &st->total[t];
+		printf("# %-8s %-20s %6.1f%% %4zu/%-4zu  %6.1f%% %4zu/%-4zu\n",
+		    targets[t], "ALL", split_pct(c->caught, c->attacks),
+		    c->caught, c->attacks, split_pct(c->alarms, c->benign),
+		    c->alarms, c->benign);
+	}
+}
+
+/*
+ * Both parts reported, the held-out one gated per target; prints tests
+ * from *test on and returns whether any failed.
+ */
+static int
+split_check(const struct policy *p, const char *tune, const char *heldout,
+    int *test)
+{
+	static const char *const	 targets[] = { "prompt", "bash" };
+	static struct split_stats	 st_tune, st_held;
+	const struct split_cell		*c;
+	double				 d, fp;
+	size_t				 t;
+	int				 failed = 0;
+
+	if (split_run(p, tune, &st_tune) != 0 ||
+	    split_run(p, heldout, &st_held) != 0) {
+		printf("not ok %d - labelled corpus files read\n", (*test)++);
+		return 1;
+	}
+	split_report("tuning", &st_tune);
+	split_report("held-out", &st_held);
+	for (t = 0; t < SPLIT_NTARGETS; t++) {
+		c = &st_held.total[t];
+		d = split_pct(c->caught, c->attacks);
+		fp = split_pct(c->alarms, c->benign);
+		printf("%s %d - held-out %s: detection %.1f%% (gate %.1f%%, "
+		    "goal %.0f%%)\n", d >= HELDOUT_GATE_DETECT ? "ok" :
+		    "not ok", (*test)++, targets[t], d, HELDOUT_GATE_DETECT,
+		    HELDOUT_GOAL_DETECT);
+		printf("%s %d - held-out %s: false alarms %.1f%% (gate %.1f%%, "
+		    "goal %.0f%%)\n", fp <= HELDOUT_GATE_FP ? "ok" : "not ok",
+		    (*test)++, targets[t], fp, HELDOUT_GATE_FP,
+		    HELDOUT_GOAL_FP);
+		if (d < HELDOUT_GATE_DETECT || fp > HELDOUT_GATE_FP ||
+		    c->attacks == 0 || c->benign == 0)
+			failed = 1;
+	}
+	return failed;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -305,23 +521,30 @@ main(int argc, char **argv)
 	glob_t			 g;
 	char			 err[512], pat[4096];
 	double			 detect, fp;
+	const char		*tune = NULL, *heldout = NULL;
 	size_t			 long_small, long_large, long_bad, i, differ;
-	int			 c, failed = 0;
+	int			 c, failed = 0, report = 0, test = 9;
 
-	while ((c = getopt(argc, argv, "v")) != -1) {
+	while ((c = getopt(argc, argv, "H:rT:v")) != -1) {
 		if (c == 'v')
 			verbose++;
+		else if (c == 'r')
+			report = 1;
+		else if (c == 'T')
+			tune = optarg;
+		else if (c == 'H')
+			heldout = optarg;
 		else
 			return 2;
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc != 3) {
-		fprintf(stderr, "usage: test_firewall_corpus [-v] dangerous "
-		    "benign rulesdir\n");
+	if (argc != 3 || (tune == NULL) != (heldout == NULL)) {
+		fprintf(stderr, "usage: test_firewall_corpus [-rv] [-T tune "
+		    "-H heldout] dangerous benign rulesdir\n");
 		return 2;
 	}
-	printf("1..8\n");
+	printf("1..%d\n", tune != NULL ? 12 : 8);
 	snprintf(pat, sizeof pat, "%s/*.rules", argv[2]);
 	if (glob(pat, 0, NULL, &g) != 0) {
 		printf("not ok 1 - no rule files in %s\n", argv[2]);
@@ -349,7 +572,6 @@ main(int argc, char **argv)
 	long_large = corpus_long_benign(p, CORPUS_LONG_LARGE);
 	long_bad = corpus_long_dangerous(p, CORPUS_LONG_SMALL);
 	differ = corpus_needs_differ(p, bare);
-	policy_free(p);
 	policy_free(bare);
 
 	if (bad.total >= CORPUS_MIN_LINES && good.total >= CORPUS_MIN_LINES)
@@ -393,9 +615,12 @@ main(int argc, char **argv)
 	    differ);
 	if (differ != 0)
 		failed = 1;
+	if (tune != NULL && split_check(p, tune, heldout, &test))
+		failed = 1;
+	policy_free(p);
 	for (i = 0; i < benign_ok.n; i++)
 		free(benign_ok.text[i]);
 	for (i = 0; i < dangerous_all.n; i++)
 		free(dangerous_all.text[i]);
-	return failed;
+	return report ? 0 : failed;
 }
