@@ -9,7 +9,7 @@ DESTDIR	?=
 B	?= build
 
 CC	?= cc
-PKGS	= libevent libcjson oniguruma libseccomp
+PKGS	= libevent libcjson oniguruma libseccomp sqlite3
 WARN	= -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	  -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS	?= -O2 -g
@@ -19,6 +19,7 @@ LDLIBS_EV	= -levent
 LDLIBS_CJSON	= -lcjson -lm
 LDLIBS_ONIG	= -lonig
 LDLIBS_SECCOMP	= -lseccomp
+LDLIBS_SQLITE	= -lsqlite3
 LDLIBS_CMOCKA	= -lcmocka
 
 ifeq ($(SAN),1)

@@ -30,6 +30,8 @@ static const struct config_key config_keys[] = {
 	{ "allowed_uids",	K_LIST, O(allowed_uids), NULL, 0, 0 },
 	{ "allowed_groups",	K_LIST, O(allowed_groups), NULL, 0, 0 },
 	{ "state_dir",		K_STR,  O(state_dir), "/var/lib/hotplex", 0, 0 },
+	{ "store_sync",		K_STR,  O(store_sync), "normal", 0, 0 },
+	{ "audit_retention",	K_MS,   O(audit_retention_ms), "30d", 0, 0 },
 	{ "workdir_root",	K_STR,  O(workdir_root), "/var/lib/hotplex/work", 0, 0 },
 	{ "worker_path",	K_STR,  O(worker_path), NULL, 0, 0 },
 	{ "worker_user",	K_STR,  O(worker_user), NULL, 0, 0 },
@@ -83,7 +85,7 @@ config_parse_duration(const char *s, uint64_t *ms)
 {
 	static const struct { const char *u; uint64_t mul; } units[] = {
 		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 },
-		{ "h", 3600000 },
+		{ "h", 3600000 }, { "d", 86400000 },
 	};
 	unsigned long long	v;
 	char			*end;

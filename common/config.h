@@ -29,6 +29,8 @@ struct config {
 	struct config_list allowed_uids;	/* users (names or ids) */
 	struct config_list allowed_groups;	/* groups (names or ids) */
 	char		*state_dir;
+	char		*store_sync;	/* normal, full */
+	uint64_t	 audit_retention_ms;	/* 0: kept for ever */
 	char		*workdir_root;
 	char		*worker_path;	/* hotplex-worker; NULL: beside hotplexd */
 	char		*worker_user;

@@ -90,6 +90,12 @@ hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	if (c->store_sync != NULL && strcmp(c->store_sync, "normal") != 0 &&
+	    strcmp(c->store_sync, "full") != 0) {
+		snprintf(err, errlen, "store_sync %s: expected normal or full",
+		    c->store_sync);
+		return -1;
+	}
 	if (c->metrics_listen != NULL && metrics_parse(c->metrics_listen, &ss,
 	    &sslen, err, errlen) == -1)
 		return -1;
@@ -308,7 +314,7 @@ main(int argc, char **argv)
 
 	event_base_dispatch(hp.base);
 
-	state_save();
+	state_close();
 	while (!TAILQ_EMPTY(&hp.clients))
 		server_client_free(TAILQ_FIRST(&hp.clients));
 	metrics_stop();

@@ -101,6 +101,8 @@ struct session {
 	char			*pending_prompt;	/* before the CLI is up */
 	char			*turn_prompt;	/* sent; kept for one retry */
 	int			 turn_retried;
+	int			 turn_sent;	/* reached a worker: it counts */
+	int			 turn_counted;	/* in total.turns already */
 	int			 retry_pending;	/* ignore the old worker's turn */
 	uint64_t		 turn_events;	/* from the worker, this turn */
 	int			 pending_slash;
@@ -140,7 +142,6 @@ struct hotplexd {
 	struct workers		 workers;
 	uint64_t		 next_client_id;
 	struct stats		 ended_total;	/* stats of forgotten sessions */
-	uint64_t		 danger_blocks;	/* prompts the firewall refused */
 };
 extern struct hotplexd hp;
 
@@ -180,10 +181,12 @@ void	 server_client_error(struct client *, const char *req,
 	    __attribute__((format(printf, 5, 6)));
 void	 server_client_ok(struct client *, const char *req, cJSON *data);
 
-/* state.c: the session table in state_dir, across restarts */
+/* state.c: the session table in the store, across restarts */
 void	 state_load(void);		/* at start-up, before the pool */
-void	 state_dirty(void);		/* something worth keeping changed */
-void	 state_save(void);		/* now (shutdown) */
+void	 state_session_save(const struct session *);	/* committed */
+void	 state_session_forget(const struct session *);
+void	 state_totals_save(void);	/* hp.ended_total */
+void	 state_close(void);
 
 /* session.c */
 struct session *session_new(const char *name, uid_t uid, const char *workdir,

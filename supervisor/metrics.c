@@ -216,7 +216,7 @@ metrics_page(struct evbuffer *b)
 	    "Tool calls denied by the firewall or the tool policy.",
 	    sum.permission_denials);
 	metrics_one(b, "hotplex_danger_blocks_total", "counter",
-	    "Prompts the firewall refused.", hp.danger_blocks);
+	    "Prompts the firewall refused.", sum.danger_blocks);
 	metrics_one(b, "hotplex_turn_errors_total", "counter",
 	    "Turns that ended in an error.", sum.errors);
 	stats_clear(&sum);

@@ -134,7 +134,6 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	TAILQ_INSERT_TAIL(&hp.sessions, s, entry);
 	log_info("session %s created by uid %ld in %s (cli session %s)", name,
 	    (long)uid, workdir, s->cli_session_id);
-	state_dirty();
 	return s;
 }
 
@@ -176,9 +175,19 @@ session_trim_ended(void)
 		if (s->state != SESSION_ENDED)
 			continue;
 		stats_add(&hp.ended_total, &s->total);
+		state_totals_save();
+		state_session_forget(s);
 		session_free(s);
 		n--;
 	}
+}
+
+/* A session that never ran leaves no trace, in the store neither. */
+static void
+session_forget(struct session *s)
+{
+	state_session_forget(s);
+	session_free(s);
 }
 
 /* SessionStats of DESIGN.md section 5, with last_turn. */
@@ -256,6 +265,7 @@ session_turn_close(struct session *s)
 	free(s->turn_prompt);
 	s->turn_prompt = NULL;
 	s->turn_retried = 0;
+	s->turn_sent = 0;
 	if (s->state == SESSION_BUSY)
 		s->state = s->worker != NULL ? SESSION_READY : SESSION_DORMANT;
 	s->active_ms = util_now_ms();
@@ -276,6 +286,16 @@ session_turn_fail(struct session *s, const char *code, const char *message)
 		return;
 	log_info("session %s turn %u: %s: %s", s->name, s->turn, code, message);
 	s->total.errors++;
+	/* A turn a worker was given counts, whatever ended it. */
+	if (s->turn_sent && !s->turn_counted) {
+		s->turn_counted = 1;
+		s->total.turns++;
+		stats_clear(&s->last);
+		s->last.turns = 1;
+		s->last.errors = 1;
+	}
+	/* Committed before the client reads the error. */
+	state_session_save(s);
 	d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "code", code);
 	cJSON_AddStringToObject(d, "message", message);
@@ -414,6 +434,8 @@ session_turn_begin(struct session *s)
 	s->pending_prompt = NULL;
 	s->turn_events = 0;
 	s->retry_pending = 0;
+	s->turn_sent = 1;
+	s->turn_counted = 0;
 	s->state = SESSION_BUSY;
 	event_del(s->idle_timer);
 }
@@ -462,11 +484,20 @@ session_turn_end(struct session *s, const cJSON *j)
 	turn.turns = 1;
 	if (err != NULL && turn.errors == 0)
 		turn.errors = 1;
+	if (s->turn_counted) {	/* its error line went out already */
+		turn.turns = 0;
+		turn.errors = 0;
+	}
+	s->turn_counted = 1;
 	stats_add(&s->total, &turn);
 	stats_clear(&s->last);
 	stats_copy(&s->last, &turn);
 	stats_clear(&turn);
-	state_dirty();
+	/*
+	 * The turn's end (stats, conversation) is committed before the done
+	 * line is written: whatever the client saw survives a crash.
+	 */
+	state_session_save(s);
 	/* Its CLI is gone and the worker follows: no turn goes there now. */
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "exiting")) &&
 	    s->worker != NULL && s->state != SESSION_STOPPING) {
@@ -568,7 +599,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		    "open failed");
 		/* A session that never ran leaves no trace. */
 		if (s->total.turns == 0 && !s->has_conversation)
-			session_free(s);
+			session_forget(s);
 		session_worker_ready();
 		break;
 	case MSG_TURN_END:
@@ -584,7 +615,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			snprintf(s->cli_session_id, sizeof s->cli_session_id,
 			    "%s", v);
 			s->has_conversation = 1;
-			state_dirty();
+			state_session_save(s);
 		}
 		break;
 	case MSG_CLI_EXIT:
@@ -731,7 +762,7 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 		session_waiter_clear(&s->stop);
 	}
 	log_info("session %s %s: %s", s->name, proto_state_name(s->state), why);
-	state_dirty();
+	state_session_save(s);
 	/* A turn queued behind a reset or an idle stop starts now. */
 	if (s->state == SESSION_DORMANT && session_waiting(&s->exec) &&
 	    s->pending_prompt != NULL && !hp.shutting_down)
@@ -932,6 +963,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	    s->options, "permission_mode") == NULL)
 		cJSON_AddStringToObject(s->options, "permission_mode",
 		    hp.conf->permission_mode);
+	state_session_save(s);
 	return s;
 }
 
@@ -953,7 +985,7 @@ session_queue_full(struct client *c, const char *req, struct session *s)
 	/* A session created by this very request leaves no trace. */
 	if (s->seq == 0 && s->total.turns == 0 && !s->has_conversation &&
 	    !session_waiting(&s->exec) && !session_waiting(&s->open))
-		session_free(s);
+		session_forget(s);
 	return 1;
 }
 
@@ -1004,7 +1036,6 @@ session_screen(struct client *c, const char *req, struct session *s,
 	}
 	screen_audit(c->uid, c->pid, s->name, &v);
 	s->total.danger_blocks++;
-	hp.danger_blocks++;
 	session_waiter_set(&s->exec, c, req);
 	session_prefix(s, req);
 	d = cJSON_CreateObject();
@@ -1027,7 +1058,7 @@ session_screen(struct client *c, const char *req, struct session *s,
 	session_waiter_clear(&s->exec);
 	free(s->prefix);
 	s->prefix = NULL;
-	state_dirty();
+	state_session_save(s);
 	return -1;
 }
 
@@ -1200,9 +1231,9 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 	event_del(s->idle_timer);
 	if (s->worker == NULL) {
 		s->state = SESSION_ENDED;
+		state_session_save(s);
 		server_client_ok(c, req, NULL);
 		session_trim_ended();
-		state_dirty();
 		return;
 	}
 	if (session_waiting(&s->stop)) {
@@ -1231,7 +1262,7 @@ session_op_reset(struct client *c, const char *req, const cJSON *r)
 	s->has_conversation = 0;
 	log_info("session %s reset: next CLI session %s", s->name,
 	    s->cli_session_id);
-	state_dirty();
+	state_session_save(s);
 	if (s->worker != NULL && s->state != SESSION_STOPPING) {
 		s->state = SESSION_STOPPING;
 		s->stop_final = 0;
@@ -1438,7 +1469,7 @@ session_spawn_failed(const char *why)
 		}
 		session_turn_fail(s, ERR_SPAWN_FAILED, why);
 		if (s->total.turns == 0 && !s->has_conversation)
-			session_free(s);
+			session_forget(s);
 	}
 }
 

@@ -1,11 +1,10 @@
 /*
- * The session table in state_dir, across restarts: STATE_FILE holds every
- * session's name, owner, workdir, CLI session id, options and stats, so a
- * restarted hotplexd resumes each conversation (--resume) and keeps
- * counting.  Writes are atomic (temp file, fsync, rename, fsync of the
- * directory) and coalesced: state_dirty() arms a short timer, so a burst of
- * changes is one write and a crash loses at most STATE_SAVE_DELAY_MS.
- * A file we cannot use is renamed aside, never fatal.
+ * The session table across restarts, in the store (store.h): a session's
+ * row is written when it changes, and a turn's end is committed before its
+ * done line goes to the client, so whatever a client saw survives a crash.
+ * A restarted hotplexd resumes each conversation (--resume) and keeps
+ * counting.  The sessions.json of earlier versions is imported once and
+ * renamed STATE_FILE.migrated.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -20,187 +19,87 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/store.h"
 
-#define STATE_FILE		"sessions.json"
-#define STATE_TMP_SUFFIX	".tmp"
+#define STATE_FILE		"sessions.json"	/* before the store */
+#define STATE_MIGRATED_SUFFIX	".migrated"
 #define STATE_BAD_SUFFIX	".bad-"	/* then the time, maybe .N */
 #define STATE_BAD_TRIES		100
-#define STATE_VERSION		1	/* bump when the shape changes */
-#define STATE_SAVE_DELAY_MS	200	/* coalescing window of state_dirty */
-#define STATE_FILE_MAX		(64U * 1024 * 1024)	/* bytes read or written */
-#define STATE_DIR_MODE		0711	/* the workers' tmp/, claude/ are inside */
-#define STATE_FILE_MODE		0600
+#define STATE_VERSION		1	/* the last sessions.json format */
+#define STATE_FILE_MAX		(64U * 1024 * 1024)	/* bytes read */
 #define STATE_UID_MAX		((double)UINT32_MAX - 1)	/* -1 is no uid */
 
-static struct event	*state_timer;
-static int		 state_loading;	/* state_dirty() is a no-op meanwhile */
+static int		 state_loading;	/* saves are no-ops meanwhile */
 
 /* --- writing ------------------------------------------------------------ */
 
-static cJSON *
-state_session_json(const struct session *s)
-{
-	cJSON	*o = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(o, "session", s->name);
-	cJSON_AddNumberToObject(o, "uid", (double)s->uid);
-	cJSON_AddStringToObject(o, "workdir", s->workdir);
-	cJSON_AddStringToObject(o, "cli_session_id", s->cli_session_id);
-	cJSON_AddBoolToObject(o, "has_conversation", s->has_conversation);
-	cJSON_AddBoolToObject(o, "ended", s->state == SESSION_ENDED);
-	cJSON_AddItemToObject(o, "options", cJSON_Duplicate(s->options, 1));
-	cJSON_AddItemToObject(o, "stats", stats_to_json(&s->total));
-	cJSON_AddItemToObject(o, "last_turn", stats_to_json(&s->last));
-	return o;
-}
-
-/* The whole file's text; the caller frees it with cJSON_free. */
 static char *
-state_text(void)
+state_print(cJSON *o)
 {
-	cJSON		*root = cJSON_CreateObject(), *a;
-	struct session	*s;
-	char		*text;
+	char	*t;
 
-	cJSON_AddNumberToObject(root, "version", STATE_VERSION);
-	cJSON_AddNumberToObject(root, "saved", (double)time(NULL));
-	cJSON_AddItemToObject(root, "ended_total",
-	    stats_to_json(&hp.ended_total));
-	a = cJSON_AddArrayToObject(root, "sessions");
-	TAILQ_FOREACH(s, &hp.sessions, entry)
-		cJSON_AddItemToArray(a, state_session_json(s));
-	if ((text = cJSON_PrintUnformatted(root)) == NULL)
+	if ((t = cJSON_PrintUnformatted(o)) == NULL)
 		fatalx("state: out of memory");
-	cJSON_Delete(root);
-	return text;
-}
-
-static int
-state_write_all(int fd, const char *p, size_t len)
-{
-	ssize_t	n;
-
-	while (len > 0) {
-		if ((n = write(fd, p, len)) == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* The rename is durable only once the directory is on disk too. */
-static int
-state_sync_dir(const char *dir)
-{
-	int	fd, rc;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
-static int
-state_mkdir(const char *dir)
-{
-	if (util_mkdirs(dir, STATE_DIR_MODE) == -1) {
-		log_warn("state: mkdir %s", dir);
-		return -1;
-	}
-	return 0;
-}
-
-/* Writes the table now: temp file, fsync, rename, fsync the directory. */
-static void
-state_write(void)
-{
-	const char	*dir = hp.conf->state_dir;
-	char		*text, *path, *tmp;
-	size_t		 len;
-	int		 fd;
-
-	if (state_mkdir(dir) == -1)
-		return;
-	text = state_text();
-	len = strlen(text);
-	if (len > STATE_FILE_MAX) {
-		log_warnx("state: %zu bytes is over the limit of %u: not saved",
-		    len, STATE_FILE_MAX);
-		cJSON_free(text);
-		return;
-	}
-	xasprintf(&path, "%s/%s", dir, STATE_FILE);
-	xasprintf(&tmp, "%s%s", path, STATE_TMP_SUFFIX);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	    STATE_FILE_MODE);
-	if (fd == -1) {
-		log_warn("state: %s", tmp);
-		goto out;
-	}
-	if (state_write_all(fd, text, len) == -1 || fsync(fd) == -1) {
-		log_warn("state: write %s", tmp);
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (close(fd) == -1) {
-		log_warn("state: close %s", tmp);
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, path) == -1) {
-		log_warn("state: rename %s to %s", tmp, path);
-		unlink(tmp);
-		goto out;
-	}
-	if (state_sync_dir(dir) == -1)
-		log_warn("state: fsync %s", dir);
-	log_debug("state: saved %zu bytes to %s", len, path);
-out:
-	cJSON_free(text);
-	free(tmp);
-	free(path);
-}
-
-static void
-state_timer_fire(evutil_socket_t fd, short what, void *arg)
-{
-	state_write();
+	cJSON_Delete(o);
+	return t;
 }
 
 void
-state_dirty(void)
+state_session_save(const struct session *s)
 {
-	struct timeval	tv = { 0, STATE_SAVE_DELAY_MS * 1000 };
+	struct store_session	 r;
+	char			*opt, *st, *last;
 
-	if (state_loading || hp.base == NULL)
+	if (state_loading || !store_is_open())
 		return;
-	if (state_timer == NULL &&
-	    (state_timer = evtimer_new(hp.base, state_timer_fire, NULL)) == NULL)
-		fatalx("state: evtimer_new");
-	/* Not pushed back by later changes: a crash loses one window at most. */
-	if (!evtimer_pending(state_timer, NULL))
-		evtimer_add(state_timer, &tv);
+	opt = cJSON_PrintUnformatted(s->options);
+	st = state_print(stats_to_json(&s->total));
+	last = state_print(stats_to_json(&s->last));
+	if (opt == NULL)
+		fatalx("state: out of memory");
+	memset(&r, 0, sizeof r);
+	r.uid = s->uid;
+	r.name = s->name;
+	r.workdir = s->workdir;
+	r.cli_session_id = s->cli_session_id;
+	r.has_conversation = s->has_conversation;
+	r.ended = s->state == SESSION_ENDED;
+	r.options = opt;
+	r.stats = st;
+	r.last_turn = last;
+	if (store_session_put(&r) == -1)
+		log_warnx("session %s: not saved", s->name);
+	cJSON_free(opt);
+	cJSON_free(st);
+	cJSON_free(last);
 }
 
 void
-state_save(void)
+state_session_forget(const struct session *s)
 {
-	if (state_timer != NULL) {
-		event_free(state_timer);
-		state_timer = NULL;
-	}
-	state_write();
+	if (!state_loading && store_is_open())
+		store_session_delete(s->uid, s->name);
+}
+
+void
+state_totals_save(void)
+{
+	char	*t;
+
+	if (state_loading || !store_is_open())
+		return;
+	t = state_print(stats_to_json(&hp.ended_total));
+	store_totals_put(t);
+	cJSON_free(t);
+}
+
+void
+state_close(void)
+{
+	store_close();
 }
 
 /* --- reading ------------------------------------------------------------ */
@@ -372,15 +271,38 @@ state_check(const cJSON *root, char *why, size_t whylen)
 	return 0;
 }
 
-/* A checked entry back into the table, dormant or ended. */
+/* The table's session of that owner and name, if any. */
+static struct session *
+state_find(uid_t uid, const char *name)
+{
+	struct session	*s;
+
+	TAILQ_FOREACH(s, &hp.sessions, entry)
+		if (s->uid == uid && strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+static void
+state_restored(const struct session *s, const char *from)
+{
+	log_info("session %s restored %s from %s: cli session %s%s, %llu "
+	    "turns", s->name, proto_state_name(s->state), from,
+	    s->cli_session_id, s->has_conversation ? " (resumable)" : "",
+	    (unsigned long long)s->total.turns);
+}
+
+/* A checked sessions.json entry into the table, unless already there. */
 static void
 state_restore(const cJSON *e)
 {
 	struct session	*s;
+	uid_t		 uid;
 
-	s = session_new(state_jstr(e, "session"),
-	    (uid_t)cJSON_GetObjectItemCaseSensitive(e, "uid")->valuedouble,
-	    state_jstr(e, "workdir"),
+	uid = (uid_t)cJSON_GetObjectItemCaseSensitive(e, "uid")->valuedouble;
+	if (state_find(uid, state_jstr(e, "session")) != NULL)
+		return;		/* the store's row is newer */
+	s = session_new(state_jstr(e, "session"), uid, state_jstr(e, "workdir"),
 	    cJSON_GetObjectItemCaseSensitive(e, "options"));
 	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s",
 	    state_jstr(e, "cli_session_id"));
@@ -391,10 +313,47 @@ state_restore(const cJSON *e)
 	stats_from_json(&s->total, cJSON_GetObjectItemCaseSensitive(e, "stats"));
 	stats_from_json(&s->last,
 	    cJSON_GetObjectItemCaseSensitive(e, "last_turn"));
-	log_info("session %s restored %s: cli session %s%s, %llu turns",
-	    s->name, proto_state_name(s->state), s->cli_session_id,
-	    s->has_conversation ? " (resumable)" : "",
-	    (unsigned long long)s->total.turns);
+	state_restored(s, STATE_FILE);
+}
+
+/* A row of the store into the table; a row we cannot use is skipped. */
+static void
+state_restore_row(void *arg, const struct store_session *r)
+{
+	struct session	*s;
+	cJSON		*opt, *st = NULL, *last = NULL;
+	struct stats	 a, b;
+	int		*n = arg;
+
+	stats_init(&a);
+	stats_init(&b);
+	opt = cJSON_Parse(r->options);
+	if (!proto_valid_session(r->name) || r->workdir[0] != '/' ||
+	    strlen(r->workdir) >= PATH_MAX ||
+	    !state_valid_cli_id(r->cli_session_id) || !cJSON_IsObject(opt) ||
+	    (st = cJSON_Parse(r->stats)) == NULL ||
+	    (last = cJSON_Parse(r->last_turn)) == NULL ||
+	    stats_from_json(&a, st) == -1 || stats_from_json(&b, last) == -1 ||
+	    state_find(r->uid, r->name) != NULL) {
+		log_warnx("store: session %s of uid %ld: a row we cannot use; "
+		    "skipped", r->name, (long)r->uid);
+		goto out;
+	}
+	s = session_new(r->name, r->uid, r->workdir, opt);
+	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s",
+	    r->cli_session_id);
+	s->has_conversation = r->has_conversation != 0;
+	s->state = r->ended ? SESSION_ENDED : SESSION_DORMANT;
+	stats_copy(&s->total, &a);
+	stats_copy(&s->last, &b);
+	state_restored(s, "the store");
+	(*n)++;
+out:
+	stats_clear(&a);
+	stats_clear(&b);
+	cJSON_Delete(opt);
+	cJSON_Delete(st);
+	cJSON_Delete(last);
 }
 
 /*
@@ -434,16 +393,21 @@ state_set_aside(const char *path)
 	    STATE_BAD_TRIES);
 }
 
-void
-state_load(void)
+/*
+ * sessions.json of an earlier hotplexd: its sessions join the table (the
+ * store's rows win), are written to the store, and the file is renamed so
+ * that it is imported once.  A file we cannot use is set aside.
+ */
+static void
+state_migrate(void)
 {
-	char		*path, *text, why[256];
+	char		*path, *done, *text, why[256];
 	cJSON		*root;
 	const cJSON	*e;
+	struct session	*s;
+	struct stats	 et;
 	int		 aside, rc, n = 0;
 
-	if (state_mkdir(hp.conf->state_dir) == -1)
-		return;
 	xasprintf(&path, "%s/%s", hp.conf->state_dir, STATE_FILE);
 	if ((text = state_read(path, &aside, why, sizeof why)) == NULL) {
 		if (why[0] != '\0')
@@ -466,16 +430,61 @@ state_load(void)
 		free(path);
 		return;
 	}
-
 	state_loading = 1;
-	if ((e = cJSON_GetObjectItemCaseSensitive(root, "ended_total")) != NULL)
-		stats_from_json(&hp.ended_total, e);
+	stats_init(&et);
+	if ((e = cJSON_GetObjectItemCaseSensitive(root, "ended_total")) != NULL &&
+	    stats_from_json(&et, e) == 0)
+		stats_add(&hp.ended_total, &et);
+	stats_clear(&et);
 	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "sessions")) {
 		state_restore(e);
 		n++;
 	}
 	state_loading = 0;
-	log_info("state: %d sessions restored from %s", n, path);
 	cJSON_Delete(root);
+	if (!store_is_open()) {
+		log_info("state: %d sessions read from %s", n, path);
+		free(path);
+		return;
+	}
+	/* One transaction: all of the file is in the store, or none. */
+	rc = store_begin();
+	TAILQ_FOREACH(s, &hp.sessions, entry)
+		state_session_save(s);
+	state_totals_save();
+	if (rc == 0 && store_commit() == 0) {
+		xasprintf(&done, "%s%s", path, STATE_MIGRATED_SUFFIX);
+		if (rename(path, done) == -1)
+			log_warn("state: rename %s to %s", path, done);
+		else
+			log_info("state: %d sessions of %s imported into %s; the "
+			    "file is now %s", n, path, store_path(), done);
+		free(done);
+	}
 	free(path);
+}
+
+void
+state_load(void)
+{
+	char	*t;
+	cJSON	*j;
+	int	 n = 0;
+
+	store_open(hp.conf->state_dir, hp.conf->store_sync != NULL &&
+	    strcmp(hp.conf->store_sync, "full") == 0);
+	state_loading = 1;
+	if ((t = store_totals_get()) != NULL) {
+		if ((j = cJSON_Parse(t)) == NULL ||
+		    stats_from_json(&hp.ended_total, j) == -1)
+			log_warnx("store: bad totals; ignored");
+		cJSON_Delete(j);
+		free(t);
+	}
+	store_sessions_load(state_restore_row, &n);
+	state_loading = 0;
+	if (store_is_open())
+		log_info("state: %d sessions restored from %s", n,
+		    store_path());
+	state_migrate();
 }

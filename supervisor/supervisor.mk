@@ -1,7 +1,7 @@
 # supervisor/: hotplexd
 HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/server-client.c supervisor/session.c supervisor/pool.c \
-		  supervisor/state.c supervisor/screen.c \
+		  supervisor/state.c supervisor/store-sqlite.c supervisor/screen.c \
 		  supervisor/ring.c supervisor/metrics.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
@@ -9,4 +9,4 @@ BINS		+= $(B)/hotplexd
 $(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libpolicy.a $(B)/libsandbox.a \
 		$(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_ONIG) $(LDLIBS_CJSON) \
-		$(LDLIBS_SECCOMP)
+		$(LDLIBS_SECCOMP) $(LDLIBS_SQLITE)

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Conversations survive restarts: hotplexd keeps its session table in
-state_dir/sessions.json and, after a SIGTERM or a SIGKILL, resumes every
-conversation with --resume and keeps counting its stats.  A state file it
-cannot use is renamed aside and the daemon starts empty."""
+the store (state_dir/hotplex.db, SQLite) and, after a SIGTERM or a SIGKILL,
+resumes every conversation with --resume and keeps counting its stats.  A
+turn's end is committed before its done line, so a client that saw done
+finds it after any crash.  The sessions.json of earlier versions is
+imported once; a file it cannot use (database or JSON) is renamed aside
+and the daemon starts empty."""
 
 import glob
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import stat
 import sys
 import tempfile
@@ -24,38 +28,47 @@ if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
            "not mix); the plain build runs it")
     t.done()
 
-STATE_WAIT_S = 10      # a saved change shows in the file well before this
 DEATH_WAIT_S = 10      # a dead master's workers and CLIs are gone by then
 TOKEN_KEYS = ("input", "output", "cache_read", "cache_write")
+SCHEMA = 1
 
 
-def state_path(d):
+def db_path(d):
+    return os.path.join(d.dir, "state", "hotplex.db")
+
+
+def json_path(d):
     return os.path.join(d.dir, "state", "sessions.json")
 
 
-def state_file(d):
-    """The parsed state file, or None while there is none (or half of one:
-    it is renamed into place whole, so that would be a bug)."""
-    try:
-        with open(state_path(d)) as f:
-            return json.load(f)
-    except FileNotFoundError:
+def db_query(d, sql, args=()):
+    """Rows of the live database (WAL: a reader never blocks the daemon),
+    or None while there is none."""
+    if not os.path.exists(db_path(d)):
         return None
+    db = sqlite3.connect(db_path(d), timeout=30)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
 
 
 def state_session(d, name):
-    st = state_file(d)
-    for s in (st or {}).get("sessions", []):
-        if s.get("session") == name:
-            return s
-    return None
+    """The session's row as a dict, JSON columns parsed, or None."""
+    rows = db_query(d, "SELECT uid, name, workdir, cli_session_id, "
+                    "has_conversation, ended, options, stats, last_turn "
+                    "FROM sessions WHERE name = ?", (name,)) or []
+    if len(rows) != 1:
+        return None
+    r = rows[0]
+    return {"uid": r[0], "session": r[1], "workdir": r[2],
+            "cli_session_id": r[3], "has_conversation": bool(r[4]),
+            "ended": bool(r[5]), "options": json.loads(r[6]),
+            "stats": json.loads(r[7]), "last_turn": json.loads(r[8])}
 
 
-def wait_state_turns(d, name, turns):
-    """The state file is the observable event of a saved turn."""
-    return wait_for(lambda: (state_session(d, name) or {}).get(
-        "stats", {}).get("turns") == turns and state_session(d, name),
-        STATE_WAIT_S, "the state file to show %d turns of %s" % (turns, name))
+def saved_turns(d, name):
+    return ((state_session(d, name) or {}).get("stats") or {}).get("turns")
 
 
 def start_of(evs):
@@ -135,15 +148,17 @@ def test_sigterm():
              saved["last_turn"]["turns"] == 1 and
              saved["workdir"] == os.path.join(d.work, "r1") and
              saved["uid"] == os.getuid(),
-             "SIGTERM: sessions.json holds the session", saved)
-        t.eq(state_file(d).get("version"), 1, "the file says its version")
-        mode = os.stat(state_path(d)).st_mode
-        t.eq(stat.S_IMODE(mode), 0o600, "sessions.json is mode 0600")
-        mode = os.stat(os.path.dirname(state_path(d))).st_mode
+             "SIGTERM: the store holds the session", saved)
+        t.eq(db_query(d, "PRAGMA user_version"), [(SCHEMA,)],
+             "the database says its schema version")
+        t.eq(db_query(d, "PRAGMA journal_mode"), [("wal",)],
+             "the database is in WAL mode")
+        mode = os.stat(db_path(d)).st_mode
+        t.eq(stat.S_IMODE(mode), 0o600, "hotplex.db is mode 0600")
+        mode = os.stat(os.path.dirname(db_path(d))).st_mode
         t.eq(stat.S_IMODE(mode), 0o711, "the missing state_dir was created "
              "mode 0711 (searchable by worker_user)")
-        t.eq(glob.glob(state_path(d) + ".tmp"), [],
-             "no temp file is left beside it")
+        t.eq(glob.glob(json_path(d) + "*"), [], "no sessions.json is written")
         d.start()
         check_resumed_third_turn(d, "r1", sid, tokens(st2), "SIGTERM")
 
@@ -152,12 +167,9 @@ def test_sigkill():
     with Daemon() as d:
         s1, s2, st2 = two_turns(d, "k1")
         sid = s1["cli_session_id"]
-        try:
-            wait_state_turns(d, "k1", 2)
-            t.ok(True, "SIGKILL: the state file shows turn 2")
-        except TimeoutError as e:
-            t.ok(False, "SIGKILL: the state file shows turn 2",
-                 (e, state_file(d)))
+        # Committed before done: no waiting.
+        t.eq(saved_turns(d, "k1"), 2, "SIGKILL: the store shows turn 2 as "
+             "soon as its done is read")
         workers = d.workers()
         pgid = s2["pgid"]
         t.ok(s2["worker_pid"] in workers and procs_in_group(pgid),
@@ -177,45 +189,96 @@ def test_sigkill():
         check_resumed_third_turn(d, "k1", sid, tokens(st2), "SIGKILL")
 
 
-def test_coalesced():
-    """A burst of changes is one write, not one per change."""
+def test_committed_before_done():
+    """Every reply a client reads is already in the store: turns, resets,
+    stops; rows are per session, updated in place."""
     with Daemon() as d:
         c = d.client()
-        e = c.execute("b1", "stream:1", workdir=os.path.join(d.work, "b1"))
-        c.request("stop", session="b1")
-        wait_for(lambda: (state_session(d, "b1") or {}).get("ended"),
-                 STATE_WAIT_S, "the stop to be saved")
-        with open(d.log, "rb") as f:
-            mark = len(f.read())
+        c.execute("other", "stream:1", workdir=os.path.join(d.work, "other"))
+        other = state_session(d, "other")
+        seen = []
+        for i in range(1, 6):
+            e = c.execute("b1", "stream:1",
+                          workdir=os.path.join(d.work, "b1"))
+            seen.append((e[-1]["type"], saved_turns(d, "b1")))
+        t.eq(seen, [("done", i) for i in range(1, 6)],
+             "after each done the store already counts that turn")
+        t.eq(state_session(d, "other"), other,
+             "another session's row is left alone")
         burst = 20
         rids = [c.send("reset", session="b1") for _ in range(burst)]
         replies = [c.reply(r) for r in rids]
-        t.ok(e[-1]["type"] == "done" and
-             all(r and r["type"] == "ok" for r in replies),
-             "a burst of %d resets is answered" % burst, replies[-1])
-        r = c.request("sessions")
-        sid = r["data"][0]["cli_session_id"]
-        try:
-            wait_for(lambda: (state_session(d, "b1") or {}).get(
-                "cli_session_id") == sid, STATE_WAIT_S,
-                "the last reset to be saved")
-            t.ok(True, "the file shows the last reset's CLI session id")
-        except TimeoutError:
-            t.ok(False, "the file shows the last reset's CLI session id",
-                 (sid, state_session(d, "b1")))
-        def saves():
+        sid = c.request("sessions")
+        sid = [x for x in sid["data"] if x["session"] == "b1"][0][
+            "cli_session_id"]
+        row = state_session(d, "b1")
+        t.ok(all(r and r["type"] == "ok" for r in replies) and
+             row["cli_session_id"] == sid and not row["has_conversation"],
+             "after a burst of %d resets the store has the last one's "
+             "CLI session id, no conversation" % burst, (sid, row))
+        t.eq(c.request("stop", session="b1")["type"], "ok", "b1 stopped")
+        t.ok(state_session(d, "b1")["ended"],
+             "the stop is in the store when its ok is read")
+        t.eq(db_query(d, "SELECT count(*) FROM sessions"), [(2,)],
+             "one row per session")
+
+
+def make_db(path, version, tables=True):
+    db = sqlite3.connect(path)
+    if tables:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("INSERT INTO t VALUES (42)")
+    db.execute("PRAGMA user_version = %d" % version)
+    db.commit()
+    db.close()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+BAD_DBS = [
+    ("not a database", lambda p: open(p, "wb").write(b"x" * 5000) and
+     b"x" * 5000, "not a database"),
+    ("a newer schema", lambda p: make_db(p, 999), "newer"),
+    ("another program's database", lambda p: make_db(p, 0),
+     "no hotplexd schema"),
+]
+
+
+def test_bad_dbs():
+    d = Daemon()
+    try:
+        os.makedirs(os.path.dirname(db_path(d)))
+        for what, make, word in BAD_DBS:
+            data = make(db_path(d))
+            with open(d.log, "ab") as f:
+                mark = f.tell()
+            before = set(glob.glob(db_path(d) + ".bad-*"))
+            d.start()
+            c = d.client()
+            r = c.request("sessions")
+            t.ok(r["type"] == "sessions" and r["data"] == [],
+                 what + ": hotplexd starts with no sessions", r)
             with open(d.log, "rb") as f:
-                return f.read()[mark:].count(b"state: saved")
-        # The file is renamed into place before the line is logged.
-        try:
-            wait_for(saves, STATE_WAIT_S, "the save to be logged")
-        except TimeoutError:
-            pass
-        saves = saves()
-        # The burst may straddle one timer: two writes at most.
-        t.ok(1 <= saves <= 2, "%d changes made %d writes" % (burst, saves))
-        t.eq(state_session(d, "b1")["has_conversation"], False,
-             "a reset session has no conversation to resume")
+                log = f.read()[mark:].decode("utf-8", "replace")
+            t.ok("renamed to" in log and word in log,
+                 what + ": the reason is logged", d.logtail(10))
+            aside = sorted(set(glob.glob(db_path(d) + ".bad-*")) - before)
+            aside = [a for a in aside if not a.endswith(("-wal", "-shm"))]
+            kept = open(aside[0], "rb").read() if len(aside) == 1 else None
+            t.ok(kept == data, what + ": the file is renamed aside, intact",
+                 aside)
+            e = c.execute("n1", "stream:1", workdir=os.path.join(d.work,
+                                                                 "n1"))
+            t.ok(e[-1]["type"] == "done" and saved_turns(d, "n1") == 1,
+                 what + ": new sessions are served and stored", e[-1])
+            c.request("stop", session="n1")
+            t.eq(d.stop(signal.SIGTERM), 0, what + ": clean exit")
+            for f in glob.glob(db_path(d) + "*"):
+                if ".bad-" not in f:
+                    os.unlink(f)
+    finally:
+        d.stop()
+        d.cleanup()
 
 
 BAD_FILES = [
@@ -232,15 +295,16 @@ BAD_FILES = [
 
 
 def test_bad_files():
+    """A sessions.json of an earlier version that cannot be imported."""
     d = Daemon()
     try:
-        os.makedirs(os.path.dirname(state_path(d)))
+        os.makedirs(os.path.dirname(json_path(d)))
         for what, data, word in BAD_FILES:
-            with open(state_path(d), "wb") as f:
+            with open(json_path(d), "wb") as f:
                 f.write(data)
             with open(d.log, "ab") as f:
                 mark = f.tell()
-            before = set(glob.glob(state_path(d) + ".bad-*"))
+            before = set(glob.glob(json_path(d) + ".bad-*"))
             d.start()
             c = d.client()
             r = c.request("sessions")
@@ -250,22 +314,55 @@ def test_bad_files():
                 log = f.read()[mark:].decode("utf-8", "replace")
             t.ok("renamed to" in log and word in log,
                  what + ": the reason is logged", d.logtail(10))
-            aside = sorted(set(glob.glob(state_path(d) + ".bad-*")) - before)
+            aside = sorted(set(glob.glob(json_path(d) + ".bad-*")) - before)
             kept = open(aside[0], "rb").read() if len(aside) == 1 else None
             t.ok(kept == data, what + ": the file is renamed aside, intact",
                  aside)
-            e = c.execute("n1", "stream:1")
-            t.ok(e[-1]["type"] == "done", what + ": new sessions are served",
-                 e[-1])
-            try:
-                wait_state_turns(d, "n1", 1)
-                t.ok(True, what + ": a new sessions.json is written")
-            except TimeoutError:
-                t.ok(False, what + ": a new sessions.json is written",
-                     state_file(d))
-            c.request("stop", session="n1")
             t.eq(d.stop(signal.SIGTERM), 0, what + ": clean exit")
-            os.unlink(state_path(d))
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+def test_migrate():
+    """A sessions.json of an earlier version is imported once."""
+    d = Daemon()
+    try:
+        os.makedirs(os.path.dirname(json_path(d)))
+        wd = os.path.join(d.work, "m1")
+        sid = "0b6c3c2e-7d4a-4a55-9c1e-3f0f7e1d2a11"
+        stats = {"turns": 2, "errors": 1, "cost_usd": 0.5,
+                 "tokens": {"input": 10, "output": 20, "cache_read": 0,
+                            "cache_write": 0}}
+        old = {"version": 1, "saved": 1, "ended_total": {"turns": 7},
+               "sessions": [{"session": "m1", "uid": os.getuid(),
+                             "workdir": wd, "cli_session_id": sid,
+                             "has_conversation": True, "ended": False,
+                             "options": {"model": "x"}, "stats": stats,
+                             "last_turn": {"turns": 1}}]}
+        with open(json_path(d), "w") as f:
+            json.dump(old, f)
+        d.start()
+        c = d.client()
+        rows = c.request("sessions")["data"]
+        t.ok(len(rows) == 1 and rows[0]["session"] == "m1" and
+             rows[0]["turns"] == 2 and rows[0]["cli_session_id"] == sid,
+             "migrate: the session of sessions.json is back", rows)
+        row = state_session(d, "m1")
+        t.ok(row is not None and row["stats"]["turns"] == 2 and
+             row["has_conversation"] and row["options"] == {"model": "x"} and
+             row["workdir"] == wd, "migrate: it is in the store", row)
+        t.ok(not os.path.exists(json_path(d)) and
+             os.path.exists(json_path(d) + ".migrated"),
+             "migrate: sessions.json is renamed sessions.json.migrated",
+             glob.glob(json_path(d) + "*"))
+        st = c.request("stats")["data"]
+        t.eq(st["turns"], 9, "migrate: the ended sessions' totals come too")
+        t.eq(d.stop(signal.SIGTERM), 0, "migrate: clean exit")
+        d.start()
+        rows = d.client().request("sessions")["data"]
+        t.eq([(r["session"], r["turns"]) for r in rows], [("m1", 2)],
+             "migrate: once; after a restart the store alone has it")
     finally:
         d.stop()
         d.cleanup()
@@ -341,11 +438,7 @@ def real_cli_run(d, mock):
     t.ok(e1[-1]["type"] == "done" and e2[-1]["type"] == "done" and
          s2.get("cli_pid") == s1.get("cli_pid"),
          "real CLI: two turns on one CLI", (e1[-1], e2[-1]))
-    try:
-        wait_state_turns(d, "real", 2)
-        t.ok(True, "real CLI: the state file shows turn 2")
-    except TimeoutError:
-        t.ok(False, "real CLI: the state file shows turn 2", state_file(d))
+    t.eq(saved_turns(d, "real"), 2, "real CLI: the store shows turn 2")
     workers = d.workers()
     d.stop(signal.SIGKILL)
     try:
@@ -376,9 +469,11 @@ def real_cli_run(d, mock):
 def main():
     test_sigterm()
     test_sigkill()
-    test_coalesced()
+    test_committed_before_done()
     test_ended_stay_ended()
+    test_bad_dbs()
     test_bad_files()
+    test_migrate()
     test_real_cli()
     t.done()
 

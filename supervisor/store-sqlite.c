@@ -1,0 +1,613 @@
+/*
+ * store.h on SQLite: one database file in state_dir, in WAL mode, written
+ * by the master only.  A commit is a write to the WAL (no fsync unless
+ * store_sync is full): it survives any death of the daemon, and readers
+ * (sqlite3(1), the tests) never block it.
+ *
+ * The schema is versioned with PRAGMA user_version.  A file that is not a
+ * database, or one of a newer schema, is renamed aside (with its WAL) and a
+ * new one made: a newer hotplexd may want it back, and a human can look.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "supervisor/store.h"
+
+#define STORE_FILE		"hotplex.db"
+#define STORE_SCHEMA		1	/* bump with a migration below */
+#define STORE_FILE_MODE		0600
+#define STORE_DIR_MODE		0711	/* the workers' tmp/, claude/ are inside */
+#define STORE_BAD_SUFFIX	".bad-"	/* then the time, maybe .N */
+#define STORE_BAD_TRIES		100
+#define STORE_BUSY_MS		5000	/* a reader holding a lock (sqlite3(1)) */
+#define STORE_QUERY_MAX		1000	/* audit rows per query */
+
+static const char *store_schema_v1 =
+    "CREATE TABLE sessions ("
+    " uid INTEGER NOT NULL,"
+    " name TEXT NOT NULL,"
+    " workdir TEXT NOT NULL,"
+    " cli_session_id TEXT NOT NULL,"
+    " has_conversation INTEGER NOT NULL,"
+    " ended INTEGER NOT NULL,"
+    " options TEXT NOT NULL,"
+    " stats TEXT NOT NULL,"
+    " last_turn TEXT NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (uid, name));"
+    "CREATE TABLE totals ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " ended_total TEXT NOT NULL);"
+    "CREATE TABLE audit ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time_ms INTEGER NOT NULL,"
+    " uid INTEGER NOT NULL,"
+    " session TEXT NOT NULL,"
+    " turn INTEGER NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " tool TEXT,"
+    " digest TEXT,"
+    " excerpt TEXT,"
+    " decision TEXT,"
+    " decided_by TEXT,"
+    " duration_ms INTEGER,"
+    " error INTEGER NOT NULL DEFAULT 0,"
+    " files TEXT,"
+    " detail TEXT);"
+    "CREATE INDEX audit_time ON audit (time_ms);"
+    "CREATE INDEX audit_owner ON audit (uid, session, id);";
+
+enum store_stmt {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_SESSION_PUT, ST_SESSION_DELETE, ST_SESSIONS,
+	ST_TOTALS_PUT, ST_TOTALS_GET,
+	ST_AUDIT_ADD, ST_AUDIT_EXPIRE,
+	ST_N
+};
+
+static const char *store_sql[ST_N] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SESSION_PUT] = "INSERT INTO sessions (uid, name, workdir, "
+	    "cli_session_id, has_conversation, ended, options, stats, "
+	    "last_turn, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+	    "?9, ?10) ON CONFLICT (uid, name) DO UPDATE SET "
+	    "workdir = ?3, cli_session_id = ?4, has_conversation = ?5, "
+	    "ended = ?6, options = ?7, stats = ?8, last_turn = ?9, "
+	    "updated_ms = ?10",
+	[ST_SESSION_DELETE] = "DELETE FROM sessions WHERE uid = ?1 AND "
+	    "name = ?2",
+	[ST_SESSIONS] = "SELECT uid, name, workdir, cli_session_id, "
+	    "has_conversation, ended, options, stats, last_turn FROM sessions "
+	    "ORDER BY rowid",
+	[ST_TOTALS_PUT] = "INSERT OR REPLACE INTO totals (id, ended_total) "
+	    "VALUES (1, ?1)",
+	[ST_TOTALS_GET] = "SELECT ended_total FROM totals WHERE id = 1",
+	[ST_AUDIT_ADD] = "INSERT INTO audit (time_ms, uid, session, turn, "
+	    "kind, tool, digest, excerpt, decision, decided_by, duration_ms, "
+	    "error, files, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+	    "?9, ?10, ?11, ?12, ?13, ?14)",
+	[ST_AUDIT_EXPIRE] = "DELETE FROM audit WHERE time_ms < ?1",
+};
+
+static sqlite3		*store_db;
+static sqlite3_stmt	*store_stmts[ST_N];
+static char		*store_file;
+
+static void
+store_err(const char *what)
+{
+	log_warnx("store: %s: %s", what, store_db != NULL ?
+	    sqlite3_errmsg(store_db) : "not open");
+}
+
+/* Runs a prepared statement that returns no row; resets it. */
+static int
+store_run(enum store_stmt i, const char *what)
+{
+	sqlite3_stmt	*st = store_stmts[i];
+	int		 rc;
+
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		store_err(what);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+store_text(sqlite3_stmt *st, int col, const char *s)
+{
+	if (s == NULL)
+		sqlite3_bind_null(st, col);
+	else
+		sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC);
+}
+
+static int64_t
+store_now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- opening ------------------------------------------------------------ */
+
+/* Renames path (and its WAL and shared memory) aside; 0 when done. */
+static int
+store_set_aside(const char *path)
+{
+	static const char *const tails[] = { "-wal", "-shm" };
+	char	*bad, *from, *to;
+	size_t	 j;
+	int	 i, rc;
+
+	for (i = 0; i < STORE_BAD_TRIES; i++) {
+		if (i == 0)
+			xasprintf(&bad, "%s%s%lld", path, STORE_BAD_SUFFIX,
+			    (long long)time(NULL));
+		else
+			xasprintf(&bad, "%s%s%lld.%d", path, STORE_BAD_SUFFIX,
+			    (long long)time(NULL), i);
+		rc = renameat2(AT_FDCWD, path, AT_FDCWD, bad, RENAME_NOREPLACE);
+		if (rc == -1 && errno == EINVAL)	/* no NOREPLACE here */
+			rc = rename(path, bad);
+		if (rc == 0) {
+			for (j = 0; j < sizeof tails / sizeof tails[0]; j++) {
+				xasprintf(&from, "%s%s", path, tails[j]);
+				xasprintf(&to, "%s%s", bad, tails[j]);
+				if (rename(from, to) == -1 && errno != ENOENT)
+					log_warn("store: rename %s", from);
+				free(from);
+				free(to);
+			}
+			log_warnx("store: %s renamed to %s; starting with no "
+			    "sessions", path, bad);
+			free(bad);
+			return 0;
+		}
+		if (errno != EEXIST) {
+			log_warn("store: rename %s to %s", path, bad);
+			free(bad);
+			return -1;
+		}
+		free(bad);
+	}
+	log_warnx("store: %s: %d names taken, not renamed", path,
+	    STORE_BAD_TRIES);
+	return -1;
+}
+
+static void
+store_finalize(void)
+{
+	int	i;
+
+	for (i = 0; i < ST_N; i++) {
+		sqlite3_finalize(store_stmts[i]);
+		store_stmts[i] = NULL;
+	}
+	if (store_db != NULL)
+		sqlite3_close(store_db);
+	store_db = NULL;
+}
+
+static int
+store_pragma_int(const char *sql, int *v)
+{
+	sqlite3_stmt	*st;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(store_db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/*
+ * The file is ours, a regular file of mode 0600 (made so before SQLite
+ * opens it, whatever the umask); 1 if it is something else.
+ */
+static int
+store_create_file(const char *path)
+{
+	struct stat	st;
+	int		fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    STORE_FILE_MODE);
+	if (fd == -1)
+		return errno == ELOOP ? 1 : -1;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * One attempt; 1 if the file should be set aside (why says so), -1 on
+ * another failure.
+ */
+static int
+store_try_open(const char *path, int full_sync, char *why, size_t whylen)
+{
+	const char	*mode = NULL;
+	sqlite3_stmt	*st;
+	int		 version, n, i, rc;
+
+	if ((rc = store_create_file(path)) != 0) {
+		snprintf(why, whylen, "%s", rc == 1 ? "not a regular file" :
+		    strerror(errno));
+		return rc;
+	}
+	if (sqlite3_open_v2(path, &store_db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		snprintf(why, whylen, "%s", store_db != NULL ?
+		    sqlite3_errmsg(store_db) : "out of memory");
+		return -1;
+	}
+	sqlite3_busy_timeout(store_db, STORE_BUSY_MS);
+	/*
+	 * The first read of the file, before anything is written to it: a
+	 * file that is not a database, or of a newer schema, is kept intact.
+	 */
+	if (store_pragma_int("PRAGMA user_version", &version) == -1) {
+		snprintf(why, whylen, "not a database: %s",
+		    sqlite3_errmsg(store_db));
+		return 1;
+	}
+	if (version > STORE_SCHEMA) {
+		snprintf(why, whylen, "schema version %d is newer than %d",
+		    version, STORE_SCHEMA);
+		return 1;
+	}
+	if (version == 0 && (store_pragma_int("SELECT count(*) FROM "
+	    "sqlite_master", &n) == -1 || n != 0)) {
+		snprintf(why, whylen, "a database of no hotplexd schema");
+		return 1;
+	}
+	if (sqlite3_prepare_v2(store_db, "PRAGMA journal_mode = WAL", -1, &st,
+	    NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
+	    (mode = (const char *)sqlite3_column_text(st, 0)) == NULL ||
+	    strcmp(mode, "wal") != 0) {
+		snprintf(why, whylen, "cannot use WAL: %s",
+		    sqlite3_errmsg(store_db));
+		sqlite3_finalize(st);
+		return 1;
+	}
+	sqlite3_finalize(st);
+	if (sqlite3_exec(store_db, full_sync ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(why, whylen, "%s", sqlite3_errmsg(store_db));
+		return 1;
+	}
+	if (version == 0) {
+		if (sqlite3_exec(store_db, "BEGIN", NULL, NULL, NULL) !=
+		    SQLITE_OK ||
+		    sqlite3_exec(store_db, store_schema_v1, NULL, NULL, NULL) !=
+		    SQLITE_OK ||
+		    sqlite3_exec(store_db, "PRAGMA user_version = 1; COMMIT",
+		    NULL, NULL, NULL) != SQLITE_OK) {
+			snprintf(why, whylen, "creating the schema: %s",
+			    sqlite3_errmsg(store_db));
+			return -1;
+		}
+		log_info("store: created %s (schema %d)", path, STORE_SCHEMA);
+	}
+	/* Migrations from version to STORE_SCHEMA go here. */
+	for (i = 0; i < ST_N; i++) {
+		if (sqlite3_prepare_v3(store_db, store_sql[i], -1,
+		    SQLITE_PREPARE_PERSISTENT, &store_stmts[i], NULL) !=
+		    SQLITE_OK) {
+			snprintf(why, whylen, "a table of the wrong shape: %s",
+			    sqlite3_errmsg(store_db));
+			return 1;
+		}
+	}
+	/* Reads every session page: a damaged table shows now. */
+	if (store_pragma_int("SELECT count(*) FROM sessions", &n) == -1) {
+		snprintf(why, whylen, "%s", sqlite3_errmsg(store_db));
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_open(const char *dir, int full_sync)
+{
+	char	why[256];
+	int	rc, tries;
+
+	if (util_mkdirs(dir, STORE_DIR_MODE) == -1) {
+		log_warn("store: mkdir %s", dir);
+		return -1;
+	}
+	free(store_file);
+	xasprintf(&store_file, "%s/%s", dir, STORE_FILE);
+	for (tries = 0; tries < 2; tries++) {
+		rc = store_try_open(store_file, full_sync, why, sizeof why);
+		if (rc == 0) {
+			log_info("store: %s open (WAL, synchronous %s)",
+			    store_file, full_sync ? "full" : "normal");
+			return 0;
+		}
+		store_finalize();
+		log_warnx("store: %s: %s", store_file, why);
+		if (rc == -1 || store_set_aside(store_file) == -1)
+			break;
+	}
+	log_warnx("store: running without a store: sessions and the audit "
+	    "are not kept");
+	return -1;
+}
+
+void
+store_close(void)
+{
+	if (store_db != NULL) {
+		/* Leaves no WAL behind for the next start to replay. */
+		if (sqlite3_wal_checkpoint_v2(store_db, NULL,
+		    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) != SQLITE_OK)
+			store_err("checkpoint");
+	}
+	store_finalize();
+	free(store_file);
+	store_file = NULL;
+}
+
+int
+store_is_open(void)
+{
+	return store_db != NULL;
+}
+
+const char *
+store_path(void)
+{
+	return store_file;
+}
+
+int
+store_begin(void)
+{
+	return store_db == NULL ? -1 : store_run(ST_BEGIN, "begin");
+}
+
+int
+store_commit(void)
+{
+	if (store_db == NULL)
+		return -1;
+	if (store_run(ST_COMMIT, "commit") == -1) {
+		store_run(ST_ROLLBACK, "rollback");
+		return -1;
+	}
+	return 0;
+}
+
+/* --- sessions ----------------------------------------------------------- */
+
+int
+store_session_put(const struct store_session *s)
+{
+	sqlite3_stmt	*st = store_stmts[ST_SESSION_PUT];
+
+	if (store_db == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)s->uid);
+	store_text(st, 2, s->name);
+	store_text(st, 3, s->workdir);
+	store_text(st, 4, s->cli_session_id);
+	sqlite3_bind_int(st, 5, s->has_conversation != 0);
+	sqlite3_bind_int(st, 6, s->ended != 0);
+	store_text(st, 7, s->options);
+	store_text(st, 8, s->stats);
+	store_text(st, 9, s->last_turn);
+	sqlite3_bind_int64(st, 10, store_now_ms());
+	return store_run(ST_SESSION_PUT, "saving a session");
+}
+
+int
+store_session_delete(uid_t uid, const char *name)
+{
+	sqlite3_stmt	*st = store_stmts[ST_SESSION_DELETE];
+
+	if (store_db == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)uid);
+	store_text(st, 2, name);
+	return store_run(ST_SESSION_DELETE, "deleting a session");
+}
+
+static const char *
+store_col(sqlite3_stmt *st, int i)
+{
+	const char	*s = (const char *)sqlite3_column_text(st, i);
+
+	return s != NULL ? s : "";
+}
+
+int
+store_sessions_load(store_session_cb cb, void *arg)
+{
+	sqlite3_stmt		*st = store_stmts[ST_SESSIONS];
+	struct store_session	 s;
+	sqlite3_int64		 uid;
+	int			 rc;
+
+	if (store_db == NULL)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uid = sqlite3_column_int64(st, 0);
+		if (uid < 0 || uid >= (sqlite3_int64)UINT32_MAX)
+			continue;
+		s.uid = (uid_t)uid;
+		s.name = store_col(st, 1);
+		s.workdir = store_col(st, 2);
+		s.cli_session_id = store_col(st, 3);
+		s.has_conversation = sqlite3_column_int(st, 4);
+		s.ended = sqlite3_column_int(st, 5);
+		s.options = store_col(st, 6);
+		s.stats = store_col(st, 7);
+		s.last_turn = store_col(st, 8);
+		cb(arg, &s);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_err("reading the sessions");
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_totals_put(const char *json)
+{
+	if (store_db == NULL)
+		return -1;
+	store_text(store_stmts[ST_TOTALS_PUT], 1, json);
+	return store_run(ST_TOTALS_PUT, "saving the totals");
+}
+
+char *
+store_totals_get(void)
+{
+	sqlite3_stmt	*st = store_stmts[ST_TOTALS_GET];
+	char		*s = NULL;
+
+	if (store_db == NULL)
+		return NULL;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		s = xstrdup(store_col(st, 0));
+	sqlite3_reset(st);
+	return s;
+}
+
+/* --- audit -------------------------------------------------------------- */
+
+int
+store_audit_add(const struct store_audit *a)
+{
+	sqlite3_stmt	*st = store_stmts[ST_AUDIT_ADD];
+
+	if (store_db == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, a->time_ms);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->uid);
+	store_text(st, 3, a->session);
+	sqlite3_bind_int64(st, 4, a->turn);
+	store_text(st, 5, a->kind);
+	store_text(st, 6, a->tool);
+	store_text(st, 7, a->digest);
+	store_text(st, 8, a->excerpt);
+	store_text(st, 9, a->decision);
+	store_text(st, 10, a->decided_by);
+	if (a->duration_ms >= 0)
+		sqlite3_bind_int64(st, 11, a->duration_ms);
+	else
+		sqlite3_bind_null(st, 11);
+	sqlite3_bind_int(st, 12, a->error != 0);
+	store_text(st, 13, a->files);
+	store_text(st, 14, a->detail);
+	return store_run(ST_AUDIT_ADD, "saving an audit row");
+}
+
+static const char *
+store_col_null(sqlite3_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st, i);
+}
+
+int
+store_audit_query(const struct store_audit_query *q, store_audit_cb cb,
+    void *arg)
+{
+	sqlite3_stmt		*st;
+	struct store_audit	 a;
+	int			 rc, n = 0, limit;
+
+	if (store_db == NULL)
+		return -1;
+	limit = q->limit > 0 && q->limit < STORE_QUERY_MAX ? q->limit :
+	    STORE_QUERY_MAX;
+	/* Bound as parameters; a NULL one matches everything. */
+	if (sqlite3_prepare_v2(store_db, "SELECT id, time_ms, uid, session, "
+	    "turn, kind, tool, digest, excerpt, decision, decided_by, "
+	    "duration_ms, error, files, detail FROM audit WHERE id > ?1 AND "
+	    "time_ms >= ?2 AND (?3 IS NULL OR uid = ?3) AND (?4 IS NULL OR "
+	    "session = ?4) ORDER BY id LIMIT ?5", -1, &st, NULL) != SQLITE_OK) {
+		store_err("audit query");
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, q->after_id);
+	sqlite3_bind_int64(st, 2, q->since_ms);
+	if (!q->any_uid)
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)q->uid);
+	store_text(st, 4, q->session);
+	sqlite3_bind_int(st, 5, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&a, 0, sizeof a);
+		a.time_ms = sqlite3_column_int64(st, 1);
+		a.uid = (uid_t)sqlite3_column_int64(st, 2);
+		a.session = store_col(st, 3);
+		a.turn = (uint32_t)sqlite3_column_int64(st, 4);
+		a.kind = store_col(st, 5);
+		a.tool = store_col_null(st, 6);
+		a.digest = store_col_null(st, 7);
+		a.excerpt = store_col_null(st, 8);
+		a.decision = store_col_null(st, 9);
+		a.decided_by = store_col_null(st, 10);
+		a.duration_ms = sqlite3_column_type(st, 11) == SQLITE_NULL ?
+		    -1 : sqlite3_column_int64(st, 11);
+		a.error = sqlite3_column_int(st, 12);
+		a.files = store_col_null(st, 13);
+		a.detail = store_col_null(st, 14);
+		n++;
+		if (cb(arg, sqlite3_column_int64(st, 0), &a) == -1) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_err("audit query");
+		return -1;
+	}
+	return n;
+}
+
+long
+store_audit_expire(int64_t before_ms)
+{
+	if (store_db == NULL)
+		return -1;
+	sqlite3_bind_int64(store_stmts[ST_AUDIT_EXPIRE], 1, before_ms);
+	if (store_run(ST_AUDIT_EXPIRE, "expiring audit rows") == -1)
+		return -1;
+	return (long)sqlite3_changes(store_db);
+}
