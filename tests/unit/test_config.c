@@ -251,11 +251,11 @@ test_durations(void **state)
 	static const struct { const char *s; uint64_t ms; } good[] = {
 		{ "500ms", 500 }, { "0ms", 0 }, { "30s", 30 * SEC_MS },
 		{ "5m", 5 * MIN_MS }, { "1h", HOUR_MS }, { "7", 7 * SEC_MS },
-		{ "0", 0 }, { "48h", 48 * HOUR_MS },
+		{ "0", 0 }, { "48h", 48 * HOUR_MS }, { "30d", 30 * 24 * HOUR_MS },
 	};
 	static const char *bad[] = {
 		"", "ms", "s", "-1", "+1s", " 5s", "5 s", "5x", "1.5s", "5S",
-		"5min", "5sec", "1d", "5ms5", "99999999999999999999",
+		"5min", "5sec", "1D", "5ms5", "99999999999999999999",
 		"18446744073709551615h", "18446744073709551615",
 	};
 	uint64_t	ms;
