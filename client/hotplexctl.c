@@ -96,6 +96,14 @@ usage(int status)
 	exit(status);
 }
 
+/* A command line that lacks something: name it, not the whole usage. */
+static void __attribute__((noreturn))
+ctl_missing(const char *cmd, const char *what)
+{
+	fprintf(stderr, "hotplexctl: %s: %s is required\n", cmd, what);
+	exit(CTL_EXIT_USAGE);
+}
+
 static void
 ctl_error(const struct hp_error *err)
 {
@@ -625,7 +633,7 @@ ctl_turn_parse(struct ctl *c, struct ctl_turn *t, int argc, char **argv,
 		}
 	}
 	if (t->session == NULL)
-		usage(CTL_EXIT_USAGE);
+		ctl_missing(argv[0], "-s SESSION");
 	if (t->nallow > 0)
 		t->opt.allowed_tools = t->allow;
 	if (t->ndeny > 0)
@@ -642,7 +650,7 @@ cmd_exec(struct ctl *c, int argc, char **argv)
 
 	i = ctl_turn_parse(c, &t, argc, argv, 1);
 	if (i == argc)
-		usage(CTL_EXIT_USAGE);
+		ctl_missing(argv[0], "a PROMPT (or - for standard input)");
 	prompt = ctl_words(argc - i, argv + i);
 	if (*prompt == '\0') {
 		fprintf(stderr, "hotplexctl: empty prompt\n");
@@ -663,8 +671,10 @@ cmd_open(struct ctl *c, int argc, char **argv)
 	struct ctl_turn	 t;
 	struct hp_error	 err;
 
-	if (ctl_turn_parse(c, &t, argc, argv, 0) != argc || t.workdir == NULL)
+	if (ctl_turn_parse(c, &t, argc, argv, 0) != argc)
 		usage(CTL_EXIT_USAGE);
+	if (t.workdir == NULL)
+		ctl_missing(argv[0], "-w WORKDIR");
 	if (ctl_connect(c) == -1)
 		return CTL_EXIT_FAIL;
 	if (hp_open(c->h, t.session, t.workdir, &t.opt, &err) == -1) {
@@ -827,6 +837,8 @@ cmd_session_op(struct ctl *c, int argc, char **argv)
 	int		 is_stop = strcmp(argv[0], "stop") == 0;
 
 	i = ctl_plain_parse(c, argc, argv, is_stop ? "+r:" : "+", optval);
+	if (argc == i)
+		ctl_missing(argv[0], "SESSION");
 	if (argc - i != 1)
 		usage(CTL_EXIT_USAGE);
 	session = argv[i];
@@ -857,7 +869,9 @@ cmd_policy(struct ctl *c, int argc, char **argv)
 	size_t			 i;
 	int			 fd, n;
 
-	if (argc < 2 || strcmp(argv[1], "check") != 0)
+	if (argc < 2)
+		ctl_missing(argv[0], "check");
+	if (strcmp(argv[1], "check") != 0)
 		usage(CTL_EXIT_USAGE);
 	n = 1 + ctl_plain_parse(c, argc - 1, argv + 1, "+f:t:", optval);
 	target = optval['t'];
@@ -879,7 +893,7 @@ cmd_policy(struct ctl *c, int argc, char **argv)
 			close(fd);
 	} else {
 		if (n == argc)
-			usage(CTL_EXIT_USAGE);
+			ctl_missing("policy check", "TEXT (or -f FILE)");
 		text = ctl_words(argc - n, argv + n);
 	}
 	if (ctl_connect(c) == -1) {
@@ -957,8 +971,10 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc == 0)
+	if (argc == 0) {
+		fprintf(stderr, "hotplexctl: a command is required\n");
 		usage(CTL_EXIT_USAGE);
+	}
 	for (i = 0; i < sizeof ctl_cmds / sizeof ctl_cmds[0]; i++) {
 		if (strcmp(argv[0], ctl_cmds[i].name) == 0)
 			cmd = &ctl_cmds[i];

@@ -5,3 +5,10 @@ COMMON_OBJS	= $(COMMON_SRCS:%.c=$(B)/%.o)
 $(B)/libcommon.a: $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
+
+# The sample configuration, generated from the table of keys.
+$(B)/genconf: $(B)/common/genconf.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_CJSON)
+$(B)/hotplexd.conf: $(B)/genconf
+	$(B)/genconf >$@.tmp && mv $@.tmp $@
+BINS	+= $(B)/hotplexd.conf

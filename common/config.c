@@ -10,6 +10,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "paths.h"
 
 enum config_kind { K_STR, K_LIST, K_INT, K_MS, K_SIZE, K_U64, K_LEVEL,
 	K_BOOL };
@@ -20,62 +21,122 @@ struct config_key {
 	size_t		 off;
 	const char	*def;		/* default, parsed like a file value */
 	long		 min, max;	/* K_INT bounds */
+	const char	*doc;		/* one line for the sample file */
 };
 
+const char	config_default_path[] = HOTPLEX_SYSCONFDIR "/hotplexd.conf";
+
+/*
+ * Every key the daemon reads.  The sample hotplexd.conf is generated from
+ * this table (config_sample()): a new key needs its line of meaning here.
+ */
 #define O(f)	offsetof(struct config, f)
 static const struct config_key config_keys[] = {
-	{ "socket",		K_STR,  O(socket), "/run/hotplex/hotplexd.sock", 0, 0 },
-	{ "socket_group",	K_STR,  O(socket_group), NULL, 0, 0 },
-	{ "admin_group",	K_STR,  O(admin_group), NULL, 0, 0 },
-	{ "allowed_uids",	K_LIST, O(allowed_uids), NULL, 0, 0 },
-	{ "allowed_groups",	K_LIST, O(allowed_groups), NULL, 0, 0 },
-	{ "state_dir",		K_STR,  O(state_dir), "/var/lib/hotplex", 0, 0 },
-	{ "store_sync",		K_STR,  O(store_sync), "normal", 0, 0 },
-	{ "audit_retention",	K_MS,   O(audit_retention_ms), "30d", 0, 0 },
-	{ "workdir_root",	K_STR,  O(workdir_root), "/var/lib/hotplex/work", 0, 0 },
-	{ "worker_path",	K_STR,  O(worker_path), NULL, 0, 0 },
-	{ "worker_user",	K_STR,  O(worker_user), NULL, 0, 0 },
-	{ "cli_path",		K_STR,  O(cli_path), "claude", 0, 0 },
-	{ "cli_args",		K_LIST, O(cli_args), NULL, 0, 0 },
+	{ "socket",		K_STR,  O(socket), "/run/hotplex/hotplexd.sock", 0, 0,
+	    "control socket (mode 0660); changing it needs a restart" },
+	{ "socket_group",	K_STR,  O(socket_group), NULL, 0, 0,
+	    "group owning the socket: its members may connect (unset: the "
+	    "daemon's group)" },
+	{ "admin_group",	K_STR,  O(admin_group), NULL, 0, 0,
+	    "members of this group (and uid 0) see and act on every session" },
+	{ "allowed_uids",	K_LIST, O(allowed_uids), NULL, 0, 0,
+	    "users (names or ids) who may connect; empty: any who reaches the "
+	    "socket" },
+	{ "allowed_groups",	K_LIST, O(allowed_groups), NULL, 0, 0,
+	    "groups (names or ids) whose members may connect" },
+	{ "state_dir",		K_STR,  O(state_dir), "/var/lib/hotplex", 0, 0,
+	    "where the daemon keeps its state across restarts" },
+	{ "store_sync",		K_STR,  O(store_sync), "normal", 0, 0,
+	    "normal: a store commit survives a crash of hotplexd; full: also a "
+	    "power loss" },
+	{ "audit_retention",	K_MS,   O(audit_retention_ms), "30d", 0, 0,
+	    "how long the tool audit of ended sessions is kept (0: forever)" },
+	{ "workdir_root",	K_STR,  O(workdir_root), "/var/lib/hotplex/work", 0, 0,
+	    "every session's working directory lies under this one" },
+	{ "worker_path",	K_STR,  O(worker_path), NULL, 0, 0,
+	    "hotplex-worker program (unset: beside hotplexd, else "
+	    HOTPLEX_LIBEXECDIR ")" },
+	{ "worker_user",	K_STR,  O(worker_user), NULL, 0, 0,
+	    "user the workers and CLIs run as when hotplexd runs as root" },
+	{ "cli_path",		K_STR,  O(cli_path), "claude", 0, 0,
+	    "the Claude Code CLI, searched for in PATH if it holds no slash" },
+	{ "cli_args",		K_LIST, O(cli_args), NULL, 0, 0,
+	    "arguments put before the ones hotplexd gives the CLI" },
 	{ "cli_env",		K_LIST, O(cli_env), "PATH HOME LANG LC_ALL TERM TZ "
 	    "ANTHROPIC_API_KEY ANTHROPIC_BASE_URL ANTHROPIC_AUTH_TOKEN "
 	    "ANTHROPIC_MODEL CLAUDE_CONFIG_DIR CLAUDE_CODE_USE_BEDROCK "
 	    "CLAUDE_CODE_USE_VERTEX CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC "
 	    "CLAUDE_CODE_MAX_RETRIES API_TIMEOUT_MS HTTPS_PROXY HTTP_PROXY "
-	    "NO_PROXY", 0, 0 },
-	{ "permission_mode",	K_STR,  O(permission_mode), NULL, 0, 0 },
-	{ "allowed_tools",	K_LIST, O(allowed_tools), NULL, 0, 0 },
-	{ "disallowed_tools",	K_LIST, O(disallowed_tools), NULL, 0, 0 },
-	{ "firewall",		K_BOOL, O(firewall), "on", 0, 0 },
-	{ "firewall_rules",	K_LIST, O(firewall_rules), NULL, 0, 0 },
-	{ "firewall_threshold",	K_INT,  O(firewall_threshold), "5", 1, 1000 },
-	{ "tool_gate",		K_BOOL, O(tool_gate), "on", 0, 0 },
-	{ "seccomp",		K_STR,  O(seccomp), "off", 0, 0 },
-	{ "landlock",		K_STR,  O(landlock), "off", 0, 0 },
-	{ "metrics_listen",	K_STR,  O(metrics_listen), NULL, 0, 0 },
-	{ "spare_min",		K_INT,  O(spare_min), "1", 0, 256 },
-	{ "spare_max",		K_INT,  O(spare_max), "4", 0, 256 },
-	{ "max_sessions",	K_INT,  O(max_sessions), "64", 1, 65536 },
-	{ "max_clients",	K_INT,  O(max_clients), "256", 1, 65536 },
-	{ "max_sessions_per_uid", K_INT, O(max_sessions_per_uid), "0", 0, 65536 },
-	{ "max_ended_sessions",	K_INT,  O(max_ended_sessions), "256", 0, 1000000 },
-	{ "max_spawn_queue",	K_INT,  O(max_spawn_queue), "64", 1, 65536 },
-	{ "turn_timeout",	K_MS,   O(turn_timeout_ms), "30m", 0, 0 },
-	{ "idle_timeout",	K_MS,   O(idle_timeout_ms), "30m", 0, 0 },
-	{ "kill_grace",		K_MS,   O(kill_grace_ms), "5s", 0, 0 },
-	{ "drain_timeout",	K_MS,   O(drain_timeout_ms), "30s", 0, 0 },
-	{ "max_request_bytes",	K_SIZE, O(max_request_bytes), "1M", 0, 0 },
-	{ "cli_line_max",	K_SIZE, O(cli_line_max), "16M", 0, 0 },
-	{ "client_outbuf_max",	K_SIZE, O(client_outbuf_max), "16M", 0, 0 },
-	{ "client_pause_bytes",	K_SIZE, O(client_pause_bytes), "1M", 0, 0 },
-	{ "client_stall_timeout", K_MS, O(client_stall_ms), "30s", 0, 0 },
-	{ "stderr_tail_bytes",	K_SIZE, O(stderr_tail_bytes), "4K", 0, 0 },
-	{ "event_ring_bytes",	K_SIZE, O(event_ring_bytes), "1M", 0, 0 },
-	{ "rlimit_nofile",	K_U64,  O(rlimit_nofile), "0", 0, 0 },
-	{ "rlimit_nproc",	K_U64,  O(rlimit_nproc), "0", 0, 0 },
-	{ "rlimit_cpu",		K_U64,  O(rlimit_cpu), "0", 0, 0 },
-	{ "rlimit_fsize",	K_SIZE, O(rlimit_fsize), "0", 0, 0 },
-	{ "log_level",		K_LEVEL, O(log_level), "info", 0, 0 },
+	    "NO_PROXY", 0, 0,
+	    "environment variables of hotplexd that the CLI receives; no other "
+	    "does" },
+	{ "permission_mode",	K_STR,  O(permission_mode), NULL, 0, 0,
+	    "the CLI's --permission-mode (unset: the CLI's default)" },
+	{ "allowed_tools",	K_LIST, O(allowed_tools), NULL, 0, 0,
+	    "tools the CLI may use without asking (--allowedTools)" },
+	{ "disallowed_tools",	K_LIST, O(disallowed_tools), NULL, 0, 0,
+	    "tools the CLI may not use (--disallowedTools)" },
+	{ "firewall",		K_BOOL, O(firewall), "on", 0, 0,
+	    "the prompt and tool-call firewall with its built-in rules; only off "
+	    "turns it off" },
+	{ "firewall_rules",	K_LIST, O(firewall_rules), NULL, 0, 0,
+	    "rule files (globs, hotplex-policy(5)) added to the built-in rules" },
+	{ "firewall_threshold",	K_INT,  O(firewall_threshold), "5", 1, 1000,
+	    "score at which the firewall blocks, 1 to 1000" },
+	{ "tool_gate",		K_BOOL, O(tool_gate), "on", 0, 0,
+	    "screen every tool call through the firewall before it runs" },
+	{ "seccomp",		K_STR,  O(seccomp), "off", 0, 0,
+	    "seccomp profile of the CLI (an absolute path), or off" },
+	{ "landlock",		K_STR,  O(landlock), "off", 0, 0,
+	    "Landlock confinement of the CLI: off, best_effort or required" },
+	{ "metrics_listen",	K_STR,  O(metrics_listen), NULL, 0, 0,
+	    "ADDRESS:PORT serving /metrics, /healthz and /readyz (unset: none)" },
+	{ "spare_min",		K_INT,  O(spare_min), "1", 0, 256,
+	    "idle workers kept ready for new sessions" },
+	{ "spare_max",		K_INT,  O(spare_max), "4", 0, 256,
+	    "bound of the refill: max_sessions + spare_max workers in all" },
+	{ "max_sessions",	K_INT,  O(max_sessions), "64", 1, 65536,
+	    "sessions that are not ended, in all" },
+	{ "max_clients",	K_INT,  O(max_clients), "256", 1, 65536,
+	    "client connections served at once (administrators aside)" },
+	{ "max_sessions_per_uid", K_INT, O(max_sessions_per_uid), "0", 0, 65536,
+	    "sessions that are not ended, per user (0: no limit per user)" },
+	{ "max_ended_sessions",	K_INT,  O(max_ended_sessions), "256", 0, 1000000,
+	    "ended sessions whose statistics are kept" },
+	{ "max_spawn_queue",	K_INT,  O(max_spawn_queue), "64", 1, 65536,
+	    "sessions that may wait for a worker" },
+	{ "turn_timeout",	K_MS,   O(turn_timeout_ms), "30m", 0, 0,
+	    "longest turn (0: none); a request may set its own timeout_ms" },
+	{ "idle_timeout",	K_MS,   O(idle_timeout_ms), "30m", 0, 0,
+	    "stop the CLI of a session unused this long (0: never)" },
+	{ "kill_grace",		K_MS,   O(kill_grace_ms), "5s", 0, 0,
+	    "SIGTERM to SIGKILL when a CLI is stopped" },
+	{ "drain_timeout",	K_MS,   O(drain_timeout_ms), "30s", 0, 0,
+	    "on SIGTERM, how long running turns may go on" },
+	{ "max_request_bytes",	K_SIZE, O(max_request_bytes), "1M", 0, 0,
+	    "longest request line (at least 1K)" },
+	{ "cli_line_max",	K_SIZE, O(cli_line_max), "16M", 0, 0,
+	    "longest CLI output line (longer ones are dropped and reported)" },
+	{ "client_outbuf_max",	K_SIZE, O(client_outbuf_max), "16M", 0, 0,
+	    "output queued for a client that does not read before it is cut off" },
+	{ "client_pause_bytes",	K_SIZE, O(client_pause_bytes), "1M", 0, 0,
+	    "output queued for a client at which its session's CLI is paused" },
+	{ "client_stall_timeout", K_MS, O(client_stall_ms), "30s", 0, 0,
+	    "how long a client may hold its session paused before it is cut off" },
+	{ "stderr_tail_bytes",	K_SIZE, O(stderr_tail_bytes), "4K", 0, 0,
+	    "end of the CLI's stderr kept to explain a failure" },
+	{ "event_ring_bytes",	K_SIZE, O(event_ring_bytes), "1M", 0, 0,
+	    "recent output of a session kept for attach --since" },
+	{ "rlimit_nofile",	K_U64,  O(rlimit_nofile), "0", 0, 0,
+	    "RLIMIT_NOFILE of the CLI (0: inherited)" },
+	{ "rlimit_nproc",	K_U64,  O(rlimit_nproc), "0", 0, 0,
+	    "RLIMIT_NPROC of the CLI (0: inherited)" },
+	{ "rlimit_cpu",		K_U64,  O(rlimit_cpu), "0", 0, 0,
+	    "RLIMIT_CPU of the CLI in seconds (0: inherited)" },
+	{ "rlimit_fsize",	K_SIZE, O(rlimit_fsize), "0", 0, 0,
+	    "RLIMIT_FSIZE of the CLI (0: inherited)" },
+	{ "log_level",		K_LEVEL, O(log_level), "info", 0, 0,
+	    "error, warn, info or debug" },
 };
 #undef O
 #define NKEYS	(sizeof config_keys / sizeof config_keys[0])
@@ -500,5 +561,36 @@ config_dump(const struct config *c, void *fp)
 			break;
 		}
 		fputc('\n', f);
+	}
+}
+
+/*
+ * The sample file: every key with its line of meaning and its default,
+ * commented out, so that uncommenting any line changes nothing.
+ */
+void
+config_sample(void *fp)
+{
+	FILE	*f = fp;
+	size_t	 i;
+
+	fprintf(f, "# %s: configuration of hotplexd(8).\n"
+	    "# Generated from the daemon's table of keys; see hotplexd.conf(5).\n"
+	    "#\n"
+	    "# Every key is shown with its default, commented out: an empty "
+	    "file gives\n# the same daemon, and so does this one with every "
+	    "line uncommented.\n"
+	    "#\n"
+	    "# Syntax: \"key = value\" lines; \"#\" at the start of a line or "
+	    "after white\n# space begins a comment.  Durations take ms, s, m, "
+	    "h or d (a bare number is\n# seconds); sizes take K, M or G (a bare "
+	    "number is bytes); lists are words\n# separated by white space or "
+	    "commas.  Check a file with\n# \"hotplexd -n -c FILE\"; reload it "
+	    "with SIGHUP.\n", CONFIG_DEFAULT_PATH);
+	for (i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		fprintf(f, "\n# %s\n#%s =%s%s\n", k->doc, k->name,
+		    k->def != NULL ? " " : "", k->def != NULL ? k->def : "");
 	}
 }

@@ -10,10 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONFIG_DEFAULT_PATH	"/etc/hotplex/hotplexd.conf"
+/* SYSCONFDIR/hotplex/hotplexd.conf, compiled in from the install paths. */
+#define CONFIG_DEFAULT_PATH	config_default_path
 #define CONFIG_LINE_MAX		4096
 #define CONFIG_LIST_MAX		64	/* entries of a list value */
 #define CONFIG_ERR_MAX		256
+
+extern const char	config_default_path[];
 
 struct config_list {
 	size_t	  n;
@@ -88,6 +91,8 @@ struct config	*config_load(const char *path, int must_exist, char *err,
 void		 config_free(struct config *);
 /* Prints the effective configuration as `key = value` lines. */
 void		 config_dump(const struct config *, void *FILE_ptr);
+/* Prints the sample file: every key, commented out, with its default. */
+void		 config_sample(void *FILE_ptr);
 
 /* Value parsers, exposed for tests: 0 ok, -1 bad. */
 int		 config_parse_duration(const char *, uint64_t *ms);

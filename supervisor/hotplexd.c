@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pwd.h>
@@ -22,20 +23,52 @@
 #include "policy/sandbox.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/screen.h"
-
-#ifndef HOTPLEX_LIBEXECDIR
-#define HOTPLEX_LIBEXECDIR	"/usr/local/libexec/hotplex"
-#endif
+#include "paths.h"
 
 struct hotplexd hp;
 
 static struct event	*hotplexd_drain_timer;
+static const char	*hotplexd_pidfile;	/* -p, absolute */
+
+/* -p: after daemon(), so that it holds the pid that stays. */
+static void
+hotplexd_write_pidfile(void)
+{
+	FILE	*f;
+
+	if (hotplexd_pidfile == NULL)
+		return;
+	if ((f = fopen(hotplexd_pidfile, "we")) == NULL)
+		fatal("%s", hotplexd_pidfile);
+	fprintf(f, "%ld\n", (long)getpid());
+	if (fclose(f) == EOF)
+		fatal("%s", hotplexd_pidfile);
+}
+
+#define HOTPLEXD_USAGE	\
+	"usage: hotplexd [-fhnv] [-c file] [-d level] [-p pidfile]\n"
 
 static void
 hotplexd_usage(void)
 {
-	fprintf(stderr, "usage: hotplexd [-fnv] [-c file] [-d level]\n");
+	fprintf(stderr, HOTPLEXD_USAGE);
 	exit(2);
+}
+
+static void
+hotplexd_help(void)
+{
+	printf(HOTPLEXD_USAGE
+	    "  -c file   configuration file (default %s)\n"
+	    "  -d level  log level: error, warn, info or debug\n"
+	    "  -f        stay in the foreground, logging to stderr\n"
+	    "  -n        check the configuration, the worker and the CLI, "
+	    "then exit\n"
+	    "  -p file   write the daemon's process id to file\n"
+	    "  -h, --help     this help\n"
+	    "  -v, --version  print the version\n"
+	    "See hotplexd(8) and hotplexd.conf(5).\n", CONFIG_DEFAULT_PATH);
+	exit(0);
 }
 
 /* hotplex-worker: from the config, else beside us, else the libexec dir. */
@@ -225,8 +258,15 @@ main(int argc, char **argv)
 	int		 conf_given = 0;
 	char		 err[SANDBOX_ERR_MAX];
 
+	static const struct option longopts[] = {
+		{ "help",	no_argument,	NULL,	'h' },
+		{ "version",	no_argument,	NULL,	'v' },
+		{ NULL,		0,		NULL,	0 }
+	};
+
 	json_init();
-	while ((ch = getopt(argc, argv, "c:d:fnv")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:d:fhnp:v", longopts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			conf_path = optarg;
@@ -239,8 +279,19 @@ main(int argc, char **argv)
 		case 'f':
 			hp.foreground = 1;
 			break;
+		case 'h':
+			hotplexd_help();
+			break;
 		case 'n':
 			check = 1;
+			break;
+		case 'p':
+			if (optarg[0] != '/') {
+				fprintf(stderr, "hotplexd: -p %s: not an "
+				    "absolute path\n", optarg);
+				return 1;
+			}
+			hotplexd_pidfile = optarg;
 			break;
 		case 'v':
 			printf("hotplexd %s\n", HOTPLEX_VERSION);
@@ -266,9 +317,13 @@ main(int argc, char **argv)
 	}
 	if (check) {
 		printf("hotplexd: configuration %s OK\n", conf_path);
+		fflush(stdout);
+		hp.worker_path = hotplexd_worker_path(hp.conf);
+		i = check_install(hp.conf, hp.worker_path);
+		free(hp.worker_path);
 		screen_free(hp.screen);
 		config_free(hp.conf);
-		return 0;
+		return i == 0 ? 0 : 1;
 	}
 	hp.level_override = level;
 	hp.conf_given = conf_given;
@@ -298,6 +353,7 @@ main(int argc, char **argv)
 			fatal("daemon");
 		log_init("master", 0, hp.conf->log_level);
 	}
+	hotplexd_write_pidfile();
 	if ((hp.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
 	for (i = 0; signos[i] != 0; i++) {
@@ -330,6 +386,8 @@ main(int argc, char **argv)
 	config_free(hp.conf);
 	free(hp.conf_path);
 	free(hp.worker_path);
+	if (hotplexd_pidfile != NULL)
+		unlink(hotplexd_pidfile);
 	log_info("exited");
 	return 0;
 }

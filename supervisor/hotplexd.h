@@ -148,6 +148,9 @@ extern struct hotplexd hp;
 /* hotplexd.c */
 void	 hotplexd_check_exit(void);
 int	 hotplexd_reload(char *err, size_t errlen);
+
+/* check.c: hotplexd -n, what a turn needs: 0 all there, -1 not. */
+int	 check_install(const struct config *, const char *worker_path);
 void	 hotplexd_shutdown(void);
 
 /*

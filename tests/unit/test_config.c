@@ -625,6 +625,77 @@ test_dump_round_trip(void **state)
 	config_free(c);
 }
 
+/* A line "#key = ..." of the sample: '#' then a lower-case key and " =". */
+static int
+sample_key_line(const char *l)
+{
+	size_t	n;
+
+	if (l[0] != '#' || l[1] < 'a' || l[1] > 'z')
+		return 0;
+	n = 1 + strspn(l + 1, "abcdefghijklmnopqrstuvwxyz_0123456789");
+	return strncmp(l + n, " =", 2) == 0;
+}
+
+/*
+ * The generated sample: loaded as it is, and with every key line
+ * uncommented, it gives what an empty file gives; and it names every key
+ * the dump names, each once.
+ */
+static void
+test_sample_uncommented_is_default(void **state)
+{
+	struct config	*c;
+	char		*sample = NULL, *out, *l, *save, *d0, *d1, *dl;
+	size_t		 len = 0, nkeys = 0, ndump = 0, outlen;
+	FILE		*f = open_memstream(&sample, &len);
+
+	assert_non_null(f);
+	config_sample(f);
+	assert_int_equal(fclose(f), 0);
+
+	c = conf_ok(sample);
+	d0 = conf_dump_string(c);
+	config_free(c);
+	c = config_new();
+	d1 = conf_dump_string(c);
+	config_free(c);
+	assert_string_equal(d1, d0);
+	free(d1);
+
+	out = xmalloc(len + 1);
+	outlen = 0;
+	for (l = strtok_r(sample, "\n", &save); l != NULL;
+	    l = strtok_r(NULL, "\n", &save)) {
+		if (sample_key_line(l)) {
+			nkeys++;
+			l++;
+		}
+		outlen += (size_t)sprintf(out + outlen, "%s\n", l);
+	}
+	c = conf_ok(out);
+	d1 = conf_dump_string(c);
+	config_free(c);
+	assert_string_equal(d0, d1);
+
+	/* As many key lines as the dump has keys, and each key in the out. */
+	for (dl = d0; (dl = strchr(dl, '\n')) != NULL; dl++)
+		ndump++;
+	assert_int_equal(nkeys, ndump);
+	for (l = strtok_r(d0, "\n", &save); l != NULL;
+	    l = strtok_r(NULL, "\n", &save)) {
+		char	key[CONFIG_LINE_MAX];
+
+		snprintf(key, sizeof key, "\n%.*s =", (int)strcspn(l, " "), l);
+		if (strstr(out, key) == NULL)
+			fail_msg("key line %s missing from the sample", key + 1);
+	}
+	free(out);
+	free(sample);
+	free(d0);
+	free(d1);
+}
+
 int
 main(void)
 {
@@ -641,6 +712,7 @@ main(void)
 		cmocka_unit_test(test_comments),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_line_length_limit),
+		cmocka_unit_test(test_sample_uncommented_is_default),
 		cmocka_unit_test(test_dump_round_trip),
 	};
 
