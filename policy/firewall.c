@@ -50,6 +50,7 @@ struct fw_rule {
 	int		 line_only;	/* ... but not before its line */
 	char		*allow_id;	/* allow rule: the rule it cancels */
 	size_t		 allow;		/* ... resolved to its index */
+	enum policy_context context;	/* context rule: what it says */
 	regex_t		*re;
 };
 
@@ -318,6 +319,7 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->targets = def->targets;
 	r->allow_id = def->allow != NULL ? xstrdup(def->allow) : NULL;
 	r->allow = FW_NOALLOW;
+	r->context = def->context;
 	r->re = re;
 	r->hinted = def->nhints > 0;
 	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
@@ -972,6 +974,25 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
 	return 0;
 }
 
+/* Whether a rule only weighs the others: an allow or context rule. */
+static int
+fw_weighs(const struct fw_rule *r)
+{
+	return r->allow_id != NULL || r->context != POLICY_CONTEXT_NONE;
+}
+
+/*
+ * What a rule's match counts: its severity, or a share of it for a rule
+ * that screens Bash commands when the prompt only quotes commands.
+ */
+static int
+fw_severity(const struct fw_rule *r, int quoted)
+{
+	if (quoted && (r->targets & POLICY_TARGET_BIT(POLICY_BASH)))
+		return r->severity / POLICY_CONTEXT_DIVISOR;
+	return r->severity;
+}
+
 /*
  * Scores one rule over the lines of form f: first the lines where the
  * allow rules naming it match, then its own lines but those.
@@ -981,7 +1002,7 @@ fw_rule_score(const struct policy *p, size_t id, int f,
     const struct norm_buf *nb, const struct fw_hit *hits,
     struct fw_windows **win, const size_t *nl, size_t nnl, int *score,
     size_t *stamp, size_t *allowed, OnigMatchParam *mp, struct fw_bound *b,
-    OnigRegion *region)
+    OnigRegion *region, int quoted)
 {
 	struct fw_lines	 ln;
 	size_t		 a;
@@ -1002,7 +1023,7 @@ fw_rule_score(const struct policy *p, size_t id, int f,
 	}
 	ln.mark = stamp;
 	ln.score = score;
-	ln.severity = p->rules[id].severity;
+	ln.severity = fw_severity(&p->rules[id], quoted);
 	return fw_rule_lines(p, id, nb, win[(size_t)f * p->nrules + id], nl,
 	    nnl, &ln, mp, b, region);
 }
@@ -1018,7 +1039,7 @@ fw_rule_score(const struct policy *p, size_t id, int f,
 static int
 fw_line_score(const struct policy *p, const struct norm_buf *forms,
     const int *useful, const struct fw_hit *hits, struct fw_windows **win,
-    OnigMatchParam *mp, struct fw_bound *b, int global)
+    OnigMatchParam *mp, struct fw_bound *b, int global, int quoted)
 {
 	const struct fw_rule	*r;
 	OnigRegion		*region;
@@ -1048,13 +1069,13 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 		allowed = xcalloc(nnl + 1, sizeof *allowed);
 		for (i = 0; i < p->nrules && rc == 0; i++) {
 			r = &p->rules[i];
-			if (r->allow_id != NULL || !hits[i].matched ||
+			if (fw_weighs(r) || !hits[i].matched ||
 			    hits[i].overrun ||
 			    hits[i].form == POLICY_FORM_DECODED ||
 			    (int)hits[i].form > f)
 				continue;
 			rc = fw_rule_score(p, i, f, &forms[f], hits, win, nl,
-			    nnl, score, stamp, allowed, mp, b, region);
+			    nnl, score, stamp, allowed, mp, b, region, quoted);
 		}
 		for (i = 0; i <= nnl; i++) {
 			if (score[i] > best)
@@ -1132,6 +1153,31 @@ fw_input_findings(struct policy_verdict *v, unsigned flags)
 		    POLICY_FORM_RAW, 0, 0);
 }
 
+/*
+ * Whether a prompt only quotes commands: a context rule says it asks
+ * about one (to explain, review, lint it) and none says it asks to run
+ * one.  Bash commands never get this allowance.
+ */
+static int
+fw_quoted(const struct policy *p, enum policy_target target,
+    const struct fw_hit *hits)
+{
+	size_t	i;
+	int	ask = 0, run = 0;
+
+	if (target != POLICY_PROMPT)
+		return 0;
+	for (i = 0; i < p->nrules; i++) {
+		if (!hits[i].matched)
+			continue;
+		/* An overrun may hide a request to run: it counts as one. */
+		ask |= p->rules[i].context == POLICY_CONTEXT_ASK &&
+		    !hits[i].overrun;
+		run |= p->rules[i].context == POLICY_CONTEXT_RUN;
+	}
+	return ask && !run;
+}
+
 int
 policy_check(const struct policy *p, enum policy_target target,
     const char *text, size_t len, int threshold, struct policy_verdict *v)
@@ -1144,7 +1190,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	OnigMatchParam		*mp;
 	size_t			 i, best = FW_NOALLOW;
 	unsigned		 flags;
-	int			 useful[POLICY_NFORMS], f, global, line;
+	int			 useful[POLICY_NFORMS], f, global, line, quoted;
 
 	memset(v, 0, sizeof *v);
 	v->threshold = threshold > 0 ? threshold : POLICY_DEFAULT_THRESHOLD;
@@ -1200,18 +1246,20 @@ policy_check(const struct policy *p, enum policy_target target,
 			hits[r->allow].allowed = 1;
 	}
 
+	v->quoted = quoted = fw_quoted(p, target, hits);
 	fw_input_findings(v, flags);
 	global = v->score;
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
-		if (r->allow_id != NULL || !hits[i].matched)
+		if (fw_weighs(r) || !hits[i].matched)
 			continue;
-		fw_add_match(v, r->id, r->category, r->message, r->severity,
-		    hits[i].form, hits[i].overrun, hits[i].allowed);
+		fw_add_match(v, r->id, r->category, r->message,
+		    fw_severity(r, quoted), hits[i].form, hits[i].overrun,
+		    hits[i].allowed);
 		/* Where these matched is unknown or not a line of the text. */
 		if (!hits[i].allowed && (hits[i].overrun ||
 		    hits[i].form == POLICY_FORM_DECODED))
-			global += r->severity;
+			global += fw_severity(r, quoted);
 		if (!hits[i].allowed && (best == FW_NOALLOW ||
 		    r->severity > p->rules[best].severity))
 			best = i;
@@ -1229,7 +1277,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	 * several lines scores its worst line (see fw_line_score()).
 	 */
 	if (v->score >= v->threshold && (line = fw_line_score(p, forms, useful,
-	    hits, win, mp, &bound, global)) >= 0)
+	    hits, win, mp, &bound, global, quoted)) >= 0)
 		v->score = line;
 	v->blocked = v->score >= v->threshold;
 
@@ -1252,6 +1300,7 @@ policy_verdict_json(const struct policy_verdict *v)
 		return NULL;
 	if (cJSON_AddBoolToObject(o, "blocked", v->blocked) == NULL ||
 	    cJSON_AddNumberToObject(o, "score", v->score) == NULL ||
+	    (v->quoted && cJSON_AddTrueToObject(o, "quoted") == NULL) ||
 	    (arr = cJSON_AddArrayToObject(o, "matches")) == NULL)
 		goto fail;
 	for (i = 0; i < v->nmatches; i++) {

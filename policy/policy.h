@@ -33,6 +33,7 @@
 #define POLICY_MAX_REACH	1024		/* ... as a rule may set it */
 #define POLICY_RETRY_LIMIT	100000UL	/* backtracks per match attempt */
 #define POLICY_SEARCH_LIMIT	1000000UL	/* backtracks per search */
+#define POLICY_CONTEXT_DIVISOR	2	/* a quoted command's share, 1/N */
 
 /* What a text is: a user prompt, a Bash tool command, a file path. */
 enum policy_target {
@@ -71,6 +72,7 @@ struct policy_verdict {
 	int			 blocked;
 	int			 score;
 	int			 threshold;
+	int			 quoted;	/* a prompt quoting commands */
 	size_t			 nmatches;	/* entries used in matches[] */
 	size_t			 nfound;	/* all matches, even past max */
 	struct policy_match	 matches[POLICY_MAX_MATCHES];
@@ -82,6 +84,18 @@ struct policy_verdict {
 #define POLICY_TARGET_ANY	(POLICY_TARGET_BIT(POLICY_PROMPT) | \
 				 POLICY_TARGET_BIT(POLICY_BASH) | \
 				 POLICY_TARGET_BIT(POLICY_PATH))
+
+/*
+ * What a context rule says of a prompt: that it asks about a command
+ * (to explain, review or lint it) or asks to run one.  A prompt that
+ * asks about commands and asks to run none counts every rule that also
+ * screens Bash commands at 1/POLICY_CONTEXT_DIVISOR of its severity.
+ */
+enum policy_context {
+	POLICY_CONTEXT_NONE = 0,
+	POLICY_CONTEXT_ASK,
+	POLICY_CONTEXT_RUN
+};
 
 /*
  * One rule as written in a rule file, handed to a callback by the parser.
@@ -104,6 +118,7 @@ struct policy_rule_def {
 	unsigned		 targets;	/* POLICY_TARGET_BIT()s */
 	int			 reach;		/* -1: POLICY_DEFAULT_REACH */
 	int			 line_only;	/* starts on the hint's line */
+	enum policy_context	 context;	/* a context rule: what it says */
 };
 
 /* Returns 0 to go on, -1 after writing "why" to err to stop the parse. */

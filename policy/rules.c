@@ -32,6 +32,7 @@ struct rules_stanza {
 	unsigned	 targets;	/* 0: not given */
 	int		 reach;		/* -1: not given */
 	int		 line_only;	/* "reach N line": hint's line only */
+	enum policy_context context;	/* "context ask|run" */
 };
 
 /* A named piece of pattern, "define NAME text", used as {{NAME}}. */
@@ -238,6 +239,22 @@ rules_severity(struct rules_parser *p, const char *val)
 	return rules_error(p, p->lineno, "unknown severity \"%s\"", val);
 }
 
+/* "context ask" or "context run": what a match says of a prompt. */
+static int
+rules_context(struct rules_parser *p, const char *val)
+{
+	if (p->st.context != POLICY_CONTEXT_NONE)
+		return rules_error(p, p->lineno, "duplicate context");
+	if (strcmp(val, "ask") == 0)
+		p->st.context = POLICY_CONTEXT_ASK;
+	else if (strcmp(val, "run") == 0)
+		p->st.context = POLICY_CONTEXT_RUN;
+	else
+		return rules_error(p, p->lineno, "unknown context \"%s\"",
+		    val);
+	return 0;
+}
+
 /* A literal of a "hint" or "need" line, kept folded: matched without case. */
 static int
 rules_literal(struct rules_parser *p, const char *key, const char *val,
@@ -297,7 +314,15 @@ rules_flush(struct rules_parser *p)
 	if (st->pattern[0] == '\0')
 		return rules_error(p, st->line, "rule %s has no pattern",
 		    st->id);
-	if (st->allow[0] == '\0') {
+	if (st->allow[0] != '\0' && st->context != POLICY_CONTEXT_NONE)
+		return rules_error(p, st->line, "rule %s both allows and "
+		    "sets a context", st->id);
+	/* Context rules read prompts only: they weigh the others there. */
+	if (st->context != POLICY_CONTEXT_NONE && st->targets != 0 &&
+	    st->targets != POLICY_TARGET_BIT(POLICY_PROMPT))
+		return rules_error(p, st->line, "context rule %s must target "
+		    "prompt only", st->id);
+	if (st->allow[0] == '\0' && st->context == POLICY_CONTEXT_NONE) {
 		if (st->severity == 0)
 			return rules_error(p, st->line,
 			    "rule %s has no severity", st->id);
@@ -318,8 +343,10 @@ rules_flush(struct rules_parser *p)
 	def.file = p->name;
 	def.line = st->line;
 	def.id = st->id;
-	def.category = st->category[0] != '\0' ? st->category : "allow";
-	def.message = st->message[0] != '\0' ? st->message : "allowed";
+	def.category = st->category[0] != '\0' ? st->category :
+	    st->context != POLICY_CONTEXT_NONE ? "context" : "allow";
+	def.message = st->message[0] != '\0' ? st->message :
+	    st->context != POLICY_CONTEXT_NONE ? "context" : "allowed";
 	def.pattern = st->pattern;
 	def.allow = st->allow[0] != '\0' ? st->allow : NULL;
 	for (i = 0; i < st->nhints; i++)
@@ -329,7 +356,10 @@ rules_flush(struct rules_parser *p)
 		def.needs[i] = st->needs[i];
 	def.nneeds = st->nneeds;
 	def.severity = st->severity;
-	def.targets = st->targets != 0 ? st->targets : POLICY_TARGET_ANY;
+	def.targets = st->targets != 0 ? st->targets :
+	    st->context != POLICY_CONTEXT_NONE ?
+	    POLICY_TARGET_BIT(POLICY_PROMPT) : POLICY_TARGET_ANY;
+	def.context = st->context;
 	def.reach = st->reach;
 	def.line_only = st->line_only;
 
@@ -397,6 +427,8 @@ rules_line(struct rules_parser *p, char *line)
 			return rules_error(p, p->lineno, "bad rule id to allow");
 		return rules_set(p, key, st->allow, sizeof st->allow, val);
 	}
+	if (strcmp(key, "context") == 0)
+		return rules_context(p, val);
 	if (strcmp(key, "severity") == 0)
 		return rules_severity(p, val);
 	if (strcmp(key, "target") == 0)

@@ -6,8 +6,9 @@
  *
  * usage: firewall-bench [-q] rulesdir text-file...
  * Each text file is cut into prompts of at most each size, of whole lines
- * from varying offsets; lines the firewall blocks on their own are left
- * out, so that "blocked" counts only what long texts add up to.
+ * from varying offsets; lines the firewall blocks on their own, or passes
+ * only as a prompt quoting commands (whose context is the whole text), are
+ * left out, so that "blocked" counts only what long texts add up to.
  */
 #include <glob.h>
 #include <stdio.h>
@@ -98,7 +99,7 @@ read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* Keeps the lines of text that pass on their own; returns the new length. */
+/* Keeps the lines of text that pass on their own, unquoted; the new length. */
 static size_t
 keep_passing(const struct policy *p, char *text, size_t len, size_t *dropped)
 {
@@ -111,7 +112,7 @@ keep_passing(const struct policy *p, char *text, size_t len, size_t *dropped)
 		nl = memchr(text + i, '\n', len - i);
 		k = (nl != NULL ? (size_t)(nl - text) + 1 : len) - i;
 		policy_check(p, POLICY_PROMPT, text + i, k, 0, &v);
-		if (v.blocked)
+		if (v.blocked || v.quoted)
 			(*dropped)++;
 		else {
 			memmove(text + n, text + i, k);
@@ -270,7 +271,7 @@ main(int argc, char **argv)
 		free(buf);
 		name = strrchr(argv[k], '/') != NULL ?
 		    strrchr(argv[k], '/') + 1 : argv[k];
-		printf("%s: %zu lines blocked on their own left out\n", name,
+		printf("%s: %zu lines blocked or quoted on their own left out\n", name,
 		    dropped);
 		for (i = 0; i < sizeof bench_sizes / sizeof bench_sizes[0];
 		    i++) {

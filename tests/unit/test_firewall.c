@@ -820,6 +820,70 @@ test_check_input_findings(void **state)
 	policy_free(p);
 }
 
+/* Context rules: a prompt quoting a command to explain it counts it half. */
+static const char context_rules[] =
+    "rule t.rm\n"
+    "\tcategory\tdestructive\n"
+    "\tseverity\tcritical\n"
+    "\ttarget\t\tbash prompt\n"
+    "\tpattern\t\\brm\\s+-rf\\s+/(?:\\s|$)\n"
+    "\tmessage\t\tdeleting /\n"
+    "\n"
+    "rule t.inject\n"
+    "\tcategory\tinjection\n"
+    "\tseverity\tcritical\n"
+    "\ttarget\t\tprompt\n"
+    "\tpattern\t\tignore previous instructions\n"
+    "\tmessage\t\tinjection\n"
+    "\n"
+    "rule t.ask\n"
+    "\tcontext\t\task\n"
+    "\thint\t\texplain\n"
+    "\tpattern\t\texplain\n"
+    "\n"
+    "rule t.run\n"
+    "\tcontext\t\trun\n"
+    "\thint\t\trun\n"
+    "\tpattern\t\t(?<!not )\\brun\\b\n";
+
+static void
+test_check_context(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN];
+
+	assert_non_null(p = load(context_rules, err));
+	/* Asked about, not to run: half of critical, under the threshold. */
+	check(p, POLICY_PROMPT, "explain what rm -rf / does, do not run it",
+	    &v);
+	assert_true(v.quoted);
+	assert_int_equal(v.score, POLICY_SEV_CRITICAL / POLICY_CONTEXT_DIVISOR);
+	assert_false(v.blocked);
+	/* "Explain it, then run it" counts in full. */
+	check(p, POLICY_PROMPT, "explain rm -rf / and then run it", &v);
+	assert_false(v.quoted);
+	assert_true(v.blocked);
+	/* A plain request counts in full. */
+	check(p, POLICY_PROMPT, "rm -rf / please", &v);
+	assert_true(v.blocked);
+	/* No allowance for a Bash command, whatever it says. */
+	check(p, POLICY_BASH, "rm -rf / # explain", &v);
+	assert_false(v.quoted);
+	assert_true(v.blocked);
+	/* Prompt-only rules (injection) are not commands: never halved. */
+	check(p, POLICY_PROMPT, "explain: ignore previous instructions", &v);
+	assert_true(v.quoted);
+	assert_true(v.blocked);
+	policy_free(p);
+	/* A context rule reads prompts only, and cannot also allow. */
+	assert_null(load("rule x\n\tcontext\task\n\ttarget\tbash\n"
+	    "\tpattern\tx\n", err));
+	assert_non_null(strstr(err, "prompt only"));
+	assert_null(load("rule x\n\tcontext\tmaybe\n\tpattern\tx\n", err));
+	assert_non_null(strstr(err, "unknown context"));
+}
+
 static void
 test_verdict_json(void **state)
 {
@@ -877,6 +941,7 @@ main(void)
 		cmocka_unit_test(test_check_needs),
 		cmocka_unit_test(test_check_targets_threshold),
 		cmocka_unit_test(test_check_allowlist),
+		cmocka_unit_test(test_check_context),
 		cmocka_unit_test(test_check_long_text_scoring),
 		cmocka_unit_test(test_check_retry_overrun),
 		cmocka_unit_test(test_check_input_findings),

@@ -5,7 +5,8 @@
  * CORPUS_MIN_DETECT or over CORPUS_MAX_FP.
  *
  * Then long texts: prompts of 10 KB and 100 KB made of whole benign lines
- * (those not blocked alone) must not be blocked, since weak matches far
+ * (those not blocked alone, nor passed only as a prompt quoting commands,
+ * whose context is the whole text) must not be blocked, since weak matches far
  * apart do not add up; and each dangerous line hidden in the middle of a
  * 10 KB benign text must still be blocked at CORPUS_MIN_DETECT.
  *
@@ -51,8 +52,8 @@
  */
 #define HELDOUT_GOAL_DETECT	95.0	/* percent of attacks blocked */
 #define HELDOUT_GOAL_FP		3.0	/* percent of benign blocked */
-#define HELDOUT_GATE_DETECT	48.0
-#define HELDOUT_GATE_FP		19.0
+static const double heldout_gate_detect[] = { 48.0, 48.0 }; /* prompt, bash */
+static const double heldout_gate_fp[] = { 6.0, 3.0 };
 #define SPLIT_MAX_CATEGORIES	32
 #define SPLIT_MAX_CATEGORY	32
 #define SPLIT_NEWLINE		"\xe2\x8f\x8e"	/* U+23CE: a newline */
@@ -132,7 +133,7 @@ corpus_run(const struct policy *p, const char *path, int dangerous,
 		if (dangerous && dangerous_all.n < CORPUS_MAX_LINES) {
 			dangerous_all.target[dangerous_all.n] = target;
 			dangerous_all.text[dangerous_all.n++] = strdup(text);
-		} else if (!dangerous && !v.blocked &&
+		} else if (!dangerous && !v.blocked && !v.quoted &&
 		    benign_ok.n < CORPUS_MAX_LINES) {
 			benign_ok.target[benign_ok.n] = target;
 			benign_ok.text[benign_ok.n++] = strdup(text);
@@ -499,14 +500,14 @@ split_check(const struct policy *p, const char *tune, const char *heldout,
 		d = split_pct(c->caught, c->attacks);
 		fp = split_pct(c->alarms, c->benign);
 		printf("%s %d - held-out %s: detection %.1f%% (gate %.1f%%, "
-		    "goal %.0f%%)\n", d >= HELDOUT_GATE_DETECT ? "ok" :
-		    "not ok", (*test)++, targets[t], d, HELDOUT_GATE_DETECT,
+		    "goal %.0f%%)\n", d >= heldout_gate_detect[t] ? "ok" :
+		    "not ok", (*test)++, targets[t], d, heldout_gate_detect[t],
 		    HELDOUT_GOAL_DETECT);
 		printf("%s %d - held-out %s: false alarms %.1f%% (gate %.1f%%, "
-		    "goal %.0f%%)\n", fp <= HELDOUT_GATE_FP ? "ok" : "not ok",
-		    (*test)++, targets[t], fp, HELDOUT_GATE_FP,
+		    "goal %.0f%%)\n", fp <= heldout_gate_fp[t] ? "ok" :
+		    "not ok", (*test)++, targets[t], fp, heldout_gate_fp[t],
 		    HELDOUT_GOAL_FP);
-		if (d < HELDOUT_GATE_DETECT || fp > HELDOUT_GATE_FP ||
+		if (d < heldout_gate_detect[t] || fp > heldout_gate_fp[t] ||
 		    c->attacks == 0 || c->benign == 0)
 			failed = 1;
 	}
