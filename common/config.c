@@ -137,6 +137,12 @@ static const struct config_key config_keys[] = {
 	    "RLIMIT_FSIZE of the CLI (0: inherited)" },
 	{ "log_level",		K_LEVEL, O(log_level), "info", 0, 0,
 	    "error, warn, info or debug" },
+	{ "log_file",		K_STR,  O(log_file), NULL, 0, 0,
+	    "append log lines to this file, reopened on SIGUSR1 or SIGHUP "
+	    "(unset: syslog, or stderr with -f)" },
+	{ "log_format",		K_STR,  O(log_format), "text", 0, 0,
+	    "text, or json: one object per line (time, level, process, "
+	    "session, message)" },
 };
 #undef O
 #define NKEYS	(sizeof config_keys / sizeof config_keys[0])
@@ -356,6 +362,17 @@ config_check(struct config *c, const size_t *set_at, size_t *line,
 		snprintf(why, whylen,
 		    "landlock must be off, best_effort or required");
 		*line = config_key_line(set_at, "landlock");
+		return -1;
+	}
+	if (c->log_format == NULL || (strcmp(c->log_format, "text") != 0 &&
+	    strcmp(c->log_format, "json") != 0)) {
+		snprintf(why, whylen, "log_format must be text or json");
+		*line = config_key_line(set_at, "log_format");
+		return -1;
+	}
+	if (c->log_file != NULL && c->log_file[0] != '/') {
+		snprintf(why, whylen, "log_file must be an absolute path");
+		*line = config_key_line(set_at, "log_file");
 		return -1;
 	}
 	if (c->max_request_bytes < 1024) {

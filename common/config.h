@@ -78,6 +78,8 @@ struct config {
 	uint64_t	 rlimit_fsize;
 
 	int		 log_level;
+	char		*log_file;	/* NULL: syslog, or stderr with -f */
+	char		*log_format;	/* text, json */
 };
 
 /* Defaults only. */

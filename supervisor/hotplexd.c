@@ -166,6 +166,10 @@ hotplexd_reload(char *err, size_t errlen)
 		log_warnx("reload: metrics_listen changes need a restart");
 	if (hp.level_override != -1)
 		nc->log_level = hp.level_override;
+	/* The log file is reopened, or changed, or given up for syslog. */
+	if (log_open(nc->log_file, hp.foreground, 0, err, errlen) == -1)
+		log_warnx("reload: %s; logging as before", err);
+	log_setjson(strcmp(nc->log_format, "json") == 0);
 	config_free(hp.conf);
 	hp.conf = nc;
 	log_setlevel(hp.conf->log_level);
@@ -214,7 +218,12 @@ hotplexd_signal(evutil_socket_t sig, short what, void *arg)
 		hotplexd_check_exit();
 		break;
 	case SIGHUP:
-		hotplexd_reload(err, sizeof err);
+		if (hotplexd_reload(err, sizeof err) == -1)
+			log_reopen();	/* else done by the reload */
+		break;
+	case SIGUSR1:
+		if (log_reopen() == 0)
+			log_info("log file reopened");
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -251,8 +260,9 @@ hotplexd_shutdown(void)
 int
 main(int argc, char **argv)
 {
-	struct event	*sigs[5];
-	int		 signos[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, 0 };
+	struct event	*sigs[6];
+	int		 signos[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGUSR1,
+			    0 };
 	int		 ch, check = 0, level = -1, i;
 	const char	*conf_path = CONFIG_DEFAULT_PATH;
 	int		 conf_given = 0;
@@ -309,9 +319,28 @@ main(int argc, char **argv)
 		fprintf(stderr, "hotplexd: %s\n", err);
 		return 1;
 	}
+	/*
+	 * Every line from here on goes where the daemon will log, the
+	 * terminal getting warnings and errors too until we detach.
+	 */
+	if (!check) {
+		if (level != -1)
+			hp.conf->log_level = level;
+		log_setlevel(hp.conf->log_level);
+		log_setjson(strcmp(hp.conf->log_format, "json") == 0);
+		if (log_open(hp.conf->log_file, hp.foreground, !hp.foreground,
+		    err, sizeof err) == -1) {
+			fprintf(stderr, "hotplexd: %s\n", err);
+			config_free(hp.conf);
+			return 1;
+		}
+	}
 	if (hotplexd_check_conf(hp.conf, err, sizeof err) == -1 ||
 	    (hp.screen = screen_load(hp.conf, err, sizeof err)) == NULL) {
-		fprintf(stderr, "hotplexd: %s: %s\n", conf_path, err);
+		if (check)
+			fprintf(stderr, "hotplexd: %s: %s\n", conf_path, err);
+		else
+			log_warnx("%s: %s", conf_path, err);
 		config_free(hp.conf);
 		return 1;
 	}
@@ -327,13 +356,10 @@ main(int argc, char **argv)
 	}
 	hp.level_override = level;
 	hp.conf_given = conf_given;
-	if (level != -1)
-		hp.conf->log_level = level;
 	/* daemon() changes to /: keep the path that reload will need. */
 	if ((hp.conf_path = realpath(conf_path, NULL)) == NULL)
 		hp.conf_path = xstrdup(conf_path);
 	hp.worker_path = hotplexd_worker_path(hp.conf);
-	log_setlevel(hp.conf->log_level);
 	TAILQ_INIT(&hp.clients);
 	TAILQ_INIT(&hp.sessions);
 	TAILQ_INIT(&hp.workers);
@@ -351,7 +377,7 @@ main(int argc, char **argv)
 	if (!hp.foreground) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
-		log_init("master", 0, hp.conf->log_level);
+		log_detached();
 	}
 	hotplexd_write_pidfile();
 	if ((hp.base = event_base_new()) == NULL)

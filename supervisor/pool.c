@@ -234,10 +234,10 @@ pool_spawn(void)
 {
 	struct timeval	 hello_tv = { POOL_HELLO_TIMEOUT_S, 0 };
 	struct worker	*wk;
-	int		 sv[2], sig;
+	int		 sv[2], sig, logfd;
 	pid_t		 pid;
 	sigset_t	 all, old;
-	const char	*argv[5];
+	const char	*argv[6];
 	static const char *levels[] = { "error", "warn", "info", "debug" };
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
@@ -247,8 +247,11 @@ pool_spawn(void)
 	argv[0] = "hotplex-worker";
 	argv[1] = "-d";
 	argv[2] = levels[hp.conf->log_level];
-	argv[3] = hp.foreground ? "-f" : NULL;
-	argv[4] = NULL;
+	/* Workers log where we do: our file or stderr as theirs, or syslog. */
+	logfd = log_getfd();
+	argv[3] = logfd != -1 ? "-f" : NULL;
+	argv[4] = logfd != -1 && log_isjson() ? "-j" : NULL;
+	argv[5] = NULL;
 
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -257,6 +260,9 @@ pool_spawn(void)
 		for (sig = 1; sig < NSIG; sig++)
 			signal(sig, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &old, NULL);
+		/* The log first: its descriptor may be WORKER_FD. */
+		if (logfd > STDERR_FILENO && dup2(logfd, STDERR_FILENO) == -1)
+			_exit(WORKER_EXIT_FATAL);
 		if (dup2(sv[1], WORKER_FD) == -1)
 			_exit(WORKER_EXIT_FATAL);
 		closefrom(WORKER_FD + 1);

@@ -1319,7 +1319,7 @@ worker_signal(evutil_socket_t sig, short what, void *arg)
 static void
 worker_usage(void)
 {
-	fprintf(stderr, "usage: hotplex-worker [-f] [-d level]\n");
+	fprintf(stderr, "usage: hotplex-worker [-fj] [-d level]\n");
 	exit(2);
 }
 
@@ -1332,10 +1332,13 @@ main(int argc, char **argv)
 	cJSON		*j;
 
 	json_init();
-	while ((ch = getopt(argc, argv, "fd:")) != -1) {
+	while ((ch = getopt(argc, argv, "fd:j")) != -1) {
 		switch (ch) {
 		case 'f':
 			fg = 1;
+			break;
+		case 'j':
+			log_setjson(1);
 			break;
 		case 'd':
 			if ((level = log_level_parse(optarg)) == -1)

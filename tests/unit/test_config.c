@@ -183,6 +183,8 @@ assert_defaults(const struct config *c)
 	assert_int_equal(c->rlimit_cpu, 0);
 	assert_int_equal(c->rlimit_fsize, 0);
 	assert_int_equal(c->log_level, LOG_LVL_INFO);
+	assert_null(c->log_file);
+	assert_string_equal(c->log_format, "text");
 }
 
 static void
@@ -343,7 +345,9 @@ static const char conf_every_key[] =
     "rlimit_nproc = 256\n"
     "rlimit_cpu = 3600\n"
     "rlimit_fsize = 1G\n"
-    "log_level = debug\n";
+    "log_level = debug\n"
+    "log_file = /var/log/hotplexd.log\n"
+    "log_format = json\n";
 
 static void
 assert_every_key(const struct config *c)
@@ -387,6 +391,8 @@ assert_every_key(const struct config *c)
 	assert_int_equal(c->rlimit_cpu, 3600);
 	assert_int_equal(c->rlimit_fsize, GIB);
 	assert_int_equal(c->log_level, LOG_LVL_DEBUG);
+	assert_string_equal(c->log_file, "/var/log/hotplexd.log");
+	assert_string_equal(c->log_format, "json");
 }
 
 static void
@@ -483,6 +489,8 @@ test_errors_name_file_and_line(void **state)
 	conf_bad("spare_min =\n", 1, "expected an integer");
 	conf_bad("log_level = loud\n", 1, "expected error, warn, info or debug");
 	conf_bad("log_level = 2\n", 1, "expected error, warn, info or debug");
+	conf_bad("log_format = xml\n", 1, "log_format must be text or json");
+	conf_bad("log_file = hotplexd.log\n", 1, "log_file must be an absolute");
 	conf_bad("\n\nspare_min 3\n", 3, "expected key = value");
 	conf_bad("spare_min = 1\n= 3\n", 2, "unknown key \"\"");
 	/* Out of range. */

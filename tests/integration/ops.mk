@@ -1,0 +1,1 @@
+SUITES	+= 'ops=python3 tests/integration/test_ops.py'
