@@ -20,6 +20,7 @@ class AsyncClient:
         self._reader = self._writer = self._task = None
         self._n = 0
         self._pending = {}      # request id -> asyncio.Queue of lines
+        self._turns = {}        # execute request id -> its session
         self._follow = {}       # attached session -> asyncio.Queue
         self._lost = None
 
@@ -64,10 +65,14 @@ class AsyncClient:
                     break
                 o = _proto.decode(raw)
                 rid = o.get("id")
-                if rid in self._pending:
+                # Event lines of a followed session keep their execute's
+                # id, which may equal one of ours (see _sync.py).
+                evline = o.get("seq") is not None
+                if rid in self._pending and (
+                        not evline or
+                        self._turns.get(rid) == o.get("session")):
                     self._pending[rid].put_nowait(o)
-                elif (o.get("seq") is not None and
-                      o.get("session") in self._follow):
+                elif evline and o.get("session") in self._follow:
                     self._follow[o["session"]].put_nowait(o)
                 elif rid is None and o.get("type") == "error":
                     self._lost = _proto.error_of(o)
@@ -122,6 +127,7 @@ class AsyncClient:
         turn's events, ending with done (an error line raises)."""
         rid = self._send("execute", _proto.execute_fields(
             session, prompt, workdir, queue, options))
+        self._turns[rid] = session
         return self._turn(rid, on_permission)
 
     async def _turn(self, rid, on_permission):
@@ -138,6 +144,7 @@ class AsyncClient:
                     return
         finally:
             self._pending.pop(rid, None)
+            self._turns.pop(rid, None)
 
     async def _answer(self, req, on_permission):
         answer = on_permission(req)

@@ -31,6 +31,7 @@ class Client:
         self._rf = self._sock.makefile("rb")
         self._n = 0
         self._pending = {}      # request id -> deque of its lines
+        self._turns = {}        # execute request id -> its session
         self._follow = {}       # attached session -> deque of its lines
         self._lost = None
 
@@ -81,9 +82,14 @@ class Client:
             raise self._lost
         o = _proto.decode(raw)
         rid = o.get("id")
-        if rid in self._pending:
+        # Event lines (seq) of an attached session keep the id of the
+        # execute they belong to, which may be another client's and equal
+        # to one of ours: they go to our request only if it is that turn.
+        evline = o.get("seq") is not None
+        if rid in self._pending and (not evline or
+                                     self._turns.get(rid) == o.get("session")):
             self._pending[rid].append(o)
-        elif o.get("seq") is not None and o.get("session") in self._follow:
+        elif evline and o.get("session") in self._follow:
             self._follow[o["session"]].append(o)
         elif rid is None and o.get("type") == "error":
             # Refused as a connection (capacity, forbidden).
@@ -122,6 +128,7 @@ class Client:
         is sent at once (before the first event is read)."""
         rid = self._send("execute", _proto.execute_fields(
             session, prompt, workdir, queue, options))
+        self._turns[rid] = session
         return self._turn(rid, on_permission)
 
     def _turn(self, rid, on_permission):
@@ -138,6 +145,7 @@ class Client:
         finally:
             # A reader that leaves early drops the rest of the turn.
             self._pending.pop(rid, None)
+            self._turns.pop(rid, None)
 
     def _answer(self, req, on_permission):
         f = _proto.answer_fields(req, on_permission(req))
