@@ -55,3 +55,21 @@ proc_children(pid_t parent, pid_t *out, size_t max)
 	closedir(d);
 	return n;
 }
+
+size_t
+proc_children_any(pid_t parent, pid_t *out, size_t max)
+{
+	char	 path[64];
+	FILE	*f;
+	long	 pid;
+	size_t	 n = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/task/%ld/children",
+	    (long)parent, (long)parent);
+	if ((f = fopen(path, "re")) == NULL)
+		return proc_children(parent, out, max);
+	while (n < max && fscanf(f, "%ld", &pid) == 1)
+		out[n++] = (pid_t)pid;
+	fclose(f);
+	return n;
+}

@@ -8,5 +8,11 @@
 
 /* Live (non-zombie) children of parent, at most max; returns the count. */
 size_t	proc_children(pid_t parent, pid_t *out, size_t max);
+/*
+ * Children of a single-threaded process, zombies included, at most max:
+ * one read of /proc/PID/task/PID/children where the kernel has it (cost
+ * by children, not by processes), else proc_children().
+ */
+size_t	proc_children_any(pid_t parent, pid_t *out, size_t max);
 
 #endif

@@ -2,6 +2,7 @@
  * hotplexd main: options, configuration, daemonizing, signals, the loop.
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -26,6 +27,13 @@
 #include "paths.h"
 
 struct hotplexd hp;
+
+/*
+ * Descriptors the master holds besides one per session (its worker's
+ * channel) and one per client: listeners, the event base, logs, the
+ * spares being spawned, a file being saved, the accept reserve.
+ */
+#define HOTPLEXD_FDS_BASE	64
 
 static struct event	*hotplexd_drain_timer;
 static const char	*hotplexd_pidfile;	/* -p, absolute */
@@ -135,6 +143,54 @@ hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Descriptors a configuration needs at most, all sessions live. */
+static rlim_t
+hotplexd_fds_needed(const struct config *c)
+{
+	return (rlim_t)c->max_sessions + (rlim_t)c->spare_max +
+	    (rlim_t)c->max_clients + HOTPLEXD_FDS_BASE;
+}
+
+/*
+ * The soft RLIMIT_NOFILE goes up to the hard one (often 1024 against
+ * 524288): running out of descriptors is what makes executes fail at
+ * scale.  raise 0 (hotplexd -n) only says what a start would get.
+ * Warns when max_sessions needs more than that.
+ */
+static void
+hotplexd_nofile(const struct config *c, int raise)
+{
+	struct rlimit	rl;
+	rlim_t		need = hotplexd_fds_needed(c);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit RLIMIT_NOFILE");
+		return;
+	}
+	if (raise && rl.rlim_cur < rl.rlim_max) {
+		rlim_t	old = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			log_warn("setrlimit RLIMIT_NOFILE %llu",
+			    (unsigned long long)rl.rlim_max);
+			rl.rlim_cur = old;
+		} else
+			log_debug("RLIMIT_NOFILE raised from %llu to %llu",
+			    (unsigned long long)old,
+			    (unsigned long long)rl.rlim_cur);
+	}
+	if (!raise)
+		rl.rlim_cur = rl.rlim_max;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		log_warnx("max_sessions %d, spare_max %d and max_clients %d "
+		    "need about %llu descriptors, but the limit is %llu: "
+		    "sessions past it get capacity errors (raise LimitNOFILE "
+		    "or ulimit -n)", c->max_sessions, c->spare_max,
+		    c->max_clients, (unsigned long long)need,
+		    (unsigned long long)rl.rlim_cur);
+}
+
 /* New config into a new object; swapped in only when it parsed whole. */
 int
 hotplexd_reload(char *err, size_t errlen)
@@ -173,6 +229,7 @@ hotplexd_reload(char *err, size_t errlen)
 	config_free(hp.conf);
 	hp.conf = nc;
 	log_setlevel(hp.conf->log_level);
+	hotplexd_nofile(hp.conf, 1);
 	log_info("configuration reloaded");
 	pool_refill();
 	return 0;
@@ -345,6 +402,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		hotplexd_nofile(hp.conf, 0);
 		printf("hotplexd: configuration %s OK\n", conf_path);
 		fflush(stdout);
 		hp.worker_path = hotplexd_worker_path(hp.conf);
@@ -364,6 +422,8 @@ main(int argc, char **argv)
 	TAILQ_INIT(&hp.sessions);
 	TAILQ_INIT(&hp.workers);
 	stats_init(&hp.ended_total);
+
+	hotplexd_nofile(hp.conf, 1);
 
 	/* Whatever our workers leave behind re-parents to us. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
@@ -401,6 +461,7 @@ main(int argc, char **argv)
 		server_client_free(TAILQ_FIRST(&hp.clients));
 	metrics_stop();
 	session_free_all();
+	pool_free();
 	for (i = 0; signos[i] != 0; i++)
 		event_free(sigs[i]);
 	if (hotplexd_drain_timer != NULL)

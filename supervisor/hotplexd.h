@@ -54,6 +54,10 @@ TAILQ_HEAD(clients, client);
 /* A pre-forked worker process and our end of its socketpair. */
 struct worker {
 	TAILQ_ENTRY(worker)	 entry;
+	TAILQ_ENTRY(worker)	 spare_entry;	/* pool.c's ready spares */
+	LIST_ENTRY(worker)	 hash;		/* pool.c's pid hash */
+	int			 spare;		/* on the spare list */
+	int			 starting;	/* spawned, no hello yet */
 	pid_t			 pid;
 	struct bufferevent	*bev;
 	int			 ready;		/* said hello */
@@ -80,6 +84,8 @@ struct waiter {
 
 struct session {
 	TAILQ_ENTRY(session)	 entry;
+	TAILQ_ENTRY(session)	 wait_entry;	/* waiting for a worker */
+	int			 queued;	/* ... on session.c's queue */
 	char			*name;
 	uid_t			 uid;
 	char			*workdir;
@@ -214,15 +220,19 @@ void	 session_worker_gone(struct session *, struct worker *, int status);
 void	 session_worker_ready(void);
 void	 session_shutdown(void);
 void	 session_drain(void);
-void	 session_spawn_failed(const char *why);
+void	 session_spawn_failed(const char *code, const char *why);
+int	 session_queued(void);
 int	 session_count_live(void);
+int	 session_errno_capacity(int);
 void	 session_free_all(void);
 void	 session_tmpdirs_clear(void);
 
 /* pool.c */
 void	 pool_init(void);
+void	 pool_free(void);
+void	 pool_release(struct worker *);
 void	 pool_refill(void);
-struct worker *pool_take(void);
+struct worker *pool_take(int *err);
 void	 pool_send(struct worker *, uint16_t type, uint32_t turn,
 	    const cJSON *);
 void	 pool_reap(void);

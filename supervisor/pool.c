@@ -1,15 +1,22 @@
 /*
  * The worker pool: spare_min..spare_max idle hotplex-worker processes,
- * fork + exec'd with one end of a socketpair on WORKER_FD, handed to new
- * sessions at once and refilled in the background.  A worker that sends a
- * malformed message is killed; the master goes on.
+ * posix_spawn'd with one end of a socketpair on WORKER_FD, handed to new
+ * sessions at once and refilled in the background; a burst of sessions
+ * waiting for workers has them spawned side by side.  A worker that sends
+ * a malformed message is killed; the master goes on.
+ *
+ * Nothing here walks every worker per event: ready spares are a list,
+ * workers are found by pid in a hash, reaps are taken in batches, and what
+ * dead workers left behind is swept at most once a second.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +34,9 @@
 #include "worker/worker.h"
 
 static void	pool_worker_finish(struct worker *);
+static void	pool_sweep(void);
+static void	pool_sweep_fire(evutil_socket_t, short, void *);
+static void	pool_reap_more(evutil_socket_t, short, void *);
 
 /*
  * Crash loops (PHP-FPM's idea): a worker that dies before it said hello,
@@ -40,7 +50,26 @@ static void	pool_worker_finish(struct worker *);
 #define POOL_BACKOFF_MIN_MS	100
 #define POOL_BACKOFF_MAX_MS	30000
 #define POOL_HELLO_TIMEOUT_S	10	/* a worker must say hello by then */
-#define POOL_SWEEP_MAX		1024	/* left-overs killed per sweep */
+#define POOL_SWEEP_MAX		65536	/* children looked at per sweep */
+#define POOL_SWEEP_INTERVAL_MS	1000	/* at most one sweep per second */
+#define POOL_REAP_BATCH		64	/* reaps per turn of the loop */
+#define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
+#define POOL_HASH_SIZE		4096	/* pid buckets; a power of two */
+
+LIST_HEAD(pool_bucket, worker);
+
+static struct {
+	struct pool_bucket	 bypid[POOL_HASH_SIZE];	/* by pid */
+	struct workers		 spares;	/* ready, no session */
+	int			 nworkers;
+	int			 nspares;
+	int			 nstarting;	/* spawned, no hello yet */
+	struct event		*reap_ev;	/* the rest of a batch */
+	struct event		*sweep_ev;
+	uint64_t		 last_sweep_ms;
+} pool;
+
+extern char **environ;
 
 static struct {
 	uint64_t	 window_start;
@@ -97,12 +126,18 @@ pool_early_death(const struct worker *wk)
 	return 1;
 }
 
+static struct pool_bucket *
+pool_bucket(pid_t pid)
+{
+	return &pool.bypid[(unsigned)pid & (POOL_HASH_SIZE - 1)];
+}
+
 static struct worker *
 pool_find_pid(pid_t pid)
 {
 	struct worker	*wk;
 
-	TAILQ_FOREACH(wk, &hp.workers, entry)
+	LIST_FOREACH(wk, pool_bucket(pid), hash)
 		if (wk->pid == pid)
 			return wk;
 	return NULL;
@@ -111,24 +146,41 @@ pool_find_pid(pid_t pid)
 int
 pool_count(void)
 {
-	struct worker	*wk;
-	int		 n = 0;
-
-	TAILQ_FOREACH(wk, &hp.workers, entry)
-		n++;
-	return n;
+	return pool.nworkers;
 }
 
+/* Spares ready or on their way. */
 int
 pool_spares(void)
 {
-	struct worker	*wk;
-	int		 n = 0;
+	return pool.nspares + pool.nstarting;
+}
 
-	TAILQ_FOREACH(wk, &hp.workers, entry)
-		if (wk->session == NULL && !wk->dead && !wk->closed)
-			n++;
-	return n;
+/* No longer a spare, ready or starting: given a session, or going. */
+static void
+pool_unspare(struct worker *wk)
+{
+	if (wk->starting) {
+		wk->starting = 0;
+		pool.nstarting--;
+	}
+	if (wk->spare) {
+		wk->spare = 0;
+		TAILQ_REMOVE(&pool.spares, wk, spare_entry);
+		pool.nspares--;
+	}
+}
+
+/* A ready worker without a session is a spare again (open failed). */
+void
+pool_release(struct worker *wk)
+{
+	wk->session = NULL;
+	if (wk->spare || wk->starting || wk->dead || wk->closed || !wk->ready)
+		return;
+	wk->spare = 1;
+	TAILQ_INSERT_TAIL(&pool.spares, wk, spare_entry);
+	pool.nspares++;
 }
 
 /* Kill a worker; its death is handled when we reap it. */
@@ -140,6 +192,7 @@ pool_worker_kill(struct worker *wk, const char *why)
 	/* Nothing more is read from it: its reaping ends it. */
 	wk->closed = 1;
 	wk->killed = 1;
+	pool_unspare(wk);
 	if (wk->bev != NULL)
 		bufferevent_disable(wk->bev, EV_READ | EV_WRITE);
 }
@@ -167,6 +220,8 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 			cJSON_Delete(j);
 			wk->ready = 1;
 			evtimer_del(wk->hello_timer);
+			pool_unspare(wk);	/* starting no more */
+			pool_release(wk);
 			log_debug("worker %ld ready", (long)wk->pid);
 			if (pool_loop.stopped) {
 				log_info("a worker started: pre-forking again");
@@ -215,6 +270,7 @@ pool_worker_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		wk->closed = 1;
+		pool_unspare(wk);
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
 		if (wk->reaped)
 			pool_worker_finish(wk);
@@ -229,20 +285,41 @@ pool_hello_timeout(evutil_socket_t fd, short what, void *arg)
 	pool_worker_kill(arg, "no hello in time");
 }
 
+/*
+ * posix_spawn (a vfork in glibc): the master's pages are not copied, so a
+ * spawn costs the same at 2,000 sessions as at none.  The child gets the
+ * channel on WORKER_FD, nothing else, default signal dispositions (SIGPIPE
+ * is ignored here) and an empty mask.  NULL with errno set on failure.
+ */
 static struct worker *
 pool_spawn(void)
 {
-	struct timeval	 hello_tv = { POOL_HELLO_TIMEOUT_S, 0 };
-	struct worker	*wk;
-	int		 sv[2], sig, logfd;
-	pid_t		 pid;
-	sigset_t	 all, old;
-	const char	*argv[6];
+	struct timeval		 hello_tv = { POOL_HELLO_TIMEOUT_S, 0 };
+	struct worker		*wk;
+	int			 sv[2], e, fd, logfd;
+	pid_t			 pid;
+	sigset_t		 all, none;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t	 attr;
+	const char		*argv[6];
 	static const char *levels[] = { "error", "warn", "info", "debug" };
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("socketpair");
-		return NULL;
+		return NULL;	/* errno says why */
+	}
+	/* dup2 onto itself would keep close-on-exec. */
+	if (sv[1] == WORKER_FD) {
+		if ((fd = fcntl(sv[1], F_DUPFD_CLOEXEC, WORKER_FD + 1)) == -1) {
+			e = errno;
+			log_warn("fcntl");
+			close(sv[0]);
+			close(sv[1]);
+			errno = e;
+			return NULL;
+		}
+		close(sv[1]);
+		sv[1] = fd;
 	}
 	argv[0] = "hotplex-worker";
 	argv[1] = "-d";
@@ -254,28 +331,30 @@ pool_spawn(void)
 	argv[5] = NULL;
 
 	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	pid = fork();
-	if (pid == 0) {
-		for (sig = 1; sig < NSIG; sig++)
-			signal(sig, SIG_DFL);
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		/* The log first: its descriptor may be WORKER_FD. */
-		if (logfd > STDERR_FILENO && dup2(logfd, STDERR_FILENO) == -1)
-			_exit(WORKER_EXIT_FATAL);
-		if (dup2(sv[1], WORKER_FD) == -1)
-			_exit(WORKER_EXIT_FATAL);
-		closefrom(WORKER_FD + 1);
-		execv(hp.worker_path, (char *const *)argv);
-		fprintf(stderr, "hotplexd: exec %s: %s\n", hp.worker_path,
-		    strerror(errno));
-		_exit(WORKER_EXIT_FATAL);
-	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	sigemptyset(&none);
+	if ((e = posix_spawn_file_actions_init(&fa)) != 0 ||
+	    (e = posix_spawnattr_init(&attr)) != 0)
+		fatalx("posix_spawn set-up: %s", strerror(e));
+	/* The log first (our file or stderr): its descriptor may be WORKER_FD. */
+	if ((logfd > STDERR_FILENO && (e = posix_spawn_file_actions_adddup2(&fa,
+	    logfd, STDERR_FILENO)) != 0) ||
+	    (e = posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD)) != 0 ||
+	    (e = posix_spawn_file_actions_addclosefrom_np(&fa,
+	    WORKER_FD + 1)) != 0 ||
+	    (e = posix_spawnattr_setsigdefault(&attr, &all)) != 0 ||
+	    (e = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
+	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF |
+	    POSIX_SPAWN_SETSIGMASK)) != 0)
+		fatalx("posix_spawn set-up: %s", strerror(e));
+	e = posix_spawn(&pid, hp.worker_path, &fa, &attr, (char *const *)argv,
+	    environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	close(sv[1]);
-	if (pid == -1) {
-		log_warn("fork");
+	if (e != 0) {
+		log_warnx("spawning %s: %s", hp.worker_path, strerror(e));
 		close(sv[0]);
+		errno = e;
 		return NULL;
 	}
 	util_set_nonblock(sv[0]);
@@ -291,14 +370,53 @@ pool_spawn(void)
 	evtimer_add(wk->hello_timer, &hello_tv);
 	bufferevent_enable(wk->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&hp.workers, wk, entry);
+	LIST_INSERT_HEAD(pool_bucket(pid), wk, hash);
+	pool.nworkers++;
+	wk->starting = 1;
+	pool.nstarting++;
 	log_debug("spawned worker %ld", (long)pid);
 	return wk;
+}
+
+/*
+ * A spawn failed: if no other worker is on its way, the sessions waiting
+ * for one are told now (capacity when out of descriptors, processes or
+ * memory), never left to wait.
+ */
+static void
+pool_spawn_failed(int e)
+{
+	char	why[128];
+
+	if (pool.nstarting > 0)
+		return;
+	snprintf(why, sizeof why, "cannot spawn a worker: %s", strerror(e));
+	session_spawn_failed(session_errno_capacity(e) ? ERR_CAPACITY :
+	    ERR_SPAWN_FAILED, why);
 }
 
 void
 pool_init(void)
 {
+	size_t	i;
+
+	for (i = 0; i < POOL_HASH_SIZE; i++)
+		LIST_INIT(&pool.bypid[i]);
+	TAILQ_INIT(&pool.spares);
+	pool.reap_ev = event_new(hp.base, -1, 0, pool_reap_more, NULL);
+	pool.sweep_ev = evtimer_new(hp.base, pool_sweep_fire, NULL);
+	pool_sweep();
 	pool_refill();
+}
+
+void
+pool_free(void)
+{
+	if (pool.reap_ev != NULL)
+		event_free(pool.reap_ev);
+	if (pool.sweep_ev != NULL)
+		event_free(pool.sweep_ev);
+	pool.reap_ev = pool.sweep_ev = NULL;
 }
 
 /* Keep spare_min spares (spawning or ready), within max_sessions. */
@@ -312,30 +430,44 @@ pool_refill(void)
 		return;
 	while (spares < hp.conf->spare_min &&
 	    pool_count() < hp.conf->max_sessions + hp.conf->spare_max) {
-		if (pool_spawn() == NULL)
+		if (pool_spawn() == NULL) {
+			pool_spawn_failed(errno);
 			break;
+		}
 		spares++;
 	}
 }
 
-/* A ready spare for a new session, or NULL (one is being spawned). */
+/*
+ * A ready spare for a new session, or NULL: one is on its way (*err 0),
+ * or none can be spawned now (*err the errno of socketpair or spawn).
+ * Demand spawns: as many workers start as sessions wait (this one too),
+ * up to POOL_SPAWN_PARALLEL at once.
+ */
 struct worker *
-pool_take(void)
+pool_take(int *err)
 {
 	struct worker	*wk;
-	int		 spawning = 0;
+	int		 want;
 
-	TAILQ_FOREACH(wk, &hp.workers, entry) {
-		if (wk->session != NULL || wk->dead || wk->closed)
-			continue;
-		if (wk->ready) {
-			wk->served = 1;
-			return wk;
-		}
-		spawning++;
+	*err = 0;
+	if ((wk = TAILQ_FIRST(&pool.spares)) != NULL) {
+		pool_unspare(wk);
+		wk->served = 1;
+		return wk;
 	}
-	if (spawning == 0 && !hp.shutting_down)
-		pool_spawn();
+	if (hp.shutting_down)
+		return NULL;
+	want = session_queued() + 1;
+	if (want > POOL_SPAWN_PARALLEL)
+		want = POOL_SPAWN_PARALLEL;
+	while (pool.nstarting < want) {
+		if (pool_spawn() == NULL) {
+			if (pool.nstarting == 0)
+				*err = errno != 0 ? errno : EAGAIN;
+			break;
+		}
+	}
 	return NULL;
 }
 
@@ -353,15 +485,18 @@ pool_send(struct worker *wk, uint16_t type, uint32_t turn, const cJSON *j)
 /*
  * We are a subreaper: what a dead worker left behind (tools that escaped
  * their CLI's process group) is now our child.  Anything that is not a
- * worker is killed; the SIGCHLD loop reaps it.
+ * worker is killed; the SIGCHLD loop reaps it.  Our children are read
+ * from /proc/self/task/PID/children (one file, as long as we have
+ * children), or else from every /proc/PID/stat.
  */
 static void
 pool_sweep(void)
 {
-	pid_t		 kids[POOL_SWEEP_MAX];
+	static pid_t	 kids[POOL_SWEEP_MAX];
 	size_t		 n, i;
 
-	n = proc_children(getpid(), kids, POOL_SWEEP_MAX);
+	pool.last_sweep_ms = util_now_ms();
+	n = proc_children_any(getpid(), kids, POOL_SWEEP_MAX);
 	for (i = 0; i < n; i++) {
 		if (pool_find_pid(kids[i]) != NULL)
 			continue;
@@ -369,6 +504,33 @@ pool_sweep(void)
 		    (long)kids[i]);
 		kill(kids[i], SIGKILL);
 	}
+}
+
+static void
+pool_sweep_fire(evutil_socket_t fd, short what, void *arg)
+{
+	pool_sweep();
+}
+
+/* A worker died: sweep now, or once the second since the last is over. */
+static void
+pool_sweep_soon(void)
+{
+	uint64_t	now = util_now_ms(), wait;
+	struct timeval	tv;
+
+	if (evtimer_pending(pool.sweep_ev, NULL))
+		return;
+	wait = pool.last_sweep_ms + POOL_SWEEP_INTERVAL_MS > now ?
+	    pool.last_sweep_ms + POOL_SWEEP_INTERVAL_MS - now : 0;
+	/* The last worker of a shutdown: the loop ends with it. */
+	if (wait == 0 || (hp.shutting_down && pool.nworkers == 0)) {
+		pool_sweep();
+		return;
+	}
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	evtimer_add(pool.sweep_ev, &tv);
 }
 
 /* Reaped and its channel read to the end: forget the worker. */
@@ -379,21 +541,26 @@ pool_worker_finish(struct worker *wk)
 	struct worker	dead = *wk;	/* what is needed after the free */
 
 	wk->dead = 1;
+	pool_unspare(wk);
 	if (wk->session != NULL)
 		session_worker_gone(wk->session, wk, status);
 	TAILQ_REMOVE(&hp.workers, wk, entry);
+	LIST_REMOVE(wk, hash);
+	pool.nworkers--;
 	if (wk->bev != NULL)
 		bufferevent_free(wk->bev);
 	event_free(wk->hello_timer);
 	free(wk);
-	pool_sweep();
+	pool_sweep_soon();
 	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
 		log_warnx("a worker could not start (fatal set-up error); not "
 		    "respawning until the next session");
-		session_spawn_failed("hotplex-worker could not start");
+		session_spawn_failed(ERR_SPAWN_FAILED,
+		    "hotplex-worker could not start");
 	} else if (before_hello) {
 		log_warnx("a worker died before it was ready");
-		session_spawn_failed("hotplex-worker died at start");
+		session_spawn_failed(ERR_SPAWN_FAILED,
+		    "hotplex-worker died at start");
 		pool_early_death(&dead);
 	} else if (!pool_early_death(&dead))
 		pool_refill();
@@ -424,14 +591,29 @@ pool_worker_dead(struct worker *wk, int status)
 	}
 }
 
+static void
+pool_reap_more(evutil_socket_t fd, short what, void *arg)
+{
+	pool_reap();
+	hotplexd_check_exit();
+}
+
+/*
+ * At most POOL_REAP_BATCH children per turn of the loop: a wave of
+ * sessions ending together does not hold up the turns of the others.
+ */
 void
 pool_reap(void)
 {
 	struct worker	*wk;
 	pid_t		 pid;
-	int		 status;
+	int		 status, n;
 
-	for (;;) {
+	for (n = 0;; n++) {
+		if (n == POOL_REAP_BATCH) {
+			event_active(pool.reap_ev, EV_TIMEOUT, 0);
+			break;
+		}
 		pid = waitpid(-1, &status, WNOHANG);
 		if (pid == 0 || (pid == -1 && errno == ECHILD))
 			break;

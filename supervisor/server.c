@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
@@ -27,6 +28,7 @@
 #define SERVER_DIR_MODE		0755
 
 static int		 server_fd = -1;
+static int		 server_reserve_fd = -1;	/* for the refusal */
 static struct event	*server_ev;
 static struct event	*server_pause_ev;	/* resumes accepting */
 
@@ -35,6 +37,44 @@ server_resume(evutil_socket_t fd, short what, void *arg)
 {
 	if (server_ev != NULL)
 		event_add(server_ev, NULL);
+}
+
+/*
+ * Out of descriptors, one is kept in reserve: given up for a moment, it
+ * lets us accept the next client and tell it why (capacity) instead of
+ * leaving it to wait in the backlog with no line.
+ */
+static void
+server_reserve(void)
+{
+	if (server_reserve_fd == -1)
+		server_reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void
+server_refuse(int fd)
+{
+	cJSON	*o;
+	char	*line;
+	int	 c;
+
+	if (server_reserve_fd == -1)
+		return;
+	close(server_reserve_fd);
+	server_reserve_fd = -1;
+	if ((c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) != -1) {
+		o = proto_error(NULL, NULL, ERR_CAPACITY,
+		    "the server is out of file descriptors");
+		if ((line = cJSON_PrintUnformatted(o)) != NULL) {
+			/* A new socket's buffer takes this whole, or we give up. */
+			if (write(c, line, strlen(line)) != -1)
+				(void)write(c, "\n", 1);
+			cJSON_free(line);
+		}
+		cJSON_Delete(o);
+		close(c);
+	}
+	server_reserve();
 }
 
 static void
@@ -49,6 +89,7 @@ server_accept(evutil_socket_t fd, short what, void *arg)
 			if (errno == EMFILE || errno == ENFILE) {
 				log_warn("accept: pausing %d s",
 				    ACCEPT_PAUSE_S);
+				server_refuse(fd);
 				event_del(server_ev);
 				evtimer_add(server_pause_ev, &backoff);
 			} else if (errno != EAGAIN && errno != EINTR &&
@@ -145,6 +186,7 @@ server_start(void)
 	    server_accept, NULL);
 	server_pause_ev = evtimer_new(hp.base, server_resume, NULL);
 	event_add(server_ev, NULL);
+	server_reserve();
 }
 
 void
@@ -157,6 +199,10 @@ server_close(void)
 	if (server_pause_ev != NULL) {
 		event_free(server_pause_ev);
 		server_pause_ev = NULL;
+	}
+	if (server_reserve_fd != -1) {
+		close(server_reserve_fd);
+		server_reserve_fd = -1;
 	}
 	if (server_fd != -1) {
 		close(server_fd);

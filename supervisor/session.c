@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,8 +36,13 @@
 
 
 
+/* Sessions waiting for a worker, first come first served. */
+static TAILQ_HEAD(, session) session_waitq =
+    TAILQ_HEAD_INITIALIZER(session_waitq);
+static int		session_nqueued;
+
 static void	session_turn_begin(struct session *);
-static void	session_assign(struct session *);
+static int	session_assign(struct session *);
 static void	session_idle_arm(struct session *);
 
 /* --- helpers ------------------------------------------------------------ */
@@ -69,6 +75,32 @@ static int
 session_waiting(const struct waiter *w)
 {
 	return w->req != NULL;
+}
+
+static void
+session_enqueue(struct session *s)
+{
+	if (s->queued)
+		return;
+	s->queued = 1;
+	TAILQ_INSERT_TAIL(&session_waitq, s, wait_entry);
+	session_nqueued++;
+}
+
+static void
+session_dequeue(struct session *s)
+{
+	if (!s->queued)
+		return;
+	s->queued = 0;
+	TAILQ_REMOVE(&session_waitq, s, wait_entry);
+	session_nqueued--;
+}
+
+int
+session_queued(void)
+{
+	return session_nqueued;
 }
 
 struct session *
@@ -141,6 +173,7 @@ static void
 session_free(struct session *s)
 {
 	TAILQ_REMOVE(&hp.sessions, s, entry);
+	session_dequeue(s);
 	if (s->worker != NULL)
 		s->worker->session = NULL;
 	event_free(s->idle_timer);
@@ -363,16 +396,63 @@ session_open_msg(struct session *s, int probe)
 	return o;
 }
 
-/* Gives the session a spare worker, or leaves it waiting for one. */
-static void
+/* Out of descriptors, processes or memory: the client may try later. */
+int
+session_errno_capacity(int e)
+{
+	return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN ||
+	    e == ENOBUFS;
+}
+
+/*
+ * No worker can be spawned for the session now: its open and its turn end
+ * at once (capacity when descriptors, processes or memory ran out), never
+ * a wait for a worker that will not come.  -1 if the session went with
+ * them (it never ran).
+ */
+static int
+session_assign_failed(struct session *s, int e)
+{
+	const char	*code = session_errno_capacity(e) ? ERR_CAPACITY :
+			    ERR_SPAWN_FAILED;
+	char		 why[128];
+
+	snprintf(why, sizeof why, "cannot spawn a worker: %s", strerror(e));
+	session_dequeue(s);
+	s->state = SESSION_DORMANT;
+	if (session_waiting(&s->open)) {
+		if (s->open.c != NULL)
+			server_client_error(s->open.c, s->open.req, s->name,
+			    code, "%s", why);
+		session_waiter_clear(&s->open);
+	}
+	session_turn_fail(s, code, why);
+	if (s->total.turns == 0 && !s->has_conversation) {
+		session_free(s);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Gives the session a spare worker, or leaves it waiting for one.
+ * -1 if the session is gone (no worker could be had for it).
+ */
+static int
 session_assign(struct session *s)
 {
 	struct worker	*wk;
 	cJSON		*o;
+	int		 e;
 
 	s->state = SESSION_STARTING;
-	if ((wk = pool_take()) == NULL)
-		return;		/* session_worker_ready() comes back */
+	if ((wk = pool_take(&e)) == NULL) {
+		if (e != 0)
+			return session_assign_failed(s, e);
+		session_enqueue(s);	/* session_worker_ready() comes back */
+		return 0;
+	}
+	session_dequeue(s);
 	wk->session = s;
 	s->worker = wk;
 	s->cold = 1;
@@ -382,6 +462,7 @@ session_assign(struct session *s)
 	pool_send(wk, MSG_OPEN, s->turn, o);
 	cJSON_Delete(o);
 	pool_refill();
+	return 0;
 }
 
 /* A spare became ready: hand it to the longest-waiting session. */
@@ -390,12 +471,14 @@ session_worker_ready(void)
 {
 	struct session	*s;
 
-	TAILQ_FOREACH(s, &hp.sessions, entry) {
-		if (s->state == SESSION_STARTING && s->worker == NULL) {
-			session_assign(s);
-			if (s->worker != NULL)
-				return;
+	while ((s = TAILQ_FIRST(&session_waitq)) != NULL) {
+		if (s->state != SESSION_STARTING || s->worker != NULL) {
+			session_dequeue(s);
+			continue;
 		}
+		/* Still waiting: no spare is left, more are on their way. */
+		if (session_assign(s) == 0 && s->worker == NULL)
+			return;
 	}
 }
 
@@ -581,9 +664,9 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		break;
 	case MSG_OPEN_FAILED:
 		v = session_jstr(j, "code");
-		wk->session = NULL;	/* it stays a spare, unless it is going */
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "exiting")))
 			wk->closed = 1;
+		pool_release(wk);	/* a spare again, unless it is going */
 		s->worker = NULL;
 		s->state = SESSION_DORMANT;
 		if (session_waiting(&s->open)) {
@@ -765,8 +848,9 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	state_session_save(s);
 	/* A turn queued behind a reset or an idle stop starts now. */
 	if (s->state == SESSION_DORMANT && session_waiting(&s->exec) &&
-	    s->pending_prompt != NULL && !hp.shutting_down)
-		session_assign(s);
+	    s->pending_prompt != NULL && !hp.shutting_down &&
+	    session_assign(s) == -1)
+		return;
 	if (s->state == SESSION_ENDED)
 		session_trim_ended();
 }
@@ -971,13 +1055,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 static int
 session_queue_full(struct client *c, const char *req, struct session *s)
 {
-	struct session	*t;
-	int		 n = 0;
-
-	TAILQ_FOREACH(t, &hp.sessions, entry)
-		if (t->state == SESSION_STARTING && t->worker == NULL)
-			n++;
-	if (n < hp.conf->max_spawn_queue)
+	if (session_nqueued < hp.conf->max_spawn_queue)
 		return 0;
 	server_client_error(c, req, s->name, ERR_CAPACITY,
 	    "max_spawn_queue (%d) sessions already wait for a worker",
@@ -1230,6 +1308,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 	s->stop_final = 1;
 	event_del(s->idle_timer);
 	if (s->worker == NULL) {
+		session_dequeue(s);
 		s->state = SESSION_ENDED;
 		state_session_save(s);
 		server_client_ok(c, req, NULL);
@@ -1453,21 +1532,22 @@ session_client_gone(struct client *c)
 
 /* Sessions waiting for a worker that will not come. */
 void
-session_spawn_failed(const char *why)
+session_spawn_failed(const char *code, const char *why)
 {
-	struct session	*s, *t;
+	struct session	*s;
 
-	TAILQ_FOREACH_SAFE(s, &hp.sessions, entry, t) {
+	while ((s = TAILQ_FIRST(&session_waitq)) != NULL) {
+		session_dequeue(s);
 		if (s->state != SESSION_STARTING || s->worker != NULL)
 			continue;
 		s->state = SESSION_DORMANT;
 		if (session_waiting(&s->open)) {
 			if (s->open.c != NULL)
 				server_client_error(s->open.c, s->open.req,
-				    s->name, ERR_SPAWN_FAILED, "%s", why);
+				    s->name, code, "%s", why);
 			session_waiter_clear(&s->open);
 		}
-		session_turn_fail(s, ERR_SPAWN_FAILED, why);
+		session_turn_fail(s, code, why);
 		if (s->total.turns == 0 && !s->has_conversation)
 			session_forget(s);
 	}
@@ -1484,6 +1564,7 @@ session_drain(void)
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		if (s->state == SESSION_STARTING && s->worker == NULL) {
+			session_dequeue(s);
 			s->state = SESSION_DORMANT;
 			session_turn_fail(s, ERR_SHUTTING_DOWN,
 			    "the server is shutting down");

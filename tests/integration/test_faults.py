@@ -10,7 +10,8 @@ process of the case is left (process groups, workers, escaped pids, and
 anything whose cwd is under the case's workdir root), the master leaks no
 fd, and every session still serves a turn after each fault.
 
-Random delays come from HP_SEED (printed); HP_FAULT_ITERS sets ITERS.
+Random delays come from HP_SEED (printed); HP_FAULT_ITERS sets ITERS;
+HP_FAULT_ONLY="test_a test_b" runs only those cases.
 """
 
 import os
@@ -682,12 +683,101 @@ def test_out_of_descriptors():
                  "descriptors are free", (repr(e), d.logtail()))
 
 
+def test_descriptor_capacity():
+    """hotplexd with few descriptors (soft and hard limit low): executes
+    past what they allow each get their terminal line (capacity) within a
+    bound, a client that cannot be accepted is told capacity, and the
+    sessions that got a worker go on serving turns."""
+    import resource
+    nsess = 24
+    with daemon({"max_sessions": "100", "spare_min": "1",
+                 "spare_max": "1"}) as d:
+        c = RecClient(d.sock)
+        d.clients.append(c)
+        first_evs = c.execute("nofile0", "stream:1",
+                              workdir=d.work + "/nofile0")
+        pid = d.proc.pid
+        # Room for a few sessions only (each holds its worker's channel).
+        lim = fd_count(pid) + 6
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (lim, lim))
+        rids = [c.send_exec("nofile%d" % i, "stream:1",
+                            workdir=d.work + "/nofile%d" % i)
+                for i in range(1, nsess)]
+        ends = {}
+        for rid in rids:
+            evs = c.events(rid)
+            ends[rid] = evs[-1] if evs else None
+        lost = [r for r in rids if ends[r] is None or
+                ends[r]["type"] not in ("done", "error")]
+        t.ok(not lost and all(c.terms[r] == 1 for r in rids),
+             "out of descriptors: every execute gets one terminal line",
+             "lost %r\n%s" % (lost, d.logtail()))
+        codes = [e["data"].get("code") for e in ends.values()
+                 if e is not None and e["type"] == "error"]
+        done = [r for r in rids if ends[r] is not None and
+                ends[r]["type"] == "done"]
+        t.ok(codes and set(codes) == {"capacity"} and done,
+             "out of descriptors: the executes past the limit end "
+             "capacity, the others done",
+             "codes %r, %d done" % (codes, len(done)))
+        # New connections take the last descriptors; the first that
+        # cannot be accepted is told capacity, not left waiting.
+        conns, refused = [], None
+        try:
+            for _ in range(lim):
+                k = Client(d.sock, timeout=TURN_TIMEOUT_S)
+                conns.append(k)
+                k.send("hello")
+                o = k.line()    # the hello, or the refusal (id null)
+                if o is not None and o["type"] == "error":
+                    refused = o
+                    break
+        finally:
+            for k in conns:
+                k.close()
+        t.ok(refused is not None and refused["data"]["code"] == "capacity",
+             "out of descriptors: a client that cannot be accepted gets "
+             "capacity", refused)
+        # The daemon keeps serving the sessions it has.
+        ok = first_evs and first_evs[-1]["type"] == "done"
+        for sess in ["nofile0"] + ["nofile%d" % (i + 1) for i, r in
+                                   enumerate(rids) if r in done][:3]:
+            evs = c.events(c.send_exec(sess, "stream:1"))
+            ok = ok and bool(evs) and evs[-1]["type"] == "done"
+        t.ok(ok, "out of descriptors: sessions with a worker still serve "
+             "turns", d.logtail())
+
+
+def test_nofile_warning():
+    """hotplexd -n warns when max_sessions needs more descriptors than
+    the hard limit allows."""
+    import resource
+    import subprocess
+    d = Daemon({"max_sessions": "5000"})
+    try:
+        def low():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+        r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c",
+                            d.conf_path], capture_output=True,
+                           preexec_fn=low, timeout=TURN_TIMEOUT_S)
+        err = r.stderr.decode(errors="replace")
+        t.ok(r.returncode == 0 and "need about" in err and "512" in err,
+             "hotplexd -n warns when max_sessions needs more descriptors "
+             "than the limit", err)
+    finally:
+        d.cleanup()
+
+
+ONLY = os.environ.get("HP_FAULT_ONLY", "").split()  # cases to run
 T0 = time.monotonic()
 for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
            test_hang_timeout, test_ignore_interrupt, test_fork_escape,
            test_exit_at_start, test_hugeline, test_flood,
            test_flood_over_line_max, test_master_killed,
-           test_out_of_descriptors):
+           test_out_of_descriptors, test_descriptor_capacity,
+           test_nofile_warning):
+    if ONLY and fn.__name__ not in ONLY:
+        continue
     t1 = time.monotonic()
     try:
         fn()
