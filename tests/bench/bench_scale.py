@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""hotplexd at scale with tests/fake-claude (which answers at once): for
+each N of BENCH_SCALE (default "100 1000 2000"), one daemon and
+- open rate: N sessions opened in one burst (each spawns a worker and its
+  CLI), and the master's CPU per open;
+- master CPU per warm turn of one busy session with N idle sessions beside
+  it, against the same with none (measured first);
+- master RSS per live session;
+- reap-wave stall: all N sessions stopped at once while the busy session
+  runs turns: its worst round trip during the wave;
+- stop time: SIGTERM with N live sessions until hotplexd has exited.
+CPU is the master's on-CPU time from /proc/PID/schedstat.  Reports; never
+fails on a slow machine (an N the machine cannot hold is reported as such).
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+from hplib import Daemon, Client, rss_kb  # noqa: E402
+
+SCALES = [int(x) for x in os.environ.get("BENCH_SCALE",
+                                          "100 1000 2000").split()]
+TURNS = int(os.environ.get("BENCH_SCALE_TURNS", "300"))
+REPLY_S = 600.0             # a burst of 2,000 on a loaded box is slow
+WAVE_TURN = "stream:1"
+
+
+def cpu_ns(pid):
+    with open("/proc/%d/schedstat" % pid) as f:
+        return int(f.read().split()[0])
+
+
+def warm_turns(c, sess, n):
+    """n warm turns; returns (master ns per turn, worst round trip s)."""
+    worst = 0.0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        evs = c.execute(sess, WAVE_TURN)
+        if not evs or evs[-1]["type"] != "done":
+            raise RuntimeError("turn failed: %r" % (evs[-1:],))
+        worst = max(worst, time.perf_counter() - t0)
+    return worst
+
+
+def burst(c, op, names, **extra):
+    """Sends op for every name at once; waits for every reply."""
+    rids = {c.send(op, session=s, **extra): s for s in names}
+    bad = []
+    for rid in rids:
+        o = c.reply(rid)
+        if o is None or o["type"] != "ok":
+            bad.append(o)
+    return bad
+
+
+def one(n):
+    conf = {"max_sessions": str(n + 8), "max_spawn_queue": str(n + 8),
+            "spare_min": "4", "spare_max": "16", "log_level": "warn",
+            "idle_timeout": "0", "max_clients": "64"}
+    with Daemon(conf) as d:
+        pid = d.proc.pid
+        c = Client(d.sock, timeout=REPLY_S)
+        d.clients.append(c)
+        busy = "busy"
+        c.execute(busy, WAVE_TURN)
+        warm_turns(c, busy, 20)
+        c0 = cpu_ns(pid)
+        warm_turns(c, busy, TURNS)
+        turn0 = (cpu_ns(pid) - c0) / TURNS
+        rss0 = rss_kb(pid)
+
+        names = ["s%d" % i for i in range(n)]
+        c0, t0 = cpu_ns(pid), time.perf_counter()
+        bad = burst(c, "open", names)
+        dt = time.perf_counter() - t0
+        per_open = (cpu_ns(pid) - c0) / n
+        if bad:
+            print("# N=%d: %d opens failed (first %r): the machine cannot "
+                  "hold this many" % (n, len(bad), bad[0]))
+        rss1 = rss_kb(pid)
+
+        warm_turns(c, busy, 20)
+        c0 = cpu_ns(pid)
+        warm_turns(c, busy, TURNS)
+        turn1 = (cpu_ns(pid) - c0) / TURNS
+
+        # The wave: every session stopped at once, the busy one goes on.
+        worst = [0.0]
+        done = threading.Event()
+        bc = Client(d.sock, timeout=REPLY_S)
+        d.clients.append(bc)
+
+        def drive():
+            while not done.is_set():
+                worst[0] = max(worst[0], warm_turns(bc, busy, 1))
+        th = threading.Thread(target=drive)
+        th.start()
+        t1 = time.perf_counter()
+        burst(c, "stop", names)
+        wave = time.perf_counter() - t1
+        done.set()
+        th.join()
+
+        # Stop time: reopen them (all live), then SIGTERM.
+        burst(c, "open", names)
+        t2 = time.perf_counter()
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(REPLY_S)
+        stop = time.perf_counter() - t2
+
+        print("N=%-5d open %6.0f/s  master %.3f ms/open  turn %.0f us "
+              "(idle 0: %.0f us, x%.2f)  RSS %.1f KB/session" %
+              (n, n / dt, per_open / 1e6, turn1 / 1e3, turn0 / 1e3,
+               turn1 / turn0 if turn0 else 0,
+               (rss1 - rss0) / n))
+        print("        stop wave %.2f s, busy turn worst %.1f ms during it; "
+              "SIGTERM to exit %.2f s" % (wave, worst[0] * 1e3, stop))
+        sys.stdout.flush()
+
+
+for n in SCALES:
+    try:
+        one(n)
+    except Exception as e:  # report, never fail
+        print("N=%d: not measured: %r" % (n, e))
