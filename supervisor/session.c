@@ -964,6 +964,21 @@ session_options_check(const cJSON *opt, char *why, size_t len)
 	return 0;
 }
 
+/*
+ * A stopped session used again: stop ended its conversation, so a new one
+ * begins (resumed false); the session's statistics keep the old one's.
+ */
+static void
+session_revive(struct session *s)
+{
+	s->stop_final = 0;
+	util_uuid(s->cli_session_id);
+	s->has_conversation = 0;
+	log_info("session %s used after stop: new CLI session %s", s->name,
+	    s->cli_session_id);
+	state_session_save(s);
+}
+
 /* Validates options and workdir; creates the session if new. */
 static struct session *
 session_prepare(struct client *c, const char *req, const cJSON *r)
@@ -1206,7 +1221,7 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 	s->pending_timeout_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ?
 	    (uint64_t)v->valuedouble : 0;
 	if (s->state == SESSION_ENDED)
-		s->stop_final = 0;
+		session_revive(s);
 
 	switch (s->state) {
 	case SESSION_READY:
@@ -1241,7 +1256,7 @@ session_op_open(struct client *c, const char *req, const cJSON *r)
 	if (session_queue_full(c, req, s))
 		return;
 	if (s->state == SESSION_ENDED)
-		s->stop_final = 0;
+		session_revive(s);
 	s->request_us = util_now_us();
 	session_waiter_set(&s->open, c, req);
 	session_assign(s);

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, BDIR, Daemon, wait_for, proc_alive, terminal_count,
-                   CONNECT_TIMEOUT_S)
+                   first)
 
 t = TAP()
 HOTPLEXD = os.path.join(BDIR, "hotplexd")
@@ -186,7 +186,40 @@ def test_check():
         d.cleanup()
 
 
-for fn in (test_options, test_check, test_log_file_json, test_detached):
+def test_stop_ends_conversation():
+    """After stop, the next execute on the name starts a new conversation
+    (resumed false, a new CLI session id, no --resume); the session's
+    statistics keep the old conversation's turns."""
+    with Daemon() as d:
+        c = d.client()
+        e1 = c.execute("conv", "one")
+        e2 = c.execute("conv", "two")
+        s1 = first(e1, "session_start")["data"]
+        s2 = first(e2, "session_start")["data"]
+        t.ok(terminal_count(e1) == 1 and s2["cold"] is False and
+             s2["cli_session_id"] == s1["cli_session_id"],
+             "stop: two turns on one CLI", (s1, s2))
+        t.eq(c.request("stop", session="conv")["type"], "ok", "stop: ok")
+        e3 = c.execute("conv", "three")
+        s3 = (first(e3, "session_start") or {}).get("data", {})
+        t.ok(s3.get("cold") is True and s3.get("resumed") is False and
+             s3.get("cli_session_id") and
+             s3["cli_session_id"] != s1["cli_session_id"],
+             "stop: the next execute starts a new conversation", (s1, s3))
+        starts = d.cli_starts()
+        t.ok(len(starts) == 2 and "--resume" not in starts[1]["argv"],
+             "stop: the new CLI is not resumed", starts[-1:])
+        st = c.request("stats", session="conv")["data"]
+        t.eq(st.get("turns"), 3, "stop: the statistics keep the old "
+             "conversation's turns")
+        e4 = c.execute("conv", "four")
+        s4 = first(e4, "session_start")["data"]
+        t.ok(s4["cold"] is False and terminal_count(e4) == 1 and
+             s4["cli_session_id"] == s3.get("cli_session_id"),
+             "stop: the new conversation goes on on its CLI", s4)
+
+
+for fn in (test_stop_ends_conversation, test_options, test_check, test_log_file_json, test_detached):
     try:
         fn()
     except Exception as e:  # a crashed case is a failure, not an abort

@@ -390,13 +390,15 @@ def test_ended_stay_ended():
              st["last_turn"] == before["last_turn"] and
              st["cli_session_id"] == before["cli_session_id"],
              "an ended session keeps its stats and last_turn", (st, before))
-        # As before a restart, a new turn brings it back, resumed.
+        # As before a restart, a new turn brings it back, in a new
+        # conversation (stop ended the old one), its stats going on.
         e3 = c.execute("e1", "stream:1")
         s3 = start_of(e3)
-        t.ok(e3[-1]["type"] == "done" and s3.get("resumed") is True and
-             s3.get("cli_session_id") == start_of(ee)["cli_session_id"] and
+        t.ok(e3[-1]["type"] == "done" and s3.get("resumed") is False and
+             s3.get("cli_session_id") != start_of(ee)["cli_session_id"] and
              stats_of(e3).get("turns") == 3,
-             "an ended session comes back on a turn, resumed", (s3, e3[-1]))
+             "an ended session comes back on a turn, in a new conversation",
+             (s3, e3[-1]))
 
 
 def test_real_cli():
