@@ -249,6 +249,13 @@ int	hp_reset(struct hp_client *, const char *session, struct hp_error *);
 int	hp_stats(struct hp_client *, const char *session, struct hp_stats *st,
 	    char **raw, struct hp_error *);
 
+/*
+ * The daemon's summary (hotplex-protocol(7), status): *raw gets the reply
+ * line, a JSON object whose "data" holds version, uptime_s, sessions by
+ * state, workers, spares, clients, isolation, rules, ready and checks.
+ */
+int	hp_status(struct hp_client *, char **raw, struct hp_error *);
+
 struct hp_session_info {
 	char		session[HP_SESSION_MAX + 1];
 	char		state[HP_NAME_MAX];

@@ -89,6 +89,7 @@ usage(int status)
 	    "       [--allow tool]... [--deny tool]...\n"
 	    "  sessions\n"
 	    "  stats [session]\n"
+	    "  status\n"
 	    "  stop [-r reason] session\n"
 	    "  reset session\n"
 	    "  interrupt session\n"
@@ -732,6 +733,86 @@ ctl_idle(char *buf, size_t size, int64_t ms)
 		snprintf(buf, size, "%lldh", (long long)(s / 3600));
 }
 
+static double
+ctl_jnum(const cJSON *o, const char *name)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *
+ctl_jstr(const cJSON *o, const char *name)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	return cJSON_IsString(v) ? v->valuestring : "-";
+}
+
+/* One screen: what the daemon is, runs, and whether it is ready. */
+static void
+ctl_print_status(const cJSON *d)
+{
+	const cJSON	*o, *e;
+	long		 up = (long)ctl_jnum(d, "uptime_s");
+
+	printf("hotplexd    %s, pid %.0f, up %ldd %02ld:%02ld:%02ld\n",
+	    ctl_jstr(d, "version"), ctl_jnum(d, "pid"), up / 86400,
+	    up % 86400 / 3600, up % 3600 / 60, up % 60);
+	printf("ready       %s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+	    d, "ready")) ? "yes" : "no");
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "checks"))
+		printf("  %-9s %s: %s\n", ctl_jstr(e, "name"),
+		    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ok")) ?
+		    "ok" : "FAILED", ctl_jstr(e, "detail"));
+	printf("sessions   ");
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "sessions"))
+		if (cJSON_IsNumber(e))
+			printf(" %s %.0f", e->string, e->valuedouble);
+	printf("\n");
+	printf("workers     %.0f (%.0f spare), clients %.0f\n",
+	    ctl_jnum(d, "workers"), ctl_jnum(d, "spares"),
+	    ctl_jnum(d, "clients"));
+	printf("isolation  ");
+	o = cJSON_GetObjectItemCaseSensitive(d, "isolation");
+	cJSON_ArrayForEach(e, o) {
+		if (cJSON_IsString(e))
+			printf(" %s=%s", e->string, e->valuestring);
+		else if (cJSON_IsBool(e))
+			printf(" %s=%s", e->string, cJSON_IsTrue(e) ? "on" :
+			    "off");
+		else if (cJSON_IsNumber(e))
+			printf(" %s=%g", e->string, e->valuedouble);
+	}
+	printf("\n");
+	printf("rules       %.0f\n", ctl_jnum(d, "rules"));
+}
+
+static int
+cmd_status(struct ctl *c, int argc, char **argv)
+{
+	struct hp_error	 err;
+	cJSON		*j;
+	char		*raw;
+
+	if (ctl_plain_parse(c, argc, argv, "+", NULL) != argc)
+		usage(CTL_EXIT_USAGE);
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (hp_status(c->h, &raw, &err) == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	if (c->json)
+		printf("%s\n", raw);
+	else if ((j = cJSON_Parse(raw)) != NULL) {
+		ctl_print_status(cJSON_GetObjectItemCaseSensitive(j, "data"));
+		cJSON_Delete(j);
+	}
+	free(raw);
+	return CTL_EXIT_OK;
+}
+
 static int
 cmd_sessions(struct ctl *c, int argc, char **argv)
 {
@@ -929,6 +1010,7 @@ static const struct ctl_cmd {
 	{ "exec", cmd_exec },
 	{ "open", cmd_open },
 	{ "sessions", cmd_sessions },
+	{ "status", cmd_status },
 	{ "stats", cmd_stats },
 	{ "stop", cmd_session_op },
 	{ "reset", cmd_session_op },

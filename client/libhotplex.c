@@ -1429,6 +1429,30 @@ hp_stats(struct hp_client *h, const char *session, struct hp_stats *st,
 }
 
 int
+hp_status(struct hp_client *h, char **raw, struct hp_error *err)
+{
+	struct hp_req	*r;
+	cJSON		*obj;
+	int		 rc;
+
+	*raw = NULL;
+	if ((obj = client_request(h, "status", &r, err)) == NULL)
+		return -1;
+	if (client_call(h, obj, r, 0, err) == -1)
+		return -1;
+	if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r->json,
+	    "data"))) {
+		hp_seterr(err, HP_E_PROTOCOL, "status reply without data");
+		rc = -1;
+	} else {
+		client_take_raw(r, raw);
+		rc = 0;
+	}
+	req_free(h, r);
+	return rc;
+}
+
+int
 hp_sessions(struct hp_client *h, struct hp_session_info **list, size_t *n,
     char **raw, struct hp_error *err)
 {

@@ -38,19 +38,25 @@ struct hotplexd hp;
 static struct event	*hotplexd_drain_timer;
 static const char	*hotplexd_pidfile;	/* -p, absolute */
 
-/* -p: after daemon(), so that it holds the pid that stays. */
+/*
+ * -p: after daemon(), so that it holds the pid that stays; renamed into
+ * place, so that whoever finds the file finds the pid in it.
+ */
 static void
 hotplexd_write_pidfile(void)
 {
 	FILE	*f;
+	char	*tmp;
 
 	if (hotplexd_pidfile == NULL)
 		return;
-	if ((f = fopen(hotplexd_pidfile, "we")) == NULL)
-		fatal("%s", hotplexd_pidfile);
+	xasprintf(&tmp, "%s.tmp", hotplexd_pidfile);
+	if ((f = fopen(tmp, "we")) == NULL)
+		fatal("%s", tmp);
 	fprintf(f, "%ld\n", (long)getpid());
-	if (fclose(f) == EOF)
+	if (fclose(f) == EOF || rename(tmp, hotplexd_pidfile) == -1)
 		fatal("%s", hotplexd_pidfile);
+	free(tmp);
 }
 
 #define HOTPLEXD_USAGE	\
@@ -446,6 +452,7 @@ main(int argc, char **argv)
 		sigs[i] = evsignal_new(hp.base, signos[i], hotplexd_signal, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
+	health_init();
 	server_start();
 	metrics_start();
 	state_load();

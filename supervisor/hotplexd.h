@@ -155,6 +155,18 @@ extern struct hotplexd hp;
 void	 hotplexd_check_exit(void);
 int	 hotplexd_reload(char *err, size_t errlen);
 
+/* health.c: /healthz, /readyz and the status op. */
+#define HEALTH_CHECKS_MAX	8
+#define HEALTH_DETAIL_MAX	160
+struct health_check {
+	const char	*name;
+	int		 ok;
+	char		 detail[HEALTH_DETAIL_MAX];
+};
+void	 health_init(void);
+size_t	 health_ready(struct health_check *, int *ready);
+cJSON	*health_status(void);
+
 /* check.c: hotplexd -n, what a turn needs: 0 all there, -1 not. */
 int	 check_install(const struct config *, const char *worker_path);
 void	 hotplexd_shutdown(void);
@@ -241,5 +253,6 @@ void	 pool_kill_hard(void);
 void	 pool_worker_kill(struct worker *, const char *why);
 int	 pool_count(void);
 int	 pool_spares(void);
+int	 pool_ready_spares(void);
 
 #endif

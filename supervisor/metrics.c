@@ -28,6 +28,8 @@
 #include "supervisor/hotplexd.h"
 
 #define METRICS_PATH		"/metrics"
+#define METRICS_HEALTHZ		"/healthz"	/* alive: the loop answers */
+#define METRICS_READYZ		"/readyz"	/* and can take a session */
 #define METRICS_BACKLOG		16
 #define METRICS_TIMEOUT_S	10	/* a client idle this long is dropped */
 #define METRICS_MAX_HEADERS	8192	/* bytes of request headers */
@@ -228,8 +230,14 @@ metrics_request(struct evhttp_request *req, void *arg)
 	struct evbuffer	*b;
 	const char	*path;
 
+	struct health_check	 checks[HEALTH_CHECKS_MAX];
+	size_t			 i, n;
+	int			 ready;
+
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	if (path == NULL || strcmp(path, METRICS_PATH) != 0) {
+	if (path == NULL || (strcmp(path, METRICS_PATH) != 0 &&
+	    strcmp(path, METRICS_HEALTHZ) != 0 &&
+	    strcmp(path, METRICS_READYZ) != 0)) {
 		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
 		return;
 	}
@@ -237,10 +245,31 @@ metrics_request(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
-	metrics_page(b);
+	if (strcmp(path, METRICS_PATH) == 0) {
+		metrics_page(b);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", METRICS_CONTENT_TYPE);
+		evhttp_send_reply(req, HTTP_OK, "OK", b);
+		evbuffer_free(b);
+		return;
+	}
+	/* A line per check: what a probe's log should show on a failure. */
+	ready = 1;
+	if (strcmp(path, METRICS_READYZ) == 0) {
+		n = health_ready(checks, &ready);
+		for (i = 0; i < n; i++)
+			evbuffer_add_printf(b, "%s %s: %s\n",
+			    checks[i].ok ? "ok" : "failed", checks[i].name,
+			    checks[i].detail);
+	}
+	evbuffer_add_printf(b, "%s\n", ready ? "ok" : "not ready");
 	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", METRICS_CONTENT_TYPE);
-	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	    "Content-Type", "text/plain; charset=utf-8");
+	if (ready)
+		evhttp_send_reply(req, HTTP_OK, "OK", b);
+	else
+		evhttp_send_reply(req, HTTP_SERVUNAVAIL, "Service Unavailable",
+		    b);
 	evbuffer_free(b);
 }
 

@@ -183,6 +183,20 @@ pool_release(struct worker *wk)
 	pool.nspares++;
 }
 
+/* Spares that said hello: a session given one starts now (readyz). */
+int
+pool_ready_spares(void)
+{
+	struct worker	*wk;
+	int		 n = 0;
+
+	TAILQ_FOREACH(wk, &hp.workers, entry)
+		if (wk->session == NULL && wk->ready && !wk->dead &&
+		    !wk->closed)
+			n++;
+	return n;
+}
+
 /* Kill a worker; its death is handled when we reap it. */
 void
 pool_worker_kill(struct worker *wk, const char *why)

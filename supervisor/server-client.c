@@ -40,6 +40,8 @@ static void	server_client_op_reload(struct client *, const char *,
 		    const cJSON *);
 static void	server_client_op_shutdown(struct client *, const char *,
 		    const cJSON *);
+static void	server_client_op_status(struct client *, const char *,
+		    const cJSON *);
 
 static const struct server_op server_ops[] = {
 	{ "hello",	server_client_op_hello },
@@ -55,6 +57,7 @@ static const struct server_op server_ops[] = {
 	{ "detach",	session_op_detach },
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
+	{ "status",	server_client_op_status },
 };
 
 /* A group given by name or number. */
@@ -382,6 +385,13 @@ server_client_op_reload(struct client *c, const char *req, const cJSON *r)
 		return;
 	}
 	server_client_ok(c, req, NULL);
+}
+
+/* A summary anyone connected may read: it names no session. */
+static void
+server_client_op_status(struct client *c, const char *req, const cJSON *r)
+{
+	server_client_ok(c, req, health_status());
 }
 
 static void

@@ -2,7 +2,8 @@
 HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/server-client.c supervisor/session.c supervisor/pool.c \
 		  supervisor/state.c supervisor/store-sqlite.c supervisor/screen.c \
-		  supervisor/ring.c supervisor/metrics.c supervisor/check.c
+		  supervisor/ring.c supervisor/metrics.c supervisor/check.c \
+		  supervisor/health.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 

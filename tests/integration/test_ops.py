@@ -3,15 +3,17 @@
 lines, reopened on SIGUSR1), every start-up line in the same place when
 detached, -p pidfile, -h and --version, hotplexd -n findings."""
 
+import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, BDIR, Daemon, wait_for, proc_alive, terminal_count,
-                   first)
+                   first, free_tcp_port)
 
 t = TAP()
 HOTPLEXD = os.path.join(BDIR, "hotplexd")
@@ -219,7 +221,66 @@ def test_stop_ends_conversation():
              "stop: the new conversation goes on on its CLI", s4)
 
 
-for fn in (test_stop_ends_conversation, test_options, test_check, test_log_file_json, test_detached):
+def http_get(port, path):
+    h = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+    try:
+        h.request("GET", path)
+        r = h.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        h.close()
+
+
+def ctl(d, *argv):
+    return subprocess.run([os.path.join(BDIR, "hotplexctl"), "-S", d.sock]
+                          + list(argv), capture_output=True, text=True,
+                          timeout=WAIT_S)
+
+
+def test_health_and_status():
+    port = free_tcp_port()
+    with Daemon({"metrics_listen": "127.0.0.1:%d" % port}) as d:
+        c = d.client()
+        t.eq(terminal_count(c.execute("h1", "hi")), 1, "health: a turn ran")
+        st, body = http_get(port, "/healthz")
+        t.ok(st == 200 and body == "ok\n", "/healthz: 200 ok", (st, body))
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, WAIT_S,
+                 "a spare worker")
+        st, body = http_get(port, "/readyz")
+        t.ok(st == 200 and "ok spares:" in body and "ok store:" in body and
+             body.endswith("\nok\n"), "/readyz: 200 with each check",
+             body)
+        r = c.request("status")
+        data = r.get("data", {})
+        t.ok(r["type"] == "ok" and data.get("version") and
+             data.get("sessions", {}).get("ready") == 1 and
+             data.get("ready") is True and "workers" in data and
+             "isolation" in data and "rules" in data,
+             "status op: version, sessions by state, workers, isolation, "
+             "rules, ready", r)
+        out = ctl(d, "status")
+        t.ok(out.returncode == 0 and "ready       yes" in out.stdout and
+             "ready 1" in out.stdout and "isolation" in out.stdout,
+             "hotplexctl status: one screen", out.stdout + out.stderr)
+        # The store directory gone: not ready, and said why.
+        shutil.rmtree(os.path.join(d.dir, "state"))
+        st, body = http_get(port, "/readyz")
+        t.ok(st == 503 and "failed store:" in body and
+             body.endswith("not ready\n"),
+             "/readyz: 503 when state_dir is not writable", (st, body))
+        out = ctl(d, "status")
+        t.ok("ready       no" in out.stdout and "FAILED" in out.stdout,
+             "hotplexctl status: says what is not ready", out.stdout)
+        t.eq(http_get(port, "/healthz")[0], 200, "/healthz: still alive")
+    # No worker can start: no spare, not ready.
+    with Daemon({"metrics_listen": "127.0.0.1:%d" % port,
+                 "worker_path": "/bin/false"}) as d:
+        st, body = http_get(port, "/readyz")
+        t.ok(st == 503 and "failed spares: 0 spare workers ready" in body,
+             "/readyz: 503 without a spare worker", (st, body))
+
+
+for fn in (test_health_and_status, test_stop_ends_conversation, test_options, test_check, test_log_file_json, test_detached):
     try:
         fn()
     except Exception as e:  # a crashed case is a failure, not an abort

@@ -1,0 +1,119 @@
+/*
+ * Health: is the daemon alive (it answers), and ready to take a new
+ * session (not draining, a spare worker waiting, the state directory
+ * writable)?  Served as /healthz and /readyz beside /metrics, and, with
+ * the rest of a one-screen summary, by the status op.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "supervisor/hotplexd.h"
+#include "policy/policy.h"
+#include "supervisor/screen.h"
+
+static uint64_t	health_started_ms;
+
+void
+health_init(void)
+{
+	health_started_ms = util_now_ms();
+}
+
+/* Fills checks[] (HEALTH_CHECKS_MAX); returns how many, *ready if all ok. */
+size_t
+health_ready(struct health_check *checks, int *ready)
+{
+	struct health_check	*k;
+	size_t			 n = 0;
+	int			 spares = pool_ready_spares();
+
+	k = &checks[n++];
+	k->name = "accepting";
+	k->ok = !hp.shutting_down;
+	snprintf(k->detail, sizeof k->detail, "%s",
+	    hp.shutting_down ? "shutting down" : "taking new sessions");
+
+	/* With spare_min = 0 a worker is made on demand: nothing to wait for. */
+	k = &checks[n++];
+	k->name = "spares";
+	k->ok = spares > 0 || hp.conf->spare_min == 0;
+	snprintf(k->detail, sizeof k->detail, "%d spare worker%s ready "
+	    "(spare_min %d)", spares, spares == 1 ? "" : "s",
+	    hp.conf->spare_min);
+
+	k = &checks[n++];
+	k->name = "store";
+	k->ok = access(hp.conf->state_dir, W_OK) == 0;
+	snprintf(k->detail, sizeof k->detail, "state_dir %s %s",
+	    hp.conf->state_dir, k->ok ? "writable" : strerror(errno));
+
+	*ready = 1;
+	for (k = checks; k < checks + n; k++)
+		if (!k->ok)
+			*ready = 0;
+	return n;
+}
+
+/* The status op: version, uptime, sessions by state, workers, ... */
+cJSON *
+health_status(void)
+{
+	static const enum session_state states[] = {
+		SESSION_STARTING, SESSION_READY, SESSION_BUSY,
+		SESSION_STOPPING, SESSION_DORMANT, SESSION_ENDED,
+	};
+	struct health_check	 checks[HEALTH_CHECKS_MAX];
+	struct session		*s;
+	cJSON			*d, *o, *a, *k;
+	size_t			 i, n, nstate[sizeof states / sizeof states[0]];
+	int			 ready;
+
+	memset(nstate, 0, sizeof nstate);
+	TAILQ_FOREACH(s, &hp.sessions, entry)
+		for (i = 0; i < sizeof states / sizeof states[0]; i++)
+			if (s->state == states[i])
+				nstate[i]++;
+
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "version", HOTPLEX_VERSION);
+	cJSON_AddNumberToObject(d, "pid", (double)getpid());
+	cJSON_AddNumberToObject(d, "uptime_s",
+	    (double)((util_now_ms() - health_started_ms) / 1000));
+	o = cJSON_AddObjectToObject(d, "sessions");
+	for (i = 0; i < sizeof states / sizeof states[0]; i++)
+		cJSON_AddNumberToObject(o, proto_state_name(states[i]),
+		    (double)nstate[i]);
+	cJSON_AddNumberToObject(d, "workers", pool_count());
+	cJSON_AddNumberToObject(d, "spares", pool_spares());
+	cJSON_AddNumberToObject(d, "clients", (double)hp.nclients);
+
+	o = cJSON_AddObjectToObject(d, "isolation");
+	cJSON_AddStringToObject(o, "seccomp", hp.conf->seccomp);
+	cJSON_AddStringToObject(o, "landlock", hp.conf->landlock);
+	if (hp.conf->worker_user != NULL)
+		cJSON_AddStringToObject(o, "worker_user",
+		    hp.conf->worker_user);
+	cJSON_AddBoolToObject(o, "firewall", hp.screen->policy != NULL);
+	cJSON_AddBoolToObject(o, "tool_gate", hp.conf->tool_gate);
+	cJSON_AddNumberToObject(d, "rules", hp.screen->policy != NULL ?
+	    (double)policy_nrules(hp.screen->policy) : 0);
+
+	n = health_ready(checks, &ready);
+	cJSON_AddBoolToObject(d, "ready", ready);
+	a = cJSON_AddArrayToObject(d, "checks");
+	for (i = 0; i < n; i++) {
+		k = cJSON_CreateObject();
+		cJSON_AddStringToObject(k, "name", checks[i].name);
+		cJSON_AddBoolToObject(k, "ok", checks[i].ok);
+		cJSON_AddStringToObject(k, "detail", checks[i].detail);
+		cJSON_AddItemToArray(a, k);
+	}
+	return d;
+}
