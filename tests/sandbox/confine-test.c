@@ -164,7 +164,8 @@ main(void)
 	struct event		*sigchld, *timeout;
 	struct timeval		 tv_timeout = { CT_TIMEOUT_S, 0 };
 	char			 err[SANDBOX_ERR_MAX];
-	int			 in[2], out[2], sp[2], i, fd;
+	int			 in[2], out[2], ready[2], sp[2], i, fd;
+	char			 c;
 	pthread_t		 th;
 	pid_t			 self = getpid();
 
@@ -172,11 +173,17 @@ main(void)
 	/* The worker's base exists before the CLI is spawned. */
 	if ((base = event_base_new()) == NULL)
 		return 1;
-	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1)
+	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
+	    pipe2(ready, O_CLOEXEC) == -1)
 		return 1;
 	if ((ct_child = fork()) == -1)
 		return 1;
 	if (ct_child == 0) {
+		/*
+		 * Its own group before anything looks at it: the end of
+		 * ready closes at exec, after setsid(), and the parent
+		 * waits for that rather than for time to pass.
+		 */
 		setsid();
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(in[0], STDIN_FILENO);
@@ -186,6 +193,10 @@ main(void)
 	}
 	close(in[0]);
 	close(out[1]);
+	close(ready[1]);
+	while (read(ready[0], &c, 1) == -1 && errno == EINTR)
+		;
+	close(ready[0]);
 
 	ct_ok(sandbox_worker_confine(ct_child, err, sizeof err) == 0,
 	    "sandbox_worker_confine");
