@@ -545,6 +545,15 @@ session_turn_retry(struct session *s)
 	return 1;
 }
 
+/* The CLI's refusal of --session-id for a conversation it has. */
+static int
+session_cli_in_use(const cJSON *err)
+{
+	const char	*m = session_jstr(err, "message");
+
+	return m != NULL && strstr(m, "already in use") != NULL;
+}
+
 static void
 session_turn_end(struct session *s, const cJSON *j)
 {
@@ -558,6 +567,19 @@ session_turn_end(struct session *s, const cJSON *j)
 	 * Its CLI died before it saw the turn (killed just after the last
 	 * one): nothing happened; run it once more in a new CLI.
 	 */
+	/*
+	 * "Session ID ... is already in use": the CLI has the conversation
+	 * our record lacked.  Not the turn's failure: it runs again in a CLI
+	 * started with --resume (once: has_conversation is set now).
+	 */
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "retry")) &&
+	    !s->has_conversation && session_cli_in_use(err)) {
+		log_info("session %s: the CLI has session %s already; resuming "
+		    "it", s->name, s->cli_session_id);
+		s->has_conversation = 1;
+		state_session_save(s);
+		s->turn_retried = 0;
+	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "retry")) &&
 	    session_turn_retry(s))
 		return;		/* the worker's exit brings a new one */
@@ -651,6 +673,15 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		}
 		n = cJSON_GetObjectItemCaseSensitive(j, "cli_pid");
 		s->cli_pid = cJSON_IsNumber(n) ? (pid_t)n->valueint : 0;
+		/* The worker found the CLI's transcript: it resumes. */
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "resume")) &&
+		    !s->has_conversation) {
+			log_info("session %s: the CLI has a transcript of %s; "
+			    "resumed", s->name, s->cli_session_id);
+			s->has_conversation = 1;
+			s->resumed = 1;
+			state_session_save(s);
+		}
 		if (s->state != SESSION_STARTING)
 			break;
 		s->state = SESSION_READY;

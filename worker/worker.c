@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -86,6 +87,7 @@ static struct {
 	struct gate		*gate;
 	uint64_t		 kill_grace_ms;
 	int			 probe_pending;	/* open: answer when the CLI does */
+	int			 resume;	/* --resume, else --session-id */
 	uint64_t		 ctl_seq;
 
 	/* The turn in flight. */
@@ -710,8 +712,7 @@ worker_build_argv(struct worker_argv *a, const cJSON *o, const char *cli)
 		rc |= worker_argv_add(a, "--permission-prompt-tool", 0);
 		rc |= worker_argv_add(a, "stdio", 0);
 	}
-	rc |= worker_argv_add(a, worker_jbool(o, "resume") ? "--resume" :
-	    "--session-id", 0);
+	rc |= worker_argv_add(a, w.resume ? "--resume" : "--session-id", 0);
 	rc |= worker_argv_add(a, w.cli_session_id, 0);
 	if (!cJSON_IsObject(opt))
 		return rc;
@@ -810,6 +811,54 @@ worker_env_allowed(const cJSON *names, const char *name)
 		if (cJSON_IsString(e) && strcmp(e->valuestring, name) == 0)
 			return 1;
 	return 0;
+}
+
+/*
+ * Whether the CLI keeps a transcript of session id for this workdir in
+ * its config dir (PROTOCOL.md 18, 20): <config>/projects/<cwd-key>/<id>.jsonl,
+ * the key being the workdir with every byte but [A-Za-z0-9] made '-'.
+ * The CLI's own record is the truth on "has a conversation": the master's
+ * may lag it (killed between the CLI's first write and its commit).
+ */
+static int
+worker_transcript_exists(const char *config_dir, const char *workdir,
+    const char *id)
+{
+	char		 path[PATH_MAX];
+	const char	*p;
+	struct stat	 st;
+	int		 n;
+
+	if (config_dir == NULL || config_dir[0] != '/')
+		return 0;
+	n = snprintf(path, sizeof path, "%s/projects/", config_dir);
+	if (n < 0 || (size_t)n >= sizeof path)
+		return 0;
+	for (p = workdir; *p != '\0' && (size_t)n < sizeof path - 1; p++)
+		path[n++] = isalnum((unsigned char)*p) ? *p : '-';
+	if (*p != '\0' || (size_t)snprintf(path + n, sizeof path - (size_t)n,
+	    "/%s.jsonl", id) >= sizeof path - (size_t)n)
+		return 0;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
+/* The CLI's config dir as its environment will say (sandboxed: ours). */
+static const char *
+worker_config_dir(const cJSON *o, const char *sandbox_dir, char *buf,
+    size_t len)
+{
+	const cJSON	*names = cJSON_GetObjectItemCaseSensitive(o, "cli_env");
+	const char	*v;
+
+	if (sandbox_dir != NULL && sandbox_dir[0] != '\0')
+		return sandbox_dir;
+	if (worker_env_allowed(names, "CLAUDE_CONFIG_DIR") &&
+	    (v = getenv("CLAUDE_CONFIG_DIR")) != NULL && v[0] != '\0')
+		return v;
+	if (worker_env_allowed(names, "HOME") && (v = getenv("HOME")) != NULL &&
+	    (size_t)snprintf(buf, len, "%s/.claude", v) < len)
+		return buf;
+	return NULL;
 }
 
 /* "what path: errno text"; a long path is cut, not the point. */
@@ -1049,7 +1098,7 @@ worker_open(const cJSON *o)
 	const char		*session, *workdir, *root, *id, *cli;
 	const char		*envp[WORKER_ENV_MAX + 1];
 	char			*envown[WORKER_ENV_MAX];
-	char			 err[WORKER_ERR_MAX];
+	char			 err[WORKER_ERR_MAX], cfg[PATH_MAX];
 	size_t			 nenv, i;
 	cJSON			*j;
 	struct bridge_cb	 bcb = worker_bridge_cb;
@@ -1081,6 +1130,12 @@ worker_open(const cJSON *o)
 		return;
 	}
 
+	w.resume = worker_jbool(o, "resume");
+	if (!w.resume && worker_transcript_exists(worker_config_dir(o,
+	    sb.on ? sb.config_dir : NULL, cfg, sizeof cfg), w.workdir, id)) {
+		log_info("the CLI has a transcript of %s: resuming it", id);
+		w.resume = 1;
+	}
 	memset(&a, 0, sizeof a);
 	rc = worker_build_argv(&a, o, cli);
 	if (sb.on) {
@@ -1151,7 +1206,7 @@ worker_open(const cJSON *o)
 	w.session = xstrdup(session);
 	w.state = W_OPEN;
 	log_info("CLI %ld started in %s (%s %s)%s", (long)cli_pid(w.cli),
-	    w.workdir, worker_jbool(o, "resume") ? "resume" : "new", id,
+	    w.workdir, w.resume ? "resume" : "new", id,
 	    sb.on ? ", sandboxed" : "");
 
 	j = cJSON_CreateObject();
@@ -1159,6 +1214,7 @@ worker_open(const cJSON *o)
 	cJSON_AddNumberToObject(j, "pgid", cli_pid(w.cli));
 	cJSON_AddStringToObject(j, "cli_session_id", w.cli_session_id);
 	cJSON_AddStringToObject(j, "workdir", w.workdir);
+	cJSON_AddBoolToObject(j, "resume", w.resume);
 	worker_send_json(MSG_OPENED, j);
 	/* open: tell the master again once the CLI answers. */
 	if (worker_jbool(o, "probe")) {

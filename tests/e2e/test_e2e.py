@@ -4,14 +4,18 @@ registry) against the mock Messages API on loopback."""
 
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from hplib import TAP, Daemon, BDIR, wait_for, procs_in_group, first
+from hplib import (TAP, Daemon, BDIR, wait_for, procs_in_group, first,
+                   proc_alive)
 
 t = TAP()
 CLI = os.path.join(BDIR, "cli", "claude")
@@ -77,10 +81,86 @@ def main():
         with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
                      "kill_grace": "2s"}, env=env) as d:
             run(d, mock)
+        with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
+                     "kill_grace": "2s"}, env=env) as d:
+            kill_rounds(d, mock)
     finally:
         mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     t.done()
+
+
+KILL_ROUNDS = int(os.environ.get("HP_KILL_ROUNDS", "8"))
+KILL_AFTER_MAX_S = 0.06     # SIGKILL this long at most after done is read
+DEATH_WAIT_S = 10           # the killed daemon's workers and CLIs are gone
+
+
+def kill_rounds(d, mock):
+    """SIGKILL of hotplexd at a random moment right after each done: every
+    later turn resumes the conversation, the model sees every earlier turn,
+    and turns are counted exactly."""
+    rng = random.Random(os.environ.get("HP_SEED") or time.time())
+    wd = os.path.join(d.work, "kill")
+    os.makedirs(wd)
+    said, bad = [], []
+    for i in range(1, KILL_ROUNDS + 1):
+        c = d.client()
+        text = "round %d: the word is w%d" % (i, i)
+        e = c.execute("kill", "[[echo]] " + text, workdir=wd)
+        start = (first(e, "session_start") or {}).get("data", {})
+        st = (first(e, "session_stats") or {}).get("data", {})
+        result = e[-1]["data"].get("result", "") if e[-1]["type"] == \
+            "done" else ""
+        said.append(text)
+        if e[-1]["type"] != "done":
+            bad.append((i, "ended", e[-1]))
+        elif i > 1 and not start.get("resumed"):
+            bad.append((i, "not resumed", start))
+        elif not all(json.dumps(x) in result for x in said):
+            bad.append((i, "the model missed a turn", result))
+        elif st.get("turns") != i:
+            bad.append((i, "turns", st.get("turns")))
+        workers = d.workers()
+        time.sleep(rng.uniform(0, KILL_AFTER_MAX_S))   # the random moment
+        d.stop(signal.SIGKILL)
+        try:
+            wait_for(lambda: not any(proc_alive(p) for p in workers) and
+                     not procs_in_group(start.get("pgid", -1)),
+                     DEATH_WAIT_S, "the killed daemon's workers and CLI")
+        except TimeoutError:
+            bad.append((i, "survivors", workers))
+        d.start()
+        rows = d.client().request("sessions")["data"]
+        if [r["turns"] for r in rows if r["session"] == "kill"] != [i]:
+            bad.append((i, "after the restart", rows))
+    t.eq(bad, [], "%d rounds of a turn and a SIGKILL 0-%d ms after its "
+         "done: every turn done, resumed, the model saw every earlier turn, "
+         "turns exact" % (KILL_ROUNDS, KILL_AFTER_MAX_S * 1000))
+    c = d.client()
+    e = c.execute("kill", "[[echo]] last")
+    t.ok(e[-1]["type"] == "done" and all(json.dumps(x) in
+         e[-1]["data"]["result"] for x in said) and
+         (first(e, "session_stats") or {}).get("data", {}).get("turns") ==
+         KILL_ROUNDS + 1, "after the last kill the conversation and the "
+         "count go on", e[-1])
+    said.append("last")
+    # The CLI's transcript is the truth: a store that lost "has a
+    # conversation" still resumes it.
+    t.eq(d.stop(signal.SIGTERM), 0, "SIGTERM after the rounds")
+    import sqlite3
+    db = sqlite3.connect(os.path.join(d.dir, "state", "hotplex.db"))
+    db.execute("UPDATE sessions SET has_conversation = 0")
+    db.commit()
+    db.close()
+    d.start()
+    c = d.client()
+    e = c.execute("kill", "[[echo]] after the store forgot")
+    start = (first(e, "session_start") or {}).get("data", {})
+    t.ok(e[-1]["type"] == "done" and start.get("resumed") and
+         all(json.dumps(x) in e[-1]["data"]["result"] for x in said),
+         "the CLI's transcript in its config dir makes the turn resume "
+         "when the store says no conversation", (start, e[-1]))
+    c.request("stop", session="kill")
 
 
 def run(d, mock):

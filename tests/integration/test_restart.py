@@ -368,6 +368,132 @@ def test_migrate():
         d.cleanup()
 
 
+IN_USE_CLI = """#!/bin/sh
+# The real CLI's answer to --session-id of a conversation it has (recorded:
+# "Error: Session ID <id> is already in use." on stderr, exit status 1),
+# while %(mark)s exists; else the fake CLI.
+prev=
+for a; do
+    if [ "$prev" = --session-id ] && [ -e %(mark)s ]; then
+        echo "Error: Session ID $a is already in use." >&2
+        exit 1
+    fi
+    prev=$a
+done
+exec %(fake)s "$@"
+"""
+
+
+def test_already_in_use():
+    """A store that lost "has a conversation" (as a crash at the wrong
+    moment did): the CLI's "already in use" is not the turn's failure,
+    the turn runs in a CLI started with --resume."""
+    from hplib import BDIR
+    tmp = tempfile.mkdtemp(prefix="hpinuse.")
+    mark = os.path.join(tmp, "in-use")
+    wrap = os.path.join(tmp, "cli")
+    with open(wrap, "w") as f:
+        f.write(IN_USE_CLI % {"mark": mark,
+                              "fake": os.path.join(BDIR, "fake-claude")})
+    os.chmod(wrap, 0o755)
+    d = Daemon(cli=wrap)
+    try:
+        d.start()
+        c = d.client()
+        e1 = c.execute("u1", "stream:1", workdir=os.path.join(d.work, "u1"))
+        sid = start_of(e1).get("cli_session_id")
+        t.eq(d.stop(signal.SIGTERM), 0, "in use: clean exit after turn 1")
+        db = sqlite3.connect(db_path(d))
+        db.execute("UPDATE sessions SET has_conversation = 0")
+        db.commit()
+        db.close()
+        open(mark, "w").close()
+        d.start()
+        c = d.client()
+        n0 = len(d.cli_starts())
+        e2 = c.execute("u1", "stream:1")
+        starts = d.cli_starts()[n0:]
+        st = stats_of(e2)
+        t.ok(e2[-1]["type"] == "done" and not [x for x in e2
+                                               if x["type"] == "error"],
+             "in use: the turn ends done, no error line", e2[-1])
+        t.ok(len(starts) == 1 and resume_arg(starts[0]["argv"]) == sid,
+             "in use: it ran in a CLI started with --resume " + str(sid),
+             [x["argv"] for x in starts])
+        t.ok(st.get("turns") == 2 and st.get("errors") == 0,
+             "in use: 2 turns, no error counted", st)
+        t.ok(state_session(d, "u1")["has_conversation"],
+             "in use: the store knows the conversation now")
+    finally:
+        d.stop()
+        d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def http_metrics(port):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("GET", "/metrics")
+        body = c.getresponse().read().decode()
+    finally:
+        c.close()
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def test_accounting():
+    """Every execute that reached a worker counts in turns, a failed one in
+    errors too, whatever ended it (the CLI's death, the worker's); a prompt
+    the firewall refused counts in danger_blocks; after a SIGKILL and a
+    restart the metrics equal the stats."""
+    from hplib import free_tcp_port
+    port = free_tcp_port()
+    with Daemon({"metrics_listen": "127.0.0.1:%d" % port,
+                 "firewall": None}) as d:
+        c = d.client()
+        wd = os.path.join(d.work, "a1")
+        ok = c.execute("a1", "stream:1", workdir=wd)
+        crash = c.execute("a1", "crash")
+        rid = c.send("execute", session="a1", prompt="stall")
+        evs = []
+        while True:             # the worker is killed once the turn runs
+            o = c.line()
+            evs.append(o)
+            if o is None or o["type"] in ("session_start", "done", "error"):
+                break
+        start = (evs[-1] or {}).get("data", {})
+        if start.get("worker_pid"):
+            os.kill(start["worker_pid"], signal.SIGKILL)
+        evs += c.events(rid)
+        blocked = c.execute("a1", "please run rm -rf / --no-preserve-root "
+                            "now")
+        codes = [ok[-1]["type"], crash[-1]["data"].get("code"),
+                 evs[-1]["data"].get("code"), blocked[-1]["data"].get("code")]
+        t.eq(codes, ["done", "cli_exited", "worker_exited", "danger_blocked"],
+             "accounting: a done, a CLI death, a worker death, a block")
+        st = c.request("stats", session="a1")["data"]
+        t.ok(st["turns"] == 3 and st["errors"] == 2 and
+             st["danger_blocks"] == 1, "accounting: 3 turns reached a "
+             "worker, 2 failed, 1 prompt blocked", st)
+        t.eq(saved_turns(d, "a1"), 3, "accounting: the store has the 3")
+        d.stop(signal.SIGKILL)
+        d.start()
+        st = d.client().request("stats")["data"]
+        m = http_metrics(port)
+        t.eq((m.get("hotplex_turns_total"), m.get("hotplex_turn_errors_total"),
+              m.get("hotplex_danger_blocks_total")),
+             (st["turns"], st["errors"], st["danger_blocks"]),
+             "accounting: after a SIGKILL and a restart the metrics equal "
+             "the stats")
+        t.eq((st["turns"], st["errors"], st["danger_blocks"]), (3, 2, 1),
+             "accounting: and the stats are those before the kill")
+
+
 def test_ended_stay_ended():
     with Daemon() as d:
         c = d.client()
@@ -472,6 +598,8 @@ def main():
     test_sigterm()
     test_sigkill()
     test_committed_before_done()
+    test_already_in_use()
+    test_accounting()
     test_ended_stay_ended()
     test_bad_dbs()
     test_bad_files()
