@@ -494,6 +494,64 @@ def test_accounting():
              "accounting: and the stats are those before the kill")
 
 
+STORM_SESSIONS = 12
+STORM_DONES = 120           # SIGKILL once clients have read this many
+
+
+def test_storm():
+    """SIGKILL during a storm of writes (many sessions turning at once):
+    the database passes integrity_check and every turn a client saw done
+    is in it."""
+    import threading
+    with Daemon({"max_sessions": "64", "spare_max": "16"}) as d:
+        seen = {}
+        lock = threading.Lock()
+        enough = threading.Event()
+
+        def storm(name):
+            c = d.client()
+            wd = os.path.join(d.work, name)
+            while True:
+                try:
+                    e = c.execute(name, "stream:1", workdir=wd)
+                except (OSError, ValueError):
+                    return      # the socket closed under us
+                if not e or e[-1]["type"] != "done":
+                    return      # the daemon died under us
+                with lock:
+                    seen[name] = seen.get(name, 0) + 1
+                    if sum(seen.values()) >= STORM_DONES:
+                        enough.set()
+
+        threads = [threading.Thread(target=storm, args=("st%d" % i,),
+                                    daemon=True)
+                   for i in range(STORM_SESSIONS)]
+        for th in threads:
+            th.start()
+        enough.wait(300)
+        os.kill(d.proc.pid, signal.SIGKILL)     # turns in flight
+        for th in threads:
+            th.join(60)
+        d.stop(signal.SIGKILL)
+        with lock:
+            saw = dict(seen)
+        t.ok(sum(saw.values()) >= STORM_DONES,
+             "storm: %d turns done over %d sessions before the SIGKILL" %
+             (sum(saw.values()), len(saw)))
+        t.eq(db_query(d, "PRAGMA integrity_check"), [("ok",)],
+             "storm: the database passes integrity_check")
+        stored = {n: saved_turns(d, n) or 0 for n in saw}
+        t.ok(all(saw[n] <= stored[n] <= saw[n] + 1 for n in saw),
+             "storm: every turn a client saw done is stored (and at most "
+             "the one in flight more)",
+             {n: (saw[n], stored[n]) for n in saw if stored[n] != saw[n]})
+        d.start()
+        rows = {r["session"]: r["turns"] for r in
+                d.client().request("sessions")["data"]}
+        t.ok(all(rows.get(n, 0) >= saw[n] for n in saw),
+             "storm: and the restarted daemon has them", (rows, saw))
+
+
 def test_ended_stay_ended():
     with Daemon() as d:
         c = d.client()
@@ -600,6 +658,7 @@ def main():
     test_committed_before_done()
     test_already_in_use()
     test_accounting()
+    test_storm()
     test_ended_stay_ended()
     test_bad_dbs()
     test_bad_files()
