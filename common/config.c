@@ -105,6 +105,9 @@ static const struct config_key config_keys[] = {
 	    "ended sessions whose statistics are kept" },
 	{ "max_spawn_queue",	K_INT,  O(max_spawn_queue), "64", 1, 65536,
 	    "sessions that may wait for a worker" },
+	{ "max_queued_turns",	K_INT,  O(max_queued_turns), "8", 0, 1024,
+	    "turns an execute with queue may leave waiting behind a "
+	    "session's running turn (0: none)" },
 	{ "turn_timeout",	K_MS,   O(turn_timeout_ms), "30m", 0, 0,
 	    "longest turn (0: none); a request may set its own timeout_ms" },
 	{ "idle_timeout",	K_MS,   O(idle_timeout_ms), "30m", 0, 0,

@@ -58,6 +58,7 @@ struct config {
 	int		 max_sessions_per_uid;
 	int		 max_ended_sessions;	/* stats of ended sessions kept */
 	int		 max_spawn_queue;	/* sessions waiting for a worker */
+	int		 max_queued_turns;	/* per session, behind its turn */
 
 	uint64_t	 turn_timeout_ms;
 	uint64_t	 idle_timeout_ms;

@@ -30,6 +30,7 @@
 #define ERR_WORKER_EXITED	"worker_exited"
 #define ERR_SHUTTING_DOWN	"shutting_down"
 #define ERR_INTERNAL		"internal"
+#define ERR_CANCELLED		"cancelled"	/* a queued turn */
 
 /* Session states (DESIGN.md section 4). */
 enum session_state {

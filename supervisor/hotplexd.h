@@ -82,6 +82,18 @@ struct waiter {
 	char			*req;		/* owned */
 };
 
+/* An execute with "queue": true, waiting for its session's turn to end. */
+struct queued_turn {
+	TAILQ_ENTRY(queued_turn) entry;
+	struct waiter		 w;
+	uid_t			 uid;		/* the requester, for the audit */
+	pid_t			 pid;
+	char			*prompt;	/* owned */
+	int			 slash;
+	uint64_t		 timeout_ms;
+};
+TAILQ_HEAD(queued_turns, queued_turn);
+
 struct session {
 	TAILQ_ENTRY(session)	 entry;
 	TAILQ_ENTRY(session)	 wait_entry;	/* waiting for a worker */
@@ -117,6 +129,11 @@ struct session {
 	uint64_t		 request_us;	/* when the execute/open came */
 	uint64_t		 assign_us;	/* request to worker assigned */
 	int			 resumed;
+
+	/* Executes with "queue": true, first in first out. */
+	struct queued_turns	 queue;
+	int			 nqueued;
+	struct event		*queue_ev;	/* starts the head, from the loop */
 
 	struct waiter		 open;		/* an open waiting for the probe */
 	struct waiter		 stop;		/* a stop waiting for the exit */

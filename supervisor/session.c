@@ -44,6 +44,9 @@ static int		session_nqueued;
 static void	session_turn_begin(struct session *);
 static int	session_assign(struct session *);
 static void	session_idle_arm(struct session *);
+static void	session_queue_run(evutil_socket_t, short, void *);
+static void	session_queue_cancel(struct session *, const char *code,
+		    const char *why);
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -160,6 +163,8 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	    cJSON_CreateObject();
 	s->created_ms = s->active_ms = util_now_ms();
 	s->idle_timer = evtimer_new(hp.base, NULL, NULL);
+	TAILQ_INIT(&s->queue);
+	s->queue_ev = evtimer_new(hp.base, session_queue_run, s);
 	ring_init(&s->ring, hp.conf->event_ring_bytes);
 	stats_init(&s->total);
 	stats_init(&s->last);
@@ -177,6 +182,9 @@ session_free(struct session *s)
 	if (s->worker != NULL)
 		s->worker->session = NULL;
 	event_free(s->idle_timer);
+	/* Every queued execute gets its terminal line, whatever frees us. */
+	session_queue_cancel(s, ERR_CANCELLED, "the session is gone");
+	event_free(s->queue_ev);
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
@@ -307,6 +315,12 @@ session_turn_close(struct session *s)
 		pool_send(s->worker, MSG_STOP, s->turn, NULL);
 	} else
 		session_idle_arm(s);
+	/*
+	 * The next queued turn starts from the loop, once whoever ended this
+	 * one (a stop, a dying worker) has set the session's state.
+	 */
+	if (!TAILQ_EMPTY(&s->queue))
+		event_active(s->queue_ev, EV_TIMEOUT, 1);
 }
 
 /* The one terminal error line of a turn. */
@@ -1103,7 +1117,8 @@ session_queue_full(struct client *c, const char *req, struct session *s)
 {
 	if (session_nqueued < hp.conf->max_spawn_queue)
 		return 0;
-	server_client_error(c, req, s->name, ERR_CAPACITY,
+	if (c != NULL)		/* NULL: a queued turn whose client left */
+		server_client_error(c, req, s->name, ERR_CAPACITY,
 	    "max_spawn_queue (%d) sessions already wait for a worker",
 	    hp.conf->max_spawn_queue);
 	/* A session created by this very request leaves no trace. */
@@ -1113,11 +1128,19 @@ session_queue_full(struct client *c, const char *req, struct session *s)
 	return 1;
 }
 
+/* A turn runs or waits to start, or the session is being ended. */
 static int
-session_busy(struct session *s)
+session_running(const struct session *s)
 {
 	return session_waiting(&s->exec) || s->state == SESSION_BUSY ||
 	    (s->state == SESSION_STOPPING && s->stop_final);
+}
+
+/* ... or turns are queued: they go first. */
+static int
+session_busy(const struct session *s)
+{
+	return session_running(s) || s->nqueued > 0;
 }
 
 /* The execute's prefix: {"id":..,"session":..,"seq": */
@@ -1142,8 +1165,8 @@ session_prefix(struct session *s, const char *req)
  * error danger_blocked (the execute's lines) and writes an audit line.
  */
 static int
-session_screen(struct client *c, const char *req, struct session *s,
-    const char *prompt)
+session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
+    struct session *s, const char *prompt)
 {
 	struct policy_verdict	 v;
 	cJSON			*d;
@@ -1158,7 +1181,7 @@ session_screen(struct client *c, const char *req, struct session *s,
 			    "%d (%s)", s->name, v.score, v.matches[0].rule);
 		return 0;
 	}
-	screen_audit(c->uid, c->pid, s->name, &v);
+	screen_audit(uid, pid, s->name, &v);
 	s->total.danger_blocks++;
 	session_waiter_set(&s->exec, c, req);
 	session_prefix(s, req);
@@ -1212,31 +1235,19 @@ session_op_policy_check(struct client *c, const char *req, const cJSON *r)
 	server_client_reply(c, req, "verdict", policy_verdict_json(&v));
 }
 
-void
-session_op_execute(struct client *c, const char *req, const cJSON *r)
+/*
+ * Starts an execute's turn: the firewall on its prompt, then the running
+ * CLI or a worker.  c is NULL for a queued turn whose client left (its
+ * lines go to the followers and the ring).
+ */
+static void
+session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
+    const char *req, const char *prompt, int slash, uint64_t timeout_ms)
 {
-	const char	*prompt = session_jstr(r, "prompt");
-	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
-	const cJSON	*v;
-	struct session	*s;
-
-	if (prompt == NULL || *prompt == '\0' ||
-	    strlen(prompt) > SESSION_PROMPT_MAX) {
-		server_client_error(c, req, session_jstr(r, "session"),
-		    ERR_BAD_REQUEST, "\"prompt\" must be a non-empty string");
-		return;
-	}
-	if ((s = session_prepare(c, req, r)) == NULL)
-		return;
-	if (session_busy(s)) {
-		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
-		    "session \"%s\" is running a turn", s->name);
-		return;
-	}
 	if ((s->state == SESSION_DORMANT || s->state == SESSION_ENDED) &&
 	    session_queue_full(c, req, s))
 		return;
-	if (session_screen(c, req, s, prompt) == -1)
+	if (session_screen(c, uid, pid, req, s, prompt) == -1)
 		return;
 	s->turn++;
 	s->request_us = util_now_us();
@@ -1245,12 +1256,8 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 
 	free(s->pending_prompt);
 	s->pending_prompt = xstrdup(prompt);
-	s->pending_slash = cJSON_IsObject(opt) &&
-	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opt, "slash_commands"));
-	v = cJSON_IsObject(opt) ?
-	    cJSON_GetObjectItemCaseSensitive(opt, "timeout_ms") : NULL;
-	s->pending_timeout_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ?
-	    (uint64_t)v->valuedouble : 0;
+	s->pending_slash = slash;
+	s->pending_timeout_ms = timeout_ms;
 	if (s->state == SESSION_ENDED)
 		session_revive(s);
 
@@ -1265,6 +1272,145 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 		session_assign(s);
 		break;
 	}
+}
+
+/* --- queued turns ----------------------------------------------------------- */
+
+static void
+session_queued_free(struct queued_turn *q)
+{
+	session_waiter_clear(&q->w);
+	free(q->prompt);
+	free(q);
+}
+
+/* Ends every queued execute of s with an error line (no seq: none ran). */
+static void
+session_queue_cancel(struct session *s, const char *code, const char *why)
+{
+	struct queued_turn	*q;
+
+	while ((q = TAILQ_FIRST(&s->queue)) != NULL) {
+		TAILQ_REMOVE(&s->queue, q, entry);
+		s->nqueued--;
+		if (q->w.c != NULL)
+			server_client_error(q->w.c, q->w.req, s->name, code,
+			    "%s", why);
+		session_queued_free(q);
+	}
+}
+
+/*
+ * An execute with "queue": true on a busy session waits at the tail, up
+ * to max_queued_turns; it is told its place with a "queued" line.
+ */
+static void
+session_enqueue(struct session *s, struct client *c, const char *req,
+    const char *prompt, int slash, uint64_t timeout_ms)
+{
+	struct queued_turn	*q;
+	cJSON			*o, *d;
+	char			*t;
+
+	if (s->nqueued >= hp.conf->max_queued_turns) {
+		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
+		    "session \"%s\" is running a turn and has %d queued "
+		    "(max_queued_turns)", s->name, s->nqueued);
+		return;
+	}
+	q = xcalloc(1, sizeof *q);
+	session_waiter_set(&q->w, c, req);
+	q->uid = c->uid;
+	q->pid = c->pid;
+	q->prompt = xstrdup(prompt);
+	q->slash = slash;
+	q->timeout_ms = timeout_ms;
+	TAILQ_INSERT_TAIL(&s->queue, q, entry);
+	s->nqueued++;
+	log_debug("session %s: turn of request %s queued at %d", s->name, req,
+	    s->nqueued);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", req);
+	cJSON_AddStringToObject(o, "session", s->name);
+	cJSON_AddStringToObject(o, "type", "queued");
+	d = cJSON_AddObjectToObject(o, "data");
+	cJSON_AddNumberToObject(d, "position", s->nqueued);
+	if ((t = cJSON_PrintUnformatted(o)) == NULL)
+		fatalx("session_enqueue: out of memory");
+	server_client_write(c, t, strlen(t));
+	server_client_write(c, "\n", 1);
+	cJSON_free(t);
+	cJSON_Delete(o);
+}
+
+/* The session's turn ended: the head of its queue starts. */
+static void
+session_queue_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct session		*s = arg;
+	struct queued_turn	*q;
+
+	if (TAILQ_EMPTY(&s->queue) || session_running(s))
+		return;		/* the running turn's end comes back here */
+	if (hp.shutting_down) {
+		session_queue_cancel(s, ERR_SHUTTING_DOWN,
+		    "the server is shutting down");
+		return;
+	}
+	q = TAILQ_FIRST(&s->queue);
+	TAILQ_REMOVE(&s->queue, q, entry);
+	s->nqueued--;
+	session_exec_start(s, q->w.c, q->uid, q->pid, q->w.req, q->prompt,
+	    q->slash, q->timeout_ms);
+	session_queued_free(q);
+	/* Refused (firewall, capacity) without running: the next one. */
+	if (!TAILQ_EMPTY(&s->queue) && !session_running(s))
+		event_active(s->queue_ev, EV_TIMEOUT, 1);
+}
+
+void
+session_op_execute(struct client *c, const char *req, const cJSON *r)
+{
+	const char	*prompt = session_jstr(r, "prompt");
+	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
+	const cJSON	*queue = cJSON_GetObjectItemCaseSensitive(r, "queue");
+	const cJSON	*v;
+	struct session	*s;
+	uint64_t	 timeout_ms;
+	int		 slash;
+
+	if (prompt == NULL || *prompt == '\0' ||
+	    strlen(prompt) > SESSION_PROMPT_MAX) {
+		server_client_error(c, req, session_jstr(r, "session"),
+		    ERR_BAD_REQUEST, "\"prompt\" must be a non-empty string");
+		return;
+	}
+	if (queue != NULL && !cJSON_IsBool(queue)) {
+		server_client_error(c, req, session_jstr(r, "session"),
+		    ERR_BAD_REQUEST, "\"queue\" must be a boolean");
+		return;
+	}
+	if ((s = session_prepare(c, req, r)) == NULL)
+		return;
+	/* options.timeout_ms and slash_commands are the turn's own. */
+	slash = cJSON_IsObject(opt) &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opt, "slash_commands"));
+	v = cJSON_IsObject(opt) ?
+	    cJSON_GetObjectItemCaseSensitive(opt, "timeout_ms") : NULL;
+	timeout_ms = cJSON_IsNumber(v) && v->valuedouble > 0 ?
+	    (uint64_t)v->valuedouble : 0;
+	if (session_busy(s)) {
+		if (cJSON_IsTrue(queue) &&
+		    !(s->state == SESSION_STOPPING && s->stop_final)) {
+			session_enqueue(s, c, req, prompt, slash, timeout_ms);
+			return;
+		}
+		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
+		    "session \"%s\" is running a turn", s->name);
+		return;
+	}
+	session_exec_start(s, c, c->uid, c->pid, req, prompt, slash,
+	    timeout_ms);
 }
 
 void
@@ -1301,6 +1447,8 @@ session_op_interrupt(struct client *c, const char *req, const cJSON *r)
 
 	if ((s = session_lookup(c, req, r)) == NULL)
 		return;
+	/* Queued turns go first, so that none starts after this one ends. */
+	session_queue_cancel(s, ERR_CANCELLED, "interrupted before it began");
 	d = cJSON_CreateObject();
 	if (s->state == SESSION_BUSY && s->worker != NULL) {
 		pool_send(s->worker, MSG_INTERRUPT, s->turn, NULL);
@@ -1334,6 +1482,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 		return;
 	log_info("session %s: stop requested by uid %ld%s%s", s->name,
 	    (long)c->uid, reason ? ": " : "", reason ? reason : "");
+	session_queue_cancel(s, ERR_CANCELLED, "the session was stopped");
 	if (session_waiting(&s->exec)) {
 		done = cJSON_CreateObject();
 		cJSON_AddBoolToObject(done, "ok", 0);
@@ -1452,6 +1601,7 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddNumberToObject(o, "cost_usd", s->total.cost_usd);
 		cJSON_AddNumberToObject(o, "tokens",
 		    (double)stats_tokens_total(&s->total));
+		cJSON_AddNumberToObject(o, "queued", s->nqueued);
 		cJSON_AddItemToArray(a, o);
 	}
 	server_client_reply(c, req, "sessions", a);
@@ -1563,10 +1713,14 @@ session_client_stalled(struct client *c, int stalled)
 void
 session_client_gone(struct client *c)
 {
-	struct session	*s;
+	struct session		*s;
+	struct queued_turn	*q;
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		session_follower_remove(s, c);
+		TAILQ_FOREACH(q, &s->queue, entry)
+			if (q->w.c == c)
+				q->w.c = NULL;
 		if (s->exec.c == c)
 			s->exec.c = NULL;
 		if (s->open.c == c)
@@ -1609,6 +1763,9 @@ session_drain(void)
 	struct session	*s;
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		/* Queued turns are new turns: refused. */
+		session_queue_cancel(s, ERR_SHUTTING_DOWN,
+		    "the server is shutting down");
 		if (s->state == SESSION_STARTING && s->worker == NULL) {
 			session_dequeue(s);
 			s->state = SESSION_DORMANT;
@@ -1637,6 +1794,8 @@ session_shutdown(void)
 	struct session	*s;
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		session_queue_cancel(s, ERR_SHUTTING_DOWN,
+		    "the server is shutting down");
 		session_turn_fail(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
 		if (s->worker != NULL) {

@@ -138,6 +138,19 @@ def test_sync(d):
              rest[-1].data["interrupted"], "the interrupted turn ends "
              "with done, interrupted", [e.type for e in rest])
 
+        # Queued turns: the queued event has no seq, then the turn runs.
+        it1 = c.execute("s1", "delay:20 stream:3")
+        it2 = c.execute("s1", "echo queued", queue=True)
+        first = list(it1)
+        second = list(it2)
+        t.ok(second[0].type == "queued" and second[0].seq is None and
+             second[0].data == {"position": 1} and
+             second[-1].type == "done" and
+             second[-1].data["result"].startswith("echo queued") and
+             second[1].seq == first[-1].seq + 1,
+             "execute(queue=True): queued, then the turn",
+             [(e.type, e.seq) for e in second])
+
         # A reader that leaves a turn early: the connection stays usable.
         it = c.execute("s1", "stream:5")
         next(it)

@@ -138,6 +138,22 @@ test('interrupt on the same connection while a turn streams', async () => {
   }
 });
 
+test('execute with queue waits behind the running turn', async () => {
+  const c = new Client({ socket: d.sock });
+  try {
+    const first = collect(c.execute('nq', 'delay:20 stream:3'));
+    const second = collect(c.execute('nq', 'echo queued', { queue: true }));
+    const [a, b] = await Promise.all([first, second]);
+    assert.equal(b[0].type, 'queued');
+    assert.equal(b[0].seq, undefined);
+    assert.deepEqual(b[0].data, { position: 1 });
+    assert.equal(b[1].seq, a.at(-1).seq + 1);
+    assert.match(b.at(-1).data.result, /^echo queued/);
+  } finally {
+    await c.close();
+  }
+});
+
 test('open, reset, stop', async () => {
   const c = new Client({ socket: d.sock });
   try {

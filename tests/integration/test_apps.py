@@ -1,0 +1,177 @@
+"""What applications drive (issue 16), with tests/fake-claude: queued
+turns (execute with "queue": true)."""
+
+import os
+import signal
+
+import hplib
+from hplib import Daemon, TAP, terminal_count
+
+t = TAP()
+
+
+def lines_until_terminal(c, rids):
+    """Every line of the given requests until each has its terminal line
+    (done or error; ok for other ops), in the order they came."""
+    out = []
+    left = set(rids)
+    while left:
+        o = c.line()
+        if o is None:
+            break
+        if o.get("id") in rids:
+            out.append(o)
+            if o["type"] in ("done", "error", "ok"):
+                left.discard(o["id"])
+    return out
+
+
+def of(lines, rid):
+    return [o for o in lines if o.get("id") == rid]
+
+
+def test_queue_order():
+    with Daemon({"max_queued_turns": "2"}) as d:
+        c = d.client()
+        # One connection, requests in one go: the daemon reads them in
+        # order, so A runs and B, C queue, whatever the timing.
+        a = c.send("execute", session="q", prompt="stream:2")
+        b = c.send("execute", session="q", prompt="echo second", queue=True)
+        cc = c.send("execute", session="q", prompt="echo third", queue=True)
+        x = c.send("execute", session="q", prompt="echo refused",
+                   queue=True)
+        y = c.send("execute", session="q", prompt="not queued")
+        ls = lines_until_terminal(c, [a, b, cc, x, y])
+        qb, qc = of(ls, b)[0], of(ls, cc)[0]
+        t.eq((qb["type"], qb["data"], "seq" in qb), ("queued",
+             {"position": 1}, False), "a queued execute is told its "
+             "position, on a line without seq")
+        t.eq((qc["type"], qc["data"]["position"]), ("queued", 2),
+             "the second one is at position 2")
+        ex, ey = of(ls, x), of(ls, y)
+        t.ok(len(ex) == 1 and ex[0]["type"] == "error" and
+             ex[0]["data"]["code"] == "session_busy" and
+             "max_queued_turns" in ex[0]["data"]["message"],
+             "past max_queued_turns: session_busy", ex)
+        t.ok(len(ey) == 1 and ey[0]["data"]["code"] == "session_busy",
+             "an execute without queue on a busy session: session_busy")
+        order = [o["id"] for o in ls if o["type"] == "session_start"]
+        t.eq(order, [a, b, cc], "queued turns run in order, after the "
+             "running one")
+        for rid in (a, b, cc):
+            t.eq(terminal_count(of(ls, rid)), 1,
+                 "one terminal line for %s" % rid)
+        done_b = of(ls, b)[-1]
+        t.ok(done_b["type"] == "done" and
+             done_b["data"]["result"].startswith("echo second"),
+             "the queued turn ran its own prompt", done_b)
+        seqs = [o["seq"] for o in ls if "seq" in o]
+        t.eq(seqs, list(range(1, len(seqs) + 1)),
+             "the turns' lines are numbered without gaps across them")
+        st = c.request("stats", session="q")
+        t.eq(st["data"]["turns"], 3, "three turns counted")
+        # A queued turn behind one that is starting (a new CLI).
+        c.request("reset", session="q")
+        a = c.send("execute", session="q", prompt="stream:1")
+        b = c.send("execute", session="q", prompt="stream:1", queue=True)
+        ls = lines_until_terminal(c, [a, b])
+        t.eq([o["type"] for o in of(ls, b)][:2], ["queued", "session_start"],
+             "a turn queued behind a cold start runs after it")
+        t.ok(of(ls, a)[0]["data"]["cold"] and
+             not of(ls, b)[1]["data"]["cold"], "... in the CLI started "
+             "for the first one")
+        bad = c.request("execute", session="q", prompt="x", queue="yes")
+        t.eq(bad["data"]["code"], "bad_request", "queue must be a boolean")
+
+
+def test_queue_cancel():
+    with Daemon() as d:
+        c = d.client()
+        a = c.send("execute", session="k", prompt="stall")
+        b = c.send("execute", session="k", prompt="b", queue=True)
+        cc = c.send("execute", session="k", prompt="c", queue=True)
+        c.reply(a)          # session_start: A runs
+        s = [x for x in c.request("sessions")["data"]
+             if x["session"] == "k"]
+        t.eq(s[0]["queued"], 2, "sessions shows the queued turns")
+        i = c.send("interrupt", session="k")
+        ls = lines_until_terminal(c, [a, b, cc, i])
+        for rid in (b, cc):
+            e = of(ls, rid)
+            t.ok(e[-1]["type"] == "error" and
+                 e[-1]["data"]["code"] == "cancelled" and
+                 "seq" not in e[-1] and terminal_count(e) == 1,
+                 "interrupt cancels a queued turn (error cancelled)", e)
+        ids = [o["id"] for o in ls]
+        t.ok(ids.index(cc) < ids.index(i) and
+             of(ls, a)[-1]["data"]["interrupted"],
+             "... before its ok; the running turn is interrupted")
+        t.eq([o["type"] for o in ls if o["id"] == a].count("session_start"),
+             0, "(A's start was read before)")
+        # stop
+        a = c.send("execute", session="k", prompt="stall")
+        b = c.send("execute", session="k", prompt="b", queue=True)
+        c.reply(a)
+        st = c.send("stop", session="k")
+        ls = lines_until_terminal(c, [a, b])
+        t.ok(of(ls, b)[-1]["data"]["code"] == "cancelled" and
+             of(ls, a)[-1]["data"]["terminal_reason"] == "stopped",
+             "stop cancels queued turns and ends the running one")
+        t.eq(c.reply(st)["type"], "ok", "stop answers ok")
+
+
+def test_queue_client_gone():
+    """A queued turn whose client left still runs; its lines reach the
+    followers."""
+    with Daemon() as d:
+        x, y, z = d.client(), d.client(), d.client()
+        a = x.send("execute", session="g", prompt="delay:50 stream:4")
+        x.reply(a)
+        b = y.send("execute", session="g", prompt="echo from-y", queue=True,
+                   id="y1")
+        t.eq(y.reply(b)["type"], "queued", "queued from a second client")
+        y.close()
+        z.request("attach", session="g", since_seq=0)
+        evs = x.events(a)
+        t.eq(evs[-1]["type"], "done", "the running turn ends")
+        got = []
+        while True:
+            o = z.line()
+            if o is None:
+                break
+            if o.get("id") == b:
+                got.append(o)
+                if o["type"] in ("done", "error"):
+                    break
+        t.ok(got and got[-1]["type"] == "done" and
+             got[-1]["data"]["result"].startswith("echo from-y"),
+             "the queued turn of a client that left runs; a follower "
+             "sees it", got[-3:])
+
+
+def test_queue_shutdown():
+    d = Daemon({"drain_timeout": "30s"})
+    with d:
+        c = d.client()
+        a = c.send("execute", session="s", prompt="delay:100 stream:5")
+        b = c.send("execute", session="s", prompt="b", queue=True)
+        c.reply(a)
+        d.proc.send_signal(signal.SIGTERM)
+        ls = lines_until_terminal(c, [a, b])
+        t.eq(of(ls, b)[-1]["data"]["code"], "shutting_down",
+             "SIGTERM refuses queued turns (shutting_down)")
+        t.eq(of(ls, a)[-1]["type"], "done",
+             "... and lets the running one finish")
+        t.eq(d.proc.wait(hplib.REPLY_TIMEOUT_S), 0, "the daemon exits 0")
+
+
+def main():
+    test_queue_order()
+    test_queue_cancel()
+    test_queue_client_gone()
+    test_queue_shutdown()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
