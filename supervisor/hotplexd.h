@@ -131,9 +131,9 @@ struct session {
 	int			 resumed;
 
 	/* Executes with "queue": true, first in first out. */
-	struct queued_turns	 queue;
-	int			 nqueued;
-	struct event		*queue_ev;	/* starts the head, from the loop */
+	struct queued_turns	 turnq;
+	int			 nturnq;
+	struct event		*turnq_ev;	/* starts the head, from the loop */
 
 	struct waiter		 open;		/* an open waiting for the probe */
 	struct waiter		 stop;		/* a stop waiting for the exit */

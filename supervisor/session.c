@@ -44,8 +44,8 @@ static int		session_nqueued;
 static void	session_turn_begin(struct session *);
 static int	session_assign(struct session *);
 static void	session_idle_arm(struct session *);
-static void	session_queue_run(evutil_socket_t, short, void *);
-static void	session_queue_cancel(struct session *, const char *code,
+static void	session_turnq_run(evutil_socket_t, short, void *);
+static void	session_turnq_cancel(struct session *, const char *code,
 		    const char *why);
 
 /* --- helpers ------------------------------------------------------------ */
@@ -163,8 +163,8 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	    cJSON_CreateObject();
 	s->created_ms = s->active_ms = util_now_ms();
 	s->idle_timer = evtimer_new(hp.base, NULL, NULL);
-	TAILQ_INIT(&s->queue);
-	s->queue_ev = evtimer_new(hp.base, session_queue_run, s);
+	TAILQ_INIT(&s->turnq);
+	s->turnq_ev = evtimer_new(hp.base, session_turnq_run, s);
 	ring_init(&s->ring, hp.conf->event_ring_bytes);
 	stats_init(&s->total);
 	stats_init(&s->last);
@@ -183,8 +183,8 @@ session_free(struct session *s)
 		s->worker->session = NULL;
 	event_free(s->idle_timer);
 	/* Every queued execute gets its terminal line, whatever frees us. */
-	session_queue_cancel(s, ERR_CANCELLED, "the session is gone");
-	event_free(s->queue_ev);
+	session_turnq_cancel(s, ERR_CANCELLED, "the session is gone");
+	event_free(s->turnq_ev);
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
@@ -319,8 +319,8 @@ session_turn_close(struct session *s)
 	 * The next queued turn starts from the loop, once whoever ended this
 	 * one (a stop, a dying worker) has set the session's state.
 	 */
-	if (!TAILQ_EMPTY(&s->queue))
-		event_active(s->queue_ev, EV_TIMEOUT, 1);
+	if (!TAILQ_EMPTY(&s->turnq))
+		event_active(s->turnq_ev, EV_TIMEOUT, 1);
 }
 
 /* The one terminal error line of a turn. */
@@ -1140,7 +1140,7 @@ session_running(const struct session *s)
 static int
 session_busy(const struct session *s)
 {
-	return session_running(s) || s->nqueued > 0;
+	return session_running(s) || s->nturnq > 0;
 }
 
 /* The execute's prefix: {"id":..,"session":..,"seq": */
@@ -1277,7 +1277,7 @@ session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
 /* --- queued turns ----------------------------------------------------------- */
 
 static void
-session_queued_free(struct queued_turn *q)
+session_turnq_free(struct queued_turn *q)
 {
 	session_waiter_clear(&q->w);
 	free(q->prompt);
@@ -1286,17 +1286,17 @@ session_queued_free(struct queued_turn *q)
 
 /* Ends every queued execute of s with an error line (no seq: none ran). */
 static void
-session_queue_cancel(struct session *s, const char *code, const char *why)
+session_turnq_cancel(struct session *s, const char *code, const char *why)
 {
 	struct queued_turn	*q;
 
-	while ((q = TAILQ_FIRST(&s->queue)) != NULL) {
-		TAILQ_REMOVE(&s->queue, q, entry);
-		s->nqueued--;
+	while ((q = TAILQ_FIRST(&s->turnq)) != NULL) {
+		TAILQ_REMOVE(&s->turnq, q, entry);
+		s->nturnq--;
 		if (q->w.c != NULL)
 			server_client_error(q->w.c, q->w.req, s->name, code,
 			    "%s", why);
-		session_queued_free(q);
+		session_turnq_free(q);
 	}
 }
 
@@ -1305,17 +1305,17 @@ session_queue_cancel(struct session *s, const char *code, const char *why)
  * to max_queued_turns; it is told its place with a "queued" line.
  */
 static void
-session_enqueue(struct session *s, struct client *c, const char *req,
+session_turnq_add(struct session *s, struct client *c, const char *req,
     const char *prompt, int slash, uint64_t timeout_ms)
 {
 	struct queued_turn	*q;
 	cJSON			*o, *d;
 	char			*t;
 
-	if (s->nqueued >= hp.conf->max_queued_turns) {
+	if (s->nturnq >= hp.conf->max_queued_turns) {
 		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
 		    "session \"%s\" is running a turn and has %d queued "
-		    "(max_queued_turns)", s->name, s->nqueued);
+		    "(max_queued_turns)", s->name, s->nturnq);
 		return;
 	}
 	q = xcalloc(1, sizeof *q);
@@ -1325,18 +1325,18 @@ session_enqueue(struct session *s, struct client *c, const char *req,
 	q->prompt = xstrdup(prompt);
 	q->slash = slash;
 	q->timeout_ms = timeout_ms;
-	TAILQ_INSERT_TAIL(&s->queue, q, entry);
-	s->nqueued++;
+	TAILQ_INSERT_TAIL(&s->turnq, q, entry);
+	s->nturnq++;
 	log_debug("session %s: turn of request %s queued at %d", s->name, req,
-	    s->nqueued);
+	    s->nturnq);
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "id", req);
 	cJSON_AddStringToObject(o, "session", s->name);
 	cJSON_AddStringToObject(o, "type", "queued");
 	d = cJSON_AddObjectToObject(o, "data");
-	cJSON_AddNumberToObject(d, "position", s->nqueued);
+	cJSON_AddNumberToObject(d, "position", s->nturnq);
 	if ((t = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("session_enqueue: out of memory");
+		fatalx("session_turnq_add: out of memory");
 	server_client_write(c, t, strlen(t));
 	server_client_write(c, "\n", 1);
 	cJSON_free(t);
@@ -1345,27 +1345,27 @@ session_enqueue(struct session *s, struct client *c, const char *req,
 
 /* The session's turn ended: the head of its queue starts. */
 static void
-session_queue_run(evutil_socket_t fd, short what, void *arg)
+session_turnq_run(evutil_socket_t fd, short what, void *arg)
 {
 	struct session		*s = arg;
 	struct queued_turn	*q;
 
-	if (TAILQ_EMPTY(&s->queue) || session_running(s))
+	if (TAILQ_EMPTY(&s->turnq) || session_running(s))
 		return;		/* the running turn's end comes back here */
 	if (hp.shutting_down) {
-		session_queue_cancel(s, ERR_SHUTTING_DOWN,
+		session_turnq_cancel(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
 		return;
 	}
-	q = TAILQ_FIRST(&s->queue);
-	TAILQ_REMOVE(&s->queue, q, entry);
-	s->nqueued--;
+	q = TAILQ_FIRST(&s->turnq);
+	TAILQ_REMOVE(&s->turnq, q, entry);
+	s->nturnq--;
 	session_exec_start(s, q->w.c, q->uid, q->pid, q->w.req, q->prompt,
 	    q->slash, q->timeout_ms);
-	session_queued_free(q);
+	session_turnq_free(q);
 	/* Refused (firewall, capacity) without running: the next one. */
-	if (!TAILQ_EMPTY(&s->queue) && !session_running(s))
-		event_active(s->queue_ev, EV_TIMEOUT, 1);
+	if (!TAILQ_EMPTY(&s->turnq) && !session_running(s))
+		event_active(s->turnq_ev, EV_TIMEOUT, 1);
 }
 
 void
@@ -1402,7 +1402,7 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 	if (session_busy(s)) {
 		if (cJSON_IsTrue(queue) &&
 		    !(s->state == SESSION_STOPPING && s->stop_final)) {
-			session_enqueue(s, c, req, prompt, slash, timeout_ms);
+			session_turnq_add(s, c, req, prompt, slash, timeout_ms);
 			return;
 		}
 		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
@@ -1448,7 +1448,7 @@ session_op_interrupt(struct client *c, const char *req, const cJSON *r)
 	if ((s = session_lookup(c, req, r)) == NULL)
 		return;
 	/* Queued turns go first, so that none starts after this one ends. */
-	session_queue_cancel(s, ERR_CANCELLED, "interrupted before it began");
+	session_turnq_cancel(s, ERR_CANCELLED, "interrupted before it began");
 	d = cJSON_CreateObject();
 	if (s->state == SESSION_BUSY && s->worker != NULL) {
 		pool_send(s->worker, MSG_INTERRUPT, s->turn, NULL);
@@ -1482,7 +1482,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 		return;
 	log_info("session %s: stop requested by uid %ld%s%s", s->name,
 	    (long)c->uid, reason ? ": " : "", reason ? reason : "");
-	session_queue_cancel(s, ERR_CANCELLED, "the session was stopped");
+	session_turnq_cancel(s, ERR_CANCELLED, "the session was stopped");
 	if (session_waiting(&s->exec)) {
 		done = cJSON_CreateObject();
 		cJSON_AddBoolToObject(done, "ok", 0);
@@ -1601,7 +1601,7 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddNumberToObject(o, "cost_usd", s->total.cost_usd);
 		cJSON_AddNumberToObject(o, "tokens",
 		    (double)stats_tokens_total(&s->total));
-		cJSON_AddNumberToObject(o, "queued", s->nqueued);
+		cJSON_AddNumberToObject(o, "queued", s->nturnq);
 		cJSON_AddItemToArray(a, o);
 	}
 	server_client_reply(c, req, "sessions", a);
@@ -1718,7 +1718,7 @@ session_client_gone(struct client *c)
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		session_follower_remove(s, c);
-		TAILQ_FOREACH(q, &s->queue, entry)
+		TAILQ_FOREACH(q, &s->turnq, entry)
 			if (q->w.c == c)
 				q->w.c = NULL;
 		if (s->exec.c == c)
@@ -1764,7 +1764,7 @@ session_drain(void)
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		/* Queued turns are new turns: refused. */
-		session_queue_cancel(s, ERR_SHUTTING_DOWN,
+		session_turnq_cancel(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
 		if (s->state == SESSION_STARTING && s->worker == NULL) {
 			session_dequeue(s);
@@ -1794,7 +1794,7 @@ session_shutdown(void)
 	struct session	*s;
 
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
-		session_queue_cancel(s, ERR_SHUTTING_DOWN,
+		session_turnq_cancel(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
 		session_turn_fail(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
