@@ -31,6 +31,7 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE $(WARN) -I. -I$(B)/gen \
 	   -I/usr/include/cjson -DHOTPLEX_VERSION=\"$(VERSION)\"
 LDLIBS_EV	= -levent
+LDLIBS_SSL	= -levent_openssl -lssl -lcrypto
 LDLIBS_CJSON	= -lcjson -lm
 LDLIBS_ONIG	= -lonig
 LDLIBS_SECCOMP	= -lseccomp

@@ -91,6 +91,31 @@ static const struct config_key config_keys[] = {
 	    "Landlock confinement of the CLI: off, best_effort or required" },
 	{ "metrics_listen",	K_STR,  O(metrics_listen), NULL, 0, 0,
 	    "ADDRESS:PORT serving /metrics, /healthz and /readyz (unset: none)" },
+	{ "api_upstream",	K_STR,  O(api_upstream), NULL, 0, 0,
+	    "the model API the gateway forwards to (unset: $ANTHROPIC_BASE_URL, "
+	    "else https://api.anthropic.com)" },
+	{ "api_key_file",	K_STR,  O(api_key_file), NULL, 0, 0,
+	    "file holding the API key, read by the gateway only (unset: "
+	    "$ANTHROPIC_API_KEY or $ANTHROPIC_AUTH_TOKEN)" },
+	{ "api_auth",		K_STR,  O(api_auth), NULL, 0, 0,
+	    "how the key goes upstream: x-api-key or bearer (unset: by its "
+	    "source)" },
+	{ "gateway_listen",	K_STR,  O(gateway_listen), "127.0.0.1:0", 0, 0,
+	    "the gateway's loopback ADDRESS:PORT (port 0: any free one)" },
+	{ "gateway_timeout",	K_MS,   O(gateway_timeout_ms), "10m", 0, 0,
+	    "an upstream connection silent this long fails" },
+	{ "gateway_client_timeout", K_MS, O(gateway_client_timeout_ms), "60s",
+	    0, 0, "a CLI connection idle this long is closed" },
+	{ "gateway_max_body",	K_SIZE, O(gateway_max_body), "32M", 0, 0,
+	    "largest request body the gateway accepts" },
+	{ "gateway_max_headers", K_SIZE, O(gateway_max_headers), "64K", 0, 0,
+	    "largest request headers the gateway accepts" },
+	{ "egress",		K_STR,  O(egress), "on", 0, 0,
+	    "sessions connect only to the gateway: on, required (refuse to "
+	    "start where not enforced) or off (unsafe)" },
+	{ "egress_allow",	K_LIST, O(egress_allow), NULL, 0, 0,
+	    "HOST:PORT pairs sessions may reach through the gateway's CONNECT "
+	    "proxy" },
 	{ "spare_min",		K_INT,  O(spare_min), "1", 0, 256,
 	    "idle workers kept ready for new sessions" },
 	{ "spare_max",		K_INT,  O(spare_max), "4", 0, 256,
@@ -376,6 +401,27 @@ config_check(struct config *c, const size_t *set_at, size_t *line,
 	if (c->log_file != NULL && c->log_file[0] != '/') {
 		snprintf(why, whylen, "log_file must be an absolute path");
 		*line = config_key_line(set_at, "log_file");
+		return -1;
+	}
+	if (c->egress == NULL || (strcmp(c->egress, "on") != 0 &&
+	    strcmp(c->egress, "required") != 0 &&
+	    strcmp(c->egress, "off") != 0)) {
+		snprintf(why, whylen, "egress must be on, required or off");
+		*line = config_key_line(set_at, "egress");
+		return -1;
+	}
+	if (c->api_auth != NULL && strcmp(c->api_auth, "x-api-key") != 0 &&
+	    strcmp(c->api_auth, "bearer") != 0) {
+		snprintf(why, whylen, "api_auth must be x-api-key or bearer");
+		*line = config_key_line(set_at, "api_auth");
+		return -1;
+	}
+	if (c->gateway_max_headers < 4096 || c->gateway_max_body < 4096) {
+		snprintf(why, whylen, "gateway_max_headers and gateway_max_body "
+		    "must be at least 4K");
+		l1 = config_key_line(set_at, "gateway_max_headers");
+		l2 = config_key_line(set_at, "gateway_max_body");
+		*line = l1 > l2 ? l1 : l2;
 		return -1;
 	}
 	if (c->max_request_bytes < 1024) {

@@ -50,6 +50,19 @@ struct config {
 	char		*seccomp;	/* profile path, or "off" */
 	char		*landlock;	/* off, best_effort, required */
 	char		*metrics_listen;
+	/* The model-API gateway (supervisor/gateway.c). */
+	char		*api_upstream;	/* NULL: $ANTHROPIC_BASE_URL or
+					   the public API */
+	char		*api_key_file;	/* NULL: $ANTHROPIC_API_KEY or
+					   $ANTHROPIC_AUTH_TOKEN */
+	char		*api_auth;	/* x-api-key, bearer; NULL: by source */
+	char		*gateway_listen;	/* loopback address:port */
+	uint64_t	 gateway_timeout_ms;	/* upstream silent this long */
+	uint64_t	 gateway_client_timeout_ms;
+	size_t		 gateway_max_body;
+	size_t		 gateway_max_headers;
+	char		*egress;	/* on, required, off */
+	struct config_list egress_allow;	/* host:port via CONNECT */
 
 	int		 spare_min;
 	int		 spare_max;

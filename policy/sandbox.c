@@ -159,9 +159,9 @@ sandbox_drop(const struct sandbox_conf *sc, char *err, size_t errlen)
 int
 sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 {
-	char	 warn[SANDBOX_ERR_MAX] = "";
-	void	*filter = NULL;
-	int	 rsfd = -1, abi = 0;
+	char	 warn[SANDBOX_ERR_MAX] = "", ewarn[SANDBOX_ERR_MAX] = "";
+	void	*filter = NULL, *efilter = NULL;
+	int	 rsfd = -1, abi = 0, ersfd = -1;
 
 	if (errlen > 0)
 		err[0] = '\0';
@@ -176,6 +176,12 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", warn);
 		goto fail;
 	}
+	if (egress_prepare(sc, &ersfd, &efilter, ewarn, sizeof ewarn) == -1) {
+		snprintf(err, errlen, "%s", ewarn);
+		goto fail;
+	}
+	if (warn[0] == '\0')
+		snprintf(warn, sizeof warn, "%s", ewarn);
 	if (sc->workdir == NULL || chdir(sc->workdir) == -1) {
 		snprintf(err, errlen, "chdir %s: %s",
 		    sc->workdir != NULL ? sc->workdir : "(none)",
@@ -193,6 +199,14 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 		goto fail;
 	}
 	rsfd = -1;
+	/* Its own layers: they hold whatever landlock and seccomp say. */
+	if (egress_enforce(ersfd, efilter, err, errlen) == -1) {
+		ersfd = -1;
+		efilter = NULL;
+		goto fail;
+	}
+	ersfd = -1;
+	efilter = NULL;
 	if (filter != NULL && seccomp_filter_load(filter, err, errlen) == -1)
 		goto fail;
 	seccomp_filter_free(filter);
@@ -202,6 +216,9 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 fail:
 	if (rsfd != -1)
 		close(rsfd);
+	if (ersfd != -1)
+		close(ersfd);
+	seccomp_filter_free(efilter);
 	seccomp_filter_free(filter);
 	return -1;
 }

@@ -31,6 +31,14 @@ enum sandbox_landlock {
 	SANDBOX_LANDLOCK_REQUIRED	/* fail without Landlock */
 };
 
+enum sandbox_egress {
+	SANDBOX_EGRESS_OFF = 0,
+	SANDBOX_EGRESS_ON,		/* what the kernel has; warn */
+	SANDBOX_EGRESS_REQUIRED		/* fail without Landlock TCP rules */
+};
+
+#define SANDBOX_EGRESS_PORTS_MAX	2	/* the gateway, its proxy */
+
 struct sandbox_conf {
 	const char		*workdir;	/* read/write/exec, and cwd */
 	const char		*tmpdir;	/* private TMPDIR: rw, or NULL */
@@ -47,6 +55,10 @@ struct sandbox_conf {
 	rlim_t			 nproc;		/* per real uid, not per child */
 	rlim_t			 cpu;		/* seconds */
 	rlim_t			 fsize;		/* bytes */
+	enum sandbox_egress	 egress;	/* policy/egress.c */
+	unsigned short		 egress_ports[SANDBOX_EGRESS_PORTS_MAX];
+						/* TCP connect only there;
+						   0 = unused */
 };
 
 /* Longest message sandbox_child() and friends write into err. */
@@ -82,6 +94,9 @@ int	sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen);
 int	landlock_prepare(const struct sandbox_conf *, int *rsfd, int *abi,
 	    char *err, size_t errlen);
 int	landlock_enforce(int rsfd, int abi, char *err, size_t errlen);
+int	egress_prepare(const struct sandbox_conf *, int *rsfd, void **filter,
+	    char *err, size_t errlen);
+int	egress_enforce(int rsfd, void *filter, char *err, size_t errlen);
 void	*seccomp_profile_compile(const char *path, char *err, size_t errlen);
 int	seccomp_filter_load(void *filter, char *err, size_t errlen);
 void	seccomp_filter_free(void *filter);

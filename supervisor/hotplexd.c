@@ -146,7 +146,7 @@ hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 	if (c->metrics_listen != NULL && metrics_parse(c->metrics_listen, &ss,
 	    &sslen, err, errlen) == -1)
 		return -1;
-	return 0;
+	return server_gateway_check(c, err, errlen);
 }
 
 /* Descriptors a configuration needs at most, all sessions live. */
@@ -226,6 +226,16 @@ hotplexd_reload(char *err, size_t errlen)
 	    (nc->metrics_listen != NULL &&
 	    strcmp(nc->metrics_listen, hp.conf->metrics_listen) != 0))
 		log_warnx("reload: metrics_listen changes need a restart");
+	if (strcmp(nc->gateway_listen, hp.conf->gateway_listen) != 0 ||
+	    strcmp(nc->egress, hp.conf->egress) != 0 ||
+	    (nc->api_upstream == NULL) != (hp.conf->api_upstream == NULL) ||
+	    (nc->api_upstream != NULL &&
+	    strcmp(nc->api_upstream, hp.conf->api_upstream) != 0) ||
+	    (nc->api_key_file == NULL) != (hp.conf->api_key_file == NULL) ||
+	    (nc->api_key_file != NULL &&
+	    strcmp(nc->api_key_file, hp.conf->api_key_file) != 0))
+		log_warnx("reload: gateway_listen, egress, api_upstream and "
+		    "api_key_file changes need a restart");
 	if (hp.level_override != -1)
 		nc->log_level = hp.level_override;
 	/* The log file is reopened, or changed, or given up for syslog. */
@@ -234,6 +244,7 @@ hotplexd_reload(char *err, size_t errlen)
 	log_setjson(strcmp(nc->log_format, "json") == 0);
 	config_free(hp.conf);
 	hp.conf = nc;
+	server_gateway_reload();
 	log_setlevel(hp.conf->log_level);
 	hotplexd_nofile(hp.conf, 1);
 	log_info("configuration reloaded");
@@ -438,7 +449,8 @@ main(int argc, char **argv)
 	umask(022);
 
 	/* Metrics first: a client that sees the socket sees a daemon up. */
-	if (metrics_listen() == -1 || server_listen() == -1)
+	if (server_gateway_listen() == -1 || metrics_listen() == -1 ||
+	    server_listen() == -1)
 		return 1;
 	if (!hp.foreground) {
 		if (daemon(0, 0) == -1)
@@ -446,6 +458,8 @@ main(int argc, char **argv)
 		log_detached();
 	}
 	hotplexd_write_pidfile();
+	/* Before the loop and any client: the key goes with it. */
+	server_gateway_spawn();
 	if ((hp.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
 	for (i = 0; signos[i] != 0; i++) {
@@ -453,6 +467,7 @@ main(int argc, char **argv)
 		evsignal_add(sigs[i], NULL);
 	}
 	health_init();
+	server_gateway_start();
 	server_start();
 	metrics_start();
 	state_load();
@@ -469,6 +484,7 @@ main(int argc, char **argv)
 	metrics_stop();
 	session_free_all();
 	pool_free();
+	server_gateway_stop();
 	for (i = 0; signos[i] != 0; i++)
 		event_free(sigs[i]);
 	if (hotplexd_drain_timer != NULL)

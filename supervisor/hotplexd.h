@@ -19,6 +19,7 @@
 #include "common/proto.h"
 #include "common/stats.h"
 #include "common/util.h"
+#include "supervisor/gateway.h"
 #include "supervisor/ring.h"
 
 #ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
@@ -141,6 +142,11 @@ struct session {
 
 	struct stats		 total;
 	struct stats		 last;
+
+	/* The gateway: this CLI's token, and what its requests did. */
+	uint64_t		 gw_sid;
+	char			 gw_token[GATEWAY_TOKEN_LEN + 1];
+	struct gateway_stats	 gw;
 
 	/* attach: recent lines, and the clients that follow the session. */
 	struct ring		 ring;

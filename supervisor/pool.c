@@ -512,7 +512,8 @@ pool_sweep(void)
 	pool.last_sweep_ms = util_now_ms();
 	n = proc_children_any(getpid(), kids, POOL_SWEEP_MAX);
 	for (i = 0; i < n; i++) {
-		if (pool_find_pid(kids[i]) != NULL)
+		if (pool_find_pid(kids[i]) != NULL ||
+		    kids[i] == server_gateway_pid())
 			continue;
 		log_warnx("killing process %ld left behind by a worker",
 		    (long)kids[i]);

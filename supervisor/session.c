@@ -181,6 +181,8 @@ session_free(struct session *s)
 	session_dequeue(s);
 	if (s->worker != NULL)
 		s->worker->session = NULL;
+	server_gateway_session_close(s);
+	server_gateway_stats_clear(&s->gw);
 	event_free(s->idle_timer);
 	/* Every queued execute gets its terminal line, whatever frees us. */
 	session_turnq_cancel(s, ERR_CANCELLED, "the session is gone");
@@ -241,6 +243,7 @@ session_stats_json(const struct session *s)
 	cJSON_AddStringToObject(j, "cli_session_id", s->cli_session_id);
 	cJSON_AddStringToObject(j, "state", proto_state_name(s->state));
 	cJSON_AddItemToObject(j, "last_turn", stats_to_json(&s->last));
+	server_gateway_stats_json(&s->gw, j);
 	return j;
 }
 
@@ -473,6 +476,7 @@ session_assign(struct session *s)
 	s->assign_us = util_now_us() - s->request_us;
 	s->resumed = s->has_conversation;
 	o = session_open_msg(s, session_waiting(&s->open));
+	server_gateway_session_open(s, o);
 	pool_send(wk, MSG_OPEN, s->turn, o);
 	cJSON_Delete(o);
 	pool_refill();
@@ -867,6 +871,8 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	s->cli_pid = 0;
 	s->worker = NULL;
 	wk->session = NULL;
+	/* Its CLI is gone: so is the token it held. */
+	server_gateway_session_close(s);
 	session_tmpdir_remove(s);
 	if (session_waiting(&s->open)) {
 		if (s->open.c != NULL)
@@ -1550,6 +1556,7 @@ session_op_stats(struct client *c, const char *req, const cJSON *r)
 {
 	struct session	*s;
 	struct stats	 sum;
+	struct gateway_stats gsum;
 	cJSON		*d;
 	int		 n = 0;
 
@@ -1560,15 +1567,20 @@ session_op_stats(struct client *c, const char *req, const cJSON *r)
 		return;
 	}
 	stats_init(&sum);
+	memset(&gsum, 0, sizeof gsum);
 	if (c->admin)
 		stats_add(&sum, &hp.ended_total);
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		if (!session_visible(s, c))
 			continue;
 		stats_add(&sum, &s->total);
+		server_gateway_stats_add(&gsum, &s->gw);
 		n++;
 	}
 	d = stats_to_json(&sum);
+	/* An administrator sees the account's: every request it paid for. */
+	server_gateway_stats_json(c->admin ? server_gateway_account() : &gsum,
+	    d);
 	cJSON_AddNumberToObject(d, "sessions", n);
 	cJSON_AddNumberToObject(d, "workers", pool_count());
 	cJSON_AddNumberToObject(d, "spares", pool_spares());
@@ -1602,6 +1614,12 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddNumberToObject(o, "tokens",
 		    (double)stats_tokens_total(&s->total));
 		cJSON_AddNumberToObject(o, "queued", s->nturnq);
+		cJSON_AddNumberToObject(o, "api_requests",
+		    (double)s->gw.requests);
+		cJSON_AddNumberToObject(o, "api_status", s->gw.last_status);
+		if (s->gw.ratelimit != NULL)
+			cJSON_AddItemToObject(o, "ratelimit",
+			    cJSON_Duplicate(s->gw.ratelimit, 1));
 		cJSON_AddItemToArray(a, o);
 	}
 	server_client_reply(c, req, "sessions", a);

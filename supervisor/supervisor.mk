@@ -3,11 +3,13 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/server-client.c supervisor/session.c supervisor/pool.c \
 		  supervisor/state.c supervisor/store-sqlite.c supervisor/screen.c \
 		  supervisor/ring.c supervisor/metrics.c supervisor/check.c \
-		  supervisor/health.c
+		  supervisor/health.c \
+		  supervisor/gateway.c supervisor/gateway-proxy.c \
+		  supervisor/server-gateway.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 
 $(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libpolicy.a $(B)/libsandbox.a \
 		$(B)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_ONIG) $(LDLIBS_CJSON) \
-		$(LDLIBS_SECCOMP) $(LDLIBS_SQLITE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_SSL) $(LDLIBS_ONIG) \
+		$(LDLIBS_CJSON) $(LDLIBS_SECCOMP) $(LDLIBS_SQLITE)

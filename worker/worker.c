@@ -751,6 +751,37 @@ worker_build_argv(struct worker_argv *a, const cJSON *o, const char *cli)
 	return rc;
 }
 
+static int	worker_env_set(const char **, char **, size_t *, const char *,
+		    const char *);
+
+/*
+ * The gateway's URL and this CLI's token in place of the API's; with an
+ * egress proxy, HTTPS_PROXY for the tools (the API itself is plain http
+ * on loopback, so the CLI's own requests never take the proxy).
+ */
+static int
+worker_gateway_env(const char **envp, char **owned, size_t *n,
+    const cJSON *g)
+{
+	const char	*url, *tok, *proxy;
+
+	if (!cJSON_IsObject(g))
+		return 0;
+	if ((url = worker_jstr(g, "url")) == NULL ||
+	    (tok = worker_jstr(g, "token")) == NULL)
+		return -1;
+	if (worker_env_set(envp, owned, n, "ANTHROPIC_BASE_URL", url) == -1 ||
+	    worker_env_set(envp, owned, n, "ANTHROPIC_API_KEY", tok) == -1 ||
+	    worker_env_set(envp, owned, n, "NO_PROXY",
+	    "127.0.0.1,localhost,::1") == -1)
+		return -1;
+	if ((proxy = worker_jstr(g, "proxy")) != NULL &&
+	    (worker_env_set(envp, owned, n, "HTTPS_PROXY", proxy) == -1 ||
+	    worker_env_set(envp, owned, n, "https_proxy", proxy) == -1))
+		return -1;
+	return 0;
+}
+
 /* The CLI sees only the allowlisted names of our environment. */
 static size_t
 worker_build_env(const char **envp, char **owned, const cJSON *names)
@@ -951,6 +982,32 @@ worker_landlock_mode(const char *s, enum sandbox_landlock *mode)
  * and, unless CLAUDE_CONFIG_DIR is passed through, the config dir
  * <state_dir>/claude/<uid>, both of the CLI's uid, mode 0700.
  */
+/* The gateway's ports are the only ones the CLI may connect to. */
+static int
+worker_egress(struct worker_sandbox *sb, const cJSON *g, char *err,
+    size_t errlen)
+{
+	const char	*mode;
+
+	if (!cJSON_IsObject(g))
+		return 0;
+	mode = worker_jstr(g, "egress");
+	if (mode == NULL || strcmp(mode, "on") == 0)
+		sb->sc.egress = SANDBOX_EGRESS_ON;
+	else if (strcmp(mode, "required") == 0)
+		sb->sc.egress = SANDBOX_EGRESS_REQUIRED;
+	else if (strcmp(mode, "off") == 0)
+		sb->sc.egress = SANDBOX_EGRESS_OFF;
+	else {
+		snprintf(err, errlen, "unknown egress mode");
+		return -1;
+	}
+	sb->sc.egress_ports[0] = (unsigned short)worker_jnum(g, "port", 0);
+	sb->sc.egress_ports[1] = (unsigned short)worker_jnum(g, "proxy_port",
+	    0);
+	return 0;
+}
+
 static int
 worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
     const char *session, const char *cli, char *err, size_t errlen)
@@ -964,6 +1021,9 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 
 	memset(sb, 0, sizeof *sb);
 	sc->workdir = w.workdir;
+	if (worker_egress(sb, cJSON_GetObjectItemCaseSensitive(o, "gateway"),
+	    err, errlen) == -1)
+		return -1;
 	if (!cJSON_IsObject(j))
 		return 0;
 	if (worker_landlock_mode(worker_jstr(j, "landlock"), &sc->landlock) ==
@@ -980,7 +1040,7 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 	sb->on = sc->landlock != SANDBOX_LANDLOCK_OFF ||
 	    sc->seccomp_profile != NULL || user != NULL;
 	sb->apply = sb->on || sc->nofile != 0 || sc->nproc != 0 ||
-	    sc->cpu != 0 || sc->fsize != 0;
+	    sc->cpu != 0 || sc->fsize != 0 || sc->egress != SANDBOX_EGRESS_OFF;
 	if (!sb->on)
 		return 0;
 
@@ -1156,6 +1216,15 @@ worker_open(const cJSON *o)
 	    sb.config_dir) == -1 || worker_env_set(envp, envown, &nenv,
 	    "CLAUDE_CONFIG_DIR", sb.config_dir) == -1 ||
 	    worker_env_set(envp, envown, &nenv, "IS_SANDBOX", "1") == -1)) {
+		for (i = 0; i < nenv; i++)
+			free(envown[i]);
+		worker_argv_free(&a);
+		worker_open_failed(ERR_BAD_REQUEST, "too many CLI variables");
+		return;
+	}
+	/* The model API through the gateway, with a token, never the key. */
+	if (worker_gateway_env(envp, envown, &nenv,
+	    cJSON_GetObjectItemCaseSensitive(o, "gateway")) == -1) {
 		for (i = 0; i < nenv; i++)
 			free(envown[i]);
 		worker_argv_free(&a);
