@@ -200,7 +200,7 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 	}
 	rsfd = -1;
 	/* Its own layers: they hold whatever landlock and seccomp say. */
-	if (egress_enforce(ersfd, efilter, err, errlen) == -1) {
+	if (egress_enforce(sc, ersfd, efilter, err, errlen) == -1) {
 		ersfd = -1;
 		efilter = NULL;
 		goto fail;

@@ -96,7 +96,8 @@ int	landlock_prepare(const struct sandbox_conf *, int *rsfd, int *abi,
 int	landlock_enforce(int rsfd, int abi, char *err, size_t errlen);
 int	egress_prepare(const struct sandbox_conf *, int *rsfd, void **filter,
 	    char *err, size_t errlen);
-int	egress_enforce(int rsfd, void *filter, char *err, size_t errlen);
+int	egress_enforce(const struct sandbox_conf *, int rsfd, void *filter,
+	    char *err, size_t errlen);
 void	*seccomp_profile_compile(const char *path, char *err, size_t errlen);
 int	seccomp_filter_load(void *filter, char *err, size_t errlen);
 void	seccomp_filter_free(void *filter);
