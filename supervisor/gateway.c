@@ -287,8 +287,9 @@ gw_record(struct gw_req *r)
 	cJSON_AddNumberToObject(o, "status", r->status);
 	if (r->model != NULL)
 		cJSON_AddStringToObject(o, "model", r->model);
-	if (r->why != NULL)
-		cJSON_AddStringToObject(o, "error", r->why);
+	if (r->failed)
+		cJSON_AddStringToObject(o, "error", r->why != NULL ? r->why :
+		    "upstream failed");
 	u = cJSON_AddObjectToObject(o, "usage");
 	cJSON_AddNumberToObject(u, "input", (double)r->input);
 	cJSON_AddNumberToObject(u, "output", (double)r->output);
@@ -700,10 +701,14 @@ gw_finish(struct gw_req *r)
 {
 	struct evhttp_connection	*c = r->cevcon;
 
+	if (r->failed && r->status == 0)
+		r->status = r->why != NULL && strcmp(r->why,
+		    "upstream timeout") == 0 ? 504 : 502;
 	if (r->req != NULL) {
 		evhttp_connection_set_closecb(c, NULL, NULL);
 		if (!r->started)
-			gw_reply_error(r->req, 502, "Bad Gateway", "api_error",
+			gw_reply_error(r->req, r->status, r->status == 504 ?
+			    "Gateway Timeout" : "Bad Gateway", "api_error",
 			    r->why != NULL ? r->why : "upstream failed");
 		else if (r->failed)
 			/* Cut it, as upstream cut us: the CLI must not take
@@ -719,11 +724,6 @@ gw_finish(struct gw_req *r)
 		r->uevcon = NULL;
 		r->ureq = NULL;
 	}
-	if (r->failed && r->status == 0 && r->why != NULL &&
-	    strcmp(r->why, "upstream timeout") == 0)
-		r->status = 504;
-	else if (r->failed && r->status == 0)
-		r->status = 502;
 	if (r->failed)
 		log_info("session %s: %s %s: %s", r->session, r->path,
 		    r->started ? "cut" : "failed", r->why != NULL ? r->why :

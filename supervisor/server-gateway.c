@@ -332,11 +332,11 @@ sgw_num(const cJSON *o, const char *name)
 }
 
 static void
-sgw_count(struct gateway_stats *g, int status, const cJSON *usage,
-    const cJSON *rl)
+sgw_count(struct gateway_stats *g, int status, int failed,
+    const cJSON *usage, const cJSON *rl)
 {
 	g->requests++;
-	if (status >= 400 || status == 0)
+	if (status >= 400 || status == 0 || failed)
 		g->errors++;
 	if (status == 429)
 		g->rate_limited++;
@@ -362,11 +362,13 @@ sgw_record(const cJSON *o)
 	const cJSON	*model = cJSON_GetObjectItemCaseSensitive(o, "model");
 	struct session	*s;
 	int		 status = cJSON_IsNumber(st) ? st->valueint : 0;
+	int		 failed = cJSON_GetObjectItemCaseSensitive(o,
+			    "error") != NULL;
 
-	sgw_count(&sgw.account, status, usage, rl);
+	sgw_count(&sgw.account, status, failed, usage, rl);
 	if ((s = sgw_session(sgw_num(o, "sid"))) == NULL)
 		return;
-	sgw_count(&s->gw, status, usage, rl);
+	sgw_count(&s->gw, status, failed, usage, rl);
 	log_debug("session %s: gateway %d %s in %llu out %llu", s->name,
 	    status, cJSON_IsString(model) ? model->valuestring : "-",
 	    (unsigned long long)sgw_num(usage, "input"),
