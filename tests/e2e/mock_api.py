@@ -35,8 +35,9 @@ error, stall, break and slow still apply.
 Usage numbers are a function of the request alone (message count and
 human text); the final ones go in message_delta (and in the JSON answer).
 Every request is appended to --log as one JSON line: {path, stream,
-n_messages, human_text, directives, usage, blocks, status} (status: HTTP
-code, "stall" or "break"; usage null for errors).
+api_key, n_messages, human_text, directives, usage, blocks, status}
+(api_key: the x-api-key header; status: HTTP code, "stall" or "break";
+usage null for errors).
 """
 
 import argparse
@@ -458,6 +459,7 @@ class Handler(BaseHTTPRequestHandler):
         stream = bool(req.get("stream"))
         status = ans.error_status()
         entry = {"path": self.path, "stream": stream,
+                 "api_key": self.headers.get("x-api-key"),
                  "n_messages": ans.n_messages,
                  "human_text": ans.human_text[:HUMAN_TEXT_LOG_MAX],
                  "directives": [n for n, _ in ans.directives],
