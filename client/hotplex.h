@@ -256,6 +256,22 @@ int	hp_stats(struct hp_client *, const char *session, struct hp_stats *st,
  */
 int	hp_status(struct hp_client *, char **raw, struct hp_error *);
 
+/* Which rows of the tool audit (hotplex-protocol(7), audit). */
+struct hp_audit_query {
+	const char	*session;	/* NULL: every visible session */
+	int64_t		 since_ms;	/* Unix time in ms; 0: from the start */
+	int64_t		 after_id;	/* rows after this id (paging); 0 */
+	int		 limit;		/* rows per reply; 0: the daemon's */
+};
+
+/*
+ * Rows of the tool audit the caller may see (its own sessions', or all
+ * for an administrator): *raw gets the reply line, whose "data" holds
+ * "rows" (in id order) and "more" (true: ask again after the last id).
+ */
+int	hp_audit(struct hp_client *, const struct hp_audit_query *,
+	    char **raw, struct hp_error *);
+
 struct hp_session_info {
 	char		session[HP_SESSION_MAX + 1];
 	char		state[HP_NAME_MAX];

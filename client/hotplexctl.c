@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -93,7 +94,8 @@ usage(int status)
 	    "  stop [-r reason] session\n"
 	    "  reset session\n"
 	    "  interrupt session\n"
-	    "  policy check [-t prompt|bash|path] text... | -f file\n");
+	    "  policy check [-t prompt|bash|path] text... | -f file\n"
+	    "  audit [--since time] [session]\n");
 	exit(status);
 }
 
@@ -1003,6 +1005,145 @@ cmd_policy(struct ctl *c, int argc, char **argv)
 	return n;
 }
 
+/*
+ * --since: an ISO 8601 UTC time (2026-01-02T03:04:05Z, or a day), a Unix
+ * time in seconds (@N), or an age (90s, 30m, 12h, 7d ago); Unix ms or -1.
+ */
+static int64_t
+ctl_parse_since(const char *s)
+{
+	static const struct { char u; int64_t ms; } units[] = {
+		{ 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 },
+		{ 'd', 86400000 },
+	};
+	struct tm	 tm;
+	const char	*end;
+	char		*e;
+	long long	 n;
+	size_t		 i;
+
+	if (s[0] == '@') {
+		errno = 0;
+		n = strtoll(s + 1, &e, 10);
+		return errno == 0 && e != s + 1 && *e == '\0' && n >= 0 ?
+		    (int64_t)n * CTL_MS_PER_S : -1;
+	}
+	memset(&tm, 0, sizeof tm);
+	if (((end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) != NULL &&
+	    *end == '\0') || ((end = strptime(s, "%Y-%m-%d", &tm)) != NULL &&
+	    *end == '\0'))
+		return (int64_t)timegm(&tm) * CTL_MS_PER_S;
+	errno = 0;
+	n = strtoll(s, &e, 10);
+	if (errno != 0 || e == s || n < 0 || e[0] == '\0' || e[1] != '\0')
+		return -1;
+	for (i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (*e == units[i].u)
+			return (int64_t)time(NULL) * CTL_MS_PER_S -
+			    (int64_t)n * units[i].ms;
+	return -1;
+}
+
+static void
+ctl_print_audit_row(const cJSON *r)
+{
+	const cJSON	*ms = cJSON_GetObjectItemCaseSensitive(r, "duration_ms");
+	const char	*what;
+	char		 when[32], dur[24], line[CTL_TOOL_SUMMARY_MAX + 1];
+	struct tm	 tm;
+	time_t		 t;
+	size_t		 i;
+
+	t = (time_t)(ctl_jnum(r, "time_ms") / CTL_MS_PER_S);
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(when, sizeof when, "-");
+	if (cJSON_IsNumber(ms))
+		snprintf(dur, sizeof dur, "%.0f", ms->valuedouble);
+	else
+		snprintf(dur, sizeof dur, "-");
+	/* What was refused or failed says why; else what it ran. */
+	what = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "detail")) ?
+	    ctl_jstr(r, "detail") : ctl_jstr(r, "excerpt");
+	/* One line per row: the text's own line breaks become spaces. */
+	for (i = 0; what[i] != '\0' && i < sizeof line - 1; i++)
+		line[i] = (unsigned char)what[i] < ' ' ? ' ' : what[i];
+	line[i] = '\0';
+	printf("%-20s %-16.32s %5.0f %-8s %-12.24s %-6s %-8s %6s %-3s %s\n",
+	    when, ctl_jstr(r, "session"), ctl_jnum(r, "turn"),
+	    ctl_jstr(r, "kind"), ctl_jstr(r, "tool"), ctl_jstr(r, "decision"),
+	    ctl_jstr(r, "decided_by"), dur,
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "error")) ?
+	    "yes" : "no", line);
+}
+
+/* audit [--since TIME] [SESSION]: every page, in order. */
+static int
+cmd_audit(struct ctl *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "since", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct hp_audit_query	 q;
+	struct hp_error		 err;
+	const cJSON		*rows, *row, *d;
+	cJSON			*j;
+	char			*raw, *line;
+	int			 ch, more;
+
+	memset(&q, 0, sizeof q);
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+s:", longopts, NULL)) != -1) {
+		if (ch == OPT_JSON)
+			c->json = 1;
+		else if (ch == 's') {
+			if ((q.since_ms = ctl_parse_since(optarg)) < 0) {
+				fprintf(stderr, "hotplexctl: audit: --since %s: "
+				    "expected YYYY-MM-DD[THH:MM:SSZ], @SECONDS "
+				    "or an age such as 7d\n", optarg);
+				return CTL_EXIT_USAGE;
+			}
+		} else
+			usage(CTL_EXIT_USAGE);
+	}
+	if (argc - optind > 1)
+		usage(CTL_EXIT_USAGE);
+	if (optind < argc)
+		q.session = argv[optind];
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (!c->json)
+		printf("%-20s %-16s %5s %-8s %-12s %-6s %-8s %6s %-3s %s\n",
+		    "TIME", "SESSION", "TURN", "KIND", "TOOL", "DECIDE", "BY",
+		    "MS", "ERR", "WHAT");
+	do {
+		if (hp_audit(c->h, &q, &raw, &err) == -1) {
+			ctl_error(&err);
+			return CTL_EXIT_FAIL;
+		}
+		j = cJSON_Parse(raw);
+		free(raw);
+		d = cJSON_GetObjectItemCaseSensitive(j, "data");
+		rows = cJSON_GetObjectItemCaseSensitive(d, "rows");
+		more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "more"));
+		cJSON_ArrayForEach(row, rows) {
+			q.after_id = (int64_t)ctl_jnum(row, "id");
+			if (!c->json)
+				ctl_print_audit_row(row);
+			else if ((line = cJSON_PrintUnformatted(row)) != NULL) {
+				printf("%s\n", line);
+				cJSON_free(line);
+			}
+		}
+		if (cJSON_GetArraySize(rows) == 0)
+			more = 0;
+		cJSON_Delete(j);
+	} while (more);
+	return CTL_EXIT_OK;
+}
+
 static const struct ctl_cmd {
 	const char	*name;
 	int		(*fn)(struct ctl *, int, char **);
@@ -1016,6 +1157,7 @@ static const struct ctl_cmd {
 	{ "reset", cmd_session_op },
 	{ "interrupt", cmd_session_op },
 	{ "policy", cmd_policy },
+	{ "audit", cmd_audit },
 };
 
 int

@@ -1429,6 +1429,43 @@ hp_stats(struct hp_client *h, const char *session, struct hp_stats *st,
 }
 
 int
+hp_audit(struct hp_client *h, const struct hp_audit_query *q, char **raw,
+    struct hp_error *err)
+{
+	struct hp_req	*r;
+	cJSON		*obj;
+	int		 bad = 0, rc;
+
+	*raw = NULL;
+	if ((obj = client_request(h, "audit", &r, err)) == NULL)
+		return -1;
+	if (q != NULL) {
+		json_add_str(obj, "session", q->session, &bad);
+		if (q->since_ms > 0 && cJSON_AddNumberToObject(obj, "since_ms",
+		    (double)q->since_ms) == NULL)
+			bad++;
+		if (q->after_id > 0 && cJSON_AddNumberToObject(obj, "after_id",
+		    (double)q->after_id) == NULL)
+			bad++;
+		if (q->limit > 0 && cJSON_AddNumberToObject(obj, "limit",
+		    q->limit) == NULL)
+			bad++;
+	}
+	if (client_call(h, obj, r, bad, err) == -1)
+		return -1;
+	if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(r->json, "data"), "rows"))) {
+		hp_seterr(err, HP_E_PROTOCOL, "audit reply without rows");
+		rc = -1;
+	} else {
+		client_take_raw(r, raw);
+		rc = 0;
+	}
+	req_free(h, r);
+	return rc;
+}
+
+int
 hp_status(struct hp_client *h, char **raw, struct hp_error *err)
 {
 	struct hp_req	*r;

@@ -471,6 +471,7 @@ main(int argc, char **argv)
 	server_start();
 	metrics_start();
 	state_load();
+	audit_init();
 	session_tmpdirs_clear();
 	pool_init();
 	log_info("hotplexd %s started, socket %s, worker %s", HOTPLEX_VERSION,
@@ -478,6 +479,7 @@ main(int argc, char **argv)
 
 	event_base_dispatch(hp.base);
 
+	audit_stop();
 	state_close();
 	while (!TAILQ_EMPTY(&hp.clients))
 		server_client_free(TAILQ_FIRST(&hp.clients));

@@ -33,6 +33,8 @@ struct event_base;
 struct bufferevent;
 struct screen;
 struct msg;
+struct audit_pending;
+struct policy_verdict;
 
 /* A connection on the control socket. */
 struct client {
@@ -142,6 +144,7 @@ struct session {
 
 	struct stats		 total;
 	struct stats		 last;
+	struct audit_pending	*audit;		/* tool calls in flight */
 
 	/* The gateway: this CLI's token, and what its requests did. */
 	uint64_t		 gw_sid;
@@ -231,6 +234,16 @@ void	 state_session_save(const struct session *);	/* committed */
 void	 state_session_forget(const struct session *);
 void	 state_totals_save(void);	/* hp.ended_total */
 void	 state_close(void);
+
+/* audit.c: the tool audit in the store */
+void	 audit_init(void);
+void	 audit_stop(void);
+void	 audit_event(struct session *, const char *tail, size_t len);
+void	 audit_turn_end(struct session *);
+void	 audit_firewall(struct session *, const char *prompt,
+	    const struct policy_verdict *);
+void	 audit_session_free(struct session *);
+void	 audit_op(struct client *, const char *req, const cJSON *);
 
 /* session.c */
 struct session *session_new(const char *name, uid_t uid, const char *workdir,

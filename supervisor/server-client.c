@@ -55,6 +55,7 @@ static const struct server_op server_ops[] = {
 	{ "policy_check", session_op_policy_check },
 	{ "attach",	session_op_attach },
 	{ "detach",	session_op_detach },
+	{ "audit",	audit_op },
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
 	{ "status",	server_client_op_status },

@@ -187,6 +187,7 @@ session_free(struct session *s)
 	/* Every queued execute gets its terminal line, whatever frees us. */
 	session_turnq_cancel(s, ERR_CANCELLED, "the session is gone");
 	event_free(s->turnq_ev);
+	audit_session_free(s);
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
@@ -301,6 +302,7 @@ session_emit(struct session *s, const char *type, cJSON *data)
 static void
 session_turn_close(struct session *s)
 {
+	audit_turn_end(s);
 	session_waiter_clear(&s->exec);
 	free(s->prefix);
 	s->prefix = NULL;
@@ -666,6 +668,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		if (m->hdr.turn == s->turn && s->state == SESSION_BUSY) {
 			s->turn_events++;
 			session_emit_tail(s, m->data, m->hdr.len);
+			audit_event(s, m->data, m->hdr.len);
 		}
 		return;
 	}
@@ -1188,6 +1191,7 @@ session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
 		return 0;
 	}
 	screen_audit(uid, pid, s->name, &v);
+	audit_firewall(s, prompt, &v);
 	s->total.danger_blocks++;
 	session_waiter_set(&s->exec, c, req);
 	session_prefix(s, req);

@@ -1,9 +1,9 @@
 # supervisor/: hotplexd
 HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/server-client.c supervisor/session.c supervisor/pool.c \
-		  supervisor/state.c supervisor/store-sqlite.c supervisor/screen.c \
-		  supervisor/ring.c supervisor/metrics.c supervisor/check.c \
-		  supervisor/health.c \
+		  supervisor/state.c supervisor/store-sqlite.c supervisor/audit.c \
+		  supervisor/screen.c supervisor/ring.c supervisor/metrics.c \
+		  supervisor/check.c supervisor/health.c \
 		  supervisor/gateway.c supervisor/gateway-proxy.c \
 		  supervisor/server-gateway.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
