@@ -101,6 +101,8 @@ struct session {
 	TAILQ_ENTRY(session)	 entry;
 	TAILQ_ENTRY(session)	 wait_entry;	/* waiting for a worker */
 	int			 queued;	/* ... on session.c's queue */
+	TAILQ_ENTRY(session)	 ended_entry;	/* ended, oldest first */
+	int			 on_ended;	/* ... on session.c's list */
 	char			*name;
 	uid_t			 uid;
 	char			*workdir;
@@ -271,6 +273,7 @@ void	 session_drain(void);
 void	 session_spawn_failed(const char *code, const char *why);
 int	 session_queued(void);
 int	 session_count_live(void);
+void	 session_end(struct session *);
 int	 session_errno_capacity(int);
 void	 session_free_all(void);
 void	 session_tmpdirs_clear(void);

@@ -40,6 +40,10 @@
 static TAILQ_HEAD(, session) session_waitq =
     TAILQ_HEAD_INITIALIZER(session_waitq);
 static int		session_nqueued;
+/* Ended sessions, kept for their stats (max_ended_sessions). */
+static TAILQ_HEAD(, session) session_endedq =
+    TAILQ_HEAD_INITIALIZER(session_endedq);
+static int		session_nended;
 
 static void	session_turn_begin(struct session *);
 static int	session_assign(struct session *);
@@ -98,6 +102,34 @@ session_dequeue(struct session *s)
 	s->queued = 0;
 	TAILQ_REMOVE(&session_waitq, s, wait_entry);
 	session_nqueued--;
+}
+
+/*
+ * The session ended: its event ring is freed (an attach gets its stats
+ * and the end, not old lines), and it joins the ended, oldest first.
+ */
+void
+session_end(struct session *s)
+{
+	s->state = SESSION_ENDED;
+	ring_clear(&s->ring);
+	s->ring.dropped_to = s->seq;
+	if (s->on_ended)
+		return;
+	s->on_ended = 1;
+	TAILQ_INSERT_TAIL(&session_endedq, s, ended_entry);
+	session_nended++;
+}
+
+/* It runs again (or is freed). */
+static void
+session_unend(struct session *s)
+{
+	if (!s->on_ended)
+		return;
+	s->on_ended = 0;
+	TAILQ_REMOVE(&session_endedq, s, ended_entry);
+	session_nended--;
 }
 
 int
@@ -179,6 +211,7 @@ session_free(struct session *s)
 {
 	TAILQ_REMOVE(&hp.sessions, s, entry);
 	session_dequeue(s);
+	session_unend(s);
 	if (s->worker != NULL)
 		s->worker->session = NULL;
 	server_gateway_session_close(s);
@@ -207,22 +240,14 @@ session_free(struct session *s)
 static void
 session_trim_ended(void)
 {
-	struct session	*s, *t;
-	int		 n = 0;
+	struct session	*s;
 
-	TAILQ_FOREACH(s, &hp.sessions, entry)
-		if (s->state == SESSION_ENDED)
-			n++;
-	TAILQ_FOREACH_SAFE(s, &hp.sessions, entry, t) {
-		if (n <= hp.conf->max_ended_sessions)
-			break;
-		if (s->state != SESSION_ENDED)
-			continue;
+	while (session_nended > hp.conf->max_ended_sessions &&
+	    (s = TAILQ_FIRST(&session_endedq)) != NULL) {
 		stats_add(&hp.ended_total, &s->total);
 		state_totals_save();
 		state_session_forget(s);
 		session_free(s);
-		n--;
 	}
 }
 
@@ -464,6 +489,7 @@ session_assign(struct session *s)
 	cJSON		*o;
 	int		 e;
 
+	session_unend(s);
 	s->state = SESSION_STARTING;
 	if ((wk = pool_take(&e)) == NULL) {
 		if (e != 0)
@@ -890,7 +916,7 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 		    ERR_WORKER_EXITED, why);
 	}
 	if (s->stop_final)
-		s->state = SESSION_ENDED;
+		session_end(s);
 	else
 		s->state = SESSION_DORMANT;
 	if (session_waiting(&s->stop)) {
@@ -1514,7 +1540,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 	event_del(s->idle_timer);
 	if (s->worker == NULL) {
 		session_dequeue(s);
-		s->state = SESSION_ENDED;
+		session_end(s);
 		state_session_save(s);
 		server_client_ok(c, req, NULL);
 		session_trim_ended();
@@ -1683,6 +1709,13 @@ session_op_attach(struct client *c, const char *req, const cJSON *r)
 	cJSON_AddStringToObject(d, "session", s->name);
 	cJSON_AddNumberToObject(d, "seq", (double)s->seq);
 	cJSON_AddStringToObject(d, "state", proto_state_name(s->state));
+	if (s->state == SESSION_ENDED) {
+		/* Its lines went with its ring: the stats and the end. */
+		cJSON_AddBoolToObject(d, "ended", 1);
+		cJSON_AddItemToObject(d, "stats", session_stats_json(s));
+		server_client_ok(c, req, d);
+		return;
+	}
 	if (from < s->ring.dropped_to && from < s->seq) {
 		/* Lines from+1 .. dropped_to are gone. */
 		cJSON *lost = cJSON_AddArrayToObject(d, "lost");

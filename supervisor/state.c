@@ -308,8 +308,8 @@ state_restore(const cJSON *e)
 	    state_jstr(e, "cli_session_id"));
 	s->has_conversation = cJSON_IsTrue(
 	    cJSON_GetObjectItemCaseSensitive(e, "has_conversation"));
-	s->state = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ended")) ?
-	    SESSION_ENDED : SESSION_DORMANT;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ended")))
+		session_end(s);
 	stats_from_json(&s->total, cJSON_GetObjectItemCaseSensitive(e, "stats"));
 	stats_from_json(&s->last,
 	    cJSON_GetObjectItemCaseSensitive(e, "last_turn"));
@@ -343,7 +343,8 @@ state_restore_row(void *arg, const struct store_session *r)
 	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s",
 	    r->cli_session_id);
 	s->has_conversation = r->has_conversation != 0;
-	s->state = r->ended ? SESSION_ENDED : SESSION_DORMANT;
+	if (r->ended)
+		session_end(s);
 	stats_copy(&s->total, &a);
 	stats_copy(&s->last, &b);
 	state_restored(s, "the store");

@@ -436,6 +436,20 @@ def test_attach_replay():
              "attach reports the session's last seq", r)
         r = c.request("attach", session="nope", id="c-nope")
         t.eq(r["data"]["code"], "not_found", "attach to an unknown session")
+        # Ended: its ring is freed; attach gets the stats and the end.
+        r = c.request("stop", session="s1")
+        t.eq(r["type"], "ok", "stop ends the session")
+        e = d.client()
+        r = e.request("attach", session="s1", since_seq=0)
+        st = r.get("data", {}).get("stats", {})
+        t.ok(r["type"] == "ok" and r["data"].get("ended") is True and
+             r["data"]["state"] == "ended" and st.get("turns") == 2 and
+             r["data"]["seq"] == evs[-1]["seq"],
+             "attach to an ended session: its stats and the end", r)
+        rid3 = e.send("sessions")
+        nxt = e.line()
+        t.ok(nxt is not None and nxt.get("id") == rid3,
+             "attach to an ended session replays no old line", nxt)
     with Daemon({"event_ring_bytes": "2K"}) as d:
         a = d.client()
         a.execute("s1", "stream:60", workdir=d.work + "/s1")
