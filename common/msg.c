@@ -1,17 +1,18 @@
-/* Master <-> worker message framing. */
+/* Master <-> worker messages: framing, and one encoder and decoder a type. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/xmalloc.h"
 
 static const char *msg_names[MSG_TYPE_MAX] = {
 	[MSG_HELLO] = "hello", [MSG_OPEN] = "open", [MSG_OPENED] = "opened",
-	[MSG_OPEN_FAILED] = "open_failed", [MSG_TURN] = "turn",
+	[MSG_PROBED] = "probed", [MSG_OPEN_FAILED] = "open_failed", [MSG_TURN] = "turn",
 	[MSG_EVENT] = "event", [MSG_TURN_END] = "turn_end",
 	[MSG_INTERRUPT] = "interrupt", [MSG_STOP] = "stop",
 	[MSG_CLI_SESSION] = "cli_session", [MSG_CLI_EXIT] = "cli_exit",
@@ -65,19 +66,24 @@ msg_get(struct evbuffer *in, struct msg *m)
 	_Static_assert(sizeof h == MSG_HDR_SIZE, "msg header size");
 	memset(m, 0, sizeof *m);
 	if (evbuffer_get_length(in) < sizeof h)
-		return 0;
+		return MSG_GET_MORE;
 	evbuffer_copyout(in, &h, sizeof h);
-	if (h.version != MSG_VERSION || h.type == 0 || h.type >= MSG_TYPE_MAX ||
-	    h.len > MSG_MAX_PAYLOAD || h.flags != 0)
-		return -1;
+	/* The header's layout never changes: its version can be told. */
+	if (h.version != MSG_VERSION) {
+		m->hdr = h;
+		return MSG_GET_VERSION;
+	}
+	if (h.type == 0 || h.type >= MSG_TYPE_MAX || h.len > MSG_MAX_PAYLOAD ||
+	    h.flags != 0)
+		return MSG_GET_BAD;
 	if (evbuffer_get_length(in) < sizeof h + h.len)
-		return 0;
+		return MSG_GET_MORE;
 	evbuffer_drain(in, sizeof h);
 	m->hdr = h;
 	m->data = xmalloc((size_t)h.len + 1);
 	evbuffer_remove(in, m->data, h.len);
 	m->data[h.len] = '\0';
-	return 1;
+	return MSG_GET_OK;
 }
 
 void
@@ -100,4 +106,316 @@ msg_json(const struct msg *m)
 		return NULL;
 	}
 	return j;
+}
+
+/* --- typed messages ---------------------------------------------------- */
+
+/* Field readers for decoders: a missing or mistyped field sets *bad. */
+static const char *
+msg_str(const cJSON *o, const char *k, int *bad)
+{
+	const char	*v = json_str(o, k);
+
+	if (v == NULL)
+		*bad = 1;
+	return v;
+}
+
+static int
+msg_bool(const cJSON *o, const char *k, int *bad)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	if (!cJSON_IsBool(v))
+		*bad = 1;
+	return cJSON_IsTrue(v);
+}
+
+static double
+msg_num(const cJSON *o, const char *k, double min, double max, int *bad)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	if (!cJSON_IsNumber(v) || v->valuedouble < min ||
+	    v->valuedouble > max) {
+		*bad = 1;
+		return 0;
+	}
+	return v->valuedouble;
+}
+
+/* Serializes and frees o. */
+static void
+msg_compose_obj(struct evbuffer *out, uint16_t type, uint32_t turn,
+    cJSON *o)
+{
+	msg_compose_json(out, type, turn, o);
+	cJSON_Delete(o);
+}
+
+/* The payload as an object of a message of this type, or NULL. */
+static cJSON *
+msg_decode_obj(const struct msg *m, uint16_t type)
+{
+	if (m->hdr.type != type)
+		return NULL;
+	return msg_json(m);
+}
+
+/* Ends a decoder: 0, or -1 after freeing what it parsed. */
+static int
+msg_decoded(cJSON **json, int bad)
+{
+	if (!bad)
+		return 0;
+	cJSON_Delete(*json);
+	*json = NULL;
+	return -1;
+}
+
+void
+msg_empty_compose(struct evbuffer *out, uint16_t type, uint32_t turn)
+{
+	msg_compose(out, type, turn, NULL, 0);
+}
+
+int
+msg_empty_decode(const struct msg *m)
+{
+	return m->hdr.len == 0 ? 0 : -1;
+}
+
+void
+msg_open_compose(struct evbuffer *out, uint32_t turn, const cJSON *o)
+{
+	msg_compose_json(out, MSG_OPEN, turn, o);
+}
+
+cJSON *
+msg_open_decode(const struct msg *m)
+{
+	return msg_decode_obj(m, MSG_OPEN);
+}
+
+void
+msg_opened_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_opened *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "cli_pid", (double)p->cli_pid);
+	cJSON_AddStringToObject(o, "cli_session_id", p->cli_session_id);
+	cJSON_AddStringToObject(o, "workdir", p->workdir);
+	cJSON_AddBoolToObject(o, "resume", p->resume);
+	msg_compose_obj(out, MSG_OPENED, turn, o);
+}
+
+int
+msg_opened_decode(const struct msg *m, struct msg_opened *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_OPENED)) == NULL)
+		return -1;
+	p->cli_pid = (pid_t)msg_num(p->json, "cli_pid", 1, INT32_MAX, &bad);
+	p->cli_session_id = msg_str(p->json, "cli_session_id", &bad);
+	p->workdir = msg_str(p->json, "workdir", &bad);
+	p->resume = msg_bool(p->json, "resume", &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_opened_clear(struct msg_opened *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_open_failed_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_open_failed *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "code", p->code);
+	cJSON_AddStringToObject(o, "message", p->message);
+	cJSON_AddBoolToObject(o, "exiting", p->exiting);
+	msg_compose_obj(out, MSG_OPEN_FAILED, turn, o);
+}
+
+int
+msg_open_failed_decode(const struct msg *m, struct msg_open_failed *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_OPEN_FAILED)) == NULL)
+		return -1;
+	p->code = msg_str(p->json, "code", &bad);
+	p->message = msg_str(p->json, "message", &bad);
+	p->exiting = msg_bool(p->json, "exiting", &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_open_failed_clear(struct msg_open_failed *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_turn_compose(struct evbuffer *out, uint32_t turn, const struct msg_turn *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "prompt", p->prompt);
+	cJSON_AddBoolToObject(o, "slash_commands", p->slash_commands);
+	cJSON_AddNumberToObject(o, "timeout_ms", (double)p->timeout_ms);
+	msg_compose_obj(out, MSG_TURN, turn, o);
+}
+
+int
+msg_turn_decode(const struct msg *m, struct msg_turn *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_TURN)) == NULL)
+		return -1;
+	p->prompt = msg_str(p->json, "prompt", &bad);
+	p->slash_commands = msg_bool(p->json, "slash_commands", &bad);
+	/* Integers a double holds exactly. */
+	p->timeout_ms = (uint64_t)msg_num(p->json, "timeout_ms", 0,
+	    9007199254740992.0, &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_turn_clear(struct msg_turn *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_turn_end_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_turn_end *p)
+{
+	cJSON	*o = cJSON_CreateObject(), *e;
+
+	if (p->outcome == MSG_TURN_DONE)
+		cJSON_AddItemToObject(o, "done", proto_done_json(&p->done));
+	else {
+		e = cJSON_AddObjectToObject(o, "error");
+		cJSON_AddStringToObject(e, "code", p->code);
+		cJSON_AddStringToObject(e, "message", p->message);
+	}
+	cJSON_AddItemToObject(o, "stats", stats_to_json(&p->stats));
+	cJSON_AddBoolToObject(o, "exiting", p->exiting);
+	cJSON_AddBoolToObject(o, "retry", p->retry);
+	msg_compose_obj(out, MSG_TURN_END, turn, o);
+}
+
+int
+msg_turn_end_decode(const struct msg *m, struct msg_turn_end *p)
+{
+	const cJSON	*done, *err;
+	int		 bad = 0;
+
+	memset(p, 0, sizeof *p);
+	stats_init(&p->stats);
+	if ((p->json = msg_decode_obj(m, MSG_TURN_END)) == NULL)
+		return -1;
+	done = cJSON_GetObjectItemCaseSensitive(p->json, "done");
+	err = cJSON_GetObjectItemCaseSensitive(p->json, "error");
+	if (done != NULL && err == NULL) {
+		p->outcome = MSG_TURN_DONE;
+		if (proto_done_from_json(&p->done, done) == -1)
+			bad = 1;
+	} else if (done == NULL && cJSON_IsObject(err)) {
+		p->outcome = MSG_TURN_ERROR;
+		p->code = msg_str(err, "code", &bad);
+		p->message = msg_str(err, "message", &bad);
+	} else
+		bad = 1;
+	if (stats_from_json(&p->stats, cJSON_GetObjectItemCaseSensitive(
+	    p->json, "stats")) == -1)
+		bad = 1;
+	p->exiting = msg_bool(p->json, "exiting", &bad);
+	p->retry = msg_bool(p->json, "retry", &bad);
+	if (bad)
+		stats_clear(&p->stats);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_turn_end_clear(struct msg_turn_end *p)
+{
+	stats_clear(&p->stats);
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_cli_session_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_cli_session *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "cli_session_id", p->cli_session_id);
+	msg_compose_obj(out, MSG_CLI_SESSION, turn, o);
+}
+
+int
+msg_cli_session_decode(const struct msg *m, struct msg_cli_session *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_CLI_SESSION)) == NULL)
+		return -1;
+	p->cli_session_id = msg_str(p->json, "cli_session_id", &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_cli_session_clear(struct msg_cli_session *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_cli_exit_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_cli_exit *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "status", p->status);
+	cJSON_AddNumberToObject(o, "signal", p->signal);
+	cJSON_AddStringToObject(o, "stderr", p->stderr_tail);
+	msg_compose_obj(out, MSG_CLI_EXIT, turn, o);
+}
+
+int
+msg_cli_exit_decode(const struct msg *m, struct msg_cli_exit *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_CLI_EXIT)) == NULL)
+		return -1;
+	p->status = (int)msg_num(p->json, "status", -1, 255, &bad);
+	p->signal = (int)msg_num(p->json, "signal", 0, 255, &bad);
+	p->stderr_tail = msg_str(p->json, "stderr", &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_cli_exit_clear(struct msg_cli_exit *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
 }

@@ -1,36 +1,48 @@
 /*
  * Master <-> worker messages over a socketpair: an imsg-like fixed header
- * followed by a payload (JSON text for control messages, a pre-serialized
- * event for MSG_EVENT).  Versioned and size-checked: a malformed message
- * from a worker kills that worker, never the master.
+ * followed by a payload.  Every message type has its own encoder
+ * (msg_<type>_compose) and decoder (msg_<type>_decode) here, and no kind
+ * of message hides behind a flag in its payload.  The payloads of control
+ * messages are JSON objects whose shape only this file knows; MSG_EVENT
+ * carries a pre-serialized event object's tail that the master checks
+ * (json_event_tail_valid) before relaying it.  Versioned and size-checked:
+ * a malformed message from a worker kills that worker, never the master;
+ * a peer of another version is told so (msg_get says MSG_GET_VERSION).
  */
 #ifndef HP_MSG_H
 #define HP_MSG_H
+
+#include <sys/types.h>
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include <cJSON.h>
 
+#include "common/proto.h"
+#include "common/stats.h"
+
 struct evbuffer;
 
-#define MSG_VERSION		1
+#define MSG_VERSION		2	/* bump when a type or payload changes */
 #define MSG_HDR_SIZE		16
 #define MSG_MAX_PAYLOAD		(4U * 1024 * 1024)
 #define WORKER_FD		3	/* the worker's end of the socketpair */
 
 enum msg_type {
-	MSG_HELLO = 1,	/* w->m {pid,version}: a spare is ready */
-	MSG_OPEN,	/* m->w session assignment (JSON, see worker/) */
-	MSG_OPENED,	/* w->m {cli_pid,pgid,cold,resumed,cli_session_id} */
-	MSG_OPEN_FAILED,/* w->m {code,message}; the worker stays a spare */
-	MSG_TURN,	/* m->w {prompt,slash_commands,timeout_ms} */
+	MSG_HELLO = 1,	/* w->m (empty): a spare is ready; also m->w, the
+			   master's version, to a worker of another one */
+	MSG_OPEN,	/* m->w the session to open: a JSON object (worker/) */
+	MSG_OPENED,	/* w->m struct msg_opened: its CLI runs */
+	MSG_PROBED,	/* w->m (empty): the CLI answered (the open op) */
+	MSG_OPEN_FAILED,/* w->m struct msg_open_failed */
+	MSG_TURN,	/* m->w struct msg_turn */
 	MSG_EVENT,	/* w->m `"type":T,"data":{...}}` (an object's tail) */
-	MSG_TURN_END,	/* w->m {done:{...}|error:{code,message}, stats:{...}} */
-	MSG_INTERRUPT,	/* m->w */
-	MSG_STOP,	/* m->w: end the CLI (TERM, grace, KILL) and exit */
-	MSG_CLI_SESSION,/* w->m {cli_session_id}: the CLI changed its id */
-	MSG_CLI_EXIT,	/* w->m {status,signal,stderr}: the CLI is gone */
+	MSG_TURN_END,	/* w->m struct msg_turn_end */
+	MSG_INTERRUPT,	/* m->w (empty) */
+	MSG_STOP,	/* m->w (empty): end the CLI (TERM, grace, KILL), exit */
+	MSG_CLI_SESSION,/* w->m struct msg_cli_session: the CLI's new id */
+	MSG_CLI_EXIT,	/* w->m struct msg_cli_exit: the CLI is gone */
 	MSG_TYPE_MAX
 };
 
@@ -48,19 +60,117 @@ struct msg {
 	char		*data;	/* owned, NUL-terminated, hdr.len bytes */
 };
 
+/* msg_get's answers. */
+#define MSG_GET_OK		1	/* one message (free with msg_clear) */
+#define MSG_GET_MORE		0	/* need more bytes */
+#define MSG_GET_BAD		(-1)	/* malformed: bad type, flags or size */
+#define MSG_GET_VERSION		(-2)	/* another version (in m->hdr) */
+
+/* Framing. */
 void	 msg_compose(struct evbuffer *, uint16_t type, uint32_t turn,
 	    const void *data, size_t len);
 /* Serializes json (not consumed) as the payload. */
 void	 msg_compose_json(struct evbuffer *, uint16_t type, uint32_t turn,
 	    const cJSON *json);
-/*
- * Takes one message off the buffer: 1 got one (free with msg_clear),
- * 0 need more bytes, -1 malformed (bad version, type or size).
- */
+/* Takes one message off the buffer: MSG_GET_* above. */
 int	 msg_get(struct evbuffer *, struct msg *);
 void	 msg_clear(struct msg *);
 /* Parses the payload as a JSON object; NULL if it is not one. */
 cJSON	*msg_json(const struct msg *);
 const char *msg_type_name(uint16_t);
+
+/*
+ * Typed messages.  A decoder returns 0, or -1 on a malformed payload (the
+ * sender is then killed); the strings of what it fills point into its
+ * json member, freed by the type's _clear.
+ */
+struct msg_opened {
+	pid_t		 cli_pid;	/* also its process group */
+	const char	*cli_session_id;
+	const char	*workdir;
+	int		 resume;	/* --resume: the CLI has its transcript */
+	cJSON		*json;
+};
+
+struct msg_open_failed {
+	const char	*code;		/* ERR_* */
+	const char	*message;
+	int		 exiting;	/* the worker exits: not a spare again */
+	cJSON		*json;
+};
+
+struct msg_turn {
+	const char	*prompt;
+	int		 slash_commands;
+	uint64_t	 timeout_ms;	/* 0: none */
+	cJSON		*json;
+};
+
+enum msg_turn_outcome {
+	MSG_TURN_DONE,		/* done: the CLI's result */
+	MSG_TURN_ERROR		/* error: code and message */
+};
+
+struct msg_turn_end {
+	enum msg_turn_outcome	 outcome;
+	struct proto_done	 done;		/* MSG_TURN_DONE */
+	const char		*code;		/* MSG_TURN_ERROR: ERR_* */
+	const char		*message;
+	struct stats		 stats;		/* the turn's */
+	int			 exiting;	/* its CLI is gone: so is it */
+	int			 retry;		/* the CLI died before the turn
+						   began: a new one may run it */
+	cJSON			*json;
+};
+
+struct msg_cli_session {
+	const char	*cli_session_id;
+	cJSON		*json;
+};
+
+struct msg_cli_exit {
+	int		 status;	/* exit status, or -1 if killed */
+	int		 signal;	/* 0 unless killed */
+	const char	*stderr_tail;
+	cJSON		*json;
+};
+
+void	 msg_empty_compose(struct evbuffer *, uint16_t type, uint32_t turn);
+/* 0 if an empty message (HELLO, PROBED, INTERRUPT, STOP) has no payload. */
+int	 msg_empty_decode(const struct msg *);
+
+void	 msg_open_compose(struct evbuffer *, uint32_t turn, const cJSON *);
+/* The session object (free with cJSON_Delete), or NULL. */
+cJSON	*msg_open_decode(const struct msg *);
+
+void	 msg_opened_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_opened *);
+int	 msg_opened_decode(const struct msg *, struct msg_opened *);
+void	 msg_opened_clear(struct msg_opened *);
+
+void	 msg_open_failed_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_open_failed *);
+int	 msg_open_failed_decode(const struct msg *, struct msg_open_failed *);
+void	 msg_open_failed_clear(struct msg_open_failed *);
+
+void	 msg_turn_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_turn *);
+int	 msg_turn_decode(const struct msg *, struct msg_turn *);
+void	 msg_turn_clear(struct msg_turn *);
+
+void	 msg_turn_end_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_turn_end *);
+int	 msg_turn_end_decode(const struct msg *, struct msg_turn_end *);
+void	 msg_turn_end_clear(struct msg_turn_end *);
+
+void	 msg_cli_session_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_cli_session *);
+int	 msg_cli_session_decode(const struct msg *, struct msg_cli_session *);
+void	 msg_cli_session_clear(struct msg_cli_session *);
+
+void	 msg_cli_exit_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_cli_exit *);
+int	 msg_cli_exit_decode(const struct msg *, struct msg_cli_exit *);
+void	 msg_cli_exit_clear(struct msg_cli_exit *);
 
 #endif

@@ -46,3 +46,72 @@ proto_error(const char *req, const char *session, const char *code,
 	cJSON_AddStringToObject(d, "message", message);
 	return o;
 }
+
+cJSON *
+proto_done_json(const struct proto_done *d)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddBoolToObject(o, "ok", d->ok);
+	cJSON_AddStringToObject(o, "result", d->result != NULL ?
+	    d->result : "");
+	cJSON_AddBoolToObject(o, "is_error", d->is_error);
+	cJSON_AddBoolToObject(o, "interrupted", d->interrupted);
+	if (d->terminal_reason != NULL)
+		cJSON_AddStringToObject(o, "terminal_reason",
+		    d->terminal_reason);
+	else
+		cJSON_AddNullToObject(o, "terminal_reason");
+	if (d->stop_reason != NULL)
+		cJSON_AddStringToObject(o, "stop_reason", d->stop_reason);
+	else
+		cJSON_AddNullToObject(o, "stop_reason");
+	if (d->errors != NULL)
+		cJSON_AddItemToObject(o, "errors",
+		    cJSON_Duplicate(d->errors, 1));
+	return o;
+}
+
+static const char *
+proto_str_or_null(const cJSON *o, const char *k, int *bad)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	if (cJSON_IsString(v))
+		return v->valuestring;
+	if (v != NULL && !cJSON_IsNull(v))
+		*bad = 1;
+	return NULL;
+}
+
+static int
+proto_bool(const cJSON *o, const char *k, int *bad)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	if (!cJSON_IsBool(v))
+		*bad = 1;
+	return cJSON_IsTrue(v);
+}
+
+int
+proto_done_from_json(struct proto_done *d, const cJSON *o)
+{
+	const cJSON	*e;
+	int		 bad = 0;
+
+	memset(d, 0, sizeof *d);
+	if (!cJSON_IsObject(o))
+		return -1;
+	d->ok = proto_bool(o, "ok", &bad);
+	d->is_error = proto_bool(o, "is_error", &bad);
+	d->interrupted = proto_bool(o, "interrupted", &bad);
+	d->result = proto_str_or_null(o, "result", &bad);
+	d->terminal_reason = proto_str_or_null(o, "terminal_reason", &bad);
+	d->stop_reason = proto_str_or_null(o, "stop_reason", &bad);
+	e = cJSON_GetObjectItemCaseSensitive(o, "errors");
+	if (e != NULL && !cJSON_IsArray(e))
+		bad = 1;
+	d->errors = e;
+	return bad ? -1 : 0;
+}

@@ -54,4 +54,19 @@ cJSON		*proto_error(const char *req, const char *session,
 /* 1 if s (NUL-terminated) is a valid session id. */
 int		 proto_valid_session(const char *s);
 
+/* A turn's `done` data (hotplex-protocol(7)), built in one place. */
+struct proto_done {
+	int		 ok;
+	const char	*result;		/* NULL: "" */
+	int		 is_error;
+	int		 interrupted;
+	const char	*terminal_reason;	/* NULL: null */
+	const char	*stop_reason;		/* NULL: null */
+	const cJSON	*errors;		/* array or NULL (left out) */
+};
+/* The done object (without stats); errors are copied. */
+cJSON		*proto_done_json(const struct proto_done *);
+/* Reads it back: 0, or -1 if o is not a done object. */
+int		 proto_done_from_json(struct proto_done *, const cJSON *o);
+
 #endif

@@ -68,6 +68,7 @@ struct worker {
 	int			 closed;	/* EOF seen: never reuse */
 	int			 reaped;
 	int			 killed;	/* nothing more is read */
+	int			 other_version;	/* speaks another MSG_VERSION */
 	int			 status;	/* wait status once reaped */
 	int			 served;	/* was given a session */
 	struct event		*hello_timer;
@@ -286,6 +287,9 @@ void	 pool_refill(void);
 struct worker *pool_take(int *err);
 void	 pool_send(struct worker *, uint16_t type, uint32_t turn,
 	    const cJSON *);
+struct msg_turn;
+void	 pool_send_turn(struct worker *, uint32_t turn,
+	    const struct msg_turn *);
 void	 pool_reap(void);
 void	 pool_kill_all(void);
 void	 pool_kill_hard(void);

@@ -211,6 +211,26 @@ pool_worker_kill(struct worker *wk, const char *why)
 		bufferevent_disable(wk->bev, EV_READ | EV_WRITE);
 }
 
+/*
+ * A worker of another build: answered with our hello (our version), on
+ * which it exits with WORKER_EXIT_VERSION; nothing more is read from it
+ * and none is spawned again before a new session asks (no crash loop).
+ */
+static void
+pool_worker_version(struct worker *wk, unsigned version)
+{
+	log_warnx("worker %ld speaks message version %u, hotplexd %u: "
+	    "hotplex-worker and hotplexd are from different builds",
+	    (long)wk->pid, version, MSG_VERSION);
+	/* Never reused: its reaping ends it. */
+	wk->closed = 1;
+	wk->killed = 1;
+	wk->other_version = 1;
+	pool_unspare(wk);
+	msg_empty_compose(bufferevent_get_output(wk->bev), MSG_HELLO, 0);
+	bufferevent_disable(wk->bev, EV_READ);
+}
+
 static void
 pool_worker_read(struct bufferevent *bev, void *arg)
 {
@@ -218,20 +238,19 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 	struct evbuffer	*in = bufferevent_get_input(bev);
 	struct msg	 m;
 	int		 r = 0;
-	cJSON		*j;
 
-	while (!wk->dead && !wk->killed && (r = msg_get(in, &m)) == 1) {
+	while (!wk->dead && !wk->killed &&
+	    (r = msg_get(in, &m)) == MSG_GET_OK) {
 		if (m.hdr.type != MSG_EVENT)
 			log_debug("worker %ld: %s (turn %u, %u bytes)",
 			    (long)wk->pid, msg_type_name(m.hdr.type), m.hdr.turn,
 			    m.hdr.len);
 		if (m.hdr.type == MSG_HELLO) {
-			if (wk->ready || (j = msg_json(&m)) == NULL) {
+			if (wk->ready || msg_empty_decode(&m) == -1) {
 				msg_clear(&m);
 				pool_worker_kill(wk, "bad hello");
 				return;
 			}
-			cJSON_Delete(j);
 			wk->ready = 1;
 			evtimer_del(wk->hello_timer);
 			pool_unspare(wk);	/* starting no more */
@@ -256,7 +275,9 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 		}
 		msg_clear(&m);
 	}
-	if (!wk->dead && !wk->killed && r == -1)
+	if (!wk->dead && !wk->killed && r == MSG_GET_VERSION)
+		pool_worker_version(wk, m.hdr.version);
+	else if (!wk->dead && !wk->killed && r == MSG_GET_BAD)
 		pool_worker_kill(wk, "malformed message");
 }
 
@@ -485,15 +506,26 @@ pool_take(int *err)
 	return NULL;
 }
 
+/* An empty message (INTERRUPT, STOP), or the OPEN message's object. */
 void
 pool_send(struct worker *wk, uint16_t type, uint32_t turn, const cJSON *j)
 {
 	if (wk->dead || wk->bev == NULL)
 		return;
-	if (j != NULL)
-		msg_compose_json(bufferevent_get_output(wk->bev), type, turn, j);
+	if (type == MSG_OPEN && j != NULL)
+		msg_open_compose(bufferevent_get_output(wk->bev), turn, j);
+	else if (j == NULL)
+		msg_empty_compose(bufferevent_get_output(wk->bev), type, turn);
 	else
-		msg_compose(bufferevent_get_output(wk->bev), type, turn, NULL, 0);
+		fatalx("pool_send: %s has a typed encoder", msg_type_name(type));
+}
+
+void
+pool_send_turn(struct worker *wk, uint32_t turn, const struct msg_turn *t)
+{
+	if (wk->dead || wk->bev == NULL)
+		return;
+	msg_turn_compose(bufferevent_get_output(wk->bev), turn, t);
 }
 
 /*
@@ -567,7 +599,14 @@ pool_worker_finish(struct worker *wk)
 	event_free(wk->hello_timer);
 	free(wk);
 	pool_sweep_soon();
-	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
+	if (dead.other_version || (WIFEXITED(status) &&
+	    WEXITSTATUS(status) == WORKER_EXIT_VERSION)) {
+		log_warnx("hotplex-worker (%s) is from another build than "
+		    "hotplexd (message version %u); not respawning until the "
+		    "next session", hp.worker_path, MSG_VERSION);
+		session_spawn_failed(ERR_SPAWN_FAILED, "hotplex-worker is from "
+		    "another build than hotplexd (message version mismatch)");
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
 		log_warnx("a worker could not start (fatal set-up error); not "
 		    "respawning until the next session");
 		session_spawn_failed(ERR_SPAWN_FAILED,

@@ -531,7 +531,8 @@ session_worker_ready(void)
 static void
 session_turn_begin(struct session *s)
 {
-	cJSON		*d, *t;
+	cJSON		*d;
+	struct msg_turn	 t;
 	uint64_t	 ms = s->pending_timeout_ms;
 
 	d = cJSON_CreateObject();
@@ -552,12 +553,11 @@ session_turn_begin(struct session *s)
 	/* options.timeout_ms is per turn; the rest of options per session. */
 	if (ms == 0)
 		ms = hp.conf->turn_timeout_ms;
-	t = cJSON_CreateObject();
-	cJSON_AddStringToObject(t, "prompt", s->pending_prompt);
-	cJSON_AddBoolToObject(t, "slash_commands", s->pending_slash);
-	cJSON_AddNumberToObject(t, "timeout_ms", (double)ms);
-	pool_send(s->worker, MSG_TURN, s->turn, t);
-	cJSON_Delete(t);
+	memset(&t, 0, sizeof t);
+	t.prompt = s->pending_prompt;
+	t.slash_commands = s->pending_slash;
+	t.timeout_ms = ms;
+	pool_send_turn(s->worker, s->turn, &t);
 	free(s->turn_prompt);
 	s->turn_prompt = s->pending_prompt;
 	s->pending_prompt = NULL;
@@ -593,19 +593,14 @@ session_turn_retry(struct session *s)
 
 /* The CLI's refusal of --session-id for a conversation it has. */
 static int
-session_cli_in_use(const cJSON *err)
+session_cli_in_use(const char *message)
 {
-	const char	*m = session_jstr(err, "message");
-
-	return m != NULL && strstr(m, "already in use") != NULL;
+	return message != NULL && strstr(message, "already in use") != NULL;
 }
 
 static void
-session_turn_end(struct session *s, const cJSON *j)
+session_turn_end(struct session *s, struct msg_turn_end *te)
 {
-	const cJSON	*done = cJSON_GetObjectItemCaseSensitive(j, "done");
-	const cJSON	*err = cJSON_GetObjectItemCaseSensitive(j, "error");
-	const cJSON	*st = cJSON_GetObjectItemCaseSensitive(j, "stats");
 	struct stats	 turn;
 	cJSON		*d;
 
@@ -618,22 +613,20 @@ session_turn_end(struct session *s, const cJSON *j)
 	 * our record lacked.  Not the turn's failure: it runs again in a CLI
 	 * started with --resume (once: has_conversation is set now).
 	 */
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "retry")) &&
-	    !s->has_conversation && session_cli_in_use(err)) {
+	if (te->retry && te->outcome == MSG_TURN_ERROR &&
+	    !s->has_conversation && session_cli_in_use(te->message)) {
 		log_info("session %s: the CLI has session %s already; resuming "
 		    "it", s->name, s->cli_session_id);
 		s->has_conversation = 1;
 		state_session_save(s);
 		s->turn_retried = 0;
 	}
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "retry")) &&
-	    session_turn_retry(s))
+	if (te->retry && session_turn_retry(s))
 		return;		/* the worker's exit brings a new one */
 	stats_init(&turn);
-	if (st == NULL || stats_from_json(&turn, st) == -1)
-		log_warnx("session %s: turn without valid stats", s->name);
+	stats_copy(&turn, &te->stats);
 	turn.turns = 1;
-	if (err != NULL && turn.errors == 0)
+	if (te->outcome == MSG_TURN_ERROR && turn.errors == 0)
 		turn.errors = 1;
 	if (s->turn_counted) {	/* its error line went out already */
 		turn.turns = 0;
@@ -650,40 +643,150 @@ session_turn_end(struct session *s, const cJSON *j)
 	 */
 	state_session_save(s);
 	/* Its CLI is gone and the worker follows: no turn goes there now. */
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "exiting")) &&
-	    s->worker != NULL && s->state != SESSION_STOPPING) {
+	if (te->exiting && s->worker != NULL && s->state != SESSION_STOPPING) {
 		s->state = SESSION_STOPPING;
 		s->stop_final = 0;
 	}
 	if (!session_waiting(&s->exec))
 		return;
 	session_emit(s, "session_stats", session_stats_json(s));
-	if (cJSON_IsObject(done)) {
-		d = cJSON_Duplicate(done, 1);
+	if (te->outcome == MSG_TURN_DONE) {
+		d = proto_done_json(&te->done);
 		cJSON_AddItemToObject(d, "stats", stats_to_json(&s->last));
 		session_emit(s, "done", d);
-		session_turn_close(s);
-	} else if (cJSON_IsObject(err)) {
-		d = cJSON_Duplicate(err, 1);
+	} else {
+		d = cJSON_CreateObject();
+		cJSON_AddStringToObject(d, "code", te->code);
+		cJSON_AddStringToObject(d, "message", te->message);
 		session_emit(s, "error", d);
-		session_turn_close(s);
-	} else
-		session_turn_fail(s, ERR_INTERNAL, "worker sent a bad turn end");
+	}
+	session_turn_close(s);
 }
 
+/* OPENED: the CLI runs. */
+static void
+session_worker_opened(struct session *s, const struct msg_opened *op)
+{
+	s->cli_pid = op->cli_pid;
+	/* The worker found the CLI's transcript: it resumes. */
+	if (op->resume && !s->has_conversation) {
+		log_info("session %s: the CLI has a transcript of %s; resumed",
+		    s->name, s->cli_session_id);
+		s->has_conversation = 1;
+		s->resumed = 1;
+		state_session_save(s);
+	}
+	if (s->state != SESSION_STARTING)
+		return;
+	s->state = SESSION_READY;
+	if (s->pending_prompt != NULL && session_waiting(&s->exec))
+		session_turn_begin(s);
+	else {
+		/* Opened ahead of its first turn: that turn is warm. */
+		s->cold = 0;
+		session_idle_arm(s);
+	}
+}
+
+/* PROBED: the CLI answered; the open op is done. */
+static void
+session_worker_probed(struct session *s)
+{
+	if (session_waiting(&s->open)) {
+		if (s->open.c != NULL)
+			server_client_ok(s->open.c, s->open.req, NULL);
+		session_waiter_clear(&s->open);
+	}
+}
+
+static void
+session_worker_open_failed(struct session *s, struct worker *wk,
+    const struct msg_open_failed *of)
+{
+	if (of->exiting)
+		wk->closed = 1;
+	pool_release(wk);	/* a spare again, unless it is going */
+	s->worker = NULL;
+	s->state = SESSION_DORMANT;
+	if (session_waiting(&s->open)) {
+		if (s->open.c != NULL)
+			server_client_error(s->open.c, s->open.req, s->name,
+			    of->code, "%s", of->message);
+		session_waiter_clear(&s->open);
+	}
+	session_turn_fail(s, of->code, of->message);
+	/* A session that never ran leaves no trace. */
+	if (s->total.turns == 0 && !s->has_conversation)
+		session_forget(s);
+	session_worker_ready();
+}
+
+static void
+session_worker_cli_session(struct session *s, const struct msg_cli_session *cs)
+{
+	const char	*v = cs->cli_session_id;
+
+	if (strlen(v) > UUID_STR_LEN)
+		return;
+	if (strcmp(v, s->cli_session_id) != 0)
+		log_info("session %s: CLI session id now %s", s->name, v);
+	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s", v);
+	s->has_conversation = 1;
+	state_session_save(s);
+}
+
+static void
+session_worker_cli_exit(struct session *s, const struct msg_cli_exit *ce)
+{
+	char	 why[512];
+	const char *tail = ce->stderr_tail;
+
+	log_info("session %s: CLI %ld exited (status %d, signal %d)",
+	    s->name, (long)s->cli_pid, ce->status, ce->signal);
+	s->cli_pid = 0;
+	if (s->state == SESSION_BUSY && session_turn_retry(s))
+		;	/* the worker's exit brings a new one */
+	else if (s->state == SESSION_BUSY) {
+		/* The CLI died before the worker saw our turn. */
+		if (ce->signal > 0)
+			snprintf(why, sizeof why, "CLI killed by signal "
+			    "%d%s%.400s", ce->signal, *tail != '\0' ? ": " : "",
+			    tail);
+		else
+			snprintf(why, sizeof why, "CLI exited with status "
+			    "%d%s%.400s", ce->status, *tail != '\0' ? ": " : "",
+			    tail);
+		s->state = SESSION_STOPPING;
+		s->stop_final = 0;
+		session_turn_fail(s, ERR_CLI_EXITED, why);
+	}
+	if (s->state == SESSION_READY) {	/* the worker exits next */
+		s->state = SESSION_STOPPING;
+		s->stop_final = 0;
+		event_del(s->idle_timer);
+	}
+}
+
+/*
+ * A worker's message about its session, decoded by its type; anything
+ * malformed kills the worker (its turn then ends worker_exited).
+ */
 void
 session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 {
-	cJSON		*j = NULL;
-	const char	*v;
-	const cJSON	*n;
+	struct msg_opened	 op;
+	struct msg_open_failed	 of;
+	struct msg_turn_end	 te;
+	struct msg_cli_session	 cs;
+	struct msg_cli_exit	 ce;
+	int			 bad = 0;
 
-	if (m->hdr.type == MSG_EVENT) {
+	switch (m->hdr.type) {
+	case MSG_EVENT:
 		/*
 		 * The less trusted side writes these bytes into clients' lines:
 		 * anything but one event object's tail (a raw newline forging a
-		 * line, a "done" of its own) kills it, and the turn ends
-		 * worker_exited when it is reaped.
+		 * line, a "done" of its own) kills it.
 		 */
 		if (!json_event_tail_valid(m->data, m->hdr.len)) {
 			log_warnx("session %s: forged event from worker %ld",
@@ -697,136 +800,54 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			audit_event(s, m->data, m->hdr.len);
 		}
 		return;
-	}
-	/* A turn handed to a new CLI: the old worker's word on it is void. */
-	if (s->retry_pending && m->hdr.type == MSG_TURN_END)
-		return;
-	if ((j = msg_json(m)) == NULL) {
-		log_warnx("session %s: malformed %s from worker %ld", s->name,
-		    msg_type_name(m->hdr.type), (long)wk->pid);
-		pool_worker_kill(wk, "malformed message");
-		return;
-	}
-	switch (m->hdr.type) {
 	case MSG_OPENED:
-		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "probe"))) {
-			if (session_waiting(&s->open)) {
-				if (s->open.c != NULL)
-					server_client_ok(s->open.c, s->open.req,
-					    NULL);
-				session_waiter_clear(&s->open);
-			}
-			break;
+		if ((bad = msg_opened_decode(m, &op)) == 0) {
+			session_worker_opened(s, &op);
+			msg_opened_clear(&op);
 		}
-		n = cJSON_GetObjectItemCaseSensitive(j, "cli_pid");
-		s->cli_pid = cJSON_IsNumber(n) ? (pid_t)n->valueint : 0;
-		/* The worker found the CLI's transcript: it resumes. */
-		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "resume")) &&
-		    !s->has_conversation) {
-			log_info("session %s: the CLI has a transcript of %s; "
-			    "resumed", s->name, s->cli_session_id);
-			s->has_conversation = 1;
-			s->resumed = 1;
-			state_session_save(s);
-		}
-		if (s->state != SESSION_STARTING)
-			break;
-		s->state = SESSION_READY;
-		if (s->pending_prompt != NULL && session_waiting(&s->exec))
-			session_turn_begin(s);
-		else {
-			/* Opened ahead of its first turn: that turn is warm. */
-			s->cold = 0;
-			session_idle_arm(s);
-		}
+		break;
+	case MSG_PROBED:
+		if ((bad = msg_empty_decode(m)) == 0)
+			session_worker_probed(s);
 		break;
 	case MSG_OPEN_FAILED:
-		v = session_jstr(j, "code");
-		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "exiting")))
-			wk->closed = 1;
-		pool_release(wk);	/* a spare again, unless it is going */
-		s->worker = NULL;
-		s->state = SESSION_DORMANT;
-		if (session_waiting(&s->open)) {
-			if (s->open.c != NULL)
-				server_client_error(s->open.c, s->open.req,
-				    s->name, v != NULL ? v : ERR_SPAWN_FAILED,
-				    "%s", session_jstr(j, "message") ?
-				    session_jstr(j, "message") : "open failed");
-			session_waiter_clear(&s->open);
+		if ((bad = msg_open_failed_decode(m, &of)) == 0) {
+			session_worker_open_failed(s, wk, &of);
+			msg_open_failed_clear(&of);
 		}
-		session_turn_fail(s, v != NULL ? v : ERR_SPAWN_FAILED,
-		    session_jstr(j, "message") ? session_jstr(j, "message") :
-		    "open failed");
-		/* A session that never ran leaves no trace. */
-		if (s->total.turns == 0 && !s->has_conversation)
-			session_forget(s);
-		session_worker_ready();
 		break;
 	case MSG_TURN_END:
-		if (m->hdr.turn == s->turn)
-			session_turn_end(s, j);
+		if ((bad = msg_turn_end_decode(m, &te)) == 0) {
+			/* A turn handed to a new CLI: the old worker's word
+			 * on it is void. */
+			if (!s->retry_pending && m->hdr.turn == s->turn)
+				session_turn_end(s, &te);
+			msg_turn_end_clear(&te);
+		}
 		break;
 	case MSG_CLI_SESSION:
-		if ((v = session_jstr(j, "cli_session_id")) != NULL &&
-		    strlen(v) <= UUID_STR_LEN) {
-			if (strcmp(v, s->cli_session_id) != 0)
-				log_info("session %s: CLI session id now %s",
-				    s->name, v);
-			snprintf(s->cli_session_id, sizeof s->cli_session_id,
-			    "%s", v);
-			s->has_conversation = 1;
-			state_session_save(s);
+		if ((bad = msg_cli_session_decode(m, &cs)) == 0) {
+			session_worker_cli_session(s, &cs);
+			msg_cli_session_clear(&cs);
 		}
 		break;
 	case MSG_CLI_EXIT:
-		log_info("session %s: CLI %ld exited (status %d, signal %d)",
-		    s->name, (long)s->cli_pid,
-		    cJSON_GetObjectItemCaseSensitive(j, "status") ?
-		    cJSON_GetObjectItemCaseSensitive(j, "status")->valueint : -1,
-		    cJSON_GetObjectItemCaseSensitive(j, "signal") ?
-		    cJSON_GetObjectItemCaseSensitive(j, "signal")->valueint : 0);
-		s->cli_pid = 0;
-		if (s->state == SESSION_BUSY && session_turn_retry(s))
-			;	/* the worker's exit brings a new one */
-		else if (s->state == SESSION_BUSY) {
-			/* The CLI died before the worker saw our turn. */
-			char	 why[512];
-			const cJSON *st = cJSON_GetObjectItemCaseSensitive(j,
-			    "status");
-			const char *tail = session_jstr(j, "stderr");
-
-			const cJSON *sg = cJSON_GetObjectItemCaseSensitive(j,
-			    "signal");
-
-			if (cJSON_IsNumber(sg) && sg->valueint > 0)
-				snprintf(why, sizeof why, "CLI killed by signal "
-				    "%d%s%.400s", sg->valueint,
-				    tail != NULL && *tail != '\0' ? ": " : "",
-				    tail != NULL ? tail : "");
-			else
-				snprintf(why, sizeof why, "CLI exited with "
-				    "status %d%s%.400s",
-				    cJSON_IsNumber(st) ? st->valueint : -1,
-				    tail != NULL && *tail != '\0' ? ": " : "",
-				    tail != NULL ? tail : "");
-			s->state = SESSION_STOPPING;
-			s->stop_final = 0;
-			session_turn_fail(s, ERR_CLI_EXITED, why);
-		}
-		if (s->state == SESSION_READY) {	/* the worker exits next */
-			s->state = SESSION_STOPPING;
-			s->stop_final = 0;
-			event_del(s->idle_timer);
+		if ((bad = msg_cli_exit_decode(m, &ce)) == 0) {
+			session_worker_cli_exit(s, &ce);
+			msg_cli_exit_clear(&ce);
 		}
 		break;
 	default:
 		log_warnx("session %s: unexpected %s from worker %ld", s->name,
 		    msg_type_name(m->hdr.type), (long)wk->pid);
 		pool_worker_kill(wk, "protocol violation");
-		break;
+		return;
 	}
-	cJSON_Delete(j);
+	if (bad) {
+		log_warnx("session %s: malformed %s from worker %ld", s->name,
+		    msg_type_name(m->hdr.type), (long)wk->pid);
+		pool_worker_kill(wk, "malformed message");
+	}
 }
 
 /*
@@ -1491,15 +1512,10 @@ session_op_interrupt(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddBoolToObject(d, "interrupting", 1);
 	} else if (session_waiting(&s->exec)) {
 		/* Not started yet: the turn ends here. */
-		cJSON *done = cJSON_CreateObject();
+		struct proto_done done = { .ok = 1, .interrupted = 1,
+		    .terminal_reason = "interrupted" };
 
-		cJSON_AddBoolToObject(done, "ok", 1);
-		cJSON_AddStringToObject(done, "result", "");
-		cJSON_AddBoolToObject(done, "is_error", 0);
-		cJSON_AddBoolToObject(done, "interrupted", 1);
-		cJSON_AddStringToObject(done, "terminal_reason", "interrupted");
-		cJSON_AddNullToObject(done, "stop_reason");
-		session_emit(s, "done", done);
+		session_emit(s, "done", proto_done_json(&done));
 		session_turn_close(s);
 		cJSON_AddBoolToObject(d, "interrupting", 1);
 	} else
@@ -1511,7 +1527,8 @@ void
 session_op_stop(struct client *c, const char *req, const cJSON *r)
 {
 	struct session	*s;
-	cJSON		*done;
+	struct proto_done done = { .interrupted = 1,
+			    .terminal_reason = "stopped" };
 	const char	*reason = session_jstr(r, "reason");
 
 	if ((s = session_lookup(c, req, r)) == NULL)
@@ -1520,14 +1537,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 	    (long)c->uid, reason ? ": " : "", reason ? reason : "");
 	session_turnq_cancel(s, ERR_CANCELLED, "the session was stopped");
 	if (session_waiting(&s->exec)) {
-		done = cJSON_CreateObject();
-		cJSON_AddBoolToObject(done, "ok", 0);
-		cJSON_AddStringToObject(done, "result", "");
-		cJSON_AddBoolToObject(done, "is_error", 0);
-		cJSON_AddBoolToObject(done, "interrupted", 1);
-		cJSON_AddStringToObject(done, "terminal_reason", "stopped");
-		cJSON_AddNullToObject(done, "stop_reason");
-		session_emit(s, "done", done);
+		session_emit(s, "done", proto_done_json(&done));
 		session_turn_close(s);
 	}
 	if (session_waiting(&s->open)) {

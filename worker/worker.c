@@ -74,6 +74,7 @@ enum wstate { W_IDLE, W_OPEN, W_CLOSING };
 
 static struct {
 	struct event_base	*base;
+	struct evbuffer		*sink;		/* worker_out() without master */
 	struct bufferevent	*master;
 	enum wstate		 state;
 	pid_t			 parent;
@@ -112,21 +113,33 @@ worker_exit_flushed_timeout(evutil_socket_t fd, short what, void *arg)
 	exit(w.exit_code);
 }
 
-static void	worker_send_json(uint16_t, cJSON *);
 static const char *worker_jstr(const cJSON *, const char *);
 static void	worker_exit_flushed_timeout(evutil_socket_t, short, void *);
 static void	worker_turn_finish_error(const char *, const char *);
 
+/*
+ * Where a message to the master is composed (msg_*_compose): its channel,
+ * or, once the master is gone and nobody is there to tell, a sink.
+ */
+static struct evbuffer *
+worker_out(void)
+{
+	if (w.master == NULL) {
+		evbuffer_drain(w.sink, evbuffer_get_length(w.sink));
+		return w.sink;
+	}
+	return bufferevent_get_output(w.master);
+}
+
+/* After a message: the master stopped reading us?  Stop reading the CLI. */
 static void
-worker_send(uint16_t type, const void *data, size_t len)
+worker_sent(void)
 {
 	struct evbuffer	*out;
 
-	if (w.master == NULL)		/* the master is gone: nobody to tell */
+	if (w.master == NULL)
 		return;
 	out = bufferevent_get_output(w.master);
-	msg_compose(out, type, w.turn, data, len);
-	/* The master stopped reading us (a slow client): stop reading the CLI. */
 	if (!w.cli_paused && w.cli != NULL &&
 	    evbuffer_get_length(out) > WORKER_MASTER_HIWAT) {
 		w.cli_paused = 1;
@@ -146,16 +159,6 @@ worker_master_drained(struct bufferevent *bev, void *arg)
 	bufferevent_setwatermark(w.master, EV_WRITE, 0, 0);
 	if (w.cli != NULL)
 		cli_pause(w.cli, 0);
-}
-
-/* Sends and frees. */
-static void
-worker_send_json(uint16_t type, cJSON *j)
-{
-	if (w.master != NULL)
-		msg_compose_json(bufferevent_get_output(w.master), type,
-		    w.turn, j);
-	cJSON_Delete(j);
 }
 
 /*
@@ -277,7 +280,8 @@ worker_bridge_event(void *arg, const char *type, cJSON *data)
 			fatalx("worker_bridge_event: out of memory");
 	}
 	/* The master prefixes {"id":..,"session":..,"seq":N, to the tail. */
-	worker_send(MSG_EVENT, s + 1, strlen(s + 1));
+	msg_compose(worker_out(), MSG_EVENT, w.turn, s + 1, strlen(s + 1));
+	worker_sent();
 	cJSON_free(s);
 	cJSON_Delete(o);
 }
@@ -285,7 +289,7 @@ worker_bridge_event(void *arg, const char *type, cJSON *data)
 static void
 worker_bridge_init(void *arg, const char *id)
 {
-	cJSON	*j;
+	struct msg_cli_session	cs;
 
 	/* Once per CLI: it tells the master the conversation exists. */
 	if ((w.init_seen && strcmp(id, w.cli_session_id) == 0) ||
@@ -293,9 +297,9 @@ worker_bridge_init(void *arg, const char *id)
 		return;
 	w.init_seen = 1;
 	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
-	j = cJSON_CreateObject();
-	cJSON_AddStringToObject(j, "cli_session_id", id);
-	worker_send_json(MSG_CLI_SESSION, j);
+	cs.cli_session_id = id;
+	msg_cli_session_compose(worker_out(), w.turn, &cs);
+	worker_sent();
 }
 
 static void
@@ -308,10 +312,19 @@ worker_turn_clear(void)
 	evtimer_del(w.grace_timer);
 }
 
+/* Sends the turn's end; te->stats are the caller's. */
+static void
+worker_turn_end_send(struct msg_turn_end *te)
+{
+	msg_turn_end_compose(worker_out(), w.turn, te);
+	worker_sent();
+	worker_turn_clear();
+}
+
 static void
 worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 {
-	cJSON	*j, *done;
+	struct msg_turn_end	te;
 
 	if (!w.busy) {
 		log_debug("result outside a turn ignored");
@@ -319,38 +332,23 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 	}
 	if (t->interrupted && !w.timed_out)
 		t->stats->errors = 0;	/* asked for; not a failure */
-	j = cJSON_CreateObject();
+	memset(&te, 0, sizeof te);
 	if (w.timed_out) {
-		done = cJSON_AddObjectToObject(j, "error");
-		cJSON_AddStringToObject(done, "code", ERR_TURN_TIMEOUT);
-		cJSON_AddStringToObject(done, "message",
-		    "turn timed out and was interrupted");
+		te.outcome = MSG_TURN_ERROR;
+		te.code = ERR_TURN_TIMEOUT;
+		te.message = "turn timed out and was interrupted";
 	} else {
-		done = cJSON_AddObjectToObject(j, "done");
-		cJSON_AddBoolToObject(done, "ok", !t->is_error ||
-		    t->interrupted);
-		cJSON_AddStringToObject(done, "result",
-		    t->result != NULL ? t->result : "");
-		cJSON_AddBoolToObject(done, "is_error",
-		    t->is_error && !t->interrupted);
-		cJSON_AddBoolToObject(done, "interrupted", t->interrupted);
-		if (t->terminal_reason != NULL)
-			cJSON_AddStringToObject(done, "terminal_reason",
-			    t->terminal_reason);
-		else
-			cJSON_AddNullToObject(done, "terminal_reason");
-		if (t->stop_reason != NULL)
-			cJSON_AddStringToObject(done, "stop_reason",
-			    t->stop_reason);
-		else
-			cJSON_AddNullToObject(done, "stop_reason");
-		if (t->errors != NULL)
-			cJSON_AddItemToObject(done, "errors",
-			    cJSON_Duplicate(t->errors, 1));
+		te.outcome = MSG_TURN_DONE;
+		te.done.ok = !t->is_error || t->interrupted;
+		te.done.result = t->result;
+		te.done.is_error = t->is_error && !t->interrupted;
+		te.done.interrupted = t->interrupted;
+		te.done.terminal_reason = t->terminal_reason;
+		te.done.stop_reason = t->stop_reason;
+		te.done.errors = t->errors;
 	}
-	cJSON_AddItemToObject(j, "stats", stats_to_json(t->stats));
-	worker_send_json(MSG_TURN_END, j);
-	worker_turn_clear();
+	te.stats = *t->stats;
+	worker_turn_end_send(&te);
 }
 
 /*
@@ -432,13 +430,10 @@ static void
 worker_bridge_control_response(void *arg, const char *request_id, int ok,
     const cJSON *response)
 {
-	cJSON	*j;
-
 	if (w.probe_pending && strcmp(request_id, "hp-probe") == 0) {
 		w.probe_pending = 0;
-		j = cJSON_CreateObject();
-		cJSON_AddBoolToObject(j, "probe", 1);
-		worker_send_json(MSG_OPENED, j);
+		msg_empty_compose(worker_out(), MSG_PROBED, w.turn);
+		worker_sent();
 	}
 }
 
@@ -460,7 +455,7 @@ worker_cli_line(void *arg, const char *line, size_t len)
 static void
 worker_cli_line_dropped(void *arg, size_t len, const char *head)
 {
-	cJSON	*j, *done;
+	struct msg_turn_end	te;
 
 	log_warnx("dropped a CLI line of %zu bytes: %.40s...", len, head);
 	bridge_line_dropped(w.bridge, len);
@@ -471,25 +466,21 @@ worker_cli_line_dropped(void *arg, size_t len, const char *head)
 	if (!w.busy || strncmp(head, WORKER_RESULT_HEAD,
 	    strlen(WORKER_RESULT_HEAD)) != 0)
 		return;
-	j = cJSON_CreateObject();
-	done = cJSON_AddObjectToObject(j, "done");
-	cJSON_AddBoolToObject(done, "ok", 0);
-	cJSON_AddStringToObject(done, "result", "");
-	cJSON_AddBoolToObject(done, "is_error", 1);
-	cJSON_AddBoolToObject(done, "interrupted", w.interrupting);
-	cJSON_AddStringToObject(done, "terminal_reason", "result_too_large");
-	cJSON_AddNullToObject(done, "stop_reason");
-	cJSON_AddItemToObject(j, "stats",
-	    stats_to_json(bridge_turn_stats(w.bridge, util_now_ms())));
-	worker_send_json(MSG_TURN_END, j);
-	worker_turn_clear();
+	memset(&te, 0, sizeof te);
+	te.outcome = MSG_TURN_DONE;
+	te.done.is_error = 1;
+	te.done.interrupted = w.interrupting;
+	te.done.terminal_reason = "result_too_large";
+	te.stats = *bridge_turn_stats(w.bridge, util_now_ms());
+	worker_turn_end_send(&te);
 }
 
 static void
 worker_cli_exited(void *arg, int status)
 {
-	cJSON	*j;
-	char	 msg[WORKER_ERR_MAX];
+	struct msg_open_failed	 of;
+	struct msg_cli_exit	 ce;
+	char			 msg[WORKER_ERR_MAX];
 	const char *tail = cli_stderr_tail(w.cli);
 
 	if (WIFEXITED(status))
@@ -514,19 +505,16 @@ worker_cli_exited(void *arg, int status)
 		}
 	}
 	if (w.probe_pending) {
-		j = cJSON_CreateObject();
-		cJSON_AddStringToObject(j, "code", ERR_SPAWN_FAILED);
-		cJSON_AddStringToObject(j, "message", *tail != '\0' ? tail : msg);
-		cJSON_AddBoolToObject(j, "exiting", 1);	/* not a spare again */
-		worker_send_json(MSG_OPEN_FAILED, j);
+		of.code = ERR_SPAWN_FAILED;
+		of.message = *tail != '\0' ? tail : msg;
+		of.exiting = 1;		/* not a spare again */
+		msg_open_failed_compose(worker_out(), w.turn, &of);
 	}
-	j = cJSON_CreateObject();
-	cJSON_AddNumberToObject(j, "status", WIFEXITED(status) ?
-	    WEXITSTATUS(status) : -1);
-	cJSON_AddNumberToObject(j, "signal", WIFSIGNALED(status) ?
-	    WTERMSIG(status) : 0);
-	cJSON_AddStringToObject(j, "stderr", tail);
-	worker_send_json(MSG_CLI_EXIT, j);
+	ce.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	ce.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	ce.stderr_tail = tail;
+	msg_cli_exit_compose(worker_out(), w.turn, &ce);
+	worker_sent();
 	/* One worker serves one CLI lifetime. */
 	worker_exit(0);
 }
@@ -539,26 +527,24 @@ static const struct cli_cb worker_cli_cb = {
 static void
 worker_turn_finish_error(const char *code, const char *message)
 {
-	cJSON	*j, *e;
+	struct msg_turn_end	te;
 
 	if (!w.busy)
 		return;
-	j = cJSON_CreateObject();
-	e = cJSON_AddObjectToObject(j, "error");
-	cJSON_AddStringToObject(e, "code", code);
-	cJSON_AddStringToObject(e, "message", message);
-	cJSON_AddItemToObject(j, "stats",
-	    stats_to_json(bridge_turn_stats(w.bridge, util_now_ms())));
+	memset(&te, 0, sizeof te);
+	te.outcome = MSG_TURN_ERROR;
+	te.code = code;
+	te.message = message;
+	te.stats = *bridge_turn_stats(w.bridge, util_now_ms());
 	/* The master must not send another turn to a worker on its way out. */
-	cJSON_AddBoolToObject(j, "exiting", w.cli_gone);
+	te.exiting = w.cli_gone;
 	/*
 	 * The CLI died before it said a word of this turn (killed just after
 	 * the last one): nothing of the turn happened, a new CLI may run it.
 	 */
-	cJSON_AddBoolToObject(j, "retry", w.cli_gone && !w.turn_output &&
-	    !w.timed_out && !w.interrupting);
-	worker_send_json(MSG_TURN_END, j);
-	worker_turn_clear();
+	te.retry = w.cli_gone && !w.turn_output && !w.timed_out &&
+	    !w.interrupting;
+	worker_turn_end_send(&te);
 }
 
 static void
@@ -1129,27 +1115,29 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 }
 
 static void
-worker_open_failed_exiting(const char *code, const char *message)
+worker_open_failed_send(const char *code, const char *message, int exiting)
 {
-	cJSON	*j = cJSON_CreateObject();
+	struct msg_open_failed	of;
 
 	log_warnx("open failed: %s", message);
-	cJSON_AddStringToObject(j, "code", code);
-	cJSON_AddStringToObject(j, "message", message);
-	cJSON_AddBoolToObject(j, "exiting", 1);	/* not a spare again */
-	worker_send_json(MSG_OPEN_FAILED, j);
+	of.code = code;
+	of.message = message;
+	of.exiting = exiting;	/* not a spare again */
+	msg_open_failed_compose(worker_out(), w.turn, &of);
+	worker_sent();
+}
+
+static void
+worker_open_failed_exiting(const char *code, const char *message)
+{
+	worker_open_failed_send(code, message, 1);
 	worker_exit(WORKER_EXIT_FATAL);
 }
 
 static void
 worker_open_failed(const char *code, const char *message)
 {
-	cJSON	*j = cJSON_CreateObject();
-
-	log_warnx("open failed: %s", message);
-	cJSON_AddStringToObject(j, "code", code);
-	cJSON_AddStringToObject(j, "message", message);
-	worker_send_json(MSG_OPEN_FAILED, j);
+	worker_open_failed_send(code, message, 0);
 }
 
 static void
@@ -1162,7 +1150,7 @@ worker_open(const cJSON *o)
 	char			*envown[WORKER_ENV_MAX];
 	char			 err[WORKER_ERR_MAX], cfg[PATH_MAX];
 	size_t			 nenv, i;
-	cJSON			*j;
+	struct msg_opened	 op;
 	struct bridge_cb	 bcb = worker_bridge_cb;
 	struct cli_cb		 ccb = worker_cli_cb;
 	struct worker_sandbox	 sb;
@@ -1280,13 +1268,12 @@ worker_open(const cJSON *o)
 	    w.workdir, w.resume ? "resume" : "new", id,
 	    sb.on ? ", sandboxed" : "");
 
-	j = cJSON_CreateObject();
-	cJSON_AddNumberToObject(j, "cli_pid", cli_pid(w.cli));
-	cJSON_AddNumberToObject(j, "pgid", cli_pid(w.cli));
-	cJSON_AddStringToObject(j, "cli_session_id", w.cli_session_id);
-	cJSON_AddStringToObject(j, "workdir", w.workdir);
-	cJSON_AddBoolToObject(j, "resume", w.resume);
-	worker_send_json(MSG_OPENED, j);
+	op.cli_pid = cli_pid(w.cli);
+	op.cli_session_id = w.cli_session_id;
+	op.workdir = w.workdir;
+	op.resume = w.resume;
+	msg_opened_compose(worker_out(), w.turn, &op);
+	worker_sent();
 	/* open: tell the master again once the CLI answers. */
 	if (worker_jbool(o, "probe")) {
 		w.probe_pending = 1;
@@ -1295,20 +1282,15 @@ worker_open(const cJSON *o)
 }
 
 static void
-worker_turn(uint32_t turn, const cJSON *o)
+worker_turn(uint32_t turn, const struct msg_turn *t)
 {
-	const char	*prompt = worker_jstr(o, "prompt");
-	uint64_t	 timeout = (uint64_t)worker_jnum(o, "timeout_ms", 0);
+	const char	*prompt = t->prompt;
+	uint64_t	 timeout = t->timeout_ms;
 	cJSON		*line, *msg;
 	char		*s, *esc;
 	struct timeval	 tv;
 
 	w.turn = turn;
-	if (prompt == NULL) {
-		w.busy = 1;
-		worker_turn_finish_error(ERR_INTERNAL, "malformed turn message");
-		return;
-	}
 	if (w.busy) {
 		w.busy = 1;
 		log_warnx("turn %u while busy", turn);
@@ -1324,7 +1306,7 @@ worker_turn(uint32_t turn, const cJSON *o)
 	cJSON_AddStringToObject(line, "type", "user");
 	msg = cJSON_AddObjectToObject(line, "message");
 	cJSON_AddStringToObject(msg, "role", "user");
-	if (prompt[0] == '/' && !worker_jbool(o, "slash_commands")) {
+	if (prompt[0] == '/' && !t->slash_commands) {
 		xasprintf(&esc, " %s", prompt);
 		cJSON_AddStringToObject(msg, "content", esc);
 		free(esc);
@@ -1366,24 +1348,30 @@ worker_stop(void)
 static void
 worker_dispatch(struct msg *m)
 {
-	cJSON	*o = NULL;
+	cJSON		*o = NULL;
+	struct msg_turn	 t;
 
 	switch (m->hdr.type) {
 	case MSG_OPEN:
-		if (w.state != W_IDLE || (o = msg_json(m)) == NULL)
+		if (w.state != W_IDLE || (o = msg_open_decode(m)) == NULL)
 			fatalx("bad open message from master");
 		worker_open(o);
 		break;
 	case MSG_TURN:
-		if (w.state != W_OPEN || (o = msg_json(m)) == NULL)
+		if (w.state != W_OPEN || msg_turn_decode(m, &t) == -1)
 			fatalx("bad turn message from master");
-		worker_turn(m->hdr.turn, o);
+		worker_turn(m->hdr.turn, &t);
+		msg_turn_clear(&t);
 		break;
 	case MSG_INTERRUPT:
+		if (msg_empty_decode(m) == -1)
+			fatalx("bad interrupt message from master");
 		if (w.state == W_OPEN)
 			worker_interrupt();
 		break;
 	case MSG_STOP:
+		if (msg_empty_decode(m) == -1)
+			fatalx("bad stop message from master");
 		worker_stop();
 		break;
 	default:
@@ -1400,11 +1388,19 @@ worker_master_read(struct bufferevent *bev, void *arg)
 	struct msg	 m;
 	int		 r;
 
-	while ((r = msg_get(in, &m)) == 1) {
+	while ((r = msg_get(in, &m)) == MSG_GET_OK) {
 		worker_dispatch(&m);
 		msg_clear(&m);
 	}
-	if (r == -1)
+	if (r == MSG_GET_VERSION) {
+		/* Said, and with its own exit status: the master won't loop. */
+		log_warnx("hotplexd speaks message version %u, this worker %u: "
+		    "hotplexd and hotplex-worker are from different builds",
+		    m.hdr.version, MSG_VERSION);
+		worker_exit(WORKER_EXIT_VERSION);
+		return;
+	}
+	if (r == MSG_GET_BAD)
 		fatalx("malformed message from master");
 }
 
@@ -1456,7 +1452,6 @@ main(int argc, char **argv)
 	struct event	*sigs[4];
 	int		 ch, fg = 0, level = LOG_LVL_INFO, i;
 	int		 signos[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
-	cJSON		*j;
 
 	json_init();
 	while ((ch = getopt(argc, argv, "fd:j")) != -1) {
@@ -1503,10 +1498,10 @@ main(int argc, char **argv)
 	w.turn_timer = evtimer_new(w.base, worker_turn_timer, NULL);
 	w.grace_timer = evtimer_new(w.base, worker_grace_timer, NULL);
 
-	j = cJSON_CreateObject();
-	cJSON_AddNumberToObject(j, "pid", getpid());
-	cJSON_AddNumberToObject(j, "version", MSG_VERSION);
-	worker_send_json(MSG_HELLO, j);
+	if ((w.sink = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	/* The header says who we are and which version we speak. */
+	msg_empty_compose(worker_out(), MSG_HELLO, 0);
 
 	event_base_dispatch(w.base);
 	return 0;

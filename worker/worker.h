@@ -16,8 +16,9 @@
 struct event_base;
 struct sandbox_conf;
 
-/* Exit code that tells the master: fatal set-up error, don't respawn. */
-#define WORKER_EXIT_FATAL	78
+/* Exit codes that tell the master: don't respawn. */
+#define WORKER_EXIT_FATAL	78	/* fatal set-up error */
+#define WORKER_EXIT_VERSION	77	/* the master speaks another version */
 
 /* cli.c: the Claude CLI child process. */
 #define CLI_REPORT_MAX		512	/* a child's error message, bytes */

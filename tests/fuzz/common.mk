@@ -10,7 +10,8 @@ FUZZ_COMMON_CFLAGS	= -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -I. \
 			  -fsanitize=fuzzer,address,undefined \
 			  -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_COMMON_SRCS	= common/log.c common/xmalloc.c common/line.c \
-			  common/msg.c common/proto.c
+			  common/msg.c common/proto.c common/json.c \
+			  common/stats.c
 FUZZ_COMMON_DEPS	= $(FUZZ_COMMON_SRCS) $(wildcard common/*.h)
 FUZZ_COMMON_BINS	= $(B)/fuzz/fuzz_request $(B)/fuzz/fuzz_msg
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 
@@ -381,9 +382,10 @@ def test_malformed_worker():
     d = Daemon()
     bad = os.path.join(d.dir, "bad-worker")
     with open(bad, "w") as f:
-        # A valid-length header with a wrong version, then it waits.
-        f.write("#!/bin/sh\nprintf 'XXXXXXXXXXXXXXXXXXXXXXXX' >&3\n"
-                "exec sleep 60\n")
+        # A header of our version (2) with a type that does not exist,
+        # then it waits.
+        f.write("#!/bin/sh\nprintf '\\000\\000\\000\\000\\377\\377\\002"
+                "\\000XXXXXXXX' >&3\nexec sleep 60\n")
     os.chmod(bad, 0o755)
     with open(d.conf_path, "a") as f:
         f.write("worker_path = %s\n" % bad)
@@ -405,6 +407,99 @@ def test_malformed_worker():
     finally:
         d.stop()
         d.cleanup()
+
+
+MSG_VERSION = 2          # common/msg.h
+MSG_HELLO = 1
+WORKER_EXIT_VERSION = 77  # worker/worker.h
+
+
+def msg_header(version, mtype=MSG_HELLO, length=0):
+    """A master<->worker header: len, type, version, flags, turn, pid."""
+    return struct.pack("=IHBBII", length, mtype, version, 0, 0, os.getpid())
+
+
+def test_worker_other_version():
+    """A worker of another build says hello in its version: the master
+    says so, answers with its own, and spawns no more until a session asks
+    (no crash loop); the session fails spawn_failed."""
+    d = Daemon()
+    fake = os.path.join(d.dir, "old-worker")
+    seen = os.path.join(d.dir, "old-worker.seen")
+    with open(fake, "w") as f:
+        f.write("""#!/usr/bin/env python3
+import os, struct, sys
+fd = 3
+os.write(fd, struct.pack("=IHBBII", 0, 1, 99, 0, 0, os.getpid()))
+h = b""
+while len(h) < 16:
+    b = os.read(fd, 16 - len(h))
+    if not b:
+        break
+    h += b
+with open(%r, "a") as f:
+    f.write("%%d\\n" %% (h[6] if len(h) == 16 else -1))
+sys.exit(%d)
+""" % (seen, WORKER_EXIT_VERSION))
+    os.chmod(fake, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % fake)
+    d.start()
+    try:
+        c = d.client()
+        evs = c.execute("s1", "stream:1")
+        t.ok(len(evs) == 1 and evs[0]["data"]["code"] == "spawn_failed" and
+             "another build" in evs[0]["data"]["message"],
+             "a worker of another version: the turn fails spawn_failed, "
+             "saying why", evs)
+        log = open(d.log).read()
+        t.ok("speaks message version 99, hotplexd %d" % MSG_VERSION in log
+             and "not respawning" in log,
+             "the master logs the mismatch and stops respawning",
+             d.logtail())
+        with open(seen) as f:
+            answers = [int(l) for l in f]
+        t.ok(1 <= len(answers) <= 2 and
+             all(v == MSG_VERSION for v in answers),
+             "each such worker was answered with the master's version, and "
+             "no more were spawned than asked for", answers)
+        t.ok(c.request("hello")["type"] == "hello", "the master lives on")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+def test_worker_told_other_version():
+    """The real worker, told by a master of another version: it says so
+    and exits with its own status (WORKER_EXIT_VERSION)."""
+    a, b = socket.socketpair()
+    n = b.fileno()
+    p = subprocess.Popen(["sh", "-c", 'exec "$0" -f 3<&%d %d<&-' % (n, n),
+                          os.path.join(BDIR, "hotplex-worker")],
+                         pass_fds=(n,), stderr=subprocess.PIPE)
+    b.close()
+    try:
+        a.settimeout(30)
+        h = b""
+        while len(h) < 16:
+            chunk = a.recv(16 - len(h))
+            if not chunk:
+                break
+            h += chunk
+        t.ok(len(h) == 16 and struct.unpack("=IHBBII", h)[1:3] ==
+             (MSG_HELLO, MSG_VERSION), "the worker says hello in its "
+             "version", h)
+        a.sendall(msg_header(99))
+        err = p.communicate(timeout=30)[1].decode("utf-8", "replace")
+        t.ok(p.returncode == WORKER_EXIT_VERSION and
+             "speaks message version 99" in err,
+             "a master of another version: the worker says so and exits %d"
+             % WORKER_EXIT_VERSION, (p.returncode, err))
+    finally:
+        a.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def test_attach_replay():
@@ -663,7 +758,9 @@ def test_metrics():
         held.close()
 
 
-for fn in (test_worker_cannot_start, test_malformed_worker, test_attach_replay,
+for fn in (test_worker_cannot_start, test_malformed_worker,
+           test_worker_other_version, test_worker_told_other_version,
+           test_attach_replay,
            test_crash_loop_and_queue, test_slow_client,
            test_kill_between_turns, test_sigterm_idle_is_prompt,
            test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,

@@ -1,8 +1,10 @@
 /*
- * common/msg.c: master <-> worker framing.  Every type round trips; a
- * partial header or payload asks for more; a bad version, type, flags or
- * an oversize length is malformed (-1) at once, without waiting for the
- * payload; msg_json wants an object.
+ * common/msg.c: master <-> worker messages.  Every type round trips; a
+ * partial header or payload asks for more; a bad type, flags or an
+ * oversize length is malformed (-1) at once, without waiting for the
+ * payload, and another version is told apart (MSG_GET_VERSION, with its
+ * number); msg_json wants an object.  Each typed message's encoder and
+ * decoder agree, and each decoder refuses a payload of the wrong shape.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -193,6 +195,20 @@ assert_malformed(struct evbuffer *b)
 	evbuffer_drain(b, len);
 }
 
+/* Another version is not malformed: it is told apart, with its number. */
+static void
+assert_other_version(struct evbuffer *b, uint8_t version)
+{
+	struct msg	m;
+	size_t		len = evbuffer_get_length(b);
+
+	assert_int_equal(msg_get(b, &m), MSG_GET_VERSION);
+	assert_int_equal(m.hdr.version, version);
+	assert_null(m.data);
+	assert_int_equal(evbuffer_get_length(b), len);
+	evbuffer_drain(b, len);
+}
+
 static void
 test_bad_version(void **state)
 {
@@ -200,12 +216,13 @@ test_bad_version(void **state)
 
 	hdr_add(b, 2, MSG_HELLO, MSG_VERSION + 1, 0);
 	evbuffer_add(b, "{}", 2);
-	assert_malformed(b);
+	assert_other_version(b, MSG_VERSION + 1);
 	hdr_add(b, 2, MSG_HELLO, 0, 0);
 	evbuffer_add(b, "{}", 2);
-	assert_malformed(b);
-	hdr_add(b, 0, MSG_HELLO, UINT8_MAX, 0);
-	assert_malformed(b);
+	assert_other_version(b, 0);
+	/* Even with a type or size this version would refuse. */
+	hdr_add(b, MSG_MAX_PAYLOAD + 1, 0, UINT8_MAX, 1);
+	assert_other_version(b, UINT8_MAX);
 }
 
 static void
@@ -356,6 +373,235 @@ test_many_back_to_back(void **state)
 	free(payload);
 }
 
+/* Composes with enc, takes the message back off the buffer. */
+static void
+get_one(struct evbuffer *b, struct msg *m, uint16_t type, uint32_t turn)
+{
+	assert_int_equal(msg_get(b, m), MSG_GET_OK);
+	assert_int_equal(evbuffer_get_length(b), 0);
+	assert_int_equal(m->hdr.type, type);
+	assert_int_equal(m->hdr.turn, turn);
+}
+
+/* A payload forged for a type, to check its decoder refuses it. */
+static void
+forge(struct evbuffer *b, struct msg *m, uint16_t type, const char *json)
+{
+	msg_compose(b, type, 1, json, strlen(json));
+	get_one(b, m, type, 1);
+}
+
+static void
+test_typed_round_trips(void **state)
+{
+	struct evbuffer		*b = *state;
+	struct msg		 m;
+	struct msg_opened	 op = { 4242, "uuid-1", "/w", 1, NULL }, op2;
+	struct msg_open_failed	 of = { ERR_SPAWN_FAILED, "no CLI", 1, NULL },
+				 of2;
+	struct msg_turn		 t = { "/help me", 1, 30000, NULL }, t2;
+	struct msg_cli_session	 cs = { "uuid-2", NULL }, cs2;
+	struct msg_cli_exit	 ce = { -1, 9, "killed\n", NULL }, ce2;
+	cJSON			*o;
+
+	msg_opened_compose(b, 3, &op);
+	get_one(b, &m, MSG_OPENED, 3);
+	assert_int_equal(msg_opened_decode(&m, &op2), 0);
+	assert_int_equal(op2.cli_pid, 4242);
+	assert_string_equal(op2.cli_session_id, "uuid-1");
+	assert_string_equal(op2.workdir, "/w");
+	assert_true(op2.resume);
+	msg_opened_clear(&op2);
+	/* A decoder refuses another type's message. */
+	assert_int_equal(msg_open_failed_decode(&m, &of2), -1);
+	assert_null(of2.json);
+	msg_clear(&m);
+
+	msg_open_failed_compose(b, 4, &of);
+	get_one(b, &m, MSG_OPEN_FAILED, 4);
+	assert_int_equal(msg_open_failed_decode(&m, &of2), 0);
+	assert_string_equal(of2.code, ERR_SPAWN_FAILED);
+	assert_string_equal(of2.message, "no CLI");
+	assert_true(of2.exiting);
+	msg_open_failed_clear(&of2);
+	msg_clear(&m);
+
+	msg_turn_compose(b, 5, &t);
+	get_one(b, &m, MSG_TURN, 5);
+	assert_int_equal(msg_turn_decode(&m, &t2), 0);
+	assert_string_equal(t2.prompt, "/help me");
+	assert_true(t2.slash_commands);
+	assert_int_equal(t2.timeout_ms, 30000);
+	msg_turn_clear(&t2);
+	msg_clear(&m);
+
+	msg_cli_session_compose(b, 6, &cs);
+	get_one(b, &m, MSG_CLI_SESSION, 6);
+	assert_int_equal(msg_cli_session_decode(&m, &cs2), 0);
+	assert_string_equal(cs2.cli_session_id, "uuid-2");
+	msg_cli_session_clear(&cs2);
+	msg_clear(&m);
+
+	msg_cli_exit_compose(b, 7, &ce);
+	get_one(b, &m, MSG_CLI_EXIT, 7);
+	assert_int_equal(msg_cli_exit_decode(&m, &ce2), 0);
+	assert_int_equal(ce2.status, -1);
+	assert_int_equal(ce2.signal, 9);
+	assert_string_equal(ce2.stderr_tail, "killed\n");
+	msg_cli_exit_clear(&ce2);
+	msg_clear(&m);
+
+	/* Empty messages are their own types: the probe's answer too. */
+	msg_empty_compose(b, MSG_PROBED, 8);
+	get_one(b, &m, MSG_PROBED, 8);
+	assert_int_equal(msg_empty_decode(&m), 0);
+	assert_string_equal(msg_type_name(MSG_PROBED), "probed");
+	msg_clear(&m);
+	forge(b, &m, MSG_STOP, "{}");
+	assert_int_equal(msg_empty_decode(&m), -1);
+	msg_clear(&m);
+
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "session", "s1");
+	msg_open_compose(b, 9, o);
+	cJSON_Delete(o);
+	get_one(b, &m, MSG_OPEN, 9);
+	assert_non_null(o = msg_open_decode(&m));
+	assert_string_equal(cJSON_GetObjectItem(o, "session")->valuestring,
+	    "s1");
+	cJSON_Delete(o);
+	msg_clear(&m);
+}
+
+static void
+test_turn_end(void **state)
+{
+	struct evbuffer		*b = *state;
+	struct msg		 m;
+	struct msg_turn_end	 te, te2;
+	cJSON			*errs = cJSON_CreateArray(), *d;
+
+	cJSON_AddItemToArray(errs, cJSON_CreateString("e1"));
+	memset(&te, 0, sizeof te);
+	stats_init(&te.stats);
+	te.outcome = MSG_TURN_DONE;
+	te.done.ok = 1;
+	te.done.result = "fine";
+	te.done.terminal_reason = "completed";
+	te.done.errors = errs;
+	te.stats.tokens.input = 12;
+	msg_turn_end_compose(b, 2, &te);
+	get_one(b, &m, MSG_TURN_END, 2);
+	assert_int_equal(msg_turn_end_decode(&m, &te2), 0);
+	assert_int_equal(te2.outcome, MSG_TURN_DONE);
+	assert_true(te2.done.ok);
+	assert_false(te2.done.is_error);
+	assert_string_equal(te2.done.result, "fine");
+	assert_string_equal(te2.done.terminal_reason, "completed");
+	assert_null(te2.done.stop_reason);
+	assert_int_equal(cJSON_GetArraySize(te2.done.errors), 1);
+	assert_int_equal(te2.stats.tokens.input, 12);
+	assert_false(te2.exiting);
+	assert_false(te2.retry);
+	/* The one builder of the wire done object. */
+	d = proto_done_json(&te2.done);
+	assert_true(cJSON_IsNull(cJSON_GetObjectItem(d, "stop_reason")));
+	assert_string_equal(cJSON_GetObjectItem(d, "result")->valuestring,
+	    "fine");
+	cJSON_Delete(d);
+	msg_turn_end_clear(&te2);
+	msg_clear(&m);
+	cJSON_Delete(errs);
+
+	/* An error that ends the turn, with the retry and exiting fields. */
+	memset(&te, 0, sizeof te);
+	stats_init(&te.stats);
+	te.outcome = MSG_TURN_ERROR;
+	te.code = ERR_CLI_EXITED;
+	te.message = "gone";
+	te.exiting = 1;
+	te.retry = 1;
+	msg_turn_end_compose(b, 3, &te);
+	get_one(b, &m, MSG_TURN_END, 3);
+	assert_int_equal(msg_turn_end_decode(&m, &te2), 0);
+	assert_int_equal(te2.outcome, MSG_TURN_ERROR);
+	assert_string_equal(te2.code, ERR_CLI_EXITED);
+	assert_string_equal(te2.message, "gone");
+	assert_true(te2.exiting);
+	assert_true(te2.retry);
+	msg_turn_end_clear(&te2);
+	msg_clear(&m);
+}
+
+static void
+test_typed_malformed(void **state)
+{
+	static const struct { uint16_t type; const char *json; } bad[] = {
+		{ MSG_OPENED, "{}" },
+		{ MSG_OPENED, "{\"cli_pid\":0,\"cli_session_id\":\"x\","
+		    "\"workdir\":\"/w\",\"resume\":false}" },
+		{ MSG_OPENED, "{\"cli_pid\":1,\"cli_session_id\":\"x\","
+		    "\"workdir\":\"/w\"}" },
+		{ MSG_OPENED, "{\"cli_pid\":\"1\",\"cli_session_id\":\"x\","
+		    "\"workdir\":\"/w\"}" },
+		{ MSG_OPEN_FAILED, "{\"code\":\"x\",\"message\":\"m\"}" },
+		{ MSG_TURN, "{\"prompt\":1,\"slash_commands\":false,"
+		    "\"timeout_ms\":0}" },
+		{ MSG_TURN, "{\"prompt\":\"p\",\"slash_commands\":false,"
+		    "\"timeout_ms\":-1}" },
+		{ MSG_TURN_END, "{\"stats\":{},\"exiting\":false,"
+		    "\"retry\":false}" },
+		{ MSG_TURN_END, "{\"done\":{},\"error\":{\"code\":\"c\","
+		    "\"message\":\"m\"},\"stats\":{},\"exiting\":false,"
+		    "\"retry\":false}" },
+		{ MSG_TURN_END, "{\"error\":{\"code\":\"c\",\"message\":\"m\"},"
+		    "\"stats\":{},\"exiting\":false}" },
+		{ MSG_TURN_END, "{\"error\":{\"code\":\"c\",\"message\":\"m\"},"
+		    "\"exiting\":false,\"retry\":false}" },
+		{ MSG_CLI_SESSION, "{\"cli_session_id\":null}" },
+		{ MSG_CLI_EXIT, "{\"status\":0,\"signal\":0}" },
+		{ MSG_CLI_EXIT, "[]" },
+	};
+	struct evbuffer		*b = *state;
+	struct msg		 m;
+	struct msg_opened	 op;
+	struct msg_open_failed	 of;
+	struct msg_turn		 t;
+	struct msg_turn_end	 te;
+	struct msg_cli_session	 cs;
+	struct msg_cli_exit	 ce;
+	size_t			 i;
+	int			 r = 0;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		forge(b, &m, bad[i].type, bad[i].json);
+		switch (bad[i].type) {
+		case MSG_OPENED:
+			r = msg_opened_decode(&m, &op);
+			break;
+		case MSG_OPEN_FAILED:
+			r = msg_open_failed_decode(&m, &of);
+			break;
+		case MSG_TURN:
+			r = msg_turn_decode(&m, &t);
+			break;
+		case MSG_TURN_END:
+			r = msg_turn_end_decode(&m, &te);
+			break;
+		case MSG_CLI_SESSION:
+			r = msg_cli_session_decode(&m, &cs);
+			break;
+		case MSG_CLI_EXIT:
+			r = msg_cli_exit_decode(&m, &ce);
+			break;
+		}
+		if (r != -1)
+			print_error("decoded: %s\n", bad[i].json);
+		assert_int_equal(r, -1);
+		msg_clear(&m);
+	}
+}
+
 int
 main(void)
 {
@@ -371,6 +617,9 @@ main(void)
 		T(test_oversize_rejected_without_payload),
 		T(test_json_non_objects),
 		T(test_many_back_to_back),
+		T(test_typed_round_trips),
+		T(test_turn_end),
+		T(test_typed_malformed),
 #undef T
 	};
 
