@@ -47,43 +47,65 @@ json_print(const cJSON *j)
 	return s;
 }
 
+/* Bytes of the valid UTF-8 character at s[0..len), or 0. */
+static size_t
+json_utf8_char(const unsigned char *p, size_t len)
+{
+	size_t		 n, k;
+	uint32_t	 c = p[0], min;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 1;
+		min = 0x80;
+		c &= 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 2;
+		min = 0x800;
+		c &= 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 3;
+		min = 0x10000;
+		c &= 0x07;
+	} else
+		return 0;	/* a continuation, C0/C1 or F5..FF */
+	if (len <= n)
+		return 0;
+	for (k = 1; k <= n; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (p[k] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return n + 1;
+}
+
+void
+json_utf8_clean(char *s)
+{
+	size_t	len = strlen(s), i = 0, n;
+
+	while (i < len) {
+		if ((n = json_utf8_char((unsigned char *)s + i, len - i)) == 0) {
+			s[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
+}
+
 int
 json_utf8_valid(const char *s, size_t len)
 {
-	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 i = 0, n, k;
-	uint32_t		 c, min;
+	size_t	i = 0, n;
 
 	while (i < len) {
-		c = p[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			min = 0x80;
-			c &= 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			min = 0x800;
-			c &= 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			min = 0x10000;
-			c &= 0x07;
-		} else
-			return 0;	/* a continuation, C0/C1 or F5..FF */
-		if (len - i <= n)
+		if ((n = json_utf8_char((const unsigned char *)s + i,
+		    len - i)) == 0)
 			return 0;
-		for (k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return 0;
-			c = (c << 6) | (p[i + k] & 0x3f);
-		}
-		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-			return 0;
-		i += n + 1;
+		i += n;
 	}
 	return 1;
 }

@@ -19,6 +19,8 @@ const char	*json_str(const cJSON *o, const char *key);
 char		*json_print(const cJSON *j);
 /* 1 if s[0..len) is valid UTF-8 (no overlong form, no surrogate). */
 int		 json_utf8_valid(const char *s, size_t len);
+/* Replaces each byte of s that is not part of valid UTF-8 with '?'. */
+void		 json_utf8_clean(char *s);
 /*
  * 1 if s[0..len) is what a worker may send as an MSG_EVENT: `{` before it
  * makes exactly one JSON object {"type":T,"data":{...}} on one line, in

@@ -18,9 +18,11 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/request.h"
 
 #define CLIENT_ERR_MAX		512
 #define CLIENT_GROUPS_MAX	256
@@ -351,6 +353,8 @@ server_client_error(struct client *c, const char *req, const char *session,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	/* What a client sent may be in it, cut anywhere: keep it UTF-8. */
+	json_utf8_clean(msg);
 	server_client_send(c, proto_error(req, session, code, msg));
 }
 
@@ -433,42 +437,22 @@ server_client_op_hello(struct client *c, const char *req, const cJSON *r)
 static void
 server_client_dispatch(struct client *c, const char *line, size_t len)
 {
-	cJSON		*r;
-	const cJSON	*op, *id;
-	const char	*req = NULL;
-	size_t		 i;
+	struct request		rq;
+	struct request_error	err;
+	size_t			i;
 
-	if ((r = cJSON_ParseWithLength(line, len)) == NULL ||
-	    !cJSON_IsObject(r)) {
-		server_client_error(c, NULL, NULL, ERR_BAD_REQUEST,
-		    "request is not a JSON object");
-		cJSON_Delete(r);
-		return;
-	}
-	id = cJSON_GetObjectItemCaseSensitive(r, "id");
-	if (cJSON_IsString(id) && strlen(id->valuestring) <= PROTO_ID_MAX)
-		req = id->valuestring;
-	else {
-		server_client_error(c, NULL, NULL, ERR_BAD_REQUEST,
-		    "\"id\" must be a string of at most %d bytes", PROTO_ID_MAX);
-		goto out;
-	}
-	op = cJSON_GetObjectItemCaseSensitive(r, "op");
-	if (!cJSON_IsString(op)) {
-		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
-		    "\"op\" must be a string");
-		goto out;
-	}
-	for (i = 0; i < sizeof server_ops / sizeof server_ops[0]; i++) {
-		if (strcmp(server_ops[i].name, op->valuestring) == 0) {
-			server_ops[i].fn(c, req, r);
-			goto out;
+	if (request_parse(line, len, &rq, &err) == 0) {
+		for (i = 0; i < sizeof server_ops / sizeof server_ops[0]; i++) {
+			if (strcmp(server_ops[i].name, rq.op) == 0) {
+				server_ops[i].fn(c, rq.id, rq.json);
+				goto out;
+			}
 		}
+		request_unknown_op(&rq, &err);
 	}
-	server_client_error(c, req, NULL, ERR_UNKNOWN_OP, "unknown op \"%.64s\"",
-	    op->valuestring);
+	server_client_error(c, err.id, NULL, err.code, "%s", err.message);
 out:
-	cJSON_Delete(r);
+	request_clear(&rq);
 }
 
 static void

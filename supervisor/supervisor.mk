@@ -1,6 +1,7 @@
 # supervisor/: hotplexd
 HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
-		  supervisor/server-client.c supervisor/session.c supervisor/pool.c \
+		  supervisor/server-client.c supervisor/request.c \
+		  supervisor/session.c supervisor/pool.c \
 		  supervisor/state.c supervisor/store-sqlite.c supervisor/audit.c \
 		  supervisor/screen.c supervisor/ring.c supervisor/metrics.c \
 		  supervisor/check.c supervisor/health.c \

@@ -1,10 +1,12 @@
 /*
- * libFuzzer target: client bytes through the request path of
- * supervisor/server-client.c without a daemon.  The input is cut into
- * appends (sizes taken from its first byte), framed by line_next over an
- * evbuffer, and every line is parsed and checked field by field as
- * server_client_dispatch and session_prepare do; the error reply built
- * from the fields must be valid JSON.  Framing invariants abort().
+ * libFuzzer target: client bytes through the daemon's own request path
+ * without a daemon.  The input is cut into appends (sizes taken from its
+ * first byte), framed by line_next over an evbuffer, and every line goes
+ * through request_parse (supervisor/request.c, what hotplexd runs).  A
+ * line it takes is valid UTF-8 with an id and an op; whatever the line,
+ * the error reply built from what it returns (bad_request, or unknown_op
+ * naming the op) is one line of valid UTF-8 JSON with no raw control byte.
+ * Framing invariants abort().
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -15,38 +17,33 @@
 #include <cJSON.h>
 #include <event2/buffer.h>
 
+#include "common/json.h"
 #include "common/line.h"
 #include "common/proto.h"
+#include "supervisor/request.h"
 
 #define FUZZ_LINE_MAX	512	/* small cap, so overflows are reached */
-#define FUZZ_MSG_MAX	512	/* an error reply's message */
 #define FUZZ_CHUNK_MOD	64	/* appends of 1..64 bytes */
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 #define fuzz_assert(x)	do { if (!(x)) abort(); } while (0)
 
-static const char *
-fuzz_jstr(const cJSON *o, const char *k)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* The reply the daemon would write: it must always be one JSON line. */
+/* The reply the daemon would write: one line a client can parse. */
 static void
-fuzz_reply(const char *req, const char *session, const char *fmt,
-    const char *arg)
+fuzz_reply(const struct request_error *err)
 {
 	cJSON	*o, *back;
-	char	 msg[FUZZ_MSG_MAX], *s;
+	char	*s;
+	size_t	 i, n;
 
-	snprintf(msg, sizeof msg, fmt, arg);
-	o = proto_error(req, session, ERR_BAD_REQUEST, msg);	/* the daemon's */
+	o = proto_error(err->id, NULL, err->code, err->message);
 	s = cJSON_PrintUnformatted(o);
 	fuzz_assert(s != NULL);
-	fuzz_assert(strchr(s, '\n') == NULL);
+	n = strlen(s);
+	for (i = 0; i < n; i++)
+		fuzz_assert((unsigned char)s[i] >= 0x20);
+	fuzz_assert(json_utf8_valid(s, n));
 	back = cJSON_Parse(s);
 	fuzz_assert(cJSON_IsObject(back));
 	cJSON_Delete(back);
@@ -57,54 +54,20 @@ fuzz_reply(const char *req, const char *session, const char *fmt,
 static void
 fuzz_dispatch(const char *line, size_t len)
 {
-	cJSON		*r;
-	const cJSON	*id, *op, *wd, *opt, *v;
-	const char	*session, *prompt;
+	struct request		rq;
+	struct request_error	err;
 
-	if ((r = cJSON_ParseWithLength(line, len)) == NULL ||
-	    !cJSON_IsObject(r)) {
-		fuzz_reply(NULL, NULL, "%s", "request is not a JSON object");
-		cJSON_Delete(r);
-		return;
-	}
-	id = cJSON_GetObjectItemCaseSensitive(r, "id");
-	if (!cJSON_IsString(id) || strlen(id->valuestring) > PROTO_ID_MAX) {
-		fuzz_reply(NULL, NULL, "%s", "bad id");
-		goto out;
-	}
-	op = cJSON_GetObjectItemCaseSensitive(r, "op");
-	if (!cJSON_IsString(op)) {
-		fuzz_reply(id->valuestring, NULL, "%s", "bad op");
-		goto out;
-	}
-	/* session_prepare's checks, then execute's. */
-	session = fuzz_jstr(r, "session");
-	if (session == NULL || !proto_valid_session(session)) {
-		fuzz_reply(id->valuestring, NULL, "unknown op \"%.64s\"",
-		    op->valuestring);
-		goto out;
-	}
-	fuzz_assert(strlen(session) <= PROTO_SESSION_MAX);
-	wd = cJSON_GetObjectItemCaseSensitive(r, "workdir");
-	opt = cJSON_GetObjectItemCaseSensitive(r, "options");
-	if ((wd != NULL && !cJSON_IsString(wd)) ||
-	    (opt != NULL && !cJSON_IsObject(opt))) {
-		fuzz_reply(id->valuestring, session, "%s", "bad field");
-		goto out;
-	}
-	prompt = fuzz_jstr(r, "prompt");
-	if (cJSON_IsObject(opt)) {
-		v = cJSON_GetObjectItemCaseSensitive(opt, "timeout_ms");
-		if (cJSON_IsNumber(v) && v->valuedouble > 0 &&
-		    v->valuedouble < (double)UINT64_MAX)
-			(void)(uint64_t)v->valuedouble;
-		(void)cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opt,
-		    "slash_commands"));
-	}
-	fuzz_reply(id->valuestring, session, "runs in %s",
-	    cJSON_IsString(wd) ? wd->valuestring : (prompt ? prompt : ""));
-out:
-	cJSON_Delete(r);
+	if (request_parse(line, len, &rq, &err) == 0) {
+		fuzz_assert(json_utf8_valid(line, len));
+		fuzz_assert(rq.id != NULL && rq.op != NULL);
+		fuzz_assert(strlen(rq.id) <= PROTO_ID_MAX);
+		/* The reply that echoes most of it. */
+		request_unknown_op(&rq, &err);
+		fuzz_assert(strcmp(err.code, ERR_UNKNOWN_OP) == 0);
+	} else
+		fuzz_assert(strcmp(err.code, ERR_BAD_REQUEST) == 0);
+	fuzz_reply(&err);
+	request_clear(&rq);
 }
 
 int

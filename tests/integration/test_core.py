@@ -201,6 +201,31 @@ def test_bad_requests():
             r = c.request("execute", session="s9", prompt="x", options=opt)
             t.ok(r["type"] == "error" and r["data"]["code"] == "bad_request",
                  "bad options %s: bad_request" % json.dumps(opt), r)
+        # Bytes a client's JSON parser would choke on are refused, and
+        # never echoed back (an id of invalid UTF-8 used to come back).
+        for raw, what in ((b'{"id":"\xff\xfe","op":"hello"}\n',
+                           "an id of invalid UTF-8"),
+                          (b'{"id":"a\x00b","op":"hello"}\n',
+                           "a raw NUL in the id"),
+                          (b'{"id":"n1","op":"stats","session":"a\x00b"}\n',
+                           "a raw NUL in a string"),
+                          (b'{"id":"n2","op":"stats","session":"a\\u0000b"}'
+                           b'\n', "an escaped NUL in a string"),
+                          (b'{"id":"n3","op":"stats","session":"a\x01b"}\n',
+                           "a raw control character in a string")):
+            c.send_raw(raw)
+            line = c.f.readline()
+            r = json.loads(line.decode("utf-8"))  # strict: valid UTF-8
+            t.ok(r["type"] == "error" and r["data"]["code"] == "bad_request"
+                 and r["id"] is None and b"\xff" not in line and
+                 b"\x00" not in line and b"\x01" not in line,
+                 "%s: bad_request, nothing of it echoed" % what, line)
+        c.send_raw(b'{"id":"u1","op":"' + b"x" * 63 + b'\xc3\xa9"}\n')
+        line = c.f.readline()
+        r = json.loads(line.decode("utf-8"))
+        t.ok(r["data"]["code"] == "unknown_op" and r["id"] == "u1",
+             "an unknown op cut in a character: the reply is valid UTF-8",
+             line)
         r = c.request("stats", session="nope")
         t.ok(r["data"]["code"] == "not_found", "unknown session: not_found", r)
         r = c.request("hello", proto=1, client="test")
