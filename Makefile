@@ -81,7 +81,7 @@ FORCE:
 
 $(B)/%.o: %.c | $(PATHS_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
@@ -133,7 +133,7 @@ install: binaries
 		install -m 644 $(B)/hotplexd.conf \
 		$(DESTDIR)$(SYSCONFDIR)/hotplex/hotplexd.conf
 	test -e $(DESTDIR)$(SYSCONFDIR)/default/hotplexd || \
-		install -m 644 init/hotplexd.default \
+		install -m 600 init/hotplexd.default \
 		$(DESTDIR)$(SYSCONFDIR)/default/hotplexd
 
 # Removes what install put there, configuration files included only when
@@ -153,10 +153,22 @@ uninstall: uninstall-man uninstall-policy
 	-rmdir $(DESTDIR)$(LIBEXECDIR)/hotplex $(DESTDIR)$(DATADIR)/hotplex \
 		$(DESTDIR)$(SYSCONFDIR)/hotplex 2>/dev/null
 
+# Debian packages (debian/, debhelper) built from a copy of this tree, so
+# that the tree stays as it is; the .deb files land in $(B)/.
+DEB_SRC	= $(B)/deb-src/hotplex-$(VERSION)
+deb:
+	rm -rf $(B)/deb-src
+	mkdir -p $(DEB_SRC)
+	tar -cf - --exclude=./build --exclude=./build-asan --exclude=./.git \
+		--exclude=node_modules --exclude=./$(B) . | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc
+	mv $(B)/deb-src/*.deb $(B)/deb-src/*.changes $(B)/deb-src/*.buildinfo $(B)/
+	rm -rf $(B)/deb-src
+
 clean:
 	rm -rf build build-asan $(CLEAN_EXTRA)
 
-.PHONY: all binaries tests deps check check-asan demo bench install \
+.PHONY: all binaries tests deps check check-asan demo bench deb install \
 	uninstall clean FORCE
 
 # libFuzzer targets (clang): each fragment adds its own fuzz-* target.

@@ -68,7 +68,7 @@ server_refuse(int fd)
 		if ((line = cJSON_PrintUnformatted(o)) != NULL) {
 			/* A new socket's buffer takes this whole, or we give up. */
 			if (write(c, line, strlen(line)) != -1)
-				(void)write(c, "\n", 1);
+				(void)!write(c, "\n", 1);
 			cJSON_free(line);
 		}
 		cJSON_Delete(o);

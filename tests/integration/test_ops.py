@@ -118,6 +118,13 @@ def test_detached():
     except TimeoutError as e:
         t.ok(False, "detached: " + str(e), read_lines(logf))
     finally:
+        # Whatever failed, the detached daemon does not outlive the test.
+        if pid is None:
+            try:
+                with open(pidf) as f:
+                    pid = int(f.read())
+            except (OSError, ValueError):
+                pass
         if pid is not None and proc_alive(pid):
             os.kill(pid, signal.SIGKILL)
         d.cleanup()
