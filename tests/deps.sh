@@ -7,7 +7,8 @@ set -e
 B=${1:-build}
 CLI_VERSION=$(cat tests/e2e/CLI_VERSION)
 PKGS="libevent-dev libcjson-dev libonig-dev libseccomp-dev libcmocka-dev
-    libsqlite3-dev libssl-dev openssl pkg-config mandoc clang valgrind"
+    libsqlite3-dev libssl-dev openssl pkg-config mandoc clang valgrind
+    debhelper devscripts lintian"
 # Programs that may come from elsewhere than Debian's packages (a newer
 # Node.js, say): installed from Debian only when no such command exists.
 for c in python3:python3 node:nodejs npm:npm; do
