@@ -133,6 +133,9 @@ static const struct config_key config_keys[] = {
 	{ "max_queued_turns",	K_INT,  O(max_queued_turns), "8", 0, 1024,
 	    "turns an execute with queue may leave waiting behind a "
 	    "session's running turn (0: none)" },
+	{ "approval_timeout",	K_MS,   O(approval_timeout_ms), "5m", 0, 0,
+	    "how long a permission request put to the app (approvals client) "
+	    "waits before it is denied" },
 	{ "turn_timeout",	K_MS,   O(turn_timeout_ms), "30m", 0, 0,
 	    "longest turn (0: none); a request may set its own timeout_ms" },
 	{ "idle_timeout",	K_MS,   O(idle_timeout_ms), "30m", 0, 0,

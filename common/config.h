@@ -74,6 +74,7 @@ struct config {
 	int		 max_queued_turns;	/* per session, behind its turn */
 
 	uint64_t	 turn_timeout_ms;
+	uint64_t	 approval_timeout_ms;	/* approvals "client" */
 	uint64_t	 idle_timeout_ms;
 	uint64_t	 kill_grace_ms;
 	uint64_t	 drain_timeout_ms;

@@ -16,6 +16,7 @@ static const char *msg_names[MSG_TYPE_MAX] = {
 	[MSG_EVENT] = "event", [MSG_TURN_END] = "turn_end",
 	[MSG_INTERRUPT] = "interrupt", [MSG_STOP] = "stop",
 	[MSG_CLI_SESSION] = "cli_session", [MSG_CLI_EXIT] = "cli_exit",
+	[MSG_APPROVAL] = "approval", [MSG_PERMISSION] = "permission",
 };
 
 const char *
@@ -415,6 +416,80 @@ msg_cli_exit_decode(const struct msg *m, struct msg_cli_exit *p)
 
 void
 msg_cli_exit_clear(struct msg_cli_exit *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_approval_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_approval *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "request_id", p->request_id);
+	cJSON_AddBoolToObject(o, "pending", p->pending);
+	msg_compose_obj(out, MSG_APPROVAL, turn, o);
+}
+
+int
+msg_approval_decode(const struct msg *m, struct msg_approval *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_APPROVAL)) == NULL)
+		return -1;
+	p->request_id = msg_str(p->json, "request_id", &bad);
+	p->pending = msg_bool(p->json, "pending", &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_approval_clear(struct msg_approval *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_permission_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_permission *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "request_id", p->request_id);
+	cJSON_AddBoolToObject(o, "allow", p->allow);
+	if (p->message != NULL)
+		cJSON_AddStringToObject(o, "message", p->message);
+	if (p->updated_input != NULL)
+		cJSON_AddItemToObject(o, "updated_input",
+		    cJSON_Duplicate(p->updated_input, 1));
+	msg_compose_obj(out, MSG_PERMISSION, turn, o);
+}
+
+int
+msg_permission_decode(const struct msg *m, struct msg_permission *p)
+{
+	const cJSON	*v;
+	int		 bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_PERMISSION)) == NULL)
+		return -1;
+	p->request_id = msg_str(p->json, "request_id", &bad);
+	p->allow = msg_bool(p->json, "allow", &bad);
+	if ((v = cJSON_GetObjectItemCaseSensitive(p->json, "message")) != NULL)
+		p->message = msg_str(p->json, "message", &bad);
+	v = cJSON_GetObjectItemCaseSensitive(p->json, "updated_input");
+	if (v != NULL && !cJSON_IsObject(v))
+		bad = 1;
+	p->updated_input = v;
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_permission_clear(struct msg_permission *p)
 {
 	cJSON_Delete(p->json);
 	memset(p, 0, sizeof *p);

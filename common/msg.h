@@ -43,6 +43,8 @@ enum msg_type {
 	MSG_STOP,	/* m->w (empty): end the CLI (TERM, grace, KILL), exit */
 	MSG_CLI_SESSION,/* w->m struct msg_cli_session: the CLI's new id */
 	MSG_CLI_EXIT,	/* w->m struct msg_cli_exit: the CLI is gone */
+	MSG_APPROVAL,	/* w->m struct msg_approval: a question put to the app */
+	MSG_PERMISSION,	/* m->w struct msg_permission: the app's answer */
 	MSG_TYPE_MAX
 };
 
@@ -135,6 +137,20 @@ struct msg_cli_exit {
 	cJSON		*json;
 };
 
+struct msg_approval {
+	const char	*request_id;	/* the CLI's can_use_tool id */
+	int		 pending;	/* put to the app; 0: settled */
+	cJSON		*json;
+};
+
+struct msg_permission {
+	const char	*request_id;
+	int		 allow;		/* else deny */
+	const char	*message;	/* may be NULL */
+	const cJSON	*updated_input;	/* an object, or NULL */
+	cJSON		*json;
+};
+
 void	 msg_empty_compose(struct evbuffer *, uint16_t type, uint32_t turn);
 /* 0 if an empty message (HELLO, PROBED, INTERRUPT, STOP) has no payload. */
 int	 msg_empty_decode(const struct msg *);
@@ -172,5 +188,15 @@ void	 msg_cli_exit_compose(struct evbuffer *, uint32_t turn,
 	    const struct msg_cli_exit *);
 int	 msg_cli_exit_decode(const struct msg *, struct msg_cli_exit *);
 void	 msg_cli_exit_clear(struct msg_cli_exit *);
+
+void	 msg_approval_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_approval *);
+int	 msg_approval_decode(const struct msg *, struct msg_approval *);
+void	 msg_approval_clear(struct msg_approval *);
+
+void	 msg_permission_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_permission *);
+int	 msg_permission_decode(const struct msg *, struct msg_permission *);
+void	 msg_permission_clear(struct msg_permission *);
 
 #endif

@@ -79,6 +79,7 @@ struct worker {
 TAILQ_HEAD(workers, worker);
 
 #define SESSION_FOLLOWERS_MAX	16	/* attached clients per session */
+#define SESSION_APPROVALS_MAX	16	/* = the worker's WORKER_APPROVALS_MAX */
 
 /* Who is waiting for a reply from a session: (client, request id). */
 struct waiter {
@@ -135,6 +136,10 @@ struct session {
 	uint64_t		 request_us;	/* when the execute/open came */
 	uint64_t		 assign_us;	/* request to worker assigned */
 	int			 resumed;
+
+	/* Permission requests put to the app and not yet answered. */
+	char			*approvals[SESSION_APPROVALS_MAX];
+	size_t			 napprovals;
 
 	/* Executes with "queue": true, first in first out. */
 	struct queued_turns	 turnq;
@@ -264,6 +269,8 @@ void	 session_op_policy_check(struct client *, const char *req,
 	    const cJSON *);
 void	 session_op_attach(struct client *, const char *req, const cJSON *);
 void	 session_op_detach(struct client *, const char *req, const cJSON *);
+void	 session_op_permission(struct client *, const char *req,
+	    const cJSON *);
 void	 session_client_gone(struct client *);
 void	 session_client_stalled(struct client *, int stalled);
 void	 session_worker_msg(struct session *, struct worker *, struct msg *);
@@ -288,6 +295,9 @@ struct worker *pool_take(int *err);
 void	 pool_send(struct worker *, uint16_t type, uint32_t turn,
 	    const cJSON *);
 struct msg_turn;
+struct msg_permission;
+void	 pool_send_permission(struct worker *, uint32_t turn,
+	    const struct msg_permission *);
 void	 pool_send_turn(struct worker *, uint32_t turn,
 	    const struct msg_turn *);
 void	 pool_reap(void);

@@ -264,7 +264,7 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 		} else if (wk->session != NULL)
 			session_worker_msg(wk->session, wk, &m);
 		else if (m.hdr.type == MSG_OPEN_FAILED ||
-		    m.hdr.type == MSG_CLI_EXIT)
+		    m.hdr.type == MSG_CLI_EXIT || m.hdr.type == MSG_APPROVAL)
 			;	/* late news of a session that is gone */
 		else {
 			log_warnx("worker %ld: %s message without a session",
@@ -518,6 +518,15 @@ pool_send(struct worker *wk, uint16_t type, uint32_t turn, const cJSON *j)
 		msg_empty_compose(bufferevent_get_output(wk->bev), type, turn);
 	else
 		fatalx("pool_send: %s has a typed encoder", msg_type_name(type));
+}
+
+void
+pool_send_permission(struct worker *wk, uint32_t turn,
+    const struct msg_permission *p)
+{
+	if (wk->dead || wk->bev == NULL)
+		return;
+	msg_permission_compose(bufferevent_get_output(wk->bev), turn, p);
 }
 
 void

@@ -58,6 +58,7 @@ static const struct server_op server_ops[] = {
 	{ "attach",	session_op_attach },
 	{ "detach",	session_op_detach },
 	{ "audit",	audit_op },
+	{ "permission",	session_op_permission },
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
 	{ "status",	server_client_op_status },

@@ -138,6 +138,40 @@ session_queued(void)
 	return session_nqueued;
 }
 
+/* Forgets a permission request; 1 if it was waiting. */
+static int
+session_approval_remove(struct session *s, const char *request_id)
+{
+	size_t	i;
+
+	for (i = 0; i < s->napprovals; i++) {
+		if (strcmp(s->approvals[i], request_id) == 0) {
+			free(s->approvals[i]);
+			s->approvals[i] = s->approvals[--s->napprovals];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+session_approvals_clear(struct session *s)
+{
+	while (s->napprovals > 0)
+		free(s->approvals[--s->napprovals]);
+}
+
+/* The worker put a question to the app (pending), or it is settled. */
+static void
+session_worker_approval(struct session *s, const struct msg_approval *ap)
+{
+	if (strlen(ap->request_id) > PROTO_ID_MAX)
+		return;
+	session_approval_remove(s, ap->request_id);
+	if (ap->pending && s->napprovals < SESSION_APPROVALS_MAX)
+		s->approvals[s->napprovals++] = xstrdup(ap->request_id);
+}
+
 struct session *
 session_find(const char *name)
 {
@@ -221,6 +255,7 @@ session_free(struct session *s)
 	session_turnq_cancel(s, ERR_CANCELLED, "the session is gone");
 	event_free(s->turnq_ev);
 	audit_session_free(s);
+	session_approvals_clear(s);
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
@@ -328,6 +363,7 @@ static void
 session_turn_close(struct session *s)
 {
 	audit_turn_end(s);
+	session_approvals_clear(s);
 	session_waiter_clear(&s->exec);
 	free(s->prefix);
 	s->prefix = NULL;
@@ -402,6 +438,9 @@ session_open_msg(struct session *s, int probe)
 		cJSON_AddItemToArray(a, cJSON_CreateString(hp.conf->cli_env.v[i]));
 	cJSON_AddItemToObject(o, "options", cJSON_Duplicate(s->options, 1));
 	cJSON_AddNumberToObject(o, "kill_grace_ms", (double)hp.conf->kill_grace_ms);
+	/* options.approval_timeout_ms wins over it. */
+	cJSON_AddNumberToObject(o, "approval_timeout_ms",
+	    (double)hp.conf->approval_timeout_ms);
 	cJSON_AddNumberToObject(o, "cli_line_max", (double)hp.conf->cli_line_max);
 	cJSON_AddNumberToObject(o, "stderr_tail_bytes",
 	    (double)hp.conf->stderr_tail_bytes);
@@ -779,6 +818,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	struct msg_turn_end	 te;
 	struct msg_cli_session	 cs;
 	struct msg_cli_exit	 ce;
+	struct msg_approval	 ap;
 	int			 bad = 0;
 
 	switch (m->hdr.type) {
@@ -823,6 +863,12 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			if (!s->retry_pending && m->hdr.turn == s->turn)
 				session_turn_end(s, &te);
 			msg_turn_end_clear(&te);
+		}
+		break;
+	case MSG_APPROVAL:
+		if ((bad = msg_approval_decode(m, &ap)) == 0) {
+			session_worker_approval(s, &ap);
+			msg_approval_clear(&ap);
 		}
 		break;
 	case MSG_CLI_SESSION:
@@ -923,6 +969,7 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	wk->session = NULL;
 	/* Its CLI is gone: so is the token it held. */
 	server_gateway_session_close(s);
+	session_approvals_clear(s);
 	session_tmpdir_remove(s);
 	if (session_waiting(&s->open)) {
 		if (s->open.c != NULL)
@@ -1060,6 +1107,21 @@ session_options_check(const cJSON *opt, char *why, size_t len)
 	v = cJSON_GetObjectItemCaseSensitive(opt, "slash_commands");
 	if (v != NULL && !cJSON_IsBool(v)) {
 		snprintf(why, len, "options.slash_commands must be a boolean");
+		return -1;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "approvals");
+	if (v != NULL && (!cJSON_IsString(v) ||
+	    (strcmp(v->valuestring, "daemon") != 0 &&
+	    strcmp(v->valuestring, "client") != 0))) {
+		snprintf(why, len, "options.approvals must be \"daemon\" or "
+		    "\"client\"");
+		return -1;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "approval_timeout_ms");
+	if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
+	    v->valuedouble > SESSION_TIMEOUT_MAX_MS)) {
+		snprintf(why, len, "options.approval_timeout_ms must be 1..%.0f",
+		    SESSION_TIMEOUT_MAX_MS);
 		return -1;
 	}
 	return 0;
@@ -1640,7 +1702,9 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 			continue;
 		o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "session", s->name);
-		cJSON_AddStringToObject(o, "state", proto_state_name(s->state));
+		/* A turn that waits for the app's answer says so. */
+		cJSON_AddStringToObject(o, "state", s->napprovals > 0 ?
+		    "waiting_approval" : proto_state_name(s->state));
 		cJSON_AddNumberToObject(o, "uid", s->uid);
 		cJSON_AddStringToObject(o, "workdir", s->workdir);
 		cJSON_AddStringToObject(o, "cli_session_id", s->cli_session_id);
@@ -1748,6 +1812,52 @@ session_op_detach(struct client *c, const char *req, const cJSON *r)
 	if ((s = session_lookup(c, req, r)) == NULL)
 		return;
 	session_follower_remove(s, c);
+	server_client_ok(c, req, NULL);
+}
+
+/*
+ * The app's answer to a permission_request: the first one wins (the
+ * request is then forgotten here); later ones, and answers to requests
+ * that timed out or were withdrawn, get not_found.
+ */
+void
+session_op_permission(struct client *c, const char *req, const cJSON *r)
+{
+	const char	*id = session_jstr(r, "request_id");
+	const char	*decision = session_jstr(r, "decision");
+	const cJSON	*msg = cJSON_GetObjectItemCaseSensitive(r, "message");
+	const cJSON	*upd = cJSON_GetObjectItemCaseSensitive(r,
+			    "updated_input");
+	struct session		*s;
+	struct msg_permission	 p;
+
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	if (id == NULL || decision == NULL || (strcmp(decision, "allow") != 0 &&
+	    strcmp(decision, "deny") != 0) || (msg != NULL &&
+	    (!cJSON_IsString(msg) ||
+	    strlen(msg->valuestring) > SESSION_OPT_STR_MAX)) ||
+	    (upd != NULL && !cJSON_IsObject(upd))) {
+		server_client_error(c, req, s->name, ERR_BAD_REQUEST,
+		    "permission needs \"request_id\", \"decision\" (allow or "
+		    "deny), an optional \"message\" string and an optional "
+		    "\"updated_input\" object");
+		return;
+	}
+	if (s->worker == NULL || !session_approval_remove(s, id)) {
+		server_client_error(c, req, s->name, ERR_NOT_FOUND,
+		    "no permission request \"%.128s\" waits in session \"%s\"",
+		    id, s->name);
+		return;
+	}
+	log_info("session %s: permission request %s answered %s by uid %ld",
+	    s->name, id, decision, (long)c->uid);
+	memset(&p, 0, sizeof p);
+	p.request_id = id;
+	p.allow = strcmp(decision, "allow") == 0;
+	p.message = msg != NULL ? msg->valuestring : NULL;
+	p.updated_input = upd;
+	pool_send_permission(s->worker, s->turn, &p);
 	server_client_ok(c, req, NULL);
 }
 

@@ -127,7 +127,7 @@ static const char *bridge_system_ignore[] = {
 /* Top-level types known and deliberately dropped. */
 static const char *bridge_type_ignore[] = {
 	"tool_use_summary", "auth_status", "rate_limit_event",
-	"prompt_suggestion", "keep_alive", "control_cancel_request"
+	"prompt_suggestion", "keep_alive"
 };
 
 /* Tools whose input names a file they write. */
@@ -1005,6 +1005,20 @@ bridge_control_response(struct bridge *b, const cJSON *line)
 		b->cb.control_response(b->cb.arg, id, 0, resp);
 }
 
+/* The CLI withdraws one of its control requests (can_use_tool). */
+static void
+bridge_control_cancel(struct bridge *b, const cJSON *line)
+{
+	const char	*id = bridge_str(line, "request_id");
+
+	if (id == NULL) {
+		b->counters.unknown++;
+		return;
+	}
+	if (b->cb.control_cancel != NULL)
+		b->cb.control_cancel(b->cb.arg, id);
+}
+
 /* The turn's end. */
 
 static void
@@ -1120,6 +1134,10 @@ bridge_dispatch(struct bridge *b, const cJSON *line, uint64_t now)
 	}
 	if (strcmp(type, "control_response") == 0) {
 		bridge_control_response(b, line);
+		return 0;
+	}
+	if (strcmp(type, "control_cancel_request") == 0) {
+		bridge_control_cancel(b, line);
 		return 0;
 	}
 	if (strcmp(type, "tool_progress") == 0) {

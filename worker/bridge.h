@@ -51,6 +51,8 @@ struct bridge_cb {
 	void	(*control_response)(void *arg, const char *request_id,
 		    int ok, const cJSON *response);
 	void	*arg;
+	/* The CLI withdrew its control request request_id (may be NULL). */
+	void	(*control_cancel)(void *arg, const char *request_id);
 };
 
 struct bridge;

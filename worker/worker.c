@@ -72,6 +72,18 @@ struct worker_sandbox {
 
 enum wstate { W_IDLE, W_OPEN, W_CLOSING };
 
+#define WORKER_APPROVALS_MAX	16	/* questions waiting for the app */
+#define WORKER_APPROVAL_TIMEOUT_MS (5 * 60 * 1000)	/* if none is given */
+
+/* A can_use_tool question put to the app (approvals "client"). */
+struct approval {
+	char		*request_id;	/* the CLI's; NULL: a free slot */
+	char		*tool_id;
+	char		*tool;
+	cJSON		*input;
+	struct event	*timer;		/* approval_timeout_ms */
+};
+
 static struct {
 	struct event_base	*base;
 	struct evbuffer		*sink;		/* worker_out() without master */
@@ -90,6 +102,9 @@ static struct {
 	int			 probe_pending;	/* open: answer when the CLI does */
 	int			 resume;	/* --resume, else --session-id */
 	uint64_t		 ctl_seq;
+	int			 approvals_client;	/* the app decides */
+	uint64_t		 approval_timeout_ms;
+	struct approval		 approvals[WORKER_APPROVALS_MAX];
 
 	/* The turn in flight. */
 	uint32_t		 turn;
@@ -302,9 +317,13 @@ worker_bridge_init(void *arg, const char *id)
 	worker_sent();
 }
 
+static void	worker_approvals_settle(int);
+
 static void
 worker_turn_clear(void)
 {
+	/* A turn's questions do not outlive it. */
+	worker_approvals_settle(0);
 	w.busy = 0;
 	w.interrupting = 0;
 	w.timed_out = 0;
@@ -377,6 +396,183 @@ worker_control_answer(const char *request_id, cJSON *response,
 	cJSON_Delete(o);
 }
 
+/* --- approvals by the app ---------------------------------------------- */
+
+static void	worker_approval_timeout(evutil_socket_t, short, void *);
+
+static struct approval *
+worker_approval_find(const char *request_id)
+{
+	size_t	i;
+
+	for (i = 0; i < WORKER_APPROVALS_MAX; i++)
+		if (w.approvals[i].request_id != NULL &&
+		    strcmp(w.approvals[i].request_id, request_id) == 0)
+			return &w.approvals[i];
+	return NULL;
+}
+
+/* The question is settled: the master stops offering it to clients. */
+static void
+worker_approval_end(struct approval *a)
+{
+	struct msg_approval	ap;
+
+	memset(&ap, 0, sizeof ap);
+	ap.request_id = a->request_id;
+	ap.pending = 0;
+	msg_approval_compose(worker_out(), w.turn, &ap);
+	worker_sent();
+	event_free(a->timer);
+	free(a->request_id);
+	free(a->tool_id);
+	free(a->tool);
+	cJSON_Delete(a->input);
+	memset(a, 0, sizeof *a);
+}
+
+/* Denies a tool call: permission_denied {by, reason}, and the CLI told. */
+static void
+worker_deny(const char *request_id, const char *tool, const char *tool_id,
+    const char *by, const char *reason)
+{
+	cJSON	*ev = cJSON_CreateObject(), *resp = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(ev, "tool_id", tool_id != NULL ? tool_id : "");
+	cJSON_AddStringToObject(ev, "name", tool != NULL ? tool : "");
+	cJSON_AddStringToObject(ev, "by", by);
+	cJSON_AddStringToObject(ev, "reason", reason);
+	worker_bridge_event(NULL, "permission_denied", ev);
+	if (tool_id != NULL)
+		bridge_permission_denied(w.bridge, tool_id);
+	cJSON_AddStringToObject(resp, "behavior", "deny");
+	cJSON_AddStringToObject(resp, "message", reason);
+	worker_control_answer(request_id, resp, NULL);
+}
+
+static void
+worker_allow(const char *request_id, const cJSON *input)
+{
+	cJSON	*resp = cJSON_CreateObject();
+
+	/* Allowing means echoing the input back (or the app's version). */
+	cJSON_AddStringToObject(resp, "behavior", "allow");
+	cJSON_AddItemToObject(resp, "updatedInput", cJSON_Duplicate(input, 1));
+	worker_control_answer(request_id, resp, NULL);
+}
+
+/* Puts a question the gate let through to the app; 0, or -1 if full. */
+static int
+worker_approval_ask(const char *request_id, const char *tool,
+    const char *tool_id, const cJSON *input)
+{
+	struct approval		*a = NULL;
+	struct msg_approval	 ap;
+	struct timeval		 tv;
+	cJSON			*ev;
+	size_t			 i;
+
+	for (i = 0; i < WORKER_APPROVALS_MAX && a == NULL; i++)
+		if (w.approvals[i].request_id == NULL)
+			a = &w.approvals[i];
+	if (a == NULL)
+		return -1;
+	a->request_id = xstrdup(request_id);
+	a->tool_id = tool_id != NULL ? xstrdup(tool_id) : NULL;
+	a->tool = xstrdup(tool);
+	a->input = cJSON_Duplicate(input, 1);
+	a->timer = evtimer_new(w.base, worker_approval_timeout, a);
+	tv.tv_sec = w.approval_timeout_ms / 1000;
+	tv.tv_usec = (w.approval_timeout_ms % 1000) * 1000;
+	evtimer_add(a->timer, &tv);
+	/* The master first, so that an answer to the event finds it. */
+	memset(&ap, 0, sizeof ap);
+	ap.request_id = request_id;
+	ap.pending = 1;
+	msg_approval_compose(worker_out(), w.turn, &ap);
+	worker_sent();
+	ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "request_id", request_id);
+	cJSON_AddStringToObject(ev, "tool_id", tool_id != NULL ? tool_id : "");
+	cJSON_AddStringToObject(ev, "name", tool);
+	cJSON_AddItemToObject(ev, "input", cJSON_Duplicate(input, 1));
+	worker_bridge_event(NULL, "permission_request", ev);
+	log_debug("permission request %s (%s) put to the app", request_id,
+	    tool);
+	return 0;
+}
+
+static void
+worker_approval_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct approval	*a = arg;
+	char		 reason[WORKER_ERR_MAX];
+
+	snprintf(reason, sizeof reason, "no answer to the permission request "
+	    "within %llu ms", (unsigned long long)w.approval_timeout_ms);
+	worker_deny(a->request_id, a->tool, a->tool_id, "timeout", reason);
+	worker_approval_end(a);
+}
+
+/* The app's answer (the master checked the first one wins). */
+static void
+worker_permission(const struct msg_permission *p)
+{
+	const cJSON	*upd = p->updated_input;
+	struct approval	*a;
+	const char	*by;
+	char		 reason[WORKER_ERR_MAX];
+
+	if ((a = worker_approval_find(p->request_id)) == NULL)
+		return;		/* settled meanwhile (timeout, cancel) */
+	if (!p->allow)
+		worker_deny(a->request_id, a->tool, a->tool_id, "client",
+		    p->message != NULL ? p->message : "denied by the client");
+	else if (cJSON_IsObject(upd) && w.gate != NULL && gate_check(w.gate,
+	    a->tool, upd, &by, reason, sizeof reason) == -1)
+		/* The daemon's rules hold for what the app rewrote too. */
+		worker_deny(a->request_id, a->tool, a->tool_id, by, reason);
+	else
+		worker_allow(a->request_id, cJSON_IsObject(upd) ? upd :
+		    a->input);
+	worker_approval_end(a);
+}
+
+/* The CLI withdrew a question (its turn was interrupted, say). */
+static void
+worker_bridge_control_cancel(void *arg, const char *request_id)
+{
+	struct approval	*a;
+	cJSON		*ev;
+
+	if ((a = worker_approval_find(request_id)) == NULL)
+		return;
+	ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "request_id", a->request_id);
+	cJSON_AddStringToObject(ev, "tool_id", a->tool_id != NULL ?
+	    a->tool_id : "");
+	cJSON_AddStringToObject(ev, "name", a->tool);
+	worker_bridge_event(NULL, "permission_cancelled", ev);
+	worker_approval_end(a);
+}
+
+/* Every open question denied (an interrupt), or dropped (the CLI left). */
+static void
+worker_approvals_settle(int deny)
+{
+	size_t	i;
+
+	for (i = 0; i < WORKER_APPROVALS_MAX; i++) {
+		if (w.approvals[i].request_id == NULL)
+			continue;
+		if (deny && w.cli != NULL)
+			worker_deny(w.approvals[i].request_id,
+			    w.approvals[i].tool, w.approvals[i].tool_id,
+			    "interrupt", "the turn was interrupted");
+		worker_approval_end(&w.approvals[i]);
+	}
+}
+
 /* The CLI asks us: can_use_tool is answered here (the sandbox is the line). */
 static void
 worker_bridge_control_request(void *arg, const char *request_id,
@@ -414,6 +610,14 @@ worker_bridge_control_request(void *arg, const char *request_id,
 			cJSON_AddStringToObject(resp, "behavior", "deny");
 			cJSON_AddStringToObject(resp, "message",
 			    "malformed tool input");
+		} else if (w.approvals_client) {
+			/* The daemon's rules passed it: the app decides. */
+			cJSON_Delete(resp);
+			if (worker_approval_ask(request_id, tool, tool_id,
+			    input) == -1)
+				worker_deny(request_id, tool, tool_id, "policy",
+				    "too many permission requests waiting");
+			return;
 		} else {
 			/* Allowing means echoing the input back unchanged. */
 			cJSON_AddStringToObject(resp, "behavior", "allow");
@@ -439,7 +643,8 @@ worker_bridge_control_response(void *arg, const char *request_id, int ok,
 
 static const struct bridge_cb worker_bridge_cb = {
 	worker_bridge_event, worker_bridge_init, worker_bridge_turn_end,
-	worker_bridge_control_request, worker_bridge_control_response, NULL
+	worker_bridge_control_request, worker_bridge_control_response, NULL,
+	worker_bridge_control_cancel
 };
 
 /* --- the CLI ----------------------------------------------------------- */
@@ -567,6 +772,8 @@ worker_interrupt(void)
 	if (!w.busy || w.interrupting)
 		return;
 	w.interrupting = 1;
+	/* Open questions are denied first: the CLI may then stop. */
+	worker_approvals_settle(1);
 	bridge_interrupting(w.bridge);
 	snprintf(id, sizeof id, "hp-int-%llu",
 	    (unsigned long long)++w.ctl_seq);
@@ -1154,6 +1361,7 @@ worker_open(const cJSON *o)
 	struct bridge_cb	 bcb = worker_bridge_cb;
 	struct cli_cb		 ccb = worker_cli_cb;
 	struct worker_sandbox	 sb;
+	const cJSON		*opt;
 	int			 rc = 0;
 
 	session = worker_jstr(o, "session");
@@ -1174,6 +1382,12 @@ worker_open(const cJSON *o)
 	log_setrole("worker[%.64s]", session);
 	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
 	w.kill_grace_ms = (uint64_t)worker_jnum(o, "kill_grace_ms", 5000);
+	opt = cJSON_GetObjectItemCaseSensitive(o, "options");
+	w.approvals_client = worker_jstr(opt, "approvals") != NULL &&
+	    strcmp(worker_jstr(opt, "approvals"), "client") == 0;
+	w.approval_timeout_ms = (uint64_t)worker_jnum(opt,
+	    "approval_timeout_ms", worker_jnum(o, "approval_timeout_ms",
+	    WORKER_APPROVAL_TIMEOUT_MS));
 
 	if (worker_sandbox_setup(&sb, o, session, cli, err, sizeof err) == -1) {
 		worker_open_failed(ERR_SPAWN_FAILED, err);
@@ -1348,8 +1562,9 @@ worker_stop(void)
 static void
 worker_dispatch(struct msg *m)
 {
-	cJSON		*o = NULL;
-	struct msg_turn	 t;
+	cJSON			*o = NULL;
+	struct msg_turn		 t;
+	struct msg_permission	 pm;
 
 	switch (m->hdr.type) {
 	case MSG_OPEN:
@@ -1368,6 +1583,13 @@ worker_dispatch(struct msg *m)
 			fatalx("bad interrupt message from master");
 		if (w.state == W_OPEN)
 			worker_interrupt();
+		break;
+	case MSG_PERMISSION:
+		if (msg_permission_decode(m, &pm) == -1)
+			fatalx("bad permission message from master");
+		if (w.state == W_OPEN)
+			worker_permission(&pm);
+		msg_permission_clear(&pm);
 		break;
 	case MSG_STOP:
 		if (msg_empty_decode(m) == -1)

@@ -166,6 +166,50 @@ def test_sync(d):
              ["ended"], "reset() and stop()")
 
 
+def test_permissions(d):
+    from hotplex import Client
+    with Client(d.sock) as c, Client(d.sock) as other:
+        asked = []
+
+        def allow(req):
+            asked.append(req)
+            return "allow"
+        evs = list(c.execute("pp", "tool:echo py-allowed", approvals="client",
+                             on_permission=allow))
+        res = [e for e in evs if e.type == "tool_result"]
+        t.ok(len(asked) == 1 and asked[0].name == "Bash" and
+             asked[0].input["command"] == "echo py-allowed" and
+             asked[0].request_id and res and
+             "py-allowed" in res[0].data["output"],
+             "on_permission: allow (request_id, name, input)", asked)
+        t.ok(any(e.type == "permission_request" for e in evs),
+             "the permission_request event is yielded too")
+        evs = list(c.execute("pp", "tool:echo no", on_permission=lambda r: {
+            "decision": "deny", "message": "py says no"}))
+        pd = [e for e in evs if e.type == "permission_denied"]
+        t.ok(pd and pd[0].data["by"] == "client" and
+             pd[0].data["reason"] == "py says no",
+             "on_permission: a dict denies with a message")
+
+        def both(req):
+            # Another client answers first; our own answer then loses.
+            other.permission(req.session, req.request_id, "allow",
+                             updated_input={"command": "echo by-other"})
+            return "deny"
+        evs = list(c.execute("pp", "tool:echo mine", on_permission=both))
+        res = [e for e in evs if e.type == "tool_result"]
+        t.ok(res and "by-other" in res[0].data["output"] and
+             not [e for e in evs if e.type == "permission_denied"],
+             "two clients answer: the first wins, the later one is "
+             "ignored (not_found)")
+        evs = list(c.execute("pt", "tool:echo t", approvals="client",
+                             approval_timeout_ms=200,
+                             on_permission=lambda r: None))
+        pd = [e for e in evs if e.type == "permission_denied"]
+        t.ok(pd and pd[0].data["by"] == "timeout",
+             "on_permission returning None: denied by timeout")
+
+
 def test_attach(d):
     from hotplex import Client
     with Client(d.sock) as a, Client(d.sock) as b:
@@ -238,6 +282,16 @@ def test_async(d):
                  "AsyncClient: detach ends the attachment")
             t.eq((await c.stats("as1"))["turns"], 2, "AsyncClient: stats")
 
+            async def ok(req):
+                await asyncio.sleep(0)
+                return {"decision": "allow",
+                        "updated_input": {"command": "echo async-ok"}}
+            evs = [e async for e in c.execute(
+                "as4", "tool:echo x", approvals="client", on_permission=ok)]
+            res = [e for e in evs if e.type == "tool_result"]
+            t.ok(res and "async-ok" in res[0].data["output"],
+                 "AsyncClient: a coroutine on_permission answers")
+
     asyncio.run(main())
 
 
@@ -290,6 +344,7 @@ def main():
         with Daemon() as d:
             test_readme(d, target)
             test_sync(d)
+            test_permissions(d)
             test_attach(d)
             test_async(d)
         test_daemon_gone()

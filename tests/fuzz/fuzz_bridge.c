@@ -82,7 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct bridge_cb	 cb = {
 		fuzz_event, fuzz_init, fuzz_turn_end, fuzz_control_request,
-		fuzz_control_response, NULL
+		fuzz_control_response, NULL, NULL
 	};
 	struct bridge		*b = bridge_new(&cb);
 	const char		*p = (const char *)data, *end = p + size, *nl;

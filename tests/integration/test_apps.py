@@ -1,5 +1,6 @@
 """What applications drive (issue 16), with tests/fake-claude: queued
-turns (execute with "queue": true)."""
+turns (execute with "queue": true) and approvals by the app (option
+approvals "client", op permission)."""
 
 import os
 import signal
@@ -165,7 +166,170 @@ def test_queue_shutdown():
         t.eq(d.proc.wait(hplib.REPLY_TIMEOUT_S), 0, "the daemon exits 0")
 
 
+CLIENT = {"approvals": "client"}
+
+
+def until(c, rid, typ):
+    """Lines of rid up to the first of type typ (None if the turn ended
+    first); the lines read are returned too."""
+    seen = []
+    while True:
+        o = c.line()
+        if o is None:
+            return None, seen
+        if o.get("id") != rid:
+            continue
+        seen.append(o)
+        if o["type"] == typ:
+            return o, seen
+        if o["type"] in ("done", "error"):
+            return None, seen
+
+
+def state_of(c, sess):
+    return [x["state"] for x in c.request("sessions")["data"]
+            if x["session"] == sess][0]
+
+
+def test_approvals():
+    with Daemon() as d:
+        c = d.client()
+        # allow
+        rid = c.send("execute", session="ap", prompt="tool:echo allowed-ran",
+                     options=CLIENT)
+        pr, _ = until(c, rid, "permission_request")
+        t.ok(pr is not None and pr["data"]["name"] == "Bash" and
+             pr["data"]["input"]["command"] == "echo allowed-ran" and
+             pr["data"]["request_id"] and pr["data"]["tool_id"],
+             "approvals client: a permission_request event with "
+             "request_id, tool_id, name, input", pr)
+        t.eq(state_of(c, "ap"), "waiting_approval",
+             "sessions shows waiting_approval while it waits")
+        req = pr["data"]["request_id"]
+        t.eq(c.request("permission", session="ap", request_id=req,
+                       decision="allow")["type"], "ok", "permission allow")
+        rest = c.events(rid)
+        res = hplib.first(rest, "tool_result")
+        t.ok(res and not res["data"]["is_error"] and
+             "allowed-ran" in res["data"]["output"] and
+             rest[-1]["type"] == "done", "the allowed tool ran", rest[-3:])
+        late = c.request("permission", session="ap", request_id=req,
+                         decision="deny")
+        t.eq(late["data"]["code"], "not_found",
+             "a second answer gets not_found")
+        t.eq(state_of(c, "ap"), "ready", "ready again after the turn")
+
+        # deny with a message
+        rid = c.send("execute", session="ap", prompt="tool:echo no")
+        pr, _ = until(c, rid, "permission_request")
+        c.request("permission", session="ap",
+                  request_id=pr["data"]["request_id"], decision="deny",
+                  message="not today")
+        rest = c.events(rid)
+        pd = hplib.first(rest, "permission_denied")
+        t.ok(pd and pd["data"]["by"] == "client" and
+             pd["data"]["reason"] == "not today" and
+             hplib.first(rest, "tool_result")["data"]["is_error"],
+             "deny: permission_denied by client with the message", pd)
+        st = c.request("stats", session="ap")["data"]
+        t.eq(st["permission_denials"], 1, "the denial is counted")
+
+        # updated_input, and the daemon's rules on it
+        rid = c.send("execute", session="ap", prompt="tool:echo original")
+        pr, _ = until(c, rid, "permission_request")
+        c.request("permission", session="ap",
+                  request_id=pr["data"]["request_id"], decision="allow",
+                  updated_input={"command": "echo rewritten"})
+        rest = c.events(rid)
+        out = hplib.first(rest, "tool_result")["data"]["output"]
+        t.ok("rewritten" in out and "original" not in out,
+             "allow with updated_input runs the app's input", out)
+
+        # bad answers
+        bad = c.request("permission", session="ap", request_id="x",
+                        decision="maybe")
+        t.eq(bad["data"]["code"], "bad_request", "decision must be allow "
+             "or deny")
+        t.eq(c.request("permission", session="ap", request_id="nosuch",
+                       decision="allow")["data"]["code"], "not_found",
+             "an unknown request_id: not_found")
+        bad = c.request("execute", session="ap2", prompt="x",
+                        options={"approvals": "app"})
+        t.eq(bad["data"]["code"], "bad_request", "approvals is daemon or "
+             "client")
+
+        # two clients answer; the follower sees the request
+        f = d.client()
+        rid = c.send("execute", session="ap", prompt="tool:echo two")
+        pr, _ = until(c, rid, "permission_request")
+        f.request("attach", session="ap", since_seq=pr["seq"] - 1)
+        fo = f.line()
+        t.ok(fo["type"] == "permission_request" and
+             fo["data"] == pr["data"], "a follower gets the "
+             "permission_request")
+        req = pr["data"]["request_id"]
+        a1 = f.send("permission", session="ap", request_id=req,
+                    decision="allow")
+        a2 = c.send("permission", session="ap", request_id=req,
+                    decision="deny")
+        r1, r2 = f.reply(a1), c.reply(a2)
+        t.ok(r1["type"] == "ok" and r2["data"]["code"] == "not_found",
+             "two clients answer: the first wins, the other gets "
+             "not_found", (r1, r2))
+        rest = c.events(rid)
+        t.ok(not hplib.first(rest, "tool_result")["data"]["is_error"],
+             "... and the first answer (allow) holds")
+
+
+def test_approval_timeout_interrupt():
+    with Daemon({"approval_timeout": "300ms"}) as d:
+        c = d.client()
+        rid = c.send("execute", session="to", prompt="tool:echo late",
+                     options=CLIENT)
+        evs = c.events(rid)
+        pd = hplib.first(evs, "permission_denied")
+        t.ok(hplib.first(evs, "permission_request") and pd and
+             pd["data"]["by"] == "timeout" and evs[-1]["type"] == "done",
+             "unanswered for approval_timeout: denied by timeout", pd)
+        # the option wins over the config key
+        rid = c.send("execute", session="to2", prompt="tool:echo late",
+                     options={"approvals": "client",
+                              "approval_timeout_ms": 60000})
+        pr, _ = until(c, rid, "permission_request")
+        i = c.send("interrupt", session="to2")
+        rest = c.events(rid)
+        pd = hplib.first(rest, "permission_denied")
+        t.ok(pd and pd["data"]["by"] == "interrupt" and
+             rest[-1]["type"] == "done" and
+             rest[-1]["data"]["interrupted"],
+             "interrupt denies the waiting request and interrupts the "
+             "turn (approval_timeout_ms kept it waiting)", rest[-3:])
+        t.eq(c.reply(i)["type"], "ok", "interrupt ok")
+        t.eq(c.request("permission", session="to2",
+                       request_id=pr["data"]["request_id"],
+                       decision="allow")["data"]["code"], "not_found",
+             "an answer after the interrupt: not_found")
+        # The CLI withdraws the question itself (SIGINT to it: as recorded,
+        # control_cancel_request): permission_cancelled.
+        rid = c.send("execute", session="to2", prompt="tool:echo cancel")
+        pr, seen = until(c, rid, "permission_request")
+        cli = [o for o in seen if o["type"] == "session_start"][0]
+        os.kill(cli["data"]["cli_pid"], signal.SIGINT)
+        rest = c.events(rid)
+        pc = hplib.first(rest, "permission_cancelled")
+        t.ok(pc and pc["data"]["request_id"] ==
+             pr["data"]["request_id"] and pc["data"]["name"] == "Bash",
+             "control_cancel_request: permission_cancelled", rest[-4:])
+        t.eq(terminal_count(rest), 1, "one terminal line")
+        t.eq(c.request("permission", session="to2",
+                       request_id=pr["data"]["request_id"],
+                       decision="allow")["data"]["code"], "not_found",
+             "a withdrawn request: not_found")
+
+
 def main():
+    test_approvals()
+    test_approval_timeout_interrupt()
     test_queue_order()
     test_queue_cancel()
     test_queue_client_gone()

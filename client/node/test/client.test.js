@@ -154,6 +154,48 @@ test('execute with queue waits behind the running turn', async () => {
   }
 });
 
+test('onPermission answers permission requests', async () => {
+  const c = new Client({ socket: d.sock });
+  const other = new Client({ socket: d.sock });
+  try {
+    const asked = [];
+    let evs = await collect(c.execute('np', 'tool:echo js-allowed', {
+      approvals: 'client',
+      onPermission: (req) => { asked.push(req); return 'allow'; },
+    }));
+    assert.equal(asked.length, 1);
+    assert.equal(asked[0].name, 'Bash');
+    assert.equal(asked[0].input.command, 'echo js-allowed');
+    assert.match(evs.find((e) => e.type === 'tool_result').data.output,
+      /js-allowed/);
+    evs = await collect(c.execute('np', 'tool:echo no', {
+      onPermission: async () => ({ decision: 'deny', message: 'js says no' }),
+    }));
+    const pd = evs.find((e) => e.type === 'permission_denied');
+    assert.equal(pd.data.by, 'client');
+    assert.equal(pd.data.reason, 'js says no');
+    // Another client answers first; the later answer is not_found.
+    evs = await collect(c.execute('np', 'tool:echo mine', {
+      onPermission: async (req) => {
+        await other.permission(req.session, req.requestId, 'allow',
+          { updatedInput: { command: 'echo by-other' } });
+        return 'deny';
+      },
+    }));
+    assert.match(evs.find((e) => e.type === 'tool_result').data.output,
+      /by-other/);
+    assert.equal(evs.find((e) => e.type === 'permission_denied'), undefined);
+    evs = await collect(c.execute('npt', 'tool:echo t', {
+      approvals: 'client', approval_timeout_ms: 200, onPermission: () => null,
+    }));
+    assert.equal(evs.find((e) => e.type === 'permission_denied').data.by,
+      'timeout');
+  } finally {
+    await c.close();
+    await other.close();
+  }
+});
+
 test('open, reset, stop', async () => {
   const c = new Client({ socket: d.sock });
   try {
