@@ -829,6 +829,41 @@ fw_search_rule(const struct policy *p, const struct fw_rule *r,
 }
 
 /* Runs every rule for the target over the forms the prefilter allows. */
+/* Whether a rule only weighs the others: an allow or context rule. */
+static int
+fw_weighs(const struct fw_rule *r)
+{
+	return r->allow_id != NULL || r->context != POLICY_CONTEXT_NONE;
+}
+
+/* Matches rule i against the useful forms, in order, into hits[i]. */
+static void
+fw_match_rule(const struct policy *p, size_t i, unsigned tbit,
+    const struct norm_buf *forms, const int *useful, struct fw_hit *hits,
+    OnigMatchParam *mp, struct fw_bound *b, struct fw_windows **win)
+{
+	const struct fw_rule	*r = &p->rules[i];
+	int			 f, rc;
+
+	if ((r->targets & tbit) == 0)
+		return;
+	for (f = 0; f < POLICY_NFORMS; f++) {
+		if (!useful[f])
+			continue;
+		rc = fw_search_rule(p, r, &forms[f],
+		    win[(size_t)f * p->nrules + i], mp, b);
+		if (rc == ONIG_MISMATCH)
+			continue;
+		hits[i].matched = 1;
+		hits[i].form = (enum policy_form)f;
+		if (rc >= 0)
+			hits[i].pos = (size_t)rc;
+		else
+			hits[i].overrun = 1;	/* fail closed */
+		return;
+	}
+}
+
 static void
 fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
     const int *useful, struct fw_hit *hits, OnigMatchParam *mp,
@@ -837,7 +872,7 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 	const struct fw_rule	*r;
 	struct fw_scan		 sc;
 	size_t			 i;
-	int			 f, rc;
+	int			 f, command = 0, ask = 0;
 
 	sc.p = p;
 	sc.tbit = tbit;
@@ -860,25 +895,40 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 			free(sc.needs[i].v);
 	}
 	free(sc.needs);
+	/*
+	 * The rules that score first; then only the allow rules whose rule
+	 * matched, and the context rules of a prompt where a command rule
+	 * matched (ask) and something asked about it (run): the others
+	 * could change nothing.
+	 */
+	for (i = 0; i < p->nrules; i++) {
+		if (fw_weighs(&p->rules[i]))
+			continue;
+		fw_match_rule(p, i, tbit, forms, useful, hits, mp, b, win);
+		if (hits[i].matched && !hits[i].overrun &&
+		    (p->rules[i].targets & POLICY_TARGET_BIT(POLICY_BASH)))
+			command = 1;
+	}
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
-		if ((r->targets & tbit) == 0)
-			continue;
-		for (f = 0; f < POLICY_NFORMS; f++) {
-			if (!useful[f])
-				continue;
-			rc = fw_search_rule(p, r, &forms[f],
-			    win[(size_t)f * p->nrules + i], mp, b);
-			if (rc == ONIG_MISMATCH)
-				continue;
-			hits[i].matched = 1;
-			hits[i].form = (enum policy_form)f;
-			if (rc >= 0)
-				hits[i].pos = (size_t)rc;
-			else
-				hits[i].overrun = 1;	/* fail closed */
-			break;
+		if (r->allow_id != NULL && hits[r->allow].matched &&
+		    !hits[r->allow].overrun)
+			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
+			    win);
+	}
+	if (tbit != POLICY_TARGET_BIT(POLICY_PROMPT) || !command)
+		return;
+	for (i = 0; i < p->nrules; i++) {
+		if (p->rules[i].context == POLICY_CONTEXT_ASK) {
+			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
+			    win);
+			ask |= hits[i].matched && !hits[i].overrun;
 		}
+	}
+	for (i = 0; i < p->nrules && ask; i++) {
+		if (p->rules[i].context == POLICY_CONTEXT_RUN)
+			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
+			    win);
 	}
 }
 
@@ -974,23 +1024,34 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
 	return 0;
 }
 
-/* Whether a rule only weighs the others: an allow or context rule. */
-static int
-fw_weighs(const struct fw_rule *r)
-{
-	return r->allow_id != NULL || r->context != POLICY_CONTEXT_NONE;
-}
-
 /*
- * What a rule's match counts: its severity, or a share of it for a rule
- * that screens Bash commands when the prompt only quotes commands.
+ * What each matched rule counts: its severity, or, in a prompt that only
+ * quotes commands, a share of it for a rule that screens Bash commands,
+ * once per category (several rules naming one reverse shell are one
+ * quoted command).  Fills sev[] for every rule.
  */
-static int
-fw_severity(const struct fw_rule *r, int quoted)
+static void
+fw_severities(const struct policy *p, const struct fw_hit *hits, int quoted,
+    int *sev)
 {
-	if (quoted && (r->targets & POLICY_TARGET_BIT(POLICY_BASH)))
-		return r->severity / POLICY_CONTEXT_DIVISOR;
-	return r->severity;
+	const struct fw_rule	*r;
+	size_t			 i, j;
+
+	for (i = 0; i < p->nrules; i++) {
+		r = &p->rules[i];
+		sev[i] = r->severity;
+		if (!quoted || !hits[i].matched ||
+		    !(r->targets & POLICY_TARGET_BIT(POLICY_BASH)))
+			continue;
+		sev[i] = r->severity / POLICY_CONTEXT_DIVISOR;
+		for (j = 0; j < i; j++) {
+			if (hits[j].matched && !fw_weighs(&p->rules[j]) &&
+			    (p->rules[j].targets &
+			    POLICY_TARGET_BIT(POLICY_BASH)) &&
+			    strcmp(p->rules[j].category, r->category) == 0)
+				sev[i] = 0;
+		}
+	}
 }
 
 /*
@@ -1002,7 +1063,7 @@ fw_rule_score(const struct policy *p, size_t id, int f,
     const struct norm_buf *nb, const struct fw_hit *hits,
     struct fw_windows **win, const size_t *nl, size_t nnl, int *score,
     size_t *stamp, size_t *allowed, OnigMatchParam *mp, struct fw_bound *b,
-    OnigRegion *region, int quoted)
+    OnigRegion *region, const int *sev)
 {
 	struct fw_lines	 ln;
 	size_t		 a;
@@ -1023,7 +1084,7 @@ fw_rule_score(const struct policy *p, size_t id, int f,
 	}
 	ln.mark = stamp;
 	ln.score = score;
-	ln.severity = fw_severity(&p->rules[id], quoted);
+	ln.severity = sev[id];
 	return fw_rule_lines(p, id, nb, win[(size_t)f * p->nrules + id], nl,
 	    nnl, &ln, mp, b, region);
 }
@@ -1039,7 +1100,7 @@ fw_rule_score(const struct policy *p, size_t id, int f,
 static int
 fw_line_score(const struct policy *p, const struct norm_buf *forms,
     const int *useful, const struct fw_hit *hits, struct fw_windows **win,
-    OnigMatchParam *mp, struct fw_bound *b, int global, int quoted)
+    OnigMatchParam *mp, struct fw_bound *b, int global, const int *sev)
 {
 	const struct fw_rule	*r;
 	OnigRegion		*region;
@@ -1075,7 +1136,7 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 			    (int)hits[i].form > f)
 				continue;
 			rc = fw_rule_score(p, i, f, &forms[f], hits, win, nl,
-			    nnl, score, stamp, allowed, mp, b, region, quoted);
+			    nnl, score, stamp, allowed, mp, b, region, sev);
 		}
 		for (i = 0; i <= nnl; i++) {
 			if (score[i] > best)
@@ -1190,7 +1251,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	OnigMatchParam		*mp;
 	size_t			 i, best = FW_NOALLOW;
 	unsigned		 flags;
-	int			 useful[POLICY_NFORMS], f, global, line, quoted;
+	int			 useful[POLICY_NFORMS], f, global, line, *sev;
 
 	memset(v, 0, sizeof *v);
 	v->threshold = threshold > 0 ? threshold : POLICY_DEFAULT_THRESHOLD;
@@ -1246,20 +1307,21 @@ policy_check(const struct policy *p, enum policy_target target,
 			hits[r->allow].allowed = 1;
 	}
 
-	v->quoted = quoted = fw_quoted(p, target, hits);
+	v->quoted = fw_quoted(p, target, hits);
+	sev = xcalloc(p->nrules + 1, sizeof *sev);
+	fw_severities(p, hits, v->quoted, sev);
 	fw_input_findings(v, flags);
 	global = v->score;
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
 		if (fw_weighs(r) || !hits[i].matched)
 			continue;
-		fw_add_match(v, r->id, r->category, r->message,
-		    fw_severity(r, quoted), hits[i].form, hits[i].overrun,
-		    hits[i].allowed);
+		fw_add_match(v, r->id, r->category, r->message, sev[i],
+		    hits[i].form, hits[i].overrun, hits[i].allowed);
 		/* Where these matched is unknown or not a line of the text. */
 		if (!hits[i].allowed && (hits[i].overrun ||
 		    hits[i].form == POLICY_FORM_DECODED))
-			global += fw_severity(r, quoted);
+			global += sev[i];
 		if (!hits[i].allowed && (best == FW_NOALLOW ||
 		    r->severity > p->rules[best].severity))
 			best = i;
@@ -1277,12 +1339,13 @@ policy_check(const struct policy *p, enum policy_target target,
 	 * several lines scores its worst line (see fw_line_score()).
 	 */
 	if (v->score >= v->threshold && (line = fw_line_score(p, forms, useful,
-	    hits, win, mp, &bound, global, quoted)) >= 0)
+	    hits, win, mp, &bound, global, sev)) >= 0)
 		v->score = line;
 	v->blocked = v->score >= v->threshold;
 
 	onig_free_match_param(mp);
 	fw_windows_free(win, p->nrules * POLICY_NFORMS, pool);
+	free(sev);
 	free(hits);
 	for (f = 0; f < POLICY_NFORMS; f++)
 		normalize_buf_free(&forms[f]);

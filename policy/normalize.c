@@ -22,6 +22,15 @@
 /* Shell form grows only by brace expansion: this many times the input. */
 #define SHELL_GROWTH	4
 
+/*
+ * Variable indirection (a=rm; $a -rf /): assignments remembered per text,
+ * and the bytes their expansions may add, as a multiple of the input.
+ */
+#define SHELL_VARS	16
+#define SHELL_VAR_NAME	32
+#define SHELL_VAR_VALUE	128
+#define SHELL_VAR_GROWTH 2
+
 /* Decoded runs must look like text: this share of printable bytes, in %. */
 #define DECODE_PRINTABLE_PCT	90
 
@@ -611,6 +620,131 @@ shell_dollar(const char *s, size_t n, int *blank)
 	return 0;
 }
 
+/* Simple assignments of a text, NAME=value, the last of each name. */
+struct shell_vars {
+	struct {
+		char	name[SHELL_VAR_NAME];
+		size_t	nlen;
+		char	value[SHELL_VAR_VALUE];
+		size_t	vlen;
+	}	 v[SHELL_VARS];
+	size_t	 n;
+	size_t	 budget;	/* bytes expansions may still add */
+};
+
+/* Where an unquoted assignment value ends. */
+static int
+shell_blank_byte(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == ';' || c == '&' ||
+	    c == '|' || c == ')';
+}
+
+static int
+shell_name_char(int c, int first)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+	    (!first && c >= '0' && c <= '9');
+}
+
+/* Bytes after which a word, and so an assignment, may start. */
+static const unsigned char shell_word_start[UCHAR_MAX + 1] = {
+	[' '] = 1, ['\t'] = 1, ['\n'] = 1, [';'] = 1, ['&'] = 1, ['|'] = 1,
+	['('] = 1, ['{'] = 1,
+};
+
+/*
+ * Remembers the assignment at s (NAME=value, value quoted or a plain
+ * word, with no expansion of its own) and returns its length, or 0.
+ */
+static size_t
+shell_var_scan(const char *s, size_t n, struct shell_vars *vars)
+{
+	size_t		 i = 0, v0, v1, k;
+	char		 q = 0;
+
+	while (i < n && i < SHELL_VAR_NAME - 1 &&
+	    shell_name_char((unsigned char)s[i], i == 0))
+		i++;
+	if (i == 0 || i >= n || s[i] != '=' || (i + 1 < n && s[i + 1] == '='))
+		return 0;
+	v0 = i + 1;
+	if (v0 < n && (s[v0] == '\'' || s[v0] == '"'))
+		q = s[v0++];
+	for (v1 = v0; v1 < n; v1++) {
+		if (q != 0 ? s[v1] == q : shell_blank_byte(s[v1]))
+			break;
+		if (s[v1] == '$' || s[v1] == '`' || (q == 0 && (s[v1] == '\'' ||
+		    s[v1] == '"')))
+			return 0;	/* an expansion: not followed */
+	}
+	if (v1 - v0 >= SHELL_VAR_VALUE || (q != 0 && v1 == n))
+		return 0;
+	for (k = 0; k < vars->n; k++) {
+		if (vars->v[k].nlen == i && memcmp(vars->v[k].name, s, i) == 0)
+			break;
+	}
+	if (k == vars->n) {
+		if (vars->n == SHELL_VARS)
+			return 0;
+		vars->n++;
+	}
+	memcpy(vars->v[k].name, s, i);
+	vars->v[k].nlen = i;
+	memcpy(vars->v[k].value, s + v0, v1 - v0);
+	vars->v[k].vlen = v1 - v0;
+	return v1 + (q != 0);
+}
+
+/* The assignments of a whole text, so that a later line sees them. */
+static void
+shell_vars_scan(const char *s, size_t len, struct shell_vars *vars)
+{
+	size_t	i, k;
+
+	vars->n = 0;
+	vars->budget = SHELL_VAR_GROWTH * len;
+	if (memchr(s, '=', len) == NULL || memchr(s, '$', len) == NULL)
+		return;
+	for (i = 0; i < len; i++) {
+		if ((i == 0 || shell_word_start[(unsigned char)s[i - 1]]) &&
+		    shell_name_char((unsigned char)s[i], 1) &&
+		    (k = shell_var_scan(s + i, len - i, vars)) != 0)
+			i += k - 1;
+	}
+}
+
+/*
+ * Expands $NAME or ${NAME} at s[0] == '$' if the text assigned NAME;
+ * returns the bytes consumed, or 0.
+ */
+static size_t
+shell_var(const char *s, size_t n, struct shell_vars *vars,
+    struct norm_buf *out)
+{
+	size_t	i = 1, k, v, brace = 0;
+
+	if (vars == NULL || vars->n == 0)
+		return 0;
+	if (i < n && s[i] == '{')
+		brace = i++;
+	for (k = i; k < n && shell_name_char((unsigned char)s[k], k == i); k++)
+		;
+	if (k == i || (brace && (k >= n || s[k] != '}')))
+		return 0;
+	for (v = 0; v < vars->n; v++) {
+		if (vars->v[v].nlen != k - i ||
+		    memcmp(vars->v[v].name, s + i, k - i) != 0)
+			continue;
+		if (vars->v[v].vlen > vars->budget)
+			return 0;
+		vars->budget -= vars->v[v].vlen;
+		nb_put(out, vars->v[v].value, vars->v[v].vlen);
+		return k + (brace != 0);
+	}
+	return 0;
+}
+
 /* Bytes that start something pass 1 undoes. */
 static const unsigned char shell_special[UCHAR_MAX + 1] = {
 	['\\'] = 1, ['\''] = 1, ['"'] = 1, ['`'] = 1, ['$'] = 1,
@@ -621,7 +755,8 @@ static const unsigned char shell_special[UCHAR_MAX + 1] = {
  * whether it decoded $'..', whose text may hold more quoting.
  */
 static int
-shell_unquote(const char *s, size_t len, struct norm_buf *out)
+shell_unquote(const char *s, size_t len, struct norm_buf *out,
+    struct shell_vars *vars)
 {
 	size_t	i = 0, k;
 	int	blank, ansi = 0;
@@ -666,6 +801,10 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out)
 						nb_putc(out, s[i++]);
 				}
 				i++;
+				continue;
+			}
+			if ((k = shell_var(s + i, len - i, vars, out)) != 0) {
+				i += k;
 				continue;
 			}
 			if ((k = shell_dollar(s + i, len - i, &blank)) != 0) {
@@ -769,17 +908,17 @@ shell_words(const char *s, size_t len, struct norm_buf *out, size_t limit)
 /* The shell form of in, with tmp as scratch space for pass 1. */
 static void
 shell_form(const char *in, size_t len, struct norm_buf *out,
-    struct norm_buf *tmp)
+    struct norm_buf *tmp, struct shell_vars *vars)
 {
 	struct norm_buf	again;
 
 	normalize_buf_reset(tmp);
 	nb_reserve(tmp, len);
-	if (shell_unquote(in, len, tmp)) {
+	if (shell_unquote(in, len, tmp, vars)) {
 		/* What $'..' decoded is unquoted once more, as eval would. */
 		memset(&again, 0, sizeof again);
 		nb_reserve(&again, tmp->len);
-		(void)shell_unquote(tmp->data, tmp->len, &again);
+		(void)shell_unquote(tmp->data, tmp->len, &again, vars);
 		nb_swap(tmp, &again);
 		normalize_buf_free(&again);
 	}
@@ -791,10 +930,12 @@ shell_form(const char *in, size_t len, struct norm_buf *out,
 void
 normalize_shell(const char *in, size_t len, struct norm_buf *out)
 {
-	struct norm_buf	tmp;
+	struct norm_buf		tmp;
+	struct shell_vars	vars;
 
 	memset(&tmp, 0, sizeof tmp);
-	shell_form(in, len, out, &tmp);
+	shell_vars_scan(in, len, &vars);
+	shell_form(in, len, out, &tmp, &vars);
 	normalize_buf_free(&tmp);
 }
 
@@ -850,8 +991,11 @@ normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
 	size_t		 n, prevlen = 0, start = out->len;
 	int		 changed, prev_changed = 0, prev_kept = 0, kept;
 	struct norm_buf	 tmp;
+	struct shell_vars vars;
 
 	memset(&tmp, 0, sizeof tmp);
+	/* Assignments anywhere in the text: "a=rm" a line above "$a -rf /". */
+	shell_vars_scan(in, len, &vars);
 
 	for (; s < end; s += n + (s + n < end)) {
 		n = shell_line(s, (size_t)(end - s));
@@ -865,12 +1009,12 @@ normalize_shell_changed(const char *in, size_t len, struct norm_buf *out)
 		if (changed && prev != NULL && !prev_kept) {
 			if (out->len > start)
 				nb_putc(out, '\n');
-			shell_form(prev, prevlen, out, &tmp);
+			shell_form(prev, prevlen, out, &tmp, &vars);
 		}
 		if (kept) {
 			if (out->len > start)
 				nb_putc(out, '\n');
-			shell_form(s, n, out, &tmp);
+			shell_form(s, n, out, &tmp, &vars);
 		}
 		prev = s;
 		prevlen = n;
@@ -1156,6 +1300,137 @@ decode_level(const char *s, size_t n, struct norm_buf *out)
 	}
 }
 
+#define PIPE_TR_SETS	2	/* tr SET1 SET2 */
+
+/* A word at s (quoted or plain) on its line: its start and length. */
+static size_t
+pipe_word(const char *s, size_t n, const char **w)
+{
+	size_t	i = 0;
+	char	q;
+
+	if (n > 0 && (s[0] == '\'' || s[0] == '"')) {
+		q = s[0];
+		for (i = 1; i < n && s[i] != q && s[i] != '\n'; i++)
+			;
+		if (i == n || s[i] != q)
+			return 0;
+		*w = s + 1;
+		return i - 1;
+	}
+	while (i < n && !shell_blank_byte(s[i]) && s[i] != '<' && s[i] != '>')
+		i++;
+	*w = s;
+	return i;
+}
+
+/*
+ * The string a pipe at s[at] == '|' is fed: the quoted or plain word
+ * just before it (echo "/ fr- mr" | rev).  Returns its length, or 0.
+ */
+static size_t
+pipe_source(const char *s, size_t at, const char **w)
+{
+	size_t	end = at, i;
+	char	q;
+
+	while (end > 0 && (s[end - 1] == ' ' || s[end - 1] == '\t'))
+		end--;
+	if (end == 0 || s[end - 1] == '\n')
+		return 0;
+	if (s[end - 1] == '\'' || s[end - 1] == '"') {
+		q = s[end - 1];
+		for (i = end - 1; i > 0 && s[i - 1] != q && s[i - 1] != '\n'; i--)
+			;
+		if (i == 0 || s[i - 1] != q)
+			return 0;
+		*w = s + i;
+		return end - 1 - i;
+	}
+	for (i = end; i > 0 && !shell_blank_byte(s[i - 1]); i--)
+		;
+	*w = s + i;
+	return end - i;
+}
+
+/* Expands a tr set (ranges a-z) into set; returns its length. */
+static size_t
+pipe_tr_set(const char *w, size_t n, unsigned char *set, size_t max)
+{
+	size_t		 i, len = 0;
+	unsigned	 c;
+
+	for (i = 0; i < n && len < max; i++) {
+		if (i + 2 < n && w[i + 1] == '-' &&
+		    (unsigned char)w[i] <= (unsigned char)w[i + 2]) {
+			for (c = (unsigned char)w[i];
+			    c <= (unsigned char)w[i + 2] && len < max; c++)
+				set[len++] = (unsigned char)c;
+			i += 2;
+		} else
+			set[len++] = (unsigned char)w[i];
+	}
+	return len;
+}
+
+/*
+ * Undoes rev and tr SET1 SET2 in "echo word | rev" and
+ * "echo word | tr a-z n-za-m" pipelines: the word they are fed, reversed
+ * or translated, one line each.  Kept only if it reads as text.
+ */
+static void
+decode_pipes(const char *s, size_t n, struct norm_buf *out)
+{
+	unsigned char	 set[PIPE_TR_SETS][UCHAR_MAX + 1], map[UCHAR_MAX + 1];
+	const char	*p, *w, *a;
+	size_t		 at, len, k, i, m, nset[PIPE_TR_SETS], mark;
+	int		 rev;
+
+	for (p = memchr(s, '|', n); p != NULL;
+	    p = memchr(p + 1, '|', (size_t)(s + n - p - 1))) {
+		at = (size_t)(p - s);
+		for (k = at + 1; k < n && (s[k] == ' ' || s[k] == '\t'); k++)
+			;
+		rev = n - k >= 3 && memcmp(s + k, "rev", 3) == 0 &&
+		    (k + 3 == n || shell_blank_byte(s[k + 3]));
+		if (!rev && !(n - k >= 3 && memcmp(s + k, "tr ", 3) == 0))
+			continue;
+		if ((len = pipe_source(s, at, &w)) == 0)
+			continue;
+		mark = out->len;
+		if (rev) {
+			for (i = len; i > 0; i--)
+				nb_putc(out, w[i - 1]);
+		} else {
+			/* tr SET1 SET2, no options: a substitution cipher. */
+			k += 3;
+			for (m = 0; m < PIPE_TR_SETS; m++) {
+				while (k < n && s[k] == ' ')
+					k++;
+				if (k >= n || s[k] == '-' || s[k] == '|' ||
+				    s[k] == '\n')
+					break;
+				i = pipe_word(s + k, n - k, &a);
+				if (i == 0)
+					break;
+				nset[m] = pipe_tr_set(a, i, set[m],
+				    sizeof set[m]);
+				k = (size_t)(a - s) + i + (a != s + k);
+			}
+			if (m < PIPE_TR_SETS || nset[0] == 0 || nset[1] == 0)
+				continue;
+			for (i = 0; i <= UCHAR_MAX; i++)
+				map[i] = (unsigned char)i;
+			for (i = 0; i < nset[0]; i++)
+				map[set[0][i]] = set[1][i < nset[1] ? i :
+				    nset[1] - 1];
+			for (i = 0; i < len; i++)
+				nb_putc(out, (char)map[(unsigned char)w[i]]);
+		}
+		(void)decode_keep(out, mark);
+	}
+}
+
 void
 normalize_decode(const char *in, size_t len, struct norm_buf *out)
 {
@@ -1165,6 +1440,7 @@ normalize_decode(const char *in, size_t len, struct norm_buf *out)
 	memset(&cur, 0, sizeof cur);
 	memset(&next, 0, sizeof next);
 	decode_level(in, len, &cur);
+	decode_pipes(in, len, &cur);
 	for (level = 1; level <= NORMALIZE_DECODE_LEVELS && cur.len > 0;
 	    level++) {
 		nb_put(out, cur.data, cur.len);

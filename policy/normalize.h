@@ -34,7 +34,10 @@ void		 normalize_buf_free(struct norm_buf *);
 unsigned	 normalize_raw(const char *, size_t, struct norm_buf *);
 /* Compatibility and case folding, invisibles removed, look-alikes mapped. */
 unsigned	 normalize_fold(const char *, size_t, struct norm_buf *);
-/* Quotes, escapes, $IFS, $'..', {a,b} undone, whitespace collapsed. */
+/*
+ * Quotes, escapes, $IFS, $'..', {a,b} undone, simple variables expanded
+ * (a=rm; $a), whitespace collapsed.
+ */
 void		 normalize_shell(const char *, size_t, struct norm_buf *);
 /*
  * The shell form of only the lines whose quoting, escapes or expansions
@@ -43,7 +46,10 @@ void		 normalize_shell(const char *, size_t, struct norm_buf *);
  */
 void		 normalize_shell_changed(const char *, size_t,
 		    struct norm_buf *);
-/* base64, hex, \x.. and %XX runs decoded, up to NORMALIZE_DECODE_LEVELS. */
+/*
+ * base64, hex, \x.. and %XX runs decoded, up to NORMALIZE_DECODE_LEVELS;
+ * words fed to rev or tr SET1 SET2 in a pipeline, reversed or translated.
+ */
 void		 normalize_decode(const char *, size_t, struct norm_buf *);
 
 #endif
