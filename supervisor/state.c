@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
@@ -32,7 +34,10 @@
 #define STATE_FILE_MAX		(64U * 1024 * 1024)	/* bytes read */
 #define STATE_UID_MAX		((double)UINT32_MAX - 1)	/* -1 is no uid */
 
+#define STATE_MAINTAIN_S	5	/* between two store_maintain() */
+
 static int		 state_loading;	/* saves are no-ops meanwhile */
+static struct event	*state_timer;
 
 /* --- writing ------------------------------------------------------------ */
 
@@ -96,9 +101,21 @@ state_totals_save(void)
 	cJSON_free(t);
 }
 
+static void
+state_maintain(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval	tv = { STATE_MAINTAIN_S, 0 };
+
+	store_maintain();
+	evtimer_add(state_timer, &tv);
+}
+
 void
 state_close(void)
 {
+	if (state_timer != NULL)
+		event_free(state_timer);
+	state_timer = NULL;
 	store_close();
 }
 
@@ -488,4 +505,7 @@ state_load(void)
 		log_info("state: %d sessions restored from %s", n,
 		    store_path());
 	state_migrate();
+	if ((state_timer = evtimer_new(hp.base, state_maintain, NULL)) == NULL)
+		fatalx("state: evtimer_new");
+	state_maintain(-1, 0, NULL);
 }

@@ -301,8 +301,13 @@ store_try_open(const char *path, int full_sync, char *why, size_t whylen)
 		return 1;
 	}
 	sqlite3_finalize(st);
+	/*
+	 * No checkpoint inside a commit (it synchronizes the database: a turn
+	 * would wait for the disk): store_maintain() does them.
+	 */
 	if (sqlite3_exec(store_db, full_sync ? "PRAGMA synchronous = FULL" :
-	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_wal_autocheckpoint(store_db, 0) != SQLITE_OK) {
 		snprintf(why, whylen, "%s", sqlite3_errmsg(store_db));
 		return 1;
 	}
@@ -364,6 +369,20 @@ store_open(const char *dir, int full_sync)
 	log_warnx("store: running without a store: sessions and the audit "
 	    "are not kept");
 	return -1;
+}
+
+void
+store_maintain(void)
+{
+	int	log = 0, done = 0;
+
+	if (store_db == NULL)
+		return;
+	if (sqlite3_wal_checkpoint_v2(store_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	    &log, &done) != SQLITE_OK)
+		store_err("checkpoint");
+	else if (log > 0)
+		log_debug("store: checkpoint, %d of %d WAL frames", done, log);
 }
 
 void

@@ -74,6 +74,12 @@ void	 store_close(void);
 int	 store_is_open(void);
 const char *store_path(void);
 
+/*
+ * Work that may wait, off the turns' path (SQLite: a WAL checkpoint, which
+ * synchronizes the database); called every few seconds.
+ */
+void	 store_maintain(void);
+
 int	 store_begin(void);		/* batch several puts (migration) */
 int	 store_commit(void);
 
