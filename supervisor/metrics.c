@@ -153,6 +153,49 @@ metrics_one(struct evbuffer *b, const char *name, const char *type,
 	evbuffer_add_printf(b, "%s %llu\n", name, value);
 }
 
+/* What the gateway saw of every request to the model API (the account). */
+static void
+metrics_gateway(struct evbuffer *b, const struct gateway_stats *g)
+{
+	const cJSON	*h;
+
+	metrics_one(b, "hotplex_api_requests_total", "counter",
+	    "Requests the gateway forwarded to the model API.", g->requests);
+	metrics_one(b, "hotplex_api_errors_total", "counter",
+	    "Of them, answered with an error or cut.", g->errors);
+	metrics_one(b, "hotplex_api_rate_limited_total", "counter",
+	    "Of them, answered 429.", g->rate_limited);
+	metrics_one(b, "hotplex_api_overloaded_total", "counter",
+	    "Of them, answered 529.", g->overloaded);
+	metrics_line(b, "hotplex_api_tokens_total", "counter",
+	    "Tokens the model API reported to the gateway, by kind.");
+	evbuffer_add_printf(b, "hotplex_api_tokens_total{kind=\"input\"} %llu\n"
+	    "hotplex_api_tokens_total{kind=\"output\"} %llu\n"
+	    "hotplex_api_tokens_total{kind=\"cache_read\"} %llu\n"
+	    "hotplex_api_tokens_total{kind=\"cache_write\"} %llu\n",
+	    (unsigned long long)g->input, (unsigned long long)g->output,
+	    (unsigned long long)g->cache_read,
+	    (unsigned long long)g->cache_write);
+	/* The last anthropic-ratelimit-* numbers: remaining and limits. */
+	metrics_line(b, "hotplex_api_ratelimit", "gauge",
+	    "The last anthropic-ratelimit-* header values that are numbers.");
+	cJSON_ArrayForEach(h, g->ratelimit) {
+		char	*end;
+		double	 v;
+
+		if (!cJSON_IsString(h) || strncmp(h->string,
+		    "anthropic-ratelimit-", 20) != 0 ||
+		    strspn(h->string + 20, "abcdefghijklmnopqrstuvwxyz-") !=
+		    strlen(h->string + 20))
+			continue;
+		v = strtod(h->valuestring, &end);
+		if (end == h->valuestring || *end != '\0')
+			continue;
+		evbuffer_add_printf(b, "hotplex_api_ratelimit{header=\"%s\"} "
+		    "%.0f\n", h->string + 20, v);
+	}
+}
+
 /* The whole page: sums over every session, as an admin's stats see. */
 static void
 metrics_page(struct evbuffer *b)
@@ -222,6 +265,7 @@ metrics_page(struct evbuffer *b)
 	metrics_one(b, "hotplex_turn_errors_total", "counter",
 	    "Turns that ended in an error.", sum.errors);
 	stats_clear(&sum);
+	metrics_gateway(b, server_gateway_account());
 }
 
 static void

@@ -20,7 +20,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import TAP, Daemon, wait_for, REPLY_TIMEOUT_S
+from hplib import TAP, Daemon, wait_for, free_tcp_port, REPLY_TIMEOUT_S
 
 t = TAP()
 KEY = "sk-ant-operator-" + os.urandom(12).hex()
@@ -172,7 +172,7 @@ def cli_env(pid):
                     if b"=" in kv)
 
 
-def open_session(d, c, name):
+def open_session(d, c, name, want_env=False):
     wd = os.path.join(d.work, name)
     os.makedirs(wd, exist_ok=True)
     r = c.request("open", session=name, workdir=wd)
@@ -180,7 +180,94 @@ def open_session(d, c, name):
     s = [x for x in c.request("sessions")["data"] if x["session"] == name][0]
     env = cli_env(s["cli_pid"])
     url = env[b"ANTHROPIC_BASE_URL"].decode()
+    if want_env:
+        return env
     return url.rsplit(":", 1)[1], env[b"ANTHROPIC_API_KEY"].decode()
+
+
+class Echo:
+    """A TCP service that egress_allow lists: echoes one line back."""
+
+    def __init__(self):
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(8)
+        self.port = self.s.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(REPLY_TIMEOUT_S)
+                try:
+                    c.sendall(c.recv(100))
+                except OSError:
+                    pass
+
+
+def test_connect_proxy(d, c, echo):
+    env = open_session(d, c, "p", want_env=True)
+    proxy = env.get(b"HTTPS_PROXY", b"").decode()
+    t.ok(proxy.startswith("http://127.0.0.1:") and
+         env.get(b"https_proxy", b"").decode() == proxy and
+         b"127.0.0.1" in env.get(b"NO_PROXY", b""),
+         "with egress_allow the CLI gets HTTPS_PROXY (and NO_PROXY for the "
+         "gateway)", proxy)
+    pport = int(proxy.rsplit(":", 1)[1])
+
+    def connect(target):
+        s = socket.create_connection(("127.0.0.1", pport), timeout=10)
+        s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" %
+                  (target.encode(), target.encode()))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(1)
+            if not b:
+                break
+            head += b
+        return s, head
+
+    s, head = connect("127.0.0.1:%d" % echo.port)
+    ok = head.startswith(b"HTTP/1.1 200")
+    if ok:
+        s.sendall(b"ping\n")
+        ok = s.recv(100) == b"ping\n"
+    s.close()
+    t.ok(ok, "CONNECT to a listed host:port tunnels", head)
+    for target, want in (("127.0.0.1:%d" % (echo.port + 1), b" 403 "),
+                         ("localhost:%d" % echo.port, b" 403 "),
+                         ("example.com:443", b" 403 "),
+                         ("no-port", b" 400 ")):
+        s, head = connect(target)
+        s.close()
+        t.ok(want in head.split(b"\r\n")[0], "CONNECT %s: %s" %
+             (target, want.decode().strip()), head)
+    out = raw(pport, b"GET http://example.com/ HTTP/1.1\r\n\r\n")
+    t.ok(b" 405 " in out.split(b"\r\n")[0], "a plain proxy request: 405",
+         out[:80])
+    out = raw(pport, b"CONNECT " + b"a" * 10000 + b" HTTP/1.1\r\n\r\n")
+    t.ok(b" 431 " in out.split(b"\r\n")[0] or out == b"",
+         "an oversized CONNECT head is refused", out[:80])
+
+
+def test_metrics(mport):
+    h = http.client.HTTPConnection("127.0.0.1", mport, timeout=10)
+    h.request("GET", "/metrics")
+    page = h.getresponse().read().decode()
+    def val(name):
+        for l in page.splitlines():
+            if l.startswith(name + " "):
+                return float(l.split()[1])
+        return None
+    t.ok(val("hotplex_api_requests_total") and
+         val("hotplex_api_rate_limited_total") == 1 and
+         val('hotplex_api_tokens_total{kind="input"}') and
+         val('hotplex_api_ratelimit{header="tokens-remaining"}') == 12345,
+         "the gateway's account in /metrics", page[-1500:])
 
 
 def post(port, token, body, path="/v1/messages?beta=true", headers=None):
@@ -439,19 +526,28 @@ def main():
     tmp = tempfile.mkdtemp(prefix="hpgw.")
     make_ca(tmp)
     up = Upstream(tmp)
+    echo = Echo()
+    mport = free_tcp_port()
     try:
         with Daemon({"api_upstream": "https://localhost:%d/" % up.port,
                      "gateway_timeout": "%ds" % GW_TIMEOUT_S,
                      "gateway_client_timeout": "%ds" % CLIENT_TIMEOUT_S,
                      "gateway_max_body": "1M",
-                     "gateway_max_headers": "16K"},
+                     "gateway_max_headers": "16K",
+                     "egress_allow": "127.0.0.1:%d" % echo.port,
+                     "metrics_listen": "127.0.0.1:%d" % mport},
                     env={"ANTHROPIC_API_KEY": KEY,
                          "SSL_CERT_FILE": os.path.join(tmp, "ca.pem")}) as d:
             c = d.client()
-            for fn in (test_gateway, test_bad_input):
+            for fn in (test_gateway, test_bad_input, test_metrics,
+                       test_connect_proxy):
                 try:
                     if fn is test_gateway:
                         port, tok = fn(d, up, c)
+                    elif fn is test_metrics:
+                        fn(mport)
+                    elif fn is test_connect_proxy:
+                        fn(d, c, echo)
                     else:
                         fn(d, up, c, port, tok)
                 except Exception as e:
@@ -465,6 +561,7 @@ def main():
                  "the key is never logged")
     finally:
         up.close()
+        echo.s.close()
     try:
         test_untrusted_upstream(tmp)
     except Exception as e:
