@@ -100,6 +100,9 @@ static const struct config_key config_keys[] = {
 	{ "api_auth",		K_STR,  O(api_auth), NULL, 0, 0,
 	    "how the key goes upstream: x-api-key or bearer (unset: by its "
 	    "source)" },
+	{ "gateway",		K_BOOL, O(gateway), "on", 0, 0,
+	    "the model-API gateway; off (unsafe, needs egress = off) hands "
+	    "the CLI the key itself" },
 	{ "gateway_listen",	K_STR,  O(gateway_listen), "127.0.0.1:0", 0, 0,
 	    "the gateway's loopback ADDRESS:PORT (port 0: any free one)" },
 	{ "gateway_timeout",	K_MS,   O(gateway_timeout_ms), "10m", 0, 0,
@@ -411,6 +414,14 @@ config_check(struct config *c, const size_t *set_at, size_t *line,
 	    strcmp(c->egress, "off") != 0)) {
 		snprintf(why, whylen, "egress must be on, required or off");
 		*line = config_key_line(set_at, "egress");
+		return -1;
+	}
+	if (!c->gateway && strcmp(c->egress, "off") != 0) {
+		snprintf(why, whylen, "gateway = off needs egress = off (the "
+		    "CLI must reach the model API itself)");
+		l1 = config_key_line(set_at, "gateway");
+		l2 = config_key_line(set_at, "egress");
+		*line = l1 > l2 ? l1 : l2;
 		return -1;
 	}
 	if (c->api_auth != NULL && strcmp(c->api_auth, "x-api-key") != 0 &&

@@ -56,6 +56,7 @@ struct config {
 	char		*api_key_file;	/* NULL: $ANTHROPIC_API_KEY or
 					   $ANTHROPIC_AUTH_TOKEN */
 	char		*api_auth;	/* x-api-key, bearer; NULL: by source */
+	int		 gateway;	/* off only by "gateway = off" */
 	char		*gateway_listen;	/* loopback address:port */
 	uint64_t	 gateway_timeout_ms;	/* upstream silent this long */
 	uint64_t	 gateway_client_timeout_ms;

@@ -226,7 +226,8 @@ hotplexd_reload(char *err, size_t errlen)
 	    (nc->metrics_listen != NULL &&
 	    strcmp(nc->metrics_listen, hp.conf->metrics_listen) != 0))
 		log_warnx("reload: metrics_listen changes need a restart");
-	if (strcmp(nc->gateway_listen, hp.conf->gateway_listen) != 0 ||
+	if (nc->gateway != hp.conf->gateway ||
+	    strcmp(nc->gateway_listen, hp.conf->gateway_listen) != 0 ||
 	    strcmp(nc->egress, hp.conf->egress) != 0 ||
 	    (nc->api_upstream == NULL) != (hp.conf->api_upstream == NULL) ||
 	    (nc->api_upstream != NULL &&
@@ -234,8 +235,8 @@ hotplexd_reload(char *err, size_t errlen)
 	    (nc->api_key_file == NULL) != (hp.conf->api_key_file == NULL) ||
 	    (nc->api_key_file != NULL &&
 	    strcmp(nc->api_key_file, hp.conf->api_key_file) != 0))
-		log_warnx("reload: gateway_listen, egress, api_upstream and "
-		    "api_key_file changes need a restart");
+		log_warnx("reload: gateway, gateway_listen, egress, api_upstream "
+		    "and api_key_file changes need a restart");
 	if (hp.level_override != -1)
 		nc->log_level = hp.level_override;
 	/* The log file is reopened, or changed, or given up for syslog. */

@@ -187,6 +187,11 @@ server_gateway_listen(void)
 	int			abi;
 
 	sgw.api_fd = sgw.proxy_fd = sgw.chan_fd = -1;
+	if (!hp.conf->gateway) {
+		log_warnx("gateway = off: every session's CLI gets the API key "
+		    "and may connect anywhere (unsafe)");
+		return 0;
+	}
 	if (sgw_parse(hp.conf->gateway_listen, &ss, &len, err,
 	    sizeof err) == -1) {
 		log_warnx("%s", err);
@@ -275,6 +280,8 @@ server_gateway_spawn(void)
 	int	sp[2], hi[3], i;
 	pid_t	pid;
 
+	if (!hp.conf->gateway)
+		return;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1)
 		fatal("gateway socketpair");
 	if ((pid = fork()) == -1)
@@ -427,6 +434,8 @@ sgw_event(struct bufferevent *bev, short what, void *arg)
 void
 server_gateway_start(void)
 {
+	if (sgw.chan_fd == -1)		/* gateway = off */
+		return;
 	line_init(&sgw.reader, GATEWAY_LINE_MAX);
 	util_set_nonblock(sgw.chan_fd);
 	sgw.chan = bufferevent_socket_new(hp.base, sgw.chan_fd,
@@ -459,6 +468,8 @@ server_gateway_reload(void)
 	cJSON	*o = cJSON_CreateObject(), *a;
 	size_t	 i;
 
+	if (sgw.chan == NULL)
+		return;
 	if (hp.conf->egress_allow.n > 0 && sgw.proxy_fd == -1)
 		log_warnx("reload: egress_allow needs a restart to start the "
 		    "CONNECT proxy");
@@ -504,6 +515,8 @@ server_gateway_session_open(struct session *s, cJSON *open)
 
 	/* A new CLI, a new token: the old one dies with the old CLI. */
 	server_gateway_session_close(s);
+	if (sgw.chan == NULL)		/* gateway = off */
+		return;
 	if (s->gw_sid == 0)
 		s->gw_sid = ++sgw.next_sid;
 	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)

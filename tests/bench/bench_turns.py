@@ -95,9 +95,12 @@ def bench(label, cli, env, conf_env, tmp):
     work = tempfile.mkdtemp(prefix="bench.", dir=tmp)
     conf = {"cli_path": cli, "cli_env": conf_env, "spare_min": "2",
             "idle_timeout": "1h"}
+    # The same daemon without the model-API gateway (and so without the
+    # egress rules that need it): what the gateway costs a warm turn.
     with Daemon(conf, env=env) as d, \
-            Daemon(dict(conf, tool_gate="off"), env=env) as d2:
-        c, c2 = d.client(), d2.client()
+            Daemon(dict(conf, tool_gate="off"), env=env) as d2, \
+            Daemon(dict(conf, gateway="off", egress="off"), env=env) as d3:
+        c, c2, c3 = d.client(), d2.client(), d3.client()
         wd = os.path.join(d.work, "bench")
         # A direct pipe as the Agent SDK starts the CLI (the fastest), and
         # one with the flags the worker adds for its tool gate.
@@ -109,12 +112,15 @@ def bench(label, cli, env, conf_env, tmp):
         gated.turn(PROMPT)
         hp_turn(c, "bench", PROMPT, workdir=wd)
         hp_turn(c2, "bench", PROMPT, workdir=os.path.join(d2.work, "bench"))
+        hp_turn(c3, "bench", PROMPT, workdir=os.path.join(d3.work, "bench"))
         direct, direct_g, hotplex, hotplex_ng = [], [], [], []
+        hotplex_nogw = []
         for i in range(TURNS):                   # alternate: same conditions
             direct.append(pipe.turn(PROMPT))
             hotplex.append(hp_turn_lean(c, "bench", PROMPT))
             direct_g.append(gated.turn(PROMPT))
             hotplex_ng.append(hp_turn_lean(c2, "bench", PROMPT))
+            hotplex_nogw.append(hp_turn_lean(c3, "bench", PROMPT))
         pipe.close()
         gated.close()
 
@@ -146,6 +152,7 @@ def bench(label, cli, env, conf_env, tmp):
     row("warm turn, hotplexd, tool_gate off", hotplex_ng)
     row("warm turn, direct + gate flags (ms)", direct_g)
     row("warm turn, hotplexd (default)", hotplex)
+    row("warm turn, hotplexd, gateway off", hotplex_nogw)
     row("cold first turn, direct (ms)", cold_direct)
     row("cold first turn, hotplexd (ms)", cold_hp)
     row("new session: worker assigned (ms)", assign)
@@ -160,6 +167,9 @@ def bench(label, cli, env, conf_env, tmp):
           "%.3f (%+.2f ms)" % (mh / mg, (mh - mg) * 1000))
     print("warm median ratio, default vs the fastest direct pipe: %.3f "
           "(%+.2f ms)" % (mh / md, (mh - md) * 1000))
+    mo = statistics.median(hotplex_nogw)
+    print("warm median, default (through the gateway) vs gateway off: %.3f "
+          "(%+.2f ms; target < 1 ms)" % (mh / mo, (mh - mo) * 1000))
     print("cold/warm (hotplexd): %.1fx" % (statistics.median(cold_hp) / mh))
     sys.stdout.flush()
 

@@ -5,6 +5,9 @@ export B
 echo "== turn latency: hotplexd vs a direct pipe to the same CLI"
 python3 tests/bench/bench_turns.py || exit 1
 echo
+echo "== model-API gateway: one streamed request, direct vs through it"
+python3 tests/bench/bench_gateway.py || exit 1
+echo
 echo "== firewall: throughput and latency on benign text, default rules"
 # Look-alike prompts (the hardest benign text), C source, English prose.
 "$B/firewall-bench" policy/rules tests/data/firewall/benign.txt \
