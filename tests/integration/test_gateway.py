@@ -179,9 +179,9 @@ def open_session(d, c, name, want_env=False):
     assert r["type"] == "ok", r
     s = [x for x in c.request("sessions")["data"] if x["session"] == name][0]
     env = cli_env(s["cli_pid"])
-    url = env[b"ANTHROPIC_BASE_URL"].decode()
     if want_env:
         return env
+    url = env[b"ANTHROPIC_BASE_URL"].decode()
     return url.rsplit(":", 1)[1], env[b"ANTHROPIC_API_KEY"].decode()
 
 
@@ -522,6 +522,31 @@ def test_untrusted_upstream(tmp):
         up.close()
 
 
+def test_options(tmp):
+    """gateway = off hands the CLI the key (unsafe, logged); it needs
+    egress = off; egress = required starts where Landlock has TCP rules."""
+    conf = os.path.join(tmp, "bad.conf")
+    with open(conf, "w") as f:
+        f.write("gateway = off\n")
+    r = subprocess.run([os.path.join(os.environ.get("B", "build"),
+                        "hotplexd"), "-n", "-c", conf],
+                       capture_output=True, text=True)
+    t.ok(r.returncode != 0 and "egress" in r.stderr,
+         "gateway = off without egress = off is refused", r.stderr)
+    with Daemon({"gateway": "off", "egress": "off",
+                 "cli_env": "PATH HOME ANTHROPIC_API_KEY"},
+                env={"ANTHROPIC_API_KEY": KEY}) as d:
+        env = open_session(d, d.client(), "off", want_env=True)
+        t.ok(env.get(b"ANTHROPIC_API_KEY") == KEY.encode() and
+             "gateway = off" in open(d.log).read() and "unsafe" in
+             open(d.log).read(), "gateway = off: the CLI gets the key, and "
+             "the log says it is unsafe")
+    with Daemon({"egress": "required"}, env={"ANTHROPIC_API_KEY": KEY}) as d:
+        t.ok("egress: sessions connect only to the gateway" in
+             open(d.log).read(), "egress = required starts on this kernel "
+             "and says what it enforces")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hpgw.")
     make_ca(tmp)
@@ -562,6 +587,11 @@ def main():
     finally:
         up.close()
         echo.s.close()
+    try:
+        test_options(tmp)
+    except Exception as e:
+        import traceback
+        t.ok(False, "test_options raised " + repr(e), traceback.format_exc())
     try:
         test_untrusted_upstream(tmp)
     except Exception as e:
