@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/dns.h>
 #include <event2/listener.h>
 
 #include "common/log.h"
@@ -323,6 +324,123 @@ proxy_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setwatermark(bev, EV_READ, 0, PROXY_HEAD_MAX + 1);
 	bufferevent_setcb(bev, proxy_head, NULL, proxy_head_event, NULL);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * HTTPS_PROXY for the upstream.  evhttp connects where it is told and
+ * nowhere else, so it is told a private loopback port of ours; each
+ * connection there goes through the proxy with CONNECT, and evhttp's TLS
+ * runs through the tunnel to the real upstream (whose name it checks).
+ */
+static struct {
+	struct evconnlistener	*lev;
+	struct evdns_base	*dns;
+	char			*host;		/* the proxy */
+	int			 port;
+	char			 target[PROXY_HOST_MAX + 8];
+} up;
+
+static void
+proxy_up_head(struct bufferevent *bev, void *arg)
+{
+	struct proxy_tunnel	*t = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct evbuffer_ptr	 end;
+	char			 line[64];
+	size_t			 n;
+
+	end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (end.pos == -1) {
+		if (evbuffer_get_length(in) <= PROXY_HEAD_MAX)
+			return;
+		log_warnx("upstream proxy: over-long answer to CONNECT");
+		proxy_tunnel_free(t);
+		return;
+	}
+	n = evbuffer_copyout(in, line, sizeof line - 1);
+	line[n] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+	if (strncmp(line, "HTTP/1.", 7) != 0 || strlen(line) < 12 ||
+	    strncmp(line + 8, " 200", 4) != 0) {
+		log_warnx("upstream proxy %s:%d: CONNECT %s: %.40s", up.host,
+		    up.port, up.target, line);
+		proxy_tunnel_free(t);
+		return;
+	}
+	evbuffer_drain(in, (size_t)end.pos + 4);
+	proxy_setup_tunnel(t);
+	if (evbuffer_get_length(in) > 0)
+		proxy_relay(t->b, t);
+	if (evbuffer_get_length(bufferevent_get_input(t->a)) > 0)
+		proxy_relay(t->a, t);
+}
+
+static void
+proxy_up_connected(struct bufferevent *bev, short what, void *arg)
+{
+	struct proxy_tunnel	*t = arg;
+	int			 one = 1;
+
+	if (!(what & BEV_EVENT_CONNECTED)) {
+		log_warnx("upstream proxy %s:%d: cannot connect", up.host,
+		    up.port);
+		proxy_tunnel_free(t);
+		return;
+	}
+	(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof one);
+	evbuffer_add_printf(bufferevent_get_output(bev),
+	    "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", up.target, up.target);
+	bufferevent_setcb(bev, proxy_up_head, NULL, proxy_tunnel_event, t);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void
+proxy_up_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct proxy_tunnel	*t;
+	int			 one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	t = xcalloc(1, sizeof *t);
+	snprintf(t->target, sizeof t->target, "%s", up.target);
+	t->a = bufferevent_socket_new(proxy.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* Nothing of evhttp's is read until the tunnel stands. */
+	bufferevent_setcb(t->a, NULL, NULL, proxy_tunnel_event, t);
+	t->b = bufferevent_socket_new(proxy.base, -1, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(t->b, NULL, NULL, proxy_up_connected, t);
+	if (bufferevent_socket_connect_hostname(t->b, up.dns, AF_UNSPEC,
+	    up.host, up.port) == -1) {
+		log_warnx("upstream proxy %s:%d: cannot connect", up.host,
+		    up.port);
+		proxy_tunnel_free(t);
+	}
+}
+
+/* Returns the loopback port evhttp should connect to, or -1. */
+int
+gateway_proxy_upstream(struct event_base *base, struct evdns_base *dns,
+    const char *proxy_host, int proxy_port, const char *target)
+{
+	struct sockaddr_in	sin;
+	socklen_t		len = sizeof sin;
+
+	proxy.base = base;
+	up.dns = dns;
+	up.host = xstrdup(proxy_host);
+	up.port = proxy_port;
+	snprintf(up.target, sizeof up.target, "%s", target);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	up.lev = evconnlistener_new_bind(base, proxy_up_accept, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+	    (struct sockaddr *)&sin, sizeof sin);
+	if (up.lev == NULL || getsockname(evconnlistener_get_fd(up.lev),
+	    (struct sockaddr *)&sin, &len) == -1)
+		return -1;
+	return ntohs(sin.sin_port);
 }
 
 void

@@ -104,6 +104,8 @@ static struct {
 	int			 port;
 	char			 hostport[300];
 	char			 prefix[GW_PREFIX_MAX];
+	char			*proxy;		/* HTTPS_PROXY, or NULL */
+	int			 tunnel_port;	/* to the upstream through it */
 	char			*key;		/* NULL: none configured */
 	int			 bearer;
 	int			 timeout_s;
@@ -641,8 +643,10 @@ gw_forward(struct gw_req *r, struct evhttp_request *req)
 	    sizeof uri)
 		return -1;
 	bev = gw_up_bev();
+	/* Through HTTPS_PROXY: our tunnel port stands for the upstream. */
 	r->uevcon = evhttp_connection_base_bufferevent_new(gw.base, gw.dns,
-	    bev, gw.host, (unsigned short)gw.port);
+	    bev, gw.tunnel_port != 0 ? "127.0.0.1" : gw.host,
+	    (unsigned short)(gw.tunnel_port != 0 ? gw.tunnel_port : gw.port));
 	if (r->uevcon == NULL)
 		return -1;
 	evhttp_connection_set_timeout(r->uevcon, gw.timeout_s);
@@ -884,6 +888,60 @@ gw_credentials(const struct config *c)
 		    "upstream without credentials");
 }
 
+/* A NO_PROXY entry that names the upstream host (or a domain of it). */
+static int
+gw_no_proxy(const char *list)
+{
+	char	*l, *p, *e, *save = NULL;
+	size_t	 hl = strlen(gw.host), el;
+	int	 hit = 0;
+
+	if (list == NULL)
+		return 0;
+	l = xstrdup(list);
+	for (p = strtok_r(l, ", ", &save); p != NULL && !hit;
+	    p = strtok_r(NULL, ", ", &save)) {
+		if ((e = strchr(p, ':')) != NULL && strchr(e + 1, ':') == NULL)
+			*e = '\0';		/* host:port: the host */
+		if (*p == '.')
+			p++;
+		el = strlen(p);
+		hit = strcmp(p, "*") == 0 || strcasecmp(p, gw.host) == 0 ||
+		    (hl > el && gw.host[hl - el - 1] == '.' &&
+		    strcasecmp(gw.host + hl - el, p) == 0);
+	}
+	free(l);
+	return hit;
+}
+
+/* HTTPS_PROXY (or https_proxy) from our environment, for an https upstream. */
+static void
+gw_proxy_env(void)
+{
+	const char		*v, *host;
+	struct evhttp_uri	*u;
+	int			 port;
+
+	if (!gw.tls)
+		return;
+	if ((v = getenv("HTTPS_PROXY")) == NULL || *v == '\0')
+		v = getenv("https_proxy");
+	if (v == NULL || *v == '\0')
+		return;
+	if (gw_no_proxy(getenv("NO_PROXY")) || gw_no_proxy(getenv("no_proxy")))
+		return;
+	if ((u = evhttp_uri_parse(v)) == NULL ||
+	    evhttp_uri_get_scheme(u) == NULL ||
+	    strcasecmp(evhttp_uri_get_scheme(u), "http") != 0 ||
+	    (host = evhttp_uri_get_host(u)) == NULL)
+		fatalx("HTTPS_PROXY %s: not an http:// proxy URL", v);
+	port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
+	gw.proxy = xstrdup(host);
+	gw.tunnel_port = port;		/* the proxy's, until the tunnel's */
+	log_info("upstream through the proxy %s:%d", gw.proxy, port);
+	evhttp_uri_free(u);
+}
+
 static void
 gw_upstream(const struct config *c)
 {
@@ -920,6 +978,7 @@ gw_upstream(const struct config *c)
 	    gw.hostport, gw.prefix);
 	evhttp_uri_free(u);
 	free(env);
+	gw_proxy_env();
 }
 
 static void
@@ -980,6 +1039,14 @@ gateway_main(int chan, int api_fd, int proxy_fd)
 	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL)
 		log_warnx("no resolver; upstream by address only");
 	gw_drop(c);
+	if (gw.proxy != NULL) {
+		char	target[300];
+
+		snprintf(target, sizeof target, "%s:%d", gw.host, gw.port);
+		if ((gw.tunnel_port = gateway_proxy_upstream(gw.base, gw.dns,
+		    gw.proxy, gw.tunnel_port, target)) == -1)
+			fatalx("cannot listen for the upstream tunnel");
+	}
 
 	gw.http = evhttp_new(gw.base);
 	evhttp_set_max_headers_size(gw.http, (ev_ssize_t)c->gateway_max_headers);

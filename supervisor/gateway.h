@@ -56,6 +56,9 @@ struct event_base;
 void	 gateway_proxy_start(struct event_base *, int fd);
 void	 gateway_proxy_allow(const cJSON *list);
 void	 gateway_proxy_stop(void);
+struct evdns_base;
+int	 gateway_proxy_upstream(struct event_base *, struct evdns_base *,
+	    const char *proxy_host, int proxy_port, const char *target);
 
 /* server-gateway.c: the master's side. */
 int	 server_gateway_check(const struct config *, char *err, size_t errlen);

@@ -505,6 +505,83 @@ def test_bad_input(d, up, c, port, tok):
     up.gate.clear()
 
 
+class ConnectProxy:
+    """An HTTP CONNECT proxy, as an operator's HTTPS_PROXY would be."""
+
+    def __init__(self):
+        self.seen = []
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(8)
+        self.port = self.s.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = c.recv(1)
+            if not b:
+                return c.close()
+            head += b
+        target = head.split(b" ")[1].decode()
+        self.seen.append(target)
+        host, port = target.rsplit(":", 1)
+        u = socket.create_connection((host, int(port)))
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(a, b):
+            try:
+                while True:
+                    d = a.recv(65536)
+                    if not d:
+                        break
+                    b.sendall(d)
+            except OSError:
+                pass
+            for x in (a, b):
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        threading.Thread(target=pump, args=(c, u), daemon=True).start()
+        pump(u, c)
+
+
+def test_upstream_proxy(tmp):
+    """HTTPS_PROXY in the daemon's environment carries the upstream."""
+    up = Upstream(tmp)
+    px = ConnectProxy()
+    try:
+        with Daemon({"api_upstream": "https://localhost:%d" % up.port},
+                    env={"ANTHROPIC_API_KEY": KEY, "HTTPS_PROXY":
+                         "http://127.0.0.1:%d" % px.port,
+                         "SSL_CERT_FILE": os.path.join(tmp, "ca.pem")}) as d:
+            c = d.client()
+            port, tok = open_session(d, c, "x")
+            env = open_session(d, c, "x", want_env=True)
+            for i in range(2):
+                h, r = post(port, tok, {"mode": "ok", "stream": True})
+                body = r.read()
+            t.ok(r.status == 200 and body == START + REST and
+                 px.seen == ["localhost:%d" % up.port] * 2 and
+                 up.seen and up.seen[-1][1] == KEY,
+                 "the upstream through HTTPS_PROXY (CONNECT, TLS inside)",
+                 (r.status, px.seen))
+            t.ok(b"HTTPS_PROXY" not in b"".join(env.keys()),
+                 "the daemon's HTTPS_PROXY is not the sessions'")
+    finally:
+        up.close()
+        px.s.close()
+
+
 def test_untrusted_upstream(tmp):
     """An upstream whose certificate no trusted CA signed: 502."""
     up = Upstream(tmp)
@@ -587,6 +664,12 @@ def main():
     finally:
         up.close()
         echo.s.close()
+    try:
+        test_upstream_proxy(tmp)
+    except Exception as e:
+        import traceback
+        t.ok(False, "test_upstream_proxy raised " + repr(e),
+             traceback.format_exc())
     try:
         test_options(tmp)
     except Exception as e:
