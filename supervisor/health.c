@@ -1,10 +1,11 @@
 /*
  * Health: is the daemon alive (it answers), and ready to take a new
  * session (not draining, a spare worker waiting, the state directory
- * writable)?  Served as /healthz and /readyz beside /metrics, and, with
+ * writable, the model-API gateway up)?  Served as /healthz and /readyz beside /metrics, and, with
  * the rest of a one-screen summary, by the status op.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "common/util.h"
 #include "supervisor/hotplexd.h"
 #include "policy/policy.h"
+#include "supervisor/gateway.h"
 #include "supervisor/screen.h"
 
 static uint64_t	health_started_ms;
@@ -33,6 +35,7 @@ health_ready(struct health_check *checks, int *ready)
 	struct health_check	*k;
 	size_t			 n = 0;
 	int			 spares = pool_ready_spares();
+	pid_t			 gw;
 
 	k = &checks[n++];
 	k->name = "accepting";
@@ -53,6 +56,15 @@ health_ready(struct health_check *checks, int *ready)
 	k->ok = access(hp.conf->state_dir, W_OK) == 0;
 	snprintf(k->detail, sizeof k->detail, "state_dir %s %s",
 	    hp.conf->state_dir, k->ok ? "writable" : strerror(errno));
+
+	/* The model-API gateway, where there is one: sessions need it. */
+	if ((gw = server_gateway_pid()) > 0) {
+		k = &checks[n++];
+		k->name = "gateway";
+		k->ok = kill(gw, 0) == 0;
+		snprintf(k->detail, sizeof k->detail, "gateway %ld %s",
+		    (long)gw, k->ok ? "up" : strerror(errno));
+	}
 
 	*ready = 1;
 	for (k = checks; k < checks + n; k++)
@@ -102,6 +114,8 @@ health_status(void)
 		    hp.conf->worker_user);
 	cJSON_AddBoolToObject(o, "firewall", hp.screen->policy != NULL);
 	cJSON_AddBoolToObject(o, "tool_gate", hp.conf->tool_gate);
+	cJSON_AddBoolToObject(o, "egress_gateway_only",
+	    server_gateway_egress_enforced());
 	cJSON_AddNumberToObject(d, "rules", hp.screen->policy != NULL ?
 	    (double)policy_nrules(hp.screen->policy) : 0);
 

@@ -255,8 +255,8 @@ def test_health_and_status():
                  "a spare worker")
         st, body = http_get(port, "/readyz")
         t.ok(st == 200 and "ok spares:" in body and "ok store:" in body and
-             body.endswith("\nok\n"), "/readyz: 200 with each check",
-             body)
+             "ok gateway: gateway" in body and body.endswith("\nok\n"),
+             "/readyz: 200 with each check", body)
         r = c.request("status")
         data = r.get("data", {})
         t.ok(r["type"] == "ok" and data.get("version") and
