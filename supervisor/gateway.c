@@ -55,6 +55,17 @@
 /* A client this far behind: stop reading upstream until it catches up. */
 #define GW_CLIENT_BUF_HIGH	(1024 * 1024)
 
+#define GW_POOL_MAX		8	/* idle upstream connections kept */
+
+/* An upstream connection, kept alive between requests (TLS is costly). */
+struct gw_conn {
+	TAILQ_ENTRY(gw_conn)		 entry;
+	struct evhttp_connection	*evcon;
+	int				 idle;
+	int				 closed;
+};
+TAILQ_HEAD(gw_conns, gw_conn);
+
 /* A live session's token. */
 struct gw_token {
 	struct gw_token	*next;
@@ -68,7 +79,7 @@ struct gw_token {
 struct gw_req {
 	struct evhttp_request		*req;
 	struct evhttp_connection	*cevcon;	/* the CLI's */
-	struct evhttp_connection	*uevcon;	/* upstream, ours */
+	struct gw_conn			*conn;		/* upstream, ours */
 	struct evhttp_request		*ureq;
 	uint64_t			 sid;
 	char				*session;
@@ -98,6 +109,8 @@ static struct {
 	struct bufferevent	*chan;
 	struct line_reader	 reader;
 	struct gw_token		*tokens[GW_BUCKETS];
+	struct gw_conns		 idle;		/* upstream, kept alive */
+	int			 nidle;
 
 	int			 tls;
 	char			*host;
@@ -473,10 +486,10 @@ gw_client_drained(struct evhttp_connection *evcon, void *arg)
 {
 	struct gw_req	*r = arg;
 
-	if (r->paused && r->uevcon != NULL) {
+	if (r->paused && r->conn != NULL) {
 		r->paused = 0;
 		bufferevent_enable(evhttp_connection_get_bufferevent(
-		    r->uevcon), EV_READ);
+		    r->conn->evcon), EV_READ);
 	}
 }
 
@@ -495,7 +508,8 @@ gw_up_header(struct evhttp_request *ureq, void *arg)
 	if (r->req == NULL)
 		return -1;
 	r->status = evhttp_request_get_response_code(ureq);
-	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(r->uevcon));
+	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(
+	    r->conn->evcon));
 	if (fd != -1)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	out = evhttp_request_get_output_headers(r->req);
@@ -550,7 +564,7 @@ gw_up_chunk(struct evhttp_request *ureq, void *arg)
 	if (evbuffer_get_length(cout) > GW_CLIENT_BUF_HIGH && !r->paused) {
 		r->paused = 1;
 		bufferevent_disable(evhttp_connection_get_bufferevent(
-		    r->uevcon), EV_READ);
+		    r->conn->evcon), EV_READ);
 	}
 }
 
@@ -578,26 +592,71 @@ gw_up_error(enum evhttp_request_error e, void *arg)
 }
 
 static void
-gw_up_free(evutil_socket_t fd, short what, void *arg)
+gw_conn_free(struct gw_conn *k)
 {
-	evhttp_connection_free(arg);
+	evhttp_connection_set_closecb(k->evcon, NULL, NULL);
+	evhttp_connection_free(k->evcon);
+	free(k);
+}
+
+static void
+gw_conn_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gw_conn_free(arg);
+}
+
+/* Not from inside the connection's own callbacks: on the next turn. */
+static void
+gw_conn_drop(struct gw_conn *k)
+{
+	if (k->idle) {
+		TAILQ_REMOVE(&gw.idle, k, entry);
+		gw.nidle--;
+		k->idle = 0;
+	}
+	event_base_once(gw.base, -1, EV_TIMEOUT, gw_conn_free_cb, k, NULL);
+}
+
+static void
+gw_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct gw_conn	*k = arg;
+
+	k->closed = 1;
+	if (k->idle)		/* the upstream closed a kept connection */
+		gw_conn_drop(k);
+}
+
+/* After a whole answer: kept for the next request, if it stays open. */
+static void
+gw_conn_put(struct gw_conn *k)
+{
+	if (k->closed || gw.nidle >= GW_POOL_MAX) {
+		gw_conn_drop(k);
+		return;
+	}
+	k->idle = 1;
+	TAILQ_INSERT_HEAD(&gw.idle, k, entry);
+	gw.nidle++;
 }
 
 static void
 gw_up_done(struct evhttp_request *ureq, void *arg)
 {
 	struct gw_req	*r = arg;
+	struct gw_conn	*k = r->conn;
 	cJSON		*o;
 
 	r->ureq = NULL;
-	/* Not from inside its own callback: on the next loop turn. */
-	if (r->uevcon != NULL) {
-		event_base_once(gw.base, -1, EV_TIMEOUT, gw_up_free, r->uevcon,
-		    NULL);
-		r->uevcon = NULL;
-	}
+	r->conn = NULL;
 	if (ureq == NULL || evhttp_request_get_response_code(ureq) == 0)
 		r->failed = 1;
+	if (k != NULL) {
+		if (r->failed)
+			gw_conn_drop(k);
+		else
+			gw_conn_put(k);
+	}
 	if (!r->failed && r->json != NULL && evbuffer_get_length(r->json) >
 	    0) {
 		o = cJSON_ParseWithLength((const char *)evbuffer_pullup(
@@ -628,6 +687,33 @@ gw_up_bev(void)
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 }
 
+/* A kept connection, or a new one. */
+static struct gw_conn *
+gw_conn_get(void)
+{
+	struct gw_conn	*k;
+
+	if ((k = TAILQ_FIRST(&gw.idle)) != NULL) {
+		TAILQ_REMOVE(&gw.idle, k, entry);
+		gw.nidle--;
+		k->idle = 0;
+		return k;
+	}
+	k = xcalloc(1, sizeof *k);
+	/* Through HTTPS_PROXY: our tunnel port stands for the upstream. */
+	k->evcon = evhttp_connection_base_bufferevent_new(gw.base, gw.dns,
+	    gw_up_bev(), gw.tunnel_port != 0 ? "127.0.0.1" : gw.host,
+	    (unsigned short)(gw.tunnel_port != 0 ? gw.tunnel_port : gw.port));
+	if (k->evcon == NULL) {
+		free(k);
+		return NULL;
+	}
+	evhttp_connection_set_timeout(k->evcon, gw.timeout_s);
+	evhttp_connection_set_retries(k->evcon, 0);
+	evhttp_connection_set_closecb(k->evcon, gw_conn_closed, k);
+	return k;
+}
+
 /* Copies the CLI's request upstream, credentials swapped. */
 static int
 gw_forward(struct gw_req *r, struct evhttp_request *req)
@@ -635,22 +721,14 @@ gw_forward(struct gw_req *r, struct evhttp_request *req)
 	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
 	struct evkeyvalq	*out;
 	struct evkeyval		*h;
-	struct bufferevent	*bev;
 	char			 uri[GW_URI_MAX + GW_PREFIX_MAX], *auth;
 	const char		*target = evhttp_request_get_uri(req);
 
 	if ((size_t)snprintf(uri, sizeof uri, "%s%s", gw.prefix, target) >=
 	    sizeof uri)
 		return -1;
-	bev = gw_up_bev();
-	/* Through HTTPS_PROXY: our tunnel port stands for the upstream. */
-	r->uevcon = evhttp_connection_base_bufferevent_new(gw.base, gw.dns,
-	    bev, gw.tunnel_port != 0 ? "127.0.0.1" : gw.host,
-	    (unsigned short)(gw.tunnel_port != 0 ? gw.tunnel_port : gw.port));
-	if (r->uevcon == NULL)
+	if ((r->conn = gw_conn_get()) == NULL)
 		return -1;
-	evhttp_connection_set_timeout(r->uevcon, gw.timeout_s);
-	evhttp_connection_set_retries(r->uevcon, 0);
 	r->ureq = evhttp_request_new(gw_up_done, r);
 	evhttp_request_set_header_cb(r->ureq, gw_up_header);
 	evhttp_request_set_chunked_cb(r->ureq, gw_up_chunk);
@@ -674,7 +752,7 @@ gw_forward(struct gw_req *r, struct evhttp_request *req)
 		evhttp_add_header(out, "x-api-key", gw.key);
 	evbuffer_add_buffer(evhttp_request_get_output_buffer(r->ureq),
 	    evhttp_request_get_input_buffer(req));
-	if (evhttp_make_request(r->uevcon, r->ureq, EVHTTP_REQ_POST,
+	if (evhttp_make_request(r->conn->evcon, r->ureq, EVHTTP_REQ_POST,
 	    uri) == -1) {
 		r->ureq = NULL;		/* freed by evhttp */
 		return -1;
@@ -722,10 +800,11 @@ gw_finish(struct gw_req *r)
 			evhttp_send_reply_end(r->req);
 		r->req = NULL;
 	}
-	if (r->uevcon != NULL) {
-		/* The CLI left first: nothing to wait for upstream. */
-		evhttp_connection_free(r->uevcon);
-		r->uevcon = NULL;
+	if (r->conn != NULL) {
+		/* The CLI left first: its upstream request goes, and the
+		 * connection with it (half an answer is still on it). */
+		gw_conn_free(r->conn);
+		r->conn = NULL;
 		r->ureq = NULL;
 	}
 	if (r->failed)
@@ -1039,6 +1118,7 @@ gateway_main(int chan, int api_fd, int proxy_fd)
 	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL)
 		log_warnx("no resolver; upstream by address only");
 	gw_drop(c);
+	TAILQ_INIT(&gw.idle);
 	if (gw.proxy != NULL) {
 		char	target[300];
 

@@ -77,6 +77,7 @@ class Upstream:
 
     def __init__(self, d):
         self.seen = []          # (path, x-api-key, authorization, body)
+        self.peers = []         # the gateway's port, per request
         self.gate = threading.Event()
         self.stop = threading.Event()
         up = self
@@ -100,6 +101,7 @@ class Upstream:
             def answer(self):
                 n = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(n)
+                up.peers.append(self.client_address[1])
                 up.seen.append((self.path, self.headers.get("x-api-key"),
                                 self.headers.get("authorization"), body))
                 try:
@@ -313,6 +315,12 @@ def test_gateway(d, up, c):
          g["ratelimit"].get("anthropic-ratelimit-tokens-remaining") ==
          "12345", "usage and rate-limit headers recorded per session", g)
 
+    # The upstream connection is kept: no TLS handshake per request.
+    h, r = post(port, tok, {"mode": "ok", "stream": True})
+    r.read()
+    t.ok(len(up.peers) >= 2 and up.peers[-1] == up.peers[-2],
+         "the next request reuses the upstream connection", up.peers)
+    wait_for(lambda: stats(c, "a")["requests"] == 2, 10, "the record")
     # Streaming: the first event arrives before upstream sends the rest.
     h, r = post(port, tok, {"mode": "gate", "stream": True})
     first = r.read1(65536)
@@ -328,9 +336,10 @@ def test_gateway(d, up, c):
     h, r = post(port, tok, {"mode": "json"})
     t.ok(r.status == 200 and b"claude-test-2" in r.read(),
          "a JSON answer goes through")
-    g = wait_for(lambda: (lambda s: s if s["requests"] == 3 else None)(
+    g = wait_for(lambda: (lambda s: s if s["requests"] == 4 else None)(
         stats(c, "a")), 10, "the record")
-    t.eq(g["tokens"]["output"], 7 + 7 + 4, "usage of JSON answers counted")
+    t.eq(g["tokens"]["output"], 7 + 7 + 7 + 4,
+         "usage of JSON answers counted")
 
     # Cut mid-stream: the CLI's connection is cut too (never a clean end).
     h, r = post(port, tok, {"mode": "cut", "stream": True})
@@ -340,7 +349,7 @@ def test_gateway(d, up, c):
     except http.client.IncompleteRead as e:
         cut = START in e.partial
     t.ok(cut, "a response cut upstream is cut for the CLI, after what came")
-    g = wait_for(lambda: (lambda s: s if s["requests"] == 4 else None)(
+    g = wait_for(lambda: (lambda s: s if s["requests"] == 5 else None)(
         stats(c, "a")), 10, "the record")
     t.ok(g["errors"] == 1, "the cut request counts as an error", g)
 
@@ -349,7 +358,7 @@ def test_gateway(d, up, c):
     r.read()
     t.ok(r.status == 429 and r.getheader("retry-after") == "7",
          "429 and retry-after reach the CLI", (r.status, r.getheaders()))
-    g = wait_for(lambda: (lambda s: s if s["requests"] == 5 else None)(
+    g = wait_for(lambda: (lambda s: s if s["requests"] == 6 else None)(
         stats(c, "a")), 10, "the record")
     t.ok(g["rate_limited"] == 1 and
          g["ratelimit"].get("retry-after") == "7", "429 recorded", g)
@@ -413,7 +422,7 @@ def test_gateway(d, up, c):
     wait_for(lambda: stats(c, "b")["requests"] == 1 and
              stats(c, "c")["requests"] == 1, 10, "both records")
     admin = c.request("stats")["data"]["gateway"]
-    t.ok(admin["requests"] >= 9 and admin["rate_limited"] == 1,
+    t.ok(admin["requests"] >= 10 and admin["rate_limited"] == 1,
          "the account's totals in an administrator's stats", admin)
     return port_b, tok_b
 
@@ -571,9 +580,10 @@ def test_upstream_proxy(tmp):
                 h, r = post(port, tok, {"mode": "ok", "stream": True})
                 body = r.read()
             t.ok(r.status == 200 and body == START + REST and
-                 px.seen == ["localhost:%d" % up.port] * 2 and
+                 px.seen == ["localhost:%d" % up.port] and
                  up.seen and up.seen[-1][1] == KEY,
-                 "the upstream through HTTPS_PROXY (CONNECT, TLS inside)",
+                 "the upstream through HTTPS_PROXY (CONNECT, TLS inside; one "
+                 "tunnel kept for both requests)",
                  (r.status, px.seen))
             t.ok(b"HTTPS_PROXY" not in b"".join(env.keys()),
                  "the daemon's HTTPS_PROXY is not the sessions'")
