@@ -47,6 +47,35 @@ proto_error(const char *req, const char *session, const char *code,
 	return o;
 }
 
+/* The CLI's tools whose input names a file they write. */
+static const char *proto_writers[] = {
+	"Write", "Edit", "MultiEdit", "NotebookEdit", NULL
+};
+
+int
+proto_tool_writes(const char *tool)
+{
+	size_t	i;
+
+	for (i = 0; tool != NULL && proto_writers[i] != NULL; i++)
+		if (strcmp(tool, proto_writers[i]) == 0)
+			return 1;
+	return 0;
+}
+
+const char *
+proto_tool_file(const char *tool, const cJSON *input)
+{
+	const cJSON	*v;
+
+	if (!proto_tool_writes(tool))
+		return NULL;
+	v = cJSON_GetObjectItemCaseSensitive(input, "file_path");
+	if (!cJSON_IsString(v))
+		v = cJSON_GetObjectItemCaseSensitive(input, "notebook_path");
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 cJSON *
 proto_done_json(const struct proto_done *d)
 {

@@ -54,6 +54,11 @@ cJSON		*proto_error(const char *req, const char *session,
 /* 1 if s (NUL-terminated) is a valid session id. */
 int		 proto_valid_session(const char *s);
 
+/* 1 if the CLI's tool writes the file its input names (Write, Edit...). */
+int		 proto_tool_writes(const char *tool);
+/* The file such a tool call writes (file_path, notebook_path), or NULL. */
+const char	*proto_tool_file(const char *tool, const cJSON *input);
+
 /* A turn's `done` data (hotplex-protocol(7)), built in one place. */
 struct proto_done {
 	int		 ok;

@@ -2,6 +2,8 @@
 #ifndef HP_UTIL_H
 #define HP_UTIL_H
 
+#include <sys/time.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +11,8 @@
 
 uint64_t	util_now_ms(void);		/* CLOCK_MONOTONIC */
 uint64_t	util_now_us(void);
+/* Milliseconds as a timeval, for libevent's timers. */
+struct timeval	util_ms_tv(uint64_t ms);
 /* A random (version 4) UUID into buf[UUID_STR_LEN + 1]. */
 void		util_uuid(char *buf);
 int		util_set_nonblock(int fd);

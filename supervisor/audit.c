@@ -21,6 +21,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/proto.h"
 #include "common/xmalloc.h"
 #include "policy/policy.h"
 #include "supervisor/hotplexd.h"
@@ -50,11 +51,6 @@ struct audit_call {
 struct audit_pending {
 	struct audit_call	 calls[AUDIT_PENDING_MAX];
 	size_t			 n;
-};
-
-/* Tools whose input names a file they write (as worker/gate.c). */
-static const char *audit_writers[] = {
-	"Write", "Edit", "MultiEdit", "NotebookEdit", NULL
 };
 
 static struct event	*audit_timer;
@@ -202,20 +198,11 @@ audit_tool_use(struct session *s, const cJSON *d)
 		a->excerpt = audit_cut(text, AUDIT_EXCERPT_MAX);
 		cJSON_free(text);
 	}
-	if (tool == NULL)
-		return;
-	for (size_t i = 0; audit_writers[i] != NULL; i++) {
-		if (strcmp(tool, audit_writers[i]) != 0)
-			continue;
-		if ((path = json_str(in, "file_path")) == NULL)
-			path = json_str(in, "notebook_path");
-		if (path == NULL)
-			break;
+	if ((path = proto_tool_file(tool, in)) != NULL) {
 		files = cJSON_CreateArray();
 		cJSON_AddItemToArray(files, cJSON_CreateString(path));
-		a->files = cJSON_PrintUnformatted(files);
+		a->files = json_print(files);
 		cJSON_Delete(files);
-		break;
 	}
 }
 

@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "supervisor/gateway.h"
 #include "supervisor/hotplexd.h"
@@ -186,8 +187,7 @@ proxy_setup_tunnel(struct proxy_tunnel *t)
 {
 	struct timeval	tv;
 
-	tv.tv_sec = (time_t)(hp.conf->gateway_timeout_ms / 1000);
-	tv.tv_usec = 0;
+	tv = util_ms_tv(hp.conf->gateway_timeout_ms);
 	bufferevent_setwatermark(t->a, EV_WRITE, PROXY_TUNNEL_BUF / 2, 0);
 	bufferevent_setwatermark(t->b, EV_WRITE, PROXY_TUNNEL_BUF / 2, 0);
 	bufferevent_set_timeouts(t->a, &tv, NULL);
@@ -317,9 +317,7 @@ proxy_accept(struct evconnlistener *lev, evutil_socket_t fd,
 
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	bev = bufferevent_socket_new(proxy.base, fd, BEV_OPT_CLOSE_ON_FREE);
-	tv.tv_sec = (time_t)(hp.conf->gateway_client_timeout_ms / 1000);
-	tv.tv_usec = (suseconds_t)(hp.conf->gateway_client_timeout_ms %
-	    1000) * 1000;
+	tv = util_ms_tv(hp.conf->gateway_client_timeout_ms);
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_setwatermark(bev, EV_READ, 0, PROXY_HEAD_MAX + 1);
 	bufferevent_setcb(bev, proxy_head, NULL, proxy_head_event, NULL);

@@ -39,6 +39,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/line.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
@@ -134,8 +135,7 @@ gw_send(cJSON *o)
 {
 	char	*s;
 
-	if ((s = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("out of memory");
+	s = json_print(o);
 	bufferevent_write(gw.chan, s, strlen(s));
 	bufferevent_write(gw.chan, "\n", 1);
 	cJSON_free(s);
@@ -1131,8 +1131,7 @@ gateway_main(int chan, int api_fd, int proxy_fd)
 	gw.http = evhttp_new(gw.base);
 	evhttp_set_max_headers_size(gw.http, (ev_ssize_t)c->gateway_max_headers);
 	evhttp_set_max_body_size(gw.http, (ev_ssize_t)c->gateway_max_body);
-	tv.tv_sec = (time_t)(c->gateway_client_timeout_ms / 1000);
-	tv.tv_usec = (suseconds_t)(c->gateway_client_timeout_ms % 1000) * 1000;
+	tv = util_ms_tv(c->gateway_client_timeout_ms);
 	evhttp_set_timeout_tv(gw.http, &tv);
 	evhttp_set_allowed_methods(gw.http, EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
 	evhttp_set_gencb(gw.http, gw_request, NULL);

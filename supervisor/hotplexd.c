@@ -20,6 +20,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/sandbox.h"
 #include "supervisor/hotplexd.h"
@@ -268,8 +269,7 @@ hotplexd_drain_done(evutil_socket_t fd, short what, void *arg)
 	session_shutdown();
 	hotplexd_check_exit();
 	/* Workers get kill_grace to stop their CLIs, then are killed. */
-	tv.tv_sec = hp.conf->kill_grace_ms * 2 / 1000;
-	tv.tv_usec = (hp.conf->kill_grace_ms * 2 % 1000) * 1000;
+	tv = util_ms_tv(hp.conf->kill_grace_ms * 2);
 	event_base_once(hp.base, -1, EV_TIMEOUT, hotplexd_kill_hard, NULL, &tv);
 }
 
@@ -326,8 +326,7 @@ hotplexd_shutdown(void)
 	hotplexd_check_exit();
 	if (session_count_live() == 0)
 		return;
-	tv.tv_sec = hp.conf->drain_timeout_ms / 1000;
-	tv.tv_usec = (hp.conf->drain_timeout_ms % 1000) * 1000;
+	tv = util_ms_tv(hp.conf->drain_timeout_ms);
 	hotplexd_drain_timer = evtimer_new(hp.base, hotplexd_drain_done, NULL);
 	evtimer_add(hotplexd_drain_timer, &tv);
 }

@@ -27,6 +27,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "common/msg.h"
 #include "common/procfs.h"
 #include "common/xmalloc.h"
@@ -118,8 +119,7 @@ pool_early_death(const struct worker *wk)
 	}
 	if (pool_loop.timer == NULL)
 		pool_loop.timer = evtimer_new(hp.base, pool_backoff_fire, NULL);
-	tv.tv_sec = pool_loop.backoff_ms / 1000;
-	tv.tv_usec = (pool_loop.backoff_ms % 1000) * 1000;
+	tv = util_ms_tv(pool_loop.backoff_ms);
 	evtimer_add(pool_loop.timer, &tv);
 	log_info("worker died early: respawning in %llu ms",
 	    (unsigned long long)pool_loop.backoff_ms);
@@ -584,8 +584,7 @@ pool_sweep_soon(void)
 		pool_sweep();
 		return;
 	}
-	tv.tv_sec = wait / 1000;
-	tv.tv_usec = (wait % 1000) * 1000;
+	tv = util_ms_tv(wait);
 	evtimer_add(pool.sweep_ev, &tv);
 }
 

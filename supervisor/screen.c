@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
@@ -150,7 +151,7 @@ screen_audit(uid_t uid, pid_t pid, const char *session,
 	for (i = 0; i < v->nmatches; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateString(v->matches[i].rule));
 	cJSON_AddStringToObject(o, "excerpt", v->excerpt);
-	s = cJSON_PrintUnformatted(o);
+	s = json_print(o);
 	cJSON_Delete(o);
 	log_warnx("firewall: blocked a prompt of uid %ld in session %s: %s",
 	    (long)uid, session, s);

@@ -20,6 +20,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/request.h"
@@ -301,8 +302,7 @@ server_client_write(struct client *c, const char *data, size_t len)
 		c->stalled = 1;
 		bufferevent_setwatermark(c->bev, EV_WRITE,
 		    hp.conf->client_pause_bytes / 2, 0);
-		tv.tv_sec = hp.conf->client_stall_ms / 1000;
-		tv.tv_usec = (hp.conf->client_stall_ms % 1000) * 1000;
+		tv = util_ms_tv(hp.conf->client_stall_ms);
 		evtimer_add(c->stall_timer, &tv);
 		session_client_stalled(c, 1);
 	}
@@ -313,8 +313,7 @@ server_client_send(struct client *c, cJSON *o)
 {
 	char	*s;
 
-	if ((s = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("server_client_send: out of memory");
+	s = json_print(o);
 	server_client_write(c, s, strlen(s));
 	server_client_write(c, "\n", 1);
 	cJSON_free(s);

@@ -28,6 +28,7 @@
 #include <event2/http.h>
 
 #include "common/line.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
@@ -453,8 +454,7 @@ sgw_send(cJSON *o)
 		cJSON_Delete(o);
 		return;
 	}
-	if ((s = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("gateway: out of memory");
+	s = json_print(o);
 	bufferevent_write(sgw.chan, s, strlen(s));
 	bufferevent_write(sgw.chan, "\n", 1);
 	explicit_bzero(s, strlen(s));

@@ -54,14 +54,6 @@ static void	session_turnq_cancel(struct session *, const char *code,
 
 /* --- helpers ------------------------------------------------------------ */
 
-static const char *
-session_jstr(const cJSON *o, const char *k)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static void
 session_waiter_set(struct waiter *w, struct client *c, const char *req)
 {
@@ -352,8 +344,7 @@ session_emit(struct session *s, const char *type, cJSON *data)
 
 	cJSON_AddStringToObject(o, "type", type);
 	cJSON_AddItemToObject(o, "data", data);
-	if ((t = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("session_emit: out of memory");
+	t = json_print(o);
 	session_emit_tail(s, t + 1, strlen(t + 1));
 	cJSON_free(t);
 	cJSON_Delete(o);
@@ -1024,8 +1015,7 @@ session_idle_arm(struct session *s)
 
 	if (hp.conf->idle_timeout_ms == 0 || s->state != SESSION_READY)
 		return;
-	tv.tv_sec = hp.conf->idle_timeout_ms / 1000;
-	tv.tv_usec = (hp.conf->idle_timeout_ms % 1000) * 1000;
+	tv = util_ms_tv(hp.conf->idle_timeout_ms);
 	event_assign(s->idle_timer, hp.base, -1, 0, session_idle_fire, s);
 	evtimer_add(s->idle_timer, &tv);
 }
@@ -1036,7 +1026,7 @@ session_idle_arm(struct session *s)
 static struct session *
 session_lookup(struct client *c, const char *req, const cJSON *r)
 {
-	const char	*name = session_jstr(r, "session");
+	const char	*name = json_str(r, "session");
 	struct session	*s;
 
 	if (name == NULL || !proto_valid_session(name)) {
@@ -1146,7 +1136,7 @@ session_revive(struct session *s)
 static struct session *
 session_prepare(struct client *c, const char *req, const cJSON *r)
 {
-	const char	*name = session_jstr(r, "session");
+	const char	*name = json_str(r, "session");
 	const cJSON	*wd = cJSON_GetObjectItemCaseSensitive(r, "workdir");
 	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
 	struct session	*s;
@@ -1270,7 +1260,7 @@ session_prefix(struct session *s, const char *req)
 
 	cJSON_AddStringToObject(pre, "id", req);
 	cJSON_AddStringToObject(pre, "session", s->name);
-	ps = cJSON_PrintUnformatted(pre);
+	ps = json_print(pre);
 	cJSON_Delete(pre);
 	ps[strlen(ps) - 1] = '\0';
 	free(s->prefix);
@@ -1331,8 +1321,8 @@ session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
 void
 session_op_policy_check(struct client *c, const char *req, const cJSON *r)
 {
-	const char		*text = session_jstr(r, "text");
-	const char		*tname = session_jstr(r, "target");
+	const char		*text = json_str(r, "text");
+	const char		*tname = json_str(r, "target");
 	enum policy_target	 target = POLICY_PROMPT;
 	struct policy_verdict	 v;
 
@@ -1454,8 +1444,7 @@ session_turnq_add(struct session *s, struct client *c, const char *req,
 	cJSON_AddStringToObject(o, "type", "queued");
 	d = cJSON_AddObjectToObject(o, "data");
 	cJSON_AddNumberToObject(d, "position", s->nturnq);
-	if ((t = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("session_turnq_add: out of memory");
+	t = json_print(o);
 	server_client_write(c, t, strlen(t));
 	server_client_write(c, "\n", 1);
 	cJSON_free(t);
@@ -1490,7 +1479,7 @@ session_turnq_run(evutil_socket_t fd, short what, void *arg)
 void
 session_op_execute(struct client *c, const char *req, const cJSON *r)
 {
-	const char	*prompt = session_jstr(r, "prompt");
+	const char	*prompt = json_str(r, "prompt");
 	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(r, "options");
 	const cJSON	*queue = cJSON_GetObjectItemCaseSensitive(r, "queue");
 	const cJSON	*v;
@@ -1500,12 +1489,12 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 
 	if (prompt == NULL || *prompt == '\0' ||
 	    strlen(prompt) > SESSION_PROMPT_MAX) {
-		server_client_error(c, req, session_jstr(r, "session"),
+		server_client_error(c, req, json_str(r, "session"),
 		    ERR_BAD_REQUEST, "\"prompt\" must be a non-empty string");
 		return;
 	}
 	if (queue != NULL && !cJSON_IsBool(queue)) {
-		server_client_error(c, req, session_jstr(r, "session"),
+		server_client_error(c, req, json_str(r, "session"),
 		    ERR_BAD_REQUEST, "\"queue\" must be a boolean");
 		return;
 	}
@@ -1591,7 +1580,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 	struct session	*s;
 	struct proto_done done = { .interrupted = 1,
 			    .terminal_reason = "stopped" };
-	const char	*reason = session_jstr(r, "reason");
+	const char	*reason = json_str(r, "reason");
 
 	if ((s = session_lookup(c, req, r)) == NULL)
 		return;

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
@@ -46,8 +47,7 @@ state_print(cJSON *o)
 {
 	char	*t;
 
-	if ((t = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("state: out of memory");
+	t = json_print(o);
 	cJSON_Delete(o);
 	return t;
 }
@@ -60,7 +60,7 @@ state_session_save(const struct session *s)
 
 	if (state_loading || !store_is_open())
 		return;
-	opt = cJSON_PrintUnformatted(s->options);
+	opt = json_print(s->options);
 	st = state_print(stats_to_json(&s->total));
 	last = state_print(stats_to_json(&s->last));
 	if (opt == NULL)
@@ -180,14 +180,6 @@ bad:
 	return NULL;
 }
 
-static const char *
-state_jstr(const cJSON *o, const char *k)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* What we pass to the CLI after --resume: a UUID-like word. */
 static int
 state_valid_cli_id(const char *id)
@@ -203,9 +195,9 @@ state_valid_cli_id(const char *id)
 static int
 state_check_entry(const cJSON *e, char *why, size_t whylen)
 {
-	const char	*name = state_jstr(e, "session");
-	const char	*wd = state_jstr(e, "workdir");
-	const char	*id = state_jstr(e, "cli_session_id");
+	const char	*name = json_str(e, "session");
+	const char	*wd = json_str(e, "workdir");
+	const char	*id = json_str(e, "cli_session_id");
 	const cJSON	*uid = cJSON_GetObjectItemCaseSensitive(e, "uid");
 	struct stats	 st;
 	int		 rc;
@@ -278,10 +270,10 @@ state_check(const cJSON *root, char *why, size_t whylen)
 			return -1;
 		/* Names are the table's key. */
 		for (f = a->child; f != e; f = f->next)
-			if (strcmp(state_jstr(f, "session"),
-			    state_jstr(e, "session")) == 0) {
+			if (strcmp(json_str(f, "session"),
+			    json_str(e, "session")) == 0) {
 				snprintf(why, whylen, "session %s twice",
-				    state_jstr(e, "session"));
+				    json_str(e, "session"));
 				return -1;
 			}
 	}
@@ -317,12 +309,12 @@ state_restore(const cJSON *e)
 	uid_t		 uid;
 
 	uid = (uid_t)cJSON_GetObjectItemCaseSensitive(e, "uid")->valuedouble;
-	if (state_find(uid, state_jstr(e, "session")) != NULL)
+	if (state_find(uid, json_str(e, "session")) != NULL)
 		return;		/* the store's row is newer */
-	s = session_new(state_jstr(e, "session"), uid, state_jstr(e, "workdir"),
+	s = session_new(json_str(e, "session"), uid, json_str(e, "workdir"),
 	    cJSON_GetObjectItemCaseSensitive(e, "options"));
 	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s",
-	    state_jstr(e, "cli_session_id"));
+	    json_str(e, "cli_session_id"));
 	s->has_conversation = cJSON_IsTrue(
 	    cJSON_GetObjectItemCaseSensitive(e, "has_conversation"));
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ended")))

@@ -23,7 +23,9 @@
 
 #include <cJSON.h>
 
+#include "common/json.h"
 #include "common/log.h"
+#include "common/proto.h"
 #include "common/stats.h"
 #include "common/xmalloc.h"
 #include "worker/bridge.h"
@@ -130,11 +132,6 @@ static const char *bridge_type_ignore[] = {
 	"prompt_suggestion", "keep_alive"
 };
 
-/* Tools whose input names a file they write. */
-static const char *bridge_write_tools[] = {
-	"Write", "Edit", "MultiEdit", "NotebookEdit"
-};
-
 #define nitems(a)	(sizeof (a) / sizeof (a)[0])
 
 static int
@@ -152,14 +149,6 @@ static uint64_t
 bridge_elapsed(uint64_t from, uint64_t to)
 {
 	return to > from ? to - from : 0;
-}
-
-static const char *
-bridge_str(const cJSON *o, const char *name)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, name);
-
-	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 static uint64_t
@@ -582,7 +571,7 @@ bridge_blocks_stop(struct bridge *b, uint64_t now)
 static void
 bridge_msg_start(struct bridge *b, const cJSON *msg, uint64_t now)
 {
-	const char	*id = bridge_str(msg, "id");
+	const char	*id = json_str(msg, "id");
 
 	bridge_blocks_stop(b, now);
 	bridge_msg_commit(b);
@@ -620,11 +609,11 @@ bridge_block_start(struct bridge *b, const cJSON *ev, uint64_t now)
 	}
 	memset(blk, 0, sizeof *blk);
 	blk->index = index;
-	blk->kind = bridge_kind(bridge_str(cb, "type"));
+	blk->kind = bridge_kind(json_str(cb, "type"));
 	blk->open = 1;
 	blk->start_ms = now;
 	blk->text_hash = BRIDGE_FNV_OFFSET;
-	bridge_copy_id(blk->tool_id, sizeof blk->tool_id, bridge_str(cb, "id"));
+	bridge_copy_id(blk->tool_id, sizeof blk->tool_id, json_str(cb, "id"));
 }
 
 static uint64_t
@@ -640,7 +629,7 @@ bridge_block_delta(struct bridge *b, const cJSON *ev, uint64_t now)
 {
 	const cJSON		*delta = cJSON_GetObjectItemCaseSensitive(ev,
 				    "delta");
-	const char		*dtype = bridge_str(delta, "type");
+	const char		*dtype = json_str(delta, "type");
 	struct bridge_block	*blk = bridge_block_find(b,
 				    bridge_event_index(ev));
 	const char		*text = NULL, *type = NULL;
@@ -649,10 +638,10 @@ bridge_block_delta(struct bridge *b, const cJSON *ev, uint64_t now)
 		return;		/* not content */
 	bridge_ttft(b, now);
 	if (strcmp(dtype, "text_delta") == 0) {
-		text = bridge_str(delta, "text");
+		text = json_str(delta, "text");
 		type = "answer";
 	} else if (strcmp(dtype, "thinking_delta") == 0) {
-		text = bridge_str(delta, "thinking");
+		text = json_str(delta, "thinking");
 		type = "thinking";
 	}
 	if (text == NULL)
@@ -669,7 +658,7 @@ bridge_stream_event(struct bridge *b, const cJSON *line, uint64_t now)
 {
 	const cJSON		*ev = cJSON_GetObjectItemCaseSensitive(line,
 				    "event");
-	const char		*type = bridge_str(ev, "type");
+	const char		*type = json_str(ev, "type");
 	struct bridge_block	*blk;
 
 	if (type == NULL)
@@ -729,8 +718,8 @@ static void
 bridge_tool_use(struct bridge *b, const cJSON *block, const char *parent,
     uint64_t now)
 {
-	const char		*id = bridge_str(block, "id");
-	const char		*name = bridge_str(block, "name");
+	const char		*id = json_str(block, "id");
+	const char		*name = json_str(block, "name");
 	const cJSON		*input = cJSON_GetObjectItemCaseSensitive(block,
 				    "input");
 	const char		*path;
@@ -749,13 +738,8 @@ bridge_tool_use(struct bridge *b, const cJSON *block, const char *parent,
 	}
 	b->stats.tool_calls++;
 	stats_tool(&b->stats, name)->calls++;
-	if (t != NULL && bridge_in(name, bridge_write_tools,
-	    nitems(bridge_write_tools))) {
-		if ((path = bridge_str(input, "file_path")) == NULL)
-			path = bridge_str(input, "notebook_path");
-		if (path != NULL)
-			t->file = xstrdup(path);
-	}
+	if (t != NULL && (path = proto_tool_file(name, input)) != NULL)
+		t->file = xstrdup(path);
 	if (t != NULL) {
 		/* Streamed: the clock starts when its input is complete. */
 		blk = NULL;
@@ -788,14 +772,14 @@ bridge_assistant(struct bridge *b, const cJSON *line, uint64_t now)
 			    "message");
 	const cJSON	*content = cJSON_GetObjectItemCaseSensitive(msg,
 			    "content");
-	const char	*id = bridge_str(msg, "id");
-	const char	*parent = bridge_str(line, "parent_tool_use_id");
+	const char	*id = json_str(msg, "id");
+	const char	*parent = json_str(line, "parent_tool_use_id");
 	const cJSON	*block;
 	const char	*btype, *text, *type;
 	enum bridge_kind kind;
 
 	cJSON_ArrayForEach(block, content) {
-		if ((btype = bridge_str(block, "type")) == NULL)
+		if ((btype = json_str(block, "type")) == NULL)
 			continue;
 		kind = bridge_kind(btype);
 		if (kind != BRIDGE_BLOCK_OTHER)
@@ -805,10 +789,10 @@ bridge_assistant(struct bridge *b, const cJSON *line, uint64_t now)
 			continue;
 		}
 		if (strcmp(btype, "text") == 0) {
-			text = bridge_str(block, "text");
+			text = json_str(block, "text");
 			type = "answer";
 		} else if (strcmp(btype, "thinking") == 0) {
-			text = bridge_str(block, "thinking");
+			text = json_str(block, "thinking");
 			type = "thinking";
 		} else
 			continue;
@@ -837,8 +821,8 @@ bridge_tool_output(struct bridge_buf *bb, const cJSON *content)
 		if (!first)
 			bridge_buf_add(bb, "\n", 1);
 		first = 0;
-		type = bridge_str(blk, "type");
-		if ((text = bridge_str(blk, "text")) != NULL)
+		type = json_str(blk, "type");
+		if ((text = json_str(blk, "text")) != NULL)
 			bridge_buf_add(bb, text, strlen(text));
 		else {
 			snprintf(tag, sizeof tag, "[%s]",
@@ -851,7 +835,7 @@ bridge_tool_output(struct bridge_buf *bb, const cJSON *content)
 static void
 bridge_tool_result(struct bridge *b, const cJSON *block, uint64_t now)
 {
-	const char		*id = bridge_str(block, "tool_use_id");
+	const char		*id = json_str(block, "tool_use_id");
 	int			 is_error = cJSON_IsTrue(
 				    cJSON_GetObjectItemCaseSensitive(block,
 				    "is_error"));
@@ -906,7 +890,7 @@ bridge_user(struct bridge *b, const cJSON *line, uint64_t now)
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(line, "isReplay")))
 		return 0;
 	cJSON_ArrayForEach(block, content) {
-		btype = bridge_str(block, "type");
+		btype = json_str(block, "type");
 		if (btype != NULL && strcmp(btype, "tool_result") == 0) {
 			bridge_tool_result(b, block, now);
 			handled = 1;
@@ -937,23 +921,23 @@ bridge_emit_system(struct bridge *b, const cJSON *line, const char *subtype)
 static int
 bridge_system(struct bridge *b, const cJSON *line, uint64_t now)
 {
-	const char	*sub = bridge_str(line, "subtype");
+	const char	*sub = json_str(line, "subtype");
 	const char	*sid, *reason;
 
 	if (sub == NULL)
 		return -1;
 	if (strcmp(sub, "init") == 0) {
 		bridge_turn_implicit(b, now);
-		sid = bridge_str(line, "session_id");
+		sid = json_str(line, "session_id");
 		if (sid != NULL && b->cb.init != NULL)
 			b->cb.init(b->cb.arg, sid);
 		return 0;
 	}
 	if (strcmp(sub, "permission_denied") == 0) {
-		if ((reason = bridge_str(line, "message")) == NULL)
-			reason = bridge_str(line, "decision_reason");
-		bridge_emit_denial(b, bridge_str(line, "tool_use_id"),
-		    bridge_str(line, "tool_name"), reason);
+		if ((reason = json_str(line, "message")) == NULL)
+			reason = json_str(line, "decision_reason");
+		bridge_emit_denial(b, json_str(line, "tool_use_id"),
+		    json_str(line, "tool_name"), reason);
 		return 0;
 	}
 	if (bridge_in(sub, bridge_system_forward,
@@ -969,7 +953,7 @@ bridge_system(struct bridge *b, const cJSON *line, uint64_t now)
 static void
 bridge_control_request(struct bridge *b, const cJSON *line)
 {
-	const char	*id = bridge_str(line, "request_id");
+	const char	*id = json_str(line, "request_id");
 	const cJSON	*req = cJSON_GetObjectItemCaseSensitive(line,
 			    "request");
 
@@ -986,8 +970,8 @@ bridge_control_response(struct bridge *b, const cJSON *line)
 {
 	const cJSON	*resp = cJSON_GetObjectItemCaseSensitive(line,
 			    "response");
-	const char	*id = bridge_str(resp, "request_id");
-	const char	*sub = bridge_str(resp, "subtype");
+	const char	*id = json_str(resp, "request_id");
+	const char	*sub = json_str(resp, "subtype");
 	int		 ok;
 
 	if (id == NULL || sub == NULL) {
@@ -1036,12 +1020,12 @@ bridge_result(struct bridge *b, const cJSON *line, uint64_t now)
 	t.is_error = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(line,
 	    "is_error"));
 	t.interrupted = b->interrupting;
-	t.subtype = bridge_str(line, "subtype");
-	t.terminal_reason = bridge_str(line, "terminal_reason");
-	t.stop_reason = bridge_str(line, "stop_reason");
+	t.subtype = json_str(line, "subtype");
+	t.terminal_reason = json_str(line, "terminal_reason");
+	t.stop_reason = json_str(line, "stop_reason");
 	v = cJSON_GetObjectItemCaseSensitive(line, "errors");
 	t.errors = cJSON_IsArray(v) ? v : NULL;
-	if ((text = bridge_str(line, "result")) != NULL) {
+	if ((text = json_str(line, "result")) != NULL) {
 		i = strlen(text);
 		if (i > BRIDGE_RESULT_MAX)
 			text = capped = xstrndup(text,
@@ -1052,10 +1036,10 @@ bridge_result(struct bridge *b, const cJSON *line, uint64_t now)
 	/* Denials the CLI decided alone and did not announce. */
 	den = cJSON_GetObjectItemCaseSensitive(line, "permission_denials");
 	cJSON_ArrayForEach(v, den) {
-		const char		*id = bridge_str(v, "tool_use_id");
+		const char		*id = json_str(v, "tool_use_id");
 		struct bridge_tool	*tool = bridge_tool_find(b, id);
 
-		bridge_emit_denial(b, id, bridge_str(v, "tool_name"),
+		bridge_emit_denial(b, id, json_str(v, "tool_name"),
 		    tool != NULL ? tool->error : NULL);
 	}
 
@@ -1102,13 +1086,13 @@ bridge_result(struct bridge *b, const cJSON *line, uint64_t now)
 static int
 bridge_dispatch(struct bridge *b, const cJSON *line, uint64_t now)
 {
-	const char	*type = bridge_str(line, "type");
+	const char	*type = json_str(line, "type");
 
 	if (type == NULL)
 		return -1;
 	if (strcmp(type, "stream_event") == 0) {
 		/* Sub-agents' streams would interleave with ours. */
-		if (bridge_str(line, "parent_tool_use_id") != NULL)
+		if (json_str(line, "parent_tool_use_id") != NULL)
 			return 1;
 		bridge_turn_implicit(b, now);
 		return bridge_stream_event(b, line, now);
@@ -1177,7 +1161,7 @@ bridge_line(struct bridge *b, const char *line, size_t len, uint64_t now_ms)
 	case -1:
 		b->counters.unknown++;
 		log_debug("%s: unknown line type %s", __func__,
-		    bridge_str(o, "type") != NULL ? bridge_str(o, "type") :
+		    json_str(o, "type") != NULL ? json_str(o, "type") :
 		    "(none)");
 		break;
 	}

@@ -432,8 +432,7 @@ cli_kill(struct cli *c, uint64_t grace_ms)
 	}
 	if (kill(-c->pid, SIGTERM) == -1 && errno != ESRCH)
 		log_warn("kill -%ld", (long)c->pid);
-	tv.tv_sec = grace_ms / 1000;
-	tv.tv_usec = (grace_ms % 1000) * 1000;
+	tv = util_ms_tv(grace_ms);
 	evtimer_add(c->kill_timer, &tv);
 }
 
@@ -482,8 +481,7 @@ cli_reap(struct cli *c)
 	 * Its last lines are still in the pipe: wait for EOF, but not for a
 	 * process that inherited the pipe and lives on.
 	 */
-	tv.tv_sec = CLI_EOF_GRACE_MS / 1000;
-	tv.tv_usec = (CLI_EOF_GRACE_MS % 1000) * 1000;
+	tv = util_ms_tv(CLI_EOF_GRACE_MS);
 	event_del(c->kill_timer);
 	event_assign(c->kill_timer, c->base, -1, 0, cli_eof_timer, c);
 	evtimer_add(c->kill_timer, &tv);

@@ -14,6 +14,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/proto.h"
 #include "common/xmalloc.h"
 #include "policy/policy.h"
 #include "worker/worker.h"
@@ -26,23 +27,10 @@ struct gate {
 	char		 workdir[PATH_MAX];
 };
 
-/* Tools whose input names a file they write. */
-static const char *gate_writers[] = {
-	"Write", "Edit", "MultiEdit", "NotebookEdit", NULL
-};
 /* Input members that hold a path, for the path rules. */
 static const char *gate_path_keys[] = {
 	"file_path", "notebook_path", "path", NULL
 };
-
-static int
-gate_in(const char *s, const char **list)
-{
-	for (; *list != NULL; list++)
-		if (strcmp(s, *list) == 0)
-			return 1;
-	return 0;
-}
 
 static int
 gate_listed(const cJSON *arr, const char *tool)
@@ -221,7 +209,7 @@ gate_check(struct gate *g, const char *tool, const cJSON *input,
 		if (gate_rules(g, POLICY_PATH, p->valuestring, by, reason,
 		    len) == -1)
 			return -1;
-		if (gate_in(tool, gate_writers) && !gate_inside(g,
+		if (proto_tool_writes(tool) && !gate_inside(g,
 		    p->valuestring)) {
 			*by = "policy";
 			snprintf(reason, len, "%s outside the workdir is not "

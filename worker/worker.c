@@ -128,7 +128,6 @@ worker_exit_flushed_timeout(evutil_socket_t fd, short what, void *arg)
 	exit(w.exit_code);
 }
 
-static const char *worker_jstr(const cJSON *, const char *);
 static void	worker_exit_flushed_timeout(evutil_socket_t, short, void *);
 static void	worker_turn_finish_error(const char *, const char *);
 
@@ -275,8 +274,7 @@ worker_bridge_event(void *arg, const char *type, cJSON *data)
 
 	cJSON_AddStringToObject(o, "type", type);
 	cJSON_AddItemToObject(o, "data", data);
-	if ((s = cJSON_PrintUnformatted(o)) == NULL)
-		fatalx("worker_bridge_event: out of memory");
+	s = json_print(o);
 	if (strlen(s) > WORKER_EVENT_MAX) {
 		/* Too big for one message (a huge Write input): keep the ids. */
 		cJSON	*small = cJSON_CreateObject(), *v;
@@ -291,8 +289,7 @@ worker_bridge_event(void *arg, const char *type, cJSON *data)
 		cJSON_AddBoolToObject(small, "truncated", 1);
 		cJSON_AddNumberToObject(small, "bytes", (double)bytes);
 		cJSON_ReplaceItemInObject(o, "data", small);
-		if ((s = cJSON_PrintUnformatted(o)) == NULL)
-			fatalx("worker_bridge_event: out of memory");
+		s = json_print(o);
 	}
 	/* The master prefixes {"id":..,"session":..,"seq":N, to the tail. */
 	msg_compose(worker_out(), MSG_EVENT, w.turn, s + 1, strlen(s + 1));
@@ -390,7 +387,7 @@ worker_control_answer(const char *request_id, cJSON *response,
 		cJSON_AddItemToObject(r, "response", response);
 	else
 		cJSON_AddStringToObject(r, "error", why);
-	s = cJSON_PrintUnformatted(o);
+	s = json_print(o);
 	cli_write(w.cli, s, strlen(s));
 	cJSON_free(s);
 	cJSON_Delete(o);
@@ -590,8 +587,8 @@ worker_bridge_control_request(void *arg, const char *request_id,
 	}
 	if (strcmp(sub->valuestring, "can_use_tool") == 0) {
 		input = cJSON_GetObjectItemCaseSensitive(request, "input");
-		tool = worker_jstr(request, "tool_name");
-		tool_id = worker_jstr(request, "tool_use_id");
+		tool = json_str(request, "tool_name");
+		tool_id = json_str(request, "tool_use_id");
 		resp = cJSON_CreateObject();
 		if (w.gate != NULL && gate_check(w.gate, tool, input, &by, reason,
 		    sizeof reason) == -1) {
@@ -779,8 +776,7 @@ worker_interrupt(void)
 	    (unsigned long long)++w.ctl_seq);
 	worker_ctl("interrupt", id);
 	/* A CLI that ignores it is killed after kill_grace. */
-	tv.tv_sec = w.kill_grace_ms / 1000;
-	tv.tv_usec = (w.kill_grace_ms % 1000) * 1000;
+	tv = util_ms_tv(w.kill_grace_ms);
 	evtimer_add(w.grace_timer, &tv);
 }
 
@@ -802,14 +798,6 @@ worker_turn_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 /* --- messages from the master ------------------------------------------ */
-
-static const char *
-worker_jstr(const cJSON *o, const char *k)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
 
 static double
 worker_jnum(const cJSON *o, const char *k, double def)
@@ -911,11 +899,11 @@ worker_build_argv(struct worker_argv *a, const cJSON *o, const char *cli)
 	rc |= worker_argv_add(a, w.cli_session_id, 0);
 	if (!cJSON_IsObject(opt))
 		return rc;
-	if ((s = worker_jstr(opt, "model")) != NULL) {
+	if ((s = json_str(opt, "model")) != NULL) {
 		rc |= worker_argv_add(a, "--model", 0);
 		rc |= worker_argv_add(a, s, 0);
 	}
-	if ((s = worker_jstr(opt, "permission_mode")) != NULL) {
+	if ((s = json_str(opt, "permission_mode")) != NULL) {
 		rc |= worker_argv_add(a, "--permission-mode", 0);
 		rc |= worker_argv_add(a, s, 0);
 	}
@@ -934,7 +922,7 @@ worker_build_argv(struct worker_argv *a, const cJSON *o, const char *cli)
 	    "disallowed_tools")) > 0)
 		rc |= worker_argv_add(a, worker_flag_list("--disallowedTools",
 		    cJSON_GetObjectItemCaseSensitive(opt, "disallowed_tools")), 1);
-	if ((s = worker_jstr(opt, "append_system_prompt")) != NULL) {
+	if ((s = json_str(opt, "append_system_prompt")) != NULL) {
 		rc |= worker_argv_add(a, "--append-system-prompt", 0);
 		rc |= worker_argv_add(a, s, 0);
 	}
@@ -962,15 +950,15 @@ worker_gateway_env(const char **envp, char **owned, size_t *n,
 
 	if (!cJSON_IsObject(g))
 		return 0;
-	if ((url = worker_jstr(g, "url")) == NULL ||
-	    (tok = worker_jstr(g, "token")) == NULL)
+	if ((url = json_str(g, "url")) == NULL ||
+	    (tok = json_str(g, "token")) == NULL)
 		return -1;
 	if (worker_env_set(envp, owned, n, "ANTHROPIC_BASE_URL", url) == -1 ||
 	    worker_env_set(envp, owned, n, "ANTHROPIC_API_KEY", tok) == -1 ||
 	    worker_env_set(envp, owned, n, "NO_PROXY",
 	    "127.0.0.1,localhost,::1") == -1)
 		return -1;
-	if ((proxy = worker_jstr(g, "proxy")) != NULL &&
+	if ((proxy = json_str(g, "proxy")) != NULL &&
 	    (worker_env_set(envp, owned, n, "HTTPS_PROXY", proxy) == -1 ||
 	    worker_env_set(envp, owned, n, "https_proxy", proxy) == -1))
 		return -1;
@@ -1186,7 +1174,7 @@ worker_egress(struct worker_sandbox *sb, const cJSON *g, char *err,
 
 	if (!cJSON_IsObject(g))
 		return 0;
-	mode = worker_jstr(g, "egress");
+	mode = json_str(g, "egress");
 	if (mode == NULL || strcmp(mode, "on") == 0)
 		sb->sc.egress = SANDBOX_EGRESS_ON;
 	else if (strcmp(mode, "required") == 0)
@@ -1221,17 +1209,17 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 		return -1;
 	if (!cJSON_IsObject(j))
 		return 0;
-	if (worker_landlock_mode(worker_jstr(j, "landlock"), &sc->landlock) ==
+	if (worker_landlock_mode(json_str(j, "landlock"), &sc->landlock) ==
 	    -1) {
 		snprintf(err, errlen, "unknown landlock mode");
 		return -1;
 	}
-	sc->seccomp_profile = worker_jstr(j, "seccomp");
+	sc->seccomp_profile = json_str(j, "seccomp");
 	sc->nofile = (rlim_t)worker_jnum(j, "rlimit_nofile", 0);
 	sc->nproc = (rlim_t)worker_jnum(j, "rlimit_nproc", 0);
 	sc->cpu = (rlim_t)worker_jnum(j, "rlimit_cpu", 0);
 	sc->fsize = (rlim_t)worker_jnum(j, "rlimit_fsize", 0);
-	user = worker_jstr(j, "worker_user");
+	user = json_str(j, "worker_user");
 	sb->on = sc->landlock != SANDBOX_LANDLOCK_OFF ||
 	    sc->seccomp_profile != NULL || user != NULL;
 	sb->apply = sb->on || sc->nofile != 0 || sc->nproc != 0 ||
@@ -1260,7 +1248,7 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 		sc->gid = getegid();
 	}
 
-	if ((state = worker_jstr(o, "state_dir")) == NULL || state[0] != '/') {
+	if ((state = json_str(o, "state_dir")) == NULL || state[0] != '/') {
 		snprintf(err, errlen, "state_dir must be an absolute path");
 		return -1;
 	}
@@ -1364,11 +1352,11 @@ worker_open(const cJSON *o)
 	const cJSON		*opt;
 	int			 rc = 0;
 
-	session = worker_jstr(o, "session");
-	workdir = worker_jstr(o, "workdir");
-	root = worker_jstr(o, "workdir_root");
-	id = worker_jstr(o, "cli_session_id");
-	cli = worker_jstr(o, "cli_path");
+	session = json_str(o, "session");
+	workdir = json_str(o, "workdir");
+	root = json_str(o, "workdir_root");
+	id = json_str(o, "cli_session_id");
+	cli = json_str(o, "cli_path");
 	if (session == NULL || workdir == NULL || root == NULL || id == NULL ||
 	    cli == NULL || strlen(id) > UUID_STR_LEN) {
 		worker_open_failed(ERR_INTERNAL, "malformed open message");
@@ -1526,7 +1514,7 @@ worker_turn(uint32_t turn, const struct msg_turn *t)
 		free(esc);
 	} else
 		cJSON_AddStringToObject(msg, "content", prompt);
-	s = cJSON_PrintUnformatted(line);
+	s = json_print(line);
 	cJSON_Delete(line);
 	w.busy = 1;
 	w.turn_output = 0;
@@ -1538,8 +1526,7 @@ worker_turn(uint32_t turn, const struct msg_turn *t)
 	}
 	cJSON_free(s);
 	if (timeout > 0) {
-		tv.tv_sec = timeout / 1000;
-		tv.tv_usec = (timeout % 1000) * 1000;
+		tv = util_ms_tv(timeout);
 		evtimer_add(w.turn_timer, &tv);
 	}
 }

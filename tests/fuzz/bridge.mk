@@ -9,7 +9,7 @@ FUZZ_BRIDGE_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 		  -fno-sanitize-recover=undefined
 FUZZ_TIME	?= 60
 FUZZ_BRIDGE_SRCS = tests/fuzz/fuzz_bridge.c worker/bridge.c common/stats.c \
-		   common/log.c common/xmalloc.c
+		   common/log.c common/xmalloc.c common/json.c common/proto.c
 
 $(B)/fuzz/fuzz_bridge: $(FUZZ_BRIDGE_SRCS) worker/bridge.h common/stats.h
 	@mkdir -p $(dir $@)
