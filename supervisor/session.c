@@ -1812,8 +1812,8 @@ session_op_detach(struct client *c, const char *req, const cJSON *r)
 void
 session_op_permission(struct client *c, const char *req, const cJSON *r)
 {
-	const char	*id = session_jstr(r, "request_id");
-	const char	*decision = session_jstr(r, "decision");
+	const char	*id = json_str(r, "request_id");
+	const char	*decision = json_str(r, "decision");
 	const cJSON	*msg = cJSON_GetObjectItemCaseSensitive(r, "message");
 	const cJSON	*upd = cJSON_GetObjectItemCaseSensitive(r,
 			    "updated_input");

@@ -993,7 +993,7 @@ bridge_control_response(struct bridge *b, const cJSON *line)
 static void
 bridge_control_cancel(struct bridge *b, const cJSON *line)
 {
-	const char	*id = bridge_str(line, "request_id");
+	const char	*id = json_str(line, "request_id");
 
 	if (id == NULL) {
 		b->counters.unknown++;

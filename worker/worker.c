@@ -1371,8 +1371,8 @@ worker_open(const cJSON *o)
 	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
 	w.kill_grace_ms = (uint64_t)worker_jnum(o, "kill_grace_ms", 5000);
 	opt = cJSON_GetObjectItemCaseSensitive(o, "options");
-	w.approvals_client = worker_jstr(opt, "approvals") != NULL &&
-	    strcmp(worker_jstr(opt, "approvals"), "client") == 0;
+	w.approvals_client = json_str(opt, "approvals") != NULL &&
+	    strcmp(json_str(opt, "approvals"), "client") == 0;
 	w.approval_timeout_ms = (uint64_t)worker_jnum(opt,
 	    "approval_timeout_ms", worker_jnum(o, "approval_timeout_ms",
 	    WORKER_APPROVAL_TIMEOUT_MS));
