@@ -479,8 +479,7 @@ worker_approval_ask(const char *request_id, const char *tool,
 	a->tool = xstrdup(tool);
 	a->input = cJSON_Duplicate(input, 1);
 	a->timer = evtimer_new(w.base, worker_approval_timeout, a);
-	tv.tv_sec = w.approval_timeout_ms / 1000;
-	tv.tv_usec = (w.approval_timeout_ms % 1000) * 1000;
+	tv = util_ms_tv(w.approval_timeout_ms);
 	evtimer_add(a->timer, &tv);
 	/* The master first, so that an answer to the event finds it. */
 	memset(&ap, 0, sizeof ap);
