@@ -161,7 +161,8 @@ deb:
 	mkdir -p $(DEB_SRC)
 	tar -cf - --exclude=./build --exclude=./build-asan --exclude=./.git \
 		--exclude=node_modules --exclude=./$(B) . | tar -xf - -C $(DEB_SRC)
-	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -b -us -uc
 	mv $(B)/deb-src/*.deb $(B)/deb-src/*.changes $(B)/deb-src/*.buildinfo $(B)/
 	rm -rf $(B)/deb-src
 

@@ -55,7 +55,7 @@ static const struct config_key config_keys[] = {
 	    "every session's working directory lies under this one" },
 	{ "worker_path",	K_STR,  O(worker_path), NULL, 0, 0,
 	    "hotplex-worker program (unset: beside hotplexd, else "
-	    HOTPLEX_LIBEXECDIR ")" },
+	    HOTPLEX_LIBEXECDIR "/hotplex-worker)" },
 	{ "worker_user",	K_STR,  O(worker_user), NULL, 0, 0,
 	    "user the workers and CLIs run as when hotplexd runs as root" },
 	{ "cli_path",		K_STR,  O(cli_path), "claude", 0, 0,
