@@ -13,7 +13,9 @@
 #include "paths.h"
 
 enum config_kind { K_STR, K_LIST, K_INT, K_MS, K_SIZE, K_U64, K_LEVEL,
-	K_BOOL };
+	K_BOOL, K_USD };
+
+#define CONFIG_USD_MAX	1000000.0	/* dollars: a sanity bound */
 
 struct config_key {
 	const char	*name;
@@ -70,6 +72,10 @@ static const struct config_key config_keys[] = {
 	    "NO_PROXY", 0, 0,
 	    "environment variables of hotplexd that the CLI receives; no other "
 	    "does" },
+	{ "allowed_permission_modes", K_LIST, O(allowed_permission_modes),
+	    "default acceptEdits plan", 0, 0,
+	    "permission modes a client may ask for (options, configure); "
+	    "bypassPermissions skips the daemon's tool gate" },
 	{ "permission_mode",	K_STR,  O(permission_mode), NULL, 0, 0,
 	    "the CLI's --permission-mode (unset: the CLI's default)" },
 	{ "allowed_tools",	K_LIST, O(allowed_tools), NULL, 0, 0,
@@ -136,6 +142,11 @@ static const struct config_key config_keys[] = {
 	{ "max_queued_turns",	K_INT,  O(max_queued_turns), "8", 0, 1024,
 	    "turns an execute with queue may leave waiting behind a "
 	    "session's running turn (0: none)" },
+	{ "max_budget_usd",	K_USD,  O(max_budget_usd), "0", 0, 0,
+	    "dollars a session may cost unless it sets max_budget_usd "
+	    "(0: no limit)" },
+	{ "max_budget_ceiling_usd", K_USD, O(max_budget_ceiling_usd), "0", 0, 0,
+	    "the most a session's max_budget_usd may be (0: no ceiling)" },
 	{ "approval_timeout",	K_MS,   O(approval_timeout_ms), "5m", 0, 0,
 	    "how long a permission request put to the app (approvals client) "
 	    "waits before it is denied" },
@@ -331,6 +342,21 @@ config_set(struct config *c, const struct config_key *k, const char *val,
 		}
 		*(uint64_t *)(base + k->off) = u;
 		return 0;
+	case K_USD: {
+		char	*ep;
+		double	 d;
+
+		errno = 0;
+		d = strtod(val, &ep);
+		if (errno != 0 || ep == val || *ep != '\0' || !(d >= 0) ||
+		    d > CONFIG_USD_MAX) {
+			snprintf(why, whylen, "expected dollars, 0 to %.0f",
+			    CONFIG_USD_MAX);
+			return -1;
+		}
+		*(double *)(base + k->off) = d;
+		return 0;
+	}
 	case K_BOOL:
 		if (strcmp(val, "on") == 0 || strcmp(val, "yes") == 0)
 			*(int *)(base + k->off) = 1;
@@ -638,6 +664,9 @@ config_dump(const struct config *c, void *fp)
 		case K_U64:
 			fprintf(f, "%llu", (unsigned long long)
 			    *(const uint64_t *)(base + k->off));
+			break;
+		case K_USD:
+			fprintf(f, "%g", *(const double *)(base + k->off));
 			break;
 		}
 		fputc('\n', f);

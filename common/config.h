@@ -40,6 +40,7 @@ struct config {
 	char		*cli_path;
 	struct config_list cli_args;	/* extra CLI arguments */
 	struct config_list cli_env;	/* environment names passed through */
+	struct config_list allowed_permission_modes;	/* a client may ask */
 	char		*permission_mode;
 	struct config_list allowed_tools;
 	struct config_list disallowed_tools;
@@ -76,6 +77,8 @@ struct config {
 
 	uint64_t	 turn_timeout_ms;
 	uint64_t	 approval_timeout_ms;	/* approvals "client" */
+	double		 max_budget_usd;	/* a session's default; 0 none */
+	double		 max_budget_ceiling_usd;	/* 0: none */
 	uint64_t	 idle_timeout_ms;
 	uint64_t	 kill_grace_ms;
 	uint64_t	 drain_timeout_ms;

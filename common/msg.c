@@ -17,6 +17,7 @@ static const char *msg_names[MSG_TYPE_MAX] = {
 	[MSG_INTERRUPT] = "interrupt", [MSG_STOP] = "stop",
 	[MSG_CLI_SESSION] = "cli_session", [MSG_CLI_EXIT] = "cli_exit",
 	[MSG_APPROVAL] = "approval", [MSG_PERMISSION] = "permission",
+	[MSG_CONFIGURE] = "configure", [MSG_CONFIGURED] = "configured",
 };
 
 const char *
@@ -490,6 +491,74 @@ msg_permission_decode(const struct msg *m, struct msg_permission *p)
 
 void
 msg_permission_clear(struct msg_permission *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_configure_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_configure *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	if (p->model != NULL)
+		cJSON_AddStringToObject(o, "model", p->model);
+	if (p->permission_mode != NULL)
+		cJSON_AddStringToObject(o, "permission_mode",
+		    p->permission_mode);
+	msg_compose_obj(out, MSG_CONFIGURE, turn, o);
+}
+
+int
+msg_configure_decode(const struct msg *m, struct msg_configure *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_CONFIGURE)) == NULL)
+		return -1;
+	if (cJSON_GetObjectItemCaseSensitive(p->json, "model") != NULL)
+		p->model = msg_str(p->json, "model", &bad);
+	if (cJSON_GetObjectItemCaseSensitive(p->json, "permission_mode") != NULL)
+		p->permission_mode = msg_str(p->json, "permission_mode", &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_configure_clear(struct msg_configure *p)
+{
+	cJSON_Delete(p->json);
+	memset(p, 0, sizeof *p);
+}
+
+void
+msg_configured_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_configured *p)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddBoolToObject(o, "ok", p->ok);
+	cJSON_AddStringToObject(o, "message", p->message != NULL ?
+	    p->message : "");
+	msg_compose_obj(out, MSG_CONFIGURED, turn, o);
+}
+
+int
+msg_configured_decode(const struct msg *m, struct msg_configured *p)
+{
+	int	bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if ((p->json = msg_decode_obj(m, MSG_CONFIGURED)) == NULL)
+		return -1;
+	p->ok = msg_bool(p->json, "ok", &bad);
+	p->message = msg_str(p->json, "message", &bad);
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_configured_clear(struct msg_configured *p)
 {
 	cJSON_Delete(p->json);
 	memset(p, 0, sizeof *p);

@@ -45,6 +45,8 @@ enum msg_type {
 	MSG_CLI_EXIT,	/* w->m struct msg_cli_exit: the CLI is gone */
 	MSG_APPROVAL,	/* w->m struct msg_approval: a question put to the app */
 	MSG_PERMISSION,	/* m->w struct msg_permission: the app's answer */
+	MSG_CONFIGURE,	/* m->w struct msg_configure: live settings */
+	MSG_CONFIGURED,	/* w->m struct msg_configured: the CLI's answer */
 	MSG_TYPE_MAX
 };
 
@@ -143,6 +145,18 @@ struct msg_approval {
 	cJSON		*json;
 };
 
+struct msg_configure {
+	const char	*model;		/* NULL: unchanged */
+	const char	*permission_mode;
+	cJSON		*json;
+};
+
+struct msg_configured {
+	int		 ok;
+	const char	*message;	/* the CLI's error, when not ok */
+	cJSON		*json;
+};
+
 struct msg_permission {
 	const char	*request_id;
 	int		 allow;		/* else deny */
@@ -198,5 +212,15 @@ void	 msg_permission_compose(struct evbuffer *, uint32_t turn,
 	    const struct msg_permission *);
 int	 msg_permission_decode(const struct msg *, struct msg_permission *);
 void	 msg_permission_clear(struct msg_permission *);
+
+void	 msg_configure_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_configure *);
+int	 msg_configure_decode(const struct msg *, struct msg_configure *);
+void	 msg_configure_clear(struct msg_configure *);
+
+void	 msg_configured_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_configured *);
+int	 msg_configured_decode(const struct msg *, struct msg_configured *);
+void	 msg_configured_clear(struct msg_configured *);
 
 #endif

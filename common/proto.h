@@ -31,6 +31,7 @@
 #define ERR_SHUTTING_DOWN	"shutting_down"
 #define ERR_INTERNAL		"internal"
 #define ERR_CANCELLED		"cancelled"	/* a queued turn */
+#define ERR_BUDGET_EXCEEDED	"budget_exceeded"
 
 /* Session states (DESIGN.md section 4). */
 enum session_state {

@@ -137,6 +137,10 @@ struct session {
 	uint64_t		 assign_us;	/* request to worker assigned */
 	int			 resumed;
 
+	/* A configure waiting for the CLI, and the settings it brings. */
+	struct waiter		 configure;
+	cJSON			*configure_pending;	/* owned */
+
 	/* Permission requests put to the app and not yet answered. */
 	char			*approvals[SESSION_APPROVALS_MAX];
 	size_t			 napprovals;
@@ -271,6 +275,8 @@ void	 session_op_attach(struct client *, const char *req, const cJSON *);
 void	 session_op_detach(struct client *, const char *req, const cJSON *);
 void	 session_op_permission(struct client *, const char *req,
 	    const cJSON *);
+void	 session_op_configure(struct client *, const char *req,
+	    const cJSON *);
 void	 session_client_gone(struct client *);
 void	 session_client_stalled(struct client *, int stalled);
 void	 session_worker_msg(struct session *, struct worker *, struct msg *);
@@ -298,6 +304,9 @@ struct msg_turn;
 struct msg_permission;
 void	 pool_send_permission(struct worker *, uint32_t turn,
 	    const struct msg_permission *);
+struct msg_configure;
+void	 pool_send_configure(struct worker *, uint32_t turn,
+	    const struct msg_configure *);
 void	 pool_send_turn(struct worker *, uint32_t turn,
 	    const struct msg_turn *);
 void	 pool_reap(void);

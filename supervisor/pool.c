@@ -530,6 +530,15 @@ pool_send_permission(struct worker *wk, uint32_t turn,
 }
 
 void
+pool_send_configure(struct worker *wk, uint32_t turn,
+    const struct msg_configure *p)
+{
+	if (wk->dead || wk->bev == NULL)
+		return;
+	msg_configure_compose(bufferevent_get_output(wk->bev), turn, p);
+}
+
+void
 pool_send_turn(struct worker *wk, uint32_t turn, const struct msg_turn *t)
 {
 	if (wk->dead || wk->bev == NULL)

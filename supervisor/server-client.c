@@ -60,6 +60,7 @@ static const struct server_op server_ops[] = {
 	{ "detach",	session_op_detach },
 	{ "audit",	audit_op },
 	{ "permission",	session_op_permission },
+	{ "configure",	session_op_configure },
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
 	{ "status",	server_client_op_status },

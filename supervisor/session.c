@@ -33,6 +33,7 @@
 #define SESSION_MAX_TURNS_MAX	10000
 #define SESSION_OPT_STR_MAX	(64 * 1024)	/* model, system prompt, ... */
 #define SESSION_TOOLS_MAX	64
+#define SESSION_BUDGET_MAX_USD	1000000	/* max_budget_usd, a sanity bound */
 
 
 
@@ -48,6 +49,7 @@ static int		session_nended;
 static void	session_turn_begin(struct session *);
 static int	session_assign(struct session *);
 static void	session_idle_arm(struct session *);
+static void	session_configure_done(struct session *, int, const char *);
 static void	session_turnq_run(evutil_socket_t, short, void *);
 static void	session_turnq_cancel(struct session *, const char *code,
 		    const char *why);
@@ -248,6 +250,8 @@ session_free(struct session *s)
 	event_free(s->turnq_ev);
 	audit_session_free(s);
 	session_approvals_clear(s);
+	session_waiter_clear(&s->configure);
+	cJSON_Delete(s->configure_pending);
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
@@ -810,6 +814,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	struct msg_cli_session	 cs;
 	struct msg_cli_exit	 ce;
 	struct msg_approval	 ap;
+	struct msg_configured	 cd;
 	int			 bad = 0;
 
 	switch (m->hdr.type) {
@@ -854,6 +859,13 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			if (!s->retry_pending && m->hdr.turn == s->turn)
 				session_turn_end(s, &te);
 			msg_turn_end_clear(&te);
+		}
+		break;
+	case MSG_CONFIGURED:
+		if ((bad = msg_configured_decode(m, &cd)) == 0) {
+			session_configure_done(s, 1, cd.ok ? NULL :
+			    cd.message);
+			msg_configured_clear(&cd);
 		}
 		break;
 	case MSG_APPROVAL:
@@ -962,6 +974,8 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	server_gateway_session_close(s);
 	session_approvals_clear(s);
 	session_tmpdir_remove(s);
+	/* Its CLI never answered: the settings are the next CLI's. */
+	session_configure_done(s, 0, NULL);
 	if (session_waiting(&s->open)) {
 		if (s->open.c != NULL)
 			server_client_error(s->open.c, s->open.req, s->name,
@@ -1043,6 +1057,18 @@ session_lookup(struct client *c, const char *req, const cJSON *r)
 	return s;
 }
 
+/* Is a permission mode one of allowed_permission_modes? */
+static int
+session_mode_allowed(const char *mode)
+{
+	size_t	i;
+
+	for (i = 0; i < hp.conf->allowed_permission_modes.n; i++)
+		if (strcmp(hp.conf->allowed_permission_modes.v[i], mode) == 0)
+			return 1;
+	return 0;
+}
+
 /* Options are checked here, so workers only ever see sane values. */
 static int
 session_options_check(const cJSON *opt, char *why, size_t len)
@@ -1097,6 +1123,28 @@ session_options_check(const cJSON *opt, char *why, size_t len)
 	v = cJSON_GetObjectItemCaseSensitive(opt, "slash_commands");
 	if (v != NULL && !cJSON_IsBool(v)) {
 		snprintf(why, len, "options.slash_commands must be a boolean");
+		return -1;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "permission_mode");
+	if (v != NULL && !session_mode_allowed(v->valuestring)) {
+		snprintf(why, len, "options.permission_mode \"%.64s\" is not in "
+		    "allowed_permission_modes", v->valuestring);
+		return -1;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "max_budget_usd");
+	if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble < 0 ||
+	    v->valuedouble > SESSION_BUDGET_MAX_USD)) {
+		snprintf(why, len, "options.max_budget_usd must be 0..%d",
+		    SESSION_BUDGET_MAX_USD);
+		return -1;
+	}
+	/* The daemon's ceiling bounds what a client may grant itself. */
+	if (v != NULL && hp.conf->max_budget_ceiling_usd > 0 &&
+	    (v->valuedouble == 0 ||
+	    v->valuedouble > hp.conf->max_budget_ceiling_usd)) {
+		snprintf(why, len, "options.max_budget_usd must be more than 0 "
+		    "and at most max_budget_ceiling_usd (%.2f)",
+		    hp.conf->max_budget_ceiling_usd);
 		return -1;
 	}
 	v = cJSON_GetObjectItemCaseSensitive(opt, "approvals");
@@ -1344,6 +1392,18 @@ session_op_policy_check(struct client *c, const char *req, const cJSON *r)
 	server_client_reply(c, req, "verdict", policy_verdict_json(&v));
 }
 
+/* The session's max_budget_usd (its option, else the daemon's); 0: none. */
+static double
+session_budget(const struct session *s)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(s->options,
+			    "max_budget_usd");
+
+	if (cJSON_IsNumber(v))
+		return v->valuedouble;
+	return hp.conf->max_budget_usd;
+}
+
 /*
  * Starts an execute's turn: the firewall on its prompt, then the running
  * CLI or a worker.  c is NULL for a queued turn whose client left (its
@@ -1353,6 +1413,17 @@ static void
 session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
     const char *req, const char *prompt, int slash, uint64_t timeout_ms)
 {
+	double	budget = session_budget(s);
+
+	/* Spent: no turn until configure raises max_budget_usd. */
+	if (budget > 0 && s->total.cost_usd >= budget) {
+		if (c != NULL)
+			server_client_error(c, req, s->name,
+			    ERR_BUDGET_EXCEEDED, "session \"%s\" has cost $%.4f "
+			    "of its max_budget_usd $%.4f", s->name,
+			    s->total.cost_usd, budget);
+		return;
+	}
 	if ((s->state == SESSION_DORMANT || s->state == SESSION_ENDED) &&
 	    session_queue_full(c, req, s))
 		return;
@@ -1804,6 +1875,112 @@ session_op_detach(struct client *c, const char *req, const cJSON *r)
 	server_client_ok(c, req, NULL);
 }
 
+/* Keeps settings in the session's options (consumed), for every CLI. */
+static void
+session_configure_apply(struct session *s, cJSON *set)
+{
+	cJSON	*e, *next;
+
+	for (e = set->child; e != NULL; e = next) {
+		next = e->next;
+		cJSON_DetachItemViaPointer(set, e);
+		/* (Replacing would free the name it is given: e's own.) */
+		cJSON_DeleteItemFromObjectCaseSensitive(s->options, e->string);
+		cJSON_AddItemToObject(s->options, e->string, e);
+	}
+	cJSON_Delete(set);
+	state_session_save(s);
+}
+
+/*
+ * The CLI answered a configure (live: 1), or is gone (live: 0, and its
+ * settings are the next CLI's); why is the CLI's refusal, else NULL.
+ */
+static void
+session_configure_done(struct session *s, int live, const char *why)
+{
+	cJSON	*d;
+
+	if (!session_waiting(&s->configure))
+		return;
+	if (why != NULL) {
+		cJSON_Delete(s->configure_pending);
+		if (s->configure.c != NULL)
+			server_client_error(s->configure.c, s->configure.req,
+			    s->name, ERR_BAD_REQUEST, "the CLI refused: %s", why);
+	} else {
+		session_configure_apply(s, s->configure_pending);
+		if (s->configure.c != NULL) {
+			d = cJSON_CreateObject();
+			cJSON_AddBoolToObject(d, "live", live);
+			server_client_ok(s->configure.c, s->configure.req, d);
+		}
+	}
+	s->configure_pending = NULL;
+	session_waiter_clear(&s->configure);
+}
+
+/*
+ * configure: model and permission_mode change a running CLI through its
+ * set_model / set_permission_mode; every setting is kept in the session's
+ * options, for the CLIs started later.
+ */
+void
+session_op_configure(struct client *c, const char *req, const cJSON *r)
+{
+	static const char *keys[] = { "model", "permission_mode",
+	    "max_budget_usd" };
+	const cJSON		*v;
+	struct session		*s;
+	struct msg_configure	 m;
+	cJSON			*set;
+	char			 why[256];
+	size_t			 i;
+
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	set = cJSON_CreateObject();
+	for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if ((v = cJSON_GetObjectItemCaseSensitive(r, keys[i])) != NULL)
+			cJSON_AddItemToObject(set, keys[i],
+			    cJSON_Duplicate(v, 1));
+	if (set->child == NULL) {
+		cJSON_Delete(set);
+		server_client_error(c, req, s->name, ERR_BAD_REQUEST,
+		    "configure needs model, permission_mode or "
+		    "max_budget_usd");
+		return;
+	}
+	if (session_options_check(set, why, sizeof why) == -1) {
+		cJSON_Delete(set);
+		server_client_error(c, req, s->name, ERR_BAD_REQUEST, "%s",
+		    why + (strncmp(why, "options.", 8) == 0 ? 8 : 0));
+		return;
+	}
+	if (session_waiting(&s->configure)) {
+		cJSON_Delete(set);
+		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
+		    "session \"%s\" is being configured", s->name);
+		return;
+	}
+	log_info("session %s: configure by uid %ld", s->name, (long)c->uid);
+	memset(&m, 0, sizeof m);
+	m.model = json_str(set, "model");
+	m.permission_mode = json_str(set, "permission_mode");
+	if (s->worker == NULL || s->state == SESSION_STOPPING ||
+	    (m.model == NULL && m.permission_mode == NULL)) {
+		/* Nothing runs that the settings would change now. */
+		session_configure_apply(s, set);
+		v = cJSON_CreateObject();
+		cJSON_AddBoolToObject((cJSON *)v, "live", 0);
+		server_client_ok(c, req, (cJSON *)v);
+		return;
+	}
+	session_waiter_set(&s->configure, c, req);
+	s->configure_pending = set;
+	pool_send_configure(s->worker, s->turn, &m);
+}
+
 /*
  * The app's answer to a permission_request: the first one wins (the
  * request is then forgotten here); later ones, and answers to requests
@@ -1889,6 +2066,8 @@ session_client_gone(struct client *c)
 			s->exec.c = NULL;
 		if (s->open.c == c)
 			s->open.c = NULL;
+		if (s->configure.c == c)
+			s->configure.c = NULL;
 		if (s->stop.c == c)
 			s->stop.c = NULL;
 	}

@@ -74,6 +74,7 @@ enum wstate { W_IDLE, W_OPEN, W_CLOSING };
 
 #define WORKER_APPROVALS_MAX	16	/* questions waiting for the app */
 #define WORKER_APPROVAL_TIMEOUT_MS (5 * 60 * 1000)	/* if none is given */
+#define WORKER_CFG_ID		"hp-cfg-"	/* our set_model & co. */
 
 /* A can_use_tool question put to the app (approvals "client"). */
 struct approval {
@@ -103,6 +104,8 @@ static struct {
 	int			 resume;	/* --resume, else --session-id */
 	uint64_t		 ctl_seq;
 	int			 approvals_client;	/* the app decides */
+	int			 cfg_pending;	/* set_model & co. unanswered */
+	char			 cfg_error[WORKER_ERR_MAX];
 	uint64_t		 approval_timeout_ms;
 	struct approval		 approvals[WORKER_APPROVALS_MAX];
 
@@ -630,9 +633,28 @@ static void
 worker_bridge_control_response(void *arg, const char *request_id, int ok,
     const cJSON *response)
 {
+	struct msg_configured	cd;
+	const char		*e;
+
 	if (w.probe_pending && strcmp(request_id, "hp-probe") == 0) {
 		w.probe_pending = 0;
 		msg_empty_compose(worker_out(), MSG_PROBED, w.turn);
+		worker_sent();
+	}
+	if (w.cfg_pending > 0 && strncmp(request_id, WORKER_CFG_ID,
+	    sizeof WORKER_CFG_ID - 1) == 0) {
+		if (!ok && w.cfg_error[0] == '\0') {
+			e = worker_jstr(response, "error");
+			snprintf(w.cfg_error, sizeof w.cfg_error, "%s",
+			    e != NULL ? e : "the CLI refused the setting");
+		}
+		if (--w.cfg_pending > 0)
+			return;
+		/* Every setting answered: the master replies to configure. */
+		cd.ok = w.cfg_error[0] == '\0';
+		cd.message = w.cfg_error;
+		cd.json = NULL;
+		msg_configured_compose(worker_out(), w.turn, &cd);
 		worker_sent();
 	}
 }
@@ -757,6 +779,57 @@ worker_ctl(const char *subtype, const char *id)
 	    "\"request_id\":\"%s\",\"request\":{\"subtype\":\"%s\"}}", id,
 	    subtype);
 	cli_write(w.cli, buf, strlen(buf));
+}
+
+/* A control request with one string member: {"subtype":s,key:value}. */
+static void
+worker_ctl_str(const char *subtype, const char *id, const char *key,
+    const char *value)
+{
+	cJSON	*o = cJSON_CreateObject(), *r;
+	char	*s;
+
+	cJSON_AddStringToObject(o, "type", "control_request");
+	cJSON_AddStringToObject(o, "request_id", id);
+	r = cJSON_AddObjectToObject(o, "request");
+	cJSON_AddStringToObject(r, "subtype", subtype);
+	cJSON_AddStringToObject(r, key, value);
+	if ((s = cJSON_PrintUnformatted(o)) == NULL)
+		fatalx("worker_ctl_str: out of memory");
+	cli_write(w.cli, s, strlen(s));
+	cJSON_free(s);
+	cJSON_Delete(o);
+}
+
+/* configure: the CLI's own control requests change it live. */
+static void
+worker_configure(const struct msg_configure *c)
+{
+	struct msg_configured	cd;
+	char			id[32];
+
+	w.cfg_pending = 0;
+	w.cfg_error[0] = '\0';
+	if (c->model != NULL) {
+		snprintf(id, sizeof id, WORKER_CFG_ID "%llu",
+		    (unsigned long long)++w.ctl_seq);
+		worker_ctl_str("set_model", id, "model", c->model);
+		w.cfg_pending++;
+	}
+	if (c->permission_mode != NULL) {
+		snprintf(id, sizeof id, WORKER_CFG_ID "%llu",
+		    (unsigned long long)++w.ctl_seq);
+		worker_ctl_str("set_permission_mode", id, "mode",
+		    c->permission_mode);
+		w.cfg_pending++;
+	}
+	if (w.cfg_pending == 0) {
+		memset(&cd, 0, sizeof cd);
+		cd.ok = 1;
+		cd.message = "";
+		msg_configured_compose(worker_out(), w.turn, &cd);
+		worker_sent();
+	}
 }
 
 static void
@@ -1551,6 +1624,7 @@ worker_dispatch(struct msg *m)
 	cJSON			*o = NULL;
 	struct msg_turn		 t;
 	struct msg_permission	 pm;
+	struct msg_configure	 cf;
 
 	switch (m->hdr.type) {
 	case MSG_OPEN:
@@ -1569,6 +1643,13 @@ worker_dispatch(struct msg *m)
 			fatalx("bad interrupt message from master");
 		if (w.state == W_OPEN)
 			worker_interrupt();
+		break;
+	case MSG_CONFIGURE:
+		if (msg_configure_decode(m, &cf) == -1)
+			fatalx("bad configure message from master");
+		if (w.state == W_OPEN)
+			worker_configure(&cf);
+		msg_configure_clear(&cf);
 		break;
 	case MSG_PERMISSION:
 		if (msg_permission_decode(m, &pm) == -1)

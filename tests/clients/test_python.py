@@ -210,6 +210,27 @@ def test_permissions(d):
              "on_permission returning None: denied by timeout")
 
 
+def test_configure_budget(d):
+    from hotplex import Client, HotplexError
+    with Client(d.sock) as c:
+        list(c.execute("pc", "hi", max_budget_usd=0.01))
+        t.eq(c.configure("pc", model="py-model"), {"live": True},
+             "configure() on a running CLI")
+        ans = [e for e in c.execute("pc", "settings cost:0.02")
+               if e.type == "done"][0].data["result"]
+        t.ok(ans.startswith("model:py-model "), "configure() reached the "
+             "CLI", ans)
+        try:
+            list(c.execute("pc", "hi"))
+            t.ok(False, "budget_exceeded raises")
+        except HotplexError as e:
+            t.eq(e.code, "budget_exceeded", "a spent budget raises "
+                 "HotplexError budget_exceeded")
+        c.configure("pc", max_budget_usd=1)
+        t.eq(list(c.execute("pc", "hi"))[-1].type, "done",
+             "configure(max_budget_usd=...) lets it run again")
+
+
 def test_attach(d):
     from hotplex import Client
     with Client(d.sock) as a, Client(d.sock) as b:
@@ -345,6 +366,7 @@ def main():
             test_readme(d, target)
             test_sync(d)
             test_permissions(d)
+            test_configure_budget(d)
             test_attach(d)
             test_async(d)
         test_daemon_gone()

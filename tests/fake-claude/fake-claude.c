@@ -124,7 +124,7 @@ enum fc_usage_idx { U_IN, U_OUT, U_CR, U_CW, U_N };
 /* What the user text asks for; see README.md. */
 struct fc_directives {
 	int	 think, stall, ignore_intr, crash, garbage, escape, exit_after;
-	int	 error, slash, echo;
+	int	 error, slash, echo, settings;
 	long	 deltas;
 	long	 delay_ms;
 	char	*tool;		/* owned; the Bash command */
@@ -867,6 +867,8 @@ fc_directive(struct fc_directives *d, const char *w, size_t n)
 			d->slash = 1;
 		else if (KEY("echo"))
 			d->echo = 1;
+		else if (KEY("settings"))
+			d->settings = 1;
 		return;
 	}
 	if (KEY("stream") && fc_num(arg, alen, FC_MAX_DELTAS, &v) == 0 &&
@@ -1082,7 +1084,15 @@ fc_answer_text(struct fc_turn *t)
 	long	 i;
 
 	len = strlen(t->prompt) + FC_ANSWER_EXTRA + (size_t)t->d.deltas;
+	if (t->d.settings)
+		len += strlen(opts.model ? opts.model : "-") +
+		    strlen(opts.permission_mode ? opts.permission_mode : "-") +
+		    FC_ANSWER_EXTRA;
 	s = p = fc_malloc(len);
+	if (t->d.settings)	/* what set_model / set_permission_mode set */
+		p += sprintf(p, "model:%s mode:%s ",
+		    opts.model ? opts.model : "-",
+		    opts.permission_mode ? opts.permission_mode : "-");
 	if (t->d.slash)
 		p += sprintf(p, "slash:%s ",
 		    t->prompt[0] == '/' ? "yes" : "no");

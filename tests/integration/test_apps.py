@@ -327,7 +327,103 @@ def test_approval_timeout_interrupt():
              "a withdrawn request: not_found")
 
 
+def answer(evs):
+    d = [e for e in evs if e["type"] == "done"]
+    return d[0]["data"]["result"] if d else None
+
+
+def argv_opt(d, flag):
+    argv = d.cli_starts()[-1]["argv"]
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def test_configure():
+    with Daemon({"allowed_permission_modes": "default plan acceptEdits "
+                 "bypassPermissions"}) as d:
+        c = d.client()
+        evs = c.execute("cf", "settings", options={"model": "m1"})
+        t.ok(answer(evs).startswith("model:m1 "),
+             "the CLI starts with the session's model", answer(evs))
+        r = c.request("configure", session="cf", model="m2",
+                      permission_mode="plan")
+        t.eq((r["type"], r.get("data")), ("ok", {"live": True}),
+             "configure on a running CLI: ok, live")
+        evs = c.execute("cf", "settings")
+        t.ok(answer(evs).startswith("model:m2 mode:plan"),
+             "set_model and set_permission_mode reached the CLI",
+             answer(evs))
+        # During a turn: the CLI answers control requests while it works.
+        rid = c.send("execute", session="cf", prompt="stall")
+        c.reply(rid)
+        r = c.request("configure", session="cf", model="m3")
+        t.eq(r.get("data"), {"live": True}, "configure while a turn runs")
+        c.request("interrupt", session="cf")
+        c.events(rid)
+        # Kept across CLIs and daemon restarts.
+        c.request("reset", session="cf")
+        c.execute("cf", "hi")
+        t.eq((argv_opt(d, "--model"), argv_opt(d, "--permission-mode")),
+             ("m3", "plan"), "a new CLI gets the configured settings")
+        d.stop()
+        d.start()
+        c = d.client()
+        r = c.request("configure", session="cf", permission_mode="default")
+        t.eq(r.get("data"), {"live": False},
+             "configure on a session without a CLI: kept, not live")
+        evs = c.execute("cf", "settings")
+        t.ok(answer(evs).startswith("model:m3 mode:default"),
+             "after a daemon restart the CLI runs the configured settings",
+             answer(evs))
+        bad = c.request("configure", session="cf")
+        t.eq(bad["data"]["code"], "bad_request", "configure needs a setting")
+        bad = c.request("configure", session="cf", model="-x")
+        t.eq(bad["data"]["code"], "bad_request", "a model starting with -")
+        bad = c.request("configure", session="nosuch", model="m")
+        t.eq(bad["data"]["code"], "not_found", "configure of no session")
+    with Daemon() as d:
+        c = d.client()
+        c.execute("cm", "hi")
+        bad = c.request("configure", session="cm",
+                        permission_mode="bypassPermissions")
+        t.ok(bad["data"]["code"] == "bad_request" and
+             "allowed_permission_modes" in bad["data"]["message"],
+             "by default bypassPermissions is not allowed", bad)
+        bad = c.request("execute", session="cm2", prompt="x",
+                        options={"permission_mode": "bypassPermissions"})
+        t.eq(bad["data"]["code"], "bad_request", "... in options neither")
+        t.eq(c.request("configure", session="cm",
+                       permission_mode="acceptEdits")["type"], "ok",
+             "acceptEdits is")
+
+
+def test_budget():
+    with Daemon({"max_budget_ceiling_usd": "5"}) as d:
+        c = d.client()
+        evs = c.execute("b", "cost:0.02", options={"max_budget_usd": 0.01})
+        t.eq(evs[-1]["type"], "done", "the turn that crosses the budget ends")
+        r = c.execute("b", "hi")
+        t.ok(len(r) == 1 and r[0]["data"]["code"] == "budget_exceeded" and
+             "seq" not in r[0], "a session past max_budget_usd refuses "
+             "turns (budget_exceeded)", r)
+        r = c.execute("b", "hi", queue=True)
+        t.eq(r[0]["data"]["code"], "budget_exceeded", "... queued ones too")
+        t.eq(c.request("configure", session="b",
+                       max_budget_usd=1)["data"], {"live": False},
+             "configure raises max_budget_usd")
+        t.eq(c.execute("b", "hi")[-1]["type"], "done", "turns run again")
+        bad = c.request("configure", session="b", max_budget_usd=10)
+        t.eq(bad["data"]["code"], "bad_request",
+             "max_budget_usd above max_budget_ceiling_usd is refused")
+    with Daemon({"max_budget_usd": "0.01"}) as d:
+        c = d.client()
+        c.execute("b", "cost:0.02")
+        t.eq(c.execute("b", "hi")[0]["data"]["code"], "budget_exceeded",
+             "the config's max_budget_usd is the default")
+
+
 def main():
+    test_configure()
+    test_budget()
     test_approvals()
     test_approval_timeout_interrupt()
     test_queue_order()

@@ -196,6 +196,23 @@ test('onPermission answers permission requests', async () => {
   }
 });
 
+test('configure and budgets', async () => {
+  const c = new Client({ socket: d.sock });
+  try {
+    await collect(c.execute('nc', 'hi', { max_budget_usd: 0.01 }));
+    assert.deepEqual(await c.configure('nc', { model: 'js-model' }),
+      { live: true });
+    const evs = await collect(c.execute('nc', 'settings cost:0.02'));
+    assert.match(evs.at(-1).data.result, /^model:js-model /);
+    await assert.rejects(collect(c.execute('nc', 'hi')),
+      (e) => e.code === 'budget_exceeded');
+    await c.configure('nc', { max_budget_usd: 1 });
+    assert.equal((await collect(c.execute('nc', 'hi'))).at(-1).type, 'done');
+  } finally {
+    await c.close();
+  }
+});
+
 test('open, reset, stop', async () => {
   const c = new Client({ socket: d.sock });
   try {
