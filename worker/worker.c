@@ -644,7 +644,7 @@ worker_bridge_control_response(void *arg, const char *request_id, int ok,
 	if (w.cfg_pending > 0 && strncmp(request_id, WORKER_CFG_ID,
 	    sizeof WORKER_CFG_ID - 1) == 0) {
 		if (!ok && w.cfg_error[0] == '\0') {
-			e = worker_jstr(response, "error");
+			e = json_str(response, "error");
 			snprintf(w.cfg_error, sizeof w.cfg_error, "%s",
 			    e != NULL ? e : "the CLI refused the setting");
 		}
