@@ -242,6 +242,29 @@ int	hp_stop(struct hp_client *, const char *session, const char *reason,
 	    struct hp_error *);
 int	hp_reset(struct hp_client *, const char *session, struct hp_error *);
 
+/* What attach answered. */
+struct hp_attach {
+	int64_t		 seq;		/* the session's last line so far */
+	char		 state[HP_NAME_MAX];
+	int		 ended;		/* ended: nothing is replayed or follows */
+	int64_t		 lost_first;	/* lines asked for but gone; -1: none */
+	int64_t		 lost_last;
+};
+
+/*
+ * Follows a session (hotplex-protocol(7), attach): its lines with a seq
+ * above since_seq that the server still holds, then every new one, reach
+ * the orphan callback (set it first: hp_set_orphan_cb) from hp_pump or any
+ * blocking call, until hp_detach or the connection closes.  info may be
+ * NULL.
+ */
+int	hp_attach(struct hp_client *, const char *session, int64_t since_seq,
+	    struct hp_attach *info, struct hp_error *);
+int	hp_detach(struct hp_client *, const char *session, struct hp_error *);
+/* Administrators: re-read the configuration; shut the server down. */
+int	hp_reload(struct hp_client *, struct hp_error *);
+int	hp_shutdown(struct hp_client *, struct hp_error *);
+
 /*
  * Stats of one session, or totals when session is NULL.  st and raw may be
  * NULL; *raw gets the reply line (free it with free()).

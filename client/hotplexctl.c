@@ -94,6 +94,10 @@ usage(int status)
 	    "  stop [-r reason] session\n"
 	    "  reset session\n"
 	    "  interrupt session\n"
+	    "  attach [--since seq] session\n"
+	    "  detach session\n"
+	    "  reload\n"
+	    "  shutdown\n"
 	    "  policy check [-t prompt|bash|path] text... | -f file\n"
 	    "  audit [--since time] [session]\n");
 	exit(status);
@@ -932,6 +936,8 @@ cmd_session_op(struct ctl *c, int argc, char **argv)
 		    optval['r'] : "hotplexctl stop", &err);
 	else if (strcmp(argv[0], "reset") == 0)
 		rc = hp_reset(c->h, session, &err);
+	else if (strcmp(argv[0], "detach") == 0)
+		rc = hp_detach(c->h, session, &err);
 	else
 		rc = hp_interrupt(c->h, session, &err);
 	if (rc == -1) {
@@ -1144,6 +1150,161 @@ cmd_audit(struct ctl *c, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+/* ---- attach ------------------------------------------------------------ */
+
+/* Following a session: the exec printer, and where the replay ends. */
+struct ctl_attach {
+	struct ctl_exec	 x;
+	const char	*session;
+	int64_t		 seq;		/* the session's last line at attach */
+	int64_t		 seen;		/* the last seq printed */
+	int		 followed;	/* a terminal line after the replay */
+};
+
+static void
+ctl_attach_event(const struct hp_event *ev, void *arg)
+{
+	struct ctl_attach	*a = arg;
+
+	if (!ev->local && (ev->session == NULL ||
+	    strcmp(ev->session, a->session) != 0))
+		return;
+	ctl_exec_event(ev, &a->x);
+	if (ev->seq > a->seen)
+		a->seen = ev->seq;
+	/* A turn that ended before we came is history, not the end. */
+	if (a->x.finished && !ev->local && ev->seq <= a->seq) {
+		a->x.finished = 0;
+		a->x.failed = 0;
+		a->x.err.code[0] = '\0';
+	} else if (a->x.finished)
+		a->followed = 1;
+}
+
+/*
+ * Prints the session's recent lines, then follows its turn in progress
+ * until it ends (or ^C, which detaches); a session with no turn running
+ * ends with the replay.
+ */
+static int
+cmd_attach(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_attach	 a;
+	struct hp_attach	 info;
+	struct hp_error		 err;
+	struct pollfd		 pfd[2];
+	const char		*optval[UCHAR_MAX + 1] = { NULL };
+	char			 drain[16];
+	int64_t			 since = 0;
+	int			 i, ch, busy;
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "since", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 }
+	};
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+s:", longopts, NULL)) != -1) {
+		if (ch == OPT_JSON)
+			c->json = 1;
+		else if (ch == 's')
+			optval['s'] = optarg;
+		else
+			usage(CTL_EXIT_USAGE);
+	}
+	i = optind;
+	if (argc == i)
+		ctl_missing(argv[0], "SESSION");
+	if (argc - i != 1)
+		usage(CTL_EXIT_USAGE);
+	if (optval['s'] != NULL)
+		since = ctl_number(optval['s'], 0, LONG_MAX, "--since");
+	memset(&a, 0, sizeof a);
+	a.session = argv[i];
+	a.x.json = c->json;
+	a.x.tty = isatty(STDOUT_FILENO);
+	a.x.at_bol = 1;
+	a.seen = since;
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	ctl_sigint_setup();
+	hp_set_orphan_cb(c->h, ctl_attach_event, &a);
+	if (hp_attach(c->h, a.session, since, &info, &err) == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	if (info.lost_first >= 0)
+		fprintf(stderr, "hotplexctl: lines %lld to %lld of %s are no "
+		    "longer held\n", (long long)info.lost_first,
+		    (long long)info.lost_last, a.session);
+	if (info.ended) {
+		fprintf(stderr, "hotplexctl: session %s has ended\n",
+		    a.session);
+		return CTL_EXIT_OK;
+	}
+	a.seq = info.seq;
+	/* Lines no longer held will not come: the replay starts after. */
+	if (info.lost_last > a.seen)
+		a.seen = info.lost_last;
+	busy = strcmp(info.state, "busy") == 0 ||
+	    strcmp(info.state, "starting") == 0;
+	for (;;) {
+		/* What came with the reply is delivered before any wait. */
+		if (hp_pump(c->h, &err) == -1) {
+			ctl_dim(&a.x, 0);
+			ctl_error(&err);
+			return CTL_EXIT_FAIL;
+		}
+		/* The replay is over once the line of seq `seq` is printed. */
+		if (a.seen >= a.seq && (!busy || a.followed))
+			break;
+		pfd[0].fd = hp_fd(c->h);
+		pfd[0].events = POLLIN;
+		pfd[1].fd = ctl_sigpipe[0];
+		pfd[1].events = POLLIN;
+		if (poll(pfd, 2, -1) == -1 && errno != EINTR) {
+			perror("hotplexctl: poll");
+			return CTL_EXIT_FAIL;
+		}
+		while (read(ctl_sigpipe[0], drain, sizeof drain) > 0)
+			;
+		if (ctl_sigints > 0) {
+			ctl_dim(&a.x, 0);
+			(void)hp_detach(c->h, a.session, &err);
+			return CTL_EXIT_SIGINT;
+		}
+	}
+	ctl_dim(&a.x, 0);
+	fflush(stdout);
+	if (a.followed && a.x.err.code[0] != '\0')
+		ctl_error(&a.x.err);
+	free(a.x.terminal_reason);
+	return a.followed && a.x.failed ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+}
+
+/* reload, shutdown: administrators' requests of no field. */
+static int
+cmd_admin(struct ctl *c, int argc, char **argv)
+{
+	struct hp_error	 err;
+	int		 i, rc;
+
+	i = ctl_plain_parse(c, argc, argv, "+", NULL);
+	if (argc != i)
+		usage(CTL_EXIT_USAGE);
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (strcmp(argv[0], "reload") == 0)
+		rc = hp_reload(c->h, &err);
+	else
+		rc = hp_shutdown(c->h, &err);
+	if (rc == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	return ctl_ok(c);
+}
+
 static const struct ctl_cmd {
 	const char	*name;
 	int		(*fn)(struct ctl *, int, char **);
@@ -1156,6 +1317,10 @@ static const struct ctl_cmd {
 	{ "stop", cmd_session_op },
 	{ "reset", cmd_session_op },
 	{ "interrupt", cmd_session_op },
+	{ "attach", cmd_attach },
+	{ "detach", cmd_session_op },
+	{ "reload", cmd_admin },
+	{ "shutdown", cmd_admin },
 	{ "policy", cmd_policy },
 	{ "audit", cmd_audit },
 };

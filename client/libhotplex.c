@@ -1388,6 +1388,86 @@ hp_reset(struct hp_client *h, const char *session, struct hp_error *err)
 	return client_session_op(h, "reset", session, NULL, err);
 }
 
+int
+hp_attach(struct hp_client *h, const char *session, int64_t since_seq,
+    struct hp_attach *info, struct hp_error *err)
+{
+	struct hp_req	*r;
+	const cJSON	*data, *lost;
+	cJSON		*obj;
+	int		 bad = 0;
+
+	if (info != NULL) {
+		memset(info, 0, sizeof *info);
+		info->lost_first = info->lost_last = -1;
+	}
+	if (check_session(session, err) == -1)
+		return -1;
+	if (since_seq < 0) {
+		hp_seterr(err, HP_E_INVALID, "since_seq below 0");
+		return -1;
+	}
+	if ((obj = client_request(h, "attach", &r, err)) == NULL)
+		return -1;
+	json_add_str(obj, "session", session, &bad);
+	if (cJSON_AddNumberToObject(obj, "since_seq", (double)since_seq) ==
+	    NULL)
+		bad++;
+	if (client_call(h, obj, r, bad, err) == -1)
+		return -1;
+	data = cJSON_GetObjectItemCaseSensitive(r->json, "data");
+	if (info != NULL && cJSON_IsObject(data)) {
+		info->seq = json_i64(data, "seq", 0);
+		json_copy(info->state, sizeof info->state, data, "state");
+		info->ended = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(data,
+		    "ended"));
+		lost = cJSON_GetObjectItemCaseSensitive(data, "lost");
+		if (cJSON_GetArraySize(lost) == 2 &&
+		    cJSON_IsNumber(cJSON_GetArrayItem(lost, 0)) &&
+		    cJSON_IsNumber(cJSON_GetArrayItem(lost, 1))) {
+			info->lost_first = (int64_t)cJSON_GetArrayItem(lost,
+			    0)->valuedouble;
+			info->lost_last = (int64_t)cJSON_GetArrayItem(lost,
+			    1)->valuedouble;
+		}
+	}
+	req_free(h, r);
+	return 0;
+}
+
+int
+hp_detach(struct hp_client *h, const char *session, struct hp_error *err)
+{
+	return client_session_op(h, "detach", session, NULL, err);
+}
+
+/* A request of no field answered ok. */
+static int
+client_plain_op(struct hp_client *h, const char *op, struct hp_error *err)
+{
+	struct hp_req	*r;
+	cJSON		*obj;
+
+	if ((obj = client_request(h, op, &r, err)) == NULL)
+		return -1;
+	if (client_call(h, obj, r, 0, err) == -1)
+		return -1;
+	req_free(h, r);
+	return 0;
+}
+
+int
+hp_reload(struct hp_client *h, struct hp_error *err)
+{
+	return client_plain_op(h, "reload", err);
+}
+
+int
+hp_shutdown(struct hp_client *h, struct hp_error *err)
+{
+	return client_plain_op(h, "shutdown", err);
+}
+
 /* Hands the reply line to *raw when asked; takes it from r. */
 static void
 client_take_raw(struct hp_req *r, char **raw)

@@ -527,6 +527,58 @@ def test_worker_told_other_version():
             p.wait()
 
 
+def test_ctl_attach_detach_reload_shutdown():
+    """hotplexctl attach follows a session's turn to its end (replay, then
+    live), --since skips what was seen, detach, reload and shutdown map
+    onto the ops; every command through libhotplex."""
+    with Daemon() as d:
+        ctl = [os.path.join(BDIR, "hotplexctl"), "-S", d.sock]
+        c = d.client()
+        rid = c.send("execute", session="s1", prompt="delay:40 stream:8",
+                     workdir=d.work + "/s1")
+        start = c.line()        # the turn runs
+        p = subprocess.run(ctl + ["--json", "attach", "s1"],
+                           capture_output=True, text=True, timeout=120)
+        evs = [start] + c.events(rid)
+        lines = [json.loads(l) for l in p.stdout.splitlines()]
+        seqs = [l["seq"] for l in lines]
+        t.ok(p.returncode == 0 and lines and lines[-1]["type"] == "done" and
+             lines[-1]["id"] == rid and seqs == sorted(set(seqs)) and
+             set(e["seq"] for e in evs) <= set(seqs),
+             "hotplexctl attach: the turn's lines in order, to its done",
+             (p.returncode, seqs, p.stderr))
+        p = subprocess.run(ctl + ["attach", "s1"], capture_output=True,
+                           text=True, timeout=120)
+        answer = "".join(e["data"]["text"] for e in evs
+                         if e["type"] == "answer")
+        t.ok(p.returncode == 0 and answer and answer in p.stdout,
+             "hotplexctl attach, no turn running: the last turn replayed "
+             "as text, then it exits", (p.returncode, p.stdout, answer))
+        mid = evs[len(evs) // 2]["seq"]
+        p = subprocess.run(ctl + ["--json", "attach", "--since", str(mid),
+                                  "s1"], capture_output=True, text=True,
+                           timeout=120)
+        got = [json.loads(l)["seq"] for l in p.stdout.splitlines()]
+        t.ok(p.returncode == 0 and got ==
+             [e["seq"] for e in evs if e["seq"] > mid],
+             "hotplexctl attach --since: only the lines after it", got)
+        p = subprocess.run(ctl + ["detach", "s1"], capture_output=True,
+                           text=True, timeout=60)
+        t.eq(p.returncode, 0, "hotplexctl detach")
+        p = subprocess.run(ctl + ["attach", "nope"], capture_output=True,
+                           text=True, timeout=60)
+        t.ok(p.returncode == 1 and "not_found" in p.stderr,
+             "hotplexctl attach of an unknown session fails", p.stderr)
+        p = subprocess.run(ctl + ["reload"], capture_output=True, text=True,
+                           timeout=60)
+        t.ok(p.returncode == 0 and "reloaded" in open(d.log).read(),
+             "hotplexctl reload", (p.returncode, p.stderr, d.logtail()))
+        p = subprocess.run(ctl + ["shutdown"], capture_output=True,
+                           text=True, timeout=60)
+        t.eq(p.returncode, 0, "hotplexctl shutdown answers ok")
+        t.eq(d.proc.wait(timeout=60), 0, "... and the daemon exits 0")
+
+
 def test_attach_replay():
     with Daemon({"event_ring_bytes": "64K"}) as d:
         a = d.client()
@@ -788,6 +840,7 @@ def test_metrics():
 
 for fn in (test_worker_cannot_start, test_malformed_worker,
            test_worker_other_version, test_worker_told_other_version,
+           test_ctl_attach_detach_reload_shutdown,
            test_attach_replay,
            test_crash_loop_and_queue, test_slow_client,
            test_kill_between_turns, test_sigterm_idle_is_prompt,

@@ -957,6 +957,84 @@ test_pump(void **state)
 	srv_finish(&s, h);
 }
 
+/* attach, its replayed and live lines (another client's id), detach,
+ * reload, and a shutdown refused. */
+static void
+script_attach(struct srv *s)
+{
+	cJSON	*req;
+
+	if ((req = srv_expect(s, "attach")) == NULL)
+		return;
+	srv_check_str(s, req, "session", "s1");
+	if (cJSON_GetObjectItemCaseSensitive(req, "since_seq") == NULL ||
+	    cJSON_GetObjectItemCaseSensitive(req, "since_seq")->valueint != 3)
+		srv_fail(s, "attach without since_seq 3");
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"ok\",\"data\":{\"session\":"
+	    "\"s1\",\"seq\":5,\"state\":\"busy\",\"lost\":[4,4]}}", s->ids[0]);
+	srv_send(s, "{\"id\":\"other-7\",\"session\":\"s1\",\"seq\":5,"
+	    "\"type\":\"answer\",\"data\":{\"text\":\"hel\"}}");
+	srv_send(s, "{\"id\":\"other-7\",\"session\":\"s1\",\"seq\":6,"
+	    "\"type\":\"done\",\"data\":{\"ok\":true,\"result\":\"hel\"}}");
+	if ((req = srv_expect(s, "detach")) == NULL)
+		return;
+	srv_check_str(s, req, "session", "s1");
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"ok\"}", s->ids[1]);
+	if ((req = srv_expect(s, "reload")) == NULL)
+		return;
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"ok\"}", s->ids[2]);
+	if ((req = srv_expect(s, "shutdown")) == NULL)
+		return;
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"error\",\"data\":{\"code\":"
+	    "\"forbidden\",\"message\":\"this op needs uid 0\"}}", s->ids[3]);
+}
+
+static void
+test_attach_detach_reload_shutdown(void **state)
+{
+	struct srv		 s;
+	struct rec		 r;
+	struct hp_error		 err;
+	struct hp_client	*h;
+	struct hp_attach	 info;
+	struct pollfd		 pfd;
+
+	memset(&r, 0, sizeof r);
+	h = srv_start(&s, script_attach);
+	/* The followed lines belong to no request of ours: the orphans'. */
+	hp_set_orphan_cb(h, rec_cb, &r);
+	assert_int_equal(hp_attach(h, "", 0, &info, &err), -1);
+	assert_string_equal(err.code, HP_E_INVALID);
+	assert_int_equal(hp_attach(h, "s1", 3, &info, &err), 0);
+	assert_int_equal(info.seq, 5);
+	assert_string_equal(info.state, "busy");
+	assert_false(info.ended);
+	assert_int_equal(info.lost_first, 4);
+	assert_int_equal(info.lost_last, 4);
+	pfd.fd = hp_fd(h);
+	pfd.events = POLLIN;
+	for (;;) {
+		assert_int_equal(hp_pump(h, &err), 0);
+		if (r.n >= 2)
+			break;
+		assert_int_equal(poll(&pfd, 1, SRV_RECV_TIMEOUT_S * 1000), 1);
+	}
+	assert_int_equal(r.type[0], HP_EV_ANSWER);
+	assert_int_equal(r.seq[0], 5);
+	assert_string_equal(r.session[0], "s1");
+	assert_int_equal(r.type[1], HP_EV_DONE);
+	assert_string_equal(r.answer, "hel");
+	assert_int_equal(hp_detach(h, "s1", &err), 0);
+	assert_int_equal(hp_reload(h, &err), 0);
+	assert_int_equal(hp_shutdown(h, &err), -1);
+	assert_string_equal(err.code, "forbidden");
+	srv_finish(&s, h);
+}
+
 static void
 script_hello(struct srv *s)
 {
@@ -1029,6 +1107,7 @@ main(void)
 		cmocka_unit_test(test_garbage_line),
 		cmocka_unit_test(test_sessions_policy_stats),
 		cmocka_unit_test(test_pump),
+		cmocka_unit_test(test_attach_detach_reload_shutdown),
 		cmocka_unit_test(test_connect_env),
 	};
 
