@@ -139,7 +139,14 @@ check_install(const struct config *c, const char *worker_path)
 			printf("hotplexd: model API: %s is set\n",
 			    check_api_env[i]);
 	}
-	if (!api)
+	if (c->api_key_file != NULL)
+		printf("hotplexd: model API: the key comes from %s\n",
+		    c->api_key_file);
+	else if (!api && c->gateway)
+		printf("hotplexd: model API: no ANTHROPIC_API_KEY or "
+		    "ANTHROPIC_AUTH_TOKEN in the environment; the gateway "
+		    "forwards without credentials\n");
+	else if (!api)
 		printf("hotplexd: model API: no ANTHROPIC_API_KEY or "
 		    "ANTHROPIC_AUTH_TOKEN in the environment; sessions rely on "
 		    "the CLI's own login\n");
