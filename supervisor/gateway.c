@@ -1101,8 +1101,17 @@ gateway_main(int chan, int api_fd, int proxy_fd)
 	for (sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			signal(sig, SIG_DFL);
+	/*
+	 * It ends with the master (EOF on the channel, or the parent-death
+	 * signal), not with a signal to the process group: a service
+	 * manager's SIGTERM to all must leave it serving the turns that
+	 * drain.
+	 */
 	signal(SIGPIPE, SIG_IGN);
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
 		fatal("prctl");
 	/* Nothing of ours in /proc for a process of the same uid. */
 	if (prctl(PR_SET_DUMPABLE, 0) == -1)

@@ -20,7 +20,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import TAP, Daemon, wait_for, free_tcp_port, REPLY_TIMEOUT_S
+from hplib import (TAP, Daemon, wait_for, free_tcp_port, proc_alive,
+                   REPLY_TIMEOUT_S)
+import re
+import signal
 
 t = TAP()
 KEY = "sk-ant-operator-" + os.urandom(12).hex()
@@ -512,6 +515,10 @@ def test_bad_input(d, up, c, port, tok):
     up.gate.set()
     t.ok(alive(), "a CLI gone mid-stream harms nothing")
     up.gate.clear()
+    # A SIGTERM to everything (a service manager stopping the daemon) must
+    # not take the gateway from the turns that drain.
+    os.kill(gateway_pid(d), signal.SIGTERM)
+    t.ok(alive(), "the gateway ignores SIGTERM: it ends with the master")
 
 
 class ConnectProxy:
@@ -590,6 +597,11 @@ def test_upstream_proxy(tmp):
     finally:
         up.close()
         px.s.close()
+
+
+def gateway_pid(d):
+    m = re.search(r"gateway (\d+) on http", open(d.log).read())
+    return int(m.group(1))
 
 
 def test_untrusted_upstream(tmp):
@@ -671,6 +683,13 @@ def main():
                      "the key is wiped from the master's environment")
             t.ok(KEY.encode() not in open(d.log, "rb").read(),
                  "the key is never logged")
+            gpid = gateway_pid(d)
+        # Bounded: a process leaving /proc has no event to wait for.
+        try:
+            wait_for(lambda: not proc_alive(gpid), 10, "the gateway to exit")
+        except TimeoutError:
+            pass
+        t.ok(not proc_alive(gpid), "the gateway exits with the daemon")
     finally:
         up.close()
         echo.s.close()
