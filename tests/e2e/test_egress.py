@@ -5,7 +5,8 @@ model's Bash tool) neither the environment, /proc/*/environ,
 /proc/*/cmdline nor the files under the session's HOME, config dir,
 TMPDIR and workdir hold it; a TCP connection to another loopback port or
 to the mock directly fails, and so does a UDP datagram, while the gateway
-answers; the turn completes, and the next one too."""
+answers, and egress_allow's CONNECT proxy tunnels to a listed pair only;
+the turn completes, and the next one too."""
 
 import json
 import os
@@ -76,6 +77,18 @@ for fam, host, name in ((socket.AF_INET, "127.0.0.1", "udp"),
         res[name] = "sent"
     except OSError as e:
         res[name] = "failed:%%d" %% e.errno
+def via_proxy(target):
+    px = os.environ.get("HTTPS_PROXY", "")
+    if not px:
+        return "no proxy"
+    s = socket.create_connection(("127.0.0.1", int(px.rsplit(":", 1)[1])),
+                                 timeout=10)
+    s.sendall(b"CONNECT %%s HTTP/1.1\r\n\r\n" %% target.encode())
+    head = s.recv(200).split(b"\r\n")[0].decode()
+    s.close()
+    return head
+res["proxy_allowed"] = via_proxy("127.0.0.1:%(allowed)d")
+res["proxy_other"] = via_proxy("127.0.0.1:%(other)d")
 try:
     socket.socket(socket.AF_INET, socket.SOCK_STREAM).bind(("127.0.0.1", 0))
     res["bind"] = "bound"
@@ -97,28 +110,34 @@ def main():
     other.bind(("127.0.0.1", 0))
     other.listen(4)
     other.setblocking(False)
+    allowed = socket.socket()
+    allowed.bind(("127.0.0.1", 0))
+    allowed.listen(4)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     udp.setblocking(False)
     try:
         with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
-                     "kill_grace": "2s"}, env=env) as d:
-            run(d, mock, other, udp)
+                     "kill_grace": "2s", "egress_allow": "127.0.0.1:%d" %
+                     allowed.getsockname()[1]}, env=env) as d:
+            run(d, mock, other, udp, allowed)
     finally:
         other.close()
+        allowed.close()
         udp.close()
         mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     t.done()
 
 
-def run(d, mock, other, udp):
+def run(d, mock, other, udp, allowed):
     c = d.client()
     wd = os.path.join(d.work, "egress")
     os.makedirs(wd)
     with open(os.path.join(wd, "check.py"), "w") as f:
         f.write(CHECK % {"rkey": KEY[::-1], "other": other.getsockname()[1],
-                         "mock": mock.port, "udp": udp.getsockname()[1]})
+                         "mock": mock.port, "udp": udp.getsockname()[1],
+                         "allowed": allowed.getsockname()[1]})
     e1 = c.execute("eg", "[[bash:python3 check.py]] look around", workdir=wd)
     t.ok(e1[-1]["type"] == "done" and e1[-1]["data"]["ok"],
          "turn 1 (with the probe) completes", e1[-1])
@@ -143,6 +162,11 @@ def run(d, mock, other, udp):
          "UDP datagrams fail", (r.get("udp"), r.get("udp6")))
     t.ok(str(r.get("bind", "")).startswith("failed:"),
          "binding a TCP port fails", r.get("bind"))
+    t.ok(str(r.get("proxy_allowed", "")).startswith("HTTP/1.1 200"),
+         "egress_allow: CONNECT through the gateway to a listed pair works "
+         "from inside", r.get("proxy_allowed"))
+    t.ok(" 403" in str(r.get("proxy_other", "")),
+         "egress_allow: any other pair is refused", r.get("proxy_other"))
     try:
         other.accept()
         accepted = True
