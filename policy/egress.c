@@ -116,17 +116,17 @@ egress_filter(char *err, size_t errlen)
 			rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
 			    SCMP_SYS(socket), 2,
 			    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)
-			    egress_families[i]),
+			    egress_families[i], 0),
 			    SCMP_A1(SCMP_CMP_MASKED_EQ, EGRESS_SOCK_TYPE_MASK,
 			    (scmp_datum_t)egress_types[j]));
 		/* SOCK_STREAM but not TCP: SCTP, MPTCP. */
 		rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
 		    SCMP_SYS(socket), 2,
-		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)egress_families[i]),
-		    SCMP_A2(SCMP_CMP_GT, IPPROTO_TCP));
+		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)egress_families[i], 0),
+		    SCMP_A2(SCMP_CMP_GT, IPPROTO_TCP, 0));
 	}
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
-	    SCMP_A0(SCMP_CMP_EQ, AF_PACKET));
+	    SCMP_A0(SCMP_CMP_EQ, AF_PACKET, 0));
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS),
 	    SCMP_SYS(io_uring_setup), 0);
 	if (rc != 0) {
