@@ -86,7 +86,10 @@ enum hp_event_type {
 	HP_EV_SYSTEM,
 	HP_EV_SESSION_STATS,
 	HP_EV_DONE,		/* terminal */
-	HP_EV_ERROR		/* terminal */
+	HP_EV_ERROR,		/* terminal */
+	HP_EV_PERMISSION_REQUEST,	/* approvals "client": answer it */
+	HP_EV_PERMISSION_CANCELLED,	/* the CLI withdrew a request */
+	HP_EV_QUEUED		/* execute with queue: waits its turn */
 };
 
 struct hp_tool_usage {
@@ -178,6 +181,11 @@ struct hp_event {
 
 	const char	*code;		/* error */
 	const char	*message;
+
+	/* permission_request, permission_cancelled (tool_id, tool_name,
+	   input_json too) */
+	const char	*request_id;
+	int64_t		 position;	/* queued: 1 runs next; else -1 */
 };
 
 typedef void	(*hp_event_cb)(const struct hp_event *, void *arg);
@@ -208,6 +216,10 @@ struct hp_options {
 	int			 max_turns;
 	long			 timeout_ms;
 	int			 slash_commands;	/* sent when non-zero */
+	const char		*approvals;	/* "daemon" or "client" */
+	long			 approval_timeout_ms;
+	double			 max_budget_usd;	/* sent when > 0 */
+	int			 queue;	/* execute: wait behind a busy turn */
 };
 
 /*
@@ -331,6 +343,24 @@ struct hp_verdict {
 int	hp_policy_check(struct hp_client *, const char *text, const char *target,
 	    struct hp_verdict *, char **raw, struct hp_error *);
 void	hp_verdict_free(struct hp_verdict *);
+
+/*
+ * Answers a permission_request: decision "allow" or "deny"; message (the
+ * reason for a denial) and updated_input_json (an object replacing the
+ * tool's input) may be NULL.  A request already answered, timed out or
+ * withdrawn fails with not_found.
+ */
+int	hp_permission(struct hp_client *, const char *session,
+	    const char *request_id, const char *decision, const char *message,
+	    const char *updated_input_json, struct hp_error *);
+
+/*
+ * Changes a session's settings (NULL / a negative budget: unchanged);
+ * *live (may be NULL) tells whether a running CLI took them at once.
+ */
+int	hp_configure(struct hp_client *, const char *session, const char *model,
+	    const char *permission_mode, double max_budget_usd, int *live,
+	    struct hp_error *);
 
 /* ---- event-loop integration ------------------------------------------ */
 

@@ -34,6 +34,8 @@
 #define CTL_MAX_TURNS_MAX	10000
 #define CTL_SESSION_COL_MAX	32	/* widest SESSION column in the table */
 #define CTL_MS_PER_S		1000
+#define CTL_ANSWER_MAX		64	/* a y/n line */
+#define CTL_BUDGET_MAX		1000000.0	/* dollars, as the daemon */
 
 #define ANSI_DIM		"\033[2m"
 #define ANSI_RESET		"\033[0m"
@@ -54,6 +56,8 @@ struct ctl_turn {
 	const char		*allow[CTL_MAX_TOOL_ARGS + 1];
 	const char		*deny[CTL_MAX_TOOL_ARGS + 1];
 	size_t			 nallow, ndeny;
+	int			 approve;	/* exec --approve */
+	int			 prompt_stdin;	/* exec - */
 };
 
 enum ctl_mode { MODE_NONE, MODE_THINKING, MODE_ANSWER };
@@ -71,6 +75,11 @@ struct ctl_exec {
 	struct hp_error	 err;
 	int		 have_stats;
 	struct hp_stats	 stats;
+	/* --approve: permission requests asked on the terminal */
+	int		 approve;
+	struct hp_client *h;
+	const char	*session;
+	FILE		*answers;	/* /dev/tty, else stdin */
 };
 
 static volatile sig_atomic_t ctl_sigints;
@@ -85,7 +94,8 @@ usage(int status)
 	    "  exec -s session [-w workdir] [-m model] [--permission-mode mode]\n"
 	    "       [--allow tool]... [--deny tool]... [--timeout sec]\n"
 	    "       [--max-turns n] [--append-system-prompt text]\n"
-	    "       [--slash-commands] prompt... | -\n"
+	    "       [--slash-commands] [--approve] [--queue]\n"
+	    "       [--budget usd] prompt... | -\n"
 	    "  open -s session -w workdir [-m model] [--permission-mode mode]\n"
 	    "       [--allow tool]... [--deny tool]...\n"
 	    "  sessions\n"
@@ -99,7 +109,10 @@ usage(int status)
 	    "  reload\n"
 	    "  shutdown\n"
 	    "  policy check [-t prompt|bash|path] text... | -f file\n"
-	    "  audit [--since time] [session]\n");
+	    "  audit [--since time] [session]\n"
+	    "  permission [-m message] session request-id allow|deny\n"
+	    "  configure [-m model] [--permission-mode mode] [--budget usd]\n"
+	    "       session\n");
 	exit(status);
 }
 
@@ -336,6 +349,42 @@ ctl_own_line(struct ctl_exec *x)
 
 /* ---- exec -------------------------------------------------------------- */
 
+/*
+ * --approve: asks on the terminal (or standard input, without one) whether
+ * the tool call may run, and answers the daemon; end of input denies.
+ */
+static void
+ctl_approve(struct ctl_exec *x, const struct hp_event *ev)
+{
+	struct hp_error	 err;
+	char		 line[CTL_ANSWER_MAX];
+	int		 allow = 0;
+
+	if (ev->request_id == NULL || ev->session == NULL)
+		return;
+	fflush(stdout);
+	for (;;) {
+		fprintf(stderr, "allow %s? [y/n] ", ev->tool_name != NULL ?
+		    ev->tool_name : "this tool call");
+		fflush(stderr);
+		if (x->answers == NULL ||
+		    fgets(line, sizeof line, x->answers) == NULL) {
+			fprintf(stderr, "\n");
+			break;
+		}
+		if (line[0] == 'y' || line[0] == 'Y') {
+			allow = 1;
+			break;
+		}
+		if (line[0] == 'n' || line[0] == 'N')
+			break;
+	}
+	if (hp_permission(x->h, ev->session, ev->request_id, allow ? "allow" :
+	    "deny", allow ? NULL : "denied at the terminal", NULL, &err) == -1 &&
+	    strcmp(err.code, "not_found") != 0)
+		ctl_error(&err);
+}
+
 static void
 ctl_exec_event(const struct hp_event *ev, void *arg)
 {
@@ -406,6 +455,28 @@ ctl_exec_event(const struct hp_event *ev, void *arg)
 		    ev->severity != NULL ? ev->severity : "?", ev->score,
 		    ev->reason != NULL ? ": " : "",
 		    ev->reason != NULL ? ev->reason : "");
+		break;
+	case HP_EV_QUEUED:
+		if (!x->json)
+			fprintf(stderr, "hotplexctl: queued at position %lld\n",
+			    (long long)ev->position);
+		break;
+	case HP_EV_PERMISSION_REQUEST:
+		if (!x->json) {
+			ctl_own_line(x);
+			ctl_tool_summary(ev->input_json, buf, sizeof buf);
+			printf("? %s: %s\n", ev->tool_name != NULL ?
+			    ev->tool_name : "?", buf);
+		}
+		if (x->approve)
+			ctl_approve(x, ev);
+		break;
+	case HP_EV_PERMISSION_CANCELLED:
+		if (x->json)
+			break;
+		ctl_own_line(x);
+		printf("! %s: request withdrawn\n", ev->tool_name != NULL ?
+		    ev->tool_name : "?");
 		break;
 	case HP_EV_SESSION_STATS:
 		if (ev->stats != NULL && !x->have_stats) {
@@ -504,6 +575,14 @@ ctl_exec_run(struct ctl *c, struct ctl_turn *t, const char *prompt)
 	x.json = c->json;
 	x.tty = isatty(STDOUT_FILENO);
 	x.at_bol = 1;
+	x.h = c->h;
+	x.session = t->session;
+	if ((x.approve = t->approve)) {
+		/* The prompt may have come from stdin: the terminal first. */
+		if ((x.answers = fopen("/dev/tty", "r")) == NULL &&
+		    !t->prompt_stdin)
+			x.answers = stdin;
+	}
 	ctl_sigint_setup();
 	if (hp_execute_start(c->h, t->session, prompt, t->workdir, &t->opt,
 	    ctl_exec_event, &x, &err) == 0) {
@@ -549,6 +628,8 @@ ctl_exec_run(struct ctl *c, struct ctl_turn *t, const char *prompt)
 		    x.terminal_reason != NULL ? ": " : "",
 		    x.terminal_reason != NULL ? x.terminal_reason : "");
 	free(x.terminal_reason);
+	if (x.answers != NULL && x.answers != stdin)
+		fclose(x.answers);
 	return x.failed ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
 
@@ -560,8 +641,28 @@ enum {
 	OPT_MAX_TURNS,
 	OPT_APPEND_SYSTEM_PROMPT,
 	OPT_SLASH_COMMANDS,
-	OPT_JSON
+	OPT_JSON,
+	OPT_APPROVE,
+	OPT_QUEUE,
+	OPT_BUDGET
 };
+
+/* A dollar amount for --budget. */
+static double
+ctl_usd(const char *s)
+{
+	char	*end;
+	double	 d;
+
+	errno = 0;
+	d = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !(d >= 0) ||
+	    d > CTL_BUDGET_MAX) {
+		fprintf(stderr, "hotplexctl: bad budget: %s\n", s);
+		exit(CTL_EXIT_USAGE);
+	}
+	return d;
+}
 
 /* Parses exec/open options; returns optind. */
 static int
@@ -582,6 +683,9 @@ ctl_turn_parse(struct ctl *c, struct ctl_turn *t, int argc, char **argv,
 		    OPT_APPEND_SYSTEM_PROMPT },
 		{ "slash-commands", no_argument, NULL, OPT_SLASH_COMMANDS },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "approve", no_argument, NULL, OPT_APPROVE },
+		{ "queue", no_argument, NULL, OPT_QUEUE },
+		{ "budget", required_argument, NULL, OPT_BUDGET },
 		{ NULL, 0, NULL, 0 }
 	};
 	int	ch;
@@ -632,6 +736,20 @@ ctl_turn_parse(struct ctl *c, struct ctl_turn *t, int argc, char **argv,
 		case OPT_SLASH_COMMANDS:
 			t->opt.slash_commands = 1;
 			break;
+		case OPT_APPROVE:
+			if (!is_exec)
+				usage(CTL_EXIT_USAGE);
+			t->approve = 1;
+			t->opt.approvals = "client";
+			break;
+		case OPT_QUEUE:
+			if (!is_exec)
+				usage(CTL_EXIT_USAGE);
+			t->opt.queue = 1;
+			break;
+		case OPT_BUDGET:
+			t->opt.max_budget_usd = ctl_usd(optarg);
+			break;
 		case OPT_JSON:
 			c->json = 1;
 			break;
@@ -658,6 +776,7 @@ cmd_exec(struct ctl *c, int argc, char **argv)
 	i = ctl_turn_parse(c, &t, argc, argv, 1);
 	if (i == argc)
 		ctl_missing(argv[0], "a PROMPT (or - for standard input)");
+	t.prompt_stdin = argc - i == 1 && strcmp(argv[i], "-") == 0;
 	prompt = ctl_words(argc - i, argv + i);
 	if (*prompt == '\0') {
 		fprintf(stderr, "hotplexctl: empty prompt\n");
@@ -945,6 +1064,86 @@ cmd_session_op(struct ctl *c, int argc, char **argv)
 		return CTL_EXIT_FAIL;
 	}
 	return ctl_ok(c);
+}
+
+/* permission [-m message] session request-id allow|deny */
+static int
+cmd_permission(struct ctl *c, int argc, char **argv)
+{
+	struct hp_error	 err;
+	const char	*optval[UCHAR_MAX + 1] = { NULL };
+	int		 i;
+
+	i = ctl_plain_parse(c, argc, argv, "+m:", optval);
+	if (argc - i != 3)
+		ctl_missing(argv[0], "SESSION REQUEST-ID allow|deny");
+	if (strcmp(argv[i + 2], "allow") != 0 &&
+	    strcmp(argv[i + 2], "deny") != 0)
+		usage(CTL_EXIT_USAGE);
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (hp_permission(c->h, argv[i], argv[i + 1], argv[i + 2],
+	    optval['m'], NULL, &err) == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	return ctl_ok(c);
+}
+
+/* configure [-m model] [--permission-mode mode] [--budget usd] session */
+static int
+cmd_configure(struct ctl *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "permission-mode", required_argument, NULL,
+		    OPT_PERMISSION_MODE },
+		{ "budget", required_argument, NULL, OPT_BUDGET },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct hp_error	 err;
+	const char	*model = NULL, *mode = NULL;
+	double		 budget = -1;
+	int		 ch, live = 0;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+m:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'm':
+			model = optarg;
+			break;
+		case OPT_PERMISSION_MODE:
+			mode = optarg;
+			break;
+		case OPT_BUDGET:
+			budget = ctl_usd(optarg);
+			break;
+		case OPT_JSON:
+			c->json = 1;
+			break;
+		default:
+			usage(CTL_EXIT_USAGE);
+		}
+	}
+	if (argc - optind != 1)
+		ctl_missing(argv[0], "SESSION");
+	if (model == NULL && mode == NULL && budget < 0)
+		ctl_missing(argv[0], "-m, --permission-mode or --budget");
+	if (ctl_connect(c) == -1)
+		return CTL_EXIT_FAIL;
+	if (hp_configure(c->h, argv[optind], model, mode, budget, &live,
+	    &err) == -1) {
+		ctl_error(&err);
+		return CTL_EXIT_FAIL;
+	}
+	if (c->json)
+		printf("{\"type\":\"ok\",\"data\":{\"live\":%s}}\n",
+		    live ? "true" : "false");
+	else
+		printf("%s\n", live ? "configured (the running CLI changed)" :
+		    "configured (for the next CLI)");
+	return CTL_EXIT_OK;
 }
 
 static int
@@ -1323,6 +1522,8 @@ static const struct ctl_cmd {
 	{ "shutdown", cmd_admin },
 	{ "policy", cmd_policy },
 	{ "audit", cmd_audit },
+	{ "permission", cmd_permission },
+	{ "configure", cmd_configure },
 };
 
 int

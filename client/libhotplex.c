@@ -237,6 +237,13 @@ json_add_options(cJSON *o, const struct hp_options *opt, int *bad)
 	if (opt->slash_commands &&
 	    cJSON_AddBoolToObject(oo, "slash_commands", 1) == NULL)
 		(*bad)++;
+	json_add_str(oo, "approvals", opt->approvals, bad);
+	if (opt->approval_timeout_ms > 0 && cJSON_AddNumberToObject(oo,
+	    "approval_timeout_ms", opt->approval_timeout_ms) == NULL)
+		(*bad)++;
+	if (opt->max_budget_usd > 0 && cJSON_AddNumberToObject(oo,
+	    "max_budget_usd", opt->max_budget_usd) == NULL)
+		(*bad)++;
 }
 
 /* ---- stats, sessions, verdicts --------------------------------------- */
@@ -437,7 +444,10 @@ static const char *const hp_event_names[] = {
 	[HP_EV_SYSTEM] = "system",
 	[HP_EV_SESSION_STATS] = "session_stats",
 	[HP_EV_DONE] = "done",
-	[HP_EV_ERROR] = "error"
+	[HP_EV_ERROR] = "error",
+	[HP_EV_PERMISSION_REQUEST] = "permission_request",
+	[HP_EV_PERMISSION_CANCELLED] = "permission_cancelled",
+	[HP_EV_QUEUED] = "queued"
 };
 #define HP_EVENT_NTYPES	(sizeof hp_event_names / sizeof hp_event_names[0])
 
@@ -509,6 +519,7 @@ event_fill(struct hp_client *h, const struct hp_line *l, struct hp_event *ev,
 	ev->line_len = l->len;
 	ev->local = l->local;
 	ev->duration_ms = -1;
+	ev->position = -1;
 	data = cJSON_GetObjectItemCaseSensitive(json, "data");
 	if (!cJSON_IsObject(data))
 		data = NULL;
@@ -578,6 +589,20 @@ event_fill(struct hp_client *h, const struct hp_line *l, struct hp_event *ev,
 			ev->code = json_str(json, "code");
 		if ((ev->message = json_str(data, "message")) == NULL)
 			ev->message = json_str(json, "message");
+		break;
+	case HP_EV_PERMISSION_REQUEST:
+	case HP_EV_PERMISSION_CANCELLED:
+		ev->request_id = json_str(data, "request_id");
+		ev->tool_id = json_str(data, "tool_id");
+		ev->tool_name = json_str(data, "name");
+		v = cJSON_GetObjectItemCaseSensitive(data, "input");
+		if (v != NULL) {
+			sc->input_json = cJSON_PrintUnformatted(v);
+			ev->input_json = sc->input_json;
+		}
+		break;
+	case HP_EV_QUEUED:
+		ev->position = json_i64(data, "position", -1);
 		break;
 	case HP_EV_UNKNOWN:
 		break;
@@ -1290,6 +1315,9 @@ hp_execute_start(struct hp_client *h, const char *session, const char *prompt,
 	if (obj == NULL)
 		return 0;
 	json_add_str(obj, "prompt", prompt, &bad);
+	if (opt != NULL && opt->queue &&
+	    cJSON_AddBoolToObject(obj, "queue", 1) == NULL)
+		bad++;
 	r->kind = HP_REQ_EXECUTE;
 	r->cb = cb;
 	r->arg = arg;
@@ -1642,5 +1670,77 @@ hp_policy_check(struct hp_client *h, const char *text, const char *target,
 		rc = 0;
 	}
 	req_free(h, r);
+	return rc;
+}
+
+int
+hp_permission(struct hp_client *h, const char *session, const char *request_id,
+    const char *decision, const char *message, const char *updated_input_json,
+    struct hp_error *err)
+{
+	struct hp_req	*r;
+	cJSON		*obj, *upd = NULL;
+	int		 bad = 0, rc;
+
+	if (check_session(session, err) == -1)
+		return -1;
+	if (request_id == NULL || decision == NULL ||
+	    (strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0)) {
+		hp_seterr(err, HP_E_INVALID, "a request id and a decision "
+		    "(allow or deny) are needed");
+		return -1;
+	}
+	if (updated_input_json != NULL &&
+	    ((upd = cJSON_Parse(updated_input_json)) == NULL ||
+	    !cJSON_IsObject(upd))) {
+		cJSON_Delete(upd);
+		hp_seterr(err, HP_E_INVALID, "updated input is not a JSON "
+		    "object");
+		return -1;
+	}
+	if ((obj = client_request(h, "permission", &r, err)) == NULL) {
+		cJSON_Delete(upd);
+		return -1;
+	}
+	json_add_str(obj, "session", session, &bad);
+	json_add_str(obj, "request_id", request_id, &bad);
+	json_add_str(obj, "decision", decision, &bad);
+	json_add_str(obj, "message", message, &bad);
+	if (upd != NULL && !cJSON_AddItemToObject(obj, "updated_input", upd)) {
+		cJSON_Delete(upd);
+		bad++;
+	}
+	rc = client_call(h, obj, r, bad, err);
+	if (rc == 0)
+		req_free(h, r);
+	return rc;
+}
+
+int
+hp_configure(struct hp_client *h, const char *session, const char *model,
+    const char *permission_mode, double max_budget_usd, int *live,
+    struct hp_error *err)
+{
+	struct hp_req	*r;
+	cJSON		*obj;
+	int		 bad = 0, rc;
+
+	if (check_session(session, err) == -1)
+		return -1;
+	if ((obj = client_request(h, "configure", &r, err)) == NULL)
+		return -1;
+	json_add_str(obj, "session", session, &bad);
+	json_add_str(obj, "model", model, &bad);
+	json_add_str(obj, "permission_mode", permission_mode, &bad);
+	if (max_budget_usd >= 0 && cJSON_AddNumberToObject(obj,
+	    "max_budget_usd", max_budget_usd) == NULL)
+		bad++;
+	rc = client_call(h, obj, r, bad, err);
+	if (rc == 0) {
+		if (live != NULL)
+			*live = json_bool(cJSON_GetObjectItemCaseSensitive(
+			    r->json, "data"), "live");
+		req_free(h, r);
+	}
 	return rc;
 }

@@ -421,7 +421,57 @@ def test_budget():
              "the config's max_budget_usd is the default")
 
 
+def ctl(d, args, stdin=b""):
+    """hotplexctl with no controlling terminal (--approve then reads its
+    answers from standard input)."""
+    import subprocess
+    p = subprocess.run([os.path.join(hplib.BDIR, "hotplexctl"), "-S",
+                        d.sock] + args, input=stdin, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, start_new_session=True,
+                       timeout=hplib.REPLY_TIMEOUT_S)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def test_hotplexctl():
+    with Daemon() as d:
+        rc, out, err = ctl(d, ["exec", "--approve", "-s", "hc",
+                               "tool:echo via-ctl"], b"y\n")
+        t.ok(rc == 0 and "? Bash: echo via-ctl" in out and
+             "< ok" in out and "allow Bash? [y/n]" in err,
+             "hotplexctl exec --approve: asked, y runs the tool",
+             out + err)
+        rc, out, err = ctl(d, ["exec", "--approve", "-s", "hc",
+                               "tool:echo no"], b"maybe\nn\n")
+        t.ok("! denied Bash (client): denied at the terminal" in out and
+             err.count("allow Bash? [y/n]") == 2,
+             "... n denies it (asked again after a bad answer)", out + err)
+        rc, out, err = ctl(d, ["configure", "-m", "ctl-model",
+                               "--permission-mode", "plan", "hc"])
+        t.ok(rc == 0 and "the running CLI changed" in out,
+             "hotplexctl configure", out + err)
+        rc, out, err = ctl(d, ["exec", "-s", "hc", "settings"])
+        t.ok(out.startswith("model:ctl-model mode:plan"),
+             "... the CLI took it", out)
+        rc, out, err = ctl(d, ["configure", "--budget", "0.5", "hc"])
+        t.ok(rc == 0, "hotplexctl configure --budget", err)
+        rc, out, err = ctl(d, ["permission", "hc", "nosuch", "allow"])
+        t.ok(rc == 1 and "not_found" in err,
+             "hotplexctl permission of no request: not_found", err)
+        # permission answers a request of another client's turn
+        c = d.client()
+        rid = c.send("execute", session="hc2", prompt="tool:echo other",
+                     options=CLIENT)
+        pr, _ = until(c, rid, "permission_request")
+        rc, out, err = ctl(d, ["permission", "-m", "no thanks", "hc2",
+                               pr["data"]["request_id"], "deny"])
+        rest = c.events(rid)
+        pd = hplib.first(rest, "permission_denied")
+        t.ok(rc == 0 and pd and pd["data"]["reason"] == "no thanks",
+             "hotplexctl permission answers a request", (out, err, pd))
+
+
 def main():
+    test_hotplexctl()
     test_configure()
     test_budget()
     test_approvals()
