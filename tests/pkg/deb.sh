@@ -83,6 +83,17 @@ check "installed files${missing:+ (missing:$missing)}" [ -z "$missing" ]
 check "the init script is enabled (rc2.d) and the unit too" \
     sh -c 'ls /etc/rc2.d/S*hotplexd >/dev/null 2>&1 &&
 	[ -e /etc/systemd/system/multi-user.target.wants/hotplexd.service ]'
+unit=/lib/systemd/system/hotplexd.service
+if command -v systemd-analyze >/dev/null 2>&1; then
+	out=$(systemd-analyze verify "$unit" 2>&1); rc=$?
+	check "systemd-analyze verify: the unit is valid (rc $rc)" \
+	    [ "$rc" -eq 0 ]
+	[ "$rc" -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
+	score=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null |
+	    sed -n 's/.*exposure level for hotplexd.service: \([0-9.]*\).*/\1/p')
+	check "systemd-analyze security: ${score:-no} exposure, 4.0 at most" \
+	    awk -v s="${score:-99}" 'BEGIN { exit !(s <= 4.0) }'
+fi
 check "the configuration is a conffile" \
     grep -qx /etc/hotplex/hotplexd.conf /var/lib/dpkg/info/hotplex.conffiles
 check "pkg-config finds hotplex" pkg-config --exists hotplex
