@@ -83,7 +83,7 @@ $(B)/%.o: %.c | $(PATHS_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -path $(B)/deb-src -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # Installs missing build and test dependencies (Debian packages when root,
 # the pinned Claude CLI under $(B)/cli).

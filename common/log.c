@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/log.h"
 
 #define LOG_ROLE_MAX	64
@@ -173,7 +174,7 @@ log_json_escape(char *dst, size_t size, const char *src, size_t n)
  * where the role "worker[s1]" gives process "worker" and session "s1".
  */
 static int
-log_format(char *line, size_t size, int level, const char *msg)
+log_format(char *line, size_t size, int level, char *msg)
 {
 	static const char *names[] = { "error", "warn", "info", "debug" };
 	struct timespec	 ts;
@@ -198,6 +199,7 @@ log_format(char *line, size_t size, int level, const char *msg)
 	log_json_escape(proc, sizeof proc, log_role, plen);
 	if (br != NULL)
 		log_json_escape(sess, sizeof sess, br + 1, strcspn(br + 1, "]"));
+	json_utf8_clean(msg);	/* a CLI's stderr may hold any byte */
 	log_json_escape(body, sizeof body, msg, strlen(msg));
 	return snprintf(line, size, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\","
 	    "\"process\":\"%s\"%s%s%s,\"message\":\"%s\"}\n", tbuf,

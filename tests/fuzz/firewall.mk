@@ -12,7 +12,7 @@ FUZZ_FIREWALL_CFLAGS	= -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -I. \
 			  -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_FIREWALL_SRCS	= policy/rules.c policy/normalize.c \
 			  policy/prefilter.c policy/firewall.c \
-			  common/log.c common/xmalloc.c
+			  common/log.c common/xmalloc.c common/json.c
 FUZZ_FIREWALL_DEPS	= $(FUZZ_FIREWALL_SRCS) policy/policy.h \
 			  policy/normalize.h policy/prefilter.h
 FUZZ_FIREWALL_BINS	= $(B)/fuzz/fuzz_rules $(B)/fuzz/fuzz_firewall
