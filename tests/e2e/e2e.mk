@@ -1,3 +1,5 @@
 # tests/e2e: the real Claude CLI (pinned) against the mock Messages API
 SUITES	+= 'e2e=python3 tests/e2e/test_e2e.py'
 SUITES	+= 'e2e-egress=python3 tests/e2e/test_egress.py'
+# Approvals by the app and configure, with the real CLI (issue 16).
+SUITES	+= 'e2e-apps=python3 tests/e2e/test_apps_e2e.py'

@@ -459,6 +459,7 @@ class Handler(BaseHTTPRequestHandler):
         stream = bool(req.get("stream"))
         status = ans.error_status()
         entry = {"path": self.path, "stream": stream,
+                 "model": ans.model,
                  "api_key": self.headers.get("x-api-key"),
                  "n_messages": ans.n_messages,
                  "human_text": ans.human_text[:HUMAN_TEXT_LOG_MAX],

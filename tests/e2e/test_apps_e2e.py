@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""End to end (issue 16): approvals by the app and configure, with the real
+pinned CLI against the mock Messages API: the CLI's own can_use_tool,
+control_cancel_request, set_model and set_permission_mode."""
+
+import os
+import shutil
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+from hplib import TAP, Daemon, first  # noqa: E402
+from test_e2e import CLI, OFFLINE_ENV, Mock  # noqa: E402
+
+t = TAP()
+CLIENT = {"approvals": "client"}
+
+
+def until(c, rid, typ):
+    seen = []
+    while True:
+        o = c.line()
+        if o is None or o.get("id") != rid:
+            if o is None:
+                return None, seen
+            continue
+        seen.append(o)
+        if o["type"] == typ:
+            return o, seen
+        if o["type"] in ("done", "error"):
+            return None, seen
+
+
+def approvals(d):
+    c = d.client()
+    wd = os.path.join(d.work, "ap")
+    os.makedirs(wd)
+    rid = c.send("execute", session="ap", workdir=wd, options=CLIENT,
+                 prompt="[[bash:touch approved.txt]] make a file")
+    pr, _ = until(c, rid, "permission_request")
+    t.ok(pr is not None and pr["data"]["name"] == "Bash" and
+         pr["data"]["input"]["command"] == "touch approved.txt",
+         "real CLI: its can_use_tool becomes a permission_request", pr)
+    r = c.request("permission", session="ap",
+                  request_id=pr["data"]["request_id"], decision="allow")
+    rest = c.events(rid)
+    res = first(rest, "tool_result")
+    t.ok(r["type"] == "ok" and rest[-1]["type"] == "done" and res and
+         not res["data"]["is_error"] and
+         os.path.exists(os.path.join(wd, "approved.txt")),
+         "real CLI: allowed, the tool ran", rest[-2:])
+
+    rid = c.send("execute", session="ap",
+                 prompt="[[bash:touch refused.txt]] make another")
+    pr, _ = until(c, rid, "permission_request")
+    c.request("permission", session="ap",
+              request_id=pr["data"]["request_id"], decision="deny",
+              message="not this one")
+    rest = c.events(rid)
+    res = first(rest, "tool_result")
+    pd = first(rest, "permission_denied")
+    t.ok(rest[-1]["type"] == "done" and res and res["data"]["is_error"] and
+         pd and pd["data"]["by"] == "client" and
+         not os.path.exists(os.path.join(wd, "refused.txt")),
+         "real CLI: denied with a message, the tool did not run",
+         (res, pd))
+
+    rid = c.send("execute", session="ap",
+                 prompt="[[bash:touch never.txt]] and another")
+    pr, _ = until(c, rid, "permission_request")
+    i = c.send("interrupt", session="ap")
+    rest = c.events(rid)
+    pd = first(rest, "permission_denied")
+    t.ok(rest[-1]["type"] == "done" and rest[-1]["data"]["interrupted"] and
+         pd and pd["data"]["by"] == "interrupt" and
+         not os.path.exists(os.path.join(wd, "never.txt")),
+         "real CLI: an interrupt denies the waiting request and ends the "
+         "turn interrupted", rest[-3:])
+    t.eq(c.reply(i)["type"], "ok", "interrupt answered")
+    e = c.execute("ap", "Say hello.")
+    t.eq(e[-1]["type"], "done", "the session goes on after it")
+
+
+def configure(d, mock):
+    c = d.client()
+    e = c.execute("cf", "Say hello.", options={"model": "claude-first"})
+    t.eq(e[-1]["type"], "done", "a turn on the first model")
+    r = c.request("configure", session="cf", model="claude-second",
+                  permission_mode="plan")
+    t.eq((r["type"], r.get("data")), ("ok", {"live": True}),
+         "real CLI: set_model and set_permission_mode answered success")
+    n = len(mock.requests())
+    e = c.execute("cf", "Say hello again.")
+    models = {q.get("model") for q in mock.requests()[n:]
+              if q.get("path", "").startswith("/v1/messages") and
+              "count_tokens" not in q.get("path", "")}
+    t.ok(e[-1]["type"] == "done" and models == {"claude-second"},
+         "real CLI: the next turn asks the API for the configured model",
+         models)
+    r = c.request("configure", session="cf", model="claude-third")
+    t.eq(r.get("data"), {"live": True}, "configured again")
+    c.request("reset", session="cf")
+    n = len(mock.requests())
+    e = c.execute("cf", "Say hello from a new CLI.")
+    models = {q.get("model") for q in mock.requests()[n:]
+              if "count_tokens" not in q.get("path", "")}
+    t.ok(e[-1]["type"] == "done" and models == {"claude-third"},
+         "real CLI: a new CLI starts on the configured model", models)
+
+
+def main():
+    if not os.access(CLI, os.X_OK):
+        t.skip("e2e apps with the real CLI", CLI + " not installed")
+        t.done()
+    tmp = tempfile.mkdtemp(prefix="hpe2eapps.")
+    mock = Mock(tmp)
+    env = mock.env()
+    try:
+        with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
+                     "kill_grace": "2s"}, env=env) as d:
+            approvals(d)
+            configure(d, mock)
+    finally:
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
