@@ -64,6 +64,8 @@ struct gw_conn {
 	struct evhttp_connection	*evcon;
 	int				 idle;
 	int				 closed;
+	int				 taken;	/* a request queued behind
+						   its preconnect */
 };
 TAILQ_HEAD(gw_conns, gw_conn);
 
@@ -112,6 +114,7 @@ static struct {
 	struct gw_token		*tokens[GW_BUCKETS];
 	struct gw_conns		 idle;		/* upstream, kept alive */
 	int			 nidle;
+	struct gw_conn		*warm;		/* a preconnect in flight */
 
 	int			 tls;
 	char			*host;
@@ -636,6 +639,7 @@ gw_conn_put(struct gw_conn *k)
 		return;
 	}
 	k->idle = 1;
+	k->taken = 0;
 	TAILQ_INSERT_HEAD(&gw.idle, k, entry);
 	gw.nidle++;
 }
@@ -699,6 +703,12 @@ gw_conn_get(void)
 		k->idle = 0;
 		return k;
 	}
+	/* A preconnect under way: queue behind it, its handshake is ours. */
+	if ((k = gw.warm) != NULL) {
+		gw.warm = NULL;
+		k->taken = 1;
+		return k;
+	}
 	k = xcalloc(1, sizeof *k);
 	/* Through HTTPS_PROXY: our tunnel port stands for the upstream. */
 	k->evcon = evhttp_connection_base_bufferevent_new(gw.base, gw.dns,
@@ -758,6 +768,42 @@ gw_forward(struct gw_req *r, struct evhttp_request *req)
 		return -1;
 	}
 	return 0;
+}
+
+static void
+gw_warm_done(struct evhttp_request *ureq, void *arg)
+{
+	struct gw_conn	*k = arg;
+
+	if (gw.warm == k)
+		gw.warm = NULL;
+	if (k->taken)		/* the request behind it decides */
+		return;
+	if (ureq == NULL || evhttp_request_get_response_code(ureq) == 0)
+		gw_conn_drop(k);
+	else
+		gw_conn_put(k);
+}
+
+/* Opens an upstream connection ahead of need (one at a time, bounded). */
+static void
+gw_warm(void)
+{
+	struct evhttp_request	*w;
+	struct gw_conn		*k;
+	char			 uri[GW_PREFIX_MAX + 1];
+
+	if (gw.nidle > 0 || gw.warm != NULL || (k = gw_conn_get()) == NULL)
+		return;
+	w = evhttp_request_new(gw_warm_done, k);
+	evhttp_add_header(evhttp_request_get_output_headers(w), "Host",
+	    gw.hostport);
+	snprintf(uri, sizeof uri, "%s/", gw.prefix);
+	if (evhttp_make_request(k->evcon, w, EVHTTP_REQ_HEAD, uri) == -1) {
+		gw_conn_free(k);
+		return;
+	}
+	gw.warm = k;
 }
 
 /* --- requests from the CLIs ---------------------------------------------- */
@@ -853,10 +899,14 @@ gw_request(struct evhttp_request *req, void *arg)
 		    "bad request target");
 		return;
 	}
-	/* The CLI's start-up preconnect: nothing to forward. */
+	/*
+	 * The CLI's start-up preconnect: answered here; the upstream
+	 * connection it meant to warm is opened for the first turn instead.
+	 */
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD &&
 	    strcmp(path, "/") == 0) {
 		evhttp_send_reply(req, 200, "OK", NULL);
+		gw_warm();
 		return;
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST ||

@@ -81,6 +81,7 @@ class Upstream:
     def __init__(self, d):
         self.seen = []          # (path, x-api-key, authorization, body)
         self.peers = []         # the gateway's port, per request
+        self.heads = []         # the same, per HEAD (preconnect)
         self.gate = threading.Event()
         self.stop = threading.Event()
         up = self
@@ -94,6 +95,12 @@ class Upstream:
             def chunk(self, b):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(b), b))
                 self.wfile.flush()
+
+            def do_HEAD(self):
+                up.heads.append(self.client_address[1])
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
             def do_POST(self):
                 try:
@@ -393,6 +400,25 @@ def test_gateway(d, up, c):
     r.read()
     t.ok(r.status == 200, "HEAD / (the CLI's preconnect) answered here")
     t.eq(len(up.seen), n, "none of them reached upstream")
+    # The preconnect opens an upstream connection that the next turn uses
+    # (when none is kept already: make sure of it with a cut).
+    h, r = post(port, tok, {"mode": "cut", "stream": True})
+    try:
+        r.read()
+    except http.client.IncompleteRead:
+        pass
+    nh = len(up.heads)
+    h = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+    h.request("HEAD", "/")
+    h.getresponse().read()
+    # The first request takes the preconnect's connection, done or not.
+    h, r = post(port, tok, {"mode": "ok", "stream": True})
+    r.read()
+    t.ok(len(up.heads) == nh + 1 and up.peers[-1] == up.heads[-1],
+         "the CLI's preconnect warms the "
+         "upstream connection its first request uses", (up.heads,
+                                                          up.peers[-3:]))
+    n = len(up.seen)
 
     # Tokens: none, a made-up one, the key itself, then a stopped session's.
     for what, tk in (("no token", None), ("a made-up token",
@@ -425,7 +451,7 @@ def test_gateway(d, up, c):
     wait_for(lambda: stats(c, "b")["requests"] == 1 and
              stats(c, "c")["requests"] == 1, 10, "both records")
     admin = c.request("stats")["data"]["gateway"]
-    t.ok(admin["requests"] >= 10 and admin["rate_limited"] == 1,
+    t.ok(admin["requests"] >= 12 and admin["rate_limited"] == 1,
          "the account's totals in an administrator's stats", admin)
     return port_b, tok_b
 
