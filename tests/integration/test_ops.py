@@ -164,9 +164,11 @@ def test_check():
         r = subprocess.run([HOTPLEXD, "-n", "-c", d.conf_path],
                            capture_output=True, text=True, env=d.env,
                            timeout=WAIT_S)
+        worker = d.valgrind and os.path.join(d.dir, "worker-vg") or \
+            os.path.join(BDIR, "hotplex-worker")
         t.ok(r.returncode == 1 and "no-such-cli: No such file" in r.stderr
-             and "worker %s OK" % os.path.join(BDIR, "hotplex-worker")
-             in r.stdout, "hotplexd -n: a missing CLI fails, naming it",
+             and "worker %s OK" % worker in r.stdout,
+             "hotplexd -n: a missing CLI fails, naming it",
              (r.returncode, r.stdout, r.stderr))
         fake = os.path.join(d.dir, "fake-cli")
         with open(fake, "w") as f:
