@@ -61,5 +61,22 @@ check_names event "$events" strict
 check_names "error code" "$errors" strict
 check_names "reply type" "$replies"
 check_names "permission_denied by" "$bys"
+# Config keys: each has its .It Ic entry (alone or in a list) in the page.
+keys=$("$B/genconf" | sed -n 's/^#\([a-z_0-9]*\) =.*/\1/p')
+if [ -z "$keys" ]; then
+	n=$((n + 1))
+	echo "not ok $n - no config key from $B/genconf"
+	failed=$((failed + 1))
+fi
+for k in $keys; do
+	n=$((n + 1))
+	if grep -Eq "^\.It .*Ic $k( |$)" man/hotplexd.conf.5; then
+		echo "ok $n - config key $k is in hotplexd.conf(5)"
+	else
+		echo "not ok $n - config key $k is not in hotplexd.conf(5)"
+		failed=$((failed + 1))
+	fi
+done
+
 echo "1..$n"
 [ "$failed" -eq 0 ]
