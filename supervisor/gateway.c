@@ -1177,6 +1177,9 @@ gateway_main(int chan, int api_fd, int proxy_fd)
 	    EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL)
 		log_warnx("no resolver; upstream by address only");
 	gw_drop(c);
+	/* Again: a change of identity may reset it. */
+	if (prctl(PR_SET_DUMPABLE, 0) == -1)
+		fatal("prctl PR_SET_DUMPABLE");
 	TAILQ_INIT(&gw.idle);
 	if (gw.proxy != NULL) {
 		char	target[300];
