@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/config.h"
+#include "common/ident.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "paths.h"
@@ -53,13 +54,20 @@ static const struct config_key config_keys[] = {
 	    "power loss" },
 	{ "audit_retention",	K_MS,   O(audit_retention_ms), "30d", 0, 0,
 	    "how long the tool audit of ended sessions is kept (0: forever)" },
-	{ "workdir_root",	K_STR,  O(workdir_root), "/var/lib/hotplex/work", 0, 0,
-	    "every session's working directory lies under this one" },
+	{ "workdir_root",	K_LIST, O(workdir_root), "/var/lib/hotplex/work ~",
+	    0, 0, "roots that sessions' working directories lie under (~: the "
+	    "session user's home)" },
 	{ "worker_path",	K_STR,  O(worker_path), NULL, 0, 0,
 	    "hotplex-worker program (unset: beside hotplexd, else "
 	    HOTPLEX_LIBEXECDIR "/hotplex-worker)" },
-	{ "worker_user",	K_STR,  O(worker_user), NULL, 0, 0,
-	    "user the workers and CLIs run as when hotplexd runs as root" },
+	{ "session_user",	K_STR,  O(session_user), "creator", 0, 0,
+	    "who sessions run as when hotplexd is root: creator (the client's "
+	    "uid) or dynamic" },
+	{ "worker_user",	K_STR,  O(worker_user), "hotplex", 0, 0,
+	    "user that root's sessions run as (refused if it does not exist)" },
+	/* systemd's DynamicUser range. */
+	{ "dynamic_uids",	K_STR,  O(dynamic_uids), "61184-65519", 0, 0,
+	    "uids given out one per session with session_user = dynamic" },
 	{ "cli_path",		K_STR,  O(cli_path), "claude", 0, 0,
 	    "the Claude Code CLI, searched for in PATH if it holds no slash" },
 	{ "cli_args",		K_LIST, O(cli_args), NULL, 0, 0,
@@ -91,10 +99,12 @@ static const struct config_key config_keys[] = {
 	    "score at which the firewall blocks, 1 to 1000" },
 	{ "tool_gate",		K_BOOL, O(tool_gate), "on", 0, 0,
 	    "screen every tool call through the firewall before it runs" },
-	{ "seccomp",		K_STR,  O(seccomp), "off", 0, 0,
-	    "seccomp profile of the CLI (an absolute path), or off" },
-	{ "landlock",		K_STR,  O(landlock), "off", 0, 0,
-	    "Landlock confinement of the CLI: off, best_effort or required" },
+	{ "seccomp",		K_STR,  O(seccomp), "on", 0, 0,
+	    "seccomp of the CLI: on (built-in profile), a profile's absolute "
+	    "path, or off (unsafe)" },
+	{ "landlock",		K_STR,  O(landlock), "best_effort", 0, 0,
+	    "Landlock confinement of the CLI: best_effort, required or off "
+	    "(unsafe)" },
 	{ "metrics_listen",	K_STR,  O(metrics_listen), NULL, 0, 0,
 	    "ADDRESS:PORT serving /metrics, /healthz and /readyz (unset: none)" },
 	{ "api_upstream",	K_STR,  O(api_upstream), NULL, 0, 0,
@@ -172,13 +182,14 @@ static const struct config_key config_keys[] = {
 	    "end of the CLI's stderr kept to explain a failure" },
 	{ "event_ring_bytes",	K_SIZE, O(event_ring_bytes), "1M", 0, 0,
 	    "recent output of a session kept for attach --since" },
-	{ "rlimit_nofile",	K_U64,  O(rlimit_nofile), "0", 0, 0,
+	/* A session's CLI and tools: enough for a build, not for a bomb. */
+	{ "rlimit_nofile",	K_U64,  O(rlimit_nofile), "4096", 0, 0,
 	    "RLIMIT_NOFILE of the CLI (0: inherited)" },
-	{ "rlimit_nproc",	K_U64,  O(rlimit_nproc), "0", 0, 0,
-	    "RLIMIT_NPROC of the CLI (0: inherited)" },
+	{ "rlimit_nproc",	K_U64,  O(rlimit_nproc), "4096", 0, 0,
+	    "RLIMIT_NPROC of the CLI, all processes of its uid (0: inherited)" },
 	{ "rlimit_cpu",		K_U64,  O(rlimit_cpu), "0", 0, 0,
 	    "RLIMIT_CPU of the CLI in seconds (0: inherited)" },
-	{ "rlimit_fsize",	K_SIZE, O(rlimit_fsize), "0", 0, 0,
+	{ "rlimit_fsize",	K_SIZE, O(rlimit_fsize), "8G", 0, 0,
 	    "RLIMIT_FSIZE of the CLI (0: inherited)" },
 	{ "log_level",		K_LEVEL, O(log_level), "info", 0, 0,
 	    "error, warn, info or debug" },
@@ -396,7 +407,10 @@ static int
 config_check(struct config *c, const size_t *set_at, size_t *line,
     char *why, size_t whylen)
 {
-	size_t	l1, l2;
+	size_t		 l1, l2, i;
+	const char	*r;
+	enum ident_mode	 mode;
+	uid_t		 lo, hi;
 
 	if (c->spare_min > c->spare_max) {
 		snprintf(why, whylen, "spare_min (%d) exceeds spare_max (%d)",
@@ -406,9 +420,30 @@ config_check(struct config *c, const size_t *set_at, size_t *line,
 		*line = l1 > l2 ? l1 : l2;
 		return -1;
 	}
-	if (c->workdir_root == NULL || c->workdir_root[0] != '/') {
-		snprintf(why, whylen, "workdir_root must be an absolute path");
+	if (c->workdir_root.n == 0) {
+		snprintf(why, whylen, "workdir_root needs at least one root");
 		*line = config_key_line(set_at, "workdir_root");
+		return -1;
+	}
+	for (i = 0; i < c->workdir_root.n; i++) {
+		r = c->workdir_root.v[i];
+		if (r[0] != '/' && strcmp(r, "~") != 0 &&
+		    strncmp(r, "~/", 2) != 0) {
+			snprintf(why, whylen, "workdir_root: %.64s is neither an "
+			    "absolute path nor ~ (a home)", r);
+			*line = config_key_line(set_at, "workdir_root");
+			return -1;
+		}
+	}
+	if (ident_mode_parse(c->session_user, &mode) == -1) {
+		snprintf(why, whylen, "session_user must be creator or dynamic");
+		*line = config_key_line(set_at, "session_user");
+		return -1;
+	}
+	if (ident_range_parse(c->dynamic_uids, &lo, &hi) == -1) {
+		snprintf(why, whylen, "dynamic_uids must be LOW-HIGH, uids "
+		    "above 0");
+		*line = config_key_line(set_at, "dynamic_uids");
 		return -1;
 	}
 	if (c->socket == NULL || strlen(c->socket) >= 108) {
@@ -462,6 +497,13 @@ config_check(struct config *c, const size_t *set_at, size_t *line,
 		l1 = config_key_line(set_at, "gateway_max_headers");
 		l2 = config_key_line(set_at, "gateway_max_body");
 		*line = l1 > l2 ? l1 : l2;
+		return -1;
+	}
+	if (c->seccomp == NULL || (strcmp(c->seccomp, "on") != 0 &&
+	    strcmp(c->seccomp, "off") != 0 && c->seccomp[0] != '/')) {
+		snprintf(why, whylen,
+		    "seccomp must be on, off or the absolute path of a profile");
+		*line = config_key_line(set_at, "seccomp");
 		return -1;
 	}
 	if (c->max_request_bytes < 1024) {

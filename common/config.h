@@ -34,9 +34,11 @@ struct config {
 	char		*state_dir;
 	char		*store_sync;	/* normal, full */
 	uint64_t	 audit_retention_ms;	/* 0: kept for ever */
-	char		*workdir_root;
+	struct config_list workdir_root;	/* allowed roots; "~": home */
 	char		*worker_path;	/* hotplex-worker; NULL: beside hotplexd */
-	char		*worker_user;
+	char		*session_user;	/* creator or dynamic */
+	char		*worker_user;	/* root's sessions run as this user */
+	char		*dynamic_uids;	/* LOW-HIGH, session_user = dynamic */
 	char		*cli_path;
 	struct config_list cli_args;	/* extra CLI arguments */
 	struct config_list cli_env;	/* environment names passed through */

@@ -25,9 +25,16 @@ int		util_mkdirs(const char *path, unsigned int mode);
  */
 int		util_rmtree(const char *path);
 
-/* A session's private TMPDIR: the worker makes it, the master removes it. */
+/*
+ * A session's private TMPDIR and HOME, keyed by its owner's uid and its
+ * name (names are per uid): the worker makes them as root and gives them
+ * to the session's identity; the master removes the TMPDIR.
+ */
 #define UTIL_TMPDIR_PARENT	"%s/tmp"	/* of state_dir */
 #define UTIL_TMPDIR_PREFIX	"s."		/* never "." or ".." then */
-#define UTIL_TMPDIR_FMT		UTIL_TMPDIR_PARENT "/" UTIL_TMPDIR_PREFIX "%s"
+#define UTIL_TMPDIR_FMT		UTIL_TMPDIR_PARENT "/" UTIL_TMPDIR_PREFIX "%u.%s"
+#define UTIL_HOME_PARENT	"%s/home"	/* of state_dir, root's 0711 */
+#define UTIL_HOME_OWNER		UTIL_HOME_PARENT "/%u"	/* root's 0711 */
+#define UTIL_HOME_FMT		UTIL_HOME_OWNER "/%s"	/* the session's 0700 */
 
 #endif

@@ -41,7 +41,7 @@
 #define LL_ABI_REFER		2
 #define LL_ABI_TRUNCATE		3
 #define LL_ABI_IOCTL_DEV	5
-#define LL_ABI_SCOPE		6
+#define LL_ABI_SCOPE		SANDBOX_LANDLOCK_SCOPE_ABI
 #define LL_ABI_LOG		7
 
 /* Our own copy of the ruleset attribute, as of ABI 6 (zeros are accepted

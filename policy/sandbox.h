@@ -50,7 +50,8 @@ struct sandbox_conf {
 	gid_t			 gid;
 	int			 drop_privs;
 	enum sandbox_landlock	 landlock;
-	const char		*seccomp_profile; /* path; NULL = no seccomp */
+	const char		*seccomp_profile; /* path, SANDBOX_SECCOMP_BUILTIN,
+						   or NULL: no seccomp */
 	rlim_t			 nofile;	/* 0 = leave unchanged */
 	rlim_t			 nproc;		/* per real uid, not per child */
 	rlim_t			 cpu;		/* seconds */
@@ -61,6 +62,9 @@ struct sandbox_conf {
 						   0 = unused */
 };
 
+/* The profile compiled into the binary (policy/seccomp.profile). */
+#define SANDBOX_SECCOMP_BUILTIN	"builtin"
+
 /* Longest message sandbox_child() and friends write into err. */
 #define SANDBOX_ERR_MAX		256
 
@@ -70,6 +74,9 @@ struct sandbox_conf {
  * weaker than asked in best-effort mode) that the caller may log.
  */
 int	sandbox_child(const struct sandbox_conf *, char *err, size_t errlen);
+
+/* The first Landlock ABI with signal and abstract-socket scopes. */
+#define SANDBOX_LANDLOCK_SCOPE_ABI	6
 
 /* Landlock ABI version of the running kernel; 0 if it has none. */
 int	sandbox_landlock_abi(void);

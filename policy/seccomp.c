@@ -1,6 +1,8 @@
 /*
- * Seccomp filters through libseccomp: the CLI child's, read from a profile
- * file (policy/seccomp.profile), and the worker's own, built here.
+ * Seccomp filters through libseccomp: the CLI child's, from a profile
+ * (policy/seccomp.profile, compiled into the binary at build time as
+ * seccomp_builtin_profile; a file may replace it), and the worker's own,
+ * built here.
  *
  * Profile syntax, one statement a line, '#' starts a comment:
  *
@@ -198,6 +200,9 @@ seccomp_cond(const char *s, struct scmp_arg_cmp *c)
 	return -1;
 }
 
+/* policy/seccomp.profile as a string ($(B)/policy/seccomp-builtin.c). */
+extern const char seccomp_builtin_profile[];
+
 static int
 seccomp_read(const char *path, char *buf, size_t bufsz, char *err,
     size_t errlen)
@@ -244,7 +249,8 @@ seccomp_attrs(scmp_filter_ctx ctx, char *err, size_t errlen)
 }
 
 /*
- * Parses a profile into a libseccomp filter, not loaded.  Returns NULL
+ * Parses a profile into a libseccomp filter, not loaded: the file at path,
+ * or the built-in one when path is SANDBOX_SECCOMP_BUILTIN.  Returns NULL
  * with a message ("path:line: what") in err.
  */
 void *
@@ -259,7 +265,14 @@ seccomp_profile_compile(const char *path, char *err, size_t errlen)
 	unsigned int		 lineno = 0, ntok, i;
 	int			 nr, rc;
 
-	if (seccomp_read(path, buf, sizeof buf, err, errlen) == -1)
+	if (strcmp(path, SANDBOX_SECCOMP_BUILTIN) == 0) {
+		if (strlen(seccomp_builtin_profile) >= sizeof buf) {
+			snprintf(err, errlen, "seccomp: built-in profile too "
+			    "large");
+			return NULL;
+		}
+		strcpy(buf, seccomp_builtin_profile);
+	} else if (seccomp_read(path, buf, sizeof buf, err, errlen) == -1)
 		return NULL;
 	for (line = buf; line != NULL; line = next) {
 		lineno++;

@@ -27,6 +27,8 @@
 #include "supervisor/screen.h"
 #include "paths.h"
 
+#define HOTPLEXD_WORKROOT_MODE	01777	/* a missing workdir_root, made */
+
 struct hotplexd hp;
 
 /*
@@ -109,7 +111,7 @@ hotplexd_worker_path(const struct config *c)
 /*
  * What the parser cannot see: the seccomp profile compiles (workers read
  * it again later, after daemon() went to /: the path must be absolute),
- * worker_user exists and we can switch to it.
+ * the Landlock ABI that "required" needs.
  */
 static int
 hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
@@ -117,26 +119,18 @@ hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 	struct sockaddr_storage	ss;
 	socklen_t		sslen;
 
-	if (c->seccomp != NULL && strcmp(c->seccomp, "off") != 0) {
-		if (c->seccomp[0] != '/') {
-			snprintf(err, errlen, "seccomp %s: not an absolute path",
-			    c->seccomp);
-			return -1;
-		}
-		if (sandbox_seccomp_check(c->seccomp, err, errlen) == -1)
-			return -1;
-	}
-	if (c->worker_user != NULL) {
-		if (getpwnam(c->worker_user) == NULL) {
-			snprintf(err, errlen, "worker_user %s: no such user",
-			    c->worker_user);
-			return -1;
-		}
-		if (geteuid() != 0) {
-			snprintf(err, errlen, "worker_user needs hotplexd to "
-			    "run as root");
-			return -1;
-		}
+	if (strcmp(c->seccomp, "off") != 0 && sandbox_seccomp_check(
+	    strcmp(c->seccomp, "on") == 0 ? SANDBOX_SECCOMP_BUILTIN :
+	    c->seccomp, err, errlen) == -1)
+		return -1;
+	/* required: refuse to start rather than run a weaker sandbox. */
+	if (c->landlock != NULL && strcmp(c->landlock, "required") == 0 &&
+	    sandbox_landlock_abi() < SANDBOX_LANDLOCK_SCOPE_ABI) {
+		snprintf(err, errlen, "landlock = required, but this kernel's "
+		    "Landlock ABI is %d (needs %d: filesystem rules, signal "
+		    "and abstract-socket scopes)", sandbox_landlock_abi(),
+		    SANDBOX_LANDLOCK_SCOPE_ABI);
+		return -1;
 	}
 	if (c->store_sync != NULL && strcmp(c->store_sync, "normal") != 0 &&
 	    strcmp(c->store_sync, "full") != 0) {
@@ -196,6 +190,47 @@ hotplexd_nofile(const struct config *c, int raise)
 		    "or ulimit -n)", c->max_sessions, c->spare_max,
 		    c->max_clients, (unsigned long long)need,
 		    (unsigned long long)rl.rlim_cur);
+}
+
+static void
+hotplexd_report_stdout(const char *line)
+{
+	printf("hotplexd: isolation: %s\n", line);
+}
+
+/* An UNSAFE layer is a warning, at every start. */
+static void
+hotplexd_report_log(const char *line)
+{
+	if (strstr(line, "UNSAFE") != NULL || strstr(line, "REFUSED") != NULL)
+		log_warnx("isolation: %s", line);
+	else
+		log_info("isolation: %s", line);
+}
+
+/*
+ * The absolute workdir roots that are missing are made, sticky and open
+ * to all as /tmp is: each user makes their own directories in it (with
+ * their own identity), and none can remove another's.
+ */
+static void
+hotplexd_workdir_roots(void)
+{
+	struct stat	st;
+	size_t		i;
+	const char	*r;
+
+	for (i = 0; i < hp.conf->workdir_root.n; i++) {
+		r = hp.conf->workdir_root.v[i];
+		if (r[0] != '/' || stat(r, &st) == 0)
+			continue;
+		if (util_mkdirs(r, HOTPLEXD_WORKROOT_MODE) == -1 ||
+		    chmod(r, HOTPLEXD_WORKROOT_MODE) == -1)
+			log_warn("workdir_root %s", r);
+		else
+			log_info("workdir_root %s created (mode %o)", r,
+			    HOTPLEXD_WORKROOT_MODE);
+	}
 }
 
 /* New config into a new object; swapped in only when it parsed whole. */
@@ -425,6 +460,7 @@ main(int argc, char **argv)
 		hp.worker_path = hotplexd_worker_path(hp.conf);
 		i = check_install(hp.conf, hp.worker_path);
 		free(hp.worker_path);
+		isolation_report(hotplexd_report_stdout);
 		screen_free(hp.screen);
 		config_free(hp.conf);
 		return i == 0 ? 0 : 1;
@@ -466,6 +502,7 @@ main(int argc, char **argv)
 		sigs[i] = evsignal_new(hp.base, signos[i], hotplexd_signal, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
+	hotplexd_workdir_roots();
 	health_init();
 	server_gateway_start();
 	server_start();
@@ -476,6 +513,7 @@ main(int argc, char **argv)
 	pool_init();
 	log_info("hotplexd %s started, socket %s, worker %s", HOTPLEX_VERSION,
 	    hp.conf->socket, hp.worker_path);
+	isolation_report(hotplexd_report_log);
 
 	event_base_dispatch(hp.base);
 

@@ -15,6 +15,7 @@
 #include <cJSON.h>
 
 #include "common/config.h"
+#include "common/ident.h"
 #include "common/line.h"
 #include "common/proto.h"
 #include "common/stats.h"
@@ -44,6 +45,8 @@ struct client {
 	uid_t			 uid;
 	gid_t			 gid;
 	pid_t			 pid;
+	size_t			 ngroups;	/* SO_PEERGROUPS */
+	gid_t			 groups[IDENT_GROUPS_MAX];
 	int			 admin;
 	int			 said_hello;
 	int			 closing;	/* flush, then free */
@@ -106,7 +109,9 @@ struct session {
 	TAILQ_ENTRY(session)	 ended_entry;	/* ended, oldest first */
 	int			 on_ended;	/* ... on session.c's list */
 	char			*name;
-	uid_t			 uid;
+	uid_t			 uid;		/* owner: names are per uid */
+	struct ident		 run;		/* who its CLI runs as */
+	int			 run_known;	/* run decided */
 	char			*workdir;
 	enum session_state	 state;
 	char			 cli_session_id[UUID_STR_LEN + 1];
@@ -260,7 +265,7 @@ void	 audit_op(struct client *, const char *req, const cJSON *);
 /* session.c */
 struct session *session_new(const char *name, uid_t uid, const char *workdir,
 	    const cJSON *options);
-struct session *session_find(const char *name);
+struct session *session_find(const char *name, uid_t uid);
 int	 session_visible(const struct session *, const struct client *);
 void	 session_op_execute(struct client *, const char *req, const cJSON *);
 void	 session_op_open(struct client *, const char *req, const cJSON *);
@@ -291,6 +296,13 @@ void	 session_end(struct session *);
 int	 session_errno_capacity(int);
 void	 session_free_all(void);
 void	 session_tmpdirs_clear(void);
+
+/* isolation.c: what confines the sessions, told at start and to clients */
+void	 isolation_report(void (*)(const char *));
+cJSON	*isolation_json(void);
+int	 isolation_ident(uid_t peer_uid, gid_t peer_gid, const gid_t *groups,
+	    size_t ngroups, uid_t dynamic_uid, struct ident *, char *err,
+	    size_t errlen);
 
 /* pool.c */
 void	 pool_init(void);

@@ -195,6 +195,23 @@ server_client_drained(struct bufferevent *bev, void *arg)
 	bufferevent_enable(bev, EV_READ);
 }
 
+/*
+ * The peer's supplementary groups as the kernel saw them at connect: a
+ * session of this user gets them.  Beyond IDENT_GROUPS_MAX (or on a kernel
+ * without SO_PEERGROUPS) it gets none: fewer rights, never more.
+ */
+static void
+server_client_groups(int fd, struct client *c)
+{
+	socklen_t	len = sizeof c->groups;
+
+	c->ngroups = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+		c->ngroups = len / sizeof c->groups[0];
+	else
+		log_debug("SO_PEERGROUPS: %s", strerror(errno));
+}
+
 void
 server_client_new(int fd)
 {
@@ -212,6 +229,7 @@ server_client_new(int fd)
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	c->pid = cred.pid;
+	server_client_groups(fd, c);
 	c->admin = server_client_is_admin(c->uid, c->gid);
 	line_init(&c->reader, hp.conf->max_request_bytes);
 	c->bev = bufferevent_socket_new(hp.base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -432,6 +450,7 @@ server_client_op_hello(struct client *c, const char *req, const cJSON *r)
 	cJSON_AddStringToObject(o, "server", PROTO_SERVER);
 	cJSON_AddNumberToObject(o, "uid", c->uid);
 	cJSON_AddBoolToObject(o, "admin", c->admin);
+	cJSON_AddItemToObject(o, "isolation", isolation_json());
 	server_client_send(c, o);
 }
 

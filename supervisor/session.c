@@ -8,6 +8,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "policy/policy.h"
+#include "policy/sandbox.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/screen.h"
 
@@ -32,6 +35,7 @@
 #define SESSION_TIMEOUT_MAX_MS	(7.0 * 24 * 3600 * 1000)	/* a week */
 #define SESSION_MAX_TURNS_MAX	10000
 #define SESSION_OPT_STR_MAX	(64 * 1024)	/* model, system prompt, ... */
+#define SESSION_UID_MAX		4294967294.0	/* (uid_t)-1 is no uid */
 #define SESSION_TOOLS_MAX	64
 #define SESSION_BUDGET_MAX_USD	1000000	/* max_budget_usd, a sanity bound */
 
@@ -166,15 +170,104 @@ session_worker_approval(struct session *s, const struct msg_approval *ap)
 		s->approvals[s->napprovals++] = xstrdup(ap->request_id);
 }
 
+/* Names are per uid: one user's "x" and another's are two sessions. */
 struct session *
-session_find(const char *name)
+session_find(const char *name, uid_t uid)
 {
 	struct session	*s;
 
 	TAILQ_FOREACH(s, &hp.sessions, entry)
-		if (strcmp(s->name, name) == 0)
+		if (s->uid == uid && strcmp(s->name, name) == 0)
 			return s;
 	return NULL;
+}
+
+/*
+ * Whose session a request means: the client's own, or, for an
+ * administrator, the one its "uid" field names.  -1 after replying.
+ */
+static int
+session_owner(struct client *c, const char *req, const cJSON *r,
+    uid_t *uid)
+{
+	const cJSON	*u = cJSON_GetObjectItemCaseSensitive(r, "uid");
+
+	*uid = c->uid;
+	if (u == NULL)
+		return 0;
+	if (!cJSON_IsNumber(u) || u->valuedouble < 0 ||
+	    u->valuedouble > SESSION_UID_MAX ||
+	    u->valuedouble != (double)(uid_t)u->valuedouble) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "\"uid\" must be a uid");
+		return -1;
+	}
+	if (!c->admin && (uid_t)u->valuedouble != c->uid) {
+		server_client_error(c, req, NULL, ERR_FORBIDDEN,
+		    "only administrators address another user's sessions");
+		return -1;
+	}
+	*uid = (uid_t)u->valuedouble;
+	return 0;
+}
+
+/* session_user = dynamic: the lowest uid of the range no session holds. */
+static uid_t
+session_dynamic_uid(void)
+{
+	struct session	*s;
+	uid_t		 lo, hi, u;
+	int		 used;
+
+	if (ident_range_parse(hp.conf->dynamic_uids, &lo, &hi) == -1)
+		return 0;
+	for (u = lo; u <= hi; u++) {
+		used = 0;
+		TAILQ_FOREACH(s, &hp.sessions, entry)
+			if (s->run_known && s->run.uid == u &&
+			    s->state != SESSION_ENDED) {
+				used = 1;
+				break;
+			}
+		if (!used)
+			return u;
+	}
+	return 0;
+}
+
+/*
+ * Who the session runs as, decided once: from the creator's socket
+ * credentials when it is the creator who asks, else (a session restored
+ * from the state file, an administrator acting) from the user database.
+ */
+static int
+session_run_ident(struct session *s, const struct client *c, char *err,
+    size_t errlen)
+{
+	struct passwd	*pw;
+	gid_t		 groups[IDENT_GROUPS_MAX], gid = (gid_t)s->uid;
+	int		 ngroups = IDENT_GROUPS_MAX;
+
+	if (s->run_known)
+		return 0;
+	if (c != NULL && c->uid == s->uid) {
+		if (isolation_ident(c->uid, c->gid, c->groups, c->ngroups,
+		    session_dynamic_uid(), &s->run, err, errlen) == -1)
+			return -1;
+	} else {
+		if ((pw = getpwuid(s->uid)) != NULL) {
+			gid = pw->pw_gid;
+			if (getgrouplist(pw->pw_name, gid, groups,
+			    &ngroups) == -1)
+				ngroups = 0;
+		} else
+			ngroups = 0;
+		if (isolation_ident(s->uid, gid, groups, (size_t)ngroups,
+		    session_dynamic_uid(), &s->run, err, errlen) == -1)
+			return -1;
+	}
+	s->run_known = 1;
+	return 0;
 }
 
 /* Others' sessions do not exist for a non-admin (no existence oracle). */
@@ -416,12 +509,40 @@ session_turn_fail(struct session *s, const char *code, const char *message)
 static cJSON *
 session_open_msg(struct session *s, int probe)
 {
-	cJSON	*o = cJSON_CreateObject(), *a, *fw;
+	cJSON	*o = cJSON_CreateObject(), *a, *fw, *g;
+	char	 path[PATH_MAX];
 	size_t	 i;
 
 	cJSON_AddStringToObject(o, "session", s->name);
 	cJSON_AddStringToObject(o, "workdir", s->workdir);
-	cJSON_AddStringToObject(o, "workdir_root", hp.conf->workdir_root);
+	a = cJSON_AddArrayToObject(o, "workdir_roots");
+	for (i = 0; i < hp.conf->workdir_root.n; i++)
+		cJSON_AddItemToArray(a,
+		    cJSON_CreateString(hp.conf->workdir_root.v[i]));
+	/* Who the worker becomes, and the private dirs it makes first. */
+	a = cJSON_AddObjectToObject(o, "identity");
+	cJSON_AddNumberToObject(a, "uid", s->run.uid);
+	cJSON_AddNumberToObject(a, "gid", s->run.gid);
+	cJSON_AddBoolToObject(a, "unprivileged", s->run.unprivileged_daemon);
+	g = cJSON_AddArrayToObject(a, "groups");
+	for (i = 0; i < s->run.ngroups; i++)
+		cJSON_AddItemToArray(g, cJSON_CreateNumber(s->run.groups[i]));
+	a = cJSON_AddObjectToObject(o, "dirs");
+	g = cJSON_AddArrayToObject(a, "parents");
+	cJSON_AddItemToArray(g, cJSON_CreateString(hp.conf->state_dir));
+	snprintf(path, sizeof path, UTIL_HOME_PARENT, hp.conf->state_dir);
+	cJSON_AddItemToArray(g, cJSON_CreateString(path));
+	snprintf(path, sizeof path, UTIL_HOME_OWNER, hp.conf->state_dir,
+	    (unsigned)s->uid);
+	cJSON_AddItemToArray(g, cJSON_CreateString(path));
+	snprintf(path, sizeof path, UTIL_TMPDIR_PARENT, hp.conf->state_dir);
+	cJSON_AddItemToArray(g, cJSON_CreateString(path));
+	snprintf(path, sizeof path, UTIL_HOME_FMT, hp.conf->state_dir,
+	    (unsigned)s->uid, s->name);
+	cJSON_AddStringToObject(a, "home", path);
+	snprintf(path, sizeof path, UTIL_TMPDIR_FMT, hp.conf->state_dir,
+	    (unsigned)s->uid, s->name);
+	cJSON_AddStringToObject(a, "tmpdir", path);
 	cJSON_AddStringToObject(o, "cli_session_id", s->cli_session_id);
 	cJSON_AddBoolToObject(o, "resume", s->has_conversation);
 	cJSON_AddStringToObject(o, "cli_path", hp.conf->cli_path);
@@ -443,10 +564,9 @@ session_open_msg(struct session *s, int probe)
 	/* The CLI's sandbox (hotplex-worker applies it; absent keys: off). */
 	cJSON_AddStringToObject(o, "state_dir", hp.conf->state_dir);
 	a = cJSON_AddObjectToObject(o, "sandbox");
-	if (hp.conf->worker_user != NULL)
-		cJSON_AddStringToObject(a, "worker_user", hp.conf->worker_user);
-	if (hp.conf->seccomp != NULL && strcmp(hp.conf->seccomp, "off") != 0)
-		cJSON_AddStringToObject(a, "seccomp", hp.conf->seccomp);
+	if (strcmp(hp.conf->seccomp, "off") != 0)
+		cJSON_AddStringToObject(a, "seccomp", strcmp(hp.conf->seccomp,
+		    "on") == 0 ? SANDBOX_SECCOMP_BUILTIN : hp.conf->seccomp);
 	cJSON_AddStringToObject(a, "landlock", hp.conf->landlock != NULL ?
 	    hp.conf->landlock : "off");
 	cJSON_AddNumberToObject(a, "rlimit_nofile",
@@ -909,7 +1029,7 @@ session_tmpdir_remove(const struct session *s)
 	char	path[PATH_MAX];
 
 	if ((size_t)snprintf(path, sizeof path, UTIL_TMPDIR_FMT,
-	    hp.conf->state_dir, s->name) >= sizeof path)
+	    hp.conf->state_dir, (unsigned)s->uid, s->name) >= sizeof path)
 		return;
 	if (util_rmtree(path) == -1)
 		log_warn("session %s: removing %s", s->name, path);
@@ -1042,6 +1162,7 @@ session_lookup(struct client *c, const char *req, const cJSON *r)
 {
 	const char	*name = json_str(r, "session");
 	struct session	*s;
+	uid_t		 owner;
 
 	if (name == NULL || !proto_valid_session(name)) {
 		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
@@ -1049,7 +1170,9 @@ session_lookup(struct client *c, const char *req, const cJSON *r)
 		    PROTO_SESSION_MAX);
 		return NULL;
 	}
-	if ((s = session_find(name)) == NULL || !session_visible(s, c)) {
+	if (session_owner(c, req, r, &owner) == -1)
+		return NULL;
+	if ((s = session_find(name, owner)) == NULL || !session_visible(s, c)) {
 		server_client_error(c, req, name, ERR_NOT_FOUND,
 		    "no session \"%s\"", name);
 		return NULL;
@@ -1180,6 +1303,29 @@ session_revive(struct session *s)
 	state_session_save(s);
 }
 
+/*
+ * Without a workdir: <first root>/<owner uid>/<name>, "~" being the
+ * identity's home; per uid, as the names are.
+ */
+static char *
+session_default_workdir(const struct ident *run, uid_t owner,
+    const char *name)
+{
+	const char	*root = hp.conf->workdir_root.v[0];
+	struct passwd	*pw;
+	char		*p;
+
+	if (root[0] != '~') {
+		xasprintf(&p, "%s/%u/%s", root, (unsigned)owner, name);
+		return p;
+	}
+	if ((pw = getpwuid(run->uid)) == NULL || pw->pw_dir == NULL ||
+	    pw->pw_dir[0] != '/')
+		return NULL;
+	xasprintf(&p, "%s%s/%s", pw->pw_dir, root + 1, name);
+	return p;
+}
+
 /* Validates options and workdir; creates the session if new. */
 static struct session *
 session_prepare(struct client *c, const char *req, const cJSON *r)
@@ -1190,6 +1336,8 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	struct session	*s;
 	char		*def = NULL, why[256];
 	const char	*workdir;
+	uid_t		 owner;
+	struct ident	 run;
 
 	if (name == NULL || !proto_valid_session(name)) {
 		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
@@ -1216,7 +1364,9 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 		    "the server is shutting down");
 		return NULL;
 	}
-	if ((s = session_find(name)) != NULL) {
+	if (session_owner(c, req, r, &owner) == -1)
+		return NULL;
+	if ((s = session_find(name, owner)) != NULL) {
 		if (!session_visible(s, c)) {
 			server_client_error(c, req, name, ERR_NOT_FOUND,
 			    "no session \"%s\"", name);
@@ -1227,8 +1377,20 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 			    "session \"%s\" runs in %s", name, s->workdir);
 			return NULL;
 		}
+		if (session_run_ident(s, c, why, sizeof why) == -1) {
+			log_warnx("session %s of uid %ld: %s", name,
+			    (long)s->uid, why);
+			server_client_error(c, req, name, ERR_FORBIDDEN, "%s",
+			    why);
+			return NULL;
+		}
 		if (s->state != SESSION_ENDED)
 			return s;
+	} else if (owner != c->uid) {
+		/* Administrators act on sessions; users create their own. */
+		server_client_error(c, req, name, ERR_NOT_FOUND,
+		    "no session \"%s\" of uid %ld", name, (long)owner);
+		return NULL;
 	}
 	if (session_count_active(0, 1) >= hp.conf->max_sessions) {
 		server_client_error(c, req, name, ERR_CAPACITY,
@@ -1244,12 +1406,22 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	}
 	if (s != NULL)		/* an ended session comes back */
 		return s;
+	/* Decided before anything exists: a refusal leaves no trace. */
+	if (isolation_ident(c->uid, c->gid, c->groups, c->ngroups,
+	    session_dynamic_uid(), &run, why, sizeof why) == -1) {
+		log_warnx("session %s of uid %ld refused: %s", name,
+		    (long)c->uid, why);
+		server_client_error(c, req, name, ERR_FORBIDDEN, "%s", why);
+		return NULL;
+	}
 	if (cJSON_IsString(wd))
 		workdir = wd->valuestring;
-	else {
-		xasprintf(&def, "%s/%s", hp.conf->workdir_root, name);
+	else if ((def = session_default_workdir(&run, c->uid, name)) == NULL) {
+		server_client_error(c, req, name, ERR_WORKDIR_DENIED,
+		    "no workdir given and no default (workdir_root)");
+		return NULL;
+	} else
 		workdir = def;
-	}
 	if (workdir[0] != '/') {
 		server_client_error(c, req, name, ERR_WORKDIR_DENIED,
 		    "workdir must be an absolute path");
@@ -1257,6 +1429,10 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 		return NULL;
 	}
 	s = session_new(name, c->uid, workdir, opt);
+	s->run = run;
+	s->run_known = 1;
+	log_info("session %s of uid %ld runs as uid %ld gid %ld", name,
+	    (long)c->uid, (long)run.uid, (long)run.gid);
 	free(def);
 	/* The daemon's permission_mode, for sessions that set none. */
 	if (hp.conf->permission_mode != NULL && cJSON_GetObjectItemCaseSensitive(
@@ -1766,6 +1942,11 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddStringToObject(o, "state", s->napprovals > 0 ?
 		    "waiting_approval" : proto_state_name(s->state));
 		cJSON_AddNumberToObject(o, "uid", s->uid);
+		if (s->run_known) {
+			cJSON_AddNumberToObject(o, "run_uid", s->run.uid);
+			cJSON_AddNumberToObject(o, "run_gid", s->run.gid);
+		}
+		cJSON_AddItemToObject(o, "isolation", isolation_json());
 		cJSON_AddStringToObject(o, "workdir", s->workdir);
 		cJSON_AddStringToObject(o, "cli_session_id", s->cli_session_id);
 		cJSON_AddNumberToObject(o, "worker_pid",

@@ -268,12 +268,16 @@ state_check(const cJSON *root, char *why, size_t whylen)
 	cJSON_ArrayForEach(e, a) {
 		if (state_check_entry(e, why, whylen) == -1)
 			return -1;
-		/* Names are the table's key. */
+		/* (uid, name) is the table's key: names are per uid. */
 		for (f = a->child; f != e; f = f->next)
 			if (strcmp(json_str(f, "session"),
-			    json_str(e, "session")) == 0) {
-				snprintf(why, whylen, "session %s twice",
-				    json_str(e, "session"));
+			    json_str(e, "session")) == 0 &&
+			    cJSON_GetObjectItemCaseSensitive(f, "uid")->valuedouble
+			    == cJSON_GetObjectItemCaseSensitive(e, "uid")->valuedouble) {
+				snprintf(why, whylen, "session %s of uid %.0f "
+				    "twice", json_str(e, "session"),
+				    cJSON_GetObjectItemCaseSensitive(e,
+				    "uid")->valuedouble);
 				return -1;
 			}
 	}

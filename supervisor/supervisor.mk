@@ -6,7 +6,8 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/screen.c supervisor/ring.c supervisor/metrics.c \
 		  supervisor/check.c supervisor/health.c \
 		  supervisor/gateway.c supervisor/gateway-proxy.c \
-		  supervisor/server-gateway.c
+		  supervisor/server-gateway.c \
+		  supervisor/isolation.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 

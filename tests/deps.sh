@@ -47,3 +47,11 @@ if [ ! -x "$cli" ] || [ "$have" != "$CLI_VERSION" ]; then
 	echo "$CLI_VERSION" >"$B/cli/.version"
 fi
 ln -sf "node_modules/@anthropic-ai/claude-code-linux-x64/claude" "$B/cli/claude"
+
+# hotplexd as root runs root's sessions as worker_user (default hotplex),
+# never as root: the system user must exist (no home, no login).
+if [ "$(id -u)" -eq 0 ] && ! id hotplex >/dev/null 2>&1; then
+	echo "deps: creating the system user hotplex"
+	useradd --system --no-create-home --home-dir /nonexistent \
+	    --shell /usr/sbin/nologin hotplex
+fi

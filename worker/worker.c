@@ -24,6 +24,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "common/config.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/procfs.h"
@@ -47,8 +48,8 @@
 #define WORKER_ORPHANS_MAX	256	/* left-over processes killed per round */
 #define WORKER_ORPHAN_ROUNDS	16
 
-#define WORKER_STATE_MODE	0711	/* state_dir and its tmp/, claude/ */
-#define WORKER_PRIVATE_MODE	0700	/* a session's TMPDIR, a config dir */
+#define WORKER_PRIVATE_MODE	0700	/* the CLI's config dir */
+#define WORKER_CONFIG_DIR	".claude"	/* in the session's HOME */
 
 /*
  * With the sandbox on, the CLI's own bubblewrap sandbox (Bash tool) must
@@ -1088,17 +1089,6 @@ worker_env_set(const char **envp, char **owned, size_t *n, const char *name,
 	return 0;
 }
 
-static int
-worker_env_allowed(const cJSON *names, const char *name)
-{
-	const cJSON	*e;
-
-	cJSON_ArrayForEach(e, names)
-		if (cJSON_IsString(e) && strcmp(e->valuestring, name) == 0)
-			return 1;
-	return 0;
-}
-
 /*
  * Whether the CLI keeps a transcript of session id for this workdir in
  * its config dir (PROTOCOL.md 18, 20): <config>/projects/<cwd-key>/<id>.jsonl,
@@ -1128,25 +1118,6 @@ worker_transcript_exists(const char *config_dir, const char *workdir,
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
 }
 
-/* The CLI's config dir as its environment will say (sandboxed: ours). */
-static const char *
-worker_config_dir(const cJSON *o, const char *sandbox_dir, char *buf,
-    size_t len)
-{
-	const cJSON	*names = cJSON_GetObjectItemCaseSensitive(o, "cli_env");
-	const char	*v;
-
-	if (sandbox_dir != NULL && sandbox_dir[0] != '\0')
-		return sandbox_dir;
-	if (worker_env_allowed(names, "CLAUDE_CONFIG_DIR") &&
-	    (v = getenv("CLAUDE_CONFIG_DIR")) != NULL && v[0] != '\0')
-		return v;
-	if (worker_env_allowed(names, "HOME") && (v = getenv("HOME")) != NULL &&
-	    (size_t)snprintf(buf, len, "%s/.claude", v) < len)
-		return buf;
-	return NULL;
-}
-
 /* "what path: errno text"; a long path is cut, not the point. */
 static void
 worker_path_err(char *err, size_t errlen, const char *what,
@@ -1155,32 +1126,6 @@ worker_path_err(char *err, size_t errlen, const char *what,
 	if (snprintf(err, errlen, "%s%s%s: %s", what, *what != '\0' ? " " : "",
 	    path, strerror(errno)) < 0 && errlen > 0)
 		err[0] = '\0';
-}
-
-/* A directory of one uid: created if missing, never through a symlink. */
-static int
-worker_private_dir(const char *path, uid_t uid, gid_t gid, int give,
-    char *err, size_t errlen)
-{
-	int	fd;
-
-	if (mkdir(path, WORKER_PRIVATE_MODE) == -1 && errno != EEXIST) {
-		worker_path_err(err, errlen, "mkdir", path);
-		return -1;
-	}
-	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC)) == -1) {
-		worker_path_err(err, errlen, "", path);
-		return -1;
-	}
-	if ((give && fchown(fd, uid, gid) == -1) ||
-	    fchmod(fd, WORKER_PRIVATE_MODE) == -1) {
-		worker_path_err(err, errlen, "", path);
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	return 0;
 }
 
 /* The real directory of the CLI binary, found as execvpe finds it. */
@@ -1232,10 +1177,55 @@ worker_landlock_mode(const char *s, enum sandbox_landlock *mode)
 }
 
 /*
- * Fills the CLI's sandbox from the open message's "sandbox" object and
- * prepares what it needs: the private TMPDIR <state_dir>/tmp/s.<session>
- * and, unless CLAUDE_CONFIG_DIR is passed through, the config dir
- * <state_dir>/claude/<uid>, both of the CLI's uid, mode 0700.
+ * The session's identity and private directories from the open message:
+ * "identity" {uid, gid, groups, unprivileged}, "dirs" {parents[], home,
+ * tmpdir}, all absolute paths the master made (DESIGN.md section 6.3).
+ */
+static int
+worker_become_parse(const cJSON *o, struct become *b, char *err,
+    size_t errlen)
+{
+	const cJSON	*id = cJSON_GetObjectItemCaseSensitive(o, "identity");
+	const cJSON	*d = cJSON_GetObjectItemCaseSensitive(o, "dirs");
+	const cJSON	*g, *e;
+	const char	*p;
+
+	memset(b, 0, sizeof *b);
+	if (!cJSON_IsObject(id) || !cJSON_IsObject(d)) {
+		snprintf(err, errlen, "open message without identity");
+		return -1;
+	}
+	b->id.uid = (uid_t)worker_jnum(id, "uid", 0);
+	b->id.gid = (gid_t)worker_jnum(id, "gid", 0);
+	b->id.unprivileged_daemon = worker_jbool(id, "unprivileged");
+	g = cJSON_GetObjectItemCaseSensitive(id, "groups");
+	cJSON_ArrayForEach(e, g)
+		if (cJSON_IsNumber(e) && b->id.ngroups < IDENT_GROUPS_MAX)
+			b->id.groups[b->id.ngroups++] = (gid_t)e->valuedouble;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "parents")) {
+		if (!cJSON_IsString(e) || e->valuestring[0] != '/' ||
+		    b->nparents == BECOME_DIRS_MAX) {
+			snprintf(err, errlen, "bad dirs in the open message");
+			return -1;
+		}
+		b->parents[b->nparents++] = e->valuestring;
+	}
+	if ((p = json_str(d, "home")) == NULL || p[0] != '/')
+		goto bad;
+	b->private[b->nprivate++] = p;
+	if ((p = json_str(d, "tmpdir")) == NULL || p[0] != '/')
+		goto bad;
+	b->private[b->nprivate++] = p;
+	return 0;
+bad:
+	snprintf(err, errlen, "bad dirs in the open message");
+	return -1;
+}
+
+/*
+ * Fills the CLI's sandbox from the open message's "sandbox" object.  We
+ * already are the session's identity: the CLI keeps it (no drop in the
+ * child); its HOME holds its config dir, HOME/.claude.
  */
 /* The gateway's ports are the only ones the CLI may connect to. */
 static int
@@ -1265,13 +1255,10 @@ worker_egress(struct worker_sandbox *sb, const cJSON *g, char *err,
 
 static int
 worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
-    const char *session, const char *cli, char *err, size_t errlen)
+    const char *home, const char *tmpdir, const char *cli, char *err,
+    size_t errlen)
 {
 	const cJSON	*j = cJSON_GetObjectItemCaseSensitive(o, "sandbox");
-	const char	*user, *state, *cfg;
-	char		 dir[PATH_MAX];
-	struct passwd	*pw;
-	struct stat	 st;
 	struct sandbox_conf *sc = &sb->sc;
 
 	memset(sb, 0, sizeof *sb);
@@ -1279,6 +1266,22 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 	if (worker_egress(sb, cJSON_GetObjectItemCaseSensitive(o, "gateway"),
 	    err, errlen) == -1)
 		return -1;
+	sc->uid = geteuid();
+	sc->gid = getegid();
+	if ((size_t)snprintf(sb->tmpdir, sizeof sb->tmpdir, "%s", tmpdir) >=
+	    sizeof sb->tmpdir || (size_t)snprintf(sb->config_dir,
+	    sizeof sb->config_dir, "%s/%s", home, WORKER_CONFIG_DIR) >=
+	    sizeof sb->config_dir) {
+		snprintf(err, errlen, "private dir path too long");
+		return -1;
+	}
+	if (mkdir(sb->config_dir, WORKER_PRIVATE_MODE) == -1 &&
+	    errno != EEXIST) {
+		worker_path_err(err, errlen, "mkdir", sb->config_dir);
+		return -1;
+	}
+	sc->tmpdir = sb->tmpdir;
+	sc->config_dir = home;		/* HOME, and the config dir in it */
 	if (!cJSON_IsObject(j))
 		return 0;
 	if (worker_landlock_mode(json_str(j, "landlock"), &sc->landlock) ==
@@ -1291,93 +1294,18 @@ worker_sandbox_setup(struct worker_sandbox *sb, const cJSON *o,
 	sc->nproc = (rlim_t)worker_jnum(j, "rlimit_nproc", 0);
 	sc->cpu = (rlim_t)worker_jnum(j, "rlimit_cpu", 0);
 	sc->fsize = (rlim_t)worker_jnum(j, "rlimit_fsize", 0);
-	user = json_str(j, "worker_user");
 	sb->on = sc->landlock != SANDBOX_LANDLOCK_OFF ||
-	    sc->seccomp_profile != NULL || user != NULL;
+	    sc->seccomp_profile != NULL;
 	sb->apply = sb->on || sc->nofile != 0 || sc->nproc != 0 ||
 	    sc->cpu != 0 || sc->fsize != 0 || sc->egress != SANDBOX_EGRESS_OFF;
 	if (!sb->on)
 		return 0;
-
-	if (user != NULL) {
-		if (geteuid() != 0) {
-			snprintf(err, errlen, "worker_user %s is set but "
-			    "hotplex-worker runs as uid %u, not root", user,
-			    (unsigned)geteuid());
-			return -1;
-		}
-		errno = 0;
-		if ((pw = getpwnam(user)) == NULL) {
-			snprintf(err, errlen, "worker_user %s: %s", user,
-			    errno != 0 ? strerror(errno) : "no such user");
-			return -1;
-		}
-		sc->uid = pw->pw_uid;
-		sc->gid = pw->pw_gid;
-		sc->drop_privs = 1;
-	} else {
-		sc->uid = geteuid();
-		sc->gid = getegid();
-	}
-
-	if ((state = json_str(o, "state_dir")) == NULL || state[0] != '/') {
-		snprintf(err, errlen, "state_dir must be an absolute path");
-		return -1;
-	}
-	snprintf(dir, sizeof dir, UTIL_TMPDIR_PARENT, state);
-	if (util_mkdirs(dir, WORKER_STATE_MODE) == -1) {
-		worker_path_err(err, errlen, "mkdir", dir);
-		return -1;
-	}
-	if ((size_t)snprintf(sb->tmpdir, sizeof sb->tmpdir, UTIL_TMPDIR_FMT,
-	    state, session) >= sizeof sb->tmpdir) {
-		snprintf(err, errlen, "TMPDIR path too long");
-		return -1;
-	}
-	if (worker_private_dir(sb->tmpdir, sc->uid, sc->gid, sc->drop_privs,
-	    err, errlen) == -1)
-		return -1;
-
-	cfg = worker_env_allowed(cJSON_GetObjectItemCaseSensitive(o,
-	    "cli_env"), "CLAUDE_CONFIG_DIR") ? getenv("CLAUDE_CONFIG_DIR") :
-	    NULL;
-	if (cfg != NULL && cfg[0] != '\0') {
-		if ((size_t)snprintf(sb->config_dir, sizeof sb->config_dir,
-		    "%s", cfg) >= sizeof sb->config_dir) {
-			snprintf(err, errlen, "CLAUDE_CONFIG_DIR too long");
-			return -1;
-		}
-	} else {
-		snprintf(dir, sizeof dir, "%s/claude", state);
-		if (mkdir(dir, WORKER_STATE_MODE) == -1 && errno != EEXIST) {
-			worker_path_err(err, errlen, "mkdir", dir);
-			return -1;
-		}
-		if ((size_t)snprintf(sb->config_dir, sizeof sb->config_dir,
-		    "%s/%u", dir, (unsigned)sc->uid) >= sizeof sb->config_dir) {
-			snprintf(err, errlen, "config dir path too long");
-			return -1;
-		}
-		if (worker_private_dir(sb->config_dir, sc->uid, sc->gid,
-		    sc->drop_privs, err, errlen) == -1)
-			return -1;
-	}
-
 	if (worker_cli_dir(cli, sb->clidir, sizeof sb->clidir, err,
 	    errlen) == -1)
 		return -1;
 	sb->rx[0] = sb->clidir;
 	sb->rx[1] = NULL;
 	sc->rx_paths = sb->rx;
-	sc->tmpdir = sb->tmpdir;
-	sc->config_dir = sb->config_dir;
-
-	/* A workdir we created as root goes to the CLI's user. */
-	if (sc->drop_privs && stat(w.workdir, &st) == 0 && st.st_uid == 0 &&
-	    chown(w.workdir, sc->uid, sc->gid) == -1) {
-		worker_path_err(err, errlen, "chown", w.workdir);
-		return -1;
-	}
 	return 0;
 }
 
@@ -1401,6 +1329,14 @@ worker_open_failed_exiting(const char *code, const char *message)
 	worker_exit(WORKER_EXIT_FATAL);
 }
 
+/* This session's failure, as its identity: no spare for anyone else. */
+static void
+worker_open_failed_session(const char *code, const char *message)
+{
+	worker_open_failed_send(code, message, 1);
+	worker_exit(0);
+}
+
 static void
 worker_open_failed(const char *code, const char *message)
 {
@@ -1412,10 +1348,16 @@ worker_open(const cJSON *o)
 {
 	struct worker_argv	 a;
 	struct cli_spec		 spec;
-	const char		*session, *workdir, *root, *id, *cli;
+	const char		*session, *workdir, *id, *cli;
+	const char		*roots[CONFIG_LIST_MAX];
+	size_t			 nroots = 0;
+	const cJSON		*e;
+	struct become		 b;
+	struct passwd		*pw;
+	char			 home[PATH_MAX];
 	const char		*envp[WORKER_ENV_MAX + 1];
 	char			*envown[WORKER_ENV_MAX];
-	char			 err[WORKER_ERR_MAX], cfg[PATH_MAX];
+	char			 err[WORKER_ERR_MAX];
 	size_t			 nenv, i;
 	struct msg_opened	 op;
 	struct bridge_cb	 bcb = worker_bridge_cb;
@@ -1426,20 +1368,38 @@ worker_open(const cJSON *o)
 
 	session = json_str(o, "session");
 	workdir = json_str(o, "workdir");
-	root = json_str(o, "workdir_root");
 	id = json_str(o, "cli_session_id");
 	cli = json_str(o, "cli_path");
-	if (session == NULL || workdir == NULL || root == NULL || id == NULL ||
-	    cli == NULL || strlen(id) > UUID_STR_LEN) {
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o,
+	    "workdir_roots"))
+		if (cJSON_IsString(e) && nroots < CONFIG_LIST_MAX)
+			roots[nroots++] = e->valuestring;
+	if (session == NULL || workdir == NULL || nroots == 0 || id == NULL ||
+	    cli == NULL || strlen(id) > UUID_STR_LEN ||
+	    worker_become_parse(o, &b, err, sizeof err) == -1) {
 		worker_open_failed(ERR_INTERNAL, "malformed open message");
 		return;
 	}
-	if (workdir_enter_check(root, workdir, w.workdir, sizeof w.workdir, err,
-	    sizeof err) == -1) {
-		worker_open_failed(ERR_WORKDIR_DENIED, err);
+	log_setrole("worker[%.64s]", session);
+	/*
+	 * The privileged part: the session's private dirs, then its identity
+	 * for good.  From here on a failure ends this worker: it is no
+	 * longer anybody's spare.
+	 */
+	if (become_dirs(&b, err, sizeof err) == -1 ||
+	    become_identity(&b, w.parent, err, sizeof err) == -1) {
+		worker_open_failed_session(ERR_SPAWN_FAILED, err);
 		return;
 	}
-	log_setrole("worker[%.64s]", session);
+	/* "~" in workdir_root is this identity's home, if it has one. */
+	home[0] = '\0';
+	if ((pw = getpwuid(geteuid())) != NULL && pw->pw_dir != NULL)
+		snprintf(home, sizeof home, "%s", pw->pw_dir);
+	if (workdir_enter_roots(roots, nroots, home[0] ? home : NULL, workdir,
+	    w.workdir, sizeof w.workdir, err, sizeof err) == -1) {
+		worker_open_failed_session(ERR_WORKDIR_DENIED, err);
+		return;
+	}
 	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
 	w.kill_grace_ms = (uint64_t)worker_jnum(o, "kill_grace_ms", 5000);
 	opt = cJSON_GetObjectItemCaseSensitive(o, "options");
@@ -1449,14 +1409,16 @@ worker_open(const cJSON *o)
 	    "approval_timeout_ms", worker_jnum(o, "approval_timeout_ms",
 	    WORKER_APPROVAL_TIMEOUT_MS));
 
-	if (worker_sandbox_setup(&sb, o, session, cli, err, sizeof err) == -1) {
-		worker_open_failed(ERR_SPAWN_FAILED, err);
+	if (worker_sandbox_setup(&sb, o, b.private[0], b.private[1], cli, err,
+	    sizeof err) == -1) {
+		worker_open_failed_session(ERR_SPAWN_FAILED, err);
 		return;
 	}
 
 	w.resume = worker_jbool(o, "resume");
-	if (!w.resume && worker_transcript_exists(worker_config_dir(o,
-	    sb.on ? sb.config_dir : NULL, cfg, sizeof cfg), w.workdir, id)) {
+	/* The session's own config dir holds its transcripts. */
+	if (!w.resume && worker_transcript_exists(sb.config_dir, w.workdir,
+	    id)) {
 		log_info("the CLI has a transcript of %s: resuming it", id);
 		w.resume = 1;
 	}
@@ -1469,21 +1431,23 @@ worker_open(const cJSON *o)
 	}
 	if (rc == -1) {
 		worker_argv_free(&a);
-		worker_open_failed(ERR_BAD_REQUEST, "too many CLI arguments");
+		worker_open_failed_session(ERR_BAD_REQUEST,
+		    "too many CLI arguments");
 		return;
 	}
 	nenv = worker_build_env(envp, envown,
 	    cJSON_GetObjectItemCaseSensitive(o, "cli_env"));
-	/* Under Landlock only these are writable: HOME too (dotfiles). */
-	if (sb.on && (worker_env_set(envp, envown, &nenv, "TMPDIR",
-	    sb.tmpdir) == -1 || worker_env_set(envp, envown, &nenv, "HOME",
-	    sb.config_dir) == -1 || worker_env_set(envp, envown, &nenv,
-	    "CLAUDE_CONFIG_DIR", sb.config_dir) == -1 ||
-	    worker_env_set(envp, envown, &nenv, "IS_SANDBOX", "1") == -1)) {
+	/* The session's own: HOME (dotfiles), config dir, TMPDIR. */
+	if (worker_env_set(envp, envown, &nenv, "TMPDIR", sb.tmpdir) == -1 ||
+	    worker_env_set(envp, envown, &nenv, "HOME", b.private[0]) == -1 ||
+	    worker_env_set(envp, envown, &nenv, "CLAUDE_CONFIG_DIR",
+	    sb.config_dir) == -1 || (sb.on && worker_env_set(envp, envown,
+	    &nenv, "IS_SANDBOX", "1") == -1)) {
 		for (i = 0; i < nenv; i++)
 			free(envown[i]);
 		worker_argv_free(&a);
-		worker_open_failed(ERR_BAD_REQUEST, "too many CLI variables");
+		worker_open_failed_session(ERR_BAD_REQUEST,
+		    "too many CLI variables");
 		return;
 	}
 	/* The model API through the gateway, with a token, never the key. */
@@ -1492,7 +1456,8 @@ worker_open(const cJSON *o)
 		for (i = 0; i < nenv; i++)
 			free(envown[i]);
 		worker_argv_free(&a);
-		worker_open_failed(ERR_BAD_REQUEST, "too many CLI variables");
+		worker_open_failed_session(ERR_BAD_REQUEST,
+		    "too many CLI variables");
 		return;
 	}
 	spec.path = cli;
@@ -1511,7 +1476,7 @@ worker_open(const cJSON *o)
 	if (w.cli == NULL) {
 		bridge_free(w.bridge);
 		w.bridge = NULL;
-		worker_open_failed(ERR_SPAWN_FAILED, err);
+		worker_open_failed_session(ERR_SPAWN_FAILED, err);
 		return;
 	}
 	/*

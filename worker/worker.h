@@ -13,6 +13,8 @@
 
 #include <cJSON.h>
 
+#include "common/ident.h"
+
 struct event_base;
 struct sandbox_conf;
 
@@ -66,7 +68,27 @@ int		 gate_check(struct gate *, const char *tool,
 		    const cJSON *input, const char **by, char *reason,
 		    size_t len);
 
+/* become.c: the worker's privileged part (root until a session comes) */
+#define BECOME_DIRS_MAX		8
+struct become {
+	struct ident	 id;		/* the session's identity */
+	const char	*parents[BECOME_DIRS_MAX];	/* root's, 0711 */
+	size_t		 nparents;
+	const char	*private[BECOME_DIRS_MAX];	/* the identity's, 0700 */
+	size_t		 nprivate;
+};
+/* As root: makes the parents, then the private dirs; 0 or -1. */
+int		 become_dirs(const struct become *, char *err, size_t errlen);
+/* Becomes b->id for good (no way back, not dumpable); 0 or -1. */
+int		 become_identity(const struct become *, pid_t parent,
+		    char *err, size_t errlen);
+
 /* workdir.c */
+/* dir under one of roots ("~": home), created if missing; resolved. */
+int		 workdir_enter_roots(const char *const *roots, size_t nroots,
+		    const char *home, const char *dir, char *resolved,
+		    size_t len, char *err, size_t errlen);
+/* The same with one root, created if missing. */
 int		 workdir_enter_check(const char *root, const char *dir,
 		    char *resolved, size_t len, char *err, size_t errlen);
 

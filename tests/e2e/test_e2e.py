@@ -15,7 +15,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 from hplib import (TAP, Daemon, BDIR, wait_for, procs_in_group, first,
-                   proc_alive)
+                   proc_alive, give_tree)
 
 t = TAP()
 CLI = os.path.join(BDIR, "cli", "claude")
@@ -169,6 +169,7 @@ def run(d, mock):
     os.makedirs(wd)
     for f in ("alpha.txt", "beta.c"):
         open(os.path.join(wd, f), "w").close()
+    give_tree(wd)
 
     n0 = len(mock.requests())
     e1 = c.execute("e2e", "[[think]] [[bash:ls]] list the files here",

@@ -39,6 +39,11 @@ def time_scale():
     except OSError:
         load = 1.0
     return min(SCALE_MAX, max(1.0, load))
+
+
+DIR_TRAVERSE = 0o711         # the test's dir: sessions pass through
+DIR_SHARED = 0o1777          # workdir_root: each session makes its own
+FILE_SHARED = 0o666          # the fake CLI's log, appended by every uid
 VALGRIND_RUNS = []           # (daemon dir, report) of daemons run under valgrind
 
 
@@ -94,6 +99,29 @@ def free_tcp_port():
         return s.getsockname()[1]
     finally:
         s.close()
+
+
+WORKER_USER = "hotplex"      # root's sessions run as this user
+
+
+def session_ids():
+    """(uid, gid) that this process's sessions run as: root's as
+    worker_user, anyone else's as themselves."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    import pwd
+    pw = pwd.getpwnam(WORKER_USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+def give_tree(path):
+    """Hands a tree the test made to the user its sessions run as, so that
+    the session may work in it (the kernel decides, as for a user's own
+    directory)."""
+    uid, gid = session_ids()
+    for top, dirs, files in os.walk(path):
+        for n in [top] + [os.path.join(top, x) for x in dirs + files]:
+            os.lchown(n, uid, gid)
 
 
 def wait_for(cond, timeout, what):
@@ -274,6 +302,13 @@ class Daemon:
         self.log = os.path.join(self.dir, "hotplexd.log")
         self.cli_log = os.path.join(self.dir, "fake-claude.log")
         os.makedirs(self.work)
+        # Sessions run as their creator (root's as worker_user hotplex):
+        # they pass through the dir, make their workdirs in work/ (sticky,
+        # as /tmp) and append to the fake CLI's log.
+        os.chmod(self.dir, DIR_TRAVERSE)
+        os.chmod(self.work, DIR_SHARED)
+        os.close(os.open(self.cli_log, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(self.cli_log, FILE_SHARED)
         c = {
             "socket": self.sock,
             "workdir_root": self.work,
@@ -286,6 +321,10 @@ class Daemon:
             # The firewall (on by default) is tested on its own
             # (test_firewall.py); a test gives None to leave a key out.
             "firewall": "off",
+            # fake-claude logs to FAKE_CLAUDE_LOG in this dir, outside
+            # its workdir: Landlock (on by default) would refuse.  The
+            # sandbox suites (test_sandbox.py) run with the default.
+            "landlock": "off",
             "cli_env": "PATH HOME LANG FAKE_CLAUDE_LOG FAKE_CLAUDE_PIDFILE "
                        "FAKE_CLAUDE_START",
         }

@@ -100,33 +100,48 @@ def main():
         t.ok(a[0]["uid"] == pwd.getpwnam("hptest-alice").pw_uid and
              a[0]["admin"] is False, "hello reports the peer's uid", a[0])
         t.eq(code(a[1]), "done", "alice runs a turn in her session")
+        alice = pwd.getpwnam("hptest-alice").pw_uid
+        bob = pwd.getpwnam("hptest-bob").pw_uid
         b = as_user("hptest-bob", d.sock, [
             {"op": "stats", "session": "alice1"},
-            {"op": "execute", "session": "alice1", "prompt": "stream:1"},
             {"op": "stop", "session": "alice1"},
             {"op": "interrupt", "session": "alice1"},
             {"op": "reset", "session": "alice1"},
+            {"op": "attach", "session": "alice1"},
             {"op": "stats", "session": "nosuch"},
+            {"op": "sessions"},
+            {"op": "stats", "session": "alice1", "uid": alice},
+            {"op": "execute", "session": "alice1", "prompt": "stream:1"},
             {"op": "sessions"},
             {"op": "reload"},
             {"op": "shutdown"}])
-        for i, what in enumerate(("stats", "execute", "stop", "interrupt",
-                                  "reset")):
+        for i, what in enumerate(("stats", "stop", "interrupt", "reset",
+                                  "attach")):
             t.eq(code(b[i]), "not_found",
                  "bob: %s on alice's session is not_found" % what)
         t.eq(b[5]["data"]["message"].replace("nosuch", "X"),
              b[0]["data"]["message"].replace("alice1", "X"),
              "same answer as for a session that does not exist")
         t.eq(b[6]["data"], [], "bob lists no sessions of others")
-        t.eq(code(b[7]), "forbidden", "bob may not reload")
-        t.eq(code(b[8]), "forbidden", "bob may not shut down")
+        t.eq(code(b[7]), "forbidden", "bob may not name alice's uid")
+        # Names are per uid: bob's alice1 is his own, run as bob.
+        t.eq(code(b[8]), "done", "bob's own session named alice1 runs")
+        mine = b[9]["data"] if b[9] else []
+        t.ok(len(mine) == 1 and mine[0]["uid"] == bob and
+             mine[0]["run_uid"] == bob, "bob sees only his alice1, run as "
+             "bob", mine)
+        t.eq(code(b[10]), "forbidden", "bob may not reload")
+        t.eq(code(b[11]), "forbidden", "bob may not shut down")
         c = as_user("hptest-carol", d.sock, [
             {"op": "hello"}, {"op": "sessions"},
+            {"op": "stats", "session": "alice1", "uid": alice},
             {"op": "stats", "session": "alice1"}])
         t.ok(c[0]["admin"] is True, "admin_group member is admin", c[0])
-        t.ok([s["session"] for s in c[1]["data"]] == ["alice1"],
-             "admin lists all sessions", c[1])
-        t.eq(code(c[2]), "stats", "admin reads others' stats")
+        t.ok(sorted((s["session"], s["uid"]) for s in c[1]["data"]) ==
+             sorted([("alice1", alice), ("alice1", bob)]),
+             "admin lists all sessions, with their uids", c[1])
+        t.eq(code(c[2]), "stats", "admin reads others' stats with uid")
+        t.eq(code(c[3]), "not_found", "admin without uid means its own")
     with Daemon(dict(conf, allowed_uids="hptest-alice")) as d:
         os.chmod(d.dir, 0o755)
         a = as_user("hptest-alice", d.sock, [{"op": "hello"}])

@@ -26,7 +26,7 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
                    procs_in_group, procs_under, children_of, fd_count, first,
-                   free_tcp_port)
+                   free_tcp_port, give_tree)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
 SEED = int(os.environ.get("HP_SEED", str(int(time.time() * 1000) % 1000000)))
@@ -212,6 +212,7 @@ def run_case(case, d, body, par=PAR, iters=ITERS, after="stream:1"):
         sess = "%s-%d" % (case.name, k)
         wd = os.path.join(d.work, sess)
         os.makedirs(wd, exist_ok=True)
+        give_tree(wd)       # the session's user works in it
         c = RecClient(d.sock)
         try:
             for i in range(k, iters, par):

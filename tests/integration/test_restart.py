@@ -616,8 +616,8 @@ def test_real_cli():
 
 def real_cli_run(d, mock):
     c = d.client()
+    # Made by the session's own user (root's run as worker_user).
     wd = os.path.join(d.work, "real")
-    os.makedirs(wd)
     e1 = c.execute("real", "My favourite colour is teal.", workdir=wd)
     e2 = c.execute("real", "Say hello.")
     s1, s2 = start_of(e1), start_of(e2)

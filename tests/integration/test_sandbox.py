@@ -69,6 +69,17 @@ def test_user():
     return pwd.getpwnam(TEST_USER).pw_uid
 
 
+def give(path, uid):
+    """A tree the test made goes to the session's user (root's sessions
+    run as worker_user): it may then work in it."""
+    if uid is None:
+        return
+    gid = pwd.getpwuid(uid).pw_gid
+    for top, dirs, files in os.walk(path):
+        for n in [top] + [os.path.join(top, x) for x in dirs + files]:
+            os.lchown(n, uid, gid)
+
+
 def tool(c, session, cmd, **fields):
     """Runs cmd as fake-claude's Bash tool; returns (events, output)."""
     evs = c.execute(session, "stream:1\ntool:" + cmd, **fields)
@@ -137,7 +148,7 @@ def test_fake_claude(tmp, uid):
         else:
             t.skip("id -u shows the worker_user uid", "not root")
         t.ok("sbx=1" in out, "IS_SANDBOX=1 in the CLI environment", out)
-        tmpdir = os.path.join(d.dir, "state", "tmp", "s.s1")
+        tmpdir = os.path.join(d.dir, "state", "tmp", "s.%d.s1" % os.getuid())
         t.ok("tmp=" + tmpdir in out, "TMPDIR is the session's own", out)
         t.ok("--settings" in out and '"enabled":false' in out,
              "the CLI gets --settings sandbox.enabled=false", out)
@@ -291,6 +302,7 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
     shutil.copy(TRY_ESCAPE, te)
     with open(os.path.join(wd1, "hello"), "w") as f:
         f.write("hello\n")
+    give(wd1, uid)
     env = {"TE_OTHER": wd2, "TE_SSHKEY": key, "TE_OUTSIDE": outside,
            "SANDBOX_DECOY_PID": str(daemon),
            "SANDBOX_DECOY_SOCK": decoy_name,
@@ -434,7 +446,7 @@ def test_check_rejects_bad_profile(tmp):
 
 
 def test_sandbox_off():
-    with Daemon() as d:
+    with Daemon({"landlock": "off", "seccomp": "off"}) as d:
         c = d.client()
         evs = c.execute("o1", "stream:1", workdir=d.work + "/o1")
         starts = d.cli_starts()
@@ -488,6 +500,7 @@ def test_real_cli(tmp, uid):
             os.makedirs(wd)
             for f in ("alpha.txt", "beta.c"):
                 open(os.path.join(wd, f), "w").close()
+            give(wd, uid)
             evs = c.execute("e2e", "[[bash:ls]] list the files here",
                             workdir=wd)
             t.ok(evs and evs[-1]["type"] == "done" and
@@ -496,12 +509,13 @@ def test_real_cli(tmp, uid):
             t.ok(res is not None and not res["data"]["is_error"] and
                  "alpha.txt" in res["data"]["output"],
                  "real CLI: ls output in the tool_result", res)
-            cdir = os.path.join(d.dir, "state", "claude",
-                                str(uid if uid is not None else os.getuid()))
+            # The session's own HOME/.claude, keyed by its owner's uid.
+            cdir = os.path.join(d.dir, "state", "home", str(os.getuid()),
+                                "e2e", ".claude")
             found = [f for _, _, fs in os.walk(os.path.join(cdir, "projects"))
                      for f in fs if f.endswith(".jsonl")]
-            t.ok(found, "real CLI: session written to the per-uid config "
-                 "dir", cdir)
+            t.ok(found, "real CLI: session written to the session's own "
+                 "config dir", cdir)
             c.request("stop", session="e2e")
     finally:
         mock.stop()

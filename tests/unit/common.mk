@@ -23,11 +23,15 @@ $(B)/test_workdir: $(B)/tests/unit/test_workdir.o $(B)/worker/workdir.o \
     $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
 
+$(B)/test_ident: $(B)/tests/unit/test_ident.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
+
 TEST_BINS	+= $(B)/test_config $(B)/test_line $(B)/test_msg \
-		   $(B)/test_workdir $(B)/test_json $(B)/test_request
+		   $(B)/test_workdir $(B)/test_json $(B)/test_request $(B)/test_ident
 SUITES		+= 'config=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_config' \
 		   'line=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_line' \
 		   'msg=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_msg' \
 		   'json=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_json' \
 		   'request=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_request' \
-		   'workdir=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_workdir'
+		   'workdir=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_workdir' \
+		   'ident=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_ident'

@@ -142,9 +142,11 @@ assert_defaults(const struct config *c)
 	assert_null(c->socket_group);
 	assert_null(c->admin_group);
 	assert_string_equal(c->state_dir, "/var/lib/hotplex");
-	assert_string_equal(c->workdir_root, "/var/lib/hotplex/work");
+	assert_list(&c->workdir_root, 2, "/var/lib/hotplex/work", "~");
 	assert_null(c->worker_path);
-	assert_null(c->worker_user);
+	assert_string_equal(c->session_user, "creator");
+	assert_string_equal(c->worker_user, "hotplex");
+	assert_string_equal(c->dynamic_uids, "61184-65519");
 	assert_string_equal(c->cli_path, "claude");
 	assert_int_equal(c->cli_args.n, 0);
 	assert_true(list_has(&c->cli_env, "PATH"));
@@ -162,8 +164,9 @@ assert_defaults(const struct config *c)
 	assert_int_equal(c->max_spawn_queue, 64);
 	assert_int_equal(c->event_ring_bytes, 1024 * 1024);
 	assert_int_equal(c->firewall_threshold, 5);
-	assert_string_equal(c->seccomp, "off");
-	assert_string_equal(c->landlock, "off");
+	/* Confinement is on with an empty file. */
+	assert_string_equal(c->seccomp, "on");
+	assert_string_equal(c->landlock, "best_effort");
 	assert_null(c->metrics_listen);
 	assert_int_equal(c->spare_min, 1);
 	assert_int_equal(c->spare_max, 4);
@@ -178,10 +181,10 @@ assert_defaults(const struct config *c)
 	assert_int_equal(c->cli_line_max, 16 * MIB);
 	assert_int_equal(c->client_outbuf_max, 16 * MIB);
 	assert_int_equal(c->stderr_tail_bytes, 4 * KIB);
-	assert_int_equal(c->rlimit_nofile, 0);
-	assert_int_equal(c->rlimit_nproc, 0);
+	assert_int_equal(c->rlimit_nofile, 4096);
+	assert_int_equal(c->rlimit_nproc, 4096);
 	assert_int_equal(c->rlimit_cpu, 0);
-	assert_int_equal(c->rlimit_fsize, 0);
+	assert_int_equal(c->rlimit_fsize, 8 * GIB);
 	assert_int_equal(c->log_level, LOG_LVL_INFO);
 	assert_null(c->log_file);
 	assert_string_equal(c->log_format, "text");
@@ -313,9 +316,11 @@ static const char conf_every_key[] =
     "socket_group = hotplex\n"
     "admin_group = wheel\n"
     "state_dir = /srv/hp/state\n"
-    "workdir_root = /srv/hp/work\n"
+    "workdir_root = /srv/hp/work ~/src\n"
     "worker_path = /opt/hp/hotplex-worker\n"
+    "session_user = dynamic\n"
     "worker_user = _hotplex\n"
+    "dynamic_uids = 70000-70099\n"
     "cli_path = /opt/claude/claude\n"
     "cli_args = --verbose, --model  sonnet,--debug\n"
     "cli_env = PATH,HOME ANTHROPIC_API_KEY\n"
@@ -326,7 +331,7 @@ static const char conf_every_key[] =
     "firewall_rules = /etc/hotplex/rules.d/base.rules /etc/hotplex/x.rules\n"
     "firewall_threshold = 9\n"
     "seccomp = /etc/hotplex/seccomp.profile\n"
-    "landlock = best_effort\n"
+    "landlock = required\n"
     "metrics_listen = 127.0.0.1:9100\n"
     "spare_min = 2\n"
     "spare_max = 8\n"
@@ -356,9 +361,11 @@ assert_every_key(const struct config *c)
 	assert_string_equal(c->socket_group, "hotplex");
 	assert_string_equal(c->admin_group, "wheel");
 	assert_string_equal(c->state_dir, "/srv/hp/state");
-	assert_string_equal(c->workdir_root, "/srv/hp/work");
+	assert_list(&c->workdir_root, 2, "/srv/hp/work", "~/src");
 	assert_string_equal(c->worker_path, "/opt/hp/hotplex-worker");
+	assert_string_equal(c->session_user, "dynamic");
 	assert_string_equal(c->worker_user, "_hotplex");
+	assert_string_equal(c->dynamic_uids, "70000-70099");
 	assert_string_equal(c->cli_path, "/opt/claude/claude");
 	assert_list(&c->cli_args, 4, "--verbose", "--model", "sonnet",
 	    "--debug");
@@ -371,7 +378,7 @@ assert_every_key(const struct config *c)
 	    "/etc/hotplex/x.rules");
 	assert_int_equal(c->firewall_threshold, 9);
 	assert_string_equal(c->seccomp, "/etc/hotplex/seccomp.profile");
-	assert_string_equal(c->landlock, "best_effort");
+	assert_string_equal(c->landlock, "required");
 	assert_string_equal(c->metrics_listen, "127.0.0.1:9100");
 	assert_int_equal(c->spare_min, 2);
 	assert_int_equal(c->spare_max, 8);
@@ -507,8 +514,15 @@ test_errors_name_file_and_line(void **state)
 	conf_bad("spare_min = 5\n", 1, "spare_min (5) exceeds spare_max (4)");
 	conf_bad("spare_max = 0\n", 1, "spare_min (1) exceeds spare_max (0)");
 	conf_bad("log_level = info\nworkdir_root = var/work\n", 2,
-	    "workdir_root must be an absolute path");
-	conf_bad("workdir_root =\n", 1, "workdir_root must be an absolute path");
+	    "neither an absolute path nor ~");
+	conf_bad("workdir_root = /srv ~user\n", 1,
+	    "neither an absolute path nor ~");
+	conf_bad("workdir_root =\n", 1, "at least one root");
+	conf_bad("session_user = root\n", 1, "creator or dynamic");
+	conf_bad("dynamic_uids = 0-10\n", 1, "LOW-HIGH");
+	conf_bad("dynamic_uids = 20-10\n", 1, "LOW-HIGH");
+	conf_bad("dynamic_uids = 10\n", 1, "LOW-HIGH");
+	conf_bad("seccomp = relative/profile\n", 1, "seccomp must be");
 	conf_bad("landlock = on\n", 1, "landlock must be");
 	conf_bad("socket =\n", 1, "socket path");
 	conf_bad("max_request_bytes = 1023\n", 1, "at least 1K");

@@ -6,10 +6,12 @@
  * CLI left in its TMPDIR, is tested here too, with the same fixture.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <grp.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -456,6 +458,97 @@ test_rmtree_too_deep(void **state)
 	free(tree);
 }
 
+/*
+ * The check as the worker runs it: after switching to the session's
+ * identity, so that the kernel decides.  Two uids without a passwd entry,
+ * each in a child process; root only (skipped otherwise).
+ */
+#define UID_A		65501
+#define UID_B		65502
+#define SHARED_MODE	01777	/* a workdir_root as hotplexd makes it */
+#define HOME_MODE	0700
+
+/* As uid, in a child: 0 if accepted, 1 if refused, 2 if the switch failed. */
+static int
+wd_as(uid_t uid, const char *const *roots, size_t n, const char *home,
+    const char *dir)
+{
+	char	resolved[PATH_MAX], err[ERR_MAX];
+	pid_t	pid;
+	int	status;
+
+	if ((pid = fork()) == 0) {
+		if (setgroups(0, NULL) == -1 || setresgid(uid, uid, uid) == -1 ||
+		    setresuid(uid, uid, uid) == -1)
+			_exit(2);
+		_exit(workdir_enter_roots(roots, n, home, dir, resolved,
+		    sizeof resolved, err, sizeof err) == 0 ? 0 : 1);
+	}
+	if (pid == -1 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status))
+		return 2;
+	return WEXITSTATUS(status);
+}
+
+static void
+test_identity_decides(void **state)
+{
+	struct wd	*w = *state;
+	char		*shared, *home_a, *home_b, *p;
+	const char	*roots[2];
+	struct stat	 st;
+
+	if (geteuid() != 0)
+		skip();
+	shared = wd_path(w, "shared");
+	home_a = wd_path(w, "home-a");
+	home_b = wd_path(w, "home-b");
+	assert_int_equal(chmod(w->base, 0711), 0);
+	assert_int_equal(mkdir(shared, SHARED_MODE), 0);
+	assert_int_equal(chmod(shared, SHARED_MODE), 0);
+	assert_int_equal(mkdir(home_a, HOME_MODE), 0);
+	assert_int_equal(chown(home_a, UID_A, UID_A), 0);
+	assert_int_equal(mkdir(home_b, HOME_MODE), 0);
+	assert_int_equal(chown(home_b, UID_B, UID_B), 0);
+	roots[0] = shared;
+	roots[1] = "~";
+
+	/* A makes its workdir in the shared root: it is A's. */
+	p = wd_path(w, "shared/a/proj");
+	assert_int_equal(wd_as(UID_A, roots, 2, home_a, p), 0);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_uid, UID_A);
+	/* B may not work in it, nor make one inside. */
+	assert_int_equal(wd_as(UID_B, roots, 2, home_b, p), 1);
+	free(p);
+	p = wd_path(w, "shared/a/proj/b-inside");
+	assert_int_equal(wd_as(UID_B, roots, 2, home_b, p), 1);
+	assert_false(wd_exists(p));
+	free(p);
+	/* Its own next to it is fine. */
+	p = wd_path(w, "shared/b");
+	assert_int_equal(wd_as(UID_B, roots, 2, home_b, p), 0);
+	free(p);
+
+	/* "~" is each one's own home. */
+	p = wd_path(w, "home-a/src/app");
+	assert_int_equal(wd_as(UID_A, roots, 2, home_a, p), 0);
+	assert_int_equal(wd_as(UID_B, roots, 2, home_b, p), 1);
+	/* Even with the parent as a root, the kernel says no to B. */
+	roots[0] = w->base;
+	assert_int_equal(wd_as(UID_B, roots, 1, home_b, p), 1);
+	free(p);
+	/* A user without a home has no "~" root. */
+	p = wd_path(w, "home-a/src/other");
+	roots[0] = "~";
+	assert_int_equal(wd_as(UID_A, roots, 1, NULL, p), 1);
+	assert_false(wd_exists(p));
+	free(p);
+	free(shared);
+	free(home_a);
+	free(home_b);
+}
+
 int
 main(void)
 {
@@ -473,6 +566,7 @@ main(void)
 		T(test_resolved_too_small),
 		T(test_rmtree),
 		T(test_rmtree_too_deep),
+		T(test_identity_decides),
 #undef T
 	};
 
