@@ -2,8 +2,11 @@
 # make demo: hotplexd on a private socket in a temp dir, a two-turn
 # conversation that uses a tool through `hotplexctl exec`, the session's
 # stats, then everything stopped.  Talks to the real model when
-# ANTHROPIC_API_KEY is set (or the CLI is logged in), else to the offline
-# mock Messages API of the tests, and says so.
+# ANTHROPIC_API_KEY is set, else to the offline mock Messages API of the
+# tests, and says so.  (A CLI logged in by itself keeps its credentials in
+# the user's config dir, which a session, with a config dir of its own,
+# does not see.)  Run as root, the session runs as worker_user hotplex
+# (make demo creates that user): the workdir is given to it.
 set -eu
 : "${B:=build}"
 top=$(pwd)
@@ -20,9 +23,13 @@ cli="$top/$B/cli/claude"
 mkdir -p "$tmp/work/demo" "$tmp/home" "$tmp/tmp"
 printf 'alpha\n' >"$tmp/work/demo/alpha.txt"
 printf 'int main(void) { return 0; }\n' >"$tmp/work/demo/beta.c"
+chmod 711 "$tmp"	# the session's user passes through to its workdir
+if [ "$(id -u)" -eq 0 ]; then
+	chown -R hotplex: "$tmp/work/demo"
+fi
 
-if [ -n "${ANTHROPIC_API_KEY:-}" ] || [ -f "$HOME/.claude/.credentials.json" ]; then
-	echo "demo: talking to the real model (ANTHROPIC_API_KEY or a logged-in CLI)"
+if [ -n "${ANTHROPIC_API_KEY:-}" ]; then
+	echo "demo: talking to the real model (ANTHROPIC_API_KEY)"
 	env_names="PATH HOME LANG TMPDIR ANTHROPIC_API_KEY ANTHROPIC_BASE_URL CLAUDE_CONFIG_DIR CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
 	p1="List the files in the current directory with the Bash tool, then say in one sentence what they are."
 	p2="Thanks. How many files did you find? Answer in a few words."
