@@ -233,8 +233,14 @@ seccomp_attrs(scmp_filter_ctx ctx, char *err, size_t errlen)
 {
 	int	rc;
 
+	/*
+	 * Where libseccomp cannot tell that the kernel kills whole processes
+	 * (before 4.14, or under valgrind, which hides the seccomp syscall),
+	 * the thread is killed: the call still never runs.
+	 */
 	if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
-	    SCMP_ACT_KILL_PROCESS)) != 0) {
+	    SCMP_ACT_KILL_PROCESS)) != 0 && (rc = seccomp_attr_set(ctx,
+	    SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL)) != 0) {
 		snprintf(err, errlen, "seccomp: bad-arch action: %s",
 		    strerror(-rc));
 		return -1;

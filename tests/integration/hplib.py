@@ -104,12 +104,29 @@ def free_tcp_port():
 WORKER_USER = "hotplex"      # root's sessions run as this user
 
 
+def ensure_worker_user():
+    """Root's sessions run as worker_user: as root, create the system user
+    when it is missing (as tests/deps.sh does; a package purge removes
+    it)."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+    try:
+        pwd.getpwnam(WORKER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell",
+                        "/usr/sbin/nologin", WORKER_USER],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def session_ids():
     """(uid, gid) that this process's sessions run as: root's as
     worker_user, anyone else's as themselves."""
     if os.geteuid() != 0:
         return os.getuid(), os.getgid()
     import pwd
+    ensure_worker_user()
     pw = pwd.getpwnam(WORKER_USER)
     return pw.pw_uid, pw.pw_gid
 
@@ -296,6 +313,7 @@ class Daemon:
     """hotplexd on a private socket in a temp dir."""
 
     def __init__(self, conf=None, env=None, cli=None):
+        ensure_worker_user()
         self.dir = tempfile.mkdtemp(prefix="hptest.")
         self.sock = os.path.join(self.dir, "hotplexd.sock")
         self.work = os.path.join(self.dir, "work")
@@ -329,14 +347,27 @@ class Daemon:
                        "FAKE_CLAUDE_START",
         }
         self.valgrind = bool(os.environ.get("HP_VALGRIND"))
+        if self.valgrind:
+            # Valgrind knows neither seccomp(2) nor Landlock's calls (it
+            # warns and fails them); this run is about memory, the
+            # sandbox suites test the confinement.
+            c["seccomp"] = "off"
+            # Its own descriptors lie under the hard limit: it refuses
+            # a lower one.
+            c["rlimit_nofile"] = "0"
         if self.valgrind and "worker_path" not in (conf or {}):
-            # Workers too run under valgrind, through a wrapper.
+            # Workers too run under valgrind, through a wrapper.  They log
+            # into vg/, which they can write once they are the session's
+            # user (their forked CLI child logs there before its exec).
+            vg = os.path.join(self.dir, "vg")
+            os.mkdir(vg)
+            os.chmod(vg, DIR_SHARED)
             wrap = os.path.join(self.dir, "worker-vg")
             with open(wrap, "w") as f:
-                f.write("#!/bin/sh\nexec valgrind -q --leak-check=full --show-possibly-lost=no "
+                f.write("#!/bin/sh\nexec valgrind -q --vgdb=no --leak-check=full --show-possibly-lost=no "
                         "--errors-for-leak-kinds=definite --error-exitcode=99 "
                         "--log-file=%s/vg-worker.%%p %s \"$@\"\n" %
-                        (self.dir, os.path.join(BDIR, "hotplex-worker")))
+                        (vg, os.path.join(BDIR, "hotplex-worker")))
             os.chmod(wrap, 0o755)
             c["worker_path"] = wrap
         c.update(conf or {})
@@ -432,9 +463,14 @@ class Daemon:
     def valgrind_errors(self):
         """Valgrind reports of the master and workers ('' when clean)."""
         out = []
-        for n in sorted(os.listdir(self.dir)):
+        vg = os.path.join(self.dir, "vg")
+        logs = [os.path.join(self.dir, n) for n in os.listdir(self.dir)]
+        if os.path.isdir(vg):
+            logs += [os.path.join(vg, n) for n in os.listdir(vg)]
+        for p in sorted(logs):
+            n = os.path.basename(p)
             if n.startswith("vg-"):
-                with open(os.path.join(self.dir, n)) as f:
+                with open(p) as f:
                     # "--PID--" lines are valgrind's own remarks (a syscall
                     # it has no wrapper for, such as Landlock's); errors and
                     # leaks are "==PID==" lines.
