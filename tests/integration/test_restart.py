@@ -390,6 +390,7 @@ def test_already_in_use():
     the turn runs in a CLI started with --resume."""
     from hplib import BDIR
     tmp = tempfile.mkdtemp(prefix="hpinuse.")
+    os.chmod(tmp, 0o711)    # the session's user runs the wrapper in it
     mark = os.path.join(tmp, "in-use")
     wrap = os.path.join(tmp, "cli")
     with open(wrap, "w") as f:
