@@ -29,6 +29,10 @@ export class Daemon {
     this.sock = path.join(this.dir, 'hotplexd.sock');
     this.work = path.join(this.dir, 'work');
     fs.mkdirSync(this.work);
+    // Sessions run as their creator (root's as worker_user hotplex): they
+    // pass through the dir and make their workdirs in work/, as in /tmp.
+    fs.chmodSync(this.dir, 0o711);
+    fs.chmodSync(this.work, 0o1777);
     const c = {
       socket: this.sock,
       workdir_root: this.work,
