@@ -696,21 +696,30 @@ shell_var_scan(const char *s, size_t n, struct shell_vars *vars)
 	return v1 + (q != 0);
 }
 
-/* The assignments of a whole text, so that a later line sees them. */
+/*
+ * The assignments of a whole text, so that a later line sees them: from
+ * each "=", back over the name before it to where a word starts.
+ */
 static void
 shell_vars_scan(const char *s, size_t len, struct shell_vars *vars)
 {
-	size_t	i, k;
+	const char	*eq;
+	size_t		 at, b;
 
 	vars->n = 0;
 	vars->budget = SHELL_VAR_GROWTH * len;
-	if (memchr(s, '=', len) == NULL || memchr(s, '$', len) == NULL)
+	if (memchr(s, '$', len) == NULL)
 		return;
-	for (i = 0; i < len; i++) {
-		if ((i == 0 || shell_word_start[(unsigned char)s[i - 1]]) &&
-		    shell_name_char((unsigned char)s[i], 1) &&
-		    (k = shell_var_scan(s + i, len - i, vars)) != 0)
-			i += k - 1;
+	for (eq = memchr(s, '=', len); eq != NULL;
+	    eq = memchr(eq + 1, '=', (size_t)(s + len - eq - 1))) {
+		at = (size_t)(eq - s);
+		for (b = at; b > 0 && at - b < SHELL_VAR_NAME &&
+		    shell_name_char((unsigned char)s[b - 1], 0); b--)
+			;
+		if (b == at || !shell_name_char((unsigned char)s[b], 1) ||
+		    (b > 0 && !shell_word_start[(unsigned char)s[b - 1]]))
+			continue;
+		(void)shell_var_scan(s + b, len - b, vars);
 	}
 }
 
