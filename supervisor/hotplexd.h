@@ -102,6 +102,24 @@ struct queued_turn {
 };
 TAILQ_HEAD(queued_turns, queued_turn);
 
+/* A session's turn in flight or waiting for a worker: session.c's. */
+struct session_turn {
+	char			*prefix;	/* {"id":..,"session":..,"seq": */
+	size_t			 prefix_len;
+	char			*pending_prompt;	/* before the CLI is up */
+	char			*prompt;	/* sent; kept for one retry */
+	int			 retried;
+	int			 sent;		/* reached a worker: it counts */
+	int			 counted;	/* in total.turns already */
+	int			 retry_pending;	/* ignore the old worker's turn */
+	uint64_t		 events;	/* from the worker, this turn */
+	int			 pending_slash;
+	uint64_t		 pending_timeout_ms;
+	int			 cold;		/* this turn spawned the CLI */
+	uint64_t		 request_us;	/* when the execute/open came */
+	uint64_t		 assign_us;	/* request to worker assigned */
+};
+
 struct session {
 	TAILQ_ENTRY(session)	 entry;
 	TAILQ_ENTRY(session)	 wait_entry;	/* waiting for a worker */
@@ -126,20 +144,7 @@ struct session {
 	/* The turn in flight or waiting for a worker. */
 	uint32_t		 turn;
 	struct waiter		 exec;
-	char			*prefix;	/* {"id":..,"session":..,"seq": */
-	size_t			 prefix_len;
-	char			*pending_prompt;	/* before the CLI is up */
-	char			*turn_prompt;	/* sent; kept for one retry */
-	int			 turn_retried;
-	int			 turn_sent;	/* reached a worker: it counts */
-	int			 turn_counted;	/* in total.turns already */
-	int			 retry_pending;	/* ignore the old worker's turn */
-	uint64_t		 turn_events;	/* from the worker, this turn */
-	int			 pending_slash;
-	uint64_t		 pending_timeout_ms;
-	int			 cold;		/* this turn spawned the CLI */
-	uint64_t		 request_us;	/* when the execute/open came */
-	uint64_t		 assign_us;	/* request to worker assigned */
+	struct session_turn	 cur;
 	int			 resumed;
 
 	/* A configure waiting for the CLI, and the settings it brings. */

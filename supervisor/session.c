@@ -82,6 +82,43 @@ session_waiting(const struct waiter *w)
 	return w->req != NULL;
 }
 
+/* Answers ok to whoever waits on w, if still connected, and clears it. */
+static void
+session_waiter_ok(struct waiter *w)
+{
+	if (!session_waiting(w))
+		return;
+	if (w->c != NULL)
+		server_client_ok(w->c, w->req, NULL);
+	session_waiter_clear(w);
+}
+
+/* The same with an error line of the session. */
+static void
+session_waiter_error(const struct session *s, struct waiter *w,
+    const char *code, const char *message)
+{
+	if (!session_waiting(w))
+		return;
+	if (w->c != NULL)
+		server_client_error(w->c, w->req, s->name, code, "%s", message);
+	session_waiter_clear(w);
+}
+
+/*
+ * The one place a session changes state (DESIGN.md section 4), so that
+ * every transition can be followed in the debug log.
+ */
+static void
+session_set_state(struct session *s, enum session_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("session %s: %s -> %s", s->name, proto_state_name(s->state),
+	    proto_state_name(st));
+	s->state = st;
+}
+
 static void
 session_enqueue(struct session *s)
 {
@@ -109,7 +146,7 @@ session_dequeue(struct session *s)
 void
 session_end(struct session *s)
 {
-	s->state = SESSION_ENDED;
+	session_set_state(s, SESSION_ENDED);
 	ring_clear(&s->ring);
 	s->ring.dropped_to = s->seq;
 	if (s->on_ended)
@@ -310,7 +347,7 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	s->name = xstrdup(name);
 	s->uid = uid;
 	s->workdir = xstrdup(workdir);
-	s->state = SESSION_DORMANT;
+	session_set_state(s, SESSION_DORMANT);
 	util_uuid(s->cli_session_id);
 	s->options = options != NULL ? cJSON_Duplicate(options, 1) :
 	    cJSON_CreateObject();
@@ -348,9 +385,9 @@ session_free(struct session *s)
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
-	free(s->prefix);
-	free(s->pending_prompt);
-	free(s->turn_prompt);
+	free(s->cur.prefix);
+	free(s->cur.pending_prompt);
+	free(s->cur.prompt);
 	cJSON_Delete(s->options);
 	ring_clear(&s->ring);
 	stats_clear(&s->total);
@@ -407,17 +444,17 @@ session_emit_tail(struct session *s, const char *tail, size_t len)
 	char			*line;
 	size_t			 n, i;
 
-	if (s->prefix == NULL)
+	if (s->cur.prefix == NULL)
 		return;
 	s->seq++;
 	/*
 	 * One line, built once, in the ring entry that keeps it: for the
 	 * turn's client, the followers and attach.
 	 */
-	e = ring_entry_new(s->prefix_len + SESSION_SEQ_MAX + len + 1);
+	e = ring_entry_new(s->cur.prefix_len + SESSION_SEQ_MAX + len + 1);
 	line = e->line;
-	memcpy(line, s->prefix, s->prefix_len);
-	n = s->prefix_len + (size_t)snprintf(line + s->prefix_len,
+	memcpy(line, s->cur.prefix, s->cur.prefix_len);
+	n = s->cur.prefix_len + (size_t)snprintf(line + s->cur.prefix_len,
 	    SESSION_SEQ_MAX, "%llu,", (unsigned long long)s->seq);
 	memcpy(line + n, tail, len);
 	n += len;
@@ -453,19 +490,20 @@ session_turn_close(struct session *s)
 	audit_turn_end(s);
 	session_approvals_clear(s);
 	session_waiter_clear(&s->exec);
-	free(s->prefix);
-	s->prefix = NULL;
-	free(s->pending_prompt);
-	s->pending_prompt = NULL;
-	free(s->turn_prompt);
-	s->turn_prompt = NULL;
-	s->turn_retried = 0;
-	s->turn_sent = 0;
+	free(s->cur.prefix);
+	s->cur.prefix = NULL;
+	free(s->cur.pending_prompt);
+	s->cur.pending_prompt = NULL;
+	free(s->cur.prompt);
+	s->cur.prompt = NULL;
+	s->cur.retried = 0;
+	s->cur.sent = 0;
 	if (s->state == SESSION_BUSY)
-		s->state = s->worker != NULL ? SESSION_READY : SESSION_DORMANT;
+		session_set_state(s, s->worker != NULL ? SESSION_READY :
+		    SESSION_DORMANT);
 	s->active_ms = util_now_ms();
 	if (hp.shutting_down && s->worker != NULL && s->state == SESSION_READY) {
-		s->state = SESSION_STOPPING;
+		session_set_state(s, SESSION_STOPPING);
 		pool_send(s->worker, MSG_STOP, s->turn, NULL);
 	} else
 		session_idle_arm(s);
@@ -488,8 +526,8 @@ session_turn_fail(struct session *s, const char *code, const char *message)
 	log_info("session %s turn %u: %s: %s", s->name, s->turn, code, message);
 	s->total.errors++;
 	/* A turn a worker was given counts, whatever ended it. */
-	if (s->turn_sent && !s->turn_counted) {
-		s->turn_counted = 1;
+	if (s->cur.sent && !s->cur.counted) {
+		s->cur.counted = 1;
 		s->total.turns++;
 		stats_clear(&s->last);
 		s->last.turns = 1;
@@ -617,13 +655,8 @@ session_assign_failed(struct session *s, int e)
 
 	snprintf(why, sizeof why, "cannot spawn a worker: %s", strerror(e));
 	session_dequeue(s);
-	s->state = SESSION_DORMANT;
-	if (session_waiting(&s->open)) {
-		if (s->open.c != NULL)
-			server_client_error(s->open.c, s->open.req, s->name,
-			    code, "%s", why);
-		session_waiter_clear(&s->open);
-	}
+	session_set_state(s, SESSION_DORMANT);
+	session_waiter_error(s, &s->open, code, why);
 	session_turn_fail(s, code, why);
 	if (s->total.turns == 0 && !s->has_conversation) {
 		session_free(s);
@@ -644,7 +677,7 @@ session_assign(struct session *s)
 	int		 e;
 
 	session_unend(s);
-	s->state = SESSION_STARTING;
+	session_set_state(s, SESSION_STARTING);
 	if ((wk = pool_take(&e)) == NULL) {
 		if (e != 0)
 			return session_assign_failed(s, e);
@@ -654,8 +687,8 @@ session_assign(struct session *s)
 	session_dequeue(s);
 	wk->session = s;
 	s->worker = wk;
-	s->cold = 1;
-	s->assign_us = util_now_us() - s->request_us;
+	s->cur.cold = 1;
+	s->cur.assign_us = util_now_us() - s->cur.request_us;
 	s->resumed = s->has_conversation;
 	o = session_open_msg(s, session_waiting(&s->open));
 	server_gateway_session_open(s, o);
@@ -687,39 +720,39 @@ session_turn_begin(struct session *s)
 {
 	cJSON		*d;
 	struct msg_turn	 t;
-	uint64_t	 ms = s->pending_timeout_ms;
+	uint64_t	 ms = s->cur.pending_timeout_ms;
 
 	d = cJSON_CreateObject();
-	cJSON_AddBoolToObject(d, "cold", s->cold);
-	cJSON_AddBoolToObject(d, "resumed", s->cold && s->resumed);
+	cJSON_AddBoolToObject(d, "cold", s->cur.cold);
+	cJSON_AddBoolToObject(d, "resumed", s->cur.cold && s->resumed);
 	cJSON_AddStringToObject(d, "cli_session_id", s->cli_session_id);
 	cJSON_AddNumberToObject(d, "worker_pid", s->worker->pid);
 	cJSON_AddNumberToObject(d, "pgid", s->cli_pid);
 	cJSON_AddNumberToObject(d, "cli_pid", s->cli_pid);
 	/* Where the time before the turn went: getting a worker, and all. */
-	cJSON_AddNumberToObject(d, "assign_us", s->cold ?
-	    (double)s->assign_us : 0);
+	cJSON_AddNumberToObject(d, "assign_us", s->cur.cold ?
+	    (double)s->cur.assign_us : 0);
 	cJSON_AddNumberToObject(d, "ready_us",
-	    (double)(util_now_us() - s->request_us));
+	    (double)(util_now_us() - s->cur.request_us));
 	session_emit(s, "session_start", d);
-	s->cold = 0;
+	s->cur.cold = 0;
 
 	/* options.timeout_ms is per turn; the rest of options per session. */
 	if (ms == 0)
 		ms = hp.conf->turn_timeout_ms;
 	memset(&t, 0, sizeof t);
-	t.prompt = s->pending_prompt;
-	t.slash_commands = s->pending_slash;
+	t.prompt = s->cur.pending_prompt;
+	t.slash_commands = s->cur.pending_slash;
 	t.timeout_ms = ms;
 	pool_send_turn(s->worker, s->turn, &t);
-	free(s->turn_prompt);
-	s->turn_prompt = s->pending_prompt;
-	s->pending_prompt = NULL;
-	s->turn_events = 0;
-	s->retry_pending = 0;
-	s->turn_sent = 1;
-	s->turn_counted = 0;
-	s->state = SESSION_BUSY;
+	free(s->cur.prompt);
+	s->cur.prompt = s->cur.pending_prompt;
+	s->cur.pending_prompt = NULL;
+	s->cur.events = 0;
+	s->cur.retry_pending = 0;
+	s->cur.sent = 1;
+	s->cur.counted = 0;
+	session_set_state(s, SESSION_BUSY);
 	event_del(s->idle_timer);
 }
 
@@ -731,17 +764,17 @@ session_turn_begin(struct session *s)
 static int
 session_turn_retry(struct session *s)
 {
-	if (!session_waiting(&s->exec) || s->turn_retried ||
-	    s->turn_prompt == NULL || s->worker == NULL || s->turn_events > 0)
+	if (!session_waiting(&s->exec) || s->cur.retried ||
+	    s->cur.prompt == NULL || s->worker == NULL || s->cur.events > 0)
 		return 0;
 	log_info("session %s: CLI gone before turn %u began; retrying it in a "
 	    "new CLI", s->name, s->turn);
-	s->state = SESSION_STOPPING;
+	session_set_state(s, SESSION_STOPPING);
 	s->stop_final = 0;
-	s->turn_retried = 1;
-	s->retry_pending = 1;
-	s->pending_prompt = s->turn_prompt;
-	s->turn_prompt = NULL;
+	s->cur.retried = 1;
+	s->cur.retry_pending = 1;
+	s->cur.pending_prompt = s->cur.prompt;
+	s->cur.prompt = NULL;
 	return 1;
 }
 
@@ -773,7 +806,7 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 		    "it", s->name, s->cli_session_id);
 		s->has_conversation = 1;
 		state_session_save(s);
-		s->turn_retried = 0;
+		s->cur.retried = 0;
 	}
 	if (te->retry && session_turn_retry(s))
 		return;		/* the worker's exit brings a new one */
@@ -782,11 +815,11 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 	turn.turns = 1;
 	if (te->outcome == MSG_TURN_ERROR && turn.errors == 0)
 		turn.errors = 1;
-	if (s->turn_counted) {	/* its error line went out already */
+	if (s->cur.counted) {	/* its error line went out already */
 		turn.turns = 0;
 		turn.errors = 0;
 	}
-	s->turn_counted = 1;
+	s->cur.counted = 1;
 	stats_add(&s->total, &turn);
 	stats_clear(&s->last);
 	stats_copy(&s->last, &turn);
@@ -798,7 +831,7 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 	state_session_save(s);
 	/* Its CLI is gone and the worker follows: no turn goes there now. */
 	if (te->exiting && s->worker != NULL && s->state != SESSION_STOPPING) {
-		s->state = SESSION_STOPPING;
+		session_set_state(s, SESSION_STOPPING);
 		s->stop_final = 0;
 	}
 	if (!session_waiting(&s->exec))
@@ -832,12 +865,12 @@ session_worker_opened(struct session *s, const struct msg_opened *op)
 	}
 	if (s->state != SESSION_STARTING)
 		return;
-	s->state = SESSION_READY;
-	if (s->pending_prompt != NULL && session_waiting(&s->exec))
+	session_set_state(s, SESSION_READY);
+	if (s->cur.pending_prompt != NULL && session_waiting(&s->exec))
 		session_turn_begin(s);
 	else {
 		/* Opened ahead of its first turn: that turn is warm. */
-		s->cold = 0;
+		s->cur.cold = 0;
 		session_idle_arm(s);
 	}
 }
@@ -846,11 +879,7 @@ session_worker_opened(struct session *s, const struct msg_opened *op)
 static void
 session_worker_probed(struct session *s)
 {
-	if (session_waiting(&s->open)) {
-		if (s->open.c != NULL)
-			server_client_ok(s->open.c, s->open.req, NULL);
-		session_waiter_clear(&s->open);
-	}
+	session_waiter_ok(&s->open);
 }
 
 static void
@@ -861,13 +890,8 @@ session_worker_open_failed(struct session *s, struct worker *wk,
 		wk->closed = 1;
 	pool_release(wk);	/* a spare again, unless it is going */
 	s->worker = NULL;
-	s->state = SESSION_DORMANT;
-	if (session_waiting(&s->open)) {
-		if (s->open.c != NULL)
-			server_client_error(s->open.c, s->open.req, s->name,
-			    of->code, "%s", of->message);
-		session_waiter_clear(&s->open);
-	}
+	session_set_state(s, SESSION_DORMANT);
+	session_waiter_error(s, &s->open, of->code, of->message);
 	session_turn_fail(s, of->code, of->message);
 	/* A session that never ran leaves no trace. */
 	if (s->total.turns == 0 && !s->has_conversation)
@@ -910,12 +934,12 @@ session_worker_cli_exit(struct session *s, const struct msg_cli_exit *ce)
 			snprintf(why, sizeof why, "CLI exited with status "
 			    "%d%s%.400s", ce->status, *tail != '\0' ? ": " : "",
 			    tail);
-		s->state = SESSION_STOPPING;
+		session_set_state(s, SESSION_STOPPING);
 		s->stop_final = 0;
 		session_turn_fail(s, ERR_CLI_EXITED, why);
 	}
 	if (s->state == SESSION_READY) {	/* the worker exits next */
-		s->state = SESSION_STOPPING;
+		session_set_state(s, SESSION_STOPPING);
 		s->stop_final = 0;
 		event_del(s->idle_timer);
 	}
@@ -951,7 +975,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			return;
 		}
 		if (m->hdr.turn == s->turn && s->state == SESSION_BUSY) {
-			s->turn_events++;
+			s->cur.events++;
 			session_emit_tail(s, m->data, m->hdr.len);
 			audit_event(s, m->data, m->hdr.len);
 		}
@@ -976,7 +1000,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		if ((bad = msg_turn_end_decode(m, &te)) == 0) {
 			/* A turn handed to a new CLI: the old worker's word
 			 * on it is void. */
-			if (!s->retry_pending && m->hdr.turn == s->turn)
+			if (!s->cur.retry_pending && m->hdr.turn == s->turn)
 				session_turn_end(s, &te);
 			msg_turn_end_clear(&te);
 		}
@@ -1096,32 +1120,23 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	session_tmpdir_remove(s);
 	/* Its CLI never answered: the settings are the next CLI's. */
 	session_configure_done(s, 0, NULL);
-	if (session_waiting(&s->open)) {
-		if (s->open.c != NULL)
-			server_client_error(s->open.c, s->open.req, s->name,
-			    ERR_WORKER_EXITED, "%s", why);
-		session_waiter_clear(&s->open);
-	}
+	session_waiter_error(s, &s->open, ERR_WORKER_EXITED, why);
 	if (s->state == SESSION_BUSY || (s->state == SESSION_STARTING &&
 	    session_waiting(&s->exec))) {
-		s->state = SESSION_DORMANT;
+		session_set_state(s, SESSION_DORMANT);
 		session_turn_fail(s, hp.shutting_down ? ERR_SHUTTING_DOWN :
 		    ERR_WORKER_EXITED, why);
 	}
 	if (s->stop_final)
 		session_end(s);
 	else
-		s->state = SESSION_DORMANT;
-	if (session_waiting(&s->stop)) {
-		if (s->stop.c != NULL)
-			server_client_ok(s->stop.c, s->stop.req, NULL);
-		session_waiter_clear(&s->stop);
-	}
+		session_set_state(s, SESSION_DORMANT);
+	session_waiter_ok(&s->stop);
 	log_info("session %s %s: %s", s->name, proto_state_name(s->state), why);
 	state_session_save(s);
 	/* A turn queued behind a reset or an idle stop starts now. */
 	if (s->state == SESSION_DORMANT && session_waiting(&s->exec) &&
-	    s->pending_prompt != NULL && !hp.shutting_down &&
+	    s->cur.pending_prompt != NULL && !hp.shutting_down &&
 	    session_assign(s) == -1)
 		return;
 	if (s->state == SESSION_ENDED)
@@ -1137,7 +1152,7 @@ session_idle_fire(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("session %s idle for %llu ms: stopping its CLI", s->name,
 	    (unsigned long long)hp.conf->idle_timeout_ms);
-	s->state = SESSION_STOPPING;
+	session_set_state(s, SESSION_STOPPING);
 	s->stop_final = 0;
 	pool_send(s->worker, MSG_STOP, s->turn, NULL);
 }
@@ -1487,8 +1502,8 @@ session_prefix(struct session *s, const char *req)
 	ps = json_print(pre);
 	cJSON_Delete(pre);
 	ps[strlen(ps) - 1] = '\0';
-	free(s->prefix);
-	s->prefix_len = (size_t)xasprintf(&s->prefix, "%s,\"seq\":", ps);
+	free(s->cur.prefix);
+	s->cur.prefix_len = (size_t)xasprintf(&s->cur.prefix, "%s,\"seq\":", ps);
 	cJSON_free(ps);
 }
 
@@ -1536,8 +1551,8 @@ session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
 	    v.nmatches ? v.matches[0].message : "prompt refused by the firewall");
 	session_emit(s, "error", d);
 	session_waiter_clear(&s->exec);
-	free(s->prefix);
-	s->prefix = NULL;
+	free(s->cur.prefix);
+	s->cur.prefix = NULL;
 	state_session_save(s);
 	return -1;
 }
@@ -1606,14 +1621,14 @@ session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
 	if (session_screen(c, uid, pid, req, s, prompt) == -1)
 		return;
 	s->turn++;
-	s->request_us = util_now_us();
+	s->cur.request_us = util_now_us();
 	session_waiter_set(&s->exec, c, req);
 	session_prefix(s, req);
 
-	free(s->pending_prompt);
-	s->pending_prompt = xstrdup(prompt);
-	s->pending_slash = slash;
-	s->pending_timeout_ms = timeout_ms;
+	free(s->cur.pending_prompt);
+	s->cur.pending_prompt = xstrdup(prompt);
+	s->cur.pending_slash = slash;
+	s->cur.pending_timeout_ms = timeout_ms;
 	if (s->state == SESSION_ENDED)
 		session_revive(s);
 
@@ -1789,7 +1804,7 @@ session_op_open(struct client *c, const char *req, const cJSON *r)
 		return;
 	if (s->state == SESSION_ENDED)
 		session_revive(s);
-	s->request_us = util_now_us();
+	s->cur.request_us = util_now_us();
 	session_waiter_set(&s->open, c, req);
 	session_assign(s);
 }
@@ -1838,12 +1853,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 		session_emit(s, "done", proto_done_json(&done));
 		session_turn_close(s);
 	}
-	if (session_waiting(&s->open)) {
-		if (s->open.c != NULL)
-			server_client_error(s->open.c, s->open.req, s->name,
-			    ERR_CLI_EXITED, "session stopped");
-		session_waiter_clear(&s->open);
-	}
+	session_waiter_error(s, &s->open, ERR_CLI_EXITED, "session stopped");
 	s->stop_final = 1;
 	event_del(s->idle_timer);
 	if (s->worker == NULL) {
@@ -1860,7 +1870,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 		return;
 	}
 	session_waiter_set(&s->stop, c, req);
-	s->state = SESSION_STOPPING;
+	session_set_state(s, SESSION_STOPPING);
 	pool_send(s->worker, MSG_STOP, s->turn, NULL);
 }
 
@@ -1882,7 +1892,7 @@ session_op_reset(struct client *c, const char *req, const cJSON *r)
 	    s->cli_session_id);
 	state_session_save(s);
 	if (s->worker != NULL && s->state != SESSION_STOPPING) {
-		s->state = SESSION_STOPPING;
+		session_set_state(s, SESSION_STOPPING);
 		s->stop_final = 0;
 		pool_send(s->worker, MSG_STOP, s->turn, NULL);
 	}
@@ -2264,13 +2274,8 @@ session_spawn_failed(const char *code, const char *why)
 		session_dequeue(s);
 		if (s->state != SESSION_STARTING || s->worker != NULL)
 			continue;
-		s->state = SESSION_DORMANT;
-		if (session_waiting(&s->open)) {
-			if (s->open.c != NULL)
-				server_client_error(s->open.c, s->open.req,
-				    s->name, code, "%s", why);
-			session_waiter_clear(&s->open);
-		}
+		session_set_state(s, SESSION_DORMANT);
+		session_waiter_error(s, &s->open, code, why);
 		session_turn_fail(s, code, why);
 		if (s->total.turns == 0 && !s->has_conversation)
 			session_forget(s);
@@ -2292,20 +2297,14 @@ session_drain(void)
 		    "the server is shutting down");
 		if (s->state == SESSION_STARTING && s->worker == NULL) {
 			session_dequeue(s);
-			s->state = SESSION_DORMANT;
+			session_set_state(s, SESSION_DORMANT);
 			session_turn_fail(s, ERR_SHUTTING_DOWN,
 			    "the server is shutting down");
-			if (session_waiting(&s->open)) {
-				if (s->open.c != NULL)
-					server_client_error(s->open.c,
-					    s->open.req, s->name,
-					    ERR_SHUTTING_DOWN,
-					    "the server is shutting down");
-				session_waiter_clear(&s->open);
-			}
+			session_waiter_error(s, &s->open, ERR_SHUTTING_DOWN,
+			    "the server is shutting down");
 		}
 		if (s->worker != NULL && s->state == SESSION_READY) {
-			s->state = SESSION_STOPPING;
+			session_set_state(s, SESSION_STOPPING);
 			pool_send(s->worker, MSG_STOP, s->turn, NULL);
 		}
 	}
@@ -2323,7 +2322,7 @@ session_shutdown(void)
 		session_turn_fail(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
 		if (s->worker != NULL) {
-			s->state = SESSION_STOPPING;
+			session_set_state(s, SESSION_STOPPING);
 			pool_send(s->worker, MSG_STOP, s->turn, NULL);
 		}
 	}

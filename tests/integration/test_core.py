@@ -424,9 +424,15 @@ def test_malformed_worker():
         t.ok(d.proc.poll() is None and
              c.request("hello")["type"] == "hello", "the master lives on")
         # The worker that sent garbage is killed and reaped before the
-        # turn is failed; the pool may already have started another.
+        # turn is failed; the pool may already have started another, killed
+        # as the log is read and reaped a moment later.
         killed = [int(m) for m in re.findall(
             r"killing worker (\d+): malformed message", open(d.log).read())]
+        try:
+            wait_for(lambda: not any(proc_alive(p) for p in killed), 10,
+                     "the killed workers to be reaped")
+        except TimeoutError:
+            pass
         t.ok(killed and not any(proc_alive(p) for p in killed),
              "the bad worker is gone", killed)
     finally:
