@@ -147,6 +147,10 @@ struct session {
 	struct session_turn	 cur;
 	int			 resumed;
 
+	/* Rate-limit events seen, and the last one's data (JSON text). */
+	uint64_t		 rate_limits;
+	char			*rate_limit_last;	/* owned */
+
 	/* A configure waiting for the CLI, and the settings it brings. */
 	struct waiter		 configure;
 	cJSON			*configure_pending;	/* owned */

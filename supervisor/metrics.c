@@ -207,12 +207,14 @@ metrics_page(struct evbuffer *b)
 	struct stats	 sum;
 	struct session	*s;
 	size_t		 i, nstate[sizeof states / sizeof states[0]];
+	uint64_t	 rate_limits = 0;
 
 	memset(nstate, 0, sizeof nstate);
 	stats_init(&sum);
 	stats_add(&sum, &hp.ended_total);
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		stats_add(&sum, &s->total);
+		rate_limits += s->rate_limits;
 		for (i = 0; i < sizeof states / sizeof states[0]; i++) {
 			if (s->state == states[i])
 				nstate[i]++;
@@ -264,6 +266,9 @@ metrics_page(struct evbuffer *b)
 	    "Prompts the firewall refused.", sum.danger_blocks);
 	metrics_one(b, "hotplex_turn_errors_total", "counter",
 	    "Turns that ended in an error.", sum.errors);
+	metrics_one(b, "hotplex_rate_limit_events_total", "counter",
+	    "Rate-limit events of the CLIs (rate_limit_event, API retries "
+	    "of a 429 or 529), over the sessions in the table.", rate_limits);
 	stats_clear(&sum);
 	metrics_gateway(b, server_gateway_account());
 }

@@ -196,6 +196,27 @@ session_approvals_clear(struct session *s)
 		free(s->approvals[--s->napprovals]);
 }
 
+/*
+ * A system/rate_limit event (the bridge puts its subtype first): counted,
+ * and the last one kept for sessions and stats.
+ */
+static void
+session_rate_limit_seen(struct session *s, const char *tail, size_t len)
+{
+	static const char rl[] =
+	    "\"type\":\"system\",\"data\":{\"subtype\":\"rate_limit\"";
+	const char	*d, *end;
+
+	if (len < sizeof rl - 1 || memcmp(tail, rl, sizeof rl - 1) != 0)
+		return;
+	s->rate_limits++;
+	/* The data object: from its '{' to the tail's last '}' excluded. */
+	d = tail + sizeof "\"type\":\"system\",\"data\":" - 1;
+	end = tail + len - 1;
+	free(s->rate_limit_last);
+	s->rate_limit_last = xstrndup(d, (size_t)(end - d));
+}
+
 /* The worker put a question to the app (pending), or it is settled. */
 static void
 session_worker_approval(struct session *s, const struct msg_approval *ap)
@@ -382,6 +403,7 @@ session_free(struct session *s)
 	session_approvals_clear(s);
 	session_waiter_clear(&s->configure);
 	cJSON_Delete(s->configure_pending);
+	free(s->rate_limit_last);
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
@@ -420,6 +442,18 @@ session_forget(struct session *s)
 	session_free(s);
 }
 
+/* rate_limits, and rate_limit (the last such event's data) if any. */
+static void
+session_rate_limit_json(const struct session *s, cJSON *j)
+{
+	cJSON	*last;
+
+	cJSON_AddNumberToObject(j, "rate_limits", (double)s->rate_limits);
+	if (s->rate_limit_last != NULL &&
+	    (last = cJSON_Parse(s->rate_limit_last)) != NULL)
+		cJSON_AddItemToObject(j, "rate_limit", last);
+}
+
 /* SessionStats of DESIGN.md section 5, with last_turn. */
 static cJSON *
 session_stats_json(const struct session *s)
@@ -431,6 +465,7 @@ session_stats_json(const struct session *s)
 	cJSON_AddStringToObject(j, "state", proto_state_name(s->state));
 	cJSON_AddItemToObject(j, "last_turn", stats_to_json(&s->last));
 	server_gateway_stats_json(&s->gw, j);
+	session_rate_limit_json(s, j);
 	return j;
 }
 
@@ -978,6 +1013,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			s->cur.events++;
 			session_emit_tail(s, m->data, m->hdr.len);
 			audit_event(s, m->data, m->hdr.len);
+			session_rate_limit_seen(s, m->data, m->hdr.len);
 		}
 		return;
 	case MSG_OPENED:
@@ -1969,6 +2005,7 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddNumberToObject(o, "tokens",
 		    (double)stats_tokens_total(&s->total));
 		cJSON_AddNumberToObject(o, "queued", s->nturnq);
+		session_rate_limit_json(s, o);
 		cJSON_AddNumberToObject(o, "api_requests",
 		    (double)s->gw.requests);
 		cJSON_AddNumberToObject(o, "api_status", s->gw.last_status);

@@ -128,9 +128,12 @@ static const char *bridge_system_ignore[] = {
 
 /* Top-level types known and deliberately dropped. */
 static const char *bridge_type_ignore[] = {
-	"tool_use_summary", "auth_status", "rate_limit_event",
+	"tool_use_summary", "auth_status",
 	"prompt_suggestion", "keep_alive"
 };
+
+/* api_retry errors that mean the account is limited (PROTOCOL.md 3.3). */
+static const char *bridge_limit_errors[] = { "rate_limit", "overloaded" };
 
 #define nitems(a)	(sizeof (a) / sizeof (a)[0])
 
@@ -917,6 +920,50 @@ bridge_emit_system(struct bridge *b, const cJSON *line, const char *subtype)
 	bridge_emit(b, "system", data);
 }
 
+/*
+ * Rate limits, one event for apps: system {subtype:"rate_limit", source,
+ * ...}.  From the CLI's rate_limit_event (its rate_limit_info: status,
+ * resetsAt, rateLimitType, utilization, ... as the CLI's own schema has
+ * them), or from an api_retry of a 429 or 529.
+ */
+static void
+bridge_rate_limit_event(struct bridge *b, const cJSON *line)
+{
+	const cJSON	*info = cJSON_GetObjectItemCaseSensitive(line,
+			    "rate_limit_info");
+	const cJSON	*v;
+	cJSON		*d = cJSON_CreateObject();
+
+	/* subtype first: the master recognizes the event by its start. */
+	cJSON_AddStringToObject(d, "subtype", "rate_limit");
+	cJSON_AddStringToObject(d, "source", "cli");
+	if (cJSON_IsObject(info))
+		cJSON_ArrayForEach(v, info)
+			if (strcmp(v->string, "subtype") != 0 &&
+			    strcmp(v->string, "source") != 0)
+				cJSON_AddItemToObject(d, v->string,
+				    cJSON_Duplicate(v, 1));
+	bridge_emit(b, "system", d);
+}
+
+static void
+bridge_rate_limit_retry(struct bridge *b, const cJSON *line)
+{
+	static const char *keep[] = { "attempt", "max_retries",
+	    "retry_delay_ms", "error_status", "error" };
+	const cJSON	*v;
+	cJSON		*d = cJSON_CreateObject();
+	size_t		 i;
+
+	cJSON_AddStringToObject(d, "subtype", "rate_limit");
+	cJSON_AddStringToObject(d, "source", "api_retry");
+	cJSON_AddStringToObject(d, "status", "retrying");
+	for (i = 0; i < nitems(keep); i++)
+		if ((v = cJSON_GetObjectItemCaseSensitive(line, keep[i])) != NULL)
+			cJSON_AddItemToObject(d, keep[i], cJSON_Duplicate(v, 1));
+	bridge_emit(b, "system", d);
+}
+
 /* Returns 0 handled, 1 ignored, -1 unknown. */
 static int
 bridge_system(struct bridge *b, const cJSON *line, uint64_t now)
@@ -943,6 +990,10 @@ bridge_system(struct bridge *b, const cJSON *line, uint64_t now)
 	if (bridge_in(sub, bridge_system_forward,
 	    nitems(bridge_system_forward))) {
 		bridge_emit_system(b, line, NULL);
+		if (strcmp(sub, "api_retry") == 0 && json_str(line, "error") !=
+		    NULL && bridge_in(json_str(line, "error"),
+		    bridge_limit_errors, nitems(bridge_limit_errors)))
+			bridge_rate_limit_retry(b, line);
 		return 0;
 	}
 	if (bridge_in(sub, bridge_system_ignore, nitems(bridge_system_ignore)))
@@ -1118,6 +1169,10 @@ bridge_dispatch(struct bridge *b, const cJSON *line, uint64_t now)
 	}
 	if (strcmp(type, "control_response") == 0) {
 		bridge_control_response(b, line);
+		return 0;
+	}
+	if (strcmp(type, "rate_limit_event") == 0) {
+		bridge_rate_limit_event(b, line);
 		return 0;
 	}
 	if (strcmp(type, "control_cancel_request") == 0) {

@@ -124,7 +124,7 @@ enum fc_usage_idx { U_IN, U_OUT, U_CR, U_CW, U_N };
 /* What the user text asks for; see README.md. */
 struct fc_directives {
 	int	 think, stall, ignore_intr, crash, garbage, escape, exit_after;
-	int	 error, slash, echo, settings;
+	int	 error, slash, echo, settings, ratelimit;
 	long	 deltas;
 	long	 delay_ms;
 	char	*tool;		/* owned; the Bash command */
@@ -610,6 +610,25 @@ fc_line_status(void)
 	return o;
 }
 
+/* An API retry after a 429, as recorded (api_retry.stdout.jsonl has 529). */
+static cJSON *
+fc_line_api_retry_429(void)
+{
+	cJSON	*o;
+
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "system");
+	cJSON_AddStringToObject(o, "subtype", "api_retry");
+	cJSON_AddNumberToObject(o, "attempt", 1);
+	cJSON_AddNumberToObject(o, "max_retries", 2);
+	cJSON_AddNumberToObject(o, "retry_delay_ms", 583.4593755514844);
+	cJSON_AddNumberToObject(o, "error_status", 429);
+	cJSON_AddStringToObject(o, "error", "rate_limit");
+	cJSON_AddStringToObject(o, "session_id", opts.session_id);
+	fc_add_uuid(o);
+	return o;
+}
+
 static cJSON *
 fc_line_stream(cJSON *event, long ttft_ms)
 {
@@ -869,6 +888,8 @@ fc_directive(struct fc_directives *d, const char *w, size_t n)
 			d->echo = 1;
 		else if (KEY("settings"))
 			d->settings = 1;
+		else if (KEY("ratelimit"))
+			d->ratelimit = 1;
 		return;
 	}
 	if (KEY("stream") && fc_num(arg, alen, FC_MAX_DELTAS, &v) == 0 &&
@@ -1857,6 +1878,8 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 	case ST_STATUS:
 		r->start = fc_now();
 		fc_emit(fc_line_status());
+		if (t->d.ratelimit && s->round == 0)
+			fc_emit(fc_line_api_retry_429());
 		break;
 	case ST_MSG_START:
 		if (r->start.tv_sec == 0 && r->start.tv_nsec == 0)

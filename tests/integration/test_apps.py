@@ -470,7 +470,34 @@ def test_hotplexctl():
              "hotplexctl permission answers a request", (out, err, pd))
 
 
+def test_rate_limits():
+    import urllib.request
+    port = hplib.free_tcp_port()
+    with Daemon({"metrics_listen": "127.0.0.1:%d" % port}) as d:
+        c = d.client()
+        evs = c.execute("rl", "ratelimit")
+        rl = [e for e in evs if e["type"] == "system" and
+              e["data"]["subtype"] == "rate_limit"]
+        t.ok(len(rl) == 1 and rl[0]["data"]["source"] == "api_retry" and
+             rl[0]["data"]["status"] == "retrying" and
+             rl[0]["data"]["error_status"] == 429 and
+             evs[-1]["type"] == "done",
+             "an API retry of a 429: system rate_limit event", rl)
+        row = [x for x in c.request("sessions")["data"]
+               if x["session"] == "rl"][0]
+        t.ok(row["rate_limits"] == 1 and
+             row["rate_limit"]["error_status"] == 429,
+             "sessions shows rate_limits and the last one", row)
+        st = c.request("stats", session="rl")["data"]
+        t.eq(st["rate_limits"], 1, "stats counts them")
+        page = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                      timeout=hplib.REPLY_TIMEOUT_S).read()
+        t.ok(b"hotplex_rate_limit_events_total 1" in page,
+             "metrics: hotplex_rate_limit_events_total", page[-300:])
+
+
 def main():
+    test_rate_limits()
     test_hotplexctl()
     test_configure()
     test_budget()

@@ -1532,8 +1532,10 @@ test_subagent_and_progress(void **state)
 	assert_int_equal(rec_count(r, "system", "task_started"), 1);
 	e = rec_find(r, "system", 1);
 	assert_string_equal(ev_str(e, "description"), "Slow loop");
-	/* control_cancel_request goes to its callback (none here). */
-	assert_int_equal(bridge_counters(b)->ignored, 3);
+	/* control_cancel_request goes to its callback (none here), and
+	 * rate_limit_event becomes system/rate_limit. */
+	assert_int_equal(bridge_counters(b)->ignored, 2);
+	assert_int_equal(rec_count(r, "system", "rate_limit"), 1);
 	assert_int_equal(bridge_counters(b)->unknown, 0);
 	bridge_free(b);
 	rec_free(r);
@@ -1585,6 +1587,50 @@ test_null_callbacks(void **state)
 	bridge_free(b);
 }
 
+/*
+ * Rate limits: the CLI's rate_limit_event (its fields as the CLI's own
+ * schema names them) and an api_retry of a 429 each give one system
+ * rate_limit event, subtype first; a 500 retry does not.
+ */
+static void
+test_rate_limits(void **state)
+{
+	struct rec		*r = rec_new();
+	struct bridge		*b = bridge_for(r);
+	const struct rec_event	*e;
+	char			*text;
+
+	bridge_turn_start(b, 0);
+	feed(b, "{\"type\":\"rate_limit_event\",\"rate_limit_info\":{"
+	    "\"status\":\"allowed_warning\",\"resetsAt\":1765000000,"
+	    "\"rateLimitType\":\"five_hour\",\"utilization\":0.91},"
+	    "\"uuid\":\"u\",\"session_id\":\"s\"}", 1);
+	feed(b, "{\"type\":\"system\",\"subtype\":\"api_retry\",\"attempt\":1,"
+	    "\"max_retries\":2,\"retry_delay_ms\":600.5,\"error_status\":429,"
+	    "\"error\":\"rate_limit\",\"session_id\":\"s\",\"uuid\":\"u\"}", 2);
+	feed(b, "{\"type\":\"system\",\"subtype\":\"api_retry\",\"attempt\":1,"
+	    "\"max_retries\":2,\"retry_delay_ms\":600.5,\"error_status\":500,"
+	    "\"error\":\"server_error\",\"session_id\":\"s\",\"uuid\":\"u\"}", 3);
+	assert_int_equal(rec_count(r, "system", "rate_limit"), 2);
+	assert_int_equal(rec_count(r, "system", "api_retry"), 2);
+	e = rec_find(r, "system", 0);
+	assert_string_equal(ev_str(e, "source"), "cli");
+	assert_string_equal(ev_str(e, "status"), "allowed_warning");
+	assert_string_equal(ev_str(e, "rateLimitType"), "five_hour");
+	text = cJSON_PrintUnformatted(e->data);
+	assert_int_equal(strncmp(text, "{\"subtype\":\"rate_limit\"", 22), 0);
+	cJSON_free(text);
+	e = rec_find(r, "system", 2);
+	assert_string_equal(ev_str(e, "subtype"), "rate_limit");
+	assert_string_equal(ev_str(e, "source"), "api_retry");
+	assert_string_equal(ev_str(e, "status"), "retrying");
+	assert_int_equal(cJSON_GetObjectItem(e->data, "error_status")->valueint,
+	    429);
+	assert_int_equal(bridge_counters(b)->unknown, 0);
+	bridge_free(b);
+	rec_free(r);
+}
+
 int
 main(void)
 {
@@ -1611,6 +1657,7 @@ main(void)
 		cmocka_unit_test(test_cost_never_negative),
 		cmocka_unit_test(test_subagent_and_progress),
 		cmocka_unit_test(test_control_plane),
+		cmocka_unit_test(test_rate_limits),
 		cmocka_unit_test(test_null_callbacks),
 	};
 
