@@ -160,6 +160,18 @@ def kill_rounds(d, mock):
          all(json.dumps(x) in e[-1]["data"]["result"] for x in said),
          "the CLI's transcript in its config dir makes the turn resume "
          "when the store says no conversation", (start, e[-1]))
+    # The audit of a real Write: allowed by the gate, the file it wrote.
+    note = os.path.join(wd, "note.txt")
+    e = c.execute("kill", "[[tool:Write:%s]] write the note" % json.dumps(
+        {"file_path": note, "content": "hi\n"}))
+    rows = c.request("audit", session="kill")["data"]["rows"]
+    w = [r for r in rows if r["tool"] == "Write"]
+    t.ok(e[-1]["type"] == "done" and os.path.exists(note) and len(w) == 1
+         and w[0]["files"] == [note] and w[0]["decision"] == "allow" and
+         w[0]["decided_by"] == "gate" and not w[0]["error"] and
+         "note.txt" in w[0]["excerpt"],
+         "audit: the real CLI's Write is a row with the file it wrote",
+         (e[-1], w))
     c.request("stop", session="kill")
 
 
