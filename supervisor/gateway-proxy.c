@@ -42,6 +42,7 @@ struct proxy_tunnel {
 
 static struct {
 	struct event_base	*base;
+	struct evdns_base	*dns;		/* never block the loop */
 	struct evconnlistener	*lev;
 	char			**allow;	/* "host:port", lower case */
 	size_t			 nallow;
@@ -290,8 +291,8 @@ proxy_head(struct bufferevent *bev, void *arg)
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	t->b = bufferevent_socket_new(proxy.base, -1, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(t->b, NULL, NULL, proxy_connected, t);
-	if (bufferevent_socket_connect_hostname(t->b, NULL, AF_UNSPEC, target,
-	    (int)port) == -1) {
+	if (bufferevent_socket_connect_hostname(t->b, proxy.dns, AF_UNSPEC,
+	    target, (int)port) == -1) {
 		free(head);
 		bufferevent_free(t->b);
 		free(t);
@@ -442,19 +443,12 @@ gateway_proxy_upstream(struct event_base *base, struct evdns_base *dns,
 }
 
 void
-gateway_proxy_start(struct event_base *base, int fd)
+gateway_proxy_start(struct event_base *base, struct evdns_base *dns, int fd)
 {
 	proxy.base = base;
+	proxy.dns = dns;
 	proxy.lev = evconnlistener_new(base, proxy_accept, NULL,
 	    LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (proxy.lev == NULL)
 		fatalx("cannot serve the CONNECT socket");
-}
-
-void
-gateway_proxy_stop(void)
-{
-	if (proxy.lev != NULL)
-		evconnlistener_free(proxy.lev);
-	proxy.lev = NULL;
 }

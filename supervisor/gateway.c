@@ -1200,7 +1200,7 @@ gateway_main(int chan, int api_fd, int proxy_fd)
 	if (evhttp_accept_socket_with_handle(gw.http, api_fd) == NULL)
 		fatalx("cannot serve its socket");
 	if (proxy_fd != -1)
-		gateway_proxy_start(gw.base, proxy_fd);
+		gateway_proxy_start(gw.base, gw.dns, proxy_fd);
 
 	line_init(&gw.reader, GATEWAY_LINE_MAX);
 	gw.chan = bufferevent_socket_new(gw.base, chan, BEV_OPT_CLOSE_ON_FREE);

@@ -53,10 +53,9 @@ void	 gateway_main(int chan, int api_fd, int proxy_fd)
 
 /* gateway-proxy.c: the CONNECT proxy for egress_allow, in the gateway. */
 struct event_base;
-void	 gateway_proxy_start(struct event_base *, int fd);
-void	 gateway_proxy_allow(const cJSON *list);
-void	 gateway_proxy_stop(void);
 struct evdns_base;
+void	 gateway_proxy_start(struct event_base *, struct evdns_base *, int fd);
+void	 gateway_proxy_allow(const cJSON *list);
 int	 gateway_proxy_upstream(struct event_base *, struct evdns_base *,
 	    const char *proxy_host, int proxy_port, const char *target);
 
