@@ -1252,6 +1252,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	size_t			 i, best = FW_NOALLOW;
 	unsigned		 flags;
 	int			 useful[POLICY_NFORMS], f, global, line, *sev;
+	int			 cancelled = 0;
 
 	memset(v, 0, sizeof *v);
 	v->threshold = threshold > 0 ? threshold : POLICY_DEFAULT_THRESHOLD;
@@ -1325,6 +1326,8 @@ policy_check(const struct policy *p, enum policy_target target,
 		if (!hits[i].allowed && (best == FW_NOALLOW ||
 		    r->severity > p->rules[best].severity))
 			best = i;
+		if (hits[i].allowed)
+			cancelled += sev[i];
 	}
 	qsort(v->matches, v->nmatches, sizeof v->matches[0], fw_match_cmp);
 
@@ -1338,8 +1341,14 @@ policy_check(const struct policy *p, enum policy_target target,
 	 * Weak matches far apart in a long text do not add up: a text of
 	 * several lines scores its worst line (see fw_line_score()).
 	 */
-	if (v->score >= v->threshold && (line = fw_line_score(p, forms, useful,
-	    hits, win, mp, &bound, global, sev)) >= 0)
+	/*
+	 * An allow entry cancels its rule only on its own lines: a text of
+	 * several lines where the cancelled rules would reach the threshold
+	 * is scored line by line too, so "grep 'rm -rf /' f" on one line
+	 * does not pass "rm -rf /" on the next.
+	 */
+	if (v->score + cancelled >= v->threshold && (line = fw_line_score(p,
+	    forms, useful, hits, win, mp, &bound, global, sev)) >= 0)
 		v->score = line;
 	v->blocked = v->score >= v->threshold;
 

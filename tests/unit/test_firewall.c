@@ -756,6 +756,11 @@ test_check_allowlist(void **state)
 	/* Nor does it cancel a t.dd match it does not cover... */
 	check(p, POLICY_BASH, "dd if=x of=/dev/sda", &v);
 	assert_int_equal(v.score, 4);
+	/* ... nor the same rule on another line of the text. */
+	check(p, POLICY_BASH, "dd if=x of=/dev/sdz\nsudo dd if=y of=/dev/sda",
+	    &v);
+	assert_int_equal(v.score, 6);
+	assert_true(v.blocked);
 	policy_free(p);
 }
 
