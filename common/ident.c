@@ -8,6 +8,17 @@
 
 #include "common/ident.h"
 
+static int
+ident_dropped(const struct ident_in *in, gid_t g)
+{
+	size_t	i;
+
+	for (i = 0; i < in->ndrop_groups; i++)
+		if (in->drop_groups[i] == g)
+			return 1;
+	return 0;
+}
+
 int
 ident_decide(const struct ident_in *in, struct ident *out, char *err,
     size_t errlen)
@@ -35,7 +46,8 @@ ident_decide(const struct ident_in *in, struct ident *out, char *err,
 		out->gid = in->peer_gid;
 		for (i = 0; i < in->npeer_groups &&
 		    out->ngroups < IDENT_GROUPS_MAX; i++)
-			if (in->peer_groups[i] != 0)	/* never root's group */
+			if (in->peer_groups[i] != 0 &&	/* never root's group */
+			    !ident_dropped(in, in->peer_groups[i]))
 				out->groups[out->ngroups++] =
 				    in->peer_groups[i];
 	} else {

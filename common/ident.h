@@ -39,6 +39,10 @@ struct ident_in {
 	gid_t		 peer_gid;
 	const gid_t	*peer_groups;
 	size_t		 npeer_groups;
+	/* Groups a session never gets: the daemon's own (socket_group,
+	 * admin_group), so that no tool opens its socket. */
+	const gid_t	*drop_groups;
+	size_t		 ndrop_groups;
 	/* worker_user (root's sessions), looked up: found or not. */
 	const char	*worker_user;
 	int		 worker_user_found;

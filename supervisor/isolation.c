@@ -6,6 +6,7 @@
  */
 #include <sys/types.h>
 
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,9 @@ isolation_ident(uid_t peer_uid, gid_t peer_gid, const gid_t *groups,
 {
 	struct ident_in	 in;
 	struct passwd	*pw;
+	struct group	*gr;
+	gid_t		 drop[2];
+	size_t		 n = 0;
 
 	memset(&in, 0, sizeof in);
 	in.daemon_uid = geteuid();
@@ -46,6 +50,15 @@ isolation_ident(uid_t peer_uid, gid_t peer_gid, const gid_t *groups,
 		in.worker_gid = pw->pw_gid;
 	}
 	in.dynamic_uid = dynamic_uid;
+	/* The daemon's groups stay the daemon's: no tool opens its socket. */
+	if (hp.conf->socket_group != NULL &&
+	    (gr = getgrnam(hp.conf->socket_group)) != NULL)
+		drop[n++] = gr->gr_gid;
+	if (hp.conf->admin_group != NULL &&
+	    (gr = getgrnam(hp.conf->admin_group)) != NULL)
+		drop[n++] = gr->gr_gid;
+	in.drop_groups = drop;
+	in.ndrop_groups = n;
 	return ident_decide(&in, out, err, errlen);
 }
 

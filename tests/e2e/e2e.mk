@@ -3,3 +3,6 @@ SUITES	+= 'e2e=python3 tests/e2e/test_e2e.py'
 SUITES	+= 'e2e-egress=python3 tests/e2e/test_egress.py'
 # Approvals by the app and configure, with the real CLI (issue 16).
 SUITES	+= 'e2e-apps=python3 tests/e2e/test_apps_e2e.py'
+# The sandbox escape suite: the real CLI's Bash tool, default config,
+# root and two users (issue 9).
+SUITES	+= 'escape=python3 tests/e2e/test_escape.py'

@@ -66,6 +66,22 @@ test_user_runs_as_itself(void **state)
 }
 
 static void
+test_daemon_groups_dropped(void **state)
+{
+	struct ident_in	in = base();
+	struct ident	id;
+	char		err[ERR_MAX];
+	const gid_t	drop[] = { OTHER_GID };
+
+	/* socket_group and admin_group are the daemon's, not the session's. */
+	in.drop_groups = drop;
+	in.ndrop_groups = 1;
+	assert_int_equal(ident_decide(&in, &id, err, sizeof err), 0);
+	assert_int_equal(id.ngroups, 1);
+	assert_int_equal(id.groups[0], USER_GID);
+}
+
+static void
 test_root_runs_as_worker_user(void **state)
 {
 	struct ident_in	in = base();
@@ -186,6 +202,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_user_runs_as_itself),
+		cmocka_unit_test(test_daemon_groups_dropped),
 		cmocka_unit_test(test_root_runs_as_worker_user),
 		cmocka_unit_test(test_root_refused_without_worker_user),
 		cmocka_unit_test(test_worker_user_root_refused),
