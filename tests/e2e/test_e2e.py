@@ -100,8 +100,7 @@ def kill_rounds(d, mock):
     later turn resumes the conversation, the model sees every earlier turn,
     and turns are counted exactly."""
     rng = random.Random(os.environ.get("HP_SEED") or time.time())
-    wd = os.path.join(d.work, "kill")
-    os.makedirs(wd)
+    wd = os.path.join(d.work, "kill")     # made by the worker, the user's
     said, bad = [], []
     for i in range(1, KILL_ROUNDS + 1):
         c = d.client()
