@@ -47,6 +47,7 @@
 #include "supervisor/hotplexd.h"
 
 #define GW_BUCKETS		256	/* token hash table */
+#define GW_USER			"nobody"	/* after reading the key */
 #define GW_KEY_MAX		4096	/* api_key_file */
 #define GW_SSE_LINE_MAX		(64 * 1024)	/* longer SSE lines: skipped */
 #define GW_JSON_KEEP_MAX	(1024 * 1024)	/* non-streamed body parsed */
@@ -1122,12 +1123,14 @@ gw_tls(void)
 	SSL_CTX_set_verify(gw.ssl, SSL_VERIFY_PEER, NULL);
 }
 
-/* Root only long enough to read the key: then worker_user or nobody. */
+/*
+ * Root only long enough to read the key: then nobody, a uid no session
+ * runs as (sessions run as their creators, root's as worker_user).
+ */
 static void
 gw_drop(const struct config *c)
 {
-	const char	*user = c->worker_user != NULL ? c->worker_user :
-			    "nobody";
+	const char	*user = GW_USER;
 	struct passwd	*pw;
 
 	if (geteuid() != 0)
