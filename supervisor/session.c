@@ -957,6 +957,15 @@ session_worker_cli_exit(struct session *s, const struct msg_cli_exit *ce)
 	log_info("session %s: CLI %ld exited (status %d, signal %d)",
 	    s->name, (long)s->cli_pid, ce->status, ce->signal);
 	s->cli_pid = 0;
+	/* As in session_turn_end: refused before the worker saw the turn. */
+	if (s->state == SESSION_BUSY && !s->has_conversation &&
+	    session_cli_in_use(tail)) {
+		log_info("session %s: the CLI has session %s already; resuming "
+		    "it", s->name, s->cli_session_id);
+		s->has_conversation = 1;
+		state_session_save(s);
+		s->cur.retried = 0;
+	}
 	if (s->state == SESSION_BUSY && session_turn_retry(s))
 		;	/* the worker's exit brings a new one */
 	else if (s->state == SESSION_BUSY) {
