@@ -6,6 +6,7 @@
 set -e
 B=${1:-build}
 CLI_VERSION=$(cat tests/e2e/CLI_VERSION)
+CLI_VERSION_OLDEST=$(cat tests/e2e/CLI_VERSION_OLDEST)
 PKGS="libevent-dev libcjson-dev libonig-dev libseccomp-dev libcmocka-dev
     libsqlite3-dev libssl-dev openssl pkg-config mandoc clang valgrind
     debhelper devscripts lintian"
@@ -33,20 +34,27 @@ if [ -n "$missing" ]; then
 	fi
 fi
 
-# The pinned CLI.  npm may skip the package's postinstall, which links the
-# native binary into bin/ (PROTOCOL.md gotcha 19): we run the native binary
-# of the platform package directly instead.
-cli="$B/cli/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
-have=$(cat "$B/cli/.version" 2>/dev/null || true)
-if [ ! -x "$cli" ] || [ "$have" != "$CLI_VERSION" ]; then
-	echo "deps: installing @anthropic-ai/claude-code@$CLI_VERSION under $B/cli"
-	mkdir -p "$B/cli"
-	(cd "$B/cli" && npm install --no-audit --no-fund --loglevel=error \
-	    --no-save "@anthropic-ai/claude-code@$CLI_VERSION" >/dev/null)
-	[ -x "$cli" ] || { echo "deps: $cli not found after install"; exit 1; }
-	echo "$CLI_VERSION" >"$B/cli/.version"
-fi
-ln -sf "node_modules/@anthropic-ai/claude-code-linux-x64/claude" "$B/cli/claude"
+# The pinned CLI under $B/cli, and the oldest one supported under
+# $B/cli-oldest (one e2e run keeps it working).  npm may skip the package's
+# postinstall, which links the native binary into bin/ (PROTOCOL.md gotcha
+# 19): we run the native binary of the platform package directly instead.
+cli_install() {	# version dir
+	cli="$2/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+	have=$(cat "$2/.version" 2>/dev/null || true)
+	if [ ! -x "$cli" ] || [ "$have" != "$1" ]; then
+		echo "deps: installing @anthropic-ai/claude-code@$1 under $2"
+		rm -rf "$2/node_modules"
+		mkdir -p "$2"
+		(cd "$2" && npm install --no-audit --no-fund --loglevel=error \
+		    --no-save "@anthropic-ai/claude-code@$1" >/dev/null)
+		[ -x "$cli" ] || { echo "deps: $cli not found after install"; exit 1; }
+		echo "$1" >"$2/.version"
+	fi
+	ln -sf "node_modules/@anthropic-ai/claude-code-linux-x64/claude" \
+	    "$2/claude"
+}
+cli_install "$CLI_VERSION" "$B/cli"
+cli_install "$CLI_VERSION_OLDEST" "$B/cli-oldest"
 
 # hotplexd as root runs root's sessions as worker_user (default hotplex),
 # never as root: the system user must exist (no home, no login).

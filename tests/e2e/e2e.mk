@@ -6,3 +6,5 @@ SUITES	+= 'e2e-apps=python3 tests/e2e/test_apps_e2e.py'
 # The sandbox escape suite: the real CLI's Bash tool, default config,
 # root and two users (issue 9).
 SUITES	+= 'escape=python3 tests/e2e/test_escape.py'
+# The oldest CLI supported (tests/e2e/CLI_VERSION_OLDEST), in $(B)/cli-oldest.
+SUITES	+= 'e2e-oldest=HP_CLI=$$B/cli-oldest/claude HP_KILL_ROUNDS=2 python3 tests/e2e/test_e2e.py'

@@ -35,9 +35,9 @@ def until(c, rid, typ):
 
 def approvals(d):
     c = d.client()
+    # The daemon makes the default workdir, owned by the session's user.
     wd = os.path.join(d.work, "ap")
-    os.makedirs(wd)
-    rid = c.send("execute", session="ap", workdir=wd, options=CLIENT,
+    rid = c.send("execute", session="ap", options=CLIENT,
                  prompt="[[bash:touch approved.txt]] make a file")
     pr, _ = until(c, rid, "permission_request")
     t.ok(pr is not None and pr["data"]["name"] == "Bash" and

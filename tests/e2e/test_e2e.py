@@ -18,7 +18,9 @@ from hplib import (TAP, Daemon, BDIR, wait_for, procs_in_group, first,
                    proc_alive, give_tree)
 
 t = TAP()
-CLI = os.path.join(BDIR, "cli", "claude")
+# HP_CLI: another CLI than the pinned one (the oldest supported, say).
+CLI = os.path.abspath(os.environ.get("HP_CLI") or
+                      os.path.join(BDIR, "cli", "claude"))
 OFFLINE_ENV = ("PATH HOME LANG TMPDIR ANTHROPIC_BASE_URL ANTHROPIC_API_KEY "
                "CLAUDE_CONFIG_DIR CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC "
                "CLAUDE_CODE_MAX_RETRIES API_TIMEOUT_MS")
