@@ -36,10 +36,11 @@ def until(c, rid, typ):
 def approvals(d):
     c = d.client()
     # The daemon makes the default workdir, owned by the session's user.
-    wd = os.path.join(d.work, "ap")
     rid = c.send("execute", session="ap", options=CLIENT,
                  prompt="[[bash:touch approved.txt]] make a file")
     pr, _ = until(c, rid, "permission_request")
+    wd = [x["workdir"] for x in c.request("sessions")["data"]
+          if x["session"] == "ap"][0]
     t.ok(pr is not None and pr["data"]["name"] == "Bash" and
          pr["data"]["input"]["command"] == "touch approved.txt",
          "real CLI: its can_use_tool becomes a permission_request", pr)
