@@ -551,6 +551,22 @@ session_turn_close(struct session *s)
 }
 
 /* The one terminal error line of a turn. */
+/*
+ * A turn a worker was given counts, whatever ended it (failed: in errors
+ * too), once: the worker's own turn end may still come.
+ */
+static void
+session_turn_count(struct session *s, int failed)
+{
+	if (!s->cur.sent || s->cur.counted)
+		return;
+	s->cur.counted = 1;
+	s->total.turns++;
+	stats_clear(&s->last);
+	s->last.turns = 1;
+	s->last.errors = failed != 0;
+}
+
 static void
 session_turn_fail(struct session *s, const char *code, const char *message)
 {
@@ -560,14 +576,7 @@ session_turn_fail(struct session *s, const char *code, const char *message)
 		return;
 	log_info("session %s turn %u: %s: %s", s->name, s->turn, code, message);
 	s->total.errors++;
-	/* A turn a worker was given counts, whatever ended it. */
-	if (s->cur.sent && !s->cur.counted) {
-		s->cur.counted = 1;
-		s->total.turns++;
-		stats_clear(&s->last);
-		s->last.turns = 1;
-		s->last.errors = 1;
-	}
+	session_turn_count(s, 1);
 	/* Committed before the client reads the error. */
 	state_session_save(s);
 	d = cJSON_CreateObject();
@@ -1895,6 +1904,8 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 	    (long)c->uid, reason ? ": " : "", reason ? reason : "");
 	session_turnq_cancel(s, ERR_CANCELLED, "the session was stopped");
 	if (session_waiting(&s->exec)) {
+		session_turn_count(s, 0);
+		state_session_save(s);
 		session_emit(s, "done", proto_done_json(&done));
 		session_turn_close(s);
 	}

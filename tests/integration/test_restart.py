@@ -473,15 +473,25 @@ def test_accounting():
         evs += c.events(rid)
         blocked = c.execute("a1", "please run rm -rf / --no-preserve-root "
                             "now")
+        rid = c.send("execute", session="a1", prompt="stall")
+        while True:             # stopped once the turn runs
+            o = c.line()
+            if o is None or o["type"] in ("session_start", "done", "error"):
+                break
+        d.client().request("stop", session="a1")
+        stopped = c.events(rid)
         codes = [ok[-1]["type"], crash[-1]["data"].get("code"),
-                 evs[-1]["data"].get("code"), blocked[-1]["data"].get("code")]
-        t.eq(codes, ["done", "cli_exited", "worker_exited", "danger_blocked"],
-             "accounting: a done, a CLI death, a worker death, a block")
+                 evs[-1]["data"].get("code"), blocked[-1]["data"].get("code"),
+                 (stopped[-1:] or [{}])[0].get("data", {}).get(
+                     "terminal_reason")]
+        t.eq(codes, ["done", "cli_exited", "worker_exited", "danger_blocked",
+                     "stopped"], "accounting: a done, a CLI death, a worker "
+             "death, a block, a stop")
         st = c.request("stats", session="a1")["data"]
-        t.ok(st["turns"] == 3 and st["errors"] == 2 and
-             st["danger_blocks"] == 1, "accounting: 3 turns reached a "
+        t.ok(st["turns"] == 4 and st["errors"] == 2 and
+             st["danger_blocks"] == 1, "accounting: 4 turns reached a "
              "worker, 2 failed, 1 prompt blocked", st)
-        t.eq(saved_turns(d, "a1"), 3, "accounting: the store has the 3")
+        t.eq(saved_turns(d, "a1"), 4, "accounting: the store has the 4")
         d.stop(signal.SIGKILL)
         d.start()
         st = d.client().request("stats")["data"]
@@ -491,7 +501,7 @@ def test_accounting():
              (st["turns"], st["errors"], st["danger_blocks"]),
              "accounting: after a SIGKILL and a restart the metrics equal "
              "the stats")
-        t.eq((st["turns"], st["errors"], st["danger_blocks"]), (3, 2, 1),
+        t.eq((st["turns"], st["errors"], st["danger_blocks"]), (4, 2, 1),
              "accounting: and the stats are those before the kill")
 
 
