@@ -51,6 +51,8 @@ test_event_tail_good(void **state)
 static void
 test_event_tail_forged_lines(void **state)
 {
+	static const char	nul[] = "\"type\":\"text\",\"data\":{}}\0x";
+
 	(void)state;
 	/* A raw newline would end the line and start a forged one. */
 	assert_false(tail_ok("\"type\":\"text\",\"data\":{}}\n"
@@ -60,8 +62,7 @@ test_event_tail_forged_lines(void **state)
 	assert_false(tail_ok("\"type\":\"text\",\"data\":{\"text\":\"a\x01\"}}"));
 	assert_false(tail_ok("\"type\":\"text\",\n\"data\":{}}"));
 	/* A NUL inside: the length says there is more than strlen sees. */
-	assert_false(json_event_tail_valid("\"type\":\"text\",\"data\":{}}\0x",
-	    28));
+	assert_false(json_event_tail_valid(nul, sizeof nul - 1));
 }
 
 static void
