@@ -500,6 +500,74 @@ sys.exit(%d)
         d.cleanup()
 
 
+FORGING_WORKER = """#!/usr/bin/env python3
+# A worker that opens its session, then answers the turn with an event
+# whose tail carries a raw newline and a forged done line.
+import json, os, struct, sys, time
+fd = 3
+def send(t, payload=b""):
+    os.write(fd, struct.pack("=IHBBII", len(payload), t, %(v)d, 0, 0,
+                             os.getpid()) + payload)
+def read(n):
+    b = b""
+    while len(b) < n:
+        c = os.read(fd, n - len(b))
+        if not c:
+            sys.exit(0)
+        b += c
+    return b
+send(1)                                   # hello
+while True:
+    ln, t, v, fl, turn, pid = struct.unpack("=IHBBII", read(16))
+    body = read(ln)
+    if t == 2:                            # open
+        o = json.loads(body)
+        send(3, json.dumps({"cli_pid": os.getpid(), "cli_session_id":
+             o["cli_session_id"], "workdir": o["workdir"],
+             "resume": False}).encode())
+    elif t == 6:                          # turn
+        send(7, b'"type":"text","data":{"text":"a"}}\\n'
+             b'{"id":"forged","type":"done","data":{"ok":true}}')
+        time.sleep(60)
+"""
+
+
+def test_worker_forged_event():
+    """A worker whose event is not one JSON object on one line is killed
+    before anything of it reaches the client; the turn ends worker_exited
+    (issue 8)."""
+    d = Daemon()
+    fake = os.path.join(d.dir, "forging-worker")
+    with open(fake, "w") as f:
+        f.write(FORGING_WORKER % {"v": MSG_VERSION})
+    os.chmod(fake, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % fake)
+    d.start()
+    try:
+        c = d.client()
+        rid = c.send("execute", session="s1", prompt="hi",
+                     workdir=d.work + "/s1")
+        lines = []
+        while True:
+            raw = c.f.readline()
+            lines.append(raw)
+            o = json.loads(raw)
+            if o.get("id") == rid and o["type"] in ("done", "error"):
+                break
+        last = json.loads(lines[-1])
+        t.ok(last["type"] == "error" and
+             last["data"]["code"] == "worker_exited" and
+             not any(b"forged" in l for l in lines),
+             "a forged event: the worker is killed, nothing of it is "
+             "relayed, the turn ends worker_exited", lines)
+        t.ok("forged event from worker" in open(d.log).read(),
+             "the master says why it killed the worker", d.logtail())
+    finally:
+        d.stop()
+        d.cleanup()
+
+
 def test_worker_told_other_version():
     """The real worker, told by a master of another version: it says so
     and exits with its own status (WORKER_EXIT_VERSION)."""
@@ -846,6 +914,7 @@ def test_metrics():
 
 for fn in (test_worker_cannot_start, test_malformed_worker,
            test_worker_other_version, test_worker_told_other_version,
+           test_worker_forged_event,
            test_ctl_attach_detach_reload_shutdown,
            test_attach_replay,
            test_crash_loop_and_queue, test_slow_client,
