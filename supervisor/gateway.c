@@ -912,6 +912,7 @@ gw_request(struct evhttp_request *req, void *arg)
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST ||
 	    !gw_path_ok(path)) {
+		log_debug("refused %.64s (not a path the CLI uses)", path);
 		gw_reply_error(req, 404, "Not Found", "not_found_error",
 		    "not a path of the model API this gateway serves");
 		return;
