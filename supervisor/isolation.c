@@ -99,7 +99,8 @@ isolation_limit(char *buf, size_t len, const char *name, uint64_t v)
 void
 isolation_report(void (*line)(const char *))
 {
-	char		 buf[ISOLATION_LINE_MAX], lim[ISOLATION_LINE_MAX] = "";
+	char		 buf[ISOLATION_LINE_MAX];
+	char		 lim[ISOLATION_LINE_MAX / 2] = "";	/* fits in buf */
 	struct passwd	*pw;
 	int		 abi = sandbox_landlock_abi();
 	const char	*ll = isolation_landlock();
@@ -158,7 +159,12 @@ isolation_report(void (*line)(const char *))
 	line("privileges: no_new_privs, no capabilities (bounding set "
 	    "emptied when hotplexd is root)");
 
-	snprintf(buf, sizeof buf, "firewall: %zu rules", isolation_rules());
+	if (!hp.conf->firewall)
+		snprintf(buf, sizeof buf, "firewall: off (firewall = off): "
+		    "prompts and tool calls are not screened");
+	else
+		snprintf(buf, sizeof buf, "firewall: %zu rules",
+		    isolation_rules());
 	line(buf);
 
 	if (abi == 0)

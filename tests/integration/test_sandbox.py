@@ -521,6 +521,64 @@ def test_real_cli(tmp, uid):
         mock.stop()
 
 
+REPORT_LAYERS = ("identity:", "seccomp:", "landlock:", "rlimits:",
+                 "privileges:", "firewall:", "missing on this kernel:")
+
+
+def test_report(tmp):
+    """The isolation report: hotplexd -n and the start print a line per
+    layer; an off layer is UNSAFE; hello and sessions carry the summary."""
+    conf = os.path.join(tmp, "report.conf")
+    open(conf, "w").close()             # the defaults
+    r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c", conf],
+                       capture_output=True, text=True)
+    lines = [l for l in r.stdout.splitlines() if "isolation: " in l]
+    t.ok([l.split("isolation: ", 1)[1].split(" ")[0] for l in lines[:6]] ==
+         [x.split(" ")[0] for x in REPORT_LAYERS[:6]] and
+         lines[-1].split("isolation: ", 1)[1].startswith(REPORT_LAYERS[6]),
+         "hotplexd -n: one isolation line per layer", r.stdout)
+    t.ok(any("seccomp: built-in profile" in l for l in lines) and
+         any(re.search(r"landlock: best_effort, ABI \d+", l) or
+             "no Landlock" in l for l in lines) and
+         any("rlimits: nofile 4096, nproc 4096" in l for l in lines),
+         "hotplexd -n: the defaults are seccomp on, Landlock best_effort, "
+         "rlimits set", lines)
+    with Daemon({"seccomp": "off", "landlock": "off"}) as d:
+        log = open(d.log, errors="replace").read()
+        t.ok("isolation: seccomp: OFF" in log and "UNSAFE" in log and
+             "isolation: landlock: OFF" in log,
+             "an off layer is logged as UNSAFE at start", d.logtail())
+    d = Daemon({"landlock": None})
+    # Under Landlock the fake CLI can write its log only in its workdir.
+    d.env["FAKE_CLAUDE_LOG"] = "fake-claude.log"
+    with d:
+        c = d.client()
+        h = c.request("hello")
+        iso = (h or {}).get("isolation") or {}
+        t.ok(iso.get("seccomp") == "builtin" and
+             iso.get("landlock", {}).get("mode") == "best_effort" and
+             iso.get("rlimits", {}).get("nofile") == 4096 and
+             iso.get("identity") in ("creator", "daemon"),
+             "hello tells the isolation in force", h)
+        evs = c.execute("rep", "stream:1", workdir=d.work + "/rep")
+        ss = c.request("sessions")["data"]
+        me = [x for x in ss if x["session"] == "rep"]
+        t.ok(evs[-1]["type"] == "done" and me and
+             me[0].get("isolation", {}).get("seccomp") == "builtin" and
+             "run_uid" in me[0], "sessions tells each session's identity "
+             "and isolation", me)
+    if landlock_abi() >= LANDLOCK_SCOPE_ABI:
+        t.skip("landlock = required stops the daemon on a kernel without "
+               "it", "this kernel has Landlock ABI %d" % landlock_abi())
+    else:
+        open(conf, "w").write("landlock = required\n")
+        r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c",
+                            conf], capture_output=True, text=True)
+        t.ok(r.returncode != 0 and "landlock = required" in r.stderr,
+             "landlock = required stops the daemon on this kernel",
+             r.stderr)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hpsbx.")
     try:
@@ -530,6 +588,7 @@ def main():
         if uid is None:
             t.skip("worker_user", "not root: the CLI keeps our uid")
         test_sandbox_off()
+        test_report(tmp)
         test_check_rejects_bad_profile(tmp)
         abi = landlock_abi()
         if abi == 0:
