@@ -484,6 +484,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(022);
 
+	/* What confines the sessions, said before any client can come. */
+	isolation_report(hotplexd_report_log);
+
 	/* Metrics first: a client that sees the socket sees a daemon up. */
 	if (server_gateway_listen() == -1 || metrics_listen() == -1 ||
 	    server_listen() == -1)
@@ -513,7 +516,6 @@ main(int argc, char **argv)
 	pool_init();
 	log_info("hotplexd %s started, socket %s, worker %s", HOTPLEX_VERSION,
 	    hp.conf->socket, hp.worker_path);
-	isolation_report(hotplexd_report_log);
 
 	event_base_dispatch(hp.base);
 
