@@ -164,6 +164,9 @@ static const struct config_key config_keys[] = {
 	    "longest turn (0: none); a request may set its own timeout_ms" },
 	{ "idle_timeout",	K_MS,   O(idle_timeout_ms), "30m", 0, 0,
 	    "stop the CLI of a session unused this long (0: never)" },
+	{ "freeze_after",	K_MS,   O(freeze_after_ms), "60s", 0, 0,
+	    "SIGSTOP the CLI of a session without a turn this long, "
+	    "SIGCONT before its next (0: never)" },
 	{ "kill_grace",		K_MS,   O(kill_grace_ms), "5s", 0, 0,
 	    "SIGTERM to SIGKILL when a CLI is stopped" },
 	{ "drain_timeout",	K_MS,   O(drain_timeout_ms), "30s", 0, 0,

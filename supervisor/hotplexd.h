@@ -140,6 +140,8 @@ struct session {
 	uint64_t		 seq;
 	uint64_t		 created_ms, active_ms;
 	struct event		*idle_timer;
+	struct event		*freeze_timer;
+	int			 frozen;	/* its CLI's group SIGSTOPped */
 
 	/* The turn in flight or waiting for a worker. */
 	uint32_t		 turn;

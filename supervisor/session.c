@@ -51,6 +51,7 @@ static TAILQ_HEAD(, session) session_endedq =
 static int		session_nended;
 
 static void	session_turn_begin(struct session *);
+static void	session_freeze_fire(evutil_socket_t, short, void *);
 static int	session_assign(struct session *);
 static void	session_idle_arm(struct session *);
 static void	session_configure_done(struct session *, int, const char *);
@@ -374,6 +375,7 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	    cJSON_CreateObject();
 	s->created_ms = s->active_ms = util_now_ms();
 	s->idle_timer = evtimer_new(hp.base, NULL, NULL);
+	s->freeze_timer = evtimer_new(hp.base, session_freeze_fire, s);
 	TAILQ_INIT(&s->turnq);
 	s->turnq_ev = evtimer_new(hp.base, session_turnq_run, s);
 	ring_init(&s->ring, hp.conf->event_ring_bytes);
@@ -396,6 +398,7 @@ session_free(struct session *s)
 	server_gateway_session_close(s);
 	server_gateway_stats_clear(&s->gw);
 	event_free(s->idle_timer);
+	event_free(s->freeze_timer);
 	/* Every queued execute gets its terminal line, whatever frees us. */
 	session_turnq_cancel(s, ERR_CANCELLED, "the session is gone");
 	event_free(s->turnq_ev);
@@ -519,6 +522,66 @@ session_emit(struct session *s, const char *type, cJSON *data)
 	cJSON_Delete(o);
 }
 
+/*
+ * Idle sessions cost no CPU: after freeze_after without a turn the CLI's
+ * process group (the CLI and its tools) is stopped, and continued before
+ * anything is asked of it (a turn, a stop, an attach).  The client does
+ * not see it.
+ */
+static void
+session_freeze_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct session	*s = arg;
+
+	if (s->frozen || s->state != SESSION_READY || s->worker == NULL ||
+	    s->cli_pid <= 0)
+		return;
+	if (kill(-s->cli_pid, SIGSTOP) == -1) {
+		log_warn("session %s: freezing CLI group %ld", s->name,
+		    (long)s->cli_pid);
+		return;
+	}
+	s->frozen = 1;
+	log_debug("session %s: CLI group %ld frozen", s->name,
+	    (long)s->cli_pid);
+}
+
+static void
+session_freeze_arm(struct session *s)
+{
+	struct timeval	tv;
+
+	if (hp.conf->freeze_after_ms == 0 || s->state != SESSION_READY)
+		return;
+	tv.tv_sec = hp.conf->freeze_after_ms / 1000;
+	tv.tv_usec = (hp.conf->freeze_after_ms % 1000) * 1000;
+	evtimer_add(s->freeze_timer, &tv);
+}
+
+/* Before anything is asked of the CLI; its freeze is disarmed. */
+static void
+session_thaw(struct session *s)
+{
+	event_del(s->freeze_timer);
+	if (!s->frozen)
+		return;
+	s->frozen = 0;
+	if (s->cli_pid > 0 && kill(-s->cli_pid, SIGCONT) == -1)
+		log_warn("session %s: thawing CLI group %ld", s->name,
+		    (long)s->cli_pid);
+	else
+		log_debug("session %s: CLI group %ld thawed", s->name,
+		    (long)s->cli_pid);
+}
+
+/* What goes to a session's worker for its CLI finds the CLI running. */
+static void
+session_send(struct session *s, uint16_t type, const cJSON *j)
+{
+	session_thaw(s);
+	pool_send(s->worker, type, s->turn, j);
+}
+
 static void
 session_turn_close(struct session *s)
 {
@@ -539,7 +602,7 @@ session_turn_close(struct session *s)
 	s->active_ms = util_now_ms();
 	if (hp.shutting_down && s->worker != NULL && s->state == SESSION_READY) {
 		session_set_state(s, SESSION_STOPPING);
-		pool_send(s->worker, MSG_STOP, s->turn, NULL);
+		session_send(s, MSG_STOP, NULL);
 	} else
 		session_idle_arm(s);
 	/*
@@ -788,6 +851,7 @@ session_turn_begin(struct session *s)
 	t.prompt = s->cur.pending_prompt;
 	t.slash_commands = s->cur.pending_slash;
 	t.timeout_ms = ms;
+	session_thaw(s);
 	pool_send_turn(s->worker, s->turn, &t);
 	free(s->cur.prompt);
 	s->cur.prompt = s->cur.pending_prompt;
@@ -975,6 +1039,8 @@ session_worker_cli_exit(struct session *s, const struct msg_cli_exit *ce)
 		state_session_save(s);
 		s->cur.retried = 0;
 	}
+	s->frozen = 0;
+	event_del(s->freeze_timer);
 	if (s->state == SESSION_BUSY && session_turn_retry(s))
 		;	/* the worker's exit brings a new one */
 	else if (s->state == SESSION_BUSY) {
@@ -1166,6 +1232,8 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 		kill(wk->pid, SIGKILL);
 	}
 	s->cli_pid = 0;
+	s->frozen = 0;
+	event_del(s->freeze_timer);
 	s->worker = NULL;
 	wk->session = NULL;
 	/* Its CLI is gone: so is the token it held. */
@@ -1208,7 +1276,7 @@ session_idle_fire(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long long)hp.conf->idle_timeout_ms);
 	session_set_state(s, SESSION_STOPPING);
 	s->stop_final = 0;
-	pool_send(s->worker, MSG_STOP, s->turn, NULL);
+	session_send(s, MSG_STOP, NULL);
 }
 
 static void
@@ -1216,6 +1284,7 @@ session_idle_arm(struct session *s)
 {
 	struct timeval	tv;
 
+	session_freeze_arm(s);
 	if (hp.conf->idle_timeout_ms == 0 || s->state != SESSION_READY)
 		return;
 	tv = util_ms_tv(hp.conf->idle_timeout_ms);
@@ -1875,7 +1944,7 @@ session_op_interrupt(struct client *c, const char *req, const cJSON *r)
 	session_turnq_cancel(s, ERR_CANCELLED, "interrupted before it began");
 	d = cJSON_CreateObject();
 	if (s->state == SESSION_BUSY && s->worker != NULL) {
-		pool_send(s->worker, MSG_INTERRUPT, s->turn, NULL);
+		session_send(s, MSG_INTERRUPT, NULL);
 		cJSON_AddBoolToObject(d, "interrupting", 1);
 	} else if (session_waiting(&s->exec)) {
 		/* Not started yet: the turn ends here. */
@@ -1927,7 +1996,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 	}
 	session_waiter_set(&s->stop, c, req);
 	session_set_state(s, SESSION_STOPPING);
-	pool_send(s->worker, MSG_STOP, s->turn, NULL);
+	session_send(s, MSG_STOP, NULL);
 }
 
 void
@@ -1950,7 +2019,7 @@ session_op_reset(struct client *c, const char *req, const cJSON *r)
 	if (s->worker != NULL && s->state != SESSION_STOPPING) {
 		session_set_state(s, SESSION_STOPPING);
 		s->stop_final = 0;
-		pool_send(s->worker, MSG_STOP, s->turn, NULL);
+		session_send(s, MSG_STOP, NULL);
 	}
 	server_client_ok(c, req, NULL);
 }
@@ -2079,6 +2148,10 @@ session_op_attach(struct client *c, const char *req, const cJSON *r)
 		from = (uint64_t)since->valuedouble;
 	if ((s = session_lookup(c, req, r)) == NULL)
 		return;
+	if (s->frozen) {	/* a follower finds it running */
+		session_thaw(s);
+		session_freeze_arm(s);
+	}
 	for (i = 0; i < s->nfollowers && s->followers[i] != c; i++)
 		;
 	if (i == s->nfollowers && s->nfollowers == SESSION_FOLLOWERS_MAX) {
@@ -2226,7 +2299,9 @@ session_op_configure(struct client *c, const char *req, const cJSON *r)
 	}
 	session_waiter_set(&s->configure, c, req);
 	s->configure_pending = set;
+	session_thaw(s);	/* the CLI answers; it may freeze again later */
 	pool_send_configure(s->worker, s->turn, &m);
+	session_freeze_arm(s);
 }
 
 /*
@@ -2362,7 +2437,7 @@ session_drain(void)
 		}
 		if (s->worker != NULL && s->state == SESSION_READY) {
 			session_set_state(s, SESSION_STOPPING);
-			pool_send(s->worker, MSG_STOP, s->turn, NULL);
+			session_send(s, MSG_STOP, NULL);
 		}
 	}
 }
@@ -2380,7 +2455,7 @@ session_shutdown(void)
 		    "the server is shutting down");
 		if (s->worker != NULL) {
 			session_set_state(s, SESSION_STOPPING);
-			pool_send(s->worker, MSG_STOP, s->turn, NULL);
+			session_send(s, MSG_STOP, NULL);
 		}
 	}
 	pool_kill_all();

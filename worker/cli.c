@@ -432,6 +432,8 @@ cli_kill(struct cli *c, uint64_t grace_ms)
 	}
 	if (kill(-c->pid, SIGTERM) == -1 && errno != ESRCH)
 		log_warn("kill -%ld", (long)c->pid);
+	/* A group the master froze (freeze_after) must run to see it. */
+	kill(-c->pid, SIGCONT);
 	tv = util_ms_tv(grace_ms);
 	evtimer_add(c->kill_timer, &tv);
 }

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Scale behaviour of hotplexd with tests/fake-claude: idle sessions are
+frozen (freeze_after) and thawed invisibly; a wave of sessions ending
+together does not hold up a busy session beside them.
+
+Waits are for events or for /proc states, bounded by a time that grows
+with the machine's load; the wave's bound is generous (make bench holds
+the real figure).
+"""
+
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hplib import TAP, Daemon, Client, wait_for, proc_alive, first, children_of
+
+t = TAP()
+if os.environ.get("HP_VALGRIND"):
+    t.skip("scale", "too slow under valgrind")
+    t.done()
+
+LOAD = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+WAIT_S = 15.0 * LOAD            # a state change the daemon makes by itself
+WAVE = int(os.environ.get("HP_WAVE_SESSIONS", "150"))
+WAVE_TURN_MAX_S = 5.0 * LOAD    # the busy session's worst turn in the wave
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def cli_of(evs):
+    st = first(evs, "session_start")
+    return st["data"]["cli_pid"] if st else None
+
+
+def frozen(pid):
+    wait_for(lambda: proc_state(pid) == "T", WAIT_S, "the CLI to stop")
+    return True
+
+
+def test_freeze():
+    with Daemon({"freeze_after": "200ms", "kill_grace": "300ms"}) as d:
+        c = d.client()
+        evs = c.execute("f1", "stream:1", workdir=d.work + "/f1")
+        cli = cli_of(evs)
+        t.ok(evs[-1]["type"] == "done" and cli and frozen(cli),
+             "freeze: an idle session's CLI is stopped (state T in /proc)")
+
+        evs = c.execute("f1", "stream:2")
+        st = first(evs, "session_start")
+        t.ok(evs[-1]["type"] == "done" and st and
+             st["data"]["cold"] is False and cli_of(evs) == cli,
+             "freeze: the next turn thaws the same CLI and is answered",
+             evs[-2:])
+
+        frozen(cli)
+        r = c.request("interrupt", session="f1")
+        t.ok(r["type"] == "ok" and proc_alive(cli),
+             "freeze: interrupt of a frozen idle session answers", r)
+        rid = c.send("execute", session="f1", prompt="stall")
+        seen = c.line()         # session_start: the stalled turn runs
+        r = c.request("interrupt", session="f1")
+        evs = c.events(rid)
+        t.ok(seen and seen.get("type") == "session_start" and
+             r["type"] == "ok" and r["data"]["interrupting"] and
+             evs and evs[-1]["type"] == "done" and
+             evs[-1]["data"].get("interrupted") is True,
+             "freeze: a turn on a frozen session can be interrupted",
+             (seen, r, evs[-1:]))
+
+        frozen(cli)
+        r = c.request("stop", session="f1")
+        try:
+            wait_for(lambda: not proc_alive(cli), WAIT_S, "the CLI to exit")
+            gone = True
+        except TimeoutError:
+            gone = False
+        t.ok(r["type"] == "ok" and gone,
+             "freeze: stop of a frozen session ends its CLI", r)
+
+
+def test_reap_wave():
+    """WAVE sessions stopped together: every stop answered, their workers
+    gone, and a busy session's turns meanwhile stay fast."""
+    with Daemon({"max_sessions": str(WAVE + 8),
+                 "max_spawn_queue": str(WAVE + 8), "spare_max": "8",
+                 "log_level": "info", "kill_grace": "300ms"}) as d:
+        c = Client(d.sock, timeout=600)
+        d.clients.append(c)
+        names = ["w%d" % i for i in range(WAVE)]
+        rids = [c.send("open", session=n, workdir=d.work + "/" + n)
+                for n in names]
+        bad = [o for o in (c.reply(r) for r in rids)
+               if o is None or o["type"] != "ok"]
+        t.ok(not bad, "wave: %d sessions opened in one burst" % WAVE,
+             bad[:3])
+
+        b = d.client()
+        b.execute("busy", "stream:1", workdir=d.work + "/busy")
+        worst = [0.0, 0]
+        stop = threading.Event()
+
+        def drive():
+            while not stop.is_set():
+                t0 = time.monotonic()
+                evs = b.execute("busy", "stream:1")
+                if not evs or evs[-1]["type"] != "done":
+                    worst[1] += 1
+                worst[0] = max(worst[0], time.monotonic() - t0)
+        th = threading.Thread(target=drive)
+        th.start()
+        try:
+            rids = [c.send("stop", session=n) for n in names]
+            got = [c.reply(r) for r in rids]
+        finally:
+            stop.set()
+            th.join()
+        t.ok(all(o is not None and o["type"] == "ok" for o in got),
+             "wave: every stop answered")
+        t.ok(worst[1] == 0 and worst[0] < WAVE_TURN_MAX_S,
+             "wave: the busy session's turns stay fast (worst %.0f ms, "
+             "bound %.0f ms)" % (worst[0] * 1e3, WAVE_TURN_MAX_S * 1e3),
+             worst)
+        try:
+            wait_for(lambda: len(children_of(d.proc.pid)) <= 1 + 8,
+                     WAIT_S, "the wave's workers to go")
+            t.ok(True, "wave: the stopped sessions' workers are gone")
+        except TimeoutError:
+            t.ok(False, "wave: the stopped sessions' workers are gone",
+                 len(children_of(d.proc.pid)))
+
+
+T0 = time.monotonic()
+for fn in (test_freeze, test_reap_wave):
+    t1 = time.monotonic()
+    try:
+        fn()
+    except Exception as e:  # a crashed case is a failure, not an abort
+        import traceback
+        t.ok(False, fn.__name__ + " raised " + repr(e), traceback.format_exc())
+    print("# %s: %.1fs" % (fn.__name__, time.monotonic() - t1))
+print("# total %.1fs" % (time.monotonic() - T0))
+t.done()
