@@ -54,6 +54,7 @@ struct client {
 	int			 stalled;	/* above client_pause_bytes */
 	struct event		*stall_timer;	/* ... for too long: cut off */
 	struct line_reader	 reader;
+	unsigned		 refs;	/* sessions' pointers to it (session.c) */
 };
 TAILQ_HEAD(clients, client);
 
@@ -124,6 +125,7 @@ struct session {
 	TAILQ_ENTRY(session)	 entry;
 	TAILQ_ENTRY(session)	 wait_entry;	/* waiting for a worker */
 	int			 queued;	/* ... on session.c's queue */
+	LIST_ENTRY(session)	 name_entry;	/* session.c's hash by name */
 	TAILQ_ENTRY(session)	 ended_entry;	/* ended, oldest first */
 	int			 on_ended;	/* ... on session.c's list */
 	char			*name;

@@ -187,14 +187,7 @@ pool_release(struct worker *wk)
 int
 pool_ready_spares(void)
 {
-	struct worker	*wk;
-	int		 n = 0;
-
-	TAILQ_FOREACH(wk, &hp.workers, entry)
-		if (wk->session == NULL && wk->ready && !wk->dead &&
-		    !wk->closed)
-			n++;
-	return n;
+	return pool.nspares;
 }
 
 /* Kill a worker; its death is handled when we reap it. */

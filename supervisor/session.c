@@ -41,6 +41,11 @@
 
 
 
+/* Sessions by name: a request finds its session without a walk. */
+#define SESSION_HASH_SIZE	4096	/* a power of two */
+LIST_HEAD(session_bucket, session);
+static struct session_bucket	session_byname[SESSION_HASH_SIZE];
+
 /* Sessions waiting for a worker, first come first served. */
 static TAILQ_HEAD(, session) session_waitq =
     TAILQ_HEAD_INITIALIZER(session_waitq);
@@ -65,7 +70,11 @@ static void
 session_waiter_set(struct waiter *w, struct client *c, const char *req)
 {
 	free(w->req);
+	if (w->c != NULL)
+		w->c->refs--;
 	w->c = c;
+	if (c != NULL)
+		c->refs++;
 	w->req = xstrdup(req);
 }
 
@@ -74,6 +83,8 @@ session_waiter_clear(struct waiter *w)
 {
 	free(w->req);
 	w->req = NULL;
+	if (w->c != NULL)
+		w->c->refs--;
 	w->c = NULL;
 }
 
@@ -229,13 +240,23 @@ session_worker_approval(struct session *s, const struct msg_approval *ap)
 		s->approvals[s->napprovals++] = xstrdup(ap->request_id);
 }
 
+static struct session_bucket *
+session_bucket(const char *name)
+{
+	uint32_t	h = 2166136261u;	/* FNV-1a */
+
+	while (*name != '\0')
+		h = (h ^ (unsigned char)*name++) * 16777619u;
+	return &session_byname[h & (SESSION_HASH_SIZE - 1)];
+}
+
 /* Names are per uid: one user's "x" and another's are two sessions. */
 struct session *
 session_find(const char *name, uid_t uid)
 {
 	struct session	*s;
 
-	TAILQ_FOREACH(s, &hp.sessions, entry)
+	LIST_FOREACH(s, session_bucket(name), name_entry)
 		if (s->uid == uid && strcmp(s->name, name) == 0)
 			return s;
 	return NULL;
@@ -382,6 +403,7 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	stats_init(&s->total);
 	stats_init(&s->last);
 	TAILQ_INSERT_TAIL(&hp.sessions, s, entry);
+	LIST_INSERT_HEAD(session_bucket(s->name), s, name_entry);
 	log_info("session %s created by uid %ld in %s (cli session %s)", name,
 	    (long)uid, workdir, s->cli_session_id);
 	return s;
@@ -391,6 +413,7 @@ static void
 session_free(struct session *s)
 {
 	TAILQ_REMOVE(&hp.sessions, s, entry);
+	LIST_REMOVE(s, name_entry);
 	session_dequeue(s);
 	session_unend(s);
 	if (s->worker != NULL)
@@ -2114,6 +2137,7 @@ session_follower_remove(struct session *s, struct client *c)
 	for (i = 0; i < s->nfollowers; i++) {
 		if (s->followers[i] == c) {
 			s->followers[i] = s->followers[--s->nfollowers];
+			c->refs--;
 			return 1;
 		}
 	}
@@ -2181,8 +2205,10 @@ session_op_attach(struct client *c, const char *req, const cJSON *r)
 	}
 	server_client_ok(c, req, d);
 	ring_each(&s->ring, from, session_replay_one, c);
-	if (i == s->nfollowers)
+	if (i == s->nfollowers) {
 		s->followers[s->nfollowers++] = c;
+		c->refs++;
+	}
 }
 
 void
@@ -2356,6 +2382,8 @@ session_client_stalled(struct client *c, int stalled)
 {
 	struct session	*s;
 
+	if (c->refs == 0)	/* no turn of its own, nothing it follows */
+		return;
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		if (s->worker == NULL || s->worker->bev == NULL ||
 		    (stalled && s->exec.c != c))
@@ -2380,6 +2408,12 @@ session_client_gone(struct client *c)
 	struct session		*s;
 	struct queued_turn	*q;
 
+	/*
+	 * Only a client that some session points at (a turn, an open, a stop
+	 * or a follow of its own) costs a walk of the table.
+	 */
+	if (c->refs == 0)
+		return;
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		session_follower_remove(s, c);
 		TAILQ_FOREACH(q, &s->turnq, entry)
@@ -2394,6 +2428,7 @@ session_client_gone(struct client *c)
 		if (s->stop.c == c)
 			s->stop.c = NULL;
 	}
+	c->refs = 0;	/* every pointer to it is gone */
 }
 
 /* Sessions waiting for a worker that will not come. */
