@@ -18,3 +18,10 @@ echo "== firewall: detection and false alarms on the labelled corpus"
 "$B/test_firewall_corpus" -r -T tests/data/firewall/tune.tsv \
     -H tests/data/firewall/heldout.tsv tests/data/firewall/dangerous.txt \
     tests/data/firewall/benign.txt policy/rules || exit 1
+echo
+echo "== scale: 100, 1,000 and 2,000 sessions with tests/fake-claude"
+# BENCH_SCALE="100 1000" chooses; each N is reported, never failed.
+python3 tests/bench/bench_scale.py || exit 1
+echo
+echo "== idle real CLIs: CPU before and after freeze_after"
+python3 tests/bench/bench_freeze.py || exit 1
