@@ -2382,7 +2382,11 @@ session_client_stalled(struct client *c, int stalled)
 {
 	struct session	*s;
 
-	if (c->refs == 0)	/* no turn of its own, nothing it follows */
+	/*
+	 * Pausing touches only its own turns' workers: none, no walk.  A
+	 * resume walks, as a turn may have ended while its worker was paused.
+	 */
+	if (stalled && c->refs == 0)
 		return;
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		if (s->worker == NULL || s->worker->bev == NULL ||
