@@ -908,6 +908,9 @@ ctl_print_status(const cJSON *d)
 			    "off");
 		else if (cJSON_IsNumber(e))
 			printf(" %s=%g", e->string, e->valuedouble);
+		else if (cJSON_IsObject(e) && cJSON_IsString(
+		    cJSON_GetObjectItemCaseSensitive(e, "mode")))
+			printf(" %s=%s", e->string, ctl_jstr(e, "mode"));
 	}
 	printf("\n");
 	printf("rules       %.0f\n", ctl_jnum(d, "rules"));

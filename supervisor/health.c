@@ -106,12 +106,9 @@ health_status(void)
 	cJSON_AddNumberToObject(d, "spares", pool_spares());
 	cJSON_AddNumberToObject(d, "clients", (double)hp.nclients);
 
-	o = cJSON_AddObjectToObject(d, "isolation");
-	cJSON_AddStringToObject(o, "seccomp", hp.conf->seccomp);
-	cJSON_AddStringToObject(o, "landlock", hp.conf->landlock);
-	if (hp.conf->worker_user != NULL)
-		cJSON_AddStringToObject(o, "worker_user",
-		    hp.conf->worker_user);
+	/* The start-up isolation report, and what screens the sessions. */
+	o = isolation_json();
+	cJSON_AddItemToObject(d, "isolation", o);
 	cJSON_AddBoolToObject(o, "firewall", hp.screen->policy != NULL);
 	cJSON_AddBoolToObject(o, "tool_gate", hp.conf->tool_gate);
 	cJSON_AddBoolToObject(o, "egress_gateway_only",
