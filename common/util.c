@@ -1,12 +1,17 @@
 /* Small helpers: clocks, UUIDs, fd flags, directories. */
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,5 +155,50 @@ util_rmtree(const char *path)
 		return -1;
 	if (rmdir(path) == -1 && errno != ENOENT)
 		return -1;
+	return 0;
+}
+
+#define PORT_MAX	65535
+
+int
+util_hostport(const char *s, int flags, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	char			 host[INET6_ADDRSTRLEN + 2], *end;
+	const char		*colon;
+	unsigned long		 port;
+	size_t			 n;
+
+	memset(ss, 0, sizeof *ss);
+	if ((colon = strrchr(s, ':')) == NULL || colon == s ||
+	    (n = (size_t)(colon - s)) >= sizeof host)
+		return -1;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
+	    port > PORT_MAX || (port == 0 && !(flags & UTIL_ADDR_PORT0)))
+		return -1;
+	if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
+		host[n - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1 ||
+		    ((flags & UTIL_ADDR_LOOPBACK) &&
+		    !IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr)))
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*len = sizeof *sin6;
+		return 0;
+	}
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1 ||
+	    ((flags & UTIL_ADDR_LOOPBACK) &&
+	    (ntohl(sin->sin_addr.s_addr) >> 24) != 127))
+		return -1;
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	*len = sizeof *sin;
 	return 0;
 }

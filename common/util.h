@@ -2,6 +2,7 @@
 #ifndef HP_UTIL_H
 #define HP_UTIL_H
 
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <stddef.h>
@@ -15,6 +16,12 @@ uint64_t	util_now_us(void);
 struct timeval	util_ms_tv(uint64_t ms);
 /* A random (version 4) UUID into buf[UUID_STR_LEN + 1]. */
 void		util_uuid(char *buf);
+/* util_hostport() flags. */
+#define UTIL_ADDR_LOOPBACK	0x1	/* 127.0.0.0/8 or ::1 only */
+#define UTIL_ADDR_PORT0		0x2	/* port 0 (any free port) allowed */
+/* "127.0.0.1:9464" or "[::1]:9464" into *ss and *len; 0 or -1. */
+int		util_hostport(const char *s, int flags,
+		    struct sockaddr_storage *ss, socklen_t *len);
 int		util_set_nonblock(int fd);
 int		util_set_cloexec(int fd, int on);
 /* mkdir -p with mode for created components; 0 or -1 (errno). */

@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/proto.h"
+#include "common/util.h"
 #include "supervisor/hotplexd.h"
 
 #define METRICS_PATH		"/metrics"
@@ -34,7 +35,6 @@
 #define METRICS_TIMEOUT_S	10	/* a client idle this long is dropped */
 #define METRICS_MAX_HEADERS	8192	/* bytes of request headers */
 #define METRICS_MAX_BODY	0	/* GET and HEAD carry none */
-#define METRICS_PORT_MAX	65535
 #define METRICS_CONTENT_TYPE	"text/plain; version=0.0.4; charset=utf-8"
 
 static int			 metrics_fd = -1;
@@ -64,40 +64,8 @@ int
 metrics_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len,
     char *err, size_t errlen)
 {
-	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
-	char			 host[INET6_ADDRSTRLEN + 2], *end;
-	const char		*colon;
-	unsigned long		 port;
-	size_t			 n;
-
-	memset(ss, 0, sizeof *ss);
-	if ((colon = strrchr(s, ':')) == NULL || colon == s ||
-	    (n = (size_t)(colon - s)) >= sizeof host)
-		goto bad;
-	memcpy(host, s, n);
-	host[n] = '\0';
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port == 0 ||
-	    port > METRICS_PORT_MAX)
-		goto bad;
-	if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-		host[n - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
-			goto bad;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		*len = sizeof *sin6;
+	if (util_hostport(s, 0, ss, len) == 0)
 		return 0;
-	}
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-		goto bad;
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons((uint16_t)port);
-	*len = sizeof *sin;
-	return 0;
-bad:
 	snprintf(err, errlen, "metrics_listen %s: not an address:port "
 	    "(127.0.0.1:9464, [::1]:9464)", s);
 	return -1;

@@ -65,41 +65,9 @@ static int
 sgw_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len,
     char *err, size_t errlen)
 {
-	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
-	char			 host[INET6_ADDRSTRLEN + 2], *end;
-	const char		*colon;
-	unsigned long		 port;
-	size_t			 n;
-
-	memset(ss, 0, sizeof *ss);
-	if ((colon = strrchr(s, ':')) == NULL || colon == s ||
-	    (n = (size_t)(colon - s)) >= sizeof host)
-		goto bad;
-	memcpy(host, s, n);
-	host[n] = '\0';
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port > 65535)
-		goto bad;
-	if (host[0] == '[' && n > 2 && host[n - 1] == ']') {
-		host[n - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1 ||
-		    !IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
-			goto bad;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		*len = sizeof *sin6;
+	if (util_hostport(s, UTIL_ADDR_LOOPBACK | UTIL_ADDR_PORT0, ss,
+	    len) == 0)
 		return 0;
-	}
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1 ||
-	    (ntohl(sin->sin_addr.s_addr) >> 24) != 127)
-		goto bad;
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons((uint16_t)port);
-	*len = sizeof *sin;
-	return 0;
-bad:
 	snprintf(err, errlen, "gateway_listen %s: not a loopback address:port "
 	    "(127.0.0.1:0, [::1]:8080)", s);
 	return -1;
