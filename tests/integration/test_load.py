@@ -282,8 +282,10 @@ def main():
         t.ok(cut and ("does not read:" in log or "has not read" in log),
              "the slow client was cut off (client_outbuf_max 1M, "
              "client_stall_timeout 2s)",
-             "\n".join(l for l in log.splitlines() if "slow" in l or
-                       "read" in l)[-3000:])
+             "\n".join(l for l in log.splitlines() if ("slow" in l or
+                       "read" in l) and "pausing its worker" not in l)[-3000:]
+             + "\n%d pauses of the slow session's worker" %
+             log.count("session slow: client does not read"))
         slow.close()
         rss1 = rss_kb(pid)
         print("# master VmRSS before %d kB, after %d kB" % (rss0, rss1))
