@@ -104,6 +104,7 @@ health_status(void)
 		    (double)nstate[i]);
 	cJSON_AddNumberToObject(d, "workers", pool_count());
 	cJSON_AddNumberToObject(d, "spares", pool_spares());
+	cJSON_AddNumberToObject(d, "spares_ready", pool_ready_spares());
 	cJSON_AddNumberToObject(d, "clients", (double)hp.nclients);
 
 	/* The start-up isolation report, and what screens the sessions. */

@@ -332,9 +332,12 @@ def test_spares_open_reset_idle():
     # idle between the open and the execute that checks it is warm (the
     # idle clock starts when the CLI is up, before open is answered).
     with Daemon({"spare_min": "2"}) as d:
-        wait_for(lambda: len(d.workers()) >= 2, 10, "two spares")
-        spares = set(d.workers())
         c = d.client()
+        # Ready, not only started: a session that finds no ready spare
+        # starts a worker of its own (slow workers under valgrind).
+        wait_for(lambda: c.request("status")["data"]["spares_ready"] >= 2,
+                 10, "two ready spares")
+        spares = set(d.workers())
         r = c.request("open", session="o", workdir=d.work + "/o")
         t.eq(r["type"], "ok", "open answers ok once the CLI answers")
         ss = c.request("sessions")["data"]
