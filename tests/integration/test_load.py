@@ -277,6 +277,15 @@ def main():
         t.ok(not wrong and len(load.kills) >= min(NKILLS, 1),
              "turns on killed workers end done or worker_exited, all others "
              "done (%d kills)" % len(load.kills), "\n".join(wrong[:20]))
+        # Wait for the daemon's word first: reading the socket now would
+        # drain it and un-stall the client (a fast load run ends before
+        # the stall timer has fired).
+        try:
+            wait_for(lambda: "does not read:" in open(d.log).read() or
+                     "has not read" in open(d.log).read(), 60,
+                     "the slow client's cut-off")
+        except TimeoutError:
+            pass
         cut = cut_off(slow, 30)
         log = open(d.log).read()
         t.ok(cut and ("does not read:" in log or "has not read" in log),
