@@ -558,6 +558,26 @@ ctl_footer(const struct ctl_exec *x)
 	ctl_print_usage(stderr, "", u);
 }
 
+/* Waits for the daemon's socket or a signal (the self-pipe, drained). */
+static int
+ctl_wait(const struct ctl *c)
+{
+	struct pollfd	pfd[2];
+	char		drain[16];
+
+	pfd[0].fd = hp_fd(c->h);
+	pfd[0].events = POLLIN;
+	pfd[1].fd = ctl_sigpipe[0];
+	pfd[1].events = POLLIN;
+	if (poll(pfd, 2, -1) == -1 && errno != EINTR) {
+		perror("hotplexctl: poll");
+		return -1;
+	}
+	while (read(ctl_sigpipe[0], drain, sizeof drain) > 0)
+		;
+	return 0;
+}
+
 /*
  * Drives the turn from our own poll loop, so that SIGINT (through a
  * self-pipe) can send interrupt while events keep streaming.
@@ -567,8 +587,6 @@ ctl_exec_run(struct ctl *c, struct ctl_turn *t, const char *prompt)
 {
 	struct ctl_exec	 x;
 	struct hp_error	 err;
-	struct pollfd	 pfd[2];
-	char		 drain[16];
 	int		 interrupting = 0;
 
 	memset(&x, 0, sizeof x);
@@ -590,16 +608,8 @@ ctl_exec_run(struct ctl *c, struct ctl_turn *t, const char *prompt)
 		return CTL_EXIT_FAIL;
 	}
 	while (!x.finished) {
-		pfd[0].fd = hp_fd(c->h);
-		pfd[0].events = POLLIN;
-		pfd[1].fd = ctl_sigpipe[0];
-		pfd[1].events = POLLIN;
-		if (poll(pfd, 2, -1) == -1 && errno != EINTR) {
-			perror("hotplexctl: poll");
+		if (ctl_wait(c) == -1)
 			return CTL_EXIT_FAIL;
-		}
-		while (read(ctl_sigpipe[0], drain, sizeof drain) > 0)
-			;
 		if (ctl_sigints > 0 && !interrupting) {
 			interrupting = 1;
 			ctl_own_line(&x);
@@ -1394,9 +1404,7 @@ cmd_attach(struct ctl *c, int argc, char **argv)
 	struct ctl_attach	 a;
 	struct hp_attach	 info;
 	struct hp_error		 err;
-	struct pollfd		 pfd[2];
 	const char		*optval[UCHAR_MAX + 1] = { NULL };
-	char			 drain[16];
 	int64_t			 since = 0;
 	int			 i, ch, busy;
 	static const struct option longopts[] = {
@@ -1460,16 +1468,8 @@ cmd_attach(struct ctl *c, int argc, char **argv)
 		/* The replay is over once the line of seq `seq` is printed. */
 		if (a.seen >= a.seq && (!busy || a.followed))
 			break;
-		pfd[0].fd = hp_fd(c->h);
-		pfd[0].events = POLLIN;
-		pfd[1].fd = ctl_sigpipe[0];
-		pfd[1].events = POLLIN;
-		if (poll(pfd, 2, -1) == -1 && errno != EINTR) {
-			perror("hotplexctl: poll");
+		if (ctl_wait(c) == -1)
 			return CTL_EXIT_FAIL;
-		}
-		while (read(ctl_sigpipe[0], drain, sizeof drain) > 0)
-			;
 		if (ctl_sigints > 0) {
 			ctl_dim(&a.x, 0);
 			(void)hp_detach(c->h, a.session, &err);

@@ -433,11 +433,12 @@ worker_approval_end(struct approval *a)
 }
 
 /* Denies a tool call: permission_denied {by, reason}, and the CLI told. */
+/* A denial: the permission_denied event, and the CLI's answer in resp. */
 static void
-worker_deny(const char *request_id, const char *tool, const char *tool_id,
+worker_deny_into(cJSON *resp, const char *tool, const char *tool_id,
     const char *by, const char *reason)
 {
-	cJSON	*ev = cJSON_CreateObject(), *resp = cJSON_CreateObject();
+	cJSON	*ev = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(ev, "tool_id", tool_id != NULL ? tool_id : "");
 	cJSON_AddStringToObject(ev, "name", tool != NULL ? tool : "");
@@ -448,6 +449,15 @@ worker_deny(const char *request_id, const char *tool, const char *tool_id,
 		bridge_permission_denied(w.bridge, tool_id);
 	cJSON_AddStringToObject(resp, "behavior", "deny");
 	cJSON_AddStringToObject(resp, "message", reason);
+}
+
+static void
+worker_deny(const char *request_id, const char *tool, const char *tool_id,
+    const char *by, const char *reason)
+{
+	cJSON	*resp = cJSON_CreateObject();
+
+	worker_deny_into(resp, tool, tool_id, by, reason);
 	worker_control_answer(request_id, resp, NULL);
 }
 
@@ -582,7 +592,7 @@ worker_bridge_control_request(void *arg, const char *request_id,
 	const cJSON	*input;
 	const char	*tool, *tool_id, *by;
 	char		 reason[WORKER_ERR_MAX];
-	cJSON		*resp, *ev;
+	cJSON		*resp;
 
 	if (!cJSON_IsString(sub)) {
 		worker_control_answer(request_id, NULL, "malformed control request");
@@ -594,19 +604,9 @@ worker_bridge_control_request(void *arg, const char *request_id,
 		tool_id = json_str(request, "tool_use_id");
 		resp = cJSON_CreateObject();
 		if (w.gate != NULL && gate_check(w.gate, tool, input, &by, reason,
-		    sizeof reason) == -1) {
-			ev = cJSON_CreateObject();
-			cJSON_AddStringToObject(ev, "tool_id",
-			    tool_id != NULL ? tool_id : "");
-			cJSON_AddStringToObject(ev, "name", tool != NULL ? tool : "");
-			cJSON_AddStringToObject(ev, "by", by);
-			cJSON_AddStringToObject(ev, "reason", reason);
-			worker_bridge_event(NULL, "permission_denied", ev);
-			if (tool_id != NULL)
-				bridge_permission_denied(w.bridge, tool_id);
-			cJSON_AddStringToObject(resp, "behavior", "deny");
-			cJSON_AddStringToObject(resp, "message", reason);
-		} else if (!cJSON_IsObject(input)) {
+		    sizeof reason) == -1)
+			worker_deny_into(resp, tool, tool_id, by, reason);
+		else if (!cJSON_IsObject(input)) {
 			cJSON_AddStringToObject(resp, "behavior", "deny");
 			cJSON_AddStringToObject(resp, "message",
 			    "malformed tool input");
