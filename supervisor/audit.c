@@ -5,7 +5,8 @@
  * owner, the turn, the tool, a digest and a bounded excerpt of the input,
  * the decision and who made it, the duration, whether it failed and the
  * files it wrote.  The rows come from the events the workers relay: only
- * the three event types concerned are parsed.  The audit op reads them
+ * the event types concerned are parsed (permission_request too: a call
+ * the app answered is audited as decided by "app", with the uid).  The audit op reads them
  * back, an owner's own rows only unless an administrator asks; rows older
  * than audit_retention are removed hourly.
  */
@@ -44,6 +45,9 @@ struct audit_call {
 	char		*files;		/* JSON array, or NULL */
 	char		*by;		/* who denied it, or NULL */
 	char		*reason;
+	char		*request_id;	/* put to the app (approvals "client") */
+	int		 app;		/* the app answered it */
+	long		 app_uid;	/* the client that answered */
 	int64_t		 start_ms;
 	uint32_t	 turn;
 };
@@ -102,6 +106,7 @@ audit_call_clear(struct audit_call *a)
 	free(a->files);
 	free(a->by);
 	free(a->reason);
+	free(a->request_id);
 	memset(a, 0, sizeof *a);
 }
 
@@ -120,6 +125,7 @@ audit_call_end(struct session *s, size_t i, int64_t duration_ms, int error,
 	struct audit_pending	*p = s->audit;
 	struct audit_call	*a = &p->calls[i];
 	struct store_audit	 r;
+	char			 detail[AUDIT_DETAIL_MAX + 64];
 
 	memset(&r, 0, sizeof r);
 	r.time_ms = a->start_ms;
@@ -131,13 +137,23 @@ audit_call_end(struct session *s, size_t i, int64_t duration_ms, int error,
 	r.digest = a->digest;
 	r.excerpt = a->excerpt;
 	r.decision = a->by != NULL ? "deny" : "allow";
-	/* An allowed call passed the gate, or the CLI's own rules. */
-	r.decided_by = a->by != NULL ? a->by : hp.conf->tool_gate ? "gate" :
-	    "cli";
+	/*
+	 * An allowed call passed the gate, or the CLI's own rules, or the
+	 * app (approvals "client") allowed it: then the row says which uid.
+	 */
+	r.decided_by = a->app ? "app" : a->by != NULL ? a->by :
+	    hp.conf->tool_gate ? "gate" : "cli";
 	r.duration_ms = duration_ms;
 	r.error = error;
 	r.files = a->by == NULL && !error ? a->files : NULL;
 	r.detail = a->reason != NULL ? a->reason : why;
+	if (a->app) {
+		snprintf(detail, sizeof detail, "%s by uid %ld%s%s",
+		    a->by != NULL ? "denied" : "allowed", a->app_uid,
+		    r.detail != NULL && *r.detail != '\0' ? ": " : "",
+		    r.detail != NULL ? r.detail : "");
+		r.detail = detail;
+	}
 	audit_write(s, &r);
 	audit_call_clear(a);
 	p->calls[i] = p->calls[--p->n];
@@ -189,9 +205,15 @@ audit_tool_use(struct session *s, const cJSON *d)
 	char			*text, dg[AUDIT_DIGEST_HEX];
 	cJSON			*files;
 
-	if (id == NULL || audit_find(s, id) != -1)
+	ssize_t			 i;
+
+	if (id == NULL)
 		return;
-	a = audit_call_new(s, id, tool);
+	if ((i = audit_find(s, id)) == -1)
+		a = audit_call_new(s, id, tool);
+	else if ((a = &((struct audit_pending *)s->audit)->calls[i])->digest
+	    != NULL)
+		return;
 	if ((text = cJSON_PrintUnformatted(in)) != NULL) {
 		audit_digest(text, dg);
 		a->digest = xstrdup(dg);
@@ -227,6 +249,42 @@ audit_denied(struct session *s, const cJSON *d)
 	a->reason = audit_cut(reason != NULL ? reason : "", AUDIT_DETAIL_MAX);
 }
 
+/* A question put to the app: its request_id, for the app's answer. */
+static void
+audit_asked(struct session *s, const cJSON *d)
+{
+	const char		*id = json_str(d, "tool_id");
+	const char		*rid = json_str(d, "request_id");
+	struct audit_call	*a;
+	ssize_t			 i;
+
+	if (id == NULL || *id == '\0' || rid == NULL)
+		return;
+	if ((i = audit_find(s, id)) == -1)
+		a = audit_call_new(s, id, json_str(d, "name"));
+	else
+		a = &((struct audit_pending *)s->audit)->calls[i];
+	free(a->request_id);
+	a->request_id = xstrdup(rid);
+}
+
+/* The app answered a question (session_op_permission): its row says so. */
+void
+audit_app_answer(struct session *s, const char *request_id, uid_t uid)
+{
+	struct audit_pending	*p = s->audit;
+	size_t			 i;
+
+	for (i = 0; p != NULL && i < p->n; i++) {
+		if (p->calls[i].request_id != NULL &&
+		    strcmp(p->calls[i].request_id, request_id) == 0) {
+			p->calls[i].app = 1;
+			p->calls[i].app_uid = (long)uid;
+			return;
+		}
+	}
+}
+
 static void
 audit_tool_result(struct session *s, const cJSON *d)
 {
@@ -256,6 +314,7 @@ audit_event(struct session *s, const char *tail, size_t len)
 	static const char tu[] = "\"type\":\"tool_use\"";
 	static const char tr[] = "\"type\":\"tool_result\"";
 	static const char pd[] = "\"type\":\"permission_denied\"";
+	static const char pr[] = "\"type\":\"permission_request\"";
 	const cJSON	*d;
 	cJSON		*o;
 	char		*text;
@@ -264,7 +323,8 @@ audit_event(struct session *s, const char *tail, size_t len)
 		return;
 	if (memcmp(tail, tu, sizeof tu - 1) != 0 &&
 	    (len < sizeof tr - 1 || memcmp(tail, tr, sizeof tr - 1) != 0) &&
-	    (len < sizeof pd - 1 || memcmp(tail, pd, sizeof pd - 1) != 0))
+	    (len < sizeof pd - 1 || memcmp(tail, pd, sizeof pd - 1) != 0) &&
+	    (len < sizeof pr - 1 || memcmp(tail, pr, sizeof pr - 1) != 0))
 		return;
 	text = xmalloc(len + 2);
 	text[0] = '{';
@@ -278,6 +338,8 @@ audit_event(struct session *s, const char *tail, size_t len)
 			audit_tool_use(s, d);
 		else if (memcmp(tail, tr, sizeof tr - 1) == 0)
 			audit_tool_result(s, d);
+		else if (memcmp(tail, pr, sizeof pr - 1) == 0)
+			audit_asked(s, d);
 		else
 			audit_denied(s, d);
 	}

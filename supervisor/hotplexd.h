@@ -270,6 +270,7 @@ void	 audit_init(void);
 void	 audit_stop(void);
 void	 audit_event(struct session *, const char *tail, size_t len);
 void	 audit_turn_end(struct session *);
+void	 audit_app_answer(struct session *, const char *request_id, uid_t);
 void	 audit_firewall(struct session *, const char *prompt,
 	    const struct policy_verdict *);
 void	 audit_session_free(struct session *);

@@ -2367,6 +2367,7 @@ session_op_permission(struct client *c, const char *req, const cJSON *r)
 	}
 	log_info("session %s: permission request %s answered %s by uid %ld",
 	    s->name, id, decision, (long)c->uid);
+	audit_app_answer(s, id, c->uid);
 	memset(&p, 0, sizeof p);
 	p.request_id = id;
 	p.allow = strcmp(decision, "allow") == 0;

@@ -280,6 +280,20 @@ def test_approvals():
         t.ok(not hplib.first(rest, "tool_result")["data"]["is_error"],
              "... and the first answer (allow) holds")
 
+        # the audit says the app decided, and which uid answered
+        r = c.request("audit", session="ap")
+        rows = r["data"]["rows"] if r["type"] == "audit" else []
+        allowed = [x for x in rows if x["decision"] == "allow"]
+        denied = [x for x in rows if x["decision"] == "deny"]
+        me = "by uid %d" % os.getuid()
+        t.ok(len(allowed) == 3 and all(
+             x["decided_by"] == "app" and me in (x["detail"] or "")
+             for x in allowed), "a call the app allowed is audited as "
+             "decided_by app, with the answering uid", allowed)
+        t.ok(len(denied) == 1 and denied[0]["decided_by"] == "app" and
+             "not today" in denied[0]["detail"] and
+             me in denied[0]["detail"], "... and one it denied too", denied)
+
 
 def test_approval_timeout_interrupt():
     with Daemon({"approval_timeout": "300ms"}) as d:
