@@ -1262,12 +1262,31 @@ ctl_parse_since(const char *s)
 	return -1;
 }
 
+#define CTL_AUDIT_FILES_MAX	1024	/* bytes of a row's file list shown */
+
+/* Appends what, then the paths of r's array key, to buf (of len). */
+static void
+ctl_audit_files(char *buf, size_t len, const cJSON *r, const char *key,
+    const char *what)
+{
+	const cJSON	*e, *a = cJSON_GetObjectItemCaseSensitive(r, key);
+	size_t		 n = strlen(buf);
+
+	if (cJSON_GetArraySize(a) == 0)
+		return;
+	n += snprintf(buf + n, len - n, "%s", what);
+	cJSON_ArrayForEach(e, a)
+		if (cJSON_IsString(e) && n < len)
+			n += snprintf(buf + n, len - n, " %s", e->valuestring);
+}
+
 static void
 ctl_print_audit_row(const cJSON *r)
 {
 	const cJSON	*ms = cJSON_GetObjectItemCaseSensitive(r, "duration_ms");
 	const char	*what;
 	char		 when[32], dur[24], line[CTL_TOOL_SUMMARY_MAX + 1];
+	char		 files[CTL_AUDIT_FILES_MAX];
 	struct tm	 tm;
 	time_t		 t;
 	size_t		 i;
@@ -1287,12 +1306,19 @@ ctl_print_audit_row(const cJSON *r)
 	for (i = 0; what[i] != '\0' && i < sizeof line - 1; i++)
 		line[i] = (unsigned char)what[i] < ' ' ? ' ' : what[i];
 	line[i] = '\0';
-	printf("%-20s %-16.32s %5.0f %-8s %-12.24s %-6s %-8s %6s %-3s %s\n",
+	files[0] = '\0';
+	ctl_audit_files(files, sizeof files, r, "files", " wrote:");
+	ctl_audit_files(files, sizeof files, r, "files_deleted", " deleted:");
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r,
+	    "files_truncated")) && strlen(files) < sizeof files - 1)
+		snprintf(files + strlen(files), sizeof files - strlen(files),
+		    " (files truncated)");
+	printf("%-20s %-16.32s %5.0f %-8s %-12.24s %-6s %-8s %6s %-3s %s%s\n",
 	    when, ctl_jstr(r, "session"), ctl_jnum(r, "turn"),
 	    ctl_jstr(r, "kind"), ctl_jstr(r, "tool"), ctl_jstr(r, "decision"),
 	    ctl_jstr(r, "decided_by"), dur,
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "error")) ?
-	    "yes" : "no", line);
+	    "yes" : "no", line, files);
 }
 
 /* audit [--since TIME] [SESSION]: every page, in order. */

@@ -43,6 +43,7 @@ struct audit_call {
 	char		*digest;
 	char		*excerpt;
 	char		*files;		/* JSON array, or NULL */
+	int		 observed;	/* files as the worker saw them */
 	char		*by;		/* who denied it, or NULL */
 	char		*reason;
 	char		*request_id;	/* put to the app (approvals "client") */
@@ -145,7 +146,8 @@ audit_call_end(struct session *s, size_t i, int64_t duration_ms, int error,
 	    hp.conf->tool_gate ? "gate" : "cli";
 	r.duration_ms = duration_ms;
 	r.error = error;
-	r.files = a->by == NULL && !error ? a->files : NULL;
+	/* A failed Write wrote nothing; a failed command may have. */
+	r.files = a->observed || (a->by == NULL && !error) ? a->files : NULL;
 	r.detail = a->reason != NULL ? a->reason : why;
 	if (a->app) {
 		snprintf(detail, sizeof detail, "%s by uid %ld%s%s",
@@ -285,6 +287,44 @@ audit_app_answer(struct session *s, const char *request_id, uid_t uid)
 	}
 }
 
+/*
+ * The files the worker saw a Bash call change in the workdir: stored as
+ * {"written":[..],"deleted":[..],"truncated":bool}, written after any path
+ * the tool's input named.
+ */
+static void
+audit_observed(struct audit_call *a, const cJSON *d)
+{
+	const cJSON	*wr = cJSON_GetObjectItemCaseSensitive(d,
+			    "files_written");
+	const cJSON	*del = cJSON_GetObjectItemCaseSensitive(d,
+			    "files_deleted");
+	const cJSON	*e;
+	cJSON		*o, *w, *named;
+
+	if (!cJSON_IsArray(wr) || !cJSON_IsArray(del))
+		return;
+	o = cJSON_CreateObject();
+	w = cJSON_AddArrayToObject(o, "written");
+	named = a->files != NULL ? cJSON_Parse(a->files) : NULL;
+	cJSON_ArrayForEach(e, named)
+		if (cJSON_IsString(e))
+			cJSON_AddItemToArray(w, cJSON_CreateString(
+			    e->valuestring));
+	cJSON_Delete(named);
+	cJSON_ArrayForEach(e, wr)
+		if (cJSON_IsString(e))
+			cJSON_AddItemToArray(w, cJSON_CreateString(
+			    e->valuestring));
+	cJSON_AddItemToObject(o, "deleted", cJSON_Duplicate(del, 1));
+	cJSON_AddBoolToObject(o, "truncated", cJSON_IsTrue(
+	    cJSON_GetObjectItemCaseSensitive(d, "files_truncated")));
+	free(a->files);
+	a->files = json_print(o);
+	a->observed = 1;
+	cJSON_Delete(o);
+}
+
 static void
 audit_tool_result(struct session *s, const cJSON *d)
 {
@@ -297,6 +337,7 @@ audit_tool_result(struct session *s, const cJSON *d)
 
 	if ((i = audit_find(s, json_str(d, "tool_id"))) == -1)
 		return;
+	audit_observed(&((struct audit_pending *)s->audit)->calls[i], d);
 	if (err && out != NULL)
 		why = audit_cut(out, AUDIT_DETAIL_MAX);
 	audit_call_end(s, (size_t)i, cJSON_IsNumber(ms) ?
@@ -439,7 +480,7 @@ audit_stop(void)
 static int
 audit_row_json(void *arg, int64_t id, const struct store_audit *r)
 {
-	cJSON	*a = arg, *o = cJSON_CreateObject(), *f;
+	cJSON	*a = arg, *o = cJSON_CreateObject(), *f, *w, *del;
 
 	cJSON_AddNumberToObject(o, "id", (double)id);
 	cJSON_AddNumberToObject(o, "time_ms", (double)r->time_ms);
@@ -465,9 +506,24 @@ audit_row_json(void *arg, int64_t id, const struct store_audit *r)
 	else
 		cJSON_AddNullToObject(o, "duration_ms");
 	cJSON_AddBoolToObject(o, "error", r->error);
+	/* A JSON array of the paths named, or what audit_observed keeps. */
 	f = r->files != NULL ? cJSON_Parse(r->files) : NULL;
+	w = cJSON_IsObject(f) ? cJSON_DetachItemFromObjectCaseSensitive(f,
+	    "written") : NULL;
+	del = cJSON_IsObject(f) ? cJSON_DetachItemFromObjectCaseSensitive(f,
+	    "deleted") : NULL;
 	cJSON_AddItemToObject(o, "files", cJSON_IsArray(f) ? f :
-	    (cJSON_Delete(f), cJSON_CreateArray()));
+	    cJSON_IsArray(w) ? w : cJSON_CreateArray());
+	cJSON_AddItemToObject(o, "files_deleted", cJSON_IsArray(del) ? del :
+	    cJSON_CreateArray());
+	cJSON_AddBoolToObject(o, "files_truncated", cJSON_IsObject(f) &&
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "truncated")));
+	if (!cJSON_IsArray(f))
+		cJSON_Delete(f);
+	if (!cJSON_IsArray(w))
+		cJSON_Delete(w);
+	if (!cJSON_IsArray(del))
+		cJSON_Delete(del);
 	if (r->detail != NULL)
 		cJSON_AddStringToObject(o, "detail", r->detail);
 	else

@@ -276,6 +276,11 @@ worker_bridge_event(void *arg, const char *type, cJSON *data)
 	cJSON	*o = cJSON_CreateObject();
 	char	*s;
 
+	/* A Bash call's files, watched from before it runs to its result. */
+	if (strcmp(type, "tool_use") == 0)
+		fswatch_begin(json_str(data, "name"), json_str(data, "tool_id"));
+	else if (strcmp(type, "tool_result") == 0)
+		fswatch_end(json_str(data, "tool_id"), data);
 	cJSON_AddStringToObject(o, "type", type);
 	cJSON_AddItemToObject(o, "data", data);
 	s = json_print(o);
@@ -323,8 +328,9 @@ static void	worker_approvals_settle(int);
 static void
 worker_turn_clear(void)
 {
-	/* A turn's questions do not outlive it. */
+	/* A turn's questions and watches do not outlive it. */
 	worker_approvals_settle(0);
+	fswatch_clear();
 	w.busy = 0;
 	w.interrupting = 0;
 	w.timed_out = 0;
@@ -602,6 +608,8 @@ worker_bridge_control_request(void *arg, const char *request_id,
 		input = cJSON_GetObjectItemCaseSensitive(request, "input");
 		tool = json_str(request, "tool_name");
 		tool_id = json_str(request, "tool_use_id");
+		/* Asked before it runs: its changes are all seen. */
+		fswatch_begin(tool, tool_id);
 		resp = cJSON_CreateObject();
 		if (w.gate != NULL && gate_check(w.gate, tool, input, &by, reason,
 		    sizeof reason) == -1)
@@ -1501,6 +1509,7 @@ worker_open(const cJSON *o)
 		worker_open_failed_exiting(ERR_SPAWN_FAILED, err);
 		return;
 	}
+	fswatch_init(w.base, w.workdir);
 	w.session = xstrdup(session);
 	w.state = W_OPEN;
 	log_info("CLI %ld started in %s (%s %s)%s", (long)cli_pid(w.cli),

@@ -68,6 +68,18 @@ int		 gate_check(struct gate *, const char *tool,
 		    const cJSON *input, const char **by, char *reason,
 		    size_t len);
 
+/*
+ * fswatch.c: the files a Bash call changed in the workdir (inotify while
+ * it is in flight), for the audit.
+ */
+void		 fswatch_init(struct event_base *, const char *workdir);
+/* A tool call is about to run (only Bash calls are watched). */
+void		 fswatch_begin(const char *tool, const char *tool_id);
+/* Its tool_result: adds files_written, files_deleted, files_truncated. */
+void		 fswatch_end(const char *tool_id, cJSON *data);
+/* The turn is over: nothing is watched. */
+void		 fswatch_clear(void);
+
 /* become.c: the worker's privileged part (root until a session comes) */
 #define BECOME_DIRS_MAX		8
 struct become {

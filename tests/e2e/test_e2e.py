@@ -253,6 +253,23 @@ def run(d, mock):
     t.ok(e2w[-1]["type"] == "done" and res and not res["data"]["is_error"]
          and os.path.exists(os.path.join(wd, "made-by-tool.txt")),
          "a writing Bash call is asked for and allowed", res)
+    # The files a real Bash call wrote are in its audit row (the worker
+    # watches the workdir from the CLI's question to the tool's result).
+    e2b = c.execute("e2e", "[[bash:echo 1 > two-a.txt && echo 2 > "
+                    "two-b.txt]] write two files")
+    two = [os.path.join(wd, "two-a.txt"), os.path.join(wd, "two-b.txt")]
+    rows = c.request("audit", session="e2e")["data"]["rows"]
+    row = [r for r in rows if "two-a.txt" in (r["excerpt"] or "")]
+    t.ok(e2b[-1]["type"] == "done" and len(row) == 1 and
+         row[0]["tool"] == "Bash" and sorted(row[0]["files"]) == two and
+         row[0]["files_truncated"] is False,
+         "audit: the files a real Bash call wrote are in its row", row)
+    p = subprocess.run([os.path.join(BDIR, "hotplexctl"), "-S", d.sock,
+                        "audit", "e2e"], capture_output=True, text=True,
+                       timeout=60)
+    t.ok(p.returncode == 0 and any(two[0] in x and two[1] in x
+                                   for x in p.stdout.splitlines()),
+         "hotplexctl audit shows both files of the Bash call", p.stdout)
 
     # Interrupt a stalled turn; the CLI stays.
     rid = c.send("execute", session="e2e", prompt="[[stall]] never finish")

@@ -120,6 +120,54 @@ def test_rows():
              "hotplexctl audit refuses a bad --since", p.stderr)
 
 
+def test_bash_files():
+    """The files a Bash command changed in the workdir (inotify in the
+    worker while the call is in flight) are in its row."""
+    with Daemon({}) as d:
+        c = d.client()
+        wd = os.path.join(d.work, "bf")
+        c.execute("bf", "tool:echo a > old.txt; echo b > gone.txt",
+                  workdir=wd)
+        c.execute("bf", "tool:mkdir sub && echo 1 > sub/one.txt && "
+                  "echo 2 > two.txt && echo c >> old.txt && rm gone.txt && "
+                  "echo t > tmp.txt && rm tmp.txt")
+        c.execute("bf", "tool:echo x > nope.txt; exit 3")
+        rows = audit(c, session="bf")
+        t.ok(len(rows) == 3, "bash files: a row per call", rows)
+        if len(rows) != 3:
+            return
+        j = lambda *p: os.path.join(wd, *p)  # noqa: E731
+        t.eq(sorted(rows[0]["files"]), [j("gone.txt"), j("old.txt")],
+             "bash files: the two files a command wrote")
+        t.ok(sorted(rows[1]["files"]) ==
+             [j("old.txt"), j("sub", "one.txt"), j("two.txt")] and
+             rows[1]["files_deleted"] == [j("gone.txt")] and
+             rows[1]["files_truncated"] is False,
+             "bash files: created (also in a new directory), appended to "
+             "and deleted; a file made and removed by the call is not "
+             "listed", rows[1])
+        t.ok(rows[2]["error"] is True and
+             rows[2]["files"] == [j("nope.txt")],
+             "bash files: a command that failed still shows what it wrote",
+             rows[2])
+        ctl = os.path.join(BDIR, "hotplexctl")
+        p = subprocess.run([ctl, "-S", d.sock, "audit", "bf"],
+                           capture_output=True, text=True, timeout=60)
+        line = p.stdout.splitlines()[2] if p.stdout.count("\n") > 2 else ""
+        t.ok(p.returncode == 0 and j("sub", "one.txt") in line and
+             j("two.txt") in line and j("gone.txt") in line,
+             "bash files: hotplexctl audit shows them", p.stdout)
+        # Past the directory bound the row says it may be incomplete.
+        c.execute("bf", "tool:mkdir many && cd many && "
+                  "seq 1100 | xargs mkdir")
+        c.execute("bf", "tool:echo y > last.txt")
+        rows = audit(c, session="bf")
+        t.ok(rows[-1]["files"] == [j("last.txt")] and
+             rows[-1]["files_truncated"] is True,
+             "bash files: over the directory bound, truncated is set",
+             rows[-1])
+
+
 def test_access():
     if os.geteuid() != 0:
         t.skip("audit access by uid", "needs root for useradd")
@@ -173,6 +221,7 @@ def test_retention():
 
 def main():
     test_rows()
+    test_bash_files()
     test_access()
     test_retention()
     t.done()
