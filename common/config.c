@@ -157,6 +157,9 @@ static const struct config_key config_keys[] = {
 	    "(0: no limit)" },
 	{ "max_budget_ceiling_usd", K_USD, O(max_budget_ceiling_usd), "0", 0, 0,
 	    "the most a session's max_budget_usd may be (0: no ceiling)" },
+	{ "uid_budget_usd",	K_USD,  O(uid_budget_usd), "0", 0, 0,
+	    "dollars all the sessions of one uid may cost together "
+	    "(0: no limit)" },
 	{ "approval_timeout",	K_MS,   O(approval_timeout_ms), "5m", 0, 0,
 	    "how long a permission request put to the app (approvals client) "
 	    "waits before it is denied" },

@@ -533,6 +533,7 @@ main(int argc, char **argv)
 		event_free(hotplexd_drain_timer);
 	server_close();
 	stats_clear(&hp.ended_total);
+	budget_free();
 	event_base_free(hp.base);
 	screen_free(hp.screen);
 	config_free(hp.conf);

@@ -119,6 +119,8 @@ struct session_turn {
 	int			 cold;		/* this turn spawned the CLI */
 	uint64_t		 request_us;	/* when the execute/open came */
 	uint64_t		 assign_us;	/* request to worker assigned */
+	double			 gw_cost_usd;	/* its API calls so far (budget.c) */
+	int			 budget_stop;	/* interrupted: over budget */
 };
 
 struct session {
@@ -270,6 +272,20 @@ void	 audit_init(void);
 void	 audit_stop(void);
 void	 audit_event(struct session *, const char *tail, size_t len);
 void	 audit_turn_end(struct session *);
+
+/* budget.c */
+double	 budget_price(const char *model, uint64_t in, uint64_t out,
+	    uint64_t cache_read, uint64_t cache_write);
+double	 budget_session(const struct session *);
+double	 budget_spent(const struct session *);
+double	 budget_uid_spent(uid_t);
+int	 budget_reached(const struct session *, char *why, size_t len);
+void	 budget_gateway(struct session *, const char *model, uint64_t in,
+	    uint64_t out, uint64_t cache_read, uint64_t cache_write);
+void	 budget_forget(const struct session *);
+cJSON	*budget_totals_json(void);
+void	 budget_totals_load(const cJSON *);
+void	 budget_free(void);
 void	 audit_app_answer(struct session *, const char *request_id, uid_t);
 void	 audit_firewall(struct session *, const char *prompt,
 	    const struct policy_verdict *);

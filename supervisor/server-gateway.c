@@ -345,6 +345,9 @@ sgw_record(const cJSON *o)
 	if ((s = sgw_session(sgw_num(o, "sid"))) == NULL)
 		return;
 	sgw_count(&s->gw, status, failed, usage, rl);
+	budget_gateway(s, cJSON_IsString(model) ? model->valuestring : NULL,
+	    sgw_num(usage, "input"), sgw_num(usage, "output"),
+	    sgw_num(usage, "cache_read"), sgw_num(usage, "cache_write"));
 	log_debug("session %s: gateway %d %s in %llu out %llu", s->name,
 	    status, cJSON_IsString(model) ? model->valuestring : "-",
 	    (unsigned long long)sgw_num(usage, "input"),

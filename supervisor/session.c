@@ -454,6 +454,7 @@ session_trim_ended(void)
 	while (session_nended > hp.conf->max_ended_sessions &&
 	    (s = TAILQ_FIRST(&session_endedq)) != NULL) {
 		stats_add(&hp.ended_total, &s->total);
+		budget_forget(s);
 		state_totals_save();
 		state_session_forget(s);
 		session_free(s);
@@ -619,6 +620,8 @@ session_turn_close(struct session *s)
 	s->cur.prompt = NULL;
 	s->cur.retried = 0;
 	s->cur.sent = 0;
+	s->cur.gw_cost_usd = 0;
+	s->cur.budget_stop = 0;
 	if (s->state == SESSION_BUSY)
 		session_set_state(s, s->worker != NULL ? SESSION_READY :
 		    SESSION_DORMANT);
@@ -883,6 +886,8 @@ session_turn_begin(struct session *s)
 	s->cur.retry_pending = 0;
 	s->cur.sent = 1;
 	s->cur.counted = 0;
+	s->cur.gw_cost_usd = 0;
+	s->cur.budget_stop = 0;
 	session_set_state(s, SESSION_BUSY);
 	event_del(s->idle_timer);
 }
@@ -946,6 +951,15 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 	turn.turns = 1;
 	if (te->outcome == MSG_TURN_ERROR && turn.errors == 0)
 		turn.errors = 1;
+	/*
+	 * An interrupted CLI may report less than its API calls cost: the
+	 * gateway's figure then stands.
+	 */
+	if (s->cur.gw_cost_usd > turn.cost_usd)
+		turn.cost_usd = s->cur.gw_cost_usd;
+	s->cur.gw_cost_usd = 0;
+	if (s->cur.budget_stop && turn.errors == 0)
+		turn.errors = 1;
 	if (s->cur.counted) {	/* its error line went out already */
 		turn.turns = 0;
 		turn.errors = 0;
@@ -968,7 +982,15 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 	if (!session_waiting(&s->exec))
 		return;
 	session_emit(s, "session_stats", session_stats_json(s));
-	if (te->outcome == MSG_TURN_DONE) {
+	if (s->cur.budget_stop) {
+		/* Stopped by budget.c, however the CLI ended it. */
+		d = cJSON_CreateObject();
+		cJSON_AddStringToObject(d, "code", ERR_BUDGET_EXCEEDED);
+		cJSON_AddStringToObject(d, "message", "the turn was stopped: "
+		    "its cost reached the budget (max_budget_usd or "
+		    "uid_budget_usd)");
+		session_emit(s, "error", d);
+	} else if (te->outcome == MSG_TURN_DONE) {
 		d = proto_done_json(&te->done);
 		cJSON_AddItemToObject(d, "stats", stats_to_json(&s->last));
 		session_emit(s, "done", d);
@@ -1729,18 +1751,6 @@ session_op_policy_check(struct client *c, const char *req, const cJSON *r)
 	server_client_reply(c, req, "verdict", policy_verdict_json(&v));
 }
 
-/* The session's max_budget_usd (its option, else the daemon's); 0: none. */
-static double
-session_budget(const struct session *s)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(s->options,
-			    "max_budget_usd");
-
-	if (cJSON_IsNumber(v))
-		return v->valuedouble;
-	return hp.conf->max_budget_usd;
-}
-
 /*
  * Starts an execute's turn: the firewall on its prompt, then the running
  * CLI or a worker.  c is NULL for a queued turn whose client left (its
@@ -1750,15 +1760,13 @@ static void
 session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
     const char *req, const char *prompt, int slash, uint64_t timeout_ms)
 {
-	double	budget = session_budget(s);
+	char	why[256];
 
-	/* Spent: no turn until configure raises max_budget_usd. */
-	if (budget > 0 && s->total.cost_usd >= budget) {
+	/* Spent: no turn until configure (or the config) raises the budget. */
+	if (budget_reached(s, why, sizeof why)) {
 		if (c != NULL)
 			server_client_error(c, req, s->name,
-			    ERR_BUDGET_EXCEEDED, "session \"%s\" has cost $%.4f "
-			    "of its max_budget_usd $%.4f", s->name,
-			    s->total.cost_usd, budget);
+			    ERR_BUDGET_EXCEEDED, "%s", why);
 		return;
 	}
 	if ((s->state == SESSION_DORMANT || s->state == SESSION_ENDED) &&

@@ -93,10 +93,14 @@ void
 state_totals_save(void)
 {
 	char	*t;
+	cJSON	*j;
 
 	if (state_loading || !store_is_open())
 		return;
-	t = state_print(stats_to_json(&hp.ended_total));
+	j = stats_to_json(&hp.ended_total);
+	/* What forgotten sessions cost, per uid (uid_budget_usd). */
+	cJSON_AddItemToObject(j, "uid_cost_usd", budget_totals_json());
+	t = state_print(j);
 	store_totals_put(t);
 	cJSON_free(t);
 }
@@ -492,6 +496,9 @@ state_load(void)
 		if ((j = cJSON_Parse(t)) == NULL ||
 		    stats_from_json(&hp.ended_total, j) == -1)
 			log_warnx("store: bad totals; ignored");
+		else
+			budget_totals_load(cJSON_GetObjectItemCaseSensitive(j,
+			    "uid_cost_usd"));
 		cJSON_Delete(j);
 		free(t);
 	}

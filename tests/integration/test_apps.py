@@ -2,8 +2,12 @@
 turns (execute with "queue": true) and approvals by the app (option
 approvals "client", op permission)."""
 
+import http.client
+import json
 import os
 import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import hplib
 from hplib import Daemon, TAP, terminal_count
@@ -435,6 +439,148 @@ def test_budget():
              "the config's max_budget_usd is the default")
 
 
+class Upstream:
+    """A plain-HTTP model API for the gateway (api_upstream): each POST
+    answers a whole message whose usage, and anthropic-ratelimit-*
+    headers, the request's body names (the test plays the CLI)."""
+
+    def __init__(self):
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("content-length", "0"))
+                req = json.loads(self.rfile.read(n) or b"{}")
+                b = json.dumps({"id": "msg_up", "type": "message",
+                                "role": "assistant",
+                                "model": req.get("model", "claude-opus-4-8"),
+                                "content": [], "stop_reason": "end_turn",
+                                "usage": req.get("usage", {})}).encode()
+                self.send_response(req.get("status", 200))
+                for k, v in req.get("headers", {}).items():
+                    self.send_header(k, v)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(b)))
+                self.end_headers()
+                self.wfile.write(b)
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def conf(self, more=None):
+        c = {"api_upstream": "http://127.0.0.1:%d" % self.port}
+        c.update(more or {})
+        return c
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+UP_ENV = {"ANTHROPIC_API_KEY": "sk-test-upstream"}
+
+
+def api_call(c, sess, body):
+    """One API call through the gateway with the session's token, as its
+    CLI would make it."""
+    row = [x for x in c.request("sessions")["data"]
+           if x["session"] == sess][0]
+    with open("/proc/%d/environ" % row["cli_pid"], "rb") as f:
+        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0")
+                   if b"=" in kv)
+    port = int(env[b"ANTHROPIC_BASE_URL"].decode().rsplit(":", 1)[1])
+    h = http.client.HTTPConnection("127.0.0.1", port,
+                                   timeout=hplib.REPLY_TIMEOUT_S)
+    h.request("POST", "/v1/messages?beta=true", body=json.dumps(body),
+              headers={"content-type": "application/json",
+                       "x-api-key": env[b"ANTHROPIC_API_KEY"].decode(),
+                       "anthropic-version": "2023-06-01"})
+    r = h.getresponse()
+    r.read()
+    h.close()
+    return r.status
+
+
+# 100,000 output tokens of the default model: $2.50.
+BIG = {"usage": {"input_tokens": 10, "output_tokens": 100000}}
+
+
+def stalled_turn(c, sess, **options):
+    """A turn that runs until interrupted (the fake CLI stalls), once its
+    session_start is read: the turn is on the CLI."""
+    rid = c.send("execute", session=sess, prompt="stall", options=options)
+    st, _ = until(c, rid, "session_start")
+    assert st is not None
+    return rid
+
+
+def test_budget_stops_turn(up):
+    with Daemon(up.conf({"max_ended_sessions": "0"}), env=UP_ENV) as d:
+        c = d.client()
+        rid = stalled_turn(c, "bs", max_budget_usd=1)
+        t.eq(api_call(c, "bs", BIG), 200, "an API call through the gateway")
+        evs = c.events(rid)
+        t.ok(terminal_count(evs) == 1 and evs[-1]["type"] == "error" and
+             evs[-1]["data"]["code"] == "budget_exceeded",
+             "an API call that takes a session past max_budget_usd stops "
+             "its running turn: one terminal line, error budget_exceeded",
+             evs[-3:])
+        st = c.request("stats", session="bs")["data"]
+        t.ok(st["cost_usd"] >= 2.5 and st["errors"] == 1,
+             "the gateway's price of the calls is the turn's cost "
+             "(the interrupted CLI reports less)", st)
+        r = c.execute("bs", "hi")
+        t.eq(r[0]["data"]["code"], "budget_exceeded",
+             "later turns are refused")
+        # under the budget: the turn goes on
+        rid = stalled_turn(c, "bs2", max_budget_usd=10)
+        api_call(c, "bs2", BIG)
+        c.request("interrupt", session="bs2")
+        evs = c.events(rid)
+        t.ok(evs[-1]["type"] == "done" and terminal_count(evs) == 1,
+             "a call under the budget does not stop the turn", evs[-2:])
+    with Daemon(up.conf({"uid_budget_usd": "4",
+                         "max_ended_sessions": "0"}), env=UP_ENV) as d:
+        c = d.client()
+        rid = stalled_turn(c, "u1")
+        api_call(c, "u1", BIG)
+        c.request("interrupt", session="u1")
+        t.eq(c.events(rid)[-1]["type"], "done", "uid_budget_usd: $2.50 of "
+             "$4 is under it")
+        rid = stalled_turn(c, "u2")
+        api_call(c, "u2", BIG)
+        evs = c.events(rid)
+        t.ok(evs[-1]["type"] == "error" and
+             evs[-1]["data"]["code"] == "budget_exceeded" and
+             terminal_count(evs) == 1,
+             "a turn that takes the uid's sessions past uid_budget_usd "
+             "stops (budget_exceeded)", evs[-2:])
+        r = c.execute("u3", "hi")
+        t.ok(r[0]["data"]["code"] == "budget_exceeded" and
+             "uid_budget_usd" in r[0]["data"]["message"],
+             "a new session of that uid is refused", r)
+        # stopped sessions leave the table (max_ended_sessions 0): their
+        # cost stays with the uid, in the store too
+        for x in ("u1", "u2", "u3"):
+            c.request("stop", session=x)
+        left = [x["session"] for x in c.request("sessions")["data"]]
+        t.eq(left, [], "(the stopped sessions are forgotten)")
+        r = c.execute("u4", "hi")
+        t.eq(r[0]["data"]["code"], "budget_exceeded",
+             "forgotten sessions still count")
+        d.stop()
+        d.start()
+        c = d.client()
+        r = c.execute("u5", "hi")
+        t.eq(r[0]["data"]["code"], "budget_exceeded",
+             "... after a restart too (the store keeps the uid's total)")
+
+
 def ctl(d, args, stdin=b""):
     """hotplexctl with no controlling terminal (--approve then reads its
     answers from standard input)."""
@@ -511,6 +657,11 @@ def test_rate_limits():
 
 
 def main():
+    up = Upstream()
+    try:
+        test_budget_stops_turn(up)
+    finally:
+        up.close()
     test_rate_limits()
     test_hotplexctl()
     test_configure()
