@@ -195,17 +195,82 @@ state_valid_cli_id(const char *id)
 	return strspn(id, "0123456789abcdefABCDEF-") == len;
 }
 
-/* One entry of "sessions"; 0 if its shape is right. */
-static int
-state_check_entry(const cJSON *e, char *why, size_t whylen)
-{
-	const char	*name = json_str(e, "session");
-	const char	*wd = json_str(e, "workdir");
-	const char	*id = json_str(e, "cli_session_id");
-	const cJSON	*uid = cJSON_GetObjectItemCaseSensitive(e, "uid");
-	struct stats	 st;
-	int		 rc;
+/*
+ * A session row, from the store or from sessions.json (one decoder for
+ * both): its options and stats parsed and checked.
+ */
+struct state_row {
+	const struct store_session	*r;
+	cJSON				*options;
+	struct stats			 total;
+	struct stats			 last;
+};
 
+static void
+state_row_clear(struct state_row *d)
+{
+	cJSON_Delete(d->options);
+	stats_clear(&d->total);
+	stats_clear(&d->last);
+}
+
+/* Decodes r into d (clear it after); 0, or -1 with why. */
+static int
+state_decode(const struct store_session *r, struct state_row *d, char *why,
+    size_t whylen)
+{
+	cJSON	*st, *last;
+	int	 rc;
+
+	memset(d, 0, sizeof *d);
+	d->r = r;
+	stats_init(&d->total);
+	stats_init(&d->last);
+	if (r->name == NULL || !proto_valid_session(r->name)) {
+		snprintf(why, whylen, "a session without a valid name");
+		return -1;
+	}
+	if (r->workdir == NULL || r->workdir[0] != '/' ||
+	    strlen(r->workdir) >= PATH_MAX || r->cli_session_id == NULL ||
+	    !state_valid_cli_id(r->cli_session_id) || r->options == NULL ||
+	    !cJSON_IsObject(d->options = cJSON_Parse(r->options))) {
+		snprintf(why, whylen, "session %s of uid %ld: bad workdir, "
+		    "cli_session_id or options", r->name, (long)r->uid);
+		return -1;
+	}
+	st = r->stats != NULL ? cJSON_Parse(r->stats) : NULL;
+	last = r->last_turn != NULL ? cJSON_Parse(r->last_turn) : NULL;
+	rc = stats_from_json(&d->total, st) == -1 ||
+	    stats_from_json(&d->last, last) == -1 ? -1 : 0;
+	cJSON_Delete(st);
+	cJSON_Delete(last);
+	if (rc == -1)
+		snprintf(why, whylen, "session %s of uid %ld: bad stats",
+		    r->name, (long)r->uid);
+	return rc;
+}
+
+/*
+ * A sessions.json entry as a row: its JSON members checked for type,
+ * options and stats printed into text[] (the caller frees them); the
+ * values are state_decode's to check.
+ */
+static int
+state_entry(const cJSON *e, struct store_session *r, char *text[3],
+    char *why, size_t whylen)
+{
+	static const char *const keys[3] = { "options", "stats", "last_turn" };
+	const cJSON	*uid = cJSON_GetObjectItemCaseSensitive(e, "uid");
+	const cJSON	*conv = cJSON_GetObjectItemCaseSensitive(e,
+			    "has_conversation");
+	const cJSON	*ended = cJSON_GetObjectItemCaseSensitive(e, "ended");
+	const char	*name = json_str(e, "session");
+	const cJSON	*v;
+	int		 i;
+
+	memset(r, 0, sizeof *r);
+	for (i = 0; i < 3; i++)
+		text[i] = NULL;
 	if (!cJSON_IsObject(e) || name == NULL || !proto_valid_session(name)) {
 		snprintf(why, whylen, "a session without a valid name");
 		return -1;
@@ -213,27 +278,42 @@ state_check_entry(const cJSON *e, char *why, size_t whylen)
 	if (!cJSON_IsNumber(uid) || uid->valuedouble < 0 ||
 	    uid->valuedouble > STATE_UID_MAX ||
 	    uid->valuedouble != floor(uid->valuedouble) ||
-	    wd == NULL || wd[0] != '/' || strlen(wd) >= PATH_MAX ||
-	    id == NULL || !state_valid_cli_id(id) ||
-	    !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(e,
-	    "has_conversation")) ||
-	    !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(e, "ended")) ||
-	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(e, "options"))) {
-		snprintf(why, whylen, "session %s: bad uid, workdir, "
-		    "cli_session_id, has_conversation, ended or options", name);
+	    !cJSON_IsBool(conv) || !cJSON_IsBool(ended)) {
+		snprintf(why, whylen, "session %s: bad uid, has_conversation "
+		    "or ended", name);
 		return -1;
 	}
-	stats_init(&st);
-	rc = stats_from_json(&st, cJSON_GetObjectItemCaseSensitive(e, "stats"));
-	if (rc == 0)
-		rc = stats_from_json(&st,
-		    cJSON_GetObjectItemCaseSensitive(e, "last_turn"));
-	stats_clear(&st);
-	if (rc == -1) {
-		snprintf(why, whylen, "session %s: bad stats", name);
-		return -1;
-	}
+	r->uid = (uid_t)uid->valuedouble;
+	r->name = name;
+	r->workdir = json_str(e, "workdir");
+	r->cli_session_id = json_str(e, "cli_session_id");
+	r->has_conversation = cJSON_IsTrue(conv);
+	r->ended = cJSON_IsTrue(ended);
+	for (i = 0; i < 3; i++)
+		if ((v = cJSON_GetObjectItemCaseSensitive(e, keys[i])) != NULL)
+			text[i] = json_print(v);
+	r->options = text[0];
+	r->stats = text[1];
+	r->last_turn = text[2];
 	return 0;
+}
+
+/* One entry of "sessions"; 0 if it decodes. */
+static int
+state_check_entry(const cJSON *e, char *why, size_t whylen)
+{
+	struct store_session	 r;
+	struct state_row	 d;
+	char			*text[3];
+	int			 rc, i;
+
+	if ((rc = state_entry(e, &r, text, why, whylen)) == 0) {
+		rc = state_decode(&r, &d, why, whylen);
+		state_row_clear(&d);
+	}
+	for (i = 0; i < 3; i++)
+		cJSON_free(text[i]);
+	return rc;
 }
 
 /* The whole document; 1 if it is of a newer version, -1 if bad. */
@@ -300,78 +380,63 @@ state_find(uid_t uid, const char *name)
 	return NULL;
 }
 
-static void
-state_restored(const struct session *s, const char *from)
+/*
+ * A row into the table, from the store or sessions.json (from), unless
+ * its session is there already (the store's rows are read first and win);
+ * 1 if added.  A row we cannot use is skipped.
+ */
+static int
+state_restore_row(const struct store_session *r, const char *from)
 {
-	log_info("session %s restored %s from %s: cli session %s%s, %llu "
-	    "turns", s->name, proto_state_name(s->state), from,
-	    s->cli_session_id, s->has_conversation ? " (resumable)" : "",
-	    (unsigned long long)s->total.turns);
-}
+	struct state_row	 d;
+	struct session		*s;
+	char			 why[256];
+	int			 rc = 0;
 
-/* A checked sessions.json entry into the table, unless already there. */
-static void
-state_restore(const cJSON *e)
-{
-	struct session	*s;
-	uid_t		 uid;
-
-	uid = (uid_t)cJSON_GetObjectItemCaseSensitive(e, "uid")->valuedouble;
-	if (state_find(uid, json_str(e, "session")) != NULL)
-		return;		/* the store's row is newer */
-	s = session_new(json_str(e, "session"), uid, json_str(e, "workdir"),
-	    cJSON_GetObjectItemCaseSensitive(e, "options"));
-	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s",
-	    json_str(e, "cli_session_id"));
-	s->has_conversation = cJSON_IsTrue(
-	    cJSON_GetObjectItemCaseSensitive(e, "has_conversation"));
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ended")))
-		session_end(s);
-	stats_from_json(&s->total, cJSON_GetObjectItemCaseSensitive(e, "stats"));
-	stats_from_json(&s->last,
-	    cJSON_GetObjectItemCaseSensitive(e, "last_turn"));
-	state_restored(s, STATE_FILE);
-}
-
-/* A row of the store into the table; a row we cannot use is skipped. */
-static void
-state_restore_row(void *arg, const struct store_session *r)
-{
-	struct session	*s;
-	cJSON		*opt, *st = NULL, *last = NULL;
-	struct stats	 a, b;
-	int		*n = arg;
-
-	stats_init(&a);
-	stats_init(&b);
-	opt = cJSON_Parse(r->options);
-	if (!proto_valid_session(r->name) || r->workdir[0] != '/' ||
-	    strlen(r->workdir) >= PATH_MAX ||
-	    !state_valid_cli_id(r->cli_session_id) || !cJSON_IsObject(opt) ||
-	    (st = cJSON_Parse(r->stats)) == NULL ||
-	    (last = cJSON_Parse(r->last_turn)) == NULL ||
-	    stats_from_json(&a, st) == -1 || stats_from_json(&b, last) == -1 ||
-	    state_find(r->uid, r->name) != NULL) {
-		log_warnx("store: session %s of uid %ld: a row we cannot use; "
-		    "skipped", r->name, (long)r->uid);
+	if (state_decode(r, &d, why, sizeof why) == -1) {
+		log_warnx("state: %s: %s; skipped", from, why);
 		goto out;
 	}
-	s = session_new(r->name, r->uid, r->workdir, opt);
+	if (state_find(r->uid, r->name) != NULL)
+		goto out;
+	s = session_new(r->name, r->uid, r->workdir, d.options);
 	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s",
 	    r->cli_session_id);
 	s->has_conversation = r->has_conversation != 0;
 	if (r->ended)
 		session_end(s);
-	stats_copy(&s->total, &a);
-	stats_copy(&s->last, &b);
-	state_restored(s, "the store");
-	(*n)++;
+	stats_copy(&s->total, &d.total);
+	stats_copy(&s->last, &d.last);
+	log_info("session %s restored %s from %s: cli session %s%s, %llu "
+	    "turns", s->name, proto_state_name(s->state), from,
+	    s->cli_session_id, s->has_conversation ? " (resumable)" : "",
+	    (unsigned long long)s->total.turns);
+	rc = 1;
 out:
-	stats_clear(&a);
-	stats_clear(&b);
-	cJSON_Delete(opt);
-	cJSON_Delete(st);
-	cJSON_Delete(last);
+	state_row_clear(&d);
+	return rc;
+}
+
+static void
+state_restore_stored(void *arg, const struct store_session *r)
+{
+	int	*n = arg;
+
+	*n += state_restore_row(r, "the store");
+}
+
+/* A checked sessions.json entry into the table. */
+static void
+state_restore(const cJSON *e)
+{
+	struct store_session	 r;
+	char			*text[3], why[256];
+	int			 i;
+
+	if (state_entry(e, &r, text, why, sizeof why) == 0)
+		state_restore_row(&r, STATE_FILE);
+	for (i = 0; i < 3; i++)
+		cJSON_free(text[i]);
 }
 
 /*
@@ -502,7 +567,7 @@ state_load(void)
 		cJSON_Delete(j);
 		free(t);
 	}
-	store_sessions_load(state_restore_row, &n);
+	store_sessions_load(state_restore_stored, &n);
 	state_loading = 0;
 	if (store_is_open())
 		log_info("state: %d sessions restored from %s", n,
