@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "common/ident.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
@@ -75,6 +76,7 @@ state_session_save(const struct session *s)
 	r.options = opt;
 	r.stats = st;
 	r.last_turn = last;
+	r.run_uid = s->run_known ? (int64_t)s->run.uid : -1;
 	if (store_session_put(&r) == -1)
 		log_warnx("session %s: not saved", s->name);
 	cJSON_free(opt);
@@ -295,6 +297,7 @@ state_entry(const cJSON *e, struct store_session *r, char *text[3],
 	r->options = text[0];
 	r->stats = text[1];
 	r->last_turn = text[2];
+	r->run_uid = -1;	/* sessions.json did not keep it */
 	return 0;
 }
 
@@ -381,6 +384,41 @@ state_find(uid_t uid, const char *name)
 }
 
 /*
+ * session_user = dynamic: a session runs as the uid it had before the
+ * restart (its HOME, config dir and transcripts are that uid's), if the
+ * range still holds it and no other session took it.
+ */
+static void
+state_dynamic_uid(struct session *s, int64_t run_uid)
+{
+	struct session	*o;
+	uid_t		 lo, hi;
+	char		 why[256];
+
+	if (run_uid <= 0 || s->state == SESSION_ENDED ||
+	    hp.conf->session_user == NULL ||
+	    strcmp(hp.conf->session_user, "dynamic") != 0 ||
+	    ident_range_parse(hp.conf->dynamic_uids, &lo, &hi) == -1 ||
+	    run_uid < lo || run_uid > hi)
+		return;
+	TAILQ_FOREACH(o, &hp.sessions, entry)
+		if (o != s && o->run_known && o->run.uid == (uid_t)run_uid &&
+		    o->state != SESSION_ENDED) {
+			log_warnx("session %s: uid %lld is held by session %s; "
+			    "it gets another", s->name, (long long)run_uid,
+			    o->name);
+			return;
+		}
+	if (isolation_ident(s->uid, (gid_t)s->uid, NULL, 0, (uid_t)run_uid,
+	    &s->run, why, sizeof why) == -1) {
+		log_warnx("session %s: uid %lld: %s", s->name,
+		    (long long)run_uid, why);
+		return;
+	}
+	s->run_known = 1;
+}
+
+/*
  * A row into the table, from the store or sessions.json (from), unless
  * its session is there already (the store's rows are read first and win);
  * 1 if added.  A row we cannot use is skipped.
@@ -407,10 +445,12 @@ state_restore_row(const struct store_session *r, const char *from)
 		session_end(s);
 	stats_copy(&s->total, &d.total);
 	stats_copy(&s->last, &d.last);
+	state_dynamic_uid(s, r->run_uid);
 	log_info("session %s restored %s from %s: cli session %s%s, %llu "
-	    "turns", s->name, proto_state_name(s->state), from,
+	    "turns%s", s->name, proto_state_name(s->state), from,
 	    s->cli_session_id, s->has_conversation ? " (resumable)" : "",
-	    (unsigned long long)s->total.turns);
+	    (unsigned long long)s->total.turns, s->run_known ?
+	    ", its dynamic uid kept" : "");
 	rc = 1;
 out:
 	state_row_clear(&d);

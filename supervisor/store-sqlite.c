@@ -28,13 +28,14 @@
 #include "supervisor/store.h"
 
 #define STORE_FILE		"hotplex.db"
-#define STORE_SCHEMA		1	/* bump with a migration below */
+#define STORE_SCHEMA		2	/* bump with a migration below */
 #define STORE_FILE_MODE		0600
 #define STORE_DIR_MODE		0711	/* the workers' tmp/, claude/ are inside */
 #define STORE_BAD_SUFFIX	".bad-"	/* then the time, maybe .N */
 #define STORE_BAD_TRIES		100
 #define STORE_BUSY_MS		5000	/* a reader holding a lock (sqlite3(1)) */
 #define STORE_QUERY_MAX		1000	/* audit rows per query */
+#define STORE_SQL_MAX		1024	/* a migration's statements */
 
 static const char *store_schema_v1 =
     "CREATE TABLE sessions ("
@@ -71,6 +72,15 @@ static const char *store_schema_v1 =
     "CREATE INDEX audit_time ON audit (time_ms);"
     "CREATE INDEX audit_owner ON audit (uid, session, id);";
 
+/*
+ * Migrations: store_migrations[v - 1] takes schema v to v + 1, in the
+ * transaction that sets user_version.
+ */
+static const char *const store_migrations[] = {
+	/* 2: the uid a session runs as (session_user = dynamic keeps it). */
+	"ALTER TABLE sessions ADD COLUMN run_uid INTEGER;",
+};
+
 enum store_stmt {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
 	ST_SESSION_PUT, ST_SESSION_DELETE, ST_SESSIONS,
@@ -85,16 +95,16 @@ static const char *store_sql[ST_N] = {
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_SESSION_PUT] = "INSERT INTO sessions (uid, name, workdir, "
 	    "cli_session_id, has_conversation, ended, options, stats, "
-	    "last_turn, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-	    "?9, ?10) ON CONFLICT (uid, name) DO UPDATE SET "
+	    "last_turn, updated_ms, run_uid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+	    "?7, ?8, ?9, ?10, ?11) ON CONFLICT (uid, name) DO UPDATE SET "
 	    "workdir = ?3, cli_session_id = ?4, has_conversation = ?5, "
 	    "ended = ?6, options = ?7, stats = ?8, last_turn = ?9, "
-	    "updated_ms = ?10",
+	    "updated_ms = ?10, run_uid = ?11",
 	[ST_SESSION_DELETE] = "DELETE FROM sessions WHERE uid = ?1 AND "
 	    "name = ?2",
 	[ST_SESSIONS] = "SELECT uid, name, workdir, cli_session_id, "
-	    "has_conversation, ended, options, stats, last_turn FROM sessions "
-	    "ORDER BY rowid",
+	    "has_conversation, ended, options, stats, last_turn, run_uid "
+	    "FROM sessions ORDER BY rowid",
 	[ST_TOTALS_PUT] = "INSERT OR REPLACE INTO totals (id, ended_total) "
 	    "VALUES (1, ?1)",
 	[ST_TOTALS_GET] = "SELECT ended_total FROM totals WHERE id = 1",
@@ -257,6 +267,7 @@ static int
 store_try_open(const char *path, int full_sync, char *why, size_t whylen)
 {
 	const char	*mode = NULL;
+	char		 sql[STORE_SQL_MAX];
 	sqlite3_stmt	*st;
 	int		 version, n, i, rc;
 
@@ -322,9 +333,20 @@ store_try_open(const char *path, int full_sync, char *why, size_t whylen)
 			    sqlite3_errmsg(store_db));
 			return -1;
 		}
-		log_info("store: created %s (schema %d)", path, STORE_SCHEMA);
+		log_info("store: created %s (schema 1)", path);
+		version = 1;
 	}
-	/* Migrations from version to STORE_SCHEMA go here. */
+	for (; version < STORE_SCHEMA; version++) {
+		snprintf(sql, sizeof sql, "BEGIN; %s PRAGMA user_version = %d; "
+		    "COMMIT", store_migrations[version - 1], version + 1);
+		if (sqlite3_exec(store_db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+			snprintf(why, whylen, "migrating schema %d to %d: %s",
+			    version, version + 1, sqlite3_errmsg(store_db));
+			sqlite3_exec(store_db, "ROLLBACK", NULL, NULL, NULL);
+			return 1;
+		}
+		log_info("store: %s migrated to schema %d", path, version + 1);
+	}
 	for (i = 0; i < ST_N; i++) {
 		if (sqlite3_prepare_v3(store_db, store_sql[i], -1,
 		    SQLITE_PREPARE_PERSISTENT, &store_stmts[i], NULL) !=
@@ -448,6 +470,10 @@ store_session_put(const struct store_session *s)
 	store_text(st, 8, s->stats);
 	store_text(st, 9, s->last_turn);
 	sqlite3_bind_int64(st, 10, store_now_ms());
+	if (s->run_uid >= 0)
+		sqlite3_bind_int64(st, 11, s->run_uid);
+	else
+		sqlite3_bind_null(st, 11);
 	return store_run(ST_SESSION_PUT, "saving a session");
 }
 
@@ -494,6 +520,8 @@ store_sessions_load(store_session_cb cb, void *arg)
 		s.options = store_col(st, 6);
 		s.stats = store_col(st, 7);
 		s.last_turn = store_col(st, 8);
+		s.run_uid = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 :
+		    sqlite3_column_int64(st, 9);
 		cb(arg, &s);
 	}
 	sqlite3_reset(st);

@@ -25,6 +25,7 @@ struct store_session {
 	const char	*options;	/* JSON object */
 	const char	*stats;		/* JSON object (common/stats.h) */
 	const char	*last_turn;	/* JSON object */
+	int64_t		 run_uid;	/* the uid it runs as; -1: not yet */
 };
 
 /* One audited event: a tool call, a firewall block, a denial. */

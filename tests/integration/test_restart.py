@@ -30,7 +30,7 @@ if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
 
 DEATH_WAIT_S = 10      # a dead master's workers and CLIs are gone by then
 TOKEN_KEYS = ("input", "output", "cache_read", "cache_write")
-SCHEMA = 1
+SCHEMA = 2
 
 
 def db_path(d):
@@ -596,6 +596,101 @@ def test_ended_stay_ended():
              (s3, e3[-1]))
 
 
+V1_SESSIONS = ("CREATE TABLE sessions (uid INTEGER NOT NULL, name TEXT NOT "
+               "NULL, workdir TEXT NOT NULL, cli_session_id TEXT NOT NULL, "
+               "has_conversation INTEGER NOT NULL, ended INTEGER NOT NULL, "
+               "options TEXT NOT NULL, stats TEXT NOT NULL, last_turn TEXT "
+               "NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (uid, "
+               "name))")
+
+
+def test_schema_v1():
+    """A database of schema 1 (before run_uid) is migrated in place: its
+    sessions stay and resume."""
+    with Daemon() as d:
+        s1, s2, st2 = two_turns(d, "v1")
+        sid = s1["cli_session_id"]
+        t.eq(d.stop(signal.SIGTERM), 0, "schema 1: clean exit")
+        db = sqlite3.connect(db_path(d))
+        db.executescript("ALTER TABLE sessions RENAME TO s2; " + V1_SESSIONS +
+                         "; INSERT INTO sessions SELECT uid, name, workdir, "
+                         "cli_session_id, has_conversation, ended, options, "
+                         "stats, last_turn, updated_ms FROM s2; DROP TABLE "
+                         "s2; PRAGMA user_version = 1;")
+        db.commit()
+        db.close()
+        with open(d.log, "ab") as f:
+            mark = f.tell()
+        d.start()
+        # A reply means the store was opened (before the loop runs).
+        t.eq(d.client().request("sessions")["type"], "sessions",
+             "schema 1: the daemon answers")
+        t.eq(db_query(d, "PRAGMA user_version"), [(SCHEMA,)],
+             "schema 1: migrated to schema %d" % SCHEMA)
+        with open(d.log, "rb") as f:
+            log = f.read()[mark:].decode("utf-8", "replace")
+        t.ok("migrated to schema 2" in log and "renamed" not in log,
+             "schema 1: migrated in place, and logged", log[-2000:])
+        check_resumed_third_turn(d, "v1", sid, tokens(st2), "schema 1")
+
+
+DYN_RANGE = (70100, 70199)
+
+
+def test_dynamic_uids():
+    """session_user = dynamic: a restored session runs as the uid it had,
+    and no new session takes it meanwhile."""
+    if os.geteuid() != 0:
+        t.skip("dynamic uids across restarts", "needs root")
+        return
+    conf = {"session_user": "dynamic",
+            "dynamic_uids": "%d-%d" % DYN_RANGE}
+    with Daemon(conf) as d:
+        os.chmod(d.work, 0o777)
+        c = d.client()
+        uids = {}
+        for n in ("d1", "d2", "d3"):
+            e = c.execute(n, "stream:1", workdir=os.path.join(d.work, n))
+            uids[n] = (d.cli_starts()[-1] or {}).get("uid")
+            t.ok(e[-1]["type"] == "done", "dynamic: %s turn 1 done" % n,
+                 e[-1])
+        t.eq(sorted(uids.values()), list(range(DYN_RANGE[0],
+                                              DYN_RANGE[0] + 3)),
+             "dynamic: three sessions, three uids of the range")
+        t.eq(c.request("stop", session="d1")["type"], "ok",
+             "dynamic: d1 stopped (its uid is free)")
+        rows = db_query(d, "SELECT name, run_uid FROM sessions")
+        t.eq(sorted(rows), sorted(uids.items()),
+             "dynamic: the store keeps each session's uid")
+        d.stop(signal.SIGKILL)
+        d.start()
+        c = d.client()
+        # d3 first: without its stored uid it would get d1's (the lowest).
+        n0 = len(d.cli_starts())
+        e = c.execute("d3", "stream:1")
+        st = d.cli_starts()[n0:]
+        t.ok(e[-1]["type"] == "done" and start_of(e).get("resumed") and
+             len(st) == 1 and st[0]["uid"] == uids["d3"],
+             "dynamic: after a SIGKILL d3 runs as its uid again and resumes",
+             (e[-1], st, uids))
+        e = c.execute("d4", "stream:1", workdir=os.path.join(d.work, "d4"))
+        st = d.cli_starts()[-1]
+        t.ok(e[-1]["type"] == "done" and st["uid"] == uids["d1"],
+             "dynamic: a new session takes the freed uid, not d2's, which "
+             "has not run since the restart", (e[-1], st, uids))
+        n0 = len(d.cli_starts())
+        e = c.execute("d2", "stream:1")
+        st = d.cli_starts()[n0:]
+        t.ok(e[-1]["type"] == "done" and start_of(e).get("resumed") and
+             len(st) == 1 and st[0]["uid"] == uids["d2"],
+             "dynamic: d2 too runs as its uid again", (e[-1], st))
+        r = c.request("sessions")
+        t.eq(sorted((x["session"], x.get("run_uid")) for x in r["data"]
+                    if x["state"] != "ended"),
+             [("d2", uids["d2"]), ("d3", uids["d3"]), ("d4", uids["d1"])],
+             "dynamic: sessions shows each run_uid")
+
+
 def test_real_cli():
     """The real CLI against the mock API: after a SIGKILL the model sees
     the earlier turns."""
@@ -674,6 +769,8 @@ def main():
     test_bad_dbs()
     test_bad_files()
     test_migrate()
+    test_schema_v1()
+    test_dynamic_uids()
     test_real_cli()
     t.done()
 
