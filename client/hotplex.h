@@ -299,13 +299,43 @@ struct hp_audit_query {
 	int		 limit;		/* rows per reply; 0: the daemon's */
 };
 
+/* One row of the tool audit; strings are NULL where the reply has null. */
+struct hp_audit_row {
+	int64_t		 id;		/* the daemon's order: page with it */
+	int64_t		 time_ms;	/* Unix time in ms */
+	long		 uid;		/* the session's owner */
+	char		 session[HP_SESSION_MAX + 1];
+	uint32_t	 turn;
+	char		 kind[HP_NAME_MAX];	/* tool, denial or firewall */
+	char		*tool;		/* NULL for a firewall block */
+	char		*digest;	/* SHA-256 of the input, hex */
+	char		*excerpt;	/* the input's first 512 bytes */
+	char		*decision;	/* allow, deny or block */
+	char		*decided_by;	/* gate, cli, policy, firewall, app, ... */
+	int64_t		 duration_ms;	/* -1: the call never ended */
+	int		 error;
+	char		**files;	/* paths written */
+	size_t		 nfiles;
+	char		**files_deleted; /* paths a Bash call removed */
+	size_t		 nfiles_deleted;
+	int		 files_truncated; /* the two lists may be incomplete */
+	char		*detail;	/* a refusal's reason, a failure's head */
+};
+
+struct hp_audit {
+	struct hp_audit_row	*rows;	/* in id order */
+	size_t			 nrows;
+	int			 more;	/* ask again after the last id */
+};
+
 /*
  * Rows of the tool audit the caller may see (its own sessions', or all
- * for an administrator): *raw gets the reply line, whose "data" holds
- * "rows" (in id order) and "more" (true: ask again after the last id).
+ * for an administrator), into *out (free it with hp_audit_free).  out and
+ * raw may be NULL; *raw gets the reply line.
  */
 int	hp_audit(struct hp_client *, const struct hp_audit_query *,
-	    char **raw, struct hp_error *);
+	    struct hp_audit *out, char **raw, struct hp_error *);
+void	hp_audit_free(struct hp_audit *);
 
 struct hp_session_info {
 	char		session[HP_SESSION_MAX + 1];

@@ -1264,26 +1264,23 @@ ctl_parse_since(const char *s)
 
 #define CTL_AUDIT_FILES_MAX	1024	/* bytes of a row's file list shown */
 
-/* Appends what, then the paths of r's array key, to buf (of len). */
+/* Appends what, then the n paths, to buf (of len). */
 static void
-ctl_audit_files(char *buf, size_t len, const cJSON *r, const char *key,
+ctl_audit_files(char *buf, size_t len, char *const *paths, size_t n,
     const char *what)
 {
-	const cJSON	*e, *a = cJSON_GetObjectItemCaseSensitive(r, key);
-	size_t		 n = strlen(buf);
+	size_t	i, used = strlen(buf);
 
-	if (cJSON_GetArraySize(a) == 0)
+	if (n == 0)
 		return;
-	n += snprintf(buf + n, len - n, "%s", what);
-	cJSON_ArrayForEach(e, a)
-		if (cJSON_IsString(e) && n < len)
-			n += snprintf(buf + n, len - n, " %s", e->valuestring);
+	used += snprintf(buf + used, len - used, "%s", what);
+	for (i = 0; i < n && used < len; i++)
+		used += snprintf(buf + used, len - used, " %s", paths[i]);
 }
 
 static void
-ctl_print_audit_row(const cJSON *r)
+ctl_print_audit_row(const struct hp_audit_row *r)
 {
-	const cJSON	*ms = cJSON_GetObjectItemCaseSensitive(r, "duration_ms");
 	const char	*what;
 	char		 when[32], dur[24], line[CTL_TOOL_SUMMARY_MAX + 1];
 	char		 files[CTL_AUDIT_FILES_MAX];
@@ -1291,34 +1288,50 @@ ctl_print_audit_row(const cJSON *r)
 	time_t		 t;
 	size_t		 i;
 
-	t = (time_t)(ctl_jnum(r, "time_ms") / CTL_MS_PER_S);
+	t = (time_t)(r->time_ms / CTL_MS_PER_S);
 	if (gmtime_r(&t, &tm) == NULL ||
 	    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		snprintf(when, sizeof when, "-");
-	if (cJSON_IsNumber(ms))
-		snprintf(dur, sizeof dur, "%.0f", ms->valuedouble);
+	if (r->duration_ms >= 0)
+		snprintf(dur, sizeof dur, "%lld", (long long)r->duration_ms);
 	else
 		snprintf(dur, sizeof dur, "-");
 	/* What was refused or failed says why; else what it ran. */
-	what = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(r, "detail")) ?
-	    ctl_jstr(r, "detail") : ctl_jstr(r, "excerpt");
+	what = r->detail != NULL ? r->detail : r->excerpt != NULL ?
+	    r->excerpt : "";
 	/* One line per row: the text's own line breaks become spaces. */
 	for (i = 0; what[i] != '\0' && i < sizeof line - 1; i++)
 		line[i] = (unsigned char)what[i] < ' ' ? ' ' : what[i];
 	line[i] = '\0';
 	files[0] = '\0';
-	ctl_audit_files(files, sizeof files, r, "files", " wrote:");
-	ctl_audit_files(files, sizeof files, r, "files_deleted", " deleted:");
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r,
-	    "files_truncated")) && strlen(files) < sizeof files - 1)
+	ctl_audit_files(files, sizeof files, r->files, r->nfiles, " wrote:");
+	ctl_audit_files(files, sizeof files, r->files_deleted,
+	    r->nfiles_deleted, " deleted:");
+	if (r->files_truncated && strlen(files) < sizeof files - 1)
 		snprintf(files + strlen(files), sizeof files - strlen(files),
 		    " (files truncated)");
-	printf("%-20s %-16.32s %5.0f %-8s %-12.24s %-6s %-8s %6s %-3s %s%s\n",
-	    when, ctl_jstr(r, "session"), ctl_jnum(r, "turn"),
-	    ctl_jstr(r, "kind"), ctl_jstr(r, "tool"), ctl_jstr(r, "decision"),
-	    ctl_jstr(r, "decided_by"), dur,
-	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "error")) ?
-	    "yes" : "no", line, files);
+	printf("%-20s %-16.32s %5lu %-8s %-12.24s %-6s %-8s %6s %-3s %s%s\n",
+	    when, r->session, (unsigned long)r->turn, r->kind,
+	    r->tool != NULL ? r->tool : "", r->decision != NULL ?
+	    r->decision : "", r->decided_by != NULL ? r->decided_by : "", dur,
+	    r->error ? "yes" : "no", line, files);
+}
+
+/* --json: the reply's rows as they came, one object per line. */
+static void
+ctl_print_audit_json(const char *raw)
+{
+	const cJSON	*row;
+	cJSON		*j = cJSON_Parse(raw);
+	char		*line;
+
+	cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(j, "data"), "rows"))
+		if ((line = cJSON_PrintUnformatted(row)) != NULL) {
+			printf("%s\n", line);
+			cJSON_free(line);
+		}
+	cJSON_Delete(j);
 }
 
 /* audit [--since TIME] [SESSION]: every page, in order. */
@@ -1331,10 +1344,10 @@ cmd_audit(struct ctl *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct hp_audit_query	 q;
+	struct hp_audit		 au;
 	struct hp_error		 err;
-	const cJSON		*rows, *row, *d;
-	cJSON			*j;
-	char			*raw, *line;
+	char			*raw;
+	size_t			 i;
 	int			 ch, more;
 
 	memset(&q, 0, sizeof q);
@@ -1363,27 +1376,22 @@ cmd_audit(struct ctl *c, int argc, char **argv)
 		    "TIME", "SESSION", "TURN", "KIND", "TOOL", "DECIDE", "BY",
 		    "MS", "ERR", "WHAT");
 	do {
-		if (hp_audit(c->h, &q, &raw, &err) == -1) {
+		if (hp_audit(c->h, &q, &au, c->json ? &raw : NULL,
+		    &err) == -1) {
 			ctl_error(&err);
 			return CTL_EXIT_FAIL;
 		}
-		j = cJSON_Parse(raw);
-		free(raw);
-		d = cJSON_GetObjectItemCaseSensitive(j, "data");
-		rows = cJSON_GetObjectItemCaseSensitive(d, "rows");
-		more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "more"));
-		cJSON_ArrayForEach(row, rows) {
-			q.after_id = (int64_t)ctl_jnum(row, "id");
-			if (!c->json)
-				ctl_print_audit_row(row);
-			else if ((line = cJSON_PrintUnformatted(row)) != NULL) {
-				printf("%s\n", line);
-				cJSON_free(line);
-			}
+		if (c->json) {
+			ctl_print_audit_json(raw);
+			free(raw);
 		}
-		if (cJSON_GetArraySize(rows) == 0)
-			more = 0;
-		cJSON_Delete(j);
+		for (i = 0; i < au.nrows; i++) {
+			q.after_id = au.rows[i].id;
+			if (!c->json)
+				ctl_print_audit_row(&au.rows[i]);
+		}
+		more = au.more && au.nrows > 0;
+		hp_audit_free(&au);
 	} while (more);
 	return CTL_EXIT_OK;
 }

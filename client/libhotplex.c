@@ -1536,15 +1536,154 @@ hp_stats(struct hp_client *h, const char *session, struct hp_stats *st,
 	return rc;
 }
 
-int
-hp_audit(struct hp_client *h, const struct hp_audit_query *q, char **raw,
+/*
+ * Sends obj and waits for a reply whose "data" (or data's member, when
+ * member is not NULL) passes is(); else a protocol error naming what.
+ * On success the caller frees r with req_free; on failure r is gone.
+ */
+static const cJSON *
+client_call_data(struct hp_client *h, cJSON *obj, struct hp_req *r, int bad,
+    const char *member, cJSON_bool (*is)(const cJSON *), const char *what,
     struct hp_error *err)
 {
-	struct hp_req	*r;
-	cJSON		*obj;
-	int		 bad = 0, rc;
+	const cJSON	*data;
 
-	*raw = NULL;
+	if (client_call(h, obj, r, bad, err) == -1)
+		return NULL;
+	data = cJSON_GetObjectItemCaseSensitive(r->json, "data");
+	if (member != NULL)
+		data = cJSON_GetObjectItemCaseSensitive(data, member);
+	if (!is(data)) {
+		hp_seterr(err, HP_E_PROTOCOL, "%s", what);
+		req_free(h, r);
+		return NULL;
+	}
+	return data;
+}
+
+/* A string or NULL (null, absent); -1 when out of memory. */
+static int
+audit_str(const cJSON *o, const char *key, char **out)
+{
+	const char	*s = json_str(o, key);
+
+	*out = NULL;
+	return s != NULL && (*out = strdup(s)) == NULL ? -1 : 0;
+}
+
+/* The strings of an array member. */
+static int
+audit_strv(const cJSON *o, const char *key, char ***out, size_t *n)
+{
+	const cJSON	*a = cJSON_GetObjectItemCaseSensitive(o, key), *e;
+	size_t		 max = (size_t)cJSON_GetArraySize(a);
+
+	*n = 0;
+	if ((*out = calloc(max + 1, sizeof **out)) == NULL)
+		return -1;
+	cJSON_ArrayForEach(e, a)
+		if (cJSON_IsString(e) &&
+		    ((*out)[(*n)++] = strdup(e->valuestring)) == NULL)
+			return -1;
+	return 0;
+}
+
+static void
+audit_row_free(struct hp_audit_row *a)
+{
+	size_t	i;
+
+	free(a->tool);
+	free(a->digest);
+	free(a->excerpt);
+	free(a->decision);
+	free(a->decided_by);
+	free(a->detail);
+	for (i = 0; a->files != NULL && i < a->nfiles; i++)
+		free(a->files[i]);
+	free(a->files);
+	for (i = 0; a->files_deleted != NULL && i < a->nfiles_deleted; i++)
+		free(a->files_deleted[i]);
+	free(a->files_deleted);
+}
+
+void
+hp_audit_free(struct hp_audit *au)
+{
+	size_t	i;
+
+	if (au == NULL)
+		return;
+	for (i = 0; i < au->nrows; i++)
+		audit_row_free(&au->rows[i]);
+	free(au->rows);
+	memset(au, 0, sizeof *au);
+}
+
+static int
+audit_row_parse(const cJSON *o, struct hp_audit_row *a)
+{
+	const cJSON	*ms = cJSON_GetObjectItemCaseSensitive(o,
+			    "duration_ms");
+
+	a->id = json_i64(o, "id", 0);
+	a->time_ms = json_i64(o, "time_ms", 0);
+	a->uid = (long)json_i64(o, "uid", -1);
+	json_copy(a->session, sizeof a->session, o, "session");
+	a->turn = (uint32_t)json_u64(o, "turn");
+	json_copy(a->kind, sizeof a->kind, o, "kind");
+	a->duration_ms = cJSON_IsNumber(ms) ? (int64_t)ms->valuedouble : -1;
+	a->error = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "error"));
+	a->files_truncated = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o,
+	    "files_truncated"));
+	if (audit_str(o, "tool", &a->tool) == -1 ||
+	    audit_str(o, "digest", &a->digest) == -1 ||
+	    audit_str(o, "excerpt", &a->excerpt) == -1 ||
+	    audit_str(o, "decision", &a->decision) == -1 ||
+	    audit_str(o, "decided_by", &a->decided_by) == -1 ||
+	    audit_str(o, "detail", &a->detail) == -1 ||
+	    audit_strv(o, "files", &a->files, &a->nfiles) == -1 ||
+	    audit_strv(o, "files_deleted", &a->files_deleted,
+	    &a->nfiles_deleted) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+audit_parse(const cJSON *data, const cJSON *rows, struct hp_audit *au)
+{
+	const cJSON	*o;
+	size_t		 max = (size_t)cJSON_GetArraySize(rows);
+
+	memset(au, 0, sizeof *au);
+	au->more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(data,
+	    "more"));
+	if ((au->rows = calloc(max + 1, sizeof *au->rows)) == NULL)
+		return -1;
+	cJSON_ArrayForEach(o, rows) {
+		if (!cJSON_IsObject(o))
+			continue;
+		if (audit_row_parse(o, &au->rows[au->nrows++]) == -1) {
+			hp_audit_free(au);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+hp_audit(struct hp_client *h, const struct hp_audit_query *q,
+    struct hp_audit *out, char **raw, struct hp_error *err)
+{
+	struct hp_req	*r;
+	const cJSON	*rows;
+	cJSON		*obj;
+	int		 bad = 0, rc = 0;
+
+	if (raw != NULL)
+		*raw = NULL;
+	if (out != NULL)
+		memset(out, 0, sizeof *out);
 	if ((obj = client_request(h, "audit", &r, err)) == NULL)
 		return -1;
 	if (q != NULL) {
@@ -1559,16 +1698,15 @@ hp_audit(struct hp_client *h, const struct hp_audit_query *q, char **raw,
 		    q->limit) == NULL)
 			bad++;
 	}
-	if (client_call(h, obj, r, bad, err) == -1)
+	if ((rows = client_call_data(h, obj, r, bad, "rows", cJSON_IsArray,
+	    "audit reply without rows", err)) == NULL)
 		return -1;
-	if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(
-	    cJSON_GetObjectItemCaseSensitive(r->json, "data"), "rows"))) {
-		hp_seterr(err, HP_E_PROTOCOL, "audit reply without rows");
+	if (out != NULL && audit_parse(cJSON_GetObjectItemCaseSensitive(
+	    r->json, "data"), rows, out) == -1) {
+		hp_seterr(err, HP_E_NOMEM, "out of memory");
 		rc = -1;
-	} else {
+	} else
 		client_take_raw(r, raw);
-		rc = 0;
-	}
 	req_free(h, r);
 	return rc;
 }
@@ -1578,23 +1716,16 @@ hp_status(struct hp_client *h, char **raw, struct hp_error *err)
 {
 	struct hp_req	*r;
 	cJSON		*obj;
-	int		 rc;
 
 	*raw = NULL;
 	if ((obj = client_request(h, "status", &r, err)) == NULL)
 		return -1;
-	if (client_call(h, obj, r, 0, err) == -1)
+	if (client_call_data(h, obj, r, 0, NULL, cJSON_IsObject,
+	    "status reply without data", err) == NULL)
 		return -1;
-	if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r->json,
-	    "data"))) {
-		hp_seterr(err, HP_E_PROTOCOL, "status reply without data");
-		rc = -1;
-	} else {
-		client_take_raw(r, raw);
-		rc = 0;
-	}
+	client_take_raw(r, raw);
 	req_free(h, r);
-	return rc;
+	return 0;
 }
 
 int

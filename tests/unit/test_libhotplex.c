@@ -911,6 +911,110 @@ test_sessions_policy_stats(void **state)
 	srv_finish(&s, h);
 }
 
+/* audit and status: typed rows, and replies of the wrong shape. */
+static void
+script_audit_status(struct srv *s)
+{
+	cJSON	*req;
+
+	if ((req = srv_expect(s, "audit")) == NULL)
+		return;
+	srv_check_str(s, req, "session", "a");
+	if (cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(req,
+	    "after_id")) != 7)
+		srv_fail(s, "audit without after_id 7");
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"audit\",\"data\":{\"more\":"
+	    "true,\"rows\":[{\"id\":8,\"time_ms\":1700000000000,\"uid\":1000,"
+	    "\"session\":\"a\",\"turn\":2,\"kind\":\"tool\",\"tool\":\"Bash\","
+	    "\"digest\":\"ab\",\"excerpt\":\"{}\",\"decision\":\"allow\","
+	    "\"decided_by\":\"gate\",\"duration_ms\":12,\"error\":true,"
+	    "\"files\":[\"/w/x\",\"/w/y\"],\"files_deleted\":[\"/w/z\"],"
+	    "\"files_truncated\":true,\"detail\":\"Exit code 1\"},"
+	    "{\"id\":9,\"time_ms\":1700000000001,\"uid\":1000,\"session\":"
+	    "\"a\",\"turn\":3,\"kind\":\"firewall\",\"tool\":null,\"digest\":"
+	    "\"cd\",\"excerpt\":\"rm\",\"decision\":\"block\",\"decided_by\":"
+	    "\"firewall\",\"duration_ms\":null,\"error\":false,\"files\":[],"
+	    "\"detail\":null}]}}", s->ids[0]);
+	if ((req = srv_expect(s, "audit")) == NULL)
+		return;
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"audit\",\"data\":{\"rows\":"
+	    "{}}}", s->ids[1]);
+	if ((req = srv_expect(s, "status")) == NULL)
+		return;
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"status\",\"data\":{\"ready\":"
+	    "true}}", s->ids[2]);
+	if ((req = srv_expect(s, "status")) == NULL)
+		return;
+	cJSON_Delete(req);
+	srv_send(s, "{\"id\":\"%s\",\"type\":\"status\",\"data\":[]}",
+	    s->ids[3]);
+}
+
+static void
+test_audit_status(void **state)
+{
+	struct srv		 s;
+	struct hp_error		 err;
+	struct hp_client	*h;
+	struct hp_audit_query	 q;
+	struct hp_audit		 au;
+	const struct hp_audit_row *r;
+	char			*raw;
+
+	h = srv_start(&s, script_audit_status);
+	memset(&q, 0, sizeof q);
+	q.session = "a";
+	q.after_id = 7;
+	assert_int_equal(hp_audit(h, &q, &au, &raw, &err), 0);
+	assert_true(au.more);
+	assert_int_equal(au.nrows, 2);
+	r = &au.rows[0];
+	assert_int_equal(r->id, 8);
+	assert_int_equal(r->time_ms, 1700000000000LL);
+	assert_int_equal(r->uid, 1000);
+	assert_string_equal(r->session, "a");
+	assert_int_equal(r->turn, 2);
+	assert_string_equal(r->kind, "tool");
+	assert_string_equal(r->tool, "Bash");
+	assert_string_equal(r->decided_by, "gate");
+	assert_int_equal(r->duration_ms, 12);
+	assert_true(r->error);
+	assert_int_equal(r->nfiles, 2);
+	assert_string_equal(r->files[1], "/w/y");
+	assert_int_equal(r->nfiles_deleted, 1);
+	assert_string_equal(r->files_deleted[0], "/w/z");
+	assert_true(r->files_truncated);
+	assert_string_equal(r->detail, "Exit code 1");
+	r = &au.rows[1];
+	assert_null(r->tool);
+	assert_null(r->detail);
+	assert_int_equal(r->duration_ms, -1);
+	assert_int_equal(r->nfiles, 0);
+	assert_int_equal(r->nfiles_deleted, 0);
+	assert_false(r->files_truncated);
+	assert_non_null(strstr(raw, "\"type\":\"audit\""));
+	free(raw);
+	hp_audit_free(&au);
+	assert_int_equal(au.nrows, 0);
+
+	assert_int_equal(hp_audit(h, NULL, &au, NULL, &err), -1);
+	assert_string_equal(err.code, HP_E_PROTOCOL);
+	assert_non_null(strstr(err.message, "without rows"));
+	assert_int_equal(au.nrows, 0);
+	assert_null(au.rows);
+
+	assert_int_equal(hp_status(h, &raw, &err), 0);
+	assert_non_null(strstr(raw, "\"ready\":true"));
+	free(raw);
+	assert_int_equal(hp_status(h, &raw, &err), -1);
+	assert_string_equal(err.code, HP_E_PROTOCOL);
+	assert_null(raw);
+	srv_finish(&s, h);
+}
+
 /* Non-blocking use: nothing to read yet, then the whole turn. */
 static void
 script_pump(struct srv *s)
@@ -1106,6 +1210,7 @@ main(void)
 		cmocka_unit_test(test_line_over_set_bound),
 		cmocka_unit_test(test_garbage_line),
 		cmocka_unit_test(test_sessions_policy_stats),
+		cmocka_unit_test(test_audit_status),
 		cmocka_unit_test(test_pump),
 		cmocka_unit_test(test_attach_detach_reload_shutdown),
 		cmocka_unit_test(test_connect_env),
