@@ -160,6 +160,11 @@ static const struct config_key config_keys[] = {
 	{ "uid_budget_usd",	K_USD,  O(uid_budget_usd), "0", 0, 0,
 	    "dollars all the sessions of one uid may cost together "
 	    "(0: no limit)" },
+	{ "rate_limit_admission", K_BOOL, O(rate_limit_admission), "off", 0, 0,
+	    "refuse a new turn (rate_limited) while the API account is over "
+	    "rate_limit_threshold, until its limit resets" },
+	{ "rate_limit_threshold", K_INT, O(rate_limit_threshold), "95", 1, 100,
+	    "per cent of an API rate limit used that counts as over it" },
 	{ "approval_timeout",	K_MS,   O(approval_timeout_ms), "5m", 0, 0,
 	    "how long a permission request put to the app (approvals client) "
 	    "waits before it is denied" },

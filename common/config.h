@@ -82,6 +82,8 @@ struct config {
 	double		 max_budget_usd;	/* a session's default; 0 none */
 	double		 max_budget_ceiling_usd;	/* 0: none */
 	double		 uid_budget_usd;	/* a uid's sessions; 0 none */
+	int		 rate_limit_admission;	/* refuse turns when over */
+	int		 rate_limit_threshold;	/* per cent of a limit */
 	uint64_t	 idle_timeout_ms;
 	uint64_t	 freeze_after_ms;	/* idle CLI stopped (SIGSTOP) */
 	uint64_t	 kill_grace_ms;

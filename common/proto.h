@@ -32,6 +32,7 @@
 #define ERR_INTERNAL		"internal"
 #define ERR_CANCELLED		"cancelled"	/* a queued turn */
 #define ERR_BUDGET_EXCEEDED	"budget_exceeded"
+#define ERR_RATE_LIMITED	"rate_limited"	/* rate_limit_admission */
 
 /* Session states (DESIGN.md section 4). */
 enum session_state {

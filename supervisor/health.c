@@ -106,6 +106,7 @@ health_status(void)
 	cJSON_AddNumberToObject(d, "spares", pool_spares());
 	cJSON_AddNumberToObject(d, "spares_ready", pool_ready_spares());
 	cJSON_AddNumberToObject(d, "clients", (double)hp.nclients);
+	ratelimit_json(d);
 
 	/* The start-up isolation report, and what screens the sessions. */
 	o = isolation_json();

@@ -255,6 +255,7 @@ void	 server_client_write(struct client *, const char *, size_t);
 void	 server_client_close(struct client *);
 void	 server_client_reply(struct client *, const char *req, const char *type,
 	    cJSON *data);
+void	 server_client_send(struct client *, cJSON *);	/* consumed */
 void	 server_client_error(struct client *, const char *req,
 	    const char *session, const char *code, const char *fmt, ...)
 	    __attribute__((format(printf, 5, 6)));
@@ -286,6 +287,11 @@ void	 budget_forget(const struct session *);
 cJSON	*budget_totals_json(void);
 void	 budget_totals_load(const cJSON *);
 void	 budget_free(void);
+
+/* ratelimit.c */
+void	 ratelimit_record(struct session *, int status, const cJSON *headers);
+int	 ratelimit_admit(uint64_t *retry_after_ms);
+void	 ratelimit_json(cJSON *into);
 void	 audit_app_answer(struct session *, const char *request_id, uid_t);
 void	 audit_firewall(struct session *, const char *prompt,
 	    const struct policy_verdict *);
@@ -313,6 +319,7 @@ void	 session_op_permission(struct client *, const char *req,
 void	 session_op_configure(struct client *, const char *req,
 	    const cJSON *);
 void	 session_client_gone(struct client *);
+void	 session_event(struct session *, const char *type, cJSON *data);
 void	 session_client_stalled(struct client *, int stalled);
 void	 session_worker_msg(struct session *, struct worker *, struct msg *);
 void	 session_worker_gone(struct session *, struct worker *, int status);

@@ -327,7 +327,7 @@ server_client_write(struct client *c, const char *data, size_t len)
 	}
 }
 
-static void
+void
 server_client_send(struct client *c, cJSON *o)
 {
 	char	*s;

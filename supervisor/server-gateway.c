@@ -342,7 +342,9 @@ sgw_record(const cJSON *o)
 			    "error") != NULL;
 
 	sgw_count(&sgw.account, status, failed, usage, rl);
-	if ((s = sgw_session(sgw_num(o, "sid"))) == NULL)
+	s = sgw_session(sgw_num(o, "sid"));
+	ratelimit_record(s, status, rl);
+	if (s == NULL)
 		return;
 	sgw_count(&s->gw, status, failed, usage, rl);
 	budget_gateway(s, cJSON_IsString(model) ? model->valuestring : NULL,

@@ -547,6 +547,25 @@ session_emit(struct session *s, const char *type, cJSON *data)
 }
 
 /*
+ * An event of the daemon's own for the session's turn and followers
+ * (ratelimit.c); data consumed.  A rate_limit one counts as the CLI's do.
+ */
+void
+session_event(struct session *s, const char *type, cJSON *data)
+{
+	cJSON	*o = cJSON_CreateObject();
+	char	*t;
+
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddItemToObject(o, "data", data);
+	t = json_print(o);
+	session_rate_limit_seen(s, t + 1, strlen(t + 1));
+	session_emit_tail(s, t + 1, strlen(t + 1));
+	cJSON_free(t);
+	cJSON_Delete(o);
+}
+
+/*
  * Idle sessions cost no CPU: after freeze_after without a turn the CLI's
  * process group (the CLI and its tools) is stopped, and continued before
  * anything is asked of it (a turn, a stop, an attach).  The client does
@@ -1760,13 +1779,29 @@ static void
 session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
     const char *req, const char *prompt, int slash, uint64_t timeout_ms)
 {
-	char	why[256];
+	char		 why[256];
+	uint64_t	 retry_ms;
+	cJSON		*e;
 
 	/* Spent: no turn until configure (or the config) raises the budget. */
 	if (budget_reached(s, why, sizeof why)) {
 		if (c != NULL)
 			server_client_error(c, req, s->name,
 			    ERR_BUDGET_EXCEEDED, "%s", why);
+		return;
+	}
+	/* rate_limit_admission: the account is over; say when to retry. */
+	if (ratelimit_admit(&retry_ms) == -1) {
+		if (c != NULL) {
+			snprintf(why, sizeof why, "the account is over "
+			    "rate_limit_threshold (%d%%) for %llu ms more",
+			    hp.conf->rate_limit_threshold,
+			    (unsigned long long)retry_ms);
+			e = proto_error(req, s->name, ERR_RATE_LIMITED, why);
+			cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(
+			    e, "data"), "retry_after_ms", (double)retry_ms);
+			server_client_send(c, e);
+		}
 		return;
 	}
 	if ((s->state == SESSION_DORMANT || s->state == SESSION_ENDED) &&

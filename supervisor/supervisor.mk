@@ -3,7 +3,7 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/server-client.c supervisor/request.c \
 		  supervisor/session.c supervisor/pool.c \
 		  supervisor/state.c supervisor/store-sqlite.c supervisor/audit.c \
-		  supervisor/budget.c \
+		  supervisor/budget.c supervisor/ratelimit.c \
 		  supervisor/screen.c supervisor/ring.c supervisor/metrics.c \
 		  supervisor/check.c supervisor/health.c \
 		  supervisor/gateway.c supervisor/gateway-proxy.c \

@@ -7,10 +7,11 @@ import json
 import os
 import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import hplib
-from hplib import Daemon, TAP, terminal_count
+from hplib import Daemon, TAP, terminal_count, wait_for
 
 t = TAP()
 
@@ -581,6 +582,72 @@ def test_budget_stops_turn(up):
              "... after a restart too (the store keeps the uid's total)")
 
 
+def rl_headers(remaining, reset_s=60):
+    reset = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                          time.gmtime(time.time() + reset_s))
+    return {"anthropic-ratelimit-requests-limit": "100",
+            "anthropic-ratelimit-requests-remaining": str(remaining),
+            "anthropic-ratelimit-requests-reset": reset}
+
+
+def test_rate_limit_admission(up):
+    with Daemon(up.conf({"rate_limit_admission": "on",
+                         "rate_limit_threshold": "80"}), env=UP_ENV) as d:
+        c = d.client()
+        rid = stalled_turn(c, "r1")
+        api_call(c, "r1", {"headers": rl_headers(10)})
+        while True:
+            ev, _ = until(c, rid, "system")
+            if ev is None or ev["data"]["subtype"] == "rate_limit":
+                break
+        t.ok(ev is not None and ev["data"]["subtype"] == "rate_limit" and
+             ev["data"]["source"] == "gateway" and
+             ev["data"]["status"] == "allowed_warning" and
+             abs(ev["data"]["utilization"] - 0.9) < 1e-9 and
+             ev["data"]["rateLimitType"] == "requests" and
+             0 < ev["data"]["retry_after_ms"] <= 60000,
+             "an answer with 90% of a limit used (threshold 80): system "
+             "rate_limit from the gateway", ev)
+        c.request("interrupt", session="r1")
+        c.events(rid)
+        r = c.execute("r2", "hi")
+        t.ok(len(r) == 1 and r[0]["type"] == "error" and
+             r[0]["data"]["code"] == "rate_limited" and
+             0 < r[0]["data"]["retry_after_ms"] <= 60000,
+             "rate_limit_admission: a new turn is refused at once "
+             "(rate_limited, retry_after_ms)", r)
+        st = c.request("status")["data"]["rate_limit"]
+        t.ok(st["over"] and st["rateLimitType"] == "requests",
+             "status shows the account over", st)
+        row = [x for x in c.request("sessions")["data"]
+               if x["session"] == "r1"][0]
+        t.ok(row["rate_limits"] == 1 and
+             row["rate_limit"]["source"] == "gateway",
+             "sessions counts the gateway's event", row)
+        # an answer under the threshold: turns run again
+        api_call(c, "r1", {"headers": rl_headers(50)})
+        wait_for(lambda: not c.request("status")["data"]["rate_limit"][
+            "over"], 10, "the gateway's record")
+        t.eq(c.execute("r2", "hi")[-1]["type"], "done",
+             "under the threshold again: the turn runs")
+        # a 429 with retry-after
+        api_call(c, "r1", {"status": 429, "headers": {"retry-after": "30"}})
+        wait_for(lambda: c.request("status")["data"]["rate_limit"]["over"],
+                 10, "the gateway's record")
+        r = c.execute("r2", "hi")
+        t.ok(r[0]["data"]["code"] == "rate_limited" and
+             0 < r[0]["data"]["retry_after_ms"] <= 30000,
+             "after a 429: refused for its retry-after", r)
+    with Daemon(up.conf(), env=UP_ENV) as d:
+        c = d.client()
+        c.execute("r3", "hi")
+        api_call(c, "r3", {"status": 429, "headers": {"retry-after": "30"}})
+        wait_for(lambda: c.request("status")["data"]["rate_limit"]["over"],
+                 10, "the gateway's record")
+        t.eq(c.execute("r3", "hi")[-1]["type"], "done",
+             "rate_limit_admission off (the default): turns still run")
+
+
 def ctl(d, args, stdin=b""):
     """hotplexctl with no controlling terminal (--approve then reads its
     answers from standard input)."""
@@ -660,6 +727,7 @@ def main():
     up = Upstream()
     try:
         test_budget_stops_turn(up)
+        test_rate_limit_admission(up)
     finally:
         up.close()
     test_rate_limits()
