@@ -464,6 +464,7 @@ audit_init(void)
 {
 	if ((audit_timer = evtimer_new(hp.base, audit_expire, NULL)) == NULL)
 		fatalx("audit: evtimer_new");
+	event_priority_set(audit_timer, HP_PRIO_BULK);
 	audit_expire(-1, 0, NULL);
 }
 

@@ -73,6 +73,7 @@ void	 server_gateway_stats_json(const struct gateway_stats *, cJSON *into);
 void	 server_gateway_stats_add(struct gateway_stats *,
 	    const struct gateway_stats *);
 void	 server_gateway_stats_clear(struct gateway_stats *);
+void	 server_gateway_session_free(struct session *);
 const struct gateway_stats *server_gateway_account(void);
 int	 server_gateway_egress_enforced(void);
 pid_t	 server_gateway_pid(void);

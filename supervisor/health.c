@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
+#include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
 #include "policy/policy.h"
 #include "supervisor/gateway.h"
@@ -82,16 +83,12 @@ health_status(void)
 		SESSION_STOPPING, SESSION_DORMANT, SESSION_ENDED,
 	};
 	struct health_check	 checks[HEALTH_CHECKS_MAX];
-	struct session		*s;
 	cJSON			*d, *o, *a, *k;
 	size_t			 i, n, nstate[sizeof states / sizeof states[0]];
 	int			 ready;
 
-	memset(nstate, 0, sizeof nstate);
-	TAILQ_FOREACH(s, &hp.sessions, entry)
-		for (i = 0; i < sizeof states / sizeof states[0]; i++)
-			if (s->state == states[i])
-				nstate[i]++;
+	for (i = 0; i < sizeof states / sizeof states[0]; i++)
+		nstate[i] = census_state(states[i]);
 
 	d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "version", HOTPLEX_VERSION);

@@ -289,6 +289,24 @@ hotplexd_reload(char *err, size_t errlen)
 	return 0;
 }
 
+/* The loop, with its priorities (hotplexd.h) and bulk batches. */
+static void
+hotplexd_base(void)
+{
+	struct event_config	*cfg;
+
+	if ((cfg = event_config_new()) == NULL)
+		fatalx("event_config_new");
+	if (event_config_set_max_dispatch_interval(cfg, NULL, HP_BULK_BATCH,
+	    HP_PRIO_BULK) == -1)
+		fatalx("event_config_set_max_dispatch_interval");
+	if ((hp.base = event_base_new_with_config(cfg)) == NULL)
+		fatalx("event_base_new_with_config");
+	event_config_free(cfg);
+	if (event_base_priority_init(hp.base, HP_PRIO_LEVELS) == -1)
+		fatalx("event_base_priority_init");
+}
+
 static void
 hotplexd_kill_hard(evutil_socket_t fd, short what, void *arg)
 {
@@ -499,10 +517,11 @@ main(int argc, char **argv)
 	hotplexd_write_pidfile();
 	/* Before the loop and any client: the key goes with it. */
 	server_gateway_spawn();
-	if ((hp.base = event_base_new()) == NULL)
-		fatalx("event_base_new");
+	hotplexd_base();
+	/* Reaps and signals are bulk: a wave of them yields to the turns. */
 	for (i = 0; signos[i] != 0; i++) {
 		sigs[i] = evsignal_new(hp.base, signos[i], hotplexd_signal, NULL);
+		event_priority_set(sigs[i], HP_PRIO_BULK);
 		evsignal_add(sigs[i], NULL);
 	}
 	hotplexd_workdir_roots();

@@ -30,6 +30,20 @@
 	    (var) = (tvar))
 #endif
 
+/*
+ * Event priorities of the master's loop (libevent runs only the most
+ * urgent non-empty level per pass): the I/O of clients and of live
+ * sessions' workers first, then timers, then bulk work (reaps, idle
+ * expiry and freezing, stopping workers, sweeps, store upkeep).  At most
+ * HP_BULK_BATCH bulk callbacks run per pass before new I/O is polled, so
+ * a wave of sessions ending together is spread over many passes.
+ */
+#define HP_PRIO_IO	0
+#define HP_PRIO_TIMER	1	/* libevent's default for 3 levels */
+#define HP_PRIO_BULK	2
+#define HP_PRIO_LEVELS	3
+#define HP_BULK_BATCH	8
+
 struct event_base;
 struct bufferevent;
 struct screen;
@@ -180,6 +194,7 @@ struct session {
 
 	/* The gateway: this CLI's token, and what its requests did. */
 	uint64_t		 gw_sid;
+	LIST_ENTRY(session)	 gw_entry;	/* by gw_sid, once it has one */
 	char			 gw_token[GATEWAY_TOKEN_LEN + 1];
 	struct gateway_stats	 gw;
 
@@ -362,6 +377,7 @@ void	 pool_reap(void);
 void	 pool_kill_all(void);
 void	 pool_kill_hard(void);
 void	 pool_worker_kill(struct worker *, const char *why);
+void	 pool_worker_bulk(struct worker *);
 int	 pool_count(void);
 int	 pool_spares(void);
 int	 pool_ready_spares(void);

@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
+#include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
 
 #define METRICS_PATH		"/metrics"
@@ -177,16 +178,13 @@ metrics_page(struct evbuffer *b)
 	size_t		 i, nstate[sizeof states / sizeof states[0]];
 	uint64_t	 rate_limits = 0;
 
-	memset(nstate, 0, sizeof nstate);
+	for (i = 0; i < sizeof states / sizeof states[0]; i++)
+		nstate[i] = census_state(states[i]);
 	stats_init(&sum);
 	stats_add(&sum, &hp.ended_total);
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
 		stats_add(&sum, &s->total);
 		rate_limits += s->rate_limits;
-		for (i = 0; i < sizeof states / sizeof states[0]; i++) {
-			if (s->state == states[i])
-				nstate[i]++;
-		}
 	}
 
 	metrics_line(b, "hotplex_sessions", "gauge",

@@ -53,7 +53,7 @@ static void	pool_reap_more(evutil_socket_t, short, void *);
 #define POOL_HELLO_TIMEOUT_S	10	/* a worker must say hello by then */
 #define POOL_SWEEP_MAX		65536	/* children looked at per sweep */
 #define POOL_SWEEP_INTERVAL_MS	1000	/* at most one sweep per second */
-#define POOL_REAP_BATCH		64	/* reaps per turn of the loop */
+#define POOL_REAP_BATCH		16	/* reaps per bulk callback */
 #define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
 #define POOL_HASH_SIZE		4096	/* pid buckets; a power of two */
 
@@ -190,6 +190,18 @@ pool_ready_spares(void)
 	return pool.nspares;
 }
 
+/*
+ * A worker on its way out (stopped, killed): what it still says is bulk
+ * work, behind the I/O of live sessions.  libevent refuses while its
+ * events are active; they are then handled once more at the old level.
+ */
+void
+pool_worker_bulk(struct worker *wk)
+{
+	if (wk->bev != NULL)
+		(void)bufferevent_priority_set(wk->bev, HP_PRIO_BULK);
+}
+
 /* Kill a worker; its death is handled when we reap it. */
 void
 pool_worker_kill(struct worker *wk, const char *why)
@@ -202,6 +214,7 @@ pool_worker_kill(struct worker *wk, const char *why)
 	pool_unspare(wk);
 	if (wk->bev != NULL)
 		bufferevent_disable(wk->bev, EV_READ | EV_WRITE);
+	pool_worker_bulk(wk);
 }
 
 /*
@@ -394,6 +407,7 @@ pool_spawn(void)
 		fatalx("bufferevent_socket_new");
 	bufferevent_setcb(wk->bev, pool_worker_read, NULL, pool_worker_event,
 	    wk);
+	bufferevent_priority_set(wk->bev, HP_PRIO_IO);
 	wk->hello_timer = evtimer_new(hp.base, pool_hello_timeout, wk);
 	evtimer_add(wk->hello_timer, &hello_tv);
 	bufferevent_enable(wk->bev, EV_READ | EV_WRITE);
@@ -433,6 +447,8 @@ pool_init(void)
 	TAILQ_INIT(&pool.spares);
 	pool.reap_ev = event_new(hp.base, -1, 0, pool_reap_more, NULL);
 	pool.sweep_ev = evtimer_new(hp.base, pool_sweep_fire, NULL);
+	event_priority_set(pool.reap_ev, HP_PRIO_BULK);
+	event_priority_set(pool.sweep_ev, HP_PRIO_BULK);
 	pool_sweep();
 	pool_refill();
 }

@@ -237,6 +237,7 @@ server_client_new(int fd)
 		fatalx("bufferevent_socket_new");
 	bufferevent_setcb(c->bev, server_client_read, server_client_drained,
 	    server_client_event, c);
+	bufferevent_priority_set(c->bev, HP_PRIO_IO);
 	c->stall_timer = evtimer_new(hp.base, server_client_stall_fire, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&hp.clients, c, entry);

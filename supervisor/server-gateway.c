@@ -48,6 +48,10 @@ static const char *const sgw_scrub[] = {
 	"no_proxy",
 };
 
+/* Sessions by gw_sid: a request's accounting finds its session at once. */
+#define SGW_SID_BUCKETS		1024	/* a power of two */
+LIST_HEAD(sgw_bucket, session);
+
 static struct {
 	int			 api_fd, proxy_fd, chan_fd;
 	int			 api_port, proxy_port;
@@ -56,6 +60,7 @@ static struct {
 	struct bufferevent	*chan;
 	struct line_reader	 reader;
 	uint64_t		 next_sid;
+	struct sgw_bucket	 bysid[SGW_SID_BUCKETS];	/* sessions */
 	struct gateway_stats	 account;	/* every request */
 	int			 egress;	/* enforced on this kernel */
 } sgw;
@@ -287,12 +292,20 @@ server_gateway_spawn(void)
 	    sgw.api_port);
 }
 
+static struct sgw_bucket *
+sgw_bucket(uint64_t sid)
+{
+	return &sgw.bysid[sid & (SGW_SID_BUCKETS - 1)];
+}
+
 static struct session *
 sgw_session(uint64_t sid)
 {
 	struct session	*s;
 
-	TAILQ_FOREACH(s, &hp.sessions, entry)
+	if (sid == 0)
+		return NULL;
+	LIST_FOREACH(s, sgw_bucket(sid), gw_entry)
 		if (s->gw_sid == sid)
 			return s;
 	return NULL;
@@ -415,6 +428,8 @@ server_gateway_start(void)
 	sgw.chan = bufferevent_socket_new(hp.base, sgw.chan_fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(sgw.chan, sgw_read, NULL, sgw_event, NULL);
+	/* Its questions hold up the turns of the sessions asking. */
+	bufferevent_priority_set(sgw.chan, HP_PRIO_IO);
 	bufferevent_enable(sgw.chan, EV_READ);
 }
 
@@ -490,8 +505,10 @@ server_gateway_session_open(struct session *s, cJSON *open)
 	server_gateway_session_close(s);
 	if (sgw.chan == NULL)		/* gateway = off */
 		return;
-	if (s->gw_sid == 0)
+	if (s->gw_sid == 0) {
 		s->gw_sid = ++sgw.next_sid;
+		LIST_INSERT_HEAD(sgw_bucket(s->gw_sid), s, gw_entry);
+	}
 	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
 		fatal("getrandom");
 	for (i = 0; i < sizeof r; i++)
@@ -562,6 +579,17 @@ server_gateway_stats_clear(struct gateway_stats *g)
 {
 	cJSON_Delete(g->ratelimit);
 	memset(g, 0, sizeof *g);
+}
+
+/* The session leaves the table: its token dies, its sid is forgotten. */
+void
+server_gateway_session_free(struct session *s)
+{
+	server_gateway_session_close(s);
+	if (s->gw_sid != 0)
+		LIST_REMOVE(s, gw_entry);
+	s->gw_sid = 0;
+	server_gateway_stats_clear(&s->gw);
 }
 
 const struct gateway_stats *

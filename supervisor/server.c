@@ -184,6 +184,7 @@ server_start(void)
 {
 	server_ev = event_new(hp.base, server_fd, EV_READ | EV_PERSIST,
 	    server_accept, NULL);
+	event_priority_set(server_ev, HP_PRIO_IO);
 	server_pause_ev = evtimer_new(hp.base, server_resume, NULL);
 	event_add(server_ev, NULL);
 	server_reserve();

@@ -27,6 +27,7 @@
 #include "common/xmalloc.h"
 #include "policy/policy.h"
 #include "policy/sandbox.h"
+#include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/screen.h"
 
@@ -128,6 +129,7 @@ session_set_state(struct session *s, enum session_state st)
 		return;
 	log_debug("session %s: %s -> %s", s->name, proto_state_name(s->state),
 	    proto_state_name(st));
+	census_move(s->uid, s->state, st);
 	s->state = st;
 }
 
@@ -369,18 +371,6 @@ session_count_live(void)
 	return n;
 }
 
-static int
-session_count_active(uid_t uid, int any)
-{
-	struct session	*s;
-	int		 n = 0;
-
-	TAILQ_FOREACH(s, &hp.sessions, entry)
-		if (s->state != SESSION_ENDED && (any || s->uid == uid))
-			n++;
-	return n;
-}
-
 struct session *
 session_new(const char *name, uid_t uid, const char *workdir,
     const cJSON *options)
@@ -390,6 +380,7 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	s->name = xstrdup(name);
 	s->uid = uid;
 	s->workdir = xstrdup(workdir);
+	census_move(uid, CENSUS_NONE, s->state);	/* zeroed: starting */
 	session_set_state(s, SESSION_DORMANT);
 	util_uuid(s->cli_session_id);
 	s->options = options != NULL ? cJSON_Duplicate(options, 1) :
@@ -397,6 +388,7 @@ session_new(const char *name, uid_t uid, const char *workdir,
 	s->created_ms = s->active_ms = util_now_ms();
 	s->idle_timer = evtimer_new(hp.base, NULL, NULL);
 	s->freeze_timer = evtimer_new(hp.base, session_freeze_fire, s);
+	event_priority_set(s->freeze_timer, HP_PRIO_BULK);
 	TAILQ_INIT(&s->turnq);
 	s->turnq_ev = evtimer_new(hp.base, session_turnq_run, s);
 	ring_init(&s->ring, hp.conf->event_ring_bytes);
@@ -414,12 +406,12 @@ session_free(struct session *s)
 {
 	TAILQ_REMOVE(&hp.sessions, s, entry);
 	LIST_REMOVE(s, name_entry);
+	census_move(s->uid, s->state, CENSUS_NONE);
 	session_dequeue(s);
 	session_unend(s);
 	if (s->worker != NULL)
 		s->worker->session = NULL;
-	server_gateway_session_close(s);
-	server_gateway_stats_clear(&s->gw);
+	server_gateway_session_free(s);
 	event_free(s->idle_timer);
 	event_free(s->freeze_timer);
 	/* Every queued execute gets its terminal line, whatever frees us. */
@@ -622,6 +614,9 @@ static void
 session_send(struct session *s, uint16_t type, const cJSON *j)
 {
 	session_thaw(s);
+	/* A stopping worker's last words are bulk work (hotplexd.h). */
+	if (type == MSG_STOP && s->worker != NULL)
+		pool_worker_bulk(s->worker);
 	pool_send(s->worker, type, s->turn, j);
 }
 
@@ -1353,6 +1348,7 @@ session_idle_arm(struct session *s)
 		return;
 	tv = util_ms_tv(hp.conf->idle_timeout_ms);
 	event_assign(s->idle_timer, hp.base, -1, 0, session_idle_fire, s);
+	event_priority_set(s->idle_timer, HP_PRIO_BULK);
 	evtimer_add(s->idle_timer, &tv);
 }
 
@@ -1594,13 +1590,14 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 		    "no session \"%s\" of uid %ld", name, (long)owner);
 		return NULL;
 	}
-	if (session_count_active(0, 1) >= hp.conf->max_sessions) {
+	if (census_live() >= (size_t)hp.conf->max_sessions) {
 		server_client_error(c, req, name, ERR_CAPACITY,
 		    "max_sessions (%d) reached", hp.conf->max_sessions);
 		return NULL;
 	}
 	if (hp.conf->max_sessions_per_uid > 0 && !c->admin &&
-	    session_count_active(c->uid, 0) >= hp.conf->max_sessions_per_uid) {
+	    census_live_uid(c->uid) >=
+	    (size_t)hp.conf->max_sessions_per_uid) {
 		server_client_error(c, req, name, ERR_CAPACITY,
 		    "max_sessions_per_uid (%d) reached for uid %ld",
 		    hp.conf->max_sessions_per_uid, (long)c->uid);

@@ -615,5 +615,6 @@ state_load(void)
 	state_migrate();
 	if ((state_timer = evtimer_new(hp.base, state_maintain, NULL)) == NULL)
 		fatalx("state: evtimer_new");
+	event_priority_set(state_timer, HP_PRIO_BULK);
 	state_maintain(-1, 0, NULL);
 }

@@ -8,7 +8,7 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/check.c supervisor/health.c \
 		  supervisor/gateway.c supervisor/gateway-proxy.c \
 		  supervisor/server-gateway.c \
-		  supervisor/isolation.c
+		  supervisor/isolation.c supervisor/census.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 

@@ -3,6 +3,7 @@
  * runs one turn at a time through the bridge and reports to the master.
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -47,6 +48,7 @@
 #define WORKER_RESULT_HEAD	"{\"type\":\"result\""	/* a result line starts so */
 #define WORKER_ORPHANS_MAX	256	/* left-over processes killed per round */
 #define WORKER_ORPHAN_ROUNDS	16
+#define WORKER_STOP_NICE	19	/* a stopping session runs last */
 
 #define WORKER_PRIVATE_MODE	0700	/* the CLI's config dir */
 #define WORKER_CONFIG_DIR	".claude"	/* in the session's HOME */
@@ -1587,6 +1589,13 @@ worker_stop(void)
 		worker_exit(0);
 		return;
 	}
+	/*
+	 * What is left to do (the CLI's exit, ours) yields the CPU to live
+	 * sessions' turns: a wave of stops does not hold them up.
+	 */
+	if (setpriority(PRIO_PROCESS, 0, WORKER_STOP_NICE) == -1 ||
+	    setpriority(PRIO_PGRP, cli_pid(w.cli), WORKER_STOP_NICE) == -1)
+		log_debug("setpriority: %s", strerror(errno));
 	/* An interrupt stops running tools; SIGTERM to the CLI would not. */
 	worker_interrupt();
 	cli_kill(w.cli, w.kill_grace_ms);

@@ -1,0 +1,24 @@
+/*
+ * Counts of the session table kept as sessions come, change state and go:
+ * sessions per state, and live (not ended) sessions per uid.  Admission
+ * (max_sessions, max_sessions_per_uid), /metrics and the status op read
+ * them instead of walking the table.
+ */
+#ifndef HP_CENSUS_H
+#define HP_CENSUS_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+
+#include "common/proto.h"
+
+#define CENSUS_NONE	(-1)	/* not in the table */
+
+void	census_move(uid_t, int from, int to);	/* states or CENSUS_NONE */
+size_t	census_state(enum session_state);
+size_t	census_live(void);		/* every state but ended */
+size_t	census_live_uid(uid_t);
+void	census_clear(void);
+
+#endif
