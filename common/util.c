@@ -19,6 +19,17 @@
 #include "common/log.h"
 #include "common/util.h"
 
+/*
+ * Out of descriptors, processes or memory: the client may try later
+ * (the capacity error), unlike a spawn that can never work.
+ */
+int
+util_errno_capacity(int e)
+{
+	return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN ||
+	    e == ENOBUFS;
+}
+
 uint64_t
 util_now_ms(void)
 {

@@ -11,6 +11,7 @@
 #define UUID_STR_LEN	36
 
 uint64_t	util_now_ms(void);		/* CLOCK_MONOTONIC */
+int		util_errno_capacity(int);	/* out of fds, memory */
 uint64_t	util_now_us(void);
 /* Milliseconds as a timeval, for libevent's timers. */
 struct timeval	util_ms_tv(uint64_t ms);

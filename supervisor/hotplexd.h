@@ -345,7 +345,6 @@ void	 session_spawn_failed(const char *code, const char *why);
 int	 session_queued(void);
 int	 session_count_live(void);
 void	 session_end(struct session *);
-int	 session_errno_capacity(int);
 void	 session_free_all(void);
 void	 session_tmpdirs_clear(void);
 

@@ -433,7 +433,7 @@ pool_spawn_failed(int e)
 	if (pool.nstarting > 0)
 		return;
 	snprintf(why, sizeof why, "cannot spawn a worker: %s", strerror(e));
-	session_spawn_failed(session_errno_capacity(e) ? ERR_CAPACITY :
+	session_spawn_failed(util_errno_capacity(e) ? ERR_CAPACITY :
 	    ERR_SPAWN_FAILED, why);
 }
 

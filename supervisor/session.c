@@ -779,14 +779,6 @@ session_open_msg(struct session *s, int probe)
 	return o;
 }
 
-/* Out of descriptors, processes or memory: the client may try later. */
-int
-session_errno_capacity(int e)
-{
-	return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN ||
-	    e == ENOBUFS;
-}
-
 /*
  * No worker can be spawned for the session now: its open and its turn end
  * at once (capacity when descriptors, processes or memory ran out), never
@@ -796,7 +788,7 @@ session_errno_capacity(int e)
 static int
 session_assign_failed(struct session *s, int e)
 {
-	const char	*code = session_errno_capacity(e) ? ERR_CAPACITY :
+	const char	*code = util_errno_capacity(e) ? ERR_CAPACITY :
 			    ERR_SPAWN_FAILED;
 	char		 why[128];
 

@@ -57,17 +57,19 @@ struct cli {
 
 struct cli_report {
 	char	kind;
+	int	err;		/* the errno of a failed call, or 0 */
 	char	msg[CLI_REPORT_MAX];
 };
 
-static void __attribute__((format(printf, 3, 4)))
-cli_report(int fd, char kind, const char *fmt, ...)
+static void __attribute__((format(printf, 4, 5)))
+cli_report(int fd, char kind, int err, const char *fmt, ...)
 {
 	struct cli_report	r;
 	va_list			ap;
 
 	memset(&r, 0, sizeof r);
 	r.kind = kind;
+	r.err = err;
 	va_start(ap, fmt);
 	vsnprintf(r.msg, sizeof r.msg, fmt, ap);
 	va_end(ap);
@@ -83,7 +85,8 @@ cli_child_access(int report, const char *what, const char *path)
 {
 	if (path == NULL || access(path, R_OK | W_OK | X_OK) == 0)
 		return 0;
-	cli_report(report, CLI_REPORT_ERROR, "%s %s not usable by uid %u: %s",
+	cli_report(report, CLI_REPORT_ERROR, 0,
+	    "%s %s not usable by uid %u: %s",
 	    what, path, (unsigned)getuid(), strerror(errno));
 	return -1;
 }
@@ -119,13 +122,13 @@ cli_child(const struct cli_spec *spec, int in[2], int out[2], int errp[2],
 	if (sc != NULL) {
 		/* It changes to the workdir itself, before dropping. */
 		if (sandbox_child(sc, msg, sizeof msg) == -1) {
-			cli_report(report, CLI_REPORT_ERROR, "sandbox: %s",
+			cli_report(report, CLI_REPORT_ERROR, 0, "sandbox: %s",
 			    msg);
 			_exit(127);
 		}
 		if (msg[0] != '\0')
-			cli_report(report, CLI_REPORT_WARNING, "sandbox: %s",
-			    msg);
+			cli_report(report, CLI_REPORT_WARNING, 0,
+			    "sandbox: %s", msg);
 		if (sc->drop_privs &&
 		    (cli_child_access(report, "workdir", sc->workdir) == -1 ||
 		    cli_child_access(report, "TMPDIR", sc->tmpdir) == -1 ||
@@ -134,7 +137,7 @@ cli_child(const struct cli_spec *spec, int in[2], int out[2], int errp[2],
 			_exit(127);
 	} else {
 		if (chdir(spec->workdir) == -1) {
-			cli_report(report, CLI_REPORT_ERROR, "chdir %s: %s",
+			cli_report(report, CLI_REPORT_ERROR, 0, "chdir %s: %s",
 			    spec->workdir, strerror(errno));
 			_exit(127);
 		}
@@ -151,22 +154,24 @@ cli_child(const struct cli_spec *spec, int in[2], int out[2], int errp[2],
 	execvpe(spec->path, (char *const *)spec->argv,
 	    (char *const *)spec->envp);
 fail:
-	cli_report(report, CLI_REPORT_ERROR, "%s%s: %s",
+	cli_report(report, CLI_REPORT_ERROR, errno, "%s%s: %s",
 	    what == spec->path ? "exec " : "", what, strerror(errno));
 	_exit(127);
 }
 
 /*
  * Reads the child's report records until exec closes the pipe.  Returns
- * -1 with the message in err if it gave up; warnings are logged.
+ * -1 with the message in err and the failed call's errno (or 0) in *e if
+ * it gave up; warnings are logged.
  */
 static int
-cli_read_report(int fd, pid_t pid, char *err, size_t errlen)
+cli_read_report(int fd, pid_t pid, char *err, size_t errlen, int *e)
 {
 	struct cli_report	r;
 	ssize_t			n;
 	int			failed = 0;
 
+	*e = 0;
 	for (;;) {
 		n = read(fd, &r, sizeof r);
 		if (n == -1 && errno == EINTR)
@@ -183,6 +188,7 @@ cli_read_report(int fd, pid_t pid, char *err, size_t errlen)
 			log_warnx("CLI %ld: %s", (long)pid, r.msg);
 		else if (!failed) {
 			snprintf(err, errlen, "%s", r.msg);
+			*e = r.err;
 			failed = 1;
 		}
 	}
@@ -292,6 +298,10 @@ cli_kill_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * NULL with the reason in err and errno set (0 if no call failed): out of
+ * descriptors or memory is the caller's capacity error.
+ */
 struct cli *
 cli_spawn(struct event_base *base, const struct cli_spec *spec,
     size_t line_max, size_t stderr_max, const struct cli_cb *cb, char *err,
@@ -327,13 +337,14 @@ cli_spawn(struct event_base *base, const struct cli_spec *spec,
 		goto fail;
 	}
 	/* The report pipe closes on a successful exec. */
-	n = cli_read_report(rep[0], pid, err, errlen);
+	n = cli_read_report(rep[0], pid, err, errlen, &e);
 	close(rep[0]);
 	if (n == -1) {
 		waitpid(pid, NULL, 0);
 		close(in[1]);
 		close(out[0]);
 		close(errp[0]);
+		errno = e;
 		return NULL;
 	}
 
@@ -366,6 +377,7 @@ fail:
 	close(out[0]);
 	close(errp[0]);
 	close(rep[0]);
+	errno = e;
 	return NULL;
 syserr3:
 	e = errno;
@@ -383,7 +395,9 @@ syserr1:
 	close(in[1]);
 	errno = e;
 syserr0:
-	snprintf(err, errlen, "pipe: %s", strerror(errno));
+	e = errno;
+	snprintf(err, errlen, "pipe: %s", strerror(e));
+	errno = e;
 	return NULL;
 }
 

@@ -1367,6 +1367,7 @@ worker_open(const cJSON *o)
 	char			 home[PATH_MAX];
 	const char		*envp[WORKER_ENV_MAX + 1];
 	char			*envown[WORKER_ENV_MAX];
+	int			 spawn_errno;
 	char			 err[WORKER_ERR_MAX];
 	size_t			 nenv, i;
 	struct msg_opened	 op;
@@ -1480,13 +1481,16 @@ worker_open(const cJSON *o)
 	    (size_t)worker_jnum(o, "cli_line_max", 16 << 20),
 	    (size_t)worker_jnum(o, "stderr_tail_bytes", 4096), &ccb, err,
 	    sizeof err);
+	spawn_errno = errno;
 	for (i = 0; i < nenv; i++)
 		free(envown[i]);
 	worker_argv_free(&a);
 	if (w.cli == NULL) {
 		bridge_free(w.bridge);
 		w.bridge = NULL;
-		worker_open_failed_session(ERR_SPAWN_FAILED, err);
+		/* Out of descriptors or memory: the client may try later. */
+		worker_open_failed_session(util_errno_capacity(spawn_errno) ?
+		    ERR_CAPACITY : ERR_SPAWN_FAILED, err);
 		return;
 	}
 	/*

@@ -769,6 +769,47 @@ def test_nofile_warning():
         d.cleanup()
 
 
+def test_cli_spawn_capacity():
+    """The worker cannot make its CLI's pipes (its descriptors run out):
+    the execute ends at once with capacity, not spawn_failed, and the
+    next one is served by another worker."""
+    import resource
+    with daemon({"spare_min": "1", "spare_max": "1"}) as d:
+        c = RecClient(d.sock)
+        d.clients.append(c)
+
+        def spare():
+            r = c.request("status")
+            if r is None or r["data"]["spares_ready"] < 1:
+                return None
+            ws = [p for p in d.workers() if comm(p) == "hotplex-worker"]
+            return ws[0] if len(ws) == 1 else None
+        wait_for(spare, TURN_TIMEOUT_S, "one ready spare")
+        wk = spare()
+        # Room for one more descriptor: a pipe needs two.
+        top = max(int(f) for f in os.listdir("/proc/%d/fd" % wk))
+        resource.prlimit(wk, resource.RLIMIT_NOFILE, (top + 2, top + 2))
+        rid = c.send_exec("cap1", "stream:1", workdir=d.work + "/cap1")
+        evs = c.events(rid)
+        end = evs[-1] if evs else None
+        t.ok(end is not None and end["type"] == "error" and
+             end["data"].get("code") == "capacity" and c.terms[rid] == 1,
+             "CLI spawn out of descriptors: the execute ends capacity",
+             (evs[-2:], d.logtail()))
+        evs = c.events(c.send_exec("cap1", "stream:1"))
+        t.ok(evs and evs[-1]["type"] == "done",
+             "CLI spawn out of descriptors: the next execute is served",
+             evs[-2:])
+
+
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 ONLY = os.environ.get("HP_FAULT_ONLY", "").split()  # cases to run
 T0 = time.monotonic()
 for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
@@ -776,7 +817,7 @@ for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
            test_exit_at_start, test_hugeline, test_flood,
            test_flood_over_line_max, test_master_killed,
            test_out_of_descriptors, test_descriptor_capacity,
-           test_nofile_warning):
+           test_cli_spawn_capacity, test_nofile_warning):
     if ONLY and fn.__name__ not in ONLY:
         continue
     t1 = time.monotonic()
