@@ -493,6 +493,7 @@ main(int argc, char **argv)
 	TAILQ_INIT(&hp.sessions);
 	TAILQ_INIT(&hp.workers);
 	stats_init(&hp.ended_total);
+	stats_init(&hp.all_total);
 
 	hotplexd_nofile(hp.conf, 1);
 
@@ -552,6 +553,7 @@ main(int argc, char **argv)
 		event_free(hotplexd_drain_timer);
 	server_close();
 	stats_clear(&hp.ended_total);
+	stats_clear(&hp.all_total);
 	budget_free();
 	event_base_free(hp.base);
 	screen_free(hp.screen);

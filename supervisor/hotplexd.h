@@ -221,6 +221,9 @@ struct hotplexd {
 	struct workers		 workers;
 	uint64_t		 next_client_id;
 	struct stats		 ended_total;	/* stats of forgotten sessions */
+	/* /metrics: kept as turns end, never summed over the table. */
+	struct stats		 all_total;	/* forgotten sessions too */
+	uint64_t		 rate_limits;	/* of the sessions in the table */
 };
 extern struct hotplexd hp;
 

@@ -165,7 +165,10 @@ metrics_gateway(struct evbuffer *b, const struct gateway_stats *g)
 	}
 }
 
-/* The whole page: sums over every session, as an admin's stats see. */
+/*
+ * The whole page: sums over every session, as an admin's stats see, from
+ * counts and totals kept as sessions change (no walk of the table).
+ */
 static void
 metrics_page(struct evbuffer *b)
 {
@@ -173,19 +176,11 @@ metrics_page(struct evbuffer *b)
 		SESSION_STARTING, SESSION_READY, SESSION_BUSY,
 		SESSION_STOPPING, SESSION_ENDED, SESSION_DORMANT,
 	};
-	struct stats	 sum;
-	struct session	*s;
-	size_t		 i, nstate[sizeof states / sizeof states[0]];
-	uint64_t	 rate_limits = 0;
+	const struct stats	*sum = &hp.all_total;
+	size_t			 i, nstate[sizeof states / sizeof states[0]];
 
 	for (i = 0; i < sizeof states / sizeof states[0]; i++)
 		nstate[i] = census_state(states[i]);
-	stats_init(&sum);
-	stats_add(&sum, &hp.ended_total);
-	TAILQ_FOREACH(s, &hp.sessions, entry) {
-		stats_add(&sum, &s->total);
-		rate_limits += s->rate_limits;
-	}
 
 	metrics_line(b, "hotplex_sessions", "gauge",
 	    "Sessions in the table, by state.");
@@ -200,20 +195,20 @@ metrics_page(struct evbuffer *b)
 	metrics_one(b, "hotplex_clients", "gauge",
 	    "Connections on the client socket.", hp.nclients);
 	metrics_one(b, "hotplex_turns_total", "counter", "Turns run.",
-	    sum.turns);
+	    sum->turns);
 	metrics_line(b, "hotplex_tokens_total", "counter",
 	    "Tokens, by kind.");
 	evbuffer_add_printf(b, "hotplex_tokens_total{kind=\"input\"} %llu\n"
 	    "hotplex_tokens_total{kind=\"output\"} %llu\n"
 	    "hotplex_tokens_total{kind=\"cache_read\"} %llu\n"
 	    "hotplex_tokens_total{kind=\"cache_write\"} %llu\n",
-	    (unsigned long long)sum.tokens.input,
-	    (unsigned long long)sum.tokens.output,
-	    (unsigned long long)sum.tokens.cache_read,
-	    (unsigned long long)sum.tokens.cache_write);
+	    (unsigned long long)sum->tokens.input,
+	    (unsigned long long)sum->tokens.output,
+	    (unsigned long long)sum->tokens.cache_read,
+	    (unsigned long long)sum->tokens.cache_write);
 	metrics_line(b, "hotplex_cost_usd_total", "counter",
 	    "Cost the CLI reported, in US dollars.");
-	evbuffer_add_printf(b, "hotplex_cost_usd_total %.6f\n", sum.cost_usd);
+	evbuffer_add_printf(b, "hotplex_cost_usd_total %.6f\n", sum->cost_usd);
 	metrics_line(b, "hotplex_turn_seconds_total", "counter",
 	    "Time of turns, by phase.");
 	evbuffer_add_printf(b,
@@ -221,21 +216,20 @@ metrics_page(struct evbuffer *b)
 	    "hotplex_turn_seconds_total{phase=\"tool\"} %.3f\n"
 	    "hotplex_turn_seconds_total{phase=\"generation\"} %.3f\n"
 	    "hotplex_turn_seconds_total{phase=\"other\"} %.3f\n",
-	    sum.duration_ms.thinking / 1e3, sum.duration_ms.tool / 1e3,
-	    sum.duration_ms.generation / 1e3, sum.duration_ms.other / 1e3);
+	    sum->duration_ms.thinking / 1e3, sum->duration_ms.tool / 1e3,
+	    sum->duration_ms.generation / 1e3, sum->duration_ms.other / 1e3);
 	metrics_one(b, "hotplex_tool_calls_total", "counter",
-	    "Tool calls the model made.", sum.tool_calls);
+	    "Tool calls the model made.", sum->tool_calls);
 	metrics_one(b, "hotplex_permission_denials_total", "counter",
 	    "Tool calls denied by the firewall or the tool policy.",
-	    sum.permission_denials);
+	    sum->permission_denials);
 	metrics_one(b, "hotplex_danger_blocks_total", "counter",
-	    "Prompts the firewall refused.", sum.danger_blocks);
+	    "Prompts the firewall refused.", sum->danger_blocks);
 	metrics_one(b, "hotplex_turn_errors_total", "counter",
-	    "Turns that ended in an error.", sum.errors);
+	    "Turns that ended in an error.", sum->errors);
 	metrics_one(b, "hotplex_rate_limit_events_total", "counter",
 	    "Rate-limit events of the CLIs (rate_limit_event, API retries "
-	    "of a 429 or 529), over the sessions in the table.", rate_limits);
-	stats_clear(&sum);
+	    "of a 429 or 529), over the sessions in the table.", hp.rate_limits);
 	metrics_gateway(b, server_gateway_account());
 }
 

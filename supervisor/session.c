@@ -224,6 +224,7 @@ session_rate_limit_seen(struct session *s, const char *tail, size_t len)
 	if (len < sizeof rl - 1 || memcmp(tail, rl, sizeof rl - 1) != 0)
 		return;
 	s->rate_limits++;
+	hp.rate_limits++;
 	/* The data object: from its '{' to the tail's last '}' excluded. */
 	d = tail + sizeof "\"type\":\"system\",\"data\":" - 1;
 	end = tail + len - 1;
@@ -407,6 +408,7 @@ session_free(struct session *s)
 	TAILQ_REMOVE(&hp.sessions, s, entry);
 	LIST_REMOVE(s, name_entry);
 	census_move(s->uid, s->state, CENSUS_NONE);
+	hp.rate_limits -= s->rate_limits;
 	session_dequeue(s);
 	session_unend(s);
 	if (s->worker != NULL)
@@ -665,6 +667,7 @@ session_turn_count(struct session *s, int failed)
 		return;
 	s->cur.counted = 1;
 	s->total.turns++;
+	hp.all_total.turns++;
 	stats_clear(&s->last);
 	s->last.turns = 1;
 	s->last.errors = failed != 0;
@@ -679,6 +682,7 @@ session_turn_fail(struct session *s, const char *code, const char *message)
 		return;
 	log_info("session %s turn %u: %s: %s", s->name, s->turn, code, message);
 	s->total.errors++;
+	hp.all_total.errors++;
 	session_turn_count(s, 1);
 	/* Committed before the client reads the error. */
 	state_session_save(s);
@@ -972,6 +976,7 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 	}
 	s->cur.counted = 1;
 	stats_add(&s->total, &turn);
+	stats_add(&hp.all_total, &turn);
 	stats_clear(&s->last);
 	stats_copy(&s->last, &turn);
 	stats_clear(&turn);
@@ -1707,6 +1712,7 @@ session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
 	screen_audit(uid, pid, s->name, &v);
 	audit_firewall(s, prompt, &v);
 	s->total.danger_blocks++;
+	hp.all_total.danger_blocks++;
 	session_waiter_set(&s->exec, c, req);
 	session_prefix(s, req);
 	d = cJSON_CreateObject();

@@ -587,6 +587,21 @@ state_migrate(void)
 	free(path);
 }
 
+/* /metrics' running totals start from what was restored: one walk. */
+static void
+state_all_total(void)
+{
+	struct session	*s;
+
+	stats_clear(&hp.all_total);
+	stats_add(&hp.all_total, &hp.ended_total);
+	hp.rate_limits = 0;
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		stats_add(&hp.all_total, &s->total);
+		hp.rate_limits += s->rate_limits;
+	}
+}
+
 void
 state_load(void)
 {
@@ -609,6 +624,7 @@ state_load(void)
 	}
 	store_sessions_load(state_restore_stored, &n);
 	state_loading = 0;
+	state_all_total();
 	if (store_is_open())
 		log_info("state: %d sessions restored from %s", n,
 		    store_path());
