@@ -1,4 +1,5 @@
 /* Master <-> worker messages: framing, and one encoder and decoder a type. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ static const char *msg_names[MSG_TYPE_MAX] = {
 	[MSG_CLI_SESSION] = "cli_session", [MSG_CLI_EXIT] = "cli_exit",
 	[MSG_APPROVAL] = "approval", [MSG_PERMISSION] = "permission",
 	[MSG_CONFIGURE] = "configure", [MSG_CONFIGURED] = "configured",
+	[MSG_TRANSCRIPT] = "transcript",
 };
 
 const char *
@@ -562,4 +564,115 @@ msg_configured_clear(struct msg_configured *p)
 {
 	cJSON_Delete(p->json);
 	memset(p, 0, sizeof *p);
+}
+
+/* --- transcripts ------------------------------------------------------- */
+
+#define MSG_TRANSCRIPT_DIR	"projects/"
+#define MSG_TRANSCRIPT_EXT	".jsonl"
+#define MSG_TRANSCRIPT_KEY_MAX	255	/* a file name's bound */
+#define MSG_TRANSCRIPT_ID_MAX	64
+
+/* n bytes of [A-Za-z0-9-] (the CLI's cwd keys and session ids), n > 0. */
+static int
+msg_transcript_word(const char *s, size_t n)
+{
+	size_t	i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+int
+msg_transcript_path_ok(const char *path)
+{
+	const char	*key, *slash, *id;
+	size_t		 n;
+
+	if (path == NULL || strncmp(path, MSG_TRANSCRIPT_DIR,
+	    strlen(MSG_TRANSCRIPT_DIR)) != 0)
+		return 0;
+	key = path + strlen(MSG_TRANSCRIPT_DIR);
+	if ((slash = strchr(key, '/')) == NULL ||
+	    (size_t)(slash - key) > MSG_TRANSCRIPT_KEY_MAX ||
+	    !msg_transcript_word(key, (size_t)(slash - key)))
+		return 0;
+	id = slash + 1;
+	n = strlen(id);
+	if (n <= strlen(MSG_TRANSCRIPT_EXT) || strcmp(id + n -
+	    strlen(MSG_TRANSCRIPT_EXT), MSG_TRANSCRIPT_EXT) != 0)
+		return 0;
+	n -= strlen(MSG_TRANSCRIPT_EXT);
+	return n <= MSG_TRANSCRIPT_ID_MAX && msg_transcript_word(id, n);
+}
+
+void
+msg_transcript_compose(struct evbuffer *out, uint32_t turn,
+    const struct msg_transcript *t)
+{
+	cJSON		*o = cJSON_CreateObject();
+	char		*s;
+	size_t		 n;
+	struct msg_hdr	 h;
+
+	if (t->len > TRANSCRIPT_PIECE_MAX)
+		fatalx("msg_transcript_compose: %zu bytes", t->len);
+	cJSON_AddStringToObject(o, "path", t->path);
+	cJSON_AddNumberToObject(o, "offset", (double)t->offset);
+	if ((s = cJSON_PrintUnformatted(o)) == NULL)
+		fatalx("msg_transcript_compose: out of memory");
+	cJSON_Delete(o);
+	n = strlen(s);
+	/* Header, JSON line, bytes: no copy of the bytes into one buffer. */
+	memset(&h, 0, sizeof h);
+	h.len = (uint32_t)(n + 1 + t->len);
+	h.type = MSG_TRANSCRIPT;
+	h.version = MSG_VERSION;
+	h.turn = turn;
+	h.pid = (uint32_t)getpid();
+	evbuffer_add(out, &h, sizeof h);
+	evbuffer_add(out, s, n);
+	evbuffer_add(out, "\n", 1);
+	if (t->len > 0)
+		evbuffer_add(out, t->data, t->len);
+	cJSON_free(s);
+}
+
+int
+msg_transcript_decode(const struct msg *m, struct msg_transcript *t)
+{
+	const char	*nl;
+	int		 bad = 0;
+
+	memset(t, 0, sizeof *t);
+	if (m->hdr.type != MSG_TRANSCRIPT || m->data == NULL ||
+	    (nl = memchr(m->data, '\n', m->hdr.len)) == NULL)
+		return -1;
+	if ((t->json = cJSON_ParseWithLength(m->data,
+	    (size_t)(nl - m->data))) == NULL || !cJSON_IsObject(t->json)) {
+		cJSON_Delete(t->json);
+		t->json = NULL;
+		return -1;
+	}
+	t->path = msg_str(t->json, "path", &bad);
+	t->offset = (uint64_t)msg_num(t->json, "offset", 0,
+	    TRANSCRIPT_FILE_MAX, &bad);
+	t->data = nl + 1;
+	t->len = m->hdr.len - (size_t)(nl + 1 - m->data);
+	if (!bad && (!msg_transcript_path_ok(t->path) ||
+	    t->len > TRANSCRIPT_PIECE_MAX ||
+	    t->offset + t->len > TRANSCRIPT_FILE_MAX))
+		bad = 1;
+	return msg_decoded(&t->json, bad);
+}
+
+void
+msg_transcript_clear(struct msg_transcript *t)
+{
+	cJSON_Delete(t->json);
+	t->json = NULL;
 }

@@ -24,7 +24,7 @@
 
 struct evbuffer;
 
-#define MSG_VERSION		2	/* bump when a type or payload changes */
+#define MSG_VERSION		3	/* bump when a type or payload changes */
 #define MSG_HDR_SIZE		16
 #define MSG_MAX_PAYLOAD		(4U * 1024 * 1024)
 #define WORKER_FD		3	/* the worker's end of the socketpair */
@@ -47,6 +47,9 @@ enum msg_type {
 	MSG_PERMISSION,	/* m->w struct msg_permission: the app's answer */
 	MSG_CONFIGURE,	/* m->w struct msg_configure: live settings */
 	MSG_CONFIGURED,	/* w->m struct msg_configured: the CLI's answer */
+	MSG_TRANSCRIPT,	/* w->m struct msg_transcript: what the CLI added to
+			   its transcript; m->w (before MSG_OPEN): the stored
+			   transcript to restore */
 	MSG_TYPE_MAX
 };
 
@@ -165,6 +168,26 @@ struct msg_permission {
 	cJSON		*json;
 };
 
+/*
+ * A piece of one of the CLI's transcript files: the bytes at offset of the
+ * file at path, relative to the CLI's config dir (msg_transcript_path_ok).
+ * Offset 0 starts the file anew.  The payload is a JSON header line, then
+ * the bytes as they are.
+ */
+#define TRANSCRIPT_PIECE_MAX	(1U * 1024 * 1024)	/* bytes a message */
+#define TRANSCRIPT_FILE_MAX	(64U * 1024 * 1024)	/* a file is kept up
+							   to this size */
+struct msg_transcript {
+	const char	*path;
+	uint64_t	 offset;
+	const char	*data;		/* into the message */
+	size_t		 len;
+	cJSON		*json;
+};
+
+/* projects/<cwd-key>/<session id>.jsonl, nothing else (no "..", no "/"). */
+int	 msg_transcript_path_ok(const char *);
+
 void	 msg_empty_compose(struct evbuffer *, uint16_t type, uint32_t turn);
 /* 0 if an empty message (HELLO, PROBED, INTERRUPT, STOP) has no payload. */
 int	 msg_empty_decode(const struct msg *);
@@ -222,5 +245,11 @@ void	 msg_configured_compose(struct evbuffer *, uint32_t turn,
 	    const struct msg_configured *);
 int	 msg_configured_decode(const struct msg *, struct msg_configured *);
 void	 msg_configured_clear(struct msg_configured *);
+
+void	 msg_transcript_compose(struct evbuffer *, uint32_t turn,
+	    const struct msg_transcript *);
+/* Decodes m, which must outlive t (t->data points into it). */
+int	 msg_transcript_decode(const struct msg *, struct msg_transcript *);
+void	 msg_transcript_clear(struct msg_transcript *);
 
 #endif

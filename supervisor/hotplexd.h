@@ -286,6 +286,12 @@ void	 state_session_forget(const struct session *);
 void	 state_totals_save(void);	/* hp.ended_total */
 void	 state_close(void);
 
+/* transcript.c: the CLI's transcripts in the store */
+struct msg_transcript;
+void	 transcript_piece(struct session *, const struct msg_transcript *);
+void	 transcript_send(struct session *, struct worker *);
+void	 transcript_forget(struct session *);
+
 /* audit.c: the tool audit in the store */
 void	 audit_init(void);
 void	 audit_stop(void);
@@ -375,6 +381,8 @@ void	 pool_send_configure(struct worker *, uint32_t turn,
 	    const struct msg_configure *);
 void	 pool_send_turn(struct worker *, uint32_t turn,
 	    const struct msg_turn *);
+void	 pool_send_transcript(struct worker *, uint32_t turn,
+	    const struct msg_transcript *);
 void	 pool_reap(void);
 void	 pool_kill_all(void);
 void	 pool_kill_hard(void);

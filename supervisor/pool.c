@@ -555,6 +555,15 @@ pool_send_turn(struct worker *wk, uint32_t turn, const struct msg_turn *t)
 	msg_turn_compose(bufferevent_get_output(wk->bev), turn, t);
 }
 
+void
+pool_send_transcript(struct worker *wk, uint32_t turn,
+    const struct msg_transcript *t)
+{
+	if (wk->dead || wk->bev == NULL)
+		return;
+	msg_transcript_compose(bufferevent_get_output(wk->bev), turn, t);
+}
+
 /*
  * We are a subreaper: what a dead worker left behind (tools that escaped
  * their CLI's process group) is now our child.  Anything that is not a

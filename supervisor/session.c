@@ -835,6 +835,7 @@ session_assign(struct session *s)
 	s->resumed = s->has_conversation;
 	o = session_open_msg(s, session_waiting(&s->open));
 	server_gateway_session_open(s, o);
+	transcript_send(s, wk);
 	pool_send(wk, MSG_OPEN, s->turn, o);
 	cJSON_Delete(o);
 	pool_refill();
@@ -1134,6 +1135,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 	struct msg_cli_exit	 ce;
 	struct msg_approval	 ap;
 	struct msg_configured	 cd;
+	struct msg_transcript	 tr;
 	int			 bad = 0;
 
 	switch (m->hdr.type) {
@@ -1198,6 +1200,12 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		if ((bad = msg_cli_session_decode(m, &cs)) == 0) {
 			session_worker_cli_session(s, &cs);
 			msg_cli_session_clear(&cs);
+		}
+		break;
+	case MSG_TRANSCRIPT:
+		if ((bad = msg_transcript_decode(m, &tr)) == 0) {
+			transcript_piece(s, &tr);
+			msg_transcript_clear(&tr);
 		}
 		break;
 	case MSG_CLI_EXIT:
@@ -1496,6 +1504,7 @@ session_revive(struct session *s)
 	log_info("session %s used after stop: new CLI session %s", s->name,
 	    s->cli_session_id);
 	state_session_save(s);
+	transcript_forget(s);
 }
 
 /*
@@ -2077,6 +2086,7 @@ session_op_reset(struct client *c, const char *req, const cJSON *r)
 	log_info("session %s reset: next CLI session %s", s->name,
 	    s->cli_session_id);
 	state_session_save(s);
+	transcript_forget(s);
 	if (s->worker != NULL && s->state != SESSION_STOPPING) {
 		session_set_state(s, SESSION_STOPPING);
 		s->stop_final = 0;

@@ -28,7 +28,7 @@
 #include "supervisor/store.h"
 
 #define STORE_FILE		"hotplex.db"
-#define STORE_SCHEMA		2	/* bump with a migration below */
+#define STORE_SCHEMA		3	/* bump with a migration below */
 #define STORE_FILE_MODE		0600
 #define STORE_DIR_MODE		0711	/* the workers' tmp/, claude/ are inside */
 #define STORE_BAD_SUFFIX	".bad-"	/* then the time, maybe .N */
@@ -79,6 +79,17 @@ static const char *store_schema_v1 =
 static const char *const store_migrations[] = {
 	/* 2: the uid a session runs as (session_user = dynamic keeps it). */
 	"ALTER TABLE sessions ADD COLUMN run_uid INTEGER;",
+	/*
+	 * 3: the CLI's transcript files, one row per piece a worker sent
+	 * after a turn (appending a row is cheap; a file is never rewritten).
+	 */
+	"CREATE TABLE transcripts ("
+	" uid INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" path TEXT NOT NULL,"
+	" pos INTEGER NOT NULL,"
+	" data BLOB NOT NULL,"
+	" PRIMARY KEY (uid, name, path, pos));",
 };
 
 enum store_stmt {
@@ -86,6 +97,8 @@ enum store_stmt {
 	ST_SESSION_PUT, ST_SESSION_DELETE, ST_SESSIONS,
 	ST_TOTALS_PUT, ST_TOTALS_GET,
 	ST_AUDIT_ADD, ST_AUDIT_EXPIRE,
+	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+	ST_TX_SIZE, ST_TX_ADD, ST_TX_CLEAR, ST_TX_LOAD, ST_TX_DELETE,
 	ST_N
 };
 
@@ -113,6 +126,19 @@ static const char *store_sql[ST_N] = {
 	    "error, files, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
 	    "?9, ?10, ?11, ?12, ?13, ?14)",
 	[ST_AUDIT_EXPIRE] = "DELETE FROM audit WHERE time_ms < ?1",
+	/* Nests in store_begin()'s batch, unlike BEGIN. */
+	[ST_SAVEPOINT] = "SAVEPOINT piece",
+	[ST_RELEASE] = "RELEASE piece",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO piece",
+	[ST_TX_SIZE] = "SELECT coalesce(sum(length(data)), 0) FROM transcripts "
+	    "WHERE uid = ?1 AND name = ?2 AND path = ?3",
+	[ST_TX_ADD] = "INSERT INTO transcripts (uid, name, path, pos, data) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_TX_CLEAR] = "DELETE FROM transcripts WHERE uid = ?1 AND name = ?2 "
+	    "AND path = ?3",
+	[ST_TX_LOAD] = "SELECT path, pos, data FROM transcripts WHERE "
+	    "uid = ?1 AND name = ?2 ORDER BY path, pos",
+	[ST_TX_DELETE] = "DELETE FROM transcripts WHERE uid = ?1 AND name = ?2",
 };
 
 static sqlite3		*store_db;
@@ -484,6 +510,8 @@ store_session_delete(uid_t uid, const char *name)
 
 	if (store_db == NULL)
 		return -1;
+	if (store_transcript_delete(uid, name) == -1)
+		return -1;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)uid);
 	store_text(st, 2, name);
 	return store_run(ST_SESSION_DELETE, "deleting a session");
@@ -553,6 +581,117 @@ store_totals_get(void)
 		s = xstrdup(store_col(st, 0));
 	sqlite3_reset(st);
 	return s;
+}
+
+/* --- transcripts -------------------------------------------------------- */
+
+static void
+store_tx_key(enum store_stmt i, uid_t uid, const char *name, const char *path)
+{
+	sqlite3_stmt	*st = store_stmts[i];
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)uid);
+	store_text(st, 2, name);
+	if (path != NULL)
+		store_text(st, 3, path);
+}
+
+int64_t
+store_transcript_size(uid_t uid, const char *name, const char *path)
+{
+	sqlite3_stmt	*st = store_stmts[ST_TX_SIZE];
+	int64_t		 n = -1;
+
+	if (store_db == NULL)
+		return -1;
+	store_tx_key(ST_TX_SIZE, uid, name, path);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	else
+		store_err("transcript size");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return n;
+}
+
+int
+store_transcript_append(uid_t uid, const char *name, const char *path,
+    uint64_t offset, const void *data, size_t len)
+{
+	sqlite3_stmt	*st = store_stmts[ST_TX_ADD];
+	int64_t		 have;
+	int		 rc = -1;
+
+	if (store_db == NULL || offset > INT64_MAX || len > INT_MAX)
+		return -1;
+	if (store_run(ST_SAVEPOINT, "savepoint") == -1)
+		return -1;
+	if (offset == 0) {
+		store_tx_key(ST_TX_CLEAR, uid, name, path);
+		if (store_run(ST_TX_CLEAR, "clearing a transcript") == -1)
+			goto out;
+	} else if ((have = store_transcript_size(uid, name, path)) == -1)
+		goto out;
+	else if ((uint64_t)have != offset) {
+		log_warnx("store: transcript %s of %s: a piece at %llu, the "
+		    "stored file ends at %lld", path, name,
+		    (unsigned long long)offset, (long long)have);
+		rc = 1;
+		goto out;
+	}
+	if (len == 0) {
+		rc = 0;
+		goto out;
+	}
+	store_tx_key(ST_TX_ADD, uid, name, path);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)offset);
+	sqlite3_bind_blob(st, 5, data, (int)len, SQLITE_STATIC);
+	rc = store_run(ST_TX_ADD, "saving a transcript");
+out:
+	if (rc != 0)
+		store_run(ST_ROLLBACK_TO, "rollback to savepoint");
+	if (store_run(ST_RELEASE, "release") == -1 && rc == 0)
+		rc = -1;
+	return rc;
+}
+
+int
+store_transcript_load(uid_t uid, const char *name, store_transcript_cb cb,
+    void *arg)
+{
+	sqlite3_stmt	*st = store_stmts[ST_TX_LOAD];
+	const void	*data;
+	int		 rc;
+
+	if (store_db == NULL)
+		return -1;
+	store_tx_key(ST_TX_LOAD, uid, name, NULL);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		data = sqlite3_column_blob(st, 2);
+		if (cb(arg, store_col(st, 0),
+		    (uint64_t)sqlite3_column_int64(st, 1),
+		    data != NULL ? data : "",
+		    (size_t)sqlite3_column_bytes(st, 2)) == -1) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		store_err("reading a transcript");
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_transcript_delete(uid_t uid, const char *name)
+{
+	if (store_db == NULL)
+		return -1;
+	store_tx_key(ST_TX_DELETE, uid, name, NULL);
+	return store_run(ST_TX_DELETE, "deleting transcripts");
 }
 
 /* --- audit -------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /*
- * The durable store: the session table and the tool audit.  A narrow
+ * The durable store: the session table, the CLI's transcripts and the tool
+ * audit.  A narrow
  * interface of plain records (text and numbers, no daemon structures) so
  * that another backend can implement it; store-sqlite.c is the SQLite one.
  *
@@ -12,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* A session's row, keyed by (uid, name). */
@@ -64,6 +66,9 @@ struct store_audit_query {
 typedef int (*store_audit_cb)(void *arg, int64_t id,
     const struct store_audit *);
 typedef void (*store_session_cb)(void *arg, const struct store_session *);
+/* One stored piece of a transcript file, in file order per path. */
+typedef int (*store_transcript_cb)(void *arg, const char *path,
+    uint64_t offset, const void *data, size_t len);
 
 /*
  * Opens (creates) the store in dir.  A database of a newer schema, or one
@@ -92,6 +97,22 @@ int	 store_sessions_load(store_session_cb, void *);
 /* The stats of the sessions that are no longer kept (JSON object). */
 int	 store_totals_put(const char *json);
 char	*store_totals_get(void);	/* caller frees; NULL: none */
+
+/*
+ * The CLI's transcript files of a session (paths relative to its config
+ * dir), kept as the pieces the worker sent after each turn.  A piece at
+ * offset 0 starts the file anew; any other must start where the stored
+ * file ends: 1 if it does not (nothing is written), -1 on a failure.
+ * store_session_delete() removes them too.
+ */
+int	 store_transcript_append(uid_t, const char *name, const char *path,
+	    uint64_t offset, const void *data, size_t len);
+/* The bytes stored of one file, or -1. */
+int64_t	 store_transcript_size(uid_t, const char *name, const char *path);
+/* Every piece in path then offset order; cb returns -1 to stop. */
+int	 store_transcript_load(uid_t, const char *name, store_transcript_cb,
+	    void *);
+int	 store_transcript_delete(uid_t, const char *name);
 
 int	 store_audit_add(const struct store_audit *);
 /* Rows in id order; cb returns -1 to stop. */

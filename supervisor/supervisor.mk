@@ -9,6 +9,8 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/gateway.c supervisor/gateway-proxy.c \
 		  supervisor/server-gateway.c \
 		  supervisor/isolation.c supervisor/census.c
+# The CLI's transcripts in the store (issue 14).
+HOTPLEXD_SRCS	+= supervisor/transcript.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 

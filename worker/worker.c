@@ -98,6 +98,7 @@ static struct {
 	/* The session. */
 	char			*session;
 	char			 workdir[PATH_MAX];
+	char			 config_dir[PATH_MAX];	/* the CLI's */
 	char			 cli_session_id[UUID_STR_LEN + 1];
 	struct cli		*cli;
 	struct bridge		*bridge;
@@ -319,6 +320,8 @@ worker_bridge_init(void *arg, const char *id)
 	    strlen(id) > UUID_STR_LEN)
 		return;
 	w.init_seen = 1;
+	if (strcmp(id, w.cli_session_id) != 0)
+		transcript_follow(w.config_dir, w.workdir, id);
 	snprintf(w.cli_session_id, sizeof w.cli_session_id, "%s", id);
 	cs.cli_session_id = id;
 	msg_cli_session_compose(worker_out(), w.turn, &cs);
@@ -344,6 +347,8 @@ worker_turn_clear(void)
 static void
 worker_turn_end_send(struct msg_turn_end *te)
 {
+	/* The turn's transcript reaches the store before its end. */
+	transcript_save(worker_out(), w.turn);
 	msg_turn_end_compose(worker_out(), w.turn, te);
 	worker_sent();
 	worker_turn_clear();
@@ -744,6 +749,8 @@ worker_cli_exited(void *arg, int status)
 		of.exiting = 1;		/* not a spare again */
 		msg_open_failed_compose(worker_out(), w.turn, &of);
 	}
+	/* What the CLI wrote on its way out (a stop, a move). */
+	transcript_save(worker_out(), w.turn);
 	ce.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	ce.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 	ce.stderr_tail = tail;
@@ -1426,6 +1433,9 @@ worker_open(const cJSON *o)
 		return;
 	}
 
+	/* The stored transcript, where a wiped dir or another host lacks it. */
+	snprintf(w.config_dir, sizeof w.config_dir, "%s", sb.config_dir);
+	transcript_restore(w.config_dir, w.workdir, id);
 	w.resume = worker_jbool(o, "resume");
 	/* The session's own config dir holds its transcripts. */
 	if (!w.resume && worker_transcript_exists(sb.config_dir, w.workdir,
@@ -1612,6 +1622,7 @@ worker_dispatch(struct msg *m)
 	struct msg_turn		 t;
 	struct msg_permission	 pm;
 	struct msg_configure	 cf;
+	struct msg_transcript	 tr;
 
 	switch (m->hdr.type) {
 	case MSG_OPEN:
@@ -1649,6 +1660,12 @@ worker_dispatch(struct msg *m)
 		if (msg_empty_decode(m) == -1)
 			fatalx("bad stop message from master");
 		worker_stop();
+		break;
+	case MSG_TRANSCRIPT:
+		if (w.state != W_IDLE || msg_transcript_decode(m, &tr) == -1)
+			fatalx("bad transcript message from master");
+		transcript_restore_add(&tr);
+		msg_transcript_clear(&tr);
 		break;
 	default:
 		fatalx("unexpected %s message from master",

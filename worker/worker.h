@@ -16,6 +16,8 @@
 #include "common/ident.h"
 
 struct event_base;
+struct evbuffer;
+struct msg_transcript;
 struct sandbox_conf;
 
 /* Exit codes that tell the master: don't respawn. */
@@ -103,5 +105,17 @@ int		 workdir_enter_roots(const char *const *roots, size_t nroots,
 /* The same with one root, created if missing. */
 int		 workdir_enter_check(const char *root, const char *dir,
 		    char *resolved, size_t len, char *err, size_t errlen);
+
+/* transcript.c: the CLI's transcript, saved to and restored from the store */
+/* A piece of the stored transcript the master sent before MSG_OPEN. */
+void		 transcript_restore_add(const struct msg_transcript *);
+/* Writes it into config_dir if that lacks it; follows id's file. */
+void		 transcript_restore(const char *config_dir,
+		    const char *workdir, const char *id);
+/* From now on the transcript of id (its CLI session id changed). */
+void		 transcript_follow(const char *config_dir,
+		    const char *workdir, const char *id);
+/* Sends the master what the CLI added to it (MSG_TRANSCRIPT pieces). */
+void		 transcript_save(struct evbuffer *, uint32_t turn);
 
 #endif

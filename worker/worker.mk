@@ -1,6 +1,7 @@
 # worker/: hotplex-worker
 WORKER_SRCS	= worker/worker.c worker/cli.c worker/workdir.c worker/bridge.c \
-		  worker/gate.c worker/become.c worker/fswatch.c
+		  worker/gate.c worker/become.c worker/fswatch.c \
+		  worker/transcript.c
 WORKER_OBJS	= $(WORKER_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplex-worker
 

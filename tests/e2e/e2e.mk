@@ -8,3 +8,6 @@ SUITES	+= 'e2e-apps=python3 tests/e2e/test_apps_e2e.py'
 SUITES	+= 'escape=python3 tests/e2e/test_escape.py'
 # The oldest CLI supported (tests/e2e/CLI_VERSION_OLDEST), in $(B)/cli-oldest.
 SUITES	+= 'e2e-oldest=HP_CLI=$$B/cli-oldest/claude HP_KILL_ROUNDS=2 python3 tests/e2e/test_e2e.py'
+# The CLI's transcript kept in the store and restored into a wiped
+# config dir (issue 14).
+SUITES	+= 'e2e-transcript=python3 tests/e2e/test_transcript.py'

@@ -410,10 +410,10 @@ def test_malformed_worker():
     d = Daemon()
     bad = os.path.join(d.dir, "bad-worker")
     with open(bad, "w") as f:
-        # A header of our version (2) with a type that does not exist,
-        # then it waits.
-        f.write("#!/bin/sh\nprintf '\\000\\000\\000\\000\\377\\377\\002"
-                "\\000XXXXXXXX' >&3\nexec sleep 60\n")
+        # A header of our version with a type that does not exist, then
+        # it waits.
+        f.write("#!/bin/sh\nprintf '\\000\\000\\000\\000\\377\\377\\%03o"
+                "\\000XXXXXXXX' >&3\nexec sleep 60\n" % MSG_VERSION)
     os.chmod(bad, 0o755)
     with open(d.conf_path, "a") as f:
         f.write("worker_path = %s\n" % bad)
@@ -443,7 +443,16 @@ def test_malformed_worker():
         d.cleanup()
 
 
-MSG_VERSION = 2          # common/msg.h
+def _msg_version():
+    """MSG_VERSION of common/msg.h: the tests speak the build's."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    with open(os.path.join(root, "common", "msg.h")) as f:
+        return int(re.search(r"#define\s+MSG_VERSION\s+(\d+)",
+                             f.read()).group(1))
+
+
+MSG_VERSION = _msg_version()
 MSG_HELLO = 1
 WORKER_EXIT_VERSION = 77  # worker/worker.h
 

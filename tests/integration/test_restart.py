@@ -10,6 +10,7 @@ and the daemon starts empty."""
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -30,7 +31,18 @@ if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
 
 DEATH_WAIT_S = 10      # a dead master's workers and CLIs are gone by then
 TOKEN_KEYS = ("input", "output", "cache_read", "cache_write")
-SCHEMA = 2
+
+
+def _store_schema():
+    """STORE_SCHEMA of supervisor/store-sqlite.c: the build's."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    with open(os.path.join(root, "supervisor", "store-sqlite.c")) as f:
+        return int(re.search(r"#define\s+STORE_SCHEMA\s+(\d+)",
+                             f.read()).group(1))
+
+
+SCHEMA = _store_schema()
 
 
 def db_path(d):
@@ -616,7 +628,8 @@ def test_schema_v1():
                          "; INSERT INTO sessions SELECT uid, name, workdir, "
                          "cli_session_id, has_conversation, ended, options, "
                          "stats, last_turn, updated_ms FROM s2; DROP TABLE "
-                         "s2; PRAGMA user_version = 1;")
+                         "s2; DROP TABLE IF EXISTS transcripts; "
+                         "PRAGMA user_version = 1;")
         db.commit()
         db.close()
         with open(d.log, "ab") as f:
@@ -629,7 +642,7 @@ def test_schema_v1():
              "schema 1: migrated to schema %d" % SCHEMA)
         with open(d.log, "rb") as f:
             log = f.read()[mark:].decode("utf-8", "replace")
-        t.ok("migrated to schema 2" in log and "renamed" not in log,
+        t.ok("migrated to schema %d" % SCHEMA in log and "renamed" not in log,
              "schema 1: migrated in place, and logged", log[-2000:])
         check_resumed_third_turn(d, "v1", sid, tokens(st2), "schema 1")
 

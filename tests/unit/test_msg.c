@@ -602,6 +602,67 @@ test_typed_malformed(void **state)
 	}
 }
 
+/*
+ * A transcript piece: raw bytes (a NUL, no newline rule) after its JSON
+ * header line; only projects/<key>/<id>.jsonl paths and bounded pieces.
+ */
+static void
+test_transcript(void **state)
+{
+	static const char *const bad_paths[] = {
+		"", "projects/", "projects/k/", "projects/k/.jsonl",
+		"projects/../x.jsonl", "projects/k/../x.jsonl",
+		"projects/k/x.json", "/projects/k/x.jsonl",
+		"projects/k/sub/x.jsonl", "projects/k/x y.jsonl",
+		"other/k/x.jsonl", "projects/k/x.jsonl/",
+	};
+	static const char bytes[] = "{\"a\":1}\n\0{\"b\":2}\n";
+	struct evbuffer		*b = *state;
+	struct msg_transcript	 t, d;
+	struct msg		 m;
+	char			 json[256];
+	size_t			 i;
+
+	assert_true(msg_transcript_path_ok("projects/-tmp-w-x/"
+	    "a62373cd-540d-4194-9ed2-ae9cb4b8bd3c.jsonl"));
+	for (i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
+		if (msg_transcript_path_ok(bad_paths[i]))
+			print_error("path ok: %s\n", bad_paths[i]);
+		assert_false(msg_transcript_path_ok(bad_paths[i]));
+	}
+	memset(&t, 0, sizeof t);
+	t.path = "projects/k/id.jsonl";
+	t.offset = 12345;
+	t.data = bytes;
+	t.len = sizeof bytes - 1;
+	msg_transcript_compose(b, 9, &t);
+	assert_int_equal(msg_get(b, &m), MSG_GET_OK);
+	assert_int_equal(m.hdr.type, MSG_TRANSCRIPT);
+	assert_int_equal(m.hdr.turn, 9);
+	assert_int_equal(msg_transcript_decode(&m, &d), 0);
+	assert_string_equal(d.path, t.path);
+	assert_int_equal(d.offset, 12345);
+	assert_int_equal(d.len, sizeof bytes - 1);
+	assert_memory_equal(d.data, bytes, sizeof bytes - 1);
+	msg_transcript_clear(&d);
+	msg_clear(&m);
+
+	/* No header line, a bad path, a piece past the file bound. */
+	forge(b, &m, MSG_TRANSCRIPT, "{\"path\":\"projects/k/i.jsonl\","
+	    "\"offset\":0}");
+	assert_int_equal(msg_transcript_decode(&m, &d), -1);
+	msg_clear(&m);
+	forge(b, &m, MSG_TRANSCRIPT, "{\"path\":\"projects/../i.jsonl\","
+	    "\"offset\":0}\nx");
+	assert_int_equal(msg_transcript_decode(&m, &d), -1);
+	msg_clear(&m);
+	snprintf(json, sizeof json, "{\"path\":\"projects/k/i.jsonl\","
+	    "\"offset\":%u}\nx", TRANSCRIPT_FILE_MAX);
+	forge(b, &m, MSG_TRANSCRIPT, json);
+	assert_int_equal(msg_transcript_decode(&m, &d), -1);
+	msg_clear(&m);
+}
+
 int
 main(void)
 {
@@ -620,6 +681,7 @@ main(void)
 		T(test_typed_round_trips),
 		T(test_turn_end),
 		T(test_typed_malformed),
+		T(test_transcript),
 #undef T
 	};
 
