@@ -160,6 +160,9 @@ static const struct config_key config_keys[] = {
 	{ "uid_budget_usd",	K_USD,  O(uid_budget_usd), "0", 0, 0,
 	    "dollars all the sessions of one uid may cost together "
 	    "(0: no limit)" },
+	{ "allow_session_mcp",	K_BOOL, O(allow_session_mcp), "no", 0, 0,
+	    "accept a session's own MCP servers (option mcp_config); they run "
+	    "as the session's CLI does, in its sandbox" },
 	{ "rate_limit_admission", K_BOOL, O(rate_limit_admission), "off", 0, 0,
 	    "refuse a new turn (rate_limited) while the API account is over "
 	    "rate_limit_threshold, until its limit resets" },

@@ -83,6 +83,7 @@ struct config {
 	double		 max_budget_ceiling_usd;	/* 0: none */
 	double		 uid_budget_usd;	/* a uid's sessions; 0 none */
 	int		 rate_limit_admission;	/* refuse turns when over */
+	int		 allow_session_mcp;	/* option mcp_config */
 	int		 rate_limit_threshold;	/* per cent of a limit */
 	uint64_t	 idle_timeout_ms;
 	uint64_t	 freeze_after_ms;	/* idle CLI stopped (SIGSTOP) */

@@ -22,6 +22,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mcp.h"
 #include "common/msg.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
@@ -742,6 +743,10 @@ session_open_msg(struct session *s, int probe)
 	for (i = 0; i < hp.conf->cli_env.n; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateString(hp.conf->cli_env.v[i]));
 	cJSON_AddItemToObject(o, "options", cJSON_Duplicate(s->options, 1));
+	/* A reload that turned allow_session_mcp off: no servers start. */
+	if (!hp.conf->allow_session_mcp)
+		cJSON_DeleteItemFromObjectCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(o, "options"), "mcp_config");
 	cJSON_AddNumberToObject(o, "kill_grace_ms", (double)hp.conf->kill_grace_ms);
 	/* options.approval_timeout_ms wins over it. */
 	cJSON_AddNumberToObject(o, "approval_timeout_ms",
@@ -1481,6 +1486,14 @@ session_options_check(const cJSON *opt, char *why, size_t len)
 		    "\"client\"");
 		return -1;
 	}
+	v = cJSON_GetObjectItemCaseSensitive(opt, "mcp_config");
+	if (v != NULL && !hp.conf->allow_session_mcp) {
+		snprintf(why, len, "options.mcp_config needs allow_session_mcp "
+		    "= yes in the daemon's configuration");
+		return -1;
+	}
+	if (v != NULL && mcp_config_check(v, why, len) == -1)
+		return -1;
 	v = cJSON_GetObjectItemCaseSensitive(opt, "approval_timeout_ms");
 	if (v != NULL && (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
 	    v->valuedouble > SESSION_TIMEOUT_MAX_MS)) {

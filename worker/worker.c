@@ -28,6 +28,7 @@
 #include "common/config.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/mcp.h"
 #include "common/procfs.h"
 #include "common/msg.h"
 #include "common/proto.h"
@@ -1381,7 +1382,8 @@ worker_open(const cJSON *o)
 	struct bridge_cb	 bcb = worker_bridge_cb;
 	struct cli_cb		 ccb = worker_cli_cb;
 	struct worker_sandbox	 sb;
-	const cJSON		*opt;
+	const cJSON		*opt, *mcp;
+	char			 mcp_path[PATH_MAX], *num;
 	int			 rc = 0;
 
 	session = json_str(o, "session");
@@ -1443,8 +1445,22 @@ worker_open(const cJSON *o)
 		log_info("the CLI has a transcript of %s: resuming it", id);
 		w.resume = 1;
 	}
+	/* The session's MCP servers: a file in its private config dir. */
+	mcp = cJSON_GetObjectItemCaseSensitive(opt, "mcp_config");
+	if (mcp != NULL && (mcp_config_check(mcp, err, sizeof err) == -1 ||
+	    mcp_config_write(sb.config_dir, mcp, mcp_path, sizeof mcp_path,
+	    err, sizeof err) == -1)) {
+		worker_open_failed_session(ERR_SPAWN_FAILED, err);
+		return;
+	}
 	memset(&a, 0, sizeof a);
 	rc = worker_build_argv(&a, o, cli);
+	if (mcp != NULL) {
+		/* Its servers only, none from elsewhere; --flag=value. */
+		xasprintf(&num, "--mcp-config=%s", mcp_path);
+		rc |= worker_argv_add(&a, num, 1);
+		rc |= worker_argv_add(&a, "--strict-mcp-config", 0);
+	}
 	if (sb.on) {
 		/* Last, so that it wins over cli_args. */
 		rc |= worker_argv_add(&a, "--settings", 0);

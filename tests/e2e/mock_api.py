@@ -26,11 +26,13 @@ tool_result blocks and <system-reminder> blocks:
                         then a normal answer
     [[echo]]            text: number of messages and the human texts seen
     [[long:N]]          text of exactly N bytes
+    [[usage:N]]         output_tokens N in every answer to this text
+                        (a costly turn, for budgets)
 
 When the request's last message carries tool_result blocks, the answer is
 a final text ("The tool finished|failed. First line of its output: X")
 quoting the first line of the (first) tool output; of the directives only
-error, stall, break and slow still apply.
+error, stall, break, slow and usage still apply.
 
 Usage numbers are a function of the request alone (message count and
 human text); the final ones go in message_delta (and in the JSON answer).
@@ -65,7 +67,7 @@ HUMAN_TEXT_LOG_MAX = 4096        # human_text bytes kept in a log line
 
 REMINDER_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
 DIRECTIVE_RE = re.compile(r"\[\[(think|bash|tool|slow|stall|break|error|"
-                          r"echo|long)(?::|\]\])")
+                          r"echo|long|usage)(?::|\]\])")
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error",
@@ -253,7 +255,8 @@ class Answer:
             + len(self.human_text.encode()),
             "cache_creation_input_tokens": 50 if self.n_messages <= 1 else 20,
             "cache_read_input_tokens": 1000 + 100 * self.n_messages,
-            "output_tokens": 10 + out_chars // 4,
+            "output_tokens": (int_arg(self.d["usage"], 0) if "usage" in
+                              self.d else 10 + out_chars // 4),
         }
 
     @property

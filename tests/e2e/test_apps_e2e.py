@@ -111,6 +111,85 @@ def configure(d, mock):
          "real CLI: a new CLI starts on the configured model", models)
 
 
+def budget(d):
+    """The gateway prices each API call: a turn whose first answer costs
+    more than the budget is stopped while it waits for a permission that
+    nobody gives."""
+    c = d.client()
+    rid = c.send("execute", session="bu",
+                 options={"approvals": "client", "max_budget_usd": 1},
+                 prompt="[[usage:100000]] [[bash:touch costly.txt]] go")
+    evs = c.events(rid)
+    wd = [x["workdir"] for x in c.request("sessions")["data"]
+          if x["session"] == "bu"][0]
+    t.ok(sum(1 for e in evs if e["type"] in ("done", "error")) == 1 and
+         evs[-1]["type"] == "error" and
+         evs[-1]["data"]["code"] == "budget_exceeded" and
+         not os.path.exists(os.path.join(wd, "costly.txt")),
+         "real CLI: an API answer of $2.50 against max_budget_usd $1 stops "
+         "the turn (one terminal line, budget_exceeded)", evs[-3:])
+    st = c.request("stats", session="bu")["data"]
+    t.ok(st["cost_usd"] >= 2.5, "... its cost counted", st["cost_usd"])
+    r = c.execute("bu", "Say hello.")
+    t.eq(r[0]["data"]["code"], "budget_exceeded", "real CLI: later turns "
+         "refused")
+
+
+MCP_SERVER = os.path.join(HERE, "mcp_server.py")
+
+
+def mcp(d, tmp):
+    """A session's own stdio MCP server (option mcp_config), started by the
+    real CLI from --mcp-config, as the session's user, in its sandbox."""
+    c = d.client()
+    # A directory anybody may write to: only the sandbox keeps it out.
+    opendir = os.path.join(tmp, "open")
+    os.mkdir(opendir)
+    os.chmod(opendir, 0o777)
+    os.chmod(tmp, 0o711)
+    outside = os.path.join(opendir, "mcp-outside.txt")
+    # The server's source goes in its arguments: the sandbox lets the
+    # session read the system and its own dirs, not this tree.
+    with open(MCP_SERVER) as f:
+        src = f.read()
+    cfg = {"mcpServers": {"hp": {"command": "python3",
+                                 "args": ["-c", src, outside]}}}
+    e = c.execute("mc", "[[tool:mcp__hp__whoami:{}]] who are you",
+                  options={"mcp_config": cfg})
+    res = first(e, "tool_result")
+    row = [x for x in c.request("sessions")["data"]
+           if x["session"] == "mc"][0]
+    with open("/proc/%d/status" % row["cli_pid"]) as f:
+        uid = [int(l.split()[1]) for l in f if l.startswith("Uid:")][0]
+    out = res["data"]["output"] if res else ""
+    t.ok(e[-1]["type"] == "done" and res and not res["data"]["is_error"] and
+         ("mcp-uid=%d " % uid) in out and
+         ("cwd=" + row["workdir"]) in out,
+         "real CLI: the session's MCP server answers its tool call, as the "
+         "session's user, in its workdir", (out, uid, e[-2:]))
+    ll = c.request("status")["data"]["isolation"]["landlock"]
+    if ll["mode"] != "off" and ll["abi"] > 0:
+        t.ok("wrote-outside=no" in out and not os.path.exists(outside),
+             "... confined: it cannot write to a world-writable directory "
+             "outside the session", (out, ll))
+    else:
+        t.skip("MCP server confined by Landlock", "landlock: %r" % ll)
+    bad = c.execute("mc2", "hi", options={"mcp_config": {"mcpServers": {
+        "web": {"type": "http", "url": "http://example.com/"}}}})
+    t.ok(bad[0]["type"] == "error" and
+         bad[0]["data"]["code"] == "bad_request",
+         "an http MCP server is refused (stdio only)", bad)
+
+
+def mcp_refused(d):
+    c = d.client()
+    r = c.execute("mr", "hi", options={"mcp_config": {"mcpServers": {
+        "hp": {"command": "python3", "args": [MCP_SERVER]}}}})
+    t.ok(r[0]["type"] == "error" and r[0]["data"]["code"] == "bad_request"
+         and "allow_session_mcp" in r[0]["data"]["message"],
+         "mcp_config without allow_session_mcp: refused", r)
+
+
 def main():
     if not os.access(CLI, os.X_OK):
         t.skip("e2e apps with the real CLI", CLI + " not installed")
@@ -123,6 +202,13 @@ def main():
                      "kill_grace": "2s"}, env=env) as d:
             approvals(d)
             configure(d, mock)
+            budget(d)
+            mcp_refused(d)
+        with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
+                     "kill_grace": "2s", "allow_session_mcp": "yes",
+                     "landlock": "best_effort"},
+                    env=env) as d:
+            mcp(d, tmp)
     finally:
         mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -356,6 +356,51 @@ def argv_opt(d, flag):
     return argv[argv.index(flag) + 1] if flag in argv else None
 
 
+MCP = {"mcpServers": {"hp": {"command": "python3",
+                              "args": ["-c", "print(1)"],
+                              "env": {"HP_X": "1"}}}}
+
+
+def test_mcp_config():
+    with Daemon() as d:
+        c = d.client()
+        r = c.request("open", session="m0", options={"mcp_config": MCP})
+        t.ok(r["type"] == "error" and r["data"]["code"] == "bad_request" and
+             "allow_session_mcp" in r["data"]["message"],
+             "mcp_config needs allow_session_mcp (off by default)", r)
+    with Daemon({"allow_session_mcp": "yes"}) as d:
+        c = d.client()
+        for bad, what in (
+                ({"hp": {}}, "not under mcpServers"),
+                ({"mcpServers": {"hp": {"args": []}}}, "no command"),
+                ({"mcpServers": {"hp": {"type": "http",
+                                        "url": "http://x/"}}}, "http"),
+                ({"mcpServers": {"a b": {"command": "x"}}}, "a bad name"),
+                ({"mcpServers": {"hp": {"command": "x", "args": [1]}}},
+                 "args not strings"),
+                ({"mcpServers": {"s%d" % i: {"command": "x"}
+                                 for i in range(17)}}, "17 servers")):
+            r = c.request("open", session="m1", options={"mcp_config": bad})
+            t.eq(r["data"].get("code"), "bad_request",
+                 "mcp_config refused: " + what)
+        t.eq(c.request("open", session="m2",
+                       options={"mcp_config": MCP})["type"], "ok",
+             "open with mcp_config")
+        argv = d.cli_starts()[-1]["argv"]
+        path = [a.split("=", 1)[1] for a in argv
+                if a.startswith("--mcp-config=")]
+        t.ok(len(path) == 1 and "--strict-mcp-config" in argv,
+             "the CLI gets --mcp-config=FILE and --strict-mcp-config", argv)
+        if path:
+            st = os.stat(path[0])
+            with open(path[0]) as f:
+                got = json.load(f)
+            t.ok(got == MCP and st.st_mode & 0o777 == 0o600 and
+                 path[0].startswith(d.dir),
+                 "... a private file in the session's config dir holding "
+                 "the servers", (path[0], oct(st.st_mode), got))
+
+
 def test_configure():
     with Daemon({"allowed_permission_modes": "default plan acceptEdits "
                  "bypassPermissions"}) as d:
@@ -731,6 +776,7 @@ def main():
     finally:
         up.close()
     test_rate_limits()
+    test_mcp_config()
     test_hotplexctl()
     test_configure()
     test_budget()
