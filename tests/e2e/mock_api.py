@@ -29,6 +29,10 @@ tool_result blocks and <system-reminder> blocks:
     [[usage:N]]         output_tokens N in every answer to this text
                         (a costly turn, for budgets)
 
+When the request's last message is the CLI's notification of a background
+task's end (a <task-notification> in a <system-reminder>: a turn the CLI
+starts by itself), the answer is "Noted: the background task is STATUS."
+and no directive applies.
 When the request's last message carries tool_result blocks, the answer is
 a final text ("The tool finished|failed. First line of its output: X")
 quoting the first line of the (first) tool output; of the directives only
@@ -132,6 +136,27 @@ def tool_result_of(msg):
     return None
 
 
+TASK_NOTE_RE = re.compile(r"<task-notification>.*?<status>([^<]*)</status>",
+                          re.S)
+
+
+def task_notification_of(msg):
+    """The status of a background task's notification, when msg is the
+    one the CLI sends to start a turn of its own (a user message whose
+    text is a <system-reminder> holding <task-notification>); else None."""
+    if not isinstance(msg, dict) or msg.get("role") != "user":
+        return None
+    content = msg.get("content")
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) \
+        else content if isinstance(content, list) else []
+    for b in blocks:
+        if isinstance(b, dict) and b.get("type") == "text":
+            m = TASK_NOTE_RE.search(b.get("text", ""))
+            if m:
+                return m.group(1).strip()
+    return None
+
+
 def parse_directives(text, spans=None):
     """List of (name, arg) in order of appearance; arg is str or None (for
     tool: (NAME, object)).  Appends each directive's (start, end) to spans."""
@@ -194,7 +219,11 @@ class Answer:
         self.n_messages = len(msgs)
         self.human_texts = [t for m in msgs for t in human_texts_of(m)]
         self.human_text = self.human_texts[-1] if self.human_texts else ""
-        self.directives = parse_directives(self.human_text)
+        # A turn the CLI started itself on a background task's end: the
+        # human text is an old one, its directives are not repeated.
+        self.task_note = task_notification_of(msgs[-1]) if msgs else None
+        self.directives = [] if self.task_note is not None else \
+            parse_directives(self.human_text)
         self.d = {}
         for name, arg in self.directives:
             self.d.setdefault(name, arg)
@@ -209,6 +238,11 @@ class Answer:
 
     def _blocks(self, tail):
         blocks = []
+        if self.task_note is not None:
+            blocks.append({"type": "text", "text":
+                           "Noted: the background task is %s." %
+                           (self.task_note or "done")})
+            return blocks
         if tail is not None:
             first, is_error = tail
             what = "failed" if is_error else "finished"
@@ -469,6 +503,8 @@ class Handler(BaseHTTPRequestHandler):
                  "directives": [n for n, _ in ans.directives],
                  "usage": ans.usage,
                  "blocks": [b["type"] for b in ans.blocks]}
+        if os.environ.get("MOCK_DUMP_LAST"):
+            entry["last"] = (req.get("messages") or [None])[-1]
         if status is not None:
             entry.update(status=status, usage=None, blocks=[])
             log_request(entry)

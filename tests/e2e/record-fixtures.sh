@@ -250,6 +250,21 @@ if want("can_use_tool"):
         c.result()
     c.finish(note="files after the run: %s" % sorted(os.listdir(d)))
 
+if want("background_turn"):
+    # A Bash task in the background outlives its turn; when it ends, the
+    # CLI starts a turn of its own, with no input from us: system/init,
+    # the model's answer to the notification, and a result with "origin".
+    c = Cli("background_turn", workdir("background_turn"),
+            ["--allowedTools=Bash"])
+    c.user('[[tool:Bash:{"command":"sleep 1; echo bg-finished",'
+           '"description":"bg","run_in_background":true}]] in background')
+    c.result()
+    c.until(lambda o: o.get("type") == "system" and
+            o.get("subtype") == "task_notification", "the task's end")
+    own = c.result()
+    c.finish(note="the CLI's own turn ended with origin %s" %
+             json.dumps(own.get("origin")))
+
 if want("slash"):
     c = Cli("slash", workdir("slash"))
     c.user("/cost")
