@@ -24,18 +24,21 @@ UNITDIR		?= $(PREFIX)/lib/systemd/system
 PATHS_H		= $(B)/gen/paths.h
 
 CC	?= cc
-PKGS	= libevent libcjson oniguruma libseccomp sqlite3
+PKGS	= libevent libcjson oniguruma libseccomp sqlite3 libpq
 WARN	= -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	  -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE $(WARN) -I. -I$(B)/gen \
-	   -I/usr/include/cjson -DHOTPLEX_VERSION=\"$(VERSION)\"
+	   -I/usr/include/cjson $(CFLAGS_PQ) -DHOTPLEX_VERSION=\"$(VERSION)\"
 LDLIBS_EV	= -levent
 LDLIBS_SSL	= -levent_openssl -lssl -lcrypto
 LDLIBS_CJSON	= -lcjson -lm
 LDLIBS_ONIG	= -lonig
 LDLIBS_SECCOMP	= -lseccomp
 LDLIBS_SQLITE	= -lsqlite3
+# libpq's header is not on the default path (Debian: /usr/include/postgresql).
+CFLAGS_PQ	:= $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+LDLIBS_PQ	= -lpq
 LDLIBS_CMOCKA	= -lcmocka
 
 ifeq ($(SAN),1)

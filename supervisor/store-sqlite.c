@@ -1,5 +1,5 @@
 /*
- * store.h on SQLite: one database file in state_dir, in WAL mode, written
+ * store.h on SQLite (one host): one database file in state_dir, in WAL mode, written
  * by the master only.  A commit is a write to the WAL (no fsync unless
  * store_sync is full): it survives any death of the daemon, and readers
  * (sqlite3(1), the tests) never block it.
@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "supervisor/store-backend.h"
 #include "supervisor/store.h"
 
 #define STORE_FILE		"hotplex.db"
@@ -94,7 +95,7 @@ static const char *const store_migrations[] = {
 
 enum store_stmt {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
-	ST_SESSION_PUT, ST_SESSION_DELETE, ST_SESSIONS,
+	ST_SESSION_PUT, ST_SESSION_DELETE, ST_SESSIONS, ST_SESSION_GET,
 	ST_TOTALS_PUT, ST_TOTALS_GET,
 	ST_AUDIT_ADD, ST_AUDIT_EXPIRE,
 	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
@@ -118,6 +119,9 @@ static const char *store_sql[ST_N] = {
 	[ST_SESSIONS] = "SELECT uid, name, workdir, cli_session_id, "
 	    "has_conversation, ended, options, stats, last_turn, run_uid "
 	    "FROM sessions ORDER BY rowid",
+	[ST_SESSION_GET] = "SELECT uid, name, workdir, cli_session_id, "
+	    "has_conversation, ended, options, stats, last_turn, run_uid "
+	    "FROM sessions WHERE uid = ?1 AND name = ?2",
 	[ST_TOTALS_PUT] = "INSERT OR REPLACE INTO totals (id, ended_total) "
 	    "VALUES (1, ?1)",
 	[ST_TOTALS_GET] = "SELECT ended_total FROM totals WHERE id = 1",
@@ -126,7 +130,7 @@ static const char *store_sql[ST_N] = {
 	    "error, files, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
 	    "?9, ?10, ?11, ?12, ?13, ?14)",
 	[ST_AUDIT_EXPIRE] = "DELETE FROM audit WHERE time_ms < ?1",
-	/* Nests in store_begin()'s batch, unlike BEGIN. */
+	/* Nests in sq_begin()'s batch, unlike BEGIN. */
 	[ST_SAVEPOINT] = "SAVEPOINT piece",
 	[ST_RELEASE] = "RELEASE piece",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO piece",
@@ -140,6 +144,8 @@ static const char *store_sql[ST_N] = {
 	    "uid = ?1 AND name = ?2 ORDER BY path, pos",
 	[ST_TX_DELETE] = "DELETE FROM transcripts WHERE uid = ?1 AND name = ?2",
 };
+
+static int	 sq_transcript_delete(uid_t, const char *);
 
 static sqlite3		*store_db;
 static sqlite3_stmt	*store_stmts[ST_N];
@@ -340,7 +346,7 @@ store_try_open(const char *path, int full_sync, char *why, size_t whylen)
 	sqlite3_finalize(st);
 	/*
 	 * No checkpoint inside a commit (it synchronizes the database: a turn
-	 * would wait for the disk): store_maintain() does them.
+	 * would wait for the disk): sq_maintain() does them.
 	 */
 	if (sqlite3_exec(store_db, full_sync ? "PRAGMA synchronous = FULL" :
 	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
@@ -390,11 +396,13 @@ store_try_open(const char *path, int full_sync, char *why, size_t whylen)
 	return 0;
 }
 
-int
-store_open(const char *dir, int full_sync)
+static int
+sq_open(const struct store_params *p)
 {
-	char	why[256];
-	int	rc, tries;
+	const char	*dir = p->dir;
+	int		 full_sync = p->full_sync;
+	char		 why[256];
+	int		 rc, tries;
 
 	if (util_mkdirs(dir, STORE_DIR_MODE) == -1) {
 		log_warn("store: mkdir %s", dir);
@@ -419,8 +427,8 @@ store_open(const char *dir, int full_sync)
 	return -1;
 }
 
-void
-store_maintain(void)
+static void
+sq_maintain(void)
 {
 	int	log = 0, done = 0;
 
@@ -433,8 +441,8 @@ store_maintain(void)
 		log_debug("store: checkpoint, %d of %d WAL frames", done, log);
 }
 
-void
-store_close(void)
+static void
+sq_close(void)
 {
 	if (store_db != NULL) {
 		/* Leaves no WAL behind for the next start to replay. */
@@ -447,26 +455,26 @@ store_close(void)
 	store_file = NULL;
 }
 
-int
-store_is_open(void)
+static int
+sq_is_open(void)
 {
 	return store_db != NULL;
 }
 
-const char *
-store_path(void)
+static const char *
+sq_path(void)
 {
 	return store_file;
 }
 
-int
-store_begin(void)
+static int
+sq_begin(void)
 {
 	return store_db == NULL ? -1 : store_run(ST_BEGIN, "begin");
 }
 
-int
-store_commit(void)
+static int
+sq_commit(void)
 {
 	if (store_db == NULL)
 		return -1;
@@ -479,8 +487,8 @@ store_commit(void)
 
 /* --- sessions ----------------------------------------------------------- */
 
-int
-store_session_put(const struct store_session *s)
+static int
+sq_session_put(const struct store_session *s)
 {
 	sqlite3_stmt	*st = store_stmts[ST_SESSION_PUT];
 
@@ -503,14 +511,14 @@ store_session_put(const struct store_session *s)
 	return store_run(ST_SESSION_PUT, "saving a session");
 }
 
-int
-store_session_delete(uid_t uid, const char *name)
+static int
+sq_session_delete(uid_t uid, const char *name, int64_t fence)
 {
 	sqlite3_stmt	*st = store_stmts[ST_SESSION_DELETE];
 
 	if (store_db == NULL)
 		return -1;
-	if (store_transcript_delete(uid, name) == -1)
+	if (sq_transcript_delete(uid, name) == -1)
 		return -1;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)uid);
 	store_text(st, 2, name);
@@ -525,33 +533,42 @@ store_col(sqlite3_stmt *st, int i)
 	return s != NULL ? s : "";
 }
 
-int
-store_sessions_load(store_session_cb cb, void *arg)
+/* The current row of a sessions query; -1 if its uid is not one. */
+static int
+sq_session_row(sqlite3_stmt *st, struct store_session *s)
+{
+	sqlite3_int64	uid;
+
+	memset(s, 0, sizeof *s);
+	uid = sqlite3_column_int64(st, 0);
+	if (uid < 0 || uid >= (sqlite3_int64)UINT32_MAX)
+		return -1;
+	s->uid = (uid_t)uid;
+	s->name = store_col(st, 1);
+	s->workdir = store_col(st, 2);
+	s->cli_session_id = store_col(st, 3);
+	s->has_conversation = sqlite3_column_int(st, 4);
+	s->ended = sqlite3_column_int(st, 5);
+	s->options = store_col(st, 6);
+	s->stats = store_col(st, 7);
+	s->last_turn = store_col(st, 8);
+	s->run_uid = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 :
+	    sqlite3_column_int64(st, 9);
+	return 0;
+}
+
+static int
+sq_sessions_load(store_session_cb cb, void *arg)
 {
 	sqlite3_stmt		*st = store_stmts[ST_SESSIONS];
 	struct store_session	 s;
-	sqlite3_int64		 uid;
 	int			 rc;
 
 	if (store_db == NULL)
 		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uid = sqlite3_column_int64(st, 0);
-		if (uid < 0 || uid >= (sqlite3_int64)UINT32_MAX)
-			continue;
-		s.uid = (uid_t)uid;
-		s.name = store_col(st, 1);
-		s.workdir = store_col(st, 2);
-		s.cli_session_id = store_col(st, 3);
-		s.has_conversation = sqlite3_column_int(st, 4);
-		s.ended = sqlite3_column_int(st, 5);
-		s.options = store_col(st, 6);
-		s.stats = store_col(st, 7);
-		s.last_turn = store_col(st, 8);
-		s.run_uid = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 :
-		    sqlite3_column_int64(st, 9);
-		cb(arg, &s);
-	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (sq_session_row(st, &s) == 0)
+			cb(arg, &s);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		store_err("reading the sessions");
@@ -560,8 +577,33 @@ store_sessions_load(store_session_cb cb, void *arg)
 	return 0;
 }
 
-int
-store_totals_put(const char *json)
+static int
+sq_session_get(uid_t uid, const char *name, store_session_cb cb, void *arg)
+{
+	sqlite3_stmt		*st = store_stmts[ST_SESSION_GET];
+	struct store_session	 s;
+	int			 rc, found = 0;
+
+	if (store_db == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)uid);
+	store_text(st, 2, name);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+	    sq_session_row(st, &s) == 0) {
+		cb(arg, &s);
+		found = 1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		store_err("reading a session");
+		return -1;
+	}
+	return found;
+}
+
+static int
+sq_totals_put(const char *json)
 {
 	if (store_db == NULL)
 		return -1;
@@ -569,8 +611,8 @@ store_totals_put(const char *json)
 	return store_run(ST_TOTALS_PUT, "saving the totals");
 }
 
-char *
-store_totals_get(void)
+static char *
+sq_totals_get(void)
 {
 	sqlite3_stmt	*st = store_stmts[ST_TOTALS_GET];
 	char		*s = NULL;
@@ -596,8 +638,8 @@ store_tx_key(enum store_stmt i, uid_t uid, const char *name, const char *path)
 		store_text(st, 3, path);
 }
 
-int64_t
-store_transcript_size(uid_t uid, const char *name, const char *path)
+static int64_t
+sq_transcript_size(uid_t uid, const char *name, const char *path)
 {
 	sqlite3_stmt	*st = store_stmts[ST_TX_SIZE];
 	int64_t		 n = -1;
@@ -614,8 +656,8 @@ store_transcript_size(uid_t uid, const char *name, const char *path)
 	return n;
 }
 
-int
-store_transcript_append(uid_t uid, const char *name, const char *path,
+static int
+sq_transcript_append(uid_t uid, const char *name, const char *path,
     uint64_t offset, const void *data, size_t len)
 {
 	sqlite3_stmt	*st = store_stmts[ST_TX_ADD];
@@ -630,7 +672,7 @@ store_transcript_append(uid_t uid, const char *name, const char *path,
 		store_tx_key(ST_TX_CLEAR, uid, name, path);
 		if (store_run(ST_TX_CLEAR, "clearing a transcript") == -1)
 			goto out;
-	} else if ((have = store_transcript_size(uid, name, path)) == -1)
+	} else if ((have = sq_transcript_size(uid, name, path)) == -1)
 		goto out;
 	else if ((uint64_t)have != offset) {
 		log_warnx("store: transcript %s of %s: a piece at %llu, the "
@@ -655,8 +697,8 @@ out:
 	return rc;
 }
 
-int
-store_transcript_load(uid_t uid, const char *name, store_transcript_cb cb,
+static int
+sq_transcript_load(uid_t uid, const char *name, store_transcript_cb cb,
     void *arg)
 {
 	sqlite3_stmt	*st = store_stmts[ST_TX_LOAD];
@@ -685,8 +727,8 @@ store_transcript_load(uid_t uid, const char *name, store_transcript_cb cb,
 	return 0;
 }
 
-int
-store_transcript_delete(uid_t uid, const char *name)
+static int
+sq_transcript_delete(uid_t uid, const char *name)
 {
 	if (store_db == NULL)
 		return -1;
@@ -696,8 +738,8 @@ store_transcript_delete(uid_t uid, const char *name)
 
 /* --- audit -------------------------------------------------------------- */
 
-int
-store_audit_add(const struct store_audit *a)
+static int
+sq_audit_add(const struct store_audit *a)
 {
 	sqlite3_stmt	*st = store_stmts[ST_AUDIT_ADD];
 
@@ -729,8 +771,8 @@ store_col_null(sqlite3_stmt *st, int i)
 	return (const char *)sqlite3_column_text(st, i);
 }
 
-int
-store_audit_query(const struct store_audit_query *q, store_audit_cb cb,
+static int
+sq_audit_query(const struct store_audit_query *q, store_audit_cb cb,
     void *arg)
 {
 	sqlite3_stmt		*st;
@@ -787,8 +829,8 @@ store_audit_query(const struct store_audit_query *q, store_audit_cb cb,
 	return n;
 }
 
-long
-store_audit_expire(int64_t before_ms)
+static long
+sq_audit_expire(int64_t before_ms)
 {
 	if (store_db == NULL)
 		return -1;
@@ -797,3 +839,28 @@ store_audit_expire(int64_t before_ms)
 		return -1;
 	return (long)sqlite3_changes(store_db);
 }
+
+const struct store_backend store_sqlite_backend = {
+	.name = "sqlite",
+	.shared = 0,
+	.open = sq_open,
+	.close = sq_close,
+	.is_open = sq_is_open,
+	.path = sq_path,
+	.maintain = sq_maintain,
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.session_put = sq_session_put,
+	.session_delete = sq_session_delete,
+	.sessions_load = sq_sessions_load,
+	.session_get = sq_session_get,
+	.totals_put = sq_totals_put,
+	.totals_get = sq_totals_get,
+	.transcript_append = sq_transcript_append,
+	.transcript_size = sq_transcript_size,
+	.transcript_load = sq_transcript_load,
+	.transcript_delete = sq_transcript_delete,
+	.audit_add = sq_audit_add,
+	.audit_query = sq_audit_query,
+	.audit_expire = sq_audit_expire,
+};

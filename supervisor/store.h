@@ -1,12 +1,20 @@
 /*
- * The durable store: the session table, the CLI's transcripts and the tool
- * audit.  A narrow
- * interface of plain records (text and numbers, no daemon structures) so
- * that another backend can implement it; store-sqlite.c is the SQLite one.
+ * The durable store: the session table, the CLI's transcripts, the tool
+ * audit and the session leases.  A narrow interface of plain records (text
+ * and numbers, no daemon structures); store.c hands each call to a backend:
+ * store-sqlite.c (one host, the default) or store-pg.c (PostgreSQL, shared
+ * by several hosts).
  *
  * Every call is synchronous: when store_session_put() returns 0 the row is
  * committed (what the client sees next survives a crash of the daemon).
  * Failures are logged by the backend and returned as -1, never fatal.
+ *
+ * Leases: a session is served by one host at a time.  A host holds the
+ * session's lease (its host_id, an expiry, a fencing counter) while it
+ * serves it, renews it every lease_timeout/3, and every write of the
+ * session's row carries the counter: a host whose lease another took can
+ * never overwrite the new owner's state (STORE_FENCED).  With SQLite (one
+ * host) every lease is granted at once and never lost.
  */
 #ifndef HP_STORE_H
 #define HP_STORE_H
@@ -20,6 +28,8 @@
 struct store_session {
 	uid_t		 uid;
 	const char	*name;
+	int64_t		 fence;		/* put: the lease's counter; 0: none */
+	const char	*host_id;	/* loaded: who wrote it last */
 	const char	*workdir;
 	const char	*cli_session_id;
 	int		 has_conversation;	/* --resume works */
@@ -70,15 +80,33 @@ typedef void (*store_session_cb)(void *arg, const struct store_session *);
 typedef int (*store_transcript_cb)(void *arg, const char *path,
     uint64_t offset, const void *data, size_t len);
 
+/* Where the store is and who this host is. */
+struct store_params {
+	const char	*url;		/* postgresql://...; NULL: SQLite */
+	const char	*dir;		/* state_dir: the SQLite file's */
+	int		 full_sync;	/* SQLite: fsync every commit */
+	const char	*host_id;	/* this host's name in shared rows */
+	uint64_t	 lease_ms;	/* a lease not renewed expires */
+};
+
+#define STORE_FENCED	1	/* a write refused: the lease is not ours */
+
+/* 1 if url names a PostgreSQL database (postgresql:// or postgres://). */
+int	 store_url_is_pg(const char *url);
+
 /*
- * Opens (creates) the store in dir.  A database of a newer schema, or one
- * that is not a database, is renamed aside with a message and a new one
- * made.  full_sync: also survive a power loss (an fsync per commit).
+ * Opens the store.  SQLite: creates it in dir; a database of a newer
+ * schema, or one that is not a database, is renamed aside with a message
+ * and a new one made.  PostgreSQL: connects and creates or migrates the
+ * schema (one host at a time); -1 if it cannot (never renamed aside: other
+ * hosts use it).
  */
-int	 store_open(const char *dir, int full_sync);
+int	 store_open(const struct store_params *);
 void	 store_close(void);
 int	 store_is_open(void);
-const char *store_path(void);
+/* 1 if several hosts share the store: leases and fences matter. */
+int	 store_shared(void);
+const char *store_path(void);	/* for messages: no password */
 
 /*
  * Work that may wait, off the turns' path (SQLite: a WAL checkpoint, which
@@ -89,10 +117,35 @@ void	 store_maintain(void);
 int	 store_begin(void);		/* batch several puts (migration) */
 int	 store_commit(void);
 
+/*
+ * 0 when committed, STORE_FENCED when the row's lease has another counter
+ * or another host (nothing written), -1 on failure.  A put with fence 0
+ * only creates a row that is not there (sessions.json import).
+ */
 int	 store_session_put(const struct store_session *);
-int	 store_session_delete(uid_t, const char *name);
-/* Every session row, in the order they were first stored. */
+int	 store_session_delete(uid_t, const char *name, int64_t fence);
+/* This host's session rows, in the order they were first stored. */
 int	 store_sessions_load(store_session_cb, void *);
+/* One row, whichever host wrote it: 1 and cb called, 0 none, -1 failure. */
+int	 store_session_get(uid_t, const char *name, store_session_cb, void *);
+
+/*
+ * Takes the session's lease for this host: 0 with a new *fence when it was
+ * free, expired, released or already this host's; 1 when another host
+ * holds it (named in holder); -1 on failure.
+ */
+int	 store_lease_acquire(uid_t, const char *name, int64_t *fence,
+	    char *holder, size_t holderlen);
+/* Gives it up (if still ours with that fence): another host may take it. */
+int	 store_lease_release(uid_t, const char *name, int64_t fence);
+/*
+ * Renews every lease this host holds; cb is called for each one still
+ * ours (with its fence).  A lease the caller holds and cb was not called
+ * for is lost.  The count, or -1 (nothing known: keep trying).
+ */
+typedef void (*store_lease_cb)(void *arg, uid_t, const char *name,
+    int64_t fence);
+int	 store_lease_renew(store_lease_cb, void *);
 
 /* The stats of the sessions that are no longer kept (JSON object). */
 int	 store_totals_put(const char *json);

@@ -11,10 +11,13 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/isolation.c supervisor/census.c
 # The CLI's transcripts in the store (issue 14).
 HOTPLEXD_SRCS	+= supervisor/transcript.c
+# The store's dispatch, its PostgreSQL backend and the sessions' leases.
+HOTPLEXD_SRCS	+= supervisor/store.c supervisor/store-pg.c supervisor/lease.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 
 $(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libpolicy.a $(B)/libsandbox.a \
 		$(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_SSL) $(LDLIBS_ONIG) \
-		$(LDLIBS_CJSON) $(LDLIBS_SECCOMP) $(LDLIBS_SQLITE)
+		$(LDLIBS_CJSON) $(LDLIBS_SECCOMP) $(LDLIBS_SQLITE) \
+		$(LDLIBS_PQ)

@@ -8,7 +8,7 @@ B=${1:-build}
 CLI_VERSION=$(cat tests/e2e/CLI_VERSION)
 CLI_VERSION_OLDEST=$(cat tests/e2e/CLI_VERSION_OLDEST)
 PKGS="libevent-dev libcjson-dev libonig-dev libseccomp-dev libcmocka-dev
-    libsqlite3-dev libssl-dev openssl pkg-config mandoc clang valgrind
+    libsqlite3-dev libpq-dev postgresql libssl-dev openssl pkg-config mandoc clang valgrind
     debhelper devscripts lintian"
 # Programs that may come from elsewhere than Debian's packages (a newer
 # Node.js, say): installed from Debian only when no such command exists.
