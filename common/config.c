@@ -52,6 +52,14 @@ static const struct config_key config_keys[] = {
 	{ "store_sync",		K_STR,  O(store_sync), "normal", 0, 0,
 	    "normal: a store commit survives a crash of hotplexd; full: also a "
 	    "power loss" },
+	{ "store",		K_STR,  O(store), NULL, 0, 0,
+	    "a postgresql:// URL: hosts share the database (unset: SQLite in "
+	    "state_dir, one host)" },
+	{ "host_id",		K_STR,  O(host_id), NULL, 0, 0,
+	    "this host's name in a shared store (unset: the host name)" },
+	{ "lease_timeout",	K_MS,   O(lease_timeout_ms), "30s", 0, 0,
+	    "a shared store: a host that has not renewed a session's lease "
+	    "this long loses it" },
 	{ "audit_retention",	K_MS,   O(audit_retention_ms), "30d", 0, 0,
 	    "how long the tool audit of ended sessions is kept (0: forever)" },
 	{ "workdir_root",	K_LIST, O(workdir_root), "/var/lib/hotplex/work ~",

@@ -33,6 +33,9 @@ struct config {
 	struct config_list allowed_groups;	/* groups (names or ids) */
 	char		*state_dir;
 	char		*store_sync;	/* normal, full */
+	char		*store;		/* postgresql://...; NULL: SQLite */
+	char		*host_id;	/* NULL: the host name */
+	uint64_t	 lease_timeout_ms;	/* shared store: leases */
 	uint64_t	 audit_retention_ms;	/* 0: kept for ever */
 	struct config_list workdir_root;	/* allowed roots; "~": home */
 	char		*worker_path;	/* hotplex-worker; NULL: beside hotplexd */

@@ -33,6 +33,9 @@
 #define ERR_CANCELLED		"cancelled"	/* a queued turn */
 #define ERR_BUDGET_EXCEEDED	"budget_exceeded"
 #define ERR_RATE_LIMITED	"rate_limited"	/* rate_limit_admission */
+#define ERR_SESSION_ELSEWHERE	"session_elsewhere"	/* another host's */
+#define ERR_LEASE_LOST		"lease_lost"	/* another host took it */
+#define ERR_STORE_UNAVAILABLE	"store_unavailable"	/* shared store */
 
 /* Session states (DESIGN.md section 4). */
 enum session_state {

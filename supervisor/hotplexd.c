@@ -24,6 +24,7 @@
 #include "common/xmalloc.h"
 #include "policy/sandbox.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/store.h"
 #include "supervisor/screen.h"
 #include "paths.h"
 
@@ -136,6 +137,20 @@ hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 	    strcmp(c->store_sync, "full") != 0) {
 		snprintf(err, errlen, "store_sync %s: expected normal or full",
 		    c->store_sync);
+		return -1;
+	}
+	if (c->store != NULL && !store_url_is_pg(c->store)) {
+		snprintf(err, errlen, "store: expected a postgresql:// URL");
+		return -1;
+	}
+	if (c->host_id != NULL && !state_valid_host_id(c->host_id)) {
+		snprintf(err, errlen, "host_id %s: expected 1 to %d bytes of "
+		    "[A-Za-z0-9._:-]", c->host_id, STATE_HOST_ID_MAX);
+		return -1;
+	}
+	if (c->lease_timeout_ms < LEASE_TIMEOUT_MIN_MS) {
+		snprintf(err, errlen, "lease_timeout: at least %d ms",
+		    LEASE_TIMEOUT_MIN_MS);
 		return -1;
 	}
 	if (c->metrics_listen != NULL && metrics_parse(c->metrics_listen, &ss,

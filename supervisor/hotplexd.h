@@ -202,6 +202,10 @@ struct session {
 	struct ring		 ring;
 	struct client		*followers[SESSION_FOLLOWERS_MAX];
 	size_t			 nfollowers;
+
+	/* The lease (lease.c): its fencing counter while this host has it. */
+	int64_t			 lease_fence;	/* 0: not this host's */
+	uint64_t		 lease_seen;	/* the renewal that last saw it */
 };
 TAILQ_HEAD(sessions, session);
 
@@ -280,11 +284,43 @@ void	 server_client_error(struct client *, const char *req,
 void	 server_client_ok(struct client *, const char *req, cJSON *data);
 
 /* state.c: the session table in the store, across restarts */
+#define STATE_HOST_ID_MAX	64	/* bytes of [A-Za-z0-9._:-] */
 void	 state_load(void);		/* at start-up, before the pool */
-void	 state_session_save(const struct session *);	/* committed */
+/* 0 committed, STORE_FENCED (the lease is lost: lease_lost() ran), -1. */
+int	 state_session_save(struct session *);
 void	 state_session_forget(const struct session *);
 void	 state_totals_save(void);	/* hp.ended_total */
 void	 state_close(void);
+int	 state_valid_host_id(const char *);
+const char *state_host_id(void);
+/* A shared store's row of another host into the table (NULL: none). */
+struct session *state_session_adopt(uid_t, const char *name);
+/* The table's copy of a session brought up to its row; -1 on failure. */
+int	 state_session_refresh(struct session *);
+
+/*
+ * lease.c: a session is served by the host that holds its lease.  With one
+ * host (SQLite) every lease is granted; with a shared store they are taken
+ * in the store, renewed every lease_timeout/3 and given back on stop and
+ * shutdown.
+ */
+#define LEASE_TIMEOUT_MIN_MS	1000
+void	 lease_init(void);		/* after state_load() */
+void	 lease_close(void);		/* gives every lease back */
+/*
+ * 0: this host's now (or already; the session brought up to its row);
+ * 1: another host's (why names it); -1: the store failed (why says so).
+ */
+int	 lease_take(struct session *, char *why, size_t whylen);
+/*
+ * A session the table lacks, from a shared store's row, with its lease:
+ * as lease_take(); *sp NULL when there is no such row.
+ */
+int	 lease_adopt(uid_t, const char *name, struct session **sp, char *why,
+	    size_t whylen);
+void	 lease_drop(struct session *);
+/* A write was fenced or a renewal missed it: stop serving the session. */
+void	 lease_lost(struct session *, const char *why);
 
 /* transcript.c: the CLI's transcripts in the store */
 struct msg_transcript;
@@ -354,6 +390,8 @@ void	 session_spawn_failed(const char *code, const char *why);
 int	 session_queued(void);
 int	 session_count_live(void);
 void	 session_end(struct session *);
+void	 session_lease_lost(struct session *, const char *why);
+void	 session_unload(struct session *);
 void	 session_free_all(void);
 void	 session_tmpdirs_clear(void);
 

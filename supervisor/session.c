@@ -30,6 +30,7 @@
 #include "policy/sandbox.h"
 #include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/store.h"
 #include "supervisor/screen.h"
 
 #define SESSION_SEQ_MAX		24	/* digits of a seq and its comma */
@@ -440,6 +441,13 @@ session_free(struct session *s)
 	free(s);
 }
 
+/* Out of the table, the store's row kept: another host has it. */
+void
+session_unload(struct session *s)
+{
+	session_free(s);
+}
+
 /* Keeps at most max_ended_sessions ended sessions; the oldest go first. */
 static void
 session_trim_ended(void)
@@ -692,6 +700,26 @@ session_turn_fail(struct session *s, const char *code, const char *message)
 	cJSON_AddStringToObject(d, "message", message);
 	session_emit(s, "error", d);
 	session_turn_close(s);
+}
+
+/*
+ * Another host took the session's lease (lease.c): its turns end with
+ * lease_lost, its CLI stops, and it stays in the table unserved; its next
+ * use here takes the lease again if it is free.
+ */
+void
+session_lease_lost(struct session *s, const char *why)
+{
+	session_turnq_cancel(s, ERR_LEASE_LOST, why);
+	session_waiter_error(s, &s->open, ERR_LEASE_LOST, why);
+	session_turn_fail(s, ERR_LEASE_LOST, why);
+	if (s->worker != NULL && (s->state == SESSION_READY ||
+	    s->state == SESSION_BUSY)) {
+		event_del(s->idle_timer);
+		session_set_state(s, SESSION_STOPPING);
+		s->stop_final = 0;
+		session_send(s, MSG_STOP, NULL);
+	}
 }
 
 /* --- workers ------------------------------------------------------------ */
@@ -988,9 +1016,14 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 	stats_clear(&turn);
 	/*
 	 * The turn's end (stats, conversation) is committed before the done
-	 * line is written: whatever the client saw survives a crash.
+	 * line is written: whatever the client saw survives a crash.  Not
+	 * committed (another host has the session now): no done either.
 	 */
-	state_session_save(s);
+	if (state_session_save(s) == STORE_FENCED) {
+		session_turn_fail(s, ERR_LEASE_LOST, "another host took the "
+		    "session's lease; this turn's end was not saved");
+		return;
+	}
 	/* Its CLI is gone and the worker follows: no turn goes there now. */
 	if (te->exiting && s->worker != NULL && s->state != SESSION_STOPPING) {
 		session_set_state(s, SESSION_STOPPING);
@@ -1543,6 +1576,15 @@ session_default_workdir(const struct ident *run, uid_t owner,
 	return p;
 }
 
+/* lease_take()'s or lease_adopt()'s refusal (rc 1 or -1) to the client. */
+static void
+session_lease_refused(struct client *c, const char *req, const char *name,
+    int rc, const char *why)
+{
+	server_client_error(c, req, name, rc == 1 ? ERR_SESSION_ELSEWHERE :
+	    ERR_STORE_UNAVAILABLE, "%s", why);
+}
+
 /* Validates options and workdir; creates the session if new. */
 static struct session *
 session_prepare(struct client *c, const char *req, const cJSON *r)
@@ -1555,6 +1597,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	const char	*workdir;
 	uid_t		 owner;
 	struct ident	 run;
+	int		 rc;
 
 	if (name == NULL || !proto_valid_session(name)) {
 		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
@@ -1583,7 +1626,13 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	}
 	if (session_owner(c, req, r, &owner) == -1)
 		return NULL;
-	if ((s = session_find(name, owner)) != NULL) {
+	/* A shared store: the session may be in another host's last rows. */
+	if ((s = session_find(name, owner)) == NULL &&
+	    (rc = lease_adopt(owner, name, &s, why, sizeof why)) != 0) {
+		session_lease_refused(c, req, name, rc, why);
+		return NULL;
+	}
+	if (s != NULL) {
 		if (!session_visible(s, c)) {
 			server_client_error(c, req, name, ERR_NOT_FOUND,
 			    "no session \"%s\"", name);
@@ -1599,6 +1648,11 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 			    (long)s->uid, why);
 			server_client_error(c, req, name, ERR_FORBIDDEN, "%s",
 			    why);
+			return NULL;
+		}
+		/* Served here from now on, unless another host serves it. */
+		if ((rc = lease_take(s, why, sizeof why)) != 0) {
+			session_lease_refused(c, req, name, rc, why);
 			return NULL;
 		}
 		if (s->state != SESSION_ENDED)
@@ -1647,6 +1701,12 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 		return NULL;
 	}
 	s = session_new(name, c->uid, workdir, opt);
+	if ((rc = lease_take(s, why, sizeof why)) != 0) {
+		session_lease_refused(c, req, name, rc, why);
+		free(def);
+		session_forget(s);
+		return NULL;
+	}
 	s->run = run;
 	s->run_known = 1;
 	log_info("session %s of uid %ld runs as uid %ld gid %ld", name,

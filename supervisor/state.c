@@ -39,7 +39,50 @@
 #define STATE_MAINTAIN_S	5	/* between two store_maintain() */
 
 static int		 state_loading;	/* saves are no-ops meanwhile */
+static int		 state_importing;	/* sessions.json: no leases */
 static struct event	*state_timer;
+static char		 state_host[STATE_HOST_ID_MAX + 1];
+
+/* --- this host ---------------------------------------------------------- */
+
+int
+state_valid_host_id(const char *id)
+{
+	size_t	len = strlen(id);
+
+	return len > 0 && len <= STATE_HOST_ID_MAX && strspn(id,
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	    "._:-") == len;
+}
+
+/* host_id, else the host name (cut at the first dot if it is too long). */
+static void
+state_host_init(void)
+{
+	char	name[256];
+
+	if (hp.conf->host_id != NULL) {
+		snprintf(state_host, sizeof state_host, "%s", hp.conf->host_id);
+		return;
+	}
+	if (gethostname(name, sizeof name) == -1) {
+		log_warn("state: gethostname");
+		snprintf(name, sizeof name, "localhost");
+	}
+	name[sizeof name - 1] = '\0';
+	if (strlen(name) > STATE_HOST_ID_MAX)
+		name[strcspn(name, ".")] = '\0';
+	snprintf(state_host, sizeof state_host, "%s", name);
+	if (!state_valid_host_id(state_host))
+		fatalx("state: host name \"%s\" is not a valid host_id: set "
+		    "host_id", name);
+}
+
+const char *
+state_host_id(void)
+{
+	return state_host;
+}
 
 /* --- writing ------------------------------------------------------------ */
 
@@ -53,14 +96,18 @@ state_print(cJSON *o)
 	return t;
 }
 
-void
-state_session_save(const struct session *s)
+int
+state_session_save(struct session *s)
 {
 	struct store_session	 r;
 	char			*opt, *st, *last;
+	int			 rc;
 
 	if (state_loading || !store_is_open())
-		return;
+		return 0;
+	/* Not this host's to write (a shared store's lease is elsewhere). */
+	if (store_shared() && s->lease_fence == 0 && !state_importing)
+		return STORE_FENCED;
 	opt = json_print(s->options);
 	st = state_print(stats_to_json(&s->total));
 	last = state_print(stats_to_json(&s->last));
@@ -69,6 +116,7 @@ state_session_save(const struct session *s)
 	memset(&r, 0, sizeof r);
 	r.uid = s->uid;
 	r.name = s->name;
+	r.fence = state_importing ? 0 : s->lease_fence;
 	r.workdir = s->workdir;
 	r.cli_session_id = s->cli_session_id;
 	r.has_conversation = s->has_conversation;
@@ -77,18 +125,25 @@ state_session_save(const struct session *s)
 	r.stats = st;
 	r.last_turn = last;
 	r.run_uid = s->run_known ? (int64_t)s->run.uid : -1;
-	if (store_session_put(&r) == -1)
+	if ((rc = store_session_put(&r)) == -1)
 		log_warnx("session %s: not saved", s->name);
 	cJSON_free(opt);
 	cJSON_free(st);
 	cJSON_free(last);
+	if (rc == STORE_FENCED)
+		lease_lost(s, "another host took the session's lease; this "
+		    "host's change was not saved");
+	/* Its last row is in: any host may take it up again. */
+	else if (rc == 0 && s->state == SESSION_ENDED && !state_importing)
+		lease_drop(s);
+	return rc;
 }
 
 void
 state_session_forget(const struct session *s)
 {
 	if (!state_loading && store_is_open())
-		store_session_delete(s->uid, s->name);
+		store_session_delete(s->uid, s->name, s->lease_fence);
 }
 
 void
@@ -122,6 +177,7 @@ state_close(void)
 	if (state_timer != NULL)
 		event_free(state_timer);
 	state_timer = NULL;
+	lease_close();
 	store_close();
 }
 
@@ -465,6 +521,66 @@ state_restore_stored(void *arg, const struct store_session *r)
 	*n += state_restore_row(r, "the store");
 }
 
+/*
+ * A shared store's row onto a session (made when *sp is NULL): a session
+ * another host served, taken over, or this host's own brought up to date.
+ */
+static void
+state_adopt_row(void *arg, const struct store_session *r)
+{
+	struct session		**sp = arg, *s = *sp;
+	struct state_row	 d;
+	char			 why[256];
+
+	if (state_decode(r, &d, why, sizeof why) == -1) {
+		log_warnx("state: the store: %s; skipped", why);
+		goto out;
+	}
+	if (s == NULL)
+		s = *sp = session_new(r->name, r->uid, r->workdir, d.options);
+	snprintf(s->cli_session_id, sizeof s->cli_session_id, "%s",
+	    r->cli_session_id);
+	s->has_conversation = r->has_conversation != 0;
+	if (r->ended && s->state != SESSION_ENDED)
+		session_end(s);
+	if (!s->run_known)
+		state_dynamic_uid(s, r->run_uid);
+	stats_clear(&s->total);
+	stats_clear(&s->last);
+	stats_init(&s->total);
+	stats_init(&s->last);
+	stats_copy(&s->total, &d.total);
+	stats_copy(&s->last, &d.last);
+	log_info("session %s of uid %ld: as host %s left it: cli session %s%s, "
+	    "%llu turns", s->name, (long)r->uid, r->host_id != NULL ?
+	    r->host_id : "?", s->cli_session_id, s->has_conversation ?
+	    " (resumable)" : "", (unsigned long long)s->total.turns);
+out:
+	state_row_clear(&d);
+}
+
+struct session *
+state_session_adopt(uid_t uid, const char *name)
+{
+	struct session	*s = NULL;
+
+	state_loading = 1;	/* nothing written back meanwhile */
+	store_session_get(uid, name, state_adopt_row, &s);
+	state_loading = 0;
+	return s;
+}
+
+int
+state_session_refresh(struct session *s)
+{
+	int	rc;
+
+	state_loading = 1;
+	rc = store_session_get(s->uid, s->name, state_adopt_row, &s);
+	state_loading = 0;
+	return rc == -1 ? -1 : 0;
+}
+
 /* A checked sessions.json entry into the table. */
 static void
 state_restore(const cJSON *e)
@@ -572,8 +688,10 @@ state_migrate(void)
 	}
 	/* One transaction: all of the file is in the store, or none. */
 	rc = store_begin();
+	state_importing = 1;
 	TAILQ_FOREACH(s, &hp.sessions, entry)
 		state_session_save(s);
+	state_importing = 0;
 	state_totals_save();
 	if (rc == 0 && store_commit() == 0) {
 		xasprintf(&done, "%s%s", path, STATE_MIGRATED_SUFFIX);
@@ -605,12 +723,22 @@ state_all_total(void)
 void
 state_load(void)
 {
-	char	*t;
-	cJSON	*j;
-	int	 n = 0;
+	struct store_params	 p;
+	char			*t;
+	cJSON			*j;
+	int			 n = 0;
 
-	store_open(hp.conf->state_dir, hp.conf->store_sync != NULL &&
-	    strcmp(hp.conf->store_sync, "full") == 0);
+	state_host_init();
+	memset(&p, 0, sizeof p);
+	p.url = hp.conf->store;
+	p.dir = hp.conf->state_dir;
+	p.full_sync = hp.conf->store_sync != NULL &&
+	    strcmp(hp.conf->store_sync, "full") == 0;
+	p.host_id = state_host;
+	p.lease_ms = hp.conf->lease_timeout_ms;
+	/* Hosts share it: serving without it could run a session twice. */
+	if (store_open(&p) == -1 && store_url_is_pg(p.url))
+		fatalx("store: cannot use the shared store; not starting");
 	state_loading = 1;
 	if ((t = store_totals_get()) != NULL) {
 		if ((j = cJSON_Parse(t)) == NULL ||
@@ -629,6 +757,7 @@ state_load(void)
 		log_info("state: %d sessions restored from %s", n,
 		    store_path());
 	state_migrate();
+	lease_init();
 	if ((state_timer = evtimer_new(hp.base, state_maintain, NULL)) == NULL)
 		fatalx("state: evtimer_new");
 	event_priority_set(state_timer, HP_PRIO_BULK);
