@@ -61,6 +61,7 @@ static const char *pg_schema_v1 =
     " last_turn TEXT NOT NULL,"
     " updated_ms BIGINT NOT NULL,"
     " host_id TEXT NOT NULL,"
+    " run_uid BIGINT,"		/* SQLite's schema 2 */
     " seq BIGSERIAL,"		/* SQLite's rowid: the order first stored */
     " PRIMARY KEY (uid, name));"
     "CREATE INDEX sessions_host ON sessions (host_id, seq);"
@@ -117,28 +118,29 @@ enum pg_stmt {
 	"AND name = $2::text AND host_id = $11::text AND fence = $12::bigint " \
 	"FOR SHARE) "
 #define PG_SESSION_COLS "uid, name, workdir, cli_session_id, " \
-	"has_conversation, ended, options, stats, last_turn, host_id"
+	"has_conversation, ended, options, stats, last_turn, host_id, run_uid"
 
 static const char *pg_sql[PS_N] = {
 	[PS_SESSION_PUT] = PG_FENCE_CTE
 	    "INSERT INTO sessions (uid, name, workdir, cli_session_id, "
 	    "has_conversation, ended, options, stats, last_turn, updated_ms, "
-	    "host_id) SELECT $1::bigint, $2::text, $3::text, $4::text, "
-	    "$5::integer, $6::integer, $7::text, $8::text, $9::text, "
-	    "$10::bigint, $11::text FROM l ON CONFLICT (uid, name) DO UPDATE "
+	    "host_id, run_uid) SELECT $1::bigint, $2::text, $3::text, "
+	    "$4::text, $5::integer, $6::integer, $7::text, $8::text, $9::text, "
+	    "$10::bigint, $11::text, $13::bigint FROM l ON CONFLICT (uid, "
+	    "name) DO UPDATE "
 	    "SET workdir = EXCLUDED.workdir, cli_session_id = "
 	    "EXCLUDED.cli_session_id, has_conversation = "
 	    "EXCLUDED.has_conversation, ended = EXCLUDED.ended, options = "
 	    "EXCLUDED.options, stats = EXCLUDED.stats, last_turn = "
 	    "EXCLUDED.last_turn, updated_ms = EXCLUDED.updated_ms, host_id = "
-	    "EXCLUDED.host_id",
+	    "EXCLUDED.host_id, run_uid = EXCLUDED.run_uid",
 	/* No lease (an import): makes a row, never overwrites one. */
 	[PS_SESSION_CREATE] = "INSERT INTO sessions (uid, name, workdir, "
 	    "cli_session_id, has_conversation, ended, options, stats, "
-	    "last_turn, updated_ms, host_id) VALUES ($1::bigint, $2::text, "
-	    "$3::text, $4::text, $5::integer, $6::integer, $7::text, $8::text, "
-	    "$9::text, $10::bigint, $11::text) ON CONFLICT (uid, name) DO "
-	    "NOTHING",
+	    "last_turn, updated_ms, host_id, run_uid) VALUES ($1::bigint, "
+	    "$2::text, $3::text, $4::text, $5::integer, $6::integer, $7::text, "
+	    "$8::text, $9::text, $10::bigint, $11::text, $12::bigint) ON "
+	    "CONFLICT (uid, name) DO NOTHING",
 	[PS_SESSION_DELETE] = "WITH l AS (SELECT 1 FROM leases WHERE uid = "
 	    "$1::bigint AND name = $2::text AND host_id = $3::text AND fence = "
 	    "$4::bigint FOR SHARE) DELETE FROM sessions WHERE uid = $1::bigint "
@@ -533,7 +535,8 @@ static int
 pg_session_put(const struct store_session *s)
 {
 	char		 uid[PG_NUM_MAX], now[PG_NUM_MAX], fence[PG_NUM_MAX];
-	const char	*v[12];
+	char		 run[PG_NUM_MAX];
+	const char	*v[13];
 	long		 n;
 
 	snprintf(uid, sizeof uid, "%lu", (unsigned long)s->uid);
@@ -551,10 +554,14 @@ pg_session_put(const struct store_session *s)
 	v[9] = now;
 	v[10] = pg_host_id;
 	v[11] = fence;
-	if (s->fence == 0)
-		return pg_changed(PS_SESSION_CREATE, 11, v,
+	snprintf(run, sizeof run, "%" PRId64, s->run_uid);
+	v[12] = s->run_uid >= 0 ? run : NULL;
+	if (s->fence == 0) {
+		v[11] = v[12];	/* no fence: run_uid is $12 */
+		return pg_changed(PS_SESSION_CREATE, 12, v,
 		    "creating a session") == -1 ? -1 : 0;
-	if ((n = pg_changed(PS_SESSION_PUT, 12, v, "saving a session")) == -1)
+	}
+	if ((n = pg_changed(PS_SESSION_PUT, 13, v, "saving a session")) == -1)
 		return -1;
 	if (n == 0) {
 		log_warnx("store: session %s of uid %s: not saved: lease %s "
@@ -601,6 +608,8 @@ pg_session_row(PGresult *r, int i, struct store_session *s)
 	s->stats = PQgetvalue(r, i, 7);
 	s->last_turn = PQgetvalue(r, i, 8);
 	s->host_id = PQgetvalue(r, i, 9);
+	s->run_uid = PQgetisnull(r, i, 10) ? -1 :
+	    strtoll(PQgetvalue(r, i, 10), NULL, 10);
 	return 0;
 }
 

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""The shared store on PostgreSQL (store = postgresql://...): a server of
+the test's own (hppg.py), hotplexd with tests/fake-claude.
+
+One host: the schema is made once from an empty database, rows, a turn's
+end committed before its done line, the audit, a restart that resumes,
+a database of a newer schema left alone.  Two hosts (two hotplexd with
+their own host_id, socket and state_dir, one database, one workdir root):
+a session another host serves is refused; a host whose lease was taken
+while a turn ran cannot write its end (fenced) and stops serving the
+session; a host killed with SIGKILL loses its leases after lease_timeout
+and another host takes the session and resumes the conversation.
+
+Skipped, with the reason, where PostgreSQL cannot run."""
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import hplib
+import hppg
+from hplib import TAP, Daemon, wait_for, first, proc_alive, procs_in_group
+
+t = TAP()
+if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
+    t.skip("shared store under valgrind", "sanitizer build (ASan and "
+           "valgrind do not mix); the plain build runs it")
+    t.done()
+
+SCHEMA = 1
+SHORT_LEASE = "2s"           # the expiry case: a takeover within seconds
+SHORT_LEASE_S = 2.0
+LONG_LEASE = "1h"            # a host that never renews during the test
+DEATH_WAIT_S = 10            # a dead master's workers and CLIs are gone
+
+
+def shared_root():
+    """One workdir root for every host, as a shared filesystem would be."""
+    d = tempfile.mkdtemp(prefix="hppg-work.")
+    os.chmod(d, hplib.DIR_SHARED)
+    return d
+
+
+def host(pg_url, name, root, **conf):
+    c = {"store": pg_url, "host_id": name, "workdir_root": root}
+    c.update(conf)
+    return Daemon(c)
+
+
+def row(pg, db, name):
+    """The session's row: host_id, has_conversation, ended, turns."""
+    r = pg.sql(db, "SELECT host_id, has_conversation, ended, "
+               "(stats::json->>'turns')::int, cli_session_id FROM sessions "
+               "WHERE name = '%s'" % name)
+    if len(r) != 1:
+        return None
+    return {"host_id": r[0][0], "has_conversation": r[0][1] == "1",
+            "ended": r[0][2] == "1", "turns": int(r[0][3] or 0),
+            "cli_session_id": r[0][4]}
+
+
+def lease(pg, db, name):
+    """(host_id, fence, still valid) of the session's lease, or None."""
+    r = pg.sql(db, "SELECT host_id, fence, expires > clock_timestamp() "
+               "FROM leases WHERE name = '%s'" % name)
+    return (r[0][0], int(r[0][1]), r[0][2] == "t") if len(r) == 1 else None
+
+
+def start_of(evs):
+    return (first(evs, "session_start") or {}).get("data", {})
+
+
+def resume_arg(argv):
+    return argv[argv.index("--resume") + 1] if "--resume" in argv else None
+
+
+def log_has(d, text):
+    with open(d.log, errors="replace") as f:
+        return text in f.read()
+
+
+def test_one_host(pg):
+    db = "one"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "solo", root) as d:
+            c = d.client()
+            c.request("sessions")   # served: the store was opened before
+            t.ok(log_has(d, "created the schema (version %d)" % SCHEMA),
+                 "an empty database gets the schema", d.logtail())
+            t.eq(pg.sql(db, "SELECT version FROM schema_version"),
+                 [[str(SCHEMA)]], "schema_version holds %d" % SCHEMA)
+            t.eq(sorted(r[0] for r in pg.sql(
+                db, "SELECT tablename FROM pg_tables WHERE schemaname = "
+                "'public'")),
+                 ["audit", "leases", "schema_version", "sessions", "totals"],
+                 "SQLite's tables, and the leases")
+            wd = os.path.join(root, "p1")
+            seen = []
+            for i in range(3):
+                evs = c.execute("p1", "stream:1", workdir=wd)
+                r = row(pg, db, "p1")
+                seen.append((evs[-1]["type"], r and r["turns"]))
+            t.eq(seen, [("done", 1), ("done", 2), ("done", 3)],
+                 "after each done the store already counts that turn")
+            r = row(pg, db, "p1")
+            t.ok(r and r["host_id"] == "solo" and r["has_conversation"] and
+                 not r["ended"],
+                 "the row names its host and has the conversation", r)
+            l1 = lease(pg, db, "p1")
+            t.ok(l1 and l1[0] == "solo" and l1[2],
+                 "the session's lease is this host's, valid", l1)
+            evs = c.execute("p1", "tool:echo audited")
+            rows = c.request("audit", session="p1")["data"]["rows"]
+            t.ok(evs[-1]["type"] == "done" and len(rows) == 1 and
+                 rows[0]["tool"] == "Bash" and rows[0]["kind"] == "tool" and
+                 "echo audited" in rows[0]["excerpt"] and
+                 rows[0]["turn"] == 4,
+                 "a tool call is an audit row, read back by audit", rows)
+            t.eq(pg.sql(db, "SELECT host_id FROM audit"), [["solo"]],
+                 "the audit row names its host")
+            sid = r["cli_session_id"]
+            d.stop(signal.SIGKILL)
+            d.start()
+            n0 = len(d.cli_starts())
+            c = d.client()
+            evs = c.execute("p1", "stream:1")
+            starts = d.cli_starts()[n0:]
+            t.ok(evs[-1]["type"] == "done" and start_of(evs).get("resumed")
+                 and len(starts) == 1 and
+                 resume_arg(starts[0]["argv"]) == sid,
+                 "after a SIGKILL and a start the conversation resumes",
+                 (evs[-1], start_of(evs), [s["argv"] for s in starts]))
+            t.eq(row(pg, db, "p1")["turns"], 5, "and counting goes on")
+            t.eq(pg.sql(db, "SELECT count(*) FROM schema_version"), [["1"]],
+                 "a second start does not make the schema again")
+            t.eq(c.request("stop", session="p1")["type"], "ok", "stop")
+            r, l2 = row(pg, db, "p1"), lease(pg, db, "p1")
+            t.ok(r["ended"] and l2 and not l2[2],
+                 "a stopped session: its row ended, its lease given back",
+                 (r, l2))
+        # A newer schema is another hotplexd's: never touched.
+        pg.sql(db, "UPDATE schema_version SET version = 99")
+        d = host(url, "solo", root)
+        try:
+            try:
+                d.start()   # its socket may be up before the store's turn
+            except RuntimeError:
+                pass
+            rc = d.proc.wait(hplib.REPLY_TIMEOUT_S * hplib.time_scale())
+            t.ok(rc != 0 and log_has(d, "schema version 99 is newer than") and
+                 log_has(d, "not starting"),
+                 "a database of a newer schema: hotplexd says so and does "
+                 "not start", (rc, d.logtail(5)))
+        finally:
+            d.stop()
+        t.eq(pg.sql(db, "SELECT version FROM schema_version"), [["99"]],
+             "... and leaves it as it was")
+        d.cleanup()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def until(c, rid, typ):
+    """Lines of rid up to the first of type typ (None: it ended first)."""
+    seen = []
+    while True:
+        o = c.line()
+        if o is None:
+            return None, seen
+        if o.get("id") != rid:
+            continue
+        seen.append(o)
+        if o["type"] == typ:
+            return o, seen
+        if o["type"] in ("done", "error"):
+            return None, seen
+
+
+def test_fencing(pg):
+    """A holds the session with a lease it never renews in the test; the
+    lease runs out while A's turn waits for an approval (as if A had been
+    stopped); B takes the session and runs a turn; A's turn end is then
+    refused by the fence, its client gets lease_lost, B's row stands."""
+    db = "fence"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, lease_timeout=LONG_LEASE) as a, \
+                host(url, "hostB", root) as b:
+            ca, cb = a.client(), b.client()
+            wd = os.path.join(root, "f1")
+            e1 = ca.execute("f1", "stream:1", workdir=wd,
+                            options={"approvals": "client"})
+            t.eq(e1[-1]["type"], "done", "A: turn 1")
+            eb = cb.execute("f1", "stream:1")
+            t.ok(eb[-1]["type"] == "error" and
+                 eb[-1]["data"]["code"] == "session_elsewhere" and
+                 "hostA" in eb[-1]["data"]["message"] and "seq" not in eb[-1],
+                 "B: a session A serves is refused, naming A", eb[-1])
+            t.eq(len(eb), 1, "... in one line")
+            fence_a = lease(pg, db, "f1")[1]
+            rid = ca.send("execute", session="f1", prompt="tool:echo late")
+            pr, _ = until(ca, rid, "permission_request")
+            t.ok(pr is not None, "A: turn 2 waits for its approval", pr)
+            # A's lease runs out (A stopped, cut off: it cannot tell).
+            pg.sql(db, "UPDATE leases SET expires = clock_timestamp() - "
+                   "interval '1 second' WHERE name = 'f1'")
+            eb = cb.execute("f1", "stream:1")
+            lb = lease(pg, db, "f1")
+            t.ok(eb[-1]["type"] == "done" and lb[0] == "hostB" and
+                 lb[1] > fence_a,
+                 "B takes the expired lease (a higher fence) and runs a "
+                 "turn", (eb[-1], lb, fence_a))
+            rb = row(pg, db, "f1")
+            t.ok(rb["host_id"] == "hostB" and rb["turns"] == 2,
+                 "the row is B's: A's turn 1 and B's", rb)
+            t.eq(ca.request("permission", session="f1",
+                            request_id=pr["data"]["request_id"],
+                            decision="allow")["type"], "ok",
+                 "A: the approval comes")
+            rest = ca.events(rid)
+            t.ok(rest and rest[-1]["type"] == "error" and
+                 rest[-1]["data"]["code"] == "lease_lost" and
+                 hplib.terminal_count(rest) == 1,
+                 "A: the turn's end is refused; its client gets lease_lost, "
+                 "once", rest[-3:])
+            t.eq(row(pg, db, "f1"), rb, "B's row is as B left it")
+            t.ok(log_has(a, "lease (fence %d) lost" % fence_a),
+                 "A's log says the lease was lost", a.logtail())
+            ea = ca.execute("f1", "stream:1")
+            t.ok(ea[-1]["type"] == "error" and
+                 ea[-1]["data"]["code"] == "session_elsewhere" and
+                 "hostB" in ea[-1]["data"]["message"],
+                 "A: the session is B's now", ea[-1])
+            wait_for(lambda: log_has(a, "session f1 dormant"),
+                     hplib.REPLY_TIMEOUT_S, "A to stop its CLI")
+            t.ok(True, "A stopped the session's CLI")
+            eb = cb.execute("f1", "stream:1")
+            t.ok(eb[-1]["type"] == "done" and
+                 row(pg, db, "f1")["turns"] == 3,
+                 "B goes on serving it", eb[-1])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_expiry(pg):
+    """A serves a session and is killed (SIGKILL); its lease runs out after
+    lease_timeout and B takes the session, resuming the conversation."""
+    db = "expiry"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, lease_timeout=SHORT_LEASE) as a, \
+                host(url, "hostB", root, lease_timeout=SHORT_LEASE) as b:
+            ca = a.client()
+            wd = os.path.join(root, "x1")
+            e1 = ca.execute("x1", "stream:1", workdir=wd)
+            e2 = ca.execute("x1", "stream:1")
+            sid = start_of(e1).get("cli_session_id")
+            t.ok(e1[-1]["type"] == "done" and e2[-1]["type"] == "done",
+                 "A: two turns")
+            pids = a.workers()
+            pgids = [s["pgid"] for s in a.cli_starts()]
+            a.stop(signal.SIGKILL)
+            cb = b.client()
+            eb = cb.execute("x1", "stream:1")
+            valid = lease(pg, db, "x1")[2]
+            if valid:
+                t.ok(eb[-1]["type"] == "error" and
+                     eb[-1]["data"]["code"] == "session_elsewhere",
+                     "B: refused while A's lease runs", eb[-1])
+            else:
+                t.skip("B: refused while A's lease runs",
+                       "the lease ran out before B asked (loaded machine)")
+            wait_for(lambda: not lease(pg, db, "x1")[2],
+                     SHORT_LEASE_S * 5, "A's lease to run out")
+            n0 = len(b.cli_starts())
+            eb = cb.execute("x1", "stream:1")
+            starts = b.cli_starts()[n0:]
+            t.ok(eb[-1]["type"] == "done" and
+                 start_of(eb).get("resumed") is True and
+                 len(starts) == 1 and resume_arg(starts[0]["argv"]) == sid,
+                 "B: after lease_timeout the session is B's, its "
+                 "conversation resumed (--resume " + str(sid) + ")",
+                 (eb[-1], start_of(eb), [s["argv"] for s in starts]))
+            st = cb.request("stats", session="x1")["data"]
+            t.eq(st.get("turns"), 3, "B: the stats go on from A's 2 turns")
+            r = row(pg, db, "x1")
+            t.ok(r["host_id"] == "hostB" and r["turns"] == 3,
+                 "the row is B's", r)
+            wait_for(lambda: all(not proc_alive(p) for p in pids) and
+                     all(not procs_in_group(g) for g in pgids),
+                     DEATH_WAIT_S, "A's workers and CLIs to go")
+            t.ok(True, "nothing of the killed host A survives")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main():
+    try:
+        pg = hppg.Postgres()
+        pg.start()
+    except hppg.Unavailable as e:
+        t.skip("PostgreSQL store", str(e).splitlines()[0])
+        t.done()
+    try:
+        test_one_host(pg)
+        test_fencing(pg)
+        test_expiry(pg)
+    finally:
+        pg.stop()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
