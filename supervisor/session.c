@@ -1421,6 +1421,48 @@ session_lookup(struct client *c, const char *req, const cJSON *r)
 	return s;
 }
 
+/* lease_take()'s or lease_adopt()'s refusal (rc 1 or -1) to the client. */
+static void
+session_lease_refused(struct client *c, const char *req, const char *name,
+    int rc, const char *why)
+{
+	server_client_error(c, req, name, rc == 1 ? ERR_SESSION_ELSEWHERE :
+	    ERR_STORE_UNAVAILABLE, "%s", why);
+}
+
+/*
+ * session_lookup() for an op that serves the session here (attach): with a
+ * shared store, a session the table lacks is taken from the store if no
+ * other host holds it, and one another host holds is refused.
+ */
+static struct session *
+session_lookup_served(struct client *c, const char *req, const cJSON *r)
+{
+	const char	*name = json_str(r, "session");
+	struct session	*s = NULL;
+	char		 why[256];
+	uid_t		 owner;
+	int		 rc;
+
+	if (name != NULL && proto_valid_session(name) && store_shared()) {
+		if (session_owner(c, req, r, &owner) == -1)
+			return NULL;
+		if ((s = session_find(name, owner)) == NULL &&
+		    (rc = lease_adopt(owner, name, &s, why, sizeof why)) != 0) {
+			session_lease_refused(c, req, name, rc, why);
+			return NULL;
+		}
+	}
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return NULL;
+	if (s->state != SESSION_ENDED &&
+	    (rc = lease_take(s, why, sizeof why)) != 0) {
+		session_lease_refused(c, req, s->name, rc, why);
+		return NULL;
+	}
+	return s;
+}
+
 /* Is a permission mode one of allowed_permission_modes? */
 static int
 session_mode_allowed(const char *mode)
@@ -1574,15 +1616,6 @@ session_default_workdir(const struct ident *run, uid_t owner,
 		return NULL;
 	xasprintf(&p, "%s%s/%s", pw->pw_dir, root + 1, name);
 	return p;
-}
-
-/* lease_take()'s or lease_adopt()'s refusal (rc 1 or -1) to the client. */
-static void
-session_lease_refused(struct client *c, const char *req, const char *name,
-    int rc, const char *why)
-{
-	server_client_error(c, req, name, rc == 1 ? ERR_SESSION_ELSEWHERE :
-	    ERR_STORE_UNAVAILABLE, "%s", why);
 }
 
 /* Validates options and workdir; creates the session if new. */
@@ -2291,7 +2324,7 @@ session_op_attach(struct client *c, const char *req, const cJSON *r)
 	}
 	if (since != NULL)
 		from = (uint64_t)since->valuedouble;
-	if ((s = session_lookup(c, req, r)) == NULL)
+	if ((s = session_lookup_served(c, req, r)) == NULL)
 		return;
 	if (s->frozen) {	/* a follower finds it running */
 		session_thaw(s);

@@ -19,14 +19,14 @@ import hppg
 TURNS = int(os.environ.get("BENCH_TURNS", "300"))
 
 
-def turns(conf):
+def turns(conf, name):
     with hplib.Daemon(conf) as d:
         c = d.client()
-        c.execute("b", "stream:1")          # the CLI starts: not counted
+        c.execute(name, "stream:1")         # the CLI starts: not counted
         out = []
         for _ in range(TURNS):
             t0 = time.monotonic()
-            evs = c.execute("b", "stream:1")
+            evs = c.execute(name, "stream:1")
             out.append((time.monotonic() - t0) * 1000)
             assert evs[-1]["type"] == "done", evs[-1]
         return out
@@ -39,13 +39,15 @@ def show(name, ms):
 
 
 def main():
-    with hppg.Postgres(fsync=True) as pg:
+    # BENCH_PG_FSYNC=0: the round trip alone, without the disk.
+    with hppg.Postgres(fsync=os.environ.get("BENCH_PG_FSYNC") != "0") as pg:
         url = pg.url("bench")
         # Alternating, so that the machine's load falls on both alike.
         a, b = [], []
-        for _ in range(2):
-            a += turns({"host_id": "bench"})
-            b += turns({"store": url, "host_id": "bench"})
+        for i in range(2):
+            # A session per daemon: the database outlives each one.
+            a += turns({"host_id": "bench"}, "s%d" % i)
+            b += turns({"store": url, "host_id": "bench"}, "p%d" % i)
         show("sqlite", a)
         show("postgresql", b)
         print("difference of the medians: %.2f ms per turn" % (

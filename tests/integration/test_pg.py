@@ -204,6 +204,10 @@ def test_fencing(pg):
                  "hostA" in eb[-1]["data"]["message"] and "seq" not in eb[-1],
                  "B: a session A serves is refused, naming A", eb[-1])
             t.eq(len(eb), 1, "... in one line")
+            at = cb.request("attach", session="f1")
+            t.ok(at["type"] == "error" and
+                 at["data"]["code"] == "session_elsewhere",
+                 "B: an attach too", at)
             fence_a = lease(pg, db, "f1")[1]
             rid = ca.send("execute", session="f1", prompt="tool:echo late")
             pr, _ = until(ca, rid, "permission_request")
