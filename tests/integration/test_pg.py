@@ -98,7 +98,8 @@ def test_one_host(pg):
             t.eq(sorted(r[0] for r in pg.sql(
                 db, "SELECT tablename FROM pg_tables WHERE schemaname = "
                 "'public'")),
-                 ["audit", "leases", "schema_version", "sessions", "totals"],
+                 ["audit", "leases", "schema_version", "sessions", "totals",
+                  "transcripts"],
                  "SQLite's tables, and the leases")
             wd = os.path.join(root, "p1")
             seen = []
