@@ -2,8 +2,8 @@
  * store.h on PostgreSQL (libpq): one database that several hosts share,
  * each naming itself by host_id.  The master alone talks to it, on one
  * dedicated connection, synchronously: a commit on loopback costs a round
- * trip (hotplexd.conf(5) gives the figure), and the daemon's other work
- * waits meanwhile, as with SQLite's.
+ * trip (hotplexd(8) gives the figure), and the daemon's other work waits
+ * meanwhile, as with SQLite's.
  *
  * The tables are SQLite's (store-sqlite.c), with a host_id where rows of
  * several hosts meet, plus the leases.  The schema is versioned in

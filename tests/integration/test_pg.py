@@ -8,7 +8,8 @@ a database of a newer schema left alone.  Two hosts (two hotplexd with
 their own host_id, socket and state_dir, one database, one workdir root):
 a session another host serves is refused; a host whose lease was taken
 while a turn ran cannot write its end (fenced) and stops serving the
-session; a host killed with SIGKILL loses its leases after lease_timeout
+session; a host stopped (SIGSTOP) past its lease finds it gone when it
+wakes; a host killed with SIGKILL loses its leases after lease_timeout
 and another host takes the session and resumes the conversation.
 
 Skipped, with the reason, where PostgreSQL cannot run."""
@@ -254,6 +255,48 @@ def test_fencing(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_paused(pg):
+    """A is stopped (SIGSTOP) while a turn waits for its approval, past its
+    lease; B takes the session.  When A wakes it finds the lease gone: the
+    turn ends lease_lost and B's row stands."""
+    db = "paused"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, lease_timeout=SHORT_LEASE) as a, \
+                host(url, "hostB", root, lease_timeout=SHORT_LEASE) as b:
+            ca, cb = a.client(), b.client()
+            e1 = ca.execute("z1", "stream:1", workdir=os.path.join(root, "z1"),
+                            options={"approvals": "client"})
+            rid = ca.send("execute", session="z1", prompt="tool:echo late")
+            pr, _ = until(ca, rid, "permission_request")
+            t.ok(e1[-1]["type"] == "done" and pr is not None,
+                 "A: a turn, then one waiting for its approval", e1[-1])
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            try:
+                wait_for(lambda: not lease(pg, db, "z1")[2],
+                         SHORT_LEASE_S * 5, "A's lease to run out")
+                eb = cb.execute("z1", "stream:1")
+                t.ok(eb[-1]["type"] == "done" and
+                     lease(pg, db, "z1")[0] == "hostB",
+                     "B takes the session of the stopped host", eb[-1])
+                # Read by A when it wakes, after its overdue renewal.
+                ca.send("permission", session="z1",
+                        request_id=pr["data"]["request_id"], decision="allow")
+            finally:
+                os.kill(a.proc.pid, signal.SIGCONT)
+            rest = ca.events(rid)
+            t.ok(rest and rest[-1]["type"] == "error" and
+                 rest[-1]["data"]["code"] == "lease_lost" and
+                 hplib.terminal_count(rest) == 1,
+                 "A wakes: its turn ends lease_lost, once", rest[-3:])
+            r = row(pg, db, "z1")
+            t.ok(r["host_id"] == "hostB" and r["turns"] == 2,
+                 "B's row stands", r)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_expiry(pg):
     """A serves a session and is killed (SIGKILL); its lease runs out after
     lease_timeout and B takes the session, resuming the conversation."""
@@ -317,6 +360,7 @@ def main():
     try:
         test_one_host(pg)
         test_fencing(pg)
+        test_paused(pg)
         test_expiry(pg)
     finally:
         pg.stop()
