@@ -1076,6 +1076,8 @@ bridge_result(struct bridge *b, const cJSON *line, uint64_t now)
 	t.stop_reason = json_str(line, "stop_reason");
 	v = cJSON_GetObjectItemCaseSensitive(line, "errors");
 	t.errors = cJSON_IsArray(v) ? v : NULL;
+	v = cJSON_GetObjectItemCaseSensitive(line, "origin");
+	t.origin = cJSON_IsObject(v) ? v : NULL;
 	if ((text = json_str(line, "result")) != NULL) {
 		i = strlen(text);
 		if (i > BRIDGE_RESULT_MAX)

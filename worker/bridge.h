@@ -26,6 +26,7 @@ struct bridge_turn {
 	const char	*terminal_reason; /* may be NULL */
 	const char	*stop_reason;	/* may be NULL */
 	const cJSON	*errors;	/* result.errors array or NULL */
+	const cJSON	*origin;	/* a turn the CLI began itself, or NULL */
 	struct stats	*stats;		/* this turn: turns=1, tokens, cost delta, durations, tools, files */
 };
 

@@ -127,6 +127,14 @@ static struct {
 	int			 cli_gone;	/* the CLI exited; we exit next */
 	int			 cli_paused;	/* the master is behind */
 	int			 turn_output;	/* the CLI wrote during this turn */
+	/*
+	 * Turns the CLI begins by itself (a background task ended): its
+	 * system/init came with no line of ours waiting for one.  A client's
+	 * turn waits for it (held), and its lines reach no client's turn.
+	 */
+	int			 awaiting_init;	/* our user line not begun yet */
+	int			 cli_own;	/* the CLI's own turn runs */
+	char			*held;		/* our user line, waiting */
 	int			 exit_code;
 } w;
 
@@ -138,6 +146,7 @@ worker_exit_flushed_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void	worker_exit_flushed_timeout(evutil_socket_t, short, void *);
 static void	worker_turn_finish_error(const char *, const char *);
+static void	worker_held_write(void);
 
 /*
  * Where a message to the master is composed (msg_*_compose): its channel,
@@ -304,8 +313,12 @@ worker_bridge_event(void *arg, const char *type, cJSON *data)
 		cJSON_ReplaceItemInObject(o, "data", small);
 		s = json_print(o);
 	}
-	/* The master prefixes {"id":..,"session":..,"seq":N, to the tail. */
-	msg_compose(worker_out(), MSG_EVENT, w.turn, s + 1, strlen(s + 1));
+	/*
+	 * The master prefixes {"id":..,"session":..,"seq":N, to the tail.
+	 * The CLI's own turn goes as turn 0, no client's turn.
+	 */
+	msg_compose(worker_out(), MSG_EVENT, w.cli_own ? 0 : w.turn, s + 1,
+	    strlen(s + 1));
 	worker_sent();
 	cJSON_free(s);
 	cJSON_Delete(o);
@@ -316,6 +329,16 @@ worker_bridge_init(void *arg, const char *id)
 {
 	struct msg_cli_session	cs;
 
+	/*
+	 * system/init begins every turn: ours, or, with none of ours begun
+	 * or in flight, one of the CLI's own.
+	 */
+	if (w.awaiting_init)
+		w.awaiting_init = 0;
+	else if (!w.busy || w.held != NULL) {
+		w.cli_own = 1;
+		log_debug("the CLI began a turn of its own");
+	}
 	/* Once per CLI: it tells the master the conversation exists. */
 	if ((w.init_seen && strcmp(id, w.cli_session_id) == 0) ||
 	    strlen(id) > UUID_STR_LEN)
@@ -337,6 +360,9 @@ worker_turn_clear(void)
 	/* A turn's questions and watches do not outlive it. */
 	worker_approvals_settle(0);
 	fswatch_clear();
+	free(w.held);
+	w.held = NULL;
+	w.awaiting_init = 0;
 	w.busy = 0;
 	w.interrupting = 0;
 	w.timed_out = 0;
@@ -360,6 +386,18 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 {
 	struct msg_turn_end	te;
 
+	/*
+	 * The end of the CLI's own turn (result.origin): never a client's.
+	 * A client's turn that waited for it goes to the CLI now.
+	 */
+	if (t->origin != NULL || (w.cli_own && w.held != NULL)) {
+		w.cli_own = 0;
+		log_debug("the CLI's own turn ended");
+		if (w.held != NULL)
+			worker_held_write();
+		return;
+	}
+	w.cli_own = 0;
 	if (!w.busy) {
 		log_debug("result outside a turn ignored");
 		return;
@@ -857,8 +895,28 @@ worker_interrupt(void)
 	struct timeval	tv;
 	char		id[32];
 
+	struct msg_turn_end	te;
+
 	if (!w.busy || w.interrupting)
 		return;
+	/* Held behind the CLI's own turn: it ends before it began. */
+	if (w.held != NULL) {
+		memset(&te, 0, sizeof te);
+		if (w.timed_out) {
+			te.outcome = MSG_TURN_ERROR;
+			te.code = ERR_TURN_TIMEOUT;
+			te.message = "turn timed out waiting for the CLI's own "
+			    "turn";
+		} else {
+			te.outcome = MSG_TURN_DONE;
+			te.done.ok = 1;
+			te.done.interrupted = 1;
+			te.done.terminal_reason = "interrupted";
+		}
+		stats_init(&te.stats);	/* nothing of it ran */
+		worker_turn_end_send(&te);
+		return;
+	}
 	w.interrupting = 1;
 	/* Open questions are denied first: the CLI may then stop. */
 	worker_approvals_settle(1);
@@ -1561,6 +1619,20 @@ worker_open(const cJSON *o)
 	}
 }
 
+/* Writes our held user line to the CLI: our turn begins. */
+static void
+worker_held_write(void)
+{
+	char	*s = w.held;
+
+	w.held = NULL;
+	w.awaiting_init = 1;
+	bridge_turn_start(w.bridge, util_now_ms());
+	if (cli_write(w.cli, s, strlen(s)) == -1)
+		worker_turn_finish_error(ERR_CLI_EXITED, "the CLI is gone");
+	free(s);
+}
+
 static void
 worker_turn(uint32_t turn, const struct msg_turn *t)
 {
@@ -1596,13 +1668,13 @@ worker_turn(uint32_t turn, const struct msg_turn *t)
 	cJSON_Delete(line);
 	w.busy = 1;
 	w.turn_output = 0;
-	bridge_turn_start(w.bridge, util_now_ms());
-	if (cli_write(w.cli, s, strlen(s)) == -1) {
-		cJSON_free(s);
-		worker_turn_finish_error(ERR_CLI_EXITED, "the CLI is gone");
-		return;
-	}
+	w.held = xstrdup(s);
 	cJSON_free(s);
+	/* Like a queued one, it waits for the CLI's own turn to end. */
+	if (w.cli_own)
+		log_info("turn %u waits for the CLI's own turn", turn);
+	else
+		worker_held_write();
 	if (timeout > 0) {
 		tv = util_ms_tv(timeout);
 		evtimer_add(w.turn_timer, &tv);

@@ -28,11 +28,14 @@ tool_result blocks and <system-reminder> blocks:
     [[long:N]]          text of exactly N bytes
     [[usage:N]]         output_tokens N in every answer to this text
                         (a costly turn, for budgets)
+    [[noteslow:MS]]     the answer to a background task's notification
+                        (a turn the CLI starts by itself, below) is sent
+                        as with [[slow:MS]]
 
 When the request's last message is the CLI's notification of a background
 task's end (a <task-notification> in a <system-reminder>: a turn the CLI
 starts by itself), the answer is "Noted: the background task is STATUS."
-and no directive applies.
+and of the directives only noteslow applies.
 When the request's last message carries tool_result blocks, the answer is
 a final text ("The tool finished|failed. First line of its output: X")
 quoting the first line of the (first) tool output; of the directives only
@@ -71,7 +74,7 @@ HUMAN_TEXT_LOG_MAX = 4096        # human_text bytes kept in a log line
 
 REMINDER_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
 DIRECTIVE_RE = re.compile(r"\[\[(think|bash|tool|slow|stall|break|error|"
-                          r"echo|long|usage)(?::|\]\])")
+                          r"echo|long|usage|noteslow)(?::|\]\])")
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error",
@@ -222,8 +225,10 @@ class Answer:
         # A turn the CLI started itself on a background task's end: the
         # human text is an old one, its directives are not repeated.
         self.task_note = task_notification_of(msgs[-1]) if msgs else None
-        self.directives = [] if self.task_note is not None else \
-            parse_directives(self.human_text)
+        self.directives = parse_directives(self.human_text)
+        if self.task_note is not None:
+            self.directives = [("slow", a) for n, a in self.directives
+                               if n == "noteslow"]
         self.d = {}
         for name, arg in self.directives:
             self.d.setdefault(name, arg)

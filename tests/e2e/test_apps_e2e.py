@@ -3,6 +3,7 @@
 pinned CLI against the mock Messages API: the CLI's own can_use_tool,
 control_cancel_request, set_model and set_permission_mode."""
 
+import json
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from hplib import TAP, Daemon, first  # noqa: E402
+from hplib import TAP, Daemon, first, wait_for  # noqa: E402
 from test_e2e import CLI, OFFLINE_ENV, Mock  # noqa: E402
 
 t = TAP()
@@ -190,6 +191,39 @@ def mcp_refused(d):
          "mcp_config without allow_session_mcp: refused", r)
 
 
+BG = ('[[noteslow:%d]] [[tool:Bash:{"command":"sleep 1; echo bg-done",'
+      '"description":"bg","run_in_background":true}]] in the background')
+NOTE_SLOW_MS = 3000     # the CLI's own turn lasts two deltas of this
+
+
+def own_turn(d, mock):
+    """The CLI starts a turn of its own when a background task ends
+    (fixture background_turn): a client's execute sent meanwhile waits for
+    it and gets its own answer, never the CLI's."""
+    c = d.client()
+    e = c.execute("bg", BG % NOTE_SLOW_MS)
+    t.ok(e[-1]["type"] == "done" and "running in background" in
+         (e[-1]["data"]["result"] or ""),
+         "real CLI: a turn that leaves a task in the background", e[-1])
+    # The CLI's own turn has begun when the mock sees its request.
+    wait_for(lambda: any(q.get("directives") == ["slow"]
+                         for q in mock.requests()), 60,
+             "the CLI's own turn (the notification's request)")
+    e = c.execute("bg", "Say hello.")
+    evs = [x for x in e if x["type"] == "answer"]
+    t.ok(e[-1]["type"] == "done" and
+         e[-1]["data"]["result"] == "Mock answer to: Say hello." and
+         not any("Noted" in json.dumps(x) for x in e),
+         "real CLI: an execute during the CLI's own turn gets its own "
+         "answer, none of the CLI's turn", (e[-1], len(evs)))
+    with open(d.log) as f:
+        t.ok("waits for the CLI's own turn" in f.read(),
+             "... it waited for the CLI's own turn to end")
+    e = c.execute("bg", "Say bye.")
+    t.eq(e[-1]["data"].get("result"), "Mock answer to: Say bye.",
+         "real CLI: the next turn is in step")
+
+
 def main():
     if not os.access(CLI, os.X_OK):
         t.skip("e2e apps with the real CLI", CLI + " not installed")
@@ -204,6 +238,7 @@ def main():
             configure(d, mock)
             budget(d)
             mcp_refused(d)
+            own_turn(d, mock)
         with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
                      "kill_grace": "2s", "allow_session_mcp": "yes",
                      "landlock": "best_effort"},
