@@ -28,6 +28,9 @@ tool_result blocks and <system-reminder> blocks:
     [[long:N]]          text of exactly N bytes
     [[usage:N]]         output_tokens N in every answer to this text
                         (a costly turn, for budgets)
+    [[ratelimit:S:U]]   rate-limit headers: unified status S (allowed,
+                        allowed_warning, rejected) at utilization U
+                        (0..1), and requests-limit/remaining/reset to match
     [[noteslow:MS]]     the answer to a background task's notification
                         (a turn the CLI starts by itself, below) is sent
                         as with [[slow:MS]]
@@ -74,7 +77,7 @@ HUMAN_TEXT_LOG_MAX = 4096        # human_text bytes kept in a log line
 
 REMINDER_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
 DIRECTIVE_RE = re.compile(r"\[\[(think|bash|tool|slow|stall|break|error|"
-                          r"echo|long|usage|noteslow)(?::|\]\])")
+                          r"echo|long|usage|noteslow|ratelimit)(?::|\]\])")
 
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error",
@@ -326,6 +329,36 @@ class Answer:
         return code
 
 
+RATELIMIT_RESET_S = 3600      # [[ratelimit:...]]: when the window resets
+
+
+def ratelimit_headers(ans):
+    """[[ratelimit:STATUS:UTIL]]: the anthropic-ratelimit-* headers of an
+    account at UTIL (0..1) of its limits, unified STATUS (allowed,
+    allowed_warning, rejected)."""
+    arg = ans.d.get("ratelimit")
+    if arg is None:
+        return {}
+    status, _, util = (arg or "allowed_warning").partition(":")
+    try:
+        u = min(max(float(util or "0.9"), 0.0), 1.0)
+    except ValueError:
+        u = 0.9
+    reset = int(time.time()) + RATELIMIT_RESET_S
+    left = int(round(1000 * (1 - u)))
+    return {
+        "anthropic-ratelimit-unified-status": status,
+        "anthropic-ratelimit-unified-reset": str(reset),
+        "anthropic-ratelimit-unified-representative-claim": "five_hour",
+        "anthropic-ratelimit-unified-5h-utilization": "%.2f" % u,
+        "anthropic-ratelimit-unified-5h-reset": str(reset),
+        "anthropic-ratelimit-requests-limit": "1000",
+        "anthropic-ratelimit-requests-remaining": str(left),
+        "anthropic-ratelimit-requests-reset": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset)),
+    }
+
+
 def int_arg(s, default):
     try:
         return int(s)
@@ -536,6 +569,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", ans.request_id)
+        for k, v in ratelimit_headers(ans).items():
+            self.send_header(k, v)
         self.end_headers()
         try:
             for name, payload in sse_events(ans):

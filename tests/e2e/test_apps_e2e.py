@@ -224,6 +224,32 @@ def own_turn(d, mock):
          "real CLI: the next turn is in step")
 
 
+def rate_limit(d):
+    """The gateway reads the API's anthropic-ratelimit-* headers of the
+    real CLI's requests (the CLI itself writes no rate_limit_event with an
+    API key, even when they say rejected: FINDINGS.md)."""
+    c = d.client()
+    e = c.execute("rl", "[[ratelimit:allowed_warning:0.9]] hi")
+    t.eq(e[-1]["type"], "done", "real CLI: a turn whose answer shows the "
+         "account at 90% of a limit ends")
+    # The gateway's record and the CLI's result race: wait for the state.
+    wait_for(lambda: c.request("status")["data"]["rate_limit"]["over"], 30,
+             "the gateway's record")
+    row = [x for x in c.request("sessions")["data"]
+           if x["session"] == "rl"][0]
+    rl = row.get("rate_limit") or {}
+    t.ok(row["rate_limits"] >= 1 and rl.get("source") == "gateway" and
+         abs(rl.get("utilization", 0) - 0.9) < 1e-6 and
+         rl.get("rateLimitType") == "requests",
+         "real CLI: the gateway's rate_limit (threshold 80) is the "
+         "session's last", row)
+    r = c.execute("rl", "hi again")
+    t.ok(len(r) == 1 and r[0]["data"].get("code") == "rate_limited" and
+         0 < r[0]["data"]["retry_after_ms"] <= 3600 * 1000,
+         "real CLI: rate_limit_admission refuses the next turn at once "
+         "(rate_limited, retry_after_ms until the reset)", r)
+
+
 def main():
     if not os.access(CLI, os.X_OK):
         t.skip("e2e apps with the real CLI", CLI + " not installed")
@@ -241,9 +267,12 @@ def main():
             own_turn(d, mock)
         with Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
                      "kill_grace": "2s", "allow_session_mcp": "yes",
-                     "landlock": "best_effort"},
+                     "landlock": "best_effort",
+                     "rate_limit_admission": "on",
+                     "rate_limit_threshold": "80"},
                     env=env) as d:
             mcp(d, tmp)
+            rate_limit(d)       # last: the account stays over for an hour
     finally:
         mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)
