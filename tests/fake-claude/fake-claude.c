@@ -2463,14 +2463,26 @@ static void
 fc_log_start(int argc, char **argv)
 {
 	extern char	**environ;
-	const char	 *path;
+	const char	 *path, *dir;
+	struct timespec	  ts;
 	cJSON		 *o, *a;
-	char		**e, *s;
+	char		**e, *s, *rel = NULL;
 	size_t		  len;
 	int		  fd, i;
 
 	if ((path = getenv("FAKE_CLAUDE_LOG")) == NULL)
 		return;
+	/*
+	 * A relative name is in the config dir, which the sandbox lets the
+	 * CLI write (Landlock refuses the test's own directory).
+	 */
+	if (path[0] != '/' && (dir = getenv("CLAUDE_CONFIG_DIR")) != NULL &&
+	    dir[0] == '/') {
+		len = strlen(dir) + strlen(path) + 2;
+		rel = fc_malloc(len);
+		snprintf(rel, len, "%s/%s", dir, path);
+		path = rel;
+	}
 	o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "pid", getpid());
 	cJSON_AddNumberToObject(o, "ppid", getppid());
@@ -2487,6 +2499,10 @@ fc_log_start(int argc, char **argv)
 		free(s);
 	}
 	cJSON_AddNumberToObject(o, "uid", getuid());
+	/* Orders the starts of several logs (one per config dir). */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	cJSON_AddNumberToObject(o, "mono_ns", (double)ts.tv_sec * 1e9 +
+	    (double)ts.tv_nsec);
 	if ((s = cJSON_PrintUnformatted(o)) == NULL)
 		fc_die(1, "fake-claude: out of memory");
 	cJSON_Delete(o);
@@ -2498,6 +2514,7 @@ fc_log_start(int argc, char **argv)
 		fc_die(1, "fake-claude: %s: %s", path, strerror(errno));
 	close(fd);
 	cJSON_free(s);
+	free(rel);
 }
 
 /* Flags the real CLI takes a value for (the value may follow or be =). */

@@ -5,6 +5,7 @@ Python standard library only.  Every daemon a test starts is stopped by
 the test (Daemon is a context manager), and its temp dir removed.
 """
 
+import glob
 import json
 import os
 import re
@@ -43,6 +44,7 @@ def time_scale():
 
 DIR_TRAVERSE = 0o711         # the test's dir: sessions pass through
 DIR_SHARED = 0o1777          # workdir_root: each session makes its own
+CLI_LOG_NAME = "fake-claude.log"   # in each session's config dir
 FILE_SHARED = 0o666          # the fake CLI's log, appended by every uid
 VALGRIND_RUNS = []           # (daemon dir, report) of daemons run under valgrind
 
@@ -339,10 +341,6 @@ class Daemon:
             # The firewall (on by default) is tested on its own
             # (test_firewall.py); a test gives None to leave a key out.
             "firewall": "off",
-            # fake-claude logs to FAKE_CLAUDE_LOG in this dir, outside
-            # its workdir: Landlock (on by default) would refuse.  The
-            # sandbox suites (test_sandbox.py) run with the default.
-            "landlock": "off",
             "cli_env": "PATH HOME LANG FAKE_CLAUDE_LOG FAKE_CLAUDE_PIDFILE "
                        "FAKE_CLAUDE_START",
         }
@@ -352,6 +350,7 @@ class Daemon:
             # warns and fails them); this run is about memory, the
             # sandbox suites test the confinement.
             c["seccomp"] = "off"
+            c["landlock"] = "off"
             # Its own descriptors lie under the hard limit: it refuses
             # a lower one.
             c["rlimit_nofile"] = "0"
@@ -376,8 +375,12 @@ class Daemon:
             for k, v in c.items():
                 if v is not None:
                     f.write("%s = %s\n" % (k, v))
+        self.state = c["state_dir"]
         self.env = dict(os.environ)
-        self.env["FAKE_CLAUDE_LOG"] = self.cli_log
+        # Relative: each fake-claude logs in its session's config dir,
+        # which Landlock (on by default) lets it write; cli_starts()
+        # merges the logs.  A test may still give an absolute path.
+        self.env["FAKE_CLAUDE_LOG"] = CLI_LOG_NAME
         self.env.update(env or {})
         self.proc = None
         self.clients = []
@@ -488,10 +491,20 @@ class Daemon:
         except OSError:
             return ""
 
+    def cli_logs(self):
+        """The fake CLI's logs: its sessions' config dirs, and cli_log."""
+        return glob.glob(os.path.join(self.state, "home", "*", "*",
+                                      ".claude", CLI_LOG_NAME)) + \
+            [self.cli_log]
+
     def cli_starts(self):
-        """One dict per fake-claude start (argv, env names, pids...)."""
-        try:
-            with open(self.cli_log) as f:
-                return [json.loads(l) for l in f if l.strip()]
-        except FileNotFoundError:
-            return []
+        """One dict per fake-claude start (argv, env names, pids...), in
+        the order they started."""
+        out = []
+        for path in self.cli_logs():
+            try:
+                with open(path) as f:
+                    out += [json.loads(l) for l in f if l.strip()]
+            except FileNotFoundError:
+                pass
+        return sorted(out, key=lambda x: x.get("mono_ns", 0))

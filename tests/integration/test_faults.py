@@ -16,6 +16,7 @@ HP_FAULT_ONLY="test_a test_b" runs only those cases.
 
 import os
 import random
+import shutil
 import signal
 import socket
 import sys
@@ -518,11 +519,17 @@ def test_exit_at_start():
     an error, and once the CLI starts again the session serves."""
     case = Case("exit-at-start")
     d = daemon()
-    wrap = os.path.join(d.dir, "claude-wrap")
+    # Its own dir, with the fake CLI beside it: Landlock lets the CLI
+    # run what is in its dir.
+    cli = os.path.join(d.dir, "cli")
+    os.mkdir(cli)
+    os.chmod(cli, 0o755)
+    wrap = os.path.join(cli, "claude-wrap")
+    fake = os.path.join(cli, "fake-claude")
+    shutil.copy2(os.path.join(BDIR, "fake-claude"), fake)
     with open(wrap, "w") as f:
         f.write("#!/bin/sh\n[ -e exit-at-start ] && FAKE_CLAUDE_START=exit:1 "
-                "&& export FAKE_CLAUDE_START\nexec %s \"$@\"\n" %
-                os.path.join(BDIR, "fake-claude"))
+                "&& export FAKE_CLAUDE_START\nexec %s \"$@\"\n" % fake)
     os.chmod(wrap, 0o755)
     with open(d.conf_path, "a") as f:
         f.write("cli_path = %s\n" % wrap)

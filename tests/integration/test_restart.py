@@ -405,9 +405,11 @@ def test_already_in_use():
     os.chmod(tmp, 0o711)    # the session's user runs the wrapper in it
     mark = os.path.join(tmp, "in-use")
     wrap = os.path.join(tmp, "cli")
+    # Beside the wrapper: Landlock lets the CLI run what is in its dir.
+    fake = os.path.join(tmp, "fake-claude")
+    shutil.copy2(os.path.join(BDIR, "fake-claude"), fake)
     with open(wrap, "w") as f:
-        f.write(IN_USE_CLI % {"mark": mark,
-                              "fake": os.path.join(BDIR, "fake-claude")})
+        f.write(IN_USE_CLI % {"mark": mark, "fake": fake})
     os.chmod(wrap, 0o755)
     d = Daemon(cli=wrap)
     try:

@@ -105,7 +105,6 @@ def test_fake_claude(tmp, uid):
     d = sandboxed_daemon(tmp, uid)
     # The CLI can only write in its workdir: the fork-escape pids go there.
     d.env["FAKE_CLAUDE_PIDFILE"] = "pids"
-    d.env["FAKE_CLAUDE_LOG"] = "fake-claude.log"
     with d:
         c = d.client()
         wd1, wd2 = d.work + "/s1", d.work + "/s2"
@@ -276,7 +275,6 @@ def test_escape(tmp, uid, abi):
                                     "firewall_rules": "",
                                     "rlimit_nproc": str(ESCAPE_NPROC)})
     # The CLI can only write in its workdir.
-    d.env["FAKE_CLAUDE_LOG"] = "fake-claude.log"
     try:
         with d:
             run_escape(d, uid, abi, key, outside, decoy_name)
@@ -414,7 +412,6 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
 def test_bad_profile(tmp, uid):
     prof = os.path.join(tmp, "profile")
     d = sandboxed_daemon(tmp, uid, {"landlock": "off"})
-    d.env["FAKE_CLAUDE_LOG"] = "fake-claude.log"
     with d:
         # Broken after start-up (hotplexd checks it when it starts).
         with open(prof, "w") as f:
@@ -550,7 +547,6 @@ def test_report(tmp):
              "an off layer is logged as UNSAFE at start", d.logtail())
     d = Daemon({"landlock": None})
     # Under Landlock the fake CLI can write its log only in its workdir.
-    d.env["FAKE_CLAUDE_LOG"] = "fake-claude.log"
     with d:
         c = d.client()
         h = c.request("hello")
