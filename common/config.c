@@ -73,6 +73,9 @@ static const struct config_key config_keys[] = {
 	    "uid) or dynamic" },
 	{ "worker_user",	K_STR,  O(worker_user), "hotplex", 0, 0,
 	    "user that root's sessions run as (refused if it does not exist)" },
+	{ "daemon_user",	K_STR,  O(daemon_user), "hotplexd", 0, 0,
+	    "user the master drops to when started as root (a spawner keeps "
+	    "root); missing, or root: the master stays root, UNSAFE" },
 	/* systemd's DynamicUser range. */
 	{ "dynamic_uids",	K_STR,  O(dynamic_uids), "61184-65519", 0, 0,
 	    "uids given out one per session with session_user = dynamic" },

@@ -41,6 +41,7 @@ struct config {
 	char		*worker_path;	/* hotplex-worker; NULL: beside hotplexd */
 	char		*session_user;	/* creator or dynamic */
 	char		*worker_user;	/* root's sessions run as this user */
+	char		*daemon_user;	/* the master, dropped from root */
 	char		*dynamic_uids;	/* LOW-HIGH, session_user = dynamic */
 	char		*cli_path;
 	struct config_list cli_args;	/* extra CLI arguments */

@@ -105,6 +105,15 @@ log_reopen(void)
 	return rc;
 }
 
+void
+log_setfd(int fd)
+{
+	if (log_fd != -1 && log_fd != fd)
+		close(log_fd);
+	log_fd = fd;
+	log_dated = 1;
+}
+
 int
 log_getfd(void)
 {

@@ -31,6 +31,8 @@ int	log_open(const char *path, int foreground, int errors_tty, char *err,
 void	log_detached(void);
 /* Reopens the file (after a rotation); 0 without one. */
 int	log_reopen(void);
+/* Lines go to fd (a log file opened for us), which we now own. */
+void	log_setfd(int fd);
 /* The descriptor lines are written to, for a child's stderr; -1: syslog. */
 int	log_getfd(void);
 void	log_setjson(int on);

@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -131,6 +132,13 @@ hotplexd_check_conf(const struct config *c, char *err, size_t errlen)
 		    "Landlock ABI is %d (needs %d: filesystem rules, signal "
 		    "and abstract-socket scopes)", sandbox_landlock_abi(),
 		    SANDBOX_LANDLOCK_SCOPE_ABI);
+		return -1;
+	}
+	if (strcmp(c->daemon_user, "root") != 0 &&
+	    strcmp(c->daemon_user, c->worker_user) == 0) {
+		snprintf(err, errlen, "daemon_user and worker_user are both %s: "
+		    "root's sessions would own the daemon's files",
+		    c->daemon_user);
 		return -1;
 	}
 	if (c->store_sync != NULL && strcmp(c->store_sync, "normal") != 0 &&
@@ -290,9 +298,14 @@ hotplexd_reload(char *err, size_t errlen)
 		    "and api_key_file changes need a restart");
 	if (hp.level_override != -1)
 		nc->log_level = hp.level_override;
-	/* The log file is reopened, or changed, or given up for syslog. */
-	if (log_open(nc->log_file, hp.foreground, 0, err, errlen) == -1)
-		log_warnx("reload: %s; logging as before", err);
+	/* The spawner reopens the log file: it may open it, we may not. */
+	if ((nc->log_file == NULL) != (hp.conf->log_file == NULL) ||
+	    (nc->log_file != NULL &&
+	    strcmp(nc->log_file, hp.conf->log_file) != 0))
+		log_warnx("reload: log_file changes need a restart");
+	else if (spawner_log_reopen() == -1)
+		log_warnx("reload: the log file could not be reopened; "
+		    "logging as before");
 	log_setjson(strcmp(nc->log_format, "json") == 0);
 	config_free(hp.conf);
 	hp.conf = nc;
@@ -341,6 +354,37 @@ hotplexd_drain_done(evutil_socket_t fd, short what, void *arg)
 	event_base_once(hp.base, -1, EV_TIMEOUT, hotplexd_kill_hard, NULL, &tv);
 }
 
+/*
+ * The spawner is gone, and our workers with it (their parent-death
+ * signal): nothing can run a session any more.  We end at once.
+ */
+void
+hotplexd_spawner_lost(void)
+{
+	if (hp.spawner_lost)
+		return;
+	hp.spawner_lost = 1;
+	log_warnx("the spawner exited: its workers went with it; exiting");
+	hp.shutting_down = 1;
+	server_close();
+	event_base_loopexit(hp.base, NULL);
+}
+
+/* Our own children: the gateway and the spawner (workers are its). */
+static void
+hotplexd_reap(void)
+{
+	pid_t	pid;
+	int	status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0 ||
+	    (pid == -1 && errno == EINTR))
+		if (pid > 0 && spawner_reaped(pid, status))
+			hotplexd_spawner_lost();
+		else if (pid > 0)
+			log_debug("reaped %ld", (long)pid);
+}
+
 void
 hotplexd_check_exit(void)
 {
@@ -357,15 +401,14 @@ hotplexd_signal(evutil_socket_t sig, short what, void *arg)
 
 	switch (sig) {
 	case SIGCHLD:
-		pool_reap();
-		hotplexd_check_exit();
+		hotplexd_reap();
 		break;
 	case SIGHUP:
 		if (hotplexd_reload(err, sizeof err) == -1)
-			log_reopen();	/* else done by the reload */
+			spawner_log_reopen();	/* else done by the reload */
 		break;
 	case SIGUSR1:
-		if (log_reopen() == 0)
+		if (spawner_log_reopen() == 0)
 			log_info("log file reopened");
 		break;
 	case SIGTERM:
@@ -455,6 +498,9 @@ main(int argc, char **argv)
 	if (optind != argc)
 		hotplexd_usage();
 
+	hp.start_euid = geteuid();
+	hp.start_egid = getegid();
+	hp.checking = check;
 	log_init("master", 1, LOG_LVL_INFO);
 	hp.conf = config_load(conf_path, conf_given, err, sizeof err);
 	if (hp.conf == NULL) {
@@ -512,14 +558,8 @@ main(int argc, char **argv)
 
 	hotplexd_nofile(hp.conf, 1);
 
-	/* Whatever our workers leave behind re-parents to us. */
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
-		log_warn("PR_SET_CHILD_SUBREAPER");
 	signal(SIGPIPE, SIG_IGN);
 	umask(022);
-
-	/* What confines the sessions, said before any client can come. */
-	isolation_report(hotplexd_report_log);
 
 	/* Metrics first: a client that sees the socket sees a daemon up. */
 	if (server_gateway_listen() == -1 || metrics_listen() == -1 ||
@@ -533,6 +573,15 @@ main(int argc, char **argv)
 	hotplexd_write_pidfile();
 	/* Before the loop and any client: the key goes with it. */
 	server_gateway_spawn();
+	/* What needs our privileges at start, before the spawner forks. */
+	hotplexd_workdir_roots();
+	session_tmpdirs_clear();
+	/* The workers' parent, the one that keeps our privileges. */
+	spawner_start(hotplexd_pidfile);
+	/* From here on, nothing of ours runs as root. */
+	privsep_drop();
+	/* What confines the sessions, said before any client can come. */
+	isolation_report(hotplexd_report_log);
 	hotplexd_base();
 	/* Reaps and signals are bulk: a wave of them yields to the turns. */
 	for (i = 0; signos[i] != 0; i++) {
@@ -540,14 +589,12 @@ main(int argc, char **argv)
 		event_priority_set(sigs[i], HP_PRIO_BULK);
 		evsignal_add(sigs[i], NULL);
 	}
-	hotplexd_workdir_roots();
 	health_init();
 	server_gateway_start();
 	server_start();
 	metrics_start();
 	state_load();
 	audit_init();
-	session_tmpdirs_clear();
 	pool_init();
 	log_info("hotplexd %s started, socket %s, worker %s", HOTPLEX_VERSION,
 	    hp.conf->socket, hp.worker_path);
@@ -567,6 +614,8 @@ main(int argc, char **argv)
 	if (hotplexd_drain_timer != NULL)
 		event_free(hotplexd_drain_timer);
 	server_close();
+	/* The spawner ends on our EOF, removing what we may not. */
+	spawner_stop();
 	stats_clear(&hp.ended_total);
 	stats_clear(&hp.all_total);
 	budget_free();
@@ -578,5 +627,5 @@ main(int argc, char **argv)
 	if (hotplexd_pidfile != NULL)
 		unlink(hotplexd_pidfile);
 	log_info("exited");
-	return 0;
+	return hp.spawner_lost ? 1 : 0;
 }

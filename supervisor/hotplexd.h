@@ -219,6 +219,10 @@ struct hotplexd {
 	int			 conf_given;	/* -c: the file must exist */
 	int			 level_override;	/* -d, or -1 */
 	int			 shutting_down;
+	int			 spawner_lost;	/* it exited: we end */
+	int			 checking;	/* hotplexd -n */
+	uid_t			 start_euid;	/* before any drop */
+	gid_t			 start_egid;
 	struct clients		 clients;
 	size_t			 nclients;
 	struct sessions		 sessions;
@@ -233,6 +237,7 @@ extern struct hotplexd hp;
 
 /* hotplexd.c */
 void	 hotplexd_check_exit(void);
+void	 hotplexd_spawner_lost(void);
 int	 hotplexd_reload(char *err, size_t errlen);
 
 /* health.c: /healthz, /readyz and the status op. */
@@ -421,7 +426,6 @@ void	 pool_send_turn(struct worker *, uint32_t turn,
 	    const struct msg_turn *);
 void	 pool_send_transcript(struct worker *, uint32_t turn,
 	    const struct msg_transcript *);
-void	 pool_reap(void);
 void	 pool_kill_all(void);
 void	 pool_kill_hard(void);
 void	 pool_worker_kill(struct worker *, const char *why);
@@ -429,5 +433,24 @@ void	 pool_worker_bulk(struct worker *);
 int	 pool_count(void);
 int	 pool_spares(void);
 int	 pool_ready_spares(void);
+
+/* privsep.c: the master drops root once the spawner has it */
+void	 privsep_drop(void);
+void	 privsep_report(char *, size_t, int started);
+int	 privsep_dropped(void);
+int	 privsep_is_daemon_uid(uid_t);
+
+/* spawner.c: the privileged part, asked by typed requests */
+void	 spawner_start(const char *pidfile);
+pid_t	 spawner_pid(void);
+int	 spawner_exits_fd(void);
+pid_t	 spawner_spawn(int level, int json, int *chan);
+void	 spawner_kill(pid_t worker, int sig);
+void	 spawner_killpg(pid_t worker, pid_t pgid, int sig);
+void	 spawner_rmtmp(uid_t, const char *name);
+int	 spawner_log_reopen(void);
+int	 spawner_read_exits(void (*)(pid_t, int), int max);
+int	 spawner_reaped(pid_t, int status);
+void	 spawner_stop(void);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include <sys/types.h>
 
+#include <errno.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -35,8 +36,8 @@ isolation_ident(uid_t peer_uid, gid_t peer_gid, const gid_t *groups,
 	size_t		 n = 0;
 
 	memset(&in, 0, sizeof in);
-	in.daemon_uid = geteuid();
-	in.daemon_gid = getegid();
+	in.daemon_uid = hp.start_euid;	/* the spawner's, not ours */
+	in.daemon_gid = hp.start_egid;
 	if (ident_mode_parse(hp.conf->session_user, &in.mode) == -1)
 		in.mode = IDENT_CREATOR;	/* config_load checked it */
 	in.peer_uid = peer_uid;
@@ -44,10 +45,17 @@ isolation_ident(uid_t peer_uid, gid_t peer_gid, const gid_t *groups,
 	in.peer_groups = groups;
 	in.npeer_groups = ngroups;
 	in.worker_user = hp.conf->worker_user;
+	errno = 0;
 	if (in.worker_user != NULL && (pw = getpwnam(in.worker_user)) != NULL) {
 		in.worker_user_found = 1;
 		in.worker_uid = pw->pw_uid;
 		in.worker_gid = pw->pw_gid;
+	} else if (in.worker_user != NULL && errno != 0 && errno != ENOENT &&
+	    errno != ESRCH && errno != EBADF && errno != EPERM) {
+		/* Not "no such user": out of descriptors or memory. */
+		snprintf(err, errlen, "cannot read the user database: %s",
+		    strerror(errno));
+		return -1;	/* errno kept */
 	}
 	in.dynamic_uid = dynamic_uid;
 	/* The daemon's groups stay the daemon's: no tool opens its socket. */
@@ -59,7 +67,17 @@ isolation_ident(uid_t peer_uid, gid_t peer_gid, const gid_t *groups,
 		drop[n++] = gr->gr_gid;
 	in.drop_groups = drop;
 	in.ndrop_groups = n;
-	return ident_decide(&in, out, err, errlen);
+	if (ident_decide(&in, out, err, errlen) == -1) {
+		errno = EPERM;
+		return -1;
+	}
+	if (privsep_is_daemon_uid(out->uid)) {
+		snprintf(err, errlen, "sessions never run as daemon_user %s",
+		    hp.conf->daemon_user);
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
 }
 
 static const char *
@@ -106,11 +124,11 @@ isolation_report(void (*line)(const char *))
 	const char	*ll = isolation_landlock();
 
 	/* Identity. */
-	if (geteuid() != 0)
+	if (hp.start_euid != 0)
 		snprintf(buf, sizeof buf, "identity: hotplexd runs as uid %u, "
 		    "not root: every session runs as uid %u too (sessions of "
 		    "different users are not kept apart by uid)",
-		    (unsigned)geteuid(), (unsigned)geteuid());
+		    (unsigned)hp.start_euid, (unsigned)hp.start_euid);
 	else if (strcmp(hp.conf->session_user, "dynamic") == 0)
 		snprintf(buf, sizeof buf, "identity: dynamic, each session "
 		    "a uid of its own from %s", hp.conf->dynamic_uids);
@@ -122,6 +140,9 @@ isolation_report(void (*line)(const char *))
 		snprintf(buf, sizeof buf, "identity: creator, sessions run "
 		    "as the user who created them; root's are REFUSED: "
 		    "worker_user %s does not exist", hp.conf->worker_user);
+	line(buf);
+
+	privsep_report(buf, sizeof buf, !hp.checking);
 	line(buf);
 
 	if (strcmp(hp.conf->seccomp, "off") == 0)
@@ -182,9 +203,10 @@ isolation_json(void)
 	cJSON	*o = cJSON_CreateObject(), *l, *r;
 	int	 abi = sandbox_landlock_abi();
 
-	cJSON_AddStringToObject(o, "identity", geteuid() != 0 ? "daemon" :
+	cJSON_AddStringToObject(o, "identity", hp.start_euid != 0 ? "daemon" :
 	    hp.conf->session_user);
-	if (geteuid() == 0 && strcmp(hp.conf->session_user, "creator") == 0)
+	cJSON_AddBoolToObject(o, "privsep", privsep_dropped());
+	if (hp.start_euid == 0 && strcmp(hp.conf->session_user, "creator") == 0)
 		cJSON_AddStringToObject(o, "worker_user", hp.conf->worker_user);
 	cJSON_AddStringToObject(o, "seccomp", isolation_seccomp());
 	l = cJSON_AddObjectToObject(o, "landlock");

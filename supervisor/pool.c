@@ -1,13 +1,15 @@
 /*
  * The worker pool: spare_min..spare_max idle hotplex-worker processes,
- * posix_spawn'd with one end of a socketpair on WORKER_FD, handed to new
+ * spawned by the spawner (spawner.c) with one end of a socketpair on
+ * WORKER_FD (the other is ours), handed to new
  * sessions at once and refilled in the background; a burst of sessions
  * waiting for workers has them spawned side by side.  A worker that sends
  * a malformed message is killed; the master goes on.
  *
  * Nothing here walks every worker per event: ready spares are a list,
- * workers are found by pid in a hash, reaps are taken in batches, and what
- * dead workers left behind is swept at most once a second.
+ * workers are found by pid in a hash, and the exits the spawner reports
+ * are taken in batches.  The spawner is their parent: it signals them for
+ * us and sweeps what dead workers left behind.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -16,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,15 +30,12 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/msg.h"
-#include "common/procfs.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
 #include "worker/worker.h"
 
 static void	pool_worker_finish(struct worker *);
-static void	pool_sweep(void);
-static void	pool_sweep_fire(evutil_socket_t, short, void *);
-static void	pool_reap_more(evutil_socket_t, short, void *);
+static void	pool_reap_fire(evutil_socket_t, short, void *);
 
 /*
  * Crash loops (PHP-FPM's idea): a worker that dies before it said hello,
@@ -51,9 +49,7 @@ static void	pool_reap_more(evutil_socket_t, short, void *);
 #define POOL_BACKOFF_MIN_MS	100
 #define POOL_BACKOFF_MAX_MS	30000
 #define POOL_HELLO_TIMEOUT_S	10	/* a worker must say hello by then */
-#define POOL_SWEEP_MAX		65536	/* children looked at per sweep */
-#define POOL_SWEEP_INTERVAL_MS	1000	/* at most one sweep per second */
-#define POOL_REAP_BATCH		16	/* reaps per bulk callback */
+#define POOL_REAP_BATCH		16	/* exits per bulk callback */
 #define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
 #define POOL_HASH_SIZE		4096	/* pid buckets; a power of two */
 
@@ -65,12 +61,8 @@ static struct {
 	int			 nworkers;
 	int			 nspares;
 	int			 nstarting;	/* spawned, no hello yet */
-	struct event		*reap_ev;	/* the rest of a batch */
-	struct event		*sweep_ev;
-	uint64_t		 last_sweep_ms;
+	struct event		*reap_ev;	/* the spawner's exit channel */
 } pool;
-
-extern char **environ;
 
 static struct {
 	uint64_t	 window_start;
@@ -207,7 +199,7 @@ void
 pool_worker_kill(struct worker *wk, const char *why)
 {
 	log_warnx("killing worker %ld: %s", (long)wk->pid, why);
-	kill(wk->pid, SIGKILL);
+	spawner_kill(wk->pid, SIGKILL);
 	/* Nothing more is read from it: its reaping ends it. */
 	wk->closed = 1;
 	wk->killed = 1;
@@ -306,7 +298,7 @@ pool_worker_event(struct bufferevent *bev, short what, void *arg)
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		evbuffer_drain(out, evbuffer_get_length(out));
 		if (!wk->reaped)
-			kill(wk->pid, SIGKILL);
+			spawner_kill(wk->pid, SIGKILL);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -327,82 +319,28 @@ pool_hello_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * posix_spawn (a vfork in glibc): the master's pages are not copied, so a
- * spawn costs the same at 2,000 sessions as at none.  The child gets the
- * channel on WORKER_FD, nothing else, default signal dispositions (SIGPIPE
- * is ignored here) and an empty mask.  NULL with errno set on failure.
+ * A worker from the spawner (a posix_spawn there: the cost is the same at
+ * 2,000 sessions as at none) and our end of its channel.  NULL with errno
+ * set on failure.
  */
 static struct worker *
 pool_spawn(void)
 {
 	struct timeval		 hello_tv = { POOL_HELLO_TIMEOUT_S, 0 };
 	struct worker		*wk;
-	int			 sv[2], e, fd, logfd;
+	int			 chan;
 	pid_t			 pid;
-	sigset_t		 all, none;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t	 attr;
-	const char		*argv[6];
-	static const char *levels[] = { "error", "warn", "info", "debug" };
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
-		log_warn("socketpair");
+	if ((pid = spawner_spawn(hp.conf->log_level, log_isjson(),
+	    &chan)) == -1) {
+		log_warn("spawning %s", hp.worker_path);
 		return NULL;	/* errno says why */
 	}
-	/* dup2 onto itself would keep close-on-exec. */
-	if (sv[1] == WORKER_FD) {
-		if ((fd = fcntl(sv[1], F_DUPFD_CLOEXEC, WORKER_FD + 1)) == -1) {
-			e = errno;
-			log_warn("fcntl");
-			close(sv[0]);
-			close(sv[1]);
-			errno = e;
-			return NULL;
-		}
-		close(sv[1]);
-		sv[1] = fd;
-	}
-	argv[0] = "hotplex-worker";
-	argv[1] = "-d";
-	argv[2] = levels[hp.conf->log_level];
-	/* Workers log where we do: our file or stderr as theirs, or syslog. */
-	logfd = log_getfd();
-	argv[3] = logfd != -1 ? "-f" : NULL;
-	argv[4] = logfd != -1 && log_isjson() ? "-j" : NULL;
-	argv[5] = NULL;
-
-	sigfillset(&all);
-	sigemptyset(&none);
-	if ((e = posix_spawn_file_actions_init(&fa)) != 0 ||
-	    (e = posix_spawnattr_init(&attr)) != 0)
-		fatalx("posix_spawn set-up: %s", strerror(e));
-	/* The log first (our file or stderr): its descriptor may be WORKER_FD. */
-	if ((logfd > STDERR_FILENO && (e = posix_spawn_file_actions_adddup2(&fa,
-	    logfd, STDERR_FILENO)) != 0) ||
-	    (e = posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD)) != 0 ||
-	    (e = posix_spawn_file_actions_addclosefrom_np(&fa,
-	    WORKER_FD + 1)) != 0 ||
-	    (e = posix_spawnattr_setsigdefault(&attr, &all)) != 0 ||
-	    (e = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
-	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF |
-	    POSIX_SPAWN_SETSIGMASK)) != 0)
-		fatalx("posix_spawn set-up: %s", strerror(e));
-	e = posix_spawn(&pid, hp.worker_path, &fa, &attr, (char *const *)argv,
-	    environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	close(sv[1]);
-	if (e != 0) {
-		log_warnx("spawning %s: %s", hp.worker_path, strerror(e));
-		close(sv[0]);
-		errno = e;
-		return NULL;
-	}
-	util_set_nonblock(sv[0]);
+	util_set_nonblock(chan);
 	wk = xcalloc(1, sizeof *wk);
 	wk->pid = pid;
 	wk->started_ms = util_now_ms();
-	wk->bev = bufferevent_socket_new(hp.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	wk->bev = bufferevent_socket_new(hp.base, chan, BEV_OPT_CLOSE_ON_FREE);
 	if (wk->bev == NULL)
 		fatalx("bufferevent_socket_new");
 	bufferevent_setcb(wk->bev, pool_worker_read, NULL, pool_worker_event,
@@ -445,11 +383,10 @@ pool_init(void)
 	for (i = 0; i < POOL_HASH_SIZE; i++)
 		LIST_INIT(&pool.bypid[i]);
 	TAILQ_INIT(&pool.spares);
-	pool.reap_ev = event_new(hp.base, -1, 0, pool_reap_more, NULL);
-	pool.sweep_ev = evtimer_new(hp.base, pool_sweep_fire, NULL);
+	pool.reap_ev = event_new(hp.base, spawner_exits_fd(), EV_READ |
+	    EV_PERSIST, pool_reap_fire, NULL);
+	event_add(pool.reap_ev, NULL);
 	event_priority_set(pool.reap_ev, HP_PRIO_BULK);
-	event_priority_set(pool.sweep_ev, HP_PRIO_BULK);
-	pool_sweep();
 	pool_refill();
 }
 
@@ -458,9 +395,7 @@ pool_free(void)
 {
 	if (pool.reap_ev != NULL)
 		event_free(pool.reap_ev);
-	if (pool.sweep_ev != NULL)
-		event_free(pool.sweep_ev);
-	pool.reap_ev = pool.sweep_ev = NULL;
+	pool.reap_ev = NULL;
 }
 
 /* Keep spare_min spares (spawning or ready), within max_sessions. */
@@ -555,66 +490,7 @@ pool_send_turn(struct worker *wk, uint32_t turn, const struct msg_turn *t)
 	msg_turn_compose(bufferevent_get_output(wk->bev), turn, t);
 }
 
-void
-pool_send_transcript(struct worker *wk, uint32_t turn,
-    const struct msg_transcript *t)
-{
-	if (wk->dead || wk->bev == NULL)
-		return;
-	msg_transcript_compose(bufferevent_get_output(wk->bev), turn, t);
-}
-
-/*
- * We are a subreaper: what a dead worker left behind (tools that escaped
- * their CLI's process group) is now our child.  Anything that is not a
- * worker is killed; the SIGCHLD loop reaps it.  Our children are read
- * from /proc/self/task/PID/children (one file, as long as we have
- * children), or else from every /proc/PID/stat.
- */
-static void
-pool_sweep(void)
-{
-	static pid_t	 kids[POOL_SWEEP_MAX];
-	size_t		 n, i;
-
-	pool.last_sweep_ms = util_now_ms();
-	n = proc_children_any(getpid(), kids, POOL_SWEEP_MAX);
-	for (i = 0; i < n; i++) {
-		if (pool_find_pid(kids[i]) != NULL ||
-		    kids[i] == server_gateway_pid())
-			continue;
-		log_warnx("killing process %ld left behind by a worker",
-		    (long)kids[i]);
-		kill(kids[i], SIGKILL);
-	}
-}
-
-static void
-pool_sweep_fire(evutil_socket_t fd, short what, void *arg)
-{
-	pool_sweep();
-}
-
-/* A worker died: sweep now, or once the second since the last is over. */
-static void
-pool_sweep_soon(void)
-{
-	uint64_t	now = util_now_ms(), wait;
-	struct timeval	tv;
-
-	if (evtimer_pending(pool.sweep_ev, NULL))
-		return;
-	wait = pool.last_sweep_ms + POOL_SWEEP_INTERVAL_MS > now ?
-	    pool.last_sweep_ms + POOL_SWEEP_INTERVAL_MS - now : 0;
-	/* The last worker of a shutdown: the loop ends with it. */
-	if (wait == 0 || (hp.shutting_down && pool.nworkers == 0)) {
-		pool_sweep();
-		return;
-	}
-	tv = util_ms_tv(wait);
-	evtimer_add(pool.sweep_ev, &tv);
-}
-
+#define POOL_REAP_BATCH		16	/* exits per bulk callback */
 /* Reaped and its channel read to the end: forget the worker. */
 static void
 pool_worker_finish(struct worker *wk)
@@ -633,7 +509,6 @@ pool_worker_finish(struct worker *wk)
 		bufferevent_free(wk->bev);
 	event_free(wk->hello_timer);
 	free(wk);
-	pool_sweep_soon();
 	if (dead.other_version || (WIFEXITED(status) &&
 	    WEXITSTATUS(status) == WORKER_EXIT_VERSION)) {
 		log_warnx("hotplex-worker (%s) is from another build than "
@@ -681,42 +556,28 @@ pool_worker_dead(struct worker *wk, int status)
 }
 
 static void
-pool_reap_more(evutil_socket_t fd, short what, void *arg)
+pool_reaped(pid_t pid, int status)
 {
-	pool_reap();
-	hotplexd_check_exit();
+	struct worker	*wk;
+
+	if ((wk = pool_find_pid(pid)) != NULL)
+		pool_worker_dead(wk, status);
 }
 
 /*
- * At most POOL_REAP_BATCH children per turn of the loop: a wave of
+ * The spawner's exit reports, a batch per turn of the loop: a wave of
  * sessions ending together does not hold up the turns of the others.
+ * The spawner gone, so are our workers: the master ends.
  */
-void
-pool_reap(void)
+static void
+pool_reap_fire(evutil_socket_t fd, short what, void *arg)
 {
-	struct worker	*wk;
-	pid_t		 pid;
-	int		 status, n;
-
-	for (n = 0;; n++) {
-		if (n == POOL_REAP_BATCH) {
-			event_active(pool.reap_ev, EV_TIMEOUT, 0);
-			break;
-		}
-		pid = waitpid(-1, &status, WNOHANG);
-		if (pid == 0 || (pid == -1 && errno == ECHILD))
-			break;
-		if (pid == -1) {
-			if (errno == EINTR)
-				continue;
-			log_warn("waitpid");
-			break;
-		}
-		if ((wk = pool_find_pid(pid)) != NULL)
-			pool_worker_dead(wk, status);
-		else
-			log_debug("reaped orphan %ld", (long)pid);
+	if (spawner_read_exits(pool_reaped, POOL_REAP_BATCH) == -1) {
+		event_del(pool.reap_ev);
+		hotplexd_spawner_lost();
+		return;
 	}
+	hotplexd_check_exit();
 }
 
 /* Shutdown: spares go now; workers with sessions are stopped by session.c. */
@@ -731,7 +592,7 @@ pool_kill_all(void)
 
 	TAILQ_FOREACH(wk, &hp.workers, entry)
 		if (wk->session == NULL && !wk->reaped)
-			kill(wk->pid, SIGTERM);
+			spawner_kill(wk->pid, SIGTERM);
 }
 
 /* The last word: every worker still there is killed. */
@@ -744,6 +605,6 @@ pool_kill_hard(void)
 		if (!wk->reaped) {
 			log_warnx("worker %ld did not stop: SIGKILL",
 			    (long)wk->pid);
-			kill(wk->pid, SIGKILL);
+			spawner_kill(wk->pid, SIGKILL);
 		}
 }

@@ -582,11 +582,8 @@ session_freeze_fire(evutil_socket_t fd, short what, void *arg)
 	if (s->frozen || s->state != SESSION_READY || s->worker == NULL ||
 	    s->cli_pid <= 0)
 		return;
-	if (kill(-s->cli_pid, SIGSTOP) == -1) {
-		log_warn("session %s: freezing CLI group %ld", s->name,
-		    (long)s->cli_pid);
-		return;
-	}
+	/* The spawner signals it: the group runs as another uid. */
+	spawner_killpg(s->worker->pid, s->cli_pid, SIGSTOP);
 	s->frozen = 1;
 	log_debug("session %s: CLI group %ld frozen", s->name,
 	    (long)s->cli_pid);
@@ -612,12 +609,11 @@ session_thaw(struct session *s)
 	if (!s->frozen)
 		return;
 	s->frozen = 0;
-	if (s->cli_pid > 0 && kill(-s->cli_pid, SIGCONT) == -1)
-		log_warn("session %s: thawing CLI group %ld", s->name,
-		    (long)s->cli_pid);
-	else
+	if (s->cli_pid > 0 && s->worker != NULL) {
+		spawner_killpg(s->worker->pid, s->cli_pid, SIGCONT);
 		log_debug("session %s: CLI group %ld thawed", s->name,
 		    (long)s->cli_pid);
+	}
 }
 
 /* What goes to a session's worker for its CLI finds the CLI running. */
@@ -1272,13 +1268,8 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 static void
 session_tmpdir_remove(const struct session *s)
 {
-	char	path[PATH_MAX];
-
-	if ((size_t)snprintf(path, sizeof path, UTIL_TMPDIR_FMT,
-	    hp.conf->state_dir, (unsigned)s->uid, s->name) >= sizeof path)
-		return;
-	if (util_rmtree(path) == -1)
-		log_warn("session %s: removing %s", s->name, path);
+	/* The spawner removes it: it is the session's, not ours. */
+	spawner_rmtmp(s->uid, s->name);
 }
 
 /*
@@ -1330,8 +1321,8 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	 */
 	if (status == -1) {
 		if (s->cli_pid > 0)
-			kill(-s->cli_pid, SIGKILL);
-		kill(wk->pid, SIGKILL);
+			spawner_killpg(wk->pid, s->cli_pid, SIGKILL);
+		spawner_kill(wk->pid, SIGKILL);
 	}
 	s->cli_pid = 0;
 	s->frozen = 0;
@@ -1716,7 +1707,8 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	    session_dynamic_uid(), &run, why, sizeof why) == -1) {
 		log_warnx("session %s of uid %ld refused: %s", name,
 		    (long)c->uid, why);
-		server_client_error(c, req, name, ERR_FORBIDDEN, "%s", why);
+		server_client_error(c, req, name, session_errno_capacity(errno) ?
+		    ERR_CAPACITY : ERR_FORBIDDEN, "%s", why);
 		return NULL;
 	}
 	if (cJSON_IsString(wd))

@@ -8,7 +8,8 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/check.c supervisor/health.c \
 		  supervisor/gateway.c supervisor/gateway-proxy.c \
 		  supervisor/server-gateway.c \
-		  supervisor/isolation.c supervisor/census.c
+		  supervisor/isolation.c supervisor/census.c \
+		  supervisor/spawner.c supervisor/privsep.c
 # The CLI's transcripts in the store (issue 14).
 HOTPLEXD_SRCS	+= supervisor/transcript.c
 # The store's dispatch, its PostgreSQL backend and the sessions' leases.

@@ -57,9 +57,12 @@ cli_install "$CLI_VERSION" "$B/cli"
 cli_install "$CLI_VERSION_OLDEST" "$B/cli-oldest"
 
 # hotplexd as root runs root's sessions as worker_user (default hotplex),
-# never as root: the system user must exist (no home, no login).
-if [ "$(id -u)" -eq 0 ] && ! id hotplex >/dev/null 2>&1; then
-	echo "deps: creating the system user hotplex"
-	useradd --system --no-create-home --home-dir /nonexistent \
-	    --shell /usr/sbin/nologin hotplex
-fi
+# never as root, and its master as daemon_user (default hotplexd): the
+# system users must exist (no home, no login).
+for u in hotplex hotplexd; do
+	if [ "$(id -u)" -eq 0 ] && ! id "$u" >/dev/null 2>&1; then
+		echo "deps: creating the system user $u"
+		useradd --system --no-create-home --home-dir /nonexistent \
+		    --shell /usr/sbin/nologin "$u"
+	fi
+done

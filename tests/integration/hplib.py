@@ -104,22 +104,25 @@ def free_tcp_port():
 
 
 WORKER_USER = "hotplex"      # root's sessions run as this user
+DAEMON_USER = "hotplexd"     # the master drops to this user (privsep)
 
 
 def ensure_worker_user():
-    """Root's sessions run as worker_user: as root, create the system user
-    when it is missing (as tests/deps.sh does; a package purge removes
-    it)."""
+    """Root's sessions run as worker_user, the master as daemon_user: as
+    root, create the system users when they are missing (as tests/deps.sh
+    does; a package purge removes them)."""
     if os.geteuid() != 0:
         return
     import pwd
-    try:
-        pwd.getpwnam(WORKER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell",
-                        "/usr/sbin/nologin", WORKER_USER],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for u in (WORKER_USER, DAEMON_USER):
+        try:
+            pwd.getpwnam(u)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home",
+                            "--home-dir", "/nonexistent", "--shell",
+                            "/usr/sbin/nologin", u],
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
 
 
 def session_ids():
@@ -180,6 +183,17 @@ def procs_in_group(pgid):
     """Live pids whose process group or session is pgid."""
     return [p for p, state, ppid, pg, sid in _proc_stats()
             if state != "Z" and pgid in (pg, sid)]
+
+
+SPAWNER_COMM = "hotplex-spawner"   # the spawner's name in /proc
+
+
+def proc_comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def children_of(pid):
@@ -437,9 +451,20 @@ class Daemon:
         self.clients.append(c)
         return c
 
+    def spawner(self):
+        """The daemon's spawner (its privileged child), or None."""
+        for p in children_of(self.proc.pid):
+            if proc_comm(p) == SPAWNER_COMM:
+                return p
+        return None
+
     def workers(self):
-        """Live children of the daemon (workers)."""
-        return children_of(self.proc.pid)
+        """Live workers: the spawner's children that are hotplex-worker."""
+        sp = self.spawner()
+        if sp is None:
+            return []
+        return [p for p in children_of(sp)
+                if proc_comm(p).startswith("hotplex-worker")]
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stops the daemon; returns its exit status."""

@@ -129,12 +129,12 @@ def test_reap_wave():
              "bound %.0f ms)" % (worst[0] * 1e3, WAVE_TURN_MAX_S * 1e3),
              worst)
         try:
-            wait_for(lambda: len(children_of(d.proc.pid)) <= 1 + 8,
+            wait_for(lambda: len(d.workers()) <= 8,
                      WAIT_S, "the wave's workers to go")
             t.ok(True, "wave: the stopped sessions' workers are gone")
         except TimeoutError:
             t.ok(False, "wave: the stopped sessions' workers are gone",
-                 len(children_of(d.proc.pid)))
+                 len(d.workers()))
 
 
 T0 = time.monotonic()

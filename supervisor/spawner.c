@@ -1,0 +1,802 @@
+/*
+ * The spawner: the part of hotplexd that keeps the privileges it was
+ * started with (OpenSSH's monitor, OpenSMTPD's parent).  Forked before the
+ * master reads anything from anyone; the master then drops to daemon_user
+ * (privsep.c) and asks it, over a socketpair, for a fixed set of typed
+ * requests, each validated here:
+ *
+ *	SPAWN	start a hotplex-worker; the master gets its channel by
+ *		SCM_RIGHTS.  Workers start as the spawner's uid and become
+ *		the session's identity themselves (worker/become.c).
+ *	KILL	signal one of our workers.
+ *	KILLPG	signal the process group of a worker's CLI: the group
+ *		leader must be a child of one of our workers.
+ *	RMTMP	remove one session's TMPDIR under our state_dir.
+ *	LOG	reopen our log file; the master gets the descriptor.
+ *
+ * It parses no JSON and no client line.  It is the workers' parent and a
+ * child subreaper: it reaps them and tells the master of each exit on a
+ * second socketpair, and kills whatever else re-parents to it (tools that
+ * escaped their CLI's group).  It ends with the master: on EOF it kills
+ * its workers and removes the socket and the pid file, which the
+ * unprivileged master may not.  The master exits when the spawner goes (the workers
+ * go with it).
+ */
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/procfs.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "supervisor/hotplexd.h"
+#include "worker/worker.h"
+
+enum spawner_type {
+	SPAWNER_SPAWN = 1,
+	SPAWNER_KILL,
+	SPAWNER_KILLPG,
+	SPAWNER_RMTMP,
+	SPAWNER_LOG
+};
+
+/* One request, one datagram (SOCK_SEQPACKET): its size is checked. */
+struct spawner_req {
+	uint32_t	type;
+	int32_t		pid;	/* KILL, KILLPG: our worker */
+	int32_t		pgid;	/* KILLPG: its CLI's group */
+	int32_t		sig;	/* KILL, KILLPG */
+	uint32_t	level;	/* SPAWN: the worker's log level */
+	uint32_t	json;	/* SPAWN: JSON log lines */
+	uint32_t	uid;	/* RMTMP: the session's owner */
+	char		name[PROTO_SESSION_MAX + 1];	/* RMTMP, NUL ended */
+};
+
+/* The answer to SPAWN (with the channel) and to LOG (with the file). */
+struct spawner_rep {
+	int32_t		pid;	/* SPAWN: the worker, or -1 */
+	int32_t		err;	/* errno, or 0 */
+};
+
+/* A child reaped, on the exit channel. */
+struct spawner_exit {
+	int32_t		pid;
+	int32_t		status;
+};
+
+#define SPAWNER_COMM		"hotplex-spawner"	/* 15 bytes at most */
+#define SPAWNER_SWEEP_MAX	65536	/* children looked at per sweep */
+#define SPAWNER_SWEEP_MS	1000	/* at most one sweep per second */
+
+/* The master's side. */
+static struct {
+	pid_t	 pid;
+	int	 req;		/* requests; SPAWN and LOG answered here */
+	int	 exits;		/* exits, read from the loop */
+} sp = { -1, -1, -1 };
+
+/* The spawner's side. */
+static struct {
+	pid_t		*workers;	/* live workers, unordered */
+	size_t		 nworkers, cap;
+	struct spawner_exit *queue;	/* exits not yet sent */
+	size_t		 nqueue, qcap;
+	uint64_t	 last_sweep_ms;
+	int		 sweep_due;
+	char		*state_dir;	/* as at start: RMTMP stays there */
+	char		*socket;	/* removed when the master is gone */
+	const char	*pidfile;
+} sps;
+
+extern char **environ;
+
+static int
+spawner_send_fd(int s, const void *buf, size_t len, int fd)
+{
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cmsg;
+
+	memset(&mh, 0, sizeof mh);
+	iov.iov_base = (void *)buf;
+	iov.iov_len = len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (fd != -1) {
+		memset(&cmsg, 0, sizeof cmsg);
+		mh.msg_control = cmsg.buf;
+		mh.msg_controllen = sizeof cmsg.buf;
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	while (sendmsg(s, &mh, MSG_NOSIGNAL) == -1)
+		if (errno != EINTR)
+			return -1;
+	return 0;
+}
+
+/* One datagram of exactly len bytes, and the descriptor it carries. */
+static ssize_t
+spawner_recv_fd(int s, void *buf, size_t len, int *fd)
+{
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	ssize_t		 n;
+	int		 got;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cmsg;
+
+	*fd = -1;
+	memset(&mh, 0, sizeof mh);
+	iov.iov_base = buf;
+	iov.iov_len = len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cmsg.buf;
+	mh.msg_controllen = sizeof cmsg.buf;
+	while ((n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC)) == -1)
+		if (errno != EINTR)
+			return -1;
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET &&
+		    cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int))) {
+			memcpy(&got, CMSG_DATA(cm), sizeof got);
+			if (*fd == -1)
+				*fd = got;
+			else
+				close(got);
+		}
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		if (*fd != -1)
+			close(*fd);
+		*fd = -1;
+		/* A descriptor lost: we had no room for it (capacity). */
+		errno = mh.msg_flags & MSG_CTRUNC ? EMFILE : EMSGSIZE;
+		return -1;
+	}
+	return n;
+}
+
+/* -- The spawner process. -- */
+
+static ssize_t
+spawner_worker_index(pid_t pid)
+{
+	size_t	i;
+
+	for (i = 0; i < sps.nworkers; i++)
+		if (sps.workers[i] == pid)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void
+spawner_queue_exit(pid_t pid, int status)
+{
+	if (sps.nqueue == sps.qcap) {
+		sps.qcap = sps.qcap == 0 ? 64 : sps.qcap * 2;
+		sps.queue = xreallocarray(sps.queue, sps.qcap,
+		    sizeof *sps.queue);
+	}
+	sps.queue[sps.nqueue].pid = pid;
+	sps.queue[sps.nqueue].status = status;
+	sps.nqueue++;
+}
+
+/* What the master has not read yet waits here, never blocking us. */
+static void
+spawner_flush_exits(int fd)
+{
+	size_t	i;
+
+	for (i = 0; i < sps.nqueue; i++)
+		if (send(fd, &sps.queue[i], sizeof sps.queue[i],
+		    MSG_NOSIGNAL | MSG_DONTWAIT) == -1) {
+			if (errno != EAGAIN && errno != EINTR)
+				sps.nqueue = i;	/* the master is gone */
+			break;
+		}
+	memmove(sps.queue, sps.queue + i, (sps.nqueue - i) *
+	    sizeof *sps.queue);
+	sps.nqueue -= i;
+}
+
+/* posix_spawn, as pool.c did: the channel on WORKER_FD, nothing else. */
+static pid_t
+spawner_do_spawn(const struct spawner_req *r, int *chan)
+{
+	static const char *levels[] = { "error", "warn", "info", "debug" };
+	int			 sv[2], e, fd, logfd;
+	pid_t			 pid;
+	sigset_t		 all, none;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t	 attr;
+	const char		*argv[6];
+
+	*chan = -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	/* dup2 onto itself would keep close-on-exec. */
+	if (sv[1] == WORKER_FD) {
+		if ((fd = fcntl(sv[1], F_DUPFD_CLOEXEC, WORKER_FD + 1)) == -1) {
+			e = errno;
+			close(sv[0]);
+			close(sv[1]);
+			errno = e;
+			return -1;
+		}
+		close(sv[1]);
+		sv[1] = fd;
+	}
+	argv[0] = "hotplex-worker";
+	argv[1] = "-d";
+	argv[2] = levels[r->level];
+	/* Workers log where we do: our file or stderr as theirs, or syslog. */
+	logfd = log_getfd();
+	argv[3] = logfd != -1 ? "-f" : NULL;
+	argv[4] = logfd != -1 && r->json ? "-j" : NULL;
+	argv[5] = NULL;
+
+	sigfillset(&all);
+	sigemptyset(&none);
+	if ((e = posix_spawn_file_actions_init(&fa)) != 0 ||
+	    (e = posix_spawnattr_init(&attr)) != 0)
+		fatalx("posix_spawn set-up: %s", strerror(e));
+	/* The log first (our file or stderr): its descriptor may be WORKER_FD. */
+	if ((logfd > STDERR_FILENO && (e = posix_spawn_file_actions_adddup2(&fa,
+	    logfd, STDERR_FILENO)) != 0) ||
+	    (e = posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD)) != 0 ||
+	    (e = posix_spawn_file_actions_addclosefrom_np(&fa,
+	    WORKER_FD + 1)) != 0 ||
+	    (e = posix_spawnattr_setsigdefault(&attr, &all)) != 0 ||
+	    (e = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
+	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF |
+	    POSIX_SPAWN_SETSIGMASK)) != 0)
+		fatalx("posix_spawn set-up: %s", strerror(e));
+	e = posix_spawn(&pid, hp.worker_path, &fa, &attr, (char *const *)argv,
+	    environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(sv[1]);
+	if (e != 0) {
+		close(sv[0]);
+		errno = e;
+		return -1;
+	}
+	if (sps.nworkers == sps.cap) {
+		sps.cap = sps.cap == 0 ? 64 : sps.cap * 2;
+		sps.workers = xreallocarray(sps.workers, sps.cap,
+		    sizeof *sps.workers);
+	}
+	sps.workers[sps.nworkers++] = pid;
+	*chan = sv[0];
+	return pid;
+}
+
+/* A group we may signal: led by a child of one of our workers. */
+static int
+spawner_group_ok(pid_t worker, pid_t pgid)
+{
+	char	 path[64], buf[512], *p;
+	int	 fd, ppid, pgrp;
+	ssize_t	 n;
+
+	if (pgid <= 1 || spawner_worker_index(worker) == -1)
+		return 0;
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pgid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* pid (comm) state ppid pgrp: comm may hold anything, even ")". */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %d %d", &ppid, &pgrp) != 2)
+		return 0;
+	return ppid == worker && pgrp == pgid;
+}
+
+static int
+spawner_sig_ok(int sig)
+{
+	return sig == SIGTERM || sig == SIGKILL || sig == SIGSTOP ||
+	    sig == SIGCONT || sig == SIGINT;
+}
+
+static void
+spawner_do_rmtmp(const struct spawner_req *r)
+{
+	char	path[PATH_MAX];
+
+	if (memchr(r->name, '\0', sizeof r->name) == NULL ||
+	    !proto_valid_session(r->name)) {
+		log_warnx("RMTMP: not a session name");
+		return;
+	}
+	if ((size_t)snprintf(path, sizeof path, UTIL_TMPDIR_FMT,
+	    sps.state_dir, (unsigned)r->uid, r->name) >= sizeof path)
+		return;
+	if (util_rmtree(path) == -1)
+		log_warn("removing %s", path);
+}
+
+/* 0, or -1: the master broke the protocol, or is gone. */
+static int
+spawner_request(int fd)
+{
+	struct spawner_req	r;
+	struct spawner_rep	rep;
+	ssize_t			n;
+	int			passed, chan;
+
+	n = spawner_recv_fd(fd, &r, sizeof r, &passed);
+	if (n == 0)
+		return -1;			/* EOF: the master is gone */
+	if (passed != -1)
+		close(passed);			/* none is asked of it */
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n != (ssize_t)sizeof r) {
+		log_warnx("a request of %zd bytes: ending", n);
+		return -1;
+	}
+	memset(&rep, 0, sizeof rep);
+	switch (r.type) {
+	case SPAWNER_SPAWN:
+		if (r.level > LOG_LVL_DEBUG) {
+			log_warnx("SPAWN: log level %u", r.level);
+			return -1;
+		}
+		if ((rep.pid = spawner_do_spawn(&r, &chan)) == -1)
+			rep.err = errno;
+		n = spawner_send_fd(fd, &rep, sizeof rep, chan);
+		if (chan != -1)
+			close(chan);
+		return n == -1 ? -1 : 0;
+	case SPAWNER_KILL:
+		if (!spawner_sig_ok(r.sig) || spawner_worker_index(r.pid) == -1)
+			log_warnx("KILL %d of %ld refused: not a live worker "
+			    "or signal", r.sig, (long)r.pid);
+		else if (kill(r.pid, r.sig) == -1)
+			log_warn("kill %ld", (long)r.pid);
+		return 0;
+	case SPAWNER_KILLPG:
+		if (!spawner_sig_ok(r.sig) || !spawner_group_ok(r.pid, r.pgid))
+			log_debug("KILLPG %d of %ld refused: not a group of "
+			    "worker %ld's", r.sig, (long)r.pgid, (long)r.pid);
+		else if (kill(-r.pgid, r.sig) == -1)
+			log_warn("kill group %ld", (long)r.pgid);
+		return 0;
+	case SPAWNER_RMTMP:
+		spawner_do_rmtmp(&r);
+		return 0;
+	case SPAWNER_LOG:
+		if (log_reopen() == -1)
+			rep.err = EIO;
+		return spawner_send_fd(fd, &rep, sizeof rep, log_getfd() >
+		    STDERR_FILENO ? log_getfd() : -1) == -1 ? -1 : 0;
+	default:
+		log_warnx("request type %u: ending", r.type);
+		return -1;
+	}
+}
+
+/*
+ * We are a subreaper: what a dead worker left behind is our child now.
+ * Anything that is not a worker is killed, and reaped as it dies.
+ */
+static void
+spawner_sweep(void)
+{
+	static pid_t	kids[SPAWNER_SWEEP_MAX];
+	size_t		n, i;
+
+	sps.last_sweep_ms = util_now_ms();
+	sps.sweep_due = 0;
+	n = proc_children_any(getpid(), kids, SPAWNER_SWEEP_MAX);
+	for (i = 0; i < n; i++) {
+		if (spawner_worker_index(kids[i]) != -1)
+			continue;
+		log_warnx("killing process %ld left behind by a worker",
+		    (long)kids[i]);
+		kill(kids[i], SIGKILL);
+	}
+}
+
+static void
+spawner_reap(void)
+{
+	pid_t	pid;
+	int	status;
+	ssize_t	i;
+
+	for (;;) {
+		pid = waitpid(-1, &status, WNOHANG);
+		if (pid == 0 || (pid == -1 && errno == ECHILD))
+			break;
+		if (pid == -1) {
+			if (errno == EINTR)
+				continue;
+			log_warn("waitpid");
+			break;
+		}
+		if ((i = spawner_worker_index(pid)) == -1)
+			continue;	/* swept */
+		sps.workers[i] = sps.workers[--sps.nworkers];
+		spawner_queue_exit(pid, status);
+		sps.sweep_due = 1;
+	}
+}
+
+/*
+ * The master is gone: so is everything we started, and its socket.  The
+ * workers get TERM, as from their parent-death signal: they end their
+ * CLIs' groups and what escaped them (they are subreapers), which a KILL
+ * would leave to init.
+ */
+static void __attribute__((noreturn))
+spawner_end(void)
+{
+	size_t	i;
+
+	for (i = 0; i < sps.nworkers; i++)
+		kill(sps.workers[i], SIGTERM);
+	if (sps.socket != NULL)
+		unlink(sps.socket);
+	if (sps.pidfile != NULL)
+		unlink(sps.pidfile);
+	_exit(0);
+}
+
+/* Every descriptor but ours, the channels and the log is closed. */
+static void
+spawner_close_fds(int keep1, int keep2)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 fd, logfd = log_getfd(), dfd;
+	char		*end;
+	long		 l;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		fatal("/proc/self/fd");
+	dfd = dirfd(d);
+	while ((de = readdir(d)) != NULL) {
+		l = strtol(de->d_name, &end, 10);
+		if (*end != '\0' || end == de->d_name || l < 0 || l > INT_MAX)
+			continue;
+		fd = (int)l;
+		if (fd <= STDERR_FILENO || fd == keep1 || fd == keep2 ||
+		    fd == logfd || fd == dfd)
+			continue;
+		close(fd);
+	}
+	closedir(d);
+}
+
+static void __attribute__((noreturn))
+spawner_main(int req, int exits)
+{
+	struct pollfd		 pfd[3];
+	struct signalfd_siginfo	 si;
+	sigset_t		 set;
+	int			 sigfd, sig, timeout;
+	uint64_t		 now;
+
+	log_setrole("spawner");
+	/* Named apart from the master and the gateway in ps and /proc. */
+	if (prctl(PR_SET_NAME, SPAWNER_COMM) == -1)
+		log_warn("PR_SET_NAME");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		fatal("PR_SET_PDEATHSIG");
+	if (getppid() == 1)
+		_exit(0);
+	/*
+	 * It ends with the master, never with a signal to the process group
+	 * (^C in the foreground, a service manager's TERM): the master
+	 * drains its sessions first.
+	 */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
+			signal(sig, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	spawner_close_fds(req, exits);
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warn("PR_SET_CHILD_SUBREAPER");
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
+	    (sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	util_set_nonblock(exits);
+
+	for (;;) {
+		pfd[0].fd = req;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = sigfd;
+		pfd[1].events = POLLIN;
+		pfd[2].fd = exits;
+		pfd[2].events = sps.nqueue > 0 ? POLLOUT : 0;
+		timeout = -1;
+		if (sps.sweep_due) {
+			now = util_now_ms();
+			timeout = sps.last_sweep_ms + SPAWNER_SWEEP_MS > now ?
+			    (int)(sps.last_sweep_ms + SPAWNER_SWEEP_MS - now) :
+			    0;
+		}
+		if (poll(pfd, 3, timeout) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("poll");
+		}
+		if (pfd[1].revents & POLLIN) {
+			while (read(sigfd, &si, sizeof si) == sizeof si)
+				;
+			spawner_reap();
+		}
+		if (sps.sweep_due && util_now_ms() >= sps.last_sweep_ms +
+		    SPAWNER_SWEEP_MS)
+			spawner_sweep();
+		if (sps.nqueue > 0)
+			spawner_flush_exits(exits);
+		if (pfd[2].revents & (POLLERR | POLLHUP))
+			spawner_end();
+		if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    spawner_request(req) == -1)
+			spawner_end();
+	}
+}
+
+/* -- The master's side. -- */
+
+/*
+ * Forks the spawner; the master keeps one end of each channel.  After
+ * daemon(), the listeners and the gateway, before any client is read.
+ */
+void
+spawner_start(const char *pidfile)
+{
+	int	req[2], exits[2];
+	pid_t	pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) == -1 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, exits) == -1)
+		fatal("spawner socketpair");
+	sps.state_dir = xstrdup(hp.conf->state_dir);
+	sps.socket = xstrdup(hp.conf->socket);
+	sps.pidfile = pidfile;
+	if ((pid = fork()) == -1)
+		fatal("fork spawner");
+	if (pid == 0) {
+		close(req[0]);
+		close(exits[0]);
+		spawner_main(req[1], exits[1]);
+	}
+	free(sps.state_dir);
+	free(sps.socket);
+	sps.state_dir = sps.socket = NULL;
+	close(req[1]);
+	close(exits[1]);
+	sp.pid = pid;
+	sp.req = req[0];
+	sp.exits = exits[0];
+	util_set_nonblock(sp.exits);
+	log_debug("spawner %ld", (long)pid);
+}
+
+pid_t
+spawner_pid(void)
+{
+	return sp.pid;
+}
+
+int
+spawner_exits_fd(void)
+{
+	return sp.exits;
+}
+
+/*
+ * A request that has no answer.  The spawner reads them in order and
+ * never blocks on us, so a blocking send is short.
+ */
+static void
+spawner_send(struct spawner_req *r)
+{
+	if (sp.req == -1)
+		return;
+	if (spawner_send_fd(sp.req, r, sizeof *r, -1) == -1)
+		log_warn("spawner request");
+}
+
+/* The answer to the request sent last, and the descriptor it carries. */
+static int
+spawner_answer(struct spawner_rep *rep, int *fd)
+{
+	ssize_t	n;
+
+	n = spawner_recv_fd(sp.req, rep, sizeof *rep, fd);
+	if (n != (ssize_t)sizeof *rep) {
+		if (*fd != -1)
+			close(*fd);
+		*fd = -1;
+		errno = n == -1 ? errno : EPIPE;
+		return -1;
+	}
+	return 0;
+}
+
+/* A new worker and our end of its channel; -1 with errno. */
+pid_t
+spawner_spawn(int level, int json, int *chan)
+{
+	struct spawner_req	r;
+	struct spawner_rep	rep;
+
+	*chan = -1;
+	memset(&r, 0, sizeof r);
+	r.type = SPAWNER_SPAWN;
+	r.level = (uint32_t)level;
+	r.json = json != 0;
+	if (sp.req == -1) {
+		errno = EPIPE;
+		return -1;
+	}
+	if (spawner_send_fd(sp.req, &r, sizeof r, -1) == -1 ||
+	    spawner_answer(&rep, chan) == -1)
+		return -1;
+	if (rep.pid == -1 || *chan == -1) {
+		if (*chan != -1)
+			close(*chan);
+		*chan = -1;
+		errno = rep.err != 0 ? rep.err : EPROTO;
+		return -1;
+	}
+	return rep.pid;
+}
+
+void
+spawner_kill(pid_t worker, int sig)
+{
+	struct spawner_req	r;
+
+	memset(&r, 0, sizeof r);
+	r.type = SPAWNER_KILL;
+	r.pid = worker;
+	r.sig = sig;
+	spawner_send(&r);
+}
+
+/* The process group of worker's CLI (its leader is the CLI). */
+void
+spawner_killpg(pid_t worker, pid_t pgid, int sig)
+{
+	struct spawner_req	r;
+
+	memset(&r, 0, sizeof r);
+	r.type = SPAWNER_KILLPG;
+	r.pid = worker;
+	r.pgid = pgid;
+	r.sig = sig;
+	spawner_send(&r);
+}
+
+void
+spawner_rmtmp(uid_t uid, const char *name)
+{
+	struct spawner_req	r;
+
+	memset(&r, 0, sizeof r);
+	r.type = SPAWNER_RMTMP;
+	r.uid = uid;
+	if (strlen(name) >= sizeof r.name)
+		return;
+	snprintf(r.name, sizeof r.name, "%s", name);
+	spawner_send(&r);
+}
+
+/*
+ * The log file reopened by the spawner (which may open it); the master
+ * writes to the descriptor it gets.  0, or -1 if it could not.
+ */
+int
+spawner_log_reopen(void)
+{
+	struct spawner_req	r;
+	struct spawner_rep	rep;
+	int			fd;
+
+	memset(&r, 0, sizeof r);
+	r.type = SPAWNER_LOG;
+	if (sp.req == -1 || spawner_send_fd(sp.req, &r, sizeof r, -1) == -1 ||
+	    spawner_answer(&rep, &fd) == -1)
+		return -1;
+	if (fd != -1)
+		log_setfd(fd);
+	return rep.err == 0 ? 0 : -1;
+}
+
+/*
+ * Up to max exits, each given to fn (the rest wait for the next call: the
+ * channel stays readable); 0, or -1 when the spawner is gone (EOF).
+ */
+int
+spawner_read_exits(void (*fn)(pid_t, int), int max)
+{
+	struct spawner_exit	e;
+	ssize_t			n;
+	int			i;
+
+	for (i = 0; i < max; i++) {
+		n = recv(sp.exits, &e, sizeof e, MSG_DONTWAIT);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n == 0 || n == -1)
+			return -1;
+		if (n != (ssize_t)sizeof e)
+			continue;
+		fn(e.pid, e.status);
+	}
+	return 0;
+}
+
+/* The master reaped pid: 1 if that was the spawner. */
+int
+spawner_reaped(pid_t pid, int status)
+{
+	if (pid != sp.pid || sp.pid == -1)
+		return 0;
+	sp.pid = -1;
+	if (WIFSIGNALED(status))
+		log_warnx("spawner killed by signal %d", WTERMSIG(status));
+	else
+		log_warnx("spawner exited with status %d", WEXITSTATUS(status));
+	return 1;
+}
+
+/* At exit: the spawner sees EOF, ends, and is waited for. */
+void
+spawner_stop(void)
+{
+	int	status;
+
+	if (sp.req != -1)
+		close(sp.req);
+	if (sp.exits != -1)
+		close(sp.exits);
+	sp.req = sp.exits = -1;
+	if (sp.pid != -1)
+		while (waitpid(sp.pid, &status, 0) == -1 && errno == EINTR)
+			;
+	sp.pid = -1;
+}
