@@ -490,6 +490,15 @@ pool_send_turn(struct worker *wk, uint32_t turn, const struct msg_turn *t)
 	msg_turn_compose(bufferevent_get_output(wk->bev), turn, t);
 }
 
+void
+pool_send_transcript(struct worker *wk, uint32_t turn,
+    const struct msg_transcript *t)
+{
+	if (wk->dead || wk->bev == NULL)
+		return;
+	msg_transcript_compose(bufferevent_get_output(wk->bev), turn, t);
+}
+
 #define POOL_REAP_BATCH		16	/* exits per bulk callback */
 /* Reaped and its channel read to the end: forget the worker. */
 static void

@@ -1707,7 +1707,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	    session_dynamic_uid(), &run, why, sizeof why) == -1) {
 		log_warnx("session %s of uid %ld refused: %s", name,
 		    (long)c->uid, why);
-		server_client_error(c, req, name, session_errno_capacity(errno) ?
+		server_client_error(c, req, name, util_errno_capacity(errno) ?
 		    ERR_CAPACITY : ERR_FORBIDDEN, "%s", why);
 		return NULL;
 	}
