@@ -500,7 +500,6 @@ main(int argc, char **argv)
 
 	hp.start_euid = geteuid();
 	hp.start_egid = getegid();
-	hp.checking = check;
 	log_init("master", 1, LOG_LVL_INFO);
 	hp.conf = config_load(conf_path, conf_given, err, sizeof err);
 	if (hp.conf == NULL) {
@@ -561,6 +560,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(022);
 
+	/* What confines the sessions, said before any client can come. */
+	isolation_report(hotplexd_report_log);
+
 	/* Metrics first: a client that sees the socket sees a daemon up. */
 	if (server_gateway_listen() == -1 || metrics_listen() == -1 ||
 	    server_listen() == -1)
@@ -580,8 +582,6 @@ main(int argc, char **argv)
 	spawner_start(hotplexd_pidfile);
 	/* From here on, nothing of ours runs as root. */
 	privsep_drop();
-	/* What confines the sessions, said before any client can come. */
-	isolation_report(hotplexd_report_log);
 	hotplexd_base();
 	/* Reaps and signals are bulk: a wave of them yields to the turns. */
 	for (i = 0; signos[i] != 0; i++) {

@@ -220,7 +220,6 @@ struct hotplexd {
 	int			 level_override;	/* -d, or -1 */
 	int			 shutting_down;
 	int			 spawner_lost;	/* it exited: we end */
-	int			 checking;	/* hotplexd -n */
 	uid_t			 start_euid;	/* before any drop */
 	gid_t			 start_egid;
 	struct clients		 clients;
@@ -436,7 +435,7 @@ int	 pool_ready_spares(void);
 
 /* privsep.c: the master drops root once the spawner has it */
 void	 privsep_drop(void);
-void	 privsep_report(char *, size_t, int started);
+void	 privsep_report(char *, size_t);
 int	 privsep_dropped(void);
 int	 privsep_is_daemon_uid(uid_t);
 
@@ -447,7 +446,7 @@ int	 spawner_exits_fd(void);
 pid_t	 spawner_spawn(int level, int json, int *chan);
 void	 spawner_kill(pid_t worker, int sig);
 void	 spawner_killpg(pid_t worker, pid_t pgid, int sig);
-void	 spawner_rmtmp(uid_t, const char *name);
+int	 spawner_rmtmp(uid_t, const char *name);
 int	 spawner_log_reopen(void);
 int	 spawner_read_exits(void (*)(pid_t, int), int max);
 int	 spawner_reaped(pid_t, int status);

@@ -142,7 +142,7 @@ isolation_report(void (*line)(const char *))
 		    "worker_user %s does not exist", hp.conf->worker_user);
 	line(buf);
 
-	privsep_report(buf, sizeof buf, !hp.checking);
+	privsep_report(buf, sizeof buf);
 	line(buf);
 
 	if (strcmp(hp.conf->seccomp, "off") == 0)

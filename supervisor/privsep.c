@@ -27,6 +27,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sched.h>
+#include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -104,6 +106,64 @@ privsep_state_own(const char *dir, uid_t uid, gid_t gid)
 	closedir(d);
 }
 
+/*
+ * What the master never does once dropped, denied with EPERM (a deny
+ * list: the master is libevent, SQLite and OpenSSL, whose calls are many):
+ * run or trace a program, start a process (threads stay allowed), change
+ * its ids, mount, enter or make namespaces, load kernel code, and signal
+ * anything (kill with signal 0, a liveness test, stays).  Off with
+ * seccomp = off (valgrind knows no seccomp) and in sanitizer builds
+ * (LeakSanitizer clones and ptraces).
+ */
+static const int privsep_denied[] = {
+	SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(fork), SCMP_SYS(vfork),
+	SCMP_SYS(ptrace), SCMP_SYS(process_vm_readv),
+	SCMP_SYS(process_vm_writev), SCMP_SYS(pidfd_getfd),
+	SCMP_SYS(setuid), SCMP_SYS(setgid), SCMP_SYS(setreuid),
+	SCMP_SYS(setregid), SCMP_SYS(setresuid), SCMP_SYS(setresgid),
+	SCMP_SYS(setfsuid), SCMP_SYS(setfsgid), SCMP_SYS(setgroups),
+	SCMP_SYS(capset), SCMP_SYS(mount), SCMP_SYS(umount2),
+	SCMP_SYS(pivot_root), SCMP_SYS(chroot), SCMP_SYS(unshare),
+	SCMP_SYS(setns), SCMP_SYS(init_module), SCMP_SYS(finit_module),
+	SCMP_SYS(delete_module), SCMP_SYS(kexec_load), SCMP_SYS(bpf),
+	SCMP_SYS(perf_event_open), SCMP_SYS(userfaultfd), SCMP_SYS(keyctl),
+	SCMP_SYS(add_key), SCMP_SYS(request_key), SCMP_SYS(io_uring_setup),
+	SCMP_SYS(pidfd_send_signal), SCMP_SYS(tkill), SCMP_SYS(rt_sigqueueinfo),
+	SCMP_SYS(rt_tgsigqueueinfo), SCMP_SYS(clone3)
+};
+
+static void
+privsep_seccomp(void)
+{
+	scmp_filter_ctx	ctx;
+	size_t		i;
+	int		rc = 0;
+
+	if (strcmp(hp.conf->seccomp, "off") == 0 || PRIVSEP_DUMPABLE)
+		return;
+	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL)
+		fatalx("seccomp_init");
+	for (i = 0; rc == 0 && i < sizeof privsep_denied /
+	    sizeof privsep_denied[0]; i++)
+		rc = seccomp_rule_add(ctx, privsep_denied[i] == SCMP_SYS(clone3) ?
+		    SCMP_ACT_ERRNO(ENOSYS) : SCMP_ACT_ERRNO(EPERM),
+		    privsep_denied[i], 0);
+	/* A clone that is not a thread is a new process. */
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
+		    SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ,
+		    CLONE_THREAD, 0));
+	/* kill(pid, 0) tests the gateway's liveness; no other signal. */
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
+		    SCMP_SYS(kill), 1, SCMP_A1(SCMP_CMP_NE, 0));
+	if (rc == 0)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc != 0)
+		fatalx("the master's seccomp filter: %s", strerror(-rc));
+}
+
 static void
 privsep_fail(const char *what)
 {
@@ -171,45 +231,39 @@ privsep_drop(void)
 	/* Not dumpable: no process of daemon_user may ptrace us. */
 	if (prctl(PR_SET_DUMPABLE, PRIVSEP_DUMPABLE, 0, 0, 0) == -1)
 		privsep_fail("PR_SET_DUMPABLE");
+	privsep_seccomp();
 	ps.dropped = 1;
+	log_info("master: now daemon_user %s (uid %u); spawner %ld keeps root",
+	    hp.conf->daemon_user, (unsigned)ps.uid, (long)spawner_pid());
 }
 
-/* The master's line of the isolation report. */
+/*
+ * The master's line of the isolation report, said before the drop (at
+ * start, before the listeners, and by hotplexd -n): what the drop will
+ * do.  A drop that cannot be done as said is fatal.
+ */
 void
-privsep_report(char *buf, size_t len, int started)
+privsep_report(char *buf, size_t len)
 {
 	struct passwd	*pw;
 
-	if (!started) {		/* hotplexd -n: what a start would do */
-		if (geteuid() != 0)
-			snprintf(buf, len, "master: runs as uid %u, not root: "
-			    "no privilege separation needed",
-			    (unsigned)geteuid());
-		else if (strcmp(hp.conf->daemon_user, "root") == 0)
-			snprintf(buf, len, "master: stays root (daemon_user = "
-			    "root): UNSAFE, client lines are parsed as root");
-		else if ((pw = getpwnam(hp.conf->daemon_user)) == NULL)
-			snprintf(buf, len, "master: stays root: UNSAFE, "
-			    "daemon_user %s does not exist",
-			    hp.conf->daemon_user);
-		else
-			snprintf(buf, len, "master: drops to daemon_user %s "
-			    "(uid %u), no capabilities, no_new_privs; a "
-			    "spawner keeps root to start workers",
-			    hp.conf->daemon_user, (unsigned)pw->pw_uid);
-		return;
-	}
-	if (ps.dropped)
-		snprintf(buf, len, "master: runs as daemon_user %s (uid %u), "
-		    "no capabilities, no_new_privs; the spawner (pid %ld) "
-		    "keeps root to start workers", hp.conf->daemon_user,
-		    (unsigned)ps.uid, (long)spawner_pid());
-	else if (hp.start_euid != 0)
+	if (geteuid() != 0)
 		snprintf(buf, len, "master: runs as uid %u, not root: no "
-		    "privilege separation needed", (unsigned)hp.start_euid);
+		    "privilege separation needed", (unsigned)geteuid());
+	else if (strcmp(hp.conf->daemon_user, "root") == 0)
+		snprintf(buf, len, "master: stays root (daemon_user = root): "
+		    "UNSAFE, client lines are parsed as root");
+	else if ((pw = getpwnam(hp.conf->daemon_user)) == NULL)
+		snprintf(buf, len, "master: stays root (daemon_user %s does not "
+		    "exist): UNSAFE, client lines are parsed as root",
+		    hp.conf->daemon_user);
 	else
-		snprintf(buf, len, "master: stays root (%s): UNSAFE, client "
-		    "lines are parsed as root", ps.why);
+		snprintf(buf, len, "master: drops to daemon_user %s (uid %u), "
+		    "no capabilities, no_new_privs, %s; a spawner keeps root "
+		    "to start workers", hp.conf->daemon_user,
+		    (unsigned)pw->pw_uid, strcmp(hp.conf->seccomp, "off") == 0 ||
+		    PRIVSEP_DUMPABLE ? "no seccomp filter" : "a seccomp filter "
+		    "(no exec, process, ptrace, id change or signal)");
 }
 
 int

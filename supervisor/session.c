@@ -1269,7 +1269,8 @@ static void
 session_tmpdir_remove(const struct session *s)
 {
 	/* The spawner removes it: it is the session's, not ours. */
-	spawner_rmtmp(s->uid, s->name);
+	if (spawner_rmtmp(s->uid, s->name) == -1)
+		log_warn("session %s: removing its TMPDIR", s->name);
 }
 
 /*

@@ -11,7 +11,8 @@
  *	KILL	signal one of our workers.
  *	KILLPG	signal the process group of a worker's CLI: the group
  *		leader must be a child of one of our workers.
- *	RMTMP	remove one session's TMPDIR under our state_dir.
+ *	RMTMP	remove one session's TMPDIR under our state_dir (answered:
+ *		the master goes on once it is gone, as when it removed it).
  *	LOG	reopen our log file; the master gets the descriptor.
  *
  * It parses no JSON and no client line.  It is the workers' parent and a
@@ -69,7 +70,7 @@ struct spawner_req {
 	char		name[PROTO_SESSION_MAX + 1];	/* RMTMP, NUL ended */
 };
 
-/* The answer to SPAWN (with the channel) and to LOG (with the file). */
+/* The answer to SPAWN (with the channel), RMTMP, and LOG (with the file). */
 struct spawner_rep {
 	int32_t		pid;	/* SPAWN: the worker, or -1 */
 	int32_t		err;	/* errno, or 0 */
@@ -333,21 +334,27 @@ spawner_sig_ok(int sig)
 	    sig == SIGCONT || sig == SIGINT;
 }
 
-static void
+/* 0, or an errno. */
+static int
 spawner_do_rmtmp(const struct spawner_req *r)
 {
 	char	path[PATH_MAX];
+	int	e;
 
 	if (memchr(r->name, '\0', sizeof r->name) == NULL ||
 	    !proto_valid_session(r->name)) {
 		log_warnx("RMTMP: not a session name");
-		return;
+		return EINVAL;
 	}
 	if ((size_t)snprintf(path, sizeof path, UTIL_TMPDIR_FMT,
 	    sps.state_dir, (unsigned)r->uid, r->name) >= sizeof path)
-		return;
-	if (util_rmtree(path) == -1)
+		return ENAMETOOLONG;
+	if (util_rmtree(path) == -1) {
+		e = errno;
 		log_warn("removing %s", path);
+		return e;
+	}
+	return 0;
 }
 
 /* 0, or -1: the master broke the protocol, or is gone. */
@@ -398,8 +405,8 @@ spawner_request(int fd)
 			log_warn("kill group %ld", (long)r.pgid);
 		return 0;
 	case SPAWNER_RMTMP:
-		spawner_do_rmtmp(&r);
-		return 0;
+		rep.err = spawner_do_rmtmp(&r);
+		return spawner_send_fd(fd, &rep, sizeof rep, -1) == -1 ? -1 : 0;
 	case SPAWNER_LOG:
 		if (log_reopen() == -1)
 			rep.err = EIO;
@@ -711,18 +718,36 @@ spawner_killpg(pid_t worker, pid_t pgid, int sig)
 	spawner_send(&r);
 }
 
-void
+/* A session's TMPDIR removed before we go on; 0, or -1 with errno. */
+int
 spawner_rmtmp(uid_t uid, const char *name)
 {
 	struct spawner_req	r;
+	struct spawner_rep	rep;
+	int			fd;
 
 	memset(&r, 0, sizeof r);
 	r.type = SPAWNER_RMTMP;
 	r.uid = uid;
-	if (strlen(name) >= sizeof r.name)
-		return;
+	if (strlen(name) >= sizeof r.name) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	snprintf(r.name, sizeof r.name, "%s", name);
-	spawner_send(&r);
+	if (sp.req == -1) {
+		errno = EPIPE;
+		return -1;
+	}
+	if (spawner_send_fd(sp.req, &r, sizeof r, -1) == -1 ||
+	    spawner_answer(&rep, &fd) == -1)
+		return -1;
+	if (fd != -1)
+		close(fd);
+	if (rep.err != 0) {
+		errno = rep.err;
+		return -1;
+	}
+	return 0;
 }
 
 /*

@@ -518,8 +518,9 @@ def test_real_cli(tmp, uid):
         mock.stop()
 
 
-REPORT_LAYERS = ("identity:", "seccomp:", "landlock:", "rlimits:",
-                 "privileges:", "firewall:", "missing on this kernel:")
+REPORT_LAYERS = ("identity:", "master:", "seccomp:", "landlock:",
+                 "rlimits:", "privileges:", "firewall:",
+                 "missing on this kernel:")
 
 
 def test_report(tmp):
@@ -530,9 +531,9 @@ def test_report(tmp):
     r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c", conf],
                        capture_output=True, text=True)
     lines = [l for l in r.stdout.splitlines() if "isolation: " in l]
-    t.ok([l.split("isolation: ", 1)[1].split(" ")[0] for l in lines[:6]] ==
-         [x.split(" ")[0] for x in REPORT_LAYERS[:6]] and
-         lines[-1].split("isolation: ", 1)[1].startswith(REPORT_LAYERS[6]),
+    t.ok([l.split("isolation: ", 1)[1].split(" ")[0] for l in lines[:7]] ==
+         [x.split(" ")[0] for x in REPORT_LAYERS[:7]] and
+         lines[-1].split("isolation: ", 1)[1].startswith(REPORT_LAYERS[7]),
          "hotplexd -n: one isolation line per layer", r.stdout)
     t.ok(any("seccomp: built-in profile" in l for l in lines) and
          any(re.search(r"landlock: best_effort, ABI \d+", l) or
