@@ -19,12 +19,17 @@
  * Times of leases are the database's clock, never a host's: hosts whose
  * clocks differ agree on expiry.
  *
- * A lost connection is tried again at most every PG_RETRY_MS (calls fail
- * meanwhile, logged once).
+ * Every statement waits at most PG_QUERY_TIMEOUT_MS for its answer: a
+ * server that stopped answering (paused, cut off) costs a turn that long,
+ * never the daemon.  The connection is then dropped, and made again at the
+ * next call after PG_RETRY_MS, doubled on every failure up to
+ * PG_RETRY_MAX_MS (calls fail meanwhile).
  */
 #include <sys/types.h>
 
 #include <endian.h>
+#include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -41,8 +46,10 @@
 
 #define PG_SCHEMA		1	/* bump with a migration below */
 #define PG_LOCK_KEY		"7526411003240751176"	/* schema changes */
-#define PG_CONNECT_TIMEOUT	"10"	/* seconds, unless the URL says */
-#define PG_RETRY_MS		1000	/* between two reconnections */
+#define PG_CONNECT_TIMEOUT	"5"	/* seconds, unless the URL says */
+#define PG_RETRY_MS		1000	/* between two reconnections, */
+#define PG_RETRY_MAX_MS		30000	/* ... doubled up to this */
+#define PG_QUERY_TIMEOUT_MS	5000	/* a statement's answer */
 #define PG_QUERY_MAX		1000	/* audit rows per query */
 #define PG_NUM_MAX		24	/* a 64-bit number as text */
 
@@ -218,6 +225,7 @@ static char		*pg_host_id;
 static uint64_t		 pg_lease_ms;
 static int		 pg_ok;		/* connected, statements prepared */
 static int64_t		 pg_last_try;	/* CLOCK_MONOTONIC ms */
+static int64_t		 pg_retry_ms = PG_RETRY_MS;
 
 static int64_t
 pg_mono_ms(void)
@@ -248,6 +256,91 @@ pg_err(const char *what, const char *msg)
 	log_warnx("store: %s: %.*s", what, (int)len, msg);
 }
 
+/* The connection is no good: dropped, made again later (pg_ready()). */
+static void
+pg_drop(void)
+{
+	if (pg_conn != NULL)
+		PQfinish(pg_conn);
+	pg_conn = NULL;
+	pg_ok = 0;
+}
+
+/*
+ * The answer to what was just sent: its last result, or NULL when the
+ * server did not answer within PG_QUERY_TIMEOUT_MS or the connection
+ * broke (then dropped).
+ */
+static PGresult *
+pg_result(const char *what)
+{
+	struct pollfd	 pfd;
+	PGresult	*r, *last = NULL;
+	int64_t		 deadline = pg_mono_ms() + PG_QUERY_TIMEOUT_MS, left;
+
+	for (;;) {
+		while (PQisBusy(pg_conn)) {
+			if ((left = deadline - pg_mono_ms()) <= 0) {
+				log_warnx("store: %s: no answer from %s in %d "
+				    "ms; dropping the connection", what,
+				    pg_display, PG_QUERY_TIMEOUT_MS);
+				goto fail;
+			}
+			pfd.fd = PQsocket(pg_conn);
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, (int)left) == -1 && errno != EINTR) {
+				log_warn("store: poll");
+				goto fail;
+			}
+			if (PQconsumeInput(pg_conn) == 0) {
+				pg_err(what, PQerrorMessage(pg_conn));
+				goto fail;
+			}
+		}
+		if ((r = PQgetResult(pg_conn)) == NULL)
+			return last;
+		PQclear(last);
+		last = r;
+	}
+fail:
+	PQclear(last);
+	pg_drop();
+	return NULL;
+}
+
+/* sql without parameters, sent and answered; NULL as pg_result(). */
+static PGresult *
+pg_exec_sql(const char *sql, const char *what)
+{
+	if (pg_conn == NULL)
+		return NULL;
+	if (PQsendQuery(pg_conn, sql) == 0) {
+		pg_err(what, PQerrorMessage(pg_conn));
+		pg_drop();
+		return NULL;
+	}
+	return pg_result(what);
+}
+
+/* A prepared statement (i), sent and answered; NULL as pg_result(). */
+static PGresult *
+pg_exec_prepared(int i, int n, const char *const *vals, const int *lens,
+    const int *fmts, int binary, const char *what)
+{
+	char	name[16];
+
+	if (pg_conn == NULL)
+		return NULL;
+	snprintf(name, sizeof name, "hp%d", i);
+	if (PQsendQueryPrepared(pg_conn, name, n, vals, lens, fmts,
+	    binary) == 0) {
+		pg_err(what, PQerrorMessage(pg_conn));
+		pg_drop();
+		return NULL;
+	}
+	return pg_result(what);
+}
+
 /* Runs sql with no parameters; 0 if it did what want says. */
 static int
 pg_simple(const char *sql, ExecStatusType want, const char *what)
@@ -255,7 +348,8 @@ pg_simple(const char *sql, ExecStatusType want, const char *what)
 	PGresult	*r;
 	int		 rc = 0;
 
-	r = PQexec(pg_conn, sql);
+	if ((r = pg_exec_sql(sql, what)) == NULL)
+		return -1;
 	if (PQresultStatus(r) != want) {
 		pg_err(what, PQresultErrorMessage(r));
 		rc = -1;
@@ -276,7 +370,10 @@ pg_schema(void)
 	if (pg_simple("SELECT pg_advisory_xact_lock(" PG_LOCK_KEY ")",
 	    PGRES_TUPLES_OK, "locking the schema") == -1)
 		goto fail;
-	r = PQexec(pg_conn, "SELECT to_regclass('schema_version') IS NOT NULL");
+	r = pg_exec_sql("SELECT to_regclass('schema_version') IS NOT NULL",
+	    "reading the schema");
+	if (r == NULL)
+		return -1;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		pg_err("reading the schema", PQresultErrorMessage(r));
 		PQclear(r);
@@ -284,7 +381,10 @@ pg_schema(void)
 	}
 	if (strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
 		PQclear(r);
-		r = PQexec(pg_conn, "SELECT max(version) FROM schema_version");
+		r = pg_exec_sql("SELECT max(version) FROM schema_version",
+		    "reading schema_version");
+		if (r == NULL)
+			return -1;
 		if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
 		    PQgetisnull(r, 0, 0)) {
 			pg_err("reading schema_version", PQresultStatus(r) ==
@@ -345,10 +445,8 @@ pg_connect(void)
 	    "application_name", "dbname", NULL };
 	const char	*vals[] = { PG_CONNECT_TIMEOUT, "hotplexd", pg_url, NULL };
 
-	pg_ok = 0;
+	pg_drop();
 	pg_last_try = pg_mono_ms();
-	if (pg_conn != NULL)
-		PQfinish(pg_conn);
 	pg_conn = PQconnectdbParams(keys, vals, 1);
 	if (pg_conn == NULL || PQstatus(pg_conn) != CONNECTION_OK) {
 		pg_err(pg_display, pg_conn != NULL ? PQerrorMessage(pg_conn) :
@@ -357,9 +455,12 @@ pg_connect(void)
 	}
 	/* Our statements' times are UTC milliseconds; no surprise here. */
 	if (pg_simple("SET TIME ZONE 'UTC'", PGRES_COMMAND_OK, "set") == -1 ||
-	    pg_schema() == -1 || pg_prepare() == -1)
+	    pg_schema() == -1 || pg_prepare() == -1) {
+		pg_drop();
 		return -1;
+	}
 	pg_ok = 1;
+	pg_retry_ms = PG_RETRY_MS;
 	return 0;
 }
 
@@ -369,12 +470,17 @@ pg_ready(void)
 {
 	if (pg_url == NULL)
 		return -1;
-	if (pg_ok && PQstatus(pg_conn) == CONNECTION_OK)
+	if (pg_ok && pg_conn != NULL && PQstatus(pg_conn) == CONNECTION_OK)
 		return 0;
-	if (pg_mono_ms() - pg_last_try < PG_RETRY_MS)
+	if (pg_mono_ms() - pg_last_try < pg_retry_ms)
 		return -1;
-	if (pg_connect() == -1)
+	if (pg_connect() == -1) {
+		pg_retry_ms = pg_retry_ms * 2 < PG_RETRY_MAX_MS ?
+		    pg_retry_ms * 2 : PG_RETRY_MAX_MS;
+		log_warnx("store: %s: trying again in %lld ms", pg_display,
+		    (long long)pg_retry_ms);
 		return -1;
+	}
 	log_info("store: connected again to %s", pg_display);
 	return 0;
 }
@@ -388,12 +494,12 @@ pg_run(enum pg_stmt i, int n, const char *const *vals, ExecStatusType want,
     const char *what)
 {
 	PGresult	*r;
-	char		 name[16];
 
 	if (pg_ready() == -1)
 		return NULL;
-	snprintf(name, sizeof name, "hp%d", (int)i);
-	r = PQexecPrepared(pg_conn, name, n, vals, NULL, NULL, 0);
+	if ((r = pg_exec_prepared((int)i, n, vals, NULL, NULL, 0, what)) ==
+	    NULL)
+		return NULL;
 	if (PQresultStatus(r) == want)
 		return r;
 	pg_err(what, PQresultErrorMessage(r));
@@ -401,7 +507,7 @@ pg_run(enum pg_stmt i, int n, const char *const *vals, ExecStatusType want,
 	if (PQstatus(pg_conn) != CONNECTION_OK) {
 		log_warnx("store: lost the connection to %s; trying again",
 		    pg_display);
-		pg_ok = 0;
+		pg_drop();
 	}
 	return NULL;
 }
@@ -452,10 +558,8 @@ pg_display_name(void)
 static void
 pg_close(void)
 {
-	if (pg_conn != NULL)
-		PQfinish(pg_conn);
-	pg_conn = NULL;
-	pg_ok = 0;
+	pg_drop();
+	pg_retry_ms = PG_RETRY_MS;
 	free(pg_url);
 	free(pg_display);
 	free(pg_host_id);
@@ -705,7 +809,6 @@ pg_transcript_append(uid_t uid, const char *name, const char *path,
 	const char	*v[6] = { u, name, path, pg_host_id, pos, data };
 	int		 lens[6] = { 0, 0, 0, 0, 0, 0 };
 	int		 fmts[6] = { 0, 0, 0, 0, 0, 1 };	/* data: bytes */
-	char		 name_s[16];
 	PGresult	*r;
 	int64_t		 have;
 	long		 n;
@@ -732,8 +835,9 @@ pg_transcript_append(uid_t uid, const char *name, const char *path,
 		goto out;
 	}
 	lens[5] = (int)len;
-	snprintf(name_s, sizeof name_s, "hp%d", (int)PS_TX_ADD);
-	r = PQexecPrepared(pg_conn, name_s, 6, v, lens, fmts, 0);
+	if ((r = pg_exec_prepared(PS_TX_ADD, 6, v, lens, fmts, 0,
+	    "saving a transcript")) == NULL)
+		goto out;
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		pg_err("saving a transcript", PQresultErrorMessage(r));
 		PQclear(r);
@@ -759,7 +863,7 @@ static int
 pg_transcript_load(uid_t uid, const char *name, store_transcript_cb cb,
     void *arg)
 {
-	char		 u[PG_NUM_MAX], name_s[16];
+	char		 u[PG_NUM_MAX];
 	const char	*v[2] = { u, name };
 	PGresult	*r;
 	uint64_t	 pos;
@@ -768,9 +872,10 @@ pg_transcript_load(uid_t uid, const char *name, store_transcript_cb cb,
 	if (pg_ready() == -1)
 		return -1;
 	snprintf(u, sizeof u, "%lu", (unsigned long)uid);
-	snprintf(name_s, sizeof name_s, "hp%d", (int)PS_TX_LOAD);
 	/* Binary results: the data as it was, no escaping. */
-	r = PQexecPrepared(pg_conn, name_s, 2, v, NULL, NULL, 1);
+	if ((r = pg_exec_prepared(PS_TX_LOAD, 2, v, NULL, NULL, 1,
+	    "reading a transcript")) == NULL)
+		return -1;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		pg_err("reading a transcript", PQresultErrorMessage(r));
 		PQclear(r);

@@ -41,6 +41,13 @@ def _die_with_us():
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _signal(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass        # it exited meanwhile
+
+
 class Unavailable(Exception):
     """PostgreSQL cannot run here (not installed, cannot start): a test
     skips with this message."""
@@ -174,19 +181,28 @@ class Postgres:
         out = r.stdout.decode(errors="replace")
         return [l.split("\t") for l in out.splitlines() if l != ""]
 
+    def _server_pids(self):
+        """The postmaster first, then its children (each backend makes its
+        own session: a process group signal would miss them)."""
+        return [self.proc.pid] + hplib.children_of(self.proc.pid)
+
     def pause(self):
-        """SIGSTOP: the store stops answering (connections stay)."""
-        os.kill(self.proc.pid, signal.SIGSTOP)
+        """SIGSTOP to the server and its backends: the store stops
+        answering, its connections stay open.  The postmaster first: it
+        forks no backend while the others are stopped."""
+        for p in self._server_pids():
+            _signal(p, signal.SIGSTOP)
 
     def resume(self):
-        os.kill(self.proc.pid, signal.SIGCONT)
+        for p in reversed(self._server_pids()):
+            _signal(p, signal.SIGCONT)
 
     def stop(self):
         """Fast shutdown (SIGINT), then the temp dir goes."""
         if self.proc is not None:
             if self.proc.poll() is None:
                 try:
-                    os.kill(self.proc.pid, signal.SIGCONT)
+                    self.resume()
                     self.proc.send_signal(signal.SIGINT)
                     self.proc.wait(READY_TIMEOUT_S * hplib.time_scale())
                 except subprocess.TimeoutExpired:

@@ -4,7 +4,7 @@ the test's own (hppg.py), hotplexd with tests/fake-claude.
 
 One host: the schema is made once from an empty database, rows, a turn's
 end committed before its done line, the audit, a restart that resumes,
-a database of a newer schema left alone.  Two hosts (two hotplexd with
+a database of a newer schema left alone, the server paused and back.  Two hosts (two hotplexd with
 their own host_id, socket and state_dir, one database, one workdir root):
 a session another host serves is refused; a host whose lease was taken
 while a turn ran cannot write its end (fenced) and stops serving the
@@ -164,6 +164,46 @@ def test_one_host(pg):
         t.eq(pg.sql(db, "SELECT version FROM schema_version"), [["99"]],
              "... and leaves it as it was")
         d.cleanup()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_store_paused(pg):
+    """The server stops answering (SIGSTOP): a turn still ends, without
+    its commit, after the store's timeout; a new session is refused with
+    store_unavailable; once the server answers again the host reconnects
+    and the next turn's end is stored with every turn counted."""
+    db = "down"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root) as d:
+            c = d.client()
+            e1 = c.execute("d1", "stream:1", workdir=os.path.join(root, "d1"))
+            t.eq(e1[-1]["type"], "done", "a turn with the store up")
+            pg.pause()
+            try:
+                e2 = c.execute("d1", "stream:1")
+                t.ok(e2 and e2[-1]["type"] == "done" and
+                     hplib.terminal_count(e2) == 1,
+                     "store paused: the turn still ends, once", e2[-1:])
+                t.ok(log_has(d, "no answer from"),
+                     "... and the log says the store did not answer",
+                     d.logtail(5))
+                n = c.execute("d2", "stream:1",
+                              workdir=os.path.join(root, "d2"))
+                t.ok(n and n[-1]["type"] == "error" and
+                     n[-1]["data"]["code"] == "store_unavailable",
+                     "a new session is refused: store_unavailable", n[-1:])
+            finally:
+                pg.resume()
+            wait_for(lambda: log_has(d, "connected again"),
+                     hplib.REPLY_TIMEOUT_S, "the store to be reached again")
+            e3 = c.execute("d1", "stream:1")
+            r = row(pg, db, "d1")
+            t.ok(e3[-1]["type"] == "done" and r["turns"] == 3,
+                 "the store back: the next turn's end has all 3 turns",
+                 (e3[-1], r))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -359,6 +399,7 @@ def main():
         t.done()
     try:
         test_one_host(pg)
+        test_store_paused(pg)
         test_fencing(pg)
         test_paused(pg)
         test_expiry(pg)
