@@ -29,7 +29,9 @@ PG_USER = "postgres"         # Debian's package makes this system user
 READY_TIMEOUT_S = 60.0       # initdb, then the server's first start
 READY_LINE = "database system is ready to accept connections"
 PORT = 5432                  # only names the socket file: no TCP
-DIR_MODE = 0o700             # the cluster and its socket are private
+DIR_MODE = 0o711             # the socket is reached through it (hotplexd's
+                             # master runs as daemon_user); the cluster's
+                             # own data/ is 0700
 PR_SET_PDEATHSIG = 1
 
 # Loaded before any fork: the child, no longer root, may not read the
