@@ -1,7 +1,8 @@
 /*
  * hotplexd: the master.  One libevent loop; clients on a Unix socket
- * (server.c, server-client.c), sessions (session.c), the pre-forked worker
- * pool (pool.c).
+ * (server.c, server-client.c), sessions (session.c; their ops in
+ * session-ops.c, their workers' messages in session-worker.c, their
+ * fan-out in relay.c), the pre-forked worker pool (pool.c).
  */
 #ifndef HP_HOTPLEXD_H
 #define HP_HOTPLEXD_H
@@ -362,7 +363,7 @@ void	 audit_firewall(struct session *, const char *prompt,
 void	 audit_session_free(struct session *);
 void	 audit_op(struct client *, const char *req, const cJSON *);
 
-/* session.c */
+/* session.c, session-ops.c (session_op_*), session-worker.c, relay.c */
 struct session *session_new(const char *name, uid_t uid, const char *workdir,
 	    const cJSON *options);
 struct session *session_find(const char *name, uid_t uid);

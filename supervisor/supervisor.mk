@@ -1,7 +1,8 @@
 # supervisor/: hotplexd
 HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/server-client.c supervisor/request.c \
-		  supervisor/session.c supervisor/pool.c \
+		  supervisor/session.c supervisor/session-ops.c \
+		  supervisor/session-worker.c supervisor/relay.c supervisor/pool.c \
 		  supervisor/state.c supervisor/store-sqlite.c supervisor/audit.c \
 		  supervisor/budget.c supervisor/ratelimit.c \
 		  supervisor/screen.c supervisor/ring.c supervisor/metrics.c \

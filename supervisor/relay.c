@@ -1,0 +1,225 @@
+/*
+ * The relay of a session's events: the seq, the line prefix of the turn,
+ * the ring of recent lines, and the followers an attach adds.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "supervisor/hotplexd.h"
+#include "supervisor/session.h"
+
+#define SESSION_SEQ_MAX		24	/* digits of a seq and its comma */
+
+/* tail is an object's text after its '{': `"type":..,"data":{..}}`. */
+void
+session_emit_tail(struct session *s, const char *tail, size_t len)
+{
+	struct ring_entry	*e;
+	char			*line;
+	size_t			 n, i;
+
+	if (s->cur.prefix == NULL)
+		return;
+	s->seq++;
+	/*
+	 * One line, built once, in the ring entry that keeps it: for the
+	 * turn's client, the followers and attach.
+	 */
+	e = ring_entry_new(s->cur.prefix_len + SESSION_SEQ_MAX + len + 1);
+	line = e->line;
+	memcpy(line, s->cur.prefix, s->cur.prefix_len);
+	n = s->cur.prefix_len + (size_t)snprintf(line + s->cur.prefix_len,
+	    SESSION_SEQ_MAX, "%llu,", (unsigned long long)s->seq);
+	memcpy(line + n, tail, len);
+	n += len;
+	line[n++] = '\n';
+	if (s->exec.c != NULL)
+		server_client_write(s->exec.c, line, n);
+	for (i = 0; i < s->nfollowers; i++)
+		if (s->followers[i] != s->exec.c)
+			server_client_write(s->followers[i], line, n);
+	e->seq = s->seq;
+	e->len = n;
+	ring_push(&s->ring, e);
+}
+
+/* Emits {type, data}; data consumed. */
+void
+session_emit(struct session *s, const char *type, cJSON *data)
+{
+	cJSON	*o = cJSON_CreateObject();
+	char	*t;
+
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddItemToObject(o, "data", data);
+	t = json_print(o);
+	session_emit_tail(s, t + 1, strlen(t + 1));
+	cJSON_free(t);
+	cJSON_Delete(o);
+}
+
+/*
+ * An event of the daemon's own for the session's turn and followers
+ * (ratelimit.c); data consumed.  A rate_limit one counts as the CLI's do.
+ */
+void
+session_event(struct session *s, const char *type, cJSON *data)
+{
+	cJSON	*o = cJSON_CreateObject();
+	char	*t;
+
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddItemToObject(o, "data", data);
+	t = json_print(o);
+	session_rate_limit_seen(s, t + 1, strlen(t + 1));
+	session_emit_tail(s, t + 1, strlen(t + 1));
+	cJSON_free(t);
+	cJSON_Delete(o);
+}
+
+/* The execute's prefix: {"id":..,"session":..,"seq": */
+void
+session_prefix(struct session *s, const char *req)
+{
+	cJSON	*pre = cJSON_CreateObject();
+	char	*ps;
+
+	cJSON_AddStringToObject(pre, "id", req);
+	cJSON_AddStringToObject(pre, "session", s->name);
+	ps = json_print(pre);
+	cJSON_Delete(pre);
+	ps[strlen(ps) - 1] = '\0';
+	free(s->cur.prefix);
+	s->cur.prefix_len = (size_t)xasprintf(&s->cur.prefix, "%s,\"seq\":", ps);
+	cJSON_free(ps);
+}
+
+int
+session_follower_remove(struct session *s, struct client *c)
+{
+	size_t	i;
+
+	for (i = 0; i < s->nfollowers; i++) {
+		if (s->followers[i] == c) {
+			s->followers[i] = s->followers[--s->nfollowers];
+			c->refs--;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+session_replay_one(void *arg, const struct ring_entry *e)
+{
+	server_client_write(arg, e->line, e->len);
+}
+
+/*
+ * attach: the lines the ring still holds after since_seq (the reply says
+ * which were lost), then every new line of the session, until detach.
+ */
+void
+session_op_attach(struct client *c, const char *req, const cJSON *r)
+{
+	const cJSON	*since = cJSON_GetObjectItemCaseSensitive(r, "since_seq");
+	struct session	*s;
+	uint64_t	 from = 0;
+	cJSON		*d;
+	size_t		 i;
+
+	if (since != NULL && (!cJSON_IsNumber(since) || since->valuedouble < 0)) {
+		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
+		    "\"since_seq\" must be a number >= 0");
+		return;
+	}
+	if (since != NULL)
+		from = (uint64_t)since->valuedouble;
+	if ((s = session_lookup_served(c, req, r)) == NULL)
+		return;
+	if (s->frozen) {	/* a follower finds it running */
+		session_thaw(s);
+		session_freeze_arm(s);
+	}
+	for (i = 0; i < s->nfollowers && s->followers[i] != c; i++)
+		;
+	if (i == s->nfollowers && s->nfollowers == SESSION_FOLLOWERS_MAX) {
+		server_client_error(c, req, s->name, ERR_CAPACITY,
+		    "session \"%s\" has %d clients attached", s->name,
+		    SESSION_FOLLOWERS_MAX);
+		return;
+	}
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "session", s->name);
+	cJSON_AddNumberToObject(d, "seq", (double)s->seq);
+	cJSON_AddStringToObject(d, "state", proto_state_name(s->state));
+	if (s->state == SESSION_ENDED) {
+		/* Its lines went with its ring: the stats and the end. */
+		cJSON_AddBoolToObject(d, "ended", 1);
+		cJSON_AddItemToObject(d, "stats", session_stats_json(s));
+		server_client_ok(c, req, d);
+		return;
+	}
+	if (from < s->ring.dropped_to && from < s->seq) {
+		/* Lines from+1 .. dropped_to are gone. */
+		cJSON *lost = cJSON_AddArrayToObject(d, "lost");
+
+		cJSON_AddItemToArray(lost, cJSON_CreateNumber((double)from + 1));
+		cJSON_AddItemToArray(lost,
+		    cJSON_CreateNumber((double)s->ring.dropped_to));
+	}
+	server_client_ok(c, req, d);
+	ring_each(&s->ring, from, session_replay_one, c);
+	if (i == s->nfollowers) {
+		s->followers[s->nfollowers++] = c;
+		c->refs++;
+	}
+}
+
+void
+session_op_detach(struct client *c, const char *req, const cJSON *r)
+{
+	struct session	*s;
+
+	if ((s = session_lookup(c, req, r)) == NULL)
+		return;
+	session_follower_remove(s, c);
+	server_client_ok(c, req, NULL);
+}
+
+/* Pauses (or resumes) reading the workers whose turn goes to c. */
+void
+session_client_stalled(struct client *c, int stalled)
+{
+	struct session	*s;
+
+	/*
+	 * Pausing touches only its own turns' workers: none, no walk.  A
+	 * resume walks, as a turn may have ended while its worker was paused.
+	 */
+	if (stalled && c->refs == 0)
+		return;
+	TAILQ_FOREACH(s, &hp.sessions, entry) {
+		if (s->worker == NULL || s->worker->bev == NULL ||
+		    (stalled && s->exec.c != c))
+			continue;
+		if (stalled && !s->worker->paused) {
+			s->worker->paused = 1;
+			bufferevent_disable(s->worker->bev, EV_READ);
+			log_info("session %s: client does not read; pausing its "
+			    "worker", s->name);
+		} else if (!stalled && s->worker->paused && !s->worker->closed &&
+		    (s->exec.c == c || s->exec.c == NULL)) {
+			s->worker->paused = 0;
+			bufferevent_enable(s->worker->bev, EV_READ);
+		}
+	}
+}
