@@ -55,8 +55,8 @@ CLEAN_EXTRA	=
 all: binaries
 
 include common/common.mk
-include policy/policy.mk
-include policy/sandbox.mk
+include policy/firewall/firewall.mk
+include policy/sandbox/sandbox.mk
 include worker/worker.mk
 include supervisor/supervisor.mk
 include client/client.mk
@@ -129,7 +129,7 @@ install: binaries
 		$(DESTDIR)$(SYSCONFDIR)/init.d/hotplexd
 	install -m 644 $(B)/init/hotplexd.service \
 		$(DESTDIR)$(UNITDIR)/hotplexd.service
-	install -m 644 policy/seccomp.profile \
+	install -m 644 policy/sandbox/seccomp.profile \
 		$(DESTDIR)$(DATADIR)/hotplex/seccomp.profile
 	$(MAKE) --no-print-directory install-man install-policy
 	test -e $(DESTDIR)$(SYSCONFDIR)/hotplex/hotplexd.conf || \

@@ -24,7 +24,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/xmalloc.h"
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/store.h"
 

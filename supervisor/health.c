@@ -17,7 +17,7 @@
 #include "common/util.h"
 #include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 #include "supervisor/gateway.h"
 #include "supervisor/screen.h"
 

@@ -17,8 +17,8 @@
 
 #include "common/ident.h"
 #include "common/log.h"
-#include "policy/policy.h"
-#include "policy/sandbox.h"
+#include "policy/firewall/firewall.h"
+#include "policy/sandbox/sandbox.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/screen.h"
 

@@ -19,7 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/screen.h"
 

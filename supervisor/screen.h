@@ -1,5 +1,5 @@
 /*
- * Prompt screening in the master: the firewall policy (policy/), the
+ * Prompt screening in the master: the firewall policy (policy/firewall/), the
  * built-in rules plus those of firewall_rules, compiled once and checked
  * against every execute's prompt, with an audit line for every block; the
  * same rule texts go to every new session's worker for its tool calls.

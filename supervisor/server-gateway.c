@@ -32,7 +32,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 #include "supervisor/gateway.h"
 #include "supervisor/hotplexd.h"
 

@@ -17,7 +17,7 @@
 #include "common/mcp.h"
 #include "common/msg.h"
 #include "common/xmalloc.h"
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 #include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/store.h"

@@ -17,7 +17,7 @@
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/xmalloc.h"
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/store.h"
 #include "supervisor/screen.h"

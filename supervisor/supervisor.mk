@@ -18,7 +18,7 @@ HOTPLEXD_SRCS	+= supervisor/store.c supervisor/store-pg.c supervisor/lease.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplexd
 
-$(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libpolicy.a $(B)/libsandbox.a \
+$(B)/hotplexd: $(HOTPLEXD_OBJS) $(B)/libfirewall.a $(B)/libsandbox.a \
 		$(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_SSL) $(LDLIBS_ONIG) \
 		$(LDLIBS_CJSON) $(LDLIBS_SECCOMP) $(LDLIBS_SQLITE) \

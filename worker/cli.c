@@ -24,7 +24,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 #include "worker/worker.h"
 
 #define CLI_EOF_GRACE_MS	1000	/* stdout EOF after exit, at most */

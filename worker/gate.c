@@ -16,7 +16,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/xmalloc.h"
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 #include "worker/worker.h"
 
 struct gate {

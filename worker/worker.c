@@ -34,7 +34,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 #include "worker/bridge.h"
 #include "worker/worker.h"
 

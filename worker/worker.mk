@@ -5,7 +5,7 @@ WORKER_SRCS	= worker/worker.c worker/cli.c worker/workdir.c worker/bridge.c \
 WORKER_OBJS	= $(WORKER_SRCS:%.c=$(B)/%.o)
 BINS		+= $(B)/hotplex-worker
 
-$(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libpolicy.a $(B)/libsandbox.a \
+$(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libfirewall.a $(B)/libsandbox.a \
 		$(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_ONIG) $(LDLIBS_CJSON) \
 		$(LDLIBS_SECCOMP)

@@ -19,7 +19,7 @@
 
 #include <oniguruma.h>
 
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 
 #define BENCH_MAX_TEXT		(4 * 1024 * 1024)
 #define BENCH_MAX_RULES		POLICY_MAX_RULES

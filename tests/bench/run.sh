@@ -10,14 +10,14 @@ python3 tests/bench/bench_gateway.py || exit 1
 echo
 echo "== firewall: throughput and latency on benign text, default rules"
 # Look-alike prompts (the hardest benign text), C source, English prose.
-"$B/firewall-bench" policy/rules tests/data/firewall/benign.txt \
-    policy/firewall.c README.md || exit 1
+"$B/firewall-bench" policy/firewall/rules tests/data/firewall/benign.txt \
+    policy/firewall/firewall.c README.md || exit 1
 echo
 echo "== firewall: detection and false alarms on the labelled corpus"
 # Tuning and held-out parts, per target and category; a report only.
 "$B/test_firewall_corpus" -r -T tests/data/firewall/tune.tsv \
     -H tests/data/firewall/heldout.tsv tests/data/firewall/dangerous.txt \
-    tests/data/firewall/benign.txt policy/rules || exit 1
+    tests/data/firewall/benign.txt policy/firewall/rules || exit 1
 echo
 echo "== scale: 100, 1,000 and 2,000 sessions with tests/fake-claude"
 # BENCH_SCALE="100 1000" chooses; each N is reported, never failed.

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 
-#define FUZZ_RULES_DIR	"policy/rules"	/* or $FUZZ_RULES_DIR */
+#define FUZZ_RULES_DIR	"policy/firewall/rules"	/* or $FUZZ_RULES_DIR */
 #define FUZZ_NTARGETS	3
 
 int	LLVMFuzzerInitialize(int *, char ***);

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 
 #define FUZZ_RULES_RETRY	1000	/* keeps hostile patterns quick */
 

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 
 /* Sanitizer builds keep clone and ptrace for LeakSanitizer (seccomp.c). */
 #if defined(__SANITIZE_ADDRESS__)

@@ -1,5 +1,6 @@
 #!/bin/sh
-# TAP suite of the CLI sandbox (policy/sandbox.c, landlock.c, seccomp.c).
+# TAP suite of the CLI sandbox (policy/sandbox/: sandbox.c, landlock.c,
+# seccomp.c).
 #
 #  1. try-escape under sandbox-run as an unprivileged test user (root only:
 #     the user is created with useradd if missing), the configuration
@@ -17,7 +18,7 @@
 set -u
 : "${B:=build}"
 BIN=$B/tests/sandbox
-PROFILE=$(pwd)/policy/seccomp.profile
+PROFILE=$(pwd)/policy/sandbox/seccomp.profile
 TEST_USER=hotplex-sbx
 NPROC=64		# RLIMIT_NPROC of the user pass (fork bomb bound)
 NOFILE=256

@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 
 #define RUN_PATHS_MAX	16	/* -r and -W each */
 #define RUN_ENV_MAX	16	/* -e */

@@ -49,7 +49,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 
 #define TE_PATH_MAX	4096
 #define TE_BOMB_MAX	4096	/* forks the fork bomb gives up after */

@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "policy/normalize.h"
-#include "policy/policy.h"
-#include "policy/prefilter.h"
+#include "policy/firewall/normalize.h"
+#include "policy/firewall/firewall.h"
+#include "policy/firewall/prefilter.h"
 
 #define ERRLEN	512
 

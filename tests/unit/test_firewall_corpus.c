@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 
 #define CORPUS_MIN_DETECT	95.0	/* percent of dangerous blocked */
 #define CORPUS_MAX_FP		3.0	/* percent of benign blocked */

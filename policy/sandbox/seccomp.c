@@ -1,6 +1,6 @@
 /*
  * Seccomp filters through libseccomp: the CLI child's, from a profile
- * (policy/seccomp.profile, compiled into the binary at build time as
+ * (policy/sandbox/seccomp.profile, compiled into the binary at build time as
  * seccomp_builtin_profile; a file may replace it), and the worker's own,
  * built here.
  *
@@ -34,7 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 
 #define SECCOMP_PROFILE_MAX	(64 * 1024)	/* bytes in a profile */
 #define SECCOMP_TOKENS_MAX	8		/* syscall, action, 6 conds */
@@ -200,7 +200,10 @@ seccomp_cond(const char *s, struct scmp_arg_cmp *c)
 	return -1;
 }
 
-/* policy/seccomp.profile as a string ($(B)/policy/seccomp-builtin.c). */
+/*
+ * policy/sandbox/seccomp.profile as a string
+ * ($(B)/policy/sandbox/seccomp-builtin.c).
+ */
 extern const char seccomp_builtin_profile[];
 
 static int

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 
 static const struct {
 	int		 resource;

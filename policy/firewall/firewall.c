@@ -15,9 +15,9 @@
 #include <oniguruma.h>
 
 #include "common/xmalloc.h"
-#include "policy/normalize.h"
-#include "policy/policy.h"
-#include "policy/prefilter.h"
+#include "policy/firewall/normalize.h"
+#include "policy/firewall/firewall.h"
+#include "policy/firewall/prefilter.h"
 
 #define FW_MAX_FILE		(1024 * 1024)	/* bytes per rule file */
 #define FW_EXCERPT_BEFORE	(POLICY_MAX_EXCERPT / 4)

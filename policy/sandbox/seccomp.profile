@@ -1,5 +1,5 @@
 # seccomp profile of the Claude CLI child (hotplexd.conf "seccomp").
-# Syntax: policy/seccomp.c.  Everything not listed is allowed: the CLI
+# Syntax: policy/sandbox/seccomp.c.  Everything not listed is allowed: the CLI
 # (a Bun binary) and the tools it runs (shells, git, compilers) need most
 # of the system.  What is listed gives access to the kernel's attack
 # surface or ways out of the sandbox and is never needed by a coding agent.

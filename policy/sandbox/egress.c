@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "policy/sandbox.h"
+#include "policy/sandbox/sandbox.h"
 
 #ifndef LANDLOCK_RULE_NET_PORT
 #define LANDLOCK_RULE_NET_PORT		2

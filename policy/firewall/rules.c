@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/xmalloc.h"
-#include "policy/policy.h"
+#include "policy/firewall/firewall.h"
 
 #define RULES_WS	" \t"
 #define RULES_REACH_LINE "line"	/* after a reach: the hint's line only */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/xmalloc.h"
-#include "policy/normalize.h"
+#include "policy/firewall/normalize.h"
 
 #define NB_MIN_CAP	64	/* first allocation of a buffer */
 #define UTF8_MAX	4	/* bytes per encoded code point */

@@ -152,7 +152,7 @@ struct policy	*policy_load_texts(const struct policy_text *, size_t n,
 /* Reads a rule file (bounded); 0, or -1 with "path: why" in err. */
 int		 policy_read_file(const char *path, char **buf, size_t *len,
 		    char *err, size_t errlen);
-/* The default rules (the files of policy/rules), built into the binaries. */
+/* The default rules (the files of policy/firewall/rules), built into the binaries. */
 extern const struct policy_text	policy_builtin[];
 extern const size_t		policy_nbuiltin;
 void		 policy_free(struct policy *);

@@ -56,13 +56,13 @@ struct sandbox_conf {
 	rlim_t			 nproc;		/* per real uid, not per child */
 	rlim_t			 cpu;		/* seconds */
 	rlim_t			 fsize;		/* bytes */
-	enum sandbox_egress	 egress;	/* policy/egress.c */
+	enum sandbox_egress	 egress;	/* policy/sandbox/egress.c */
 	unsigned short		 egress_ports[SANDBOX_EGRESS_PORTS_MAX];
 						/* TCP connect only there;
 						   0 = unused */
 };
 
-/* The profile compiled into the binary (policy/seccomp.profile). */
+/* The profile compiled into the binary (policy/sandbox/seccomp.profile). */
 #define SANDBOX_SECCOMP_BUILTIN	"builtin"
 
 /* Longest message sandbox_child() and friends write into err. */
@@ -96,7 +96,7 @@ int	sandbox_seccomp_check(const char *path, char *err, size_t errlen);
 int	sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen);
 
 /*
- * Internal to policy/sandbox.c, landlock.c and seccomp.c.
+ * Internal to policy/sandbox/sandbox.c, landlock.c and seccomp.c.
  */
 int	landlock_prepare(const struct sandbox_conf *, int *rsfd, int *abi,
 	    char *err, size_t errlen);

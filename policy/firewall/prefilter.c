@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/xmalloc.h"
-#include "policy/prefilter.h"
+#include "policy/firewall/prefilter.h"
 
 #define PF_NOSTATE	UINT32_MAX
 #define PF_BYTES	256
