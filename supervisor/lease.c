@@ -47,6 +47,17 @@ struct lease_lost_entry {
 static TAILQ_HEAD(, lease_lost_entry) lease_lostq =
     TAILQ_HEAD_INITIALIZER(lease_lostq);
 
+/*
+ * The lease lease_adopt() took for a name no row has yet: the session made
+ * next under that name takes it over (no second round trip, and no other
+ * host can slip in between).  One at most: a request makes one session.
+ */
+static struct {
+	uid_t		 uid;
+	char		 name[PROTO_SESSION_MAX + 1];
+	int64_t		 fence;		/* 0: none */
+} lease_pending;
+
 static struct event	*lease_timer;
 static struct event	*lease_lost_ev;
 static uint64_t		 lease_gen;	/* renewals done */
@@ -73,6 +84,13 @@ lease_take(struct session *s, char *why, size_t whylen)
 
 	if (s->lease_fence != 0)
 		return 0;
+	if (lease_pending.fence != 0 && lease_pending.uid == s->uid &&
+	    strcmp(lease_pending.name, s->name) == 0) {
+		fence = lease_pending.fence;
+		lease_pending.fence = 0;
+		lease_got(s, fence);
+		return 0;
+	}
 	rc = store_lease_acquire(s->uid, s->name, &fence, holder,
 	    sizeof holder);
 	if (rc == 1) {
@@ -113,8 +131,17 @@ lease_adopt(uid_t uid, const char *name, struct session **sp, char *why,
 	}
 	/* Read after the take: the last owner's last write is in. */
 	if ((*sp = state_session_adopt(uid, name)) == NULL) {
-		/* No such session: a new one takes its lease when made. */
-		store_lease_release(uid, name, fence);
+		/*
+		 * No such session: the one made next takes this lease (left
+		 * unused, the next renewal gives it back).
+		 */
+		if (lease_pending.fence != 0)
+			store_lease_release(lease_pending.uid,
+			    lease_pending.name, lease_pending.fence);
+		lease_pending.uid = uid;
+		snprintf(lease_pending.name, sizeof lease_pending.name, "%s",
+		    name);
+		lease_pending.fence = fence;
 		return 0;
 	}
 	(*sp)->lease_fence = fence;
@@ -183,6 +210,9 @@ lease_renewed(void *arg, uid_t uid, const char *name, int64_t fence)
 		return;
 	}
 	/* An earlier run of this host took it, or we dropped it meanwhile. */
+	if (lease_pending.fence == fence && lease_pending.uid == uid &&
+	    strcmp(lease_pending.name, name) == 0)
+		lease_pending.fence = 0;
 	log_debug("session %s of uid %ld: lease %lld is not used here; given "
 	    "back", name, (long)uid, (long long)fence);
 	store_lease_release(uid, name, fence);

@@ -148,10 +148,15 @@ static const char *pg_sql[PS_N] = {
 	    "$2::text, $3::text, $4::text, $5::integer, $6::integer, $7::text, "
 	    "$8::text, $9::text, $10::bigint, $11::text, $12::bigint) ON "
 	    "CONFLICT (uid, name) DO NOTHING",
+	/*
+	 * With the lease; or, without one (0: given back when it ended), an
+	 * ended row this host wrote last.
+	 */
 	[PS_SESSION_DELETE] = "WITH l AS (SELECT 1 FROM leases WHERE uid = "
 	    "$1::bigint AND name = $2::text AND host_id = $3::text AND fence = "
 	    "$4::bigint FOR SHARE) DELETE FROM sessions WHERE uid = $1::bigint "
-	    "AND name = $2::text AND EXISTS (SELECT 1 FROM l)",
+	    "AND name = $2::text AND (EXISTS (SELECT 1 FROM l) OR ($4::bigint "
+	    "= 0 AND host_id = $3::text AND ended = 1))",
 	[PS_SESSIONS] = "SELECT " PG_SESSION_COLS " FROM sessions WHERE "
 	    "host_id = $1::text ORDER BY seq",
 	[PS_SESSION_GET] = "SELECT " PG_SESSION_COLS " FROM sessions WHERE "

@@ -250,6 +250,19 @@ def test_fencing(pg):
             t.ok(at["type"] == "error" and
                  at["data"]["code"] == "session_elsewhere",
                  "B: an attach too", at)
+            # One new session asked of both hosts at once: one serves it.
+            ra = ca.send("execute", session="c1", prompt="stream:1",
+                         workdir=os.path.join(root, "c1"))
+            rb = cb.send("execute", session="c1", prompt="stream:1",
+                         workdir=os.path.join(root, "c1"))
+            ea, eb2 = ca.events(ra), cb.events(rb)
+            ends = sorted([ea[-1]["type"] if ea[-1]["type"] == "done" else
+                           ea[-1]["data"]["code"],
+                           eb2[-1]["type"] if eb2[-1]["type"] == "done" else
+                           eb2[-1]["data"]["code"]])
+            t.eq(ends, ["done", "session_elsewhere"],
+                 "a new session on A and B at once: one runs it, the other "
+                 "answers session_elsewhere")
             fence_a = lease(pg, db, "f1")[1]
             rid = ca.send("execute", session="f1", prompt="tool:echo late")
             pr, _ = until(ca, rid, "permission_request")
