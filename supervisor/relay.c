@@ -51,6 +51,67 @@ session_emit_tail(struct session *s, const char *tail, size_t len)
 	ring_push(&s->ring, e);
 }
 
+/*
+ * A line of a turn the CLI began by itself (the worker's turn 0): to the
+ * followers and the ring only, marked "origin":"cli"; no client's turn
+ * takes it.  Its end (cli_turn, with the turn's stats) counts in the
+ * session's statistics.
+ */
+void
+session_emit_own(struct session *s, const char *tail, size_t len)
+{
+	static const char	 ct[] = "\"type\":\"cli_turn\"";
+	struct ring_entry	*e;
+	struct stats		 st;
+	cJSON			*pre, *o;
+	const cJSON		*d;
+	char			*ps, *text;
+	size_t			 n, i;
+
+	pre = cJSON_CreateObject();
+	cJSON_AddNullToObject(pre, "id");
+	cJSON_AddStringToObject(pre, "session", s->name);
+	cJSON_AddStringToObject(pre, "origin", "cli");
+	ps = json_print(pre);
+	cJSON_Delete(pre);
+	ps[strlen(ps) - 1] = '\0';
+	s->seq++;
+	n = strlen(ps);
+	e = ring_entry_new(n + sizeof ",\"seq\":" + SESSION_SEQ_MAX + len + 1);
+	memcpy(e->line, ps, n);
+	n += (size_t)snprintf(e->line + n, sizeof ",\"seq\":" + SESSION_SEQ_MAX,
+	    ",\"seq\":%llu,", (unsigned long long)s->seq);
+	cJSON_free(ps);
+	memcpy(e->line + n, tail, len);
+	n += len;
+	e->line[n++] = '\n';
+	for (i = 0; i < s->nfollowers; i++)
+		server_client_write(s->followers[i], e->line, n);
+	e->seq = s->seq;
+	e->len = n;
+	ring_push(&s->ring, e);
+
+	if (len < sizeof ct - 1 || memcmp(tail, ct, sizeof ct - 1) != 0)
+		return;
+	text = xmalloc(len + 2);
+	text[0] = '{';
+	memcpy(text + 1, tail, len);
+	text[len + 1] = '\0';
+	o = cJSON_Parse(text);
+	free(text);
+	d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o,
+	    "data"), "stats");
+	stats_init(&st);
+	if (cJSON_IsObject(d) && stats_from_json(&st, d) == 0) {
+		log_info("session %s: the CLI's own turn ended ($%.4f)",
+		    s->name, st.cost_usd);
+		stats_add(&s->total, &st);
+		state_session_save(s);
+	}
+	stats_clear(&st);
+	cJSON_Delete(o);
+}
+
 /* Emits {type, data}; data consumed. */
 void
 session_emit(struct session *s, const char *type, cJSON *data)

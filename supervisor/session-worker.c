@@ -379,6 +379,10 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			pool_worker_kill(wk, "forged event");
 			return;
 		}
+		if (m->hdr.turn == 0) {		/* the CLI's own turn */
+			session_emit_own(s, m->data, m->hdr.len);
+			return;
+		}
 		if (m->hdr.turn == s->turn && s->state == SESSION_BUSY) {
 			s->cur.events++;
 			session_emit_tail(s, m->data, m->hdr.len);

@@ -55,6 +55,7 @@ void		 session_turnq_run(evutil_socket_t, short, void *);
 cJSON		*session_open_msg(struct session *, int probe);
 
 /* relay.c: seq, prefix, ring, followers */
+void		 session_emit_own(struct session *, const char *tail, size_t len);
 void		 session_emit_tail(struct session *, const char *tail,
 		    size_t len);
 void		 session_emit(struct session *, const char *type, cJSON *data);

@@ -385,12 +385,24 @@ static void
 worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 {
 	struct msg_turn_end	te;
+	cJSON			*d;
 
 	/*
 	 * The end of the CLI's own turn (result.origin): never a client's.
 	 * A client's turn that waited for it goes to the CLI now.
 	 */
 	if (t->origin != NULL || (w.cli_own && w.held != NULL)) {
+		/* Its end, with its stats, to the followers (turn 0). */
+		d = cJSON_CreateObject();
+		if (t->origin != NULL)
+			cJSON_AddItemToObject(d, "origin",
+			    cJSON_Duplicate(t->origin, 1));
+		if (t->result != NULL)
+			cJSON_AddStringToObject(d, "result", t->result);
+		cJSON_AddBoolToObject(d, "is_error", t->is_error);
+		cJSON_AddItemToObject(d, "stats", stats_to_json(t->stats));
+		w.cli_own = 1;
+		worker_bridge_event(NULL, "cli_turn", d);
 		w.cli_own = 0;
 		log_debug("the CLI's own turn ended");
 		if (w.held != NULL)

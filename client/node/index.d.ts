@@ -25,6 +25,8 @@ export declare class Event {
   readonly seq?: number;
   readonly id: string | null;
   readonly session?: string;
+  /** "cli" for a line of a turn the CLI started by itself (attach). */
+  readonly origin: string | null;
   readonly raw: { [key: string]: unknown };
 }
 

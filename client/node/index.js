@@ -37,6 +37,8 @@ export class Event {
     this.seq = line.seq;
     this.id = line.id;
     this.session = line.session;
+    // 'cli' for a line of a turn the CLI started by itself (attach only).
+    this.origin = line.origin ?? null;
     this.raw = line;
   }
 }

@@ -205,6 +205,9 @@ def own_turn(d, mock):
     t.ok(e[-1]["type"] == "done" and "running in background" in
          (e[-1]["data"]["result"] or ""),
          "real CLI: a turn that leaves a task in the background", e[-1])
+    # A follower sees the CLI's own turn.
+    fo = d.client()
+    fo.request("attach", session="bg", since_seq=e[-1]["seq"])
     # The CLI's own turn has begun when the mock sees its request.
     wait_for(lambda: any(q.get("directives") == ["slow"]
                          for q in mock.requests()), 60,
@@ -219,6 +222,26 @@ def own_turn(d, mock):
     with open(d.log) as f:
         t.ok("waits for the CLI's own turn" in f.read(),
              "... it waited for the CLI's own turn to end")
+    own = []          # the follower's lines of the CLI's own turn
+    while True:
+        o = fo.line()
+        if o is None:
+            break
+        if o.get("origin") == "cli":
+            own.append(o)
+        if o["type"] == "cli_turn":
+            break
+    t.ok(own and own[-1]["type"] == "cli_turn" and
+         all(o.get("origin") == "cli" and o["id"] is None for o in own) and
+         own[-1]["data"]["origin"]["kind"] == "task-notification" and
+         "Noted" in (own[-1]["data"].get("result") or "") and
+         any(o["type"] == "answer" for o in own),
+         "real CLI: the followers get the CLI's own turn, marked origin "
+         "cli, ending with cli_turn {origin, result, stats}",
+         [(o["type"], o.get("origin")) for o in own][-5:])
+    st = c.request("stats", session="bg")["data"]
+    t.eq(st["turns"], 3, "its turn counts in the session's stats (two "
+         "executes and the CLI's own)")
     e = c.execute("bg", "Say bye.")
     t.eq(e[-1]["data"].get("result"), "Mock answer to: Say bye.",
          "real CLI: the next turn is in step")

@@ -34,10 +34,11 @@ class ConnectionLost(HotplexError):
 
 
 class Event:
-    """One line of a turn: .type, .data, .seq, .id, .session; .raw is
-    the decoded line."""
+    """One line of a turn: .type, .data, .seq, .id, .session; .origin is
+    "cli" for a line of a turn the CLI started by itself (attach only),
+    else None; .raw is the decoded line."""
 
-    __slots__ = ("type", "data", "seq", "id", "session", "raw")
+    __slots__ = ("type", "data", "seq", "id", "session", "origin", "raw")
 
     def __init__(self, line):
         self.raw = line
@@ -46,6 +47,7 @@ class Event:
         self.seq = line.get("seq")
         self.id = line.get("id")
         self.session = line.get("session")
+        self.origin = line.get("origin")
 
     def __repr__(self):
         return "Event(type=%r, seq=%r, data=%r)" % (self.type, self.seq,
