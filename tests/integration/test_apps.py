@@ -556,6 +556,13 @@ def api_call(c, sess, body):
 BIG = {"usage": {"input_tokens": 10, "output_tokens": 100000}}
 
 
+def recorded(c, sess, n):
+    """Waits until the master has the gateway's record of n API calls of
+    sess: the client's answer and the record race."""
+    wait_for(lambda: c.request("stats", session=sess)["data"]["gateway"][
+        "requests"] >= n, 30, "the gateway's record")
+
+
 def stalled_turn(c, sess, **options):
     """A turn that runs until interrupted (the fake CLI stalls), once its
     session_start is read: the turn is on the CLI."""
@@ -586,6 +593,7 @@ def test_budget_stops_turn(up):
         # under the budget: the turn goes on
         rid = stalled_turn(c, "bs2", max_budget_usd=10)
         api_call(c, "bs2", BIG)
+        recorded(c, "bs2", 1)
         c.request("interrupt", session="bs2")
         evs = c.events(rid)
         t.ok(evs[-1]["type"] == "done" and terminal_count(evs) == 1,
@@ -595,6 +603,7 @@ def test_budget_stops_turn(up):
         c = d.client()
         rid = stalled_turn(c, "u1")
         api_call(c, "u1", BIG)
+        recorded(c, "u1", 1)
         c.request("interrupt", session="u1")
         t.eq(c.events(rid)[-1]["type"], "done", "uid_budget_usd: $2.50 of "
              "$4 is under it")
