@@ -94,6 +94,10 @@ struct worker {
 	struct session		*session;	/* NULL while spare */
 	int			 paused;	/* not read: its client is slow */
 	uint64_t		 started_ms;
+	TAILQ_ENTRY(worker)	 stop_entry;	/* pool.c's stop queue */
+	int			 stop_queued;	/* to be told when a slot frees */
+	int			 stop_sent;	/* told to stop, not yet gone */
+	uint32_t		 stop_turn;
 };
 TAILQ_HEAD(workers, worker);
 
@@ -430,6 +434,7 @@ void	 pool_kill_all(void);
 void	 pool_kill_hard(void);
 void	 pool_worker_kill(struct worker *, const char *why);
 void	 pool_worker_bulk(struct worker *);
+void	 pool_worker_stop(struct worker *, uint32_t turn);
 int	 pool_count(void);
 int	 pool_spares(void);
 int	 pool_ready_spares(void);

@@ -51,6 +51,7 @@ static void	pool_reap_fire(evutil_socket_t, short, void *);
 #define POOL_HELLO_TIMEOUT_S	10	/* a worker must say hello by then */
 #define POOL_REAP_BATCH		16	/* exits per bulk callback */
 #define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
+#define POOL_STOP_PARALLEL	32	/* workers stopping at once */
 #define POOL_HASH_SIZE		4096	/* pid buckets; a power of two */
 
 LIST_HEAD(pool_bucket, worker);
@@ -58,6 +59,8 @@ LIST_HEAD(pool_bucket, worker);
 static struct {
 	struct pool_bucket	 bypid[POOL_HASH_SIZE];	/* by pid */
 	struct workers		 spares;	/* ready, no session */
+	struct workers		 stopq;		/* to stop when a slot frees */
+	int			 nstopping;	/* told to stop, not yet gone */
 	int			 nworkers;
 	int			 nspares;
 	int			 nstarting;	/* spawned, no hello yet */
@@ -194,6 +197,57 @@ pool_worker_bulk(struct worker *wk)
 		(void)bufferevent_priority_set(wk->bev, HP_PRIO_BULK);
 }
 
+static void
+pool_stop_send(struct worker *wk, uint32_t turn)
+{
+	wk->stop_sent = 1;
+	pool.nstopping++;
+	pool_send(wk, MSG_STOP, turn, NULL);
+}
+
+static void
+pool_stop_unqueue(struct worker *wk)
+{
+	if (!wk->stop_queued)
+		return;
+	TAILQ_REMOVE(&pool.stopq, wk, stop_entry);
+	wk->stop_queued = 0;
+}
+
+/*
+ * At most POOL_STOP_PARALLEL workers are told to stop at a time: a wave of
+ * stops (a burst of stop ops, sessions idle together) does not have a
+ * thousand workers and CLIs exit at once, taking the CPU from the live
+ * sessions' turns.  Shutting down, every one is told at once.
+ */
+void
+pool_worker_stop(struct worker *wk, uint32_t turn)
+{
+	pool_worker_bulk(wk);
+	if (wk->stop_sent || wk->stop_queued || wk->dead || wk->killed)
+		return;
+	if (!hp.shutting_down && pool.nstopping >= POOL_STOP_PARALLEL) {
+		wk->stop_queued = 1;
+		wk->stop_turn = turn;
+		TAILQ_INSERT_TAIL(&pool.stopq, wk, stop_entry);
+		return;
+	}
+	pool_stop_send(wk, turn);
+}
+
+/* A stopping worker went (or the daemon is shutting down): the next. */
+static void
+pool_stop_next(void)
+{
+	struct worker	*wk;
+
+	while ((hp.shutting_down || pool.nstopping < POOL_STOP_PARALLEL) &&
+	    (wk = TAILQ_FIRST(&pool.stopq)) != NULL) {
+		pool_stop_unqueue(wk);
+		pool_stop_send(wk, wk->stop_turn);
+	}
+}
+
 /* Kill a worker; its death is handled when we reap it. */
 void
 pool_worker_kill(struct worker *wk, const char *why)
@@ -204,6 +258,7 @@ pool_worker_kill(struct worker *wk, const char *why)
 	wk->closed = 1;
 	wk->killed = 1;
 	pool_unspare(wk);
+	pool_stop_unqueue(wk);
 	if (wk->bev != NULL)
 		bufferevent_disable(wk->bev, EV_READ | EV_WRITE);
 	pool_worker_bulk(wk);
@@ -383,6 +438,7 @@ pool_init(void)
 	for (i = 0; i < POOL_HASH_SIZE; i++)
 		LIST_INIT(&pool.bypid[i]);
 	TAILQ_INIT(&pool.spares);
+	TAILQ_INIT(&pool.stopq);
 	pool.reap_ev = event_new(hp.base, spawner_exits_fd(), EV_READ |
 	    EV_PERSIST, pool_reap_fire, NULL);
 	event_add(pool.reap_ev, NULL);
@@ -499,7 +555,6 @@ pool_send_transcript(struct worker *wk, uint32_t turn,
 	msg_transcript_compose(bufferevent_get_output(wk->bev), turn, t);
 }
 
-#define POOL_REAP_BATCH		16	/* exits per bulk callback */
 /* Reaped and its channel read to the end: forget the worker. */
 static void
 pool_worker_finish(struct worker *wk)
@@ -509,6 +564,9 @@ pool_worker_finish(struct worker *wk)
 
 	wk->dead = 1;
 	pool_unspare(wk);
+	pool_stop_unqueue(wk);
+	if (wk->stop_sent)
+		pool.nstopping--;
 	if (wk->session != NULL)
 		session_worker_gone(wk->session, wk, status);
 	TAILQ_REMOVE(&hp.workers, wk, entry);
@@ -518,6 +576,7 @@ pool_worker_finish(struct worker *wk)
 		bufferevent_free(wk->bev);
 	event_free(wk->hello_timer);
 	free(wk);
+	pool_stop_next();
 	if (dead.other_version || (WIFEXITED(status) &&
 	    WEXITSTATUS(status) == WORKER_EXIT_VERSION)) {
 		log_warnx("hotplex-worker (%s) is from another build than "
@@ -593,6 +652,7 @@ pool_reap_fire(evutil_socket_t fd, short what, void *arg)
 void
 pool_kill_all(void)
 {
+	pool_stop_next();	/* the queued ones too, at once */
 	if (pool_loop.timer != NULL) {
 		event_free(pool_loop.timer);
 		pool_loop.timer = NULL;

@@ -513,10 +513,10 @@ void
 session_send(struct session *s, uint16_t type, const cJSON *j)
 {
 	session_thaw(s);
-	/* A stopping worker's last words are bulk work (hotplexd.h). */
 	if (type == MSG_STOP && s->worker != NULL)
-		pool_worker_bulk(s->worker);
-	pool_send(s->worker, type, s->turn, j);
+		pool_worker_stop(s->worker, s->turn);
+	else
+		pool_send(s->worker, type, s->turn, j);
 }
 
 void

@@ -7,7 +7,8 @@ each N of BENCH_SCALE (default "100 1000 2000"), one daemon and
   it, against the same with none (measured first);
 - master RSS per live session;
 - reap-wave stall: all N sessions stopped at once while the busy session
-  runs turns: its worst round trip during the wave;
+  runs turns: its worst round trip during the wave, beside its worst in
+  the warm turns before (what the machine's own load costs);
 - stop time: SIGTERM with N live sessions until hotplexd has exited.
 CPU is the master's on-CPU time from /proc/PID/schedstat.  Reports; never
 fails on a slow machine (an N the machine cannot hold is reported as such).
@@ -86,7 +87,7 @@ def one(n):
 
         warm_turns(c, busy, 20)
         c0 = cpu_ns(pid)
-        warm_turns(c, busy, TURNS)
+        calm = warm_turns(c, busy, TURNS)   # worst without a wave
         turn1 = (cpu_ns(pid) - c0) / TURNS
 
         # The wave: every session stopped at once, the busy one goes on.
@@ -118,8 +119,10 @@ def one(n):
               (n, n / dt, per_open / 1e6, turn1 / 1e3, turn0 / 1e3,
                turn1 / turn0 if turn0 else 0,
                (rss1 - rss0) / n))
-        print("        stop wave %.2f s, busy turn worst %.1f ms during it; "
-              "SIGTERM to exit %.2f s" % (wave, worst[0] * 1e3, stop))
+        print("        stop wave %.2f s, busy turn worst %.1f ms during it "
+              "(%.1f ms in %d turns before it); SIGTERM to exit %.2f s; "
+              "load average %.1f" % (wave, worst[0] * 1e3, calm * 1e3, TURNS,
+                                     stop, os.getloadavg()[0]))
         sys.stdout.flush()
 
 
