@@ -124,7 +124,7 @@ enum fc_usage_idx { U_IN, U_OUT, U_CR, U_CW, U_N };
 /* What the user text asks for; see README.md. */
 struct fc_directives {
 	int	 think, stall, ignore_intr, crash, garbage, escape, exit_after;
-	int	 error, slash, echo, settings, ratelimit;
+	int	 error, slash, echo, settings, ratelimit, bgturn;
 	long	 deltas;
 	long	 delay_ms;
 	char	*tool;		/* owned; the Bash command */
@@ -180,6 +180,7 @@ enum fc_perm { PERM_NONE, PERM_ASKED, PERM_ANSWERED };
 
 struct fc_turn {
 	char			*prompt;	/* owned */
+	int			 own;		/* begun by us (bgturn) */
 	struct fc_directives	 d;
 	struct fc_round		 rounds[FC_MAX_ROUNDS];
 	int			 nrounds;
@@ -890,6 +891,8 @@ fc_directive(struct fc_directives *d, const char *w, size_t n)
 			d->settings = 1;
 		else if (KEY("ratelimit"))
 			d->ratelimit = 1;
+		else if (KEY("bgturn"))
+			d->bgturn = 1;
 		return;
 	}
 	if (KEY("stream") && fc_num(arg, alen, FC_MAX_DELTAS, &v) == 0 &&
@@ -1693,6 +1696,14 @@ fc_line_result(struct fc_turn *t)
 	    cJSON_Duplicate(t->denials, 1));
 	cJSON_AddStringToObject(o, "terminal_reason", "completed");
 	cJSON_AddStringToObject(o, "fast_mode_state", "off");
+	if (t->own) {
+		/* As recorded (fixture background_turn). */
+		cJSON	*og = cJSON_AddObjectToObject(o, "origin");
+
+		cJSON_AddStringToObject(og, "kind", "task-notification");
+		cJSON_AddStringToObject(og, "producer", "session-task");
+		cJSON_AddStringToObject(og, "runId", "fake-run");
+	}
 	fc_add_uuid(o);
 	return o;
 }
@@ -2010,9 +2021,20 @@ static void
 fc_turn_end(void)
 {
 	char	*next;
+	int	 bg = turn->d.bgturn && !turn->own;
 
 	fc_turn_free(turn);
 	turn = NULL;
+	/*
+	 * bgturn: a turn of our own follows, as the real CLI starts one when
+	 * a background task ends; it stalls until the next control request
+	 * (a deterministic window for tests), then ends with origin.
+	 */
+	if (bg) {
+		fc_turn_start(fc_strdup("stall"));
+		turn->own = 1;
+		return;
+	}
 	if (queued != NULL) {
 		next = queued;
 		queued = NULL;
@@ -2176,6 +2198,11 @@ fc_control_request(cJSON *msg, const char *line)
 	id = cJSON_IsString(idj) ? idj->valuestring : "";
 	subtype = cJSON_IsString(sub) ? sub->valuestring : "undefined";
 
+	/* bgturn: our own turn ends at the host's next control request. */
+	if (turn != NULL && turn->own && strcmp(subtype, "interrupt") != 0) {
+		fc_emit(fc_line_result(turn));
+		fc_turn_end();
+	}
 	if (strcmp(subtype, "interrupt") == 0) {
 		if (turn != NULL && !turn->d.ignore_intr)
 			fc_turn_interrupt(id);

@@ -702,6 +702,62 @@ def test_rate_limit_admission(up):
              "rate_limit_admission off (the default): turns still run")
 
 
+def test_own_turn():
+    """A turn the CLI starts by itself (fake CLI bgturn: it lasts until the
+    host's next control request): an execute meanwhile waits for it and
+    gets its own answer; followers see it; it counts; an interrupt ends a
+    waiting execute at once."""
+    with Daemon() as d:
+        c, fo = d.client(), d.client()
+        e = c.execute("ow", "bgturn hello one")
+        t.eq(e[-1]["type"], "done", "a turn after which the CLI starts "
+             "one of its own")
+        fo.request("attach", session="ow", since_seq=e[-1]["seq"])
+        o = fo.line()
+        t.ok(o is not None and o.get("origin") == "cli" and
+             o["id"] is None, "followers get the CLI's own turn, marked "
+             "origin cli", o)
+        rid = c.send("execute", session="ow", prompt="echo hello two")
+        wait_for(lambda: "waits for the CLI's own turn" in
+                 open(d.log).read(), 30, "the execute to wait")
+        t.eq(c.request("configure", session="ow", model="m2")["type"], "ok",
+             "(a control request ends the fake CLI's own turn)")
+        evs = c.events(rid)
+        t.ok(evs[-1]["type"] == "done" and
+             evs[-1]["data"]["result"].startswith("echo hello two ") and
+             terminal_count(evs) == 1
+             and not any(x.get("origin") for x in evs),
+             "an execute during the CLI's own turn waits for it and gets "
+             "its own answer, none of that turn's lines", evs[-1])
+        own = [o]
+        while own[-1] is not None and own[-1]["type"] != "cli_turn":
+            own.append(fo.line())
+        end = own[-1] or {}
+        t.ok(end.get("type") == "cli_turn" and end.get("origin") == "cli" and
+             end["data"]["origin"]["kind"] == "task-notification" and
+             "stats" in end["data"], "... it ends with cli_turn "
+             "{origin, stats}", end)
+        t.eq(c.request("stats", session="ow")["data"]["turns"], 3,
+             "the CLI's own turn counts in the session's stats")
+        # an interrupt ends a waiting execute at once
+        c.execute("ow", "bgturn again")
+        while True:
+            o = fo.line()
+            if o is None or o.get("origin") == "cli":
+                break
+        rid = c.send("execute", session="ow", prompt="never sent")
+        wait_for(lambda: open(d.log).read().count(
+            "waits for the CLI's own turn") == 2, 30, "the execute to wait")
+        c.request("interrupt", session="ow")
+        evs = c.events(rid)
+        t.ok(evs[-1]["type"] == "done" and evs[-1]["data"]["interrupted"]
+             and terminal_count(evs) == 1, "an interrupt ends the waiting "
+             "execute (done, interrupted)", evs[-1])
+        c.request("configure", session="ow", model="m3")
+        r = c.execute("ow", "echo in step")[-1]["data"]["result"]
+        t.ok(r.startswith("echo in step "), "the next turn is in step", r)
+
+
 def ctl(d, args, stdin=b""):
     """hotplexctl with no controlling terminal (--approve then reads its
     answers from standard input)."""
@@ -786,6 +842,7 @@ def main():
         up.close()
     test_rate_limits()
     test_mcp_config()
+    test_own_turn()
     test_hotplexctl()
     test_configure()
     test_budget()
