@@ -20,9 +20,11 @@
 
 #include "common/config.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/store.h"
 
 #define CHECK_VERSION_MAX	256	/* bytes of `cli --version` kept */
 #define CHECK_CLI_TIMEOUT_MS	60000	/* a cold node start on a busy host */
+#define CHECK_STORE_MAX		512	/* what the store check found */
 
 /* Model API settings the CLI reads (PROTOCOL.md), in the order shown. */
 static const char *const check_api_env[] = {
@@ -126,6 +128,17 @@ check_install(const struct config *c, const char *worker_path)
 		rc = -1;
 	} else
 		printf("hotplexd: cli_path %s: %s\n", c->cli_path, ver);
+
+	/* The shared store, as the connection the daemon would make. */
+	if (c->store != NULL) {
+		char	found[CHECK_STORE_MAX];
+
+		if (store_pg_check(c->store, found, sizeof found) == -1) {
+			fprintf(stderr, "hotplexd: store: %s\n", found);
+			rc = -1;
+		} else
+			printf("hotplexd: store: %s\n", found);
+	}
 
 	/* The CLI can log in by itself: no key is a warning, not an error. */
 	for (i = 0; check_api_env[i] != NULL; i++) {

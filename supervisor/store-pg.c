@@ -1078,6 +1078,48 @@ pg_lease_renew(store_lease_cb cb, void *arg)
 	return n;
 }
 
+int
+store_pg_check(const char *url, char *out, size_t outlen)
+{
+	static const char *const keys[] = { "connect_timeout",
+	    "application_name", "dbname", NULL };
+	const char	*vals[] = { PG_CONNECT_TIMEOUT, "hotplexd -n", url, NULL };
+	PGconn		*c;
+	PGresult	*r;
+	char		 schema[64];
+	int		 rc = -1;
+
+	c = PQconnectdbParams(keys, vals, 1);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		snprintf(out, outlen, "%s", c != NULL ? PQerrorMessage(c) :
+		    "out of memory");
+		out[strcspn(out, "\n")] = '\0';
+		goto done;
+	}
+	r = PQexec(c, "SELECT CASE WHEN to_regclass('schema_version') IS NULL "
+	    "THEN NULL ELSE (SELECT max(version) FROM schema_version) END");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		snprintf(out, outlen, "%s", PQresultErrorMessage(r));
+		out[strcspn(out, "\n")] = '\0';
+		PQclear(r);
+		goto done;
+	}
+	if (PQgetisnull(r, 0, 0))
+		snprintf(schema, sizeof schema, "no tables yet (made at start)");
+	else if (atoi(PQgetvalue(r, 0, 0)) > PG_SCHEMA)
+		snprintf(schema, sizeof schema, "schema %s, newer than %d",
+		    PQgetvalue(r, 0, 0), PG_SCHEMA);
+	else
+		snprintf(schema, sizeof schema, "schema %s", PQgetvalue(r, 0, 0));
+	rc = PQgetisnull(r, 0, 0) || atoi(PQgetvalue(r, 0, 0)) <= PG_SCHEMA ?
+	    0 : -1;
+	snprintf(out, outlen, "server %d, %s", PQserverVersion(c), schema);
+	PQclear(r);
+done:
+	PQfinish(c);
+	return rc;
+}
+
 const struct store_backend store_pg_backend = {
 	.name = "postgresql",
 	.shared = 1,

@@ -93,6 +93,8 @@ struct store_params {
 
 /* 1 if url names a PostgreSQL database (postgresql:// or postgres://). */
 int	 store_url_is_pg(const char *url);
+/* hotplexd -n: connects once; 0 with what it found, -1 with why. */
+int	 store_pg_check(const char *url, char *out, size_t outlen);
 
 /*
  * Opens the store.  SQLite: creates it in dir; a database of a newer

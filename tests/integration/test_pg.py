@@ -17,6 +17,7 @@ Skipped, with the reason, where PostgreSQL cannot run."""
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 
@@ -96,6 +97,10 @@ def test_one_host(pg):
                  "an empty database gets the schema", d.logtail())
             t.eq(pg.sql(db, "SELECT version FROM schema_version"),
                  [[str(SCHEMA)]], "schema_version holds %d" % SCHEMA)
+            rc, out = check_n(d)
+            t.ok("hotplexd: store: server " in out and
+                 "schema %d" % SCHEMA in out,
+                 "hotplexd -n connects and names the schema", out)
             t.eq(sorted(r[0] for r in pg.sql(
                 db, "SELECT tablename FROM pg_tables WHERE schemaname = "
                 "'public'")),
@@ -149,6 +154,9 @@ def test_one_host(pg):
         # A newer schema is another hotplexd's: never touched.
         pg.sql(db, "UPDATE schema_version SET version = 99")
         d = host(url, "solo", root)
+        rc, out = check_n(d)
+        t.ok(rc != 0 and "schema 99, newer than" in out,
+             "hotplexd -n: the newer schema is an error", (rc, out))
         try:
             try:
                 d.start()   # its socket may be up before the store's turn
@@ -206,6 +214,15 @@ def test_store_paused(pg):
                  (e3[-1], r))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def check_n(d):
+    """hotplexd -n on the daemon's configuration: (status, output)."""
+    r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
+                        d.conf_path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, env=d.env,
+                       timeout=hplib.REPLY_TIMEOUT_S * hplib.time_scale())
+    return r.returncode, r.stdout.decode(errors="replace")
 
 
 def until(c, rid, typ):
