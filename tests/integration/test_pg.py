@@ -220,7 +220,7 @@ def check_n(d):
     """hotplexd -n on the daemon's configuration: (status, output)."""
     r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
                         d.conf_path], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, env=d.env,
+                       stderr=subprocess.STDOUT, env=d.env, cwd=d.dir,
                        timeout=hplib.REPLY_TIMEOUT_S * hplib.time_scale())
     return r.returncode, r.stdout.decode(errors="replace")
 
