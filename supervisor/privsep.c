@@ -156,7 +156,7 @@ privsep_seccomp(void)
 	/* kill(pid, 0) tests the gateway's liveness; no other signal. */
 	if (rc == 0)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
-		    SCMP_SYS(kill), 1, SCMP_A1(SCMP_CMP_NE, 0));
+		    SCMP_SYS(kill), 1, SCMP_A1(SCMP_CMP_NE, 0, 0));
 	if (rc == 0)
 		rc = seccomp_load(ctx);
 	seccomp_release(ctx);
