@@ -37,6 +37,22 @@ json_str(const cJSON *o, const char *key)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A number member, or def if missing or not a number. */
+double
+json_num(const cJSON *o, const char *key, double def)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+/* 1 if the member is true. */
+int
+json_bool(const cJSON *o, const char *key)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
 char *
 json_print(const cJSON *j)
 {

@@ -15,6 +15,9 @@
 void		 json_init(void);
 /* o[key] if it is a string, else NULL. */
 const char	*json_str(const cJSON *o, const char *key);
+/* o[key] if it is a number, else def; 1 if o[key] is true. */
+double		 json_num(const cJSON *o, const char *key, double def);
+int		 json_bool(const cJSON *o, const char *key);
 /* The unformatted text of j; never NULL (free with cJSON_free). */
 char		*json_print(const cJSON *j);
 /* 1 if s[0..len) is valid UTF-8 (no overlong form, no surrogate). */

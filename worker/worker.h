@@ -8,21 +8,118 @@
 
 #include <sys/types.h>
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <cJSON.h>
+#include <event2/util.h>
 
 #include "common/ident.h"
+#include "common/util.h"
+#include "policy/sandbox/sandbox.h"
 
-struct event_base;
+struct bufferevent;
 struct evbuffer;
+struct event;
+struct event_base;
+struct msg_configure;
+struct msg_permission;
 struct msg_transcript;
-struct sandbox_conf;
+struct msg_turn;
 
 /* Exit codes that tell the master: don't respawn. */
 #define WORKER_EXIT_FATAL	78	/* fatal set-up error */
 #define WORKER_EXIT_VERSION	77	/* the master speaks another version */
+
+#define WORKER_ERR_MAX		512	/* an error message, bytes */
+#define WORKER_APPROVALS_MAX	16	/* questions waiting for the app */
+
+enum wstate { W_IDLE, W_OPEN, W_CLOSING };
+
+/* A can_use_tool question put to the app (approvals "client"). */
+struct approval {
+	char		*request_id;	/* the CLI's; NULL: a free slot */
+	char		*tool_id;
+	char		*tool;
+	cJSON		*input;
+	struct event	*timer;		/* approval_timeout_ms */
+};
+
+/* The worker's one session, shared by worker.c, turn.c and approval.c. */
+struct worker_state {
+	struct event_base	*base;
+	struct evbuffer		*sink;		/* worker_out() without master */
+	struct bufferevent	*master;
+	enum wstate		 state;
+	pid_t			 parent;
+
+	/* The session. */
+	char			*session;
+	char			 workdir[PATH_MAX];
+	char			 config_dir[PATH_MAX];	/* the CLI's */
+	char			 cli_session_id[UUID_STR_LEN + 1];
+	struct cli		*cli;
+	struct bridge		*bridge;
+	struct gate		*gate;
+	uint64_t		 kill_grace_ms;
+	int			 probe_pending;	/* open: answer when the CLI does */
+	int			 resume;	/* --resume, else --session-id */
+	uint64_t		 ctl_seq;
+	int			 approvals_client;	/* the app decides */
+	int			 cfg_pending;	/* set_model & co. unanswered */
+	char			 cfg_error[WORKER_ERR_MAX];
+	uint64_t		 approval_timeout_ms;
+	struct approval		 approvals[WORKER_APPROVALS_MAX];
+
+	/* The turn in flight. */
+	uint32_t		 turn;
+	int			 busy;
+	int			 interrupting;
+	int			 timed_out;
+	struct event		*turn_timer;
+	struct event		*grace_timer;
+	int			 stopping;
+	int			 exiting;
+	int			 init_seen;
+	int			 cli_gone;	/* the CLI exited; we exit next */
+	int			 cli_paused;	/* the master is behind */
+	int			 turn_output;	/* the CLI wrote during this turn */
+	/*
+	 * Turns the CLI begins by itself (a background task ended): its
+	 * system/init came with no line of ours waiting for one.  A client's
+	 * turn waits for it (held), and its lines reach no client's turn.
+	 */
+	int			 awaiting_init;	/* our user line not begun yet */
+	int			 cli_own;	/* the CLI's own turn runs */
+	char			*held;		/* our user line, waiting */
+	int			 exit_code;
+};
+extern struct worker_state	 ws;
+
+/* worker.c: the channel to the master */
+struct evbuffer	*worker_out(void);
+void		 worker_sent(void);
+void		 worker_exit(int code);
+
+/* turn.c: the turn and the CLI's control protocol */
+extern const struct bridge_cb	 worker_bridge_cb;
+extern const struct cli_cb	 worker_cli_cb;
+void		 worker_turn(uint32_t turn, const struct msg_turn *);
+void		 worker_interrupt(void);
+void		 worker_configure(const struct msg_configure *);
+void		 worker_ctl(const char *subtype, const char *id);
+void		 worker_bridge_event(void *arg, const char *type, cJSON *data);
+void		 worker_turn_timer(evutil_socket_t, short, void *);
+void		 worker_grace_timer(evutil_socket_t, short, void *);
+
+/* approval.c: the CLI's can_use_tool questions */
+void		 worker_permission(const struct msg_permission *);
+void		 worker_approvals_settle(int deny);
+void		 worker_bridge_control_request(void *arg,
+		    const char *request_id, const cJSON *request);
+void		 worker_bridge_control_cancel(void *arg,
+		    const char *request_id);
 
 /* cli.c: the Claude CLI child process. */
 #define CLI_REPORT_MAX		512	/* a child's error message, bytes */
@@ -96,6 +193,53 @@ int		 become_dirs(const struct become *, char *err, size_t errlen);
 /* Becomes b->id for good (no way back, not dumpable); 0 or -1. */
 int		 become_identity(const struct become *, pid_t parent,
 		    char *err, size_t errlen);
+
+/* spawn.c: the CLI's spec from the open message */
+#define WORKER_ARGV_MAX		256
+#define WORKER_ENV_MAX		128
+
+struct spawn_argv {
+	const char	*v[WORKER_ARGV_MAX + 1];	/* NULL-terminated */
+	char		*owned[WORKER_ARGV_MAX];
+	size_t		 n, nowned;
+};
+
+struct spawn_env {
+	const char	*v[WORKER_ENV_MAX + 1];		/* NULL-terminated */
+	char		*owned[WORKER_ENV_MAX];		/* v[i], all owned */
+	size_t		 n;
+};
+
+/* The sandbox of one CLI, from the open message. */
+struct spawn_sandbox {
+	struct sandbox_conf	 sc;
+	int			 on;	/* Landlock, seccomp or worker_user */
+	int			 apply;	/* on, or rlimits only */
+	char			 tmpdir[PATH_MAX];
+	char			 config_dir[PATH_MAX];
+	char			 clidir[PATH_MAX];
+	const char		*rx[2];
+};
+
+/* The session's identity and private dirs; 0 or -1. */
+int		 spawn_become_parse(const cJSON *open, struct become *,
+		    char *err, size_t errlen);
+/* The CLI's sandbox; makes the config dir in home; 0 or -1. */
+int		 spawn_sandbox_setup(struct spawn_sandbox *, const cJSON *open,
+		    const char *workdir, const char *home, const char *tmpdir,
+		    const char *cli, char *err, size_t errlen);
+/* 1 if the CLI keeps a transcript of id for workdir in config_dir. */
+int		 spawn_transcript_exists(const char *config_dir,
+		    const char *workdir, const char *id);
+/* Pure: argv (strings borrowed from open and the arguments); 0 or -1. */
+int		 spawn_argv_build(struct spawn_argv *, const cJSON *open,
+		    const char *cli, const char *cli_session_id, int resume,
+		    const char *mcp_path, int sandboxed);
+void		 spawn_argv_free(struct spawn_argv *);
+/* The scrubbed environment (our values of the allowlist); 0 or -1. */
+int		 spawn_env_build(struct spawn_env *, const cJSON *open,
+		    const char *home, const struct spawn_sandbox *);
+void		 spawn_env_free(struct spawn_env *);
 
 /* workdir.c */
 /* dir under one of roots ("~": home), created if missing; resolved. */

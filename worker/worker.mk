@@ -1,5 +1,6 @@
 # worker/: hotplex-worker
-WORKER_SRCS	= worker/worker.c worker/cli.c worker/workdir.c worker/bridge.c \
+WORKER_SRCS	= worker/worker.c worker/turn.c worker/approval.c worker/spawn.c \
+		  worker/cli.c worker/workdir.c worker/bridge.c \
 		  worker/gate.c worker/become.c worker/fswatch.c \
 		  worker/transcript.c
 WORKER_OBJS	= $(WORKER_SRCS:%.c=$(B)/%.o)

@@ -1,6 +1,7 @@
-# tests/unit: the shared building blocks (common/config.c, line.c, msg.c)
-# and the workdir check of the worker.  Suite words hold a space, so they
-# are quoted for the shell that runs tests/run-suites; $$B reaches it as $B.
+# tests/unit: the shared building blocks (common/config.c, line.c, msg.c),
+# the workdir check and the CLI spec (spawn.c) of the worker.  Suite words
+# hold a space, so they are quoted for the shell that runs tests/run-suites;
+# $$B reaches it as $B.
 COMMON_TEST_LIBS = $(LDLIBS_EV) $(LDLIBS_CJSON) $(LDLIBS_CMOCKA)
 
 $(B)/test_config: $(B)/tests/unit/test_config.o $(B)/libcommon.a
@@ -23,15 +24,21 @@ $(B)/test_workdir: $(B)/tests/unit/test_workdir.o $(B)/worker/workdir.o \
     $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
 
+$(B)/test_spawn: $(B)/tests/unit/test_spawn.o $(B)/worker/spawn.o \
+    $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
+
 $(B)/test_ident: $(B)/tests/unit/test_ident.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
 
 TEST_BINS	+= $(B)/test_config $(B)/test_line $(B)/test_msg \
-		   $(B)/test_workdir $(B)/test_json $(B)/test_request $(B)/test_ident
+		   $(B)/test_workdir $(B)/test_json $(B)/test_request $(B)/test_ident \
+		   $(B)/test_spawn
 SUITES		+= 'config=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_config' \
 		   'line=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_line' \
 		   'msg=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_msg' \
 		   'json=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_json' \
 		   'request=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_request' \
 		   'workdir=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_workdir' \
+		   'spawn=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_spawn' \
 		   'ident=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_ident'
