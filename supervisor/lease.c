@@ -61,6 +61,17 @@ static struct {
 static struct event	*lease_timer;
 static struct event	*lease_lost_ev;
 static uint64_t		 lease_gen;	/* renewals done */
+static uint64_t		 lease_ok_ms;	/* monotonic: the last renewal that
+					   worked was sent then */
+
+static uint64_t
+lease_mono_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* fence is ours now: the session's row may be newer than the table's. */
 static void
@@ -223,14 +234,26 @@ static void
 lease_renew(void)
 {
 	struct session	*s, *next;
+	uint64_t	 sent = lease_mono_ms();
+	const char	*why = "another host took the session's lease";
 
 	lease_gen++;
-	if (store_lease_renew(lease_renewed, NULL) == -1)
-		return;		/* nothing known: the fences still hold */
+	if (store_lease_renew(lease_renewed, NULL) == -1) {
+		/*
+		 * Not renewed for lease_timeout: the store may have given the
+		 * leases to another host by now.  Serving on could run a
+		 * session on two hosts: all of them are lost (each is taken
+		 * again at its next use, once the store answers).
+		 */
+		if (lease_mono_ms() - lease_ok_ms < hp.conf->lease_timeout_ms)
+			return;
+		why = "the store could not renew the lease for lease_timeout";
+	} else
+		lease_ok_ms = sent;
 	for (s = TAILQ_FIRST(&hp.sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
 		if (s->lease_fence != 0 && s->lease_seen != lease_gen)
-			lease_lost(s, "another host took the session's lease");
+			lease_lost(s, why);
 	}
 }
 
@@ -266,6 +289,7 @@ lease_init(void)
 	}
 	if (!store_shared())
 		return;
+	lease_ok_ms = lease_mono_ms();
 	if ((lease_timer = evtimer_new(hp.base, lease_fire, NULL)) == NULL)
 		fatalx("lease: evtimer_new");
 	tv = util_ms_tv(hp.conf->lease_timeout_ms / LEASE_RENEWALS);

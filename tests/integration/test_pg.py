@@ -216,6 +216,43 @@ def test_store_paused(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_store_lost(pg):
+    """The store does not answer for longer than lease_timeout: the host
+    cannot know whether another took its sessions, so it stops serving
+    them; once the store answers again the next turn takes the session
+    back and goes on counting."""
+    db = "lost"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, lease_timeout=SHORT_LEASE) as d:
+            c = d.client()
+            e1 = c.execute("l1", "stream:1", workdir=os.path.join(root, "l1"))
+            t.eq(e1[-1]["type"], "done", "a turn with the store up")
+            fence = lease(pg, db, "l1")[1]
+            pg.pause()
+            try:
+                wait_for(lambda: log_has(d, "could not renew the lease"),
+                         hplib.REPLY_TIMEOUT_S, "the leases to be given up")
+                t.ok(True, "no renewal for lease_timeout: the host gives "
+                     "its sessions up")
+                wait_for(lambda: log_has(d, "session l1 dormant"),
+                         hplib.REPLY_TIMEOUT_S, "the CLI to stop")
+                t.ok(True, "... and stops their CLIs")
+            finally:
+                pg.resume()
+            wait_for(lambda: log_has(d, "connected again"),
+                     hplib.REPLY_TIMEOUT_S, "the store to be reached again")
+            e2 = c.execute("l1", "stream:1")
+            l2, r = lease(pg, db, "l1"), row(pg, db, "l1")
+            t.ok(e2[-1]["type"] == "done" and l2[1] > fence and
+                 r["turns"] == 2,
+                 "the store back: the next turn takes the lease again and "
+                 "counts on", (e2[-1], l2, fence, r))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def check_n(d):
     """hotplexd -n on the daemon's configuration: (status, output)."""
     r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
@@ -430,6 +467,7 @@ def main():
     try:
         test_one_host(pg)
         test_store_paused(pg)
+        test_store_lost(pg)
         test_fencing(pg)
         test_paused(pg)
         test_expiry(pg)
