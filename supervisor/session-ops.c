@@ -787,8 +787,7 @@ session_op_stop(struct client *c, const char *req, const cJSON *r)
 		return;
 	}
 	session_waiter_set(&s->stop, c, req);
-	session_set_state(s, SESSION_STOPPING);
-	session_send(s, MSG_STOP, NULL);
+	session_stopping(s, SESSION_STOP_MSG);	/* stop_final set above */
 }
 
 void
@@ -809,11 +808,8 @@ session_op_reset(struct client *c, const char *req, const cJSON *r)
 	    s->cli_session_id);
 	state_session_save(s);
 	transcript_forget(s);
-	if (s->worker != NULL && s->state != SESSION_STOPPING) {
-		session_set_state(s, SESSION_STOPPING);
-		s->stop_final = 0;
-		session_send(s, MSG_STOP, NULL);
-	}
+	if (s->worker != NULL && s->state != SESSION_STOPPING)
+		session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT);
 	server_client_ok(c, req, NULL);
 }
 

@@ -139,8 +139,7 @@ session_turn_retry(struct session *s)
 		return 0;
 	log_info("session %s: CLI gone before turn %u began; retrying it in a "
 	    "new CLI", s->name, s->turn);
-	session_set_state(s, SESSION_STOPPING);
-	s->stop_final = 0;
+	session_stopping(s, SESSION_STOP_DORMANT);
 	s->cur.retried = 1;
 	s->cur.retry_pending = 1;
 	s->cur.pending_prompt = s->cur.prompt;
@@ -215,10 +214,8 @@ session_turn_end(struct session *s, struct msg_turn_end *te)
 		return;
 	}
 	/* Its CLI is gone and the worker follows: no turn goes there now. */
-	if (te->exiting && s->worker != NULL && s->state != SESSION_STOPPING) {
-		session_set_state(s, SESSION_STOPPING);
-		s->stop_final = 0;
-	}
+	if (te->exiting && s->worker != NULL && s->state != SESSION_STOPPING)
+		session_stopping(s, SESSION_STOP_DORMANT);
 	if (!session_waiting(&s->exec))
 		return;
 	session_emit(s, "session_stats", session_stats_json(s));
@@ -338,15 +335,11 @@ session_worker_cli_exit(struct session *s, const struct msg_cli_exit *ce)
 			snprintf(why, sizeof why, "CLI exited with status "
 			    "%d%s%.400s", ce->status, *tail != '\0' ? ": " : "",
 			    tail);
-		session_set_state(s, SESSION_STOPPING);
-		s->stop_final = 0;
+		session_stopping(s, SESSION_STOP_DORMANT);
 		session_turn_fail(s, ERR_CLI_EXITED, why);
 	}
-	if (s->state == SESSION_READY) {	/* the worker exits next */
-		session_set_state(s, SESSION_STOPPING);
-		s->stop_final = 0;
-		event_del(s->idle_timer);
-	}
+	if (s->state == SESSION_READY)	/* the worker exits next */
+		session_stopping(s, SESSION_STOP_DORMANT);
 }
 
 /*

@@ -519,6 +519,23 @@ session_send(struct session *s, uint16_t type, const cJSON *j)
 		pool_send(s->worker, type, s->turn, j);
 }
 
+/*
+ * The one way into STOPPING: the idle timer goes, MSG_STOP goes to the
+ * worker unless it exits by itself (SESSION_STOP_MSG), and the session
+ * ends with its worker only if a stop op said so: SESSION_STOP_DORMANT
+ * makes it dormant again, else what the stop op set is kept.
+ */
+void
+session_stopping(struct session *s, int how)
+{
+	session_set_state(s, SESSION_STOPPING);
+	if (how & SESSION_STOP_DORMANT)
+		s->stop_final = 0;
+	event_del(s->idle_timer);
+	if (how & SESSION_STOP_MSG)
+		session_send(s, MSG_STOP, NULL);
+}
+
 void
 session_turn_close(struct session *s)
 {
@@ -539,10 +556,9 @@ session_turn_close(struct session *s)
 		session_set_state(s, s->worker != NULL ? SESSION_READY :
 		    SESSION_DORMANT);
 	s->active_ms = util_now_ms();
-	if (hp.shutting_down && s->worker != NULL && s->state == SESSION_READY) {
-		session_set_state(s, SESSION_STOPPING);
-		session_send(s, MSG_STOP, NULL);
-	} else
+	if (hp.shutting_down && s->worker != NULL && s->state == SESSION_READY)
+		session_stopping(s, SESSION_STOP_MSG);
+	else
 		session_idle_arm(s);
 	/*
 	 * The next queued turn starts from the loop, once whoever ended this
@@ -602,12 +618,8 @@ session_lease_lost(struct session *s, const char *why)
 	session_waiter_error(s, &s->open, ERR_LEASE_LOST, why);
 	session_turn_fail(s, ERR_LEASE_LOST, why);
 	if (s->worker != NULL && (s->state == SESSION_READY ||
-	    s->state == SESSION_BUSY)) {
-		event_del(s->idle_timer);
-		session_set_state(s, SESSION_STOPPING);
-		s->stop_final = 0;
-		session_send(s, MSG_STOP, NULL);
-	}
+	    s->state == SESSION_BUSY))
+		session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT);
 }
 
 /*
@@ -739,9 +751,7 @@ session_idle_fire(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("session %s idle for %llu ms: stopping its CLI", s->name,
 	    (unsigned long long)hp.conf->idle_timeout_ms);
-	session_set_state(s, SESSION_STOPPING);
-	s->stop_final = 0;
-	session_send(s, MSG_STOP, NULL);
+	session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT);
 }
 
 void
@@ -828,8 +838,7 @@ session_drain(void)
 			    "the server is shutting down");
 		}
 		if (s->worker != NULL && s->state == SESSION_READY) {
-			session_set_state(s, SESSION_STOPPING);
-			session_send(s, MSG_STOP, NULL);
+			session_stopping(s, SESSION_STOP_MSG);
 		}
 	}
 }
@@ -846,8 +855,7 @@ session_shutdown(void)
 		session_turn_fail(s, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
 		if (s->worker != NULL) {
-			session_set_state(s, SESSION_STOPPING);
-			session_send(s, MSG_STOP, NULL);
+			session_stopping(s, SESSION_STOP_MSG);
 		}
 	}
 	pool_kill_all();

@@ -32,6 +32,9 @@ cJSON		*session_stats_json(const struct session *);
 void		 session_freeze_arm(struct session *);
 void		 session_thaw(struct session *);
 void		 session_send(struct session *, uint16_t type, const cJSON *);
+#define SESSION_STOP_MSG	0x1	/* MSG_STOP to the worker */
+#define SESSION_STOP_DORMANT	0x2	/* dormant after, not ended */
+void		 session_stopping(struct session *, int how);
 int		 session_assign(struct session *);
 void		 session_turn_begin(struct session *);
 void		 session_turn_close(struct session *);
