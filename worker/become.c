@@ -81,8 +81,18 @@ become_identity(const struct become *b, pid_t parent, char *err,
 	gid_t			 rg, eg, sg;
 	int			 cap;
 
-	if (id->unprivileged_daemon)
+	/*
+	 * Our own uid decides, not the master's word: the master is not
+	 * trusted with root (privilege separation), so a root worker always
+	 * becomes someone, never root.
+	 */
+	if (geteuid() != 0)
 		return 0;		/* hotplexd is not root: nothing to do */
+	if (id->unprivileged_daemon) {
+		snprintf(err, errlen, "the master says it is not root, but the "
+		    "worker is");
+		return -1;
+	}
 	if (id->uid == 0 || id->gid == 0) {
 		snprintf(err, errlen, "refusing to run a session as root");
 		return -1;

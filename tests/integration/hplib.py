@@ -422,7 +422,9 @@ class Daemon:
         self.logf = open(self.log, "ab")
         argv = [os.path.join(BDIR, "hotplexd"), "-f", "-c", self.conf_path]
         if self.valgrind:
-            argv = ["valgrind", "-q", "--leak-check=full",
+            # --vgdb=no: its pipes, made in /tmp as root, could not be
+            # removed by the master once it is daemon_user.
+            argv = ["valgrind", "-q", "--vgdb=no", "--leak-check=full",
                     "--show-possibly-lost=no",
                     "--errors-for-leak-kinds=definite",
                     "--error-exitcode=99",
@@ -459,12 +461,11 @@ class Daemon:
         return None
 
     def workers(self):
-        """Live workers: the spawner's children that are hotplex-worker."""
+        """Live workers: the spawner's children (it kills any other)."""
         sp = self.spawner()
         if sp is None:
             return []
-        return [p for p in children_of(sp)
-                if proc_comm(p).startswith("hotplex-worker")]
+        return children_of(sp)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stops the daemon; returns its exit status."""
