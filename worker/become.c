@@ -21,6 +21,7 @@
 
 #include "common/ident.h"
 #include "common/util.h"
+#include "policy/sandbox/sandbox.h"
 #include "worker/worker.h"
 
 #define BECOME_PARENT_MODE	0711	/* root's: pass through, not list */
@@ -77,9 +78,6 @@ become_identity(const struct become *b, pid_t parent, char *err,
     size_t errlen)
 {
 	const struct ident	*id = &b->id;
-	uid_t			 ru, eu, su;
-	gid_t			 rg, eg, sg;
-	int			 cap;
 
 	/*
 	 * Our own uid decides, not the master's word: the master is not
@@ -97,33 +95,10 @@ become_identity(const struct become *b, pid_t parent, char *err,
 		snprintf(err, errlen, "refusing to run a session as root");
 		return -1;
 	}
-	/* No capability can come back from a file later. */
-	for (cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1) {
-			snprintf(err, errlen, "drop capability %d: %s", cap,
-			    strerror(errno));
-			return -1;
-		}
-	if (setgroups(id->ngroups, id->groups) == -1) {
-		snprintf(err, errlen, "setgroups: %s", strerror(errno));
+	/* The sandbox's one drop: ids, groups, capabilities, no way back. */
+	if (sandbox_drop(id->uid, id->gid, id->groups, id->ngroups, err,
+	    errlen) == -1)
 		return -1;
-	}
-	if (setresgid(id->gid, id->gid, id->gid) == -1 ||
-	    setresuid(id->uid, id->uid, id->uid) == -1) {
-		snprintf(err, errlen, "becoming uid %u gid %u: %s",
-		    (unsigned)id->uid, (unsigned)id->gid, strerror(errno));
-		return -1;
-	}
-	if (getresuid(&ru, &eu, &su) == -1 || getresgid(&rg, &eg, &sg) ==
-	    -1 || ru != id->uid || eu != id->uid || su != id->uid ||
-	    rg != id->gid || eg != id->gid || sg != id->gid) {
-		snprintf(err, errlen, "ids not changed as asked");
-		return -1;
-	}
-	if (setresuid(0, 0, 0) != -1 || setgroups(0, NULL) != -1) {
-		snprintf(err, errlen, "privileges could be regained");
-		return -1;
-	}
 	/*
 	 * Not dumpable: a process of the same uid (the session's tools, the
 	 * user's shell) can neither ptrace us nor read our memory or

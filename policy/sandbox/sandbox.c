@@ -99,18 +99,21 @@ sandbox_capset_zero(char *err, size_t errlen)
 }
 
 /*
- * Becomes uid/gid for good: no supplementary groups, no capabilities (not
- * even in the bounding set, so that no file capability brings one back),
- * and no way to set the ids back.
+ * The one privilege drop (the worker becoming a session's identity, the
+ * sandbox's drop_privs): becomes uid/gid for good with groups as its
+ * supplementary groups (none if ngroups is 0), no capabilities (not even
+ * in the bounding set, so that no file capability brings one back), and
+ * no way to set the ids or groups back.
  */
-static int
-sandbox_drop(const struct sandbox_conf *sc, char *err, size_t errlen)
+int
+sandbox_drop(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
+    char *err, size_t errlen)
 {
 	uid_t	ru, eu, su;
 	gid_t	rg, eg, sg;
 	int	cap;
 
-	if (sc->uid == 0 || sc->gid == 0) {
+	if (uid == 0 || gid == 0) {
 		snprintf(err, errlen, "refusing to drop privileges to root");
 		return -1;
 	}
@@ -128,23 +131,23 @@ sandbox_drop(const struct sandbox_conf *sc, char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
-	if (setgroups(0, NULL) == -1) {
+	if (setgroups(ngroups, ngroups > 0 ? groups : NULL) == -1) {
 		snprintf(err, errlen, "setgroups: %s", strerror(errno));
 		return -1;
 	}
-	if (setresgid(sc->gid, sc->gid, sc->gid) == -1) {
-		snprintf(err, errlen, "setresgid %u: %s", (unsigned)sc->gid,
+	if (setresgid(gid, gid, gid) == -1) {
+		snprintf(err, errlen, "setresgid %u: %s", (unsigned)gid,
 		    strerror(errno));
 		return -1;
 	}
-	if (setresuid(sc->uid, sc->uid, sc->uid) == -1) {
-		snprintf(err, errlen, "setresuid %u: %s", (unsigned)sc->uid,
+	if (setresuid(uid, uid, uid) == -1) {
+		snprintf(err, errlen, "setresuid %u: %s", (unsigned)uid,
 		    strerror(errno));
 		return -1;
 	}
 	if (getresuid(&ru, &eu, &su) == -1 || getresgid(&rg, &eg, &sg) ==
-	    -1 || ru != sc->uid || eu != sc->uid || su != sc->uid ||
-	    rg != sc->gid || eg != sc->gid || sg != sc->gid) {
+	    -1 || ru != uid || eu != uid || su != uid ||
+	    rg != gid || eg != gid || sg != gid) {
 		snprintf(err, errlen, "ids not changed as asked");
 		return -1;
 	}
@@ -188,7 +191,8 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 		    sc->workdir != NULL ? strerror(errno) : "no workdir");
 		goto fail;
 	}
-	if (sc->drop_privs && sandbox_drop(sc, err, errlen) == -1)
+	if (sc->drop_privs && sandbox_drop(sc->uid, sc->gid, NULL, 0, err,
+	    errlen) == -1)
 		goto fail;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
 		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));

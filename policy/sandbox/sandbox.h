@@ -75,6 +75,13 @@ struct sandbox_conf {
  */
 int	sandbox_child(const struct sandbox_conf *, char *err, size_t errlen);
 
+/*
+ * The one privilege drop: uid/gid for good, with groups (or none), no
+ * capability left or obtainable, the ids not settable back.  0 or -1.
+ */
+int	sandbox_drop(uid_t, gid_t, const gid_t *groups, size_t ngroups,
+	    char *err, size_t errlen);
+
 /* The first Landlock ABI with signal and abstract-socket scopes. */
 #define SANDBOX_LANDLOCK_SCOPE_ABI	6
 
