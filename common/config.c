@@ -193,6 +193,9 @@ static const struct config_key config_keys[] = {
 	    "SIGTERM to SIGKILL when a CLI is stopped" },
 	{ "drain_timeout",	K_MS,   O(drain_timeout_ms), "30s", 0, 0,
 	    "on SIGTERM, how long running turns may go on" },
+	{ "move_timeout",	K_MS,   O(move_timeout_ms), "30s", 0, 0,
+	    "shared store: how long a running turn may go on when another "
+	    "host asks for its session (0: no moves, session_elsewhere)" },
 	{ "max_request_bytes",	K_SIZE, O(max_request_bytes), "1M", 0, 0,
 	    "longest request line (at least 1K)" },
 	{ "cli_line_max",	K_SIZE, O(cli_line_max), "16M", 0, 0,

@@ -36,6 +36,7 @@
 #define ERR_SESSION_ELSEWHERE	"session_elsewhere"	/* another host's */
 #define ERR_LEASE_LOST		"lease_lost"	/* another host took it */
 #define ERR_STORE_UNAVAILABLE	"store_unavailable"	/* shared store */
+#define ERR_SESSION_MOVED	"session_moved"	/* another host serves it now */
 
 /* Session states (DESIGN.md section 4). */
 enum session_state {

@@ -137,6 +137,7 @@ struct session_turn {
 	uint64_t		 pending_timeout_ms;
 	int			 cold;		/* this turn spawned the CLI */
 	uint64_t		 request_us;	/* when the execute/open came */
+	uint64_t		 move_us;	/* waited for another host (move.c) */
 	uint64_t		 assign_us;	/* request to worker assigned */
 	double			 gw_cost_usd;	/* its API calls so far (budget.c) */
 	int			 budget_stop;	/* interrupted: over budget */
@@ -165,6 +166,11 @@ struct session {
 	struct event		*idle_timer;
 	struct event		*freeze_timer;
 	int			 frozen;	/* its CLI's group SIGSTOPped */
+
+	/* Another host asked for it (move.c): the host, while it is let go. */
+	char			*move_to;	/* owned; NULL: not moving */
+	struct event		*move_timer;	/* move_timeout on its turn */
+	int			 move_stopping;	/* its CLI is being stopped */
 
 	/* The turn in flight or waiting for a worker. */
 	uint32_t		 turn;
@@ -328,6 +334,8 @@ int	 lease_take(struct session *, char *why, size_t whylen);
 int	 lease_adopt(uid_t, const char *name, struct session **sp, char *why,
 	    size_t whylen);
 void	 lease_drop(struct session *);
+/* "host (for N ms more)": who held the lease lease_take/adopt refused. */
+const char *lease_holder(void);
 /* A write was fenced or a renewal missed it: stop serving the session. */
 void	 lease_lost(struct session *, const char *why);
 
@@ -403,6 +411,31 @@ void	 session_lease_lost(struct session *, const char *why);
 void	 session_unload(struct session *);
 void	 session_free_all(void);
 void	 session_tmpdirs_clear(void);
+
+/*
+ * move.c: a session moves to the host where a request for it arrived
+ * (shared store); the hosts talk over LISTEN/NOTIFY (notify.c).
+ */
+typedef void (*move_op_fn)(struct client *, const char *req, const cJSON *);
+void	 move_init(void);
+void	 move_close(void);
+/* 1: the request waits for the holder to let go; 0: refuse it now. */
+int	 move_ask(struct client *, const char *req, const cJSON *, move_op_fn,
+	    uid_t, const char *name, const char *holder);
+void	 move_client_gone(struct client *);
+void	 move_release(struct session *);	/* no turn runs now */
+void	 move_finish(struct session *);		/* its CLI is gone */
+void	 move_stats(uint64_t *count, uint64_t *mean_us);
+/* While a request waited for another host runs again: how long; else 0. */
+uint64_t move_waited_us(void);
+/* session.c's part of a move */
+void	 session_stop_cli(struct session *);
+void	 session_notice(struct session *, const char *type, cJSON *data);
+void	 session_end_turn(struct session *, const char *code,
+	    const char *message);
+int	 session_running(const struct session *);
+void	 session_turnq_cancel(struct session *, const char *code,
+	    const char *why);
 
 /* isolation.c: what confines the sessions, told at start and to clients */
 void	 isolation_report(void (*)(const char *));

@@ -58,6 +58,7 @@ static struct {
 	int64_t		 fence;		/* 0: none */
 } lease_pending;
 
+static char		 lease_holder_last[LEASE_HOLDER_MAX];	/* refusals' */
 static struct event	*lease_timer;
 static struct event	*lease_lost_ev;
 static uint64_t		 lease_gen;	/* renewals done */
@@ -107,6 +108,8 @@ lease_take(struct session *s, char *why, size_t whylen)
 	if (rc == 1) {
 		snprintf(why, whylen, "session \"%s\" is served by host %s",
 		    s->name, holder);
+		snprintf(lease_holder_last, sizeof lease_holder_last, "%s",
+		    holder);
 		return 1;
 	}
 	if (rc == -1) {
@@ -133,6 +136,8 @@ lease_adopt(uid_t uid, const char *name, struct session **sp, char *why,
 	if (rc == 1) {
 		snprintf(why, whylen, "session \"%s\" is served by host %s",
 		    name, holder);
+		snprintf(lease_holder_last, sizeof lease_holder_last, "%s",
+		    holder);
 		return 1;
 	}
 	if (rc == -1) {
@@ -158,6 +163,13 @@ lease_adopt(uid_t uid, const char *name, struct session **sp, char *why,
 	(*sp)->lease_fence = fence;
 	(*sp)->lease_seen = lease_gen;
 	return 0;
+}
+
+/* The store's word on the holder of the last lease refused. */
+const char *
+lease_holder(void)
+{
+	return lease_holder_last;
 }
 
 void

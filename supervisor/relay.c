@@ -146,6 +146,25 @@ session_event(struct session *s, const char *type, cJSON *data)
 	cJSON_Delete(o);
 }
 
+/*
+ * An event of the daemon's own outside any turn (a move): to the session's
+ * followers and its ring, with a null id.  data consumed.
+ */
+void
+session_notice(struct session *s, const char *type, cJSON *data)
+{
+	if (s->cur.prefix != NULL) {
+		session_event(s, type, data);
+		return;
+	}
+	/* The name is [A-Za-z0-9._:@-] (proto_valid_session): no escaping. */
+	s->cur.prefix_len = (size_t)xasprintf(&s->cur.prefix,
+	    "{\"id\":null,\"session\":\"%s\",\"seq\":", s->name);
+	session_event(s, type, data);
+	free(s->cur.prefix);
+	s->cur.prefix = NULL;
+}
+
 /* The execute's prefix: {"id":..,"session":..,"seq": */
 void
 session_prefix(struct session *s, const char *req)

@@ -55,13 +55,30 @@ session_lookup(struct client *c, const char *req, const cJSON *r)
 	return s;
 }
 
-/* lease_take()'s or lease_adopt()'s refusal (rc 1 or -1) to the client. */
+/*
+ * lease_take()'s or lease_adopt()'s refusal (rc 1 or -1) to the client;
+ * or, another host holding the session, the request waits while that
+ * host is asked to let it go (move.c), to run op again.
+ */
 static void
-session_lease_refused(struct client *c, const char *req, const char *name,
-    int rc, const char *why)
+session_lease_refused(struct client *c, const char *req, const cJSON *r,
+    move_op_fn op, uid_t uid, const char *name, int rc, const char *why)
 {
+	if (rc == 1 && move_ask(c, req, r, op, uid, name, lease_holder()))
+		return;
 	server_client_error(c, req, name, rc == 1 ? ERR_SESSION_ELSEWHERE :
 	    ERR_STORE_UNAVAILABLE, "%s", why);
+}
+
+/* A session being let go to another host takes no new request here. */
+static int
+session_moving(struct client *c, const char *req, struct session *s)
+{
+	if (s->move_to == NULL)
+		return 0;
+	server_client_error(c, req, s->name, ERR_SESSION_MOVED,
+	    "session \"%s\" is moving to host %s", s->name, s->move_to);
+	return 1;
 }
 
 /*
@@ -83,15 +100,19 @@ session_lookup_served(struct client *c, const char *req, const cJSON *r)
 			return NULL;
 		if ((s = session_find(name, owner)) == NULL &&
 		    (rc = lease_adopt(owner, name, &s, why, sizeof why)) != 0) {
-			session_lease_refused(c, req, name, rc, why);
+			session_lease_refused(c, req, r, session_op_attach,
+			    owner, name, rc, why);
 			return NULL;
 		}
 	}
 	if ((s = session_lookup(c, req, r)) == NULL)
 		return NULL;
+	if (session_moving(c, req, s))
+		return NULL;
 	if (s->state != SESSION_ENDED &&
 	    (rc = lease_take(s, why, sizeof why)) != 0) {
-		session_lease_refused(c, req, s->name, rc, why);
+		session_lease_refused(c, req, r, session_op_attach, s->uid,
+		    s->name, rc, why);
 		return NULL;
 	}
 	return s;
@@ -252,9 +273,13 @@ session_default_workdir(const struct ident *run, uid_t owner,
 	return p;
 }
 
-/* Validates options and workdir; creates the session if new. */
+/*
+ * Validates options and workdir; creates the session if new.  op: the
+ * request's, run again if it waits for another host (move.c).
+ */
 static struct session *
-session_prepare(struct client *c, const char *req, const cJSON *r)
+session_prepare(struct client *c, const char *req, const cJSON *r,
+    move_op_fn op)
 {
 	const char	*name = json_str(r, "session");
 	const cJSON	*wd = cJSON_GetObjectItemCaseSensitive(r, "workdir");
@@ -296,7 +321,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	/* A shared store: the session may be in another host's last rows. */
 	if ((s = session_find(name, owner)) == NULL &&
 	    (rc = lease_adopt(owner, name, &s, why, sizeof why)) != 0) {
-		session_lease_refused(c, req, name, rc, why);
+		session_lease_refused(c, req, r, op, owner, name, rc, why);
 		return NULL;
 	}
 	if (s != NULL) {
@@ -305,6 +330,8 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 			    "no session \"%s\"", name);
 			return NULL;
 		}
+		if (session_moving(c, req, s))
+			return NULL;
 		if (cJSON_IsString(wd) && strcmp(wd->valuestring, s->workdir) != 0) {
 			server_client_error(c, req, name, ERR_BAD_REQUEST,
 			    "session \"%s\" runs in %s", name, s->workdir);
@@ -319,7 +346,8 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 		}
 		/* Served here from now on, unless another host serves it. */
 		if ((rc = lease_take(s, why, sizeof why)) != 0) {
-			session_lease_refused(c, req, name, rc, why);
+			session_lease_refused(c, req, r, op, owner, name, rc,
+			    why);
 			return NULL;
 		}
 		if (s->state != SESSION_ENDED)
@@ -370,7 +398,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r)
 	}
 	s = session_new(name, c->uid, workdir, opt);
 	if ((rc = lease_take(s, why, sizeof why)) != 0) {
-		session_lease_refused(c, req, name, rc, why);
+		session_lease_refused(c, req, r, op, owner, name, rc, why);
 		free(def);
 		session_forget(s);
 		return NULL;
@@ -407,7 +435,7 @@ session_queue_full(struct client *c, const char *req, struct session *s)
 }
 
 /* A turn runs or waits to start, or the session is being ended. */
-static int
+int
 session_running(const struct session *s)
 {
 	return session_waiting(&s->exec) || s->state == SESSION_BUSY ||
@@ -538,7 +566,9 @@ session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
 	if (session_screen(c, uid, pid, req, s, prompt) == -1)
 		return;
 	s->turn++;
-	s->cur.request_us = util_now_us();
+	/* A request that waited for another host counts from its arrival. */
+	s->cur.request_us = util_now_us() - move_waited_us();
+	s->cur.move_us = move_waited_us();
 	session_waiter_set(&s->exec, c, req);
 	session_prefix(s, req);
 
@@ -635,6 +665,11 @@ session_turnq_run(evutil_socket_t fd, short what, void *arg)
 	struct session		*s = arg;
 	struct queued_turn	*q;
 
+	/* Another host asked for it: let go once no turn runs. */
+	if (s->move_to != NULL && !session_running(s)) {
+		move_release(s);	/* may free s */
+		return;
+	}
 	if (TAILQ_EMPTY(&s->turnq) || session_running(s))
 		return;		/* the running turn's end comes back here */
 	if (hp.shutting_down) {
@@ -675,7 +710,7 @@ session_op_execute(struct client *c, const char *req, const cJSON *r)
 		    ERR_BAD_REQUEST, "\"queue\" must be a boolean");
 		return;
 	}
-	if ((s = session_prepare(c, req, r)) == NULL)
+	if ((s = session_prepare(c, req, r, session_op_execute)) == NULL)
 		return;
 	/* options.timeout_ms and slash_commands are the turn's own. */
 	slash = cJSON_IsObject(opt) &&
@@ -703,7 +738,7 @@ session_op_open(struct client *c, const char *req, const cJSON *r)
 {
 	struct session	*s;
 
-	if ((s = session_prepare(c, req, r)) == NULL)
+	if ((s = session_prepare(c, req, r, session_op_open)) == NULL)
 		return;
 	if (s->state == SESSION_READY || s->state == SESSION_BUSY) {
 		server_client_ok(c, req, NULL);
@@ -719,7 +754,9 @@ session_op_open(struct client *c, const char *req, const cJSON *r)
 		return;
 	if (s->state == SESSION_ENDED)
 		session_revive(s);
-	s->cur.request_us = util_now_us();
+	/* A request that waited for another host counts from its arrival. */
+	s->cur.request_us = util_now_us() - move_waited_us();
+	s->cur.move_us = move_waited_us();
 	session_waiter_set(&s->open, c, req);
 	session_assign(s);
 }

@@ -541,6 +541,10 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	session_waiter_ok(&s->stop);
 	log_info("session %s %s: %s", s->name, proto_state_name(s->state), why);
 	state_session_save(s);
+	if (s->move_to != NULL && s->move_stopping) {
+		move_finish(s);		/* frees s */
+		return;
+	}
 	/* A turn queued behind a reset or an idle stop starts now. */
 	if (s->state == SESSION_DORMANT && session_waiting(&s->exec) &&
 	    s->cur.pending_prompt != NULL && !hp.shutting_down &&

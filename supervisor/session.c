@@ -379,6 +379,9 @@ session_free(struct session *s)
 	server_gateway_session_free(s);
 	event_free(s->idle_timer);
 	event_free(s->freeze_timer);
+	if (s->move_timer != NULL)
+		event_free(s->move_timer);
+	free(s->move_to);
 	/* Every queued execute gets its terminal line, whatever frees us. */
 	session_turnq_cancel(s, ERR_CANCELLED, "the session is gone");
 	event_free(s->turnq_ev);
@@ -558,7 +561,11 @@ session_turn_close(struct session *s)
 	s->active_ms = util_now_ms();
 	if (hp.shutting_down && s->worker != NULL && s->state == SESSION_READY)
 		session_stopping(s, SESSION_STOP_MSG);
-	else
+	else if (s->move_to != NULL) {
+		/* Another host waits for it: from the loop, not under us. */
+		event_active(s->turnq_ev, EV_TIMEOUT, 1);
+		return;
+	} else
 		session_idle_arm(s);
 	/*
 	 * The next queued turn starts from the loop, once whoever ended this
@@ -620,6 +627,22 @@ session_lease_lost(struct session *s, const char *why)
 	if (s->worker != NULL && (s->state == SESSION_READY ||
 	    s->state == SESSION_BUSY))
 		session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT);
+}
+
+/* A move (move.c): the running turn ends with code, now. */
+void
+session_end_turn(struct session *s, const char *code, const char *message)
+{
+	session_turn_fail(s, code, message);
+}
+
+/* A move: the CLI stops, the session stays (dormant when it is gone). */
+void
+session_stop_cli(struct session *s)
+{
+	if (s->worker == NULL || s->state == SESSION_STOPPING)
+		return;
+	session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT);
 }
 
 /*
@@ -717,6 +740,9 @@ session_turn_begin(struct session *s)
 	    (double)s->cur.assign_us : 0);
 	cJSON_AddNumberToObject(d, "ready_us",
 	    (double)(util_now_us() - s->cur.request_us));
+	/* Of which waiting for another host to let the session go. */
+	cJSON_AddNumberToObject(d, "move_us", s->cur.cold ?
+	    (double)s->cur.move_us : 0);
 	session_emit(s, "session_start", d);
 	s->cur.cold = 0;
 
@@ -775,6 +801,7 @@ session_client_gone(struct client *c)
 	struct session		*s;
 	struct queued_turn	*q;
 
+	move_client_gone(c);
 	/*
 	 * Only a client that some session points at (a turn, an open, a stop
 	 * or a follow of its own) costs a walk of the table.

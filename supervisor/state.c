@@ -177,6 +177,7 @@ state_close(void)
 	if (state_timer != NULL)
 		event_free(state_timer);
 	state_timer = NULL;
+	move_close();
 	lease_close();
 	store_close();
 }
@@ -758,6 +759,7 @@ state_load(void)
 		    store_path());
 	state_migrate();
 	lease_init();
+	move_init();
 	if ((state_timer = evtimer_new(hp.base, state_maintain, NULL)) == NULL)
 		fatalx("state: evtimer_new");
 	event_priority_set(state_timer, HP_PRIO_BULK);

@@ -13,6 +13,8 @@ HOTPLEXD_SRCS	= supervisor/hotplexd.c supervisor/server.c \
 		  supervisor/spawner.c supervisor/privsep.c
 # The CLI's transcripts in the store (issue 14).
 HOTPLEXD_SRCS	+= supervisor/transcript.c
+# Sessions moving between hosts over LISTEN/NOTIFY (issue 14).
+HOTPLEXD_SRCS	+= supervisor/move.c supervisor/notify.c
 # The store's dispatch, its PostgreSQL backend and the sessions' leases.
 HOTPLEXD_SRCS	+= supervisor/store.c supervisor/store-pg.c supervisor/lease.c
 HOTPLEXD_OBJS	= $(HOTPLEXD_SRCS:%.c=$(B)/%.o)

@@ -25,3 +25,6 @@ python3 tests/bench/bench_scale.py || exit 1
 echo
 echo "== idle real CLIs: CPU before and after freeze_after"
 python3 tests/bench/bench_freeze.py || exit 1
+echo
+echo "== moving a session between two hosts sharing PostgreSQL (real CLI)"
+python3 tests/bench/bench_move.py || exit 1

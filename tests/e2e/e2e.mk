@@ -11,3 +11,6 @@ SUITES	+= 'e2e-oldest=HP_CLI=$$B/cli-oldest/claude HP_KILL_ROUNDS=2 python3 test
 # The CLI's transcript kept in the store and restored into a wiped
 # config dir (issue 14).
 SUITES	+= 'e2e-transcript=python3 tests/e2e/test_transcript.py'
+# Two hosts sharing a PostgreSQL store: a conversation moves A -> B -> A,
+# then B takes it over from a killed A (issue 14).
+SUITES	+= 'e2e-hosts=python3 tests/e2e/test_hosts.py'

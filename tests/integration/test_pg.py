@@ -48,7 +48,11 @@ def shared_root():
 
 
 def host(pg_url, name, root, **conf):
-    c = {"store": pg_url, "host_id": name, "workdir_root": root}
+    # No moves (move_timeout 0): a session another host holds is refused
+    # at once, which these cases of fencing and expiry need; moving is
+    # tests/e2e/test_hosts.py's.
+    c = {"store": pg_url, "host_id": name, "workdir_root": root,
+         "move_timeout": "0"}
     c.update(conf)
     return Daemon(c)
 

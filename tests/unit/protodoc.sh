@@ -41,7 +41,7 @@ ops=$(grep -hE '^[[:space:]]*\{ "[a-z_]+",[[:space:]]+[a-z_]+_op_[a-z_]+ \}' \
     supervisor/*.c | sed -E 's/^[^"]*"([a-z_]+)".*/\1/' | sort -u)
 # Events: what session_emit() and the worker's bridge emit, and the text
 # kinds the bridge names ("answer", "thinking").
-events=$( { grep -ohE '(session|bridge|worker_bridge)_(emit|event)[a-z_]*\([^,]*, *"[a-z_]+"' \
+events=$( { grep -ohE '(session|bridge|worker_bridge)_(emit|event|notice)[a-z_]*\([^,]*, *"[a-z_]+"' \
     supervisor/*.c worker/*.c | sed -E 's/.*"([a-z_]+)"$/\1/'
     grep -ohE '\btype = "[a-z_]+";' worker/bridge.c |
     sed -E 's/.*"([a-z_]+)".*/\1/'; } | sort -u)

@@ -93,6 +93,8 @@ int	state_session_save(struct session *s) { rec.saves++; return 0; }
 void	state_session_forget(const struct session *s) { rec.forgets++; }
 void	state_totals_save(void) { }
 void	transcript_send(struct session *s, struct worker *wk) { }
+void	move_client_gone(struct client *c) { }
+uint64_t move_waited_us(void) { return 0; }
 void	audit_turn_end(struct session *s) { }
 void	audit_session_free(struct session *s) { }
 void	budget_forget(const struct session *s) { }

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""End to end (issue 14): a session moves between two hosts sharing a
+PostgreSQL store.  Two hotplexd (host_id a and b, their own sockets, state
+dirs and CLI config homes) on one machine, one PostgreSQL of the test's own
+(tests/integration/hppg.py), one shared workdir root, the real CLI (pinned)
+against the mock Messages API, whose [[echo]] answer quotes every human
+text the model was sent:
+
+  turn 1 on A; turn 2 on B (A lets go, B resumes from the stored
+  transcript, the model sees turn 1, A's attached client is told
+  session_moved); turn 3 on A again (moved back); SIGKILL of A, the owner:
+  turn 4 on B once A's lease runs out, resumed, and no turn ran twice."""
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+from hplib import (TAP, Daemon, first, proc_alive, wait_for,  # noqa: E402
+                   DIR_SHARED)
+import hppg  # noqa: E402
+from test_e2e import CLI, OFFLINE_ENV, Mock  # noqa: E402
+
+t = TAP()
+SESSION = "mv"
+LEASE_TIMEOUT_S = 3      # short: the kill case waits for it
+MOVE_TIMEOUT_S = 20
+DEATH_WAIT_S = 10
+
+
+def echo_saw(e, said):
+    """Done, and the model was sent every text of said (the mock quotes
+    them without their directives)."""
+    return e[-1]["type"] == "done" and all(
+        json.dumps(x.replace("[[echo]] ", "")) in
+        e[-1]["data"].get("result", "") for x in said)
+
+
+def host(name, url, shared, env):
+    return Daemon({"cli_path": CLI, "cli_env": OFFLINE_ENV,
+                   "kill_grace": "2s", "store": url, "host_id": name,
+                   "lease_timeout": "%ds" % LEASE_TIMEOUT_S,
+                   "move_timeout": "%ds" % MOVE_TIMEOUT_S,
+                   "workdir_root": shared}, env=env)
+
+
+def names(d):
+    return [r["session"] for r in d.client().request("sessions")["data"]]
+
+
+def main():
+    if not os.access(CLI, os.X_OK):
+        t.skip("two hosts with the real CLI", CLI + " not installed "
+               "(make deps)")
+        t.done()
+    tmp = tempfile.mkdtemp(prefix="hphosts.")
+    shared = os.path.join(tmp, "work")       # NFS, say: both hosts see it
+    os.makedirs(shared)
+    os.chmod(tmp, 0o711)
+    os.chmod(shared, DIR_SHARED)
+    mock = Mock(tmp)
+    try:
+        with hppg.Postgres() as pg:
+            url = pg.url("hotplex")
+            with host("a", url, shared, mock.env()) as a, \
+                    host("b", url, shared, mock.env()) as b:
+                run(a, b, mock, shared)
+    except hppg.Unavailable as e:
+        t.skip("two hosts sharing a PostgreSQL store", str(e))
+    finally:
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    t.done()
+
+
+def human_turns(mock, text):
+    return sum(1 for r in mock.requests()
+               if r.get("human_text") == text and r.get("status") == 200)
+
+
+def run(a, b, mock, shared):
+    wd = os.path.join(shared, SESSION)
+    said = ["turn one: the word is alpha"]
+    ca = a.client()
+    e = ca.execute(SESSION, said[0], workdir=wd)
+    t.eq(e[-1]["type"], "done", "turn 1 on host a: done")
+
+    # A client of A follows the session: it must hear that it moved.
+    fa = a.client()
+    t.eq(fa.request("attach", session=SESSION)["type"], "ok",
+         "a client attached to the session on host a")
+
+    said.append("[[echo]] turn two")
+    e = b.client().execute(SESSION, said[-1])
+    start = (first(e, "session_start") or {}).get("data", {})
+    t.ok(start.get("cold") and start.get("resumed") and
+         echo_saw(e, said[:1]),
+         "turn 2 on host b: the session moved, resumed, the model saw "
+         "turn 1", (start, e[-1]))
+    moved = None
+    while moved is None:
+        o = fa.line()
+        if o is None or o.get("type") == "session_moved":
+            moved = o or {}
+    t.eq(moved.get("data", {}).get("host"), "b",
+         "host a's attached client is told session_moved to host b")
+    t.ok(SESSION not in names(a) and SESSION in names(b),
+         "the session is host b's now, no longer host a's")
+    t.ok(0 < start.get("move_us", 0) <= start.get("ready_us", 0),
+         "move cost: %d us waiting for host a, %d us from the request on b "
+         "to the turn sent to its new CLI (whose cold start follows)" %
+         (start.get("move_us", -1), start.get("ready_us", -1)))
+
+    said.append("[[echo]] turn three")
+    e = a.client().execute(SESSION, said[-1])
+    start = (first(e, "session_start") or {}).get("data", {})
+    t.ok(start.get("resumed") and echo_saw(e, said[:2]),
+         "turn 3 on host a: moved back, the model saw turns 1 and 2",
+         (start, e[-1]))
+    st = (first(e, "session_stats") or {}).get("data", {})
+    t.eq(st.get("turns"), 3, "three turns counted across the hosts")
+
+    # The owner dies: its lease runs out and b takes the session over.
+    workers = a.workers()
+    a.stop(signal.SIGKILL)
+    wait_for(lambda: not any(proc_alive(p) for p in workers), DEATH_WAIT_S,
+             "the killed host's workers")
+    said.append("[[echo]] turn four")
+    e = b.client().execute(SESSION, said[-1])
+    start = (first(e, "session_start") or {}).get("data", {})
+    t.ok(start.get("resumed") and echo_saw(e, said[:3]),
+         "host a killed: turn 4 on host b once a's lease ran out, resumed, "
+         "the model saw turns 1-3", (start, e[-1]))
+    t.ok(0 < start.get("move_us", 0) < (LEASE_TIMEOUT_S + 2) * 1e6,
+         "the takeover waited for the dead host's lease to run out, not for "
+         "move_timeout (%d us)" % start.get("move_us", -1))
+    t.eq([human_turns(mock, x) for x in said], [1, 1, 1, 1],
+         "every turn ran once")
+    a.start()       # for the context manager's stop
+    b.client().request("stop", session=SESSION)
+
+
+if __name__ == "__main__":
+    main()
