@@ -23,6 +23,7 @@
 
 static void	worker_turn_finish_error(const char *, const char *);
 static void	worker_held_write(void);
+static void	worker_turn_set(enum worker_turn_state);
 
 void
 worker_bridge_event(void *arg, const char *type, cJSON *data)
@@ -74,9 +75,9 @@ worker_bridge_init(void *arg, const char *id)
 	 * system/init begins every turn: ours, or, with none of ours begun
 	 * or in flight, one of the CLI's own.
 	 */
-	if (ws.awaiting_init)
-		ws.awaiting_init = 0;
-	else if (!ws.busy || ws.held != NULL) {
+	if (ws.turn_state == TURN_WRITTEN)
+		worker_turn_set(TURN_RUNNING);
+	else if (ws.turn_state == TURN_IDLE || ws.turn_state == TURN_HELD) {
 		ws.cli_own = 1;
 		log_debug("the CLI began a turn of its own");
 	}
@@ -93,6 +94,27 @@ worker_bridge_init(void *arg, const char *id)
 	worker_sent();
 }
 
+static const char *
+worker_turn_state_name(enum worker_turn_state st)
+{
+	static const char *names[] = { "idle", "held", "written", "running",
+	    "interrupting" };
+
+	return (size_t)st < sizeof names / sizeof names[0] ? names[st] : "?";
+}
+
+/* The one place a client's turn changes state, logged at debug. */
+static void
+worker_turn_set(enum worker_turn_state st)
+{
+	if (ws.turn_state == st)
+		return;
+	log_debug("turn %u: %s -> %s", ws.turn,
+	    worker_turn_state_name(ws.turn_state),
+	    worker_turn_state_name(st));
+	ws.turn_state = st;
+}
+
 static void
 worker_turn_clear(void)
 {
@@ -101,9 +123,7 @@ worker_turn_clear(void)
 	fswatch_clear();
 	free(ws.held);
 	ws.held = NULL;
-	ws.awaiting_init = 0;
-	ws.busy = 0;
-	ws.interrupting = 0;
+	worker_turn_set(TURN_IDLE);
 	ws.timed_out = 0;
 	evtimer_del(ws.turn_timer);
 	evtimer_del(ws.grace_timer);
@@ -130,7 +150,7 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 	 * The end of the CLI's own turn (result.origin): never a client's.
 	 * A client's turn that waited for it goes to the CLI now.
 	 */
-	if (t->origin != NULL || (ws.cli_own && ws.held != NULL)) {
+	if (t->origin != NULL || (ws.cli_own && ws.turn_state == TURN_HELD)) {
 		/* Its end, with its stats, to the followers (turn 0). */
 		d = cJSON_CreateObject();
 		if (t->origin != NULL)
@@ -144,12 +164,12 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 		worker_bridge_event(NULL, "cli_turn", d);
 		ws.cli_own = 0;
 		log_debug("the CLI's own turn ended");
-		if (ws.held != NULL)
+		if (ws.turn_state == TURN_HELD)
 			worker_held_write();
 		return;
 	}
 	ws.cli_own = 0;
-	if (!ws.busy) {
+	if (ws.turn_state == TURN_IDLE) {
 		log_debug("result outside a turn ignored");
 		return;
 	}
@@ -213,7 +233,7 @@ const struct bridge_cb worker_bridge_cb = {
 static void
 worker_cli_line(void *arg, const char *line, size_t len)
 {
-	if (ws.busy)
+	if (ws.turn_state != TURN_IDLE)
 		ws.turn_output = 1;
 	bridge_line(ws.bridge, line, len, util_now_ms());
 }
@@ -229,13 +249,13 @@ worker_cli_line_dropped(void *arg, size_t len, const char *head)
 	 * Dropped, the result line would leave the turn open forever: the
 	 * turn is over, its result too big to relay.
 	 */
-	if (!ws.busy || strncmp(head, WORKER_RESULT_HEAD,
+	if (ws.turn_state == TURN_IDLE || strncmp(head, WORKER_RESULT_HEAD,
 	    strlen(WORKER_RESULT_HEAD)) != 0)
 		return;
 	memset(&te, 0, sizeof te);
 	te.outcome = MSG_TURN_DONE;
 	te.done.is_error = 1;
-	te.done.interrupted = ws.interrupting;
+	te.done.interrupted = ws.turn_state == TURN_INTERRUPTING;
 	te.done.terminal_reason = "result_too_large";
 	te.stats = *bridge_turn_stats(ws.bridge, util_now_ms());
 	worker_turn_end_send(&te);
@@ -257,7 +277,7 @@ worker_cli_exited(void *arg, int status)
 		    WTERMSIG(status));
 	log_info("%s", msg);
 	ws.cli_gone = 1;
-	if (ws.busy) {
+	if (ws.turn_state != TURN_IDLE) {
 		if (ws.timed_out)
 			worker_turn_finish_error(ERR_TURN_TIMEOUT,
 			    "turn timed out; the CLI was killed");
@@ -265,7 +285,8 @@ worker_cli_exited(void *arg, int status)
 			char full[WORKER_ERR_MAX * 2];
 
 			snprintf(full, sizeof full, "%s%s%s%.400s", msg,
-			    ws.interrupting ? " (it ignored the interrupt)" :
+			    ws.turn_state == TURN_INTERRUPTING ?
+			    " (it ignored the interrupt)" :
 			    "", *tail != '\0' ? ": " : "", tail);
 			worker_turn_finish_error(ERR_CLI_EXITED, full);
 		}
@@ -297,7 +318,7 @@ worker_turn_finish_error(const char *code, const char *message)
 {
 	struct msg_turn_end	te;
 
-	if (!ws.busy)
+	if (ws.turn_state == TURN_IDLE)
 		return;
 	memset(&te, 0, sizeof te);
 	te.outcome = MSG_TURN_ERROR;
@@ -311,7 +332,7 @@ worker_turn_finish_error(const char *code, const char *message)
 	 * the last one): nothing of the turn happened, a new CLI may run it.
 	 */
 	te.retry = ws.cli_gone && !ws.turn_output && !ws.timed_out &&
-	    !ws.interrupting;
+	    ws.turn_state != TURN_INTERRUPTING;
 	worker_turn_end_send(&te);
 }
 
@@ -385,10 +406,10 @@ worker_interrupt(void)
 
 	struct msg_turn_end	te;
 
-	if (!ws.busy || ws.interrupting)
+	if (ws.turn_state == TURN_IDLE || ws.turn_state == TURN_INTERRUPTING)
 		return;
 	/* Held behind the CLI's own turn: it ends before it began. */
-	if (ws.held != NULL) {
+	if (ws.turn_state == TURN_HELD) {
 		memset(&te, 0, sizeof te);
 		if (ws.timed_out) {
 			te.outcome = MSG_TURN_ERROR;
@@ -405,7 +426,7 @@ worker_interrupt(void)
 		worker_turn_end_send(&te);
 		return;
 	}
-	ws.interrupting = 1;
+	worker_turn_set(TURN_INTERRUPTING);
 	/* Open questions are denied first: the CLI may then stop. */
 	worker_approvals_settle(1);
 	bridge_interrupting(ws.bridge);
@@ -441,7 +462,7 @@ worker_held_write(void)
 	char	*s = ws.held;
 
 	ws.held = NULL;
-	ws.awaiting_init = 1;
+	worker_turn_set(TURN_WRITTEN);
 	bridge_turn_start(ws.bridge, util_now_ms());
 	if (cli_write(ws.cli, s, strlen(s)) == -1)
 		worker_turn_finish_error(ERR_CLI_EXITED, "the CLI is gone");
@@ -458,8 +479,7 @@ worker_turn(uint32_t turn, const struct msg_turn *t)
 	struct timeval	 tv;
 
 	ws.turn = turn;
-	if (ws.busy) {
-		ws.busy = 1;
+	if (ws.turn_state != TURN_IDLE) {
 		log_warnx("turn %u while busy", turn);
 		return;
 	}
@@ -481,9 +501,9 @@ worker_turn(uint32_t turn, const struct msg_turn *t)
 		cJSON_AddStringToObject(msg, "content", prompt);
 	s = json_print(line);
 	cJSON_Delete(line);
-	ws.busy = 1;
 	ws.turn_output = 0;
 	ws.held = xstrdup(s);
+	worker_turn_set(TURN_HELD);
 	cJSON_free(s);
 	/* Like a queued one, it waits for the CLI's own turn to end. */
 	if (ws.cli_own)

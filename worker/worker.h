@@ -35,7 +35,20 @@ struct msg_turn;
 #define WORKER_ERR_MAX		512	/* an error message, bytes */
 #define WORKER_APPROVALS_MAX	16	/* questions waiting for the app */
 
-enum wstate { W_IDLE, W_OPEN, W_CLOSING };
+enum wstate { W_IDLE, W_OPEN };
+
+/*
+ * A client's turn in the worker (turn.c's one state machine): its user
+ * line held behind a turn the CLI began itself, written, begun by the
+ * CLI (system/init), interrupted; IDLE again once its end is sent.
+ */
+enum worker_turn_state {
+	TURN_IDLE,
+	TURN_HELD,		/* ws.held waits for the CLI's own turn */
+	TURN_WRITTEN,		/* written; the CLI's init not seen yet */
+	TURN_RUNNING,
+	TURN_INTERRUPTING,	/* interrupt sent; its end awaited */
+};
 
 /* A can_use_tool question put to the app (approvals "client"). */
 struct approval {
@@ -74,8 +87,7 @@ struct worker_state {
 
 	/* The turn in flight. */
 	uint32_t		 turn;
-	int			 busy;
-	int			 interrupting;
+	enum worker_turn_state	 turn_state;
 	int			 timed_out;
 	struct event		*turn_timer;
 	struct event		*grace_timer;
@@ -90,7 +102,6 @@ struct worker_state {
 	 * system/init came with no line of ours waiting for one.  A client's
 	 * turn waits for it (held), and its lines reach no client's turn.
 	 */
-	int			 awaiting_init;	/* our user line not begun yet */
 	int			 cli_own;	/* the CLI's own turn runs */
 	char			*held;		/* our user line, waiting */
 	int			 exit_code;
