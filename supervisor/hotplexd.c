@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -254,6 +255,29 @@ hotplexd_workdir_roots(void)
 			log_info("workdir_root %s created (mode %o)", r,
 			    HOTPLEXD_WORKROOT_MODE);
 	}
+}
+
+/*
+ * After the drop a reload reads as daemon_user: say now, not at the first
+ * SIGHUP, when the config file or a rule file is readable only by root.
+ */
+static void
+hotplexd_reload_readable(void)
+{
+	char	err[1024];
+	int	fd;
+
+	if (!privsep_dropped())
+		return;
+	if (hp.conf_given || access(hp.conf_path, F_OK) == 0) {
+		if ((fd = open(hp.conf_path, O_RDONLY | O_CLOEXEC)) == -1)
+			log_warnx("%s: %s as uid %u: a reload will fail",
+			    hp.conf_path, strerror(errno), (unsigned)geteuid());
+		else
+			close(fd);
+	}
+	if (screen_readable(hp.conf, err, sizeof err) == -1)
+		log_warnx("%s: a reload will fail", err);
 }
 
 /* New config into a new object; swapped in only when it parsed whole. */
@@ -582,6 +606,7 @@ main(int argc, char **argv)
 	spawner_start(hotplexd_pidfile);
 	/* From here on, nothing of ours runs as root. */
 	privsep_drop();
+	hotplexd_reload_readable();
 	hotplexd_base();
 	/* Reaps and signals are bulk: a wave of them yields to the turns. */
 	for (i = 0; signos[i] != 0; i++) {

@@ -38,6 +38,85 @@ screen_add_text(struct screen *sc, const char *name, const char *text)
 	cJSON_AddItemToArray(sc->files, cJSON_CreateString(name));
 }
 
+/* Why the last glob could not read a directory (the master may not be root). */
+static char	screen_glob_dir[512];
+static int	screen_glob_errno;
+
+static int
+screen_glob_err(const char *path, int e)
+{
+	/* A missing directory is no match; an unreadable one is an error. */
+	if (e == ENOENT || e == ENOTDIR)
+		return 0;
+	snprintf(screen_glob_dir, sizeof screen_glob_dir, "%s", path);
+	screen_glob_errno = e;
+	return 1;
+}
+
+/*
+ * The files firewall_rules names, into g.  A directory on the way that
+ * cannot be read is an error, not "no files": once the master has dropped
+ * its privileges a reload reads as daemon_user, and a silent miss would
+ * take the site's rules out of force.
+ */
+static int
+screen_glob(const struct config *c, glob_t *g, char *err, size_t errlen)
+{
+	size_t	i;
+	int	r;
+
+	memset(g, 0, sizeof *g);
+	for (i = 0; i < c->firewall_rules.n; i++) {
+		screen_glob_errno = 0;
+		r = glob(c->firewall_rules.v[i], i == 0 ? 0 : GLOB_APPEND,
+		    screen_glob_err, g);
+		if (r == GLOB_ABORTED && screen_glob_errno != 0) {
+			snprintf(err, errlen, "firewall_rules %s: %s: %s (the "
+			    "daemon reads it as uid %u)",
+			    c->firewall_rules.v[i], screen_glob_dir,
+			    strerror(screen_glob_errno), (unsigned)geteuid());
+			return -1;
+		}
+		if (r != 0 && r != GLOB_NOMATCH) {
+			snprintf(err, errlen, "firewall_rules %s: glob failed",
+			    c->firewall_rules.v[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Whether what a reload reads (the rule files; the config file is the
+ * caller's) can be read now: called once privileges are dropped, so that a
+ * file only root may read is named at start, not at the first reload.
+ */
+int
+screen_readable(const struct config *c, char *err, size_t errlen)
+{
+	glob_t	g;
+	size_t	j;
+	int	fd, rc = 0;
+
+	if (!c->firewall)
+		return 0;
+	if (screen_glob(c, &g, err, errlen) == -1) {
+		globfree(&g);
+		return -1;
+	}
+	for (j = 0; j < g.gl_pathc && rc == 0; j++) {
+		if ((fd = open(g.gl_pathv[j], O_RDONLY | O_CLOEXEC)) == -1) {
+			snprintf(err, errlen, "%s: %s (the daemon reads it as "
+			    "uid %u)", g.gl_pathv[j], strerror(errno),
+			    (unsigned)geteuid());
+			rc = -1;
+		} else
+			close(fd);
+	}
+	globfree(&g);
+	return rc;
+}
+
 /*
  * The rules in force: the built-in defaults, then the files firewall_rules
  * adds (globs, sorted within each), compiled here once; their texts go to
@@ -51,7 +130,6 @@ screen_load(const struct config *c, char *err, size_t errlen)
 	char			*bufs[POLICY_MAX_FILES];
 	glob_t			 g;
 	size_t			 i, j, n = 0, nbufs = 0;
-	int			 r;
 
 	sc->threshold = c->firewall_threshold;
 	sc->files = cJSON_CreateArray();
@@ -63,16 +141,8 @@ screen_load(const struct config *c, char *err, size_t errlen)
 	}
 	for (i = 0; i < policy_nbuiltin; i++)
 		texts[n++] = policy_builtin[i];
-	memset(&g, 0, sizeof g);
-	for (i = 0; i < c->firewall_rules.n; i++) {
-		r = glob(c->firewall_rules.v[i], i == 0 ? 0 : GLOB_APPEND,
-		    NULL, &g);
-		if (r != 0 && r != GLOB_NOMATCH) {
-			snprintf(err, errlen, "firewall_rules %s: glob failed",
-			    c->firewall_rules.v[i]);
-			goto fail;
-		}
-	}
+	if (screen_glob(c, &g, err, errlen) == -1)
+		goto fail;
 	if (c->firewall_rules.n > 0 && g.gl_pathc == 0)
 		log_warnx("firewall: no rule files match firewall_rules; "
 		    "the built-in rules only");

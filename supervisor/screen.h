@@ -26,6 +26,8 @@ struct screen {
 /* A new screen from the config; NULL with err on a rule that fails. */
 struct screen	*screen_load(const struct config *, char *err, size_t errlen);
 void		 screen_free(struct screen *);
+/* -1 with err when a rule file firewall_rules names cannot be read now. */
+int		 screen_readable(const struct config *, char *err, size_t errlen);
 struct policy_verdict;
 void		 screen_audit(uid_t, pid_t, const char *session,
 		    const struct policy_verdict *);

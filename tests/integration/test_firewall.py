@@ -143,6 +143,18 @@ def test_reload_keeps_old_rules():
         with Daemon(dict(DEFAULT_FW,
                          firewall_rules=os.path.join(tmp, "*.rules"))) as d:
             c = d.client()
+            if os.geteuid() == 0:
+                # The master reads as daemon_user after start: a rule
+                # directory it cannot read fails the reload by name,
+                # never silently drops the site's rules.
+                r = c.request("reload")
+                t.ok(r["type"] == "error" and tmp in r["data"]["message"]
+                     and "Permission denied" in r["data"]["message"],
+                     "reload: an unreadable rule directory is named", r)
+                v = c.request("policy_check", text="say xyzzyprompt")
+                t.ok(v["data"]["blocked"],
+                     "reload: the site's rules stay in force", v)
+                os.chmod(tmp, 0o755)
             with open(os.path.join(tmp, "zz-bad.rules"), "w") as f:
                 f.write("rule bad.one\n\tcategory x\n\tseverity critical\n"
                         "\ttarget prompt\n\tpattern (unclosed\n"
@@ -189,6 +201,7 @@ def test_loaded_rules_only():
     prompts' screening (master) nor the tool calls' (workers): both use
     the texts the master loaded; a reload changes both for new sessions."""
     tmp = tempfile.mkdtemp(prefix="hpfw.")
+    os.chmod(tmp, 0o755)    # the dropped master reads it on reload
     site = os.path.join(tmp, "site.rules")
     with open(site, "w") as f:
         f.write(SITE_RULES % {"w": "xyzzy"})
