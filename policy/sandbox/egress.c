@@ -143,7 +143,7 @@ egress_filter(char *err, size_t errlen)
  * without TCP rules, best effort) goes into err with *rsfd == -1.
  */
 int
-egress_prepare(const struct sandbox_conf *sc, int *rsfd, void **filter,
+sandbox_egress_prepare(const struct sandbox_conf *sc, int *rsfd, void **filter,
     char *err, size_t errlen)
 {
 	*rsfd = -1;
@@ -165,7 +165,7 @@ egress_prepare(const struct sandbox_conf *sc, int *rsfd, void **filter,
 
 /* Needs no_new_privs.  Closes rsfd, frees filter. */
 int
-egress_enforce(const struct sandbox_conf *sc, int rsfd, void *filter,
+sandbox_egress_enforce(const struct sandbox_conf *sc, int rsfd, void *filter,
     char *err, size_t errlen)
 {
 	int	rc = 0;

@@ -215,7 +215,7 @@ landlock_add_conf(int rsfd, uint64_t handled, const char *path,
  * Returns -1 on error; a warning about a weaker sandbox goes into err.
  */
 int
-landlock_prepare(const struct sandbox_conf *sc, int *rsfd, int *abi,
+sandbox_landlock_prepare(const struct sandbox_conf *sc, int *rsfd, int *abi,
     char *err, size_t errlen)
 {
 	struct ll_ruleset_attr	attr;
@@ -282,7 +282,7 @@ fail:
 
 /* Enforces the ruleset; needs no_new_privs.  Closes rsfd. */
 int
-landlock_enforce(int rsfd, int abi, char *err, size_t errlen)
+sandbox_landlock_enforce(int rsfd, int abi, char *err, size_t errlen)
 {
 	uint32_t	flags = 0;
 	int		saved;

@@ -172,14 +172,17 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 		return -1;
 	/* Read the profile and open the Landlock paths while we still may
 	 * (neither lies inside the sandbox), and from the caller's cwd. */
-	if (sc->seccomp_profile != NULL && (filter = seccomp_profile_compile(
-	    sc->seccomp_profile, err, errlen)) == NULL)
+	if (sc->seccomp_profile != NULL &&
+	    (filter = sandbox_seccomp_profile_compile(sc->seccomp_profile, err,
+	    errlen)) == NULL)
 		return -1;
-	if (landlock_prepare(sc, &rsfd, &abi, warn, sizeof warn) == -1) {
+	if (sandbox_landlock_prepare(sc, &rsfd, &abi, warn,
+	    sizeof warn) == -1) {
 		snprintf(err, errlen, "%s", warn);
 		goto fail;
 	}
-	if (egress_prepare(sc, &ersfd, &efilter, ewarn, sizeof ewarn) == -1) {
+	if (sandbox_egress_prepare(sc, &ersfd, &efilter, ewarn,
+	    sizeof ewarn) == -1) {
 		snprintf(err, errlen, "%s", ewarn);
 		goto fail;
 	}
@@ -198,22 +201,23 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
 		goto fail;
 	}
-	if (landlock_enforce(rsfd, abi, err, errlen) == -1) {
+	if (sandbox_landlock_enforce(rsfd, abi, err, errlen) == -1) {
 		rsfd = -1;
 		goto fail;
 	}
 	rsfd = -1;
 	/* Its own layers: they hold whatever landlock and seccomp say. */
-	if (egress_enforce(sc, ersfd, efilter, err, errlen) == -1) {
+	if (sandbox_egress_enforce(sc, ersfd, efilter, err, errlen) == -1) {
 		ersfd = -1;
 		efilter = NULL;
 		goto fail;
 	}
 	ersfd = -1;
 	efilter = NULL;
-	if (filter != NULL && seccomp_filter_load(filter, err, errlen) == -1)
+	if (filter != NULL && sandbox_seccomp_filter_load(filter, err,
+	    errlen) == -1)
 		goto fail;
-	seccomp_filter_free(filter);
+	sandbox_seccomp_filter_free(filter);
 	snprintf(err, errlen, "%s", warn);
 	return 0;
 
@@ -222,7 +226,7 @@ fail:
 		close(rsfd);
 	if (ersfd != -1)
 		close(ersfd);
-	seccomp_filter_free(efilter);
-	seccomp_filter_free(filter);
+	sandbox_seccomp_filter_free(efilter);
+	sandbox_seccomp_filter_free(filter);
 	return -1;
 }

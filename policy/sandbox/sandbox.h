@@ -105,15 +105,16 @@ int	sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen);
 /*
  * Internal to policy/sandbox/sandbox.c, landlock.c and seccomp.c.
  */
-int	landlock_prepare(const struct sandbox_conf *, int *rsfd, int *abi,
-	    char *err, size_t errlen);
-int	landlock_enforce(int rsfd, int abi, char *err, size_t errlen);
-int	egress_prepare(const struct sandbox_conf *, int *rsfd, void **filter,
-	    char *err, size_t errlen);
-int	egress_enforce(const struct sandbox_conf *, int rsfd, void *filter,
-	    char *err, size_t errlen);
-void	*seccomp_profile_compile(const char *path, char *err, size_t errlen);
-int	seccomp_filter_load(void *filter, char *err, size_t errlen);
-void	seccomp_filter_free(void *filter);
+int	sandbox_landlock_prepare(const struct sandbox_conf *, int *rsfd,
+	    int *abi, char *err, size_t errlen);
+int	sandbox_landlock_enforce(int rsfd, int abi, char *err, size_t errlen);
+int	sandbox_egress_prepare(const struct sandbox_conf *, int *rsfd,
+	    void **filter, char *err, size_t errlen);
+int	sandbox_egress_enforce(const struct sandbox_conf *, int rsfd,
+	    void *filter, char *err, size_t errlen);
+void	*sandbox_seccomp_profile_compile(const char *path, char *err,
+	    size_t errlen);
+int	sandbox_seccomp_filter_load(void *filter, char *err, size_t errlen);
+void	sandbox_seccomp_filter_free(void *filter);
 
 #endif

@@ -1,7 +1,7 @@
 # policy/sandbox/ fragment: the CLI child's sandbox and the worker's own
 # confinement, in $(B)/libsandbox.a (link with $(LDLIBS_SECCOMP)).  The
 # seccomp profile is compiled in: policy/sandbox/seccomp.profile becomes the
-# string seccomp_builtin_profile (hotplexd.conf "seccomp = on").
+# string sandbox_seccomp_builtin_profile (hotplexd.conf "seccomp = on").
 SANDBOX_SRCS	= policy/sandbox/sandbox.c policy/sandbox/landlock.c \
 		  policy/sandbox/seccomp.c policy/sandbox/egress.c
 SANDBOX_OBJS	= $(SANDBOX_SRCS:%.c=$(B)/%.o) \
@@ -11,8 +11,8 @@ $(B)/policy/sandbox/seccomp-builtin.c: policy/sandbox/seccomp.profile \
     policy/sandbox/sandbox.mk
 	@mkdir -p $(dir $@)
 	{ echo '/* Generated from policy/sandbox/seccomp.profile: do not edit. */'; \
-	  echo 'extern const char seccomp_builtin_profile[];'; \
-	  echo 'const char seccomp_builtin_profile[] ='; \
+	  echo 'extern const char sandbox_seccomp_builtin_profile[];'; \
+	  echo 'const char sandbox_seccomp_builtin_profile[] ='; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' \
 	    policy/sandbox/seccomp.profile; \
 	  echo ';'; } > $@.tmp && mv $@.tmp $@

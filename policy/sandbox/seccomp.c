@@ -1,8 +1,8 @@
 /*
  * Seccomp filters through libseccomp: the CLI child's, from a profile
- * (policy/sandbox/seccomp.profile, compiled into the binary at build time as
- * seccomp_builtin_profile; a file may replace it), and the worker's own,
- * built here.
+ * (policy/sandbox/seccomp.profile, compiled into the binary at build time
+ * as sandbox_seccomp_builtin_profile; a file may replace it), and the
+ * worker's own, built here.
  *
  * Profile syntax, one statement a line, '#' starts a comment:
  *
@@ -204,7 +204,7 @@ seccomp_cond(const char *s, struct scmp_arg_cmp *c)
  * policy/sandbox/seccomp.profile as a string
  * ($(B)/policy/sandbox/seccomp-builtin.c).
  */
-extern const char seccomp_builtin_profile[];
+extern const char sandbox_seccomp_builtin_profile[];
 
 static int
 seccomp_read(const char *path, char *buf, size_t bufsz, char *err,
@@ -263,7 +263,7 @@ seccomp_attrs(scmp_filter_ctx ctx, char *err, size_t errlen)
  * with a message ("path:line: what") in err.
  */
 void *
-seccomp_profile_compile(const char *path, char *err, size_t errlen)
+sandbox_seccomp_profile_compile(const char *path, char *err, size_t errlen)
 {
 	static char		 buf[SECCOMP_PROFILE_MAX];
 	struct scmp_arg_cmp	 conds[SECCOMP_COND_MAX];
@@ -275,12 +275,12 @@ seccomp_profile_compile(const char *path, char *err, size_t errlen)
 	int			 nr, rc;
 
 	if (strcmp(path, SANDBOX_SECCOMP_BUILTIN) == 0) {
-		if (strlen(seccomp_builtin_profile) >= sizeof buf) {
+		if (strlen(sandbox_seccomp_builtin_profile) >= sizeof buf) {
 			snprintf(err, errlen, "seccomp: built-in profile too "
 			    "large");
 			return NULL;
 		}
-		strcpy(buf, seccomp_builtin_profile);
+		strcpy(buf, sandbox_seccomp_builtin_profile);
 	} else if (seccomp_read(path, buf, sizeof buf, err, errlen) == -1)
 		return NULL;
 	for (line = buf; line != NULL; line = next) {
@@ -356,7 +356,7 @@ fail:
 }
 
 int
-seccomp_filter_load(void *filter, char *err, size_t errlen)
+sandbox_seccomp_filter_load(void *filter, char *err, size_t errlen)
 {
 	int	rc;
 
@@ -368,7 +368,7 @@ seccomp_filter_load(void *filter, char *err, size_t errlen)
 }
 
 void
-seccomp_filter_free(void *filter)
+sandbox_seccomp_filter_free(void *filter)
 {
 	if (filter != NULL)
 		seccomp_release(filter);
@@ -379,9 +379,9 @@ sandbox_seccomp_check(const char *path, char *err, size_t errlen)
 {
 	void	*f;
 
-	if ((f = seccomp_profile_compile(path, err, errlen)) == NULL)
+	if ((f = sandbox_seccomp_profile_compile(path, err, errlen)) == NULL)
 		return -1;
-	seccomp_filter_free(f);
+	sandbox_seccomp_filter_free(f);
 	return 0;
 }
 
@@ -534,7 +534,7 @@ sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen)
 		seccomp_release(ctx);
 		return -1;
 	}
-	rc = seccomp_filter_load(ctx, err, errlen);
+	rc = sandbox_seccomp_filter_load(ctx, err, errlen);
 	seccomp_release(ctx);
 	return rc;
 }
