@@ -27,7 +27,7 @@ from hplib import (TAP, Daemon, ROOT, BDIR, wait_for, proc_alive,
 t = TAP()
 
 TEST_USER = "hotplex-sbx"
-PROFILE = os.path.join(ROOT, "policy", "seccomp.profile")
+PROFILE = os.path.join(ROOT, "policy", "sandbox", "seccomp.profile")
 CLI = os.path.join(BDIR, "cli", "claude")
 MOCK = os.path.join(ROOT, "tests", "e2e", "mock_api.py")
 SYS_LANDLOCK_CREATE_RULESET = 444       # the same on every architecture
