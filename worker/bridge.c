@@ -112,7 +112,8 @@ struct bridge {
 /* System subtypes worth showing as progress, forwarded as `system`. */
 static const char *bridge_system_forward[] = {
 	"status", "api_retry", "task_started", "task_progress",
-	"task_updated", "task_notification", "compact_boundary",
+	"task_updated", "task_notification", "background_tasks_changed",
+	"compact_boundary",
 	"local_command_output", "model_refusal_fallback",
 	"model_refusal_no_fallback", "notification", "informational",
 	"worker_shutting_down"
