@@ -20,6 +20,7 @@
 #include "policy/firewall/firewall.h"
 #include "supervisor/gateway.h"
 #include "supervisor/screen.h"
+#include "supervisor/store.h"
 
 static uint64_t	health_started_ms;
 
@@ -54,9 +55,14 @@ health_ready(struct health_check *checks, int *ready)
 
 	k = &checks[n++];
 	k->name = "store";
-	k->ok = access(hp.conf->state_dir, W_OK) == 0;
-	snprintf(k->detail, sizeof k->detail, "state_dir %s %s",
-	    hp.conf->state_dir, k->ok ? "writable" : strerror(errno));
+	if (store_shared()) {
+		/* Without it no session can be taken: its lease is there. */
+		k->ok = store_reachable(k->detail, sizeof k->detail);
+	} else {
+		k->ok = access(hp.conf->state_dir, W_OK) == 0;
+		snprintf(k->detail, sizeof k->detail, "state_dir %s %s",
+		    hp.conf->state_dir, k->ok ? "writable" : strerror(errno));
+	}
 
 	/* The model-API gateway, where there is one: sessions need it. */
 	if ((gw = server_gateway_pid()) > 0) {
@@ -114,6 +120,16 @@ health_status(void)
 	    server_gateway_egress_enforced());
 	cJSON_AddNumberToObject(d, "rules", hp.screen->policy != NULL ?
 	    (double)policy_nrules(hp.screen->policy) : 0);
+
+	if (store_shared()) {
+		char	detail[HEALTH_DETAIL_MAX];
+		int	up = store_reachable(detail, sizeof detail);
+
+		o = cJSON_AddObjectToObject(d, "store");
+		cJSON_AddStringToObject(o, "state", up ? "connected" :
+		    "reconnecting");
+		cJSON_AddStringToObject(o, "detail", detail);
+	}
 
 	n = health_ready(checks, &ready);
 	cJSON_AddBoolToObject(d, "ready", ready);

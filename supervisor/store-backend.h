@@ -38,6 +38,8 @@ struct store_backend {
 		    size_t);
 	int	 (*lease_release)(uid_t, const char *, int64_t);
 	int	 (*lease_renew)(store_lease_cb, void *);
+	/* NULL: a local file, reachable while state_dir is writable. */
+	int	 (*reachable)(char *, size_t);
 };
 
 extern const struct store_backend store_sqlite_backend;

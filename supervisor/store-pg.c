@@ -469,6 +469,29 @@ pg_connect(void)
 	return 0;
 }
 
+/*
+ * Connected (1) or not (0), with what /readyz and the status op say: the
+ * server, and when not connected when the next statement tries again.
+ */
+static int
+pg_reachable(char *detail, size_t len)
+{
+	int64_t	wait;
+
+	if (pg_url == NULL) {
+		snprintf(detail, len, "not open");
+		return 0;
+	}
+	if (pg_ok && pg_conn != NULL && PQstatus(pg_conn) == CONNECTION_OK) {
+		snprintf(detail, len, "%s connected", pg_display);
+		return 1;
+	}
+	wait = pg_last_try + pg_retry_ms - pg_mono_ms();
+	snprintf(detail, len, "%s reconnecting, next try in %lld ms",
+	    pg_display, (long long)(wait > 0 ? wait : 0));
+	return 0;
+}
+
 /* Ready for a statement, reconnecting when due; 0 if so. */
 static int
 pg_ready(void)
@@ -1146,4 +1169,5 @@ const struct store_backend store_pg_backend = {
 	.lease_acquire = pg_lease_acquire,
 	.lease_release = pg_lease_release,
 	.lease_renew = pg_lease_renew,
+	.reachable = pg_reachable,
 };

@@ -192,3 +192,17 @@ store_lease_renew(store_lease_cb cb, void *arg)
 		return 0;
 	return store_be->lease_renew(cb, arg);
 }
+
+int
+store_reachable(char *detail, size_t len)
+{
+	if (store_be == NULL) {
+		snprintf(detail, len, "not open");
+		return 0;
+	}
+	if (store_be->reachable == NULL) {
+		snprintf(detail, len, "%s", "");
+		return 1;
+	}
+	return store_be->reachable(detail, len);
+}

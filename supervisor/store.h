@@ -108,6 +108,11 @@ void	 store_close(void);
 int	 store_is_open(void);
 /* 1 if several hosts share the store: leases and fences matter. */
 int	 store_shared(void);
+/*
+ * 1 when the store answers statements; detail names it and, if not, when
+ * it is tried again.
+ */
+int	 store_reachable(char *detail, size_t len);
 const char *store_path(void);	/* for messages: no password */
 
 /*

@@ -4,7 +4,8 @@ the test's own (hppg.py), hotplexd with tests/fake-claude.
 
 One host: the schema is made once from an empty database, rows, a turn's
 end committed before its done line, the audit, a restart that resumes,
-a database of a newer schema left alone, the server paused and back.  Two hosts (two hotplexd with
+a database of a newer schema left alone, the server paused and back
+(/readyz and status say the store is unreachable, then ready again).  Two hosts (two hotplexd with
 their own host_id, socket and state_dir, one database, one workdir root):
 a session another host serves is refused; a host whose lease was taken
 while a turn ran cannot write its end (fenced) and stops serving the
@@ -14,6 +15,7 @@ and another host takes the session and resumes the conversation.
 
 Skipped, with the reason, where PostgreSQL cannot run."""
 
+import http.client
 import os
 import shutil
 import signal
@@ -257,6 +259,61 @@ def test_store_lost(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def http_get(port, path):
+    h = http.client.HTTPConnection("127.0.0.1", port,
+                                   timeout=hplib.REPLY_TIMEOUT_S)
+    try:
+        h.request("GET", path)
+        r = h.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        h.close()
+
+
+def test_readyz(pg):
+    """The store unreachable: /readyz answers 503 naming the store, the
+    status op says reconnecting and when it tries next; ready again once
+    the store answers.  A short lease_timeout: its renewals (every third
+    of it) are the statements that find the store gone."""
+    db = "ready"
+    root = shared_root()
+    port = hplib.free_tcp_port()
+    try:
+        with host(pg.url(db), "hostA", root, lease_timeout="3s",
+                  metrics_listen="127.0.0.1:%d" % port) as d:
+            c = d.client()
+            wait_for(lambda: http_get(port, "/readyz")[0] == 200,
+                     hplib.REPLY_TIMEOUT_S, "ready with the store up")
+            st, body = http_get(port, "/readyz")
+            t.ok(st == 200 and "ok store:" in body and "connected" in body,
+                 "/readyz: 200, the store connected", body)
+            pg.pause()
+            try:
+                wait_for(lambda: http_get(port, "/readyz")[0] == 503,
+                         hplib.REPLY_TIMEOUT_S, "/readyz to say not ready")
+                st, body = http_get(port, "/readyz")
+                t.ok(st == 503 and "failed store:" in body and
+                     "reconnecting, next try in" in body and
+                     body.endswith("not ready\n"),
+                     "store paused: /readyz 503 naming the store", body)
+                r = c.request("status")
+                so = r.get("data", {}).get("store", {})
+                t.ok(r["type"] == "ok" and so.get("state") ==
+                     "reconnecting" and "next try" in so.get("detail", "")
+                     and r["data"].get("ready") is False,
+                     "status: the store reconnecting, next try", r)
+            finally:
+                pg.resume()
+            wait_for(lambda: http_get(port, "/readyz")[0] == 200,
+                     hplib.REPLY_TIMEOUT_S, "ready once the store is back")
+            r = c.request("status")
+            t.ok(r.get("data", {}).get("store", {}).get("state") ==
+                 "connected" and log_has(d, "connected again"),
+                 "the store back: ready, status connected, logged", r)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def check_n(d):
     """hotplexd -n on the daemon's configuration: (status, output)."""
     r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
@@ -472,6 +529,7 @@ def main():
         test_one_host(pg)
         test_store_paused(pg)
         test_store_lost(pg)
+        test_readyz(pg)
         test_fencing(pg)
         test_paused(pg)
         test_expiry(pg)
