@@ -98,6 +98,10 @@ struct worker {
 	int			 stop_queued;	/* to be told when a slot frees */
 	int			 stop_sent;	/* told to stop, not yet gone */
 	uint32_t		 stop_turn;
+	/* Let go by its session on a move (pool_worker_orphan): stopping. */
+	int			 orphan;
+	uid_t			 orphan_uid;
+	char			*orphan_name;	/* owned: whose TMPDIR to remove */
 };
 TAILQ_HEAD(workers, worker);
 
@@ -171,6 +175,8 @@ struct session {
 	char			*move_to;	/* owned; NULL: not moving */
 	struct event		*move_timer;	/* move_timeout on its turn */
 	int			 move_stopping;	/* its CLI is being stopped */
+	int			 worker_turn;	/* sent, the worker's end not in:
+						   its transcript may lag */
 
 	/* The turn in flight or waiting for a worker. */
 	uint32_t		 turn;
@@ -430,6 +436,7 @@ void	 move_stats(uint64_t *count, uint64_t *mean_us);
 uint64_t move_waited_us(void);
 /* session.c's part of a move */
 void	 session_stop_cli(struct session *);
+void	 session_worker_detach(struct session *);	/* move.c's fast way */
 void	 session_notice(struct session *, const char *type, cJSON *data);
 void	 session_end_turn(struct session *, const char *code,
 	    const char *message);
@@ -468,6 +475,8 @@ void	 pool_kill_hard(void);
 void	 pool_worker_kill(struct worker *, const char *why);
 void	 pool_worker_bulk(struct worker *);
 void	 pool_worker_stop(struct worker *, uint32_t turn);
+void	 pool_worker_orphan(struct worker *, uid_t, const char *name,
+	    uint32_t turn);
 int	 pool_count(void);
 int	 pool_spares(void);
 int	 pool_ready_spares(void);

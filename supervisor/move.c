@@ -3,10 +3,11 @@
  * (execute, open, attach) on host B for a session whose lease host A holds
  * does not fail at once: B asks A, over the hosts' channel (notify.c), to
  * let the session go, and the request waits.  A lets a running turn end
- * (at most move_timeout; then the turn is ended with session_moved), stops
- * the session's CLI (the worker saves the transcript's last lines), gives
- * the lease back, tells its clients (a session_moved event) and B
- * (released), and forgets the session.  B's request runs again: it takes
+ * (at most move_timeout; then the turn is ended with session_moved), gives
+ * the lease back as soon as the last turn's transcript is in the store
+ * (its CLI then stops in the background and writes nothing more), tells
+ * its clients (a session_moved event) and B (released), and forgets the
+ * session.  B's request runs again: it takes
  * the lease, reads the session's row and resumes the conversation from the
  * stored transcript.
  *
@@ -231,18 +232,26 @@ move_finish(struct session *s)
 	free(name);
 }
 
-/* No turn runs now: stop the CLI, or finish at once without one. */
+/*
+ * No turn runs now.  The last turn's transcript is committed before its
+ * end reached us (the worker sends it first): the lease goes back at once
+ * and the CLI stops in the background, its exit-time lines (metadata
+ * only) dropped.  A turn cut by move_timeout, or a CLI still starting,
+ * may have lines not yet saved: that CLI's exit is waited for.
+ */
 void
 move_release(struct session *s)
 {
 	if (s->move_to == NULL || s->move_stopping)
 		return;
-	if (s->worker == NULL) {
-		move_finish(s);
+	if (s->worker != NULL && (s->state != SESSION_READY ||
+	    s->worker_turn)) {
+		s->move_stopping = 1;
+		session_stop_cli(s);
 		return;
 	}
-	s->move_stopping = 1;
-	session_stop_cli(s);
+	session_worker_detach(s);
+	move_finish(s);
 }
 
 static void

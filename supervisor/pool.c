@@ -235,6 +235,25 @@ pool_worker_stop(struct worker *wk, uint32_t turn)
 	pool_stop_send(wk, turn);
 }
 
+/*
+ * A session let its worker go (a move, see move.c): it stops in the
+ * background, with no session.  What it still says (its CLI's exit-time
+ * transcript lines, events) is read and dropped: nothing of it reaches the
+ * store, whose lease for the session is another host's now.  The
+ * session's TMPDIR goes with it unless the session is back here by then.
+ */
+void
+pool_worker_orphan(struct worker *wk, uid_t uid, const char *name,
+    uint32_t turn)
+{
+	wk->session = NULL;
+	wk->orphan = 1;
+	wk->orphan_uid = uid;
+	free(wk->orphan_name);
+	wk->orphan_name = xstrdup(name);
+	pool_worker_stop(wk, turn);
+}
+
 /* A stopping worker went (or the daemon is shutting down): the next. */
 static void
 pool_stop_next(void)
@@ -319,6 +338,9 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 		else if (m.hdr.type == MSG_OPEN_FAILED ||
 		    m.hdr.type == MSG_CLI_EXIT || m.hdr.type == MSG_APPROVAL)
 			;	/* late news of a session that is gone */
+		else if (wk->orphan && (m.hdr.type == MSG_TRANSCRIPT ||
+		    m.hdr.type == MSG_EVENT || m.hdr.type == MSG_CLI_SESSION))
+			;	/* its session is another host's now */
 		else {
 			log_warnx("worker %ld: %s message without a session",
 			    (long)wk->pid, msg_type_name(m.hdr.type));
@@ -569,6 +591,11 @@ pool_worker_finish(struct worker *wk)
 		pool.nstopping--;
 	if (wk->session != NULL)
 		session_worker_gone(wk->session, wk, status);
+	if (wk->orphan_name != NULL &&
+	    session_find(wk->orphan_name, wk->orphan_uid) == NULL &&
+	    spawner_rmtmp(wk->orphan_uid, wk->orphan_name) == -1)
+		log_warn("session %s: removing its TMPDIR", wk->orphan_name);
+	free(wk->orphan_name);
 	TAILQ_REMOVE(&hp.workers, wk, entry);
 	LIST_REMOVE(wk, hash);
 	pool.nworkers--;

@@ -403,6 +403,8 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		if ((bad = msg_turn_end_decode(m, &te)) == 0) {
 			/* A turn handed to a new CLI: the old worker's word
 			 * on it is void. */
+			if (m->hdr.turn == s->turn)
+				s->worker_turn = 0;	/* transcript in */
 			if (!s->cur.retry_pending && m->hdr.turn == s->turn)
 				session_turn_end(s, &te);
 			msg_turn_end_clear(&te);
@@ -490,6 +492,30 @@ session_tmpdirs_clear(void)
 	closedir(d);
 }
 
+/*
+ * A move whose last turn's transcript is in the store: the worker and its
+ * CLI go on stopping without the session (pool_worker_orphan), which is
+ * free to leave the table now.  Nothing they say later is written.
+ */
+void
+session_worker_detach(struct session *s)
+{
+	struct worker	*wk = s->worker;
+
+	if (wk == NULL)
+		return;
+	session_thaw(s);
+	s->worker = NULL;
+	s->cli_pid = 0;
+	s->worker_turn = 0;
+	pool_worker_orphan(wk, s->uid, s->name, s->turn);
+	/* Its CLI is on its way out: so are the token and the approvals. */
+	server_gateway_session_close(s);
+	session_approvals_clear(s);
+	session_configure_done(s, 0, NULL);
+	session_set_state(s, SESSION_DORMANT);
+}
+
 /* The worker is gone (EOF on its socket, or reaped). */
 void
 session_worker_gone(struct session *s, struct worker *wk, int status)
@@ -518,6 +544,7 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	}
 	s->cli_pid = 0;
 	s->frozen = 0;
+	s->worker_turn = 0;
 	event_del(s->freeze_timer);
 	s->worker = NULL;
 	wk->session = NULL;

@@ -755,6 +755,7 @@ session_turn_begin(struct session *s)
 	t.timeout_ms = ms;
 	session_thaw(s);
 	pool_send_turn(s->worker, s->turn, &t);
+	s->worker_turn = 1;
 	free(s->cur.prompt);
 	s->cur.prompt = s->cur.pending_prompt;
 	s->cur.pending_prompt = NULL;

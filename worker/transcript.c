@@ -144,9 +144,41 @@ transcript_write_all(int fd, const char *data, size_t len)
 }
 
 /*
- * Writes the stored file into the config dir unless the dir has at least
- * as much of it (its own is newer then: the store catches up after the
- * next turn).  A new file goes in whole or not at all (written aside,
+ * Whether the file at path begins with the stored data: it is the stored
+ * file and more (newer: the store catches up after the next turn).  A file
+ * that differs is another host's past: a host that let the session go
+ * dropped its CLI's exit-time lines, while the next host went on.
+ */
+static int
+transcript_extends(const char *path, const char *data, size_t len)
+{
+	char	*buf;
+	size_t	 have = 0;
+	ssize_t	 n;
+	int	 fd, same = 1;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return 0;
+	buf = xmalloc(TRANSCRIPT_PIECE_MAX);
+	while (same && have < len) {
+		n = read(fd, buf, len - have > TRANSCRIPT_PIECE_MAX ?
+		    TRANSCRIPT_PIECE_MAX : len - have);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0 || memcmp(buf, data + have, (size_t)n) != 0)
+			same = 0;
+		else
+			have += (size_t)n;
+	}
+	free(buf);
+	close(fd);
+	return same;
+}
+
+/*
+ * Writes the stored file into the config dir unless the dir's own begins
+ * with it (its own is newer then: the store catches up after the next
+ * turn).  A new file goes in whole or not at all (written aside,
  * renamed).  Called once the worker is the session's identity, before
  * the CLI starts; the file is followed from the stored size on.
  */
@@ -168,7 +200,8 @@ transcript_restore(const char *config_dir, const char *workdir,
 		goto done;
 	}
 	if (stat(follow.abs, &st) == 0 && (uint64_t)st.st_size >=
-	    restore.len) {
+	    restore.len && transcript_extends(follow.abs, restore.data,
+	    restore.len)) {
 		follow.sent = restore.len;
 		goto done;
 	}
