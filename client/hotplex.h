@@ -89,7 +89,8 @@ enum hp_event_type {
 	HP_EV_ERROR,		/* terminal */
 	HP_EV_PERMISSION_REQUEST,	/* approvals "client": answer it */
 	HP_EV_PERMISSION_CANCELLED,	/* the CLI withdrew a request */
-	HP_EV_QUEUED		/* execute with queue: waits its turn */
+	HP_EV_QUEUED,		/* execute with queue: waits its turn */
+	HP_EV_CLI_TURN		/* end of a turn the CLI began by itself */
 };
 
 struct hp_tool_usage {
@@ -186,6 +187,10 @@ struct hp_event {
 	   input_json too) */
 	const char	*request_id;
 	int64_t		 position;	/* queued: 1 runs next; else -1 */
+
+	/* "cli" on every line of a turn the CLI began by itself (to
+	   followers only; its end is HP_EV_CLI_TURN); NULL otherwise */
+	const char	*origin;
 };
 
 typedef void	(*hp_event_cb)(const struct hp_event *, void *arg);

@@ -461,6 +461,14 @@ ctl_exec_event(const struct hp_event *ev, void *arg)
 			fprintf(stderr, "hotplexctl: queued at position %lld\n",
 			    (long long)ev->position);
 		break;
+	case HP_EV_CLI_TURN:
+		/* The lines before it were the CLI's own turn, not a client's. */
+		if (x->json)
+			break;
+		ctl_own_line(x);
+		printf("~ the CLI's own turn ended%s\n", ev->is_error ?
+		    " with an error" : "");
+		break;
 	case HP_EV_PERMISSION_REQUEST:
 		if (!x->json) {
 			ctl_own_line(x);

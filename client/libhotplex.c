@@ -447,7 +447,8 @@ static const char *const hp_event_names[] = {
 	[HP_EV_ERROR] = "error",
 	[HP_EV_PERMISSION_REQUEST] = "permission_request",
 	[HP_EV_PERMISSION_CANCELLED] = "permission_cancelled",
-	[HP_EV_QUEUED] = "queued"
+	[HP_EV_QUEUED] = "queued",
+	[HP_EV_CLI_TURN] = "cli_turn"
 };
 #define HP_EVENT_NTYPES	(sizeof hp_event_names / sizeof hp_event_names[0])
 
@@ -520,6 +521,7 @@ event_fill(struct hp_client *h, const struct hp_line *l, struct hp_event *ev,
 	ev->local = l->local;
 	ev->duration_ms = -1;
 	ev->position = -1;
+	ev->origin = json_str(json, "origin");
 	data = cJSON_GetObjectItemCaseSensitive(json, "data");
 	if (!cJSON_IsObject(data))
 		data = NULL;
@@ -603,6 +605,15 @@ event_fill(struct hp_client *h, const struct hp_line *l, struct hp_event *ev,
 		break;
 	case HP_EV_QUEUED:
 		ev->position = json_i64(data, "position", -1);
+		break;
+	case HP_EV_CLI_TURN:
+		ev->result = json_str(data, "result");
+		ev->is_error = json_bool(data, "is_error");
+		v = cJSON_GetObjectItemCaseSensitive(data, "stats");
+		if (cJSON_IsObject(v)) {
+			stats_parse(v, &h->evstats);
+			ev->stats = &h->evstats;
+		}
 		break;
 	case HP_EV_UNKNOWN:
 		break;

@@ -217,6 +217,7 @@ struct rec {
 	enum hp_event_type	 type[REC_MAX_EVENTS];
 	int64_t			 seq[REC_MAX_EVENTS];
 	char			 session[REC_MAX_EVENTS][16];
+	const char		*origin[REC_MAX_EVENTS];	/* static */
 	int			 local[REC_MAX_EVENTS];
 	char			 answer[REC_TEXT_MAX];
 	char			 thinking[REC_TEXT_MAX];
@@ -262,6 +263,9 @@ rec_cb(const struct hp_event *ev, void *arg)
 		r->type[i] = ev->type;
 		r->seq[i] = ev->seq;
 		r->local[i] = ev->local;
+		/* Only "cli" is sent: keep a static copy, not the pointer. */
+		r->origin[i] = ev->origin != NULL &&
+		    strcmp(ev->origin, "cli") == 0 ? "cli" : NULL;
 		snprintf(r->session[i], sizeof r->session[i], "%s",
 		    ev->session != NULL ? ev->session : "");
 		if (i == 0)
@@ -298,6 +302,11 @@ rec_cb(const struct hp_event *ev, void *arg)
 				r->last_turn_out =
 				    ev->stats->last_turn.tokens.output;
 		}
+		break;
+	case HP_EV_CLI_TURN:
+		rec_cat(r->result, ev->result);
+		if (ev->stats != NULL)
+			r->tokens_out = ev->stats->total.tokens.output;
 		break;
 	case HP_EV_ERROR:
 		rec_cat(r->code, ev->code);
@@ -1081,6 +1090,13 @@ script_attach(struct srv *s)
 	    "\"type\":\"answer\",\"data\":{\"text\":\"hel\"}}");
 	srv_send(s, "{\"id\":\"other-7\",\"session\":\"s1\",\"seq\":6,"
 	    "\"type\":\"done\",\"data\":{\"ok\":true,\"result\":\"hel\"}}");
+	/* A turn the CLI began by itself, as relay.c writes it. */
+	srv_send(s, "{\"id\":null,\"session\":\"s1\",\"origin\":\"cli\","
+	    "\"seq\":7,\"type\":\"answer\",\"data\":{\"text\":\"own\"}}");
+	srv_send(s, "{\"id\":null,\"session\":\"s1\",\"origin\":\"cli\","
+	    "\"seq\":8,\"type\":\"cli_turn\",\"data\":{\"origin\":{\"kind\":"
+	    "\"task-notification\"},\"result\":\"own\",\"is_error\":false,"
+	    "\"stats\":{\"turns\":1,\"tokens\":{\"input\":3,\"output\":9}}}}");
 	if ((req = srv_expect(s, "detach")) == NULL)
 		return;
 	srv_check_str(s, req, "session", "s1");
@@ -1131,7 +1147,21 @@ test_attach_detach_reload_shutdown(void **state)
 	assert_int_equal(r.seq[0], 5);
 	assert_string_equal(r.session[0], "s1");
 	assert_int_equal(r.type[1], HP_EV_DONE);
-	assert_string_equal(r.answer, "hel");
+	assert_null(r.origin[1]);
+	for (;;) {
+		assert_int_equal(hp_pump(h, &err), 0);
+		if (r.n >= 4)
+			break;
+		assert_int_equal(poll(&pfd, 1, SRV_RECV_TIMEOUT_S * 1000), 1);
+	}
+	assert_int_equal(r.type[2], HP_EV_ANSWER);
+	assert_string_equal(r.origin[2], "cli");
+	assert_int_equal(r.type[3], HP_EV_CLI_TURN);
+	assert_string_equal(r.origin[3], "cli");
+	assert_string_equal(hp_event_type_name(HP_EV_CLI_TURN), "cli_turn");
+	assert_string_equal(r.result, "helown");
+	assert_int_equal(r.tokens_out, 9);
+	assert_string_equal(r.answer, "helown");
 	assert_int_equal(hp_detach(h, "s1", &err), 0);
 	assert_int_equal(hp_reload(h, &err), 0);
 	assert_int_equal(hp_shutdown(h, &err), -1);
