@@ -88,6 +88,8 @@ def run(a, b, mock, shared):
     ca = a.client()
     e = ca.execute(SESSION, said[0], workdir=wd)
     t.eq(e[-1]["type"], "done", "turn 1 on host a: done")
+    st1 = (first(e, "session_start") or {}).get("data", {})
+    old_a = [st1.get("worker_pid", 0), st1.get("cli_pid", 0)]
 
     # A client of A follows the session: it must hear that it moved.
     fa = a.client()
@@ -110,6 +112,17 @@ def run(a, b, mock, shared):
          "host a's attached client is told session_moved to host b")
     t.ok(SESSION not in names(a) and SESSION in names(b),
          "the session is host b's now, no longer host a's")
+    # A gave the lease back before its CLI exited: that worker and CLI
+    # stop in the background, and what they say on the way out (the CLI's
+    # exit-time transcript lines) is dropped, not taken for a violation.
+    wait_for(lambda: not any(proc_alive(p) for p in old_a), DEATH_WAIT_S,
+             "host a's worker and CLI of the moved session")
+    with open(a.log, errors="replace") as f:
+        bad = [x for x in f.read().splitlines()
+               if "without a session" in x or "killing worker" in x]
+    t.ok(all(p > 0 for p in old_a) and not bad,
+         "host a's worker and CLI for the session stopped after the move, "
+         "their last words dropped quietly", (old_a, bad))
     t.ok(0 < start.get("move_us", 0) <= start.get("ready_us", 0),
          "move cost: %d us waiting for host a, %d us from the request on b "
          "to the turn sent to its new CLI (whose cold start follows)" %
