@@ -108,6 +108,7 @@ usage(int status)
 	    "  detach session\n"
 	    "  reload\n"
 	    "  shutdown\n"
+	    "  drain\n"
 	    "  policy check [-t prompt|bash|path] text... | -f file\n"
 	    "  audit [--since time] [session]\n"
 	    "  permission [-m message] session request-id allow|deny\n"
@@ -1526,7 +1527,7 @@ cmd_attach(struct ctl *c, int argc, char **argv)
 	return a.followed && a.x.failed ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
 
-/* reload, shutdown: administrators' requests of no field. */
+/* reload, shutdown, drain: administrators' requests of no field. */
 static int
 cmd_admin(struct ctl *c, int argc, char **argv)
 {
@@ -1540,6 +1541,8 @@ cmd_admin(struct ctl *c, int argc, char **argv)
 		return CTL_EXIT_FAIL;
 	if (strcmp(argv[0], "reload") == 0)
 		rc = hp_reload(c->h, &err);
+	else if (strcmp(argv[0], "drain") == 0)
+		rc = hp_drain(c->h, &err);
 	else
 		rc = hp_shutdown(c->h, &err);
 	if (rc == -1) {
@@ -1565,6 +1568,7 @@ static const struct ctl_cmd {
 	{ "detach", cmd_session_op },
 	{ "reload", cmd_admin },
 	{ "shutdown", cmd_admin },
+	{ "drain", cmd_admin },
 	{ "policy", cmd_policy },
 	{ "audit", cmd_audit },
 	{ "permission", cmd_permission },

@@ -1507,6 +1507,12 @@ hp_shutdown(struct hp_client *h, struct hp_error *err)
 	return client_plain_op(h, "shutdown", err);
 }
 
+int
+hp_drain(struct hp_client *h, struct hp_error *err)
+{
+	return client_plain_op(h, "drain", err);
+}
+
 /* Hands the reply line to *raw when asked; takes it from r. */
 static void
 client_take_raw(struct hp_req *r, char **raw)

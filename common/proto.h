@@ -29,6 +29,7 @@
 #define ERR_CLI_EXITED		"cli_exited"
 #define ERR_WORKER_EXITED	"worker_exited"
 #define ERR_SHUTTING_DOWN	"shutting_down"
+#define ERR_DRAINING		"draining"	/* hotplexctl drain */
 #define ERR_INTERNAL		"internal"
 #define ERR_CANCELLED		"cancelled"	/* a queued turn */
 #define ERR_BUDGET_EXCEEDED	"budget_exceeded"

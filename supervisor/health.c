@@ -41,9 +41,10 @@ health_ready(struct health_check *checks, int *ready)
 
 	k = &checks[n++];
 	k->name = "accepting";
-	k->ok = !hp.shutting_down;
+	k->ok = !hp.shutting_down && !hp.draining;
 	snprintf(k->detail, sizeof k->detail, "%s",
-	    hp.shutting_down ? "shutting down" : "taking new sessions");
+	    hp.shutting_down ? "shutting down" : hp.draining ? "draining" :
+	    "taking new sessions");
 
 	/* With spare_min = 0 a worker is made on demand: nothing to wait for. */
 	k = &checks[n++];

@@ -236,6 +236,7 @@ struct hotplexd {
 	int			 conf_given;	/* -c: the file must exist */
 	int			 level_override;	/* -d, or -1 */
 	int			 shutting_down;
+	int			 draining;	/* drain op: no new session */
 	int			 spawner_lost;	/* it exited: we end */
 	uid_t			 start_euid;	/* before any drop */
 	gid_t			 start_egid;
@@ -431,6 +432,7 @@ int	 move_ask(struct client *, const char *req, const cJSON *, move_op_fn,
 void	 move_client_gone(struct client *);
 void	 move_release(struct session *);	/* no turn runs now */
 void	 move_finish(struct session *);		/* its CLI is gone */
+int	 move_drain(void);	/* every session let go; how many */
 void	 move_stats(uint64_t *count, uint64_t *mean_us);
 /* While a request waited for another host runs again: how long; else 0. */
 uint64_t move_waited_us(void);

@@ -15,6 +15,10 @@
  * costs B a wait until the lease runs out (the holder's remaining time, at
  * most move_timeout), then the request runs again once; a lease still held
  * then is session_elsewhere.
+ *
+ * Draining (the drain op) lets every session go the same way with no host
+ * asking (move_to ""): each goes dormant, its lease given back, and
+ * resumes wherever its next turn arrives.
  */
 #include <sys/queue.h>
 #include <sys/types.h>
@@ -39,6 +43,7 @@
 #define MOVE_HOLDER_FOR		" (for "	/* store's "host (for N ms more)" */
 #define MOVE_OP_RELEASE		"release"
 #define MOVE_OP_RELEASED	"released"
+#define MOVE_DRAIN		""	/* move_to: no host asked (drain) */
 
 /* A request that waits for another host to let its session go. */
 struct move_wait {
@@ -221,13 +226,17 @@ move_finish(struct session *s)
 	if (s->move_timer != NULL)
 		event_del(s->move_timer);
 	d = cJSON_CreateObject();
-	cJSON_AddStringToObject(d, "host", to);
+	if (strcmp(to, MOVE_DRAIN) == 0)
+		cJSON_AddBoolToObject(d, "drained", 1);
+	else
+		cJSON_AddStringToObject(d, "host", to);
 	session_notice(s, "session_moved", d);
 	lease_drop(s);
-	log_info("move: session %s of uid %ld let go to host %s", name,
-	    (long)uid, to);
+	log_info("move: session %s of uid %ld let go%s%s", name, (long)uid,
+	    *to != '\0' ? " to host " : " (drained)", to);
 	session_unload(s);
-	move_tell(to, uid, name);
+	if (strcmp(to, MOVE_DRAIN) != 0)
+		move_tell(to, uid, name);
 	free(to);
 	free(name);
 }
@@ -266,11 +275,12 @@ move_timer_fire(evutil_socket_t fd, short what, void *arg)
 	move_release(s);
 }
 
+static void	move_let_go(struct session *, const char *);
+
 static void
 move_asked(uid_t uid, const char *name, const char *from)
 {
 	struct session	*s = session_find(name, uid);
-	struct timeval	 tv;
 
 	if (s == NULL || s->lease_fence == 0) {
 		/* Not served here: the asker may take it now. */
@@ -279,12 +289,21 @@ move_asked(uid_t uid, const char *name, const char *from)
 	}
 	log_info("move: host %s asks for session %s of uid %ld", from, name,
 	    (long)uid);
+	move_let_go(s, from);
+}
+
+/* Lets s go to host to (MOVE_DRAIN: to none) once no turn runs. */
+static void
+move_let_go(struct session *s, const char *to)
+{
+	struct timeval	 tv;
+
 	if (s->move_to != NULL) {
 		free(s->move_to);	/* the last asker is told */
-		s->move_to = xstrdup(from);
+		s->move_to = xstrdup(to);
 		return;
 	}
-	s->move_to = xstrdup(from);
+	s->move_to = xstrdup(to);
 	session_turnq_cancel(s, ERR_SESSION_MOVED, "the session moved to "
 	    "another host");
 	if (!session_running(s)) {
@@ -323,6 +342,31 @@ move_message(void *arg, const char *from, const cJSON *m)
 				move_wait_run(mw, "released");
 		}
 	}
+}
+
+/*
+ * The drain op: this host takes no new session (hp.draining) and lets every
+ * session it serves go: a running turn ends first (within move_timeout),
+ * then its CLI stops and its lease goes back.  Returns how many.
+ */
+int
+move_drain(void)
+{
+	struct session	*s, *next;
+	int		 n = 0;
+
+	hp.draining = 1;
+	for (s = TAILQ_FIRST(&hp.sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (s->state == SESSION_ENDED || s->move_to != NULL ||
+		    (s->worker == NULL && s->lease_fence == 0))
+			continue;
+		n++;
+		move_let_go(s, MOVE_DRAIN);	/* may free s */
+	}
+	log_info("drain: no new session taken; %d session%s let go", n,
+	    n == 1 ? "" : "s");
+	return n;
 }
 
 void

@@ -41,6 +41,8 @@ static void	server_client_op_hello(struct client *, const char *,
 		    const cJSON *);
 static void	server_client_op_reload(struct client *, const char *,
 		    const cJSON *);
+static void	server_client_op_drain(struct client *, const char *,
+		    const cJSON *);
 static void	server_client_op_shutdown(struct client *, const char *,
 		    const cJSON *);
 static void	server_client_op_status(struct client *, const char *,
@@ -63,6 +65,7 @@ static const struct server_op server_ops[] = {
 	{ "configure",	session_op_configure },
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
+	{ "drain",	server_client_op_drain },
 	{ "status",	server_client_op_status },
 };
 
@@ -428,6 +431,23 @@ server_client_op_shutdown(struct client *c, const char *req, const cJSON *r)
 	    (long)c->pid);
 	server_client_ok(c, req, NULL);
 	hotplexd_shutdown();
+}
+
+/* Every session off this host; it takes no new one until restarted. */
+static void
+server_client_op_drain(struct client *c, const char *req, const cJSON *r)
+{
+	cJSON	*d;
+	int	 n;
+
+	if (!server_client_need_admin(c, req))
+		return;
+	log_info("drain requested by uid %ld pid %ld", (long)c->uid,
+	    (long)c->pid);
+	n = move_drain();
+	d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "sessions", n);
+	server_client_ok(c, req, d);
 }
 
 static void

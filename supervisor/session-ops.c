@@ -76,6 +76,12 @@ session_moving(struct client *c, const char *req, struct session *s)
 {
 	if (s->move_to == NULL)
 		return 0;
+	if (*s->move_to == '\0') {
+		server_client_error(c, req, s->name, ERR_DRAINING,
+		    "this host is draining: session \"%s\" goes dormant "
+		    "(send its next turn to another host)", s->name);
+		return 1;
+	}
 	server_client_error(c, req, s->name, ERR_SESSION_MOVED,
 	    "session \"%s\" is moving to host %s", s->name, s->move_to);
 	return 1;
@@ -95,6 +101,12 @@ session_lookup_served(struct client *c, const char *req, const cJSON *r)
 	uid_t		 owner;
 	int		 rc;
 
+	if (hp.draining) {
+		server_client_error(c, req, name, ERR_DRAINING,
+		    "this host is draining: it takes no session (send the "
+		    "request to another host)");
+		return NULL;
+	}
 	if (name != NULL && proto_valid_session(name) && store_shared()) {
 		if (session_owner(c, req, r, &owner) == -1)
 			return NULL;
@@ -314,6 +326,12 @@ session_prepare(struct client *c, const char *req, const cJSON *r,
 	if (hp.shutting_down) {
 		server_client_error(c, req, name, ERR_SHUTTING_DOWN,
 		    "the server is shutting down");
+		return NULL;
+	}
+	if (hp.draining) {
+		server_client_error(c, req, name, ERR_DRAINING,
+		    "this host is draining: it takes no session (send the "
+		    "request to another host)");
 		return NULL;
 	}
 	if (session_owner(c, req, r, &owner) == -1)

@@ -314,6 +314,66 @@ def test_readyz(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_drain(pg):
+    """hotplexctl drain on A: a running turn ends first, every session's
+    CLI stops and its lease goes back (dormant); A refuses new sessions
+    with draining; the session's next turn on B resumes the conversation."""
+    db = "drain"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, move_timeout="60s") as a, \
+                host(url, "hostB", root) as b:
+            ca, cb, cc = a.client(), b.client(), a.client()
+            e1 = ca.execute("n1", "stream:1", workdir=os.path.join(root, "n1"))
+            sid = start_of(e1).get("cli_session_id")
+            t.eq(e1[-1]["type"], "done", "A: a turn of n1")
+            rid = ca.send("execute", session="n2", prompt="toolsleep:1500",
+                          workdir=os.path.join(root, "n2"))
+            evs = []
+            while not any(e["type"] == "session_start" for e in evs):
+                o = ca.line()
+                if o is None:
+                    break
+                evs.append(o)
+            r = cc.request("drain")
+            t.ok(r["type"] == "ok" and r["data"]["sessions"] == 2,
+                 "drain: ok, two sessions let go", r)
+            evs += ca.events(rid)
+            t.ok(evs[-1]["type"] == "done" and hplib.terminal_count(evs) == 1,
+                 "drain: the running turn ends first, once", evs[-1:])
+            gone = lambda n: lease(pg, db, n) is None or not lease(pg, db, n)[2]
+            wait_for(lambda: gone("n1") and gone("n2"),
+                     hplib.REPLY_TIMEOUT_S, "A to give the leases back")
+            t.ok(True, "drain: both leases given back")
+            pgids = [x["pgid"] for x in a.cli_starts()]
+            wait_for(lambda: all(not procs_in_group(g) for g in pgids),
+                     DEATH_WAIT_S, "A's CLIs to stop")
+            t.ok(log_has(a, "let go (drained)"), "drain: A's CLIs stopped, "
+                 "the sessions let go (logged)", a.logtail(5))
+            n = cc.execute("n3", "stream:1", workdir=os.path.join(root, "n3"))
+            t.ok(n and n[-1]["type"] == "error" and
+                 n[-1]["data"]["code"] == "draining",
+                 "drained A refuses a new session: draining", n[-1:])
+            n = cc.execute("n1", "stream:1")
+            t.ok(n and n[-1]["type"] == "error" and
+                 n[-1]["data"]["code"] == "draining",
+                 "... and a turn of a session it served", n[-1:])
+            n0 = len(b.cli_starts())
+            eb = cb.execute("n1", "stream:1")
+            starts = b.cli_starts()[n0:]
+            t.ok(eb[-1]["type"] == "done" and
+                 start_of(eb).get("resumed") is True and
+                 len(starts) == 1 and resume_arg(starts[0]["argv"]) == sid,
+                 "B: n1's next turn resumes the conversation (--resume " +
+                 str(sid) + ")", (eb[-1], [s["argv"] for s in starts]))
+            r = row(pg, db, "n1")
+            t.ok(r["host_id"] == "hostB" and r["turns"] == 2,
+                 "n1's row is B's, with both turns", r)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def check_n(d):
     """hotplexd -n on the daemon's configuration: (status, output)."""
     r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
@@ -530,6 +590,7 @@ def main():
         test_store_paused(pg)
         test_store_lost(pg)
         test_readyz(pg)
+        test_drain(pg)
         test_fencing(pg)
         test_paused(pg)
         test_expiry(pg)
