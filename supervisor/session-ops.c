@@ -921,6 +921,9 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddStringToObject(o, "state", s->napprovals > 0 ?
 		    "waiting_approval" : proto_state_name(s->state));
 		cJSON_AddNumberToObject(o, "uid", s->uid);
+		/* Several hosts: which one this list (and session) is on. */
+		if (store_shared())
+			cJSON_AddStringToObject(o, "host_id", state_host_id());
 		if (s->run_known) {
 			cJSON_AddNumberToObject(o, "run_uid", s->run.uid);
 			cJSON_AddNumberToObject(o, "run_gid", s->run.gid);

@@ -370,6 +370,12 @@ def test_drain(pg):
             r = row(pg, db, "n1")
             t.ok(r["host_id"] == "hostB" and r["turns"] == 2,
                  "n1's row is B's, with both turns", r)
+            ls = cb.request("sessions")["data"]
+            t.ok([(x["session"], x.get("host_id")) for x in ls] ==
+                 [("n1", "hostB")], "B's sessions: n1 with host_id hostB",
+                 ls)
+            t.eq(cc.request("sessions")["data"], [],
+                 "drained A lists no session")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
