@@ -905,6 +905,37 @@ session_op_stats(struct client *c, const char *req, const cJSON *r)
 	server_client_reply(c, req, "stats", d);
 }
 
+struct session_others {
+	struct client	*c;
+	cJSON		*a;
+};
+
+/*
+ * A row of the shared store this host does not serve: elsewhere (another
+ * host holds its lease; host_id is that host), dormant (no one does;
+ * host_id wrote it last) or ended.
+ */
+static void
+session_others_add(void *arg, const struct store_session *r)
+{
+	struct session_others	*so = arg;
+	cJSON			*o;
+
+	if (session_find(r->name, r->uid) != NULL ||
+	    (!so->c->admin && r->uid != so->c->uid))
+		return;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "session", r->name);
+	cJSON_AddStringToObject(o, "state", r->ended ? "ended" :
+	    r->holder != NULL ? "elsewhere" : "dormant");
+	cJSON_AddNumberToObject(o, "uid", r->uid);
+	cJSON_AddStringToObject(o, "host_id", r->holder != NULL ? r->holder :
+	    r->host_id);
+	cJSON_AddStringToObject(o, "workdir", r->workdir);
+	cJSON_AddStringToObject(o, "cli_session_id", r->cli_session_id);
+	cJSON_AddItemToArray(so->a, o);
+}
+
 void
 session_op_sessions(struct client *c, const char *req, const cJSON *r)
 {
@@ -949,6 +980,12 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 			cJSON_AddItemToObject(o, "ratelimit",
 			    cJSON_Duplicate(s->gw.ratelimit, 1));
 		cJSON_AddItemToArray(a, o);
+	}
+	/* A shared store: the sessions other hosts serve or last served. */
+	if (store_shared()) {
+		struct session_others	so = { c, a };
+
+		store_sessions_all(session_others_add, &so);
 	}
 	server_client_reply(c, req, "sessions", a);
 }

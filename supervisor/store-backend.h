@@ -40,6 +40,8 @@ struct store_backend {
 	int	 (*lease_renew)(store_lease_cb, void *);
 	/* NULL: a local file, reachable while state_dir is writable. */
 	int	 (*reachable)(char *, size_t);
+	/* NULL with one host: its table has them all. */
+	int	 (*sessions_all)(store_session_cb, void *);
 };
 
 extern const struct store_backend store_sqlite_backend;

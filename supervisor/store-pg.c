@@ -51,6 +51,7 @@
 #define PG_RETRY_MAX_MS		30000	/* ... doubled up to this */
 #define PG_QUERY_TIMEOUT_MS	5000	/* a statement's answer */
 #define PG_QUERY_MAX		1000	/* audit rows per query */
+#define PG_QUERY_MAX_S		"1000"	/* ... and session rows, as SQL */
 #define PG_NUM_MAX		24	/* a 64-bit number as text */
 
 static const char *pg_schema_v1 =
@@ -116,7 +117,7 @@ enum pg_stmt {
 	PS_SESSION_GET, PS_TOTALS_PUT, PS_TOTALS_GET, PS_AUDIT_ADD,
 	PS_AUDIT_QUERY, PS_AUDIT_EXPIRE, PS_LEASE_ACQUIRE, PS_LEASE_HOLDER,
 	PS_LEASE_RELEASE, PS_LEASE_RENEW, PS_TX_SIZE, PS_TX_CLEAR, PS_TX_ADD,
-	PS_TX_LOAD, PS_TX_DELETE,
+	PS_TX_LOAD, PS_TX_DELETE, PS_SESSIONS_ALL,
 	PS_N
 };
 
@@ -159,6 +160,11 @@ static const char *pg_sql[PS_N] = {
 	    "= 0 AND host_id = $3::text AND ended = 1))",
 	[PS_SESSIONS] = "SELECT " PG_SESSION_COLS " FROM sessions WHERE "
 	    "host_id = $1::text ORDER BY seq",
+	/* Every host's rows and their live lease's holder (the last column). */
+	[PS_SESSIONS_ALL] = "SELECT " PG_SESSION_COLS ", (SELECT l.host_id "
+	    "FROM leases l WHERE l.uid = sessions.uid AND l.name = "
+	    "sessions.name AND l.expires > clock_timestamp()) FROM sessions "
+	    "ORDER BY seq LIMIT " PG_QUERY_MAX_S,
 	[PS_SESSION_GET] = "SELECT " PG_SESSION_COLS " FROM sessions WHERE "
 	    "uid = $1::bigint AND name = $2::text",
 	[PS_TOTALS_PUT] = "INSERT INTO totals (host_id, ended_total) VALUES "
@@ -764,6 +770,26 @@ pg_sessions_load(store_session_cb cb, void *arg)
 }
 
 static int
+pg_sessions_all(store_session_cb cb, void *arg)
+{
+	struct store_session	 s;
+	PGresult		*r;
+	int			 i;
+
+	if ((r = pg_run(PS_SESSIONS_ALL, 0, NULL, PGRES_TUPLES_OK,
+	    "reading every host's sessions")) == NULL)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		if (pg_session_row(r, i, &s) == 0) {
+			s.holder = PQgetisnull(r, i, 11) ? NULL :
+			    PQgetvalue(r, i, 11);
+			cb(arg, &s);
+		}
+	PQclear(r);
+	return 0;
+}
+
+static int
 pg_session_get(uid_t uid, const char *name, store_session_cb cb, void *arg)
 {
 	char			 u[PG_NUM_MAX];
@@ -1170,4 +1196,5 @@ const struct store_backend store_pg_backend = {
 	.lease_release = pg_lease_release,
 	.lease_renew = pg_lease_renew,
 	.reachable = pg_reachable,
+	.sessions_all = pg_sessions_all,
 };

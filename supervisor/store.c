@@ -194,6 +194,14 @@ store_lease_renew(store_lease_cb cb, void *arg)
 }
 
 int
+store_sessions_all(store_session_cb cb, void *arg)
+{
+	if (store_be == NULL || store_be->sessions_all == NULL)
+		return 0;
+	return store_be->sessions_all(cb, arg);
+}
+
+int
 store_reachable(char *detail, size_t len)
 {
 	if (store_be == NULL) {

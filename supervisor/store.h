@@ -30,6 +30,7 @@ struct store_session {
 	const char	*name;
 	int64_t		 fence;		/* put: the lease's counter; 0: none */
 	const char	*host_id;	/* loaded: who wrote it last */
+	const char	*holder;	/* sessions_all: lease holder or NULL */
 	const char	*workdir;
 	const char	*cli_session_id;
 	int		 has_conversation;	/* --resume works */
@@ -133,6 +134,8 @@ int	 store_session_put(const struct store_session *);
 int	 store_session_delete(uid_t, const char *name, int64_t fence);
 /* This host's session rows, in the order they were first stored. */
 int	 store_sessions_load(store_session_cb, void *);
+/* Every host's rows, with their lease holders (a shared store only). */
+int	 store_sessions_all(store_session_cb, void *);
 /* One row, whichever host wrote it: 1 and cb called, 0 none, -1 failure. */
 int	 store_session_get(uid_t, const char *name, store_session_cb, void *);
 

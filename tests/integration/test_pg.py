@@ -371,11 +371,17 @@ def test_drain(pg):
             t.ok(r["host_id"] == "hostB" and r["turns"] == 2,
                  "n1's row is B's, with both turns", r)
             ls = cb.request("sessions")["data"]
-            t.ok([(x["session"], x.get("host_id")) for x in ls] ==
-                 [("n1", "hostB")], "B's sessions: n1 with host_id hostB",
+            t.ok(sorted((x["session"], x["state"], x.get("host_id"))
+                        for x in ls) ==
+                 [("n1", "ready", "hostB"), ("n2", "dormant", "hostA")],
+                 "B's sessions: its n1, and n2 that A served last, dormant",
                  ls)
-            t.eq(cc.request("sessions")["data"], [],
-                 "drained A lists no session")
+            ls = cc.request("sessions")["data"]
+            t.ok(sorted((x["session"], x["state"], x.get("host_id"))
+                        for x in ls) ==
+                 [("n1", "elsewhere", "hostB"), ("n2", "dormant", "hostA")],
+                 "drained A's sessions: n1 elsewhere on hostB, n2 dormant",
+                 ls)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
