@@ -48,8 +48,12 @@ def host(name, url, shared, env):
                    "workdir_root": shared}, env=env)
 
 
-def names(d):
-    return [r["session"] for r in d.client().request("sessions")["data"]]
+def where(d, name):
+    """(state, host_id) of a session in d's list, or None."""
+    for r in d.client().request("sessions")["data"]:
+        if r["session"] == name:
+            return r["state"], r.get("host_id")
+    return None
 
 
 def main():
@@ -110,8 +114,10 @@ def run(a, b, mock, shared):
             moved = o or {}
     t.eq(moved.get("data", {}).get("host"), "b",
          "host a's attached client is told session_moved to host b")
-    t.ok(SESSION not in names(a) and SESSION in names(b),
-         "the session is host b's now, no longer host a's")
+    t.ok(where(a, SESSION) == ("elsewhere", "b") and
+         where(b, SESSION)[1] == "b" and where(b, SESSION)[0] != "elsewhere",
+         "the session is host b's now: host a lists it elsewhere on b",
+         (where(a, SESSION), where(b, SESSION)))
     # A gave the lease back before its CLI exited: that worker and CLI
     # stop in the background, and what they say on the way out (the CLI's
     # exit-time transcript lines) is dropped, not taken for a violation.
