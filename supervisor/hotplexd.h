@@ -170,6 +170,8 @@ struct session {
 	struct event		*idle_timer;
 	struct event		*freeze_timer;
 	int			 frozen;	/* its CLI's group SIGSTOPped */
+	int			 bg_tasks;	/* the CLI's background tasks
+						   running: no freeze, no idle stop */
 
 	/* Another host asked for it (move.c): the host, while it is let go. */
 	char			*move_to;	/* owned; NULL: not moving */

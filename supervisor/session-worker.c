@@ -245,6 +245,7 @@ static void
 session_worker_opened(struct session *s, const struct msg_opened *op)
 {
 	s->cli_pid = op->cli_pid;
+	s->bg_tasks = 0;	/* a new CLI runs none yet */
 	/* The worker found the CLI's transcript: it resumes. */
 	if (op->resume && !s->has_conversation) {
 		log_info("session %s: the CLI has a transcript of %s; resumed",
@@ -372,6 +373,7 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 			pool_worker_kill(wk, "forged event");
 			return;
 		}
+		session_tasks_seen(s, m->data, m->hdr.len);
 		if (m->hdr.turn == 0) {		/* the CLI's own turn */
 			session_emit_own(s, m->data, m->hdr.len);
 			return;

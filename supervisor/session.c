@@ -206,6 +206,41 @@ session_rate_limit_seen(struct session *s, const char *tail, size_t len)
 	s->rate_limit_last = xstrndup(d, (size_t)(end - d));
 }
 
+/*
+ * The CLI's background tasks (system/background_tasks_changed lists the
+ * running ones): while one runs, the session is not idle, whatever its
+ * turns say, so it is neither frozen nor stopped for idleness with its
+ * task.  When the list empties both timers start again.
+ */
+void
+session_tasks_seen(struct session *s, const char *tail, size_t len)
+{
+	static const char bt[] = "\"type\":\"system\",\"data\":{\"subtype\":"
+	    "\"background_tasks_changed\"";
+	const char	*d;
+	const cJSON	*tasks;
+	cJSON		*o;
+	int		 was = s->bg_tasks;
+
+	if (len < sizeof bt - 1 || memcmp(tail, bt, sizeof bt - 1) != 0)
+		return;
+	/* The data object: from its '{' to the tail's last '}' excluded. */
+	d = tail + sizeof "\"type\":\"system\",\"data\":" - 1;
+	if ((o = cJSON_ParseWithLength(d, (size_t)(tail + len - 1 - d))) ==
+	    NULL)
+		return;
+	tasks = cJSON_GetObjectItemCaseSensitive(o, "tasks");
+	s->bg_tasks = cJSON_IsArray(tasks) ? cJSON_GetArraySize(tasks) : 0;
+	cJSON_Delete(o);
+	if (s->bg_tasks > 0 && was == 0) {
+		log_debug("session %s: %d background tasks; not idle",
+		    s->name, s->bg_tasks);
+		session_thaw(s);
+		event_del(s->idle_timer);
+	} else if (s->bg_tasks == 0 && was > 0 && s->state == SESSION_READY)
+		session_idle_arm(s);
+}
+
 static struct session_bucket *
 session_bucket(const char *name)
 {
@@ -475,7 +510,7 @@ session_freeze_fire(evutil_socket_t fd, short what, void *arg)
 	struct session	*s = arg;
 
 	if (s->frozen || s->state != SESSION_READY || s->worker == NULL ||
-	    s->cli_pid <= 0)
+	    s->cli_pid <= 0 || s->bg_tasks > 0)
 		return;
 	/* The spawner signals it: the group runs as another uid. */
 	spawner_killpg(s->worker->pid, s->cli_pid, SIGSTOP);
@@ -774,7 +809,7 @@ session_idle_fire(evutil_socket_t fd, short what, void *arg)
 {
 	struct session	*s = arg;
 
-	if (s->state != SESSION_READY || s->worker == NULL)
+	if (s->state != SESSION_READY || s->worker == NULL || s->bg_tasks > 0)
 		return;
 	log_info("session %s idle for %llu ms: stopping its CLI", s->name,
 	    (unsigned long long)hp.conf->idle_timeout_ms);

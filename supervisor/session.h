@@ -25,6 +25,8 @@ int		 session_run_ident(struct session *, const struct client *,
 int		 session_approval_remove(struct session *,
 		    const char *request_id);
 void		 session_approvals_clear(struct session *);
+void		 session_tasks_seen(struct session *, const char *tail,
+		    size_t len);
 void		 session_rate_limit_seen(struct session *, const char *tail,
 		    size_t len);
 void		 session_rate_limit_json(const struct session *, cJSON *);

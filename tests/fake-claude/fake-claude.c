@@ -125,6 +125,7 @@ enum fc_usage_idx { U_IN, U_OUT, U_CR, U_CW, U_N };
 struct fc_directives {
 	int	 think, stall, ignore_intr, crash, garbage, escape, exit_after;
 	int	 error, slash, echo, settings, ratelimit, bgturn;
+	int	 bgtasks;	/* -1: none said; else the tasks listed */
 	long	 deltas;
 	long	 delay_ms;
 	char	*tool;		/* owned; the Bash command */
@@ -611,6 +612,32 @@ fc_line_status(void)
 	return o;
 }
 
+/*
+ * The CLI's list of background tasks, as recorded (background_turn
+ * .stdout.jsonl): one running Bash task, or none.
+ */
+static cJSON *
+fc_line_bg_tasks(int n)
+{
+	cJSON	*o, *a, *t;
+
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "system");
+	cJSON_AddStringToObject(o, "subtype", "background_tasks_changed");
+	a = cJSON_AddArrayToObject(o, "tasks");
+	if (n > 0) {
+		t = cJSON_CreateObject();
+		cJSON_AddStringToObject(t, "task_id", "bfake0001");
+		cJSON_AddStringToObject(t, "run_id", "0fake0001-00000001");
+		cJSON_AddStringToObject(t, "task_type", "local_bash");
+		cJSON_AddStringToObject(t, "description", "bg");
+		cJSON_AddItemToArray(a, t);
+	}
+	fc_add_uuid(o);
+	cJSON_AddStringToObject(o, "session_id", opts.session_id);
+	return o;
+}
+
 /* An API retry after a 429, as recorded (api_retry.stdout.jsonl has 529). */
 static cJSON *
 fc_line_api_retry_429(void)
@@ -893,6 +920,10 @@ fc_directive(struct fc_directives *d, const char *w, size_t n)
 			d->ratelimit = 1;
 		else if (KEY("bgturn"))
 			d->bgturn = 1;
+		else if (KEY("bgtask"))
+			d->bgtasks = 1;
+		else if (KEY("bgdone"))
+			d->bgtasks = 0;
 		return;
 	}
 	if (KEY("stream") && fc_num(arg, alen, FC_MAX_DELTAS, &v) == 0 &&
@@ -940,6 +971,7 @@ fc_directives_parse(struct fc_directives *d, const char *s)
 
 	memset(d, 0, sizeof *d);
 	d->deltas = FC_DEFAULT_DELTAS;
+	d->bgtasks = -1;
 	while (*s != '\0') {
 		while (*s != '\0' && isspace((unsigned char)*s))
 			s++;
@@ -1891,6 +1923,8 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		fc_emit(fc_line_status());
 		if (t->d.ratelimit && s->round == 0)
 			fc_emit(fc_line_api_retry_429());
+		if (t->d.bgtasks >= 0 && s->round == 0)
+			fc_emit(fc_line_bg_tasks(t->d.bgtasks));
 		break;
 	case ST_MSG_START:
 		if (r->start.tv_sec == 0 && r->start.tv_nsec == 0)

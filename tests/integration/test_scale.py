@@ -86,6 +86,32 @@ def test_freeze():
              "freeze: stop of a frozen session ends its CLI", r)
 
 
+def test_bg_tasks():
+    """A session whose CLI runs a background task is not idle: it is not
+    frozen while the task runs, and is once the CLI lists none."""
+    with Daemon({"freeze_after": "200ms", "kill_grace": "300ms"}) as d:
+        c = d.client()
+        evs = c.execute("bg", "bgtask stream:1", workdir=d.work + "/bg")
+        bg = cli_of(evs)
+        ev = first(evs, "system")
+        t.ok(evs[-1]["type"] == "done" and any(
+             e["type"] == "system" and e["data"].get("subtype") ==
+             "background_tasks_changed" and len(e["data"]["tasks"]) == 1
+             for e in evs), "bg tasks: the CLI's task list is passed on", ev)
+        # Armed later than bg's, the plain session's freeze comes after it:
+        # once the spawner has stopped the plain CLI, a freeze of bg would
+        # have been asked and done before.
+        evs = c.execute("plain", "stream:1", workdir=d.work + "/plain")
+        plain = cli_of(evs)
+        t.ok(plain and frozen(plain) and proc_state(bg) not in ("T", None),
+             "bg tasks: a session running one is not frozen",
+             proc_state(bg))
+        evs = c.execute("bg", "bgdone stream:1")
+        t.ok(evs[-1]["type"] == "done" and cli_of(evs) == bg and frozen(bg),
+             "bg tasks: once the list is empty the session freezes",
+             evs[-1:])
+
+
 def test_reap_wave():
     """WAVE sessions stopped together: every stop answered, their workers
     gone, and a busy session's turns meanwhile stay fast."""
@@ -138,7 +164,7 @@ def test_reap_wave():
 
 
 T0 = time.monotonic()
-for fn in (test_freeze, test_reap_wave):
+for fn in (test_freeze, test_bg_tasks, test_reap_wave):
     t1 = time.monotonic()
     try:
         fn()
