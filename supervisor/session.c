@@ -237,8 +237,10 @@ session_tasks_seen(struct session *s, const char *tail, size_t len)
 		    s->name, s->bg_tasks);
 		session_thaw(s);
 		event_del(s->idle_timer);
-	} else if (s->bg_tasks == 0 && was > 0 && s->state == SESSION_READY)
+	} else if (s->bg_tasks == 0 && was > 0 && s->state == SESSION_READY) {
+		event_del(s->idle_timer);	/* re-assigned by the arm */
 		session_idle_arm(s);
+	}
 }
 
 static struct session_bucket *
