@@ -112,27 +112,12 @@ session_emit_own(struct session *s, const char *tail, size_t len)
 	cJSON_Delete(o);
 }
 
-/* Emits {type, data}; data consumed. */
-void
-session_emit(struct session *s, const char *type, cJSON *data)
-{
-	cJSON	*o = cJSON_CreateObject();
-	char	*t;
-
-	cJSON_AddStringToObject(o, "type", type);
-	cJSON_AddItemToObject(o, "data", data);
-	t = json_print(o);
-	session_emit_tail(s, t + 1, strlen(t + 1));
-	cJSON_free(t);
-	cJSON_Delete(o);
-}
-
 /*
- * An event of the daemon's own for the session's turn and followers
- * (ratelimit.c); data consumed.  A rate_limit one counts as the CLI's do.
+ * Emits {type, data}; data consumed.  A daemon-made rate_limit event counts
+ * as the CLI's do (session_rate_limit_seen matches nothing else).
  */
 void
-session_event(struct session *s, const char *type, cJSON *data)
+session_emit(struct session *s, const char *type, cJSON *data)
 {
 	cJSON	*o = cJSON_CreateObject();
 	char	*t;
@@ -144,6 +129,16 @@ session_event(struct session *s, const char *type, cJSON *data)
 	session_emit_tail(s, t + 1, strlen(t + 1));
 	cJSON_free(t);
 	cJSON_Delete(o);
+}
+
+/*
+ * An event of the daemon's own for the session's turn and followers
+ * (ratelimit.c); data consumed.
+ */
+void
+session_event(struct session *s, const char *type, cJSON *data)
+{
+	session_emit(s, type, data);
 }
 
 /*
