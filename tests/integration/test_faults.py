@@ -30,6 +30,7 @@ from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
                    free_tcp_port, give_tree)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
+SPARE_MIN = 2           # the daemons' spare_min
 SEED = int(os.environ.get("HP_SEED", str(int(time.time() * 1000) % 1000000)))
 PAR = 5                     # concurrent sessions per case
 TURN_TIMEOUT_S = 60.0       # silence longer than this is a hang
@@ -93,9 +94,39 @@ def workers_of(d):
     return d.workers()
 
 
+def fd_names(pid):
+    """What each of pid's descriptors is, for a failure's diagnosis."""
+    out = []
+    for fd in sorted(os.listdir("/proc/%d/fd" % pid), key=int):
+        try:
+            out.append("%s -> %s" % (fd, os.readlink("/proc/%d/fd/%s" %
+                                                     (pid, fd))))
+        except OSError:
+            pass
+    return "\n".join(out)
+
+
 def fd_key(d):
     """Master fds net of its workers' channels (one socket each)."""
     return fd_count(d.proc.pid) - len(workers_of(d))
+
+
+def settled_fd_key(d):
+    """fd_key once the spares are all up.  The spawner forks a worker
+    before the master holds its channel, so a count taken mid-spawn is one
+    low; a spawn is one synchronous step of the master's loop, so once
+    spare_min workers exist and a request has had its reply, none is
+    half done.  Net of the connection that asks."""
+    wait_for(lambda: len(workers_of(d)) >= SPARE_MIN, 10, "the spares")
+    c = d.client()
+    try:
+        while True:
+            c.request("status")
+            n = fd_key(d) - 1
+            if len(workers_of(d)) == SPARE_MIN:
+                return n
+    finally:
+        c.close()
 
 
 class Case:
@@ -195,8 +226,7 @@ def run_case(case, d, body, par=PAR, iters=ITERS, after="stream:1"):
     """Runs body(case, client, session, workdir, i, rng) for iters
     iterations over par sessions in parallel; after each, a turn `after`
     must end done.  Then stops the sessions and checks the invariants."""
-    wait_for(lambda: len(workers_of(d)) >= 1, 10, "a spare")
-    fds0 = fd_key(d)
+    fds0 = settled_fd_key(d)
     t0 = time.monotonic()
 
     def thread(k):
@@ -277,7 +307,7 @@ def run_case(case, d, body, par=PAR, iters=ITERS, after="stream:1"):
         t.ok(False, "%s: no fd leaked in the master" % case.name,
              "before %d, after %d (net of %d workers)\n%s" %
              (fds0, fd_key(d), len(workers_of(d)),
-              sorted(os.listdir("/proc/%d/fd" % d.proc.pid))))
+              fd_names(d.proc.pid)))
 
 
 def check_gone(case, root, timeout=GONE_TIMEOUT_S):
@@ -301,7 +331,7 @@ def outcomes_ok(case, allowed):
 
 
 def daemon(conf=None, env=None, cli=None):
-    c = {"kill_grace": GRACE, "spare_min": "2", "spare_max": "8",
+    c = {"kill_grace": GRACE, "spare_min": str(SPARE_MIN), "spare_max": "8",
          "log_level": "info"}
     c.update(conf or {})
     e = {"FAKE_CLAUDE_PIDFILE": PIDFILE}
