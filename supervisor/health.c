@@ -4,6 +4,7 @@
  * writable, the model-API gateway up)?  Served as /healthz and /readyz beside /metrics, and, with
  * the rest of a one-screen summary, by the status op.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,27 @@ void
 health_init(void)
 {
 	health_started_ms = util_now_ms();
+}
+
+/*
+ * Descriptors open now, or -1.  Counted here, in the one step that also
+ * counts workers and clients, so a reader gets a consistent snapshot: a
+ * count taken from outside races with spawns and connections.
+ */
+static int
+health_nfds(void)
+{
+	DIR		*d;
+	struct dirent	*e;
+	int		 n = 0;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;	/* the directory's own descriptor */
 }
 
 /* Fills checks[] (HEALTH_CHECKS_MAX); returns how many, *ready if all ok. */
@@ -110,6 +132,7 @@ health_status(void)
 	cJSON_AddNumberToObject(d, "spares", pool_spares());
 	cJSON_AddNumberToObject(d, "spares_ready", pool_ready_spares());
 	cJSON_AddNumberToObject(d, "clients", (double)hp.nclients);
+	cJSON_AddNumberToObject(d, "fds", health_nfds());
 	ratelimit_json(d);
 
 	/* The start-up isolation report, and what screens the sessions. */

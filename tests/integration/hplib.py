@@ -232,6 +232,18 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def master_fds(c):
+    """The master's descriptors net of its workers' channels and its
+    clients' connections (one each), from one status reply through client
+    c.  The daemon counts all three in one step of its loop; counting fds
+    in /proc and workers from outside raced with spawns (a worker forked
+    before the master holds its channel) and with connections."""
+    s = c.request("status")["data"]
+    if s.get("fds", -1) < 0:
+        raise RuntimeError("status has no descriptor count: %r" % s)
+    return s["fds"] - s["workers"] - s["clients"]
+
+
 class Client:
     """One connection to hotplexd; requests get ids r1, r2, ..."""
 

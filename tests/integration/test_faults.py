@@ -27,6 +27,7 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
                    procs_in_group, procs_under, children_of, fd_count, first,
+                   master_fds,
                    free_tcp_port, give_tree)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
@@ -107,26 +108,20 @@ def fd_names(pid):
 
 
 def fd_key(d):
-    """Master fds net of its workers' channels (one socket each)."""
-    return fd_count(d.proc.pid) - len(workers_of(d))
+    """Master fds net of its workers' channels and clients (one each), as
+    the master counts them in one step (hplib.master_fds)."""
+    c = d.client()
+    try:
+        return master_fds(c)
+    finally:
+        c.close()
+        d.clients.remove(c)
 
 
 def settled_fd_key(d):
-    """fd_key once the spares are all up.  The spawner forks a worker
-    before the master holds its channel, so a count taken mid-spawn is one
-    low; a spawn is one synchronous step of the master's loop, so once
-    spare_min workers exist and a request has had its reply, none is
-    half done.  Net of the connection that asks."""
+    """fd_key once the spares are up (a case's baseline)."""
     wait_for(lambda: len(workers_of(d)) >= SPARE_MIN, 10, "the spares")
-    c = d.client()
-    try:
-        while True:
-            c.request("status")
-            n = fd_key(d) - 1
-            if len(workers_of(d)) == SPARE_MIN:
-                return n
-    finally:
-        c.close()
+    return fd_key(d)
 
 
 class Case:
