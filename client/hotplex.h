@@ -327,6 +327,7 @@ struct hp_audit_row {
 	size_t		 nfiles_deleted;
 	int		 files_truncated; /* the two lists may be incomplete */
 	char		*detail;	/* a refusal's reason, a failure's head */
+	char		*host_id;	/* shared store: the host it ran on */
 };
 
 struct hp_audit {

@@ -1616,6 +1616,7 @@ audit_row_free(struct hp_audit_row *a)
 	free(a->decision);
 	free(a->decided_by);
 	free(a->detail);
+	free(a->host_id);
 	for (i = 0; a->files != NULL && i < a->nfiles; i++)
 		free(a->files[i]);
 	free(a->files);
@@ -1659,6 +1660,7 @@ audit_row_parse(const cJSON *o, struct hp_audit_row *a)
 	    audit_str(o, "decision", &a->decision) == -1 ||
 	    audit_str(o, "decided_by", &a->decided_by) == -1 ||
 	    audit_str(o, "detail", &a->detail) == -1 ||
+	    audit_str(o, "host_id", &a->host_id) == -1 ||
 	    audit_strv(o, "files", &a->files, &a->nfiles) == -1 ||
 	    audit_strv(o, "files_deleted", &a->files_deleted,
 	    &a->nfiles_deleted) == -1)

@@ -501,6 +501,9 @@ audit_row_json(void *arg, int64_t id, const struct store_audit *r)
 	AUDIT_STR("decision", r->decision);
 	AUDIT_STR("decided_by", r->decided_by);
 #undef AUDIT_STR
+	/* A shared store: the host whose session wrote it. */
+	if (r->host_id != NULL)
+		cJSON_AddStringToObject(o, "host_id", r->host_id);
 	if (r->duration_ms >= 0)
 		cJSON_AddNumberToObject(o, "duration_ms",
 		    (double)r->duration_ms);

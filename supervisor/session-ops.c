@@ -868,14 +868,70 @@ session_op_reset(struct client *c, const char *req, const cJSON *r)
 	server_client_ok(c, req, NULL);
 }
 
+/* Sums across hosts (a shared store): what this host does not serve. */
+struct session_stats_sum {
+	struct client	*c;
+	struct stats	*sum;
+	int		 n;
+	int		 bad;		/* rows whose stats did not parse */
+};
+
+/*
+ * A row of a session this host does not serve (those it serves come from
+ * memory; one it lost or let go may be older here than its row).
+ */
+static void
+session_stats_row(void *arg, const struct store_session *r)
+{
+	struct session_stats_sum	*ss = arg;
+	struct session			*s = session_find(r->name, r->uid);
+	struct stats			 st;
+	cJSON				*j;
+
+	if ((s != NULL && s->lease_fence != 0) ||
+	    (!ss->c->admin && r->uid != ss->c->uid))
+		return;
+	stats_init(&st);
+	if ((j = cJSON_Parse(r->stats)) == NULL ||
+	    stats_from_json(&st, j) == -1)
+		ss->bad++;
+	else {
+		stats_add(ss->sum, &st);
+		ss->n++;
+	}
+	cJSON_Delete(j);
+	stats_clear(&st);
+}
+
+/* Another host's forgotten sessions (this host's are in memory). */
+static void
+session_stats_totals(void *arg, const char *host_id, const char *json)
+{
+	struct session_stats_sum	*ss = arg;
+	struct stats			 st;
+	cJSON				*j;
+
+	if (strcmp(host_id, state_host_id()) == 0)
+		return;
+	stats_init(&st);
+	if ((j = cJSON_Parse(json)) == NULL || stats_from_json(&st, j) == -1)
+		ss->bad++;
+	else
+		stats_add(ss->sum, &st);
+	cJSON_Delete(j);
+	stats_clear(&st);
+}
+
 void
 session_op_stats(struct client *c, const char *req, const cJSON *r)
 {
 	struct session	*s;
 	struct stats	 sum;
 	struct gateway_stats gsum;
+	struct session_stats_sum ss;
 	cJSON		*d;
-	int		 n = 0;
+	int		 n = 0, partial = 0, rows = 0;
+	int		 shared = store_shared();
 
 	if (cJSON_GetObjectItemCaseSensitive(r, "session") != NULL) {
 		if ((s = session_lookup(c, req, r)) != NULL)
@@ -887,13 +943,30 @@ session_op_stats(struct client *c, const char *req, const cJSON *r)
 	memset(&gsum, 0, sizeof gsum);
 	if (c->admin)
 		stats_add(&sum, &hp.ended_total);
+	/*
+	 * A shared store: every host's sessions, from their rows (written
+	 * at every turn's end), and for an administrator every host's
+	 * forgotten ones.  Without the store, this host's alone, said so.
+	 */
+	memset(&ss, 0, sizeof ss);
+	ss.c = c;
+	ss.sum = &sum;
+	if (shared) {
+		if ((rows = store_sessions_stats(session_stats_row, &ss)) == -1)
+			partial = 1;
+		if (rows == 1 || ss.bad > 0 || (c->admin &&
+		    store_totals_all(session_stats_totals, &ss) == -1))
+			partial = 1;
+	}
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
-		if (!session_visible(s, c))
+		if (!session_visible(s, c) ||
+		    (shared && rows != -1 && s->lease_fence == 0))
 			continue;
 		stats_add(&sum, &s->total);
 		server_gateway_stats_add(&gsum, &s->gw);
 		n++;
 	}
+	n += ss.n;
 	d = stats_to_json(&sum);
 	/* An administrator sees the account's: every request it paid for. */
 	server_gateway_stats_json(c->admin ? server_gateway_account() : &gsum,
@@ -901,6 +974,10 @@ session_op_stats(struct client *c, const char *req, const cJSON *r)
 	cJSON_AddNumberToObject(d, "sessions", n);
 	cJSON_AddNumberToObject(d, "workers", pool_count());
 	cJSON_AddNumberToObject(d, "spares", pool_spares());
+	if (shared) {
+		cJSON_AddStringToObject(d, "host_id", state_host_id());
+		cJSON_AddBoolToObject(d, "partial", partial);
+	}
 	stats_clear(&sum);
 	server_client_reply(c, req, "stats", d);
 }

@@ -42,6 +42,8 @@ struct store_backend {
 	int	 (*reachable)(char *, size_t);
 	/* NULL with one host: its table has them all. */
 	int	 (*sessions_all)(store_session_cb, void *);
+	int	 (*totals_all)(store_totals_cb, void *);
+	int	 (*sessions_stats)(store_session_cb, void *);
 };
 
 extern const struct store_backend store_sqlite_backend;

@@ -117,7 +117,8 @@ enum pg_stmt {
 	PS_SESSION_GET, PS_TOTALS_PUT, PS_TOTALS_GET, PS_AUDIT_ADD,
 	PS_AUDIT_QUERY, PS_AUDIT_EXPIRE, PS_LEASE_ACQUIRE, PS_LEASE_HOLDER,
 	PS_LEASE_RELEASE, PS_LEASE_RENEW, PS_TX_SIZE, PS_TX_CLEAR, PS_TX_ADD,
-	PS_TX_LOAD, PS_TX_DELETE, PS_SESSIONS_ALL,
+	PS_TX_LOAD, PS_TX_DELETE, PS_SESSIONS_ALL, PS_TOTALS_ALL,
+	PS_SESSIONS_STATS,
 	PS_N
 };
 
@@ -165,6 +166,9 @@ static const char *pg_sql[PS_N] = {
 	    "FROM leases l WHERE l.uid = sessions.uid AND l.name = "
 	    "sessions.name AND l.expires > clock_timestamp()) FROM sessions "
 	    "ORDER BY seq LIMIT " PG_QUERY_MAX_S,
+	/* One more than the bound: the caller learns there were more. */
+	[PS_SESSIONS_STATS] = "SELECT uid, name, host_id, stats FROM sessions "
+	    "ORDER BY seq LIMIT $1::bigint",
 	[PS_SESSION_GET] = "SELECT " PG_SESSION_COLS " FROM sessions WHERE "
 	    "uid = $1::bigint AND name = $2::text",
 	[PS_TOTALS_PUT] = "INSERT INTO totals (host_id, ended_total) VALUES "
@@ -172,6 +176,8 @@ static const char *pg_sql[PS_N] = {
 	    "ended_total = EXCLUDED.ended_total",
 	[PS_TOTALS_GET] = "SELECT ended_total FROM totals WHERE host_id = "
 	    "$1::text",
+	[PS_TOTALS_ALL] = "SELECT host_id, ended_total FROM totals ORDER BY "
+	    "host_id",
 	[PS_AUDIT_ADD] = "INSERT INTO audit (time_ms, uid, session, turn, "
 	    "kind, tool, digest, excerpt, decision, decided_by, duration_ms, "
 	    "error, files, detail, host_id) VALUES ($1::bigint, $2::bigint, "
@@ -181,7 +187,7 @@ static const char *pg_sql[PS_N] = {
 	/* A NULL parameter matches everything. */
 	[PS_AUDIT_QUERY] = "SELECT id, time_ms, uid, session, turn, kind, "
 	    "tool, digest, excerpt, decision, decided_by, duration_ms, error, "
-	    "files, detail FROM audit WHERE id > $1::bigint AND time_ms >= "
+	    "files, detail, host_id FROM audit WHERE id > $1::bigint AND time_ms >= "
 	    "$2::bigint AND ($3::bigint IS NULL OR uid = $3::bigint) AND "
 	    "($4::text IS NULL OR session = $4::text) ORDER BY id LIMIT "
 	    "$5::integer",
@@ -790,6 +796,37 @@ pg_sessions_all(store_session_cb cb, void *arg)
 }
 
 static int
+pg_sessions_stats(store_session_cb cb, void *arg)
+{
+	char			 lim[PG_NUM_MAX];
+	const char		*v[1] = { lim };
+	struct store_session	 s;
+	PGresult		*r;
+	long long		 uid;
+	int			 i, n;
+
+	snprintf(lim, sizeof lim, "%d", STORE_STATS_MAX + 1);
+	if ((r = pg_run(PS_SESSIONS_STATS, 1, v, PGRES_TUPLES_OK,
+	    "reading every host's stats")) == NULL)
+		return -1;
+	n = PQntuples(r);
+	for (i = 0; i < n && i < STORE_STATS_MAX; i++) {
+		uid = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		if (uid < 0 || uid >= (long long)UINT32_MAX)
+			continue;
+		memset(&s, 0, sizeof s);
+		s.uid = (uid_t)uid;
+		s.name = PQgetvalue(r, i, 1);
+		s.host_id = PQgetvalue(r, i, 2);
+		s.stats = PQgetvalue(r, i, 3);
+		s.run_uid = -1;
+		cb(arg, &s);
+	}
+	PQclear(r);
+	return n > STORE_STATS_MAX;
+}
+
+static int
 pg_session_get(uid_t uid, const char *name, store_session_cb cb, void *arg)
 {
 	char			 u[PG_NUM_MAX];
@@ -833,6 +870,21 @@ pg_totals_get(void)
 		s = xstrdup(PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return s;
+}
+
+static int
+pg_totals_all(store_totals_cb cb, void *arg)
+{
+	PGresult	*r;
+	int		 i;
+
+	if ((r = pg_run(PS_TOTALS_ALL, 0, NULL, PGRES_TUPLES_OK,
+	    "reading every host's totals")) == NULL)
+		return -1;
+	for (i = 0; i < PQntuples(r); i++)
+		cb(arg, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+	PQclear(r);
+	return 0;
 }
 
 /* --- transcripts -------------------------------------------------------- */
@@ -1038,6 +1090,7 @@ pg_audit_query(const struct store_audit_query *q, store_audit_cb cb,
 		a.error = atoi(PQgetvalue(r, i, 12));
 		a.files = pg_col_null(r, i, 13);
 		a.detail = pg_col_null(r, i, 14);
+		a.host_id = pg_col_null(r, i, 15);
 		n++;
 		if (cb(arg, strtoll(PQgetvalue(r, i, 0), NULL, 10), &a) == -1)
 			break;
@@ -1197,4 +1250,6 @@ const struct store_backend store_pg_backend = {
 	.lease_renew = pg_lease_renew,
 	.reachable = pg_reachable,
 	.sessions_all = pg_sessions_all,
+	.totals_all = pg_totals_all,
+	.sessions_stats = pg_sessions_stats,
 };

@@ -202,6 +202,22 @@ store_sessions_all(store_session_cb cb, void *arg)
 }
 
 int
+store_totals_all(store_totals_cb cb, void *arg)
+{
+	if (store_be == NULL || store_be->totals_all == NULL)
+		return 0;
+	return store_be->totals_all(cb, arg);
+}
+
+int
+store_sessions_stats(store_session_cb cb, void *arg)
+{
+	if (store_be == NULL || store_be->sessions_stats == NULL)
+		return 0;
+	return store_be->sessions_stats(cb, arg);
+}
+
+int
 store_reachable(char *detail, size_t len)
 {
 	if (store_be == NULL) {

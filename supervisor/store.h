@@ -57,6 +57,7 @@ struct store_audit {
 	int		 error;
 	const char	*files;		/* JSON array of paths, or NULL */
 	const char	*detail;	/* free text, or NULL */
+	const char	*host_id;	/* loaded: who wrote it (shared store) */
 };
 
 #define STORE_AUDIT_TOOL	"tool"		/* a tool call */
@@ -136,6 +137,13 @@ int	 store_session_delete(uid_t, const char *name, int64_t fence);
 int	 store_sessions_load(store_session_cb, void *);
 /* Every host's rows, with their lease holders (a shared store only). */
 int	 store_sessions_all(store_session_cb, void *);
+/*
+ * Every host's rows for summing: uid, name, host_id and stats only, at
+ * most STORE_STATS_MAX; 1 when there were more (the rest not given), 0,
+ * or -1 (a shared store only).
+ */
+#define STORE_STATS_MAX	100000
+int	 store_sessions_stats(store_session_cb, void *);
 /* One row, whichever host wrote it: 1 and cb called, 0 none, -1 failure. */
 int	 store_session_get(uid_t, const char *name, store_session_cb, void *);
 
@@ -160,6 +168,10 @@ int	 store_lease_renew(store_lease_cb, void *);
 /* The stats of the sessions that are no longer kept (JSON object). */
 int	 store_totals_put(const char *json);
 char	*store_totals_get(void);	/* caller frees; NULL: none */
+/* Every host's totals (a shared store only); 0, or -1. */
+typedef void (*store_totals_cb)(void *arg, const char *host_id,
+    const char *json);
+int	 store_totals_all(store_totals_cb, void *);
 
 /*
  * The CLI's transcript files of a session (paths relative to its config
