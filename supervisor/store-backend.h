@@ -46,6 +46,15 @@ struct store_backend {
 	int	 (*sessions_stats)(store_session_cb, void *);
 };
 
+/*
+ * store.c, for the backends: inside a transcript piece's transaction, 0
+ * if a piece at offset follows the stored file (or starts it anew at 0),
+ * 1 if not (logged: the worker and the store are out of step), -1 if the
+ * stored size could not be read.
+ */
+int	 store_transcript_follows(uid_t, const char *name, const char *path,
+	    uint64_t offset);
+
 extern const struct store_backend store_sqlite_backend;
 extern const struct store_backend store_pg_backend;
 

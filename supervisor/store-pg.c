@@ -916,9 +916,8 @@ pg_transcript_append(uid_t uid, const char *name, const char *path,
 	int		 lens[6] = { 0, 0, 0, 0, 0, 0 };
 	int		 fmts[6] = { 0, 0, 0, 0, 0, 1 };	/* data: bytes */
 	PGresult	*r;
-	int64_t		 have;
 	long		 n;
-	int		 rc = -1;
+	int		 follows, rc = -1;
 
 	if (offset > INT64_MAX || len > INT_MAX || pg_begin() == -1)
 		return -1;
@@ -927,13 +926,9 @@ pg_transcript_append(uid_t uid, const char *name, const char *path,
 	if (offset == 0) {
 		if (pg_changed(PS_TX_CLEAR, 4, v, "clearing a transcript") == -1)
 			goto out;
-	} else if ((have = pg_transcript_size(uid, name, path)) == -1)
-		goto out;
-	else if ((uint64_t)have != offset) {
-		log_warnx("store: transcript %s of %s: a piece at %llu, the "
-		    "stored file ends at %lld", path, name,
-		    (unsigned long long)offset, (long long)have);
-		rc = 1;
+	} else if ((follows = store_transcript_follows(uid, name, path,
+	    offset)) != 0) {
+		rc = follows;
 		goto out;
 	}
 	if (len == 0) {

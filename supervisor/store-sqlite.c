@@ -661,7 +661,6 @@ sq_transcript_append(uid_t uid, const char *name, const char *path,
     uint64_t offset, const void *data, size_t len)
 {
 	sqlite3_stmt	*st = store_stmts[ST_TX_ADD];
-	int64_t		 have;
 	int		 rc = -1;
 
 	if (store_db == NULL || offset > INT64_MAX || len > INT_MAX)
@@ -672,15 +671,9 @@ sq_transcript_append(uid_t uid, const char *name, const char *path,
 		store_tx_key(ST_TX_CLEAR, uid, name, path);
 		if (store_run(ST_TX_CLEAR, "clearing a transcript") == -1)
 			goto out;
-	} else if ((have = sq_transcript_size(uid, name, path)) == -1)
+	} else if ((rc = store_transcript_follows(uid, name, path,
+	    offset)) != 0)
 		goto out;
-	else if ((uint64_t)have != offset) {
-		log_warnx("store: transcript %s of %s: a piece at %llu, the "
-		    "stored file ends at %lld", path, name,
-		    (unsigned long long)offset, (long long)have);
-		rc = 1;
-		goto out;
-	}
 	if (len == 0) {
 		rc = 0;
 		goto out;

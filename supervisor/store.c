@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "supervisor/store-backend.h"
 #include "supervisor/store.h"
 
@@ -122,6 +123,24 @@ store_transcript_append(uid_t uid, const char *name, const char *path,
 {
 	return store_be != NULL ? store_be->transcript_append(uid, name, path,
 	    offset, data, len) : -1;
+}
+
+int
+store_transcript_follows(uid_t uid, const char *name, const char *path,
+    uint64_t offset)
+{
+	int64_t	have;
+
+	if (offset == 0)
+		return 0;
+	if ((have = store_be->transcript_size(uid, name, path)) == -1)
+		return -1;
+	if ((uint64_t)have == offset)
+		return 0;
+	log_warnx("store: transcript %s of %s: a piece at %llu, the stored "
+	    "file ends at %lld", path, name, (unsigned long long)offset,
+	    (long long)have);
+	return 1;
 }
 
 int64_t
