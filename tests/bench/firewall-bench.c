@@ -4,7 +4,10 @@
  * with plain Oniguruma running every rule on the raw text (no
  * normalization, no prefilter).  Reports; never fails on a slow machine.
  *
- * usage: firewall-bench [-q] rulesdir text-file...
+ * usage: firewall-bench [-fq] [-n iters] [-s size] rulesdir text-file...
+ * -q runs 1 KB only, -s one size (bytes); -n times exactly iters prompts
+ * per engine and size, whatever the time (for callgrind: the same work
+ * each run); -f leaves plain Oniguruma out.
  * Each text file is cut into prompts of at most each size, of whole lines
  * from varying offsets; lines the firewall blocks on their own, or passes
  * only as a prompt quoting commands (whose context is the whole text), are
@@ -32,6 +35,7 @@
 #define BENCH_GOAL_LIST		1024	/* names of the texts, per verdict */
 
 static const size_t bench_sizes[] = { 1024, 10240, 102400 };
+static size_t	bench_iters;		/* -n: fixed count, no time budget */
 
 /* Plain Oniguruma: every rule, raw text, same options and limits. */
 struct baseline {
@@ -172,7 +176,8 @@ bench_run(const struct policy *p, const struct baseline *bl,
 	memset(r, 0, sizeof *r);
 	start = now();
 	for (i = 0; i < BENCH_MAX_ITER; i++) {
-		if (i >= BENCH_MIN_ITER && now() - start > BENCH_TIME_BUDGET)
+		if (bench_iters > 0 ? i >= bench_iters : i >= BENCH_MIN_ITER &&
+		    now() - start > BENCH_TIME_BUDGET)
 			break;
 		/* A prime stride walks the text without repeating soon. */
 		off = span > 0 ? (i * 7919) % span : 0;
@@ -213,19 +218,34 @@ main(int argc, char **argv)
 	char			 err[512], pat[4096], *buf, *text;
 	const char		*name;
 	char			 met[BENCH_GOAL_LIST], unmet[BENCH_GOAL_LIST];
-	size_t			 i, k, len, dropped;
-	int			 c, quick = 0;
+	size_t			 i, k, len, dropped, only = 0;
+	int			 c, quick = 0, noraw = 0;
 
-	while ((c = getopt(argc, argv, "q")) != -1) {
-		if (c != 'q')
+	while ((c = getopt(argc, argv, "fn:qs:")) != -1) {
+		switch (c) {
+		case 'f':
+			noraw = 1;
+			break;
+		case 'n':
+			bench_iters = strtoul(optarg, NULL, 10);
+			if (bench_iters == 0 || bench_iters > BENCH_MAX_ITER)
+				return 2;
+			break;
+		case 'q':
+			quick = 1;
+			break;
+		case 's':
+			only = strtoul(optarg, NULL, 10);
+			break;
+		default:
 			return 2;
-		quick = 1;
+		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (argc < 2) {
-		fprintf(stderr, "usage: firewall-bench [-q] rulesdir "
-		    "text-file...\n");
+		fprintf(stderr, "usage: firewall-bench [-fq] [-n iters] "
+		    "[-s size] rulesdir text-file...\n");
 		return 2;
 	}
 	snprintf(pat, sizeof pat, "%s/*.rules", argv[0]);
@@ -275,20 +295,24 @@ main(int argc, char **argv)
 		    dropped);
 		for (i = 0; i < sizeof bench_sizes / sizeof bench_sizes[0];
 		    i++) {
-			if (quick && i > 0)
-				break;
+			if ((quick && i > 0) ||
+			    (only != 0 && bench_sizes[i] != only))
+				continue;
 			bench_run(p, NULL, text, 2 * bench_sizes[2],
 			    bench_sizes[i], &fw);
-			bench_run(NULL, &bl, text, 2 * bench_sizes[2],
-			    bench_sizes[i], &raw);
 			printf("%-12.12s %7zuK  %-9s %9.1f %9.3f %9.3f %7zu %8d\n",
 			    name, bench_sizes[i] / 1024, "firewall", fw.mbs,
 			    fw.p50, fw.p99, fw.iters, fw.blocked);
-			printf("%-12.12s %7zuK  %-9s %9.1f %9.3f %9.3f %7zu %8s\n",
-			    name, bench_sizes[i] / 1024, "onig-raw", raw.mbs,
-			    raw.p50, raw.p99, raw.iters, "-");
-			printf("%-12.12s %8s  %-9s %8.1fx\n", "", "",
-			    "speedup", fw.mbs / raw.mbs);
+			if (!noraw) {
+				bench_run(NULL, &bl, text, 2 * bench_sizes[2],
+				    bench_sizes[i], &raw);
+				printf("%-12.12s %7zuK  %-9s %9.1f %9.3f %9.3f "
+				    "%7zu %8s\n", name, bench_sizes[i] / 1024,
+				    "onig-raw", raw.mbs, raw.p50, raw.p99,
+				    raw.iters, "-");
+				printf("%-12.12s %8s  %-9s %8.1fx\n", "", "",
+				    "speedup", fw.mbs / raw.mbs);
+			}
 			if (bench_sizes[i] == BENCH_GOAL_SIZE) {
 				char	*l = fw.mbs < BENCH_GOAL_MBS ||
 				    fw.p99 > BENCH_GOAL_P99_MS ? unmet : met;
