@@ -5,8 +5,10 @@
  * enough to undo the look-alike, width, style and invisible-character
  * tricks used to dodge a pattern, without pulling in a Unicode library.
  */
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -754,6 +756,340 @@ shell_var(const char *s, size_t n, struct shell_vars *vars,
 	return 0;
 }
 
+/*
+ * Slices of variables whose start every shell agrees on: ${PWD:0:1} is
+ * "/" wherever it runs.  Each value is only the part that is sure; a
+ * slice past it is left alone.
+ */
+static const struct {
+	const char	*name;
+	const char	*value;
+} shell_known_vars[] = {
+	{ "pwd", "/" }, { "oldpwd", "/" }, { "home", "/" },
+	{ "path", "/" }, { "shell", "/bin/" }, { "tmpdir", "/" },
+};
+
+/* A decimal number of at most SLICE_DIGITS digits at s; its length. */
+#define SLICE_DIGITS	4
+
+static size_t
+shell_number(const char *s, size_t n, size_t *v)
+{
+	size_t	i;
+
+	*v = 0;
+	for (i = 0; i < n && i < SLICE_DIGITS && s[i] >= '0' && s[i] <= '9';
+	    i++)
+		*v = *v * 10 + (size_t)(s[i] - '0');
+	return i;
+}
+
+/*
+ * Expands ${NAME:OFFSET} or ${NAME:OFFSET:LENGTH} at s[0] == '$' when
+ * NAME was assigned by the text or is one of shell_known_vars and the
+ * slice lies in the part known; returns the bytes consumed, or 0.
+ */
+static size_t
+shell_slice(const char *s, size_t n, struct shell_vars *vars,
+    struct norm_buf *out)
+{
+	const char	*val = NULL;
+	size_t		 i = 2, k, v, off, cnt = SIZE_MAX, d, nlen, vlen = 0;
+	int		 known = 0;
+
+	if (n < 6 || s[1] != '{')
+		return 0;
+	for (k = i; k < n && shell_name_char((unsigned char)s[k], k == i); k++)
+		;
+	if (k == i || k >= n || s[k] != ':')
+		return 0;
+	nlen = k - i;
+	if ((d = shell_number(s + k + 1, n - k - 1, &off)) == 0)
+		return 0;
+	k += 1 + d;
+	if (k < n && s[k] == ':') {
+		if ((d = shell_number(s + k + 1, n - k - 1, &cnt)) == 0)
+			return 0;
+		k += 1 + d;
+	}
+	if (k >= n || s[k] != '}')
+		return 0;
+	for (v = 0; vars != NULL && v < vars->n && val == NULL; v++) {
+		if (vars->v[v].nlen == nlen &&
+		    memcmp(vars->v[v].name, s + i, nlen) == 0) {
+			val = vars->v[v].value;
+			vlen = vars->v[v].vlen;
+		}
+	}
+	for (v = 0; val == NULL && v < sizeof shell_known_vars /
+	    sizeof shell_known_vars[0]; v++) {
+		if (strlen(shell_known_vars[v].name) == nlen &&
+		    memcmp(shell_known_vars[v].name, s + i, nlen) == 0) {
+			val = shell_known_vars[v].value;
+			vlen = strlen(val);
+			known = 1;
+		}
+	}
+	if (val == NULL || off >= vlen)
+		return 0;
+	if (cnt == SIZE_MAX || cnt > vlen - off) {
+		/* Past the part of a well-known value that is sure. */
+		if (known)
+			return 0;
+		cnt = vlen - off;
+	}
+	if (!known) {
+		if (cnt > vars->budget)
+			return 0;
+		vars->budget -= cnt;
+	}
+	nb_put(out, val + off, cnt);
+	return k + 1;
+}
+
+/*
+ * Command substitutions that only print a constant: $(printf FMT ARGS),
+ * $(echo ARGS), the same in backquotes.  Their words, split and unquoted
+ * as the shell does, are kept in one buffer.
+ */
+#define SUB_ARGS	16	/* words of one substitution */
+#define SUB_PASSES	8	/* times printf reuses its format */
+#define SUB_GROWTH	4	/* output bound: this many times the input */
+
+struct sub_words {
+	struct norm_buf	 buf;
+	size_t		 off[SUB_ARGS];
+	size_t		 len[SUB_ARGS];
+	size_t		 n;
+};
+
+/* Bytes that end a simple command where no closing byte is expected. */
+static int
+sub_end(char c)
+{
+	return c == '|' || c == ';' || c == '&' || c == '\n' || c == '<' ||
+	    c == '>' || c == ')';
+}
+
+/*
+ * Splits s into words up to the byte close (')' or '`'), or with close
+ * 0 up to the end of the simple command.  Returns the bytes consumed,
+ * close included, or 0 for anything but quoted and plain words (another
+ * expansion, a redirection, a pipe inside a substitution).
+ */
+static size_t
+sub_split(const char *s, size_t n, char close, struct sub_words *sw)
+{
+	size_t	i = 0, k;
+	char	c;
+
+	sw->n = 0;
+	normalize_buf_reset(&sw->buf);
+	for (;;) {
+		while (i < n && (s[i] == ' ' || s[i] == '\t'))
+			i++;
+		if (i >= n)
+			return close == 0 ? i : 0;
+		if (close != 0 && s[i] == close)
+			return i + 1;
+		if (close == 0 && sub_end(s[i]))
+			return i;
+		if (sw->n == SUB_ARGS)
+			return 0;
+		sw->off[sw->n] = sw->buf.len;
+		while (i < n && s[i] != ' ' && s[i] != '\t' &&
+		    !(close != 0 ? s[i] == close : sub_end(s[i]))) {
+			c = s[i];
+			if (c == '\'') {
+				for (k = i + 1; k < n && s[k] != '\''; k++)
+					;
+				if (k >= n)
+					return 0;
+				nb_put(&sw->buf, s + i + 1, k - i - 1);
+				i = k + 1;
+			} else if (c == '"') {
+				for (i++; i < n && s[i] != '"'; i++) {
+					if (s[i] == '$' || s[i] == '`')
+						return 0;
+					if (s[i] == '\\' && i + 1 < n &&
+					    strchr("\"\\$`", s[i + 1]) != NULL)
+						i++;
+					nb_putc(&sw->buf, s[i]);
+				}
+				if (i >= n)
+					return 0;
+				i++;
+			} else if (c == '\\' && i + 1 < n) {
+				nb_putc(&sw->buf, s[i + 1]);
+				i += 2;
+			} else if (c == '$' || c == '`' || c == '(' ||
+			    c == '|' || c == ';' || c == '&' || c == '<' ||
+			    c == '>' || c == '\n' || c == ')')
+				return 0;
+			else
+				nb_putc(&sw->buf, s[i++]);
+		}
+		sw->len[sw->n] = sw->buf.len - sw->off[sw->n];
+		sw->n++;
+	}
+}
+
+/* Appends s with its backslash escapes decoded (printf %b, echo -e). */
+static void
+sub_escapes(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t	i = 0, k;
+
+	while (i < n) {
+		if (s[i] == '\\' && (k = shell_escape(s + i, n - i, out)) != 0)
+			i += k;
+		else
+			nb_putc(out, s[i++]);
+	}
+}
+
+/* printf FMT ARGS: %s %b %c %d and escapes, the format reused. */
+static int
+sub_printf(const struct sub_words *sw, struct norm_buf *out)
+{
+	const char	*f = sw->buf.data + sw->off[1], *a;
+	size_t		 flen = sw->len[1], arg = 2, i, j, alen, pass;
+	int		 used;
+
+	for (pass = 0; pass < SUB_PASSES; pass++) {
+		for (used = 0, i = 0; i < flen; ) {
+			if (f[i] == '\\' && (j = shell_escape(f + i, flen - i,
+			    out)) != 0) {
+				i += j;
+				continue;
+			}
+			if (f[i] != '%') {
+				nb_putc(out, f[i++]);
+				continue;
+			}
+			if (i + 1 < flen && f[i + 1] == '%') {
+				nb_putc(out, '%');
+				i += 2;
+				continue;
+			}
+			for (j = i + 1; j < flen &&
+			    strchr("-+ #0123456789.", f[j]) != NULL; j++)
+				;
+			if (j >= flen)
+				return 0;
+			a = arg < sw->n ? sw->buf.data + sw->off[arg] : "";
+			alen = arg < sw->n ? sw->len[arg] : 0;
+			arg += arg < sw->n;
+			used = 1;
+			switch (f[j]) {
+			case 's':
+			case 'd':
+			case 'i':
+			case 'u':
+				nb_put(out, a, alen);
+				break;
+			case 'b':
+				sub_escapes(a, alen, out);
+				break;
+			case 'c':
+				nb_put(out, a, alen > 0);
+				break;
+			default:
+				return 0;
+			}
+			i = j + 1;
+		}
+		if (!used || arg >= sw->n)
+			break;
+	}
+	return 1;
+}
+
+/* echo [-neE] ARGS. */
+static int
+sub_echo(const struct sub_words *sw, struct norm_buf *out)
+{
+	const char	*w;
+	size_t		 i = 1, k;
+	int		 esc = 0, opt;
+
+	for (; i < sw->n; i++) {
+		w = sw->buf.data + sw->off[i];
+		if (sw->len[i] < 2 || w[0] != '-')
+			break;
+		for (opt = 1, k = 1; k < sw->len[i] && opt; k++)
+			opt = w[k] == 'n' || w[k] == 'e' || w[k] == 'E';
+		if (!opt)
+			break;
+		esc = memchr(w, 'e', sw->len[i]) != NULL;
+	}
+	for (k = i; k < sw->n; k++) {
+		if (k > i)
+			nb_putc(out, ' ');
+		if (esc)
+			sub_escapes(sw->buf.data + sw->off[k], sw->len[k], out);
+		else
+			nb_put(out, sw->buf.data + sw->off[k], sw->len[k]);
+	}
+	return 1;
+}
+
+/*
+ * Evaluates printf or echo at s (the command's first word) up to close
+ * (see sub_split), appending what it prints.  Returns the bytes
+ * consumed, or 0 with out unchanged.
+ */
+static size_t
+shell_print(const char *s, size_t n, char close, struct norm_buf *out)
+{
+	struct sub_words	 sw;
+	size_t			 used, mark = out->len;
+	int			 ok = 0;
+
+	if (!((n > 7 && memcmp(s, "printf", 6) == 0 && (s[6] == ' ' ||
+	    s[6] == '\t')) || (n > 5 && memcmp(s, "echo", 4) == 0 &&
+	    (s[4] == ' ' || s[4] == '\t'))))
+		return 0;
+	memset(&sw, 0, sizeof sw);
+	if ((used = sub_split(s, n, close, &sw)) != 0) {
+		if (s[0] == 'p')
+			ok = sw.n >= 2 && sub_printf(&sw, out);
+		else
+			ok = sub_echo(&sw, out);
+	}
+	normalize_buf_free(&sw.buf);
+	if (!ok || out->len - mark > SUB_GROWTH * used + NB_MIN_CAP) {
+		out->len = mark;
+		return 0;
+	}
+	return used;
+}
+
+/*
+ * $(printf ..) or `echo ..` at s[0]: appends what it prints and returns
+ * the bytes consumed, or 0.
+ */
+static size_t
+shell_subst(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t	i, k;
+	char	close;
+
+	if (s[0] == '`') {
+		i = 1;
+		close = '`';
+	} else if (n > 1 && s[0] == '$' && s[1] == '(') {
+		i = 2;
+		close = ')';
+	} else
+		return 0;
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	if ((k = shell_print(s + i, n - i, close, out)) == 0)
+		return 0;
+	return i + k;
+}
+
 /* Bytes that start something pass 1 undoes. */
 static const unsigned char shell_special[UCHAR_MAX + 1] = {
 	['\\'] = 1, ['\''] = 1, ['"'] = 1, ['`'] = 1, ['$'] = 1,
@@ -794,10 +1130,19 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out,
 			i++;
 			continue;
 		case '`':
+			if ((k = shell_subst(s + i, len - i, out)) != 0) {
+				i += k;
+				continue;
+			}
 			/* Empty command substitution hides nothing. */
 			i += (i + 1 < len && s[i + 1] == '`') ? 2 : 1;
 			continue;
 		case '$':
+			if ((k = shell_subst(s + i, len - i, out)) != 0 ||
+			    (k = shell_slice(s + i, len - i, vars, out)) != 0) {
+				i += k;
+				continue;
+			}
 			if (i + 1 < len && s[i + 1] == '\'') {
 				/* ANSI-C quoting: decode until the close. */
 				ansi = 1;
@@ -878,6 +1223,160 @@ shell_brace(const char *w, size_t n, struct norm_buf *out, size_t limit)
 }
 
 /*
+ * Glob paths (/???/?at /e??/p?ss??, /b[i]n/r*) stand for the files they
+ * match, which the shell finds on the disk: here, the common paths of a
+ * Unix system, so that a globbed program or secret reads as its name.
+ */
+static const char *const glob_bin_dirs[] = {
+	"/bin", "/sbin", "/usr/bin", "/usr/local/bin", "/usr/sbin",
+};
+static const char *const glob_bin_names[] = {
+	"awk", "base32", "base64", "bash", "busybox", "cat", "chattr",
+	"chmod", "chown", "cp", "crontab", "curl", "dash", "dd", "echo",
+	"env", "find", "gcc", "halt", "head", "id", "insmod", "iptables",
+	"kill", "ksh", "less", "ln", "ls", "mkfifo", "mkfs", "modprobe",
+	"more", "mount", "nc", "ncat", "netcat", "nmap", "nohup", "openssl",
+	"passwd", "perl", "php", "poweroff", "python", "python3", "reboot",
+	"rm", "ruby", "scp", "sh", "shred", "shutdown", "socat", "ssh", "su",
+	"sudo", "tail", "tar", "tclsh", "telnet", "uname", "useradd",
+	"usermod", "visudo", "wget", "whoami", "xxd", "zsh",
+};
+static const char *const glob_files[] = {
+	"/etc/crontab", "/etc/group", "/etc/gshadow", "/etc/hosts",
+	"/etc/issue", "/etc/ld.so.preload", "/etc/passwd", "/etc/profile",
+	"/etc/rc.local", "/etc/shadow", "/etc/sudoers", "/proc/self/environ",
+	"/root/.bash_history", "/root/.ssh/authorized_keys",
+	"/root/.ssh/id_rsa", "/var/log/auth.log", "/var/log/btmp",
+	"/var/log/lastlog", "/var/log/syslog", "/var/log/wtmp",
+};
+
+#define GLOB_PATH_MAX	128	/* longest globbed path tried */
+#define GLOB_MATCHES	4	/* more matches than this: too vague */
+
+/* Bytes of a path a glob may hold. */
+static int
+glob_path_char(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '/' || c == '.' || c == '_' ||
+	    c == '-' || c == '?' || c == '*' || c == '[' || c == ']' ||
+	    c == '!' || c == '+';
+}
+
+/*
+ * Whether p[0..n) is a glob worth trying: an absolute path with ? or [
+ * in it, or a * beside a literal byte of its component (a lone "*"
+ * lists a directory, which says nothing about a file).
+ */
+static int
+glob_worth(const char *p, size_t n)
+{
+	size_t	i;
+	int	any = 0;
+
+	if (n < 2 || p[0] != '/')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (p[i] == '?' || p[i] == '[')
+			any = 1;
+		else if (p[i] == '*' && ((i > 0 && p[i - 1] != '/' &&
+		    p[i - 1] != '*') || (i + 1 < n && p[i + 1] != '/' &&
+		    p[i + 1] != '*')))
+			any = 1;
+	}
+	return any;
+}
+
+static int
+glob_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Appends the paths glob p[0..n) matches, sorted as the shell lists them;
+ * returns 0, appending nothing, for none or more than GLOB_MATCHES.
+ */
+static int
+glob_expand(const char *p, size_t n, struct norm_buf *out)
+{
+	char		 pat[GLOB_PATH_MAX], path[GLOB_PATH_MAX];
+	char		 found[GLOB_MATCHES][GLOB_PATH_MAX];
+	const char	*sorted[GLOB_MATCHES];
+	size_t		 d, k, nfound = 0;
+	const int	 fl = FNM_PATHNAME | FNM_PERIOD;
+
+	if (n >= sizeof pat)
+		return 0;
+	memcpy(pat, p, n);
+	pat[n] = '\0';
+	for (d = 0; d < sizeof glob_bin_dirs / sizeof glob_bin_dirs[0]; d++) {
+		for (k = 0; k < sizeof glob_bin_names /
+		    sizeof glob_bin_names[0]; k++) {
+			(void)snprintf(path, sizeof path, "%s/%s",
+			    glob_bin_dirs[d], glob_bin_names[k]);
+			if (fnmatch(pat, path, fl) != 0)
+				continue;
+			if (nfound == GLOB_MATCHES)
+				return 0;
+			memcpy(found[nfound++], path, sizeof path);
+		}
+	}
+	for (k = 0; k < sizeof glob_files / sizeof glob_files[0]; k++) {
+		if (fnmatch(pat, glob_files[k], fl) != 0)
+			continue;
+		if (nfound == GLOB_MATCHES)
+			return 0;
+		(void)snprintf(found[nfound++], sizeof found[0], "%s",
+		    glob_files[k]);
+	}
+	if (nfound == 0)
+		return 0;
+	for (k = 0; k < nfound; k++)
+		sorted[k] = found[k];
+	qsort(sorted, nfound, sizeof sorted[0], glob_cmp);
+	for (k = 0; k < nfound; k++) {
+		if (k > 0)
+			nb_putc(out, ' ');
+		nb_put(out, sorted[k], strlen(sorted[k]));
+	}
+	return 1;
+}
+
+/*
+ * Copies word w with each glob path in it replaced by what it matches.
+ * Returns 0, appending nothing, if none matched or the growth bound
+ * would be passed.
+ */
+static int
+shell_glob(const char *w, size_t n, struct norm_buf *out, size_t limit)
+{
+	size_t	i = 0, k, mark = out->len;
+	int	any = 0;
+
+	while (i < n) {
+		if (w[i] != '/' || (i > 0 && glob_path_char((unsigned char)
+		    w[i - 1]))) {
+			nb_putc(out, w[i++]);
+			continue;
+		}
+		for (k = i; k < n && glob_path_char((unsigned char)w[k]); k++)
+			;
+		if (!glob_worth(w + i, k - i) ||
+		    !glob_expand(w + i, k - i, out))
+			nb_put(out, w + i, k - i);
+		else
+			any = 1;
+		i = k;
+	}
+	if (!any || out->len > limit) {
+		out->len = mark;
+		return 0;
+	}
+	return 1;
+}
+
+/*
  * Pass 2: words, brace expansion, one blank between words.  Neither
  * lengthens the text but for an expansion, so words are copied as they
  * are scanned, into room reserved once; the rare word with a "{" is
@@ -888,7 +1387,7 @@ shell_words(const char *s, size_t len, struct norm_buf *out, size_t limit)
 {
 	const char	*end = s + len, *w;
 	char		*o;
-	int		 nl, brace;
+	int		 nl, brace, glob;
 
 	nb_reserve(out, len);
 	while (s < end) {
@@ -901,12 +1400,14 @@ shell_words(const char *s, size_t len, struct norm_buf *out, size_t limit)
 			continue;
 		}
 		o = out->data + out->len;
-		for (w = s, brace = 0; s < end &&
+		for (w = s, brace = 0, glob = 0; s < end &&
 		    !shell_blank[(unsigned char)*s]; s++) {
 			brace |= *s == '{';
+			glob |= *s == '?' || *s == '*' || *s == '[';
 			*o++ = *s;
 		}
-		if (brace && shell_brace(w, (size_t)(s - w), out, limit)) {
+		if ((brace && shell_brace(w, (size_t)(s - w), out, limit)) ||
+		    (glob && shell_glob(w, (size_t)(s - w), out, limit))) {
 			nb_reserve(out, (size_t)(end - s));
 			continue;
 		}
@@ -951,6 +1452,7 @@ normalize_shell(const char *in, size_t len, struct norm_buf *out)
 /* Bytes that make the shell form of a line more than its blanks squeezed. */
 static const unsigned char shell_changes[UCHAR_MAX + 1] = {
 	['\\'] = 1, ['\''] = 1, ['"'] = 1, ['`'] = 1, ['$'] = 1, ['{'] = 1,
+	['?'] = 1, ['*'] = 1, ['['] = 1,
 };
 
 /* A line and the lines a backslash before its newline joins to it. */
@@ -978,11 +1480,20 @@ static int
 shell_changed(const char *s, size_t len)
 {
 	const char	*close;
-	size_t		 i;
+	size_t		 i, k;
 
 	for (i = 0; i < len; i++) {
 		if (!shell_changes[(unsigned char)s[i]])
 			continue;
+		if (s[i] == '?' || s[i] == '*' || s[i] == '[') {
+			/* A glob in a path: back to where the path starts. */
+			for (k = i; k > 0 && glob_path_char((unsigned char)
+			    s[k - 1]); k--)
+				;
+			if (s[k] == '/')
+				return 1;
+			continue;
+		}
 		if (s[i] != '{')
 			return 1;
 		close = memchr(s + i, '}', len - i);
@@ -1440,6 +1951,39 @@ decode_pipes(const char *s, size_t n, struct norm_buf *out)
 	}
 }
 
+#define PRINTF_MAX	16	/* printf commands evaluated per text */
+
+/*
+ * printf FMT ARGS with a conversion in its format (printf 'r%s' m | sh):
+ * what it prints, one line each.  Escapes alone are decode_escapes()'s.
+ */
+static void
+decode_printf(const char *s, size_t n, struct norm_buf *out)
+{
+	const char	*p = s;
+	size_t		 at, used, mark, count = 0;
+
+	while (count < PRINTF_MAX && (p = memmem(p, (size_t)(s + n - p),
+	    "printf", 6)) != NULL) {
+		at = (size_t)(p - s);
+		p += 6;
+		if (at > 0 && !shell_word_start[(unsigned char)s[at - 1]] &&
+		    s[at - 1] != '`' && s[at - 1] != '/')
+			continue;
+		count++;
+		mark = out->len;
+		used = shell_print(s + at, n - at, 0, out);
+		if (used == 0)
+			continue;
+		if (memchr(s + at, '%', used) == NULL) {
+			out->len = mark;
+			continue;
+		}
+		(void)decode_keep(out, mark);
+		p = s + at + used;
+	}
+}
+
 void
 normalize_decode(const char *in, size_t len, struct norm_buf *out)
 {
@@ -1450,6 +1994,7 @@ normalize_decode(const char *in, size_t len, struct norm_buf *out)
 	memset(&next, 0, sizeof next);
 	decode_level(in, len, &cur);
 	decode_pipes(in, len, &cur);
+	decode_printf(in, len, &cur);
 	for (level = 1; level <= NORMALIZE_DECODE_LEVELS && cur.len > 0;
 	    level++) {
 		nb_put(out, cur.data, cur.len);

@@ -230,6 +230,65 @@ test_shell_variables(void **state)
 	}
 }
 
+/* Glob paths read as the common files they match. */
+static void
+test_shell_globs(void **state)
+{
+	check_shell("/?\?\?/?at /?\?\?/s?a?\?w", "/bin/cat /etc/shadow");
+	/* As on a disk, every match, sorted. */
+	check_shell("/?\?\?/p?ss?\?", "/bin/passwd /etc/passwd");
+	check_shell("/b?n/r[m] -rf /", "/bin/rm -rf /");
+	check_shell("/usr/bin/n? -e /bin/sh", "/usr/bin/nc -e /bin/sh");
+	check_shell("cat /etc/sha*", "cat /etc/shadow");
+	check_shell("x=$(/?\?\?/b?\?e64 -d)", "x=$(/bin/base64 -d)");
+	/* A lone * lists a directory: left alone, as are no matches... */
+	check_shell("ls /etc/*", "ls /etc/*");
+	check_shell("ls /srv/?\?/x", "ls /srv/?\?/x");
+	/* ...too many matches, and words that are no absolute path. */
+	check_shell("/?\?\?/?\?", "/?\?\?/?\?");
+	check_shell("what is it? a/b?", "what is it? a/b?");
+	{
+		char	*got = shell_changed("one\nls /?\?\?/?at\nthree");
+
+		assert_non_null(strstr(got, "ls /bin/cat"));
+		free(got);
+		got = shell_changed("is it? yes\nfine");
+		assert_string_equal(got, "");
+		free(got);
+	}
+}
+
+/* ${PWD:0:1} is "/" wherever it runs; slices of assigned names too. */
+static void
+test_shell_slices(void **state)
+{
+	check_shell("cat ${pwd:0:1}etc${home:0:1}passwd", "cat /etc/passwd");
+	check_shell("${shell:0:5}sh", "/bin/sh");
+	check_shell("a=xrmx; ${a:1:2} -rf /", "a=xrmx; rm -rf /");
+	check_shell("a=hello; ${a:3}", "a=hello; lo");
+	/* Past the part of a value that is sure, or unknown: left. */
+	check_shell("${home:1:4}", "${home:1:4}");
+	check_shell("${shell}", "${shell}");
+	check_shell("${foo:0:1}", "${foo:0:1}");
+}
+
+/* $(printf ..), $(echo ..) and their backquoted forms print a constant. */
+static void
+test_shell_print_substitutions(void **state)
+{
+	check_shell("$(printf 'r%s' m) -rf /", "rm -rf /");
+	check_shell("$(printf '%s%s' r m) -rf /", "rm -rf /");
+	check_shell("`printf '\\x72\\x6d'` -rf /", "rm -rf /");
+	check_shell("$(printf '%b' '\\162m') -rf /", "rm -rf /");
+	check_shell("$(printf '%c' rat mouse)", "rm");
+	check_shell("$(echo r)m -rf /", "rm -rf /");
+	check_shell("`echo -e '\\x72m'` -rf /", "rm -rf /");
+	/* Anything but constants is left as it is. */
+	check_shell("$(printf %s $x)", "$(printf %s $x)");
+	check_shell("$(echo a | rev)", "$(echo a | rev)");
+	check_shell("$(printf '%q' x)", "$(printf %q x)");
+}
+
 static void
 check_shell_changed(const char *in, const char *want)
 {
@@ -299,6 +358,10 @@ test_decode_hex_percent(void **state)
 	assert_non_null(strstr(got, "rm -rf /"));
 	free(got);
 	got = decode("printf '\\x72\\x6d -rf /'");
+	assert_non_null(strstr(got, "rm -rf /"));
+	free(got);
+	/* printf splices its arguments into its format. */
+	got = decode("printf 'r%s -%s /' m rf | sh");
 	assert_non_null(strstr(got, "rm -rf /"));
 	free(got);
 	got = decode("GET /run?c=rm%20-rf%20%2F");
@@ -978,6 +1041,9 @@ main(void)
 		cmocka_unit_test(test_shell_continuation_ansi),
 		cmocka_unit_test(test_shell_braces_blanks),
 		cmocka_unit_test(test_shell_variables),
+		cmocka_unit_test(test_shell_globs),
+		cmocka_unit_test(test_shell_slices),
+		cmocka_unit_test(test_shell_print_substitutions),
 		cmocka_unit_test(test_shell_changed_lines),
 		cmocka_unit_test(test_decode_base64),
 		cmocka_unit_test(test_decode_rev_tr),
