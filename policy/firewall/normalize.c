@@ -652,7 +652,7 @@ shell_name_char(int c, int first)
 /* Bytes after which a word, and so an assignment, may start. */
 static const unsigned char shell_word_start[UCHAR_MAX + 1] = {
 	[' '] = 1, ['\t'] = 1, ['\n'] = 1, [';'] = 1, ['&'] = 1, ['|'] = 1,
-	['('] = 1, ['{'] = 1,
+	['('] = 1, ['{'] = 1, ['`'] = 1,
 };
 
 /*
@@ -1968,7 +1968,7 @@ decode_printf(const char *s, size_t n, struct norm_buf *out)
 		at = (size_t)(p - s);
 		p += 6;
 		if (at > 0 && !shell_word_start[(unsigned char)s[at - 1]] &&
-		    s[at - 1] != '`' && s[at - 1] != '/')
+		    s[at - 1] != '/')
 			continue;
 		count++;
 		mark = out->len;

@@ -219,6 +219,8 @@ test_shell_variables(void **state)
 	/* Unknown names and values that are expansions stay as they are. */
 	check_shell("$home/x", "$home/x");
 	check_shell("a=$(id); $a", "a=$(id); $a");
+	/* An assignment quoted in backquotes is one too. */
+	check_shell("`a=c;b=at;$a$b /etc/shadow`", "a=c;b=at;cat /etc/shadow");
 	/* The last assignment of a name wins. */
 	check_shell("a=x a=rm; $a", "a=x a=rm; rm");
 	/* A later line sees an assignment made on an earlier one. */
