@@ -127,12 +127,35 @@ json_utf8_valid(const char *s, size_t len)
 }
 
 int
+json_tail_is(const char *s, size_t len, const char *prefix)
+{
+	size_t	n = strlen(prefix);
+
+	return len >= n && memcmp(s, prefix, n) == 0;
+}
+
+cJSON *
+json_tail_parse(const char *s, size_t len)
+{
+	cJSON		*j;
+	const char	*end;
+	char		*text;
+
+	text = xmalloc(len + 2);
+	text[0] = '{';
+	memcpy(text + 1, s, len);
+	text[len + 1] = '\0';
+	/* Nothing may follow the object. */
+	j = cJSON_ParseWithOpts(text, &end, 1);
+	free(text);
+	return j;
+}
+
+int
 json_event_tail_valid(const char *s, size_t len)
 {
 	cJSON		*j;
 	const cJSON	*type, *data;
-	const char	*end;
-	char		*text;
 	size_t		 i;
 	int		 ok = 0;
 
@@ -143,13 +166,7 @@ json_event_tail_valid(const char *s, size_t len)
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20)
 			return 0;
-	text = xmalloc(len + 2);
-	text[0] = '{';
-	memcpy(text + 1, s, len);
-	text[len + 1] = '\0';
-	j = cJSON_ParseWithOpts(text, &end, 1);
-	free(text);
-	if (j == NULL)
+	if ((j = json_tail_parse(s, len)) == NULL)
 		return 0;
 	type = cJSON_GetObjectItemCaseSensitive(j, "type");
 	data = cJSON_GetObjectItemCaseSensitive(j, "data");

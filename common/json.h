@@ -31,5 +31,9 @@ void		 json_utf8_clean(char *s);
  * master writes itself (done, error, ...).
  */
 int		 json_event_tail_valid(const char *s, size_t len);
+/* 1 if an event's tail s[0..len) begins with prefix (`"type":"T"...`). */
+int		 json_tail_is(const char *s, size_t len, const char *prefix);
+/* The object `{` and the tail s[0..len) make, or NULL (free: cJSON_Delete). */
+cJSON		*json_tail_parse(const char *s, size_t len);
 
 #endif

@@ -358,28 +358,18 @@ audit_event(struct session *s, const char *tail, size_t len)
 	static const char pr[] = "\"type\":\"permission_request\"";
 	const cJSON	*d;
 	cJSON		*o;
-	char		*text;
 
-	if (len < sizeof tu - 1 || memcmp(tail, "\"type\":\"", 8) != 0)
+	if (!json_tail_is(tail, len, tu) && !json_tail_is(tail, len, tr) &&
+	    !json_tail_is(tail, len, pd) && !json_tail_is(tail, len, pr))
 		return;
-	if (memcmp(tail, tu, sizeof tu - 1) != 0 &&
-	    (len < sizeof tr - 1 || memcmp(tail, tr, sizeof tr - 1) != 0) &&
-	    (len < sizeof pd - 1 || memcmp(tail, pd, sizeof pd - 1) != 0) &&
-	    (len < sizeof pr - 1 || memcmp(tail, pr, sizeof pr - 1) != 0))
-		return;
-	text = xmalloc(len + 2);
-	text[0] = '{';
-	memcpy(text + 1, tail, len);
-	text[len + 1] = '\0';
-	o = cJSON_Parse(text);
-	free(text);
+	o = json_tail_parse(tail, len);
 	d = cJSON_GetObjectItemCaseSensitive(o, "data");
 	if (cJSON_IsObject(d)) {
-		if (memcmp(tail, tu, sizeof tu - 1) == 0)
+		if (json_tail_is(tail, len, tu))
 			audit_tool_use(s, d);
-		else if (memcmp(tail, tr, sizeof tr - 1) == 0)
+		else if (json_tail_is(tail, len, tr))
 			audit_tool_result(s, d);
-		else if (memcmp(tail, pr, sizeof pr - 1) == 0)
+		else if (json_tail_is(tail, len, pr))
 			audit_asked(s, d);
 		else
 			audit_denied(s, d);

@@ -65,7 +65,7 @@ session_emit_own(struct session *s, const char *tail, size_t len)
 	struct stats		 st;
 	cJSON			*pre, *o;
 	const cJSON		*d;
-	char			*ps, *text;
+	char			*ps;
 	size_t			 n, i;
 
 	pre = cJSON_CreateObject();
@@ -91,14 +91,9 @@ session_emit_own(struct session *s, const char *tail, size_t len)
 	e->len = n;
 	ring_push(&s->ring, e);
 
-	if (len < sizeof ct - 1 || memcmp(tail, ct, sizeof ct - 1) != 0)
+	if (!json_tail_is(tail, len, ct))
 		return;
-	text = xmalloc(len + 2);
-	text[0] = '{';
-	memcpy(text + 1, tail, len);
-	text[len + 1] = '\0';
-	o = cJSON_Parse(text);
-	free(text);
+	o = json_tail_parse(tail, len);
 	d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o,
 	    "data"), "stats");
 	stats_init(&st);

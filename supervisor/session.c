@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/xmalloc.h"
@@ -195,7 +196,7 @@ session_rate_limit_seen(struct session *s, const char *tail, size_t len)
 	    "\"type\":\"system\",\"data\":{\"subtype\":\"rate_limit\"";
 	const char	*d, *end;
 
-	if (len < sizeof rl - 1 || memcmp(tail, rl, sizeof rl - 1) != 0)
+	if (!json_tail_is(tail, len, rl))
 		return;
 	s->rate_limits++;
 	hp.rate_limits++;
@@ -222,7 +223,7 @@ session_tasks_seen(struct session *s, const char *tail, size_t len)
 	cJSON		*o;
 	int		 was = s->bg_tasks;
 
-	if (len < sizeof bt - 1 || memcmp(tail, bt, sizeof bt - 1) != 0)
+	if (!json_tail_is(tail, len, bt))
 		return;
 	/* The data object: from its '{' to the tail's last '}' excluded. */
 	d = tail + sizeof "\"type\":\"system\",\"data\":" - 1;

@@ -130,6 +130,29 @@ test_str(void **state)
 	cJSON_Delete(o);
 }
 
+/* The helpers the master's readers of event tails share. */
+static void
+test_tail_helpers(void **state)
+{
+	static const char t[] = "\"type\":\"cli_turn\",\"data\":{\"n\":1}}";
+	cJSON	*o;
+
+	(void)state;
+	assert_true(json_tail_is(t, strlen(t), "\"type\":\"cli_turn\""));
+	assert_false(json_tail_is(t, strlen(t), "\"type\":\"cli\","));
+	/* The prefix is not read past the tail's length. */
+	assert_false(json_tail_is(t, 8, "\"type\":\"cli_turn\""));
+	o = json_tail_parse(t, strlen(t));
+	assert_non_null(o);
+	assert_string_equal(json_str(o, "type"), "cli_turn");
+	assert_true(json_num(cJSON_GetObjectItemCaseSensitive(o, "data"), "n",
+	    0) == 1);
+	cJSON_Delete(o);
+	/* Cut short, or followed by anything: not an object. */
+	assert_null(json_tail_parse(t, strlen(t) - 1));
+	assert_null(json_tail_parse("\"a\":1} x", 8));
+}
+
 int
 main(void)
 {
@@ -139,6 +162,7 @@ main(void)
 		cmocka_unit_test(test_event_tail_shape),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_str),
+		cmocka_unit_test(test_tail_helpers),
 	};
 
 	json_init();
