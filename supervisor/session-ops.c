@@ -644,7 +644,6 @@ session_turnq_add(struct session *s, struct client *c, const char *req,
 {
 	struct queued_turn	*q;
 	cJSON			*o, *d;
-	char			*t;
 
 	if (s->nturnq >= hp.conf->max_queued_turns) {
 		server_client_error(c, req, s->name, ERR_SESSION_BUSY,
@@ -669,11 +668,7 @@ session_turnq_add(struct session *s, struct client *c, const char *req,
 	cJSON_AddStringToObject(o, "type", "queued");
 	d = cJSON_AddObjectToObject(o, "data");
 	cJSON_AddNumberToObject(d, "position", s->nturnq);
-	t = json_print(o);
-	server_client_write(c, t, strlen(t));
-	server_client_write(c, "\n", 1);
-	cJSON_free(t);
-	cJSON_Delete(o);
+	server_client_send(c, o);
 }
 
 /* The session's turn ended: the head of its queue starts. */

@@ -742,6 +742,36 @@ test_busy(void **state)
 }
 
 /*
+ * A turn queued behind the running one: "queued" at position 1, then it
+ * runs when the first ends (from the loop), and each gets one end.
+ */
+static void
+test_queued_turn(void **state)
+{
+	struct session	*s = running_turn("q1");
+	size_t		 i;
+
+	op(session_op_execute, "q2",
+	    "{\"session\":\"s\",\"prompt\":\"x\",\"queue\":true}");
+	i = rec.nlines - 1;
+	assert_string_equal(line_type(i), "queued");
+	assert_string_equal(json_str(rec.line[i], "session"), "s");
+	assert_true(json_num(cJSON_GetObjectItemCaseSensitive(rec.line[i],
+	    "data"), "position", 0) == 1);
+	rec.nsent = 0;
+	w_done(s, s->turn, 0, 0);
+	assert_string_equal(line_type(terminal("q1")), "done");
+	assert_false(was_sent(MSG_TURN));
+	event_base_loop(hp.base, EVLOOP_NONBLOCK);
+	assert_true(was_sent(MSG_TURN));
+	assert_int_equal(s->state, SESSION_BUSY);
+	w_done(s, s->turn, 0, 0);
+	assert_string_equal(line_type(terminal("q2")), "done");
+	terminal("q1");
+	s->worker = NULL;
+}
+
+/*
  * The client leaves mid-turn: nothing more is written to it, and the
  * turn still ends (the session is ready for the next one).
  */
@@ -779,6 +809,7 @@ main(void)
 		T(test_interrupt),
 		T(test_stop_during_turn),
 		T(test_busy),
+		T(test_queued_turn),
 		T(test_client_gone),
 #undef T
 	};
