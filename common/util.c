@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "common/xmalloc.h"
 
 /*
  * Out of descriptors, processes or memory: the client may try later
@@ -167,6 +168,35 @@ util_rmtree(const char *path)
 	if (rmdir(path) == -1 && errno != ENOENT)
 		return -1;
 	return 0;
+}
+
+#define SET_ASIDE_SUFFIX	".bad-"	/* then the time, maybe .N */
+#define SET_ASIDE_TRIES		100
+
+char *
+util_set_aside(const char *path)
+{
+	char	*bad;
+	int	 i, rc;
+
+	for (i = 0; i < SET_ASIDE_TRIES; i++) {
+		if (i == 0)
+			xasprintf(&bad, "%s%s%lld", path, SET_ASIDE_SUFFIX,
+			    (long long)time(NULL));
+		else
+			xasprintf(&bad, "%s%s%lld.%d", path, SET_ASIDE_SUFFIX,
+			    (long long)time(NULL), i);
+		rc = renameat2(AT_FDCWD, path, AT_FDCWD, bad, RENAME_NOREPLACE);
+		if (rc == -1 && errno == EINVAL)	/* no NOREPLACE here */
+			rc = rename(path, bad);
+		if (rc == 0)
+			return bad;
+		free(bad);
+		if (errno != EEXIST)
+			return NULL;
+	}
+	errno = EEXIST;
+	return NULL;
 }
 
 #define PORT_MAX	65535

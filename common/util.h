@@ -32,6 +32,12 @@ int		util_mkdirs(const char *path, unsigned int mode);
  * removed, never followed, at any depth.  0 (also if path is gone) or -1.
  */
 int		util_rmtree(const char *path);
+/*
+ * Renames a file we cannot use to path.bad-<time>[.N], under a name no
+ * earlier one has, for a human to look at.  The new name (caller frees),
+ * or NULL with errno (EEXIST: every name tried was taken).
+ */
+char		*util_set_aside(const char *path);
 
 /*
  * A session's private TMPDIR and HOME, keyed by its owner's uid and its

@@ -30,8 +30,6 @@
 
 #define STATE_FILE		"sessions.json"	/* before the store */
 #define STATE_MIGRATED_SUFFIX	".migrated"
-#define STATE_BAD_SUFFIX	".bad-"	/* then the time, maybe .N */
-#define STATE_BAD_TRIES		100
 #define STATE_VERSION		1	/* the last sessions.json format */
 #define STATE_FILE_MAX		(64U * 1024 * 1024)	/* bytes read */
 #define STATE_UID_MAX		((double)UINT32_MAX - 1)	/* -1 is no uid */
@@ -604,33 +602,14 @@ static void
 state_set_aside(const char *path)
 {
 	char	*bad;
-	int	 i, rc;
 
-	for (i = 0; i < STATE_BAD_TRIES; i++) {
-		if (i == 0)
-			xasprintf(&bad, "%s%s%lld", path, STATE_BAD_SUFFIX,
-			    (long long)time(NULL));
-		else
-			xasprintf(&bad, "%s%s%lld.%d", path, STATE_BAD_SUFFIX,
-			    (long long)time(NULL), i);
-		rc = renameat2(AT_FDCWD, path, AT_FDCWD, bad, RENAME_NOREPLACE);
-		if (rc == -1 && errno == EINVAL)	/* no NOREPLACE here */
-			rc = rename(path, bad);
-		if (rc == 0) {
-			log_warnx("state: %s renamed to %s; starting with no "
-			    "sessions", path, bad);
-			free(bad);
-			return;
-		}
-		if (errno != EEXIST) {
-			log_warn("state: rename %s to %s", path, bad);
-			free(bad);
-			return;
-		}
-		free(bad);
+	if ((bad = util_set_aside(path)) == NULL) {
+		log_warn("state: %s not renamed aside", path);
+		return;
 	}
-	log_warnx("state: %s: %d names taken, not renamed", path,
-	    STATE_BAD_TRIES);
+	log_warnx("state: %s renamed to %s; starting with no sessions", path,
+	    bad);
+	free(bad);
 }
 
 /*

@@ -32,8 +32,6 @@
 #define STORE_SCHEMA		3	/* bump with a migration below */
 #define STORE_FILE_MODE		0600
 #define STORE_DIR_MODE		0711	/* the workers' tmp/, claude/ are inside */
-#define STORE_BAD_SUFFIX	".bad-"	/* then the time, maybe .N */
-#define STORE_BAD_TRIES		100
 #define STORE_BUSY_MS		5000	/* a reader holding a lock (sqlite3(1)) */
 #define STORE_QUERY_MAX		1000	/* audit rows per query */
 #define STORE_SQL_MAX		1024	/* a migration's statements */
@@ -202,42 +200,24 @@ store_set_aside(const char *path)
 	static const char *const tails[] = { "-wal", "-shm" };
 	char	*bad, *from, *to;
 	size_t	 j;
-	int	 i, rc;
 
-	for (i = 0; i < STORE_BAD_TRIES; i++) {
-		if (i == 0)
-			xasprintf(&bad, "%s%s%lld", path, STORE_BAD_SUFFIX,
-			    (long long)time(NULL));
-		else
-			xasprintf(&bad, "%s%s%lld.%d", path, STORE_BAD_SUFFIX,
-			    (long long)time(NULL), i);
-		rc = renameat2(AT_FDCWD, path, AT_FDCWD, bad, RENAME_NOREPLACE);
-		if (rc == -1 && errno == EINVAL)	/* no NOREPLACE here */
-			rc = rename(path, bad);
-		if (rc == 0) {
-			for (j = 0; j < sizeof tails / sizeof tails[0]; j++) {
-				xasprintf(&from, "%s%s", path, tails[j]);
-				xasprintf(&to, "%s%s", bad, tails[j]);
-				if (rename(from, to) == -1 && errno != ENOENT)
-					log_warn("store: rename %s", from);
-				free(from);
-				free(to);
-			}
-			log_warnx("store: %s renamed to %s; starting with no "
-			    "sessions", path, bad);
-			free(bad);
-			return 0;
-		}
-		if (errno != EEXIST) {
-			log_warn("store: rename %s to %s", path, bad);
-			free(bad);
-			return -1;
-		}
-		free(bad);
+	if ((bad = util_set_aside(path)) == NULL) {
+		log_warn("store: %s not renamed aside", path);
+		return -1;
 	}
-	log_warnx("store: %s: %d names taken, not renamed", path,
-	    STORE_BAD_TRIES);
-	return -1;
+	/* Its journal goes with it, under the same name. */
+	for (j = 0; j < sizeof tails / sizeof tails[0]; j++) {
+		xasprintf(&from, "%s%s", path, tails[j]);
+		xasprintf(&to, "%s%s", bad, tails[j]);
+		if (rename(from, to) == -1 && errno != ENOENT)
+			log_warn("store: rename %s", from);
+		free(from);
+		free(to);
+	}
+	log_warnx("store: %s renamed to %s; starting with no sessions", path,
+	    bad);
+	free(bad);
+	return 0;
 }
 
 static void
