@@ -14,8 +14,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from hplib import (TAP, Daemon, BDIR, wait_for, procs_in_group, first,
-                   proc_alive, give_tree)
+from hplib import (api_timeout_ms, scaled, TAP, Daemon, BDIR, wait_for,
+                   procs_in_group, first, proc_alive, give_tree)
 
 t = TAP()
 # HP_CLI: another CLI than the pinned one (the oldest supported, say).
@@ -51,7 +51,8 @@ class Mock:
                "HOME": os.path.join(self.tmp, "home"),
                "CLAUDE_CONFIG_DIR": os.path.join(self.tmp, "config"),
                "TMPDIR": os.path.join(self.tmp, "tmp"),
-               "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
+               "CLAUDE_CODE_MAX_RETRIES": "1",
+               "API_TIMEOUT_MS": api_timeout_ms()}
         for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
             os.makedirs(env[k], exist_ok=True)
         return env
@@ -266,7 +267,7 @@ def run(d, mock):
          "audit: the files a real Bash call wrote are in its row", row)
     p = subprocess.run([os.path.join(BDIR, "hotplexctl"), "-S", d.sock,
                         "audit", "e2e"], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=scaled(60))
     t.ok(p.returncode == 0 and any(two[0] in x and two[1] in x
                                    for x in p.stdout.splitlines()),
          "hotplexctl audit shows both files of the Bash call", p.stdout)

@@ -22,7 +22,11 @@ FIXTURES = os.environ["FIXTURES"]
 TMP = os.environ["TMPDIR_FC"]
 BASE = ["--input-format", "stream-json", "--output-format", "stream-json",
         "--verbose", "--include-partial-messages"]
-WAIT = 10.0          # seconds any expected line may take
+# A loaded machine (another make check beside us) gets more time, as in
+# tests/integration/hplib.py: times the load per CPU, from 1 to 10.
+SCALE = min(10.0, max(1.0, float(os.environ.get("HP_TIME_SCALE", 0)) or
+                  max(os.getloadavg()[:2]) / (os.cpu_count() or 1)))
+WAIT = 10.0          # seconds any expected line may take (scaled)
 QUIET = 0.3          # seconds of silence that count as "nothing more"
 procs = []
 escaped = []
@@ -106,8 +110,11 @@ class Fake:
                 self.eof = True
             self.buf += chunk
 
-    def line(self, timeout=WAIT):
-        """Next stdout line (str), or None on timeout/EOF."""
+    def line(self, timeout=None):
+        """Next stdout line (str), or None on timeout (an expected line's
+        by default, scaled)/EOF."""
+        if timeout is None:
+            timeout = WAIT * SCALE
         self._fill(time.monotonic() + timeout)
         if b"\n" not in self.buf:
             return None
@@ -119,7 +126,7 @@ class Fake:
     def until(self, pred, timeout=WAIT):
         """Lines up to and including the first JSON line pred accepts."""
         got = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SCALE
         while True:
             s = self.line(max(0.0, deadline - time.monotonic()))
             if s is None:
@@ -134,7 +141,7 @@ class Fake:
 
     def wait(self, timeout=WAIT):
         try:
-            return self.p.wait(timeout)
+            return self.p.wait(timeout * SCALE)
         except subprocess.TimeoutExpired:
             return None
 

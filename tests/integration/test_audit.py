@@ -16,7 +16,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from hplib import TAP, Daemon, BDIR, first  # noqa: E402
+from hplib import scaled, TAP, Daemon, BDIR, first  # noqa: E402
 
 t = TAP()
 # Harmless if it ever ran (false &&), refused by the bash rules at
@@ -97,7 +97,7 @@ def test_rows():
         # hotplexctl audit
         ctl = os.path.join(BDIR, "hotplexctl")
         p = subprocess.run([ctl, "-S", d.sock, "audit", "a1"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=scaled(60))
         lines = p.stdout.splitlines()
         t.ok(p.returncode == 0 and len(lines) == 5 and
              "Bash" in p.stdout and "firewall" in p.stdout,
@@ -105,7 +105,7 @@ def test_rows():
              (p.returncode, p.stdout, p.stderr))
         p = subprocess.run([ctl, "-S", d.sock, "--json", "audit",
                             "--since", "1970-01-01T00:00:00Z"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=scaled(60))
         try:
             js = [json.loads(x) for x in p.stdout.splitlines()]
         except ValueError:
@@ -115,7 +115,7 @@ def test_rows():
              "hotplexctl --json audit --since TIME: one object per row",
              (p.stdout[:500], p.stderr))
         p = subprocess.run([ctl, "-S", d.sock, "audit", "--since", "soon"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=scaled(60))
         t.ok(p.returncode != 0 and "since" in p.stderr,
              "hotplexctl audit refuses a bad --since", p.stderr)
 
@@ -152,7 +152,7 @@ def test_bash_files():
              rows[2])
         ctl = os.path.join(BDIR, "hotplexctl")
         p = subprocess.run([ctl, "-S", d.sock, "audit", "bf"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=scaled(60))
         line = p.stdout.splitlines()[2] if p.stdout.count("\n") > 2 else ""
         t.ok(p.returncode == 0 and j("sub", "one.txt") in line and
              j("two.txt") in line and j("gone.txt") in line,

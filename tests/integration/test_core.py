@@ -15,9 +15,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
-                   procs_in_group, terminal_count, first, rss_kb,
-                   master_fds,
+from hplib import (scaled, TAP, BDIR, Daemon, Client, wait_for, proc_alive,
+                   procs_in_group, terminal_count, first, rss_kb, master_fds,
                    free_tcp_port)
 
 t = TAP()
@@ -606,7 +605,7 @@ def test_worker_told_other_version():
              (MSG_HELLO, MSG_VERSION), "the worker says hello in its "
              "version", h)
         a.sendall(msg_header(99))
-        err = p.communicate(timeout=30)[1].decode("utf-8", "replace")
+        err = p.communicate(timeout=scaled(30))[1].decode("utf-8", "replace")
         t.ok(p.returncode == WORKER_EXIT_VERSION and
              "speaks message version 99" in err,
              "a master of another version: the worker says so and exits %d"
@@ -629,7 +628,8 @@ def test_ctl_attach_detach_reload_shutdown():
                      workdir=d.work + "/s1")
         start = c.line()        # the turn runs
         p = subprocess.run(ctl + ["--json", "attach", "s1"],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True,
+                           timeout=scaled(120))
         evs = [start] + c.events(rid)
         lines = [json.loads(l) for l in p.stdout.splitlines()]
         seqs = [l["seq"] for l in lines]
@@ -639,7 +639,7 @@ def test_ctl_attach_detach_reload_shutdown():
              "hotplexctl attach: the turn's lines in order, to its done",
              (p.returncode, seqs, p.stderr))
         p = subprocess.run(ctl + ["attach", "s1"], capture_output=True,
-                           text=True, timeout=120)
+                           text=True, timeout=scaled(120))
         answer = "".join(e["data"]["text"] for e in evs
                          if e["type"] == "answer")
         t.ok(p.returncode == 0 and answer and answer in p.stdout,
@@ -648,26 +648,26 @@ def test_ctl_attach_detach_reload_shutdown():
         mid = evs[len(evs) // 2]["seq"]
         p = subprocess.run(ctl + ["--json", "attach", "--since", str(mid),
                                   "s1"], capture_output=True, text=True,
-                           timeout=120)
+                           timeout=scaled(120))
         got = [json.loads(l)["seq"] for l in p.stdout.splitlines()]
         t.ok(p.returncode == 0 and got ==
              [e["seq"] for e in evs if e["seq"] > mid],
              "hotplexctl attach --since: only the lines after it", got)
         p = subprocess.run(ctl + ["detach", "s1"], capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=scaled(60))
         t.eq(p.returncode, 0, "hotplexctl detach")
         p = subprocess.run(ctl + ["attach", "nope"], capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=scaled(60))
         t.ok(p.returncode == 1 and "not_found" in p.stderr,
              "hotplexctl attach of an unknown session fails", p.stderr)
         p = subprocess.run(ctl + ["reload"], capture_output=True, text=True,
-                           timeout=60)
+                           timeout=scaled(60))
         t.ok(p.returncode == 0 and "reloaded" in open(d.log).read(),
              "hotplexctl reload", (p.returncode, p.stderr, d.logtail()))
         p = subprocess.run(ctl + ["shutdown"], capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=scaled(60))
         t.eq(p.returncode, 0, "hotplexctl shutdown answers ok")
-        t.eq(d.proc.wait(timeout=60), 0, "... and the daemon exits 0")
+        t.eq(d.proc.wait(timeout=scaled(60)), 0, "... and the daemon exits 0")
 
 
 def test_attach_replay():
@@ -846,7 +846,7 @@ def test_revive_respects_capacity():
 
 
 def http_get(port, method="GET", path="/metrics"):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(10))
     try:
         c.request(method, path)
         r = c.getresponse()

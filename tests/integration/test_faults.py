@@ -25,10 +25,9 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (TAP, BDIR, Daemon, Client, wait_for, proc_alive,
+from hplib import (scaled, TAP, BDIR, Daemon, Client, wait_for, proc_alive,
                    procs_in_group, procs_under, children_of, fd_count, first,
-                   master_fds,
-                   free_tcp_port, give_tree)
+                   master_fds, free_tcp_port, give_tree)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
 SPARE_MIN = 2           # the daemons' spare_min
@@ -693,7 +692,8 @@ def test_out_of_descriptors():
 
         def serves():
             r = d.client().request("sessions")
-            h = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            h = http.client.HTTPConnection("127.0.0.1", port,
+                                           timeout=scaled(5))
             try:
                 h.request("GET", "/metrics")
                 st = h.getresponse().status

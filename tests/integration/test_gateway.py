@@ -20,7 +20,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (TAP, Daemon, wait_for, free_tcp_port, proc_alive,
+from hplib import (scaled, TAP, Daemon, wait_for, free_tcp_port, proc_alive,
                    REPLY_TIMEOUT_S)
 import re
 import signal
@@ -232,7 +232,7 @@ def test_connect_proxy(d, c, echo):
     pport = int(proxy.rsplit(":", 1)[1])
 
     def connect(target):
-        s = socket.create_connection(("127.0.0.1", pport), timeout=10)
+        s = socket.create_connection(("127.0.0.1", pport), timeout=scaled(10))
         s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" %
                   (target.encode(), target.encode()))
         head = b""
@@ -267,7 +267,7 @@ def test_connect_proxy(d, c, echo):
 
 
 def test_metrics(mport):
-    h = http.client.HTTPConnection("127.0.0.1", mport, timeout=10)
+    h = http.client.HTTPConnection("127.0.0.1", mport, timeout=scaled(10))
     h.request("GET", "/metrics")
     page = h.getresponse().read().decode()
     def val(name):
@@ -390,7 +390,7 @@ def test_gateway(d, up, c):
         h, r = post(port, tok, {"mode": "ok"}, path=path)
         r.read()
         t.ok(r.status == 404, "%s: 404" % path, r.status)
-    h = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+    h = http.client.HTTPConnection("127.0.0.1", int(port), timeout=scaled(10))
     h.request("GET", "/v1/models", headers={"x-api-key": tok})
     r = h.getresponse()
     r.read()
@@ -408,7 +408,7 @@ def test_gateway(d, up, c):
     except http.client.IncompleteRead:
         pass
     nh = len(up.heads)
-    h = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+    h = http.client.HTTPConnection("127.0.0.1", int(port), timeout=scaled(10))
     h.request("HEAD", "/")
     h.getresponse().read()
     # The first request takes the preconnect's connection, done or not.
@@ -457,7 +457,8 @@ def test_gateway(d, up, c):
 
 
 def raw(port, data, read=True, timeout=10):
-    s = socket.create_connection(("127.0.0.1", int(port)), timeout=timeout)
+    s = socket.create_connection(("127.0.0.1", int(port)),
+                                 timeout=scaled(timeout))
     try:
         try:
             s.sendall(data)

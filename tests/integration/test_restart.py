@@ -20,8 +20,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from hplib import (TAP, Daemon, wait_for, proc_alive, procs_in_group,
-                   first)
+from hplib import (api_timeout_ms, scaled, TAP, Daemon, wait_for, proc_alive,
+                   procs_in_group, first)
 
 t = TAP()
 if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
@@ -447,7 +447,7 @@ def test_already_in_use():
 
 def http_metrics(port):
     import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(30))
     try:
         c.request("GET", "/metrics")
         body = c.getresponse().read().decode()
@@ -723,7 +723,7 @@ def test_real_cli():
            "HOME": os.path.join(tmp, "home"),
            "CLAUDE_CONFIG_DIR": os.path.join(tmp, "config"),
            "TMPDIR": os.path.join(tmp, "tmp"),
-           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
+           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": api_timeout_ms()}
     for k in ("HOME", "CLAUDE_CONFIG_DIR", "TMPDIR"):
         os.makedirs(env[k])
     try:

@@ -21,8 +21,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (TAP, Daemon, ROOT, BDIR, wait_for, proc_alive,
-                   procs_in_group, terminal_count, first)
+from hplib import (api_timeout_ms, TAP, Daemon, ROOT, BDIR, wait_for,
+                   proc_alive, procs_in_group, terminal_count, first)
 
 t = TAP()
 
@@ -483,7 +483,7 @@ def test_real_cli(tmp, uid):
     env = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % mock.port,
            "ANTHROPIC_API_KEY": "dummy",
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": "10000"}
+           "CLAUDE_CODE_MAX_RETRIES": "1", "API_TIMEOUT_MS": api_timeout_ms()}
     try:
         d = sandboxed_daemon(tmp, uid, {
             "cli_path": CLI, "kill_grace": "2s",

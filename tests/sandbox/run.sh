@@ -24,8 +24,16 @@ NPROC=64		# RLIMIT_NPROC of the user pass (fork bomb bound)
 NOFILE=256
 CLI_NPROC=512		# the CLI and its tools need more
 CLI_NOFILE=4096
-CLI_TIMEOUT=120		# seconds for a CLI run, a hang is a failure
-MOCK_WAIT=100		# tenths of a second for the mock to listen
+# A loaded machine (another make check beside us) gets more time, as in
+# tests/integration/hplib.py: times the load per CPU, from 1 to 10.
+SCALE=$(awk -v n="$(nproc)" -v f="${HP_TIME_SCALE:-0}" '{
+	s = f > 0 ? f : ($1 > $2 ? $1 : $2) / n
+	if (s < 1) s = 1
+	if (s > 10) s = 10
+	printf "%d", s + 0.999 }' /proc/loadavg)
+CLI_TIMEOUT=$((120 * SCALE))	# seconds for a CLI run, a hang is a failure
+MOCK_WAIT=$((100 * SCALE))	# tenths of a second for the mock to listen
+API_TIMEOUT_MS=$((5000 * SCALE))	# the CLI's wait for the local mock
 
 n=0
 failed=0
@@ -222,7 +230,8 @@ if [ -x "$CLI" ]; then
 			    cli_run -e ANTHROPIC_BASE_URL="http://127.0.0.1:$port" \
 			    -e ANTHROPIC_API_KEY=dummy \
 			    -e CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
-			    -e CLAUDE_CODE_MAX_RETRIES=1 -e API_TIMEOUT_MS=5000 \
+			    -e CLAUDE_CODE_MAX_RETRIES=1 \
+			    -e API_TIMEOUT_MS="$API_TIMEOUT_MS" \
 			    -- "$CLI" -p --input-format stream-json \
 			    --output-format stream-json --verbose \
 			    --settings '{"sandbox":{"enabled":false}}' \
