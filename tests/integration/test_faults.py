@@ -25,9 +25,9 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (scaled, TAP, BDIR, Daemon, Client, wait_for, proc_alive,
-                   procs_in_group, procs_under, children_of, fd_count, first,
-                   master_fds, free_tcp_port, give_tree)
+from hplib import (time_scale, scaled, TAP, BDIR, Daemon, Client, wait_for,
+                   proc_alive, procs_in_group, procs_under, children_of,
+                   fd_count, first, master_fds, free_tcp_port, give_tree)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
 SPARE_MIN = 2           # the daemons' spare_min
@@ -37,6 +37,9 @@ TURN_TIMEOUT_S = 60.0       # silence longer than this is a hang
 GONE_TIMEOUT_S = 10.0       # processes of a stopped session must die by then
 PIDFILE = "escape.pids"     # relative: fake-claude writes it in the workdir
 GRACE = "300ms"             # kill_grace of every daemon here
+INTERRUPT_MAX_S = 2.5       # an interrupt the CLI ignores ends a turn by
+                            # then (kill_grace and slack; scaled), well
+                            # before its 3 s turn timeout on an idle box
 # The turn timeout of a flood, per MB flooded: a 50 MB flood's answer,
 # assistant and result lines are ~150 MB through the worker, ~40 s under
 # ASan on an idle 2-core box and over 100 s on a loaded one.  A hang is
@@ -420,16 +423,18 @@ def test_ignore_interrupt():
         evs += c.events_of(rid)
         el = time.monotonic() - t0
         code = case.outcome(evs)
-        if el > 2.5 or code == "turn_timeout":
+        if el > INTERRUPT_MAX_S * time_scale() or code == "turn_timeout":
             late.append("iteration %d: ended %s after %.1fs" % (i, code, el))
     with daemon() as d:
         run_case(case, d, body)
     t.ok(not late, "ignore-interrupt: an interrupt ends the turn within "
-         "2.5s though the CLI ignores it", "\n".join(late[:10]))
+         "%.1fs (scaled) though the CLI ignores it" % INTERRUPT_MAX_S,
+         "\n".join(late[:10]))
 
 
 def flood_timeout_ms(size):
-    return max(FLOOD_MIN_MS, size * FLOOD_MS_PER_MB // 1000000)
+    return int(max(FLOOD_MIN_MS, size * FLOOD_MS_PER_MB // 1000000) *
+               time_scale())
 
 
 def flood_body(size_of, timeout_ms):

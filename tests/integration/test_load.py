@@ -21,8 +21,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (TAP, Daemon, wait_for, proc_alive, procs_in_group,
-                   procs_under, rss_kb)
+from hplib import (time_scale, TAP, Daemon, wait_for, proc_alive,
+                   procs_in_group, procs_under, rss_kb)
 
 NSESS = int(os.environ.get("HP_LOAD_SESSIONS", "200"))
 NTURNS = int(os.environ.get("HP_LOAD_TURNS", "20"))
@@ -155,12 +155,13 @@ class Load:
     def run(self):
         for s in self.sessions.values():
             self.execute(s)
-        deadline = time.monotonic() + RUN_TIMEOUT_S
+        scale = time_scale()
+        deadline = time.monotonic() + RUN_TIMEOUT_S * scale
         last = time.monotonic()
         while any(s.rid is not None or s.turn < NTURNS
                   for s in self.sessions.values()):
             now = time.monotonic()
-            if now > deadline or now - last > SILENCE_S:
+            if now > deadline or now - last > SILENCE_S * scale:
                 return False
             for c in self.conns:
                 ev = selectors.EVENT_READ | (selectors.EVENT_WRITE
