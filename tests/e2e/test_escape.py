@@ -27,7 +27,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from hplib import TAP, Daemon, BDIR, wait_for, proc_alive   # noqa: E402
+from hplib import (TAP, Daemon, BDIR, wait_for, proc_alive,  # noqa: E402
+                   try_escape_tap)
 import test_e2e                                            # noqa: E402
 
 t = TAP()
@@ -38,8 +39,6 @@ USER_A, USER_B = "hptest-esc-a", "hptest-esc-b"
 CLIENT_TIMEOUT_S = 300               # one client's whole list of requests
 ESCAPES_MIN = 30                     # attempts, controls and skips aside
 SUID_MODE = 0o4755
-TE_LINE = re.compile(r"^(not )?ok \d+ - (.*?)(?: # SKIP (.*))?$")
-TE_PLAN = re.compile(r"^1\.\.(\d+)$")
 TE_EXIT = re.compile(r"^try-escape exit (\d+)$", re.M)
 
 # Runs requests on one connection as whoever runs it; prints, per request,
@@ -135,28 +134,6 @@ def failed(res, secret=None):
         and (secret is None or secret not in out)
 
 
-def escape_tap(who, out):
-    """try-escape's TAP lines as ours; (attempts, lines seen, plan)."""
-    plan, seen, escapes = None, 0, 0
-    for line in out.splitlines():
-        m = TE_PLAN.match(line)
-        if m:
-            plan = int(m.group(1))
-            continue
-        m = TE_LINE.match(line)
-        if not m:
-            continue
-        seen += 1
-        bad, what, why = m.group(1), m.group(2), m.group(3)
-        if why is not None:
-            t.skip("[%s] %s" % (who, what), why)
-            continue
-        t.ok(not bad, "[%s] %s" % (who, what))
-        if not what.startswith("control:"):
-            escapes += 1
-    return escapes, seen, plan
-
-
 def try_escape(d, who, user, session, wd, other, decoy):
     """try-escape in the session's workdir, run by its Bash tool."""
     uid = pwd.getpwnam(user).pw_uid if user else \
@@ -182,7 +159,7 @@ def try_escape(d, who, user, session, wd, other, decoy):
     t.ok(end_type(res) == "done" and out,
          "[%s] try-escape ran as a Bash tool of the real CLI" % who,
          (res, d.logtail()))
-    escapes, seen, plan = escape_tap(who, out)
+    escapes, seen, plan = try_escape_tap(t, who, out)
     t.ok(plan is not None and seen == plan,
          "[%s] every try-escape probe reported (%d of %s)" % (who, seen,
                                                              plan),

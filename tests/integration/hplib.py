@@ -215,19 +215,51 @@ def children_of(pid):
             if state != "Z" and ppid == pid]
 
 
-def procs_under(path):
-    """Live pids whose cwd lies under path (tools, CLIs, escapees)."""
+def procs_under(path, exe=False):
+    """Live pids whose cwd lies under path (tools, CLIs, escapees); with
+    exe, also those whose executable does (one that left its directory)."""
     out = []
+    links = ("cwd", "exe") if exe else ("cwd",)
     for p in os.listdir("/proc"):
         if not p.isdigit():
             continue
-        try:
-            cwd = os.readlink("/proc/%s/cwd" % p)
-        except OSError:
-            continue
-        if (cwd == path or cwd.startswith(path + "/")) and proc_alive(int(p)):
-            out.append(int(p))
+        for link in links:
+            try:
+                target = os.readlink("/proc/%s/%s" % (p, link))
+            except OSError:
+                continue
+            if (target == path or target.startswith(path + "/")) and \
+                    proc_alive(int(p)):
+                out.append(int(p))
+                break
     return out
+
+
+TRY_ESCAPE_LINE = re.compile(r"^(not )?ok \d+ - (.*?)(?: # SKIP (.*))?$")
+TRY_ESCAPE_PLAN = re.compile(r"^1\.\.(\d+)$")
+
+
+def try_escape_tap(t, label, out):
+    """Reports tests/sandbox/try-escape's TAP lines through t, each named
+    [label]; returns (probes run as escapes, lines seen, its plan)."""
+    plan, seen, escapes = None, 0, 0
+    for line in out.splitlines():
+        m = TRY_ESCAPE_PLAN.match(line)
+        if m:
+            plan = int(m.group(1))
+            continue
+        m = TRY_ESCAPE_LINE.match(line)
+        if not m:
+            continue
+        seen += 1
+        bad, what, why = m.group(1), m.group(2), m.group(3)
+        if why is not None:
+            t.skip("[%s] %s" % (label, what), why)
+            continue
+        t.ok(not bad, "[%s] %s" % (label, what))
+        if not what.startswith("control:"):
+            escapes += 1
+    return escapes, seen, plan
 
 
 def rss_kb(pid):

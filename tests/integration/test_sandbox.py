@@ -22,7 +22,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (api_timeout_ms, TAP, Daemon, ROOT, BDIR, wait_for,
-                   proc_alive, procs_in_group, terminal_count, first)
+                   proc_alive, procs_in_group, procs_under, terminal_count,
+                   first, try_escape_tap)
 
 t = TAP()
 
@@ -41,8 +42,6 @@ ESCAPES_MIN = 30            # probes, controls and skips not counted
 SUID_MODE = 0o4755
 FILE_OPEN = 0o666           # DAC allows: only Landlock denies
 LANDLOCK_SCOPE_ABI = 6      # signal and abstract-socket scopes
-TE_LINE = re.compile(r"^(not )?ok \d+ - (.*?)(?: # SKIP (.*))?$")
-TE_PLAN = re.compile(r"^1\.\.(\d+)$")
 TE_EXIT = re.compile(r"^try-escape exit (\d+)$", re.M)
 
 
@@ -194,54 +193,12 @@ def test_fake_claude(tmp, uid):
         c.request("stop", session="s2")
 
 
-def procs_under(path):
-    """Live pids whose cwd or executable is under path (a left-over of a
-    session that left its process group too)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        for link in ("cwd", "exe"):
-            try:
-                target = os.readlink("/proc/%s/%s" % (d, link))
-            except OSError:
-                continue
-            if (target == path or target.startswith(path + "/")) and \
-                    proc_alive(int(d)):
-                out.append(int(d))
-                break
-    return out
-
-
 def tracer_of(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             if line.startswith("TracerPid:"):
                 return int(line.split()[1])
     return None
-
-
-def escape_tap(out):
-    """Reports try-escape's TAP lines as ours; returns (probes run as
-    escapes, lines seen, plan)."""
-    plan, seen, escapes = None, 0, 0
-    for line in out.splitlines():
-        m = TE_PLAN.match(line)
-        if m:
-            plan = int(m.group(1))
-            continue
-        m = TE_LINE.match(line)
-        if not m:
-            continue
-        seen += 1
-        bad, what, why = m.group(1), m.group(2), m.group(3)
-        if why is not None:
-            t.skip("[escape] " + what, why)
-            continue
-        t.ok(not bad, "[escape] " + what)
-        if not what.startswith("control:"):
-            escapes += 1
-    return escapes, seen, plan
 
 
 def test_escape(tmp, uid, abi):
@@ -326,7 +283,7 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
          "escape: try-escape ran as a tool, output whole",
          (evs[-1:], {k: v for k, v in data.items() if k != "output"},
           out[-2000:], d.logtail()))
-    escapes, seen, plan = escape_tap(out)
+    escapes, seen, plan = try_escape_tap(t, "escape", out)
     t.ok(plan is not None and seen == plan,
          "escape: every probe reported (%d of %s)" % (seen, plan),
          out[-2000:])
@@ -384,7 +341,7 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
     t.eq(r and r["type"], "ok", "escape: stop of the session ok")
 
     def gone():
-        return not procs_in_group(pg) and not procs_under(wd1) and \
+        return not procs_in_group(pg) and not procs_under(wd1, exe=True) and \
             not (worker and proc_alive(worker))
     try:
         wait_for(gone, 10, "the escape session's processes to die")
@@ -392,7 +349,8 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
              "(group, workdir, worker)", pg)
     except TimeoutError:
         t.ok(False, "escape: no process of the session left (group, "
-             "workdir, worker)", (procs_in_group(pg), procs_under(wd1),
+             "workdir, worker)", (procs_in_group(pg),
+                                  procs_under(wd1, exe=True),
                                   worker and proc_alive(worker)))
     st = c.request("stats", session="esc1")
     t.ok(st is not None and st["data"].get("state") == "ended",
@@ -400,7 +358,8 @@ def run_escape(d, uid, abi, key, outside, decoy_name):
     c.request("stop", session="esc2")
     try:
         wait_for(lambda: not procs_in_group(peer) and
-                 not procs_under(wd2), 10, "the other session to end")
+                 not procs_under(wd2, exe=True), 10,
+                 "the other session to end")
         t.ok(peer is not None, "escape: the other session's CLI stopped")
     except TimeoutError:
         t.ok(False, "escape: the other session's CLI stopped",
