@@ -529,8 +529,7 @@ session_freeze_arm(struct session *s)
 
 	if (hp.conf->freeze_after_ms == 0 || s->state != SESSION_READY)
 		return;
-	tv.tv_sec = hp.conf->freeze_after_ms / 1000;
-	tv.tv_usec = (hp.conf->freeze_after_ms % 1000) * 1000;
+	tv = util_ms_tv(hp.conf->freeze_after_ms);
 	evtimer_add(s->freeze_timer, &tv);
 }
 
