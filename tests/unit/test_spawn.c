@@ -48,6 +48,16 @@ argv_find(const struct spawn_argv *a, const char *s)
 	return -1;
 }
 
+/* flag is in the argv, followed by value. */
+static void
+assert_flag(const struct spawn_argv *a, const char *flag, const char *value)
+{
+	int	i = argv_find(a, flag);
+
+	assert_true(i > 0);
+	assert_string_equal(a->v[i + 1], value);
+}
+
 /* The value of name in env, or NULL; fails on a name set twice. */
 static const char *
 env_get(const struct spawn_env *env, const char *name)
@@ -81,27 +91,18 @@ test_argv_new_session(void **state)
 {
 	cJSON			*o = open_msg("{\"cli_args\":[\"--debug\"]}");
 	struct spawn_argv	 a;
-	int			 i;
 
 	assert_int_equal(spawn_argv_build(&a, o, CLI, ID, 0, NULL, 0), 0);
 	assert_string_equal(a.v[0], CLI);
 	assert_string_equal(a.v[1], "--debug");	/* cli_args come first */
 	assert_null(a.v[a.n]);
-	i = argv_find(&a, "--input-format");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "stream-json");
-	i = argv_find(&a, "--output-format");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "stream-json");
+	assert_flag(&a, "--input-format", "stream-json");
+	assert_flag(&a, "--output-format", "stream-json");
 	assert_true(argv_find(&a, "--verbose") > 0);
 	assert_true(argv_find(&a, "--include-partial-messages") > 0);
 	/* The gate is on unless tool_gate is false. */
-	i = argv_find(&a, "--permission-prompt-tool");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "stdio");
-	i = argv_find(&a, "--session-id");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], ID);
+	assert_flag(&a, "--permission-prompt-tool", "stdio");
+	assert_flag(&a, "--session-id", ID);
 	assert_int_equal(argv_find(&a, "--resume"), -1);
 	assert_int_equal(argv_find(&a, "--settings"), -1);
 	assert_int_equal(argv_find(&a, "--model"), -1);
@@ -114,12 +115,9 @@ test_argv_resume(void **state)
 {
 	cJSON			*o = open_msg("{\"tool_gate\":false}");
 	struct spawn_argv	 a;
-	int			 i;
 
 	assert_int_equal(spawn_argv_build(&a, o, CLI, ID, 1, NULL, 0), 0);
-	i = argv_find(&a, "--resume");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], ID);
+	assert_flag(&a, "--resume", ID);
 	assert_int_equal(argv_find(&a, "--session-id"), -1);
 	assert_int_equal(argv_find(&a, "--permission-prompt-tool"), -1);
 	spawn_argv_free(&a);
@@ -135,24 +133,15 @@ test_argv_options(void **state)
 	    "\"disallowed_tools\":[\"Bash\"],"
 	    "\"append_system_prompt\":\"be brief\",\"max_turns\":7}}");
 	struct spawn_argv	 a;
-	int			 i;
 
 	assert_int_equal(spawn_argv_build(&a, o, CLI, ID, 0, NULL, 0), 0);
-	i = argv_find(&a, "--model");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "m1");
-	i = argv_find(&a, "--permission-mode");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "plan");
+	assert_flag(&a, "--model", "m1");
+	assert_flag(&a, "--permission-mode", "plan");
 	/* One word each: the variadic flags would swallow what follows. */
 	assert_true(argv_find(&a, "--allowedTools=Read,Grep") > 0);
 	assert_true(argv_find(&a, "--disallowedTools=Bash") > 0);
-	i = argv_find(&a, "--append-system-prompt");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "be brief");
-	i = argv_find(&a, "--max-turns");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "7");
+	assert_flag(&a, "--append-system-prompt", "be brief");
+	assert_flag(&a, "--max-turns", "7");
 	spawn_argv_free(&a);
 	cJSON_Delete(o);
 }
@@ -179,13 +168,10 @@ test_argv_mcp(void **state)
 {
 	cJSON			*o = open_msg("{}");
 	struct spawn_argv	 a;
-	int			 i;
 
 	assert_int_equal(spawn_argv_build(&a, o, CLI, ID, 0,
 	    "/h/.claude/mcp.json", 1), 0);
-	i = argv_find(&a, "--mcp-config=/h/.claude/mcp.json");
-	assert_true(i > 0);
-	assert_string_equal(a.v[i + 1], "--strict-mcp-config");
+	assert_flag(&a, "--mcp-config=/h/.claude/mcp.json", "--strict-mcp-config");
 	assert_string_equal(a.v[a.n - 2], "--settings");
 	spawn_argv_free(&a);
 	cJSON_Delete(o);
