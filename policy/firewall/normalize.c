@@ -655,6 +655,56 @@ static const unsigned char shell_word_start[UCHAR_MAX + 1] = {
 	['('] = 1, ['{'] = 1, ['`'] = 1,
 };
 
+/* Records NAME=value, the last of each name; 0 if the table is full. */
+static int
+shell_var_store(const char *name, size_t nlen, const char *value,
+    size_t vlen, struct shell_vars *vars)
+{
+	size_t	k;
+
+	for (k = 0; k < vars->n; k++) {
+		if (vars->v[k].nlen == nlen &&
+		    memcmp(vars->v[k].name, name, nlen) == 0)
+			break;
+	}
+	if (k == vars->n) {
+		if (vars->n == SHELL_VARS)
+			return 0;
+		vars->n++;
+	}
+	memcpy(vars->v[k].name, name, nlen);
+	vars->v[k].nlen = nlen;
+	memcpy(vars->v[k].value, value, vlen);
+	vars->v[k].vlen = vlen;
+	return 1;
+}
+
+static size_t	shell_escape(const char *, size_t, struct norm_buf *);
+
+/*
+ * NAME=$'..' (a=$'\x72\x6d'), name i bytes long: the value decoded as
+ * bash does.  Returns the assignment's length, or 0.
+ */
+static size_t
+shell_var_ansi(const char *s, size_t i, size_t n, struct shell_vars *vars)
+{
+	struct norm_buf	 val;
+	size_t		 k = i + 3, e;
+
+	memset(&val, 0, sizeof val);
+	while (k < n && s[k] != '\'' && val.len < SHELL_VAR_VALUE) {
+		if (s[k] == '\\' && (e = shell_escape(s + k, n - k, &val)) != 0)
+			k += e;
+		else
+			nb_putc(&val, s[k++]);
+	}
+	if (k >= n || s[k] != '\'' || val.len >= SHELL_VAR_VALUE ||
+	    !shell_var_store(s, i, val.data, val.len, vars))
+		k = 0;
+	normalize_buf_free(&val);
+	return k == 0 ? 0 : k + 1;
+}
+
 /*
  * Remembers the assignment at s (NAME=value, value quoted or a plain
  * word, with no expansion of its own) and returns its length, or 0.
@@ -662,7 +712,7 @@ static const unsigned char shell_word_start[UCHAR_MAX + 1] = {
 static size_t
 shell_var_scan(const char *s, size_t n, struct shell_vars *vars)
 {
-	size_t		 i = 0, v0, v1, k;
+	size_t		 i = 0, v0, v1;
 	char		 q = 0;
 
 	while (i < n && i < SHELL_VAR_NAME - 1 &&
@@ -671,6 +721,8 @@ shell_var_scan(const char *s, size_t n, struct shell_vars *vars)
 	if (i == 0 || i >= n || s[i] != '=' || (i + 1 < n && s[i + 1] == '='))
 		return 0;
 	v0 = i + 1;
+	if (v0 + 1 < n && s[v0] == '$' && s[v0 + 1] == '\'')
+		return shell_var_ansi(s, i, n, vars);
 	if (v0 < n && (s[v0] == '\'' || s[v0] == '"'))
 		q = s[v0++];
 	for (v1 = v0; v1 < n; v1++) {
@@ -680,21 +732,9 @@ shell_var_scan(const char *s, size_t n, struct shell_vars *vars)
 		    s[v1] == '"')))
 			return 0;	/* an expansion: not followed */
 	}
-	if (v1 - v0 >= SHELL_VAR_VALUE || (q != 0 && v1 == n))
+	if (v1 - v0 >= SHELL_VAR_VALUE || (q != 0 && v1 == n) ||
+	    !shell_var_store(s, i, s + v0, v1 - v0, vars))
 		return 0;
-	for (k = 0; k < vars->n; k++) {
-		if (vars->v[k].nlen == i && memcmp(vars->v[k].name, s, i) == 0)
-			break;
-	}
-	if (k == vars->n) {
-		if (vars->n == SHELL_VARS)
-			return 0;
-		vars->n++;
-	}
-	memcpy(vars->v[k].name, s, i);
-	vars->v[k].nlen = i;
-	memcpy(vars->v[k].value, s + v0, v1 - v0);
-	vars->v[k].vlen = v1 - v0;
 	return v1 + (q != 0);
 }
 
@@ -1090,6 +1130,35 @@ shell_subst(const char *s, size_t n, struct norm_buf *out)
 	return i + k;
 }
 
+/*
+ * $u or ${u} (a name of at most SHELL_SPLICE_NAME bytes the text never
+ * assigns) right after a letter: an unset variable spliced into a word to
+ * break it up (cat$u /etc$u/shadow), empty as the shell makes it.  Not
+ * after a blank, where $dir/ may well be set.  Returns the bytes to skip.
+ */
+#define SHELL_SPLICE_NAME	2
+
+static size_t
+shell_splice(const char *s, size_t n, const struct norm_buf *out)
+{
+	size_t	i = 1, k, brace = 0;
+	char	prev;
+
+	if (out->len == 0)
+		return 0;
+	prev = out->data[out->len - 1];
+	if (!((prev >= 'a' && prev <= 'z') || (prev >= 'A' && prev <= 'Z')))
+		return 0;
+	if (i < n && s[i] == '{')
+		brace = i++;
+	for (k = i; k < n && shell_name_char((unsigned char)s[k], k == i); k++)
+		;
+	if (k == i || k - i > SHELL_SPLICE_NAME ||
+	    (brace && (k >= n || s[k] != '}')))
+		return 0;
+	return k + (brace != 0);
+}
+
 /* Bytes that start something pass 1 undoes. */
 static const unsigned char shell_special[UCHAR_MAX + 1] = {
 	['\\'] = 1, ['\''] = 1, ['"'] = 1, ['`'] = 1, ['$'] = 1,
@@ -1164,6 +1233,10 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out,
 			if ((k = shell_dollar(s + i, len - i, &blank)) != 0) {
 				if (blank)
 					nb_putc(out, ' ');
+				i += k;
+				continue;
+			}
+			if ((k = shell_splice(s + i, len - i, out)) != 0) {
 				i += k;
 				continue;
 			}

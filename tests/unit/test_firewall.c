@@ -219,6 +219,15 @@ test_shell_variables(void **state)
 	/* Unknown names and values that are expansions stay as they are. */
 	check_shell("$home/x", "$home/x");
 	check_shell("a=$(id); $a", "a=$(id); $a");
+	/* $'..' values are decoded. */
+	check_shell("a=$'\\x63\\x61\\x74'; $a /etc/shadow",
+	    "a=cat; cat /etc/shadow");
+	/* A short unset name spliced into a word is empty... */
+	check_shell("cat$u /etc$u/shadow", "cat /etc/shadow");
+	check_shell("w${x}ho$9ami", "whoami");
+	/* ...but not after a blank, nor a longer name. */
+	check_shell("rm -rf $d/", "rm -rf $d/");
+	check_shell("lib$arch/x", "lib$arch/x");
 	/* An assignment quoted in backquotes is one too. */
 	check_shell("`a=c;b=at;$a$b /etc/shadow`", "a=c;b=at;cat /etc/shadow");
 	/* The last assignment of a name wins. */
