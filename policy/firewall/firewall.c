@@ -25,6 +25,7 @@
 #define FW_WINDOWS_INLINE	4	/* windows kept in place, no malloc */
 #define FW_OFFSETS_INLINE	8	/* ... literal offsets */
 #define FW_NEED_BIT		0x80000000U	/* prefilter id of a need */
+#define FW_OCC_MIN		64	/* first allocation of need sightings */
 /* A contents callout before the pattern: fw_bound_callout bounds starts. */
 #define FW_BOUND_OPEN		"(?{b})(?:"
 #define FW_BOUND_CLOSE		")"
@@ -594,7 +595,16 @@ struct fw_scan {
 	struct fw_windows	**win;		/* per rule, NULL: no hint */
 	struct fw_windows	 *pool;		/* what win[] points to */
 	size_t			  npool;
-	struct fw_offsets	 *needs;	/* per need literal */
+	/*
+	 * Need literals seen in the form, by offset: one array for all,
+	 * grown as needed, rather than one per need cleared every check.
+	 */
+	struct fw_occ {
+		unsigned	  need;
+		size_t		  at;
+	}			 *occ;
+	size_t			  nocc;
+	size_t			  capocc;
 	int			  needy;	/* hints of rules with needs */
 };
 
@@ -674,6 +684,23 @@ fw_window_add(struct fw_windows *w, size_t from, size_t at)
 }
 
 static void
+fw_occ_add(struct fw_scan *sc, unsigned need, size_t at)
+{
+	size_t	i;
+
+	if (sc->nocc == sc->capocc) {
+		sc->capocc = sc->capocc == 0 ? FW_OCC_MIN : sc->capocc * 2;
+		sc->occ = xreallocarray(sc->occ, sc->capocc, sizeof *sc->occ);
+	}
+	/* Found in the order they end: starts almost sorted. */
+	for (i = sc->nocc; i > 0 && sc->occ[i - 1].at > at; i--)
+		sc->occ[i] = sc->occ[i - 1];
+	sc->occ[i].need = need;
+	sc->occ[i].at = at;
+	sc->nocc++;
+}
+
+static void
 fw_hint_seen(void *arg, unsigned id, size_t at)
 {
 	struct fw_scan		*sc = arg;
@@ -681,7 +708,7 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	struct fw_windows	*w;
 
 	if (id & FW_NEED_BIT) {
-		fw_offsets_add(&sc->needs[id & ~FW_NEED_BIT], at);
+		fw_occ_add(sc, id & ~FW_NEED_BIT, at);
 		return;
 	}
 	r = &sc->p->rules[id];
@@ -701,21 +728,28 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 		fw_window_add(w, fw_window_start(sc, r, at), at);
 }
 
-/* Whether a need literal's offsets hold one in [from, to]. */
+/* Whether one of rule r's need literals starts in [from, to]. */
 static int
-fw_offsets_within(const struct fw_offsets *o, size_t from, size_t to)
+fw_need_near(const struct fw_scan *sc, const struct fw_rule *r, size_t from,
+    size_t to)
 {
-	size_t	lo = 0, hi = o->n, mid;
+	size_t	lo = 0, hi = sc->nocc, mid, j;
 
-	/* The first offset at or after from. */
+	/* The first sighting at or after from. */
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
-		if (o->v[mid] < from)
+		if (sc->occ[mid].at < from)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < o->n && o->v[lo] <= to;
+	for (; lo < sc->nocc && sc->occ[lo].at <= to; lo++) {
+		for (j = 0; j < r->nneeds; j++) {
+			if (r->needs[j] == sc->occ[lo].need)
+				return 1;
+		}
+	}
+	return 0;
 }
 
 /*
@@ -729,7 +763,7 @@ fw_needs_settle(struct fw_scan *sc)
 	const struct fw_rule	*r;
 	struct fw_windows	*w;
 	const char		*nl;
-	size_t			 i, k, j, from, at, eol;
+	size_t			 i, k, from, at, eol;
 
 	for (i = 0; sc->needy && i < sc->p->nrules; i++) {
 		r = &sc->p->rules[i];
@@ -741,19 +775,13 @@ fw_needs_settle(struct fw_scan *sc)
 			from = fw_window_start(sc, r, at);
 			nl = memchr(sc->data + at, '\n', sc->len - at);
 			eol = nl != NULL ? (size_t)(nl - sc->data) : sc->len;
-			for (j = 0; j < r->nneeds; j++) {
-				if (fw_offsets_within(&sc->needs[r->needs[j]],
-				    from, eol)) {
-					fw_window_add(w, from, at);
-					break;
-				}
-			}
+			if (fw_need_near(sc, r, from, eol))
+				fw_window_add(w, from, at);
 		}
 		w->hints.n = 0;
 	}
 	sc->needy = 0;
-	for (i = 0; i < sc->p->nneeds; i++)
-		sc->needs[i].n = 0;
+	sc->nocc = 0;
 }
 
 /*
@@ -878,7 +906,8 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 	sc.tbit = tbit;
 	sc.pool = pool;
 	sc.npool = 0;
-	sc.needs = xcalloc(p->nneeds + 1, sizeof *sc.needs);
+	sc.occ = NULL;
+	sc.nocc = sc.capocc = 0;
 	sc.needy = 0;
 	for (f = 0; f < POLICY_NFORMS; f++) {
 		if (!useful[f])
@@ -890,11 +919,7 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 		    fw_hint_seen, &sc);
 		fw_needs_settle(&sc);
 	}
-	for (i = 0; i < p->nneeds; i++) {
-		if (sc.needs[i].v != sc.needs[i].in)
-			free(sc.needs[i].v);
-	}
-	free(sc.needs);
+	free(sc.occ);
 	/*
 	 * The rules that score first; then only the allow rules whose rule
 	 * matched, and the context rules of a prompt where a command rule
