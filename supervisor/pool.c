@@ -48,7 +48,9 @@ static void	pool_reap_fire(evutil_socket_t, short, void *);
 #define POOL_EARLY_MAX		5
 #define POOL_BACKOFF_MIN_MS	100
 #define POOL_BACKOFF_MAX_MS	30000
-#define POOL_HELLO_TIMEOUT_S	10	/* a worker must say hello by then */
+/* A hung worker is killed by then; under valgrind on a loaded machine a
+ * sound one took over 10 s. */
+#define POOL_HELLO_TIMEOUT_S	60
 #define POOL_REAP_BATCH		16	/* exits per bulk callback */
 #define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
 #define POOL_STOP_PARALLEL	32	/* workers stopping at once */
