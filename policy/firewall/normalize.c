@@ -1373,30 +1373,37 @@ glob_cmp(const void *a, const void *b)
 static int
 glob_expand(const char *p, size_t n, struct norm_buf *out)
 {
-	char		 pat[GLOB_PATH_MAX], path[GLOB_PATH_MAX];
+	char		 pat[GLOB_PATH_MAX], *base;
 	char		 found[GLOB_MATCHES][GLOB_PATH_MAX];
 	const char	*sorted[GLOB_MATCHES];
-	size_t		 d, k, nfound = 0;
-	const int	 fl = FNM_PATHNAME | FNM_PERIOD;
+	size_t		 d, k, lit, nfound = 0;
 
 	if (n >= sizeof pat)
 		return 0;
 	memcpy(pat, p, n);
 	pat[n] = '\0';
+	lit = strcspn(pat, "?*[");
+	/* Programs: the directory part first, then the name in each match. */
+	base = strrchr(pat, '/');
+	*base = '\0';
 	for (d = 0; d < sizeof glob_bin_dirs / sizeof glob_bin_dirs[0]; d++) {
+		if (fnmatch(pat, glob_bin_dirs[d], FNM_PATHNAME) != 0)
+			continue;
 		for (k = 0; k < sizeof glob_bin_names /
 		    sizeof glob_bin_names[0]; k++) {
-			(void)snprintf(path, sizeof path, "%s/%s",
-			    glob_bin_dirs[d], glob_bin_names[k]);
-			if (fnmatch(pat, path, fl) != 0)
+			if (fnmatch(base + 1, glob_bin_names[k], FNM_PERIOD) !=
+			    0)
 				continue;
 			if (nfound == GLOB_MATCHES)
 				return 0;
-			memcpy(found[nfound++], path, sizeof path);
+			(void)snprintf(found[nfound++], sizeof found[0],
+			    "%s/%s", glob_bin_dirs[d], glob_bin_names[k]);
 		}
 	}
+	*base = '/';
 	for (k = 0; k < sizeof glob_files / sizeof glob_files[0]; k++) {
-		if (fnmatch(pat, glob_files[k], fl) != 0)
+		if (strncmp(pat, glob_files[k], lit) != 0 ||
+		    fnmatch(pat, glob_files[k], FNM_PATHNAME | FNM_PERIOD) != 0)
 			continue;
 		if (nfound == GLOB_MATCHES)
 			return 0;
@@ -1428,8 +1435,9 @@ shell_glob(const char *w, size_t n, struct norm_buf *out, size_t limit)
 	int	any = 0;
 
 	while (i < n) {
-		if (w[i] != '/' || (i > 0 && glob_path_char((unsigned char)
-		    w[i - 1]))) {
+		/* Where a path starts; "//host/x?y" after "http:" is none. */
+		if (w[i] != '/' || (i > 0 && (glob_path_char((unsigned char)
+		    w[i - 1]) || w[i - 1] == ':'))) {
 			nb_putc(out, w[i++]);
 			continue;
 		}
@@ -1563,7 +1571,7 @@ shell_changed(const char *s, size_t len)
 			for (k = i; k > 0 && glob_path_char((unsigned char)
 			    s[k - 1]); k--)
 				;
-			if (s[k] == '/')
+			if (s[k] == '/' && (k == 0 || s[k - 1] != ':'))
 				return 1;
 			continue;
 		}

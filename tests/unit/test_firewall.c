@@ -258,6 +258,7 @@ test_shell_globs(void **state)
 	/* ...too many matches, and words that are no absolute path. */
 	check_shell("/?\?\?/?\?", "/?\?\?/?\?");
 	check_shell("what is it? a/b?", "what is it? a/b?");
+	check_shell("curl http://x/bin/r?", "curl http://x/bin/r?");
 	{
 		char	*got = shell_changed("one\nls /?\?\?/?at\nthree");
 
