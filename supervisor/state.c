@@ -716,6 +716,7 @@ state_load(void)
 	    strcmp(hp.conf->store_sync, "full") == 0;
 	p.host_id = state_host;
 	p.lease_ms = hp.conf->lease_timeout_ms;
+	p.base = hp.base;
 	/* Hosts share it: serving without it could run a session twice. */
 	if (store_open(&p) == -1 && store_url_is_pg(p.url))
 		fatalx("store: cannot use the shared store; not starting");

@@ -21,9 +21,19 @@
  *
  * Every statement waits at most PG_QUERY_TIMEOUT_MS for its answer: a
  * server that stopped answering (paused, cut off) costs a turn that long,
- * never the daemon.  The connection is then dropped, and made again at the
- * next call after PG_RETRY_MS, doubled on every failure up to
- * PG_RETRY_MAX_MS (calls fail meanwhile).
+ * never the daemon.  The connection is then dropped, and made again after
+ * PG_RETRY_MS, doubled on every failure up to PG_RETRY_MAX_MS (calls fail
+ * meanwhile).
+ *
+ * In the daemon (store_params.base set) the store's loss is noticed
+ * without waiting for a statement: the idle connection's socket is
+ * watched from the event loop (a server that stops or restarts closes
+ * it), and a connection idle for PG_PROBE_MS is probed with a statement
+ * of its own, sent without waiting (a server that stopped answering is
+ * dropped once the probe is PG_QUERY_TIMEOUT_MS old).  Reconnecting is
+ * asynchronous (PQconnectStart, PQconnectPoll from the loop, bounded by
+ * PG_CONNECT_TIMEOUT_MS): a server that accepts but never answers costs
+ * the master nothing.  Only the first connection, at start, waits.
  */
 #include <sys/types.h>
 
@@ -37,6 +47,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
 #include <libpq-fe.h>
 
 #include "common/log.h"
@@ -47,6 +58,8 @@
 #define PG_SCHEMA		1	/* bump with a migration below */
 #define PG_LOCK_KEY		"7526411003240751176"	/* schema changes */
 #define PG_CONNECT_TIMEOUT	"5"	/* seconds, unless the URL says */
+#define PG_CONNECT_TIMEOUT_MS	5000	/* the same, connecting from the loop */
+#define PG_PROBE_MS		1000	/* an idle connection is probed */
 #define PG_RETRY_MS		1000	/* between two reconnections, */
 #define PG_RETRY_MAX_MS		30000	/* ... doubled up to this */
 #define PG_QUERY_TIMEOUT_MS	5000	/* a statement's answer */
@@ -243,6 +256,15 @@ static uint64_t		 pg_lease_ms;
 static int		 pg_ok;		/* connected, statements prepared */
 static int64_t		 pg_last_try;	/* CLOCK_MONOTONIC ms */
 static int64_t		 pg_retry_ms = PG_RETRY_MS;
+static struct event_base *pg_base;	/* NULL: no loop, reconnect in calls */
+static struct event	*pg_sock_ev;	/* the connection's socket */
+static struct event	*pg_tick_ev;	/* probes and reconnections */
+static int		 pg_connecting;	/* PQconnectPoll under way */
+static int		 pg_probe_pending;	/* its answer not read yet */
+static int64_t		 pg_probe_sent;	/* CLOCK_MONOTONIC ms */
+static int64_t		 pg_last_answer;	/* ... the server's last answer */
+
+static int	pg_connect_setup(void);
 
 static int64_t
 pg_mono_ms(void)
@@ -273,14 +295,19 @@ pg_err(const char *what, const char *msg)
 	log_warnx("store: %s: %.*s", what, (int)len, msg);
 }
 
-/* The connection is no good: dropped, made again later (pg_ready()). */
+/* The connection is no good: dropped, made again later (pg_tick()). */
 static void
 pg_drop(void)
 {
+	if (pg_sock_ev != NULL)
+		event_free(pg_sock_ev);
+	pg_sock_ev = NULL;
 	if (pg_conn != NULL)
 		PQfinish(pg_conn);
 	pg_conn = NULL;
 	pg_ok = 0;
+	pg_connecting = 0;
+	pg_probe_pending = 0;
 }
 
 /*
@@ -314,8 +341,10 @@ pg_result(const char *what)
 				goto fail;
 			}
 		}
-		if ((r = PQgetResult(pg_conn)) == NULL)
+		if ((r = PQgetResult(pg_conn)) == NULL) {
+			pg_last_answer = pg_mono_ms();
 			return last;
+		}
 		PQclear(last);
 		last = r;
 	}
@@ -325,11 +354,25 @@ fail:
 	return NULL;
 }
 
+/*
+ * A probe sent from the loop is answered before the connection takes a
+ * statement (its answer read and dropped); -1 if it never came.
+ */
+static int
+pg_probe_finish(void)
+{
+	if (!pg_probe_pending)
+		return 0;
+	pg_probe_pending = 0;
+	PQclear(pg_result("probe"));
+	return pg_conn != NULL ? 0 : -1;
+}
+
 /* sql without parameters, sent and answered; NULL as pg_result(). */
 static PGresult *
 pg_exec_sql(const char *sql, const char *what)
 {
-	if (pg_conn == NULL)
+	if (pg_conn == NULL || pg_probe_finish() == -1)
 		return NULL;
 	if (PQsendQuery(pg_conn, sql) == 0) {
 		pg_err(what, PQerrorMessage(pg_conn));
@@ -346,7 +389,7 @@ pg_exec_prepared(int i, int n, const char *const *vals, const int *lens,
 {
 	char	name[16];
 
-	if (pg_conn == NULL)
+	if (pg_conn == NULL || pg_probe_finish() == -1)
 		return NULL;
 	snprintf(name, sizeof name, "hp%d", i);
 	if (PQsendQueryPrepared(pg_conn, name, n, vals, lens, fmts,
@@ -441,7 +484,13 @@ pg_prepare(void)
 
 	for (i = 0; i < PS_N; i++) {
 		snprintf(name, sizeof name, "hp%d", i);
-		r = PQprepare(pg_conn, name, pg_sql[i], 0, NULL);
+		/* Sent, and its answer waited for as a statement's. */
+		if (PQsendPrepare(pg_conn, name, pg_sql[i], 0, NULL) == 0) {
+			pg_err("preparing a statement", PQerrorMessage(pg_conn));
+			return -1;
+		}
+		if ((r = pg_result("preparing a statement")) == NULL)
+			return -1;
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			pg_err("preparing a statement (a table of the wrong "
 			    "shape?)", PQresultErrorMessage(r));
@@ -470,6 +519,32 @@ pg_connect(void)
 		    "out of memory");
 		return -1;
 	}
+	return pg_connect_setup();
+}
+
+/* --- from the loop: the socket, probes, reconnecting -------------------- */
+
+static void	pg_sock_fire(evutil_socket_t, short, void *);
+
+/* The socket watched for what (EV_READ, EV_WRITE; EV_PERSIST: idle). */
+static void
+pg_sock_arm(short what)
+{
+	if (pg_sock_ev != NULL)
+		event_free(pg_sock_ev);
+	pg_sock_ev = NULL;
+	if (pg_base == NULL || pg_conn == NULL || PQsocket(pg_conn) == -1)
+		return;
+	if ((pg_sock_ev = event_new(pg_base, PQsocket(pg_conn), what,
+	    pg_sock_fire, NULL)) == NULL)
+		fatalx("store: event_new");
+	event_add(pg_sock_ev, NULL);
+}
+
+/* Connected: our settings, the schema, the statements; 0 when ready. */
+static int
+pg_connect_setup(void)
+{
 	/* Our statements' times are UTC milliseconds; no surprise here. */
 	if (pg_simple("SET TIME ZONE 'UTC'", PGRES_COMMAND_OK, "set") == -1 ||
 	    pg_schema() == -1 || pg_prepare() == -1) {
@@ -478,7 +553,149 @@ pg_connect(void)
 	}
 	pg_ok = 1;
 	pg_retry_ms = PG_RETRY_MS;
+	pg_last_answer = pg_mono_ms();
+	/* Idle, a readable socket is the server closing it. */
+	pg_sock_arm(EV_READ | EV_PERSIST);
 	return 0;
+}
+
+/* A reconnection failed: the next one waits twice as long. */
+static void
+pg_connect_failed(void)
+{
+	pg_drop();
+	pg_retry_ms = pg_retry_ms * 2 < PG_RETRY_MAX_MS ? pg_retry_ms * 2 :
+	    PG_RETRY_MAX_MS;
+	log_warnx("store: %s: trying again in %lld ms", pg_display,
+	    (long long)pg_retry_ms);
+}
+
+/* The connection is gone (closed by the server, or no answer). */
+static void
+pg_lost(const char *why)
+{
+	log_warnx("store: lost the connection to %s: %s; trying again",
+	    pg_display, why);
+	pg_drop();
+}
+
+/* A step of PQconnectPoll: the socket is ready for what it waited for. */
+static void
+pg_connect_step(void)
+{
+	switch (PQconnectPoll(pg_conn)) {
+	case PGRES_POLLING_READING:
+		pg_sock_arm(EV_READ);
+		return;
+	case PGRES_POLLING_WRITING:
+		pg_sock_arm(EV_WRITE);
+		return;
+	case PGRES_POLLING_OK:
+		pg_connecting = 0;
+		if (pg_connect_setup() == 0) {
+			log_info("store: connected again to %s", pg_display);
+			return;
+		}
+		break;
+	default:
+		pg_err(pg_display, PQerrorMessage(pg_conn));
+		break;
+	}
+	pg_connect_failed();
+}
+
+/* Starts connecting; the loop goes on (pg_connect_step, pg_tick). */
+static void
+pg_connect_start(void)
+{
+	/* The URL's own values win: it comes last (expand_dbname). */
+	static const char *const keys[] = { "application_name", "dbname",
+	    NULL };
+	const char	*vals[] = { "hotplexd", pg_url, NULL };
+
+	pg_drop();
+	pg_last_try = pg_mono_ms();
+	log_info("store: connecting to %s", pg_display);
+	pg_conn = PQconnectStartParams(keys, vals, 1);
+	if (pg_conn == NULL || PQstatus(pg_conn) == CONNECTION_BAD) {
+		pg_err(pg_display, pg_conn != NULL ? PQerrorMessage(pg_conn) :
+		    "out of memory");
+		pg_connect_failed();
+		return;
+	}
+	pg_connecting = 1;
+	/* As if PQconnectPoll had said PGRES_POLLING_WRITING. */
+	pg_sock_arm(EV_WRITE);
+}
+
+static void
+pg_sock_fire(evutil_socket_t fd, short what, void *arg)
+{
+	PGresult	*r;
+
+	if (pg_conn == NULL)
+		return;
+	if (pg_connecting) {
+		pg_connect_step();
+		return;
+	}
+	if (PQconsumeInput(pg_conn) == 0 || PQstatus(pg_conn) != CONNECTION_OK) {
+		pg_lost(PQerrorMessage(pg_conn));
+		return;
+	}
+	/* The probe's answer, read whole (nothing else is sent idle). */
+	while (pg_probe_pending && !PQisBusy(pg_conn)) {
+		if ((r = PQgetResult(pg_conn)) == NULL) {
+			pg_probe_pending = 0;
+			pg_last_answer = pg_mono_ms();
+			break;
+		}
+		PQclear(r);
+	}
+}
+
+/*
+ * Every PG_PROBE_MS: a connection that is due is made again; a probe
+ * unanswered for PG_QUERY_TIMEOUT_MS drops the connection; one idle for
+ * PG_PROBE_MS gets a probe.
+ */
+static void
+pg_tick(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t	now = pg_mono_ms();
+
+	if (pg_url == NULL)
+		return;
+	if (pg_connecting) {
+		if (now - pg_last_try >= PG_CONNECT_TIMEOUT_MS) {
+			log_warnx("store: no answer from %s in %d ms while "
+			    "connecting", pg_display, PG_CONNECT_TIMEOUT_MS);
+			pg_connect_failed();
+		}
+		return;
+	}
+	if (!pg_ok) {
+		if (now - pg_last_try >= pg_retry_ms)
+			pg_connect_start();
+		return;
+	}
+	if (pg_probe_pending) {
+		if (now - pg_probe_sent >= PG_QUERY_TIMEOUT_MS) {
+			log_warnx("store: probe: no answer from %s in %d ms; "
+			    "dropping the connection", pg_display,
+			    PG_QUERY_TIMEOUT_MS);
+			pg_drop();
+		}
+		return;
+	}
+	if (now - pg_last_answer < PG_PROBE_MS)
+		return;
+	if (PQsendQuery(pg_conn, "SELECT 1") == 0) {
+		pg_lost(PQerrorMessage(pg_conn));
+		return;
+	}
+	pg_probe_pending = 1;
+	pg_probe_sent = now;
 }
 
 /*
@@ -498,6 +715,12 @@ pg_reachable(char *detail, size_t len)
 		snprintf(detail, len, "%s connected", pg_display);
 		return 1;
 	}
+	if (pg_connecting) {
+		snprintf(detail, len, "%s reconnecting, next try in 0 ms (one "
+		    "running for %lld ms)", pg_display,
+		    (long long)(pg_mono_ms() - pg_last_try));
+		return 0;
+	}
 	wait = pg_last_try + pg_retry_ms - pg_mono_ms();
 	snprintf(detail, len, "%s reconnecting, next try in %lld ms",
 	    pg_display, (long long)(wait > 0 ? wait : 0));
@@ -512,7 +735,8 @@ pg_ready(void)
 		return -1;
 	if (pg_ok && pg_conn != NULL && PQstatus(pg_conn) == CONNECTION_OK)
 		return 0;
-	if (pg_mono_ms() - pg_last_try < pg_retry_ms)
+	/* The loop reconnects (pg_tick): a call never waits for it. */
+	if (pg_base != NULL || pg_mono_ms() - pg_last_try < pg_retry_ms)
 		return -1;
 	if (pg_connect() == -1) {
 		pg_retry_ms = pg_retry_ms * 2 < PG_RETRY_MAX_MS ?
@@ -599,6 +823,10 @@ static void
 pg_close(void)
 {
 	pg_drop();
+	if (pg_tick_ev != NULL)
+		event_free(pg_tick_ev);
+	pg_tick_ev = NULL;
+	pg_base = NULL;
 	pg_retry_ms = PG_RETRY_MS;
 	free(pg_url);
 	free(pg_display);
@@ -609,8 +837,9 @@ pg_close(void)
 static int
 pg_open(const struct store_params *p)
 {
-	char	*err = NULL;
+	char		*err = NULL;
 	PQconninfoOption *opts;
+	struct timeval	 tv;
 
 	pg_close();
 	if ((opts = PQconninfoParse(p->url, &err)) == NULL) {
@@ -626,6 +855,15 @@ pg_open(const struct store_params *p)
 	if (pg_connect() == -1) {
 		pg_close();
 		return -1;
+	}
+	if ((pg_base = p->base) != NULL) {
+		if ((pg_tick_ev = event_new(pg_base, -1, EV_PERSIST, pg_tick,
+		    NULL)) == NULL)
+			fatalx("store: event_new");
+		tv.tv_sec = PG_PROBE_MS / 1000;
+		tv.tv_usec = (PG_PROBE_MS % 1000) * 1000;
+		event_add(pg_tick_ev, &tv);
+		pg_sock_arm(EV_READ | EV_PERSIST);
 	}
 	log_info("store: %s open (host_id %s, libpq %d, server %d)",
 	    pg_display, pg_host_id, PQlibVersion(),

@@ -82,6 +82,8 @@ typedef void (*store_session_cb)(void *arg, const struct store_session *);
 typedef int (*store_transcript_cb)(void *arg, const char *path,
     uint64_t offset, const void *data, size_t len);
 
+struct event_base;
+
 /* Where the store is and who this host is. */
 struct store_params {
 	const char	*url;		/* postgresql://...; NULL: SQLite */
@@ -89,6 +91,8 @@ struct store_params {
 	int		 full_sync;	/* SQLite: fsync every commit */
 	const char	*host_id;	/* this host's name in shared rows */
 	uint64_t	 lease_ms;	/* a lease not renewed expires */
+	struct event_base *base;	/* PostgreSQL: watched, reconnected
+					   from this loop; NULL: in calls */
 };
 
 #define STORE_FENCED	1	/* a write refused: the lease is not ours */

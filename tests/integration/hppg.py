@@ -128,6 +128,14 @@ class Postgres:
             raise Unavailable("initdb failed: %s" %
                               r.stdout.decode(errors="replace")[-400:])
         self.logf = open(self.log, "ab")
+        self._run(uid, gid)
+        return self
+
+    def _run(self, uid, gid):
+        """The server on the cluster, up to its ready line (one more in
+        the log than before)."""
+        with open(self.log, errors="replace") as f:
+            before = f.read().count(READY_LINE)
         argv = [os.path.join(self.bin, "postgres"), "-D", self.data,
                 "-k", self.dir, "-p", str(PORT),
                 "-c", "listen_addresses=",
@@ -140,20 +148,31 @@ class Postgres:
                                      stdout=self.logf, stderr=self.logf,
                                      cwd=self.dir, **_as_user(uid, gid))
         try:
-            hplib.wait_for(self._ready, READY_TIMEOUT_S, "PostgreSQL")
+            hplib.wait_for(lambda: self._ready(before), READY_TIMEOUT_S,
+                           "PostgreSQL")
         except TimeoutError:
             raise Unavailable("PostgreSQL did not start:\n" + self.logtail())
-        return self
 
-    def _ready(self):
+    def _ready(self, before):
         if self.proc.poll() is not None:
             raise Unavailable("postgres exited with %d:\n%s" %
                               (self.proc.returncode, self.logtail()))
         try:
             with open(self.log, errors="replace") as f:
-                return READY_LINE in f.read()
+                return f.read().count(READY_LINE) > before
         except FileNotFoundError:
             return False
+
+    def halt(self):
+        """Fast shutdown (SIGINT): the server closes every connection and
+        exits; the cluster stays for again()."""
+        self.resume()
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(READY_TIMEOUT_S * hplib.time_scale())
+
+    def again(self):
+        """The halted server started again on the same cluster."""
+        self._run(*self._ids())
 
     def logtail(self, n=20):
         try:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -310,6 +311,84 @@ def test_readyz(pg):
             t.ok(r.get("data", {}).get("store", {}).get("state") ==
                  "connected" and log_has(d, "connected again"),
                  "the store back: ready, status connected, logged", r)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_store_watch(pg):
+    """The store's loss is seen without waiting for a statement, and the
+    reconnection never blocks the master.  lease_timeout 1h: no renewal
+    runs during the test, so only the probe and the socket watch can see
+    it.  The server paused: /readyz says not ready once the idle probe
+    goes unanswered; while a reconnection hangs on the paused server, the
+    master answers (status says a try is running).  The server stopped:
+    its closed socket is seen at once; a running session's turn still
+    ends, a new session is refused; the server started again: the host
+    reconnects by itself and the next turn is stored with every turn."""
+    db = "watch"
+    root = shared_root()
+    port = hplib.free_tcp_port()
+    ready = lambda: http_get(port, "/readyz")[0] == 200
+    try:
+        with host(pg.url(db), "hostA", root, lease_timeout=LONG_LEASE,
+                  metrics_listen="127.0.0.1:%d" % port) as d:
+            c = d.client()
+            e1 = c.execute("w1", "stream:1", workdir=os.path.join(root, "w1"))
+            t.eq(e1[-1]["type"], "done", "a turn with the store up")
+            wait_for(ready, hplib.REPLY_TIMEOUT_S, "ready with the store up")
+            pg.pause()
+            try:
+                t0 = time.monotonic()
+                wait_for(lambda: not ready(), hplib.REPLY_TIMEOUT_S,
+                         "/readyz to say not ready")
+                t.ok(log_has(d, "probe: no answer from"),
+                     "store paused, no statement running: the idle probe "
+                     "finds it, /readyz 503 (after %.1f s)" %
+                     (time.monotonic() - t0), d.logtail(5))
+                n0 = open(d.log, errors="replace").read().count(
+                    "connecting to")
+                wait_for(lambda: open(d.log, errors="replace").read().count(
+                    "connecting to") > n0, hplib.REPLY_TIMEOUT_S,
+                    "a reconnection to start")
+                r = c.request("status")
+                so = r.get("data", {}).get("store", {})
+                t.ok(r["type"] == "ok" and "one running for" in
+                     so.get("detail", ""),
+                     "a reconnection hangs on the paused server: the "
+                     "master answers meanwhile", so)
+            finally:
+                pg.resume()
+            wait_for(ready, hplib.REPLY_TIMEOUT_S, "ready again")
+            t.ok(log_has(d, "connected again"), "the server answers again: "
+                 "reconnected, ready", d.logtail(3))
+            pg.halt()
+            try:
+                t0 = time.monotonic()
+                wait_for(lambda: not ready(), hplib.REPLY_TIMEOUT_S,
+                         "/readyz to say not ready")
+                t.ok(log_has(d, "lost the connection to"),
+                     "store stopped: the closed connection is seen, /readyz "
+                     "503 (after %.2f s)" % (time.monotonic() - t0),
+                     d.logtail(5))
+                e2 = c.execute("w1", "stream:1")
+                t.ok(e2 and e2[-1]["type"] == "done" and
+                     hplib.terminal_count(e2) == 1,
+                     "store stopped: a served session's turn still ends",
+                     e2[-1:])
+                n = c.execute("w2", "stream:1",
+                              workdir=os.path.join(root, "w2"))
+                t.ok(n and n[-1]["type"] == "error" and
+                     n[-1]["data"]["code"] == "store_unavailable",
+                     "... a new session is refused: store_unavailable",
+                     n[-1:])
+            finally:
+                pg.again()
+            wait_for(ready, hplib.REPLY_TIMEOUT_S, "ready again")
+            e3 = c.execute("w1", "stream:1")
+            r = row(pg, db, "w1")
+            t.ok(e3[-1]["type"] == "done" and r["turns"] == 3,
+                 "store started again: reconnected by itself, the next "
+                 "turn's end has all 3 turns", (e3[-1], r))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -650,7 +729,7 @@ def main():
     # HP_PG_CASES=across,drain: only those cases (while working on them).
     only = [x for x in os.environ.get("HP_PG_CASES", "").split(",") if x]
     cases = (test_one_host, test_store_paused, test_store_lost, test_readyz,
-             test_drain, test_across, test_fencing, test_paused, test_expiry)
+             test_store_watch, test_drain, test_across, test_fencing, test_paused, test_expiry)
     try:
         for case in cases:
             if not only or case.__name__[len("test_"):] in only:
