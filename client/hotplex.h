@@ -283,6 +283,8 @@ int	hp_reload(struct hp_client *, struct hp_error *);
 int	hp_shutdown(struct hp_client *, struct hp_error *);
 /* Administrators: every session off this host, no new one taken. */
 int	hp_drain(struct hp_client *, struct hp_error *);
+/* Administrators: a drain undone; the host takes sessions again. */
+int	hp_undrain(struct hp_client *, struct hp_error *);
 
 /*
  * Stats of one session, or totals when session is NULL.  st and raw may be

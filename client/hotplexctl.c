@@ -109,6 +109,7 @@ usage(int status)
 	    "  reload\n"
 	    "  shutdown\n"
 	    "  drain\n"
+	    "  undrain\n"
 	    "  policy check [-t prompt|bash|path] text... | -f file\n"
 	    "  audit [--since time] [session]\n"
 	    "  permission [-m message] session request-id allow|deny\n"
@@ -1527,7 +1528,7 @@ cmd_attach(struct ctl *c, int argc, char **argv)
 	return a.followed && a.x.failed ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 }
 
-/* reload, shutdown, drain: administrators' requests of no field. */
+/* reload, shutdown, drain, undrain: administrators' requests of no field. */
 static int
 cmd_admin(struct ctl *c, int argc, char **argv)
 {
@@ -1543,6 +1544,8 @@ cmd_admin(struct ctl *c, int argc, char **argv)
 		rc = hp_reload(c->h, &err);
 	else if (strcmp(argv[0], "drain") == 0)
 		rc = hp_drain(c->h, &err);
+	else if (strcmp(argv[0], "undrain") == 0)
+		rc = hp_undrain(c->h, &err);
 	else
 		rc = hp_shutdown(c->h, &err);
 	if (rc == -1) {
@@ -1569,6 +1572,7 @@ static const struct ctl_cmd {
 	{ "reload", cmd_admin },
 	{ "shutdown", cmd_admin },
 	{ "drain", cmd_admin },
+	{ "undrain", cmd_admin },
 	{ "policy", cmd_policy },
 	{ "audit", cmd_audit },
 	{ "permission", cmd_permission },

@@ -1513,6 +1513,12 @@ hp_drain(struct hp_client *h, struct hp_error *err)
 	return client_plain_op(h, "drain", err);
 }
 
+int
+hp_undrain(struct hp_client *h, struct hp_error *err)
+{
+	return client_plain_op(h, "undrain", err);
+}
+
 /* Hands the reply line to *raw when asked; takes it from r. */
 static void
 client_take_raw(struct hp_req *r, char **raw)

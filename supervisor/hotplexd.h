@@ -435,6 +435,7 @@ void	 move_client_gone(struct client *);
 void	 move_release(struct session *);	/* no turn runs now */
 void	 move_finish(struct session *);		/* its CLI is gone */
 int	 move_drain(void);	/* every session let go; how many */
+int	 move_undrain(void);	/* sessions taken again; was it drained */
 void	 move_stats(uint64_t *count, uint64_t *mean_us);
 /* While a request waited for another host runs again: how long; else 0. */
 uint64_t move_waited_us(void);

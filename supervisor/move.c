@@ -369,6 +369,22 @@ move_drain(void)
 	return n;
 }
 
+/*
+ * The undrain op: new sessions are taken again.  Sessions already let go
+ * stay dormant until their next turn (here or elsewhere); one still
+ * ending its turn is let go all the same.  1 if the host was drained.
+ */
+int
+move_undrain(void)
+{
+	int	was = hp.draining;
+
+	hp.draining = 0;
+	log_info("undrain: new sessions taken again%s", was ? "" :
+	    " (it was not drained)");
+	return was;
+}
+
 void
 move_init(void)
 {

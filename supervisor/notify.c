@@ -8,6 +8,9 @@
  * never a wrong answer, since the lease in the store decides.
  *
  * A lost connection is made again with back-off; LISTEN is said again.
+ * Connecting runs from the loop (PQconnectStart, PQconnectPoll, LISTEN
+ * sent without waiting), at most NOTIFY_CONNECT_MS per try: a server that
+ * accepts but never answers does not hold up the master.
  */
 #include <sys/types.h>
 
@@ -28,6 +31,14 @@
 #define NOTIFY_PAYLOAD_MAX	7999	/* PostgreSQL's bound, less one */
 #define NOTIFY_RETRY_MIN_MS	250
 #define NOTIFY_RETRY_MAX_MS	30000
+#define NOTIFY_CONNECT_MS	5000	/* a try, LISTEN's answer included */
+
+enum notify_state {
+	NOTIFY_DOWN,		/* no connection; retry armed */
+	NOTIFY_CONNECTING,	/* PQconnectPoll under way */
+	NOTIFY_LISTENING,	/* LISTEN sent, its answer not read yet */
+	NOTIFY_UP		/* listening */
+};
 
 static struct {
 	struct event_base	*base;
@@ -36,6 +47,7 @@ static struct {
 	notify_cb		 cb;
 	void			*arg;
 	PGconn			*conn;
+	enum notify_state	 state;
 	struct event		*ev;		/* its socket */
 	struct event		*retry;
 	uint64_t		 retry_ms;
@@ -45,6 +57,7 @@ static struct {
 
 static void	notify_read(evutil_socket_t, short, void *);
 static void	notify_retry_fire(evutil_socket_t, short, void *);
+static void	notify_lost(void);
 
 static void
 notify_drop(void)
@@ -57,6 +70,19 @@ notify_drop(void)
 		PQfinish(nt.conn);
 		nt.conn = NULL;
 	}
+	nt.state = NOTIFY_DOWN;
+}
+
+/* The socket watched for what (EV_READ, EV_WRITE, EV_PERSIST). */
+static void
+notify_sock_arm(short what)
+{
+	if (nt.ev != NULL)
+		event_free(nt.ev);
+	if ((nt.ev = event_new(nt.base, PQsocket(nt.conn), what, notify_read,
+	    NULL)) == NULL)
+		fatalx("notify: event_new");
+	event_add(nt.ev, NULL);
 }
 
 static void
@@ -96,14 +122,21 @@ notify_deliver(void)
 	}
 }
 
+/*
+ * At start, before the loop serves anyone: connected and listening when
+ * the first request comes (bounded by the URL's connect_timeout or 5 s).
+ */
 static int
-notify_connect(void)
+notify_connect_first(void)
 {
+	static const char *const keys[] = { "connect_timeout",
+	    "application_name", "dbname", NULL };
+	const char	*vals[] = { "5", "hotplexd notify", nt.conninfo, NULL };
 	PGresult	*r;
 	char		*sql;
 	int		 ok;
 
-	nt.conn = PQconnectdb(nt.conninfo);
+	nt.conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(nt.conn) != CONNECTION_OK) {
 		log_warnx("notify: %s", PQerrorMessage(nt.conn));
 		notify_drop();
@@ -116,22 +149,108 @@ notify_connect(void)
 	if (!ok)
 		log_warnx("notify: LISTEN: %s", PQerrorMessage(nt.conn));
 	PQclear(r);
-	if (!ok || PQsetnonblocking(nt.conn, 0) != 0) {
+	if (!ok) {
 		notify_drop();
 		return -1;
 	}
-	nt.ev = event_new(nt.base, PQsocket(nt.conn), EV_READ | EV_PERSIST,
-	    notify_read, NULL);
-	event_add(nt.ev, NULL);
-	nt.retry_ms = 0;
+	nt.state = NOTIFY_UP;
+	notify_sock_arm(EV_READ | EV_PERSIST);
 	log_info("notify: host %s listening on %s", nt.host_id,
 	    NOTIFY_CHANNEL);
 	return 0;
 }
 
+/* Starts connecting; the loop goes on (notify_read, notify_retry_fire). */
+static int
+notify_connect(void)
+{
+	static const char *const keys[] = { "application_name", "dbname",
+	    NULL };
+	const char	*vals[] = { "hotplexd notify", nt.conninfo, NULL };
+	struct timeval	 tv;
+
+	notify_drop();
+	nt.conn = PQconnectStartParams(keys, vals, 1);
+	if (nt.conn == NULL || PQstatus(nt.conn) == CONNECTION_BAD) {
+		log_warnx("notify: %s", nt.conn != NULL ?
+		    PQerrorMessage(nt.conn) : "out of memory");
+		notify_drop();
+		return -1;
+	}
+	nt.state = NOTIFY_CONNECTING;
+	/* As if PQconnectPoll had said PGRES_POLLING_WRITING. */
+	notify_sock_arm(EV_WRITE);
+	/* The try's bound: the retry timer finds it still not up. */
+	tv = util_ms_tv(NOTIFY_CONNECT_MS);
+	evtimer_add(nt.retry, &tv);
+	return 0;
+}
+
+/* A step of connecting; LISTEN is sent once connected. */
+static void
+notify_connect_step(void)
+{
+	char	*sql;
+	int	 ok;
+
+	switch (PQconnectPoll(nt.conn)) {
+	case PGRES_POLLING_READING:
+		notify_sock_arm(EV_READ);
+		return;
+	case PGRES_POLLING_WRITING:
+		notify_sock_arm(EV_WRITE);
+		return;
+	case PGRES_POLLING_OK:
+		xasprintf(&sql, "LISTEN %s", NOTIFY_CHANNEL);
+		ok = PQsendQuery(nt.conn, sql);
+		free(sql);
+		if (ok) {
+			nt.state = NOTIFY_LISTENING;
+			notify_sock_arm(EV_READ | EV_PERSIST);
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	notify_lost();
+}
+
+/* LISTEN's answer, read as it comes; then the channel is up. */
+static void
+notify_listen_step(void)
+{
+	PGresult	*r;
+	int		 ok;
+
+	while (!PQisBusy(nt.conn)) {
+		if ((r = PQgetResult(nt.conn)) == NULL) {
+			nt.state = NOTIFY_UP;
+			nt.retry_ms = 0;
+			evtimer_del(nt.retry);
+			log_info("notify: host %s listening on %s", nt.host_id,
+			    NOTIFY_CHANNEL);
+			return;
+		}
+		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		if (!ok) {
+			notify_lost();
+			return;
+		}
+	}
+}
+
 static void
 notify_retry_fire(evutil_socket_t fd, short what, void *arg)
 {
+	if (nt.state == NOTIFY_CONNECTING || nt.state == NOTIFY_LISTENING) {
+		log_warnx("notify: no answer in %d ms while connecting",
+		    NOTIFY_CONNECT_MS);
+		notify_drop();
+		notify_retry_arm();
+		return;
+	}
 	if (nt.conn == NULL && notify_connect() == -1)
 		notify_retry_arm();
 }
@@ -148,9 +267,18 @@ notify_lost(void)
 static void
 notify_read(evutil_socket_t fd, short what, void *arg)
 {
+	if (nt.state == NOTIFY_CONNECTING) {
+		notify_connect_step();
+		return;
+	}
 	if (PQconsumeInput(nt.conn) == 0) {
 		notify_lost();
 		return;
+	}
+	if (nt.state == NOTIFY_LISTENING) {
+		notify_listen_step();
+		if (nt.state != NOTIFY_UP)
+			return;
 	}
 	notify_deliver();
 }
@@ -165,8 +293,9 @@ notify_open(struct event_base *base, const char *conninfo,
 	nt.host_id = xstrdup(host_id);
 	nt.cb = cb;
 	nt.arg = arg;
-	nt.retry = evtimer_new(base, notify_retry_fire, NULL);
-	if (notify_connect() == -1) {
+	if ((nt.retry = evtimer_new(base, notify_retry_fire, NULL)) == NULL)
+		fatalx("notify: evtimer_new");
+	if (notify_connect_first() == -1) {
 		notify_retry_arm();
 		return -1;
 	}
@@ -187,7 +316,7 @@ notify_close(void)
 int
 notify_is_open(void)
 {
-	return nt.conn != NULL;
+	return nt.state == NOTIFY_UP;
 }
 
 /*
@@ -203,7 +332,7 @@ notify_send(const char *to, cJSON *msg)
 	char		*s;
 	int		 ok;
 
-	if (nt.conn == NULL)
+	if (nt.state != NOTIFY_UP)
 		return -1;
 	cJSON_DeleteItemFromObjectCaseSensitive(msg, "to");
 	cJSON_DeleteItemFromObjectCaseSensitive(msg, "from");

@@ -43,6 +43,8 @@ static void	server_client_op_reload(struct client *, const char *,
 		    const cJSON *);
 static void	server_client_op_drain(struct client *, const char *,
 		    const cJSON *);
+static void	server_client_op_undrain(struct client *, const char *,
+		    const cJSON *);
 static void	server_client_op_shutdown(struct client *, const char *,
 		    const cJSON *);
 static void	server_client_op_status(struct client *, const char *,
@@ -66,6 +68,7 @@ static const struct server_op server_ops[] = {
 	{ "reload",	server_client_op_reload },
 	{ "shutdown",	server_client_op_shutdown },
 	{ "drain",	server_client_op_drain },
+	{ "undrain",	server_client_op_undrain },
 	{ "status",	server_client_op_status },
 };
 
@@ -433,7 +436,7 @@ server_client_op_shutdown(struct client *c, const char *req, const cJSON *r)
 	hotplexd_shutdown();
 }
 
-/* Every session off this host; it takes no new one until restarted. */
+/* Every session off this host; it takes no new one until undrained. */
 static void
 server_client_op_drain(struct client *c, const char *req, const cJSON *r)
 {
@@ -447,6 +450,21 @@ server_client_op_drain(struct client *c, const char *req, const cJSON *r)
 	n = move_drain();
 	d = cJSON_CreateObject();
 	cJSON_AddNumberToObject(d, "sessions", n);
+	server_client_ok(c, req, d);
+}
+
+/* A drain undone: this host takes sessions again. */
+static void
+server_client_op_undrain(struct client *c, const char *req, const cJSON *r)
+{
+	cJSON	*d;
+
+	if (!server_client_need_admin(c, req))
+		return;
+	log_info("undrain requested by uid %ld pid %ld", (long)c->uid,
+	    (long)c->pid);
+	d = cJSON_CreateObject();
+	cJSON_AddBoolToObject(d, "was_draining", move_undrain());
 	server_client_ok(c, req, d);
 }
 

@@ -70,6 +70,30 @@ session_lease_refused(struct client *c, const char *req, const cJSON *r,
 	    ERR_STORE_UNAVAILABLE, "%s", why);
 }
 
+/*
+ * One more live session here would pass max_sessions (or the client's
+ * max_sessions_per_uid): refused with capacity, 1.  Asked before a
+ * session is made, brought back from ended, or taken from another host.
+ */
+static int
+session_full(struct client *c, const char *req, const char *name)
+{
+	if (census_live() >= (size_t)hp.conf->max_sessions) {
+		server_client_error(c, req, name, ERR_CAPACITY,
+		    "max_sessions (%d) reached", hp.conf->max_sessions);
+		return 1;
+	}
+	if (hp.conf->max_sessions_per_uid > 0 && !c->admin &&
+	    census_live_uid(c->uid) >=
+	    (size_t)hp.conf->max_sessions_per_uid) {
+		server_client_error(c, req, name, ERR_CAPACITY,
+		    "max_sessions_per_uid (%d) reached for uid %ld",
+		    hp.conf->max_sessions_per_uid, (long)c->uid);
+		return 1;
+	}
+	return 0;
+}
+
 /* A session being let go to another host takes no new request here. */
 static int
 session_moving(struct client *c, const char *req, struct session *s)
@@ -110,7 +134,11 @@ session_lookup_served(struct client *c, const char *req, const cJSON *r)
 	if (name != NULL && proto_valid_session(name) && store_shared()) {
 		if (session_owner(c, req, r, &owner) == -1)
 			return NULL;
+		/* Not here: taken from the store, it counts here. */
 		if ((s = session_find(name, owner)) == NULL &&
+		    session_full(c, req, name))
+			return NULL;
+		if (s == NULL &&
 		    (rc = lease_adopt(owner, name, &s, why, sizeof why)) != 0) {
 			session_lease_refused(c, req, r, session_op_attach,
 			    owner, name, rc, why);
@@ -336,8 +364,14 @@ session_prepare(struct client *c, const char *req, const cJSON *r,
 	}
 	if (session_owner(c, req, r, &owner) == -1)
 		return NULL;
-	/* A shared store: the session may be in another host's last rows. */
+	/*
+	 * A shared store: the session may be in another host's last rows.
+	 * Taken from there, or made, it counts here: bounded first.
+	 */
 	if ((s = session_find(name, owner)) == NULL &&
+	    store_shared() && session_full(c, req, name))
+		return NULL;
+	if (s == NULL &&
 	    (rc = lease_adopt(owner, name, &s, why, sizeof why)) != 0) {
 		session_lease_refused(c, req, r, op, owner, name, rc, why);
 		return NULL;
@@ -376,19 +410,8 @@ session_prepare(struct client *c, const char *req, const cJSON *r,
 		    "no session \"%s\" of uid %ld", name, (long)owner);
 		return NULL;
 	}
-	if (census_live() >= (size_t)hp.conf->max_sessions) {
-		server_client_error(c, req, name, ERR_CAPACITY,
-		    "max_sessions (%d) reached", hp.conf->max_sessions);
+	if (session_full(c, req, name))
 		return NULL;
-	}
-	if (hp.conf->max_sessions_per_uid > 0 && !c->admin &&
-	    census_live_uid(c->uid) >=
-	    (size_t)hp.conf->max_sessions_per_uid) {
-		server_client_error(c, req, name, ERR_CAPACITY,
-		    "max_sessions_per_uid (%d) reached for uid %ld",
-		    hp.conf->max_sessions_per_uid, (long)c->uid);
-		return NULL;
-	}
 	if (s != NULL)		/* an ended session comes back */
 		return s;
 	/* Decided before anything exists: a refusal leaves no trace. */

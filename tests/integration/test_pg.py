@@ -396,13 +396,15 @@ def test_store_watch(pg):
 def test_drain(pg):
     """hotplexctl drain on A: a running turn ends first, every session's
     CLI stops and its lease goes back (dormant); A refuses new sessions
-    with draining; the session's next turn on B resumes the conversation."""
+    with draining; the session's next turn on B resumes the conversation;
+    B (max_sessions 1) refuses to take a second one; undrain puts A back
+    in service."""
     db = "drain"
     url = pg.url(db)
     root = shared_root()
     try:
         with host(url, "hostA", root, move_timeout="60s") as a, \
-                host(url, "hostB", root) as b:
+                host(url, "hostB", root, max_sessions="1") as b:
             ca, cb, cc = a.client(), b.client(), a.client()
             e1 = ca.execute("n1", "stream:1", workdir=os.path.join(root, "n1"))
             sid = start_of(e1).get("cli_session_id")
@@ -449,6 +451,12 @@ def test_drain(pg):
             r = row(pg, db, "n1")
             t.ok(r["host_id"] == "hostB" and r["turns"] == 2,
                  "n1's row is B's, with both turns", r)
+            n = cb.execute("n2", "stream:1")
+            t.ok(n and n[-1]["type"] == "error" and
+                 n[-1]["data"]["code"] == "capacity" and
+                 "max_sessions (1)" in n[-1]["data"].get("message", ""),
+                 "B at max_sessions 1: taking n2 from the store is refused "
+                 "(capacity)", n[-1:])
             ls = cb.request("sessions")["data"]
             t.ok(sorted((x["session"], x["state"], x.get("host_id"))
                         for x in ls) ==
@@ -461,6 +469,18 @@ def test_drain(pg):
                  [("n1", "elsewhere", "hostB"), ("n2", "dormant", "hostA")],
                  "drained A's sessions: n1 elsewhere on hostB, n2 dormant",
                  ls)
+            r = cc.request("undrain")
+            t.ok(r["type"] == "ok" and r["data"]["was_draining"] is True,
+                 "undrain: ok, A was drained", r)
+            n = cc.execute("n2", "stream:1")
+            t.ok(n and n[-1]["type"] == "done" and
+                 start_of(n).get("resumed") is True,
+                 "undrained A: n2's next turn resumes there", n[-1:])
+            n = cc.execute("n3", "stream:1", workdir=os.path.join(root, "n3"))
+            t.ok(n and n[-1]["type"] == "done",
+                 "... and A takes a new session again", n[-1:])
+            t.eq(cc.request("undrain")["data"]["was_draining"], False,
+                 "undrain again: it was not drained")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
