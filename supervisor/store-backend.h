@@ -23,8 +23,8 @@ struct store_backend {
 	int	 (*session_get)(uid_t, const char *, store_session_cb, void *);
 	int	 (*totals_put)(const char *);
 	char	*(*totals_get)(void);
-	int	 (*transcript_append)(uid_t, const char *, const char *,
-		    uint64_t, const void *, size_t);
+	int	 (*transcript_append)(uid_t, const char *, int64_t,
+		    const char *, uint64_t, const void *, size_t);
 	int64_t	 (*transcript_size)(uid_t, const char *, const char *);
 	int	 (*transcript_load)(uid_t, const char *, store_transcript_cb,
 		    void *);

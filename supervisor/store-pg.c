@@ -222,20 +222,23 @@ static const char *pg_sql[PS_N] = {
 	    "uid = $1::bigint AND name = $2::text AND host_id = $3::text AND "
 	    "fence = $4::bigint",
 	/*
-	 * Transcripts: written only while the session's lease names this host
-	 * (locked against a take, as a row's write).
+	 * Transcripts: written only while this host holds the session's
+	 * lease with the writer's fence (locked against a take, as a row's
+	 * write): the same host's earlier holding of it writes nothing.
 	 */
 	[PS_TX_SIZE] = "SELECT coalesce(sum(length(data)), 0) FROM "
 	    "transcripts WHERE uid = $1::bigint AND name = $2::text AND path = "
 	    "$3::text",
 	[PS_TX_CLEAR] = "WITH l AS (SELECT 1 FROM leases WHERE uid = "
-	    "$1::bigint AND name = $2::text AND host_id = $4::text FOR SHARE) "
+	    "$1::bigint AND name = $2::text AND host_id = $4::text AND fence = "
+	    "$5::bigint FOR SHARE) "
 	    "DELETE FROM transcripts WHERE uid = $1::bigint AND name = $2::text "
 	    "AND path = $3::text AND EXISTS (SELECT 1 FROM l)",
 	[PS_TX_ADD] = "WITH l AS (SELECT 1 FROM leases WHERE uid = $1::bigint "
-	    "AND name = $2::text AND host_id = $4::text FOR SHARE) INSERT INTO "
-	    "transcripts (uid, name, path, pos, data) SELECT $1::bigint, "
-	    "$2::text, $3::text, $5::bigint, $6::bytea FROM l",
+	    "AND name = $2::text AND host_id = $4::text AND fence = $5::bigint "
+	    "FOR SHARE) INSERT INTO transcripts (uid, name, path, pos, data) "
+	    "SELECT $1::bigint, $2::text, $3::text, $6::bigint, $7::bytea FROM "
+	    "l",
 	[PS_TX_LOAD] = "SELECT path, pos, data FROM transcripts WHERE uid = "
 	    "$1::bigint AND name = $2::text ORDER BY path, pos",
 	[PS_TX_DELETE] = "DELETE FROM transcripts WHERE uid = $1::bigint AND "
@@ -1146,13 +1149,13 @@ pg_transcript_size(uid_t uid, const char *name, const char *path)
 }
 
 static int
-pg_transcript_append(uid_t uid, const char *name, const char *path,
-    uint64_t offset, const void *data, size_t len)
+pg_transcript_append(uid_t uid, const char *name, int64_t fence,
+    const char *path, uint64_t offset, const void *data, size_t len)
 {
-	char		 u[PG_NUM_MAX], pos[PG_NUM_MAX];
-	const char	*v[6] = { u, name, path, pg_host_id, pos, data };
-	int		 lens[6] = { 0, 0, 0, 0, 0, 0 };
-	int		 fmts[6] = { 0, 0, 0, 0, 0, 1 };	/* data: bytes */
+	char		 u[PG_NUM_MAX], pos[PG_NUM_MAX], f[PG_NUM_MAX];
+	const char	*v[7] = { u, name, path, pg_host_id, f, pos, data };
+	int		 lens[7] = { 0, 0, 0, 0, 0, 0, 0 };
+	int		 fmts[7] = { 0, 0, 0, 0, 0, 0, 1 };	/* data: bytes */
 	PGresult	*r;
 	long		 n;
 	int		 follows, rc = -1;
@@ -1161,8 +1164,9 @@ pg_transcript_append(uid_t uid, const char *name, const char *path,
 		return -1;
 	snprintf(u, sizeof u, "%lu", (unsigned long)uid);
 	snprintf(pos, sizeof pos, "%" PRIu64, offset);
+	snprintf(f, sizeof f, "%" PRId64, fence);
 	if (offset == 0) {
-		if (pg_changed(PS_TX_CLEAR, 4, v, "clearing a transcript") == -1)
+		if (pg_changed(PS_TX_CLEAR, 5, v, "clearing a transcript") == -1)
 			goto out;
 	} else if ((follows = store_transcript_follows(uid, name, path,
 	    offset)) != 0) {
@@ -1173,8 +1177,8 @@ pg_transcript_append(uid_t uid, const char *name, const char *path,
 		rc = 0;
 		goto out;
 	}
-	lens[5] = (int)len;
-	if ((r = pg_exec_prepared(PS_TX_ADD, 6, v, lens, fmts, 0,
+	lens[6] = (int)len;
+	if ((r = pg_exec_prepared(PS_TX_ADD, 7, v, lens, fmts, 0,
 	    "saving a transcript")) == NULL)
 		goto out;
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -1185,8 +1189,8 @@ pg_transcript_append(uid_t uid, const char *name, const char *path,
 	n = strtol(PQcmdTuples(r), NULL, 10);
 	PQclear(r);
 	if (n == 0) {
-		log_warnx("store: transcript %s of %s: not saved: the lease is "
-		    "no longer this host's", path, name);
+		log_warnx("store: transcript %s of %s: not saved: lease %s is "
+		    "no longer this host's", path, name, f);
 		rc = 1;
 		goto out;
 	}

@@ -637,8 +637,8 @@ sq_transcript_size(uid_t uid, const char *name, const char *path)
 }
 
 static int
-sq_transcript_append(uid_t uid, const char *name, const char *path,
-    uint64_t offset, const void *data, size_t len)
+sq_transcript_append(uid_t uid, const char *name, int64_t fence,
+    const char *path, uint64_t offset, const void *data, size_t len)
 {
 	sqlite3_stmt	*st = store_stmts[ST_TX_ADD];
 	int		 rc = -1;

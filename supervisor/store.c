@@ -118,11 +118,11 @@ store_totals_get(void)
 }
 
 int
-store_transcript_append(uid_t uid, const char *name, const char *path,
-    uint64_t offset, const void *data, size_t len)
+store_transcript_append(uid_t uid, const char *name, int64_t fence,
+    const char *path, uint64_t offset, const void *data, size_t len)
 {
-	return store_be != NULL ? store_be->transcript_append(uid, name, path,
-	    offset, data, len) : -1;
+	return store_be != NULL ? store_be->transcript_append(uid, name,
+	    fence, path, offset, data, len) : -1;
 }
 
 int

@@ -182,10 +182,11 @@ int	 store_totals_all(store_totals_cb, void *);
  * dir), kept as the pieces the worker sent after each turn.  A piece at
  * offset 0 starts the file anew; any other must start where the stored
  * file ends: 1 if it does not (nothing is written), -1 on a failure.
+ * A shared store writes only while the lease has that fence (1 if not).
  * store_session_delete() removes them too.
  */
-int	 store_transcript_append(uid_t, const char *name, const char *path,
-	    uint64_t offset, const void *data, size_t len);
+int	 store_transcript_append(uid_t, const char *name, int64_t fence,
+	    const char *path, uint64_t offset, const void *data, size_t len);
 /* The bytes stored of one file, or -1. */
 int64_t	 store_transcript_size(uid_t, const char *name, const char *path);
 /* Every piece in path then offset order; cb returns -1 to stop. */

@@ -38,8 +38,14 @@ transcript_piece(struct session *s, const struct msg_transcript *t)
 {
 	if (!store_is_open() || !transcript_current(s, t->path))
 		return;
-	switch (store_transcript_append(s->uid, s->name, t->path, t->offset,
-	    t->data, t->len)) {
+	/* A shared store: not this host's to write once its lease is lost. */
+	if (store_shared() && s->lease_fence == 0) {
+		log_debug("session %s: transcript %s: no lease; not saved",
+		    s->name, t->path);
+		return;
+	}
+	switch (store_transcript_append(s->uid, s->name, s->lease_fence,
+	    t->path, t->offset, t->data, t->len)) {
 	case 0:
 		log_debug("session %s: transcript %s, %zu bytes at %llu",
 		    s->name, t->path, t->len, (unsigned long long)t->offset);

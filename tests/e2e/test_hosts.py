@@ -9,7 +9,9 @@ text the model was sent:
   turn 1 on A; turn 2 on B (A lets go, B resumes from the stored
   transcript, the model sees turn 1, A's attached client is told
   session_moved); turn 3 on A again (moved back); SIGKILL of A, the owner:
-  turn 4 on B once A's lease runs out, resumed, and no turn ran twice."""
+  turn 4 on B once A's lease runs out, resumed, and no turn ran twice;
+  B's lease given a fence B does not hold: its turn 5 writes neither the
+  session's row nor its transcript."""
 
 import json
 import os
@@ -72,7 +74,7 @@ def main():
             url = pg.url("hotplex")
             with host("a", url, shared, mock.env()) as a, \
                     host("b", url, shared, mock.env()) as b:
-                run(a, b, mock, shared)
+                run(a, b, mock, shared, pg)
     except hppg.Unavailable as e:
         t.skip("two hosts sharing a PostgreSQL store", str(e))
     finally:
@@ -86,7 +88,13 @@ def human_turns(mock, text):
                if r.get("human_text") == text and r.get("status") == 200)
 
 
-def run(a, b, mock, shared):
+def tx_bytes(pg):
+    r = pg.sql("hotplex", "SELECT coalesce(sum(length(data)), 0) FROM "
+               "transcripts WHERE name = '%s'" % SESSION)
+    return int(r[0][0])
+
+
+def run(a, b, mock, shared, pg):
     wd = os.path.join(shared, SESSION)
     said = ["turn one: the word is alpha"]
     ca = a.client()
@@ -159,6 +167,19 @@ def run(a, b, mock, shared):
          "move_timeout (%d us)" % start.get("move_us", -1))
     t.eq([human_turns(mock, x) for x in said], [1, 1, 1, 1],
          "every turn ran once")
+
+    # b's lease taken again under b's own name (another epoch: a fence b
+    # does not hold): b's next turn writes neither row nor transcript.
+    have = tx_bytes(pg)
+    pg.sql("hotplex", "UPDATE leases SET fence = fence + 1 WHERE name = "
+           "'%s'" % SESSION)
+    e = b.client().execute(SESSION, "turn five")
+    t.ok(e[-1]["type"] == "error" and
+         e[-1]["data"]["code"] == "lease_lost" and have > 0 and
+         tx_bytes(pg) == have,
+         "a fence host b does not hold: its turn ends lease_lost and the "
+         "stored transcript is untouched (%d bytes)" % have,
+         (e[-1], have, tx_bytes(pg)))
     a.start()       # for the context manager's stop
     b.client().request("stop", session=SESSION)
 

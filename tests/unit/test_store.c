@@ -20,6 +20,7 @@
 #define UID	1000
 #define NAME	"s1"
 #define PATH	"projects/-w/0b6c3f6e-0000-4000-8000-000000000001.jsonl"
+#define FENCE	1	/* one host: every lease is this one */
 
 static char	dir[] = "/tmp/hp-test-store.XXXXXX";
 
@@ -65,15 +66,15 @@ test_transcript_in_step(void **state)
 {
 	struct loaded	l = { .len = 0 };
 
-	assert_int_equal(store_transcript_append(UID, NAME, PATH, 0, "abc",
+	assert_int_equal(store_transcript_append(UID, NAME, FENCE, PATH, 0, "abc",
 	    3), 0);
-	assert_int_equal(store_transcript_append(UID, NAME, PATH, 3, "de",
+	assert_int_equal(store_transcript_append(UID, NAME, FENCE, PATH, 3, "de",
 	    2), 0);
 	assert_int_equal(store_transcript_size(UID, NAME, PATH), 5);
 	/* A gap, and a piece already stored: both out of step. */
-	assert_int_equal(store_transcript_append(UID, NAME, PATH, 9, "x",
+	assert_int_equal(store_transcript_append(UID, NAME, FENCE, PATH, 9, "x",
 	    1), 1);
-	assert_int_equal(store_transcript_append(UID, NAME, PATH, 3, "de",
+	assert_int_equal(store_transcript_append(UID, NAME, FENCE, PATH, 3, "de",
 	    2), 1);
 	assert_int_equal(store_transcript_size(UID, NAME, PATH), 5);
 	assert_int_equal(store_transcript_load(UID, NAME, load_piece, &l), 0);
@@ -85,13 +86,13 @@ test_transcript_in_step(void **state)
 static void
 test_transcript_restart(void **state)
 {
-	assert_int_equal(store_transcript_append(UID, NAME, PATH, 0, "abc",
+	assert_int_equal(store_transcript_append(UID, NAME, FENCE, PATH, 0, "abc",
 	    3), 0);
-	assert_int_equal(store_transcript_append(UID, NAME, PATH, 0, "z", 1),
+	assert_int_equal(store_transcript_append(UID, NAME, FENCE, PATH, 0, "z", 1),
 	    0);
 	assert_int_equal(store_transcript_size(UID, NAME, PATH), 1);
 	/* An empty piece in step changes nothing. */
-	assert_int_equal(store_transcript_append(UID, NAME, PATH, 1, "", 0),
+	assert_int_equal(store_transcript_append(UID, NAME, FENCE, PATH, 1, "", 0),
 	    0);
 	assert_int_equal(store_transcript_size(UID, NAME, PATH), 1);
 }
