@@ -179,6 +179,8 @@ struct session {
 	int			 move_stopping;	/* its CLI is being stopped */
 	int			 worker_turn;	/* sent, the worker's end not in:
 						   its transcript may lag */
+	int			 cli_own;	/* a turn the CLI began by itself
+						   runs (its cli_turn not in) */
 
 	/* The turn in flight or waiting for a worker. */
 	uint32_t		 turn;

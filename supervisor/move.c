@@ -245,8 +245,9 @@ move_finish(struct session *s)
  * No turn runs now.  The last turn's transcript is committed before its
  * end reached us (the worker sends it first): the lease goes back at once
  * and the CLI stops in the background, its exit-time lines (metadata
- * only) dropped.  A turn cut by move_timeout, or a CLI still starting,
- * may have lines not yet saved: that CLI's exit is waited for.
+ * only) dropped.  A turn cut by move_timeout (a client's or the CLI's
+ * own), or a CLI still starting, may have lines not yet saved: that CLI's
+ * exit is waited for (the worker saves what it wrote on its way out).
  */
 void
 move_release(struct session *s)
@@ -254,7 +255,7 @@ move_release(struct session *s)
 	if (s->move_to == NULL || s->move_stopping)
 		return;
 	if (s->worker != NULL && (s->state != SESSION_READY ||
-	    s->worker_turn)) {
+	    s->worker_turn || s->cli_own)) {
 		s->move_stopping = 1;
 		session_stop_cli(s);
 		return;
@@ -306,11 +307,17 @@ move_let_go(struct session *s, const char *to)
 	s->move_to = xstrdup(to);
 	session_turnq_cancel(s, ERR_SESSION_MOVED, "the session moved to "
 	    "another host");
-	if (!session_running(s)) {
+	if (!session_running(s) && !s->cli_own) {
 		move_release(s);
 		return;
 	}
-	/* A running turn may end first, within move_timeout. */
+	/*
+	 * A running turn, the client's or one the CLI began by itself, may
+	 * end first (its transcript saved), within move_timeout.
+	 */
+	if (s->cli_own)
+		log_info("move: session %s: the CLI's own turn runs; waiting "
+		    "for its end", s->name);
 	if (s->move_timer == NULL)
 		s->move_timer = evtimer_new(hp.base, move_timer_fire, s);
 	tv = util_ms_tv(hp.conf->move_timeout_ms);

@@ -91,8 +91,17 @@ session_emit_own(struct session *s, const char *tail, size_t len)
 	e->len = n;
 	ring_push(&s->ring, e);
 
-	if (!json_tail_is(tail, len, ct))
+	if (!json_tail_is(tail, len, ct)) {
+		s->cli_own = 1;
 		return;
+	}
+	/*
+	 * Its end: its transcript is in the store (the worker sends it
+	 * first).  A move that waited for it goes on, from the loop.
+	 */
+	s->cli_own = 0;
+	if (s->move_to != NULL)
+		event_active(s->turnq_ev, EV_TIMEOUT, 1);
 	o = json_tail_parse(tail, len);
 	d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o,
 	    "data"), "stats");

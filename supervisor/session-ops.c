@@ -702,7 +702,7 @@ session_turnq_run(evutil_socket_t fd, short what, void *arg)
 	struct queued_turn	*q;
 
 	/* Another host asked for it: let go once no turn runs. */
-	if (s->move_to != NULL && !session_running(s)) {
+	if (s->move_to != NULL && !session_running(s) && !s->cli_own) {
 		move_release(s);	/* may free s */
 		return;
 	}

@@ -313,6 +313,7 @@ session_worker_cli_exit(struct session *s, const struct msg_cli_exit *ce)
 	log_info("session %s: CLI %ld exited (status %d, signal %d)",
 	    s->name, (long)s->cli_pid, ce->status, ce->signal);
 	s->cli_pid = 0;
+	s->cli_own = 0;
 	/* As in session_turn_end: refused before the worker saw the turn. */
 	if (s->state == SESSION_BUSY && !s->has_conversation &&
 	    session_cli_in_use(tail)) {
@@ -510,6 +511,7 @@ session_worker_detach(struct session *s)
 	s->worker = NULL;
 	s->cli_pid = 0;
 	s->worker_turn = 0;
+	s->cli_own = 0;
 	pool_worker_orphan(wk, s->uid, s->name, s->turn);
 	/* Its CLI is on its way out: so are the token and the approvals. */
 	server_gateway_session_close(s);
@@ -547,6 +549,7 @@ session_worker_gone(struct session *s, struct worker *wk, int status)
 	s->cli_pid = 0;
 	s->frozen = 0;
 	s->worker_turn = 0;
+	s->cli_own = 0;
 	event_del(s->freeze_timer);
 	s->worker = NULL;
 	wk->session = NULL;

@@ -160,6 +160,8 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 			cJSON_AddStringToObject(d, "result", t->result);
 		cJSON_AddBoolToObject(d, "is_error", t->is_error);
 		cJSON_AddItemToObject(d, "stats", stats_to_json(t->stats));
+		/* Its lines reach the store before its end (a move waits). */
+		transcript_save(worker_out(), 0);
 		ws.cli_own = 1;
 		worker_bridge_event(NULL, "cli_turn", d);
 		ws.cli_own = 0;

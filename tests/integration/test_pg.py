@@ -535,6 +535,48 @@ def test_across(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_own_move(pg):
+    """A move while a turn the CLI began by itself runs (fake CLI bgturn:
+    it lasts until the CLI's next control request, which never comes
+    here): A waits for it, as for a client's turn, until move_timeout,
+    then stops the CLI (whose last transcript lines its worker saves) and
+    only then lets the session go; B's turn resumes it."""
+    db = "own"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, move_timeout="2s") as a, \
+                host(url, "hostB", root, move_timeout="60s") as b:
+            ca, fa = a.client(), a.client()
+            e = ca.execute("o1", "bgturn hello", workdir=os.path.join(root,
+                                                                      "o1"))
+            fa.request("attach", session="o1", since_seq=e[-1]["seq"])
+            o = fa.line()
+            t.ok(e[-1]["type"] == "done" and o is not None and
+                 o.get("origin") == "cli",
+                 "A: a turn, then one the CLI began by itself", o)
+            eb = b.client().execute("o1", "stream:1")
+            t.ok(eb[-1]["type"] == "done" and
+                 start_of(eb).get("resumed") is True,
+                 "B: the session moved and resumed", eb[-1])
+            with open(a.log, errors="replace") as f:
+                log = f.read()
+            i = log.find("the CLI's own turn runs; waiting")
+            j = log.find("still runs after move_timeout", max(i, 0))
+            k = log.find("let go to host hostB", max(j, 0))
+            t.ok(0 <= i < j < k, "A waited for the CLI's own turn "
+                 "(move_timeout), then let the session go", a.logtail(8))
+            moved = None
+            while moved is None:
+                x = fa.line()
+                if x is None or x.get("type") == "session_moved":
+                    moved = x or {}
+            t.eq(moved.get("data", {}).get("host"), "hostB",
+                 "A's follower is told session_moved to hostB")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def check_n(d):
     """hotplexd -n on the daemon's configuration: (status, output)."""
     r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
@@ -749,7 +791,8 @@ def main():
     # HP_PG_CASES=across,drain: only those cases (while working on them).
     only = [x for x in os.environ.get("HP_PG_CASES", "").split(",") if x]
     cases = (test_one_host, test_store_paused, test_store_lost, test_readyz,
-             test_store_watch, test_drain, test_across, test_fencing, test_paused, test_expiry)
+             test_store_watch, test_drain, test_across, test_own_move,
+             test_fencing, test_paused, test_expiry)
     try:
         for case in cases:
             if not only or case.__name__[len("test_"):] in only:
