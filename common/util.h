@@ -13,6 +13,7 @@
 uint64_t	util_now_ms(void);		/* CLOCK_MONOTONIC */
 int		util_errno_capacity(int);	/* out of fds, memory */
 uint64_t	util_now_us(void);
+int64_t		util_wall_ms(void);		/* CLOCK_REALTIME: rows, audit */
 /* Milliseconds as a timeval, for libevent's timers. */
 struct timeval	util_ms_tv(uint64_t ms);
 /* A random (version 4) UUID into buf[UUID_STR_LEN + 1]. */

@@ -60,15 +60,6 @@ struct audit_pending {
 
 static struct event	*audit_timer;
 
-static int64_t
-audit_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* At most max bytes of s, cut on a UTF-8 character boundary. */
 static char *
 audit_cut(const char *s, size_t max)
@@ -191,7 +182,7 @@ audit_call_new(struct session *s, const char *id, const char *tool)
 	a = &p->calls[p->n++];
 	a->id = xstrdup(id);
 	a->tool = xstrdup(tool != NULL ? tool : "");
-	a->start_ms = audit_now_ms();
+	a->start_ms = util_wall_ms();
 	a->turn = s->turn;
 	return a;
 }
@@ -416,7 +407,7 @@ audit_firewall(struct session *s, const char *prompt,
 	    v->nmatches > 0 ? v->matches[0].rule : "?",
 	    v->nmatches > 0 ? v->matches[0].category : "?", v->score);
 	memset(&r, 0, sizeof r);
-	r.time_ms = audit_now_ms();
+	r.time_ms = util_wall_ms();
 	r.uid = s->uid;
 	r.session = s->name;
 	r.turn = s->turn;
@@ -440,7 +431,7 @@ audit_expire(evutil_socket_t fd, short what, void *arg)
 	long		n;
 
 	if (hp.conf->audit_retention_ms > 0) {
-		n = store_audit_expire(audit_now_ms() -
+		n = store_audit_expire(util_wall_ms() -
 		    (int64_t)hp.conf->audit_retention_ms);
 		if (n > 0)
 			log_info("audit: %ld rows older than %llu ms removed", n,

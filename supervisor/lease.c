@@ -65,15 +65,6 @@ static uint64_t		 lease_gen;	/* renewals done */
 static uint64_t		 lease_ok_ms;	/* monotonic: the last renewal that
 					   worked was sent then */
 
-static uint64_t
-lease_mono_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* fence is ours now: the session's row may be newer than the table's. */
 static void
 lease_got(struct session *s, int64_t fence)
@@ -246,7 +237,7 @@ static void
 lease_renew(void)
 {
 	struct session	*s, *next;
-	uint64_t	 sent = lease_mono_ms();
+	uint64_t	 sent = util_now_ms();
 	const char	*why = "another host took the session's lease";
 
 	lease_gen++;
@@ -257,7 +248,7 @@ lease_renew(void)
 		 * session on two hosts: all of them are lost (each is taken
 		 * again at its next use, once the store answers).
 		 */
-		if (lease_mono_ms() - lease_ok_ms < hp.conf->lease_timeout_ms)
+		if (util_now_ms() - lease_ok_ms < hp.conf->lease_timeout_ms)
 			return;
 		why = "the store could not renew the lease for lease_timeout";
 	} else
@@ -301,7 +292,7 @@ lease_init(void)
 	}
 	if (!store_shared())
 		return;
-	lease_ok_ms = lease_mono_ms();
+	lease_ok_ms = util_now_ms();
 	if ((lease_timer = evtimer_new(hp.base, lease_fire, NULL)) == NULL)
 		fatalx("lease: evtimer_new");
 	tv = util_ms_tv(hp.conf->lease_timeout_ms / LEASE_RENEWALS);

@@ -40,15 +40,6 @@ static struct {
 	char	 kind[RL_KIND_MAX];	/* which */
 } rl;
 
-static int64_t
-rl_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A header's value, by its name (case as sent). */
 static const char *
 rl_header(const cJSON *h, const char *name)
@@ -166,7 +157,7 @@ rl_event(struct session *s, int status, uint64_t retry_ms)
 void
 ratelimit_record(struct session *s, int status, const cJSON *headers)
 {
-	int64_t		 now = rl_now_ms(), reset = 0;
+	int64_t		 now = util_wall_ms(), reset = 0;
 	const char	*kind = "requests", *ra;
 	double		 util;
 	int		 known;
@@ -215,7 +206,7 @@ ratelimit_admit(uint64_t *retry_after_ms)
 
 	if (!hp.conf->rate_limit_admission || !rl.over)
 		return 0;
-	now = rl_now_ms();
+	now = util_wall_ms();
 	if (rl.until_ms <= now) {
 		rl.over = 0;		/* the limit has reset */
 		return 0;
@@ -229,7 +220,7 @@ void
 ratelimit_json(cJSON *into)
 {
 	cJSON	*o = cJSON_AddObjectToObject(into, "rate_limit");
-	int64_t	 now = rl_now_ms();
+	int64_t	 now = util_wall_ms();
 
 	cJSON_AddBoolToObject(o, "over", rl.over && rl.until_ms > now);
 	cJSON_AddStringToObject(o, "rateLimitType", rl.kind);

@@ -182,15 +182,6 @@ store_text(sqlite3_stmt *st, int col, const char *s)
 		sqlite3_bind_text(st, col, s, -1, SQLITE_STATIC);
 }
 
-static int64_t
-store_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* --- opening ------------------------------------------------------------ */
 
 /* Renames path (and its WAL and shared memory) aside; 0 when done. */
@@ -483,7 +474,7 @@ sq_session_put(const struct store_session *s)
 	store_text(st, 7, s->options);
 	store_text(st, 8, s->stats);
 	store_text(st, 9, s->last_turn);
-	sqlite3_bind_int64(st, 10, store_now_ms());
+	sqlite3_bind_int64(st, 10, util_wall_ms());
 	if (s->run_uid >= 0)
 		sqlite3_bind_int64(st, 11, s->run_uid);
 	else
