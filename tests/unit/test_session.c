@@ -358,6 +358,26 @@ w_cli_exit(struct session *s, int sig)
 	from_worker(s, b);
 }
 
+static void
+w_open_failed(struct session *s, const char *code)
+{
+	struct evbuffer		*b = evbuffer_new();
+	struct msg_open_failed	 of = { .code = code,
+				    .message = "the CLI did not start" };
+
+	msg_open_failed_compose(b, 0, &of);
+	from_worker(s, b);
+}
+
+static void
+w_probed(struct session *s)
+{
+	struct evbuffer	*b = evbuffer_new();
+
+	msg_empty_compose(b, MSG_PROBED, 0);
+	from_worker(s, b);
+}
+
 /* The worker is reaped: its exit as waitpid() would give it. */
 static void
 w_gone(struct session *s, int sig)
@@ -917,6 +937,82 @@ test_queued_turn(void **state)
 	s->worker = NULL;
 }
 
+/* The number of lines for request req of type type. */
+static size_t
+count(const char *req, const char *type)
+{
+	size_t		i, n = 0;
+	const char	*id, *t;
+
+	for (i = 0; i < rec.nlines; i++) {
+		id = json_str(rec.line[i], "id");
+		t = line_type(i);
+		if (id != NULL && t != NULL && strcmp(id, req) == 0 &&
+		    strcmp(t, type) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* An open is answered once its CLI has answered the probe, not before. */
+static void
+test_open_probed(void **state)
+{
+	struct session	*s;
+
+	rec.spare = &wk;
+	op(session_op_open, "o1", "{\"session\":\"s\",\"workdir\":\"/w\"}");
+	assert_non_null(s = session_find("s", UID));
+	assert_true(was_sent(MSG_OPEN));
+	w_opened(s);
+	assert_int_equal(s->state, SESSION_READY);
+	assert_int_equal(rec.nlines, 0);
+	w_probed(s);
+	assert_int_equal(rec.nlines, 1);
+	assert_int_equal(count("o1", "ok"), 1);
+	/* Open again while it runs: ok at once, nothing sent. */
+	rec.nsent = 0;
+	op(session_op_open, "o2", "{\"session\":\"s\"}");
+	assert_int_equal(count("o2", "ok"), 1);
+	assert_int_equal(rec.nsent, 0);
+	s->worker = NULL;
+}
+
+/*
+ * The CLI of a new session does not start: the open gets one error with
+ * the worker's code, and the session, which never ran, is forgotten.
+ */
+static void
+test_open_failed(void **state)
+{
+	struct session	*s;
+
+	rec.spare = &wk;
+	op(session_op_open, "o3", "{\"session\":\"s\",\"workdir\":\"/w\"}");
+	assert_non_null(s = session_find("s", UID));
+	w_open_failed(s, ERR_SPAWN_FAILED);
+	assert_int_equal(count("o3", "error"), 1);
+	assert_int_equal(count("o3", "ok"), 0);
+	assert_string_equal(line_code(rec.nlines - 1), ERR_SPAWN_FAILED);
+	assert_null(session_find("s", UID));
+	assert_int_equal(rec.forgets, 1);
+}
+
+/* ... and an execute waiting on that CLI ends once, with the same code. */
+static void
+test_execute_open_failed(void **state)
+{
+	struct session	*s;
+
+	rec.spare = &wk;
+	op(session_op_execute, "x1",
+	    "{\"session\":\"s\",\"workdir\":\"/w\",\"prompt\":\"hi\"}");
+	assert_non_null(s = session_find("s", UID));
+	w_open_failed(s, ERR_CLI_EXITED);
+	assert_string_equal(line_code(terminal("x1")), ERR_CLI_EXITED);
+	assert_null(session_find("s", UID));
+}
+
 /*
  * The client leaves mid-turn: nothing more is written to it, and the
  * turn still ends (the session is ready for the next one).
@@ -964,6 +1060,9 @@ main(void)
 		T(test_stop_during_turn),
 		T(test_busy),
 		T(test_queued_turn),
+		T(test_open_probed),
+		T(test_open_failed),
+		T(test_execute_open_failed),
 		T(test_client_gone),
 #undef T
 	};
