@@ -378,6 +378,27 @@ w_probed(struct session *s)
 	from_worker(s, b);
 }
 
+static void
+w_approval(struct session *s, const char *id, int pending)
+{
+	struct evbuffer		*b = evbuffer_new();
+	struct msg_approval	 ap = { .request_id = id, .pending = pending };
+
+	msg_approval_compose(b, s->turn, &ap);
+	from_worker(s, b);
+}
+
+static void
+w_configured(struct session *s, int ok)
+{
+	struct evbuffer		*b = evbuffer_new();
+	struct msg_configured	 cd = { .ok = ok,
+				    .message = ok ? NULL : "no such model" };
+
+	msg_configured_compose(b, s->turn, &cd);
+	from_worker(s, b);
+}
+
 /* The worker is reaped: its exit as waitpid() would give it. */
 static void
 w_gone(struct session *s, int sig)
@@ -1014,6 +1035,73 @@ test_execute_open_failed(void **state)
 }
 
 /*
+ * A question the worker put to the app: answered once (the answer goes to
+ * the worker); a second answer, or one to a question settled, not_found.
+ */
+static void
+test_permission(void **state)
+{
+	struct session	*s = running_turn("p");
+
+	w_approval(s, "q1", 1);
+	w_approval(s, "q2", 1);
+	w_approval(s, "q2", 0);		/* settled by the CLI itself */
+	op(session_op_permission, "p1", "{\"session\":\"s\","
+	    "\"request_id\":\"q1\",\"decision\":\"allow\"}");
+	assert_int_equal(count("p1", "ok"), 1);
+	assert_true(was_sent(MSG_PERMISSION));
+	rec.nsent = 0;
+	op(session_op_permission, "p2", "{\"session\":\"s\","
+	    "\"request_id\":\"q1\",\"decision\":\"deny\"}");
+	assert_string_equal(line_code(rec.nlines - 1), ERR_NOT_FOUND);
+	op(session_op_permission, "p3", "{\"session\":\"s\","
+	    "\"request_id\":\"q2\",\"decision\":\"allow\"}");
+	assert_string_equal(line_code(rec.nlines - 1), ERR_NOT_FOUND);
+	op(session_op_permission, "p4", "{\"session\":\"s\","
+	    "\"request_id\":\"q1\",\"decision\":\"maybe\"}");
+	assert_string_equal(line_code(rec.nlines - 1), ERR_BAD_REQUEST);
+	assert_false(was_sent(MSG_PERMISSION));
+	w_done(s, s->turn, 0, 0);
+	terminal("p");
+	s->worker = NULL;
+}
+
+/*
+ * configure on a running CLI waits for its answer: ok (live) when it took
+ * the settings, the CLI's refusal as bad_request; one reply each.
+ */
+static void
+test_configure(void **state)
+{
+	struct session	*s = running_turn("k");
+
+	op(session_op_configure, "k1",
+	    "{\"session\":\"s\",\"model\":\"m2\"}");
+	assert_true(was_sent(MSG_CONFIGURE));
+	assert_int_equal(count("k1", "ok"), 0);
+	op(session_op_configure, "k2",
+	    "{\"session\":\"s\",\"model\":\"m3\"}");
+	assert_string_equal(line_code(rec.nlines - 1), ERR_SESSION_BUSY);
+	w_configured(s, 1);
+	assert_int_equal(count("k1", "ok"), 1);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(rec.line[rec.nlines - 1],
+	    "data"), "live")));
+	assert_string_equal(json_str(s->options, "model"), "m2");
+	op(session_op_configure, "k3",
+	    "{\"session\":\"s\",\"model\":\"nope\"}");
+	w_configured(s, 0);
+	assert_int_equal(count("k3", "error"), 1);
+	assert_string_equal(line_code(rec.nlines - 1), ERR_BAD_REQUEST);
+	assert_string_equal(json_str(s->options, "model"), "m2");
+	op(session_op_configure, "k4", "{\"session\":\"s\"}");
+	assert_string_equal(line_code(rec.nlines - 1), ERR_BAD_REQUEST);
+	w_done(s, s->turn, 0, 0);
+	terminal("k");
+	s->worker = NULL;
+}
+
+/*
  * The client leaves mid-turn: nothing more is written to it, and the
  * turn still ends (the session is ready for the next one).
  */
@@ -1063,6 +1151,8 @@ main(void)
 		T(test_open_probed),
 		T(test_open_failed),
 		T(test_execute_open_failed),
+		T(test_permission),
+		T(test_configure),
 		T(test_client_gone),
 #undef T
 	};
