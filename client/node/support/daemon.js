@@ -70,20 +70,25 @@ export class Daemon {
     return this;
   }
 
-  // Workers of the daemon (its live children), from /proc.
+  // The daemon's live processes below it, from /proc: its children (the
+  // spawner, when it runs as root) and theirs (the workers).
   workers() {
-    const out = [];
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-        if (f[0] !== 'Z' && Number(f[1]) === this.proc.pid) out.push(+d);
-      } catch {
-        // gone meanwhile
+    const kids = (ppid) => {
+      const out = [];
+      for (const d of fs.readdirSync('/proc')) {
+        if (!/^\d+$/.test(d)) continue;
+        try {
+          const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+          const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+          if (f[0] !== 'Z' && Number(f[1]) === ppid) out.push(+d);
+        } catch {
+          // gone meanwhile
+        }
       }
-    }
-    return out;
+      return out;
+    };
+    const top = kids(this.proc.pid);
+    return top.concat(...top.map(kids));
   }
 
   // Resolves once none of pids is alive (zombies count as gone).
