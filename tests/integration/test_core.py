@@ -594,7 +594,7 @@ def test_worker_told_other_version():
                          pass_fds=(n,), stderr=subprocess.PIPE)
     b.close()
     try:
-        a.settimeout(30)
+        a.settimeout(scaled(30))
         h = b""
         while len(h) < 16:
             chunk = a.recv(16 - len(h))

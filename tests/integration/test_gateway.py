@@ -521,7 +521,7 @@ def test_bad_input(d, up, c, port, tok):
     slow = [raw(port, hdr[:20], read=False, timeout=30) for _ in range(8)]
     t.ok(alive(), "served while slow clients hang on")
     for s in slow:
-        s.settimeout(CLIENT_TIMEOUT_S * 20)
+        s.settimeout(scaled(CLIENT_TIMEOUT_S * 20))
         try:
             gone = s.recv(1) == b"" or True
         except ConnectionResetError:

@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (time_scale, TAP, Daemon, wait_for, proc_alive,
+from hplib import (scaled, time_scale, TAP, Daemon, wait_for, proc_alive,
                    procs_in_group, procs_under, rss_kb)
 
 NSESS = int(os.environ.get("HP_LOAD_SESSIONS", "200"))
@@ -287,7 +287,7 @@ def main():
                      "the slow client's cut-off")
         except TimeoutError:
             pass
-        cut = cut_off(slow, 30)
+        cut = cut_off(slow, scaled(30))
         log = open(d.log).read()
         t.ok(cut and ("does not read:" in log or "has not read" in log),
              "the slow client was cut off (client_outbuf_max 1M, "
