@@ -8,10 +8,14 @@
  * never a wrong answer, since the lease in the store decides.
  *
  * A lost connection is made again with back-off; LISTEN is said again.
+ * Messages are sent without waiting for their answer, one at a time from
+ * a bounded queue (the next when the last one's answer is in): a server
+ * that stops answering holds them, never the master.
  * Connecting runs from the loop (PQconnectStart, PQconnectPoll, LISTEN
  * sent without waiting), at most NOTIFY_CONNECT_MS per try: a server that
  * accepts but never answers does not hold up the master.
  */
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include <stdio.h>
@@ -32,6 +36,13 @@
 #define NOTIFY_RETRY_MIN_MS	250
 #define NOTIFY_RETRY_MAX_MS	30000
 #define NOTIFY_CONNECT_MS	5000	/* a try, LISTEN's answer included */
+#define NOTIFY_QUEUE_MAX	256	/* messages waiting to be sent */
+
+/* A message not yet sent (its payload, with "to" and "from"). */
+struct notify_out {
+	TAILQ_ENTRY(notify_out)	 entry;
+	char			*payload;
+};
 
 enum notify_state {
 	NOTIFY_DOWN,		/* no connection; retry armed */
@@ -44,6 +55,7 @@ static struct {
 	struct event_base	*base;
 	char			*conninfo;
 	char			*host_id;
+	char			*appname;	/* in pg_stat_activity */
 	notify_cb		 cb;
 	void			*arg;
 	PGconn			*conn;
@@ -53,15 +65,32 @@ static struct {
 	uint64_t		 retry_ms;
 	uint64_t		 received;
 	uint64_t		 sent;
+	TAILQ_HEAD(, notify_out) outq;
+	size_t			 nout;
+	int			 sending;	/* a message's answer not in */
 } nt;
 
 static void	notify_read(evutil_socket_t, short, void *);
 static void	notify_retry_fire(evutil_socket_t, short, void *);
 static void	notify_lost(void);
+static void	notify_answer(void);
+
+static void
+notify_out_free(struct notify_out *o)
+{
+	TAILQ_REMOVE(&nt.outq, o, entry);
+	nt.nout--;
+	free(o->payload);
+	free(o);
+}
 
 static void
 notify_drop(void)
 {
+	/* Hints for the moment they were sent: not sent late. */
+	while (!TAILQ_EMPTY(&nt.outq))
+		notify_out_free(TAILQ_FIRST(&nt.outq));
+	nt.sending = 0;
 	if (nt.ev != NULL) {
 		event_free(nt.ev);
 		nt.ev = NULL;
@@ -131,7 +160,7 @@ notify_connect_first(void)
 {
 	static const char *const keys[] = { "connect_timeout",
 	    "application_name", "dbname", NULL };
-	const char	*vals[] = { "5", "hotplexd notify", nt.conninfo, NULL };
+	const char	*vals[] = { "5", nt.appname, nt.conninfo, NULL };
 	PGresult	*r;
 	char		*sql;
 	int		 ok;
@@ -166,7 +195,7 @@ notify_connect(void)
 {
 	static const char *const keys[] = { "application_name", "dbname",
 	    NULL };
-	const char	*vals[] = { "hotplexd notify", nt.conninfo, NULL };
+	const char	*vals[] = { nt.appname, nt.conninfo, NULL };
 	struct timeval	 tv;
 
 	notify_drop();
@@ -280,6 +309,7 @@ notify_read(evutil_socket_t fd, short what, void *arg)
 		if (nt.state != NOTIFY_UP)
 			return;
 	}
+	notify_answer();
 	notify_deliver();
 }
 
@@ -288,9 +318,11 @@ notify_open(struct event_base *base, const char *conninfo,
     const char *host_id, notify_cb cb, void *arg)
 {
 	memset(&nt, 0, sizeof nt);
+	TAILQ_INIT(&nt.outq);
 	nt.base = base;
 	nt.conninfo = xstrdup(conninfo);
 	nt.host_id = xstrdup(host_id);
+	xasprintf(&nt.appname, "hotplexd notify %s", host_id);
 	nt.cb = cb;
 	nt.arg = arg;
 	if ((nt.retry = evtimer_new(base, notify_retry_fire, NULL)) == NULL)
@@ -310,6 +342,7 @@ notify_close(void)
 		event_free(nt.retry);
 	free(nt.conninfo);
 	free(nt.host_id);
+	free(nt.appname);
 	memset(&nt, 0, sizeof nt);
 }
 
@@ -319,21 +352,65 @@ notify_is_open(void)
 	return nt.state == NOTIFY_UP;
 }
 
+/* The next queued message, if none waits for its answer. */
+static void
+notify_flush(void)
+{
+	struct notify_out	*o;
+	const char		*params[2];
+
+	if (nt.state != NOTIFY_UP || nt.sending ||
+	    (o = TAILQ_FIRST(&nt.outq)) == NULL)
+		return;
+	params[0] = NOTIFY_CHANNEL;
+	params[1] = o->payload;
+	if (PQsendQueryParams(nt.conn, "SELECT pg_notify($1, $2)", 2, NULL,
+	    params, NULL, NULL, 0) == 0) {
+		notify_lost();
+		return;
+	}
+	nt.sending = 1;
+	notify_out_free(o);
+}
+
+/* The answer to the message sent, read as it comes; then the next. */
+static void
+notify_answer(void)
+{
+	PGresult	*r;
+
+	while (nt.sending && !PQisBusy(nt.conn)) {
+		if ((r = PQgetResult(nt.conn)) == NULL) {
+			nt.sending = 0;
+			nt.sent++;
+			break;
+		}
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			log_warnx("notify: a message not sent: %s",
+			    PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	notify_flush();
+}
+
 /*
  * Sends msg (an object; "to" and "from" are set here) to host to.  0 when
- * PostgreSQL took it (it is delivered when the sending transaction ends:
- * here at once), -1 if not (no connection: the caller's wait covers it).
+ * it is queued (PostgreSQL delivers it when its statement ends), -1 if not
+ * (no connection, a full queue: the caller's wait covers it).
  */
 int
 notify_send(const char *to, cJSON *msg)
 {
-	const char	*params[2];
-	PGresult	*r;
-	char		*s;
-	int		 ok;
+	struct notify_out	*o;
+	char			*s;
 
 	if (nt.state != NOTIFY_UP)
 		return -1;
+	if (nt.nout >= NOTIFY_QUEUE_MAX) {
+		log_warnx("notify: %zu messages wait; one to %s not sent",
+		    nt.nout, to);
+		return -1;
+	}
 	cJSON_DeleteItemFromObjectCaseSensitive(msg, "to");
 	cJSON_DeleteItemFromObjectCaseSensitive(msg, "from");
 	cJSON_AddStringToObject(msg, "to", to);
@@ -344,23 +421,13 @@ notify_send(const char *to, cJSON *msg)
 		cJSON_free(s);
 		return -1;
 	}
-	params[0] = NOTIFY_CHANNEL;
-	params[1] = s;
-	r = PQexecParams(nt.conn, "SELECT pg_notify($1, $2)", 2, NULL, params,
-	    NULL, NULL, 0);
-	ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-	if (!ok)
-		log_warnx("notify: to %s: %s", to, PQerrorMessage(nt.conn));
-	PQclear(r);
+	o = xcalloc(1, sizeof *o);
+	o->payload = xstrdup(s);
 	cJSON_free(s);
-	if (!ok && PQstatus(nt.conn) != CONNECTION_OK) {
-		notify_lost();
-		return -1;
-	}
-	nt.sent += ok;
-	/* A query may have brought notifications in: not left unread. */
-	notify_deliver();
-	return ok ? 0 : -1;
+	TAILQ_INSERT_TAIL(&nt.outq, o, entry);
+	nt.nout++;
+	notify_flush();
+	return 0;
 }
 
 void

@@ -255,6 +255,7 @@ static PGconn		*pg_conn;
 static char		*pg_url;	/* with its password: never logged */
 static char		*pg_display;	/* store_path(): host, port, db */
 static char		*pg_host_id;
+static char		*pg_appname;	/* "hotplexd HOST" in pg_stat_activity */
 static uint64_t		 pg_lease_ms;
 static int		 pg_ok;		/* connected, statements prepared */
 static int64_t		 pg_last_try;	/* CLOCK_MONOTONIC ms */
@@ -512,7 +513,7 @@ pg_connect(void)
 	/* The URL's own values win: it comes last (expand_dbname). */
 	static const char *const keys[] = { "connect_timeout",
 	    "application_name", "dbname", NULL };
-	const char	*vals[] = { PG_CONNECT_TIMEOUT, "hotplexd", pg_url, NULL };
+	const char	*vals[] = { PG_CONNECT_TIMEOUT, pg_appname, pg_url, NULL };
 
 	pg_drop();
 	pg_last_try = pg_mono_ms();
@@ -614,7 +615,7 @@ pg_connect_start(void)
 	/* The URL's own values win: it comes last (expand_dbname). */
 	static const char *const keys[] = { "application_name", "dbname",
 	    NULL };
-	const char	*vals[] = { "hotplexd", pg_url, NULL };
+	const char	*vals[] = { pg_appname, pg_url, NULL };
 
 	pg_drop();
 	pg_last_try = pg_mono_ms();
@@ -834,7 +835,8 @@ pg_close(void)
 	free(pg_url);
 	free(pg_display);
 	free(pg_host_id);
-	pg_url = pg_display = pg_host_id = NULL;
+	free(pg_appname);
+	pg_url = pg_display = pg_host_id = pg_appname = NULL;
 }
 
 static int
@@ -854,6 +856,7 @@ pg_open(const struct store_params *p)
 	pg_url = xstrdup(p->url);
 	pg_display = pg_display_name();
 	pg_host_id = xstrdup(p->host_id);
+	xasprintf(&pg_appname, "hotplexd %s", p->host_id);
 	pg_lease_ms = p->lease_ms;
 	if (pg_connect() == -1) {
 		pg_close();

@@ -577,6 +577,49 @@ def test_own_move(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_notify_stall(pg):
+    """B's connection for the hosts' channel stops answering (its server
+    process SIGSTOPped; the store's answers): B's request for a session A
+    holds queues the ask and waits, and B goes on answering meanwhile;
+    once that connection answers again the ask goes out, A lets go and
+    B's request runs."""
+    db = "stall"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, move_timeout="60s") as a, \
+                host(url, "hostB", root, move_timeout="60s") as b:
+            e = a.client().execute("q1", "stream:1",
+                                   workdir=os.path.join(root, "q1"))
+            r = pg.sql(db, "SELECT pid FROM pg_stat_activity WHERE "
+                       "application_name = 'hotplexd notify hostB'")
+            t.ok(e[-1]["type"] == "done" and len(r) == 1,
+                 "A: a turn; B's channel connection is named in "
+                 "pg_stat_activity", r)
+            pid = int(r[0][0])
+            cb, cs = b.client(), b.client()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                rid = cb.send("execute", session="q1", prompt="stream:1")
+                wait_for(lambda: log_has(b, "asked it to let go"),
+                         hplib.REPLY_TIMEOUT_S, "B to ask A")
+                st = cs.request("status")
+                t.ok(st["type"] == "ok" and not log_has(a, "asks for "
+                                                        "session q1"),
+                     "B's channel stalled: the ask waits, B answers "
+                     "meanwhile", st["type"])
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            evs = cb.events(rid)
+            t.ok(evs[-1]["type"] == "done" and
+                 start_of(evs).get("resumed") is True and
+                 log_has(a, "host hostB asks for session q1"),
+                 "the channel back: the ask goes out, A lets go, B's turn "
+                 "resumes the session", evs[-1])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def check_n(d):
     """hotplexd -n on the daemon's configuration: (status, output)."""
     r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
@@ -792,7 +835,7 @@ def main():
     only = [x for x in os.environ.get("HP_PG_CASES", "").split(",") if x]
     cases = (test_one_host, test_store_paused, test_store_lost, test_readyz,
              test_store_watch, test_drain, test_across, test_own_move,
-             test_fencing, test_paused, test_expiry)
+             test_notify_stall, test_fencing, test_paused, test_expiry)
     try:
         for case in cases:
             if not only or case.__name__[len("test_"):] in only:
