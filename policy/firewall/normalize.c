@@ -699,7 +699,8 @@ shell_var_ansi(const char *s, size_t i, size_t n, struct shell_vars *vars)
 			nb_putc(&val, s[k++]);
 	}
 	if (k >= n || s[k] != '\'' || val.len >= SHELL_VAR_VALUE ||
-	    !shell_var_store(s, i, val.data, val.len, vars))
+	    !shell_var_store(s, i, val.data != NULL ? val.data : "", val.len,
+	    vars))
 		k = 0;
 	normalize_buf_free(&val);
 	return k == 0 ? 0 : k + 1;

@@ -222,6 +222,7 @@ test_shell_variables(void **state)
 	/* $'..' values are decoded. */
 	check_shell("a=$'\\x63\\x61\\x74'; $a /etc/shadow",
 	    "a=cat; cat /etc/shadow");
+	check_shell("a=$''; x$a", "a=; x");
 	/* A short unset name spliced into a word is empty... */
 	check_shell("cat$u /etc$u/shadow", "cat /etc/shadow");
 	check_shell("w${x}ho$9ami", "whoami");
