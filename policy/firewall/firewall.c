@@ -63,9 +63,23 @@ struct fw_need {
 	char		*lit;		/* as written, \b and all */
 };
 
+/* Rule indexes, in rule order. */
+struct fw_list {
+	size_t		*v;
+	size_t		 n;
+};
+
 struct policy {
 	struct fw_rule		*rules;
 	size_t			 nrules;
+	/*
+	 * A check visits the rules a hint was seen for, and these: an
+	 * ordinary rule without hints, the allow and the context rules.
+	 */
+	struct fw_list		 plain;
+	struct fw_list		 allows;
+	struct fw_list		 asks;
+	struct fw_list		 runs;
 	struct fw_need		*needs;
 	size_t			 nneeds;
 	struct prefilter	*pf;
@@ -75,6 +89,7 @@ struct policy {
 
 /* What one rule did to one text. */
 struct fw_hit {
+	int		 listed;	/* in the scan's active list */
 	int		 matched;
 	int		 overrun;
 	int		 allowed;
@@ -150,6 +165,10 @@ policy_free(struct policy *p)
 	for (i = 0; i < p->nneeds; i++)
 		free(p->needs[i].lit);
 	free(p->needs);
+	free(p->plain.v);
+	free(p->allows.v);
+	free(p->asks.v);
+	free(p->runs.v);
 	prefilter_free(p->pf);
 	free(p);
 }
@@ -348,7 +367,18 @@ fw_policy_new(void)
 	return p;
 }
 
-/* Links allow rules to the rules they name, then freezes the prefilter. */
+static void
+fw_list_add(struct fw_list *l, size_t i, size_t max)
+{
+	if (l->v == NULL)
+		l->v = xcalloc(max, sizeof *l->v);
+	l->v[l->n++] = i;
+}
+
+/*
+ * Links allow rules to the rules they name, lists the rules every check
+ * visits, then freezes the prefilter.
+ */
 static int
 fw_policy_finish(struct policy *p, char *err, size_t errlen)
 {
@@ -367,6 +397,17 @@ fw_policy_finish(struct policy *p, char *err, size_t errlen)
 			return -1;
 		}
 		r->allow = (size_t)(target - p->rules);
+	}
+	for (i = 0; i < p->nrules; i++) {
+		r = &p->rules[i];
+		if (r->allow_id != NULL)
+			fw_list_add(&p->allows, i, p->nrules);
+		else if (r->context == POLICY_CONTEXT_ASK)
+			fw_list_add(&p->asks, i, p->nrules);
+		else if (r->context == POLICY_CONTEXT_RUN)
+			fw_list_add(&p->runs, i, p->nrules);
+		else if (!r->hinted)
+			fw_list_add(&p->plain, i, p->nrules);
 	}
 	prefilter_build(p->pf);
 	return 0;
@@ -595,6 +636,9 @@ struct fw_scan {
 	struct fw_windows	**win;		/* per rule, NULL: no hint */
 	struct fw_windows	 *pool;		/* what win[] points to */
 	size_t			  npool;
+	struct fw_hit		 *hits;
+	size_t			 *active;	/* rules with windows */
+	size_t			  nactive;
 	/*
 	 * Need literals seen in the form, by offset: one array for all,
 	 * grown as needed, rather than one per need cleared every check.
@@ -715,6 +759,10 @@ fw_hint_seen(void *arg, unsigned id, size_t at)
 	if ((r->targets & sc->tbit) == 0)
 		return;
 	if ((w = sc->win[id]) == NULL) {
+		if (!sc->hits[id].listed) {
+			sc->hits[id].listed = 1;
+			sc->active[sc->nactive++] = id;
+		}
 		w = sc->win[id] = &sc->pool[sc->npool++];
 		memset(w, 0, sizeof *w);
 		w->from = w->from_in;
@@ -892,20 +940,27 @@ fw_match_rule(const struct policy *p, size_t i, unsigned tbit,
 	}
 }
 
-static void
+/*
+ * Runs the rules for the target over the forms the prefilter allows.
+ * Returns how many windows of the pool it took.
+ */
+static size_t
 fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
     const int *useful, struct fw_hit *hits, OnigMatchParam *mp,
     struct fw_bound *b, struct fw_windows **win, struct fw_windows *pool)
 {
 	const struct fw_rule	*r;
 	struct fw_scan		 sc;
-	size_t			 i;
+	size_t			 i, k;
 	int			 f, command = 0, ask = 0;
 
 	sc.p = p;
 	sc.tbit = tbit;
 	sc.pool = pool;
 	sc.npool = 0;
+	sc.hits = hits;
+	sc.active = xreallocarray(NULL, p->nrules + 1, sizeof *sc.active);
+	sc.nactive = 0;
 	sc.occ = NULL;
 	sc.nocc = sc.capocc = 0;
 	sc.needy = 0;
@@ -926,7 +981,9 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 	 * matched (ask) and something asked about it (run): the others
 	 * could change nothing.
 	 */
-	for (i = 0; i < p->nrules; i++) {
+	/* Rules are independent here: any order gives the same hits. */
+	for (k = 0; k < sc.nactive + p->plain.n; k++) {
+		i = k < sc.nactive ? sc.active[k] : p->plain.v[k - sc.nactive];
 		if (fw_weighs(&p->rules[i]))
 			continue;
 		fw_match_rule(p, i, tbit, forms, useful, hits, mp, b, win);
@@ -934,43 +991,40 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 		    (p->rules[i].targets & POLICY_TARGET_BIT(POLICY_BASH)))
 			command = 1;
 	}
-	for (i = 0; i < p->nrules; i++) {
+	free(sc.active);
+	for (k = 0; k < p->allows.n; k++) {
+		i = p->allows.v[k];
 		r = &p->rules[i];
-		if (r->allow_id != NULL && hits[r->allow].matched &&
-		    !hits[r->allow].overrun)
+		if (hits[r->allow].matched && !hits[r->allow].overrun)
 			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
 			    win);
 	}
 	if (tbit != POLICY_TARGET_BIT(POLICY_PROMPT) || !command)
-		return;
-	for (i = 0; i < p->nrules; i++) {
-		if (p->rules[i].context == POLICY_CONTEXT_ASK) {
-			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
-			    win);
-			ask |= hits[i].matched && !hits[i].overrun;
-		}
+		return sc.npool;
+	for (k = 0; k < p->asks.n; k++) {
+		i = p->asks.v[k];
+		fw_match_rule(p, i, tbit, forms, useful, hits, mp, b, win);
+		ask |= hits[i].matched && !hits[i].overrun;
 	}
-	for (i = 0; i < p->nrules && ask; i++) {
-		if (p->rules[i].context == POLICY_CONTEXT_RUN)
-			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
-			    win);
-	}
+	for (k = 0; k < p->runs.n && ask; k++)
+		fw_match_rule(p, p->runs.v[k], tbit, forms, useful, hits, mp,
+		    b, win);
+	return sc.npool;
 }
 
 static void
-fw_windows_free(struct fw_windows **win, size_t n, struct fw_windows *pool)
+fw_windows_free(struct fw_windows **win, struct fw_windows *pool,
+    size_t npool)
 {
 	size_t	i;
 
-	for (i = 0; i < n; i++) {
-		if (win[i] == NULL)
-			continue;
-		if (win[i]->from != win[i]->from_in) {
-			free(win[i]->from);
-			free(win[i]->to);
+	for (i = 0; i < npool; i++) {
+		if (pool[i].from != pool[i].from_in) {
+			free(pool[i].from);
+			free(pool[i].to);
 		}
-		if (win[i]->hints.v != win[i]->hints.in)
-			free(win[i]->hints.v);
+		if (pool[i].hints.v != pool[i].hints.in)
+			free(pool[i].hints.v);
 	}
 	free(win);
 	free(pool);
@@ -1274,7 +1328,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	struct fw_windows	**win, *pool;
 	const struct fw_rule	*r;
 	OnigMatchParam		*mp;
-	size_t			 i, best = FW_NOALLOW;
+	size_t			 i, best = FW_NOALLOW, npool;
 	unsigned		 flags;
 	int			 useful[POLICY_NFORMS], f, global, line, *sev;
 	int			 cancelled = 0;
@@ -1321,8 +1375,8 @@ policy_check(const struct policy *p, enum policy_target target,
 	/* At most one set of windows per rule and form: taken as needed. */
 	pool = xreallocarray(NULL, p->nrules * POLICY_NFORMS + 1,
 	    sizeof *pool);
-	fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits, mp,
-	    &bound, win, pool);
+	npool = fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits,
+	    mp, &bound, win, pool);
 
 	/* Allow rules cancel only the rule they name, never an overrun. */
 	for (i = 0; i < p->nrules; i++) {
@@ -1378,7 +1432,7 @@ policy_check(const struct policy *p, enum policy_target target,
 	v->blocked = v->score >= v->threshold;
 
 	onig_free_match_param(mp);
-	fw_windows_free(win, p->nrules * POLICY_NFORMS, pool);
+	fw_windows_free(win, pool, npool);
 	free(sev);
 	free(hits);
 	for (f = 0; f < POLICY_NFORMS; f++)
