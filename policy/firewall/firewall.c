@@ -940,14 +940,32 @@ fw_match_rule(const struct policy *p, size_t i, unsigned tbit,
 	}
 }
 
+/* Adds rule i to the matched list if it matched. */
+static void
+fw_matched(const struct fw_hit *hits, size_t i, struct fw_list *m)
+{
+	if (hits[i].matched)
+		m->v[m->n++] = i;
+}
+
+static int
+fw_index_cmp(const void *a, const void *b)
+{
+	size_t	x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 /*
- * Runs the rules for the target over the forms the prefilter allows.
+ * Runs the rules for the target over the forms the prefilter allows, and
+ * lists those that matched in m, in rule order (m->v holds nrules).
  * Returns how many windows of the pool it took.
  */
 static size_t
 fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
     const int *useful, struct fw_hit *hits, OnigMatchParam *mp,
-    struct fw_bound *b, struct fw_windows **win, struct fw_windows *pool)
+    struct fw_bound *b, struct fw_windows **win, struct fw_windows *pool,
+    struct fw_list *m)
 {
 	const struct fw_rule	*r;
 	struct fw_scan		 sc;
@@ -987,6 +1005,7 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 		if (fw_weighs(&p->rules[i]))
 			continue;
 		fw_match_rule(p, i, tbit, forms, useful, hits, mp, b, win);
+		fw_matched(hits, i, m);
 		if (hits[i].matched && !hits[i].overrun &&
 		    (p->rules[i].targets & POLICY_TARGET_BIT(POLICY_BASH)))
 			command = 1;
@@ -995,20 +1014,28 @@ fw_match(const struct policy *p, unsigned tbit, struct norm_buf *forms,
 	for (k = 0; k < p->allows.n; k++) {
 		i = p->allows.v[k];
 		r = &p->rules[i];
-		if (hits[r->allow].matched && !hits[r->allow].overrun)
+		if (hits[r->allow].matched && !hits[r->allow].overrun) {
 			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
 			    win);
+			fw_matched(hits, i, m);
+		}
 	}
-	if (tbit != POLICY_TARGET_BIT(POLICY_PROMPT) || !command)
-		return sc.npool;
-	for (k = 0; k < p->asks.n; k++) {
-		i = p->asks.v[k];
-		fw_match_rule(p, i, tbit, forms, useful, hits, mp, b, win);
-		ask |= hits[i].matched && !hits[i].overrun;
+	if (tbit == POLICY_TARGET_BIT(POLICY_PROMPT) && command) {
+		for (k = 0; k < p->asks.n; k++) {
+			i = p->asks.v[k];
+			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
+			    win);
+			fw_matched(hits, i, m);
+			ask |= hits[i].matched && !hits[i].overrun;
+		}
+		for (k = 0; k < p->runs.n && ask; k++) {
+			i = p->runs.v[k];
+			fw_match_rule(p, i, tbit, forms, useful, hits, mp, b,
+			    win);
+			fw_matched(hits, i, m);
+		}
 	}
-	for (k = 0; k < p->runs.n && ask; k++)
-		fw_match_rule(p, p->runs.v[k], tbit, forms, useful, hits, mp,
-		    b, win);
+	qsort(m->v, m->n, sizeof *m->v, fw_index_cmp);
 	return sc.npool;
 }
 
@@ -1107,23 +1134,25 @@ fw_rule_lines(const struct policy *p, size_t id, const struct norm_buf *nb,
  * What each matched rule counts: its severity, or, in a prompt that only
  * quotes commands, a share of it for a rule that screens Bash commands,
  * once per category (several rules naming one reverse shell are one
- * quoted command).  Fills sev[] for every rule.
+ * quoted command).  Fills sev[] for every matched rule (list m).
  */
 static void
 fw_severities(const struct policy *p, const struct fw_hit *hits, int quoted,
-    int *sev)
+    const struct fw_list *m, int *sev)
 {
 	const struct fw_rule	*r;
-	size_t			 i, j;
+	size_t			 i, j, k, l;
 
-	for (i = 0; i < p->nrules; i++) {
+	for (k = 0; k < m->n; k++) {
+		i = m->v[k];
 		r = &p->rules[i];
 		sev[i] = r->severity;
 		if (!quoted || !hits[i].matched ||
 		    !(r->targets & POLICY_TARGET_BIT(POLICY_BASH)))
 			continue;
 		sev[i] = r->severity / POLICY_CONTEXT_DIVISOR;
-		for (j = 0; j < i; j++) {
+		for (l = 0; l < k; l++) {
+			j = m->v[l];
 			if (hits[j].matched && !fw_weighs(&p->rules[j]) &&
 			    (p->rules[j].targets &
 			    POLICY_TARGET_BIT(POLICY_BASH)) &&
@@ -1145,13 +1174,14 @@ fw_rule_score(const struct policy *p, size_t id, int f,
     OnigRegion *region, const int *sev)
 {
 	struct fw_lines	 ln;
-	size_t		 a;
+	size_t		 a, k;
 
 	memset(&ln, 0, sizeof ln);
 	ln.val = id + 1;
 	if (hits[id].allowed) {
 		ln.mark = allowed;
-		for (a = 0; a < p->nrules; a++) {
+		for (k = 0; k < p->allows.n; k++) {
+			a = p->allows.v[k];
 			if (p->rules[a].allow != id || !hits[a].matched ||
 			    hits[a].overrun || (int)hits[a].form > f)
 				continue;
@@ -1178,13 +1208,14 @@ fw_rule_score(const struct policy *p, size_t id, int f,
  */
 static int
 fw_line_score(const struct policy *p, const struct norm_buf *forms,
-    const int *useful, const struct fw_hit *hits, struct fw_windows **win,
-    OnigMatchParam *mp, struct fw_bound *b, int global, const int *sev)
+    const int *useful, const struct fw_hit *hits, const struct fw_list *m,
+    struct fw_windows **win, OnigMatchParam *mp, struct fw_bound *b,
+    int global, const int *sev)
 {
 	const struct fw_rule	*r;
 	OnigRegion		*region;
 	size_t			*nl = NULL, *stamp = NULL, *allowed = NULL;
-	size_t			 nnl, i, cap;
+	size_t			 nnl, i, k, cap;
 	int			*score = NULL, best = 0, f, rc = 0, lines = 0;
 
 	if ((region = onig_region_new()) == NULL)
@@ -1207,7 +1238,8 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 		score = xcalloc(nnl + 1, sizeof *score);
 		stamp = xcalloc(nnl + 1, sizeof *stamp);
 		allowed = xcalloc(nnl + 1, sizeof *allowed);
-		for (i = 0; i < p->nrules && rc == 0; i++) {
+		for (k = 0; k < m->n && rc == 0; k++) {
+			i = m->v[k];
 			r = &p->rules[i];
 			if (fw_weighs(r) || !hits[i].matched ||
 			    hits[i].overrun ||
@@ -1300,16 +1332,15 @@ fw_input_findings(struct policy_verdict *v, unsigned flags)
  */
 static int
 fw_quoted(const struct policy *p, enum policy_target target,
-    const struct fw_hit *hits)
+    const struct fw_hit *hits, const struct fw_list *m)
 {
-	size_t	i;
+	size_t	i, k;
 	int	ask = 0, run = 0;
 
 	if (target != POLICY_PROMPT)
 		return 0;
-	for (i = 0; i < p->nrules; i++) {
-		if (!hits[i].matched)
-			continue;
+	for (k = 0; k < m->n; k++) {
+		i = m->v[k];
 		/* An overrun may hide a request to run: it counts as one. */
 		ask |= p->rules[i].context == POLICY_CONTEXT_ASK &&
 		    !hits[i].overrun;
@@ -1328,7 +1359,8 @@ policy_check(const struct policy *p, enum policy_target target,
 	struct fw_windows	**win, *pool;
 	const struct fw_rule	*r;
 	OnigMatchParam		*mp;
-	size_t			 i, best = FW_NOALLOW, npool;
+	struct fw_list		 m;		/* rules that matched */
+	size_t			 i, k, best = FW_NOALLOW, npool;
 	unsigned		 flags;
 	int			 useful[POLICY_NFORMS], f, global, line, *sev;
 	int			 cancelled = 0;
@@ -1375,24 +1407,27 @@ policy_check(const struct policy *p, enum policy_target target,
 	/* At most one set of windows per rule and form: taken as needed. */
 	pool = xreallocarray(NULL, p->nrules * POLICY_NFORMS + 1,
 	    sizeof *pool);
+	m.v = xreallocarray(NULL, p->nrules + 1, sizeof *m.v);
+	m.n = 0;
 	npool = fw_match(p, POLICY_TARGET_BIT(target), forms, useful, hits,
-	    mp, &bound, win, pool);
+	    mp, &bound, win, pool, &m);
 
 	/* Allow rules cancel only the rule they name, never an overrun. */
-	for (i = 0; i < p->nrules; i++) {
-		r = &p->rules[i];
-		if (r->allow_id != NULL && hits[i].matched &&
-		    !hits[i].overrun && hits[r->allow].matched &&
+	for (k = 0; k < p->allows.n; k++) {
+		r = &p->rules[p->allows.v[k]];
+		if (hits[p->allows.v[k]].matched &&
+		    !hits[p->allows.v[k]].overrun && hits[r->allow].matched &&
 		    !hits[r->allow].overrun)
 			hits[r->allow].allowed = 1;
 	}
 
-	v->quoted = fw_quoted(p, target, hits);
+	v->quoted = fw_quoted(p, target, hits, &m);
 	sev = xcalloc(p->nrules + 1, sizeof *sev);
-	fw_severities(p, hits, v->quoted, sev);
+	fw_severities(p, hits, v->quoted, &m, sev);
 	fw_input_findings(v, flags);
 	global = v->score;
-	for (i = 0; i < p->nrules; i++) {
+	for (k = 0; k < m.n; k++) {
+		i = m.v[k];
 		r = &p->rules[i];
 		if (fw_weighs(r) || !hits[i].matched)
 			continue;
@@ -1427,12 +1462,13 @@ policy_check(const struct policy *p, enum policy_target target,
 	 * does not pass "rm -rf /" on the next.
 	 */
 	if (v->score + cancelled >= v->threshold && (line = fw_line_score(p,
-	    forms, useful, hits, win, mp, &bound, global, sev)) >= 0)
+	    forms, useful, hits, &m, win, mp, &bound, global, sev)) >= 0)
 		v->score = line;
 	v->blocked = v->score >= v->threshold;
 
 	onig_free_match_param(mp);
 	fw_windows_free(win, pool, npool);
+	free(m.v);
 	free(sev);
 	free(hits);
 	for (f = 0; f < POLICY_NFORMS; f++)
