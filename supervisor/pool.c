@@ -3,7 +3,9 @@
  * spawned by the spawner (spawner.c) with one end of a socketpair on
  * WORKER_FD (the other is ours), handed to new
  * sessions at once and refilled in the background; a burst of sessions
- * waiting for workers has them spawned side by side.  A worker that sends
+ * waiting for workers has them spawned side by side.  Spawns are asked
+ * of the spawner and answered in the loop (pool_spawned): the master
+ * never waits for one.  A worker that sends
  * a malformed message is killed; the master goes on.
  *
  * Nothing here walks every worker per event: ready spares are a list,
@@ -66,6 +68,7 @@ static struct {
 	int			 nworkers;
 	int			 nspares;
 	int			 nstarting;	/* spawned, no hello yet */
+	int			 nasked;	/* spawns asked, not answered */
 	struct event		*reap_ev;	/* the spawner's exit channel */
 } pool;
 
@@ -140,17 +143,25 @@ pool_find_pid(pid_t pid)
 	return NULL;
 }
 
+/* Workers, and those asked of the spawner. */
 int
 pool_count(void)
 {
-	return pool.nworkers;
+	return pool.nworkers + pool.nasked;
+}
+
+/* Workers on their way: asked, or spawned and not ready yet. */
+static int
+pool_coming(void)
+{
+	return pool.nstarting + pool.nasked;
 }
 
 /* Spares ready or on their way. */
 int
 pool_spares(void)
 {
-	return pool.nspares + pool.nstarting;
+	return pool.nspares + pool_coming();
 }
 
 /* No longer a spare, ready or starting: given a session, or going. */
@@ -398,22 +409,52 @@ pool_hello_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * A worker from the spawner (a posix_spawn there: the cost is the same at
- * 2,000 sessions as at none) and our end of its channel.  NULL with errno
- * set on failure.
+ * A spawn failed: if no other worker is on its way, the sessions waiting
+ * for one are told now (capacity when out of descriptors, processes or
+ * memory), never left to wait.
  */
-static struct worker *
+static void
+pool_spawn_failed(int e)
+{
+	char	why[128];
+
+	if (pool_coming() > 0)
+		return;
+	snprintf(why, sizeof why, "cannot spawn a worker: %s", strerror(e));
+	session_spawn_failed(util_errno_capacity(e) ? ERR_CAPACITY :
+	    ERR_SPAWN_FAILED, why);
+}
+
+/*
+ * Asks the spawner for a worker (a posix_spawn there: the cost is the same
+ * at 2,000 sessions as at none); pool_spawned takes the answer.  0, or
+ * -1 with errno.
+ */
+static int
 pool_spawn(void)
+{
+	if (spawner_spawn(hp.conf->log_level, log_isjson()) == -1) {
+		log_warn("asking for a worker");
+		return -1;
+	}
+	pool.nasked++;
+	return 0;
+}
+
+/* The spawner's answer: a worker and our end of its channel, or errno e. */
+static void
+pool_spawned(pid_t pid, int chan, int e)
 {
 	struct timeval		 hello_tv = { POOL_HELLO_TIMEOUT_S, 0 };
 	struct worker		*wk;
-	int			 chan;
-	pid_t			 pid;
 
-	if ((pid = spawner_spawn(hp.conf->log_level, log_isjson(),
-	    &chan)) == -1) {
+	pool.nasked--;
+	if (pid == -1) {
+		errno = e;
 		log_warn("spawning %s", hp.worker_path);
-		return NULL;	/* errno says why */
+		pool_spawn_failed(e);
+		hotplexd_check_exit();
+		return;
 	}
 	util_set_nonblock(chan);
 	wk = xcalloc(1, sizeof *wk);
@@ -434,24 +475,9 @@ pool_spawn(void)
 	wk->starting = 1;
 	pool.nstarting++;
 	log_debug("spawned worker %ld", (long)pid);
-	return wk;
-}
-
-/*
- * A spawn failed: if no other worker is on its way, the sessions waiting
- * for one are told now (capacity when out of descriptors, processes or
- * memory), never left to wait.
- */
-static void
-pool_spawn_failed(int e)
-{
-	char	why[128];
-
-	if (pool.nstarting > 0)
-		return;
-	snprintf(why, sizeof why, "cannot spawn a worker: %s", strerror(e));
-	session_spawn_failed(util_errno_capacity(e) ? ERR_CAPACITY :
-	    ERR_SPAWN_FAILED, why);
+	/* Asked before the shutdown: it goes at once (its reap ends it). */
+	if (hp.shutting_down)
+		spawner_kill(pid, SIGTERM);
 }
 
 void
@@ -467,6 +493,7 @@ pool_init(void)
 	    EV_PERSIST, pool_reap_fire, NULL);
 	event_add(pool.reap_ev, NULL);
 	event_priority_set(pool.reap_ev, HP_PRIO_BULK);
+	spawner_spawn_init(hp.base, pool_spawned);
 	pool_refill();
 }
 
@@ -478,18 +505,25 @@ pool_free(void)
 	pool.reap_ev = NULL;
 }
 
-/* Keep spare_min spares (spawning or ready), within max_sessions. */
+/*
+ * Keep spare_min spares (spawning or ready), and as many workers on their
+ * way as sessions wait for one (up to POOL_SPAWN_PARALLEL): each worker
+ * handed to a waiting session asks for the next, so a burst keeps the
+ * spawns in flight, not spare_min of them.  Within max_sessions.
+ */
 void
 pool_refill(void)
 {
-	int	spares = pool_spares();
+	int	spares = pool_spares(), demand = session_queued();
 
 	if (hp.shutting_down || pool_loop.stopped ||
 	    (pool_loop.timer != NULL && evtimer_pending(pool_loop.timer, NULL)))
 		return;
-	while (spares < hp.conf->spare_min &&
+	if (demand > POOL_SPAWN_PARALLEL)
+		demand = POOL_SPAWN_PARALLEL;
+	while ((spares < hp.conf->spare_min || pool_coming() < demand) &&
 	    pool_count() < hp.conf->max_sessions + hp.conf->spare_max) {
-		if (pool_spawn() == NULL) {
+		if (pool_spawn() == -1) {
 			pool_spawn_failed(errno);
 			break;
 		}
@@ -520,9 +554,9 @@ pool_take(int *err)
 	want = session_queued() + 1;
 	if (want > POOL_SPAWN_PARALLEL)
 		want = POOL_SPAWN_PARALLEL;
-	while (pool.nstarting < want) {
-		if (pool_spawn() == NULL) {
-			if (pool.nstarting == 0)
+	while (pool_coming() < want) {
+		if (pool_spawn() == -1) {
+			if (pool_coming() == 0)
 				*err = errno != 0 ? errno : EAGAIN;
 			break;
 		}

@@ -8,6 +8,9 @@
  *	SPAWN	start a hotplex-worker; the master gets its channel by
  *		SCM_RIGHTS.  Workers start as the spawner's uid and become
  *		the session's identity themselves (worker/become.c).
+ *		Asked and answered on a channel of their own, which the
+ *		master reads from its loop: it never waits for a spawn,
+ *		and a burst has several asked at once.
  *	KILL	signal one of our workers.
  *	KILLPG	signal the process group of a worker's CLI: the group
  *		leader must be a child of one of our workers.
@@ -40,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "common/log.h"
 #include "common/msg.h"
@@ -85,13 +90,17 @@ struct spawner_exit {
 #define SPAWNER_COMM		"hotplex-spawner"	/* 15 bytes at most */
 #define SPAWNER_SWEEP_MAX	65536	/* children looked at per sweep */
 #define SPAWNER_SWEEP_MS	1000	/* at most one sweep per second */
+#define SPAWNER_ANSWERS_MAX	16	/* spawn answers per callback */
 
 /* The master's side. */
 static struct {
 	pid_t	 pid;
-	int	 req;		/* requests; SPAWN and LOG answered here */
+	int	 req;		/* requests; RMTMP and LOG answered here */
+	int	 spawn;		/* SPAWN, answered in order, read from the loop */
 	int	 exits;		/* exits, read from the loop */
-} sp = { -1, -1, -1 };
+	struct event *spawn_ev;
+	void	(*spawned)(pid_t, int, int);	/* pid, channel, errno */
+} sp = { -1, -1, -1, -1, NULL, NULL };
 
 /* The spawner's side. */
 static struct {
@@ -357,9 +366,12 @@ spawner_do_rmtmp(const struct spawner_req *r)
 	return 0;
 }
 
-/* 0, or -1: the master broke the protocol, or is gone. */
+/*
+ * 0, or -1: the master broke the protocol, or is gone.  SPAWN comes on
+ * its own channel (spawn 1), nothing else does.
+ */
 static int
-spawner_request(int fd)
+spawner_request(int fd, int spawn)
 {
 	struct spawner_req	r;
 	struct spawner_rep	rep;
@@ -378,6 +390,11 @@ spawner_request(int fd)
 		return -1;
 	}
 	memset(&rep, 0, sizeof rep);
+	if ((r.type == SPAWNER_SPAWN) != spawn) {
+		log_warnx("request type %u on the %s channel: ending", r.type,
+		    spawn ? "spawn" : "request");
+		return -1;
+	}
 	switch (r.type) {
 	case SPAWNER_SPAWN:
 		if (r.level > LOG_LVL_DEBUG) {
@@ -487,7 +504,7 @@ spawner_end(void)
 
 /* Every descriptor but ours, the channels and the log is closed. */
 static void
-spawner_close_fds(int keep1, int keep2)
+spawner_close_fds(int keep1, int keep2, int keep3)
 {
 	DIR		*d;
 	struct dirent	*de;
@@ -504,7 +521,7 @@ spawner_close_fds(int keep1, int keep2)
 			continue;
 		fd = (int)l;
 		if (fd <= STDERR_FILENO || fd == keep1 || fd == keep2 ||
-		    fd == logfd || fd == dfd)
+		    fd == keep3 || fd == logfd || fd == dfd)
 			continue;
 		close(fd);
 	}
@@ -512,9 +529,9 @@ spawner_close_fds(int keep1, int keep2)
 }
 
 static void __attribute__((noreturn))
-spawner_main(int req, int exits)
+spawner_main(int req, int spawn, int exits)
 {
-	struct pollfd		 pfd[3];
+	struct pollfd		 pfd[4];
 	struct signalfd_siginfo	 si;
 	sigset_t		 set;
 	int			 sigfd, sig, timeout;
@@ -537,7 +554,7 @@ spawner_main(int req, int exits)
 		if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
 			signal(sig, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
-	spawner_close_fds(req, exits);
+	spawner_close_fds(req, spawn, exits);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
 		log_warn("PR_SET_CHILD_SUBREAPER");
 	sigemptyset(&set);
@@ -554,6 +571,8 @@ spawner_main(int req, int exits)
 		pfd[1].events = POLLIN;
 		pfd[2].fd = exits;
 		pfd[2].events = sps.nqueue > 0 ? POLLOUT : 0;
+		pfd[3].fd = spawn;
+		pfd[3].events = POLLIN;
 		timeout = -1;
 		if (sps.sweep_due) {
 			now = util_now_ms();
@@ -561,7 +580,7 @@ spawner_main(int req, int exits)
 			    (int)(sps.last_sweep_ms + SPAWNER_SWEEP_MS - now) :
 			    0;
 		}
-		if (poll(pfd, 3, timeout) == -1) {
+		if (poll(pfd, 4, timeout) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("poll");
@@ -579,7 +598,10 @@ spawner_main(int req, int exits)
 		if (pfd[2].revents & (POLLERR | POLLHUP))
 			spawner_end();
 		if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
-		    spawner_request(req) == -1)
+		    spawner_request(req, 0) == -1)
+			spawner_end();
+		if ((pfd[3].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    spawner_request(spawn, 1) == -1)
 			spawner_end();
 	}
 }
@@ -593,10 +615,12 @@ spawner_main(int req, int exits)
 void
 spawner_start(const char *pidfile)
 {
-	int	req[2], exits[2];
+	int	req[2], spawn[2], exits[2];
 	pid_t	pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) == -1 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, spawn) ==
+	    -1 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, exits) == -1)
 		fatal("spawner socketpair");
 	sps.state_dir = xstrdup(hp.conf->state_dir);
@@ -606,18 +630,22 @@ spawner_start(const char *pidfile)
 		fatal("fork spawner");
 	if (pid == 0) {
 		close(req[0]);
+		close(spawn[0]);
 		close(exits[0]);
-		spawner_main(req[1], exits[1]);
+		spawner_main(req[1], spawn[1], exits[1]);
 	}
 	free(sps.state_dir);
 	free(sps.socket);
 	sps.state_dir = sps.socket = NULL;
 	close(req[1]);
+	close(spawn[1]);
 	close(exits[1]);
 	sp.pid = pid;
 	sp.req = req[0];
+	sp.spawn = spawn[0];
 	sp.exits = exits[0];
 	util_set_nonblock(sp.exits);
+	util_set_nonblock(sp.spawn);
 	log_debug("spawner %ld", (long)pid);
 }
 
@@ -663,33 +691,86 @@ spawner_answer(struct spawner_rep *rep, int *fd)
 	return 0;
 }
 
-/* A new worker and our end of its channel; -1 with errno. */
-pid_t
-spawner_spawn(int level, int json, int *chan)
+/*
+ * The spawn channel is readable: each answer, in the order asked, goes to
+ * the callback with the worker's pid and our end of its channel, or -1
+ * and the errno.  EOF: the spawner is gone (its exit report ends us).
+ */
+static void
+spawner_spawn_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct spawner_rep	rep;
+	ssize_t			n;
+	int			chan, i;
+
+	for (i = 0; i < SPAWNER_ANSWERS_MAX; i++) {
+		memset(&rep, 0, sizeof rep);
+		n = spawner_recv_fd(sp.spawn, &rep, sizeof rep, &chan);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n == 0 || (n == -1 && errno != EMFILE)) {
+			if (n == -1)
+				log_warn("spawn answer");
+			event_del(sp.spawn_ev);
+			close(sp.spawn);
+			sp.spawn = -1;
+			hotplexd_spawner_lost();
+			return;
+		}
+		if (n == -1)		/* its channel lost: no room for it */
+			rep.err = EMFILE;
+		else if (n != (ssize_t)sizeof rep)
+			rep.err = EPROTO;
+		if (rep.err != 0 || rep.pid <= 0 || chan == -1) {
+			if (chan != -1)
+				close(chan);
+			/* A worker without its channel is of no use. */
+			if (rep.pid > 0)
+				spawner_kill(rep.pid, SIGKILL);
+			sp.spawned(-1, -1, rep.err != 0 ? rep.err : EPROTO);
+		} else
+			sp.spawned(rep.pid, chan, 0);
+	}
+}
+
+/*
+ * Answers to SPAWN go to fn, from the loop (I/O priority: sessions wait
+ * for them).
+ */
+void
+spawner_spawn_init(struct event_base *base, void (*fn)(pid_t, int, int))
+{
+	sp.spawned = fn;
+	if (sp.spawn == -1)
+		return;
+	sp.spawn_ev = event_new(base, sp.spawn, EV_READ | EV_PERSIST,
+	    spawner_spawn_read, NULL);
+	if (sp.spawn_ev == NULL)
+		fatalx("event_new");
+	event_priority_set(sp.spawn_ev, HP_PRIO_IO);
+	event_add(sp.spawn_ev, NULL);
+}
+
+/*
+ * Asks for a new worker; the answer comes to the spawned callback.  0, or
+ * -1 with errno (the spawner is gone).  The spawner answers each request
+ * before it reads the next and the master bounds how many it asks at
+ * once, so a blocking send is short.
+ */
+int
+spawner_spawn(int level, int json)
 {
 	struct spawner_req	r;
-	struct spawner_rep	rep;
 
-	*chan = -1;
 	memset(&r, 0, sizeof r);
 	r.type = SPAWNER_SPAWN;
 	r.level = (uint32_t)level;
 	r.json = json != 0;
-	if (sp.req == -1) {
+	if (sp.spawn == -1) {
 		errno = EPIPE;
 		return -1;
 	}
-	if (spawner_send_fd(sp.req, &r, sizeof r, -1) == -1 ||
-	    spawner_answer(&rep, chan) == -1)
-		return -1;
-	if (rep.pid == -1 || *chan == -1) {
-		if (*chan != -1)
-			close(*chan);
-		*chan = -1;
-		errno = rep.err != 0 ? rep.err : EPROTO;
-		return -1;
-	}
-	return rep.pid;
+	return spawner_send_fd(sp.spawn, &r, sizeof r, -1);
 }
 
 void
@@ -815,11 +896,16 @@ spawner_stop(void)
 {
 	int	status;
 
+	if (sp.spawn_ev != NULL)
+		event_free(sp.spawn_ev);
+	sp.spawn_ev = NULL;
 	if (sp.req != -1)
 		close(sp.req);
+	if (sp.spawn != -1)
+		close(sp.spawn);
 	if (sp.exits != -1)
 		close(sp.exits);
-	sp.req = sp.exits = -1;
+	sp.req = sp.spawn = sp.exits = -1;
 	if (sp.pid != -1)
 		while (waitpid(sp.pid, &status, 0) == -1 && errno == EINTR)
 			;
