@@ -1,7 +1,8 @@
 /*
  * The session table's counts, kept on every change (census.h): O(1) per
  * session event whatever the size of the table.  Per-uid counts live in
- * a small hash, an entry only while that uid has live sessions.
+ * a small hash, an entry only while that uid has live sessions; so do
+ * the uids sessions run as (session_user = dynamic takes a free one).
  */
 #include <sys/queue.h>
 #include <sys/types.h>
@@ -25,17 +26,18 @@ LIST_HEAD(census_bucket, census_uid);
 static size_t			census_nstate[CENSUS_STATES];
 static size_t			census_nlive;
 static struct census_bucket	census_byuid[CENSUS_UID_BUCKETS];
+static struct census_bucket	census_byrun[CENSUS_UID_BUCKETS];
 
 static struct census_bucket *
-census_bucket(uid_t uid)
+census_bucket(struct census_bucket *tab, uid_t uid)
 {
-	return &census_byuid[(unsigned)uid & (CENSUS_UID_BUCKETS - 1)];
+	return &tab[(unsigned)uid & (CENSUS_UID_BUCKETS - 1)];
 }
 
 static struct census_uid *
-census_find(uid_t uid, int create)
+census_lookup(struct census_bucket *tab, uid_t uid, int create)
 {
-	struct census_bucket	*b = census_bucket(uid);
+	struct census_bucket	*b = census_bucket(tab, uid);
 	struct census_uid	*u;
 
 	LIST_FOREACH(u, b, entry)
@@ -47,6 +49,12 @@ census_find(uid_t uid, int create)
 	u->uid = uid;
 	LIST_INSERT_HEAD(b, u, entry);
 	return u;
+}
+
+static struct census_uid *
+census_find(uid_t uid, int create)
+{
+	return census_lookup(census_byuid, uid, create);
 }
 
 static int
@@ -112,6 +120,33 @@ census_live_uid(uid_t uid)
 	return u != NULL ? u->live : 0;
 }
 
+/* A live session took (held 1) or let go of (0) the uid it runs as. */
+void
+census_run(uid_t run_uid, int held)
+{
+	struct census_uid	*u = census_lookup(census_byrun, run_uid, held);
+
+	if (held) {
+		u->live++;
+		return;
+	}
+	if (u == NULL || u->live == 0)
+		fatalx("census: no session runs as uid %ld", (long)run_uid);
+	if (--u->live == 0) {
+		LIST_REMOVE(u, entry);
+		free(u);
+	}
+}
+
+/* Live sessions that run as run_uid. */
+size_t
+census_run_held(uid_t run_uid)
+{
+	struct census_uid	*u = census_lookup(census_byrun, run_uid, 0);
+
+	return u != NULL ? u->live : 0;
+}
+
 /* Every count back to zero (the table is gone). */
 void
 census_clear(void)
@@ -119,11 +154,16 @@ census_clear(void)
 	struct census_uid	*u;
 	size_t			 i;
 
-	for (i = 0; i < CENSUS_UID_BUCKETS; i++)
+	for (i = 0; i < CENSUS_UID_BUCKETS; i++) {
 		while ((u = LIST_FIRST(&census_byuid[i])) != NULL) {
 			LIST_REMOVE(u, entry);
 			free(u);
 		}
+		while ((u = LIST_FIRST(&census_byrun[i])) != NULL) {
+			LIST_REMOVE(u, entry);
+			free(u);
+		}
+	}
 	for (i = 0; i < CENSUS_STATES; i++)
 		census_nstate[i] = 0;
 	census_nlive = 0;

@@ -158,6 +158,7 @@ struct session {
 	uid_t			 uid;		/* owner: names are per uid */
 	struct ident		 run;		/* who its CLI runs as */
 	int			 run_known;	/* run decided */
+	int			 run_held;	/* counted: census_run */
 	char			*workdir;
 	enum session_state	 state;
 	char			 cli_session_id[UUID_STR_LEN + 1];
@@ -416,6 +417,7 @@ void	 session_shutdown(void);
 void	 session_drain(void);
 void	 session_spawn_failed(const char *code, const char *why);
 int	 session_queued(void);
+void	 session_run_count(struct session *);
 int	 session_count_live(void);
 void	 session_end(struct session *);
 void	 session_lease_lost(struct session *, const char *why);

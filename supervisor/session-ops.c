@@ -446,6 +446,7 @@ session_prepare(struct client *c, const char *req, const cJSON *r,
 	}
 	s->run = run;
 	s->run_known = 1;
+	session_run_count(s);
 	log_info("session %s of uid %ld runs as uid %ld gid %ld", name,
 	    (long)c->uid, (long)run.uid, (long)run.gid);
 	free(def);

@@ -106,6 +106,23 @@ session_set_state(struct session *s, enum session_state st)
 	    proto_state_name(st));
 	census_move(s->uid, s->state, st);
 	s->state = st;
+	session_run_count(s);
+}
+
+/*
+ * A live session whose identity is decided holds its run uid (counted in
+ * the census): session_dynamic_uid gives it to no other.  Called when
+ * either changes.
+ */
+void
+session_run_count(struct session *s)
+{
+	int	held = s->run_known && s->state != SESSION_ENDED;
+
+	if (held == s->run_held)
+		return;
+	census_run(s->run.uid, held);
+	s->run_held = held;
 }
 
 static void
@@ -295,27 +312,23 @@ session_owner(struct client *c, const char *req, const cJSON *r,
 	return 0;
 }
 
-/* session_user = dynamic: the lowest uid of the range no session holds. */
+/*
+ * session_user = dynamic: the lowest uid of the range no live session
+ * runs as (0 if none is free, or another session_user).  A hash lookup per
+ * uid held below it, never a walk of the table: it is on the open path.
+ */
 uid_t
 session_dynamic_uid(void)
 {
-	struct session	*s;
-	uid_t		 lo, hi, u;
-	int		 used;
+	uid_t	lo, hi, u;
 
-	if (ident_range_parse(hp.conf->dynamic_uids, &lo, &hi) == -1)
+	if (hp.conf->session_user == NULL ||
+	    strcmp(hp.conf->session_user, "dynamic") != 0 ||
+	    ident_range_parse(hp.conf->dynamic_uids, &lo, &hi) == -1)
 		return 0;
-	for (u = lo; u <= hi; u++) {
-		used = 0;
-		TAILQ_FOREACH(s, &hp.sessions, entry)
-			if (s->run_known && s->run.uid == u &&
-			    s->state != SESSION_ENDED) {
-				used = 1;
-				break;
-			}
-		if (!used)
+	for (u = lo; u <= hi; u++)
+		if (census_run_held(u) == 0)
 			return u;
-	}
 	return 0;
 }
 
@@ -351,6 +364,7 @@ session_run_ident(struct session *s, const struct client *c, char *err,
 			return -1;
 	}
 	s->run_known = 1;
+	session_run_count(s);
 	return 0;
 }
 
@@ -409,6 +423,8 @@ session_free(struct session *s)
 	TAILQ_REMOVE(&hp.sessions, s, entry);
 	LIST_REMOVE(s, name_entry);
 	census_move(s->uid, s->state, CENSUS_NONE);
+	if (s->run_held)
+		census_run(s->run.uid, 0);
 	hp.rate_limits -= s->rate_limits;
 	session_dequeue(s);
 	session_unend(s);

@@ -25,6 +25,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/store.h"
 
@@ -446,7 +447,6 @@ state_find(uid_t uid, const char *name)
 static void
 state_dynamic_uid(struct session *s, int64_t run_uid)
 {
-	struct session	*o;
 	uid_t		 lo, hi;
 	char		 why[256];
 
@@ -456,14 +456,11 @@ state_dynamic_uid(struct session *s, int64_t run_uid)
 	    ident_range_parse(hp.conf->dynamic_uids, &lo, &hi) == -1 ||
 	    run_uid < lo || run_uid > hi)
 		return;
-	TAILQ_FOREACH(o, &hp.sessions, entry)
-		if (o != s && o->run_known && o->run.uid == (uid_t)run_uid &&
-		    o->state != SESSION_ENDED) {
-			log_warnx("session %s: uid %lld is held by session %s; "
-			    "it gets another", s->name, (long long)run_uid,
-			    o->name);
-			return;
-		}
+	if (census_run_held((uid_t)run_uid) > 0) {
+		log_warnx("session %s: uid %lld is held by another session; "
+		    "it gets another", s->name, (long long)run_uid);
+		return;
+	}
 	if (isolation_ident(s->uid, (gid_t)s->uid, NULL, 0, (uid_t)run_uid,
 	    &s->run, why, sizeof why) == -1) {
 		log_warnx("session %s: uid %lld: %s", s->name,
@@ -471,6 +468,7 @@ state_dynamic_uid(struct session *s, int64_t run_uid)
 		return;
 	}
 	s->run_known = 1;
+	session_run_count(s);
 }
 
 /*

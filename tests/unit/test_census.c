@@ -110,12 +110,32 @@ test_revive(void **state)
 	assert_int_equal(census_state(SESSION_DORMANT), 0);
 }
 
+/* Run uids (session_user = dynamic): held while a session runs as one. */
+static void
+test_run(void **state)
+{
+	uid_t	u;
+
+	for (u = 61184; u < 61184 + 600; u++)
+		census_run(u, 1);
+	census_run(61184 + 7, 1);	/* two sessions on one uid */
+	census_run(61184 + 7, 0);
+	assert_int_equal(census_run_held(61184 + 7), 1);
+	census_run(61184 + 300, 0);
+	assert_int_equal(census_run_held(61184 + 300), 0);
+	assert_int_equal(census_run_held(61184 + 299), 1);
+	assert_int_equal(census_run_held(61184 + 600), 0);
+	census_clear();
+	assert_int_equal(census_run_held(61184), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_random),
 		cmocka_unit_test(test_revive),
+		cmocka_unit_test(test_run),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

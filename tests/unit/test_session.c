@@ -236,6 +236,8 @@ int	ratelimit_admit(uint64_t *retry_after_ms) { return 0; }
 size_t	census_live(void) { return 0; }
 size_t	census_live_uid(uid_t uid) { return 0; }
 void	census_move(uid_t uid, int from, int to) { }
+void	census_run(uid_t run_uid, int held) { }
+size_t	census_run_held(uid_t run_uid) { return 0; }
 cJSON	*isolation_json(void) { return cJSON_CreateObject(); }
 const char *lease_holder(void) { return NULL; }
 int	lease_take(struct session *s, char *why, size_t len) { return 0; }
