@@ -9,7 +9,12 @@ each N of BENCH_SCALE (default "100 1000 2000"), one daemon and
 - reap-wave stall: all N sessions stopped at once while the busy session
   runs turns: its worst round trip during the wave, beside its worst in
   the warm turns before (what the machine's own load costs);
-- stop time: SIGTERM with N live sessions until hotplexd has exited.
+- stop time: SIGTERM with N live sessions until hotplexd has exited;
+- idle-expiry wave: N sessions reaching idle_timeout together (the master
+  is stopped, SIGSTOP, until every one's timer is due, then continued)
+  while a busy session (its background task keeps it from idling) runs
+  turns: its worst round trip from the moment the master goes on, and how
+  long until every worker of the wave is gone.
 CPU is the master's on-CPU time from /proc/PID/schedstat.  Reports; never
 fails on a slow machine (an N the machine cannot hold is reported as such).
 """
@@ -124,10 +129,63 @@ def one(n):
               "load average %.1f" % (wave, worst[0] * 1e3, calm * 1e3, TURNS,
                                      stop, os.getloadavg()[0]))
         sys.stdout.flush()
+    return dt
 
 
+def idle_wave(n, burst_s):
+    """n sessions expire together; a busy one runs turns meanwhile."""
+    # Long enough that none expires while the burst is still opening.
+    idle_s = int(burst_s * 1.5) + 5
+    conf = {"max_sessions": str(n + 8), "max_spawn_queue": str(n + 8),
+            "spare_min": "4", "spare_max": "16", "log_level": "warn",
+            "idle_timeout": "%ds" % idle_s, "freeze_after": "0",
+            "max_clients": "64"}
+    with Daemon(conf) as d:
+        pid = d.proc.pid
+        c = Client(d.sock, timeout=REPLY_S)
+        d.clients.append(c)
+        busy = "busy"
+        evs = c.execute(busy, "bgtask " + WAVE_TURN)  # never idle
+        if not evs or evs[-1]["type"] != "done":
+            raise RuntimeError("busy session: %r" % (evs[-1:],))
+        calm = warm_turns(c, busy, TURNS)
+        names = ["i%d" % i for i in range(n)]
+        t_first = time.monotonic()
+        bad = burst(c, "open", names)
+        if bad:
+            raise RuntimeError("%d opens failed (first %r)" % (len(bad),
+                                                                bad[0]))
+        if time.monotonic() - t_first >= idle_s:
+            raise RuntimeError("the burst outlasted idle_timeout")
+        # Every timer due while the master is stopped: one wave.
+        d.proc.send_signal(signal.SIGSTOP)
+        time.sleep(idle_s + 1.0)
+        workers0 = len(d.workers())
+        c0 = cpu_ns(pid)
+        t0 = time.perf_counter()
+        d.proc.send_signal(signal.SIGCONT)
+        worst, turns = 0.0, 0
+        while len(d.workers()) > workers0 - n:
+            worst = max(worst, warm_turns(c, busy, 1))
+            turns += 1
+            if time.perf_counter() - t0 > REPLY_S:
+                raise RuntimeError("the wave did not end")
+        wave = time.perf_counter() - t0
+        per = (cpu_ns(pid) - c0) / n
+        print("        idle-expiry wave of %d: busy turn worst %.1f ms in "
+              "%d turns (%.1f ms in %d turns before it); wave %.2f s, "
+              "master %.3f ms/session; load average %.1f" %
+              (n, worst * 1e3, turns, calm * 1e3, TURNS, wave, per / 1e6,
+               os.getloadavg()[0]))
+        sys.stdout.flush()
+
+
+# BENCH_SCALE_PHASES: "all", or "idle" for the idle-expiry wave alone
+# (its idle_timeout then assumes a burst of 10 opens a second).
+PHASES = os.environ.get("BENCH_SCALE_PHASES", "all")
 for n in SCALES:
     try:
-        one(n)
+        dt = one(n) if PHASES == "all" else n / 10.0
+        idle_wave(n, dt)
     except Exception as e:  # report, never fail
         print("N=%d: not measured: %r" % (n, e))
