@@ -493,7 +493,7 @@ pool_init(void)
 	    EV_PERSIST, pool_reap_fire, NULL);
 	event_add(pool.reap_ev, NULL);
 	event_priority_set(pool.reap_ev, HP_PRIO_BULK);
-	spawner_spawn_init(hp.base, pool_spawned);
+	spawner_loop_init(hp.base, pool_spawned);
 	pool_refill();
 }
 

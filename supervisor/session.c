@@ -748,6 +748,8 @@ session_assign(struct session *s)
 	s->cur.cold = 1;
 	s->cur.assign_us = util_now_us() - s->cur.request_us;
 	s->resumed = s->has_conversation;
+	/* The worker makes the TMPDIR its last one's removal must not hit. */
+	spawner_rmtmp_settle(s->uid, s->name);
 	o = session_open_msg(s, session_waiting(&s->open));
 	server_gateway_session_open(s, o);
 	transcript_send(s, wk);

@@ -14,8 +14,12 @@
  *	KILL	signal one of our workers.
  *	KILLPG	signal the process group of a worker's CLI: the group
  *		leader must be a child of one of our workers.
- *	RMTMP	remove one session's TMPDIR under our state_dir (answered:
- *		the master goes on once it is gone, as when it removed it).
+ *	RMTMP	remove one session's TMPDIR under our state_dir.  Answered,
+ *		and the answers taken from the master's loop: a wave of
+ *		sessions ending does not wait on each removal.  Only a new
+ *		worker for a session whose removal is still pending waits
+ *		for it (spawner_rmtmp_settle), so that it never loses the
+ *		TMPDIR it makes.
  *	LOG	reopen our log file; the master gets the descriptor.
  *
  * It parses no JSON and no client line.  It is the workers' parent and a
@@ -27,6 +31,7 @@
  * go with it).
  */
 #include <sys/prctl.h>
+#include <sys/queue.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -90,7 +95,26 @@ struct spawner_exit {
 #define SPAWNER_COMM		"hotplex-spawner"	/* 15 bytes at most */
 #define SPAWNER_SWEEP_MAX	65536	/* children looked at per sweep */
 #define SPAWNER_SWEEP_MS	1000	/* at most one sweep per second */
-#define SPAWNER_ANSWERS_MAX	16	/* spawn answers per callback */
+#define SPAWNER_ANSWERS_MAX	16	/* answers per callback */
+#define SPAWNER_RMTMP_BUCKETS	1024	/* pending removals; a power of two */
+
+/* An RMTMP sent and not answered yet (the master's side). */
+struct spawner_rmtmp {
+	TAILQ_ENTRY(spawner_rmtmp) entry;
+	unsigned		 bucket;
+	char			 name[PROTO_SESSION_MAX + 1];
+};
+TAILQ_HEAD(spawner_rmtmps, spawner_rmtmp);
+
+/*
+ * RMTMPs in the order sent (the spawner answers in that order), and how
+ * many are pending per (uid, name) hash bucket: a check is O(1).
+ */
+static struct {
+	struct spawner_rmtmps	 q;
+	unsigned		 count[SPAWNER_RMTMP_BUCKETS];
+	struct event		*ev;
+} rm = { TAILQ_HEAD_INITIALIZER(rm.q), { 0 }, NULL };
 
 /* The master's side. */
 static struct {
@@ -149,9 +173,12 @@ spawner_send_fd(int s, const void *buf, size_t len, int fd)
 	return 0;
 }
 
-/* One datagram of exactly len bytes, and the descriptor it carries. */
+/*
+ * One datagram of exactly len bytes, and the descriptor it carries; flags
+ * for recvmsg (MSG_DONTWAIT).
+ */
 static ssize_t
-spawner_recv_fd(int s, void *buf, size_t len, int *fd)
+spawner_recv_fd(int s, void *buf, size_t len, int *fd, int flags)
 {
 	struct msghdr	 mh;
 	struct iovec	 iov;
@@ -171,7 +198,7 @@ spawner_recv_fd(int s, void *buf, size_t len, int *fd)
 	mh.msg_iovlen = 1;
 	mh.msg_control = cmsg.buf;
 	mh.msg_controllen = sizeof cmsg.buf;
-	while ((n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC)) == -1)
+	while ((n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC | flags)) == -1)
 		if (errno != EINTR)
 			return -1;
 	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
@@ -378,7 +405,7 @@ spawner_request(int fd, int spawn)
 	ssize_t			n;
 	int			passed, chan;
 
-	n = spawner_recv_fd(fd, &r, sizeof r, &passed);
+	n = spawner_recv_fd(fd, &r, sizeof r, &passed, 0);
 	if (n == 0)
 		return -1;			/* EOF: the master is gone */
 	if (passed != -1)
@@ -674,13 +701,13 @@ spawner_send(struct spawner_req *r)
 		log_warn("spawner request");
 }
 
-/* The answer to the request sent last, and the descriptor it carries. */
+/* The next answer on the request channel (flags: MSG_DONTWAIT). */
 static int
-spawner_answer(struct spawner_rep *rep, int *fd)
+spawner_answer_next(struct spawner_rep *rep, int *fd, int flags)
 {
 	ssize_t	n;
 
-	n = spawner_recv_fd(sp.req, rep, sizeof *rep, fd);
+	n = spawner_recv_fd(sp.req, rep, sizeof *rep, fd, flags);
 	if (n != (ssize_t)sizeof *rep) {
 		if (*fd != -1)
 			close(*fd);
@@ -689,6 +716,93 @@ spawner_answer(struct spawner_rep *rep, int *fd)
 		return -1;
 	}
 	return 0;
+}
+
+static unsigned
+spawner_rmtmp_bucket(uid_t uid, const char *name)
+{
+	uint32_t	h = 2166136261u ^ (uint32_t)uid;	/* FNV-1a */
+
+	while (*name != '\0')
+		h = (h ^ (unsigned char)*name++) * 16777619u;
+	return h & (SPAWNER_RMTMP_BUCKETS - 1);
+}
+
+/* The oldest RMTMP's answer. */
+static void
+spawner_rmtmp_done(const struct spawner_rep *rep, int fd)
+{
+	struct spawner_rmtmp	*p;
+
+	if (fd != -1)
+		close(fd);
+	if ((p = TAILQ_FIRST(&rm.q)) == NULL) {
+		log_warnx("spawner: an answer nothing asked for");
+		return;
+	}
+	TAILQ_REMOVE(&rm.q, p, entry);
+	rm.count[p->bucket]--;
+	if (rep->err != 0)
+		log_warnx("session %s: removing its TMPDIR: %s", p->name,
+		    strerror(rep->err));
+	free(p);
+}
+
+/*
+ * One pending RMTMP's answer, waited for; -1 when the spawner is gone
+ * (its exit report ends us: nothing is pending any more).
+ */
+static int
+spawner_rmtmp_wait(void)
+{
+	struct spawner_rep	rep;
+	struct spawner_rmtmp	*p;
+	int			fd;
+
+	if (spawner_answer_next(&rep, &fd, 0) == 0) {
+		spawner_rmtmp_done(&rep, fd);
+		return 0;
+	}
+	log_warn("spawner answer");
+	while ((p = TAILQ_FIRST(&rm.q)) != NULL) {
+		TAILQ_REMOVE(&rm.q, p, entry);
+		rm.count[p->bucket]--;
+		free(p);
+	}
+	return -1;
+}
+
+/* The request channel is readable: answers to RMTMP, from the loop. */
+static void
+spawner_req_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct spawner_rep	rep;
+	int			chan, i;
+
+	for (i = 0; i < SPAWNER_ANSWERS_MAX; i++) {
+		if (spawner_answer_next(&rep, &chan, MSG_DONTWAIT) == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			/* The spawner is gone: its exit report ends us. */
+			log_warn("spawner answer");
+			event_del(rm.ev);
+			return;
+		}
+		spawner_rmtmp_done(&rep, chan);
+	}
+}
+
+/*
+ * The answer to the request sent last (LOG), and the descriptor it
+ * carries: the RMTMPs sent before it are answered first.
+ */
+static int
+spawner_answer(struct spawner_rep *rep, int *fd)
+{
+	while (!TAILQ_EMPTY(&rm.q))
+		if (spawner_rmtmp_wait() == -1)
+			return -1;
+	return spawner_answer_next(rep, fd, 0);
 }
 
 /*
@@ -705,7 +819,7 @@ spawner_spawn_read(evutil_socket_t fd, short what, void *arg)
 
 	for (i = 0; i < SPAWNER_ANSWERS_MAX; i++) {
 		memset(&rep, 0, sizeof rep);
-		n = spawner_recv_fd(sp.spawn, &rep, sizeof rep, &chan);
+		n = spawner_recv_fd(sp.spawn, &rep, sizeof rep, &chan, 0);
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n == 0 || (n == -1 && errno != EMFILE)) {
@@ -735,14 +849,20 @@ spawner_spawn_read(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Answers to SPAWN go to fn, from the loop (I/O priority: sessions wait
- * for them).
+ * for them); those to RMTMP are bulk work.
  */
 void
-spawner_spawn_init(struct event_base *base, void (*fn)(pid_t, int, int))
+spawner_loop_init(struct event_base *base, void (*fn)(pid_t, int, int))
 {
 	sp.spawned = fn;
-	if (sp.spawn == -1)
+	if (sp.spawn == -1 || sp.req == -1)
 		return;
+	rm.ev = event_new(base, sp.req, EV_READ | EV_PERSIST,
+	    spawner_req_read, NULL);
+	if (rm.ev == NULL)
+		fatalx("event_new");
+	event_priority_set(rm.ev, HP_PRIO_BULK);
+	event_add(rm.ev, NULL);
 	sp.spawn_ev = event_new(base, sp.spawn, EV_READ | EV_PERSIST,
 	    spawner_spawn_read, NULL);
 	if (sp.spawn_ev == NULL)
@@ -799,13 +919,15 @@ spawner_killpg(pid_t worker, pid_t pgid, int sig)
 	spawner_send(&r);
 }
 
-/* A session's TMPDIR removed before we go on; 0, or -1 with errno. */
+/*
+ * A session's TMPDIR removed: asked, the answer taken from the loop.  0,
+ * or -1 with errno if it could not be asked.
+ */
 int
 spawner_rmtmp(uid_t uid, const char *name)
 {
-	struct spawner_req	r;
-	struct spawner_rep	rep;
-	int			fd;
+	struct spawner_req	 r;
+	struct spawner_rmtmp	*p;
 
 	memset(&r, 0, sizeof r);
 	r.type = SPAWNER_RMTMP;
@@ -819,16 +941,29 @@ spawner_rmtmp(uid_t uid, const char *name)
 		errno = EPIPE;
 		return -1;
 	}
-	if (spawner_send_fd(sp.req, &r, sizeof r, -1) == -1 ||
-	    spawner_answer(&rep, &fd) == -1)
+	if (spawner_send_fd(sp.req, &r, sizeof r, -1) == -1)
 		return -1;
-	if (fd != -1)
-		close(fd);
-	if (rep.err != 0) {
-		errno = rep.err;
-		return -1;
-	}
+	p = xcalloc(1, sizeof *p);
+	p->bucket = spawner_rmtmp_bucket(uid, name);
+	snprintf(p->name, sizeof p->name, "%s", name);
+	TAILQ_INSERT_TAIL(&rm.q, p, entry);
+	rm.count[p->bucket]++;
 	return 0;
+}
+
+/*
+ * A new worker is about to make the session's TMPDIR: a removal of the
+ * old one still pending is waited for (rare: the session came back at
+ * once).  A bucket shared with another name only waits a little more.
+ */
+void
+spawner_rmtmp_settle(uid_t uid, const char *name)
+{
+	unsigned	b = spawner_rmtmp_bucket(uid, name);
+
+	while (rm.count[b] > 0)
+		if (spawner_rmtmp_wait() == -1)
+			return;
 }
 
 /*
@@ -894,11 +1029,20 @@ spawner_reaped(pid_t pid, int status)
 void
 spawner_stop(void)
 {
-	int	status;
+	struct spawner_rmtmp	*p;
+	int			 status;
 
 	if (sp.spawn_ev != NULL)
 		event_free(sp.spawn_ev);
 	sp.spawn_ev = NULL;
+	if (rm.ev != NULL)
+		event_free(rm.ev);
+	rm.ev = NULL;
+	while ((p = TAILQ_FIRST(&rm.q)) != NULL) {
+		TAILQ_REMOVE(&rm.q, p, entry);
+		rm.count[p->bucket]--;
+		free(p);
+	}
 	if (sp.req != -1)
 		close(sp.req);
 	if (sp.spawn != -1)

@@ -208,6 +208,7 @@ int	pool_count(void) { return 1; }
 int	pool_spares(void) { return 0; }
 void	spawner_kill(pid_t worker, int sig) { }
 void	spawner_killpg(pid_t worker, pid_t pgid, int sig) { }
+void	spawner_rmtmp_settle(uid_t uid, const char *name) { }
 int	spawner_rmtmp(uid_t uid, const char *name) { return 0; }
 int	state_session_save(struct session *s) { rec.saves++; return 0; }
 void	state_session_forget(const struct session *s) { rec.forgets++; }
