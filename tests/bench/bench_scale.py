@@ -161,21 +161,33 @@ def idle_wave(n, burst_s):
         d.proc.send_signal(signal.SIGSTOP)
         time.sleep(idle_s + 1.0)
         workers0 = len(d.workers())
+        worst, turns = [0.0], [0]
+        done = threading.Event()
+
+        def drive():
+            while not done.is_set():
+                worst[0] = max(worst[0], warm_turns(c, busy, 1))
+                turns[0] += 1
         c0 = cpu_ns(pid)
         t0 = time.perf_counter()
         d.proc.send_signal(signal.SIGCONT)
-        worst, turns = 0.0, 0
-        while len(d.workers()) > workers0 - n:
-            worst = max(worst, warm_turns(c, busy, 1))
-            turns += 1
-            if time.perf_counter() - t0 > REPLY_S:
-                raise RuntimeError("the wave did not end")
+        th = threading.Thread(target=drive)
+        th.start()
+        try:
+            while len(d.workers()) > workers0 - n:
+                if time.perf_counter() - t0 > REPLY_S:
+                    raise RuntimeError("the wave did not end")
+                time.sleep(0.1)
+        finally:
+            done.set()
+            th.join()
         wave = time.perf_counter() - t0
         per = (cpu_ns(pid) - c0) / n
         print("        idle-expiry wave of %d: busy turn worst %.1f ms in "
               "%d turns (%.1f ms in %d turns before it); wave %.2f s, "
               "master %.3f ms/session; load average %.1f" %
-              (n, worst * 1e3, turns, calm * 1e3, TURNS, wave, per / 1e6,
+              (n, worst[0] * 1e3, turns[0], calm * 1e3, TURNS, wave,
+               per / 1e6,
                os.getloadavg()[0]))
         sys.stdout.flush()
 
