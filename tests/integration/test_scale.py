@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Scale behaviour of hotplexd with tests/fake-claude: idle sessions are
 frozen (freeze_after) and thawed invisibly; a wave of sessions ending
-together does not hold up a busy session beside them.
+together does not hold up a busy session beside them; a burst of opens
+past max_spawn_queue gets capacity at once.
 
 Waits are for events or for /proc states, bounded by a time that grows
 with the machine's load; the wave's bound is generous (make bench holds
@@ -26,6 +27,8 @@ WAIT_S = 15.0                   # a state change the daemon makes by itself
 WAVE = int(os.environ.get("HP_WAVE_SESSIONS", "150"))
 WAVE_TURN_MAX_S = 5.0           # the busy session's worst turn in the wave,
                                 # times the load seen before or after it
+BURST = 40                      # opens sent at once past the spawn queue
+BURST_QUEUE = 8                 # max_spawn_queue for them
 
 
 def proc_state(pid):
@@ -165,8 +168,38 @@ def test_reap_wave():
                  len(d.workers()))
 
 
+def test_burst_capacity():
+    """BURST opens at once, max_spawn_queue BURST_QUEUE, workers that never
+    say hello: the first BURST_QUEUE wait, every other is answered
+    capacity at once (before any of those), and leaves no session."""
+    d = Daemon({"spare_min": "0", "max_spawn_queue": str(BURST_QUEUE),
+                "max_sessions": str(BURST + 8)})
+    mute = os.path.join(d.dir, "mute-worker")
+    with open(mute, "w") as f:
+        f.write("#!/bin/sh\nexec sleep 600\n")   # never says hello
+    os.chmod(mute, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % mute)
+    with d:
+        c = d.client()
+        rids = [c.send("open", session="b%d" % i) for i in range(BURST)]
+        got = [c.line() for _ in range(BURST - BURST_QUEUE)]
+        want = set(rids[BURST_QUEUE:])
+        t.ok(all(o is not None and o.get("id") in want and
+                 o["type"] == "error" and o["data"]["code"] == "capacity" and
+                 "max_spawn_queue" in o["data"]["message"] for o in got) and
+             len({o["id"] for o in got}) == len(want),
+             "burst: the %d opens past max_spawn_queue (%d) get capacity "
+             "while the first %d still wait" %
+             (BURST - BURST_QUEUE, BURST_QUEUE, BURST_QUEUE),
+             [o for o in got if o is None or o.get("id") not in want][:3])
+        listed = {s["session"] for s in c.request("sessions")["data"]}
+        t.ok(listed == {"b%d" % i for i in range(BURST_QUEUE)},
+             "burst: only the waiting sessions exist", sorted(listed))
+
+
 T0 = time.monotonic()
-for fn in (test_freeze, test_bg_tasks, test_reap_wave):
+for fn in (test_freeze, test_bg_tasks, test_reap_wave, test_burst_capacity):
     t1 = time.monotonic()
     try:
         fn()
