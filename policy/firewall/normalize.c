@@ -1976,60 +1976,88 @@ pipe_tr_set(const char *w, size_t n, unsigned char *set, size_t max)
 }
 
 /*
+ * Appends word w (len bytes) as the filter at s[k] would give it: rev
+ * reversed, tr SET1 SET2 (no options) translated, one line, kept only if
+ * it reads as text.  Returns 0 if s[k] is no such filter.
+ */
+static int
+pipe_filter(const char *s, size_t n, size_t k, const char *w, size_t len,
+    struct norm_buf *out)
+{
+	unsigned char	 set[PIPE_TR_SETS][UCHAR_MAX + 1], map[UCHAR_MAX + 1];
+	const char	*a;
+	size_t		 i, m, nset[PIPE_TR_SETS], mark = out->len;
+	int		 rev;
+
+	rev = n - k >= 3 && memcmp(s + k, "rev", 3) == 0 &&
+	    (k + 3 == n || shell_blank_byte(s[k + 3]) || s[k + 3] == '<');
+	if (!rev && !(n - k >= 3 && memcmp(s + k, "tr ", 3) == 0))
+		return 0;
+	if (rev) {
+		for (i = len; i > 0; i--)
+			nb_putc(out, w[i - 1]);
+	} else {
+		/* tr SET1 SET2, no options: a substitution cipher. */
+		k += 3;
+		for (m = 0; m < PIPE_TR_SETS; m++) {
+			while (k < n && s[k] == ' ')
+				k++;
+			if (k >= n || s[k] == '-' || s[k] == '|' ||
+			    s[k] == '\n' || s[k] == '<')
+				break;
+			i = pipe_word(s + k, n - k, &a);
+			if (i == 0)
+				break;
+			nset[m] = pipe_tr_set(a, i, set[m], sizeof set[m]);
+			k = (size_t)(a - s) + i + (a != s + k);
+		}
+		if (m < PIPE_TR_SETS || nset[0] == 0 || nset[1] == 0)
+			return 0;
+		for (i = 0; i <= UCHAR_MAX; i++)
+			map[i] = (unsigned char)i;
+		for (i = 0; i < nset[0]; i++)
+			map[set[0][i]] = set[1][i < nset[1] ? i : nset[1] - 1];
+		for (i = 0; i < len; i++)
+			nb_putc(out, (char)map[(unsigned char)w[i]]);
+	}
+	(void)decode_keep(out, mark);
+	return 1;
+}
+
+/*
  * Undoes rev and tr SET1 SET2 in "echo word | rev" and
- * "echo word | tr a-z n-za-m" pipelines: the word they are fed, reversed
- * or translated, one line each.  Kept only if it reads as text.
+ * "echo word | tr a-z n-za-m" pipelines, and in their here-string forms
+ * "rev <<< word" and "tr a-z n-za-m <<< word": the word they are fed,
+ * reversed or translated, one line each.  Kept only if it reads as text.
  */
 static void
 decode_pipes(const char *s, size_t n, struct norm_buf *out)
 {
-	unsigned char	 set[PIPE_TR_SETS][UCHAR_MAX + 1], map[UCHAR_MAX + 1];
-	const char	*p, *w, *a;
-	size_t		 at, len, k, i, m, nset[PIPE_TR_SETS], mark;
-	int		 rev;
+	const char	*p, *w;
+	size_t		 at, len, k;
 
 	for (p = memchr(s, '|', n); p != NULL;
 	    p = memchr(p + 1, '|', (size_t)(s + n - p - 1))) {
 		at = (size_t)(p - s);
 		for (k = at + 1; k < n && (s[k] == ' ' || s[k] == '\t'); k++)
 			;
-		rev = n - k >= 3 && memcmp(s + k, "rev", 3) == 0 &&
-		    (k + 3 == n || shell_blank_byte(s[k + 3]));
-		if (!rev && !(n - k >= 3 && memcmp(s + k, "tr ", 3) == 0))
-			continue;
 		if ((len = pipe_source(s, at, &w)) == 0)
 			continue;
-		mark = out->len;
-		if (rev) {
-			for (i = len; i > 0; i--)
-				nb_putc(out, w[i - 1]);
-		} else {
-			/* tr SET1 SET2, no options: a substitution cipher. */
-			k += 3;
-			for (m = 0; m < PIPE_TR_SETS; m++) {
-				while (k < n && s[k] == ' ')
-					k++;
-				if (k >= n || s[k] == '-' || s[k] == '|' ||
-				    s[k] == '\n')
-					break;
-				i = pipe_word(s + k, n - k, &a);
-				if (i == 0)
-					break;
-				nset[m] = pipe_tr_set(a, i, set[m],
-				    sizeof set[m]);
-				k = (size_t)(a - s) + i + (a != s + k);
-			}
-			if (m < PIPE_TR_SETS || nset[0] == 0 || nset[1] == 0)
-				continue;
-			for (i = 0; i <= UCHAR_MAX; i++)
-				map[i] = (unsigned char)i;
-			for (i = 0; i < nset[0]; i++)
-				map[set[0][i]] = set[1][i < nset[1] ? i :
-				    nset[1] - 1];
-			for (i = 0; i < len; i++)
-				nb_putc(out, (char)map[(unsigned char)w[i]]);
-		}
-		(void)decode_keep(out, mark);
+		(void)pipe_filter(s, n, k, w, len, out);
+	}
+	for (p = s; (p = memmem(p, (size_t)(s + n - p), "<<<", 3)) != NULL;
+	    p += 3) {
+		at = (size_t)(p - s);
+		for (k = at + 3; k < n && (s[k] == ' ' || s[k] == '\t'); k++)
+			;
+		if (k >= n || (len = pipe_word(s + k, n - k, &w)) == 0)
+			continue;
+		/* Back to where the simple command before "<<<" starts. */
+		for (k = at; k > 0 && strchr("|;&(`\n", s[k - 1]) == NULL; k--)
+			;
+		while (k < at && (s[k] == ' ' || s[k] == '\t'))
+			k++;
+		(void)pipe_filter(s, n, k, w, len, out);
 	}
 }
 

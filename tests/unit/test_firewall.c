@@ -356,6 +356,13 @@ test_decode_rev_tr(void **state)
 	got = decode("echo 'ez -es /' | tr 'a-z' 'n-za-m' | bash");
 	assert_non_null(strstr(got, "rm -rf /"));
 	free(got);
+	/* Here-strings feed them too. */
+	got = decode("$(tr 'a-z' 'n-za-m' <<< 'png /rgp/funqbj')");
+	assert_non_null(strstr(got, "cat /etc/shadow"));
+	free(got);
+	got = decode("x=$(rev<<<'wodahs/cte/ tac')");
+	assert_non_null(strstr(got, "cat /etc/shadow"));
+	free(got);
 	/* tr with options is no cipher: nothing decoded. */
 	got = decode("cat f | tr -d x | sh");
 	assert_string_equal(got, "");
