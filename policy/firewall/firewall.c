@@ -26,6 +26,7 @@
 #define FW_OFFSETS_INLINE	8	/* ... literal offsets */
 #define FW_NEED_BIT		0x80000000U	/* prefilter id of a need */
 #define FW_OCC_MIN		64	/* first allocation of need sightings */
+#define FW_NEWLINES_MIN		64	/* ... of a form's newline offsets */
 /* A contents callout before the pattern: fw_bound_callout bounds starts. */
 #define FW_BOUND_OPEN		"(?{b})(?:"
 #define FW_BOUND_CLOSE		")"
@@ -1199,6 +1200,31 @@ fw_rule_score(const struct policy *p, size_t id, int f,
 }
 
 /*
+ * Offsets of the newlines of a form into *nl (grown as needed, *cap
+ * entries, one spare); their count.  memchr, as lines are long next to
+ * the bytes a loop would test one by one.
+ */
+static size_t
+fw_newlines(const struct norm_buf *nb, size_t **nl, size_t *cap)
+{
+	const char	*p = nb->data, *end = nb->data + nb->len, *q;
+	size_t		 n = 0;
+
+	for (;;) {
+		if (n + 1 >= *cap) {
+			*cap = *cap == 0 ? FW_NEWLINES_MIN : *cap * 2;
+			*nl = xreallocarray(*nl, *cap, sizeof **nl);
+		}
+		if (p >= end || (q = memchr(p, '\n', (size_t)(end - p))) ==
+		    NULL)
+			break;
+		(*nl)[n++] = (size_t)(q - nb->data);
+		p = q + 1;
+	}
+	return n;
+}
+
+/*
  * The score of a text of several lines: the highest sum, over the lines
  * of the raw, folded and shell forms, of the rules that match on that
  * line, plus what counts everywhere (global: input findings, overruns,
@@ -1215,7 +1241,7 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 	const struct fw_rule	*r;
 	OnigRegion		*region;
 	size_t			*nl = NULL, *stamp = NULL, *allowed = NULL;
-	size_t			 nnl, i, k, cap;
+	size_t			 nnl, i, k, cap = 0;
 	int			*score = NULL, best = 0, f, rc = 0, lines = 0;
 
 	if ((region = onig_region_new()) == NULL)
@@ -1223,15 +1249,8 @@ fw_line_score(const struct policy *p, const struct norm_buf *forms,
 	for (f = POLICY_FORM_RAW; f <= POLICY_FORM_SHELL && rc == 0; f++) {
 		if (!useful[f])
 			continue;
-		cap = 0;
-		for (i = 0; i < forms[f].len; i++)
-			cap += forms[f].data[i] == '\n';
-		lines |= cap > 0;
-		nl = xreallocarray(nl, cap + 1, sizeof *nl);
-		for (i = 0, nnl = 0; i < forms[f].len; i++) {
-			if (forms[f].data[i] == '\n')
-				nl[nnl++] = i;
-		}
+		nnl = fw_newlines(&forms[f], &nl, &cap);
+		lines |= nnl > 0;
 		free(score);
 		free(stamp);
 		free(allowed);
