@@ -7,6 +7,7 @@
  * global changes after the first policy_load() initialized Oniguruma.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ struct fw_rule {
 	unsigned	 targets;
 	int		 hinted;	/* runs only where a hint was seen */
 	unsigned	*needs;		/* ... and one of these need literals */
+	uint64_t	*needmask;	/* (the same, as bits) */
 	size_t		 nneeds;	/* (the policy's) is near it */
 	size_t		 reach;		/* ... starting this far before it */
 	int		 line_only;	/* ... but not before its line */
@@ -149,6 +151,7 @@ fw_rule_clear(struct fw_rule *r)
 	free(r->file);
 	free(r->allow_id);
 	free(r->needs);
+	free(r->needmask);
 	if (r->re != NULL)
 		onig_free(r->re);
 }
@@ -384,7 +387,7 @@ static int
 fw_policy_finish(struct policy *p, char *err, size_t errlen)
 {
 	struct fw_rule	*r, *target;
-	size_t		 i;
+	size_t		 i, k;
 
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
@@ -401,6 +404,12 @@ fw_policy_finish(struct policy *p, char *err, size_t errlen)
 	}
 	for (i = 0; i < p->nrules; i++) {
 		r = &p->rules[i];
+		if (r->nneeds > 0)
+			r->needmask = xcalloc((p->nneeds + 63) / 64,
+			    sizeof *r->needmask);
+		for (k = 0; k < r->nneeds; k++)
+			r->needmask[r->needs[k] / 64] |= 1ULL <<
+			    (r->needs[k] % 64);
 		if (r->allow_id != NULL)
 			fw_list_add(&p->allows, i, p->nrules);
 		else if (r->context == POLICY_CONTEXT_ASK)
@@ -782,7 +791,8 @@ static int
 fw_need_near(const struct fw_scan *sc, const struct fw_rule *r, size_t from,
     size_t to)
 {
-	size_t	lo = 0, hi = sc->nocc, mid, j;
+	size_t		lo = 0, hi = sc->nocc, mid;
+	unsigned	n;
 
 	/* The first sighting at or after from. */
 	while (lo < hi) {
@@ -793,10 +803,9 @@ fw_need_near(const struct fw_scan *sc, const struct fw_rule *r, size_t from,
 			hi = mid;
 	}
 	for (; lo < sc->nocc && sc->occ[lo].at <= to; lo++) {
-		for (j = 0; j < r->nneeds; j++) {
-			if (r->needs[j] == sc->occ[lo].need)
-				return 1;
-		}
+		n = sc->occ[lo].need;
+		if (r->needmask[n / 64] & (1ULL << (n % 64)))
+			return 1;
 	}
 	return 0;
 }
