@@ -99,7 +99,7 @@ gate_new(const cJSON *o, const char *workdir, char *err, size_t errlen)
 		texts[n].len = strlen(texts[n].text);
 		n++;
 	}
-	if (n > 0 && (g->policy = policy_load_texts(texts, n, err,
+	if (n > 0 && (g->policy = policy_load_texts_again(texts, n, err,
 	    errlen)) == NULL) {
 		gate_free(g);
 		return NULL;

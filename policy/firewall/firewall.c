@@ -88,6 +88,8 @@ struct policy {
 	struct prefilter	*pf;
 	unsigned long		 retry_limit;
 	unsigned long		 search_limit;
+	int			 checked;	/* texts accepted before: no
+						   stand-alone compile */
 };
 
 /* What one rule did to one text. */
@@ -306,22 +308,28 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 		snprintf(why, whylen, "duplicate rule id %s", def->id);
 		return -1;
 	}
-	if ((rc = fw_compile(&re, def->pattern, strlen(def->pattern),
-	    &einfo)) != ONIG_NORMAL) {
+	/*
+	 * Compiled on its own first: the bounded copy would take a pattern
+	 * such as "a)|(?:b" whose tail escapes the bound.  Texts accepted
+	 * before (policy_load_texts_again) skip this.
+	 */
+	if (!p->checked && (rc = fw_compile(&re, def->pattern,
+	    strlen(def->pattern), &einfo)) != ONIG_NORMAL) {
 		onig_error_code_to_str(msg, rc, &einfo);
 		snprintf(why, whylen, "rule %s: bad pattern: %s", def->id,
 		    (char *)msg);
 		return -1;
 	}
 	/* A pattern that matches nothing at all would match every text. */
-	if (onig_search(re, empty, empty, empty, empty, NULL,
+	if (!p->checked && onig_search(re, empty, empty, empty, empty, NULL,
 	    ONIG_OPTION_NONE) >= 0) {
 		onig_free(re);
 		snprintf(why, whylen, "rule %s: pattern matches the empty text",
 		    def->id);
 		return -1;
 	}
-	onig_free(re);
+	if (!p->checked)
+		onig_free(re);
 	/* Valid on its own: now the copy that asks before each start. */
 	if ((rc = fw_compile_bounded(&re, def->pattern, &einfo)) !=
 	    ONIG_NORMAL) {
@@ -498,8 +506,8 @@ policy_load_buffer(const char *name, const char *buf, size_t len, char *err,
 	return p;
 }
 
-struct policy *
-policy_load_texts(const struct policy_text *t, size_t n, char *err,
+static struct policy *
+fw_load_texts(const struct policy_text *t, size_t n, int checked, char *err,
     size_t errlen)
 {
 	struct policy	*p;
@@ -511,6 +519,7 @@ policy_load_texts(const struct policy_text *t, size_t n, char *err,
 		return NULL;
 	}
 	p = fw_policy_new();
+	p->checked = checked;
 	for (i = 0; i < n; i++) {
 		if (t[i].len > FW_MAX_FILE) {
 			snprintf(err, errlen, "%s: file too large", t[i].name);
@@ -528,6 +537,20 @@ policy_load_texts(const struct policy_text *t, size_t n, char *err,
 		return NULL;
 	}
 	return p;
+}
+
+struct policy *
+policy_load_texts(const struct policy_text *t, size_t n, char *err,
+    size_t errlen)
+{
+	return fw_load_texts(t, n, 0, err, errlen);
+}
+
+struct policy *
+policy_load_texts_again(const struct policy_text *t, size_t n, char *err,
+    size_t errlen)
+{
+	return fw_load_texts(t, n, 1, err, errlen);
 }
 
 int

@@ -149,6 +149,12 @@ struct policy_text {
 /* Loads rule texts in order into a new policy, as policy_load does files. */
 struct policy	*policy_load_texts(const struct policy_text *, size_t n,
 		    char *err, size_t errlen);
+/*
+ * The same for texts policy_load_texts accepted before (the master's, in a
+ * worker): each pattern is compiled once, not checked on its own again.
+ */
+struct policy	*policy_load_texts_again(const struct policy_text *,
+		    size_t n, char *err, size_t errlen);
 /* Reads a rule file (bounded); 0, or -1 with "path: why" in err. */
 int		 policy_read_file(const char *path, char **buf, size_t *len,
 		    char *err, size_t errlen);
