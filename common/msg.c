@@ -19,7 +19,8 @@ static const char *msg_names[MSG_TYPE_MAX] = {
 	[MSG_CLI_SESSION] = "cli_session", [MSG_CLI_EXIT] = "cli_exit",
 	[MSG_APPROVAL] = "approval", [MSG_PERMISSION] = "permission",
 	[MSG_CONFIGURE] = "configure", [MSG_CONFIGURED] = "configured",
-	[MSG_TRANSCRIPT] = "transcript",
+	[MSG_TRANSCRIPT] = "transcript", [MSG_POLICY] = "policy",
+	[MSG_READY] = "ready",
 };
 
 const char *
@@ -211,6 +212,7 @@ msg_opened_compose(struct evbuffer *out, uint32_t turn,
 	cJSON_AddStringToObject(o, "cli_session_id", p->cli_session_id);
 	cJSON_AddStringToObject(o, "workdir", p->workdir);
 	cJSON_AddBoolToObject(o, "resume", p->resume);
+	cJSON_AddStringToObject(o, "policy", p->policy);
 	msg_compose_obj(out, MSG_OPENED, turn, o);
 }
 
@@ -226,6 +228,7 @@ msg_opened_decode(const struct msg *m, struct msg_opened *p)
 	p->cli_session_id = msg_str(p->json, "cli_session_id", &bad);
 	p->workdir = msg_str(p->json, "workdir", &bad);
 	p->resume = msg_bool(p->json, "resume", &bad);
+	p->policy = msg_str(p->json, "policy", &bad);
 	return msg_decoded(&p->json, bad);
 }
 
@@ -675,4 +678,100 @@ msg_transcript_clear(struct msg_transcript *t)
 {
 	cJSON_Delete(t->json);
 	t->json = NULL;
+}
+
+void
+msg_policy_compose(struct evbuffer *out, const struct msg_policy *p)
+{
+	cJSON		*o = cJSON_CreateObject(), *a, *f;
+	char		*s;
+	size_t		 i, n, total = 0;
+	struct msg_hdr	 h;
+
+	cJSON_AddNumberToObject(o, "generation", (double)p->generation);
+	cJSON_AddStringToObject(o, "digest", p->digest);
+	cJSON_AddNumberToObject(o, "threshold", p->threshold);
+	a = cJSON_AddArrayToObject(o, "files");
+	for (i = 0; i < p->nfiles; i++) {
+		f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "name", p->files[i].name);
+		cJSON_AddNumberToObject(f, "len", (double)p->files[i].len);
+		cJSON_AddItemToArray(a, f);
+		total += p->files[i].len;
+	}
+	if ((s = cJSON_PrintUnformatted(o)) == NULL)
+		fatalx("msg_policy_compose: out of memory");
+	cJSON_Delete(o);
+	n = strlen(s);
+	if (n + 1 + total > MSG_MAX_PAYLOAD)
+		fatalx("msg_policy_compose: %zu bytes", n + 1 + total);
+	/* Header, JSON line, texts: no copy of the texts into one buffer. */
+	memset(&h, 0, sizeof h);
+	h.len = (uint32_t)(n + 1 + total);
+	h.type = MSG_POLICY;
+	h.version = MSG_VERSION;
+	h.pid = (uint32_t)getpid();
+	evbuffer_add(out, &h, sizeof h);
+	evbuffer_add(out, s, n);
+	evbuffer_add(out, "\n", 1);
+	for (i = 0; i < p->nfiles; i++)
+		evbuffer_add(out, p->files[i].text, p->files[i].len);
+	cJSON_free(s);
+}
+
+int
+msg_policy_decode(const struct msg *m, struct msg_policy *p)
+{
+	const cJSON	*a, *f;
+	const char	*nl, *at, *end;
+	int		 bad = 0;
+
+	memset(p, 0, sizeof *p);
+	if (m->hdr.type != MSG_POLICY || m->data == NULL ||
+	    (nl = memchr(m->data, '\n', m->hdr.len)) == NULL)
+		return -1;
+	if ((p->json = cJSON_ParseWithLength(m->data,
+	    (size_t)(nl - m->data))) == NULL || !cJSON_IsObject(p->json)) {
+		cJSON_Delete(p->json);
+		p->json = NULL;
+		return -1;
+	}
+	p->generation = (uint64_t)msg_num(p->json, "generation", 1,
+	    (double)UINT32_MAX, &bad);
+	p->digest = msg_str(p->json, "digest", &bad);
+	p->threshold = (int)msg_num(p->json, "threshold", 0, INT32_MAX, &bad);
+	if (p->digest != NULL && strlen(p->digest) != MSG_POLICY_DIGEST_LEN)
+		bad = 1;
+	a = cJSON_GetObjectItemCaseSensitive(p->json, "files");
+	if (!cJSON_IsArray(a))
+		bad = 1;
+	at = nl + 1;
+	end = m->data + m->hdr.len;
+	cJSON_ArrayForEach(f, a) {
+		if (bad || p->nfiles == MSG_POLICY_FILES_MAX) {
+			bad = 1;
+			break;
+		}
+		p->files[p->nfiles].name = msg_str(f, "name", &bad);
+		p->files[p->nfiles].len = (size_t)msg_num(f, "len", 0,
+		    MSG_MAX_PAYLOAD, &bad);
+		if (bad || p->files[p->nfiles].len > (size_t)(end - at)) {
+			bad = 1;
+			break;
+		}
+		p->files[p->nfiles].text = at;
+		at += p->files[p->nfiles].len;
+		p->nfiles++;
+	}
+	/* Every byte is some file's. */
+	if (at != end)
+		bad = 1;
+	return msg_decoded(&p->json, bad);
+}
+
+void
+msg_policy_clear(struct msg_policy *p)
+{
+	cJSON_Delete(p->json);
+	p->json = NULL;
 }

@@ -24,14 +24,14 @@
 
 struct evbuffer;
 
-#define MSG_VERSION		3	/* bump when a type or payload changes */
+#define MSG_VERSION		4	/* bump when a type or payload changes */
 #define MSG_HDR_SIZE		16
 #define MSG_MAX_PAYLOAD		(4U * 1024 * 1024)
 #define WORKER_FD		3	/* the worker's end of the socketpair */
 
 enum msg_type {
-	MSG_HELLO = 1,	/* w->m (empty): a spare is ready; also m->w, the
-			   master's version, to a worker of another one */
+	MSG_HELLO = 1,	/* w->m (empty), first: the worker's version; also
+			   m->w, the master's, to a worker of another one */
 	MSG_OPEN,	/* m->w the session to open: a JSON object (worker/) */
 	MSG_OPENED,	/* w->m struct msg_opened: its CLI runs */
 	MSG_PROBED,	/* w->m (empty): the CLI answered (the open op) */
@@ -50,6 +50,10 @@ enum msg_type {
 	MSG_TRANSCRIPT,	/* w->m struct msg_transcript: what the CLI added to
 			   its transcript; m->w (before MSG_OPEN): the stored
 			   transcript to restore */
+	MSG_POLICY,	/* m->w struct msg_policy, first, once: the firewall
+			   rules a spare compiles before it is ready */
+	MSG_READY,	/* w->m (empty), after its hello: the rules are
+			   compiled, the spare may be given a session */
 	MSG_TYPE_MAX
 };
 
@@ -96,6 +100,8 @@ struct msg_opened {
 	const char	*cli_session_id;
 	const char	*workdir;
 	int		 resume;	/* --resume: the CLI has its transcript */
+	const char	*policy;	/* digest of the rules its tool calls
+					   are screened with (msg_policy) */
 	cJSON		*json;
 };
 
@@ -188,8 +194,31 @@ struct msg_transcript {
 /* projects/<cwd-key>/<session id>.jsonl, nothing else (no "..", no "/"). */
 int	 msg_transcript_path_ok(const char *);
 
+/*
+ * The firewall rules a worker screens tool calls with: the texts the
+ * master loaded (and screens prompts with), in order, named for errors.
+ * The payload is a JSON header line ({generation, digest, threshold,
+ * files: [{name, len}]}), then the texts back to back, as they are.  No
+ * files: no rules (firewall = off).
+ */
+#define MSG_POLICY_FILES_MAX	64	/* POLICY_MAX_FILES */
+#define MSG_POLICY_DIGEST_LEN	64	/* hex SHA-256, without NUL */
+struct msg_policy_file {
+	const char	*name;
+	const char	*text;		/* len bytes, not NUL-terminated */
+	size_t		 len;
+};
+struct msg_policy {
+	uint64_t		 generation;	/* the master's count of loads */
+	const char		*digest;
+	int			 threshold;
+	struct msg_policy_file	 files[MSG_POLICY_FILES_MAX];
+	size_t			 nfiles;
+	cJSON			*json;
+};
+
 void	 msg_empty_compose(struct evbuffer *, uint16_t type, uint32_t turn);
-/* 0 if an empty message (HELLO, PROBED, INTERRUPT, STOP) has no payload. */
+/* 0 if an empty message (HELLO, READY, PROBED, INTERRUPT, STOP) is empty. */
 int	 msg_empty_decode(const struct msg *);
 
 void	 msg_open_compose(struct evbuffer *, uint32_t turn, const cJSON *);
@@ -251,5 +280,10 @@ void	 msg_transcript_compose(struct evbuffer *, uint32_t turn,
 /* Decodes m, which must outlive t (t->data points into it). */
 int	 msg_transcript_decode(const struct msg *, struct msg_transcript *);
 void	 msg_transcript_clear(struct msg_transcript *);
+
+void	 msg_policy_compose(struct evbuffer *, const struct msg_policy *);
+/* Decodes m, which must outlive p (the texts point into it). */
+int	 msg_policy_decode(const struct msg *, struct msg_policy *);
+void	 msg_policy_clear(struct msg_policy *);
 
 #endif

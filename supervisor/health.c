@@ -144,6 +144,10 @@ health_status(void)
 	    server_gateway_egress_enforced());
 	cJSON_AddNumberToObject(d, "rules", hp.screen->policy != NULL ?
 	    (double)policy_nrules(hp.screen->policy) : 0);
+	/* The rules new sessions get, on both sides. */
+	o = cJSON_AddObjectToObject(d, "policy");
+	cJSON_AddNumberToObject(o, "generation", (double)hp.screen->generation);
+	cJSON_AddStringToObject(o, "digest", hp.screen->digest);
 
 	if (store_shared()) {
 		char	detail[HEALTH_DETAIL_MAX];

@@ -301,8 +301,7 @@ hotplexd_reload(char *err, size_t errlen)
 		return -1;
 	}
 	/* Both parsed: swap both.  Running sessions keep what they got. */
-	screen_free(hp.screen);
-	hp.screen = ns;
+	screen_install(ns);
 	if (strcmp(nc->socket, hp.conf->socket) != 0)
 		log_warnx("reload: socket changes need a restart");
 	if ((nc->metrics_listen == NULL) != (hp.conf->metrics_listen == NULL) ||
@@ -476,6 +475,7 @@ main(int argc, char **argv)
 	const char	*conf_path = CONFIG_DEFAULT_PATH;
 	int		 conf_given = 0;
 	char		 err[SANDBOX_ERR_MAX];
+	struct screen	*ns;
 
 	static const struct option longopts[] = {
 		{ "help",	no_argument,	NULL,	'h' },
@@ -547,7 +547,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (hotplexd_check_conf(hp.conf, err, sizeof err) == -1 ||
-	    (hp.screen = screen_load(hp.conf, err, sizeof err)) == NULL) {
+	    (ns = screen_load(hp.conf, err, sizeof err)) == NULL) {
 		if (check)
 			fprintf(stderr, "hotplexd: %s: %s\n", conf_path, err);
 		else
@@ -555,6 +555,7 @@ main(int argc, char **argv)
 		config_free(hp.conf);
 		return 1;
 	}
+	screen_install(ns);
 	if (check) {
 		hotplexd_nofile(hp.conf, 0);
 		printf("hotplexd: configuration %s OK\n", conf_path);
@@ -563,7 +564,7 @@ main(int argc, char **argv)
 		i = check_install(hp.conf, hp.worker_path);
 		free(hp.worker_path);
 		isolation_report(hotplexd_report_stdout);
-		screen_free(hp.screen);
+		screen_unref(hp.screen);
 		config_free(hp.conf);
 		return i == 0 ? 0 : 1;
 	}
@@ -645,7 +646,7 @@ main(int argc, char **argv)
 	stats_clear(&hp.all_total);
 	budget_free();
 	event_base_free(hp.base);
-	screen_free(hp.screen);
+	screen_unref(hp.screen);
 	config_free(hp.conf);
 	free(hp.conf_path);
 	free(hp.worker_path);

@@ -79,10 +79,11 @@ struct worker {
 	TAILQ_ENTRY(worker)	 spare_entry;	/* pool.c's ready spares */
 	LIST_ENTRY(worker)	 hash;		/* pool.c's pid hash */
 	int			 spare;		/* on the spare list */
-	int			 starting;	/* spawned, no hello yet */
+	int			 starting;	/* spawned, not ready yet */
 	pid_t			 pid;
 	struct bufferevent	*bev;
-	int			 ready;		/* said hello */
+	int			 hello;		/* said hello: our version */
+	int			 ready;		/* compiled its rules (MSG_READY) */
 	int			 dead;
 	int			 closed;	/* EOF seen: never reuse */
 	int			 reaped;
@@ -102,6 +103,7 @@ struct worker {
 	int			 orphan;
 	uid_t			 orphan_uid;
 	char			*orphan_name;	/* owned: whose TMPDIR to remove */
+	struct screen		*screen;	/* the rules it was given (a ref) */
 };
 TAILQ_HEAD(workers, worker);
 
@@ -165,6 +167,8 @@ struct session {
 	int			 has_conversation; /* --resume works */
 	cJSON			*options;	/* owned, from the first request */
 	struct worker		*worker;
+	struct screen		*screen;	/* its worker's rules (a ref):
+						   its prompts' too */
 	pid_t			 cli_pid;
 	uint64_t		 seq;
 	uint64_t		 created_ms, active_ms;
@@ -489,6 +493,7 @@ void	 pool_worker_orphan(struct worker *, uid_t, const char *name,
 int	 pool_count(void);
 int	 pool_spares(void);
 int	 pool_ready_spares(void);
+void	 pool_screen_changed(void);
 
 /* privsep.c: the master drops root once the spawner has it */
 void	 privsep_drop(void);

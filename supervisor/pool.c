@@ -34,6 +34,7 @@
 #include "common/msg.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/screen.h"
 #include "worker/worker.h"
 
 static void	pool_worker_finish(struct worker *);
@@ -50,8 +51,10 @@ static void	pool_reap_fire(evutil_socket_t, short, void *);
 #define POOL_EARLY_MAX		5
 #define POOL_BACKOFF_MIN_MS	100
 #define POOL_BACKOFF_MAX_MS	30000
-/* A hung worker is killed by then; under valgrind on a loaded machine a
- * sound one took over 10 s. */
+/*
+ * A hung worker is killed by then: to be ready it compiles the rules;
+ * under valgrind on a loaded machine a sound one took over 10 s.
+ */
 #define POOL_HELLO_TIMEOUT_S	60
 #define POOL_REAP_BATCH		16	/* exits per bulk callback */
 #define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
@@ -67,7 +70,7 @@ static struct {
 	int			 nstopping;	/* told to stop, not yet gone */
 	int			 nworkers;
 	int			 nspares;
-	int			 nstarting;	/* spawned, no hello yet */
+	int			 nstarting;	/* spawned, not ready yet */
 	int			 nasked;	/* spawns asked, not answered */
 	struct event		*reap_ev;	/* the spawner's exit channel */
 } pool;
@@ -191,7 +194,7 @@ pool_release(struct worker *wk)
 	pool.nspares++;
 }
 
-/* Spares that said hello: a session given one starts now (readyz). */
+/* Spares that are ready: a session given one starts now (readyz). */
 int
 pool_ready_spares(void)
 {
@@ -316,6 +319,35 @@ pool_worker_version(struct worker *wk, unsigned version)
 	bufferevent_disable(wk->bev, EV_READ);
 }
 
+/*
+ * A spare given rules no longer in force (a reload): stopped, and
+ * counted as one that served (its end is no crash).
+ */
+static void
+pool_retire(struct worker *wk)
+{
+	log_debug("worker %ld: rules generation %llu replaced: stopping it",
+	    (long)wk->pid, (unsigned long long)wk->screen->generation);
+	pool_unspare(wk);
+	wk->served = 1;
+	pool_worker_stop(wk, 0);
+}
+
+/* A reload put new rules in force: the spares that have the old go. */
+void
+pool_screen_changed(void)
+{
+	struct worker	*wk, *next;
+
+	for (wk = TAILQ_FIRST(&pool.spares); wk != NULL; wk = next) {
+		next = TAILQ_NEXT(wk, spare_entry);
+		if (wk->screen != hp.screen)
+			pool_retire(wk);
+	}
+	/* Those still starting go when they are ready. */
+	pool_refill();
+}
+
 static void
 pool_worker_read(struct bufferevent *bev, void *arg)
 {
@@ -331,14 +363,30 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 			    (long)wk->pid, msg_type_name(m.hdr.type), m.hdr.turn,
 			    m.hdr.len);
 		if (m.hdr.type == MSG_HELLO) {
-			if (wk->ready || msg_empty_decode(&m) == -1) {
+			/* Our version: its rules (MSG_POLICY) are on the way. */
+			if (wk->hello || msg_empty_decode(&m) == -1) {
 				msg_clear(&m);
 				pool_worker_kill(wk, "bad hello");
+				return;
+			}
+			wk->hello = 1;
+		} else if (m.hdr.type == MSG_READY) {
+			if (!wk->hello || wk->ready ||
+			    msg_empty_decode(&m) == -1) {
+				msg_clear(&m);
+				pool_worker_kill(wk, "bad ready");
 				return;
 			}
 			wk->ready = 1;
 			evtimer_del(wk->hello_timer);
 			pool_unspare(wk);	/* starting no more */
+			if (wk->screen != hp.screen) {
+				/* It compiled rules a reload replaced. */
+				msg_clear(&m);
+				pool_retire(wk);
+				pool_refill();
+				return;
+			}
 			pool_release(wk);
 			log_debug("worker %ld ready", (long)wk->pid);
 			if (pool_loop.stopped) {
@@ -405,7 +453,7 @@ pool_worker_event(struct bufferevent *bev, short what, void *arg)
 static void
 pool_hello_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	pool_worker_kill(arg, "no hello in time");
+	pool_worker_kill(arg, "not ready in time");
 }
 
 /*
@@ -469,6 +517,9 @@ pool_spawned(pid_t pid, int chan, int e)
 	wk->hello_timer = evtimer_new(hp.base, pool_hello_timeout, wk);
 	evtimer_add(wk->hello_timer, &hello_tv);
 	bufferevent_enable(wk->bev, EV_READ | EV_WRITE);
+	/* First: the rules in force, which it compiles before it is ready. */
+	wk->screen = screen_ref(hp.screen);
+	msg_policy_compose(bufferevent_get_output(wk->bev), &wk->screen->msg);
 	TAILQ_INSERT_TAIL(&hp.workers, wk, entry);
 	LIST_INSERT_HEAD(pool_bucket(pid), wk, hash);
 	pool.nworkers++;
@@ -544,7 +595,11 @@ pool_take(int *err)
 	int		 want;
 
 	*err = 0;
-	if ((wk = TAILQ_FIRST(&pool.spares)) != NULL) {
+	while ((wk = TAILQ_FIRST(&pool.spares)) != NULL) {
+		if (wk->screen != hp.screen) {
+			pool_retire(wk);
+			continue;
+		}
 		pool_unspare(wk);
 		wk->served = 1;
 		return wk;
@@ -632,6 +687,7 @@ pool_worker_finish(struct worker *wk)
 	    spawner_rmtmp(wk->orphan_uid, wk->orphan_name) == -1)
 		log_warn("session %s: removing its TMPDIR", wk->orphan_name);
 	free(wk->orphan_name);
+	screen_unref(wk->screen);
 	TAILQ_REMOVE(&hp.workers, wk, entry);
 	LIST_REMOVE(wk, hash);
 	pool.nworkers--;

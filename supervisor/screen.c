@@ -26,18 +26,6 @@
 #define SCREEN_AUDIT_FILE	"audit.log"
 #define SCREEN_AUDIT_LINE_MAX	2048
 
-/* Adds one rule file's text to the screen's list for the workers. */
-static void
-screen_add_text(struct screen *sc, const char *name, const char *text)
-{
-	cJSON	*o = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(o, "name", name);
-	cJSON_AddStringToObject(o, "text", text);
-	cJSON_AddItemToArray(sc->rules, o);
-	cJSON_AddItemToArray(sc->files, cJSON_CreateString(name));
-}
-
 /* Why the last glob could not read a directory (the master may not be root). */
 static char	screen_glob_dir[512];
 static int	screen_glob_errno;
@@ -117,26 +105,32 @@ screen_readable(const struct config *c, char *err, size_t errlen)
 	return rc;
 }
 
+/* Rule sets put in force, counted: the generation status reports. */
+static uint64_t	screen_generation;
+
 /*
  * The rules in force: the built-in defaults, then the files firewall_rules
- * adds (globs, sorted within each), compiled here once; their texts go to
- * every new session's worker, which compiles the same bytes for tool calls.
+ * adds (globs, sorted within each), read and compiled here once.  Their
+ * texts, kept here, go to every worker spawned while this screen is in
+ * force (screen.h), so its tool calls meet the rules the prompts met,
+ * whatever the files say since.
  */
 struct screen *
 screen_load(const struct config *c, char *err, size_t errlen)
 {
 	struct screen		*sc = xcalloc(1, sizeof *sc);
 	struct policy_text	 texts[POLICY_MAX_FILES];
-	char			*bufs[POLICY_MAX_FILES];
 	glob_t			 g;
-	size_t			 i, j, n = 0, nbufs = 0;
+	size_t			 i, j, n = 0;
 
+	sc->refs = 1;
 	sc->threshold = c->firewall_threshold;
-	sc->files = cJSON_CreateArray();
-	sc->rules = cJSON_CreateArray();
+	sc->msg.threshold = sc->threshold;
+	sc->msg.digest = sc->digest;
 	if (!c->firewall) {
 		log_warnx("firewall = off: prompts and tool calls are not "
 		    "screened");
+		policy_digest(texts, 0, sc->digest);
 		return sc;
 	}
 	for (i = 0; i < policy_nbuiltin; i++)
@@ -152,47 +146,78 @@ screen_load(const struct config *c, char *err, size_t errlen)
 			    "the built-in ones", POLICY_MAX_FILES);
 			goto fail;
 		}
-		if (policy_read_file(g.gl_pathv[j], &bufs[nbufs],
+		if (policy_read_file(g.gl_pathv[j], &sc->bufs[sc->nbufs],
 		    &texts[n].len, err, errlen) == -1)
 			goto fail;
-		texts[n].name = g.gl_pathv[j];
-		texts[n].text = bufs[nbufs++];
-		/* The workers get it as a JSON string: text, no NUL. */
-		if (memchr(texts[n].text, '\0', texts[n].len) != NULL) {
-			snprintf(err, errlen, "%s: a NUL byte in a rule file",
-			    texts[n].name);
-			goto fail;
-		}
-		bufs[nbufs - 1][texts[n].len] = '\0';
+		texts[n].text = sc->bufs[sc->nbufs++];
+		/* Kept: the name outlives the glob. */
+		texts[n].name = sc->bufs[sc->nbufs++] = xstrdup(g.gl_pathv[j]);
 		n++;
 	}
 	if ((sc->policy = policy_load_texts(texts, n, err, errlen)) == NULL)
 		goto fail;
-	for (i = 0; i < n; i++)
-		screen_add_text(sc, texts[i].name, texts[i].text);
+	policy_digest(texts, n, sc->digest);
+	for (i = 0; i < n; i++) {
+		sc->msg.files[i].name = texts[i].name;
+		sc->msg.files[i].text = texts[i].text;
+		sc->msg.files[i].len = texts[i].len;
+	}
+	sc->msg.nfiles = n;
 	log_info("firewall: %zu rules from %zu files (%zu built in), "
-	    "threshold %d", policy_nrules(sc->policy), n, policy_nbuiltin,
-	    sc->threshold);
-	for (i = 0; i < nbufs; i++)
-		free(bufs[i]);
+	    "threshold %d, digest %.12s", policy_nrules(sc->policy), n,
+	    policy_nbuiltin, sc->threshold, sc->digest);
 	globfree(&g);
 	return sc;
 fail:
-	for (i = 0; i < nbufs; i++)
-		free(bufs[i]);
 	globfree(&g);
-	screen_free(sc);
+	screen_unref(sc);
 	return NULL;
 }
 
+/*
+ * Puts a new screen (consumed) in force at start or on a reload, unless it
+ * holds the rules and threshold in force already.  Spares compiled the
+ * old rules: they are let go, and new sessions wait for spares given the
+ * new ones.  Sessions keep the screen they have, on both sides.
+ */
 void
-screen_free(struct screen *sc)
+screen_install(struct screen *ns)
 {
-	if (sc == NULL)
+	struct screen	*old = hp.screen;
+
+	if (old != NULL && strcmp(old->digest, ns->digest) == 0 &&
+	    old->threshold == ns->threshold) {
+		screen_unref(ns);
+		return;
+	}
+	ns->generation = ns->msg.generation = ++screen_generation;
+	hp.screen = ns;
+	if (old != NULL) {
+		log_info("firewall: rules generation %llu (digest %.12s) for "
+		    "new sessions", (unsigned long long)ns->generation,
+		    ns->digest);
+		screen_unref(old);
+		pool_screen_changed();
+	}
+}
+
+struct screen *
+screen_ref(struct screen *sc)
+{
+	sc->refs++;
+	return sc;
+}
+
+void
+screen_unref(struct screen *sc)
+{
+	size_t	i;
+
+	if (sc == NULL || --sc->refs > 0)
 		return;
 	policy_free(sc->policy);
-	cJSON_Delete(sc->files);
-	cJSON_Delete(sc->rules);
+	for (i = 0; i < sc->nbufs; i++)
+		free(sc->bufs[i]);
 	free(sc);
 }
 

@@ -501,11 +501,14 @@ session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
 {
 	struct policy_verdict	 v;
 	cJSON			*d;
+	/* Its worker's rules; without one, those its next worker gets. */
+	const struct screen	*sc = s->worker != NULL && s->screen != NULL ?
+				    s->screen : hp.screen;
 
-	if (hp.screen->policy == NULL)
+	if (sc->policy == NULL)
 		return 0;
-	policy_check(hp.screen->policy, POLICY_PROMPT, prompt, strlen(prompt),
-	    hp.screen->threshold, &v);
+	policy_check(sc->policy, POLICY_PROMPT, prompt, strlen(prompt),
+	    sc->threshold, &v);
 	if (!v.blocked) {
 		if (v.nmatches > 0)
 			log_info("firewall: session %s prompt passed with score "
@@ -1061,6 +1064,10 @@ session_op_sessions(struct client *c, const char *req, const cJSON *r)
 		cJSON_AddNumberToObject(o, "worker_pid",
 		    s->worker != NULL ? s->worker->pid : 0);
 		cJSON_AddNumberToObject(o, "cli_pid", s->cli_pid);
+		/* The rules its worker and its prompts are screened with. */
+		cJSON_AddNumberToObject(o, "policy_generation",
+		    s->worker != NULL && s->screen != NULL ?
+		    (double)s->screen->generation : 0);
 		cJSON_AddNumberToObject(o, "turns", (double)s->total.turns);
 		cJSON_AddNumberToObject(o, "idle_ms", s->state == SESSION_BUSY ?
 		    0 : (double)(now - s->active_ms));

@@ -37,7 +37,7 @@ session_worker_approval(struct session *s, const struct msg_approval *ap)
 cJSON *
 session_open_msg(struct session *s, int probe)
 {
-	cJSON	*o = cJSON_CreateObject(), *a, *fw, *g;
+	cJSON	*o = cJSON_CreateObject(), *a, *g;
 	char	 path[PATH_MAX];
 	size_t	 i;
 
@@ -107,14 +107,17 @@ session_open_msg(struct session *s, int probe)
 	cJSON_AddNumberToObject(a, "rlimit_cpu", (double)hp.conf->rlimit_cpu);
 	cJSON_AddNumberToObject(a, "rlimit_fsize", (double)hp.conf->rlimit_fsize);
 	cJSON_AddBoolToObject(o, "tool_gate", hp.conf->tool_gate);
-	/* The gate: rules for tool calls, the daemon's tool lists. */
-	if (hp.screen->policy != NULL) {
-		fw = cJSON_AddObjectToObject(o, "firewall");
-		/* The texts the master compiled: never the files again. */
-		cJSON_AddItemToObject(fw, "rules",
-		    cJSON_Duplicate(hp.screen->rules, 1));
-		cJSON_AddNumberToObject(fw, "threshold", hp.screen->threshold);
+	/*
+	 * The gate's tool lists.  Its rules are those the worker compiled
+	 * as a spare (MSG_POLICY): the session's screen from now on, for
+	 * its prompts too.
+	 */
+	if (s->worker != NULL && s->screen != s->worker->screen) {
+		screen_unref(s->screen);
+		s->screen = screen_ref(s->worker->screen);
 	}
+	cJSON_AddBoolToObject(o, "firewall", s->screen != NULL &&
+	    s->screen->policy != NULL);
 	a = cJSON_AddArrayToObject(o, "allowed_tools");
 	for (i = 0; i < hp.conf->allowed_tools.n; i++)
 		cJSON_AddItemToArray(a,
@@ -388,6 +391,17 @@ session_worker_msg(struct session *s, struct worker *wk, struct msg *m)
 		return;
 	case MSG_OPENED:
 		if ((bad = msg_opened_decode(m, &op)) == 0) {
+			/* Its tool calls meet the rules its prompts meet. */
+			if (s->screen == NULL ||
+			    strcmp(op.policy, s->screen->digest) != 0) {
+				log_warnx("session %s: worker %ld screens with "
+				    "rules %.12s, not %.12s", s->name,
+				    (long)wk->pid, op.policy, s->screen != NULL ?
+				    s->screen->digest : "-");
+				msg_opened_clear(&op);
+				pool_worker_kill(wk, "other rules");
+				return;
+			}
 			session_worker_opened(s, &op);
 			msg_opened_clear(&op);
 		}

@@ -22,6 +22,7 @@
 #include "common/xmalloc.h"
 #include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
+#include "supervisor/screen.h"
 #include "supervisor/session.h"
 
 #define SESSION_UID_MAX		4294967294.0	/* (uid_t)-1 is no uid */
@@ -430,6 +431,7 @@ session_free(struct session *s)
 	session_unend(s);
 	if (s->worker != NULL)
 		s->worker->session = NULL;
+	screen_unref(s->screen);
 	server_gateway_session_free(s);
 	event_free(s->idle_timer);
 	event_free(s->freeze_timer);

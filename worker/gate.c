@@ -11,21 +11,135 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/msg.h"
 #include "common/proto.h"
 #include "common/xmalloc.h"
 #include "policy/firewall/firewall.h"
 #include "worker/worker.h"
 
 struct gate {
-	struct policy	*policy;	/* NULL: no rules */
+	const struct policy *policy;	/* gate_set's; NULL: no rules */
 	int		 threshold;
 	cJSON		*allow;		/* tool names; empty: any */
 	cJSON		*deny;		/* tool names */
 	char		 workdir[PATH_MAX];
 };
+
+/*
+ * The worker's rules, from the master once (MSG_POLICY) while a spare:
+ * compiled then, so that a session's open compiles nothing.  A spare of
+ * a root daemon is root, and the master is not trusted with root: it
+ * compiles as root only its own built-in texts (the master's byte for
+ * byte), and leaves a site's rule files (firewall_rules) to
+ * gate_rules_ready, once it is the session's user and confined.
+ */
+static struct {
+	int		 loaded;
+	struct policy	*policy;
+	int		 threshold;
+	char		 digest[POLICY_DIGEST_LEN + 1];
+	struct policy_text texts[POLICY_MAX_FILES];	/* deferred */
+	size_t		 ntexts;
+	char		*copy;		/* their names and bytes */
+} gate_set;
+
+/* Are the texts the built-in ones, in order?  Then ours are compiled. */
+static int
+gate_rules_builtin(const struct msg_policy *p)
+{
+	size_t	i;
+
+	if (p->nfiles != policy_nbuiltin)
+		return 0;
+	for (i = 0; i < p->nfiles; i++)
+		if (strcmp(p->files[i].name, policy_builtin[i].name) != 0 ||
+		    p->files[i].len != policy_builtin[i].len ||
+		    memcmp(p->files[i].text, policy_builtin[i].text,
+		    p->files[i].len) != 0)
+			return 0;
+	return 1;
+}
+
+int
+gate_rules_load(const struct msg_policy *p, char *err, size_t errlen)
+{
+	struct policy_text	 t[MSG_POLICY_FILES_MAX];
+	size_t			 i, need = 0;
+	char			*at;
+
+	if (gate_set.loaded) {
+		snprintf(err, errlen, "rules sent twice");
+		return -1;
+	}
+	gate_set.loaded = 1;
+	gate_set.threshold = p->threshold > 0 ? p->threshold :
+	    POLICY_DEFAULT_THRESHOLD;
+	for (i = 0; i < p->nfiles; i++) {
+		t[i].name = p->files[i].name;
+		t[i].text = p->files[i].text;
+		t[i].len = p->files[i].len;
+		need += strlen(t[i].name) + 1 + t[i].len;
+	}
+	policy_digest(t, p->nfiles, gate_set.digest);
+	if (strcmp(gate_set.digest, p->digest) != 0) {
+		snprintf(err, errlen, "rules digest %.12s, the master says "
+		    "%.12s", gate_set.digest, p->digest);
+		return -1;
+	}
+	if (p->nfiles == 0)
+		return 0;		/* firewall = off */
+	if (geteuid() != 0 || gate_rules_builtin(p)) {
+		gate_set.policy = policy_load_texts_again(geteuid() != 0 ?
+		    t : policy_builtin, p->nfiles, err, errlen);
+		if (gate_set.policy == NULL)
+			return -1;
+		log_debug("firewall: %zu rules compiled (generation %llu)",
+		    policy_nrules(gate_set.policy),
+		    (unsigned long long)p->generation);
+		return 0;
+	}
+	/* A site's rules: kept, compiled once we are not root. */
+	at = gate_set.copy = xmalloc(need);
+	for (i = 0; i < p->nfiles; i++) {
+		gate_set.texts[i].name = memcpy(at, t[i].name,
+		    strlen(t[i].name) + 1);
+		at += strlen(t[i].name) + 1;
+		gate_set.texts[i].text = memcpy(at, t[i].text, t[i].len);
+		gate_set.texts[i].len = t[i].len;
+		at += t[i].len;
+	}
+	gate_set.ntexts = p->nfiles;
+	return 0;
+}
+
+int
+gate_rules_ready(char *err, size_t errlen)
+{
+	if (gate_set.ntexts == 0)
+		return 0;
+	gate_set.policy = policy_load_texts_again(gate_set.texts,
+	    gate_set.ntexts, err, errlen);
+	gate_set.ntexts = 0;
+	free(gate_set.copy);
+	gate_set.copy = NULL;
+	return gate_set.policy != NULL ? 0 : -1;
+}
+
+int
+gate_rules_loaded(void)
+{
+	return gate_set.loaded;
+}
+
+const char *
+gate_rules_digest(void)
+{
+	return gate_set.digest;
+}
 
 /* Input members that hold a path, for the path rules. */
 static const char *gate_path_keys[] = {
@@ -58,12 +172,8 @@ gate_merge(cJSON *dst, const cJSON *src)
 struct gate *
 gate_new(const cJSON *o, const char *workdir, char *err, size_t errlen)
 {
-	const cJSON	*fw = cJSON_GetObjectItemCaseSensitive(o, "firewall");
 	const cJSON	*opt = cJSON_GetObjectItemCaseSensitive(o, "options");
-	const cJSON	*rules, *th, *e;
-	struct policy_text texts[POLICY_MAX_FILES];
 	struct gate	*g = xcalloc(1, sizeof *g);
-	size_t		 n = 0;
 
 	snprintf(g->workdir, sizeof g->workdir, "%s", workdir);
 	g->allow = cJSON_CreateArray();
@@ -78,32 +188,8 @@ gate_new(const cJSON *o, const char *workdir, char *err, size_t errlen)
 	gate_merge(g->deny, cJSON_GetObjectItemCaseSensitive(opt,
 	    "disallowed_tools"));
 
-	/*
-	 * The rule texts the master compiled for prompts: tool calls are
-	 * screened by the same rules, whatever the files say now.
-	 */
-	rules = cJSON_GetObjectItemCaseSensitive(fw, "rules");
-	th = cJSON_GetObjectItemCaseSensitive(fw, "threshold");
-	g->threshold = cJSON_IsNumber(th) ? th->valueint :
-	    POLICY_DEFAULT_THRESHOLD;
-	cJSON_ArrayForEach(e, rules) {
-		if (n == POLICY_MAX_FILES || json_str(e, "name") == NULL ||
-		    json_str(e, "text") == NULL) {
-			snprintf(err, errlen, "bad firewall rules in the open "
-			    "message");
-			gate_free(g);
-			return NULL;
-		}
-		texts[n].name = json_str(e, "name");
-		texts[n].text = json_str(e, "text");
-		texts[n].len = strlen(texts[n].text);
-		n++;
-	}
-	if (n > 0 && (g->policy = policy_load_texts_again(texts, n, err,
-	    errlen)) == NULL) {
-		gate_free(g);
-		return NULL;
-	}
+	g->policy = gate_set.policy;
+	g->threshold = gate_set.threshold;
 	return g;
 }
 
@@ -112,7 +198,6 @@ gate_free(struct gate *g)
 {
 	if (g == NULL)
 		return;
-	policy_free(g->policy);
 	cJSON_Delete(g->allow);
 	cJSON_Delete(g->deny);
 	free(g);

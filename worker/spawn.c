@@ -164,9 +164,7 @@ spawn_argv_options(struct spawn_argv *a, const cJSON *o, const cJSON *opt)
 	 * the gate enforces the list instead, so every call is screened.
 	 */
 	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,
-	    "allowed_tools")) > 0 && cJSON_GetArraySize(
-	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o,
-	    "firewall"), "rules")) == 0)
+	    "allowed_tools")) > 0 && !json_bool(o, "firewall"))
 		rc |= spawn_argv_add(a, spawn_flag_list("--allowedTools",
 		    cJSON_GetObjectItemCaseSensitive(opt, "allowed_tools")), 1);
 	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(opt,

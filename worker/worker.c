@@ -352,8 +352,12 @@ worker_open(const cJSON *o)
 		worker_open_failed_exiting(ERR_SPAWN_FAILED, err);
 		return;
 	}
-	/* Loaded while the CLI boots: it costs the first turn nothing. */
-	if ((ws.gate = gate_new(o, ws.workdir, err, sizeof err)) == NULL) {
+	/*
+	 * The rules were compiled while a spare; a site's rule files, as
+	 * the session's user, now, while the CLI boots.
+	 */
+	if (gate_rules_ready(err, sizeof err) == -1 ||
+	    (ws.gate = gate_new(o, ws.workdir, err, sizeof err)) == NULL) {
 		cli_free(ws.cli);
 		ws.cli = NULL;
 		bridge_free(ws.bridge);
@@ -372,6 +376,7 @@ worker_open(const cJSON *o)
 	op.cli_session_id = ws.cli_session_id;
 	op.workdir = ws.workdir;
 	op.resume = ws.resume;
+	op.policy = gate_rules_digest();
 	msg_opened_compose(worker_out(), ws.turn, &op);
 	worker_sent();
 	/* open: tell the master again once the CLI answers. */
@@ -379,6 +384,24 @@ worker_open(const cJSON *o)
 		ws.probe_pending = 1;
 		worker_ctl("get_binary_version", "hp-probe");
 	}
+}
+
+/*
+ * The rules, the master's first message: compiled now, while a spare, and
+ * then we are ready.  Rules we cannot take end us; the master does not
+ * respawn in a loop on that exit.
+ */
+static void
+worker_policy(const struct msg_policy *p)
+{
+	char	err[WORKER_ERR_MAX];
+
+	if (gate_rules_load(p, err, sizeof err) == -1) {
+		log_warnx("firewall rules from the master: %s", err);
+		worker_exit(WORKER_EXIT_FATAL);
+		return;
+	}
+	msg_empty_compose(worker_out(), MSG_READY, 0);
 }
 
 static void
@@ -411,10 +434,18 @@ worker_dispatch(struct msg *m)
 	struct msg_permission	 pm;
 	struct msg_configure	 cf;
 	struct msg_transcript	 tr;
+	struct msg_policy	 pol;
 
 	switch (m->hdr.type) {
+	case MSG_POLICY:
+		if (ws.state != W_IDLE || msg_policy_decode(m, &pol) == -1)
+			fatalx("bad policy message from master");
+		worker_policy(&pol);
+		msg_policy_clear(&pol);
+		break;
 	case MSG_OPEN:
-		if (ws.state != W_IDLE || (o = msg_open_decode(m)) == NULL)
+		if (ws.state != W_IDLE || !gate_rules_loaded() ||
+		    (o = msg_open_decode(m)) == NULL)
 			fatalx("bad open message from master");
 		worker_open(o);
 		break;
@@ -581,7 +612,11 @@ main(int argc, char **argv)
 
 	if ((ws.sink = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new");
-	/* The header says who we are and which version we speak. */
+	/*
+	 * The header says who we are and which version we speak: a master
+	 * of another build tells us so (its hello), never loops.  Ready
+	 * once the rules (MSG_POLICY) are compiled.
+	 */
 	msg_empty_compose(worker_out(), MSG_HELLO, 0);
 
 	event_base_dispatch(ws.base);

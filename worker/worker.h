@@ -170,6 +170,14 @@ void		 cli_reap(struct cli *);
 
 /* gate.c: the answers to the CLI's can_use_tool questions */
 struct gate;
+struct msg_policy;
+/* The rules from the master (MSG_POLICY), once; -1 with err if bad. */
+int		 gate_rules_load(const struct msg_policy *, char *err,
+		    size_t errlen);
+/* At open, once the session's user: compiles what load left (a site's). */
+int		 gate_rules_ready(char *err, size_t errlen);
+int		 gate_rules_loaded(void);
+const char	*gate_rules_digest(void);
 struct gate	*gate_new(const cJSON *open_msg, const char *workdir,
 		    char *err, size_t errlen);
 void		 gate_free(struct gate *);

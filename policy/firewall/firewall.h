@@ -155,6 +155,13 @@ struct policy	*policy_load_texts(const struct policy_text *, size_t n,
  */
 struct policy	*policy_load_texts_again(const struct policy_text *,
 		    size_t n, char *err, size_t errlen);
+/*
+ * The rule set's digest (digest.c, links libcrypto): hex SHA-256 over each
+ * text's name and bytes, in order.
+ */
+#define POLICY_DIGEST_LEN	64
+void		 policy_digest(const struct policy_text *, size_t n,
+		    char out[POLICY_DIGEST_LEN + 1]);
 /* Reads a rule file (bounded); 0, or -1 with "path: why" in err. */
 int		 policy_read_file(const char *path, char **buf, size_t *len,
 		    char *err, size_t errlen);

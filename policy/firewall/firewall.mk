@@ -1,8 +1,10 @@
 # policy/firewall/ fragment: the prompt and tool-call firewall in
 # $(B)/libfirewall.a
-# (link with $(LDLIBS_ONIG) $(LDLIBS_CJSON) and $(B)/libcommon.a).
+# (link with $(LDLIBS_ONIG) $(LDLIBS_CJSON) and $(B)/libcommon.a; with
+# libcrypto too where policy_digest is used).
 POLICY_SRCS	= policy/firewall/rules.c policy/firewall/normalize.c \
-		  policy/firewall/prefilter.c policy/firewall/firewall.c
+		  policy/firewall/prefilter.c policy/firewall/firewall.c \
+		  policy/firewall/digest.c
 POLICY_OBJS	= $(POLICY_SRCS:%.c=$(B)/%.o)
 POLICY_RULES	= $(sort $(wildcard policy/firewall/rules/*.rules))
 

@@ -5,7 +5,8 @@ screened in the worker through can_use_tool (fake CLI, then the real CLI
 against the mock Messages API), tool lists, reload that keeps the old rules
 when new ones fail.  The firewall is on with no firewall key at all (its
 rules are built in); firewall_rules adds to them; prompts and tool calls are
-screened by the rules the master loaded, whatever the files say since."""
+screened by the rules the master loaded, whatever the files say since, and
+a session keeps its rule set on both sides across a reload."""
 
 import json
 import os
@@ -249,6 +250,66 @@ def test_loaded_rules_only():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_old_sessions():
+    """One rule set per session on both sides: a reload puts new rules in
+    force for new sessions (prompts and tool calls alike), while a session
+    opened before keeps its own on both sides; status and sessions show the
+    generation, and a file edited without a reload changes nothing."""
+    tmp = tempfile.mkdtemp(prefix="hpfw.")
+    os.chmod(tmp, 0o755)    # the dropped master reads it on reload
+    site = os.path.join(tmp, "site.rules")
+    with open(site, "w") as f:
+        f.write(SITE_RULES % {"w": "xyzzy"})
+
+    def gens(c):
+        return {e["session"]: e["policy_generation"]
+                for e in c.request("sessions")["data"]}
+
+    try:
+        with Daemon(dict(DEFAULT_FW, firewall_rules=site)) as d:
+            c = d.client()
+            p1 = c.request("status")["data"]["policy"]
+            t.ok(p1["generation"] >= 1 and len(p1["digest"]) == 64,
+                 "status shows the rules' generation and digest", p1)
+            wd = d.work + "/old"
+            evs = c.execute("old", "hello", workdir=wd)
+            t.eq(evs[-1]["type"], "done", "a session opened before")
+            t.eq(gens(c).get("old"), p1["generation"],
+                 "sessions: the session screens with the generation in force")
+            with open(site, "w") as f:
+                f.write(SITE_RULES % {"w": "plugh"})
+            t.eq(c.request("status")["data"]["policy"], p1,
+                 "a rule file edited without a reload changes nothing")
+            t.eq(c.request("reload")["type"], "ok", "reload")
+            p2 = c.request("status")["data"]["policy"]
+            t.ok(p2["generation"] == p1["generation"] + 1 and
+                 p2["digest"] != p1["digest"],
+                 "reload: a new generation with a new digest", (p1, p2))
+            t.ok(blocked(c.execute("old", "say xyzzyprompt")) and
+                 not blocked(c.execute("old", "say plughprompt")),
+                 "reload: a session opened before screens its prompts with "
+                 "its own rules")
+            evs = c.execute("old", "tool:echo xyzzybash")
+            t.ok(denied(evs, "xyzzybash") and
+                 allowed(c.execute("old", "tool:echo plughbash")),
+                 "reload: ... and its tool calls with the same rules", evs)
+            nwd = d.work + "/new"
+            t.ok(blocked(c.execute("new", "say plughprompt", workdir=nwd)),
+                 "reload: a new session's prompts meet the new rules")
+            evs = c.execute("new", "tool:echo plughbash")
+            t.ok(denied(evs, "plughbash") and
+                 allowed(c.execute("new", "tool:echo xyzzybash")),
+                 "reload: ... and its tool calls the same new rules", evs)
+            t.eq(gens(c), {"old": p1["generation"],
+                           "new": p2["generation"]},
+                 "sessions: each session's generation")
+            t.eq(c.request("reload")["type"], "ok", "reload, rules unchanged")
+            t.eq(c.request("status")["data"]["policy"], p2,
+                 "a reload with the same rules keeps their generation")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_off():
     """Only firewall = off turns it off, and the daemon says so."""
     with Daemon({"firewall": "off"}) as d:
@@ -307,7 +368,8 @@ def test_real_cli():
 
 
 for fn in (test_prompts, test_tool_calls, test_reload_keeps_old_rules,
-           test_loaded_rules_only, test_off, test_real_cli):
+           test_loaded_rules_only, test_reload_old_sessions, test_off,
+           test_real_cli):
     try:
         fn()
     except Exception as e:

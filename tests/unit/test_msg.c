@@ -391,12 +391,69 @@ forge(struct evbuffer *b, struct msg *m, uint16_t type, const char *json)
 	get_one(b, m, type, 1);
 }
 
+/* The rules to a worker: texts as they are, in order, every byte a file's. */
+static void
+test_policy(void **state)
+{
+	struct evbuffer		*b = *state;
+	struct msg		 m;
+	struct msg_policy	 p, p2;
+	char			 digest[MSG_POLICY_DIGEST_LEN + 1], buf[256];
+
+	memset(digest, 'a', MSG_POLICY_DIGEST_LEN);
+	digest[MSG_POLICY_DIGEST_LEN] = '\0';
+	memset(&p, 0, sizeof p);
+	p.generation = 7;
+	p.digest = digest;
+	p.threshold = 5;
+	p.files[0].name = "a.rules";
+	p.files[0].text = "rule a\n\"x\"\n";
+	p.files[0].len = strlen(p.files[0].text);
+	p.files[1].name = "b.rules";
+	p.files[1].text = "";
+	p.files[1].len = 0;
+	p.nfiles = 2;
+	msg_policy_compose(b, &p);
+	get_one(b, &m, MSG_POLICY, 0);
+	assert_int_equal(msg_policy_decode(&m, &p2), 0);
+	assert_int_equal(p2.generation, 7);
+	assert_int_equal(p2.threshold, 5);
+	assert_string_equal(p2.digest, digest);
+	assert_int_equal(p2.nfiles, 2);
+	assert_string_equal(p2.files[0].name, "a.rules");
+	assert_int_equal(p2.files[0].len, p.files[0].len);
+	assert_memory_equal(p2.files[0].text, p.files[0].text,
+	    p.files[0].len);
+	assert_int_equal(p2.files[1].len, 0);
+	msg_policy_clear(&p2);
+	msg_clear(&m);
+
+	/* Bytes no file claims, or a file past the end: refused. */
+	snprintf(buf, sizeof buf, "{\"generation\":1,\"digest\":\"%s\","
+	    "\"threshold\":5,\"files\":[{\"name\":\"a\",\"len\":1}]}\nab",
+	    digest);
+	forge(b, &m, MSG_POLICY, buf);
+	assert_int_equal(msg_policy_decode(&m, &p2), -1);
+	msg_clear(&m);
+	snprintf(buf, sizeof buf, "{\"generation\":1,\"digest\":\"%s\","
+	    "\"threshold\":5,\"files\":[{\"name\":\"a\",\"len\":3}]}\nab",
+	    digest);
+	forge(b, &m, MSG_POLICY, buf);
+	assert_int_equal(msg_policy_decode(&m, &p2), -1);
+	msg_clear(&m);
+	/* A short digest: refused. */
+	forge(b, &m, MSG_POLICY, "{\"generation\":1,\"digest\":\"ab\","
+	    "\"threshold\":5,\"files\":[]}\n");
+	assert_int_equal(msg_policy_decode(&m, &p2), -1);
+	msg_clear(&m);
+}
+
 static void
 test_typed_round_trips(void **state)
 {
 	struct evbuffer		*b = *state;
 	struct msg		 m;
-	struct msg_opened	 op = { 4242, "uuid-1", "/w", 1, NULL }, op2;
+	struct msg_opened	 op = { 4242, "uuid-1", "/w", 1, "d1", NULL }, op2;
 	struct msg_open_failed	 of = { ERR_SPAWN_FAILED, "no CLI", 1, NULL },
 				 of2;
 	struct msg_turn		 t = { "/help me", 1, 30000, NULL }, t2;
@@ -411,6 +468,7 @@ test_typed_round_trips(void **state)
 	assert_string_equal(op2.cli_session_id, "uuid-1");
 	assert_string_equal(op2.workdir, "/w");
 	assert_true(op2.resume);
+	assert_string_equal(op2.policy, "d1");
 	msg_opened_clear(&op2);
 	/* A decoder refuses another type's message. */
 	assert_int_equal(msg_open_failed_decode(&m, &of2), -1);
@@ -682,6 +740,7 @@ main(void)
 		T(test_turn_end),
 		T(test_typed_malformed),
 		T(test_transcript),
+		T(test_policy),
 #undef T
 	};
 

@@ -188,6 +188,17 @@ pool_worker_kill(struct worker *wk, const char *why)
 	wk->killed = 1;
 }
 
+struct screen *
+screen_ref(struct screen *sc)
+{
+	return sc;
+}
+
+void
+screen_unref(struct screen *sc)
+{
+}
+
 struct worker *
 pool_take(int *err)
 {
@@ -307,9 +318,11 @@ static void
 w_opened(struct session *s)
 {
 	struct evbuffer		*b = evbuffer_new();
+	/* Its worker screens with the session's rules. */
 	struct msg_opened	 op = { .cli_pid = WORKER_PID + 1,
 				    .cli_session_id = s->cli_session_id,
-				    .workdir = s->workdir };
+				    .workdir = s->workdir,
+				    .policy = screen.digest };
 
 	msg_opened_compose(b, 0, &op);
 	from_worker(s, b);
@@ -495,6 +508,7 @@ setup(void **state)
 	TAILQ_INIT(&hp.sessions);
 	memset(&wk, 0, sizeof wk);
 	wk.pid = WORKER_PID;
+	wk.screen = &screen;
 	memset(&cl, 0, sizeof cl);
 	cl.uid = UID;
 	cl.gid = UID;

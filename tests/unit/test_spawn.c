@@ -151,7 +151,7 @@ static void
 test_argv_allowed_tools_firewall(void **state)
 {
 	cJSON			*o = open_msg("{\"options\":{"
-	    "\"allowed_tools\":[\"Bash\"]},\"firewall\":{\"rules\":[\"r\"]}}");
+	    "\"allowed_tools\":[\"Bash\"]},\"firewall\":true}");
 	struct spawn_argv	 a;
 	size_t			 i;
 
