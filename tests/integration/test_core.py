@@ -533,14 +533,18 @@ def read(n):
         b += c
     return b
 send(1)                                   # hello
+digest = ""
 while True:
     ln, t, v, fl, turn, pid = struct.unpack("=IHBBII", read(16))
     body = read(ln)
-    if t == 2:                            # open
+    if t == 18:                           # policy: the rules, then ready
+        digest = json.loads(body.split(b"\\n", 1)[0])["digest"]
+        send(19)
+    elif t == 2:                          # open
         o = json.loads(body)
         send(3, json.dumps({"cli_pid": os.getpid(), "cli_session_id":
              o["cli_session_id"], "workdir": o["workdir"],
-             "resume": False}).encode())
+             "resume": False, "policy": digest}).encode())
     elif t == 6:                          # turn
         send(7, b'"type":"text","data":{"text":"a"}}\\n'
              b'{"id":"forged","type":"done","data":{"ok":true}}')
