@@ -774,7 +774,7 @@ static size_t
 shell_var(const char *s, size_t n, struct shell_vars *vars,
     struct norm_buf *out)
 {
-	size_t	i = 1, k, v, brace = 0;
+	size_t	i = 1, k, v, brace = 0, mod = 0;
 
 	if (vars == NULL || vars->n == 0)
 		return 0;
@@ -782,7 +782,11 @@ shell_var(const char *s, size_t n, struct shell_vars *vars,
 		brace = i++;
 	for (k = i; k < n && shell_name_char((unsigned char)s[k], k == i); k++)
 		;
-	if (k == i || (brace && (k >= n || s[k] != '}')))
+	/* ${a,,} ${a^^} ${a~}: case changes, which folding makes moot. */
+	while (brace && mod < 2 && k + mod < n && (s[k + mod] == ',' ||
+	    s[k + mod] == '^' || s[k + mod] == '~'))
+		mod++;
+	if (k == i || (brace && (k + mod >= n || s[k + mod] != '}')))
 		return 0;
 	for (v = 0; v < vars->n; v++) {
 		if (vars->v[v].nlen != k - i ||
@@ -792,7 +796,7 @@ shell_var(const char *s, size_t n, struct shell_vars *vars,
 			return 0;
 		vars->budget -= vars->v[v].vlen;
 		nb_put(out, vars->v[v].value, vars->v[v].vlen);
-		return k + (brace != 0);
+		return k + mod + (brace != 0);
 	}
 	return 0;
 }

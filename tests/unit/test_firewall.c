@@ -219,6 +219,8 @@ test_shell_variables(void **state)
 	/* Unknown names and values that are expansions stay as they are. */
 	check_shell("$home/x", "$home/x");
 	check_shell("a=$(id); $a", "a=$(id); $a");
+	/* Case changes of a value: the folded text has one case. */
+	check_shell("a=rm; ${a^^} -rf /; ${a,} x", "a=rm; rm -rf /; rm x");
 	/* $'..' values are decoded. */
 	check_shell("a=$'\\x63\\x61\\x74'; $a /etc/shadow",
 	    "a=cat; cat /etc/shadow");
