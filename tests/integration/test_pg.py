@@ -591,11 +591,21 @@ def test_notify_stall(pg):
                 host(url, "hostB", root, move_timeout="60s") as b:
             e = a.client().execute("q1", "stream:1",
                                    workdir=os.path.join(root, "q1"))
-            r = pg.sql(db, "SELECT pid FROM pg_stat_activity WHERE "
-                       "application_name = 'hotplexd notify hostB'")
+            chan = lambda: pg.sql(db, "SELECT pid FROM pg_stat_activity "
+                                  "WHERE application_name = "
+                                  "'hotplexd notify hostB'")
+            # Listening (a loaded start may have had to connect again).
+            try:
+                wait_for(lambda: log_has(b, "listening on") and chan(),
+                         hplib.REPLY_TIMEOUT_S, "B's channel")
+            except TimeoutError:
+                pass
+            r = chan()
             t.ok(e[-1]["type"] == "done" and len(r) == 1,
                  "A: a turn; B's channel connection is named in "
-                 "pg_stat_activity", r)
+                 "pg_stat_activity", (r, b.logtail(10)))
+            if len(r) != 1:
+                return
             pid = int(r[0][0])
             cb, cs = b.client(), b.client()
             os.kill(pid, signal.SIGSTOP)
