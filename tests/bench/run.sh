@@ -23,6 +23,10 @@ echo "== scale: 100, 1,000 and 2,000 sessions with tests/fake-claude"
 # BENCH_SCALE="100 1000" chooses; each N is reported, never failed.
 python3 tests/bench/bench_scale.py || exit 1
 echo
+echo "== a worker's start: CPU while a spare, per open + first turn"
+# The rules are compiled while a spare; BENCH_OPENS sets the count.
+python3 tests/bench/bench_worker_start.py || exit 1
+echo
 echo "== idle real CLIs: CPU before and after freeze_after"
 python3 tests/bench/bench_freeze.py || exit 1
 echo
