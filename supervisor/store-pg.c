@@ -51,6 +51,7 @@
 #include <libpq-fe.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "supervisor/store-backend.h"
 #include "supervisor/store.h"
@@ -270,22 +271,11 @@ static int64_t		 pg_last_answer;	/* ... the server's last answer */
 
 static int	pg_connect_setup(void);
 
+/* util_now_ms, signed: the deadlines here are differences. */
 static int64_t
 pg_mono_ms(void)
 {
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-pg_now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)util_now_ms();
 }
 
 /* libpq's message without its trailing newline. */
@@ -928,7 +918,7 @@ pg_session_put(const struct store_session *s)
 	long		 n;
 
 	snprintf(uid, sizeof uid, "%lu", (unsigned long)s->uid);
-	snprintf(now, sizeof now, "%" PRId64, pg_now_ms());
+	snprintf(now, sizeof now, "%" PRId64, util_wall_ms());
 	snprintf(fence, sizeof fence, "%" PRId64, s->fence);
 	v[0] = uid;
 	v[1] = s->name;
