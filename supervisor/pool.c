@@ -362,6 +362,15 @@ pool_worker_read(struct bufferevent *bev, void *arg)
 			log_debug("worker %ld: %s (turn %u, %u bytes)",
 			    (long)wk->pid, msg_type_name(m.hdr.type), m.hdr.turn,
 			    m.hdr.len);
+		/* The header names its sender: only the worker writes here. */
+		if (m.hdr.pid != (uint32_t)wk->pid) {
+			log_warnx("worker %ld: %s message from pid %u",
+			    (long)wk->pid, msg_type_name(m.hdr.type),
+			    m.hdr.pid);
+			msg_clear(&m);
+			pool_worker_kill(wk, "malformed message");
+			return;
+		}
 		if (m.hdr.type == MSG_HELLO) {
 			/* Our version: its rules (MSG_POLICY) are on the way. */
 			if (wk->hello || msg_empty_decode(&m) == -1) {

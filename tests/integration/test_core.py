@@ -411,13 +411,23 @@ def test_worker_cannot_start():
 
 
 def test_malformed_worker():
+    # A header of our version with a type that does not exist, then it
+    # waits.
+    malformed_worker("#!/bin/sh\nprintf '\\000\\000\\000\\000\\377\\377"
+                     "\\%03o\\000XXXXXXXX' >&3\nexec sleep 60\n" % MSG_VERSION,
+                     "garbage")
+    # A good hello that names another sender in its header.
+    malformed_worker("#!/usr/bin/env python3\nimport os, struct, time\n"
+                     "os.write(3, struct.pack('=IHBBII', 0, 1, %d, 0, 0, "
+                     "os.getpid() + 1))\ntime.sleep(60)\n" % MSG_VERSION,
+                     "another pid in its header")
+
+
+def malformed_worker(script, what):
     d = Daemon()
     bad = os.path.join(d.dir, "bad-worker")
     with open(bad, "w") as f:
-        # A header of our version with a type that does not exist, then
-        # it waits.
-        f.write("#!/bin/sh\nprintf '\\000\\000\\000\\000\\377\\377\\%03o"
-                "\\000XXXXXXXX' >&3\nexec sleep 60\n" % MSG_VERSION)
+        f.write(script)
     os.chmod(bad, 0o755)
     with open(d.conf_path, "a") as f:
         f.write("worker_path = %s\n" % bad)
@@ -427,7 +437,8 @@ def test_malformed_worker():
         evs = c.execute("s1", "stream:1")
         t.ok(len(evs) == 1 and evs[0]["type"] == "error" and
              evs[0]["data"]["code"] == "spawn_failed",
-             "a worker sending garbage is killed; the turn fails cleanly", evs)
+             "a worker sending %s is killed; the turn fails cleanly" % what,
+             evs)
         t.ok(d.proc.poll() is None and
              c.request("hello")["type"] == "hello", "the master lives on")
         # The worker that sent garbage is killed and reaped before the
@@ -441,7 +452,7 @@ def test_malformed_worker():
         except TimeoutError:
             pass
         t.ok(killed and not any(proc_alive(p) for p in killed),
-             "the bad worker is gone", killed)
+             "the bad worker is gone (%s)" % what, killed)
     finally:
         d.stop()
         d.cleanup()
