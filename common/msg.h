@@ -63,7 +63,7 @@ struct msg_hdr {
 	uint8_t		version;
 	uint8_t		flags;
 	uint32_t	turn;	/* turn number the message belongs to */
-	uint32_t	pid;	/* sender */
+	uint32_t	pid;	/* sender: the master checks a worker's */
 };
 
 struct msg {
