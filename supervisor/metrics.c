@@ -65,11 +65,40 @@ int
 metrics_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len,
     char *err, size_t errlen)
 {
-	if (util_hostport(s, 0, ss, len) == 0)
+	if (util_hostport(s, UTIL_ADDR_PORT0, ss, len) == 0)
 		return 0;
 	snprintf(err, errlen, "metrics_listen %s: not an address:port "
 	    "(127.0.0.1:9464, [::1]:9464)", s);
 	return -1;
+}
+
+/* Says where metrics listen: with port 0 the kernel chose the port. */
+static void
+metrics_log_bound(void)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof ss;
+	char			 host[INET6_ADDRSTRLEN];
+	const void		*a;
+	int			 port;
+
+	if (getsockname(metrics_fd, (struct sockaddr *)&ss, &len) == -1) {
+		log_warn("metrics: getsockname");
+		return;
+	}
+	if (ss.ss_family == AF_INET6) {
+		a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	} else {
+		a = &((struct sockaddr_in *)&ss)->sin_addr;
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	if (inet_ntop(ss.ss_family, a, host, sizeof host) == NULL)
+		snprintf(host, sizeof host, "?");
+	if (ss.ss_family == AF_INET6)
+		log_info("metrics: listening on [%s]:%d", host, port);
+	else
+		log_info("metrics: listening on %s:%d", host, port);
 }
 
 /* Binds metrics_listen, if set; before daemon(), as server_listen(). */
@@ -102,6 +131,7 @@ metrics_listen(void)
 		metrics_fd = -1;
 		return -1;
 	}
+	metrics_log_bound();
 	return 0;
 }
 

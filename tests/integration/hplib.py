@@ -200,6 +200,8 @@ def procs_in_group(pgid):
 
 
 SPAWNER_COMM = "hotplex-spawner"   # the spawner's name in /proc
+METRICS_BOUND = re.compile(r"metrics: listening on [^ ]*:(\d+)")
+METRICS_ANY = "127.0.0.1:0"        # metrics_listen: the kernel picks
 
 
 def proc_comm(pid):
@@ -456,6 +458,7 @@ class Daemon:
         self.env.update(env or {})
         self.proc = None
         self.clients = []
+        self.starts = 0
 
     def __enter__(self):
         try:
@@ -477,6 +480,7 @@ class Daemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self):
+        self.starts += 1
         self.logf = open(self.log, "ab")
         argv = [os.path.join(BDIR, "hotplexd"), "-f", "-c", self.conf_path]
         if self.valgrind:
@@ -505,6 +509,16 @@ class Daemon:
             return False
         finally:
             s.close()
+
+    def metrics_port(self):
+        """The port metrics_listen = 127.0.0.1:0 got at the last start (from
+        its log line: a port picked by the test and bound later by the
+        daemon could be taken meanwhile by a suite beside this one)."""
+        def bound():
+            with open(self.log, errors="replace") as f:
+                ports = METRICS_BOUND.findall(f.read())
+            return int(ports[-1]) if len(ports) >= self.starts else None
+        return wait_for(bound, CONNECT_TIMEOUT_S, "the metrics port")
 
     def client(self):
         c = Client(self.sock)

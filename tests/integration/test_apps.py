@@ -809,8 +809,8 @@ def test_hotplexctl():
 
 def test_rate_limits():
     import urllib.request
-    port = hplib.free_tcp_port()
-    with Daemon({"metrics_listen": "127.0.0.1:%d" % port}) as d:
+    with Daemon({"metrics_listen": hplib.METRICS_ANY}) as d:
+        port = d.metrics_port()
         c = d.client()
         evs = c.execute("rl", "ratelimit")
         rl = [e for e in evs if e["type"] == "system" and

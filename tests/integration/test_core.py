@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (scaled, TAP, BDIR, Daemon, Client, wait_for, proc_alive,
-                   procs_in_group, terminal_count, first, rss_kb, master_fds,
-                   free_tcp_port)
+from hplib import (METRICS_ANY, scaled, TAP, BDIR, Daemon, Client, wait_for,
+                   proc_alive, procs_in_group, terminal_count, first, rss_kb,
+                   master_fds)
 
 t = TAP()
 if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
@@ -879,8 +879,8 @@ def metric(body, sample):
 
 
 def test_metrics():
-    port = free_tcp_port()
-    with Daemon({"metrics_listen": "127.0.0.1:%d" % port}) as d:
+    with Daemon({"metrics_listen": METRICS_ANY}) as d:
+        port = d.metrics_port()
         st, ct, body = http_get(port)
         t.ok(st == 200 and ct.startswith("text/plain") and
              metric(body, "hotplex_turns_total") == 0,

@@ -25,9 +25,9 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (time_scale, scaled, TAP, BDIR, Daemon, Client, wait_for,
-                   proc_alive, procs_in_group, procs_under, children_of,
-                   fd_count, first, master_fds, free_tcp_port, give_tree)
+from hplib import (METRICS_ANY, time_scale, scaled, TAP, BDIR, Daemon, Client,
+                   wait_for, proc_alive, procs_in_group, procs_under,
+                   children_of, fd_count, first, master_fds, give_tree)
 
 ITERS = int(os.environ.get("HP_FAULT_ITERS", "20"))
 SPARE_MIN = 2           # the daemons' spare_min
@@ -663,10 +663,10 @@ def test_out_of_descriptors():
     free again."""
     import http.client
     import resource
-    port = free_tcp_port()
     # daemon_user = root: see test_descriptor_capacity.
-    with Daemon({"metrics_listen": "127.0.0.1:%d" % port,
+    with Daemon({"metrics_listen": METRICS_ANY,
                  "kill_grace": GRACE, "daemon_user": "root"}) as d:
+        port = d.metrics_port()
         c = d.client()
         c.execute("fd1", "stream:1", workdir=d.work + "/fd1")
         pid = d.proc.pid

@@ -20,7 +20,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (scaled, TAP, Daemon, wait_for, free_tcp_port, proc_alive,
+from hplib import (METRICS_ANY, scaled, TAP, Daemon, wait_for, proc_alive,
                    REPLY_TIMEOUT_S)
 import re
 import signal
@@ -678,7 +678,6 @@ def main():
     make_ca(tmp)
     up = Upstream(tmp)
     echo = Echo()
-    mport = free_tcp_port()
     try:
         with Daemon({"api_upstream": "https://localhost:%d/" % up.port,
                      "gateway_timeout": "%ds" % GW_TIMEOUT_S,
@@ -686,7 +685,7 @@ def main():
                      "gateway_max_body": "1M",
                      "gateway_max_headers": "16K",
                      "egress_allow": "127.0.0.1:%d" % echo.port,
-                     "metrics_listen": "127.0.0.1:%d" % mport},
+                     "metrics_listen": METRICS_ANY},
                     env={"ANTHROPIC_API_KEY": KEY,
                          "SSL_CERT_FILE": os.path.join(tmp, "ca.pem")}) as d:
             c = d.client()
@@ -696,7 +695,7 @@ def main():
                     if fn is test_gateway:
                         port, tok = fn(d, up, c)
                     elif fn is test_metrics:
-                        fn(mport)
+                        fn(d.metrics_port())
                     elif fn is test_connect_proxy:
                         fn(d, c, echo)
                     else:

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (TAP, BDIR, Daemon, wait_for, proc_alive, terminal_count,
-                   first, free_tcp_port)
+from hplib import (METRICS_ANY, TAP, BDIR, Daemon, wait_for, proc_alive,
+                   terminal_count, first)
 
 t = TAP()
 HOTPLEXD = os.path.join(BDIR, "hotplexd")
@@ -247,8 +247,8 @@ def ctl(d, *argv):
 
 
 def test_health_and_status():
-    port = free_tcp_port()
-    with Daemon({"metrics_listen": "127.0.0.1:%d" % port}) as d:
+    with Daemon({"metrics_listen": METRICS_ANY}) as d:
+        port = d.metrics_port()
         c = d.client()
         t.eq(terminal_count(c.execute("h1", "hi")), 1, "health: a turn ran")
         st, body = http_get(port, "/healthz")

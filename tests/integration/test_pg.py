@@ -278,10 +278,10 @@ def test_readyz(pg):
     of it) are the statements that find the store gone."""
     db = "ready"
     root = shared_root()
-    port = hplib.free_tcp_port()
     try:
         with host(pg.url(db), "hostA", root, lease_timeout="3s",
-                  metrics_listen="127.0.0.1:%d" % port) as d:
+                  metrics_listen=hplib.METRICS_ANY) as d:
+            port = d.metrics_port()
             c = d.client()
             wait_for(lambda: http_get(port, "/readyz")[0] == 200,
                      hplib.REPLY_TIMEOUT_S, "ready with the store up")
@@ -327,11 +327,12 @@ def test_store_watch(pg):
     reconnects by itself and the next turn is stored with every turn."""
     db = "watch"
     root = shared_root()
-    port = hplib.free_tcp_port()
-    ready = lambda: http_get(port, "/readyz")[0] == 200
+    port = []
+    ready = lambda: http_get(port[0], "/readyz")[0] == 200
     try:
         with host(pg.url(db), "hostA", root, lease_timeout=LONG_LEASE,
-                  metrics_listen="127.0.0.1:%d" % port) as d:
+                  metrics_listen=hplib.METRICS_ANY) as d:
+            port.append(d.metrics_port())
             c = d.client()
             e1 = c.execute("w1", "stream:1", workdir=os.path.join(root, "w1"))
             t.eq(e1[-1]["type"], "done", "a turn with the store up")

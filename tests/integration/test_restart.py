@@ -20,8 +20,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from hplib import (api_timeout_ms, scaled, TAP, Daemon, wait_for, proc_alive,
-                   procs_in_group, first)
+from hplib import (METRICS_ANY, api_timeout_ms, scaled, TAP, Daemon, wait_for,
+                   proc_alive, procs_in_group, first)
 
 t = TAP()
 if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
@@ -466,9 +466,7 @@ def test_accounting():
     errors too, whatever ended it (the CLI's death, the worker's); a prompt
     the firewall refused counts in danger_blocks; after a SIGKILL and a
     restart the metrics equal the stats."""
-    from hplib import free_tcp_port
-    port = free_tcp_port()
-    with Daemon({"metrics_listen": "127.0.0.1:%d" % port,
+    with Daemon({"metrics_listen": METRICS_ANY,
                  "firewall": None}) as d:
         c = d.client()
         wd = os.path.join(d.work, "a1")
@@ -509,7 +507,7 @@ def test_accounting():
         d.stop(signal.SIGKILL)
         d.start()
         st = d.client().request("stats")["data"]
-        m = http_metrics(port)
+        m = http_metrics(d.metrics_port())
         t.eq((m.get("hotplex_turns_total"), m.get("hotplex_turn_errors_total"),
               m.get("hotplex_danger_blocks_total")),
              (st["turns"], st["errors"], st["danger_blocks"]),
