@@ -2049,8 +2049,8 @@ decode_pipes(const char *s, size_t n, struct norm_buf *out)
 			continue;
 		(void)pipe_filter(s, n, k, w, len, out);
 	}
-	for (p = s; (p = memmem(p, (size_t)(s + n - p), "<<<", 3)) != NULL;
-	    p += 3) {
+	for (p = memchr(s, '<', n) == NULL ? NULL : s; p != NULL &&
+	    (p = memmem(p, (size_t)(s + n - p), "<<<", 3)) != NULL; p += 3) {
 		at = (size_t)(p - s);
 		for (k = at + 3; k < n && (s[k] == ' ' || s[k] == '\t'); k++)
 			;
@@ -2077,6 +2077,9 @@ decode_printf(const char *s, size_t n, struct norm_buf *out)
 	const char	*p = s;
 	size_t		 at, used, mark, count = 0;
 
+	/* No conversion anywhere, nothing to do: most texts. */
+	if (memchr(s, '%', n) == NULL)
+		return;
 	while (count < PRINTF_MAX && (p = memmem(p, (size_t)(s + n - p),
 	    "printf", 6)) != NULL) {
 		at = (size_t)(p - s);
