@@ -401,6 +401,9 @@ worker_policy(const struct msg_policy *p)
 		worker_exit(WORKER_EXIT_FATAL);
 		return;
 	}
+	/* Our own seccomp filter too, for when we confine ourselves. */
+	if (sandbox_worker_prepare(err, sizeof err) == -1)
+		log_warnx("%s (made at open instead)", err);
 	msg_empty_compose(worker_out(), MSG_READY, 0);
 }
 

@@ -101,6 +101,11 @@ int	sandbox_seccomp_check(const char *path, char *err, size_t errlen);
  * identity changes, and signals to anyone but itself and the CLI's group.
  */
 int	sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen);
+/*
+ * Makes that filter ahead, but for the CLI's pid (a spare's work: the
+ * confinement then only adds kill's rule and loads it).  0, or -1.
+ */
+int	sandbox_worker_prepare(char *err, size_t errlen);
 
 /*
  * Internal to policy/sandbox/sandbox.c, landlock.c and seccomp.c.

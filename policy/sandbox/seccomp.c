@@ -451,16 +451,35 @@ seccomp_in(const char *name, const char *const *list, size_t n)
 #define SECCOMP_SANITIZER	0
 #endif
 
+/*
+ * kill(2) to the CLI (cli_pid), its group and ourselves only: the one part
+ * of the worker's filter that waits for the CLI.
+ */
 static int
-seccomp_worker_rules(scmp_filter_ctx ctx, pid_t cli_pid, char *err,
+seccomp_worker_kill(scmp_filter_ctx ctx, pid_t cli_pid, char *err,
     size_t errlen)
 {
 	const uint64_t	pids[] = { (uint32_t)cli_pid, (uint32_t)-cli_pid,
 			    (uint32_t)getpid() };
+	size_t		i;
+	int		rc = 0;
+
+	for (i = 0; i < NELEM(pids) && rc == 0; i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
+		    SCMP_A0(SCMP_CMP_MASKED_EQ, SECCOMP_U32, pids[i]));
+	if (rc != 0)
+		snprintf(err, errlen, "seccomp: worker rule kill: %s",
+		    strerror(-rc));
+	return rc == 0 ? 0 : -1;
+}
+
+/* Every rule but kill's (seccomp_worker_kill). */
+static int
+seccomp_worker_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
 	const uint32_t	arch = seccomp_arch_native();
 	const char	*name;
 	char		*freeme;
-	size_t		 i;
 	int		 nr, rc = 0;
 
 	for (nr = 0; nr < SECCOMP_SYSNR_MAX && rc == 0; nr++) {
@@ -478,12 +497,9 @@ seccomp_worker_rules(scmp_filter_ctx ctx, pid_t cli_pid, char *err,
 		    NELEM(seccomp_worker_deny)))
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr,
 			    0);
-		else if (strcmp(name, "kill") == 0) {
-			for (i = 0; i < NELEM(pids) && rc == 0; i++)
-				rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr,
-				    1, SCMP_A0(SCMP_CMP_MASKED_EQ, SECCOMP_U32,
-				    pids[i]));
-		} else if (strcmp(name, "clone") == 0) {
+		else if (strcmp(name, "kill") == 0)
+			;	/* seccomp_worker_kill, once the CLI runs */
+		else if (strcmp(name, "clone") == 0) {
 			/* Threads only. */
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
 			    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD,
@@ -509,6 +525,39 @@ seccomp_worker_rules(scmp_filter_ctx ctx, pid_t cli_pid, char *err,
 	return rc == 0 ? 0 : -1;
 }
 
+/* The worker's filter made ahead (sandbox_worker_prepare), or NULL. */
+static scmp_filter_ctx	seccomp_worker_ctx;
+
+static scmp_filter_ctx
+seccomp_worker_new(char *err, size_t errlen)
+{
+	scmp_filter_ctx	ctx;
+
+	if ((ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS))) == NULL) {
+		snprintf(err, errlen, "seccomp: init failed");
+		return NULL;
+	}
+	/* A binary tree: the allow-list is long and the worker busy. */
+	if (seccomp_api_get() >= SECCOMP_LOG_API)
+		(void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE,
+		    SECCOMP_OPTIMIZE_TREE);
+	if (seccomp_attrs(ctx, err, errlen) == -1 ||
+	    seccomp_worker_rules(ctx, err, errlen) == -1) {
+		seccomp_release(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int
+sandbox_worker_prepare(char *err, size_t errlen)
+{
+	if (seccomp_worker_ctx != NULL)
+		return 0;
+	seccomp_worker_ctx = seccomp_worker_new(err, errlen);
+	return seccomp_worker_ctx != NULL ? 0 : -1;
+}
+
 int
 sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen)
 {
@@ -521,16 +570,11 @@ sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen)
 		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
 		return -1;
 	}
-	if ((ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS))) == NULL) {
-		snprintf(err, errlen, "seccomp: init failed");
+	ctx = seccomp_worker_ctx;
+	seccomp_worker_ctx = NULL;
+	if (ctx == NULL && (ctx = seccomp_worker_new(err, errlen)) == NULL)
 		return -1;
-	}
-	/* A binary tree: the allow-list is long and the worker busy. */
-	if (seccomp_api_get() >= SECCOMP_LOG_API)
-		(void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE,
-		    SECCOMP_OPTIMIZE_TREE);
-	if (seccomp_attrs(ctx, err, errlen) == -1 ||
-	    seccomp_worker_rules(ctx, cli_pid, err, errlen) == -1) {
+	if (seccomp_worker_kill(ctx, cli_pid, err, errlen) == -1) {
 		seccomp_release(ctx);
 		return -1;
 	}
