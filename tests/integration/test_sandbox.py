@@ -174,6 +174,12 @@ def test_fake_claude(tmp, uid):
         pids = [int(x) for x in open(os.path.join(wd1, "pids")).read().split()]
         r = c.request("stop", session="s1")
         t.eq(r["type"], "ok", "stop of the sandboxed session ok")
+        # The spawner removes it once the worker is gone, after the reply.
+        try:
+            wait_for(lambda: not os.path.exists(tmpdir), 10,
+                     "the stopped session's TMPDIR to go")
+        except TimeoutError:
+            pass
         t.ok(not os.path.exists(tmpdir) and os.path.exists(keep),
              "the stopped session's TMPDIR is removed, its link not "
              "followed", (os.path.exists(tmpdir), d.logtail()))
