@@ -10,8 +10,8 @@ text the model was sent:
   transcript, the model sees turn 1, A's attached client is told
   session_moved); turn 3 on A again (moved back); SIGKILL of A, the owner:
   turn 4 on B once A's lease runs out, resumed, and no turn ran twice;
-  B's lease given a fence B does not hold: its turn 5 writes neither the
-  session's row nor its transcript."""
+  B's lease given a fence B does not hold while its turn 5 runs: that
+  turn writes neither the session's row nor its transcript."""
 
 import json
 import os
@@ -32,6 +32,7 @@ SESSION = "mv"
 LEASE_TIMEOUT_S = 3      # short: the kill case waits for it
 MOVE_TIMEOUT_S = 20
 DEATH_WAIT_S = 10
+SLOW_MS = 3000           # turn 5's answer: time to change the lease meanwhile
 
 
 def echo_saw(e, said):
@@ -169,17 +170,25 @@ def run(a, b, mock, shared, pg):
          "every turn ran once")
 
     # b's lease taken again under b's own name (another epoch: a fence b
-    # does not hold): b's next turn writes neither row nor transcript.
+    # does not hold) while b's turn 5 runs: its end writes neither the
+    # transcript (the store matches the fence, not only the host) nor
+    # the row.
     have = tx_bytes(pg)
+    cb = b.client()
+    rid = cb.send("execute", session=SESSION,
+                  prompt="turn five [[slow:%d]]" % SLOW_MS)
+    wait_for(lambda: any("turn five" in r.get("human_text", "")
+                         for r in mock.requests()), DEATH_WAIT_S,
+             "turn 5 at the model")
     pg.sql("hotplex", "UPDATE leases SET fence = fence + 1 WHERE name = "
            "'%s'" % SESSION)
-    e = b.client().execute(SESSION, "turn five")
+    e = cb.events(rid)
     t.ok(e[-1]["type"] == "error" and
          e[-1]["data"]["code"] == "lease_lost" and have > 0 and
          tx_bytes(pg) == have,
-         "a fence host b does not hold: its turn ends lease_lost and the "
-         "stored transcript is untouched (%d bytes)" % have,
-         (e[-1], have, tx_bytes(pg)))
+         "a fence host b does not hold, taken during its turn: the turn "
+         "ends lease_lost and the stored transcript is untouched (%d "
+         "bytes)" % have, (e[-1], have, tx_bytes(pg)))
     a.start()       # for the context manager's stop
     b.client().request("stop", session=SESSION)
 
