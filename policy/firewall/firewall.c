@@ -1454,7 +1454,13 @@ policy_check(const struct policy *p, enum policy_target target,
 	onig_set_callout_user_data_of_match_param(mp, &bound);
 
 	hits = xcalloc(p->nrules + 1, sizeof *hits);
-	win = xcalloc(p->nrules * POLICY_NFORMS + 1, sizeof *win);
+	/* Only the useful forms' windows are ever looked at: cleared. */
+	win = xreallocarray(NULL, p->nrules * POLICY_NFORMS + 1, sizeof *win);
+	for (f = 0; f < POLICY_NFORMS; f++) {
+		if (useful[f])
+			memset(win + (size_t)f * p->nrules, 0,
+			    p->nrules * sizeof *win);
+	}
 	/* At most one set of windows per rule and form: taken as needed. */
 	pool = xreallocarray(NULL, p->nrules * POLICY_NFORMS + 1,
 	    sizeof *pool);
@@ -1473,7 +1479,8 @@ policy_check(const struct policy *p, enum policy_target target,
 	}
 
 	v->quoted = fw_quoted(p, target, hits, &m);
-	sev = xcalloc(p->nrules + 1, sizeof *sev);
+	/* Set for every matched rule, the only ones read. */
+	sev = xreallocarray(NULL, p->nrules + 1, sizeof *sev);
 	fw_severities(p, hits, v->quoted, &m, sev);
 	fw_input_findings(v, flags);
 	global = v->score;
