@@ -893,6 +893,48 @@ shell_slice(const char *s, size_t n, struct shell_vars *vars,
 }
 
 /*
+ * ${NAME:-WORD} and ${NAME-WORD}: WORD (plain bytes only) when the text
+ * never assigns NAME, as the shell gives it for an unset name; the value
+ * when it does.  Returns the bytes consumed, or 0.
+ */
+#define SHELL_DEFAULT_MAX	64	/* longest WORD followed */
+
+static size_t
+shell_default(const char *s, size_t n, struct shell_vars *vars,
+    struct norm_buf *out)
+{
+	size_t	i = 2, k, w, v;
+
+	if (n < 5 || s[1] != '{')
+		return 0;
+	for (k = i; k < n && shell_name_char((unsigned char)s[k], k == i); k++)
+		;
+	if (k == i || k + 1 >= n)
+		return 0;
+	w = k + (s[k] == ':') + 1;
+	if (w > n || s[w - 1] != '-')
+		return 0;
+	for (v = w; v < n && v - w < SHELL_DEFAULT_MAX && s[v] != '}'; v++) {
+		if (strchr("$`'\"\\{", s[v]) != NULL)
+			return 0;
+	}
+	if (v >= n || s[v] != '}')
+		return 0;
+	for (i = 0; vars != NULL && i < vars->n; i++) {
+		if (vars->v[i].nlen == k - 2 &&
+		    memcmp(vars->v[i].name, s + 2, k - 2) == 0) {
+			if (vars->v[i].vlen > vars->budget)
+				return 0;
+			vars->budget -= vars->v[i].vlen;
+			nb_put(out, vars->v[i].value, vars->v[i].vlen);
+			return v + 1;
+		}
+	}
+	nb_put(out, s + w, v - w);
+	return v + 1;
+}
+
+/*
  * Command substitutions that only print a constant: $(printf FMT ARGS),
  * $(echo ARGS), the same in backquotes.  Their words, split and unquoted
  * as the shell does, are kept in one buffer.
@@ -1213,7 +1255,8 @@ shell_unquote(const char *s, size_t len, struct norm_buf *out,
 			continue;
 		case '$':
 			if ((k = shell_subst(s + i, len - i, out)) != 0 ||
-			    (k = shell_slice(s + i, len - i, vars, out)) != 0) {
+			    (k = shell_slice(s + i, len - i, vars, out)) != 0 ||
+			    (k = shell_default(s + i, len - i, vars, out)) != 0) {
 				i += k;
 				continue;
 			}

@@ -219,6 +219,10 @@ test_shell_variables(void **state)
 	/* Unknown names and values that are expansions stay as they are. */
 	check_shell("$home/x", "$home/x");
 	check_shell("a=$(id); $a", "a=$(id); $a");
+	/* ${u:-word} gives word for a name never assigned, else the value. */
+	check_shell("${u:-r}m -rf ${x-/}", "rm -rf /");
+	check_shell("a=ls; ${a:-rm}", "a=ls; ls");
+	check_shell("${u:-$(id)}", "${u:-$(id)}");
 	/* Case changes of a value: the folded text has one case. */
 	check_shell("a=rm; ${a^^} -rf /; ${a,} x", "a=rm; rm -rf /; rm x");
 	/* $'..' values are decoded. */
