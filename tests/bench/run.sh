@@ -27,6 +27,10 @@ echo "== a worker's start: CPU while a spare, per open + first turn"
 # The rules are compiled while a spare; BENCH_OPENS sets the count.
 python3 tests/bench/bench_worker_start.py || exit 1
 echo
+echo "== bursts: where 300 and 1,000 opens at once wait"
+# BENCH_BURST="300" chooses; CPU per open of each process, reported only.
+python3 tests/bench/bench_burst.py || exit 1
+echo
 echo "== idle real CLIs: CPU before and after freeze_after"
 python3 tests/bench/bench_freeze.py || exit 1
 echo
