@@ -16,7 +16,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from hplib import Daemon, Client, children_of  # noqa: E402
+from hplib import Daemon, Client, _proc_stats  # noqa: E402
 
 SCALES = [int(x) for x in os.environ.get("BENCH_BURST",
                                           "300 1000").split()]
@@ -32,11 +32,20 @@ def cpu_ns(pid):
         return 0
 
 
-def tree_ns(pid):
+def kids_map():
+    """ppid -> live children, from one read of /proc."""
+    m = {}
+    for p, state, ppid, pg, sid in _proc_stats():
+        if state != "Z":
+            m.setdefault(ppid, []).append(p)
+    return m
+
+
+def tree_ns(pid, kids):
     """On-CPU ns of pid's descendants (not pid itself)."""
     total = 0
-    for k in children_of(pid):
-        total += cpu_ns(k) + tree_ns(k)
+    for k in kids.get(pid, []):
+        total += cpu_ns(k) + tree_ns(k, kids)
     return total
 
 
@@ -54,8 +63,9 @@ def one(n):
         deadline = time.time() + 60
         while len(d.workers()) < int(SPARE_MIN) and time.time() < deadline:
             time.sleep(0.05)
-        wk0 = sum(cpu_ns(w) for w in d.workers())
-        cli0 = sum(tree_ns(w) for w in d.workers())
+        kids = kids_map()
+        wk0 = sum(cpu_ns(w) for w in kids.get(sp, []))
+        cli0 = sum(tree_ns(w, kids) for w in kids.get(sp, []))
         m0, s0 = cpu_ns(pid), cpu_ns(sp) if sp else 0
         load0 = os.getloadavg()[0]
 
@@ -73,9 +83,9 @@ def one(n):
                     bad.append(o)
         dt = time.perf_counter() - t0
         m1, s1 = cpu_ns(pid), cpu_ns(sp) if sp else 0
-        wks = d.workers()
-        wk1 = sum(cpu_ns(w) for w in wks)
-        cli1 = sum(tree_ns(w) for w in wks)
+        kids = kids_map()
+        wk1 = sum(cpu_ns(w) for w in kids.get(sp, []))
+        cli1 = sum(tree_ns(w, kids) for w in kids.get(sp, []))
         waits.sort()
         served = n - len(bad)
         print("N=%-5d %6.0f opens/s (%d served, %d failed%s); wait median "
