@@ -538,6 +538,8 @@ pool_spawned(pid_t pid, int chan, int e)
 	/* Asked before the shutdown: it goes at once (its reap ends it). */
 	if (hp.shutting_down)
 		spawner_kill(pid, SIGTERM);
+	else
+		pool_refill();	/* the asks past the bound */
 }
 
 void
@@ -581,7 +583,9 @@ pool_refill(void)
 		return;
 	if (demand > POOL_SPAWN_PARALLEL)
 		demand = POOL_SPAWN_PARALLEL;
+	/* Asks in flight bounded: the spawner's answers must fit its channel. */
 	while ((spares < hp.conf->spare_min || pool_coming() < demand) &&
+	    pool.nasked < POOL_SPAWN_PARALLEL &&
 	    pool_count() < hp.conf->max_sessions + hp.conf->spare_max) {
 		if (pool_spawn() == -1) {
 			pool_spawn_failed(errno);

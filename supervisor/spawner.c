@@ -132,6 +132,12 @@ static struct {
 	size_t		 nworkers, cap;
 	struct spawner_exit *queue;	/* exits not yet sent */
 	size_t		 nqueue, qcap;
+	/*
+	 * RMTMP answers not yet sent: never sent blocking, as the master may
+	 * be sending us requests meanwhile (both blocked on full buffers).
+	 */
+	struct spawner_rep *answers;
+	size_t		 nanswers, acap;
 	uint64_t	 last_sweep_ms;
 	int		 sweep_due;
 	char		*state_dir;	/* as at start: RMTMP stays there */
@@ -393,6 +399,44 @@ spawner_do_rmtmp(const struct spawner_req *r)
 	return 0;
 }
 
+static void
+spawner_queue_answer(const struct spawner_rep *rep)
+{
+	if (sps.nanswers == sps.acap) {
+		sps.acap = sps.acap == 0 ? 64 : sps.acap * 2;
+		sps.answers = xreallocarray(sps.answers, sps.acap,
+		    sizeof *sps.answers);
+	}
+	sps.answers[sps.nanswers++] = *rep;
+}
+
+/*
+ * Queued RMTMP answers, in order: as many as the channel takes now, or
+ * (wait) all of them, when the master waits for an answer after them.
+ * 0, or -1 when the master is gone.
+ */
+static int
+spawner_flush_answers(int fd, int wait)
+{
+	size_t	i = 0;
+
+	while (i < sps.nanswers) {
+		if (send(fd, &sps.answers[i], sizeof sps.answers[i],
+		    MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return -1;
+			break;
+		}
+		i++;
+	}
+	memmove(sps.answers, sps.answers + i, (sps.nanswers - i) *
+	    sizeof *sps.answers);
+	sps.nanswers -= i;
+	return 0;
+}
+
 /*
  * 0, or -1: the master broke the protocol, or is gone.  SPAWN comes on
  * its own channel (spawn 1), nothing else does.
@@ -450,8 +494,12 @@ spawner_request(int fd, int spawn)
 		return 0;
 	case SPAWNER_RMTMP:
 		rep.err = spawner_do_rmtmp(&r);
-		return spawner_send_fd(fd, &rep, sizeof rep, -1) == -1 ? -1 : 0;
+		spawner_queue_answer(&rep);
+		return spawner_flush_answers(fd, 0);
 	case SPAWNER_LOG:
+		/* The master waits, reading the answers before this one. */
+		if (spawner_flush_answers(fd, 1) == -1)
+			return -1;
 		if (log_reopen() == -1)
 			rep.err = EIO;
 		return spawner_send_fd(fd, &rep, sizeof rep, log_getfd() >
@@ -593,7 +641,7 @@ spawner_main(int req, int spawn, int exits)
 
 	for (;;) {
 		pfd[0].fd = req;
-		pfd[0].events = POLLIN;
+		pfd[0].events = POLLIN | (sps.nanswers > 0 ? POLLOUT : 0);
 		pfd[1].fd = sigfd;
 		pfd[1].events = POLLIN;
 		pfd[2].fd = exits;
@@ -622,6 +670,9 @@ spawner_main(int req, int spawn, int exits)
 			spawner_sweep();
 		if (sps.nqueue > 0)
 			spawner_flush_exits(exits);
+		if (sps.nanswers > 0 && (pfd[0].revents & POLLOUT) &&
+		    spawner_flush_answers(req, 0) == -1)
+			spawner_end();
 		if (pfd[2].revents & (POLLERR | POLLHUP))
 			spawner_end();
 		if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
