@@ -193,6 +193,9 @@ static const struct config_key config_keys[] = {
 	    "SIGTERM to SIGKILL when a CLI is stopped" },
 	{ "drain_timeout",	K_MS,   O(drain_timeout_ms), "30s", 0, 0,
 	    "on SIGTERM, how long running turns may go on" },
+	{ "worker_start_timeout", K_MS, O(worker_start_timeout_ms), "60s", 0, 0,
+	    "a spawned worker not ready (rules compiled) by then is killed "
+	    "(0: never)" },
 	{ "move_timeout",	K_MS,   O(move_timeout_ms), "30s", 0, 0,
 	    "shared store: how long a running turn may go on when another "
 	    "host asks for its session (0: no moves, session_elsewhere)" },

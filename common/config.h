@@ -93,6 +93,7 @@ struct config {
 	uint64_t	 freeze_after_ms;	/* idle CLI stopped (SIGSTOP) */
 	uint64_t	 kill_grace_ms;
 	uint64_t	 drain_timeout_ms;
+	uint64_t	 worker_start_timeout_ms; /* spawn to ready (pool.c) */
 	uint64_t	 move_timeout_ms;	/* another host asks (move.c) */
 
 	size_t		 max_request_bytes;

@@ -51,11 +51,6 @@ static void	pool_reap_fire(evutil_socket_t, short, void *);
 #define POOL_EARLY_MAX		5
 #define POOL_BACKOFF_MIN_MS	100
 #define POOL_BACKOFF_MAX_MS	30000
-/*
- * A hung worker is killed by then: to be ready it compiles the rules;
- * under valgrind on a loaded machine a sound one took over 10 s.
- */
-#define POOL_HELLO_TIMEOUT_S	60
 #define POOL_REAP_BATCH		16	/* exits per bulk callback */
 #define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
 #define POOL_STOP_PARALLEL	32	/* workers stopping at once */
@@ -502,7 +497,7 @@ pool_spawn(void)
 static void
 pool_spawned(pid_t pid, int chan, int e)
 {
-	struct timeval		 hello_tv = { POOL_HELLO_TIMEOUT_S, 0 };
+	struct timeval		 hello_tv;
 	struct worker		*wk;
 
 	pool.nasked--;
@@ -523,8 +518,12 @@ pool_spawned(pid_t pid, int chan, int e)
 	bufferevent_setcb(wk->bev, pool_worker_read, NULL, pool_worker_event,
 	    wk);
 	bufferevent_priority_set(wk->bev, HP_PRIO_IO);
+	/* A hung worker is killed (worker_start_timeout; 0: never). */
 	wk->hello_timer = evtimer_new(hp.base, pool_hello_timeout, wk);
-	evtimer_add(wk->hello_timer, &hello_tv);
+	if (hp.conf->worker_start_timeout_ms > 0) {
+		hello_tv = util_ms_tv(hp.conf->worker_start_timeout_ms);
+		evtimer_add(wk->hello_timer, &hello_tv);
+	}
 	bufferevent_enable(wk->bev, EV_READ | EV_WRITE);
 	/* First: the rules in force, which it compiles before it is ready. */
 	wk->screen = screen_ref(hp.screen);

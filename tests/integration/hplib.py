@@ -425,6 +425,9 @@ class Daemon:
             # sandbox suites test the confinement.
             c["seccomp"] = "off"
             c["landlock"] = "off"
+            # A worker compiles the rules under valgrind before it is
+            # ready: at a load of 60 that can pass the default minute.
+            c.setdefault("worker_start_timeout", "10m")
             # Its own descriptors lie under the hard limit: it refuses
             # a lower one.
             c["rlimit_nofile"] = "0"
