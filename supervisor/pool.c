@@ -141,11 +141,11 @@ pool_find_pid(pid_t pid)
 	return NULL;
 }
 
-/* Workers, and those asked of the spawner. */
+/* Workers whose channel we hold (status counts their descriptors). */
 int
 pool_count(void)
 {
-	return pool.nworkers + pool.nasked;
+	return pool.nworkers;
 }
 
 /* Workers on their way: asked, or spawned and not ready yet. */
@@ -585,7 +585,8 @@ pool_refill(void)
 	/* Asks in flight bounded: the spawner's answers must fit its channel. */
 	while ((spares < hp.conf->spare_min || pool_coming() < demand) &&
 	    pool.nasked < POOL_SPAWN_PARALLEL &&
-	    pool_count() < hp.conf->max_sessions + hp.conf->spare_max) {
+	    pool.nworkers + pool.nasked < hp.conf->max_sessions +
+	    hp.conf->spare_max) {
 		if (pool_spawn() == -1) {
 			pool_spawn_failed(errno);
 			break;
