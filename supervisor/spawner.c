@@ -431,6 +431,8 @@ spawner_flush_answers(int fd, int wait)
 		}
 		i++;
 	}
+	if (i == 0)
+		return 0;	/* none sent (or none queued: answers NULL) */
 	memmove(sps.answers, sps.answers + i, (sps.nanswers - i) *
 	    sizeof *sps.answers);
 	sps.nanswers -= i;
