@@ -124,7 +124,7 @@ pf_state_new(struct prefilter *pf)
 void
 prefilter_build(struct prefilter *pf)
 {
-	uint32_t	*queue, st, nx, f;
+	uint32_t	*queue, *first, *next, st, nx, f, n;
 	struct pf_out	*term;
 	unsigned	*ends;
 	size_t		 i, j, c, head = 0, tail = 0, nends = 0, total;
@@ -198,42 +198,61 @@ prefilter_build(struct prefilter *pf)
 	}
 
 	/*
-	 * Outputs: a state reports its own literals and those of its failure
-	 * chain.  States in BFS order see their failure state done first.
+	 * Outputs: a state reports its own literals, in the order they were
+	 * added, then those of its failure chain.  States in BFS order see
+	 * their failure state done first.  Counted, then filled: each state's
+	 * own literals are a chain through next[], never a walk of them all.
 	 */
+	first = xreallocarray(NULL, pf->nstates, sizeof *first);
+	next = xreallocarray(NULL, nends + 1, sizeof *next);
+	for (k = 0; k < pf->nstates; k++)
+		first[k] = PF_NOSTATE;
+	for (i = nends; i > 0; i--) {
+		next[i - 1] = first[ends[i - 1]];
+		first[ends[i - 1]] = (uint32_t)(i - 1);
+	}
 	pf->out_start = xcalloc(pf->nstates, sizeof *pf->out_start);
 	pf->out_count = xcalloc(pf->nstates, sizeof *pf->out_count);
 	total = 0;
 	for (k = 0; k <= tail; k++) {
 		st = k == 0 ? 0 : queue[k - 1];
-		f = pf->fail[st];
 		pf->out_start[st] = (uint32_t)total;
-		for (i = 0; i < nends; i++) {
-			if (ends[i] != st)
-				continue;
-			pf->out = xreallocarray(pf->out, total + 1,
-			    sizeof *pf->out);
-			pf->out[total++] = term[i];
-		}
-		if (st != 0) {
-			for (i = 0; i < pf->out_count[f]; i++) {
-				pf->out = xreallocarray(pf->out, total + 1,
-				    sizeof *pf->out);
-				pf->out[total++] = pf->out[pf->out_start[f] + i];
-			}
-		}
-		pf->out_count[st] = (uint32_t)(total - pf->out_start[st]);
+		for (n = first[st]; n != PF_NOSTATE; n = next[n])
+			pf->out_count[st]++;
+		if (st != 0)
+			pf->out_count[st] += pf->out_count[pf->fail[st]];
+		total += pf->out_count[st];
+	}
+	pf->out = xreallocarray(NULL, total + 1, sizeof *pf->out);
+	for (k = 0; k <= tail; k++) {
+		st = k == 0 ? 0 : queue[k - 1];
+		f = pf->fail[st];
+		j = pf->out_start[st];
+		for (n = first[st]; n != PF_NOSTATE; n = next[n])
+			pf->out[j++] = term[n];
+		if (st != 0)
+			memcpy(&pf->out[j], &pf->out[pf->out_start[f]],
+			    pf->out_count[f] * sizeof *pf->out);
 	}
 	pf->nout = total;
 
-	/* The scan table saves a multiply and a lookup per byte. */
-	pf->scan = xcalloc((size_t)pf->nstates * pf->ncls, sizeof *pf->scan);
+	/*
+	 * The scan table saves a multiply and a lookup per byte.  Made in
+	 * place: each entry only reads itself, and one table of states by
+	 * classes is a large part of a compile (allocation and page faults).
+	 */
+	pf->scan = pf->delta;
+	pf->delta = NULL;
 	for (i = 0; i < (size_t)pf->nstates * pf->ncls; i++) {
-		nx = pf->delta[i];
+		nx = pf->scan[i];
 		pf->scan[i] = nx * (uint32_t)pf->ncls |
 		    (pf->out_count[nx] != 0 ? PF_OUTPUT : 0);
 	}
 
+	free(first);
+	free(next);
+	free(pf->fail);		/* only the build follows failure links */
+	pf->fail = NULL;
 	free(queue);
 	free(term);
 	free(ends);
