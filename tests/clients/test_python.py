@@ -45,7 +45,7 @@ def install():
                             "--disable-pip-version-check",
                             "--target", target, src],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=INSTALL_TIMEOUT_S)
+                           timeout=hplib.scaled(INSTALL_TIMEOUT_S))
     finally:
         shutil.rmtree(build, ignore_errors=True)
     t.ok(p.returncode == 0 and
@@ -69,7 +69,7 @@ def test_readme(d, target):
     for code in ex:
         p = subprocess.run([sys.executable, "-c", code], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=EXAMPLE_TIMEOUT_S)
+                           timeout=hplib.scaled(EXAMPLE_TIMEOUT_S))
         outs.append((p.returncode, p.stdout.decode(errors="replace")))
     rc, out = outs[0]
     t.ok(rc == 0 and "fake-claude turn 1." in out and

@@ -34,12 +34,13 @@ fuzz: $(FUZZ_FIREWALL_BINS)
 # leak, timeout or sanitizer report.  New inputs go to a temp dir, never
 # into the committed seeds; a failing input is kept in $(B)/fuzz/.
 FUZZ_FIREWALL_TIME	?= 10
-FUZZ_FIREWALL_TIMEOUT	= 10		# seconds for one input
+FUZZ_FIREWALL_TIMEOUT	= 10		# seconds for one input (times the load)
 FUZZ_FIREWALL_RSS	= 2048		# MB
 
 fuzz-firewall-check:
 	@tmp=$$(mktemp -d) || exit 1; trap 'rm -rf "$$tmp"' EXIT; \
 	echo "1..2"; i=0; status=0; \
+	per=$$(($(strip $(FUZZ_FIREWALL_TIMEOUT)) * $$(sh tests/time-scale.sh))); \
 	for t in rules firewall; do \
 		i=$$((i + 1)); bin=$(B)/fuzz/fuzz_$$t; \
 		if [ ! -x "$$bin" ]; then \
@@ -48,7 +49,7 @@ fuzz-firewall-check:
 		fi; \
 		mkdir "$$tmp/$$t"; \
 		if "$$bin" -max_total_time=$(FUZZ_FIREWALL_TIME) \
-		    -timeout=$(FUZZ_FIREWALL_TIMEOUT) -max_len=8192 \
+		    -timeout=$$per -max_len=8192 \
 		    -rss_limit_mb=$(FUZZ_FIREWALL_RSS) -print_final_stats=1 \
 		    -artifact_prefix="$(B)/fuzz/fuzz_$$t-" "$$tmp/$$t" \
 		    tests/fuzz/corpus/fuzz_$$t >"$$tmp/$$t.log" 2>&1; then \

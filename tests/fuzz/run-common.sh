@@ -6,7 +6,9 @@
 # $B/fuzz/artifacts/ to reproduce with `$B/fuzz/fuzz_NAME FILE`.
 : "${B:=build}"
 : "${FUZZ_COMMON_TIME:=10}"
-FUZZ_COMMON_TIMEOUT=10		# seconds for one input
+# Seconds for one input on an idle machine, times the load (a slow
+# input is a failure, a descheduled one is not).
+FUZZ_COMMON_TIMEOUT=$((10 * $(sh "$(dirname "$0")/../time-scale.sh")))
 FUZZ_RSS_MB=2048
 here=$(dirname "$0")
 targets="request msg"

@@ -24,7 +24,10 @@ BDIR = os.path.join(ROOT, B) if not os.path.isabs(B) else B
 CONNECT_TIMEOUT_S = 10.0     # the daemon binds before it forks anything
 REPLY_TIMEOUT_S = 60.0       # no single reply may take longer
 POLL_S = 0.02                # for conditions that have no event to wait on
-SCALE_MAX = 10.0             # a bound never grows more than this
+# A bound grows at most this much: only a bogus reading is cut.  10 was
+# too low: two make check side by side with other work reached a load of
+# 135 on 2 CPUs, where a CPU-bound step takes ~67 times as long.
+SCALE_MAX = 100.0
 
 
 def time_scale():
@@ -161,13 +164,18 @@ def give_tree(path):
 
 
 def wait_for(cond, timeout, what):
-    """Polls cond() until true; for states that have no event of their own."""
-    deadline = time.monotonic() + timeout * time_scale()
-    while time.monotonic() < deadline:
+    """Polls cond() until true; for states that have no event of their own.
+    The bound follows the load during the wait (the largest factor seen):
+    one taken only at the start is too short when a suite beside us
+    starts its burst in the middle."""
+    start = time.monotonic()
+    scale = time_scale()
+    while time.monotonic() < start + timeout * scale:
         v = cond()
         if v:
             return v
         time.sleep(POLL_S)
+        scale = max(scale, time_scale())
     raise TimeoutError("timed out waiting for " + what)
 
 
@@ -297,6 +305,7 @@ class Client:
 
     def __init__(self, path, timeout=REPLY_TIMEOUT_S):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.timeout = timeout
         self.sock.settimeout(timeout * time_scale())
         self.sock.connect(path)
         self.f = self.sock.makefile("rwb")
@@ -324,6 +333,8 @@ class Client:
     def line(self):
         if self.backlog:
             return self.backlog.pop(0)
+        # The load now, not when the connection was made.
+        self.sock.settimeout(self.timeout * time_scale())
         try:
             raw = self.f.readline()
         except ConnectionResetError:

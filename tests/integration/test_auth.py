@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import TAP, Daemon, wait_for
+from hplib import TAP, Daemon, scaled, wait_for
 
 t = TAP()
 USERS = ("hptest-alice", "hptest-bob", "hptest-carol")
@@ -70,7 +70,7 @@ def as_user(user, sock, reqs):
     py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
         else sys.executable
     r = subprocess.run([py, "-c", CLIENT, sock, json.dumps(reqs)],
-                       preexec_fn=drop, capture_output=True, timeout=60,
+                       preexec_fn=drop, capture_output=True, timeout=scaled(60),
                        cwd="/")
     return json.loads(r.stdout or b"null")
 

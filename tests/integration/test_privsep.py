@@ -16,8 +16,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from hplib import (TAP, Daemon, BDIR, DAEMON_USER, wait_for, proc_alive,
-                   procs_under, children_of)
+from hplib import (TAP, Daemon, BDIR, DAEMON_USER, scaled, wait_for,
+                   proc_alive, procs_under, children_of)
 
 t = TAP()
 if os.geteuid() != 0:
@@ -112,7 +112,7 @@ def test_check_report():
     try:
         out = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c",
                               d.conf_path], capture_output=True, text=True,
-                             timeout=120, env=d.env)
+                             timeout=scaled(120), env=d.env)
         t.ok("isolation: master: drops to daemon_user %s" % DAEMON_USER
              in out.stdout, "hotplexd -n says the master will drop",
              out.stdout + out.stderr)

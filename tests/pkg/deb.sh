@@ -104,12 +104,15 @@ check "init script start without a CLI: 6, saying why (rc $rc)" \
     sh -c '[ "$1" -eq 6 ] && printf "%s" "$2" | grep -q "cli_path"' sh \
     "$rc" "$out"
 
+# Bounds that stop a stuck step grow with the load (tests/time-scale.sh).
+SCALE=$(sh tests/time-scale.sh)
+
 # The model API: tests/e2e/mock_api.py on a loopback port.
 python3 tests/e2e/mock_api.py --port 0 --port-file "$tmp/port" \
     --log "$tmp/mock.log" </dev/null >/dev/null 2>&1 &
 mock_pid=$!
 i=0
-while [ ! -s "$tmp/port" ] && [ $i -lt 600 ]; do
+while [ ! -s "$tmp/port" ] && [ $i -lt $((600 * SCALE)) ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
@@ -121,7 +124,7 @@ mkdir -p "$tmp/cli" && chmod 1777 "$tmp/cli"
 	echo "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"
 	echo "CLAUDE_CONFIG_DIR=$tmp/cli"
 	echo "CLAUDE_CODE_MAX_RETRIES=1"
-	echo "API_TIMEOUT_MS=20000"
+	echo "API_TIMEOUT_MS=$((20000 * SCALE))"
 } >>/etc/default/hotplexd
 printf 'cli_path = %s\nworkdir_root = /home\n' "$cli" \
     >>/etc/hotplex/hotplexd.conf
@@ -130,7 +133,7 @@ out=$(/etc/init.d/hotplexd start 2>&1); rc=$?
 check "init script start: 0 (rc $rc)" [ "$rc" -eq 0 ]
 [ "$rc" -eq 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
 i=0
-while [ ! -S /run/hotplex/hotplexd.sock ] && [ $i -lt 300 ]; do
+while [ ! -S /run/hotplex/hotplexd.sock ] && [ $i -lt $((300 * SCALE)) ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
@@ -143,7 +146,7 @@ check "the socket belongs to group hotplex" \
 useradd -m -d "/home/$user" -s /bin/sh -G hotplex "$user"
 mkdir -p "/home/$user/proj"
 chown "$user:$user" "/home/$user/proj"
-out=$(cd "/home/$user" && timeout 120 setpriv --reuid="$user" \
+out=$(cd "/home/$user" && timeout $((120 * SCALE)) setpriv --reuid="$user" \
     --regid="$user" --init-groups env HOME="/home/$user" \
     hotplexctl -S /run/hotplex/hotplexd.sock exec -s proj \
     -w "/home/$user/proj" '[[bash:pwd]]' 2>"$tmp/exec.err"); rc=$?
@@ -152,7 +155,7 @@ check "a turn as $user (member of hotplex) in ~/proj: rc $rc" \
 	grep -q "First line of its output: /home/$3/proj"' sh "$rc" "$out" "$user"
 [ "$rc" -eq 0 ] || { printf '%s\n' "$out"; tail -5 "$tmp/exec.err"; } |
     sed 's/^/# /'
-out=$(timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+out=$(timeout $((60 * SCALE)) setpriv --reuid=nobody --regid=nogroup --clear-groups \
     hotplexctl -S /run/hotplex/hotplexd.sock sessions 2>&1); rc=$?
 check "a user outside the group cannot connect (rc $rc)" [ "$rc" -ne 0 ]
 

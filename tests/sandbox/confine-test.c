@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "policy/sandbox/sandbox.h"
+#include "tests/time_scale.h"
 
 /* Sanitizer builds keep clone and ptrace for LeakSanitizer (seccomp.c). */
 #if defined(__SANITIZE_ADDRESS__)
@@ -39,7 +40,8 @@
 #endif
 
 #define CT_LINES	100	/* lines echoed through the child */
-#define CT_TIMEOUT_S	10	/* the loop gives up after this */
+#define CT_TIMEOUT_S	10	/* the loop gives up after this (times the
+				   load: time_scale.h) */
 #define CT_TICK_US	1000	/* the kill timer */
 
 static int	ct_n;
@@ -162,7 +164,7 @@ main(void)
 	struct event_base	*base;
 	struct bufferevent	*to, *from;
 	struct event		*sigchld, *timeout;
-	struct timeval		 tv_timeout = { CT_TIMEOUT_S, 0 };
+	struct timeval		 tv_timeout = { 0, 0 };
 	char			 err[SANDBOX_ERR_MAX];
 	int			 in[2], out[2], ready[2], sp[2], i, fd;
 	char			 c;
@@ -170,6 +172,8 @@ main(void)
 	pid_t			 self = getpid();
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* Read before confinement: it opens /proc/loadavg. */
+	tv_timeout.tv_sec = time_scaled_s(CT_TIMEOUT_S);
 	/* The worker's base exists before the CLI is spawned. */
 	if ((base = event_base_new()) == NULL)
 		return 1;

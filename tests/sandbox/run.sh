@@ -25,12 +25,8 @@ NOFILE=256
 CLI_NPROC=512		# the CLI and its tools need more
 CLI_NOFILE=4096
 # A loaded machine (another make check beside us) gets more time, as in
-# tests/integration/hplib.py: times the load per CPU, from 1 to 10.
-SCALE=$(awk -v n="$(nproc)" -v f="${HP_TIME_SCALE:-0}" '{
-	s = f > 0 ? f : ($1 > $2 ? $1 : $2) / n
-	if (s < 1) s = 1
-	if (s > 10) s = 10
-	printf "%d", s + 0.999 }' /proc/loadavg)
+# tests/integration/hplib.py: times the load per CPU (tests/time-scale.sh).
+SCALE=$(sh tests/time-scale.sh)
 CLI_TIMEOUT=$((120 * SCALE))	# seconds for a CLI run, a hang is a failure
 MOCK_WAIT=$((100 * SCALE))	# tenths of a second for the mock to listen
 API_TIMEOUT_MS=$((5000 * SCALE))	# the CLI's wait for the local mock

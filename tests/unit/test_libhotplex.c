@@ -25,8 +25,10 @@
 #include <cJSON.h>
 
 #include "client/hotplex.h"
+#include "tests/time_scale.h"
 
-#define SRV_RECV_TIMEOUT_S	10	/* a stuck test fails instead of hanging */
+#define SRV_RECV_TIMEOUT_S	10	/* a stuck test fails instead of hanging
+				   (times the load: time_scale.h) */
 #define SRV_MAX_IDS		8
 #define SRV_FAIL_MAX		512
 #define REC_MAX_EVENTS		32
@@ -45,6 +47,13 @@ struct srv {
 };
 
 /* ---- the server side (runs in the thread) ---------------------------- */
+
+/* The bound of one wait for the other side, in ms for poll(2). */
+static int
+srv_poll_ms(void)
+{
+	return (int)time_scaled_s(SRV_RECV_TIMEOUT_S) * 1000;
+}
 
 static void
 srv_fail(struct srv *s, const char *fmt, ...)
@@ -147,7 +156,7 @@ static void *
 srv_main(void *arg)
 {
 	struct srv	*s = arg;
-	struct timeval	 tv = { .tv_sec = SRV_RECV_TIMEOUT_S };
+	struct timeval	 tv = { .tv_sec = time_scaled_s(SRV_RECV_TIMEOUT_S) };
 
 	if (s->listen_fd != -1 &&
 	    (s->fd = accept(s->listen_fd, NULL, NULL)) == -1) {
@@ -188,7 +197,7 @@ srv_start(struct srv *s, void (*script)(struct srv *))
 	h = hp_connect_fd(sv[0], &err);
 	assert_non_null(h);
 	/* A library that waits for a line that never comes fails, not hangs. */
-	hp_set_timeout(h, SRV_RECV_TIMEOUT_S * 1000);
+	hp_set_timeout(h, srv_poll_ms());
 	assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
 	return h;
 }
@@ -1061,7 +1070,7 @@ test_pump(void **state)
 	pfd.fd = hp_fd(h);
 	pfd.events = POLLIN;
 	while (hp_pending(h) > 0) {
-		assert_int_equal(poll(&pfd, 1, SRV_RECV_TIMEOUT_S * 1000), 1);
+		assert_int_equal(poll(&pfd, 1, srv_poll_ms()), 1);
 		assert_int_equal(hp_pump(h, &err), 0);
 	}
 	assert_int_equal(r.n, 2);
@@ -1141,7 +1150,7 @@ test_attach_detach_reload_shutdown(void **state)
 		assert_int_equal(hp_pump(h, &err), 0);
 		if (r.n >= 2)
 			break;
-		assert_int_equal(poll(&pfd, 1, SRV_RECV_TIMEOUT_S * 1000), 1);
+		assert_int_equal(poll(&pfd, 1, srv_poll_ms()), 1);
 	}
 	assert_int_equal(r.type[0], HP_EV_ANSWER);
 	assert_int_equal(r.seq[0], 5);
@@ -1152,7 +1161,7 @@ test_attach_detach_reload_shutdown(void **state)
 		assert_int_equal(hp_pump(h, &err), 0);
 		if (r.n >= 4)
 			break;
-		assert_int_equal(poll(&pfd, 1, SRV_RECV_TIMEOUT_S * 1000), 1);
+		assert_int_equal(poll(&pfd, 1, srv_poll_ms()), 1);
 	}
 	assert_int_equal(r.type[2], HP_EV_ANSWER);
 	assert_string_equal(r.origin[2], "cli");
