@@ -32,7 +32,6 @@ CFLAGS	+= -std=c11 -D_GNU_SOURCE $(WARN) -I. -I$(B)/gen \
 	   -I/usr/include/cjson $(CFLAGS_PQ) -DHOTPLEX_VERSION=\"$(VERSION)\"
 LDLIBS_EV	= -levent
 LDLIBS_SSL	= -levent_openssl -lssl -lcrypto
-LDLIBS_CRYPTO	= -lcrypto
 LDLIBS_CJSON	= -lcjson -lm
 LDLIBS_ONIG	= -lonig
 LDLIBS_SECCOMP	= -lseccomp

@@ -2,7 +2,7 @@
 COMMON_SRCS	= common/log.c common/xmalloc.c common/proto.c common/msg.c \
 		  common/mcp.c \
 		  common/json.c common/line.c common/config.c common/util.c common/procfs.c \
-		  common/ident.c $(wildcard common/stats.c)
+		  common/ident.c common/sha256.c $(wildcard common/stats.c)
 COMMON_OBJS	= $(COMMON_SRCS:%.c=$(B)/%.o)
 $(B)/libcommon.a: $(COMMON_OBJS)
 	@mkdir -p $(dir $@)

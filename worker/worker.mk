@@ -9,4 +9,4 @@ BINS		+= $(B)/hotplex-worker
 $(B)/hotplex-worker: $(WORKER_OBJS) $(B)/libfirewall.a $(B)/libsandbox.a \
 		$(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_EV) $(LDLIBS_ONIG) $(LDLIBS_CJSON) \
-		$(LDLIBS_SECCOMP) $(LDLIBS_CRYPTO)
+		$(LDLIBS_SECCOMP)

@@ -1,7 +1,7 @@
 # policy/firewall/ fragment: the prompt and tool-call firewall in
 # $(B)/libfirewall.a
-# (link with $(LDLIBS_ONIG) $(LDLIBS_CJSON) and $(B)/libcommon.a; with
-# libcrypto too where policy_digest is used).
+# (link with $(LDLIBS_ONIG) $(LDLIBS_CJSON) and $(B)/libcommon.a; the
+# digest is common/sha256.c's, no libcrypto).
 POLICY_SRCS	= policy/firewall/rules.c policy/firewall/normalize.c \
 		  policy/firewall/prefilter.c policy/firewall/firewall.c \
 		  policy/firewall/digest.c

@@ -31,7 +31,10 @@ $(B)/test_spawn: $(B)/tests/unit/test_spawn.o $(B)/worker/spawn.o \
 $(B)/test_ident: $(B)/tests/unit/test_ident.o $(B)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS)
 
-TEST_BINS	+= $(B)/test_config $(B)/test_line $(B)/test_msg \
+$(B)/test_sha256: $(B)/tests/unit/test_sha256.o $(B)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMMON_TEST_LIBS) -lcrypto
+
+TEST_BINS	+= $(B)/test_sha256 $(B)/test_config $(B)/test_line $(B)/test_msg \
 		   $(B)/test_workdir $(B)/test_json $(B)/test_request $(B)/test_ident \
 		   $(B)/test_spawn
 SUITES		+= 'config=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_config' \
@@ -41,4 +44,5 @@ SUITES		+= 'config=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_config' \
 		   'request=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_request' \
 		   'workdir=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_workdir' \
 		   'spawn=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_spawn' \
-		   'ident=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_ident'
+		   'ident=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_ident' \
+		   'sha256=CMOCKA_MESSAGE_OUTPUT=TAP $$B/test_sha256'
