@@ -3,9 +3,25 @@
  * Write and Edit tools name their file in their input; a shell command
  * does not, so while a Bash call is in flight (from its can_use_tool
  * question or tool_use line, both before the command runs when the gate is
- * on, to its tool_result) the workdir tree is watched with inotify.  Every
- * change seen goes to each Bash call in flight; its tool_result then
- * carries files_written, files_deleted and files_truncated.
+ * on, to its tool_result) the workdir tree is watched with inotify; its
+ * tool_result then carries files_written, files_deleted and
+ * files_truncated.
+ *
+ * Who made a change: inotify does not say (an unprivileged fanotify
+ * listener is not told either: it gets pid 0 for other processes), so a
+ * change is listed in every Bash call in flight when its event is read,
+ * and in no call when none is.  Events are read when a call begins (what
+ * happened before is not its doing) and when it ends (its command has
+ * exited by then), so calls that run one after the other each get only
+ * their own; calls that overlap (sub-agents, commands the CLI runs in
+ * parallel) each get what was changed while they overlapped, and a
+ * command left running in the background is seen in whichever call is in
+ * flight when it writes.
+ *
+ * One watch set per turn: made at the turn's first Bash call, kept up to
+ * date between calls (new directories are watched as they appear) and
+ * closed when the turn ends, so a turn's later calls do not list the tree
+ * again (~140 ms with 1,000 directories).
  *
  * Bounded: at most FSWATCH_DIRS_MAX directories are watched (breadth
  * first, so the top of a large tree is covered), FSWATCH_FILES_MAX paths
@@ -236,6 +252,41 @@ fswatch_tree(void)
 		fw.truncated = 1;
 }
 
+/* The kernel dropped a watch (its directory is gone): its slot is free. */
+static void
+fswatch_forget(int wd)
+{
+	size_t	i;
+
+	for (i = 0; i < fw.ndirs; i++)
+		if (fw.dirs[i].wd == wd) {
+			free(fw.dirs[i].path);
+			memmove(&fw.dirs[i], &fw.dirs[i + 1],
+			    (fw.ndirs - i - 1) * sizeof *fw.dirs);
+			fw.ndirs--;
+			return;
+		}
+}
+
+/*
+ * A directory moved away: its watches (and its subdirectories') would
+ * name events by the old path; where it lands it is watched anew.
+ */
+static void
+fswatch_moved(const char *rel)
+{
+	size_t	i, n = strlen(rel);
+
+	for (i = 0; i < fw.ndirs; ) {
+		if (strncmp(fw.dirs[i].path, rel, n) == 0 &&
+		    (fw.dirs[i].path[n] == '\0' || fw.dirs[i].path[n] == '/')) {
+			inotify_rm_watch(fw.fd, fw.dirs[i].wd);
+			fswatch_forget(fw.dirs[i].wd);
+		} else
+			i++;
+	}
+}
+
 static void
 fswatch_event(const struct inotify_event *ev)
 {
@@ -244,6 +295,10 @@ fswatch_event(const struct inotify_event *ev)
 
 	if (ev->mask & IN_Q_OVERFLOW) {
 		fswatch_truncated();
+		return;
+	}
+	if (ev->mask & IN_IGNORED) {
+		fswatch_forget(ev->wd);
 		return;
 	}
 	if (ev->len == 0 || (dir = fswatch_dir_path(ev->wd)) == NULL)
@@ -258,6 +313,8 @@ fswatch_event(const struct inotify_event *ev)
 		if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) &&
 		    fswatch_add(rel) == 0)
 			fswatch_scan(rel, 1);
+		else if (ev->mask & IN_MOVED_FROM)
+			fswatch_moved(rel);
 		return;
 	}
 	if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
@@ -426,9 +483,7 @@ fswatch_end(const char *tool_id, cJSON *data)
 	cJSON_AddItemToObject(data, "files_deleted", fswatch_list(c, 1));
 	cJSON_AddBoolToObject(data, "files_truncated", c->truncated);
 	fswatch_call_free(c);
-	/* No call left: no inotify instance held (they are few per uid). */
-	if (fw.ncalls == 0)
-		fswatch_close();
+	/* The watch set stays for the turn's next call (fswatch_clear). */
 }
 
 void
