@@ -87,6 +87,13 @@ health_ready(struct health_check *checks, int *ready)
 		    hp.conf->state_dir, k->ok ? "writable" : strerror(errno));
 	}
 
+	/* A host just started: its session table and the hosts' channel. */
+	k = &checks[n++];
+	k->name = "serving";
+	if ((k->ok = state_serving(k->detail, sizeof k->detail)))
+		snprintf(k->detail, sizeof k->detail, "session table read%s",
+		    store_shared() ? ", hosts' channel listened" : "");
+
 	/* The model-API gateway, where there is one: sessions need it. */
 	if ((gw = server_gateway_pid()) > 0) {
 		k = &checks[n++];

@@ -268,7 +268,7 @@ int	 hotplexd_reload(char *err, size_t errlen);
 
 /* health.c: /healthz, /readyz and the status op. */
 #define HEALTH_CHECKS_MAX	8
-#define HEALTH_DETAIL_MAX	160
+#define HEALTH_DETAIL_MAX	256
 struct health_check {
 	const char	*name;
 	int		 ok;
@@ -324,6 +324,12 @@ void	 state_totals_save(void);	/* hp.ended_total */
 void	 state_close(void);
 int	 state_valid_host_id(const char *);
 const char *state_host_id(void);
+/*
+ * 1 when session ops may run; 0 with why while a host just started waits
+ * for its shared store to answer and the hosts' channel to listen.
+ */
+int	 state_serving(char *why, size_t len);
+void	 state_channel_up(void);	/* move.c: the channel listens */
 /* A shared store's row of another host into the table (NULL: none). */
 struct session *state_session_adopt(uid_t, const char *name);
 /* The table's copy of a session brought up to its row; -1 on failure. */

@@ -324,6 +324,13 @@ move_let_go(struct session *s, const char *to)
 	evtimer_add(s->move_timer, &tv);
 }
 
+/* The channel listens: asks can be sent and heard. */
+static void
+move_channel_up(void *arg)
+{
+	state_channel_up();
+}
+
 static void
 move_message(void *arg, const char *from, const cJSON *m)
 {
@@ -398,7 +405,7 @@ move_init(void)
 	if (!store_shared() || hp.conf->store == NULL)
 		return;
 	notify_open(hp.base, hp.conf->store, state_host_id(), move_message,
-	    NULL);
+	    move_channel_up, NULL);
 }
 
 void

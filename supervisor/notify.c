@@ -12,8 +12,10 @@
  * a bounded queue (the next when the last one's answer is in): a server
  * that stops answering holds them, never the master.
  * Connecting runs from the loop (PQconnectStart, PQconnectPoll, LISTEN
- * sent without waiting), at most NOTIFY_CONNECT_MS per try: a server that
- * accepts but never answers does not hold up the master.
+ * sent without waiting), at most NOTIFY_CONNECT_MS per try, the first
+ * one at start too: a server that accepts but never answers does not
+ * hold up the master (a host serves no session until the channel first
+ * listens: state.c).
  */
 #include <sys/queue.h>
 #include <sys/types.h>
@@ -57,6 +59,7 @@ static struct {
 	char			*host_id;
 	char			*appname;	/* in pg_stat_activity */
 	notify_cb		 cb;
+	notify_up_cb		 up;
 	void			*arg;
 	PGconn			*conn;
 	enum notify_state	 state;
@@ -151,44 +154,6 @@ notify_deliver(void)
 	}
 }
 
-/*
- * At start, before the loop serves anyone: connected and listening when
- * the first request comes (bounded by the URL's connect_timeout or 5 s).
- */
-static int
-notify_connect_first(void)
-{
-	static const char *const keys[] = { "connect_timeout",
-	    "application_name", "dbname", NULL };
-	const char	*vals[] = { "5", nt.appname, nt.conninfo, NULL };
-	PGresult	*r;
-	char		*sql;
-	int		 ok;
-
-	nt.conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(nt.conn) != CONNECTION_OK) {
-		log_warnx("notify: %s", PQerrorMessage(nt.conn));
-		notify_drop();
-		return -1;
-	}
-	xasprintf(&sql, "LISTEN %s", NOTIFY_CHANNEL);
-	r = PQexec(nt.conn, sql);
-	free(sql);
-	ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-	if (!ok)
-		log_warnx("notify: LISTEN: %s", PQerrorMessage(nt.conn));
-	PQclear(r);
-	if (!ok) {
-		notify_drop();
-		return -1;
-	}
-	nt.state = NOTIFY_UP;
-	notify_sock_arm(EV_READ | EV_PERSIST);
-	log_info("notify: host %s listening on %s", nt.host_id,
-	    NOTIFY_CHANNEL);
-	return 0;
-}
-
 /* Starts connecting; the loop goes on (notify_read, notify_retry_fire). */
 static int
 notify_connect(void)
@@ -259,6 +224,8 @@ notify_listen_step(void)
 			evtimer_del(nt.retry);
 			log_info("notify: host %s listening on %s", nt.host_id,
 			    NOTIFY_CHANNEL);
+			if (nt.up != NULL)
+				nt.up(nt.arg);
 			return;
 		}
 		ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -313,9 +280,9 @@ notify_read(evutil_socket_t fd, short what, void *arg)
 	notify_deliver();
 }
 
-int
+void
 notify_open(struct event_base *base, const char *conninfo,
-    const char *host_id, notify_cb cb, void *arg)
+    const char *host_id, notify_cb cb, notify_up_cb up, void *arg)
 {
 	memset(&nt, 0, sizeof nt);
 	TAILQ_INIT(&nt.outq);
@@ -324,14 +291,13 @@ notify_open(struct event_base *base, const char *conninfo,
 	nt.host_id = xstrdup(host_id);
 	xasprintf(&nt.appname, "hotplexd notify %s", host_id);
 	nt.cb = cb;
+	nt.up = up;
 	nt.arg = arg;
 	if ((nt.retry = evtimer_new(base, notify_retry_fire, NULL)) == NULL)
 		fatalx("notify: evtimer_new");
-	if (notify_connect_first() == -1) {
+	/* From the loop: a server that does not answer holds no one. */
+	if (notify_connect() == -1)
 		notify_retry_arm();
-		return -1;
-	}
-	return 0;
 }
 
 void

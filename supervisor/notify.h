@@ -14,9 +14,15 @@ struct event_base;
 /* A message for this host from host from (msg is the callee's to read). */
 typedef void (*notify_cb)(void *arg, const char *from, const cJSON *msg);
 
-/* Connects and listens; -1 if not now (it keeps trying with back-off). */
-int	 notify_open(struct event_base *, const char *conninfo,
-	    const char *host_id, notify_cb, void *);
+/* The channel listens (at start, and again after a lost connection). */
+typedef void (*notify_up_cb)(void *arg);
+
+/*
+ * Starts connecting from the loop and keeps trying with back-off; up is
+ * called each time the channel listens.
+ */
+void	 notify_open(struct event_base *, const char *conninfo,
+	    const char *host_id, notify_cb, notify_up_cb, void *);
 void	 notify_close(void);
 int	 notify_is_open(void);
 /* Sends msg to host to ("to" and "from" are set): 0, or -1. */

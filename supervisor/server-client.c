@@ -35,6 +35,7 @@ static void	server_client_stall_fire(evutil_socket_t, short, void *);
 struct server_op {
 	const char	*name;
 	void		(*fn)(struct client *, const char *, const cJSON *);
+	int		 sessions;	/* needs the table: state_serving() */
 };
 
 static void	server_client_op_hello(struct client *, const char *,
@@ -51,25 +52,25 @@ static void	server_client_op_status(struct client *, const char *,
 		    const cJSON *);
 
 static const struct server_op server_ops[] = {
-	{ "hello",	server_client_op_hello },
-	{ "execute",	session_op_execute },
-	{ "open",	session_op_open },
-	{ "interrupt",	session_op_interrupt },
-	{ "stop",	session_op_stop },
-	{ "reset",	session_op_reset },
-	{ "stats",	session_op_stats },
-	{ "sessions",	session_op_sessions },
-	{ "policy_check", session_op_policy_check },
-	{ "attach",	session_op_attach },
-	{ "detach",	session_op_detach },
-	{ "audit",	audit_op },
-	{ "permission",	session_op_permission },
-	{ "configure",	session_op_configure },
-	{ "reload",	server_client_op_reload },
-	{ "shutdown",	server_client_op_shutdown },
-	{ "drain",	server_client_op_drain },
-	{ "undrain",	server_client_op_undrain },
-	{ "status",	server_client_op_status },
+	{ "hello",	server_client_op_hello, 0 },
+	{ "execute",	session_op_execute, 1 },
+	{ "open",	session_op_open, 1 },
+	{ "interrupt",	session_op_interrupt, 1 },
+	{ "stop",	session_op_stop, 1 },
+	{ "reset",	session_op_reset, 1 },
+	{ "stats",	session_op_stats, 1 },
+	{ "sessions",	session_op_sessions, 1 },
+	{ "policy_check", session_op_policy_check, 0 },
+	{ "attach",	session_op_attach, 1 },
+	{ "detach",	session_op_detach, 1 },
+	{ "audit",	audit_op, 1 },
+	{ "permission",	session_op_permission, 1 },
+	{ "configure",	session_op_configure, 1 },
+	{ "reload",	server_client_op_reload, 0 },
+	{ "shutdown",	server_client_op_shutdown, 0 },
+	{ "drain",	server_client_op_drain, 0 },
+	{ "undrain",	server_client_op_undrain, 0 },
+	{ "status",	server_client_op_status, 0 },
 };
 
 /* A group given by name or number. */
@@ -498,14 +499,25 @@ server_client_dispatch(struct client *c, const char *line, size_t len)
 {
 	struct request		rq;
 	struct request_error	err;
+	char			why[CLIENT_ERR_MAX];
+	const char		*name;
 	size_t			i;
 
 	if (request_parse(line, len, &rq, &err) == 0) {
 		for (i = 0; i < sizeof server_ops / sizeof server_ops[0]; i++) {
-			if (strcmp(server_ops[i].name, rq.op) == 0) {
+			if (strcmp(server_ops[i].name, rq.op) != 0)
+				continue;
+			/* Before the table is read a session would be new. */
+			if (server_ops[i].sessions &&
+			    !state_serving(why, sizeof why)) {
+				if ((name = json_str(rq.json, "session")) !=
+				    NULL && !proto_valid_session(name))
+					name = NULL;
+				server_client_error(c, rq.id, name,
+				    ERR_STORE_UNAVAILABLE, "%s", why);
+			} else
 				server_ops[i].fn(c, rq.id, rq.json);
-				goto out;
-			}
+			goto out;
 		}
 		request_unknown_op(&rq, &err);
 	}

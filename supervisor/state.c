@@ -5,6 +5,11 @@
  * A restarted hotplexd resumes each conversation (--resume) and keeps
  * counting.  The sessions.json of earlier versions is imported once and
  * renamed STATE_FILE.migrated.
+ *
+ * A shared store is connected to from the loop: until it answers the
+ * table cannot be read, and until the hosts' channel listens no move can
+ * be asked or heard; meanwhile the session ops are refused
+ * (state_serving()) and /readyz says why.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -24,6 +29,7 @@
 #include "common/ident.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "supervisor/census.h"
 #include "supervisor/hotplexd.h"
@@ -40,6 +46,10 @@
 static int		 state_loading;	/* saves are no-ops meanwhile */
 static int		 state_importing;	/* sessions.json: no leases */
 static struct event	*state_timer;
+static int		 state_loaded;	/* the table read from the store */
+static int		 state_channel;	/* the hosts' channel listened once */
+static int		 state_served;	/* both: said once in the log */
+static uint64_t		 state_start_ms;	/* for that line */
 static char		 state_host[STATE_HOST_ID_MAX + 1];
 
 /* --- this host ---------------------------------------------------------- */
@@ -698,27 +708,70 @@ state_all_total(void)
 	}
 }
 
-void
-state_load(void)
+/* Sessions are served once the table is read and the channel listens. */
+static void
+state_serve_check(void)
 {
-	struct store_params	 p;
+	if (state_served || !state_loaded || (store_shared() &&
+	    !state_channel))
+		return;
+	state_served = 1;
+	if (store_shared())
+		log_info("state: serving sessions: the store and the hosts' "
+		    "channel are up (%llu ms after start)",
+		    (unsigned long long)(util_now_ms() - state_start_ms));
+}
+
+/* move.c: the hosts' channel listens (again). */
+void
+state_channel_up(void)
+{
+	state_channel = 1;
+	state_serve_check();
+}
+
+/*
+ * 1 when the session ops may run; 0 with why, while a host just started
+ * waits for its shared store or the hosts' channel.
+ */
+int
+state_serving(char *why, size_t len)
+{
+	char	detail[256];
+
+	if (state_served)
+		return 1;
+	if (!state_loaded) {
+		store_reachable(detail, sizeof detail);
+		snprintf(why, len, "this host is starting: the store is not "
+		    "open yet (%s)", detail);
+	} else
+		snprintf(why, len, "this host is starting: the hosts' channel "
+		    "is not listening yet");
+	return 0;
+}
+
+/*
+ * The table from the store, once it answers; then leases and moves.  -1
+ * if a shared store failed to give the rows (nothing changed: tried
+ * again at its next connection).
+ */
+static int
+state_load_stored(void)
+{
 	char			*t;
 	cJSON			*j;
 	int			 n = 0;
 
-	state_host_init();
-	memset(&p, 0, sizeof p);
-	p.url = hp.conf->store;
-	p.dir = hp.conf->state_dir;
-	p.full_sync = hp.conf->store_sync != NULL &&
-	    strcmp(hp.conf->store_sync, "full") == 0;
-	p.host_id = state_host;
-	p.lease_ms = hp.conf->lease_timeout_ms;
-	p.base = hp.base;
-	/* Hosts share it: serving without it could run a session twice. */
-	if (store_open(&p) == -1 && store_url_is_pg(p.url))
-		fatalx("store: cannot use the shared store; not starting");
 	state_loading = 1;
+	/* Rows come whole or not at all: the table is still empty. */
+	if (store_sessions_load(state_restore_stored, &n) == -1 &&
+	    store_shared()) {
+		state_loading = 0;
+		log_warnx("state: the sessions of %s not read; again at the "
+		    "next connection", store_path());
+		return -1;
+	}
 	if ((t = store_totals_get()) != NULL) {
 		if ((j = cJSON_Parse(t)) == NULL ||
 		    stats_from_json(&hp.ended_total, j) == -1)
@@ -729,7 +782,6 @@ state_load(void)
 		cJSON_Delete(j);
 		free(t);
 	}
-	store_sessions_load(state_restore_stored, &n);
 	state_loading = 0;
 	state_all_total();
 	if (store_is_open())
@@ -742,4 +794,34 @@ state_load(void)
 		fatalx("state: evtimer_new");
 	event_priority_set(state_timer, HP_PRIO_BULK);
 	state_maintain(-1, 0, NULL);
+	state_loaded = 1;
+	state_serve_check();
+	return 0;
+}
+
+void
+state_load(void)
+{
+	struct store_params	 p;
+
+	state_host_init();
+	state_start_ms = util_now_ms();
+	memset(&p, 0, sizeof p);
+	p.url = hp.conf->store;
+	p.dir = hp.conf->state_dir;
+	p.full_sync = hp.conf->store_sync != NULL &&
+	    strcmp(hp.conf->store_sync, "full") == 0;
+	p.host_id = state_host;
+	p.lease_ms = hp.conf->lease_timeout_ms;
+	p.base = hp.base;
+	p.ready = state_load_stored;
+	/* Hosts share it: serving without it could run a session twice. */
+	if (store_open(&p) == -1 && store_url_is_pg(p.url))
+		fatalx("store: cannot use the shared store; not starting");
+	if (store_shared()) {
+		log_info("state: no session served until %s answers and the "
+		    "hosts' channel listens", store_path());
+		return;
+	}
+	state_load_stored();
 }

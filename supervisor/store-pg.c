@@ -33,7 +33,9 @@
  * dropped once the probe is PG_QUERY_TIMEOUT_MS old).  Reconnecting is
  * asynchronous (PQconnectStart, PQconnectPoll from the loop, bounded by
  * PG_CONNECT_TIMEOUT_MS): a server that accepts but never answers costs
- * the master nothing.  Only the first connection, at start, waits.
+ * the master nothing.  The first connection, at start, is made the same
+ * way: the daemon serves (refusing sessions, store_params.ready) while a
+ * server not yet started or paused keeps it waiting.
  */
 #include <sys/types.h>
 
@@ -268,8 +270,11 @@ static int		 pg_connecting;	/* PQconnectPoll under way */
 static int		 pg_probe_pending;	/* its answer not read yet */
 static int64_t		 pg_probe_sent;	/* CLOCK_MONOTONIC ms */
 static int64_t		 pg_last_answer;	/* ... the server's last answer */
+static int		 pg_ever_ok;	/* the first connection was made */
+static int		(*pg_ready_cb)(void);	/* ... told here until 0 */
 
 static int	pg_connect_setup(void);
+static void	pg_opened(void);
 
 /* util_now_ms, signed: the deadlines here are differences. */
 static int64_t
@@ -453,6 +458,10 @@ pg_schema(void)
 	if (version > PG_SCHEMA) {
 		log_warnx("store: %s: schema version %d is newer than %d; not "
 		    "touched", pg_display, version, PG_SCHEMA);
+		/* At start no wait mends it: another hotplexd's database. */
+		if (pg_base != NULL && !pg_ever_ok)
+			fatalx("store: cannot use the shared store; not "
+			    "starting");
 		goto fail;
 	}
 	if (version == 0) {
@@ -577,6 +586,9 @@ pg_lost(const char *why)
 static void
 pg_connect_step(void)
 {
+	int	first = !pg_ever_ok;
+	int	(*cb)(void) = pg_ready_cb;
+
 	switch (PQconnectPoll(pg_conn)) {
 	case PGRES_POLLING_READING:
 		pg_sock_arm(EV_READ);
@@ -587,7 +599,14 @@ pg_connect_step(void)
 	case PGRES_POLLING_OK:
 		pg_connecting = 0;
 		if (pg_connect_setup() == 0) {
-			log_info("store: connected again to %s", pg_display);
+			if (first)
+				pg_opened();
+			else
+				log_info("store: connected again to %s",
+				    pg_display);
+			/* Last: its statements may drop the connection. */
+			if (cb != NULL && cb() == 0 && pg_ready_cb == cb)
+				pg_ready_cb = NULL;
 			return;
 		}
 		break;
@@ -710,14 +729,16 @@ pg_reachable(char *detail, size_t len)
 		return 1;
 	}
 	if (pg_connecting) {
-		snprintf(detail, len, "%s reconnecting, next try in 0 ms (one "
-		    "running for %lld ms)", pg_display,
+		snprintf(detail, len, "%s %s, next try in 0 ms (one "
+		    "running for %lld ms)", pg_display, pg_ever_ok ?
+		    "reconnecting" : "not connected yet",
 		    (long long)(pg_mono_ms() - pg_last_try));
 		return 0;
 	}
 	wait = pg_last_try + pg_retry_ms - pg_mono_ms();
-	snprintf(detail, len, "%s reconnecting, next try in %lld ms",
-	    pg_display, (long long)(wait > 0 ? wait : 0));
+	snprintf(detail, len, "%s %s, next try in %lld ms", pg_display,
+	    pg_ever_ok ? "reconnecting" : "not connected yet",
+	    (long long)(wait > 0 ? wait : 0));
 	return 0;
 }
 
@@ -821,6 +842,8 @@ pg_close(void)
 		event_free(pg_tick_ev);
 	pg_tick_ev = NULL;
 	pg_base = NULL;
+	pg_ever_ok = 0;
+	pg_ready_cb = NULL;
 	pg_retry_ms = PG_RETRY_MS;
 	free(pg_url);
 	free(pg_display);
@@ -848,23 +871,35 @@ pg_open(const struct store_params *p)
 	pg_host_id = xstrdup(p->host_id);
 	xasprintf(&pg_appname, "hotplexd %s", p->host_id);
 	pg_lease_ms = p->lease_ms;
-	if (pg_connect() == -1) {
-		pg_close();
-		return -1;
+	if (p->base == NULL) {
+		if (pg_connect() == -1) {
+			pg_close();
+			return -1;
+		}
+		pg_opened();
+		return 0;
 	}
-	if ((pg_base = p->base) != NULL) {
-		if ((pg_tick_ev = event_new(pg_base, -1, EV_PERSIST, pg_tick,
-		    NULL)) == NULL)
-			fatalx("store: event_new");
-		tv.tv_sec = PG_PROBE_MS / 1000;
-		tv.tv_usec = (PG_PROBE_MS % 1000) * 1000;
-		event_add(pg_tick_ev, &tv);
-		pg_sock_arm(EV_READ | EV_PERSIST);
-	}
+	/* From the loop: pg_connect_step() says when it is open. */
+	pg_base = p->base;
+	pg_ready_cb = p->ready;
+	if ((pg_tick_ev = event_new(pg_base, -1, EV_PERSIST, pg_tick,
+	    NULL)) == NULL)
+		fatalx("store: event_new");
+	tv.tv_sec = PG_PROBE_MS / 1000;
+	tv.tv_usec = (PG_PROBE_MS % 1000) * 1000;
+	event_add(pg_tick_ev, &tv);
+	pg_connect_start();
+	return 0;
+}
+
+/* The first connection made. */
+static void
+pg_opened(void)
+{
+	pg_ever_ok = 1;
 	log_info("store: %s open (host_id %s, libpq %d, server %d)",
 	    pg_display, pg_host_id, PQlibVersion(),
 	    PQserverVersion(pg_conn));
-	return 0;
 }
 
 static int

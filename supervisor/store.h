@@ -93,6 +93,15 @@ struct store_params {
 	uint64_t	 lease_ms;	/* a lease not renewed expires */
 	struct event_base *base;	/* PostgreSQL: watched, reconnected
 					   from this loop; NULL: in calls */
+	/*
+	 * PostgreSQL with a base: store_open() only starts connecting (a
+	 * server down or paused must not hold the daemon's start); ready
+	 * is called from the loop once the store first answers, the
+	 * schema made and the statements prepared, and at each connection
+	 * after until it returns 0.  Until then every call fails as with a
+	 * store unreachable.
+	 */
+	int		(*ready)(void);
 };
 
 #define STORE_FENCED	1	/* a write refused: the lease is not ours */
@@ -107,7 +116,9 @@ int	 store_pg_check(const char *url, char *out, size_t outlen);
  * schema, or one that is not a database, is renamed aside with a message
  * and a new one made.  PostgreSQL: connects and creates or migrates the
  * schema (one host at a time); -1 if it cannot (never renamed aside: other
- * hosts use it).
+ * hosts use it).  With a base it connects from the loop (ready above):
+ * -1 only for a URL that does not parse; a database of a newer schema
+ * found at the first connection ends the daemon (fatalx: no wait mends it).
  */
 int	 store_open(const struct store_params *);
 void	 store_close(void);

@@ -24,6 +24,7 @@ BDIR = os.path.join(ROOT, B) if not os.path.isabs(B) else B
 CONNECT_TIMEOUT_S = 10.0     # the daemon binds before it forks anything
 REPLY_TIMEOUT_S = 60.0       # no single reply may take longer
 POLL_S = 0.02                # for conditions that have no event to wait on
+SERVING_LINE = "state: serving sessions"   # a shared store's host is up
 # A bound grows at most this much: only a bogus reading is cut.  10 was
 # too low: two make check side by side with other work reached a load of
 # 135 on 2 CPUs, where a CPU-bound step takes ~67 times as long.
@@ -464,6 +465,10 @@ class Daemon:
                 if v is not None:
                     f.write("%s = %s\n" % (k, v))
         self.state = c["state_dir"]
+        # A shared store is connected to from the loop: the socket is up
+        # before the sessions are served.  start() waits for that line
+        # unless a test wants to see the host starting.
+        self.wait_serving = str(c.get("store") or "").startswith("postgres")
         self.env = dict(os.environ)
         # Relative: each fake-claude logs in its session's config dir,
         # which Landlock (on by default) lets it write; cli_starts()
@@ -505,11 +510,32 @@ class Daemon:
                     "--errors-for-leak-kinds=definite",
                     "--error-exitcode=99",
                     "--log-file=%s/vg-master.%%p" % self.dir] + argv
+        served = self.log_count(SERVING_LINE)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf,
                                      env=self.env, preexec_fn=_die_with_us)
         wait_for(self._connectable, CONNECT_TIMEOUT_S, "the socket")
+        if self.wait_serving:
+            self.wait_served(served)
         return self
+
+    def log_count(self, text):
+        """How many times text is in the daemon's log so far."""
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read().count(text)
+        except OSError:
+            return 0
+
+    def wait_served(self, before):
+        """Until the log says sessions are served (one more line than
+        before): a shared store open and the hosts' channel listening."""
+        def served():
+            if self.proc.poll() is not None:
+                raise RuntimeError("hotplexd exited with %d:\n%s" %
+                                   (self.proc.returncode, self.logtail()))
+            return self.log_count(SERVING_LINE) > before
+        wait_for(served, REPLY_TIMEOUT_S, "sessions to be served")
 
     def _connectable(self):
         if self.proc.poll() is not None:

@@ -315,6 +315,79 @@ def test_readyz(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_startup(pg):
+    """A host started while the store does not answer (paused, then not
+    running at all): it answers at once, a session op gets
+    store_unavailable saying the host is starting and why, /readyz is 503
+    (serving, store) and the log says what it waits for; once the server
+    answers the host reads its table, listens on the hosts' channel and
+    serves (before: it waited 5 s and exited, or exited at once)."""
+    db = "startup"
+    url = pg.url(db)
+    root = shared_root()
+    wd = os.path.join(root, "u1")
+    d = host(url, "hostA", root, metrics_listen=hplib.METRICS_ANY)
+    d.wait_serving = False
+    try:
+        pg.pause()
+        try:
+            d.start()
+            port = d.metrics_port()
+            c = d.client()
+            r = c.request("open", session="u1", workdir=wd)
+            msg = r.get("data", {}).get("message", "")
+            t.ok(r["type"] == "error" and r["data"]["code"] ==
+                 "store_unavailable" and "this host is starting" in msg and
+                 "not open yet" in msg and "not connected yet" in msg,
+                 "store paused at start: open refused, store_unavailable, "
+                 "starting, the store not connected yet", r)
+            st, body = http_get(port, "/readyz")
+            t.ok(st == 503 and "failed serving: this host is starting" in
+                 body and "failed store:" in body,
+                 "... /readyz 503: serving and store", body)
+            t.ok(c.request("status")["type"] == "ok" and
+                 log_has(d, "no session served until"),
+                 "... status answers; the log says what the host waits for",
+                 d.logtail(5))
+        finally:
+            pg.resume()
+        d.wait_served(0)
+        r = c.request("open", session="u1", workdir=wd)
+        e = c.execute("u1", "stream:1")
+        st, body = http_get(port, "/readyz")
+        t.ok(r["type"] == "ok" and e[-1]["type"] == "done" and st == 200
+             and "ok serving:" in body,
+             "the store answers: the host serves (open, a turn, /readyz "
+             "200)", (r, e[-1], body))
+        n = d.log_count(hplib.SERVING_LINE)
+        d.stop()
+        pg.halt()
+        try:
+            d.start()
+            port = d.metrics_port()
+            c = d.client()
+            e = c.execute("u1", "stream:1")
+            t.ok(e[-1]["type"] == "error" and e[-1]["data"]["code"] ==
+                 "store_unavailable" and "starting" in
+                 e[-1]["data"]["message"] and http_get(port, "/readyz")[0]
+                 == 503 and hplib.terminal_count(e) == 1,
+                 "store not running at start: the host starts, execute "
+                 "refused once with store_unavailable, /readyz 503", e)
+        finally:
+            pg.again()
+        d.wait_served(n)
+        e = c.execute("u1", "stream:1")
+        t.ok(e[-1]["type"] == "done" and start_of(e).get("resumed") is True
+             and row(pg, db, "u1")["turns"] == 2,
+             "the server started: the session resumes, 2 turns stored",
+             (e[-1], start_of(e)))
+    finally:
+        pg.resume()
+        d.stop()
+        d.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_store_watch(pg):
     """The store's loss is seen without waiting for a statement, and the
     reconnection never blocks the master.  lease_timeout 1h: no renewal
@@ -844,8 +917,8 @@ def main():
         t.done()
     # HP_PG_CASES=across,drain: only those cases (while working on them).
     only = [x for x in os.environ.get("HP_PG_CASES", "").split(",") if x]
-    cases = (test_one_host, test_store_paused, test_store_lost, test_readyz,
-             test_store_watch, test_drain, test_across, test_own_move,
+    cases = (test_one_host, test_startup, test_store_paused,
+             test_store_lost, test_readyz, test_store_watch, test_drain, test_across, test_own_move,
              test_notify_stall, test_fencing, test_paused, test_expiry)
     try:
         for case in cases:

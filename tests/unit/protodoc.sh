@@ -36,8 +36,8 @@ check_names()
 	done
 }
 
-# Ops: the entries of the dispatch table, { "name", handler }.
-ops=$(grep -hE '^[[:space:]]*\{ "[a-z_]+",[[:space:]]+[a-z_]+_op_[a-z_]+ \}' \
+# Ops: the entries of the dispatch table, { "name", handler, sessions }.
+ops=$(grep -hE '^[[:space:]]*\{ "[a-z_]+",[[:space:]]+[a-z_]+_op_[a-z_]+(, [01])? \}' \
     supervisor/*.c | sed -E 's/^[^"]*"([a-z_]+)".*/\1/' | sort -u)
 # Events: what session_emit() and the worker's bridge emit, and the text
 # kinds the bridge names ("answer", "thinking").
