@@ -575,7 +575,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             for name, payload in sse_events(ans):
                 if name == "content_block_delta" and slow_s:
-                    time.sleep(slow_s)
+                    time.sleep(slow_s)     # [[slow]]: not a bound
                 if name == "content_block_start" and "break" in ans.d:
                     self.close_connection = True
                     return
@@ -647,7 +647,7 @@ def main():
     t.start()
     if args.port_file:
         write_port_file(args.port_file, listening)
-    while not done.wait(1.0):
+    while not done.wait(1.0):     # a poll of stdin's end: not a bound
         pass
     stopping.set()
     server.shutdown()

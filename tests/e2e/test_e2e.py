@@ -63,7 +63,7 @@ class Mock:
 
     def stop(self):
         self.proc.stdin.close()
-        self.proc.wait(10)
+        self.proc.wait(scaled(10))
 
 
 def usage_sum(reqs):
@@ -123,7 +123,7 @@ def kill_rounds(d, mock):
         elif st.get("turns") != i:
             bad.append((i, "turns", st.get("turns")))
         workers = d.workers()
-        time.sleep(rng.uniform(0, KILL_AFTER_MAX_S))   # the random moment
+        time.sleep(rng.uniform(0, KILL_AFTER_MAX_S))   # not a bound: when
         d.stop(signal.SIGKILL)
         try:
             wait_for(lambda: not any(proc_alive(p) for p in workers) and

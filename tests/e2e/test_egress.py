@@ -19,11 +19,12 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 sys.path.insert(0, HERE)
-from hplib import TAP, Daemon, first
+from hplib import scaled, TAP, Daemon, first
 from test_e2e import Mock, CLI, OFFLINE_ENV
 
 t = TAP()
 KEY = "sk-ant-api03-operator-" + os.urandom(16).hex()
+PROBE_TIMEOUT_S = 10          # the probe's connects and proxy answer (scaled)
 
 # Runs inside the session.  It holds the key reversed, so that neither
 # this file nor the command line of the process that reads it holds it.
@@ -57,7 +58,7 @@ for root in [r for r in roots | {os.getcwd()} if r]:
 res["file_hits"], res["files_read"] = hits, n
 def tcp(port):
     s = socket.socket()
-    s.settimeout(10)
+    s.settimeout(%(bound)d)
     try:
         s.connect(("127.0.0.1", port))
         return "connected"
@@ -82,7 +83,7 @@ def via_proxy(target):
     if not px:
         return "no proxy"
     s = socket.create_connection(("127.0.0.1", int(px.rsplit(":", 1)[1])),
-                                 timeout=10)
+                                 timeout=%(bound)d)
     s.sendall(b"CONNECT %%s HTTP/1.1\r\n\r\n" %% target.encode())
     head = s.recv(200).split(b"\r\n")[0].decode()
     s.close()
@@ -137,7 +138,8 @@ def run(d, mock, other, udp, allowed):
     with open(os.path.join(wd, "check.py"), "w") as f:
         f.write(CHECK % {"rkey": KEY[::-1], "other": other.getsockname()[1],
                          "mock": mock.port, "udp": udp.getsockname()[1],
-                         "allowed": allowed.getsockname()[1]})
+                         "allowed": allowed.getsockname()[1],
+                         "bound": int(scaled(PROBE_TIMEOUT_S))})
     e1 = c.execute("eg", "[[bash:python3 check.py]] look around", workdir=wd)
     t.ok(e1[-1]["type"] == "done" and e1[-1]["data"]["ok"],
          "turn 1 (with the probe) completes", e1[-1])

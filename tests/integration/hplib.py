@@ -175,7 +175,7 @@ def wait_for(cond, timeout, what):
         v = cond()
         if v:
             return v
-        time.sleep(POLL_S)
+        time.sleep(POLL_S)         # the poll interval: not a bound
         scale = max(scale, time_scale())
     raise TimeoutError("timed out waiting for " + what)
 

@@ -350,7 +350,7 @@ def kill_during(sig_target):
         evs.append(ev)
         if ev and ev["type"] == "session_start":
             case.track(evs)
-            time.sleep(at)
+            time.sleep(at)      # the fault's moment: not a bound
             pid = ev["data"]["cli_pid" if sig_target == "cli" else
                              "worker_pid"]
             try:
@@ -417,7 +417,7 @@ def test_ignore_interrupt():
                           workdir=wd, options={"timeout_ms": 3000})
         evs = [c.line()]
         case.track(evs)
-        time.sleep(rng.uniform(0, 0.1))
+        time.sleep(rng.uniform(0, 0.1))     # a random moment: not a bound
         t0 = time.monotonic()
         c.send("interrupt", session=sess)
         evs += c.events_of(rid)
@@ -608,7 +608,7 @@ def test_master_killed():
             workers = workers_of(d)
             with case.lock:
                 case.pids.update(workers)
-            time.sleep(rng.uniform(0, 0.2))
+            time.sleep(rng.uniform(0, 0.2))     # not a bound: a moment
             d.proc.kill()
             d.proc.wait()
             c.close()
@@ -686,7 +686,7 @@ def test_out_of_descriptors():
                  "metrics: accept: pausing" in log(), 10,
                  "both listeners to pause")
         t0, c0 = time.monotonic(), cpu_seconds(pid)
-        time.sleep(1.5)         # a measurement: CPU used over this span
+        time.sleep(1.5)         # a measurement span: not a bound
         used = cpu_seconds(pid) - c0
         t.ok(used < 0.5 * (time.monotonic() - t0),
              "out of descriptors: the master pauses, it does not spin",

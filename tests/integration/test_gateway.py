@@ -518,7 +518,8 @@ def test_bad_input(d, up, c, port, tok):
 
     # A slow client (half a request, then nothing) is dropped after
     # gateway_client_timeout, and others are served meanwhile.
-    slow = [raw(port, hdr[:20], read=False, timeout=30) for _ in range(8)]
+    slow = [raw(port, hdr[:20], read=False, timeout=30)  # raw() scales
+            for _ in range(8)]
     t.ok(alive(), "served while slow clients hang on")
     for s in slow:
         s.settimeout(scaled(CLIENT_TIMEOUT_S * 20))

@@ -58,7 +58,7 @@ def db_query(d, sql, args=()):
     or None while there is none."""
     if not os.path.exists(db_path(d)):
         return None
-    db = sqlite3.connect(db_path(d), timeout=30)
+    db = sqlite3.connect(db_path(d), timeout=scaled(30))
     try:
         return db.execute(sql, args).fetchall()
     finally:
@@ -551,10 +551,10 @@ def test_storm():
                    for i in range(STORM_SESSIONS)]
         for th in threads:
             th.start()
-        enough.wait(300)
+        enough.wait(scaled(300))
         os.kill(d.proc.pid, signal.SIGKILL)     # turns in flight
         for th in threads:
-            th.join(60)
+            th.join(scaled(60))
         d.stop(signal.SIGKILL)
         with lock:
             saw = dict(seen)

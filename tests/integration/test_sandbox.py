@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hplib import (api_timeout_ms, TAP, Daemon, ROOT, BDIR, wait_for,
+from hplib import (api_timeout_ms, scaled, TAP, Daemon, ROOT, BDIR, wait_for,
                    proc_alive, procs_in_group, procs_under, terminal_count,
                    first, try_escape_tap)
 
@@ -436,7 +436,7 @@ class Mock:
 
     def stop(self):
         self.proc.stdin.close()
-        self.proc.wait(10)
+        self.proc.wait(scaled(10))
 
 
 def test_real_cli(tmp, uid):

@@ -122,7 +122,7 @@ def test_reap_wave():
     with Daemon({"max_sessions": str(WAVE + 8),
                  "max_spawn_queue": str(WAVE + 8), "spare_max": "8",
                  "log_level": "info", "kill_grace": "300ms"}) as d:
-        c = Client(d.sock, timeout=600)
+        c = Client(d.sock, timeout=600)     # Client scales
         d.clients.append(c)
         names = ["w%d" % i for i in range(WAVE)]
         rids = [c.send("open", session=n, workdir=d.work + "/" + n)

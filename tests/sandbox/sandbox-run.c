@@ -341,7 +341,7 @@ main(int argc, char *argv[])
 		/* An orphan may reach us between the scan and the wait:
 		 * scan again soon rather than block. */
 		if (w == 0)
-			nanosleep(&reap_pause, NULL);
+			nanosleep(&reap_pause, NULL);	/* not a bound */
 	}
 	return rc;
 }
