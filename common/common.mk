@@ -1,5 +1,5 @@
 # common/: logging, allocation, config, framing, protocol names, stats.
-COMMON_SRCS	= common/log.c common/xmalloc.c common/proto.c common/msg.c \
+COMMON_SRCS	= common/log.c common/xmalloc.c common/proto.c common/msg.c common/peer.c \
 		  common/mcp.c \
 		  common/json.c common/line.c common/config.c common/util.c common/procfs.c \
 		  common/ident.c common/sha256.c $(wildcard common/stats.c)

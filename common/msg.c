@@ -23,6 +23,29 @@ static const char *msg_names[MSG_TYPE_MAX] = {
 	[MSG_READY] = "ready",
 };
 
+/* The side each type comes from: a peer refuses the others (peer.c). */
+static const int msg_from[MSG_TYPE_MAX] = {
+	[MSG_HELLO] = MSG_FROM_MASTER | MSG_FROM_WORKER,
+	[MSG_OPEN] = MSG_FROM_MASTER, [MSG_OPENED] = MSG_FROM_WORKER,
+	[MSG_PROBED] = MSG_FROM_WORKER, [MSG_OPEN_FAILED] = MSG_FROM_WORKER,
+	[MSG_TURN] = MSG_FROM_MASTER, [MSG_EVENT] = MSG_FROM_WORKER,
+	[MSG_TURN_END] = MSG_FROM_WORKER, [MSG_INTERRUPT] = MSG_FROM_MASTER,
+	[MSG_STOP] = MSG_FROM_MASTER, [MSG_CLI_SESSION] = MSG_FROM_WORKER,
+	[MSG_CLI_EXIT] = MSG_FROM_WORKER, [MSG_APPROVAL] = MSG_FROM_WORKER,
+	[MSG_PERMISSION] = MSG_FROM_MASTER, [MSG_CONFIGURE] = MSG_FROM_MASTER,
+	[MSG_CONFIGURED] = MSG_FROM_WORKER,
+	[MSG_TRANSCRIPT] = MSG_FROM_MASTER | MSG_FROM_WORKER,
+	[MSG_POLICY] = MSG_FROM_MASTER, [MSG_READY] = MSG_FROM_WORKER,
+};
+
+int
+msg_type_from(uint16_t type)
+{
+	if (type == 0 || type >= MSG_TYPE_MAX)
+		return 0;
+	return msg_from[type];
+}
+
 const char *
 msg_type_name(uint16_t type)
 {

@@ -83,6 +83,10 @@ void	 msg_compose(struct evbuffer *, uint16_t type, uint32_t turn,
 /* Serializes json (not consumed) as the payload. */
 void	 msg_compose_json(struct evbuffer *, uint16_t type, uint32_t turn,
 	    const cJSON *json);
+/* Which side sends a type: MSG_FROM_* (both for HELLO, TRANSCRIPT). */
+#define MSG_FROM_MASTER		0x1
+#define MSG_FROM_WORKER		0x2
+int	 msg_type_from(uint16_t);
 /* Takes one message off the buffer: MSG_GET_* above. */
 int	 msg_get(struct evbuffer *, struct msg *);
 void	 msg_clear(struct msg *);

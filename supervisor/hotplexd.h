@@ -49,6 +49,7 @@ struct event_base;
 struct bufferevent;
 struct screen;
 struct msg;
+struct peer;
 struct audit_pending;
 struct policy_verdict;
 
@@ -81,7 +82,7 @@ struct worker {
 	int			 spare;		/* on the spare list */
 	int			 starting;	/* spawned, not ready yet */
 	pid_t			 pid;
-	struct bufferevent	*bev;
+	struct peer		*peer;		/* its channel (peer.c) */
 	int			 hello;		/* said hello: our version */
 	int			 ready;		/* compiled its rules (MSG_READY) */
 	int			 dead;

@@ -25,13 +25,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "common/log.h"
 #include "common/util.h"
 #include "common/msg.h"
+#include "common/peer.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/screen.h"
@@ -204,8 +203,8 @@ pool_ready_spares(void)
 void
 pool_worker_bulk(struct worker *wk)
 {
-	if (wk->bev != NULL)
-		(void)bufferevent_priority_set(wk->bev, HP_PRIO_BULK);
+	if (wk->peer != NULL)
+		peer_set_priority(wk->peer, HP_PRIO_BULK);
 }
 
 static void
@@ -289,8 +288,8 @@ pool_worker_kill(struct worker *wk, const char *why)
 	wk->killed = 1;
 	pool_unspare(wk);
 	pool_stop_unqueue(wk);
-	if (wk->bev != NULL)
-		bufferevent_disable(wk->bev, EV_READ | EV_WRITE);
+	if (wk->peer != NULL)
+		peer_stop(wk->peer);
 	pool_worker_bulk(wk);
 }
 
@@ -310,8 +309,7 @@ pool_worker_version(struct worker *wk, unsigned version)
 	wk->killed = 1;
 	wk->other_version = 1;
 	pool_unspare(wk);
-	msg_empty_compose(bufferevent_get_output(wk->bev), MSG_HELLO, 0);
-	bufferevent_disable(wk->bev, EV_READ);
+	msg_empty_compose(peer_output(wk->peer), MSG_HELLO, 0);
 }
 
 /*
@@ -343,116 +341,97 @@ pool_screen_changed(void)
 	pool_refill();
 }
 
+/* One message from a worker, its header checked (peer.c). */
 static void
-pool_worker_read(struct bufferevent *bev, void *arg)
+pool_worker_msg(struct peer *p, struct msg *m, void *arg)
 {
 	struct worker	*wk = arg;
-	struct evbuffer	*in = bufferevent_get_input(bev);
-	struct msg	 m;
-	int		 r = 0;
 
-	while (!wk->dead && !wk->killed &&
-	    (r = msg_get(in, &m)) == MSG_GET_OK) {
-		if (m.hdr.type != MSG_EVENT)
-			log_debug("worker %ld: %s (turn %u, %u bytes)",
-			    (long)wk->pid, msg_type_name(m.hdr.type), m.hdr.turn,
-			    m.hdr.len);
-		/* The header names its sender: only the worker writes here. */
-		if (m.hdr.pid != (uint32_t)wk->pid) {
-			log_warnx("worker %ld: %s message from pid %u",
-			    (long)wk->pid, msg_type_name(m.hdr.type),
-			    m.hdr.pid);
-			msg_clear(&m);
-			pool_worker_kill(wk, "malformed message");
+	if (m->hdr.type == MSG_HELLO) {
+		/* Our version: its rules (MSG_POLICY) are on the way. */
+		if (wk->hello || msg_empty_decode(m) == -1) {
+			pool_worker_kill(wk, "bad hello");
 			return;
 		}
-		if (m.hdr.type == MSG_HELLO) {
-			/* Our version: its rules (MSG_POLICY) are on the way. */
-			if (wk->hello || msg_empty_decode(&m) == -1) {
-				msg_clear(&m);
-				pool_worker_kill(wk, "bad hello");
-				return;
-			}
-			wk->hello = 1;
-		} else if (m.hdr.type == MSG_READY) {
-			if (!wk->hello || wk->ready ||
-			    msg_empty_decode(&m) == -1) {
-				msg_clear(&m);
-				pool_worker_kill(wk, "bad ready");
-				return;
-			}
-			wk->ready = 1;
-			evtimer_del(wk->hello_timer);
-			pool_unspare(wk);	/* starting no more */
-			if (wk->screen != hp.screen) {
-				/* It compiled rules a reload replaced. */
-				msg_clear(&m);
-				pool_retire(wk);
-				pool_refill();
-				return;
-			}
-			pool_release(wk);
-			log_debug("worker %ld ready", (long)wk->pid);
-			if (pool_loop.stopped) {
-				log_info("a worker started: pre-forking again");
-				pool_loop.stopped = 0;
-			}
-			session_worker_ready();
-		} else if (wk->session != NULL)
-			session_worker_msg(wk->session, wk, &m);
-		else if (m.hdr.type == MSG_OPEN_FAILED ||
-		    m.hdr.type == MSG_CLI_EXIT || m.hdr.type == MSG_APPROVAL)
-			;	/* late news of a session that is gone */
-		else if (wk->orphan && (m.hdr.type == MSG_TRANSCRIPT ||
-		    m.hdr.type == MSG_EVENT || m.hdr.type == MSG_CLI_SESSION))
-			;	/* its session is another host's now */
-		else {
-			log_warnx("worker %ld: %s message without a session",
-			    (long)wk->pid, msg_type_name(m.hdr.type));
-			msg_clear(&m);
-			pool_worker_kill(wk, "protocol violation");
+		wk->hello = 1;
+	} else if (m->hdr.type == MSG_READY) {
+		if (!wk->hello || wk->ready || msg_empty_decode(m) == -1) {
+			pool_worker_kill(wk, "bad ready");
 			return;
 		}
-		msg_clear(&m);
+		wk->ready = 1;
+		evtimer_del(wk->hello_timer);
+		pool_unspare(wk);	/* starting no more */
+		if (wk->screen != hp.screen) {
+			/* It compiled rules a reload replaced. */
+			pool_retire(wk);
+			pool_refill();
+			return;
+		}
+		pool_release(wk);
+		log_debug("worker %ld ready", (long)wk->pid);
+		if (pool_loop.stopped) {
+			log_info("a worker started: pre-forking again");
+			pool_loop.stopped = 0;
+		}
+		session_worker_ready();
+	} else if (wk->session != NULL)
+		session_worker_msg(wk->session, wk, m);
+	else if (m->hdr.type == MSG_OPEN_FAILED ||
+	    m->hdr.type == MSG_CLI_EXIT || m->hdr.type == MSG_APPROVAL)
+		;	/* late news of a session that is gone */
+	else if (wk->orphan && (m->hdr.type == MSG_TRANSCRIPT ||
+	    m->hdr.type == MSG_EVENT || m->hdr.type == MSG_CLI_SESSION))
+		;	/* its session is another host's now */
+	else {
+		log_warnx("worker %ld: %s message without a session",
+		    (long)wk->pid, msg_type_name(m->hdr.type));
+		pool_worker_kill(wk, "protocol violation");
 	}
-	if (!wk->dead && !wk->killed && r == MSG_GET_VERSION)
-		pool_worker_version(wk, m.hdr.version);
-	else if (!wk->dead && !wk->killed && r == MSG_GET_BAD)
+}
+
+/* A message peer.c refused: the worker's reading has ended. */
+static void
+pool_worker_error(struct peer *p, enum peer_error e, const struct msg_hdr *h,
+    void *arg)
+{
+	struct worker	*wk = arg;
+
+	if (e == PEER_VERSION)
+		pool_worker_version(wk, h->version);
+	else
 		pool_worker_kill(wk, "malformed message");
 }
 
 static void
-pool_worker_event(struct bufferevent *bev, short what, void *arg)
+pool_worker_closed(struct peer *p, int why, void *arg)
 {
 	struct worker	*wk = arg;
-	struct evbuffer	*out = bufferevent_get_output(bev);
 
-	if ((what & BEV_EVENT_WRITING) && !wk->closed) {
+	if (wk->closed)
+		return;
+	if (why == PEER_WRITE_FAILED) {
 		/*
-		 * We cannot write to it (EPIPE: it has exited, say while a turn
-		 * was being sent), but what it wrote before it went is still to
-		 * be read: its last messages (CLI exit, turn end) decide how the
-		 * turn ends.  Read on to EOF; libevent stopped the writing.  One
-		 * that lives on (another error) is killed, so that EOF comes.
+		 * It has exited, say while a turn was being sent; what it wrote
+		 * before it went is still read to EOF (its CLI exit, turn end
+		 * decide how the turn ends).  One that lives on (another error)
+		 * is killed, so that EOF comes.
 		 */
-		log_debug("worker %ld: cannot write to its channel: %s",
-		    (long)wk->pid,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		evbuffer_drain(out, evbuffer_get_length(out));
 		if (!wk->reaped)
 			spawner_kill(wk->pid, SIGKILL);
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		wk->closed = 1;
-		pool_unspare(wk);
-		bufferevent_disable(bev, EV_READ | EV_WRITE);
-		if (wk->reaped)
-			pool_worker_finish(wk);
-		else if (wk->session != NULL)
-			session_worker_gone(wk->session, wk, -1);
-	}
+	wk->closed = 1;
+	pool_unspare(wk);
+	if (wk->reaped)
+		pool_worker_finish(wk);
+	else if (wk->session != NULL)
+		session_worker_gone(wk->session, wk, -1);
 }
+
+static const struct peer_cb pool_peer_cb = {
+	pool_worker_msg, pool_worker_error, pool_worker_closed, NULL
+};
 
 static void
 pool_hello_timeout(evutil_socket_t fd, short what, void *arg)
@@ -499,6 +478,7 @@ pool_spawned(pid_t pid, int chan, int e)
 {
 	struct timeval		 hello_tv;
 	struct worker		*wk;
+	char			 name[32];
 
 	pool.nasked--;
 	if (pid == -1) {
@@ -512,22 +492,20 @@ pool_spawned(pid_t pid, int chan, int e)
 	wk = xcalloc(1, sizeof *wk);
 	wk->pid = pid;
 	wk->started_ms = util_now_ms();
-	wk->bev = bufferevent_socket_new(hp.base, chan, BEV_OPT_CLOSE_ON_FREE);
-	if (wk->bev == NULL)
-		fatalx("bufferevent_socket_new");
-	bufferevent_setcb(wk->bev, pool_worker_read, NULL, pool_worker_event,
-	    wk);
-	bufferevent_priority_set(wk->bev, HP_PRIO_IO);
+	snprintf(name, sizeof name, "worker %ld", (long)pid);
+	/* The header of each of its messages must name it. */
+	wk->peer = peer_new(hp.base, chan, MSG_FROM_WORKER, pid, name,
+	    &pool_peer_cb, wk);
+	peer_set_priority(wk->peer, HP_PRIO_IO);
 	/* A hung worker is killed (worker_start_timeout; 0: never). */
 	wk->hello_timer = evtimer_new(hp.base, pool_hello_timeout, wk);
 	if (hp.conf->worker_start_timeout_ms > 0) {
 		hello_tv = util_ms_tv(hp.conf->worker_start_timeout_ms);
 		evtimer_add(wk->hello_timer, &hello_tv);
 	}
-	bufferevent_enable(wk->bev, EV_READ | EV_WRITE);
 	/* First: the rules in force, which it compiles before it is ready. */
 	wk->screen = screen_ref(hp.screen);
-	msg_policy_compose(bufferevent_get_output(wk->bev), &wk->screen->msg);
+	msg_policy_compose(peer_output(wk->peer), &wk->screen->msg);
 	TAILQ_INSERT_TAIL(&hp.workers, wk, entry);
 	LIST_INSERT_HEAD(pool_bucket(pid), wk, hash);
 	pool.nworkers++;
@@ -636,12 +614,12 @@ pool_take(int *err)
 void
 pool_send(struct worker *wk, uint16_t type, uint32_t turn, const cJSON *j)
 {
-	if (wk->dead || wk->bev == NULL)
+	if (wk->dead || wk->peer == NULL)
 		return;
 	if (type == MSG_OPEN && j != NULL)
-		msg_open_compose(bufferevent_get_output(wk->bev), turn, j);
+		msg_open_compose(peer_output(wk->peer), turn, j);
 	else if (j == NULL)
-		msg_empty_compose(bufferevent_get_output(wk->bev), type, turn);
+		msg_empty_compose(peer_output(wk->peer), type, turn);
 	else
 		fatalx("pool_send: %s has a typed encoder", msg_type_name(type));
 }
@@ -650,35 +628,35 @@ void
 pool_send_permission(struct worker *wk, uint32_t turn,
     const struct msg_permission *p)
 {
-	if (wk->dead || wk->bev == NULL)
+	if (wk->dead || wk->peer == NULL)
 		return;
-	msg_permission_compose(bufferevent_get_output(wk->bev), turn, p);
+	msg_permission_compose(peer_output(wk->peer), turn, p);
 }
 
 void
 pool_send_configure(struct worker *wk, uint32_t turn,
     const struct msg_configure *p)
 {
-	if (wk->dead || wk->bev == NULL)
+	if (wk->dead || wk->peer == NULL)
 		return;
-	msg_configure_compose(bufferevent_get_output(wk->bev), turn, p);
+	msg_configure_compose(peer_output(wk->peer), turn, p);
 }
 
 void
 pool_send_turn(struct worker *wk, uint32_t turn, const struct msg_turn *t)
 {
-	if (wk->dead || wk->bev == NULL)
+	if (wk->dead || wk->peer == NULL)
 		return;
-	msg_turn_compose(bufferevent_get_output(wk->bev), turn, t);
+	msg_turn_compose(peer_output(wk->peer), turn, t);
 }
 
 void
 pool_send_transcript(struct worker *wk, uint32_t turn,
     const struct msg_transcript *t)
 {
-	if (wk->dead || wk->bev == NULL)
+	if (wk->dead || wk->peer == NULL)
 		return;
-	msg_transcript_compose(bufferevent_get_output(wk->bev), turn, t);
+	msg_transcript_compose(peer_output(wk->peer), turn, t);
 }
 
 /* Reaped and its channel read to the end: forget the worker. */
@@ -704,8 +682,7 @@ pool_worker_finish(struct worker *wk)
 	TAILQ_REMOVE(&hp.workers, wk, entry);
 	LIST_REMOVE(wk, hash);
 	pool.nworkers--;
-	if (wk->bev != NULL)
-		bufferevent_free(wk->bev);
+	peer_free(wk->peer);
 	event_free(wk->hello_timer);
 	free(wk);
 	pool_stop_next();
@@ -751,7 +728,7 @@ pool_worker_dead(struct worker *wk, int status)
 	else if (wk->paused) {
 		/* Paused for a slow client: read on, so that EOF comes. */
 		wk->paused = 0;
-		bufferevent_enable(wk->bev, EV_READ);
+		peer_pause(wk->peer, 0);
 	}
 }
 

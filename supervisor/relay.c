@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/peer.h"
 #include "common/xmalloc.h"
 #include "supervisor/hotplexd.h"
 #include "supervisor/session.h"
@@ -287,18 +287,18 @@ session_client_stalled(struct client *c, int stalled)
 	if (stalled && c->refs == 0)
 		return;
 	TAILQ_FOREACH(s, &hp.sessions, entry) {
-		if (s->worker == NULL || s->worker->bev == NULL ||
+		if (s->worker == NULL || s->worker->peer == NULL ||
 		    (stalled && s->exec.c != c))
 			continue;
 		if (stalled && !s->worker->paused) {
 			s->worker->paused = 1;
-			bufferevent_disable(s->worker->bev, EV_READ);
+			peer_pause(s->worker->peer, 1);
 			log_info("session %s: client does not read; pausing its "
 			    "worker", s->name);
 		} else if (!stalled && s->worker->paused && !s->worker->closed &&
 		    (s->exec.c == c || s->exec.c == NULL)) {
 			s->worker->paused = 0;
-			bufferevent_enable(s->worker->bev, EV_READ);
+			peer_pause(s->worker->peer, 0);
 		}
 	}
 }

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "common/config.h"
@@ -27,6 +26,7 @@
 #include "common/mcp.h"
 #include "common/procfs.h"
 #include "common/msg.h"
+#include "common/peer.h"
 #include "common/xmalloc.h"
 #include "worker/bridge.h"
 #include "worker/worker.h"
@@ -60,35 +60,31 @@ worker_out(void)
 		evbuffer_drain(ws.sink, evbuffer_get_length(ws.sink));
 		return ws.sink;
 	}
-	return bufferevent_get_output(ws.master);
+	return peer_output(ws.master);
 }
 
 /* After a message: the master stopped reading us?  Stop reading the CLI. */
 void
 worker_sent(void)
 {
-	struct evbuffer	*out;
-
 	if (ws.master == NULL)
 		return;
-	out = bufferevent_get_output(ws.master);
 	if (!ws.cli_paused && ws.cli != NULL &&
-	    evbuffer_get_length(out) > WORKER_MASTER_HIWAT) {
+	    peer_queued(ws.master) > WORKER_MASTER_HIWAT) {
 		ws.cli_paused = 1;
 		cli_pause(ws.cli, 1);
-		bufferevent_setwatermark(ws.master, EV_WRITE,
-		    WORKER_MASTER_LOWAT, 0);
+		peer_set_lowat(ws.master, WORKER_MASTER_LOWAT);
 	}
 }
 
 /* The channel drained below the low mark: read the CLI again. */
 static void
-worker_master_drained(struct bufferevent *bev, void *arg)
+worker_master_drained(struct peer *p, void *arg)
 {
 	if (!ws.cli_paused)
 		return;
 	ws.cli_paused = 0;
-	bufferevent_setwatermark(ws.master, EV_WRITE, 0, 0);
+	peer_set_lowat(ws.master, 0);
 	if (ws.cli != NULL)
 		cli_pause(ws.cli, 0);
 }
@@ -141,7 +137,7 @@ worker_kill_orphans(void)
 }
 
 static void
-worker_exit_flushed(struct bufferevent *bev, void *arg)
+worker_exit_flushed(struct peer *p, void *arg)
 {
 	exit(ws.exit_code);
 }
@@ -154,13 +150,10 @@ worker_exit_now(evutil_socket_t fd, short what, void *arg)
 		ws.cli = NULL;
 	}
 	worker_kill_orphans();
-	if (ws.master == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(ws.master)) == 0)
+	if (ws.master == NULL || peer_queued(ws.master) == 0)
 		exit(ws.exit_code);
 	/* What the master has not read yet goes out before we do. */
-	bufferevent_setcb(ws.master, NULL, worker_exit_flushed, NULL, NULL);
-	bufferevent_disable(ws.master, EV_READ);
-	bufferevent_enable(ws.master, EV_WRITE);
+	peer_flush(ws.master, worker_exit_flushed);
 }
 
 /*
@@ -497,44 +490,45 @@ worker_dispatch(struct msg *m)
 }
 
 static void
-worker_master_read(struct bufferevent *bev, void *arg)
+worker_master_msg(struct peer *p, struct msg *m, void *arg)
 {
-	struct evbuffer	*in = bufferevent_get_input(bev);
-	struct msg	 m;
-	int		 r;
-
-	while ((r = msg_get(in, &m)) == MSG_GET_OK) {
-		worker_dispatch(&m);
-		msg_clear(&m);
-	}
-	if (r == MSG_GET_VERSION) {
-		/* Said, and with its own exit status: the master won't loop. */
-		log_warnx("hotplexd speaks message version %u, this worker %u: "
-		    "hotplexd and hotplex-worker are from different builds",
-		    m.hdr.version, MSG_VERSION);
-		worker_exit(WORKER_EXIT_VERSION);
-		return;
-	}
-	if (r == MSG_GET_BAD)
-		fatalx("malformed message from master");
+	worker_dispatch(m);
 }
 
 static void
-worker_master_event(struct bufferevent *bev, short what, void *arg)
+worker_master_error(struct peer *p, enum peer_error e,
+    const struct msg_hdr *h, void *arg)
 {
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		/* The master is gone: nothing of ours may outlive it. */
-		log_debug("master closed the channel");
-		bufferevent_free(ws.master);
-		ws.master = NULL;
-		/*
-		 * Stop the CLI gracefully (interrupt, EOF, TERM; KILL after
-		 * kill_grace): killed outright it loses the transcript lines it
-		 * has not written yet, and --resume would miss the last turns.
-		 */
-		worker_stop();
+	if (e == PEER_VERSION) {
+		/* Said, and with its own exit status: the master won't loop. */
+		log_warnx("hotplexd speaks message version %u, this worker %u: "
+		    "hotplexd and hotplex-worker are from different builds",
+		    h->version, MSG_VERSION);
+		worker_exit(WORKER_EXIT_VERSION);
+		return;
 	}
+	fatalx("malformed message from master");
 }
+
+static void
+worker_master_closed(struct peer *p, int why, void *arg)
+{
+	/* The master is gone: nothing of ours may outlive it. */
+	log_debug("master closed the channel");
+	peer_free(ws.master);
+	ws.master = NULL;
+	/*
+	 * Stop the CLI gracefully (interrupt, EOF, TERM; KILL after
+	 * kill_grace): killed outright it loses the transcript lines it has
+	 * not written yet, and --resume would miss the last turns.
+	 */
+	worker_stop();
+}
+
+static const struct peer_cb worker_peer_cb = {
+	worker_master_msg, worker_master_error, worker_master_closed,
+	worker_master_drained
+};
 
 static void
 worker_signal(evutil_socket_t sig, short what, void *arg)
@@ -601,11 +595,9 @@ main(int argc, char **argv)
 
 	if ((ws.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	ws.master = bufferevent_socket_new(ws.base, WORKER_FD,
-	    BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(ws.master, worker_master_read, worker_master_drained,
-	    worker_master_event, NULL);
-	bufferevent_enable(ws.master, EV_READ | EV_WRITE);
+	/* Any sender: the master is not our parent (the spawner is). */
+	ws.master = peer_new(ws.base, WORKER_FD, MSG_FROM_MASTER, 0, "master",
+	    &worker_peer_cb, NULL);
 	for (i = 0; i < 4; i++) {
 		sigs[i] = evsignal_new(ws.base, signos[i], worker_signal, NULL);
 		evsignal_add(sigs[i], NULL);

@@ -19,7 +19,7 @@
 #include "common/util.h"
 #include "policy/sandbox/sandbox.h"
 
-struct bufferevent;
+struct peer;
 struct evbuffer;
 struct event;
 struct event_base;
@@ -63,7 +63,7 @@ struct approval {
 struct worker_state {
 	struct event_base	*base;
 	struct evbuffer		*sink;		/* worker_out() without master */
-	struct bufferevent	*master;
+	struct peer		*master;	/* its channel (peer.c) */
 	enum wstate		 state;
 	pid_t			 parent;
 
