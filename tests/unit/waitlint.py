@@ -7,7 +7,8 @@ stops a stuck test is scaled (hplib.scaled(), tests/time_scale.h,
 tests/time-scale.sh).  A line that is deliberately not a bound (a random
 moment to inject a fault, a measurement span, a poll interval) says so
 with the marker "not a bound" in a comment on that line.  One TAP line
-per file checked; run from the top of the tree."""
+per file checked (and the Node client's tests, client/node/test and
+support); run from the top of the tree."""
 
 import os
 import re
@@ -17,8 +18,8 @@ MARK = "not a bound"
 SKIP_DIRS = {"tests/bench", "tests/fixtures", "tests/data"}
 # Not run by make check: tools for a person.
 SKIP_FILES = {"tests/e2e/record-fixtures.sh", "tests/demo.sh"}
-SCALED = re.compile(r"scaled\(|time_scale\(|api_timeout_ms\(|SCALE\b|"
-                    r"scales")
+SCALED = re.compile(r"scaled\(|time_scale\(|timeScale\(|api_timeout_ms\(|"
+                    r"SCALE\b|scales")
 
 PY = [
     (re.compile(r"\btimeout=\d"), "timeout=N"),
@@ -30,6 +31,12 @@ SH = [
     (re.compile(r"(^|[\s;(|&])timeout\s+\d"), "timeout N"),
     (re.compile(r"-lt\s+\d+\s*\]"), "a wait loop bounded by a bare count"),
 ]
+JS = [
+    (re.compile(r"\btimeout:\s*\d"), "timeout: N"),
+    (re.compile(r"Date\.now\(\)\s*\+\s*\w"), "a deadline not scaled"),
+    (re.compile(r"setTimeout\([^,]+,\s*\d"), "setTimeout(.., N)"),
+]
+JS_DIRS = ["client/node/test", "client/node/support"]
 C = [
     (re.compile(r"\bpoll\([^,()]*,[^,()]*,\s*\d+\s*\)"), "poll(..., N)"),
     (re.compile(r"\b(alarm|sleep)\(\s*[1-9]"), "alarm/sleep(N)"),
@@ -40,6 +47,10 @@ C = [
 
 
 def files():
+    for top in JS_DIRS:
+        for n in sorted(os.listdir(top) if os.path.isdir(top) else []):
+            if n.endswith(".js"):
+                yield os.path.join(top, n), JS
     for top, dirs, names in os.walk("tests"):
         dirs[:] = sorted(d for d in dirs
                          if os.path.join(top, d) not in SKIP_DIRS
@@ -63,7 +74,7 @@ def check(path, rules):
             if MARK in line or SCALED.search(line):
                 continue
             s = line.strip()
-            if s.startswith("def ") or s.startswith("#"):
+            if s.startswith(("def ", "#", "//")):
                 continue        # a default the function scales; a comment
             for rx, what in rules:
                 if rx.search(line):

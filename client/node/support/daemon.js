@@ -14,6 +14,23 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)),
 export const BDIR = path.resolve(ROOT, process.env.B || 'build');
 const CONNECT_TIMEOUT_MS = 10000;   // the daemon binds before it forks
 const POLL_MS = 20;                 // connect attempts while it starts
+const SCALE_MAX = 100;              // only a bogus load reading is cut
+
+// How much longer than on an idle machine things take now, as time_scale()
+// in tests/integration/hplib.py: a bound that only stops a stuck test is
+// multiplied by it, so that another make check beside us costs time, not
+// failures.  HP_TIME_SCALE, else the larger of the 1- and 5-minute load
+// averages per CPU, from 1 to SCALE_MAX.
+export function timeScale() {
+  const v = Number(process.env.HP_TIME_SCALE);
+  if (v > 0) return Math.max(1, v);
+  const [l1, l5] = os.loadavg();
+  const s = Math.max(l1, l5) / (os.cpus().length || 1);
+  return Math.min(SCALE_MAX, Math.max(1, s));
+}
+
+// A bound in ms for the machine as loaded now.
+export const scaled = (ms) => Math.ceil(ms * timeScale());
 
 function connectable(sock) {
   return new Promise((resolve) => {
@@ -59,7 +76,7 @@ export class Daemon {
     { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     this.exited = new Promise((resolve) => this.proc.once('exit', resolve));
-    const deadline = Date.now() + CONNECT_TIMEOUT_MS;
+    const deadline = Date.now() + scaled(CONNECT_TIMEOUT_MS);
     while (!(await connectable(this.sock))) {
       if (this.proc.exitCode !== null || Date.now() > deadline) {
         await this.stop();
@@ -101,7 +118,7 @@ export class Daemon {
         return false;
       }
     };
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + scaled(timeoutMs);
     while (pids.some(alive)) {
       if (Date.now() > deadline)
         throw new Error(`still alive: ${pids.filter(alive)}`);

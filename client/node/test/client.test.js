@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { Client, ConnectionLost, HotplexError } from '../index.js';
-import { Daemon, ROOT } from '../support/daemon.js';
+import { Daemon, ROOT, scaled } from '../support/daemon.js';
 
 const PKG = path.join(ROOT, 'client', 'node');
 const INSTALL_TIMEOUT_MS = 300000;  // npm on a loaded machine
@@ -45,7 +45,7 @@ test('npm install ./client/node offline; the README example runs as written',
     try {
       execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund',
         '--install-links', '--loglevel=error', '--prefix', tmp, PKG],
-      { timeout: INSTALL_TIMEOUT_MS, stdio: 'pipe' });
+      { timeout: scaled(INSTALL_TIMEOUT_MS), stdio: 'pipe' });
       assert.ok(fs.existsSync(path.join(tmp, 'node_modules', 'hotplex',
         'index.d.ts')), 'installed with its declarations');
       const readme = fs.readFileSync(path.join(PKG, 'README.md'), 'utf8');
@@ -55,7 +55,7 @@ test('npm install ./client/node offline; the README example runs as written',
       fs.writeFileSync(file, m[1]);
       const out = execFileSync('node', [file], {
         env: { ...process.env, HOTPLEX_SOCKET: d.sock },
-        timeout: EXAMPLE_TIMEOUT_MS,
+        timeout: scaled(EXAMPLE_TIMEOUT_MS),
         encoding: 'utf8',
       });
       assert.match(out, /fake-claude turn 1\./);
