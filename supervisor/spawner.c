@@ -140,6 +140,7 @@ static struct {
 	size_t		 nanswers, acap;
 	uint64_t	 last_sweep_ms;
 	int		 sweep_due;
+	int		 bpf;		/* compiled filters (WORKER_BPF_FD), or -1 */
 	char		*state_dir;	/* as at start: RMTMP stays there */
 	char		*socket;	/* removed when the master is gone */
 	const char	*pidfile;
@@ -317,8 +318,10 @@ spawner_do_spawn(const struct spawner_req *r, int *chan)
 	if ((logfd > STDERR_FILENO && (e = posix_spawn_file_actions_adddup2(&fa,
 	    logfd, STDERR_FILENO)) != 0) ||
 	    (e = posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD)) != 0 ||
+	    (sps.bpf != -1 && (e = posix_spawn_file_actions_adddup2(&fa,
+	    sps.bpf, WORKER_BPF_FD)) != 0) ||
 	    (e = posix_spawn_file_actions_addclosefrom_np(&fa,
-	    WORKER_FD + 1)) != 0 ||
+	    (sps.bpf != -1 ? WORKER_BPF_FD : WORKER_FD) + 1)) != 0 ||
 	    (e = posix_spawnattr_setsigdefault(&attr, &all)) != 0 ||
 	    (e = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
 	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF |
@@ -611,6 +614,7 @@ spawner_main(int req, int spawn, int exits)
 	struct pollfd		 pfd[4];
 	struct signalfd_siginfo	 si;
 	sigset_t		 set;
+	char			 err[SANDBOX_ERR_MAX];
 	int			 sigfd, sig, timeout;
 	uint64_t		 now;
 
@@ -632,6 +636,10 @@ spawner_main(int req, int spawn, int exits)
 			signal(sig, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	spawner_close_fds(req, spawn, exits);
+	/* Above the workers' fixed descriptors: dup2 never overwrites it. */
+	if ((sps.bpf = sandbox_bpf_make(WORKER_BPF_FD + 1, err,
+	    sizeof err)) == -1)
+		log_warnx("%s: each worker compiles its seccomp filters", err);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
 		log_warn("PR_SET_CHILD_SUBREAPER");
 	sigemptyset(&set);

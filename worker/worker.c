@@ -559,6 +559,7 @@ int
 main(int argc, char **argv)
 {
 	struct event	*sigs[4];
+	char		 err[WORKER_ERR_MAX];
 	int		 ch, fg = 0, level = LOG_LVL_INFO, i;
 	int		 signos[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
 
@@ -589,6 +590,11 @@ main(int argc, char **argv)
 		exit(0);
 	if (fcntl(WORKER_FD, F_GETFD) == -1)
 		fatalx("no master channel on fd %d", WORKER_FD);
+	if (fcntl(WORKER_BPF_FD, F_GETFD) != -1) {
+		if (sandbox_bpf_take(WORKER_BPF_FD, err, sizeof err) == -1)
+			log_warnx("%s: filters compiled here instead", err);
+		close(WORKER_BPF_FD);
+	}
 	util_set_cloexec(WORKER_FD, 1);
 	util_set_nonblock(WORKER_FD);
 	signal(SIGPIPE, SIG_IGN);

@@ -19,6 +19,12 @@
 #include "common/util.h"
 #include "policy/sandbox/sandbox.h"
 
+/*
+ * The spawner's compiled seccomp filters (sandbox_bpf_make), read and
+ * closed at start; a worker without them compiles its own.
+ */
+#define WORKER_BPF_FD	(WORKER_FD + 1)
+
 struct peer;
 struct evbuffer;
 struct event;

@@ -164,7 +164,7 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 {
 	char	 warn[SANDBOX_ERR_MAX] = "", ewarn[SANDBOX_ERR_MAX] = "";
 	void	*filter = NULL, *efilter = NULL;
-	int	 rsfd = -1, abi = 0, ersfd = -1;
+	int	 rsfd = -1, abi = 0, ersfd = -1, builtin;
 
 	if (errlen > 0)
 		err[0] = '\0';
@@ -172,7 +172,11 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 		return -1;
 	/* Read the profile and open the Landlock paths while we still may
 	 * (neither lies inside the sandbox), and from the caller's cwd. */
-	if (sc->seccomp_profile != NULL &&
+	/* The built-in profile, compiled by the spawner, is loaded as is. */
+	builtin = sc->seccomp_profile != NULL &&
+	    strcmp(sc->seccomp_profile, SANDBOX_SECCOMP_BUILTIN) == 0 &&
+	    sandbox_seccomp_builtin_ready();
+	if (sc->seccomp_profile != NULL && !builtin &&
 	    (filter = sandbox_seccomp_profile_compile(sc->seccomp_profile, err,
 	    errlen)) == NULL)
 		return -1;
@@ -216,6 +220,8 @@ sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 	efilter = NULL;
 	if (filter != NULL && sandbox_seccomp_filter_load(filter, err,
 	    errlen) == -1)
+		goto fail;
+	if (builtin && sandbox_seccomp_builtin_load(err, errlen) == -1)
 		goto fail;
 	sandbox_seccomp_filter_free(filter);
 	snprintf(err, errlen, "%s", warn);

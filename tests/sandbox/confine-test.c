@@ -4,7 +4,10 @@
  * rest.  Does what hotplex-worker does: spawns a child (/bin/cat, in its
  * own session) on pipes, confines itself, echoes lines through the child
  * with libevent (timers, SIGCHLD through evsignal, a thread), kills the
- * child's process group and reaps it.  Prints TAP.
+ * child's process group and reaps it.  Prints TAP.  With -s, the
+ * filters are first compiled and handed over as the spawner does for
+ * hotplex-worker (sandbox_bpf_make, sandbox_bpf_take), and the same must
+ * hold of the two stacked filters the worker then loads.
  */
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -158,8 +161,25 @@ ct_timeout(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(arg, NULL);
 }
 
+/* Seccomp_filters of /proc/self/status, or -1. */
+static int
+ct_filters(void)
+{
+	FILE	*f;
+	char	 line[256];
+	int	 n = -1;
+
+	if ((f = fopen("/proc/self/status", "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "Seccomp_filters: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	struct event_base	*base;
 	struct bufferevent	*to, *from;
@@ -167,6 +187,8 @@ main(void)
 	struct timeval		 tv_timeout = { 0, 0 };
 	char			 err[SANDBOX_ERR_MAX];
 	int			 in[2], out[2], ready[2], sp[2], i, fd;
+	int			 shared = argc > 1 && strcmp(argv[1], "-s") == 0;
+	int			 bpf, filters0, confined;
 	char			 c;
 	pthread_t		 th;
 	pid_t			 self = getpid();
@@ -202,9 +224,25 @@ main(void)
 		;
 	close(ready[0]);
 
-	ct_ok(sandbox_worker_confine(ct_child, err, sizeof err) == 0,
-	    "sandbox_worker_confine");
-	if (ct_n != 1 || ct_failed != 0) {
+	if (shared) {
+		/* The spawner's part, then the worker's. */
+		bpf = sandbox_bpf_make(10, err, sizeof err);
+		ct_ok(bpf >= 10, "sandbox_bpf_make: a descriptor above 10");
+		ct_ok(bpf != -1 && sandbox_bpf_take(bpf, err, sizeof err) == 0,
+		    "sandbox_bpf_take");
+		ct_ok(bpf != -1 && write(bpf, "x", 1) == -1 && errno == EPERM,
+		    "the compiled filters are sealed against writes");
+		if (bpf != -1)
+			close(bpf);
+	}
+	filters0 = ct_filters();
+	confined = sandbox_worker_confine(ct_child, err, sizeof err) == 0;
+	ct_ok(confined, "sandbox_worker_confine");
+	/* The shared program and kill's own, or the one compiled here. */
+	ct_ok(ct_filters() == filters0 + (shared ? 2 : 1),
+	    shared ? "two filters stacked (shared, kill's)" :
+	    "one filter compiled here");
+	if (!confined) {
 		fprintf(stderr, "confine-test: %s\n", err);
 		kill(ct_child, SIGKILL);
 		return 1;

@@ -170,16 +170,19 @@ check "with Landlock on the same read is denied" \
     sh -c 'exit 3' 2>"$T/err"
 check "the program's exit status comes through" test $? -eq 3
 
-# ---- the worker's own confinement ----
-"$BIN/confine-test" >"$T/confine.out" 2>"$T/confine.err"
-rc=$?
-while IFS= read -r line; do
-	case $line in
-	"ok "*)		ok "[worker] ${line#ok * - }" ;;
-	"not ok "*)	notok "[worker] ${line#not ok * - }" ;;
-	esac
-done <"$T/confine.out"
-check "[worker] confine-test exited 0" test "$rc" -eq 0
+# ---- the worker's own confinement: compiled by itself, and shared ----
+# (-s: compiled once as the spawner does, two filters stacked)
+for mode in "" -s; do
+	"$BIN/confine-test" $mode >"$T/confine.out" 2>"$T/confine.err"
+	rc=$?
+	while IFS= read -r line; do
+		case $line in
+		"ok "*)		ok "[worker$mode] ${line#ok * - }" ;;
+		"not ok "*)	notok "[worker$mode] ${line#not ok * - }" ;;
+		esac
+	done <"$T/confine.out"
+	check "[worker$mode] confine-test exited 0" test "$rc" -eq 0
+done
 
 # ---- the real CLI inside the sandbox ----
 CLI=$B/cli/claude
