@@ -146,6 +146,8 @@ struct session_turn {
 	uint64_t		 request_us;	/* when the execute/open came */
 	uint64_t		 move_us;	/* waited for another host (move.c) */
 	uint64_t		 assign_us;	/* request to worker assigned */
+	uint64_t		 screened;	/* the rules generation its
+						   prompt passed (0: none) */
 	double			 gw_cost_usd;	/* its API calls so far (budget.c) */
 	int			 budget_stop;	/* interrupted: over budget */
 };

@@ -491,9 +491,57 @@ session_busy(const struct session *s)
 	return session_running(s) || s->nturnq > 0;
 }
 
+/* The audit line, the counts and the danger_block event of a refusal. */
+static void
+session_screen_refused(struct session *s, uid_t uid, pid_t pid,
+    const char *prompt, const struct policy_verdict *v)
+{
+	cJSON	*d;
+
+	screen_audit(uid, pid, s->name, v);
+	audit_firewall(s, prompt, v);
+	s->total.danger_blocks++;
+	hp.all_total.danger_blocks++;
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "rule", v->nmatches ? v->matches[0].rule : "");
+	cJSON_AddStringToObject(d, "category",
+	    v->nmatches ? v->matches[0].category : "");
+	cJSON_AddNumberToObject(d, "severity",
+	    v->nmatches ? v->matches[0].severity : 0);
+	cJSON_AddNumberToObject(d, "score", v->score);
+	cJSON_AddStringToObject(d, "excerpt", v->excerpt);
+	cJSON_AddStringToObject(d, "reason",
+	    v->nmatches ? v->matches[0].message : "input refused");
+	cJSON_AddItemToObject(d, "matches", policy_verdict_json(v));
+	session_emit(s, "danger_block", d);
+}
+
+static const char *
+session_screen_why(const struct policy_verdict *v)
+{
+	return v->nmatches ? v->matches[0].message :
+	    "prompt refused by the firewall";
+}
+
+/* 1 if sc's rules refuse the prompt (v says why). */
+static int
+session_screen_check(const struct session *s, const struct screen *sc,
+    const char *prompt, struct policy_verdict *v)
+{
+	if (sc->policy == NULL)
+		return 0;
+	policy_check(sc->policy, POLICY_PROMPT, prompt, strlen(prompt),
+	    sc->threshold, v);
+	if (!v->blocked && v->nmatches > 0)
+		log_info("firewall: session %s prompt passed with score %d (%s)",
+		    s->name, v->score, v->matches[0].rule);
+	return v->blocked;
+}
+
 /*
  * The firewall on the prompt: blocked, it answers danger_block and
  * error danger_blocked (the execute's lines) and writes an audit line.
+ * Passed, the turn remembers which rules passed it (session_rescreen).
  */
 static int
 session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
@@ -505,44 +553,54 @@ session_screen(struct client *c, uid_t uid, pid_t pid, const char *req,
 	const struct screen	*sc = s->worker != NULL && s->screen != NULL ?
 				    s->screen : hp.screen;
 
-	if (sc->policy == NULL)
-		return 0;
-	policy_check(sc->policy, POLICY_PROMPT, prompt, strlen(prompt),
-	    sc->threshold, &v);
-	if (!v.blocked) {
-		if (v.nmatches > 0)
-			log_info("firewall: session %s prompt passed with score "
-			    "%d (%s)", s->name, v.score, v.matches[0].rule);
+	if (!session_screen_check(s, sc, prompt, &v)) {
+		s->cur.screened = sc->generation;
 		return 0;
 	}
-	screen_audit(uid, pid, s->name, &v);
-	audit_firewall(s, prompt, &v);
-	s->total.danger_blocks++;
-	hp.all_total.danger_blocks++;
 	session_waiter_set(&s->exec, c, req);
 	session_prefix(s, req);
-	d = cJSON_CreateObject();
-	cJSON_AddStringToObject(d, "rule", v.nmatches ? v.matches[0].rule : "");
-	cJSON_AddStringToObject(d, "category",
-	    v.nmatches ? v.matches[0].category : "");
-	cJSON_AddNumberToObject(d, "severity",
-	    v.nmatches ? v.matches[0].severity : 0);
-	cJSON_AddNumberToObject(d, "score", v.score);
-	cJSON_AddStringToObject(d, "excerpt", v.excerpt);
-	cJSON_AddStringToObject(d, "reason",
-	    v.nmatches ? v.matches[0].message : "input refused");
-	cJSON_AddItemToObject(d, "matches", policy_verdict_json(&v));
-	session_emit(s, "danger_block", d);
+	session_screen_refused(s, uid, pid, prompt, &v);
 	d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "code", ERR_DANGER_BLOCKED);
-	cJSON_AddStringToObject(d, "message",
-	    v.nmatches ? v.matches[0].message : "prompt refused by the firewall");
+	cJSON_AddStringToObject(d, "message", session_screen_why(&v));
 	session_emit(s, "error", d);
 	session_waiter_clear(&s->exec);
 	free(s->cur.prefix);
 	s->cur.prefix = NULL;
 	state_session_save(s);
 	return -1;
+}
+
+/*
+ * A worker was assigned (session_assign): its rules are the session's
+ * from now on.  A prompt waiting for it that other rules passed (a reload
+ * came between the screening and the assignment, or a retry's new worker
+ * got newer rules) is screened again with these, so that a session's
+ * prompts always meet the rules its tool calls meet.  Refused, its turn
+ * ends with danger_block and error danger_blocked; the open goes on.
+ */
+void
+session_rescreen(struct session *s)
+{
+	struct policy_verdict	 v;
+	struct client		*c = s->exec.c;
+
+	if (s->cur.pending_prompt == NULL || s->screen == NULL ||
+	    s->cur.screened == s->screen->generation)
+		return;
+	log_info("session %s: its prompt passed rules generation %llu, its "
+	    "worker has %llu: screened again", s->name,
+	    (unsigned long long)s->cur.screened,
+	    (unsigned long long)s->screen->generation);
+	s->cur.screened = s->screen->generation;
+	if (!session_screen_check(s, s->screen, s->cur.pending_prompt, &v))
+		return;
+	session_screen_refused(s, c != NULL ? c->uid : s->uid,
+	    c != NULL ? c->pid : 0, s->cur.pending_prompt, &v);
+	session_turn_fail(s, ERR_DANGER_BLOCKED, session_screen_why(&v));
+	/* Nobody waited for it: it does not run either. */
+	free(s->cur.pending_prompt);
+	s->cur.pending_prompt = NULL;
 }
 
 void

@@ -606,6 +606,7 @@ session_turn_close(struct session *s)
 	s->cur.pending_prompt = NULL;
 	free(s->cur.prompt);
 	s->cur.prompt = NULL;
+	s->cur.screened = 0;
 	s->cur.retried = 0;
 	s->cur.sent = 0;
 	s->cur.gw_cost_usd = 0;
@@ -753,6 +754,8 @@ session_assign(struct session *s)
 	/* The worker makes the TMPDIR its last one's removal must not hit. */
 	spawner_rmtmp_settle(s->uid, s->name);
 	o = session_open_msg(s, session_waiting(&s->open));
+	/* Its worker's rules are its prompts' (session_open_msg). */
+	session_rescreen(s);
 	server_gateway_session_open(s, o);
 	transcript_send(s, wk);
 	pool_send(wk, MSG_OPEN, s->turn, o);

@@ -38,6 +38,7 @@ void		 session_send(struct session *, uint16_t type, const cJSON *);
 #define SESSION_STOP_DORMANT	0x2	/* dormant after, not ended */
 void		 session_stopping(struct session *, int how);
 int		 session_assign(struct session *);
+void		 session_rescreen(struct session *);
 void		 session_turn_begin(struct session *);
 void		 session_turn_close(struct session *);
 void		 session_turn_count(struct session *, int failed);

@@ -310,6 +310,61 @@ def test_reload_old_sessions():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_before_assignment():
+    """issue 8: a reload landing between the screening of a new session's
+    first prompt and its worker's assignment.  The worker brings the new
+    rules, and the prompt waiting for it meets them too: a session's
+    prompts and tool calls are screened by the same rules.  The spawner
+    is held (SIGSTOP) so that the session waits for its worker, and the
+    reload's log reopen waits for the spawner: the order is fixed."""
+    tmp = tempfile.mkdtemp(prefix="hpfw.")
+    os.chmod(tmp, 0o755)    # the dropped master reads it on reload
+    site = os.path.join(tmp, "site.rules")
+    with open(site, "w") as f:
+        f.write(SITE_RULES % {"w": "xyzzy"})
+
+    def state(c, name):
+        for e in c.request("sessions")["data"]:
+            if e["session"] == name:
+                return e["state"]
+        return None
+
+    try:
+        with Daemon(dict(DEFAULT_FW, firewall_rules=site,
+                         spare_min="0")) as d:
+            c, c2 = d.client(), d.client()
+            g1 = c2.request("status")["data"]["policy"]["generation"]
+            sp = d.spawner()
+            t.ok(sp is not None, "the daemon has a spawner")
+            os.kill(sp, signal.SIGSTOP)
+            try:
+                rid = c.send("execute", session="race",
+                             prompt="say plughprompt",
+                             workdir=d.work + "/race")
+                # Screened (the old rules pass it), waiting for a worker.
+                wait_for(lambda: state(c2, "race") == "starting", 30,
+                         "the session to wait for its worker")
+                with open(site, "w") as f:
+                    f.write(SITE_RULES % {"w": "plugh"})
+                rr = c2.send("reload")
+            finally:
+                os.kill(sp, signal.SIGCONT)
+            t.eq(c2.reply(rr)["type"], "ok", "reload while the session "
+                 "waits for its worker")
+            evs = c.events(rid)
+            t.ok(blocked(evs), "the waiting prompt meets the rules its "
+                 "worker brings (a reload came before the assignment)", evs)
+            gens = {e["session"]: e["policy_generation"]
+                    for e in c2.request("sessions")["data"]}
+            t.eq(gens.get("race"), g1 + 1,
+                 "the session keeps the new generation")
+            t.ok(not blocked(c.execute("race", "say xyzzyprompt")) and
+                 blocked(c.execute("race", "say plughprompt")),
+                 "its next prompts meet the same rules")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_off():
     """Only firewall = off turns it off, and the daemon says so."""
     with Daemon({"firewall": "off"}) as d:
@@ -368,7 +423,8 @@ def test_real_cli():
 
 
 for fn in (test_prompts, test_tool_calls, test_reload_keeps_old_rules,
-           test_loaded_rules_only, test_reload_old_sessions, test_off,
+           test_loaded_rules_only, test_reload_old_sessions,
+           test_reload_before_assignment, test_off,
            test_real_cli):
     try:
         fn()
