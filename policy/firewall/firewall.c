@@ -5,6 +5,9 @@
  * policy_check() keeps every piece of scratch state on its own call:
  * normalized forms, prefilter hits, Oniguruma match parameters.  Nothing
  * global changes after the first policy_load() initialized Oniguruma.
+ * The one thing a check may change in a policy is a rule's compiled
+ * pattern, the first time it runs, in a policy loaded from texts checked
+ * before (struct fw_pattern).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -55,7 +58,18 @@ struct fw_rule {
 	char		*allow_id;	/* allow rule: the rule it cancels */
 	size_t		 allow;		/* ... resolved to its index */
 	enum policy_context context;	/* context rule: what it says */
-	regex_t		*re;
+	struct fw_pattern *pat;		/* behind a pointer: see below */
+};
+
+/*
+ * A rule's bounded pattern.  A worker compiles the texts the master
+ * checked (policy_load_texts_again), and most of its rules never run
+ * there: each is compiled the first time a check needs it, and its text
+ * kept until then.  Behind a pointer, so that a const policy may fill it.
+ */
+struct fw_pattern {
+	regex_t		*re;		/* NULL: not compiled yet */
+	char		*text;		/* NULL once compiled */
 };
 
 /*
@@ -154,8 +168,12 @@ fw_rule_clear(struct fw_rule *r)
 	free(r->allow_id);
 	free(r->needs);
 	free(r->needmask);
-	if (r->re != NULL)
-		onig_free(r->re);
+	if (r->pat != NULL) {
+		if (r->pat->re != NULL)
+			onig_free(r->pat->re);
+		free(r->pat->text);
+		free(r->pat);
+	}
 }
 
 void
@@ -330,9 +348,13 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	}
 	if (!p->checked)
 		onig_free(re);
-	/* Valid on its own: now the copy that asks before each start. */
-	if ((rc = fw_compile_bounded(&re, def->pattern, &einfo)) !=
-	    ONIG_NORMAL) {
+	/*
+	 * Valid on its own: now the copy that asks before each start, at
+	 * once where the texts are being checked, on first use otherwise.
+	 */
+	re = NULL;
+	if (!p->checked && (rc = fw_compile_bounded(&re, def->pattern,
+	    &einfo)) != ONIG_NORMAL) {
 		onig_error_code_to_str(msg, rc, &einfo);
 		snprintf(why, whylen, "rule %s: bad pattern: %s", def->id,
 		    (char *)msg);
@@ -352,7 +374,10 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	r->allow_id = def->allow != NULL ? xstrdup(def->allow) : NULL;
 	r->allow = FW_NOALLOW;
 	r->context = def->context;
-	r->re = re;
+	r->pat = xcalloc(1, sizeof *r->pat);
+	r->pat->re = re;
+	if (re == NULL)
+		r->pat->text = xstrdup(def->pattern);
 	r->hinted = def->nhints > 0;
 	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
 	r->line_only = def->line_only;
@@ -866,6 +891,28 @@ fw_needs_settle(struct fw_scan *sc)
 }
 
 /*
+ * A rule's compiled pattern, compiled now if it was not yet; NULL if that
+ * fails (out of memory: the texts were checked), which the caller reports
+ * as an error, so that the rule fails closed; the next check tries again.
+ */
+static regex_t *
+fw_rule_re(const struct fw_rule *r)
+{
+	struct fw_pattern	*pat = r->pat;
+	OnigErrorInfo		 einfo;
+
+	if (pat->re != NULL)
+		return pat->re;
+	if (fw_compile_bounded(&pat->re, pat->text, &einfo) != ONIG_NORMAL) {
+		pat->re = NULL;
+		return NULL;
+	}
+	free(pat->text);
+	pat->text = NULL;
+	return pat->re;
+}
+
+/*
  * One window of starts [from, to]: a search that stops past to, or, for a
  * window of one start, a match anchored there, which is cheaper.  Returns
  * the start of a match, ONIG_MISMATCH if none is left up to the end of
@@ -878,19 +925,22 @@ fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
 {
 	const OnigUChar	*s = (const OnigUChar *)nb->data;
 	const OnigUChar	*e = s + nb->len;
+	regex_t		*re;
 	int		 rc;
 
+	if ((re = fw_rule_re(r)) == NULL)
+		return ONIGERR_MEMORY;
 	if (to > nb->len)
 		to = nb->len;
 	b->last = s + to;
 	if (from == to) {
-		rc = onig_match_with_param(r->re, s, e, s + from, region,
+		rc = onig_match_with_param(re, s, e, s + from, region,
 		    ONIG_OPTION_NONE, mp);
 		if (rc >= 0)
 			return (int)from;
 		return rc == ONIG_MISMATCH ? ONIG_ABORT : rc;
 	}
-	return onig_search_with_param(r->re, s, e, s + from, e, region,
+	return onig_search_with_param(re, s, e, s + from, e, region,
 	    ONIG_OPTION_NONE, mp);
 }
 
@@ -910,13 +960,16 @@ fw_search_rule(const struct policy *p, const struct fw_rule *r,
 	const OnigUChar	*s = (const OnigUChar *)nb->data;
 	const OnigUChar	*e = s + nb->len;
 	size_t		 k, settled = nb->len + 1;
+	regex_t		*re;
 	int		 rc;
 
 	if (!r->hinted) {
+		if ((re = fw_rule_re(r)) == NULL)
+			return ONIGERR_MEMORY;
 		b->last = e;
 		onig_set_retry_limit_in_search_of_match_param(mp,
 		    p->search_limit);
-		return onig_search_with_param(r->re, s, e, s, e, NULL,
+		return onig_search_with_param(re, s, e, s, e, NULL,
 		    ONIG_OPTION_NONE, mp);
 	}
 	if (w == NULL)

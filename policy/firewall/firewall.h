@@ -3,9 +3,12 @@
  * against normalized copies of a text (raw, Unicode-folded, shell-cleaned,
  * decoded), behind a literal prefilter, with bounded searches.
  *
- * A loaded policy is immutable: policy_check() takes it const and keeps all
- * its scratch state on the call, so one policy may be shared by any number
- * of callers.  A verdict owns copies of everything it reports and stays
+ * A loaded policy is immutable but for one thing: policy_check() takes it
+ * const and keeps all its scratch state on the call, so one policy may be
+ * shared by any number of callers in one thread; a policy from
+ * policy_load_texts_again() compiles each pattern the first time a check
+ * needs it (a worker runs few of its rules), so such a policy is not for
+ * several threads at once.  A verdict owns copies of everything it reports and stays
  * valid after the policy is freed.  See hotplex-policy(5).
  */
 #ifndef HP_POLICY_H
@@ -151,7 +154,8 @@ struct policy	*policy_load_texts(const struct policy_text *, size_t n,
 		    char *err, size_t errlen);
 /*
  * The same for texts policy_load_texts accepted before (the master's, in a
- * worker): each pattern is compiled once, not checked on its own again.
+ * worker): no pattern is checked again, and each is compiled the first
+ * time a check runs its rule, not at load.
  */
 struct policy	*policy_load_texts_again(const struct policy_text *,
 		    size_t n, char *err, size_t errlen);

@@ -4,7 +4,9 @@
  * verdict is printed (blocked, score, quoted, every match with its rule,
  * category, severity, form and flags, the excerpt).
  *
- * usage: firewall-verdicts rulesdir file...
+ * usage: firewall-verdicts [-w] rulesdir file...
+ * -w loads the rules as a worker does: texts checked by the master, then
+ * loaded again (policy_load_texts_again), each pattern compiled on use.
  * Each line of each file (a ".tsv" file's fifth column, U+23CE standing for
  * a newline; a "@bash " or "@path " prefix dropped) is checked as every
  * target; then pieces of each file of 1 KB, 10 KB and 100 KB from varying
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "policy/firewall/firewall.h"
 
@@ -81,28 +84,57 @@ verd_line(char *s, size_t len, int tsv, char **text)
 int
 main(int argc, char **argv)
 {
-	struct policy	*p;
+	struct policy_text	 texts[POLICY_MAX_FILES];
+	struct policy	*p, *checked;
 	glob_t		 g;
 	FILE		*f;
 	char		 err[512], pat[4096], *buf, *copy, *line, *nl, *text;
 	const char	*tag;
 	size_t		 len, off, n, i, k, t, tl, lineno, span;
-	int		 a, tsv;
+	int		 a, c, tsv, worker = 0;
 
+	while ((c = getopt(argc, argv, "w")) != -1) {
+		if (c != 'w')
+			return 2;
+		worker = 1;
+	}
+	argc -= optind - 1;
+	argv += optind - 1;
 	if (argc < 3) {
-		fprintf(stderr, "usage: firewall-verdicts rulesdir file...\n");
+		fprintf(stderr, "usage: firewall-verdicts [-w] rulesdir "
+		    "file...\n");
 		return 2;
 	}
 	snprintf(pat, sizeof pat, "%s/*.rules", argv[1]);
-	if (glob(pat, 0, NULL, &g) != 0) {
+	if (glob(pat, 0, NULL, &g) != 0 || g.gl_pathc > POLICY_MAX_FILES) {
 		fprintf(stderr, "no rule files in %s\n", argv[1]);
 		return 1;
 	}
-	if ((p = policy_load((const char *const *)g.gl_pathv, g.gl_pathc, err,
-	    sizeof err)) == NULL) {
+	for (i = 0; i < g.gl_pathc; i++) {
+		texts[i].name = g.gl_pathv[i];
+		if (policy_read_file(g.gl_pathv[i], &copy, &texts[i].len, err,
+		    sizeof err) != 0) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		texts[i].text = copy;
+	}
+	if ((p = policy_load_texts(texts, g.gl_pathc, err, sizeof err)) ==
+	    NULL) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	if (worker) {
+		checked = p;
+		if ((p = policy_load_texts_again(texts, g.gl_pathc, err,
+		    sizeof err)) == NULL) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		policy_free(checked);
+	}
+	for (i = 0; i < g.gl_pathc; i++)
+		free((char *)texts[i].text);
 	globfree(&g);
 	buf = malloc(VERD_MAX_TEXT);
 	copy = malloc(VERD_MAX_TEXT);

@@ -1049,8 +1049,41 @@ test_load_texts_again(void **state)
 	    &vb), 1);
 	assert_int_equal(va.score, vb.score);
 	assert_string_equal(va.matches[0].rule, vb.matches[0].rule);
+	/* Compiled on first use: the second check runs the same pattern. */
+	assert_int_equal(policy_check(b, POLICY_BASH, cmd, strlen(cmd), 0,
+	    &vb), 1);
+	assert_int_equal(va.score, vb.score);
 	policy_free(a);
 	policy_free(b);
+}
+
+/*
+ * The worker compiles a pattern when a check first runs its rule, so a bad
+ * pattern is refused where the texts are checked (the master) and, were it
+ * ever handed to a worker, counts as matched (an overrun) where its hint
+ * is seen, as a search that fails does, rather than passing the text.
+ */
+static void
+test_load_texts_again_lazy(void **state)
+{
+	static const char	 rules[] = "rule t.bad\n"
+	    "\tcategory\tdestructive\n\tseverity\tcritical\n"
+	    "\tmessage\tbad\n\thint\tboom\n\tpattern\tboom(\n";
+	struct policy_text	 t = { "bad.rules", rules, sizeof rules - 1 };
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN] = "";
+
+	assert_null(policy_load_texts(&t, 1, err, sizeof err));
+	assert_non_null(strstr(err, "bad pattern"));
+	assert_non_null(p = policy_load_texts_again(&t, 1, err, sizeof err));
+	check(p, POLICY_BASH, "echo quiet", &v);
+	assert_false(v.blocked);
+	check(p, POLICY_BASH, "boom", &v);
+	assert_true(v.blocked);
+	assert_int_equal(v.nmatches, 1);
+	assert_true(v.matches[0].overrun);
+	policy_free(p);
 }
 
 static void
@@ -1120,6 +1153,7 @@ main(void)
 		cmocka_unit_test(test_check_retry_overrun),
 		cmocka_unit_test(test_check_input_findings),
 		cmocka_unit_test(test_load_texts_again),
+		cmocka_unit_test(test_load_texts_again_lazy),
 		cmocka_unit_test(test_verdict_json),
 	};
 
