@@ -239,7 +239,9 @@ def cut_off(s, timeout):
 def main():
     conf = {"max_sessions": str(NSESS + 16), "spare_min": "4",
             "spare_max": "16", "client_outbuf_max": "1M",
-            "client_pause_bytes": "256K", "client_stall_timeout": "2s",
+            "client_pause_bytes": "256K",
+            # A reader of the load descheduled for longer is not slow.
+            "client_stall_timeout": "%ds" % int(scaled(2) + 0.999),
             "kill_grace": "300ms", "log_level": "info",
             "max_spawn_queue": str(NSESS + 16)}
     with Daemon(conf) as d:
