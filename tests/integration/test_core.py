@@ -468,6 +468,19 @@ def _msg_version():
 
 
 MSG_VERSION = _msg_version()
+
+
+def _msg_type(name):
+    """A message type's number in common/msg.h's enum (MSG_HELLO = 1)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    with open(os.path.join(root, "common", "msg.h")) as f:
+        body = re.search(r"enum msg_type \{(.*?)\};", f.read(), re.S).group(1)
+    names = re.findall(r"^\s*(MSG_[A-Z_]+)", body, re.M)
+    return names.index(name) + 1
+
+
+MSG_OPENED = _msg_type("MSG_OPENED")
 MSG_HELLO = 1
 WORKER_EXIT_VERSION = 77  # worker/worker.h
 
@@ -594,6 +607,79 @@ def test_worker_forged_event():
              "relayed, the turn ends worker_exited", lines)
         t.ok("forged event from worker" in open(d.log).read(),
              "the master says why it killed the worker", d.logtail())
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+OTHER_RULES_WORKER = """#!/usr/bin/env python3
+# The real hotplex-worker behind a relay that changes one thing: the
+# digest its OPENED names (what a compromised worker could say).  The
+# relay is the worker the master knows: its pid is in the headers.
+import json, os, select, socket, struct, sys
+HDR = struct.Struct("=IHBBII")
+master = socket.socket(fileno=os.dup(3))
+os.close(3)
+ours, theirs = socket.socketpair()
+if os.fork() == 0:
+    os.dup2(theirs.fileno(), 3)
+    os.execv(%(real)r, [%(real)r] + sys.argv[1:])
+theirs.close()
+buf = {master: b"", ours: b""}
+while True:
+    for s in select.select([master, ours], [], [])[0]:
+        data = s.recv(1 << 16)
+        if not data:
+            sys.exit(0)
+        buf[s] += data
+        while len(buf[s]) >= HDR.size:
+            n, typ, ver, fl, turn, pid = HDR.unpack_from(buf[s])
+            if len(buf[s]) < HDR.size + n:
+                break
+            body = buf[s][HDR.size:HDR.size + n]
+            buf[s] = buf[s][HDR.size + n:]
+            if s is ours:
+                pid = os.getpid()
+                if typ == %(opened)d:
+                    o = json.loads(body)
+                    o["policy"] = "0" * 64
+                    body = json.dumps(o).encode()
+            (master if s is ours else ours).sendall(
+                HDR.pack(len(body), typ, ver, fl, turn, pid) + body)
+"""
+
+
+def test_worker_other_rules():
+    """A worker whose OPENED names another rule set than the one its session
+    screens prompts with is killed; the execute ends with exactly one
+    terminal line, worker_exited (issue 8).  The real worker runs behind a
+    relay that rewrites only that digest."""
+    d = Daemon()
+    relay = os.path.join(d.dir, "other-rules-worker")
+    with open(relay, "w") as f:
+        f.write(OTHER_RULES_WORKER % {
+            "real": os.path.join(BDIR, "hotplex-worker"),
+            "opened": MSG_OPENED})
+    os.chmod(relay, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % relay)
+    d.start()
+    try:
+        c = d.client()
+        evs = c.execute("s1", "stream:1", workdir=d.work + "/s1")
+        t.ok(terminal_count(evs) == 1 and evs[-1]["type"] == "error" and
+             evs[-1]["data"]["code"] == "worker_exited",
+             "a worker naming other rules: the execute ends worker_exited, "
+             "one terminal line", evs)
+        killed = re.findall(r"killing worker (\d+): other rules",
+                            open(d.log).read())
+        t.ok(killed, "the master kills it and says why", d.logtail())
+        t.ok(c.request("hello")["type"] == "hello", "the master lives on")
+        # The real worker behind it and its CLI (its group) go with it.
+        clis = [int(p) for p in re.findall(r"CLI (\d+) started in",
+                                           open(d.log).read())]
+        t.ok(clis, "the real worker started its CLI", d.logtail())
+        no_leftovers(d, clis, "a worker naming other rules")
     finally:
         d.stop()
         d.cleanup()
@@ -960,7 +1046,7 @@ def test_metrics():
 ONLY = os.environ.get("HP_ONLY", "").split()   # cases to run (debugging)
 for fn in (test_worker_cannot_start, test_malformed_worker,
            test_worker_other_version, test_worker_told_other_version,
-           test_worker_forged_event,
+           test_worker_forged_event, test_worker_other_rules,
            test_ctl_attach_detach_reload_shutdown,
            test_attach_replay,
            test_crash_loop_and_queue, test_slow_client,
