@@ -423,14 +423,19 @@ def test_malformed_worker():
                      "another pid in its header")
 
 
+def script_worker(d, name, script):
+    """The daemon d (not started yet) runs script as its hotplex-worker."""
+    path = os.path.join(d.dir, name)
+    with open(path, "w") as f:
+        f.write(script)
+    os.chmod(path, 0o755)
+    with open(d.conf_path, "a") as f:
+        f.write("worker_path = %s\n" % path)
+
+
 def malformed_worker(script, what):
     d = Daemon()
-    bad = os.path.join(d.dir, "bad-worker")
-    with open(bad, "w") as f:
-        f.write(script)
-    os.chmod(bad, 0o755)
-    with open(d.conf_path, "a") as f:
-        f.write("worker_path = %s\n" % bad)
+    script_worker(d, "bad-worker", script)
     d.start()
     try:
         c = d.client()
@@ -495,10 +500,8 @@ def test_worker_other_version():
     says so, answers with its own, and spawns no more until a session asks
     (no crash loop); the session fails spawn_failed."""
     d = Daemon()
-    fake = os.path.join(d.dir, "old-worker")
     seen = os.path.join(d.dir, "old-worker.seen")
-    with open(fake, "w") as f:
-        f.write("""#!/usr/bin/env python3
+    script_worker(d, "old-worker", """#!/usr/bin/env python3
 import os, struct, sys
 fd = 3
 os.write(fd, struct.pack("=IHBBII", 0, 1, 99, 0, 0, os.getpid()))
@@ -512,9 +515,6 @@ with open(%r, "a") as f:
     f.write("%%d\\n" %% (h[6] if len(h) == 16 else -1))
 sys.exit(%d)
 """ % (seen, WORKER_EXIT_VERSION))
-    os.chmod(fake, 0o755)
-    with open(d.conf_path, "a") as f:
-        f.write("worker_path = %s\n" % fake)
     d.start()
     try:
         c = d.client()
@@ -581,12 +581,7 @@ def test_worker_forged_event():
     before anything of it reaches the client; the turn ends worker_exited
     (issue 8)."""
     d = Daemon()
-    fake = os.path.join(d.dir, "forging-worker")
-    with open(fake, "w") as f:
-        f.write(FORGING_WORKER % {"v": MSG_VERSION})
-    os.chmod(fake, 0o755)
-    with open(d.conf_path, "a") as f:
-        f.write("worker_path = %s\n" % fake)
+    script_worker(d, "forging-worker", FORGING_WORKER % {"v": MSG_VERSION})
     d.start()
     try:
         c = d.client()
@@ -655,14 +650,8 @@ def test_worker_other_rules():
     terminal line, worker_exited (issue 8).  The real worker runs behind a
     relay that rewrites only that digest."""
     d = Daemon()
-    relay = os.path.join(d.dir, "other-rules-worker")
-    with open(relay, "w") as f:
-        f.write(OTHER_RULES_WORKER % {
-            "real": os.path.join(BDIR, "hotplex-worker"),
-            "opened": MSG_OPENED})
-    os.chmod(relay, 0o755)
-    with open(d.conf_path, "a") as f:
-        f.write("worker_path = %s\n" % relay)
+    script_worker(d, "other-rules-worker", OTHER_RULES_WORKER % {
+        "real": os.path.join(BDIR, "hotplex-worker"), "opened": MSG_OPENED})
     d.start()
     try:
         c = d.client()
@@ -825,12 +814,8 @@ def test_attach_replay():
 
 def test_crash_loop_and_queue():
     d = Daemon({"spare_min": "2", "max_spawn_queue": "1"})
-    bad = os.path.join(d.dir, "dying-worker")
-    with open(bad, "w") as f:
-        f.write("#!/bin/sh\nexit 3\n")      # dies at once, every time
-    os.chmod(bad, 0o755)
-    with open(d.conf_path, "a") as f:
-        f.write("worker_path = %s\n" % bad)
+    # Dies at once, every time.
+    script_worker(d, "dying-worker", "#!/bin/sh\nexit 3\n")
     d.start()
     try:
         wait_for(lambda: "pre-forking stopped" in open(d.log).read(), 30,
@@ -861,12 +846,8 @@ def test_crash_loop_and_queue():
         d.stop()
         d.cleanup()
     d = Daemon({"spare_min": "0", "max_spawn_queue": "1"})
-    mute = os.path.join(d.dir, "mute-worker")
-    with open(mute, "w") as f:
-        f.write("#!/bin/sh\nexec sleep 60\n")   # never says hello
-    os.chmod(mute, 0o755)
-    with open(d.conf_path, "a") as f:
-        f.write("worker_path = %s\n" % mute)
+    # Never says hello.
+    script_worker(d, "mute-worker", "#!/bin/sh\nexec sleep 60\n")
     with d:
         c = d.client()
         c.send("execute", session="q1", prompt="stream:1")
