@@ -22,6 +22,9 @@ SCALES = [int(x) for x in os.environ.get("BENCH_BURST",
                                           "300 1000").split()]
 REPLY_S = 600.0             # a burst of 1,000 on a loaded box is slow
 SPARE_MIN = os.environ.get("BENCH_BURST_SPARES", "4")
+# BENCH_BURST_FIREWALL=on: the firewall as an empty config has it (its
+# rules compiled by every worker); by default off, as the tests run.
+FIREWALL = None if os.environ.get("BENCH_BURST_FIREWALL") == "on" else "off"
 
 
 def cpu_ns(pid):
@@ -52,7 +55,8 @@ def tree_ns(pid, kids):
 def one(n):
     conf = {"max_sessions": str(n + 8), "max_spawn_queue": str(n + 8),
             "spare_min": SPARE_MIN, "spare_max": "16", "log_level": "warn",
-            "idle_timeout": "0", "freeze_after": "0", "max_clients": "64"}
+            "idle_timeout": "0", "freeze_after": "0", "max_clients": "64",
+            "firewall": FIREWALL}
     with Daemon(conf) as d:
         pid = d.proc.pid
         c = Client(d.sock, timeout=REPLY_S)
@@ -88,9 +92,10 @@ def one(n):
         cli1 = sum(tree_ns(w, kids) for w in kids.get(sp, []))
         waits.sort()
         served = n - len(bad)
-        print("N=%-5d %6.0f opens/s (%d served, %d failed%s); wait median "
+        print("N=%-5d%s %6.0f opens/s (%d served, %d failed%s); wait median "
               "%.0f ms, worst %.0f ms; load %.1f -> %.1f" %
-              (n, served / dt, served, len(bad),
+              (n, " firewall on" if FIREWALL is None else "",
+               served / dt, served, len(bad),
                (": " + bad[0].get("code", "?")) if bad else "",
                waits[len(waits) // 2] * 1e3 if waits else 0,
                waits[-1] * 1e3 if waits else 0, load0, os.getloadavg()[0]))
