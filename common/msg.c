@@ -596,6 +596,8 @@ msg_configured_clear(struct msg_configured *p)
 
 #define MSG_TRANSCRIPT_DIR	"projects/"
 #define MSG_TRANSCRIPT_EXT	".jsonl"
+#define MSG_TRANSCRIPT_META	".meta.json"	/* a subagent's, rewritten */
+#define MSG_TRANSCRIPT_AGENT	"/subagents/agent-"
 #define MSG_TRANSCRIPT_KEY_MAX	255	/* a file name's bound */
 #define MSG_TRANSCRIPT_ID_MAX	64
 
@@ -613,11 +615,41 @@ msg_transcript_word(const char *s, size_t n)
 	return 1;
 }
 
+/* The length of s before ext when s ends with it (and more), else 0. */
+static size_t
+msg_transcript_stem(const char *s, const char *ext)
+{
+	size_t	n = strlen(s), e = strlen(ext);
+
+	return n > e && strcmp(s + n - e, ext) == 0 ? n - e : 0;
+}
+
+/* "<id>.jsonl" or "<id>/subagents/agent-<agent>.(jsonl|meta.json)". */
+static int
+msg_transcript_name_ok(const char *id)
+{
+	const char	*slash, *agent;
+	size_t		 n;
+
+	if ((slash = strchr(id, '/')) == NULL) {
+		n = msg_transcript_stem(id, MSG_TRANSCRIPT_EXT);
+		return n <= MSG_TRANSCRIPT_ID_MAX && msg_transcript_word(id, n);
+	}
+	if ((size_t)(slash - id) > MSG_TRANSCRIPT_ID_MAX ||
+	    !msg_transcript_word(id, (size_t)(slash - id)) ||
+	    strncmp(slash, MSG_TRANSCRIPT_AGENT,
+	    strlen(MSG_TRANSCRIPT_AGENT)) != 0)
+		return 0;
+	agent = slash + strlen(MSG_TRANSCRIPT_AGENT);
+	if ((n = msg_transcript_stem(agent, MSG_TRANSCRIPT_META)) == 0)
+		n = msg_transcript_stem(agent, MSG_TRANSCRIPT_EXT);
+	return n <= MSG_TRANSCRIPT_ID_MAX && msg_transcript_word(agent, n);
+}
+
 int
 msg_transcript_path_ok(const char *path)
 {
-	const char	*key, *slash, *id;
-	size_t		 n;
+	const char	*key, *slash;
 
 	if (path == NULL || strncmp(path, MSG_TRANSCRIPT_DIR,
 	    strlen(MSG_TRANSCRIPT_DIR)) != 0)
@@ -627,13 +659,26 @@ msg_transcript_path_ok(const char *path)
 	    (size_t)(slash - key) > MSG_TRANSCRIPT_KEY_MAX ||
 	    !msg_transcript_word(key, (size_t)(slash - key)))
 		return 0;
-	id = slash + 1;
-	n = strlen(id);
-	if (n <= strlen(MSG_TRANSCRIPT_EXT) || strcmp(id + n -
-	    strlen(MSG_TRANSCRIPT_EXT), MSG_TRANSCRIPT_EXT) != 0)
+	return msg_transcript_name_ok(slash + 1);
+}
+
+int
+msg_transcript_of(const char *path, const char *id)
+{
+	const char	*rest;
+	size_t		 n = strlen(id);
+
+	if (!msg_transcript_path_ok(path))
 		return 0;
-	n -= strlen(MSG_TRANSCRIPT_EXT);
-	return n <= MSG_TRANSCRIPT_ID_MAX && msg_transcript_word(id, n);
+	rest = strchr(path + strlen(MSG_TRANSCRIPT_DIR), '/') + 1;
+	return n > 0 && strncmp(rest, id, n) == 0 &&
+	    (strcmp(rest + n, MSG_TRANSCRIPT_EXT) == 0 || rest[n] == '/');
+}
+
+int
+msg_transcript_whole(const char *path)
+{
+	return msg_transcript_stem(path, MSG_TRANSCRIPT_META) > 0;
 }
 
 void

@@ -195,8 +195,16 @@ struct msg_transcript {
 	cJSON		*json;
 };
 
-/* projects/<cwd-key>/<session id>.jsonl, nothing else (no "..", no "/"). */
+/*
+ * projects/<cwd-key>/<session id>.jsonl, or a subagent's beside it:
+ * projects/<cwd-key>/<session id>/subagents/agent-<agent id>.jsonl (its
+ * transcript) or .meta.json (its description); nothing else (no "..").
+ */
 int	 msg_transcript_path_ok(const char *);
+/* 1 if path is a file of conversation id: its transcript or a subagent's. */
+int	 msg_transcript_of(const char *path, const char *id);
+/* 1 if the CLI rewrites the file whole (a .meta.json), not appends. */
+int	 msg_transcript_whole(const char *path);
 
 /*
  * The firewall rules a worker screens tool calls with: the texts the

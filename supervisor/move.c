@@ -60,8 +60,9 @@ struct move_wait {
 };
 static TAILQ_HEAD(, move_wait) move_waits = TAILQ_HEAD_INITIALIZER(move_waits);
 static size_t	 move_nwaits;
-static int	 move_again;	/* a request running a second time */
-static uint64_t	 move_again_us;	/* ... after waiting this long */
+static int	 move_again;	/* a request running for the last time */
+static uint64_t	 move_again_us;	/* a parked request after waiting this long */
+static uint64_t	 move_parked_us;	/* ... since then: parked again */
 static uint64_t	 move_count, move_total_us;	/* moves B waited for */
 
 static void
@@ -77,23 +78,45 @@ move_wait_free(struct move_wait *mw)
 	free(mw);
 }
 
-/* The request runs again, once: a lease still held is an error then. */
+/* How long a request waits for the holder, in all: it may end a turn. */
+static uint64_t
+move_bound_ms(void)
+{
+	return hp.conf->move_timeout_ms + hp.conf->kill_grace_ms +
+	    MOVE_SLACK_MS;
+}
+
+/*
+ * The request runs again.  Within move_bound_ms() of its first ask it may
+ * be parked again: a holder that renewed its lease meanwhile is alive and
+ * may still be ending a turn (the wait was cut at the lease's expiry, for
+ * a dead holder).  Past it, a lease still held is an error.
+ */
 static void
 move_wait_run(struct move_wait *mw, const char *why)
 {
 	uint64_t	us = util_now_us() - mw->started_us;
+	int		last = us / 1000 >= move_bound_ms();
+	size_t		n;
 
 	log_info("move: session %s of uid %ld: %s after %llu us; the request "
-	    "runs again", mw->name, (long)mw->uid, why,
-	    (unsigned long long)us);
-	move_count++;
-	move_total_us += us;
+	    "runs again%s", mw->name, (long)mw->uid, why,
+	    (unsigned long long)us, last ? "" : " (parked again while the "
+	    "holder holds on)");
+	n = move_nwaits;
 	if (mw->c != NULL) {
-		move_again = 1;
+		move_again = last;
 		move_again_us = us;
+		move_parked_us = last ? 0 : mw->started_us;
 		mw->op(mw->c, mw->req, mw->r);
 		move_again = 0;
 		move_again_us = 0;
+		move_parked_us = 0;
+	}
+	/* A move waited for, unless parked again (counted at its end). */
+	if (move_nwaits == n) {
+		move_count++;
+		move_total_us += us;
 	}
 	move_wait_free(mw);
 }
@@ -134,7 +157,7 @@ move_ask(struct client *c, const char *req, const cJSON *r, move_op_fn op,
 	cJSON			*m;
 	char			 host[STATE_HOST_ID_MAX + 1];
 	int64_t			 left_ms;
-	uint64_t		 wait_ms;
+	uint64_t		 wait_ms, started, waited_ms;
 
 	if (move_again || op == NULL || hp.conf->move_timeout_ms == 0 ||
 	    !notify_is_open() || move_nwaits >= MOVE_WAITS_MAX)
@@ -146,8 +169,9 @@ move_ask(struct client *c, const char *req, const cJSON *r, move_op_fn op,
 	 * Until the holder says released, or its lease runs out (a dead
 	 * holder), or it had the time to end a turn and stop the CLI.
 	 */
-	wait_ms = hp.conf->move_timeout_ms + hp.conf->kill_grace_ms +
-	    MOVE_SLACK_MS;
+	started = move_parked_us != 0 ? move_parked_us : util_now_us();
+	waited_ms = (util_now_us() - started) / 1000;
+	wait_ms = move_bound_ms() > waited_ms ? move_bound_ms() - waited_ms : 0;
 	if (left_ms >= 0 && (uint64_t)left_ms + MOVE_SLACK_MS < wait_ms)
 		wait_ms = (uint64_t)left_ms + MOVE_SLACK_MS;
 	m = cJSON_CreateObject();
@@ -167,7 +191,7 @@ move_ask(struct client *c, const char *req, const cJSON *r, move_op_fn op,
 	mw->uid = uid;
 	mw->name = xstrdup(name);
 	mw->holder = xstrdup(host);
-	mw->started_us = util_now_us();
+	mw->started_us = started;
 	mw->timer = evtimer_new(hp.base, move_wait_fire, mw);
 	tv = util_ms_tv(wait_ms);
 	evtimer_add(mw->timer, &tv);

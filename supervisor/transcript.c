@@ -5,6 +5,8 @@
  * conversation before the client sees the turn done.  A worker given a
  * session with a conversation gets the stored transcript before its open
  * message, and writes it into the CLI's config dir if that lacks it.
+ * The files are the conversation's transcript and its subagents'
+ * (common/msg.h), each stored as its own path.
  */
 #include <sys/types.h>
 
@@ -18,15 +20,14 @@
 #include "supervisor/hotplexd.h"
 #include "supervisor/store.h"
 
-/* Whether path is the transcript of the session's conversation now. */
+/*
+ * Whether path is a file of the session's conversation now: its
+ * transcript or one of its subagents' (msg_transcript_path_ok()).
+ */
 static int
 transcript_current(const struct session *s, const char *path)
 {
-	const char	*id = strrchr(path, '/');
-	size_t		 n = strlen(s->cli_session_id);
-
-	return id != NULL && strncmp(id + 1, s->cli_session_id, n) == 0 &&
-	    strcmp(id + 1 + n, ".jsonl") == 0;
+	return msg_transcript_of(path, s->cli_session_id);
 }
 
 /*

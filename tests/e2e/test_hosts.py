@@ -11,7 +11,11 @@ text the model was sent:
   session_moved); turn 3 on A again (moved back); SIGKILL of A, the owner:
   turn 4 on B once A's lease runs out, resumed, and no turn ran twice;
   B's lease given a fence B does not hold while its turn 5 runs: that
-  turn writes neither the session's row nor its transcript."""
+  turn writes neither the session's row nor its transcript.
+
+Before those: a session moved while the CLI runs a turn of its own (a
+background task ended), and one whose CLI ran a subagent (Task): the
+subagent's transcript files travel with the session's."""
 
 import json
 import os
@@ -59,6 +63,104 @@ def where(d, name):
     return None
 
 
+BG = ('[[noteslow:%d]] [[tool:Bash:{"command":"sleep 1; echo bg-done",'
+      '"description":"bg","run_in_background":true}]] in the background')
+NOTE_SLOW_MS = 2000      # the CLI's own turn: two deltas of this
+TASK = ('[[tool:Task:{"description":"look","prompt":"Say sub hello.",'
+        '"subagent_type":"general-purpose"}]] ask a subagent')
+
+
+def own_turn_of(d, c, name, seq):
+    """Follows session name on d from seq until the CLI's own turn ends
+    (cli_turn); that line, or None."""
+    f = d.client()
+    f.request("attach", session=name, since_seq=seq)
+    while True:
+        o = f.line()
+        if o is None or o.get("type") == "cli_turn":
+            return o
+
+
+def own_turn_move(a, b, mock, shared):
+    """The CLI's own turn (turn 0: a background task ended) runs on A when
+    B gets the session's next turn: A lets it end, its transcript is
+    stored, and the model on B is sent it (fixture background_turn)."""
+    name = "bgmv"
+    e = a.client().execute(name, BG % NOTE_SLOW_MS,
+                           workdir=os.path.join(shared, name))
+    t.eq(e[-1]["type"], "done", "own turn: a turn on host a leaves a task "
+         "in the background")
+    note = wait_for(lambda: [q for q in mock.requests()
+                             if q.get("directives") == ["slow"]],
+                    DEATH_WAIT_S * 3, "the CLI's own turn at the model")[0]
+    e = b.client().execute(name, "[[echo]] after its own turn")
+    start = (first(e, "session_start") or {}).get("data", {})
+    echo = [q for q in mock.requests()
+            if q.get("human_text") == "[[echo]] after its own turn"]
+    with open(a.log, errors="replace") as f:
+        waited = ("session %s: the CLI's own turn runs" % name) in f.read()
+    t.ok(e[-1]["type"] == "done" and start.get("resumed") and waited and
+         len(echo) == 1 and echo[0]["n_messages"] >= note["n_messages"] + 2,
+         "own turn: moved to host b while the CLI's own turn ran on a: a "
+         "waited for it, b resumed and the model saw that turn (%s "
+         "messages, %d at the notification)" %
+         (echo and echo[0]["n_messages"], note["n_messages"]),
+         (start, e[-1], waited, echo, log_lines(a, name)[-12:],
+          log_lines(b, name)[-12:]))
+    t.eq(len([q for q in mock.requests()
+              if q.get("directives") == ["slow"]]), 1,
+         "own turn: it ran once")
+
+
+def subagent_files(d):
+    """{file name: bytes} of the subagents' files in d's config dirs."""
+    out = {}
+    for top, dirs, names in os.walk(d.dir):     # .claude: glob skips it
+        if os.path.basename(top) != "subagents":
+            continue
+        for n in names:
+            if n.startswith("agent-"):
+                with open(os.path.join(top, n), "rb") as f:
+                    out[n] = f.read()
+    return out
+
+
+def log_lines(d, text):
+    with open(d.log, errors="replace") as f:
+        return [x for x in f.read().splitlines() if text in x]
+
+
+def subagents_move(a, b, mock, shared, pg):
+    """A Task tool call: the real CLI writes the subagent's transcript
+    beside the session's (<id>/subagents/agent-<id>.jsonl and
+    .meta.json); stored with it, and written on the host the session
+    moves to."""
+    name = "sub"
+    c = a.client()
+    e = c.execute(name, TASK, workdir=os.path.join(shared, name))
+    t.eq(e[-1]["type"], "done", "subagent: a Task turn on host a")
+    # The subagent runs in the background; its end starts a CLI turn.
+    own = own_turn_of(a, c, name, e[-1]["seq"])
+    files = subagent_files(a)
+    stored = pg.sql("hotplex", "SELECT path, sum(length(data)) FROM "
+                    "transcripts WHERE name = '%s' AND path LIKE "
+                    "'%%/subagents/agent-%%' GROUP BY path" % name)
+    stored = {os.path.basename(p): int(n) for p, n in stored}
+    t.ok(own is not None and any(k.endswith(".jsonl") for k in files) and
+         stored and
+         any(k.endswith(".meta.json") for k in files) and
+         stored == {k: len(v) for k, v in files.items()},
+         "subagent: its transcript and description, written by the CLI on "
+         "host a, are in the store whole", (sorted(files), stored))
+    e = b.client().execute(name, "[[echo]] after the subagent")
+    start = (first(e, "session_start") or {}).get("data", {})
+    t.ok(e[-1]["type"] == "done" and start.get("resumed") and
+         subagent_files(b) == files,
+         "subagent: moved to host b, the conversation resumed and its "
+         "subagent's files are there, the same bytes",
+         (start, e[-1], sorted(subagent_files(b))))
+
+
 def main():
     if not os.access(CLI, os.X_OK):
         t.skip("two hosts with the real CLI", CLI + " not installed "
@@ -75,6 +177,8 @@ def main():
             url = pg.url("hotplex")
             with host("a", url, shared, mock.env()) as a, \
                     host("b", url, shared, mock.env()) as b:
+                own_turn_move(a, b, mock, shared)
+                subagents_move(a, b, mock, shared, pg)
                 run(a, b, mock, shared, pg)
     except hppg.Unavailable as e:
         t.skip("two hosts sharing a PostgreSQL store", str(e))

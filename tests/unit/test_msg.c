@@ -673,6 +673,15 @@ test_transcript(void **state)
 		"projects/k/x.json", "/projects/k/x.jsonl",
 		"projects/k/sub/x.jsonl", "projects/k/x y.jsonl",
 		"other/k/x.jsonl", "projects/k/x.jsonl/",
+		"projects/k/id/subagents/agent-.jsonl",
+		"projects/k/id/subagents/agent-a/b.jsonl",
+		"projects/k/id/subagents/agent-..jsonl",
+		"projects/k/id/subagents/x.jsonl",
+		"projects/k/id/subagents/agent-a.json",
+		"projects/k/id/subagents/agent-a.meta.jsonl",
+		"projects/k/id/tool-results/agent-a.jsonl",
+		"projects/k/../subagents/agent-a.jsonl",
+		"projects/k/id/subagents/agent-a.jsonl/",
 	};
 	static const char bytes[] = "{\"a\":1}\n\0{\"b\":2}\n";
 	struct evbuffer		*b = *state;
@@ -683,6 +692,25 @@ test_transcript(void **state)
 
 	assert_true(msg_transcript_path_ok("projects/-tmp-w-x/"
 	    "a62373cd-540d-4194-9ed2-ae9cb4b8bd3c.jsonl"));
+	/* A subagent's transcript and description (the real CLI's paths). */
+	assert_true(msg_transcript_path_ok("projects/-tmp-w-x/"
+	    "a62373cd-540d-4194-9ed2-ae9cb4b8bd3c/subagents/"
+	    "agent-aa0f1eaaaf81e8943.jsonl"));
+	assert_true(msg_transcript_path_ok("projects/-tmp-w-x/"
+	    "a62373cd-540d-4194-9ed2-ae9cb4b8bd3c/subagents/"
+	    "agent-aa0f1eaaaf81e8943.meta.json"));
+	assert_true(msg_transcript_whole("projects/k/id/subagents/"
+	    "agent-a.meta.json"));
+	assert_false(msg_transcript_whole("projects/k/id/subagents/"
+	    "agent-a.jsonl"));
+	/* Which conversation a file belongs to. */
+	assert_true(msg_transcript_of("projects/k/id1.jsonl", "id1"));
+	assert_true(msg_transcript_of("projects/k/id1/subagents/agent-a.jsonl",
+	    "id1"));
+	assert_false(msg_transcript_of("projects/k/id12.jsonl", "id1"));
+	assert_false(msg_transcript_of("projects/k/id12/subagents/"
+	    "agent-a.jsonl", "id1"));
+	assert_false(msg_transcript_of("projects/k/id1.jsonl", ""));
 	for (i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
 		if (msg_transcript_path_ok(bad_paths[i]))
 			print_error("path ok: %s\n", bad_paths[i]);
