@@ -704,6 +704,40 @@ def test_notify_stall(pg):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_valgrind(pg):
+    """Run by the valgrind-pg suite (HP_VALGRIND=1): the shared store, a
+    move and the hosts' channel under valgrind.  A turn on A, the session
+    moved to B, the server stopped and started (both hosts reconnect,
+    store and channel), a turn on B again; t.done() checks the reports."""
+    db = "vg"
+    url = pg.url(db)
+    root = shared_root()
+    try:
+        with host(url, "hostA", root, move_timeout="60s") as a, \
+                host(url, "hostB", root, move_timeout="60s") as b:
+            e = a.client().execute("v1", "stream:1",
+                                   workdir=os.path.join(root, "v1"))
+            cb = b.client()
+            e2 = cb.execute("v1", "stream:1")
+            t.ok(e[-1]["type"] == "done" and e2[-1]["type"] == "done" and
+                 start_of(e2).get("resumed") is True,
+                 "valgrind: a turn on A, the session moved to B", e2[-1])
+            na = a.log_count("notify: host hostA listening")
+            nb = b.log_count("notify: host hostB listening")
+            pg.halt()
+            pg.again()
+            wait_for(lambda: a.log_count("notify: host hostA listening") >
+                     na and b.log_count("notify: host hostB listening") > nb
+                     and log_has(b, "store: connected again"),
+                     hplib.REPLY_TIMEOUT_S, "both hosts back on the store")
+            e3 = cb.execute("v1", "stream:1")
+            t.ok(e3[-1]["type"] == "done" and row(pg, db, "v1")["turns"] == 3,
+                 "valgrind: the store restarted, both hosts reconnected, "
+                 "B's next turn stored (3 turns)", e3[-1])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def check_n(d):
     """hotplexd -n on the daemon's configuration: (status, output)."""
     r = subprocess.run([os.path.join(hplib.BDIR, "hotplexd"), "-n", "-c",
@@ -920,9 +954,12 @@ def main():
     cases = (test_one_host, test_startup, test_store_paused,
              test_store_lost, test_readyz, test_store_watch, test_drain, test_across, test_own_move,
              test_notify_stall, test_fencing, test_paused, test_expiry)
+    # Only when named: the valgrind-pg suite's (tests/integration/valgrind.mk).
+    named = (test_valgrind,)
     try:
-        for case in cases:
-            if not only or case.__name__[len("test_"):] in only:
+        for case in cases + named:
+            if (not only and case in cases) or \
+                    case.__name__[len("test_"):] in only:
                 case(pg)
     finally:
         pg.stop()
