@@ -65,7 +65,7 @@ def where(d, name):
 
 BG = ('[[noteslow:%d]] [[tool:Bash:{"command":"sleep 1; echo bg-done",'
       '"description":"bg","run_in_background":true}]] in the background')
-NOTE_SLOW_MS = 2000      # the CLI's own turn: two deltas of this
+NOTE_SLOW_MS = 3000      # the CLI's own turn: two deltas of this, time for b to ask
 TASK = ('[[tool:Task:{"description":"look","prompt":"Say sub hello.",'
         '"subagent_type":"general-purpose"}]] ask a subagent')
 
