@@ -2,7 +2,8 @@
 """Scale behaviour of hotplexd with tests/fake-claude: idle sessions are
 frozen (freeze_after) and thawed invisibly; a wave of sessions ending
 together does not hold up a busy session beside them; a burst of opens
-past max_spawn_queue gets capacity at once.
+past max_spawn_queue gets capacity at once; SIGTERM with a few hundred
+live sessions ends the daemon, every process of it and every turn.
 
 Waits are for events or for /proc states, bounded by a time that grows
 with the machine's load; the wave's bound is generous (make bench holds
@@ -10,13 +11,15 @@ the real figure).
 """
 
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (TAP, Daemon, Client, wait_for, proc_alive, first,
-                   children_of, time_scale)
+                   children_of, time_scale, proc_comm, _proc_stats)
 
 t = TAP()
 if os.environ.get("HP_VALGRIND"):
@@ -29,6 +32,10 @@ WAVE_TURN_MAX_S = 5.0           # the busy session's worst turn in the wave,
                                 # times the load seen before or after it
 BURST = 40                      # opens sent at once past the spawn queue
 BURST_QUEUE = 8                 # max_spawn_queue for them
+STOP_N = int(os.environ.get("HP_STOP_SESSIONS", "200"))
+STOP_STALLED = 16               # of them with a turn that never ends
+STOP_MAX_S = 10.0               # SIGTERM to exit, times the load; make
+                                # bench holds the real figure
 
 
 def proc_state(pid):
@@ -198,8 +205,114 @@ def test_burst_capacity():
              "burst: only the waiting sessions exist", sorted(listed))
 
 
+def proc_start(pid):
+    """A process's start time (clock ticks), to tell a reused pid; None
+    once it is gone (a zombie is not gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def tree_of(root):
+    """{pid: start time} of root and every process below it."""
+    kids = {}
+    for p, state, ppid, pg, sid in _proc_stats():
+        kids.setdefault(ppid, []).append(p)
+    out, todo = {}, [root]
+    while todo:
+        p = todo.pop()
+        st = proc_start(p)
+        if st is not None:
+            out[p] = st
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def test_sigterm_many():
+    """SIGTERM with STOP_N live sessions, STOP_STALLED of them in a turn
+    that never ends: the daemon exits 0 within a load-scaled bound, every
+    process it had is gone (no zombie left), every turn got its terminal
+    line.  A shutdown that hangs fails it.  The deadlock of the spawner's
+    blocking TMPDIR answers against the master's kill requests (fixed in
+    ac1c4be) needs more sessions than the default to fill both queues:
+    with it undone, HP_STOP_SESSIONS=700 hangs past the bound, 300 does
+    not."""
+    d = Daemon({"max_sessions": str(STOP_N + 8),
+                "max_spawn_queue": str(STOP_N + 8), "spare_max": "8",
+                "log_level": "info", "kill_grace": "300ms",
+                "drain_timeout": "1s"})
+    with d:
+        c = Client(d.sock, timeout=600)     # Client scales
+        d.clients.append(c)
+        names = ["t%d" % i for i in range(STOP_N)]
+        rids = [c.send("open", session=n, workdir=d.work + "/" + n)
+                for n in names]
+        bad = [o for o in (c.reply(r) for r in rids)
+               if o is None or o["type"] != "ok"]
+        t.ok(not bad, "sigterm: %d sessions opened" % STOP_N, bad[:3])
+        s = d.client()
+        turns = [s.send("execute", session=n, prompt="stall")
+                 for n in names[:STOP_STALLED]]
+        # Each stalled turn runs: its session_start is out.
+        started = set()
+        while len(started) < len(turns):
+            o = s.line()
+            if o is None:
+                break
+            if o.get("type") == "session_start":
+                started.add(o["id"])
+        tree = tree_of(d.proc.pid)
+        t.ok(len(started) == STOP_STALLED and len(tree) >= 2 * STOP_N,
+             "sigterm: %d turns running, %d processes in the daemon's tree" %
+             (len(started), len(tree)), (len(started), len(tree)))
+
+        scale = time_scale()
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        bound = STOP_MAX_S * max(scale, time_scale())
+        try:
+            rc = d.proc.wait(bound)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.monotonic() - t0
+        t.ok(rc == 0, "sigterm: hotplexd exits 0 in %.1f s with %d sessions "
+             "(bound %.0f s)" % (took, STOP_N, bound),
+             (rc, d.logtail()))
+        if rc is None:
+            d.proc.kill()
+            d.proc.wait()
+
+        def left():
+            return [p for p, st in tree.items() if proc_start(p) == st]
+        try:
+            wait_for(lambda: not left(), WAIT_S, "the daemon's processes")
+        except TimeoutError:
+            pass
+        rest = left()
+        t.ok(not rest, "sigterm: every process of the daemon is gone, none "
+             "a zombie (%d were there)" % len(tree),
+             [(p, proc_state(p), proc_comm(p)) for p in rest[:10]])
+
+        ends = {}
+        while True:
+            o = s.line()
+            if o is None:
+                break
+            if o.get("id") in turns and o["type"] in ("done", "error"):
+                ends[o["id"]] = ends.get(o["id"], 0) + 1
+        t.ok(sorted(ends) == sorted(turns) and
+             set(ends.values()) == {1},
+             "sigterm: each running turn got one terminal line, then EOF",
+             (len(ends), len(turns), ends))
+
+
+CASES = (test_freeze, test_bg_tasks, test_reap_wave, test_burst_capacity,
+         test_sigterm_many)
 T0 = time.monotonic()
-for fn in (test_freeze, test_bg_tasks, test_reap_wave, test_burst_capacity):
+# Named cases only, if any are given (test_scale.py test_sigterm_many).
+for fn in [f for f in CASES if not sys.argv[1:] or f.__name__ in sys.argv]:
     t1 = time.monotonic()
     try:
         fn()
