@@ -99,6 +99,7 @@ struct worker {
 	TAILQ_ENTRY(worker)	 stop_entry;	/* pool.c's stop queue */
 	int			 stop_queued;	/* to be told when a slot frees */
 	int			 stop_sent;	/* told to stop, not yet gone */
+	int			 stop_idle;	/* its session's idle_timeout */
 	uint32_t		 stop_turn;
 	/* Let go by its session on a move (pool_worker_orphan): stopping. */
 	int			 orphan;
@@ -497,6 +498,7 @@ void	 pool_kill_hard(void);
 void	 pool_worker_kill(struct worker *, const char *why);
 void	 pool_worker_bulk(struct worker *);
 void	 pool_worker_stop(struct worker *, uint32_t turn);
+void	 pool_worker_stop_idle(struct worker *, uint32_t turn);
 void	 pool_worker_orphan(struct worker *, uid_t, const char *name,
 	    uint32_t turn);
 int	 pool_count(void);

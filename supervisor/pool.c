@@ -53,6 +53,7 @@ static void	pool_reap_fire(evutil_socket_t, short, void *);
 #define POOL_REAP_BATCH		16	/* exits per bulk callback */
 #define POOL_SPAWN_PARALLEL	64	/* workers starting at once */
 #define POOL_STOP_PARALLEL	32	/* workers stopping at once */
+#define POOL_IDLE_PARALLEL	4	/* of those idle_timeout stopped */
 #define POOL_HASH_SIZE		4096	/* pid buckets; a power of two */
 
 LIST_HEAD(pool_bucket, worker);
@@ -61,7 +62,9 @@ static struct {
 	struct pool_bucket	 bypid[POOL_HASH_SIZE];	/* by pid */
 	struct workers		 spares;	/* ready, no session */
 	struct workers		 stopq;		/* to stop when a slot frees */
+	struct workers		 idleq;		/* idle ones, likewise */
 	int			 nstopping;	/* told to stop, not yet gone */
+	int			 nidle;		/* of them, idle ones */
 	int			 nworkers;
 	int			 nspares;
 	int			 nstarting;	/* spawned, not ready yet */
@@ -212,6 +215,8 @@ pool_stop_send(struct worker *wk, uint32_t turn)
 {
 	wk->stop_sent = 1;
 	pool.nstopping++;
+	if (wk->stop_idle)
+		pool.nidle++;
 	pool_send(wk, MSG_STOP, turn, NULL);
 }
 
@@ -220,29 +225,65 @@ pool_stop_unqueue(struct worker *wk)
 {
 	if (!wk->stop_queued)
 		return;
-	TAILQ_REMOVE(&pool.stopq, wk, stop_entry);
+	TAILQ_REMOVE(wk->stop_idle ? &pool.idleq : &pool.stopq, wk,
+	    stop_entry);
 	wk->stop_queued = 0;
+}
+
+/* Room for one more stop now: of an idle session's worker (idle), or any. */
+static int
+pool_stop_room(int idle)
+{
+	if (hp.shutting_down)
+		return 1;
+	if (pool.nstopping >= POOL_STOP_PARALLEL)
+		return 0;
+	return !idle || pool.nidle < POOL_IDLE_PARALLEL;
 }
 
 /*
  * At most POOL_STOP_PARALLEL workers are told to stop at a time: a wave of
- * stops (a burst of stop ops, sessions idle together) does not have a
- * thousand workers and CLIs exit at once, taking the CPU from the live
- * sessions' turns.  Shutting down, every one is told at once.
+ * stops (a burst of stop ops) does not have a thousand workers and CLIs
+ * exit at once, taking the CPU from the live sessions' turns.  Of
+ * sessions that reached idle_timeout, which nobody waits for, at most
+ * POOL_IDLE_PARALLEL: a wave of them (many sessions opened together,
+ * left together) costs a busy session next to it little, and lasts the
+ * longer.  Shutting down, every one is told at once.
  */
-void
-pool_worker_stop(struct worker *wk, uint32_t turn)
+static void
+pool_stop(struct worker *wk, uint32_t turn, int idle)
 {
 	pool_worker_bulk(wk);
-	if (wk->stop_sent || wk->stop_queued || wk->dead || wk->killed)
+	if (wk->stop_sent || wk->dead || wk->killed)
 		return;
-	if (!hp.shutting_down && pool.nstopping >= POOL_STOP_PARALLEL) {
+	if (wk->stop_queued) {
+		/* Someone waits for an idle one now: no longer paced as idle. */
+		if (idle || !wk->stop_idle)
+			return;
+		pool_stop_unqueue(wk);
+	}
+	wk->stop_idle = idle;
+	if (!pool_stop_room(idle)) {
 		wk->stop_queued = 1;
 		wk->stop_turn = turn;
-		TAILQ_INSERT_TAIL(&pool.stopq, wk, stop_entry);
+		TAILQ_INSERT_TAIL(idle ? &pool.idleq : &pool.stopq, wk,
+		    stop_entry);
 		return;
 	}
 	pool_stop_send(wk, turn);
+}
+
+void
+pool_worker_stop(struct worker *wk, uint32_t turn)
+{
+	pool_stop(wk, turn, 0);
+}
+
+/* An idle session's worker: paced as such (POOL_IDLE_PARALLEL). */
+void
+pool_worker_stop_idle(struct worker *wk, uint32_t turn)
+{
+	pool_stop(wk, turn, 1);
 }
 
 /*
@@ -270,8 +311,12 @@ pool_stop_next(void)
 {
 	struct worker	*wk;
 
-	while ((hp.shutting_down || pool.nstopping < POOL_STOP_PARALLEL) &&
-	    (wk = TAILQ_FIRST(&pool.stopq)) != NULL) {
+	/* Those someone waits for first. */
+	while (pool_stop_room(0) && (wk = TAILQ_FIRST(&pool.stopq)) != NULL) {
+		pool_stop_unqueue(wk);
+		pool_stop_send(wk, wk->stop_turn);
+	}
+	while (pool_stop_room(1) && (wk = TAILQ_FIRST(&pool.idleq)) != NULL) {
 		pool_stop_unqueue(wk);
 		pool_stop_send(wk, wk->stop_turn);
 	}
@@ -528,6 +573,7 @@ pool_init(void)
 		LIST_INIT(&pool.bypid[i]);
 	TAILQ_INIT(&pool.spares);
 	TAILQ_INIT(&pool.stopq);
+	TAILQ_INIT(&pool.idleq);
 	pool.reap_ev = event_new(hp.base, spawner_exits_fd(), EV_READ |
 	    EV_PERSIST, pool_reap_fire, NULL);
 	event_add(pool.reap_ev, NULL);
@@ -669,8 +715,11 @@ pool_worker_finish(struct worker *wk)
 	wk->dead = 1;
 	pool_unspare(wk);
 	pool_stop_unqueue(wk);
-	if (wk->stop_sent)
+	if (wk->stop_sent) {
 		pool.nstopping--;
+		if (wk->stop_idle)
+			pool.nidle--;
+	}
 	if (wk->session != NULL)
 		session_worker_gone(wk->session, wk, status);
 	if (wk->orphan_name != NULL &&

@@ -686,9 +686,13 @@ session_exec_start(struct session *s, struct client *c, uid_t uid, pid_t pid,
 	case SESSION_READY:
 		session_turn_begin(s);
 		break;
-	case SESSION_STARTING:
 	case SESSION_STOPPING:
-		break;		/* begins when the CLI is up, or after the stop */
+		/* An idle stop waiting its turn (pool.c) is waited for now. */
+		if (s->worker != NULL)
+			pool_worker_stop(s->worker, s->turn);
+		break;		/* begins after the stop */
+	case SESSION_STARTING:
+		break;		/* begins when the CLI is up */
 	default:
 		session_assign(s);
 		break;

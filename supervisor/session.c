@@ -590,7 +590,17 @@ session_stopping(struct session *s, int how)
 	if (how & SESSION_STOP_DORMANT)
 		s->stop_final = 0;
 	event_del(s->idle_timer);
-	if (how & SESSION_STOP_MSG)
+	if ((how & SESSION_STOP_MSG) && (how & SESSION_STOP_IDLE) &&
+	    s->worker != NULL) {
+		/*
+		 * Its worker continues a frozen CLI's group itself when it
+		 * stops it (cli_kill): a wave of idle sessions costs no thaw
+		 * each now, and the queued ones stay frozen till their turn.
+		 */
+		event_del(s->freeze_timer);
+		s->frozen = 0;
+		pool_worker_stop_idle(s->worker, s->turn);
+	} else if (how & SESSION_STOP_MSG)
 		session_send(s, MSG_STOP, NULL);
 }
 
@@ -838,7 +848,8 @@ session_idle_fire(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("session %s idle for %llu ms: stopping its CLI", s->name,
 	    (unsigned long long)hp.conf->idle_timeout_ms);
-	session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT);
+	session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT |
+	    SESSION_STOP_IDLE);
 }
 
 void

@@ -36,6 +36,7 @@ void		 session_thaw(struct session *);
 void		 session_send(struct session *, uint16_t type, const cJSON *);
 #define SESSION_STOP_MSG	0x1	/* MSG_STOP to the worker */
 #define SESSION_STOP_DORMANT	0x2	/* dormant after, not ended */
+#define SESSION_STOP_IDLE	0x4	/* idle_timeout: paced, not thawed */
 void		 session_stopping(struct session *, int how);
 int		 session_assign(struct session *);
 void		 session_rescreen(struct session *);

@@ -54,6 +54,8 @@ static struct {
 	int		 kills;			/* pool_worker_kill */
 	const char	*kill_why;
 	int		 stops;			/* pool_worker_stop */
+	int		 idle_stops;		/* pool_worker_stop_idle */
+	int		 thaws;			/* spawner_killpg SIGCONT */
 	int		 saves;			/* state_session_save */
 	int		 forgets;		/* state_session_forget */
 	int		 takes;			/* pool_take */
@@ -181,6 +183,12 @@ pool_worker_stop(struct worker *wk, uint32_t turn)
 }
 
 void
+pool_worker_stop_idle(struct worker *wk, uint32_t turn)
+{
+	rec.idle_stops++;
+}
+
+void
 pool_worker_kill(struct worker *wk, const char *why)
 {
 	rec.kills++;
@@ -218,7 +226,11 @@ void	pool_kill_all(void) { }
 int	pool_count(void) { return 1; }
 int	pool_spares(void) { return 0; }
 void	spawner_kill(pid_t worker, int sig) { }
-void	spawner_killpg(pid_t worker, pid_t pgid, int sig) { }
+void	spawner_killpg(pid_t worker, pid_t pgid, int sig)
+{
+	if (sig == SIGCONT)
+		rec.thaws++;
+}
 void	spawner_rmtmp_settle(uid_t uid, const char *name) { }
 int	spawner_rmtmp(uid_t uid, const char *name) { return 0; }
 int	state_session_save(struct session *s) { rec.saves++; return 0; }
@@ -603,6 +615,39 @@ test_stopping_dormant(void **state)
 	assert_int_equal(rec.nsent, 1);
 	assert_int_equal(rec.sent[0], MSG_STOP);
 	assert_false(evtimer_pending(s->idle_timer, NULL));
+	s->worker = NULL;
+}
+
+/*
+ * idle_timeout's stop: paced by the pool (pool_worker_stop_idle), and a
+ * frozen CLI is not thawed by the master (its worker continues the group
+ * when it stops it): no SIGCONT asked, the freeze timer disarmed.
+ */
+#define FREEZE_PENDING_MS	60000	/* a timer armed, not run */
+
+static void
+test_stopping_idle_frozen(void **state)
+{
+	struct worker	 w;
+	struct session	*s = ready_session("i", &w);
+	struct timeval	 tv = util_ms_tv(FREEZE_PENDING_MS);
+
+	s->cli_pid = 4242;
+	s->frozen = 1;
+	evtimer_add(s->freeze_timer, &tv);	/* never fires: no loop runs */
+	session_stopping(s, SESSION_STOP_MSG | SESSION_STOP_DORMANT |
+	    SESSION_STOP_IDLE);
+	assert_int_equal(s->state, SESSION_STOPPING);
+	assert_int_equal(s->stop_final, 0);
+	assert_int_equal(rec.idle_stops, 1);
+	assert_int_equal(rec.stops, 0);
+	assert_int_equal(rec.thaws, 0);
+	assert_int_equal(s->frozen, 0);
+	assert_false(evtimer_pending(s->freeze_timer, NULL));
+	/* A stop op then: the pool is told it is waited for. */
+	session_stopping(s, SESSION_STOP_MSG);
+	assert_int_equal(rec.stops, 1);
+	assert_int_equal(rec.thaws, 0);
 	s->worker = NULL;
 }
 
@@ -1145,6 +1190,7 @@ main(void)
 #define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_new_is_dormant_and_found),
 		T(test_stopping_dormant),
+		T(test_stopping_idle_frozen),
 		T(test_stopping_keeps_final),
 		T(test_stopping_quiet),
 		T(test_assign_waits_for_a_spare),
