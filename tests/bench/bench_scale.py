@@ -27,7 +27,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from hplib import Daemon, Client, rss_kb  # noqa: E402
+from hplib import Daemon, Client, rss_kb, children_of  # noqa: E402
 
 SCALES = [int(x) for x in os.environ.get("BENCH_SCALE",
                                           "100 1000 2000").split()]
@@ -39,6 +39,48 @@ WAVE_TURN = "stream:1"
 def cpu_ns(pid):
     with open("/proc/%d/schedstat" % pid) as f:
         return int(f.read().split()[0])
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def stat_fields(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def own_cpu_s(pid):
+    """The on-CPU time of a live process's main thread, in seconds (0 once
+    gone): schedstat's nanoseconds, not stat's ticks, which would lose up
+    to a tick per process and per field, a bias of 10-20 ms a session."""
+    try:
+        return cpu_ns(pid) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def reaped_cpu_s(pid):
+    """cutime + cstime: the CPU of the children pid reaped, and of theirs."""
+    st = stat_fields(pid)
+    return (int(st[13]) + int(st[14])) / TICK
+
+
+def tree_cpu_s(root):
+    """The CPU so far of every process below root."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                kids.setdefault(int(stat_fields(int(d))[1]), []).append(
+                    int(d))
+            except (OSError, IndexError):
+                pass
+    total, todo = 0.0, list(kids.get(root, ()))
+    while todo:
+        p = todo.pop()
+        total += own_cpu_s(p)
+        todo.extend(kids.get(p, ()))
+    return total
 
 
 def warm_turns(c, sess, n):
@@ -138,7 +180,9 @@ def idle_wave(n, burst_s):
     idle_s = int(burst_s * 1.5) + 5
     conf = {"max_sessions": str(n + 8), "max_spawn_queue": str(n + 8),
             "spare_min": "4", "spare_max": "16", "log_level": "warn",
-            "idle_timeout": "%ds" % idle_s, "freeze_after": "0",
+            "idle_timeout": "%ds" % idle_s,
+            # Frozen before they expire, as with the defaults (60 s, 30 m).
+            "freeze_after": os.environ.get("BENCH_SCALE_FREEZE", "1s"),
             "max_clients": "64"}
     with Daemon(conf) as d:
         pid = d.proc.pid
@@ -148,7 +192,9 @@ def idle_wave(n, burst_s):
         evs = c.execute(busy, "bgtask " + WAVE_TURN)  # never idle
         if not evs or evs[-1]["type"] != "done":
             raise RuntimeError("busy session: %r" % (evs[-1:],))
+        c0 = cpu_ns(pid)
         calm = warm_turns(c, busy, TURNS)
+        per_turn = (cpu_ns(pid) - c0) / TURNS
         names = ["i%d" % i for i in range(n)]
         t_first = time.monotonic()
         bad = burst(c, "open", names)
@@ -157,16 +203,27 @@ def idle_wave(n, burst_s):
                                                                 bad[0]))
         if time.monotonic() - t_first >= idle_s:
             raise RuntimeError("the burst outlasted idle_timeout")
+        bw = [x["worker_pid"] for x in c.request("sessions")["data"]
+              if x["session"] == busy][0]
+        busy_pids = [bw] + children_of(bw)
         # Every timer due while the master is stopped: one wave.
         d.proc.send_signal(signal.SIGSTOP)
         time.sleep(idle_s + 1.0)
         workers0 = len(d.workers())
-        worst, turns = [0.0], [0]
+        sp = d.spawner()
+        # The CPU of workers and CLIs during the wave: the spawner
+        # reaps them (its children's CPU grows by their whole lives), the
+        # rest (the busy one, spares) are still there.
+        before = tree_cpu_s(sp)
+        busy0 = sum(own_cpu_s(p) for p in busy_pids)
+        reaped0, sp0 = reaped_cpu_s(sp), own_cpu_s(sp)
+        worst, turns, lat = [0.0], [0], []
         done = threading.Event()
 
         def drive():
             while not done.is_set():
-                worst[0] = max(worst[0], warm_turns(c, busy, 1))
+                lat.append(warm_turns(c, busy, 1))
+                worst[0] = max(worst[0], lat[-1])
                 turns[0] += 1
         c0 = cpu_ns(pid)
         t0 = time.perf_counter()
@@ -182,12 +239,21 @@ def idle_wave(n, burst_s):
             done.set()
             th.join()
         wave = time.perf_counter() - t0
-        per = (cpu_ns(pid) - c0) / n
+        # Less the busy session's turns meanwhile, at their cost before.
+        per = (cpu_ns(pid) - c0 - turns[0] * per_turn) / n
+        # Less the busy session's worker and CLI.
+        exits = (reaped_cpu_s(sp) - reaped0 - before + tree_cpu_s(sp) -
+                 sum(own_cpu_s(p) for p in busy_pids) + busy0) / n
+        spw = (own_cpu_s(sp) - sp0) / n
+        lat.sort()
         print("        idle-expiry wave of %d: busy turn worst %.1f ms in "
-              "%d turns (%.1f ms in %d turns before it); wave %.2f s, "
-              "master %.3f ms/session; load average %.1f" %
-              (n, worst[0] * 1e3, turns[0], calm * 1e3, TURNS, wave,
-               per / 1e6,
+              "%d turns, p90 %.1f ms (%.1f ms in %d turns before it); "
+              "wave %.2f s, "
+              "master %.3f ms/session, spawner %.2f, a worker and its CLI "
+              "%.1f; load average %.1f" %
+              (n, worst[0] * 1e3, turns[0],
+               lat[int(len(lat) * 0.9)] * 1e3 if lat else 0.0,
+               calm * 1e3, TURNS, wave, per / 1e6, spw * 1e3, exits * 1e3,
                os.getloadavg()[0]))
         sys.stdout.flush()
 
