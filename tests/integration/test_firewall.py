@@ -315,8 +315,9 @@ def test_reload_before_assignment():
     first prompt and its worker's assignment.  The worker brings the new
     rules, and the prompt waiting for it meets them too: a session's
     prompts and tool calls are screened by the same rules.  The spawner
-    is held (SIGSTOP) so that the session waits for its worker, and the
-    reload's log reopen waits for the spawner: the order is fixed."""
+    is held (SIGSTOP) so that the session waits for its worker until the
+    reload has put the new rules in force (its log line): the order is
+    fixed."""
     tmp = tempfile.mkdtemp(prefix="hpfw.")
     os.chmod(tmp, 0o755)    # the dropped master reads it on reload
     site = os.path.join(tmp, "site.rules")
@@ -347,6 +348,11 @@ def test_reload_before_assignment():
                 with open(site, "w") as f:
                     f.write(SITE_RULES % {"w": "plugh"})
                 rr = c2.send("reload")
+                # Read and the new rules in force before the spawner goes
+                # on (the reload then waits for it to reopen the log).
+                want = "firewall: rules generation %d " % (g1 + 1)
+                wait_for(lambda: want in open(d.log).read(), 30,
+                         "the reload to put the new rules in force")
             finally:
                 os.kill(sp, signal.SIGCONT)
             t.eq(c2.reply(rr)["type"], "ok", "reload while the session "
