@@ -26,8 +26,10 @@
 #include "common/msg.h"
 #include "common/peer.h"
 #include "common/util.h"
+#include "tests/time_scale.h"
 
 #define SEEN_MAX	16
+#define STUCK_S		30	/* a case that waits longer is stuck: killed */
 
 struct rec {
 	struct event_base	*base;
@@ -316,5 +318,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
 	};
 
+	/* The loop waits for events only: a missing one would hang. */
+	alarm((unsigned)(STUCK_S * time_scale()));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
