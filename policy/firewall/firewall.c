@@ -31,6 +31,7 @@
 #define FW_NEED_BIT		0x80000000U	/* prefilter id of a need */
 #define FW_OCC_MIN		64	/* first allocation of need sightings */
 #define FW_NEWLINES_MIN		64	/* ... of a form's newline offsets */
+#define FW_RULES_MIN		64	/* ... of a policy's rules */
 /* A contents callout before the pattern: fw_bound_callout bounds starts. */
 #define FW_BOUND_OPEN		"(?{b})(?:"
 #define FW_BOUND_CLOSE		")"
@@ -89,6 +90,7 @@ struct fw_list {
 struct policy {
 	struct fw_rule		*rules;
 	size_t			 nrules;
+	size_t			 caprules;	/* allocated, grown by half */
 	/*
 	 * A check visits the rules a hint was seen for, and these: an
 	 * ordinary rule without hints, the allow and the context rules.
@@ -322,7 +324,8 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 		snprintf(why, whylen, "more than %d rules", POLICY_MAX_RULES);
 		return -1;
 	}
-	if (fw_find(p, def->id) != NULL) {
+	/* Texts accepted before were refused for this already. */
+	if (!p->checked && fw_find(p, def->id) != NULL) {
 		snprintf(why, whylen, "duplicate rule id %s", def->id);
 		return -1;
 	}
@@ -361,7 +364,11 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 		return -1;
 	}
 
-	p->rules = xreallocarray(p->rules, p->nrules + 1, sizeof *p->rules);
+	if (p->nrules == p->caprules) {
+		p->caprules += p->caprules / 2 + FW_RULES_MIN;
+		p->rules = xreallocarray(p->rules, p->caprules,
+		    sizeof *p->rules);
+	}
 	r = &p->rules[p->nrules];
 	memset(r, 0, sizeof *r);
 	r->id = xstrdup(def->id);
