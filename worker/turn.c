@@ -166,6 +166,8 @@ worker_bridge_turn_end(void *arg, const struct bridge_turn *t)
 		worker_bridge_event(NULL, "cli_turn", d);
 		ws.cli_own = 0;
 		log_debug("the CLI's own turn ended");
+		/* Its watch set, if it ran Bash, is not kept while idle. */
+		fswatch_idle();
 		if (ws.turn_state == TURN_HELD)
 			worker_held_write();
 		return;

@@ -201,6 +201,8 @@ void		 fswatch_init(struct event_base *, const char *workdir);
 void		 fswatch_begin(const char *tool, const char *tool_id);
 /* Its tool_result: adds files_written, files_deleted, files_truncated. */
 void		 fswatch_end(const char *tool_id, cJSON *data);
+/* The CLI's own turn is over: the watch set goes unless a call is on. */
+void		 fswatch_idle(void);
 /* The turn is over: nothing is watched. */
 void		 fswatch_clear(void);
 

@@ -305,6 +305,29 @@ test_one_set_per_turn(void **state)
 	cJSON_Delete(b);
 }
 
+/* The end of the CLI's own turn: the set goes, unless a call is on. */
+static void
+test_idle(void **state)
+{
+	cJSON	*a, *b;
+
+	fswatch_begin("Bash", "a");
+	put("a.txt");
+	a = end("a");
+	assert_int_equal(inotify_fds(NULL), 1);
+	fswatch_idle();
+	assert_int_equal(inotify_fds(NULL), 0);
+	fswatch_begin("Bash", "b");
+	fswatch_idle();			/* b is in flight: kept */
+	put("b.txt");
+	b = end("b");
+	assert_int_equal(inotify_fds(NULL), 1);
+	assert_list(a, "files_written", "a.txt", NULL);
+	assert_list(b, "files_written", "b.txt", NULL);
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+}
+
 int
 main(void)
 {
@@ -319,6 +342,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_set_per_turn,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,6 +58,7 @@ struct stats	*bridge_turn_stats(struct bridge *b, uint64_t ms)
 void		 fswatch_begin(const char *tool, const char *id) { }
 void		 fswatch_end(const char *id, cJSON *data) { }
 void		 fswatch_clear(void) { }
+void		 fswatch_idle(void) { }
 void		 transcript_follow(const char *c, const char *w,
 		    const char *id) { }
 void		 transcript_save(struct evbuffer *b, uint32_t turn) { }
