@@ -95,8 +95,8 @@ egress_ruleset(const struct sandbox_conf *sc, int *rsfd, char *err,
 	return 0;
 }
 
-static void *
-egress_filter(char *err, size_t errlen)
+void *
+sandbox_egress_filter(char *err, size_t errlen)
 {
 	scmp_filter_ctx	ctx;
 	size_t		i, j;
@@ -152,8 +152,11 @@ sandbox_egress_prepare(const struct sandbox_conf *sc, int *rsfd, void **filter,
 		return 0;
 	if (egress_ruleset(sc, rsfd, err, errlen) == -1)
 		return -1;
+	/* The spawner's compiled program is loaded as is (seccomp.c). */
+	if (sandbox_seccomp_egress_ready())
+		return 0;
 	/* Without seccomp (an old kernel, valgrind), "on" does its best. */
-	if ((*filter = egress_filter(err, errlen)) == NULL &&
+	if ((*filter = sandbox_egress_filter(err, errlen)) == NULL &&
 	    sc->egress == SANDBOX_EGRESS_REQUIRED) {
 		if (*rsfd != -1)
 			close(*rsfd);
@@ -186,6 +189,9 @@ sandbox_egress_enforce(const struct sandbox_conf *sc, int rsfd, void *filter,
 			rc = sc->egress == SANDBOX_EGRESS_REQUIRED ? -1 : 0;
 		}
 		seccomp_release(filter);
-	}
+	} else if (sc->egress != SANDBOX_EGRESS_OFF &&
+	    sandbox_seccomp_egress_ready() && rc == 0 &&
+	    sandbox_seccomp_egress_load(err, errlen) == -1)
+		rc = sc->egress == SANDBOX_EGRESS_REQUIRED ? -1 : 0;
 	return rc;
 }

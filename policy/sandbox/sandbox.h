@@ -108,16 +108,16 @@ int	sandbox_worker_confine(pid_t cli_pid, char *err, size_t errlen);
 int	sandbox_worker_prepare(char *err, size_t errlen);
 
 /*
- * The worker's filter and the built-in CLI profile compiled once (the
- * spawner, at start), for every worker: a sealed memfd, duplicated to a
+ * The worker's filter, the built-in CLI profile and the egress filter
+ * compiled once (the spawner, at start), for every worker: a sealed memfd, duplicated to a
  * descriptor >= above (close-on-exec; the caller hands it to each worker),
  * or -1 with a message in err.
  */
 int	sandbox_bpf_make(int above, char *err, size_t errlen);
 /*
  * A worker reads them from that descriptor (the caller closes it): its
- * confinement and its CLI's built-in profile are then loaded as they are,
- * with no compile.  0, or -1 (each is compiled at open, as without them).
+ * confinement, its CLI's built-in profile and egress filter are then
+ * loaded as they are, with no compile.  0, or -1 (each is compiled at open, as without them).
  */
 int	sandbox_bpf_take(int fd, char *err, size_t errlen);
 /*
@@ -125,6 +125,9 @@ int	sandbox_bpf_take(int fd, char *err, size_t errlen);
  */
 int	sandbox_seccomp_builtin_ready(void);
 int	sandbox_seccomp_builtin_load(char *err, size_t errlen);
+int	sandbox_seccomp_egress_ready(void);
+int	sandbox_seccomp_egress_load(char *err, size_t errlen);
+void	*sandbox_egress_filter(char *err, size_t errlen);
 int	sandbox_landlock_prepare(const struct sandbox_conf *, int *rsfd,
 	    int *abi, char *err, size_t errlen);
 int	sandbox_landlock_enforce(int rsfd, int abi, char *err, size_t errlen);

@@ -557,7 +557,8 @@ seccomp_worker_new(char *err, size_t errlen)
 /*
  * Filters compiled once and loaded by every worker: the spawner compiles
  * the worker's filter (kill(2) allowed, left to a small filter stacked on
- * it at confinement) and the built-in CLI profile into classic BPF, in a
+ * it at confinement), the built-in CLI profile and the CLI's egress
+ * filter (egress.c; it allocates, in the CLI's child) into classic BPF, in a
  * sealed memfd that each worker inherits on SANDBOX_BPF_FD and reads at
  * start.  libseccomp's compile of the two (~2.5 ms of CPU a session,
  * most of it the worker's long allow-list) is paid once per daemon.
@@ -570,13 +571,15 @@ seccomp_worker_new(char *err, size_t errlen)
 struct seccomp_bpf_hdr {
 	uint32_t	magic;
 	uint32_t	flags;		/* seccomp(2) SECCOMP_FILTER_FLAG_* */
+	uint32_t	eflags;		/* the egress filter's (no CTL_LOG) */
 	uint32_t	nworker;	/* instructions of each program */
 	uint32_t	ncli;
+	uint32_t	negress;
 };
 
 static struct {
 	struct seccomp_bpf_hdr	hdr;
-	struct sock_filter	insn[2 * SECCOMP_BPF_INSNS_MAX];
+	struct sock_filter	insn[3 * SECCOMP_BPF_INSNS_MAX];
 	int			ready;
 } seccomp_bpf;
 
@@ -620,7 +623,7 @@ int
 sandbox_bpf_make(int above, char *err, size_t errlen)
 {
 	struct seccomp_bpf_hdr	 h;
-	scmp_filter_ctx		 w = NULL, c = NULL;
+	scmp_filter_ctx		 w = NULL, c = NULL, e = NULL;
 	int			 fd, hi = -1, rc = -1;
 
 	if ((fd = memfd_create("hotplex-seccomp", MFD_CLOEXEC |
@@ -648,7 +651,9 @@ sandbox_bpf_make(int above, char *err, size_t errlen)
 	if (seccomp_bpf_export(w, fd, &h.nworker, err, errlen) == -1 ||
 	    (c = sandbox_seccomp_profile_compile(SANDBOX_SECCOMP_BUILTIN, err,
 	    errlen)) == NULL ||
-	    seccomp_bpf_export(c, fd, &h.ncli, err, errlen) == -1)
+	    seccomp_bpf_export(c, fd, &h.ncli, err, errlen) == -1 ||
+	    (e = sandbox_egress_filter(err, errlen)) == NULL ||
+	    seccomp_bpf_export(e, fd, &h.negress, err, errlen) == -1)
 		goto out;
 	if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
 	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
@@ -663,6 +668,8 @@ out:
 		seccomp_release(w);
 	if (c != NULL)
 		seccomp_release(c);
+	if (e != NULL)
+		seccomp_release(e);
 	close(fd);
 	return rc == 0 ? hi : -1;
 }
@@ -683,11 +690,14 @@ sandbox_bpf_take(int fd, char *err, size_t errlen)
 		return -1;
 	}
 	want = sizeof seccomp_bpf.hdr + ((size_t)seccomp_bpf.hdr.nworker +
-	    seccomp_bpf.hdr.ncli) * sizeof(struct sock_filter);
+	    seccomp_bpf.hdr.ncli + seccomp_bpf.hdr.negress) *
+	    sizeof(struct sock_filter);
 	if (seccomp_bpf.hdr.magic != SECCOMP_BPF_MAGIC ||
 	    seccomp_bpf.hdr.nworker == 0 || seccomp_bpf.hdr.ncli == 0 ||
+	    seccomp_bpf.hdr.negress == 0 ||
 	    seccomp_bpf.hdr.nworker > SECCOMP_BPF_INSNS_MAX ||
 	    seccomp_bpf.hdr.ncli > SECCOMP_BPF_INSNS_MAX ||
+	    seccomp_bpf.hdr.negress > SECCOMP_BPF_INSNS_MAX ||
 	    want != (size_t)st.st_size) {
 		snprintf(err, errlen, "seccomp programs: malformed");
 		return -1;
@@ -729,6 +739,20 @@ sandbox_seccomp_builtin_load(char *err, size_t errlen)
 {
 	return seccomp_bpf_load(seccomp_bpf.insn + seccomp_bpf.hdr.nworker,
 	    seccomp_bpf.hdr.ncli, seccomp_bpf.hdr.flags, err, errlen);
+}
+
+int
+sandbox_seccomp_egress_ready(void)
+{
+	return seccomp_bpf.ready;
+}
+
+int
+sandbox_seccomp_egress_load(char *err, size_t errlen)
+{
+	return seccomp_bpf_load(seccomp_bpf.insn + seccomp_bpf.hdr.nworker +
+	    seccomp_bpf.hdr.ncli, seccomp_bpf.hdr.negress,
+	    seccomp_bpf.hdr.eflags, err, errlen);
 }
 
 /* The low 32 bits of a syscall's first argument in seccomp_data. */
