@@ -429,6 +429,13 @@ class Daemon:
             "firewall": "off",
             "cli_env": "PATH HOME LANG FAKE_CLAUDE_LOG FAKE_CLAUDE_PIDFILE "
                        "FAKE_CLAUDE_START",
+            # RLIMIT_NPROC counts every task of the session's uid on the
+            # machine, and root's sessions all run as worker_user: another
+            # daemon's 2,000 sessions beside us (bench_scale) took the
+            # default 4,096 and our CLI's fork failed (flake round 2).
+            # The limit itself is tested where the suite owns the uid
+            # (test_sandbox's escape run, tests/sandbox).
+            "rlimit_nproc": "0",
         }
         self.valgrind = bool(os.environ.get("HP_VALGRIND"))
         if self.valgrind:

@@ -59,6 +59,9 @@ export class Daemon {
       kill_grace: '500ms',
       log_level: 'debug',
       firewall_rules: '',
+      // RLIMIT_NPROC counts every task of worker_user on the machine,
+      // other daemons' too: as tests/integration/hplib.py, not ours here.
+      rlimit_nproc: '0',
       ...conf,
     };
     this.conf = path.join(this.dir, 'hotplexd.conf');
