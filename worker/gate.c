@@ -97,7 +97,8 @@ gate_rules_load(const struct msg_policy *p, char *err, size_t errlen)
 		    t : policy_builtin, p->nfiles, err, errlen);
 		if (gate_set.policy == NULL)
 			return -1;
-		log_debug("firewall: %zu rules loaded, each compiled on first use (generation %llu)",
+		log_debug("firewall: %zu rules loaded, each compiled on "
+		    "first use (generation %llu)",
 		    policy_nrules(gate_set.policy),
 		    (unsigned long long)p->generation);
 		return 0;

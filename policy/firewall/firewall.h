@@ -8,8 +8,9 @@
  * shared by any number of callers in one thread; a policy from
  * policy_load_texts_again() compiles each pattern the first time a check
  * needs it (a worker runs few of its rules), so such a policy is not for
- * several threads at once.  A verdict owns copies of everything it reports and stays
- * valid after the policy is freed.  See hotplex-policy(5).
+ * several threads at once.  A verdict owns copies of everything it
+ * reports and stays valid after the policy is freed.  See
+ * hotplex-policy(5).
  */
 #ifndef HP_POLICY_H
 #define HP_POLICY_H
