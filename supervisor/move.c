@@ -158,9 +158,10 @@ move_ask(struct client *c, const char *req, const cJSON *r, move_op_fn op,
 	char			 host[STATE_HOST_ID_MAX + 1];
 	int64_t			 left_ms;
 	uint64_t		 wait_ms, started, waited_ms;
+	int			 asked;
 
 	if (move_again || op == NULL || hp.conf->move_timeout_ms == 0 ||
-	    !notify_is_open() || move_nwaits >= MOVE_WAITS_MAX)
+	    move_nwaits >= MOVE_WAITS_MAX)
 		return 0;
 	left_ms = move_holder_parse(holder, host, sizeof host);
 	if (host[0] == '\0')
@@ -174,14 +175,16 @@ move_ask(struct client *c, const char *req, const cJSON *r, move_op_fn op,
 	wait_ms = move_bound_ms() > waited_ms ? move_bound_ms() - waited_ms : 0;
 	if (left_ms >= 0 && (uint64_t)left_ms + MOVE_SLACK_MS < wait_ms)
 		wait_ms = (uint64_t)left_ms + MOVE_SLACK_MS;
+	/*
+	 * Not sent (the hosts' channel down, its queue full): the wait is
+	 * for the lease to run out, as for a message lost; a dead holder's
+	 * session is taken then all the same.
+	 */
 	m = cJSON_CreateObject();
 	cJSON_AddStringToObject(m, "op", MOVE_OP_RELEASE);
 	cJSON_AddNumberToObject(m, "uid", (double)uid);
 	cJSON_AddStringToObject(m, "name", name);
-	if (notify_send(host, m) == -1) {
-		cJSON_Delete(m);
-		return 0;
-	}
+	asked = notify_send(host, m) == 0;
 	cJSON_Delete(m);
 	mw = xcalloc(1, sizeof *mw);
 	mw->c = c;
@@ -197,8 +200,9 @@ move_ask(struct client *c, const char *req, const cJSON *r, move_op_fn op,
 	evtimer_add(mw->timer, &tv);
 	TAILQ_INSERT_TAIL(&move_waits, mw, entry);
 	move_nwaits++;
-	log_info("move: session %s of uid %ld is host %s's: asked it to let "
-	    "go; waiting at most %llu ms", name, (long)uid, host,
+	log_info("move: session %s of uid %ld is host %s's: %s; waiting at "
+	    "most %llu ms", name, (long)uid, host, asked ? "asked it to let go" :
+	    "not asked (the hosts' channel is down)",
 	    (unsigned long long)wait_ms);
 	return 1;
 }
