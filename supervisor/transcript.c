@@ -20,6 +20,8 @@
 #include "supervisor/hotplexd.h"
 #include "supervisor/store.h"
 
+static void	transcript_ask_again(struct session *, const char *);
+
 /*
  * Whether path is a file of the session's conversation now: its
  * transcript or one of its subagents' (msg_transcript_path_ok()).
@@ -52,15 +54,40 @@ transcript_piece(struct session *s, const struct msg_transcript *t)
 		    s->name, t->path, t->len, (unsigned long long)t->offset);
 		break;
 	case 1:
-		/* The next worker starts from what the store has. */
+		/*
+		 * The store missed pieces (it did not answer when they came):
+		 * the worker is told what it has, and sends the rest again.
+		 */
 		log_warnx("session %s: transcript %s: a piece out of step "
 		    "not saved", s->name, t->path);
+		transcript_ask_again(s, t->path);
 		break;
 	default:
 		log_warnx("session %s: transcript %s not saved", s->name,
 		    t->path);
 		break;
 	}
+}
+
+/*
+ * Asks the session's worker to send path again from the size the store
+ * has (an empty piece at that offset, after the open: common/msg.h).
+ */
+static void
+transcript_ask_again(struct session *s, const char *path)
+{
+	struct msg_transcript	t;
+	int64_t			have;
+
+	if (s->worker == NULL ||
+	    (have = store_transcript_size(s->uid, s->name, path)) < 0)
+		return;
+	memset(&t, 0, sizeof t);
+	t.path = path;
+	t.offset = (uint64_t)have;
+	pool_send_transcript(s->worker, s->turn, &t);
+	log_info("session %s: transcript %s: the worker sends it again from "
+	    "%lld bytes", s->name, path, (long long)have);
 }
 
 struct transcript_send {

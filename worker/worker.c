@@ -477,9 +477,14 @@ worker_dispatch(struct msg *m)
 		worker_stop();
 		break;
 	case MSG_TRANSCRIPT:
-		if (ws.state != W_IDLE || msg_transcript_decode(m, &tr) == -1)
+		if (msg_transcript_decode(m, &tr) == -1 ||
+		    (ws.state != W_IDLE && tr.len != 0))
 			fatalx("bad transcript message from master");
-		transcript_restore_add(&tr);
+		/* Before the open, the stored file; after, a rewind. */
+		if (ws.state == W_IDLE)
+			transcript_restore_add(&tr);
+		else if (transcript_rewind(tr.path, tr.offset))
+			worker_sent();
 		msg_transcript_clear(&tr);
 		break;
 	default:

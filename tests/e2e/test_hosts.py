@@ -161,6 +161,46 @@ def subagents_move(a, b, mock, shared, pg):
          (start, e[-1], sorted(subagent_files(b))))
 
 
+def store_miss_move(a, b, mock, shared, pg):
+    """The store refuses a turn's transcript pieces (a constraint stands
+    in for a store that failed the statement), then takes writes again:
+    the next turn's pieces are out of step, the master tells the worker
+    what the store has and the worker sends the rest again, so the turns
+    of the gap travel when the session moves (before: they were lost)."""
+    name = "miss"
+    said = ["miss one: the word is beta", "[[echo]] miss two",
+            "[[echo]] miss three"]
+    ca = a.client()
+    e = ca.execute(name, said[0], workdir=os.path.join(shared, name))
+    pg.sql("hotplex", "ALTER TABLE transcripts ADD CONSTRAINT hp_test_miss "
+           "CHECK (name <> '%s') NOT VALID" % name)
+    try:
+        e2 = ca.execute(name, said[1])
+    finally:
+        pg.sql("hotplex", "ALTER TABLE transcripts DROP CONSTRAINT "
+               "hp_test_miss")
+    e3 = ca.execute(name, said[2])
+    t.ok(e[-1]["type"] == e2[-1]["type"] == e3[-1]["type"] == "done" and
+         any("not saved" in x for x in log_lines(
+             a, "session %s: transcript" % name)),
+         "store miss: three turns on host a, the second's transcript "
+         "refused by the store", (e[-1], e2[-1], e3[-1]))
+    # The rest is sent again after turn 3's end: wait until it is in.
+    again = wait_for(lambda: [x for x in log_lines(
+        a, "session %s: transcript " % name) if "sends it again from" in x],
+        DEATH_WAIT_S, "the master to ask for the rest again")
+    have = again[-1].rsplit("from ", 1)[1].split()[0]
+    wait_for(lambda: any(("bytes at %s" % have) in x for x in log_lines(
+        a, "session %s: transcript " % name)), DEATH_WAIT_S,
+        "the rest to be stored")
+    said.append("[[echo]] miss four")
+    e = b.client().execute(name, said[-1])
+    start = (first(e, "session_start") or {}).get("data", {})
+    t.ok(start.get("resumed") and echo_saw(e, said[:3]),
+         "store miss: moved to host b, the model saw all three turns "
+         "(the store caught up from %s bytes)" % have, (start, e[-1]))
+
+
 def main():
     if not os.access(CLI, os.X_OK):
         t.skip("two hosts with the real CLI", CLI + " not installed "
@@ -179,6 +219,7 @@ def main():
                     host("b", url, shared, mock.env()) as b:
                 own_turn_move(a, b, mock, shared)
                 subagents_move(a, b, mock, shared, pg)
+                store_miss_move(a, b, mock, shared, pg)
                 run(a, b, mock, shared, pg)
     except hppg.Unavailable as e:
         t.skip("two hosts sharing a PostgreSQL store", str(e))
