@@ -533,6 +533,14 @@ session_freeze_fire(evutil_socket_t fd, short what, void *arg)
 	if (s->frozen || s->state != SESSION_READY || s->worker == NULL ||
 	    s->cli_pid <= 0 || s->bg_tasks > 0)
 		return;
+	/*
+	 * An open still waits for the CLI's answer (its clock started when
+	 * the CLI came up): frozen, it would never come.  Later, then.
+	 */
+	if (session_waiting(&s->open)) {
+		session_freeze_arm(s);
+		return;
+	}
 	/* The spawner signals it: the group runs as another uid. */
 	spawner_killpg(s->worker->pid, s->cli_pid, SIGSTOP);
 	s->frozen = 1;
@@ -590,18 +598,20 @@ session_stopping(struct session *s, int how)
 	if (how & SESSION_STOP_DORMANT)
 		s->stop_final = 0;
 	event_del(s->idle_timer);
-	if ((how & SESSION_STOP_MSG) && (how & SESSION_STOP_IDLE) &&
-	    s->worker != NULL) {
-		/*
-		 * Its worker continues a frozen CLI's group itself when it
-		 * stops it (cli_kill): a wave of idle sessions costs no thaw
-		 * each now, and the queued ones stay frozen till their turn.
-		 */
-		event_del(s->freeze_timer);
-		s->frozen = 0;
+	if (!(how & SESSION_STOP_MSG) || s->worker == NULL)
+		return;
+	/*
+	 * Its worker continues a frozen CLI's group itself when it stops it
+	 * (cli_kill): a wave of stops (idle sessions, a shutdown) asks the
+	 * spawner for no thaw each, and idle ones queued in the pool stay
+	 * frozen till their turn.
+	 */
+	event_del(s->freeze_timer);
+	s->frozen = 0;
+	if (how & SESSION_STOP_IDLE)
 		pool_worker_stop_idle(s->worker, s->turn);
-	} else if (how & SESSION_STOP_MSG)
-		session_send(s, MSG_STOP, NULL);
+	else
+		pool_worker_stop(s->worker, s->turn);
 }
 
 void

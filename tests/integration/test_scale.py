@@ -32,6 +32,7 @@ WAVE_TURN_MAX_S = 5.0           # the busy session's worst turn in the wave,
                                 # times the load seen before or after it
 BURST = 40                      # opens sent at once past the spawn queue
 BURST_QUEUE = 8                 # max_spawn_queue for them
+IDLE_N = 24                     # sessions expiring together
 STOP_N = int(os.environ.get("HP_STOP_SESSIONS", "200"))
 STOP_STALLED = 16               # of them with a turn that never ends
 STOP_MAX_S = 10.0               # SIGTERM to exit, times the load; make
@@ -175,6 +176,60 @@ def test_reap_wave():
                  len(d.workers()))
 
 
+def test_idle_wave():
+    """IDLE_N sessions opened together reach idle_timeout together, frozen
+    (their stops paced, POOL_IDLE_PARALLEL at a time, the rest queued):
+    every one goes dormant, its worker and CLI gone, and each resumes on
+    its next turn; a session that keeps busy meanwhile is not stopped."""
+    with Daemon({"max_sessions": str(IDLE_N + 8),
+                 "max_spawn_queue": str(IDLE_N + 8), "spare_max": "4",
+                 "idle_timeout": "1s", "freeze_after": "200ms",
+                 "kill_grace": "300ms"}) as d:
+        c = d.client()
+        evs = c.execute("busy", "bgtask stream:1", workdir=d.work + "/busy")
+        t.ok(evs[-1]["type"] == "done", "idle wave: the busy session runs",
+             evs[-1:])
+        names = ["i%d" % i for i in range(IDLE_N)]
+        # A turn each: their idle clocks start when it ends, after its
+        # answer (an open's starts when the CLI is up, before the answer:
+        # under load it could expire first).
+        rids = [c.send("execute", session=n, prompt="stream:1",
+                       workdir=d.work + "/" + n) for n in names]
+        bad = [e for e in (c.events(r)[-1:] for r in rids)
+               if not e or e[0]["type"] != "done"]
+        # Those that already went idle during the burst have none.
+        wk = [x["worker_pid"] for x in c.request("sessions")["data"]
+              if x["session"] != "busy" and x.get("worker_pid")]
+        t.ok(not bad, "idle wave: %d sessions ran a turn" % IDLE_N, bad[:3])
+
+        def states():
+            return {x["session"]: x["state"]
+                    for x in c.request("sessions")["data"]}
+        try:
+            wait_for(lambda: all(states()[n] == "dormant" for n in names),
+                     WAIT_S, "every idle session to go dormant")
+            dormant = True
+        except TimeoutError:
+            dormant = False
+        st = states()
+        t.ok(dormant and st["busy"] == "ready",
+             "idle wave: every idle session dormant, the busy one ready",
+             st)
+        try:
+            wait_for(lambda: not any(proc_alive(p) for p in wk),
+                     WAIT_S, "the idle sessions' workers to go")
+            gone = True
+        except TimeoutError:
+            gone = False
+        t.ok(gone, "idle wave: their workers are gone",
+             [p for p in wk if proc_alive(p)])
+        evs = c.execute(names[-1], "stream:1")
+        s = first(evs, "session_start")
+        t.ok(evs[-1]["type"] == "done" and s and s["data"]["resumed"],
+             "idle wave: a dormant session resumes on its next turn",
+             evs[-2:])
+
+
 def test_burst_capacity():
     """BURST opens at once, max_spawn_queue BURST_QUEUE, workers that never
     say hello: the first BURST_QUEUE wait, every other is answered
@@ -242,7 +297,9 @@ def test_sigterm_many():
     d = Daemon({"max_sessions": str(STOP_N + 8),
                 "max_spawn_queue": str(STOP_N + 8), "spare_max": "8",
                 "log_level": "info", "kill_grace": "300ms",
-                "drain_timeout": "1s"})
+                "drain_timeout": "1s",
+                # Idle ones frozen: their workers continue them to stop.
+                "freeze_after": "200ms"})
     with d:
         c = Client(d.sock, timeout=600)     # Client scales
         d.clients.append(c)
@@ -308,8 +365,8 @@ def test_sigterm_many():
              (len(ends), len(turns), ends))
 
 
-CASES = (test_freeze, test_bg_tasks, test_reap_wave, test_burst_capacity,
-         test_sigterm_many)
+CASES = (test_freeze, test_bg_tasks, test_reap_wave, test_idle_wave,
+         test_burst_capacity, test_sigterm_many)
 T0 = time.monotonic()
 # Named cases only, if any are given (test_scale.py test_sigterm_many).
 for fn in [f for f in CASES if not sys.argv[1:] or f.__name__ in sys.argv]:

@@ -651,6 +651,22 @@ test_stopping_idle_frozen(void **state)
 	s->worker = NULL;
 }
 
+/* A stop op on a frozen session: no thaw asked either. */
+static void
+test_stopping_frozen(void **state)
+{
+	struct worker	 w;
+	struct session	*s = ready_session("z", &w);
+
+	s->cli_pid = 4243;
+	s->frozen = 1;
+	session_stopping(s, SESSION_STOP_MSG);
+	assert_int_equal(rec.stops, 1);
+	assert_int_equal(rec.thaws, 0);
+	assert_int_equal(s->frozen, 0);
+	s->worker = NULL;
+}
+
 /* A stop op's choice (the session ends) is kept. */
 static void
 test_stopping_keeps_final(void **state)
@@ -1191,6 +1207,7 @@ main(void)
 		T(test_new_is_dormant_and_found),
 		T(test_stopping_dormant),
 		T(test_stopping_idle_frozen),
+		T(test_stopping_frozen),
 		T(test_stopping_keeps_final),
 		T(test_stopping_quiet),
 		T(test_assign_waits_for_a_spare),
