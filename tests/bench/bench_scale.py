@@ -156,9 +156,21 @@ def one(n):
 
         # Stop time: reopen them (all live), then SIGTERM.
         burst(c, "open", names)
+        # The master's and the spawner's CPU meanwhile: their schedstat
+        # read until they go (the last reading stands).
+        sp = d.spawner()
+        m0, s0 = cpu_ns(pid), cpu_ns(sp)
+        m1, s1 = m0, s0
         t2 = time.perf_counter()
         d.proc.send_signal(signal.SIGTERM)
-        d.proc.wait(REPLY_S)
+        while d.proc.poll() is None:
+            if time.perf_counter() - t2 > REPLY_S:
+                raise RuntimeError("SIGTERM: hotplexd did not exit")
+            try:
+                m1, s1 = cpu_ns(pid), cpu_ns(sp)
+            except (OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.02)
         stop = time.perf_counter() - t2
 
         print("N=%-5d open %6.0f/s  master %.3f ms/open  turn %.0f us "
@@ -167,9 +179,12 @@ def one(n):
                turn1 / turn0 if turn0 else 0,
                (rss1 - rss0) / n))
         print("        stop wave %.2f s, busy turn worst %.1f ms during it "
-              "(%.1f ms in %d turns before it); SIGTERM to exit %.2f s; "
+              "(%.1f ms in %d turns before it); SIGTERM to exit %.2f s "
+              "(master %.2f ms, spawner %.2f ms CPU a session); "
               "load average %.1f" % (wave, worst[0] * 1e3, calm * 1e3, TURNS,
-                                     stop, os.getloadavg()[0]))
+                                     stop, (m1 - m0) / 1e6 / n,
+                                     (s1 - s0) / 1e6 / n,
+                                     os.getloadavg()[0]))
         sys.stdout.flush()
     return dt
 
