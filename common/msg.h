@@ -50,8 +50,8 @@ enum msg_type {
 	MSG_TRANSCRIPT,	/* w->m struct msg_transcript: what the CLI added to
 			   its transcript; m->w (before MSG_OPEN): the stored
 			   transcript to restore; m->w after it, empty: the
-			   store has offset bytes of path, send the rest
-			   again (it missed pieces) */
+			   store has offset bytes of path, the next pieces
+			   start there (it missed or failed some) */
 	MSG_POLICY,	/* m->w struct msg_policy, first, once: the firewall
 			   rules a spare compiles before it is ready */
 	MSG_READY,	/* w->m (empty), after its hello: the rules are

@@ -20,7 +20,8 @@
 #include "supervisor/hotplexd.h"
 #include "supervisor/store.h"
 
-static void	transcript_ask_again(struct session *, const char *);
+static void	transcript_ask_again(struct session *, const char *,
+		    int64_t);
 
 /*
  * Whether path is a file of the session's conversation now: its
@@ -54,40 +55,43 @@ transcript_piece(struct session *s, const struct msg_transcript *t)
 		    s->name, t->path, t->len, (unsigned long long)t->offset);
 		break;
 	case 1:
-		/*
-		 * The store missed pieces (it did not answer when they came):
-		 * the worker is told what it has, and sends the rest again.
-		 */
+		/* Pieces missed before: what the store has, from it. */
 		log_warnx("session %s: transcript %s: a piece out of step "
 		    "not saved", s->name, t->path);
-		transcript_ask_again(s, t->path);
+		transcript_ask_again(s, t->path,
+		    store_transcript_size(s->uid, s->name, t->path));
 		break;
 	default:
+		/*
+		 * The store did not take it: the worker sends it again with
+		 * its next pieces (the next turn's end, before its done).
+		 */
 		log_warnx("session %s: transcript %s not saved", s->name,
 		    t->path);
+		transcript_ask_again(s, t->path, (int64_t)t->offset);
 		break;
 	}
 }
 
 /*
- * Asks the session's worker to send path again from the size the store
- * has (an empty piece at that offset, after the open: common/msg.h).
+ * Tells the session's worker that the store has only have bytes of path:
+ * it sends the rest again with its next pieces (an empty piece at that
+ * offset, after the open: common/msg.h).
  */
 static void
-transcript_ask_again(struct session *s, const char *path)
+transcript_ask_again(struct session *s, const char *path, int64_t have)
 {
 	struct msg_transcript	t;
-	int64_t			have;
 
-	if (s->worker == NULL ||
-	    (have = store_transcript_size(s->uid, s->name, path)) < 0)
+	if (s->worker == NULL || have < 0)
 		return;
 	memset(&t, 0, sizeof t);
 	t.path = path;
 	t.offset = (uint64_t)have;
 	pool_send_transcript(s->worker, s->turn, &t);
 	log_info("session %s: transcript %s: the worker sends it again from "
-	    "%lld bytes", s->name, path, (long long)have);
+	    "%lld bytes with its next pieces", s->name, path,
+	    (long long)have);
 }
 
 struct transcript_send {

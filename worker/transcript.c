@@ -480,27 +480,24 @@ transcript_save(struct evbuffer *out, uint32_t turn)
 }
 
 /*
- * The master's store has only offset bytes of path (it missed pieces
- * while it did not answer): what follows is sent again now.  1 when
- * something was sent.
+ * The master's store has only offset bytes of path (it missed pieces,
+ * or failed them): the next save sends the file from there.  Not at once:
+ * a store that does not answer would fail them again, and again.
  */
-int
+void
 transcript_rewind(const char *path, uint64_t offset)
 {
-	struct evbuffer	*out = worker_out();
-	size_t		 i, before = evbuffer_get_length(out);
+	size_t	i;
 
 	for (i = 0; i < follow.n; i++) {
 		if (strcmp(follow.files[i]->rel, path) != 0)
 			continue;
 		if (offset < follow.files[i]->sent) {
-			log_info("transcript: %s: the store has %llu bytes; "
-			    "sending from there", path,
+			log_info("transcript: %s: the store has %llu bytes; the "
+			    "next save sends from there", path,
 			    (unsigned long long)offset);
 			follow.files[i]->sent = offset;
-			transcript_save_file(out, ws.turn, follow.files[i]);
 		}
 		break;
 	}
-	return evbuffer_get_length(out) > before;
 }

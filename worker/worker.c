@@ -483,8 +483,8 @@ worker_dispatch(struct msg *m)
 		/* Before the open, the stored file; after, a rewind. */
 		if (ws.state == W_IDLE)
 			transcript_restore_add(&tr);
-		else if (transcript_rewind(tr.path, tr.offset))
-			worker_sent();
+		else
+			transcript_rewind(tr.path, tr.offset);
 		msg_transcript_clear(&tr);
 		break;
 	default:

@@ -288,7 +288,7 @@ void		 transcript_follow(const char *config_dir,
 		    const char *workdir, const char *id);
 /* Sends the master what the CLI added to it (MSG_TRANSCRIPT pieces). */
 void		 transcript_save(struct evbuffer *, uint32_t turn);
-/* The store has offset bytes of path: sent again from there; 1 if any. */
-int		 transcript_rewind(const char *path, uint64_t offset);
+/* The store has offset bytes of path: the next save sends from there. */
+void		 transcript_rewind(const char *path, uint64_t offset);
 
 #endif
