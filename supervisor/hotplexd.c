@@ -358,10 +358,27 @@ hotplexd_base(void)
 		fatalx("event_base_priority_init");
 }
 
+/*
+ * Past the last word: workers the master still counts, though killed, are
+ * given up on (the spawner, ending with us, kills what it still has), so a
+ * shutdown always ends.
+ */
+static void
+hotplexd_give_up(evutil_socket_t fd, short what, void *arg)
+{
+	log_warnx("%d workers not accounted for after SIGKILL; exiting",
+	    pool_count());
+	event_base_loopexit(hp.base, NULL);
+}
+
 static void
 hotplexd_kill_hard(evutil_socket_t fd, short what, void *arg)
 {
+	struct timeval	tv;
+
 	pool_kill_hard();
+	tv = util_ms_tv(hp.conf->kill_grace_ms * 2);
+	event_base_once(hp.base, -1, EV_TIMEOUT, hotplexd_give_up, NULL, &tv);
 }
 
 static void

@@ -37,6 +37,7 @@
 #include "worker/worker.h"
 
 static void	pool_worker_finish(struct worker *);
+static void	pool_worker_dead(struct worker *, int);
 static void	pool_reap_fire(evutil_socket_t, short, void *);
 
 /*
@@ -55,6 +56,7 @@ static void	pool_reap_fire(evutil_socket_t, short, void *);
 #define POOL_STOP_PARALLEL	32	/* workers stopping at once */
 #define POOL_IDLE_PARALLEL	4	/* of those idle_timeout stopped */
 #define POOL_HASH_SIZE		4096	/* pid buckets; a power of two */
+#define POOL_UNKNOWN_EXITS	(2 * POOL_SPAWN_PARALLEL)
 
 LIST_HEAD(pool_bucket, worker);
 
@@ -70,6 +72,17 @@ static struct {
 	int			 nstarting;	/* spawned, not ready yet */
 	int			 nasked;	/* spawns asked, not answered */
 	struct event		*reap_ev;	/* the spawner's exit channel */
+	/*
+	 * Exits of pids not known yet: a worker's exit can come before the
+	 * answer to its spawn (two channels; the answer may wait in the
+	 * spawner's queue), and dropping it would leave the worker counted
+	 * for good (a shutdown would never end).  Oldest first.
+	 */
+	struct {
+		pid_t		 pid;
+		int		 status;
+	}			 unknown[POOL_UNKNOWN_EXITS];
+	size_t			 nunknown;
 } pool;
 
 static struct {
@@ -524,9 +537,13 @@ pool_spawned(pid_t pid, int chan, int e)
 	struct timeval		 hello_tv;
 	struct worker		*wk;
 	char			 name[32];
+	size_t			 i;
+	int			 status;
 
 	pool.nasked--;
 	if (pid == -1) {
+		if (pool.nasked == 0)
+			pool.nunknown = 0;
 		errno = e;
 		log_warn("spawning %s", hp.worker_path);
 		pool_spawn_failed(e);
@@ -557,6 +574,21 @@ pool_spawned(pid_t pid, int chan, int e)
 	wk->starting = 1;
 	pool.nstarting++;
 	log_debug("spawned worker %ld", (long)pid);
+	for (i = 0; i < pool.nunknown; i++)
+		if (pool.unknown[i].pid == pid) {
+			/* Its exit came first: it is reaped; EOF ends it. */
+			status = pool.unknown[i].status;
+			pool.nunknown--;
+			memmove(&pool.unknown[i], &pool.unknown[i + 1],
+			    (pool.nunknown - i) * sizeof pool.unknown[0]);
+			if (pool.nasked == 0)
+				pool.nunknown = 0;
+			pool_worker_dead(wk, status);
+			return;
+		}
+	/* None in flight: an exit still unmatched was no spawn of ours. */
+	if (pool.nasked == 0)
+		pool.nunknown = 0;
 	/* Asked before the shutdown: it goes at once (its reap ends it). */
 	if (hp.shutting_down)
 		spawner_kill(pid, SIGTERM);
@@ -786,8 +818,23 @@ pool_reaped(pid_t pid, int status)
 {
 	struct worker	*wk;
 
-	if ((wk = pool_find_pid(pid)) != NULL)
+	if ((wk = pool_find_pid(pid)) != NULL) {
 		pool_worker_dead(wk, status);
+		return;
+	}
+	/* Not known yet: its spawn's answer is on its way, if one is. */
+	if (pool.nasked == 0)
+		return;
+	if (pool.nunknown == POOL_UNKNOWN_EXITS) {
+		log_warnx("worker %ld: an exit of an unknown worker dropped",
+		    (long)pool.unknown[0].pid);
+		pool.nunknown--;
+		memmove(&pool.unknown[0], &pool.unknown[1],
+		    pool.nunknown * sizeof pool.unknown[0]);
+	}
+	pool.unknown[pool.nunknown].pid = pid;
+	pool.unknown[pool.nunknown].status = status;
+	pool.nunknown++;
 }
 
 /*

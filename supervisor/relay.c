@@ -290,7 +290,12 @@ session_client_stalled(struct client *c, int stalled)
 		if (s->worker == NULL || s->worker->peer == NULL ||
 		    (stalled && s->exec.c != c))
 			continue;
-		if (stalled && !s->worker->paused) {
+		/*
+		 * A reaped worker is read on to its EOF, stalled client or not:
+		 * what it left is bounded by the socket, and its end ends the
+		 * session's turn (and, shutting down, lets the daemon exit).
+		 */
+		if (stalled && !s->worker->paused && !s->worker->reaped) {
 			s->worker->paused = 1;
 			peer_pause(s->worker->peer, 1);
 			log_info("session %s: client does not read; pausing its "

@@ -714,6 +714,47 @@ def test_out_of_descriptors():
                  "descriptors are free", (repr(e), d.logtail()))
 
 
+def test_stalled_client_worker_killed():
+    """A worker killed while its reading is paused for a client that does
+    not read is read on to its end: its session leaves busy (before, each
+    line read paused it again and its EOF was never read, so the session
+    stayed busy and a shutdown never ended), and hotplexd stops cleanly."""
+    with daemon({"client_pause_bytes": "64K", "client_stall_timeout": "1h",
+                 "log_level": "info"}) as d:
+        c = d.client()
+        c.send("execute", session="stall", prompt="flood:50000000",
+               workdir=d.work + "/stall")
+        ev = c.line()
+        if not ev or ev.get("type") != "session_start":
+            t.ok(False, "stalled client: session_start", repr(ev))
+            return
+        wpid = ev["data"]["worker_pid"]
+
+        def log():
+            return open(d.log, errors="replace").read()
+        wait_for(lambda: "session stall: client does not read" in log(), 60,
+                 "the worker to be paused for the stalled client")
+        os.kill(wpid, signal.SIGKILL)
+        other = d.client()
+
+        def not_busy():
+            r = other.request("sessions")
+            st = [x.get("state") for x in r["data"]
+                  if x.get("session") == "stall"]
+            return st and st[0] != "busy"
+        try:
+            wait_for(not_busy, 30, "the killed worker's session to leave busy")
+            t.ok(True, "stalled client: a killed worker's end is read, its "
+                 "session leaves busy")
+        except TimeoutError:
+            t.ok(False, "stalled client: a killed worker's end is read, its "
+                 "session leaves busy", d.logtail())
+        rc = d.stop()
+        t.ok(rc == 0 and "not accounted for" not in log(),
+             "stalled client: hotplexd then stops, every worker accounted for",
+             "rc %r\n%s" % (rc, log()[-3000:]))
+
+
 def test_descriptor_capacity():
     """hotplexd with few descriptors (soft and hard limit low): executes
     past what they allow each get their terminal line (capacity) within a
@@ -856,7 +897,8 @@ for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
            test_exit_at_start, test_hugeline, test_flood,
            test_flood_over_line_max, test_master_killed,
            test_out_of_descriptors, test_descriptor_capacity,
-           test_cli_spawn_capacity, test_nofile_warning):
+           test_cli_spawn_capacity, test_nofile_warning,
+           test_stalled_client_worker_killed):
     if ONLY and fn.__name__ not in ONLY:
         continue
     t1 = time.monotonic()
