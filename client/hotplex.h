@@ -281,10 +281,16 @@ int	hp_detach(struct hp_client *, const char *session, struct hp_error *);
 /* Administrators: re-read the configuration; shut the server down. */
 int	hp_reload(struct hp_client *, struct hp_error *);
 int	hp_shutdown(struct hp_client *, struct hp_error *);
-/* Administrators: every session off this host, no new one taken. */
-int	hp_drain(struct hp_client *, struct hp_error *);
-/* Administrators: a drain undone; the host takes sessions again. */
-int	hp_undrain(struct hp_client *, struct hp_error *);
+/*
+ * Administrators: every session off this host, no new one taken; *sessions
+ * (may be NULL) is how many were let go.
+ */
+int	hp_drain(struct hp_client *, int *sessions, struct hp_error *);
+/*
+ * Administrators: a drain undone; the host takes sessions again;
+ * *was_draining (may be NULL) says whether it was drained.
+ */
+int	hp_undrain(struct hp_client *, int *was_draining, struct hp_error *);
 
 /*
  * Stats of one session, or totals when session is NULL.  st and raw may be

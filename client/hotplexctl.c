@@ -1533,7 +1533,7 @@ static int
 cmd_admin(struct ctl *c, int argc, char **argv)
 {
 	struct hp_error	 err;
-	int		 i, rc;
+	int		 i, rc, n = 0;
 
 	i = ctl_plain_parse(c, argc, argv, "+", NULL);
 	if (argc != i)
@@ -1543,14 +1543,31 @@ cmd_admin(struct ctl *c, int argc, char **argv)
 	if (strcmp(argv[0], "reload") == 0)
 		rc = hp_reload(c->h, &err);
 	else if (strcmp(argv[0], "drain") == 0)
-		rc = hp_drain(c->h, &err);
+		rc = hp_drain(c->h, &n, &err);
 	else if (strcmp(argv[0], "undrain") == 0)
-		rc = hp_undrain(c->h, &err);
+		rc = hp_undrain(c->h, &n, &err);
 	else
 		rc = hp_shutdown(c->h, &err);
 	if (rc == -1) {
 		ctl_error(&err);
 		return CTL_EXIT_FAIL;
+	}
+	/* What drain and undrain answer (hotplex-protocol(7)). */
+	if (strcmp(argv[0], "drain") == 0) {
+		if (c->json)
+			printf("{\"type\":\"ok\",\"data\":{\"sessions\":%d}}\n",
+			    n);
+		else
+			printf("%d sessions let go\n", n);
+		return CTL_EXIT_OK;
+	}
+	if (strcmp(argv[0], "undrain") == 0) {
+		if (c->json)
+			printf("{\"type\":\"ok\",\"data\":"
+			    "{\"was_draining\":%s}}\n", n ? "true" : "false");
+		else
+			printf("%s\n", n ? "was draining" : "was not draining");
+		return CTL_EXIT_OK;
 	}
 	return ctl_ok(c);
 }

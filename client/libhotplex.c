@@ -1507,16 +1507,38 @@ hp_shutdown(struct hp_client *h, struct hp_error *err)
 	return client_plain_op(h, "shutdown", err);
 }
 
-int
-hp_drain(struct hp_client *h, struct hp_error *err)
+/* An op of no field whose reply's data holds one number or boolean. */
+static int
+client_count_op(struct hp_client *h, const char *op, const char *member,
+    int *out, struct hp_error *err)
 {
-	return client_plain_op(h, "drain", err);
+	struct hp_req	*r;
+	const cJSON	*v;
+	cJSON		*obj;
+
+	if ((obj = client_request(h, op, &r, err)) == NULL)
+		return -1;
+	if (client_call(h, obj, r, 0, err) == -1)
+		return -1;
+	v = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(r->json, "data"), member);
+	if (out != NULL)
+		*out = cJSON_IsNumber(v) ? v->valueint : cJSON_IsTrue(v);
+	req_free(h, r);
+	return 0;
 }
 
 int
-hp_undrain(struct hp_client *h, struct hp_error *err)
+hp_drain(struct hp_client *h, int *sessions, struct hp_error *err)
 {
-	return client_plain_op(h, "undrain", err);
+	return client_count_op(h, "drain", "sessions", sessions, err);
+}
+
+int
+hp_undrain(struct hp_client *h, int *was_draining, struct hp_error *err)
+{
+	return client_count_op(h, "undrain", "was_draining", was_draining,
+	    err);
 }
 
 /* Hands the reply line to *raw when asked; takes it from r. */

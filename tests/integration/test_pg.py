@@ -16,6 +16,7 @@ and another host takes the session and resumes the conversation.
 Skipped, with the reason, where PostgreSQL cannot run."""
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -557,6 +558,18 @@ def test_drain(pg):
                  "... and A takes a new session again", n[-1:])
             t.eq(cc.request("undrain")["data"]["was_draining"], False,
                  "undrain again: it was not drained")
+            # hotplexctl prints what the ops answered.
+            ctl = [os.path.join(hplib.B, "hotplexctl"), "-S", a.sock]
+            out = [subprocess.run(ctl + args, capture_output=True, text=True,
+                                  timeout=hplib.scaled(30)).stdout
+                   for args in (["--json", "drain"], ["undrain"],
+                                ["--json", "undrain"])]
+            t.ok(json.loads(out[0]) == {"type": "ok",
+                                        "data": {"sessions": 2}} and
+                 out[1] == "was draining\n" and
+                 json.loads(out[2])["data"] == {"was_draining": False},
+                 "hotplexctl drain and undrain print the daemon's answers",
+                 out)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
