@@ -1481,33 +1481,10 @@ hp_detach(struct hp_client *h, const char *session, struct hp_error *err)
 }
 
 /* A request of no field answered ok. */
-static int
-client_plain_op(struct hp_client *h, const char *op, struct hp_error *err)
-{
-	struct hp_req	*r;
-	cJSON		*obj;
-
-	if ((obj = client_request(h, op, &r, err)) == NULL)
-		return -1;
-	if (client_call(h, obj, r, 0, err) == -1)
-		return -1;
-	req_free(h, r);
-	return 0;
-}
-
-int
-hp_reload(struct hp_client *h, struct hp_error *err)
-{
-	return client_plain_op(h, "reload", err);
-}
-
-int
-hp_shutdown(struct hp_client *h, struct hp_error *err)
-{
-	return client_plain_op(h, "shutdown", err);
-}
-
-/* An op of no field whose reply's data holds one number or boolean. */
+/*
+ * An op of no field; member (when out is not NULL) names the one number or
+ * boolean of the reply's data that *out gets (drain, undrain).
+ */
 static int
 client_count_op(struct hp_client *h, const char *op, const char *member,
     int *out, struct hp_error *err)
@@ -1520,12 +1497,31 @@ client_count_op(struct hp_client *h, const char *op, const char *member,
 		return -1;
 	if (client_call(h, obj, r, 0, err) == -1)
 		return -1;
-	v = cJSON_GetObjectItemCaseSensitive(
-	    cJSON_GetObjectItemCaseSensitive(r->json, "data"), member);
-	if (out != NULL)
+	if (out != NULL) {
+		v = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(r->json, "data"), member);
 		*out = cJSON_IsNumber(v) ? v->valueint : cJSON_IsTrue(v);
+	}
 	req_free(h, r);
 	return 0;
+}
+
+static int
+client_plain_op(struct hp_client *h, const char *op, struct hp_error *err)
+{
+	return client_count_op(h, op, NULL, NULL, err);
+}
+
+int
+hp_reload(struct hp_client *h, struct hp_error *err)
+{
+	return client_plain_op(h, "reload", err);
+}
+
+int
+hp_shutdown(struct hp_client *h, struct hp_error *err)
+{
+	return client_plain_op(h, "shutdown", err);
 }
 
 int

@@ -124,19 +124,25 @@ def test_bg_tasks():
              evs[-1:])
 
 
+def open_burst(d, names):
+    """Opens names at once on a client of its own: that client and the
+    replies that are not ok."""
+    c = Client(d.sock, timeout=600)     # Client scales
+    d.clients.append(c)
+    rids = [c.send("open", session=n, workdir=d.work + "/" + n)
+            for n in names]
+    return c, [o for o in (c.reply(r) for r in rids)
+               if o is None or o["type"] != "ok"]
+
+
 def test_reap_wave():
     """WAVE sessions stopped together: every stop answered, their workers
     gone, and a busy session's turns meanwhile stay fast."""
     with Daemon({"max_sessions": str(WAVE + 8),
                  "max_spawn_queue": str(WAVE + 8), "spare_max": "8",
                  "log_level": "info", "kill_grace": "300ms"}) as d:
-        c = Client(d.sock, timeout=600)     # Client scales
-        d.clients.append(c)
         names = ["w%d" % i for i in range(WAVE)]
-        rids = [c.send("open", session=n, workdir=d.work + "/" + n)
-                for n in names]
-        bad = [o for o in (c.reply(r) for r in rids)
-               if o is None or o["type"] != "ok"]
+        c, bad = open_burst(d, names)
         t.ok(not bad, "wave: %d sessions opened in one burst" % WAVE,
              bad[:3])
 
@@ -301,13 +307,8 @@ def test_sigterm_many():
                 # Idle ones frozen: their workers continue them to stop.
                 "freeze_after": "200ms"})
     with d:
-        c = Client(d.sock, timeout=600)     # Client scales
-        d.clients.append(c)
         names = ["t%d" % i for i in range(STOP_N)]
-        rids = [c.send("open", session=n, workdir=d.work + "/" + n)
-                for n in names]
-        bad = [o for o in (c.reply(r) for r in rids)
-               if o is None or o["type"] != "ok"]
+        c, bad = open_burst(d, names)
         t.ok(not bad, "sigterm: %d sessions opened" % STOP_N, bad[:3])
         s = d.client()
         turns = [s.send("execute", session=n, prompt="stall")
