@@ -216,6 +216,29 @@ hotplexd_nofile(const struct config *c, int raise)
 		    (unsigned long long)rl.rlim_cur);
 }
 
+/*
+ * RLIMIT_NPROC counts every task of a uid on the machine, so with
+ * session_user = creator all the sessions of one user share rlimit_nproc.
+ * Warns when max_sessions of them could need more (an idle real CLI has 8
+ * threads; its worker and tools come on top).
+ */
+#define HP_TASKS_PER_SESSION	16
+
+static void
+hotplexd_nproc(const struct config *c)
+{
+	unsigned long long	need;
+
+	need = (unsigned long long)c->max_sessions * HP_TASKS_PER_SESSION;
+	if (c->rlimit_nproc == 0 || strcmp(c->session_user, "dynamic") == 0 ||
+	    need <= c->rlimit_nproc)
+		return;
+	log_warnx("max_sessions %d of one user may need about %llu tasks, but "
+	    "rlimit_nproc %llu counts all of that user's together: its CLIs "
+	    "then fail to fork (raise rlimit_nproc, or session_user dynamic)",
+	    c->max_sessions, need, (unsigned long long)c->rlimit_nproc);
+}
+
 static void
 hotplexd_report_stdout(const char *line)
 {
@@ -335,6 +358,7 @@ hotplexd_reload(char *err, size_t errlen)
 	server_gateway_reload();
 	log_setlevel(hp.conf->log_level);
 	hotplexd_nofile(hp.conf, 1);
+	hotplexd_nproc(hp.conf);
 	log_info("configuration reloaded");
 	pool_refill();
 	return 0;
@@ -575,6 +599,7 @@ main(int argc, char **argv)
 	screen_install(ns);
 	if (check) {
 		hotplexd_nofile(hp.conf, 0);
+		hotplexd_nproc(hp.conf);
 		printf("hotplexd: configuration %s OK\n", conf_path);
 		fflush(stdout);
 		hp.worker_path = hotplexd_worker_path(hp.conf);
@@ -598,6 +623,7 @@ main(int argc, char **argv)
 	stats_init(&hp.all_total);
 
 	hotplexd_nofile(hp.conf, 1);
+	hotplexd_nproc(hp.conf);
 
 	signal(SIGPIPE, SIG_IGN);
 	umask(022);

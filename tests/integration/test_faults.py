@@ -849,6 +849,28 @@ def test_nofile_warning():
         d.cleanup()
 
 
+def test_nproc_warning():
+    """hotplexd -n warns when max_sessions of one user could need more
+    tasks than rlimit_nproc, which counts them together; not when the
+    limit is off or high enough."""
+    import subprocess
+    errs = []
+    for nproc in ("4096", "0", "100000"):
+        d = Daemon({"max_sessions": "1000", "rlimit_nproc": nproc})
+        try:
+            r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c",
+                                d.conf_path], capture_output=True,
+                               timeout=TURN_TIMEOUT_S)
+            errs.append((r.returncode,
+                         "counts all of that user" in
+                         r.stderr.decode(errors="replace")))
+        finally:
+            d.cleanup()
+    t.ok(errs == [(0, True), (0, False), (0, False)],
+         "hotplexd -n warns when max_sessions needs more tasks than "
+         "rlimit_nproc (4096: warned; 0 or 100000: not)", errs)
+
+
 def test_cli_spawn_capacity():
     """The worker cannot make its CLI's pipes (its descriptors run out):
     the execute ends at once with capacity, not spawn_failed, and the
@@ -897,7 +919,7 @@ for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
            test_exit_at_start, test_hugeline, test_flood,
            test_flood_over_line_max, test_master_killed,
            test_out_of_descriptors, test_descriptor_capacity,
-           test_cli_spawn_capacity, test_nofile_warning,
+           test_cli_spawn_capacity, test_nofile_warning, test_nproc_warning,
            test_stalled_client_worker_killed):
     if ONLY and fn.__name__ not in ONLY:
         continue
