@@ -15,6 +15,7 @@ and another host takes the session and resumes the conversation.
 
 Skipped, with the reason, where PostgreSQL cannot run."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -49,6 +50,16 @@ def shared_root():
     d = tempfile.mkdtemp(prefix="hppg-work.")
     os.chmod(d, hplib.DIR_SHARED)
     return d
+
+
+@contextlib.contextmanager
+def store_case(pg, db):
+    """A case's database URL and its shared workdir root, removed after."""
+    root = shared_root()
+    try:
+        yield pg.url(db), root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def host(pg_url, name, root, **conf):
@@ -95,9 +106,7 @@ def log_has(d, text):
 
 def test_one_host(pg):
     db = "one"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "solo", root) as d:
             c = d.client()
             c.request("sessions")   # served: the store was opened before
@@ -180,8 +189,6 @@ def test_one_host(pg):
         t.eq(pg.sql(db, "SELECT version FROM schema_version"), [["99"]],
              "... and leaves it as it was")
         d.cleanup()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_store_paused(pg):
@@ -190,9 +197,7 @@ def test_store_paused(pg):
     store_unavailable; once the server answers again the host reconnects
     and the next turn's end is stored with every turn counted."""
     db = "down"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root) as d:
             c = d.client()
             e1 = c.execute("d1", "stream:1", workdir=os.path.join(root, "d1"))
@@ -220,8 +225,6 @@ def test_store_paused(pg):
             t.ok(e3[-1]["type"] == "done" and r["turns"] == 3,
                  "the store back: the next turn's end has all 3 turns",
                  (e3[-1], r))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_store_lost(pg):
@@ -230,9 +233,7 @@ def test_store_lost(pg):
     them; once the store answers again the next turn takes the session
     back and goes on counting."""
     db = "lost"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, lease_timeout=SHORT_LEASE) as d:
             c = d.client()
             e1 = c.execute("l1", "stream:1", workdir=os.path.join(root, "l1"))
@@ -257,8 +258,6 @@ def test_store_lost(pg):
                  r["turns"] == 2,
                  "the store back: the next turn takes the lease again and "
                  "counts on", (e2[-1], l2, fence, r))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def http_get(port, path):
@@ -477,9 +476,7 @@ def test_drain(pg):
     B (max_sessions 1) refuses to take a second one; undrain puts A back
     in service."""
     db = "drain"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, move_timeout="60s") as a, \
                 host(url, "hostB", root, max_sessions="1") as b:
             ca, cb, cc = a.client(), b.client(), a.client()
@@ -570,8 +567,6 @@ def test_drain(pg):
                  json.loads(out[2])["data"] == {"was_draining": False},
                  "hotplexctl drain and undrain print the daemon's answers",
                  out)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_across(pg):
@@ -580,9 +575,7 @@ def test_across(pg):
     totals); an administrator's stats give the same sums on A and on B,
     and the audit on either has both hosts' rows, each naming its host."""
     db = "across"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root) as a, \
                 host(url, "hostB", root, max_ended_sessions="0") as b:
             ca, cb = a.client(), b.client()
@@ -620,8 +613,6 @@ def test_across(pg):
                 t.ok(got == [("a1", "hostA", "a"), ("b1", "hostB", "b")],
                      "audit on %s: both hosts' tool calls, each with its "
                      "host_id" % who, rows)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_own_move(pg):
@@ -631,9 +622,7 @@ def test_own_move(pg):
     then stops the CLI (whose last transcript lines its worker saves) and
     only then lets the session go; B's turn resumes it."""
     db = "own"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, move_timeout="2s") as a, \
                 host(url, "hostB", root, move_timeout="60s") as b:
             ca, fa = a.client(), a.client()
@@ -662,8 +651,6 @@ def test_own_move(pg):
                     moved = x or {}
             t.eq(moved.get("data", {}).get("host"), "hostB",
                  "A's follower is told session_moved to hostB")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_notify_stall(pg):
@@ -673,9 +660,7 @@ def test_notify_stall(pg):
     once that connection answers again the ask goes out, A lets go and
     B's request runs."""
     db = "stall"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, move_timeout="60s") as a, \
                 host(url, "hostB", root, move_timeout="60s") as b:
             e = a.client().execute("q1", "stream:1",
@@ -715,8 +700,6 @@ def test_notify_stall(pg):
                  log_has(a, "host hostB asks for session q1"),
                  "the channel back: the ask goes out, A lets go, B's turn "
                  "resumes the session", evs[-1])
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_valgrind(pg):
@@ -725,9 +708,7 @@ def test_valgrind(pg):
     moved to B, the server stopped and started (both hosts reconnect,
     store and channel), a turn on B again; t.done() checks the reports."""
     db = "vg"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, move_timeout="60s") as a, \
                 host(url, "hostB", root, move_timeout="60s") as b:
             e = a.client().execute("v1", "stream:1",
@@ -749,8 +730,6 @@ def test_valgrind(pg):
             t.ok(e3[-1]["type"] == "done" and row(pg, db, "v1")["turns"] == 3,
                  "valgrind: the store restarted, both hosts reconnected, "
                  "B's next turn stored (3 turns)", e3[-1])
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def check_n(d):
@@ -784,9 +763,7 @@ def test_fencing(pg):
     stopped); B takes the session and runs a turn; A's turn end is then
     refused by the fence, its client gets lease_lost, B's row stands."""
     db = "fence"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, lease_timeout=LONG_LEASE) as a, \
                 host(url, "hostB", root) as b:
             ca, cb = a.client(), b.client()
@@ -858,8 +835,6 @@ def test_fencing(pg):
             t.ok(eb[-1]["type"] == "done" and
                  row(pg, db, "f1")["turns"] == 3,
                  "B goes on serving it", eb[-1])
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_paused(pg):
@@ -867,9 +842,7 @@ def test_paused(pg):
     lease; B takes the session.  When A wakes it finds the lease gone: the
     turn ends lease_lost and B's row stands."""
     db = "paused"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, lease_timeout=SHORT_LEASE) as a, \
                 host(url, "hostB", root, lease_timeout=SHORT_LEASE) as b:
             ca, cb = a.client(), b.client()
@@ -900,17 +873,13 @@ def test_paused(pg):
             r = row(pg, db, "z1")
             t.ok(r["host_id"] == "hostB" and r["turns"] == 2,
                  "B's row stands", r)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_expiry(pg):
     """A serves a session and is killed (SIGKILL); its lease runs out after
     lease_timeout and B takes the session, resuming the conversation."""
     db = "expiry"
-    url = pg.url(db)
-    root = shared_root()
-    try:
+    with store_case(pg, db) as (url, root):
         with host(url, "hostA", root, lease_timeout=SHORT_LEASE) as a, \
                 host(url, "hostB", root, lease_timeout=SHORT_LEASE) as b:
             ca = a.client()
@@ -953,8 +922,6 @@ def test_expiry(pg):
                      all(not procs_in_group(g) for g in pgids),
                      DEATH_WAIT_S, "A's workers and CLIs to go")
             t.ok(True, "nothing of the killed host A survives")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main():
