@@ -410,12 +410,15 @@ def test_real_cli():
                  "failed" in evs[-1]["data"]["result"],
                  "real CLI: the model gets the denial and the turn completes",
                  (evs[-1], reqs))
-            evs = c.execute("real", '[[tool:Write:{"file_path":"/tmp/'
-                            'hotplex-fw-outside.txt","content":"x"}]] write')
+            # Outside the workdir but in this run's own directory: a fixed
+            # path in /tmp would be shared by runs side by side.
+            outside = os.path.join(d.work, "outside.txt")
+            evs = c.execute("real", '[[tool:Write:{"file_path":"%s",'
+                            '"content":"x"}]] write' % outside)
             den = first(evs, "permission_denied")
             t.ok(den is not None and den["data"]["by"] == "policy" and
                  "outside the workdir" in den["data"]["reason"] and
-                 not os.path.exists("/tmp/hotplex-fw-outside.txt"),
+                 not os.path.exists(outside),
                  "real CLI: a Write outside the workdir is denied", den)
             evs = c.execute("real", '[[tool:Write:{"file_path":"inside.txt",'
                             '"content":"x"}]] write')
