@@ -9,7 +9,9 @@ each N of BENCH_SCALE (default "100 1000 2000"), one daemon and
 - reap-wave stall: all N sessions stopped at once while the busy session
   runs turns: its worst round trip during the wave, beside its worst in
   the warm turns before (what the machine's own load costs);
-- stop time: SIGTERM with N live sessions until hotplexd has exited;
+- stop time: SIGTERM with N live sessions until hotplexd has exited, and
+  the CPU every process of the daemon spent meanwhile (its wall time on a
+  quiet machine is at least that over the cores);
 - idle-expiry wave: N sessions reaching idle_timeout together (the master
   is stopped, SIGSTOP, until every one's timer is due, then continued)
   while a busy session (its background task keeps it from idling) runs
@@ -81,6 +83,94 @@ def tree_cpu_s(root):
         total += own_cpu_s(p)
         todo.extend(kids.get(p, ()))
     return total
+
+
+def task_cpu_s(pid):
+    """A live process's CPU so far, every thread (schedstat's ns), and the
+    CPU of the children it reaped (ticks: one truncation a process)."""
+    total = 0.0
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0]) / 1e9
+        return total + reaped_cpu_s(pid)
+    except (OSError, ValueError, IndexError):
+        return total
+
+
+def tree_pids(root):
+    """root and every live process below it."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                kids.setdefault(int(stat_fields(int(d))[1]), []).append(
+                    int(d))
+            except (OSError, IndexError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def sigterm_stop(d, n):
+    """SIGTERM to exit: (wall s, CPU s of every process of the daemon
+    meanwhile, master CPU s, spawner CPU s).  The CPU is the master's
+    rusage once reaped here (its own, the spawner's, every worker's and
+    CLI's: each is reaped by its parent in the tree), less what the tree
+    had used before: a figure a loaded machine cannot inflate, unlike the
+    wall time.  The gateway (not waited for) is not counted."""
+    pid = d.proc.pid
+    sp = d.spawner()
+    # The gateway, not waited for at exit, is left out on both sides.
+    before = task_cpu_s(pid) + sum(task_cpu_s(p) for p in tree_pids(sp))
+    m0, s0 = cpu_ns(pid), cpu_ns(sp)
+    m1, s1 = m0, s0
+    t0 = time.perf_counter()
+    d.proc.send_signal(signal.SIGTERM)
+    while True:
+        r, status, ru = os.wait4(pid, os.WNOHANG)
+        if r == pid:
+            break
+        if time.perf_counter() - t0 > REPLY_S:
+            raise RuntimeError("SIGTERM: hotplexd did not exit")
+        try:
+            m1, s1 = cpu_ns(pid), cpu_ns(sp)
+        except (OSError, ValueError, IndexError):
+            pass
+        time.sleep(0.02)  # not a bound: how often the CPU is read
+    wall = time.perf_counter() - t0
+    d.proc.returncode = os.waitstatus_to_exitcode(status)
+    total = ru.ru_utime + ru.ru_stime - before
+    return wall, total, (m1 - m0) / 1e9, (s1 - s0) / 1e9
+
+
+def stop_phase(n):
+    """n live sessions, then SIGTERM: the stop time and its CPU."""
+    conf = {"max_sessions": str(n + 8), "max_spawn_queue": str(n + 8),
+            "spare_min": "4", "spare_max": "16", "log_level": "warn",
+            "idle_timeout": "0", "max_clients": "64"}
+    with Daemon(conf) as d:
+        c = Client(d.sock, timeout=REPLY_S)
+        d.clients.append(c)
+        names = ["s%d" % i for i in range(n)]
+        bad = burst(c, "open", names)
+        if bad:
+            print("# N=%d: %d opens failed (first %r)" % (n, len(bad),
+                                                          bad[0]))
+        live = len(d.workers())
+        load0 = os.getloadavg()[0]
+        wall, total, m, s = sigterm_stop(d, n)
+        print("N=%-5d SIGTERM to exit %.2f s with %d workers; CPU of every "
+              "process meanwhile %.2f s (%.2f ms a worker; master %.3f s, "
+              "spawner %.3f s); exit %s; load average %.1f before, %.1f "
+              "after" % (n, wall, live, total, total * 1e3 / max(live, 1),
+                         m, s, d.proc.returncode, load0,
+                         os.getloadavg()[0]))
+        sys.stdout.flush()
 
 
 def warm_turns(c, sess, n):
@@ -156,22 +246,7 @@ def one(n):
 
         # Stop time: reopen them (all live), then SIGTERM.
         burst(c, "open", names)
-        # The master's and the spawner's CPU meanwhile: their schedstat
-        # read until they go (the last reading stands).
-        sp = d.spawner()
-        m0, s0 = cpu_ns(pid), cpu_ns(sp)
-        m1, s1 = m0, s0
-        t2 = time.perf_counter()
-        d.proc.send_signal(signal.SIGTERM)
-        while d.proc.poll() is None:
-            if time.perf_counter() - t2 > REPLY_S:
-                raise RuntimeError("SIGTERM: hotplexd did not exit")
-            try:
-                m1, s1 = cpu_ns(pid), cpu_ns(sp)
-            except (OSError, ValueError, IndexError):
-                pass
-            time.sleep(0.02)
-        stop = time.perf_counter() - t2
+        stop, stop_cpu, m, s = sigterm_stop(d, n)
 
         print("N=%-5d open %6.0f/s  master %.3f ms/open  turn %.0f us "
               "(idle 0: %.0f us, x%.2f)  RSS %.1f KB/session" %
@@ -180,11 +255,10 @@ def one(n):
                (rss1 - rss0) / n))
         print("        stop wave %.2f s, busy turn worst %.1f ms during it "
               "(%.1f ms in %d turns before it); SIGTERM to exit %.2f s "
-              "(master %.2f ms, spawner %.2f ms CPU a session); "
-              "load average %.1f" % (wave, worst[0] * 1e3, calm * 1e3, TURNS,
-                                     stop, (m1 - m0) / 1e6 / n,
-                                     (s1 - s0) / 1e6 / n,
-                                     os.getloadavg()[0]))
+              "(master %.2f ms, spawner %.2f ms, every process %.2f ms CPU "
+              "a session); load average %.1f" %
+              (wave, worst[0] * 1e3, calm * 1e3, TURNS, stop, m * 1e3 / n,
+               s * 1e3 / n, stop_cpu * 1e3 / n, os.getloadavg()[0]))
         sys.stdout.flush()
     return dt
 
@@ -273,11 +347,15 @@ def idle_wave(n, burst_s):
         sys.stdout.flush()
 
 
-# BENCH_SCALE_PHASES: "all", or "idle" for the idle-expiry wave alone
-# (its idle_timeout then assumes a burst of 10 opens a second).
+# BENCH_SCALE_PHASES: "all", "idle" for the idle-expiry wave alone (its
+# idle_timeout then assumes a burst of 10 opens a second), or "stop" for
+# the SIGTERM stop alone, with the CPU every process spent in it.
 PHASES = os.environ.get("BENCH_SCALE_PHASES", "all")
 for n in SCALES:
     try:
+        if PHASES == "stop":
+            stop_phase(n)
+            continue
         dt = one(n) if PHASES == "all" else n / 10.0
         idle_wave(n, dt)
     except Exception as e:  # report, never fail
