@@ -27,8 +27,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
-from hplib import (TAP, Daemon, BDIR, wait_for, proc_alive,  # noqa: E402
-                   try_escape_tap)
+from hplib import (TAP, Daemon, BDIR, scaled, wait_for,  # noqa: E402
+                   proc_alive, try_escape_tap)
 import test_e2e                                            # noqa: E402
 
 t = TAP()
@@ -102,7 +102,7 @@ def run_as(user, sock, reqs):
         else sys.executable
     r = subprocess.run([py, "-c", CLIENT, sock, json.dumps(reqs)],
                        preexec_fn=pre, capture_output=True,
-                       timeout=CLIENT_TIMEOUT_S, cwd="/")
+                       timeout=scaled(CLIENT_TIMEOUT_S), cwd="/")
     try:
         return json.loads(r.stdout)
     except ValueError:

@@ -415,7 +415,8 @@ ok(r["terminal_reason"] == "aborted_tools" and
    parse(lines[1])["tool_use_result"] == "User rejected tool use",
    "interrupt during a tool: aborted_tools, as recorded", r)
 f.close_stdin()
-ok(f.wait(5) == 1, "the sleeping tool was killed; EOF exits 1")
+ok(f.wait(5) == 1,  # Fake.wait scales it
+   "the sleeping tool was killed; EOF exits 1")
 f = Fake(["--permission-prompt-tool", "stdio"])
 f.user("tool:true")
 lines, req = f.until(lambda d: d.get("type") == "control_request")
@@ -544,7 +545,8 @@ f.wait()
 f = Fake()
 f.user("exit")
 lines, r = f.result()
-ok(r is not None and f.wait(2) == 0, "exit: exit 0 right after the result")
+ok(r is not None and f.wait(2) == 0,  # Fake.wait scales it
+   "exit: exit 0 right after the result")
 
 f = Fake()
 f.user("error")
@@ -807,7 +809,7 @@ else:
     f.until(lambda d: d.get("type") == "control_response", 30)
     f.close_stdin()
     f.rest(30)
-    rc = f.wait(30)
+    rc = f.wait(30)     # Fake.wait scales it
     ok(rc == 1, "valgrind: no leaks or errors in a normal run (rc %s)" % rc,
        f.stderr())
 

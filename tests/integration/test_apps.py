@@ -168,7 +168,8 @@ def test_queue_shutdown():
              "SIGTERM refuses queued turns (shutting_down)")
         t.eq(of(ls, a)[-1]["type"], "done",
              "... and lets the running one finish")
-        t.eq(d.proc.wait(hplib.REPLY_TIMEOUT_S), 0, "the daemon exits 0")
+        t.eq(d.proc.wait(hplib.scaled(hplib.REPLY_TIMEOUT_S)), 0,
+             "the daemon exits 0")
 
 
 CLIENT = {"approvals": "client"}
@@ -541,7 +542,7 @@ def api_call(c, sess, body):
                    if b"=" in kv)
     port = int(env[b"ANTHROPIC_BASE_URL"].decode().rsplit(":", 1)[1])
     h = http.client.HTTPConnection("127.0.0.1", port,
-                                   timeout=hplib.REPLY_TIMEOUT_S)
+                                   timeout=hplib.scaled(hplib.REPLY_TIMEOUT_S))
     h.request("POST", "/v1/messages?beta=true", body=json.dumps(body),
               headers={"content-type": "application/json",
                        "x-api-key": env[b"ANTHROPIC_API_KEY"].decode(),
@@ -765,7 +766,7 @@ def ctl(d, args, stdin=b""):
     p = subprocess.run([os.path.join(hplib.BDIR, "hotplexctl"), "-S",
                         d.sock] + args, input=stdin, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, start_new_session=True,
-                       timeout=hplib.REPLY_TIMEOUT_S)
+                       timeout=hplib.scaled(hplib.REPLY_TIMEOUT_S))
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
@@ -827,8 +828,9 @@ def test_rate_limits():
              "sessions shows rate_limits and the last one", row)
         st = c.request("stats", session="rl")["data"]
         t.eq(st["rate_limits"], 1, "stats counts them")
-        page = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
-                                      timeout=hplib.REPLY_TIMEOUT_S).read()
+        page = urllib.request.urlopen(
+            "http://127.0.0.1:%d/metrics" % port,
+            timeout=hplib.scaled(hplib.REPLY_TIMEOUT_S)).read()
         t.ok(b"hotplex_rate_limit_events_total 1" in page,
              "metrics: hotplex_rate_limit_events_total", page[-300:])
 

@@ -60,7 +60,7 @@ class RecClient(Client):
     per request id after the fact; answer deltas are not decoded (floods)."""
 
     def __init__(self, path):
-        super().__init__(path, timeout=TURN_TIMEOUT_S)
+        super().__init__(path, timeout=TURN_TIMEOUT_S)  # Client scales it
         self.terms = {}         # rid -> terminal lines seen
         self.rids = []          # execute ids sent
 
@@ -800,7 +800,7 @@ def test_descriptor_capacity():
         conns, refused = [], None
         try:
             for _ in range(lim):
-                k = Client(d.sock, timeout=TURN_TIMEOUT_S)
+                k = Client(d.sock, timeout=TURN_TIMEOUT_S)  # Client scales it
                 conns.append(k)
                 try:
                     k.send("hello")
@@ -840,7 +840,7 @@ def test_nofile_warning():
             resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
         r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c",
                             d.conf_path], capture_output=True,
-                           preexec_fn=low, timeout=TURN_TIMEOUT_S)
+                           preexec_fn=low, timeout=scaled(TURN_TIMEOUT_S))
         err = r.stderr.decode(errors="replace")
         t.ok(r.returncode == 0 and "need about" in err and "512" in err,
              "hotplexd -n warns when max_sessions needs more descriptors "
@@ -860,7 +860,7 @@ def test_nproc_warning():
         try:
             r = subprocess.run([os.path.join(BDIR, "hotplexd"), "-n", "-c",
                                 d.conf_path], capture_output=True,
-                               timeout=TURN_TIMEOUT_S)
+                               timeout=scaled(TURN_TIMEOUT_S))
             errs.append((r.returncode,
                          "counts all of that user" in
                          r.stderr.decode(errors="replace")))

@@ -262,7 +262,7 @@ def test_store_lost(pg):
 
 def http_get(port, path):
     h = http.client.HTTPConnection("127.0.0.1", port,
-                                   timeout=hplib.REPLY_TIMEOUT_S)
+                                   timeout=hplib.scaled(hplib.REPLY_TIMEOUT_S))
     try:
         h.request("GET", path)
         r = h.getresponse()

@@ -131,7 +131,7 @@ def test_spawner_killed():
         sp = d.spawner()
         os.kill(sp, signal.SIGKILL)
         try:
-            d.proc.wait(EXIT_S)
+            d.proc.wait(scaled(EXIT_S))
         except subprocess.TimeoutExpired:
             pass
         t.eq(d.proc.returncode, 1,

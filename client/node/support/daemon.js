@@ -85,7 +85,7 @@ export class Daemon {
         await this.stop();
         throw new Error(`hotplexd did not start: ${this.logtail()}`);
       }
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await new Promise((r) => setTimeout(r, POLL_MS)); // not a bound
     }
     return this;
   }
@@ -125,7 +125,7 @@ export class Daemon {
     while (pids.some(alive)) {
       if (Date.now() > deadline)
         throw new Error(`still alive: ${pids.filter(alive)}`);
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await new Promise((r) => setTimeout(r, POLL_MS)); // not a bound
     }
   }
 
