@@ -590,6 +590,25 @@ shell_escape(const char *s, size_t n, struct norm_buf *out)
 	}
 }
 
+/*
+ * One escape as echo -e and printf %b read it: \0NNN takes up to three
+ * octal digits after its 0 (echo -e '\0162\0155' prints rm, where $'..'
+ * reads \016 and a 2); the others as shell_escape().
+ */
+static size_t
+shell_escape_echo(const char *s, size_t n, struct norm_buf *out)
+{
+	uint32_t	v = 0;
+	size_t		i;
+
+	if (n < 3 || s[1] != '0' || s[2] < '0' || s[2] > '7')
+		return shell_escape(s, n, out);
+	for (i = 2; i < n && i < 5 && s[i] >= '0' && s[i] <= '7'; i++)
+		v = (v << 3) | (uint32_t)(s[i] - '0');
+	nb_putc(out, (char)v);
+	return i;
+}
+
 /* Length of an expansion at s[0] == '$' that is empty or blank in use. */
 static size_t
 shell_dollar(const char *s, size_t n, int *blank)
@@ -1028,7 +1047,8 @@ sub_escapes(const char *s, size_t n, struct norm_buf *out)
 	size_t	i = 0, k;
 
 	while (i < n) {
-		if (s[i] == '\\' && (k = shell_escape(s + i, n - i, out)) != 0)
+		if (s[i] == '\\' && (k = shell_escape_echo(s + i, n - i,
+		    out)) != 0)
 			i += k;
 		else
 			nb_putc(out, s[i++]);
@@ -1853,6 +1873,25 @@ decode_escape_at(const char *s, size_t n, size_t i)
 }
 
 /*
+ * One escape of a text decoded whatever reads it: \0 and three octal
+ * digits is echo -e's or printf %b's \0NNN (a $'..' rarely spells \016
+ * followed by a digit), the others as in $'..'.
+ */
+static size_t
+decode_escape(const char *s, size_t n, struct norm_buf *out)
+{
+	size_t	i;
+
+	if (n >= 5 && s[1] == '0') {
+		for (i = 2; i < 5 && s[i] >= '0' && s[i] <= '7'; i++)
+			;
+		if (i == 5)
+			return shell_escape_echo(s, n, out);
+	}
+	return shell_escape(s, n, out);
+}
+
+/*
  * Undoes \xHH, \NNN, \uHHHH and %HH escapes in the lines that hold one
  * when the text has at least NORMALIZE_ESC_MIN of them; the other lines
  * have nothing to decode (copying them made a long text's decoded form as
@@ -1890,7 +1929,7 @@ decode_escapes(const char *s, size_t n, struct norm_buf *out)
 		mark = out->len;
 		for (i = line; i < eol; ) {
 			if (s[i] == '\\' && decode_escape_at(s, eol, i) &&
-			    (k = shell_escape(s + i, eol - i, out)) != 0) {
+			    (k = decode_escape(s + i, eol - i, out)) != 0) {
 				i += k;
 				continue;
 			}
@@ -2144,6 +2183,108 @@ decode_printf(const char *s, size_t n, struct norm_buf *out)
 	}
 }
 
+#define FEED_MAX	16	/* echo and printf commands evaluated per text */
+
+/*
+ * Whether a pipe into a shell follows s[at]: "| sh", "|sudo bash -s",
+ * "| /bin/dash".  Not "||".
+ */
+static int
+feed_shell(const char *s, size_t n, size_t at)
+{
+	static const char *const	 pre[] = { "sudo ", "env " };
+	size_t				 i = at, k;
+
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	if (i + 1 >= n || s[i] != '|' || s[i + 1] == '|')
+		return 0;
+	for (i++; i < n && (s[i] == ' ' || s[i] == '\t'); i++)
+		;
+	for (k = 0; k < sizeof pre / sizeof pre[0]; k++) {
+		if (n - i > strlen(pre[k]) &&
+		    memcmp(s + i, pre[k], strlen(pre[k])) == 0) {
+			for (i += strlen(pre[k]); i < n && s[i] == ' '; i++)
+				;
+		}
+	}
+	if (n - i >= 4 && memcmp(s + i, "/usr", 4) == 0)
+		i += 4;
+	if (n - i >= 5 && memcmp(s + i, "/bin/", 5) == 0)
+		i += 5;
+	if (n - i >= 2 && (memcmp(s + i, "ba", 2) == 0 ||
+	    memcmp(s + i, "da", 2) == 0))
+		i += 2;
+	else if (n - i >= 1 && (s[i] == 'z' || s[i] == 'k'))
+		i++;
+	if (n - i < 2 || s[i] != 's' || s[i + 1] != 'h')
+		return 0;
+	return i + 2 == n || !shell_name_char((unsigned char)s[i + 2], 0);
+}
+
+/* Whether echo's options at s (after "echo") ask for escapes: -e, -ne. */
+static int
+feed_echo_e(const char *s, size_t n)
+{
+	size_t	i = 0, k;
+	int	e = 0;
+
+	for (;;) {
+		while (i < n && (s[i] == ' ' || s[i] == '\t'))
+			i++;
+		if (i + 1 >= n || s[i] != '-')
+			return e;
+		for (k = i + 1; k < n && (s[k] == 'n' || s[k] == 'e' ||
+		    s[k] == 'E'); k++)
+			if (s[k] == 'e')
+				e = 1;
+		if (k == i + 1 || (k < n && s[k] != ' ' && s[k] != '\t'))
+			return e;
+		i = k;
+	}
+}
+
+/*
+ * echo -e or printf with an escape in it, its output piped into a shell
+ * (echo -e 'cd /tmp\nrm -rf ~' | sh): what the shell reads, escapes
+ * undone (\n, \t, \xHH, \0NNN), so that each command it holds starts
+ * its own line.  printf with a conversion is decode_printf()'s.
+ */
+static void
+decode_feeds(const char *s, size_t n, struct norm_buf *out)
+{
+	static const char *const	 cmd[] = { "echo", "printf" };
+	const char			*p, *bs;
+	size_t				 at, used, mark, count = 0, c;
+
+	if ((bs = memchr(s, '\\', n)) == NULL || memchr(bs, '|',
+	    (size_t)(s + n - bs)) == NULL)
+		return;
+	for (c = 0; c < sizeof cmd / sizeof cmd[0]; c++) {
+		for (p = s; count < FEED_MAX && (p = memmem(p,
+		    (size_t)(s + n - p), cmd[c], strlen(cmd[c]))) != NULL;) {
+			at = (size_t)(p - s);
+			p += strlen(cmd[c]);
+			if (at > 0 && !shell_word_start[(unsigned char)s[at - 1]]
+			    && s[at - 1] != '/')
+				continue;
+			mark = out->len;
+			if ((used = shell_print(s + at, n - at, 0, out)) == 0)
+				continue;
+			count++;
+			if (memchr(s + at, '\\', used) == NULL ||
+			    (c == 0 && !feed_echo_e(s + at + 4, used - 4)) ||
+			    (c == 1 && memchr(s + at, '%', used) != NULL) ||
+			    !feed_shell(s, n, at + used)) {
+				out->len = mark;
+				continue;
+			}
+			(void)decode_keep(out, mark);
+			p = s + at + used;
+		}
+	}
+}
+
 void
 normalize_decode(const char *in, size_t len, struct norm_buf *out)
 {
@@ -2155,6 +2296,7 @@ normalize_decode(const char *in, size_t len, struct norm_buf *out)
 	decode_level(in, len, &cur);
 	decode_pipes(in, len, &cur);
 	decode_printf(in, len, &cur);
+	decode_feeds(in, len, &cur);
 	for (level = 1; level <= NORMALIZE_DECODE_LEVELS && cur.len > 0;
 	    level++) {
 		nb_put(out, cur.data, cur.len);

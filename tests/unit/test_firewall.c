@@ -399,6 +399,70 @@ test_decode_hex_percent(void **state)
 	free(got);
 }
 
+/* Whether the decoded form of in holds want as a line of its own. */
+static void
+check_decoded_line(const char *in, const char *want)
+{
+	char	*got = decode(in), *p;
+	size_t	 n = strlen(want);
+	int	 found = 0;
+
+	for (p = got; (p = strstr(p, want)) != NULL; p++) {
+		if ((p == got || p[-1] == '\n') &&
+		    (p[n] == '\n' || p[n] == '\0')) {
+			found = 1;
+			break;
+		}
+	}
+	if (!found)
+		fail_msg("decoded form of \"%s\" lacks line \"%s\": \"%s\"",
+		    in, want, got);
+	free(got);
+}
+
+/*
+ * echo -e and printf output piped into a shell: what the shell reads,
+ * one command a line, each escape form undone.
+ */
+static void
+test_decode_echo_printf_feeds(void **state)
+{
+	char	*got;
+
+	/* \n: each command starts its own line. */
+	check_decoded_line("echo -e 'cd /tmp\\nrm -rf ~' | sh", "rm -rf ~");
+	check_decoded_line("printf 'x\\nrm -rf /\\n' | bash", "rm -rf /");
+	check_decoded_line("echo -ne \"a\\tb\\nid\" | sudo /bin/sh", "id");
+	/* \xHH */
+	check_decoded_line("echo -e '\\x69\\x64\\n\\x77\\x68\\x6f' | sh",
+	    "who");
+	check_decoded_line("printf 'uname\\x0aid' | dash", "id");
+	/* \0NNN in echo -e and printf %b, \NNN in a printf format. */
+	check_decoded_line("echo -e '\\0162\\0155 -rf ~' | bash", "rm -rf ~");
+	check_decoded_line("printf '%b' '\\0143\\0141\\0164 /etc/shadow' | sh",
+	    "cat /etc/shadow");
+	check_decoded_line("printf '\\143\\141\\164 /etc/shadow' | zsh",
+	    "cat /etc/shadow");
+	/* \0NNN is echo's wherever it stands, not \016 and a digit. */
+	got = decode("x=\"\\0143\\0141\\0164 /etc/shadow\"");
+	assert_non_null(strstr(got, "cat /etc/shadow"));
+	free(got);
+	/* echo without -e prints its backslashes: nothing to decode. */
+	got = decode("echo 'a\\nb' | sh");
+	assert_null(strstr(got, "a\nb"));
+	free(got);
+	/* Nor is output a shell does not read: a file, another filter, ||. */
+	got = decode("echo -e 'a\\nrm -rf /' > notes.txt");
+	assert_null(strstr(got, "\nrm -rf /"));
+	free(got);
+	got = decode("printf 'a\\nb\\n' | sort");
+	assert_string_equal(got, "");
+	free(got);
+	got = decode("printf 'a\\nb\\n' || sh");
+	assert_string_equal(got, "");
+	free(got);
+}
+
 static void
 test_decode_levels(void **state)
 {
@@ -1137,6 +1201,7 @@ main(void)
 		cmocka_unit_test(test_decode_base64),
 		cmocka_unit_test(test_decode_rev_tr),
 		cmocka_unit_test(test_decode_hex_percent),
+		cmocka_unit_test(test_decode_echo_printf_feeds),
 		cmocka_unit_test(test_decode_levels),
 		cmocka_unit_test(test_prefilter),
 		cmocka_unit_test(test_prefilter_long),
