@@ -215,17 +215,24 @@ pool_ready_spares(void)
  * A worker on its way out (stopped, killed): what it still says is bulk
  * work, behind the I/O of live sessions.  libevent refuses while its
  * events are active; they are then handled once more at the old level.
+ * Not when we are shutting down: then every worker is on its way out,
+ * and a thousand level-triggered channels left ready for the next bulk
+ * batch (HP_BULK_BATCH) would each be polled again by every epoll_wait,
+ * half the master's CPU in a stop of 1,000 sessions (perf).
  */
 void
 pool_worker_bulk(struct worker *wk)
 {
 	if (wk->peer != NULL)
-		peer_set_priority(wk->peer, HP_PRIO_BULK);
+		peer_set_priority(wk->peer, hp.shutting_down ? HP_PRIO_IO :
+		    HP_PRIO_BULK);
 }
 
 static void
 pool_stop_send(struct worker *wk, uint32_t turn)
 {
+	if (hp.shutting_down)
+		pool_worker_bulk(wk);	/* one queued before: at IO again */
 	wk->stop_sent = 1;
 	pool.nstopping++;
 	if (wk->stop_idle)

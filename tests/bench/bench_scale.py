@@ -185,6 +185,17 @@ def warm_turns(c, sess, n):
     return worst
 
 
+def lat_summary(lat):
+    """Round trips (s): how many, p90, p99, worst, and how many > 50 ms."""
+    lat = sorted(lat)
+    if not lat:
+        return "no turns"
+    return ("%d turns p90 %.1f p99 %.1f worst %.1f ms, %d > 50 ms" %
+            (len(lat), lat[int(len(lat) * 0.9)] * 1e3,
+             lat[int(len(lat) * 0.99)] * 1e3, lat[-1] * 1e3,
+             sum(1 for x in lat if x > 0.05)))
+
+
 def burst(c, op, names, **extra):
     """Sends op for every name at once; waits for every reply."""
     rids = {c.send(op, session=s, **extra): s for s in names}
@@ -282,7 +293,7 @@ def idle_wave(n, burst_s):
         if not evs or evs[-1]["type"] != "done":
             raise RuntimeError("busy session: %r" % (evs[-1:],))
         c0 = cpu_ns(pid)
-        calm = warm_turns(c, busy, TURNS)
+        warm_turns(c, busy, TURNS)
         per_turn = (cpu_ns(pid) - c0) / TURNS
         names = ["i%d" % i for i in range(n)]
         t_first = time.monotonic()
@@ -312,8 +323,11 @@ def idle_wave(n, burst_s):
         def drive():
             while not done.is_set():
                 lat.append(warm_turns(c, busy, 1))
-                worst[0] = max(worst[0], lat[-1])
+                if lat[-1] > worst[0]:
+                    worst[0] = lat[-1]
+                    worst_at[0] = time.perf_counter() - t0
                 turns[0] += 1
+        worst_at = [0.0]
         c0 = cpu_ns(pid)
         t0 = time.perf_counter()
         d.proc.send_signal(signal.SIGCONT)
@@ -334,15 +348,19 @@ def idle_wave(n, burst_s):
         exits = (reaped_cpu_s(sp) - reaped0 - before + tree_cpu_s(sp) -
                  sum(own_cpu_s(p) for p in busy_pids) + busy0) / n
         spw = (own_cpu_s(sp) - sp0) / n
-        lat.sort()
-        print("        idle-expiry wave of %d: busy turn worst %.1f ms in "
-              "%d turns, p90 %.1f ms (%.1f ms in %d turns before it); "
-              "wave %.2f s, "
+        load = os.getloadavg()[0]
+        # The same turns for as long again with no wave: what the
+        # machine's own load does to them, counted alike.
+        after = []
+        t1 = time.perf_counter()
+        while time.perf_counter() - t1 < wave:
+            after.append(warm_turns(c, busy, 1))
+        print("        idle-expiry wave of %d: busy turn %s during it; "
+              "%s as long after it; wave %.2f s (worst %.2f s in), "
               "master %.3f ms/session, spawner %.2f, a worker and its CLI "
-              "%.1f; load average %.1f" %
-              (n, worst[0] * 1e3, turns[0],
-               lat[int(len(lat) * 0.9)] * 1e3 if lat else 0.0,
-               calm * 1e3, TURNS, wave, per / 1e6, spw * 1e3, exits * 1e3,
+              "%.1f; load average %.1f, %.1f after" %
+              (n, lat_summary(lat), lat_summary(after), wave, worst_at[0],
+               per / 1e6, spw * 1e3, exits * 1e3, load,
                os.getloadavg()[0]))
         sys.stdout.flush()
 
