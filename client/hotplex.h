@@ -334,6 +334,8 @@ struct hp_audit_row {
 	char		**files_deleted; /* paths a Bash call removed */
 	size_t		 nfiles_deleted;
 	int		 files_truncated; /* the two lists may be incomplete */
+	int		 overlapped;	/* a Bash call beside another: the
+					   lists may hold the other's files */
 	char		*detail;	/* a refusal's reason, a failure's head */
 	char		*host_id;	/* shared store: the host it ran on */
 };

@@ -1320,6 +1320,10 @@ ctl_print_audit_row(const struct hp_audit_row *r)
 	if (r->files_truncated && strlen(files) < sizeof files - 1)
 		snprintf(files + strlen(files), sizeof files - strlen(files),
 		    " (files truncated)");
+	/* Its files may be the other call's: inotify does not say who. */
+	if (r->overlapped && strlen(files) < sizeof files - 1)
+		snprintf(files + strlen(files), sizeof files - strlen(files),
+		    " (overlapped another Bash call)");
 	printf("%-20s %-16.32s %5lu %-8s %-12.24s %-6s %-8s %6s %-3s %s%s\n",
 	    when, r->session, (unsigned long)r->turn, r->kind,
 	    r->tool != NULL ? r->tool : "", r->decision != NULL ?

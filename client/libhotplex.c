@@ -1678,6 +1678,8 @@ audit_row_parse(const cJSON *o, struct hp_audit_row *a)
 	a->error = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "error"));
 	a->files_truncated = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o,
 	    "files_truncated"));
+	a->overlapped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o,
+	    "overlapped"));
 	if (audit_str(o, "tool", &a->tool) == -1 ||
 	    audit_str(o, "digest", &a->digest) == -1 ||
 	    audit_str(o, "excerpt", &a->excerpt) == -1 ||

@@ -3,8 +3,9 @@
  * to its tool_result), every permission denial and every prompt the
  * firewall refused is a row of the store (store.h), with the session, its
  * owner, the turn, the tool, a digest and a bounded excerpt of the input,
- * the decision and who made it, the duration, whether it failed and the
- * files it wrote.  The rows come from the events the workers relay: only
+ * the decision and who made it, the duration, whether it failed, the
+ * files it wrote and whether it overlapped another Bash call (whose files
+ * it may list too).  The rows come from the events the workers relay: only
  * the event types concerned are parsed (permission_request too: a call
  * the app answered is audited as decided by "app", with the uid).  The audit op reads them
  * back, an owner's own rows only unless an administrator asks; rows older
@@ -44,6 +45,7 @@ struct audit_call {
 	char		*excerpt;
 	char		*files;		/* JSON array, or NULL */
 	int		 observed;	/* files as the worker saw them */
+	int		 overlapped;	/* ... beside another Bash call */
 	char		*by;		/* who denied it, or NULL */
 	char		*reason;
 	char		*request_id;	/* put to the app (approvals "client") */
@@ -139,6 +141,7 @@ audit_call_end(struct session *s, size_t i, int64_t duration_ms, int error,
 	r.error = error;
 	/* A failed Write wrote nothing; a failed command may have. */
 	r.files = a->observed || (a->by == NULL && !error) ? a->files : NULL;
+	r.overlapped = a->overlapped;
 	r.detail = a->reason != NULL ? a->reason : why;
 	if (a->app) {
 		snprintf(detail, sizeof detail, "%s by uid %ld%s%s",
@@ -313,6 +316,8 @@ audit_observed(struct audit_call *a, const cJSON *d)
 	free(a->files);
 	a->files = json_print(o);
 	a->observed = 1;
+	a->overlapped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d,
+	    "overlapped"));
 	cJSON_Delete(o);
 }
 
@@ -503,6 +508,7 @@ audit_row_json(void *arg, int64_t id, const struct store_audit *r)
 	    cJSON_CreateArray());
 	cJSON_AddBoolToObject(o, "files_truncated", cJSON_IsObject(f) &&
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "truncated")));
+	cJSON_AddBoolToObject(o, "overlapped", r->overlapped);
 	if (!cJSON_IsArray(f))
 		cJSON_Delete(f);
 	if (!cJSON_IsArray(w))

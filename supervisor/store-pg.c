@@ -58,7 +58,7 @@
 #include "supervisor/store-backend.h"
 #include "supervisor/store.h"
 
-#define PG_SCHEMA		1	/* bump with a migration below */
+#define PG_SCHEMA		2	/* bump with a migration below */
 #define PG_LOCK_KEY		"7526411003240751176"	/* schema changes */
 #define PG_CONNECT_TIMEOUT	"5"	/* seconds, unless the URL says */
 #define PG_CONNECT_TIMEOUT_MS	5000	/* the same, connecting from the loop */
@@ -69,6 +69,7 @@
 #define PG_QUERY_MAX		1000	/* audit rows per query */
 #define PG_QUERY_MAX_S		"1000"	/* ... and session rows, as SQL */
 #define PG_NUM_MAX		24	/* a 64-bit number as text */
+#define PG_SQL_MAX		1024	/* a migration's statements */
 
 static const char *pg_schema_v1 =
     "CREATE TABLE schema_version ("
@@ -127,6 +128,15 @@ static const char *pg_schema_v1 =
     " data BYTEA NOT NULL,"
     " PRIMARY KEY (uid, name, path, pos));"
     "INSERT INTO schema_version (version) VALUES (1);";
+
+/*
+ * Migrations: pg_migrations[v - 1] takes schema v to v + 1, in the
+ * transaction that holds the advisory lock.
+ */
+static const char *const pg_migrations[] = {
+	/* 2: a Bash call that overlapped another (SQLite's schema 4). */
+	"ALTER TABLE audit ADD COLUMN overlapped INTEGER NOT NULL DEFAULT 0;",
+};
 
 enum pg_stmt {
 	PS_SESSION_PUT, PS_SESSION_CREATE, PS_SESSION_DELETE, PS_SESSIONS,
@@ -196,17 +206,17 @@ static const char *pg_sql[PS_N] = {
 	    "host_id",
 	[PS_AUDIT_ADD] = "INSERT INTO audit (time_ms, uid, session, turn, "
 	    "kind, tool, digest, excerpt, decision, decided_by, duration_ms, "
-	    "error, files, detail, host_id) VALUES ($1::bigint, $2::bigint, "
-	    "$3::text, $4::bigint, $5::text, $6::text, $7::text, $8::text, "
-	    "$9::text, $10::text, $11::bigint, $12::integer, $13::text, "
-	    "$14::text, $15::text)",
+	    "error, files, detail, host_id, overlapped) VALUES ($1::bigint, "
+	    "$2::bigint, $3::text, $4::bigint, $5::text, $6::text, $7::text, "
+	    "$8::text, $9::text, $10::text, $11::bigint, $12::integer, "
+	    "$13::text, $14::text, $15::text, $16::integer)",
 	/* A NULL parameter matches everything. */
 	[PS_AUDIT_QUERY] = "SELECT id, time_ms, uid, session, turn, kind, "
 	    "tool, digest, excerpt, decision, decided_by, duration_ms, error, "
-	    "files, detail, host_id FROM audit WHERE id > $1::bigint AND time_ms >= "
-	    "$2::bigint AND ($3::bigint IS NULL OR uid = $3::bigint) AND "
-	    "($4::text IS NULL OR session = $4::text) ORDER BY id LIMIT "
-	    "$5::integer",
+	    "files, detail, host_id, overlapped FROM audit WHERE id > "
+	    "$1::bigint AND time_ms >= $2::bigint AND ($3::bigint IS NULL OR "
+	    "uid = $3::bigint) AND ($4::text IS NULL OR session = $4::text) "
+	    "ORDER BY id LIMIT $5::integer",
 	[PS_AUDIT_EXPIRE] = "DELETE FROM audit WHERE time_ms < $1::bigint",
 	/*
 	 * Free (no row), expired, released, or ours already (this host
@@ -422,7 +432,8 @@ static int
 pg_schema(void)
 {
 	PGresult	*r;
-	int		 version = 0;
+	char		 sql[PG_SQL_MAX];
+	int		 version = 0, v;
 
 	if (pg_simple("BEGIN", PGRES_COMMAND_OK, "begin") == -1)
 		return -1;
@@ -464,14 +475,22 @@ pg_schema(void)
 			    "starting");
 		goto fail;
 	}
-	if (version == 0) {
-		if (pg_simple(pg_schema_v1, PGRES_COMMAND_OK,
-		    "creating the schema") == -1)
+	if (version == 0 && pg_simple(pg_schema_v1, PGRES_COMMAND_OK,
+	    "creating the schema") == -1)
+		goto fail;
+	for (v = version > 0 ? version : 1; v < PG_SCHEMA; v++) {
+		snprintf(sql, sizeof sql, "%s UPDATE schema_version SET "
+		    "version = %d;", pg_migrations[v - 1], v + 1);
+		if (pg_simple(sql, PGRES_COMMAND_OK, "migrating the schema") ==
+		    -1)
 			goto fail;
+		if (version > 0)
+			log_info("store: %s migrated to schema %d", pg_display,
+			    v + 1);
+	}
+	if (version == 0)
 		log_info("store: created the schema (version %d) in %s",
 		    PG_SCHEMA, pg_display);
-	}
-	/* Migrations from version to PG_SCHEMA go here. */
 	return pg_simple("COMMIT", PGRES_COMMAND_OK, "commit");
 fail:
 	pg_simple("ROLLBACK", PGRES_COMMAND_OK, "rollback");
@@ -1282,7 +1301,7 @@ pg_audit_add(const struct store_audit *a)
 {
 	char		 t[PG_NUM_MAX], u[PG_NUM_MAX], turn[PG_NUM_MAX];
 	char		 d[PG_NUM_MAX];
-	const char	*v[15];
+	const char	*v[16];
 
 	snprintf(t, sizeof t, "%" PRId64, a->time_ms);
 	snprintf(u, sizeof u, "%lu", (unsigned long)a->uid);
@@ -1303,7 +1322,8 @@ pg_audit_add(const struct store_audit *a)
 	v[12] = a->files;
 	v[13] = a->detail;
 	v[14] = pg_host_id;
-	return pg_changed(PS_AUDIT_ADD, 15, v, "saving an audit row") == -1 ?
+	v[15] = a->overlapped ? "1" : "0";
+	return pg_changed(PS_AUDIT_ADD, 16, v, "saving an audit row") == -1 ?
 	    -1 : 0;
 }
 
@@ -1356,6 +1376,7 @@ pg_audit_query(const struct store_audit_query *q, store_audit_cb cb,
 		a.files = pg_col_null(r, i, 13);
 		a.detail = pg_col_null(r, i, 14);
 		a.host_id = pg_col_null(r, i, 15);
+		a.overlapped = atoi(PQgetvalue(r, i, 16));
 		n++;
 		if (cb(arg, strtoll(PQgetvalue(r, i, 0), NULL, 10), &a) == -1)
 			break;

@@ -29,7 +29,7 @@
 #include "supervisor/store.h"
 
 #define STORE_FILE		"hotplex.db"
-#define STORE_SCHEMA		3	/* bump with a migration below */
+#define STORE_SCHEMA		4	/* bump with a migration below */
 #define STORE_FILE_MODE		0600
 #define STORE_DIR_MODE		0711	/* the workers' tmp/, claude/ are inside */
 #define STORE_BUSY_MS		5000	/* a reader holding a lock (sqlite3(1)) */
@@ -89,6 +89,11 @@ static const char *const store_migrations[] = {
 	" pos INTEGER NOT NULL,"
 	" data BLOB NOT NULL,"
 	" PRIMARY KEY (uid, name, path, pos));",
+	/*
+	 * 4: a Bash call that overlapped another of its session (its files
+	 * may be the other's too: inotify does not say who wrote).
+	 */
+	"ALTER TABLE audit ADD COLUMN overlapped INTEGER NOT NULL DEFAULT 0;",
 };
 
 enum store_stmt {
@@ -125,8 +130,8 @@ static const char *store_sql[ST_N] = {
 	[ST_TOTALS_GET] = "SELECT ended_total FROM totals WHERE id = 1",
 	[ST_AUDIT_ADD] = "INSERT INTO audit (time_ms, uid, session, turn, "
 	    "kind, tool, digest, excerpt, decision, decided_by, duration_ms, "
-	    "error, files, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-	    "?9, ?10, ?11, ?12, ?13, ?14)",
+	    "error, files, detail, overlapped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+	    "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	[ST_AUDIT_EXPIRE] = "DELETE FROM audit WHERE time_ms < ?1",
 	/* Nests in sq_begin()'s batch, unlike BEGIN. */
 	[ST_SAVEPOINT] = "SAVEPOINT piece",
@@ -726,6 +731,7 @@ sq_audit_add(const struct store_audit *a)
 	sqlite3_bind_int(st, 12, a->error != 0);
 	store_text(st, 13, a->files);
 	store_text(st, 14, a->detail);
+	sqlite3_bind_int(st, 15, a->overlapped != 0);
 	return store_run(ST_AUDIT_ADD, "saving an audit row");
 }
 
@@ -750,9 +756,9 @@ sq_audit_query(const struct store_audit_query *q, store_audit_cb cb,
 	/* Bound as parameters; a NULL one matches everything. */
 	if (sqlite3_prepare_v2(store_db, "SELECT id, time_ms, uid, session, "
 	    "turn, kind, tool, digest, excerpt, decision, decided_by, "
-	    "duration_ms, error, files, detail FROM audit WHERE id > ?1 AND "
-	    "time_ms >= ?2 AND (?3 IS NULL OR uid = ?3) AND (?4 IS NULL OR "
-	    "session = ?4) ORDER BY id LIMIT ?5", -1, &st, NULL) != SQLITE_OK) {
+	    "duration_ms, error, files, detail, overlapped FROM audit WHERE "
+	    "id > ?1 AND time_ms >= ?2 AND (?3 IS NULL OR uid = ?3) AND (?4 "
+	    "IS NULL OR session = ?4) ORDER BY id LIMIT ?5", -1, &st, NULL) != SQLITE_OK) {
 		store_err("audit query");
 		return -1;
 	}
@@ -779,6 +785,7 @@ sq_audit_query(const struct store_audit_query *q, store_audit_cb cb,
 		a.error = sqlite3_column_int(st, 12);
 		a.files = store_col_null(st, 13);
 		a.detail = store_col_null(st, 14);
+		a.overlapped = sqlite3_column_int(st, 15);
 		n++;
 		if (cb(arg, sqlite3_column_int64(st, 0), &a) == -1) {
 			rc = SQLITE_DONE;

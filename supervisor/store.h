@@ -56,6 +56,8 @@ struct store_audit {
 	int64_t		 duration_ms;	/* -1: unknown */
 	int		 error;
 	const char	*files;		/* JSON array of paths, or NULL */
+	int		 overlapped;	/* a Bash call beside another: its
+					   files may be the other's too */
 	const char	*detail;	/* free text, or NULL */
 	const char	*host_id;	/* loaded: who wrote it (shared store) */
 };

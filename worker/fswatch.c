@@ -16,7 +16,8 @@
  * their own; calls that overlap (sub-agents, commands the CLI runs in
  * parallel) each get what was changed while they overlapped, and a
  * command left running in the background is seen in whichever call is in
- * flight when it writes.
+ * flight when it writes.  So a call that was ever in flight beside
+ * another says so (overlapped): its lists may hold the other's changes.
  *
  * One watch set per turn: made at the turn's first Bash call, kept up to
  * date between calls (new directories are watched as they appear) and
@@ -74,6 +75,7 @@ struct fswatch_call {
 	struct fswatch_file	 files[FSWATCH_FILES_MAX];
 	size_t			 nfiles;
 	int			 truncated;
+	int			 overlapped;	/* another call was in flight */
 };
 
 struct fswatch_dir {
@@ -430,6 +432,13 @@ fswatch_begin(const char *tool, const char *tool_id)
 	}
 	/* What happened before this call is not its doing. */
 	fswatch_drain();
+	if (fw.ncalls > 0) {
+		/* Both may list each other's changes from now on. */
+		for (i = 0; i < FSWATCH_CALLS_MAX; i++)
+			if (fw.calls[i].tool_id != NULL)
+				fw.calls[i].overlapped = 1;
+		c->overlapped = 1;
+	}
 	c->tool_id = xstrdup(tool_id);
 	fw.ncalls++;
 	if (fw.fd != -1) {
@@ -483,6 +492,7 @@ fswatch_end(const char *tool_id, cJSON *data)
 	cJSON_AddItemToObject(data, "files_written", fswatch_list(c, 0));
 	cJSON_AddItemToObject(data, "files_deleted", fswatch_list(c, 1));
 	cJSON_AddBoolToObject(data, "files_truncated", c->truncated);
+	cJSON_AddBoolToObject(data, "overlapped", c->overlapped);
 	fswatch_call_free(c);
 	/* The watch set stays for the turn's next call (fswatch_clear). */
 }

@@ -199,7 +199,10 @@ int		 gate_check(struct gate *, const char *tool,
 void		 fswatch_init(struct event_base *, const char *workdir);
 /* A tool call is about to run (only Bash calls are watched). */
 void		 fswatch_begin(const char *tool, const char *tool_id);
-/* Its tool_result: adds files_written, files_deleted, files_truncated. */
+/*
+ * Its tool_result: adds files_written, files_deleted, files_truncated and
+ * overlapped (another Bash call was in flight beside it).
+ */
 void		 fswatch_end(const char *tool_id, cJSON *data);
 /* The CLI's own turn is over: the watch set goes unless a call is on. */
 void		 fswatch_idle(void);

@@ -125,6 +125,7 @@ enum fc_usage_idx { U_IN, U_OUT, U_CR, U_CW, U_N };
 struct fc_directives {
 	int	 think, stall, ignore_intr, crash, garbage, escape, exit_after;
 	int	 error, slash, echo, settings, ratelimit, bgturn;
+	int	 twice;		/* two tool_use blocks of the command */
 	int	 bgtasks;	/* -1: none said; else the tasks listed */
 	long	 deltas;
 	long	 delay_ms;
@@ -209,6 +210,7 @@ struct fc_turn {
 	char			*perm_cmd;	/* owned; from updatedInput */
 
 	/* ST_TOOL. */
+	int			 tool_block;	/* the call asked or run */
 	pid_t			 tool_pid;
 	int			 tool_fd[2];	/* stdout, stderr; -1 closed */
 	char			*tool_out[2];	/* owned */
@@ -920,6 +922,8 @@ fc_directive(struct fc_directives *d, const char *w, size_t n)
 			d->ratelimit = 1;
 		else if (KEY("bgturn"))
 			d->bgturn = 1;
+		else if (KEY("twice"))
+			d->twice = 1;
 		else if (KEY("bgtask"))
 			d->bgtasks = 1;
 		else if (KEY("bgdone"))
@@ -1238,7 +1242,8 @@ fc_tool_round(struct fc_turn *t)
 	struct fc_block	*b;
 	cJSON		*in;
 	char		*json, *desc;
-	int		 ri = t->nrounds++, bi;
+	int		 ri = t->nrounds++, bi, first, i;
+	int		 ntools = t->d.twice ? 2 : 1;
 
 	r = &t->rounds[ri];
 	fc_round_init(t, r, ri, 2);
@@ -1257,11 +1262,14 @@ fc_tool_round(struct fc_turn *t)
 	if ((json = cJSON_PrintUnformatted(in)) == NULL)
 		fc_die(1, "fake-claude: out of memory");
 	cJSON_Delete(in);
-	b = fc_block_add(r, BLK_TOOL_USE, fc_strdup(json),
-	    (strlen(json) + FC_TOOL_DELTA_BYTES - 1) / FC_TOOL_DELTA_BYTES);
+	for (i = 0; i < ntools; i++) {
+		b = fc_block_add(r, BLK_TOOL_USE, fc_strdup(json),
+		    (strlen(json) + FC_TOOL_DELTA_BYTES - 1) /
+		    FC_TOOL_DELTA_BYTES);
+		b->cmd = fc_strdup(t->d.tool);
+		fc_id(b->tool_id, sizeof b->tool_id, "toolu_fake_");
+	}
 	cJSON_free(json);
-	b->cmd = fc_strdup(t->d.tool);
-	fc_id(b->tool_id, sizeof b->tool_id, "toolu_fake_");
 
 	if (opts.partial)
 		fc_step_add(t, ST_STATUS, ri, 0, 0);
@@ -1271,23 +1279,50 @@ fc_tool_round(struct fc_turn *t)
 		fc_step_add(t, ST_STALL, ri, 0, 0);
 		return;
 	}
-	for (bi = 0; bi < r->nblocks - 1; bi++) {
+	for (bi = 0; bi < r->nblocks - ntools; bi++) {
 		fc_steps_block(t, ri, bi);
 		if (t->d.garbage)
 			fc_step_add(t, ST_GARBAGE, ri, bi, 0);
 	}
-	fc_step_add(t, ST_BLOCK_START, ri, bi, 0);
-	fc_step_add(t, ST_DELTAS, ri, bi, 0);
-	fc_step_add(t, ST_ASSISTANT, ri, bi, 0);
-	if (opts.perm_stdio)
-		fc_step_add(t, ST_PERMIT_ASK, ri, bi, 0);
-	fc_step_add(t, ST_BLOCK_STOP, ri, bi, 0);
+	for (t->tool_block = first = bi; bi < r->nblocks; bi++) {
+		fc_step_add(t, ST_BLOCK_START, ri, bi, 0);
+		fc_step_add(t, ST_DELTAS, ri, bi, 0);
+		fc_step_add(t, ST_ASSISTANT, ri, bi, 0);
+		if (opts.perm_stdio && bi == first)
+			fc_step_add(t, ST_PERMIT_ASK, ri, bi, 0);
+		fc_step_add(t, ST_BLOCK_STOP, ri, bi, 0);
+	}
 	fc_step_add(t, ST_MSG_DELTA, ri, 0, 0);
 	fc_step_add(t, ST_MSG_STOP, ri, 0, 0);
-	if (opts.perm_stdio)
-		fc_step_add(t, ST_PERMIT_WAIT, ri, bi, 0);
-	fc_step_add(t, ST_TOOL, ri, bi, 0);
-	fc_step_add(t, ST_TOOL_RESULT, ri, bi, 0);
+	/* twice: both calls are in flight; they run one after the other. */
+	for (bi = first; bi < r->nblocks; bi++) {
+		if (opts.perm_stdio && bi != first)
+			fc_step_add(t, ST_PERMIT_ASK, ri, bi, 0);
+		if (opts.perm_stdio)
+			fc_step_add(t, ST_PERMIT_WAIT, ri, bi, 0);
+		fc_step_add(t, ST_TOOL, ri, bi, 0);
+		fc_step_add(t, ST_TOOL_RESULT, ri, bi, 0);
+	}
+}
+
+/* twice: the first call's result is out; the second starts afresh. */
+static void
+fc_tool_reset(struct fc_turn *t)
+{
+	int	i;
+
+	for (i = 0; i < 2; i++) {
+		free(t->tool_out[i]);
+		t->tool_out[i] = NULL;
+		t->tool_len[i] = 0;
+	}
+	t->tool_pid = -1;
+	t->tool_status = t->tool_reaped = t->tool_started = 0;
+	free(t->perm_msg);
+	free(t->perm_cmd);
+	t->perm_msg = t->perm_cmd = NULL;
+	t->perm_state = PERM_NONE;
+	t->perm_allow = 0;
 }
 
 static void
@@ -2007,6 +2042,7 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		fc_emit(fc_line_api_error(r, FC_API_ERROR_TEXT));
 		break;
 	case ST_PERMIT_ASK:
+		t->tool_block = s->block;
 		fc_emit(fc_line_can_use_tool(t, b));
 		t->perm_state = PERM_ASKED;
 		break;
@@ -2018,6 +2054,7 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		if (t->perm_state == PERM_ANSWERED && !t->perm_allow)
 			break;
 		if (!t->tool_started) {
+			t->tool_block = s->block;
 			t->tool_started = 1;
 			t->phase = PH_TOOL;
 			t->tool_deadline = fc_after_ms(t->d.toolsleep_ms);
@@ -2035,6 +2072,10 @@ fc_step(struct fc_turn *t, int *timed, struct timespec *wake)
 		break;
 	case ST_TOOL_RESULT:
 		fc_emit(fc_line_tool_result(t, b));
+		if (s->block < r->nblocks - 1) {
+			fc_tool_reset(t);	/* twice: the next call */
+			break;
+		}
 		t->phase = PH_STREAM;
 		t->next++;
 		fc_final_round(t);
@@ -2113,7 +2154,7 @@ fc_turn_interrupt(const char *req_id)
 	if (req_id != NULL)
 		fc_emit(fc_control_response(req_id, NULL, NULL));
 	if (in_tool) {
-		b = &t->rounds[0].blocks[t->rounds[0].nblocks - 1];
+		b = &t->rounds[0].blocks[t->tool_block];
 		if (t->perm_state == PERM_ASKED) {
 			d = cJSON_CreateObject();
 			cJSON_AddStringToObject(d, "tool_name", "Bash");

@@ -373,6 +373,28 @@ ok(tr["message"]["content"][0]["is_error"] and
    r["permission_denials"][0]["tool_input"]["command"] ==
    "touch denied.txt",
    "deny: is_error tool_result, nothing run, denial in result", r)
+# twice: two tool_use blocks, each asked for before it runs, in order.
+f.user("twice tool:echo x >> twice.txt")
+ids, asked, seen = [], [], []
+for i in range(2):
+    lines, req = f.until(lambda d: d.get("type") == "control_request")
+    seen += lines
+    asked.append(req and req["request"]["tool_use_id"])
+    ids += [parse(s)["message"]["content"][0]["id"] for s in lines
+            if label(parse(s)) == "assistant:tool_use"]
+    f.send({"type": "control_response", "response": {
+        "subtype": "success", "request_id": req and req["request_id"],
+        "response": {"behavior": "allow",
+                     "updatedInput": req and req["request"]["input"]}}})
+lines, r = f.result()
+trs = [parse(s)["message"]["content"][0]["tool_use_id"] for s in seen + lines
+       if label(parse(s)) == "user:tool_result"]
+with open(os.path.join(work, "twice.txt")) as tf:
+    ran = tf.read()
+ok(len(ids) == 2 and ids[0] != ids[1] and asked == ids and trs == ids and
+   ran == "x\nx\n" and r["num_turns"] == 2,
+   "twice: two tool_use blocks in one message, asked for, run and "
+   "answered in order", (ids, asked, trs, ran))
 f.close_stdin()
 ok(f.wait() == 0, "permission session exits 0")
 

@@ -168,6 +168,54 @@ def test_bash_files():
              rows[-1])
 
 
+def test_overlapped():
+    """Two Bash calls in flight at once (fake-claude's twice: two
+    tool_use blocks in one message, run one after the other): inotify does
+    not say who wrote, so each row lists both calls' files, and says so;
+    a call alone does not."""
+    with Daemon({}) as d:
+        c = d.client()
+        wd = os.path.join(d.work, "ov")
+        c.execute("ov", "tool:echo a > alone.txt", workdir=wd)
+        evs = c.execute("ov", "twice tool:echo x >> both.txt; "
+                        "mktemp n.XXXXXX")
+        res = [e["data"] for e in evs if e["type"] == "tool_result"]
+        t.ok(len(res) == 2 and all(r.get("overlapped") is True
+                                   for r in res),
+             "overlapped: both tool_results say so", res)
+        rows = audit(c, session="ov")
+        t.ok(len(rows) == 3, "overlapped: a row per call", rows)
+        if len(rows) != 3:
+            return
+        t.ok(rows[0].get("overlapped") is False and
+             rows[0]["files"] == [os.path.join(wd, "alone.txt")],
+             "overlapped: a call alone is not marked", rows[0])
+        # The first ends before the second runs: its own two files; the
+        # second was in flight all along: its own and the first's file.
+        f1, f2 = (set(r["files"]) for r in rows[1:])
+        t.ok(all(r.get("overlapped") is True for r in rows[1:]) and
+             len(f1) == 2 and len(f2) == 3 and f1 < f2 and
+             os.path.join(wd, "both.txt") in f1,
+             "overlapped: both rows are marked; the second lists the "
+             "first's file too", rows[1:])
+        ctl = os.path.join(BDIR, "hotplexctl")
+        p = subprocess.run([ctl, "-S", d.sock, "audit", "ov"],
+                           capture_output=True, text=True,
+                           timeout=scaled(60))
+        lines = [x for x in p.stdout.splitlines() if "ov" in x.split()[1:2]]
+        t.ok(p.returncode == 0 and len(lines) == 3 and
+             "(overlapped another Bash call)" not in lines[0] and
+             all("(overlapped another Bash call)" in x for x in lines[1:]),
+             "overlapped: hotplexctl audit says which rows", p.stdout)
+        db = sqlite3.connect(os.path.join(d.dir, "state", "hotplex.db"))
+        try:
+            got = db.execute("SELECT overlapped FROM audit WHERE session = "
+                             "'ov' ORDER BY id").fetchall()
+        finally:
+            db.close()
+        t.eq(got, [(0,), (1,), (1,)], "overlapped: a column of the store")
+
+
 def test_access():
     if os.geteuid() != 0:
         t.skip("audit access by uid", "needs root for useradd")
@@ -222,6 +270,7 @@ def test_retention():
 def main():
     test_rows()
     test_bash_files()
+    test_overlapped()
     test_access()
     test_retention()
     t.done()

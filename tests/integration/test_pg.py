@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,7 +39,17 @@ if os.environ.get("HP_VALGRIND") and os.environ.get("HP_SAN"):
            "valgrind do not mix); the plain build runs it")
     t.done()
 
-SCHEMA = 1
+
+
+def _pg_schema():
+    """PG_SCHEMA of supervisor/store-pg.c: the build's."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(HERE)),
+                           "supervisor", "store-pg.c")) as f:
+        return int(re.search(r"#define\s+PG_SCHEMA\s+(\d+)",
+                             f.read()).group(1))
+
+
+SCHEMA = _pg_schema()
 SHORT_LEASE = "2s"           # the expiry case: a takeover within seconds
 SHORT_LEASE_S = 2.0
 LONG_LEASE = "1h"            # a host that never renews during the test
@@ -168,6 +179,22 @@ def test_one_host(pg):
             t.ok(r["ended"] and l2 and not l2[2],
                  "a stopped session: its row ended, its lease given back",
                  (r, l2))
+        # Schema 1 (before the audit's overlapped column) is migrated in
+        # place, once: the rows stay, new audit rows have the column.
+        pg.sql(db, "ALTER TABLE audit DROP COLUMN overlapped; "
+               "UPDATE schema_version SET version = 1")
+        with host(url, "solo", root) as d:
+            c = d.client()
+            c.execute("m1", "tool:true", workdir=os.path.join(root, "m1"))
+            t.ok(log_has(d, "migrated to schema %d" % SCHEMA) and
+                 not log_has(d, "created the schema"),
+                 "schema 1: migrated in place, and logged", d.logtail())
+            t.ok(pg.sql(db, "SELECT version FROM schema_version") ==
+                 [[str(SCHEMA)]] and row(pg, db, "p1")["turns"] == 5 and
+                 pg.sql(db, "SELECT overlapped FROM audit WHERE session = "
+                        "'m1'") == [["0"]],
+                 "schema 1: its rows kept, a new audit row has overlapped",
+                 pg.sql(db, "SELECT version FROM schema_version"))
         # A newer schema is another hotplexd's: never touched.
         pg.sql(db, "UPDATE schema_version SET version = 99")
         d = host(url, "solo", root)

@@ -617,8 +617,9 @@ V1_SESSIONS = ("CREATE TABLE sessions (uid INTEGER NOT NULL, name TEXT NOT "
 
 
 def test_schema_v1():
-    """A database of schema 1 (before run_uid) is migrated in place: its
-    sessions stay and resume."""
+    """A database of schema 1 (before run_uid, the transcripts and the
+    audit's overlapped) is migrated in place: its sessions stay and
+    resume."""
     with Daemon() as d:
         s1, s2, st2 = two_turns(d, "v1")
         sid = s1["cli_session_id"]
@@ -629,6 +630,7 @@ def test_schema_v1():
                          "cli_session_id, has_conversation, ended, options, "
                          "stats, last_turn, updated_ms FROM s2; DROP TABLE "
                          "s2; DROP TABLE IF EXISTS transcripts; "
+                         "ALTER TABLE audit DROP COLUMN overlapped; "
                          "PRAGMA user_version = 1;")
         db.commit()
         db.close()
@@ -640,6 +642,9 @@ def test_schema_v1():
              "schema 1: the daemon answers")
         t.eq(db_query(d, "PRAGMA user_version"), [(SCHEMA,)],
              "schema 1: migrated to schema %d" % SCHEMA)
+        t.eq(db_query(d, "SELECT count(*) FROM pragma_table_info('audit') "
+                      "WHERE name = 'overlapped'"), [(1,)],
+             "schema 1: the audit has the overlapped column")
         with open(d.log, "rb") as f:
             log = f.read()[mark:].decode("utf-8", "replace")
         t.ok("migrated to schema %d" % SCHEMA in log and "renamed" not in log,

@@ -203,6 +203,11 @@ test_one_after_another(void **state)
 	assert_list(b, "files_deleted", NULL);
 	assert_false(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b,
 	    "files_truncated")));
+	/* One after the other: neither overlapped. */
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(a,
+	    "overlapped")));
+	assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(b,
+	    "overlapped")));
 	cJSON_Delete(a);
 	cJSON_Delete(b);
 }
@@ -249,6 +254,11 @@ test_overlap(void **state)
 	b = end("b");
 	assert_list(a, "files_written", "p.txt", "q.txt", NULL);
 	assert_list(b, "files_written", "q.txt", "r.txt", NULL);
+	/* Each may list the other's changes, and says so. */
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a,
+	    "overlapped")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b,
+	    "overlapped")));
 	cJSON_Delete(a);
 	cJSON_Delete(b);
 }
