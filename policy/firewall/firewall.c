@@ -9,6 +9,7 @@
  * pattern, the first time it runs, in a policy loaded from texts checked
  * before (struct fw_pattern).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <oniguruma.h>
 
 #include "common/xmalloc.h"
+#include "policy/firewall/literals.h"
 #include "policy/firewall/normalize.h"
 #include "policy/firewall/firewall.h"
 #include "policy/firewall/prefilter.h"
@@ -60,6 +62,22 @@ struct fw_rule {
 	size_t		 allow;		/* ... resolved to its index */
 	enum policy_context context;	/* context rule: what it says */
 	struct fw_pattern *pat;		/* behind a pointer: see below */
+	struct fw_lead	*lead;		/* NULL: a match may start anywhere */
+};
+
+/*
+ * The literals one of which starts every match of a rule (literals.c):
+ * a window of starts is tried only where one stands, each place by one
+ * anchored match, rather than by a search that tries every start.
+ */
+struct fw_lead {
+	uint8_t		 first[256 / 8];	/* bytes that start one, both
+						   cases */
+	size_t		 n;
+	struct fw_lead_lit {
+		char	 s[LIT_LEN_MAX + 1];	/* lower case */
+		size_t	 len;
+	}		 lit[LIT_SET_MAX];
 };
 
 /*
@@ -170,6 +188,7 @@ fw_rule_clear(struct fw_rule *r)
 	free(r->allow_id);
 	free(r->needs);
 	free(r->needmask);
+	free(r->lead);
 	if (r->pat != NULL) {
 		if (r->pat->re != NULL)
 			onig_free(r->pat->re);
@@ -306,6 +325,49 @@ fw_need_id(struct policy *p, const char *lit)
 	return (unsigned)p->nneeds++;
 }
 
+/* The leading literals of a pattern, if it has any. */
+static struct fw_lead *
+fw_lead_new(const char *pattern)
+{
+	struct lit_set	*set;
+	struct fw_lead	*l = NULL;
+	unsigned char	 c;
+	size_t		 i;
+
+	set = xmalloc(sizeof *set);
+	if (lit_prefixes(pattern, set) == 0) {
+		l = xcalloc(1, sizeof *l);
+		for (i = 0; i < set->n; i++) {
+			memcpy(l->lit[i].s, set->s[i], sizeof l->lit[i].s);
+			l->lit[i].len = strlen(set->s[i]);
+			c = (unsigned char)set->s[i][0];
+			l->first[c / 8] |= 1U << (c % 8);
+			c = (unsigned char)toupper(c);
+			l->first[c / 8] |= 1U << (c % 8);
+		}
+		l->n = set->n;
+	}
+	free(set);
+	return l;
+}
+
+/* Whether one of the leading literals starts at s (len bytes left). */
+static int
+fw_lead_at(const struct fw_lead *l, const unsigned char *s, size_t len)
+{
+	size_t	i;
+
+	if ((l->first[s[0] / 8] & (1U << (s[0] % 8))) == 0)
+		return 0;
+	for (i = 0; i < l->n; i++) {
+		if (l->lit[i].len <= len &&
+		    strncasecmp((const char *)s, l->lit[i].s,
+		    l->lit[i].len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Parser callback: compiles one rule into the policy. */
 static int
 fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
@@ -386,6 +448,7 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	if (re == NULL)
 		r->pat->text = xstrdup(def->pattern);
 	r->hinted = def->nhints > 0;
+	r->lead = fw_lead_new(def->pattern);
 	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
 	r->line_only = def->line_only;
 	for (i = 0; i < def->nhints; i++)
@@ -933,6 +996,7 @@ fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
 	const OnigUChar	*s = (const OnigUChar *)nb->data;
 	const OnigUChar	*e = s + nb->len;
 	regex_t		*re;
+	size_t		 pos;
 	int		 rc;
 
 	if ((re = fw_rule_re(r)) == NULL)
@@ -940,6 +1004,20 @@ fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
 	if (to > nb->len)
 		to = nb->len;
 	b->last = s + to;
+	if (r->lead != NULL) {
+		/* Only where a leading literal stands, in order. */
+		for (pos = from; pos <= to && pos < nb->len; pos++) {
+			if (!fw_lead_at(r->lead, s + pos, nb->len - pos))
+				continue;
+			rc = onig_match_with_param(re, s, e, s + pos, region,
+			    ONIG_OPTION_NONE, mp);
+			if (rc >= 0)
+				return (int)pos;
+			if (rc != ONIG_MISMATCH)
+				return rc;
+		}
+		return ONIG_ABORT;
+	}
 	if (from == to) {
 		rc = onig_match_with_param(re, s, e, s + from, region,
 		    ONIG_OPTION_NONE, mp);

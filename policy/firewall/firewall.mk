@@ -3,7 +3,8 @@
 # (link with $(LDLIBS_ONIG) $(LDLIBS_CJSON) and $(B)/libcommon.a; the
 # digest is common/sha256.c's, no libcrypto).
 POLICY_SRCS	= policy/firewall/rules.c policy/firewall/normalize.c \
-		  policy/firewall/prefilter.c policy/firewall/firewall.c \
+		  policy/firewall/prefilter.c policy/firewall/literals.c \
+		  policy/firewall/firewall.c \
 		  policy/firewall/digest.c
 POLICY_OBJS	= $(POLICY_SRCS:%.c=$(B)/%.o)
 POLICY_RULES	= $(sort $(wildcard policy/firewall/rules/*.rules))

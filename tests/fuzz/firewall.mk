@@ -11,10 +11,12 @@ FUZZ_FIREWALL_CFLAGS	= -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -I. \
 			  -fsanitize=fuzzer,address,undefined \
 			  -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_FIREWALL_SRCS	= policy/firewall/rules.c policy/firewall/normalize.c \
-			  policy/firewall/prefilter.c policy/firewall/firewall.c \
+			  policy/firewall/prefilter.c policy/firewall/literals.c \
+			  policy/firewall/firewall.c \
 			  common/log.c common/xmalloc.c common/json.c
 FUZZ_FIREWALL_DEPS	= $(FUZZ_FIREWALL_SRCS) policy/firewall/firewall.h \
-			  policy/firewall/normalize.h policy/firewall/prefilter.h
+			  policy/firewall/normalize.h policy/firewall/prefilter.h \
+			  policy/firewall/literals.h
 FUZZ_FIREWALL_BINS	= $(B)/fuzz/fuzz_rules $(B)/fuzz/fuzz_firewall
 
 $(B)/fuzz/fuzz_rules: tests/fuzz/fuzz_rules.c $(FUZZ_FIREWALL_DEPS)

@@ -16,6 +16,7 @@
 
 #include "policy/firewall/normalize.h"
 #include "policy/firewall/firewall.h"
+#include "policy/firewall/literals.h"
 #include "policy/firewall/prefilter.h"
 
 #define ERRLEN	512
@@ -645,6 +646,64 @@ load(const char *text, char *err)
 	    ERRLEN);
 }
 
+/* --- leading literals -------------------------------------------- */
+
+/* The leading literals of pat, joined by |; "-" for none. */
+static const char *
+leads(const char *pat, char *buf, size_t len)
+{
+	struct lit_set	set;
+	size_t		i, n = 0;
+
+	if (lit_prefixes(pat, &set) != 0) {
+		assert_int_equal(set.n, 0);
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	buf[0] = '\0';
+	for (i = 0; i < set.n; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "|" : "",
+		    set.s[i]);
+	return buf;
+}
+
+static void
+test_literals(void **state)
+{
+	char	b[512];
+
+	/* Anchors and look-around match nothing: the run goes on. */
+	assert_string_equal(leads("\\bRM\\s+-rf", b, sizeof b), "rm");
+	assert_string_equal(leads("(?<=x)\\bcurl\\b", b, sizeof b), "curl");
+	assert_string_equal(leads("^(?:chmod|chown)\\s", b, sizeof b),
+	    "chmod|chown");
+	assert_string_equal(leads("colou?r\\b", b, sizeof b),
+	    "colour|color");
+	assert_string_equal(leads("\\bfor\\s+x|utmpdump\\s", b, sizeof b),
+	    "for|utmpdump");
+	assert_string_equal(leads("(?:a|b)+c", b, sizeof b), "a|b");
+	assert_string_equal(leads("\\$\\{?home", b, sizeof b),
+	    "${home|$home");
+	assert_string_equal(leads("(?-i:-L)x", b, sizeof b), "-lx");
+	/* A match that may start with anything has none. */
+	assert_string_equal(leads("(?:sudo\\s+)?rm", b, sizeof b), "-");
+	assert_string_equal(leads("(?:sudo )?\\s*rm", b, sizeof b), "-");
+	assert_string_equal(leads("(?:sudo )?rm", b, sizeof b), "sudo rm|rm");
+	assert_string_equal(leads("a|\\s+b", b, sizeof b), "-");
+	assert_string_equal(leads("a|", b, sizeof b), "-");
+	assert_string_equal(leads("[a-z]+x", b, sizeof b), "-");
+	assert_string_equal(leads("(?=x)", b, sizeof b), "-");
+	/* What this reader does not know is refused, never guessed. */
+	assert_string_equal(leads("(?i)rm", b, sizeof b), "-");
+	assert_string_equal(leads("rm{,x}", b, sizeof b), "-");
+	assert_string_equal(leads("\\Krm", b, sizeof b), "-");
+	assert_string_equal(leads("[[:alpha:]]rm", b, sizeof b), "-");
+	assert_string_equal(leads("(rm", b, sizeof b), "-");
+	/* Too many leading strings: none rather than some. */
+	assert_string_equal(leads("(?:a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q)x",
+	    b, sizeof b), "-");
+}
+
 static void
 test_parse_good(void **state)
 {
@@ -821,6 +880,43 @@ test_check_needs(void **state)
 	    "                              base64", &v), 0);
 	/* Needs are found in each form, as hints are. */
 	assert_int_equal(check(p, POLICY_BASH, "c'u'rl x '|' s''h", &v), 1);
+	policy_free(p);
+}
+
+/*
+ * A window of starts is tried only where a leading literal stands, and in
+ * order: the first match is the same as a search's, in any case.
+ */
+static const char lead_rules[] =
+    "rule t.lead\n"
+    "\tcategory\ttest\n"
+    "\tseverity\tcritical\n"
+    "\thint\t\tpasswd\n"
+    "\treach\t\t40\n"
+    "\tpattern\t\t\\b(?:cat|tac)\\s+\\S*passwd\n"
+    "\tmessage\t\treading passwd\n";
+
+static void
+test_check_leads(void **state)
+{
+	struct policy		*p;
+	struct policy_verdict	 v;
+	char			 err[ERRLEN] = "";
+
+	p = load(lead_rules, err);
+	assert_non_null(p);
+	assert_int_equal(check(p, POLICY_BASH, "TAC /etc/passwd", &v), 1);
+	assert_string_equal(v.excerpt, "TAC /etc/passwd");
+	/* A leading literal that does not match, then one that does. */
+	assert_int_equal(check(p, POLICY_BASH, "cat x; cat /etc/passwd", &v),
+	    1);
+	assert_int_equal(check(p, POLICY_BASH, "cat x; dog /etc/passwd", &v),
+	    0);
+	/* Out of reach. */
+	assert_int_equal(check(p, POLICY_BASH, "cat                       "
+	    "                  /etc/passwd", &v), 0);
+	/* A literal at the very end of the text. */
+	assert_int_equal(check(p, POLICY_BASH, "passwd cat", &v), 0);
 	policy_free(p);
 }
 
@@ -1205,12 +1301,14 @@ main(void)
 		cmocka_unit_test(test_decode_levels),
 		cmocka_unit_test(test_prefilter),
 		cmocka_unit_test(test_prefilter_long),
+		cmocka_unit_test(test_literals),
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_load_files),
 		cmocka_unit_test(test_check_forms),
 		cmocka_unit_test(test_check_reach_line),
 		cmocka_unit_test(test_check_needs),
+		cmocka_unit_test(test_check_leads),
 		cmocka_unit_test(test_check_targets_threshold),
 		cmocka_unit_test(test_check_allowlist),
 		cmocka_unit_test(test_check_context),
