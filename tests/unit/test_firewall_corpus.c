@@ -52,7 +52,7 @@
  */
 #define HELDOUT_GOAL_DETECT	95.0	/* percent of attacks blocked */
 #define HELDOUT_GOAL_FP		3.0	/* percent of benign blocked */
-static const double heldout_gate_detect[] = { 80.5, 78.5 }; /* prompt, bash */
+static const double heldout_gate_detect[] = { 81.0, 79.0 }; /* prompt, bash */
 static const double heldout_gate_fp[] = { 3.0, 3.0 };
 #define SPLIT_MAX_CATEGORIES	32
 #define SPLIT_MAX_CATEGORY	32
