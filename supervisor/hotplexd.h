@@ -71,6 +71,8 @@ struct client {
 	struct event		*stall_timer;	/* ... for too long: cut off */
 	struct line_reader	 reader;
 	unsigned		 refs;	/* sessions' pointers to it (session.c) */
+	/* Workers not read while it does not (relay.c): resumed with it. */
+	TAILQ_HEAD(, worker)	 paused;
 };
 TAILQ_HEAD(clients, client);
 
@@ -95,6 +97,8 @@ struct worker {
 	struct event		*hello_timer;
 	struct session		*session;	/* NULL while spare */
 	int			 paused;	/* not read: its client is slow */
+	struct client		*paused_for;	/* ... that client, on its list */
+	TAILQ_ENTRY(worker)	 paused_entry;
 	uint64_t		 started_ms;
 	TAILQ_ENTRY(worker)	 stop_entry;	/* pool.c's stop queue */
 	int			 stop_queued;	/* to be told when a slot frees */
@@ -423,7 +427,8 @@ void	 session_op_configure(struct client *, const char *req,
 	    const cJSON *);
 void	 session_client_gone(struct client *);
 void	 session_event(struct session *, const char *type, cJSON *data);
-void	 session_client_stalled(struct client *, int stalled);
+void	 session_client_reads(struct client *);
+void	 session_worker_unpause(struct worker *);
 void	 session_worker_msg(struct session *, struct worker *, struct msg *);
 void	 session_worker_gone(struct session *, struct worker *, int status);
 void	 session_worker_ready(void);

@@ -752,6 +752,7 @@ pool_worker_finish(struct worker *wk)
 	struct worker	dead = *wk;	/* what is needed after the free */
 
 	wk->dead = 1;
+	session_worker_unpause(wk);	/* off a slow client's list */
 	pool_unspare(wk);
 	pool_stop_unqueue(wk);
 	if (wk->stop_sent) {
@@ -813,11 +814,8 @@ pool_worker_dead(struct worker *wk, int status)
 	/* Its last messages may still be in the socket: wait for EOF. */
 	if (wk->closed)
 		pool_worker_finish(wk);
-	else if (wk->paused) {
-		/* Paused for a slow client: read on, so that EOF comes. */
-		wk->paused = 0;
-		peer_pause(wk->peer, 0);
-	}
+	else	/* paused for a slow client: read on, so that EOF comes */
+		session_worker_unpause(wk);
 }
 
 static void

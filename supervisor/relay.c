@@ -18,6 +18,8 @@
 
 #define SESSION_SEQ_MAX		24	/* digits of a seq and its comma */
 
+static void	session_worker_pause(struct session *, struct client *);
+
 /* tail is an object's text after its '{': `"type":..,"data":{..}}`. */
 void
 session_emit_tail(struct session *s, const char *tail, size_t len)
@@ -41,8 +43,11 @@ session_emit_tail(struct session *s, const char *tail, size_t len)
 	memcpy(line + n, tail, len);
 	n += len;
 	line[n++] = '\n';
-	if (s->exec.c != NULL)
+	if (s->exec.c != NULL) {
 		server_client_write(s->exec.c, line, n);
+		if (s->exec.c->stalled)
+			session_worker_pause(s, s->exec.c);
+	}
 	for (i = 0; i < s->nfollowers; i++)
 		if (s->followers[i] != s->exec.c)
 			server_client_write(s->followers[i], line, n);
@@ -274,36 +279,62 @@ session_op_detach(struct client *c, const char *req, const cJSON *r)
 	server_client_ok(c, req, NULL);
 }
 
-/* Pauses (or resumes) reading the workers whose turn goes to c. */
-void
-session_client_stalled(struct client *c, int stalled)
+/*
+ * Stops reading s's worker while the client of its turn does not read: the
+ * CLI then blocks on its pipe and memory stays bounded.  A worker is paused
+ * by its own next line for that client (one more line each, never a walk
+ * of the table) and goes on the client's list, which its resume walks.
+ */
+static void
+session_worker_pause(struct session *s, struct client *c)
 {
-	struct session	*s;
+	struct worker	*wk = s->worker;
 
 	/*
-	 * Pausing touches only its own turns' workers: none, no walk.  A
-	 * resume walks, as a turn may have ended while its worker was paused.
+	 * A reaped worker is read on to its EOF, stalled client or not: what
+	 * it left is bounded by the socket, and its end ends the session's
+	 * turn (and, shutting down, lets the daemon exit).
 	 */
-	if (stalled && c->refs == 0)
+	if (wk == NULL || wk->peer == NULL || wk->paused || wk->reaped)
 		return;
-	TAILQ_FOREACH(s, &hp.sessions, entry) {
-		if (s->worker == NULL || s->worker->peer == NULL ||
-		    (stalled && s->exec.c != c))
-			continue;
-		/*
-		 * A reaped worker is read on to its EOF, stalled client or not:
-		 * what it left is bounded by the socket, and its end ends the
-		 * session's turn (and, shutting down, lets the daemon exit).
-		 */
-		if (stalled && !s->worker->paused && !s->worker->reaped) {
-			s->worker->paused = 1;
-			peer_pause(s->worker->peer, 1);
-			log_info("session %s: client does not read; pausing its "
-			    "worker", s->name);
-		} else if (!stalled && s->worker->paused && !s->worker->closed &&
-		    (s->exec.c == c || s->exec.c == NULL)) {
-			s->worker->paused = 0;
-			peer_pause(s->worker->peer, 0);
-		}
+	wk->paused = 1;
+	wk->paused_for = c;
+	TAILQ_INSERT_TAIL(&c->paused, wk, paused_entry);
+	peer_pause(wk->peer, 1);
+	log_info("session %s: client does not read; pausing its worker",
+	    s->name);
+}
+
+/* Reads wk again (reaped, freed, or its client reads): off the list. */
+void
+session_worker_unpause(struct worker *wk)
+{
+	if (wk->paused_for != NULL) {
+		TAILQ_REMOVE(&wk->paused_for->paused, wk, paused_entry);
+		wk->paused_for = NULL;
+	}
+	if (!wk->paused)
+		return;
+	wk->paused = 0;
+	if (wk->peer != NULL && !wk->closed && !wk->dead)
+		peer_pause(wk->peer, 0);
+}
+
+/*
+ * c reads again (or is gone): the workers it paused go on, but for one
+ * whose session's turn is now another stalled client's, which keeps it.
+ */
+void
+session_client_reads(struct client *c)
+{
+	struct worker	*wk;
+	struct session	*s;
+
+	while ((wk = TAILQ_FIRST(&c->paused)) != NULL) {
+		session_worker_unpause(wk);
+		s = wk->session;
+		if (s != NULL && s->worker == wk && s->exec.c != NULL &&
+		    s->exec.c != c && s->exec.c->stalled)
+			session_worker_pause(s, s->exec.c);
 	}
 }

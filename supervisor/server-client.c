@@ -189,7 +189,7 @@ server_client_drained(struct bufferevent *bev, void *arg)
 		c->stalled = 0;
 		evtimer_del(c->stall_timer);
 		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		session_client_stalled(c, 0);
+		session_client_reads(c);
 		return;
 	}
 	if (!c->closing || c->lingering)
@@ -239,6 +239,7 @@ server_client_new(int fd)
 	server_client_groups(fd, c);
 	c->admin = server_client_is_admin(c->uid, c->gid);
 	line_init(&c->reader, hp.conf->max_request_bytes);
+	TAILQ_INIT(&c->paused);
 	c->bev = bufferevent_socket_new(hp.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");
@@ -273,8 +274,7 @@ server_client_free(struct client *c)
 {
 	TAILQ_REMOVE(&hp.clients, c, entry);
 	hp.nclients--;
-	if (c->stalled)
-		session_client_stalled(c, 0);
+	session_client_reads(c);	/* its paused workers go on */
 	event_free(c->stall_timer);
 	session_client_gone(c);
 	bufferevent_free(c->bev);
@@ -293,7 +293,7 @@ server_client_stall_fire(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long long)hp.conf->client_stall_ms,
 	    evbuffer_get_length(bufferevent_get_output(c->bev)));
 	c->stalled = 0;
-	session_client_stalled(c, 0);
+	session_client_reads(c);
 	session_client_gone(c);
 	evbuffer_drain(bufferevent_get_output(c->bev),
 	    evbuffer_get_length(bufferevent_get_output(c->bev)));
@@ -330,8 +330,8 @@ server_client_write(struct client *c, const char *data, size_t len)
 		bufferevent_setwatermark(c->bev, EV_WRITE,
 		    hp.conf->client_pause_bytes / 2, 0);
 		tv = util_ms_tv(hp.conf->client_stall_ms);
+		/* Its turns' workers pause on their next line (relay.c). */
 		evtimer_add(c->stall_timer, &tv);
-		session_client_stalled(c, 1);
 	}
 }
 

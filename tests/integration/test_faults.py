@@ -46,6 +46,7 @@ INTERRUPT_MAX_S = 2.5       # an interrupt the CLI ignores ends a turn by
 # caught by TURN_TIMEOUT_S of silence long before this.
 FLOOD_MS_PER_MB = 10000
 FLOOD_MIN_MS = 50000
+STALL_SILENCE_S = 10        # a flood's lines come far closer than this
 
 t = TAP()
 print("# seed %d (HP_SEED=%d reproduces), %d iterations per case"
@@ -755,6 +756,57 @@ def test_stalled_client_worker_killed():
              "rc %r\n%s" % (rc, log()[-3000:]))
 
 
+def test_stalled_client_resumes():
+    """One client runs two sessions' turns and stops reading: each worker
+    is paused (by its own next line for that client), and once the client
+    reads again both go on to their end, each execute with one terminal
+    line, done, and every flooded byte there.  A resume that missed a
+    paused worker would leave its turn silent: the read gives up after
+    STALL_SILENCE_S (scaled) without a line.  A second client's turn
+    meanwhile is not held."""
+    flood = 2000000
+    with daemon({"client_pause_bytes": "64K", "client_stall_timeout": "1h",
+                 "log_level": "info"}) as d:
+        c = RecClient(d.sock)
+        c.timeout = STALL_SILENCE_S     # line() scales it by the load
+        d.clients.append(c)
+        names = ("stall1", "stall2")
+        rids = [c.send_exec(n, "flood:%d" % flood, workdir=d.work + "/" + n)
+                for n in names]
+
+        def log():
+            return open(d.log, errors="replace").read()
+        wait_for(lambda: all("session %s: client does not read" % n in log()
+                             for n in names), 60,
+                 "both workers paused for the stalled client")
+        other = d.client()
+        evs = other.execute("other", "stream:3", workdir=d.work + "/other")
+        t.ok(evs and evs[-1]["type"] == "done",
+             "stalled client: another client's turn is served meanwhile",
+             evs[-2:])
+        ends, text = {}, {r: 0 for r in rids}
+        c.decode = lambda raw: Client.decode(c, raw)   # count the text
+        while len(ends) < len(rids):
+            o = c.line()
+            if o is None:
+                break
+            if o.get("id") in text and o["type"] == "answer":
+                text[o["id"]] += len(o["data"].get("text", ""))
+            if o["type"] in ("done", "error") and o.get("id") in text:
+                ends[o["id"]] = ends.get(o["id"], 0) + 1
+                if ends[o["id"]] > 1:
+                    break
+                c.terms[o["id"]] += 1
+        t.ok(len(ends) == 2 and all(n == 1 for n in c.terms.values()),
+             "stalled client: both paused turns resume and end, one terminal "
+             "line each", (ends, d.logtail()))
+        t.ok(all(text[r] >= flood for r in rids),
+             "stalled client: nothing lost while paused", text)
+        pauses = [log().count("session %s: client does not read" % n)
+                  for n in names]
+        print("# pauses per session: %r" % (pauses,))
+
+
 def test_descriptor_capacity():
     """hotplexd with few descriptors (soft and hard limit low): executes
     past what they allow each get their terminal line (capacity) within a
@@ -920,7 +972,7 @@ for fn in (test_kill_cli, test_kill_worker, test_kill_worker_escape,
            test_flood_over_line_max, test_master_killed,
            test_out_of_descriptors, test_descriptor_capacity,
            test_cli_spawn_capacity, test_nofile_warning, test_nproc_warning,
-           test_stalled_client_worker_killed):
+           test_stalled_client_worker_killed, test_stalled_client_resumes):
     if ONLY and fn.__name__ not in ONLY:
         continue
     t1 = time.monotonic()
