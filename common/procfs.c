@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,4 +73,42 @@ proc_children_any(pid_t parent, pid_t *out, size_t max)
 		out[n++] = (pid_t)pid;
 	fclose(f);
 	return n;
+}
+
+size_t
+proc_children_threads(pid_t pid, pid_t *out, size_t max)
+{
+	char		 path[64 + NAME_MAX];
+	DIR		*d;
+	struct dirent	*de;
+	FILE		*f;
+	long		 kid;
+	size_t		 n = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while (n < max && (de = readdir(d)) != NULL) {
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		snprintf(path, sizeof path, "/proc/%ld/task/%s/children",
+		    (long)pid, de->d_name);
+		if ((f = fopen(path, "re")) == NULL)
+			continue;
+		while (n < max && fscanf(f, "%ld", &kid) == 1)
+			out[n++] = (pid_t)kid;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+pid_t
+proc_parent(pid_t pid)
+{
+	char	name[24], state;
+	pid_t	ppid;
+
+	snprintf(name, sizeof name, "%ld", (long)pid);
+	return proc_stat(name, &state, &ppid) == 0 ? ppid : -1;
 }

@@ -14,5 +14,13 @@ size_t	proc_children(pid_t parent, pid_t *out, size_t max);
  * by children, not by processes), else proc_children().
  */
 size_t	proc_children_any(pid_t parent, pid_t *out, size_t max);
+/*
+ * Children of every thread of pid (each thread's children file: a
+ * multi-threaded CLI forks from any of them), at most max; 0 where the
+ * kernel has no children files.
+ */
+size_t	proc_children_threads(pid_t pid, pid_t *out, size_t max);
+/* The parent of pid from /proc/PID/stat, or -1. */
+pid_t	proc_parent(pid_t pid);
 
 #endif

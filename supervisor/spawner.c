@@ -13,7 +13,9 @@
  *		and a burst has several asked at once.
  *	KILL	signal one of our workers.
  *	KILLPG	signal the process group of a worker's CLI: the group
- *		leader must be a child of one of our workers.
+ *		leader must be a child of one of our workers.  A freeze or
+ *		thaw (STOP, CONT) also reaches every other process under
+ *		that worker.
  *	RMTMP	remove one session's TMPDIR under our state_dir.  Answered,
  *		and the answers taken from the master's loop: a wave of
  *		sessions ending does not wait on each removal.  Only a new
@@ -34,6 +36,7 @@
 #include <sys/queue.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -97,6 +100,7 @@ struct spawner_exit {
 #define SPAWNER_SWEEP_MS	1000	/* at most one sweep per second */
 #define SPAWNER_ANSWERS_MAX	16	/* answers per callback */
 #define SPAWNER_RMTMP_BUCKETS	1024	/* pending removals; a power of two */
+#define SPAWNER_TREE_MAX	256	/* processes under a worker, per freeze */
 
 /* An RMTMP sent and not answered yet (the master's side). */
 struct spawner_rmtmp {
@@ -372,6 +376,54 @@ spawner_group_ok(pid_t worker, pid_t pgid)
 	return ppid == worker && pgrp == pgid;
 }
 
+/*
+ * pid, a child of parent when read, signalled through a pidfd opened while
+ * it still is (never a recycled pid): 0, or -1 if it is not.
+ */
+static int
+spawner_signal_child(pid_t parent, pid_t pid, int sig)
+{
+	int	fd, rc = -1;
+
+	if ((fd = (int)syscall(SYS_pidfd_open, pid, 0)) == -1)
+		return -1;
+	if (proc_parent(pid) == parent &&
+	    syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) == 0)
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
+/*
+ * A freeze (SIGSTOP) or thaw (SIGCONT) of a CLI reaches what its tools
+ * left in sessions of their own (the real CLI runs each Bash command with
+ * setsid), not only its group: every process under the worker, which is
+ * their subreaper.  Parents first, each stopped before its children are
+ * read: a stopped process forks no more.
+ */
+static void
+spawner_signal_tree(pid_t worker, int sig)
+{
+	pid_t	todo[SPAWNER_TREE_MAX], parent[SPAWNER_TREE_MAX];
+	size_t	n, i, k, got;
+
+	n = proc_children_any(worker, todo, SPAWNER_TREE_MAX);
+	for (i = 0; i < n; i++)
+		parent[i] = worker;
+	for (i = 0; i < n; i++) {
+		if (spawner_signal_child(parent[i], todo[i], sig) == -1)
+			continue;	/* gone, or no longer there */
+		got = proc_children_threads(todo[i], todo + n,
+		    SPAWNER_TREE_MAX - n);
+		for (k = n; k < n + got; k++)
+			parent[k] = todo[i];
+		n += got;
+	}
+	if (n == SPAWNER_TREE_MAX)
+		log_warnx("worker %ld: more than %d processes under it; the "
+		    "rest not signalled", (long)worker, SPAWNER_TREE_MAX);
+}
+
 static int
 spawner_sig_ok(int sig)
 {
@@ -496,6 +548,8 @@ spawner_request(int fd, int spawn)
 			    "worker %ld's", r.sig, (long)r.pgid, (long)r.pid);
 		else if (kill(-r.pgid, r.sig) == -1)
 			log_warn("kill group %ld", (long)r.pgid);
+		else if (r.sig == SIGSTOP || r.sig == SIGCONT)
+			spawner_signal_tree(r.pid, r.sig);
 		return 0;
 	case SPAWNER_RMTMP:
 		rep.err = spawner_do_rmtmp(&r);

@@ -124,6 +124,61 @@ def test_bg_tasks():
              evs[-1:])
 
 
+def test_freeze_escaped():
+    """What a CLI's tool left in a session of its own (the real CLI runs
+    each Bash command with setsid) and an orphan re-parented to the worker
+    are frozen with the CLI's group and thawed with it; a stop ends them."""
+    with Daemon({"freeze_after": "200ms", "kill_grace": "300ms"},
+                env={"FAKE_CLAUDE_PIDFILE": "escape.pids"}) as d:
+        c = d.client()
+        wd = d.work + "/fe"
+        evs = c.execute("fe", "fork-escape stream:1", workdir=wd)
+        cli = cli_of(evs)
+        with open(os.path.join(wd, "escape.pids")) as f:
+            esc = [int(x) for x in f.read().split()]
+        t.ok(evs[-1]["type"] == "done" and cli and len(esc) == 2 and
+             all(proc_alive(p) for p in esc),
+             "freeze escaped: a child in its own session and an orphan run",
+             (evs[-1:], esc))
+        frozen(cli)
+        try:
+            wait_for(lambda: all(proc_state(p) == "T" for p in esc), WAIT_S,
+                     "the escaped processes to stop")
+            ok = True
+        except TimeoutError:
+            ok = False
+        t.ok(ok, "freeze escaped: both are stopped with the CLI",
+             [proc_state(p) for p in esc])
+        # A turn that runs until interrupted: no freeze can come meanwhile.
+        rid = c.send("execute", session="fe", prompt="stall")
+        seen = c.line()
+        try:
+            wait_for(lambda: all(proc_state(p) not in ("T", None)
+                                 for p in esc), WAIT_S,
+                     "the escaped processes to run again")
+            ok = True
+        except TimeoutError:
+            ok = False
+        t.ok(seen and seen.get("type") == "session_start" and ok,
+             "freeze escaped: the next turn thaws them too",
+             (seen, [proc_state(p) for p in esc]))
+        c.request("interrupt", session="fe")
+        evs = c.events(rid)
+        t.ok(evs and evs[-1]["type"] == "done",
+             "freeze escaped: that turn ends on interrupt", evs[-1:])
+        frozen(cli)
+        r = c.request("stop", session="fe")
+        try:
+            wait_for(lambda: not any(proc_alive(p) for p in esc + [cli]),
+                     WAIT_S, "the session's processes to end")
+            gone = True
+        except TimeoutError:
+            gone = False
+        t.ok(r["type"] == "ok" and gone,
+             "freeze escaped: stop of the frozen session ends them all",
+             [proc_state(p) for p in esc + [cli]])
+
+
 def open_burst(d, names):
     """Opens names at once on a client of its own: that client and the
     replies that are not ok."""
@@ -366,7 +421,7 @@ def test_sigterm_many():
              (len(ends), len(turns), ends))
 
 
-CASES = (test_freeze, test_bg_tasks, test_reap_wave, test_idle_wave,
+CASES = (test_freeze, test_bg_tasks, test_freeze_escaped, test_reap_wave, test_idle_wave,
          test_burst_capacity, test_sigterm_many)
 T0 = time.monotonic()
 # Named cases only, if any are given (test_scale.py test_sigterm_many).
