@@ -88,6 +88,8 @@ struct fw_lead {
 	struct fw_lead_lit {
 		char	 s[LIT_LEN_MAX + 1];	/* lower case */
 		size_t	 len;
+		int	 edge_before;	/* a \\b before it */
+		int	 edge_after;	/* ... after it */
 	}		 lit[LIT_SET_MAX];
 };
 
@@ -340,18 +342,27 @@ fw_need_id(struct policy *p, const char *lit)
 static struct fw_lead *
 fw_lead_new(const char *pattern)
 {
-	struct lit_set	*set;
-	struct fw_lead	*l = NULL;
-	unsigned char	 c;
-	size_t		 i;
+	struct lit_set		*set;
+	struct fw_lead		*l = NULL;
+	struct fw_lead_lit	*lit;
+	const char		*p;
+	unsigned char		 c;
+	size_t			 i;
 
 	set = xmalloc(sizeof *set);
 	if (lit_prefixes(pattern, set) == 0) {
 		l = xcalloc(1, sizeof *l);
 		for (i = 0; i < set->n; i++) {
-			memcpy(l->lit[i].s, set->s[i], sizeof l->lit[i].s);
-			l->lit[i].len = strlen(set->s[i]);
-			c = (unsigned char)set->s[i][0];
+			/* Word edges out of the string, noted at its ends. */
+			lit = &l->lit[i];
+			p = set->s[i];
+			lit->edge_before = *p == LIT_WORD;
+			for (; *p != '\0'; p++) {
+				if (*p != LIT_WORD)
+					lit->s[lit->len++] = *p;
+			}
+			lit->edge_after = p[-1] == LIT_WORD;
+			c = (unsigned char)lit->s[0];
 			l->first[c / 8] |= 1U << (c % 8);
 			c = (unsigned char)toupper(c);
 			l->first[c / 8] |= 1U << (c % 8);
@@ -362,19 +373,46 @@ fw_lead_new(const char *pattern)
 	return l;
 }
 
-/* Whether one of the leading literals starts at s (len bytes left). */
+/* A byte of a word (1), not (0), or not known: beyond ASCII (-1). */
 static int
-fw_lead_at(const struct fw_lead *l, const unsigned char *s, size_t len)
+fw_word(unsigned char c)
 {
-	size_t	i;
+	if (c >= 0x80)
+		return -1;
+	return isalnum(c) || c == '_';
+}
 
-	if ((l->first[s[0] / 8] & (1U << (s[0] % 8))) == 0)
-		return 0;
+/* Whether \\b may hold between bytes of word classes a and b. */
+static int
+fw_edge(int a, int b)
+{
+	return a < 0 || b < 0 || a != b;
+}
+
+/*
+ * Whether one of the leading literals starts at offset pos of the len
+ * bytes at s, with a word edge where its \\b stands.
+ */
+static int
+fw_lead_at(const struct fw_lead *l, const unsigned char *s, size_t len,
+    size_t pos)
+{
+	const struct fw_lead_lit	*lit;
+	size_t				 i, end;
+
 	for (i = 0; i < l->n; i++) {
-		if (l->lit[i].len <= len &&
-		    strncasecmp((const char *)s, l->lit[i].s,
-		    l->lit[i].len) == 0)
-			return 1;
+		lit = &l->lit[i];
+		end = pos + lit->len;
+		if (end > len || tolower(s[pos]) != (unsigned char)lit->s[0] ||
+		    strncasecmp((const char *)s + pos, lit->s, lit->len) != 0)
+			continue;
+		if (lit->edge_before && !fw_edge(pos > 0 ? fw_word(s[pos - 1]) :
+		    0, fw_word(s[pos])))
+			continue;
+		if (lit->edge_after && !fw_edge(fw_word(s[end - 1]),
+		    end < len ? fw_word(s[end]) : 0))
+			continue;
+		return 1;
 	}
 	return 0;
 }
@@ -1021,7 +1059,7 @@ fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
 			/* The byte test first: most places fail it. */
 			if ((r->lead->first[s[pos] / 8] &
 			    (1U << (s[pos] % 8))) == 0 ||
-			    !fw_lead_at(r->lead, s + pos, nb->len - pos))
+			    !fw_lead_at(r->lead, s, nb->len, pos))
 				continue;
 			rc = onig_match_with_param(re, s, e, s + pos, region,
 			    ONIG_OPTION_NONE, mp);

@@ -74,6 +74,15 @@ lit_set_has(const struct lit_set *a, const char *s)
 	return 0;
 }
 
+/* Whether a string holds no byte of the text, only word edges. */
+static int
+lit_str_empty(const char *s)
+{
+	while (*s == LIT_WORD)
+		s++;
+	return *s == '\0';
+}
+
 /* Whether no string of the set is empty: each may lead a match. */
 static int
 lit_set_leads(const struct lit_set *a)
@@ -81,7 +90,7 @@ lit_set_leads(const struct lit_set *a)
 	size_t	i;
 
 	for (i = 0; i < a->n; i++) {
-		if (a->s[i][0] == '\0')
+		if (lit_str_empty(a->s[i]))
 			return 0;
 	}
 	return a->n > 0;
@@ -281,7 +290,10 @@ lit_escape(struct lit_parse *ps, struct lit_info *x)
 	}
 	ps->s++;
 	switch (c) {
-	case 'b': case 'B': case 'A': case 'z': case 'Z': case 'G':
+	case 'b':
+		lit_info_string(x, (char[]){ LIT_WORD, '\0' });
+		return;
+	case 'B': case 'A': case 'z': case 'Z': case 'G':
 		lit_info_string(x, "");		/* an anchor */
 		return;
 	case 's': case 'S': case 'w': case 'W': case 'd': case 'D':
@@ -437,7 +449,7 @@ lit_seq(struct lit_parse *ps, struct lit_info *out)
 		if (lit_set_leads(&run)) {
 			out->pre = 1;
 			out->set = run;
-		} else if (run.n == 1 && run.s[0][0] == '\0')
+		} else if (run.n == 1 && lit_str_empty(run.s[0]))
 			out->pre = lit_info_leads(x, &out->set);
 	}
 	if (!decided) {

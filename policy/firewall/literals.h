@@ -11,6 +11,11 @@
 #include <stddef.h>
 
 #define LIT_LEN_MAX	24	/* bytes per literal: longer ones cut */
+/*
+ * A \\b of the pattern, kept in a literal where it stands: a word edge
+ * between the bytes either side of it (the text's, at either end).
+ */
+#define LIT_WORD	'\001'
 #define LIT_SET_MAX	16	/* literals per pattern */
 
 struct lit_set {
@@ -21,7 +26,8 @@ struct lit_set {
 /*
  * The leading literals of an Oniguruma pattern compiled with ASCII-only
  * case folding and no options: 0, or -1 (pre->n is 0) if there are none
- * known.  Each literal is at least one byte long.
+ * known.  Each literal holds at least one byte of the text, besides any
+ * LIT_WORD.
  */
 int	lit_prefixes(const char *pattern, struct lit_set *pre);
 

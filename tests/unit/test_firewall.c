@@ -652,8 +652,9 @@ load(const char *text, char *err)
 static const char *
 leads(const char *pat, char *buf, size_t len)
 {
-	struct lit_set	set;
-	size_t		i, n = 0;
+	struct lit_set	 set;
+	const char	*p;
+	size_t		 i, n = 0;
 
 	if (lit_prefixes(pat, &set) != 0) {
 		assert_int_equal(set.n, 0);
@@ -661,9 +662,12 @@ leads(const char *pat, char *buf, size_t len)
 		return buf;
 	}
 	buf[0] = '\0';
-	for (i = 0; i < set.n; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "|" : "",
-		    set.s[i]);
+	for (i = 0; i < set.n; i++) {
+		n += (size_t)snprintf(buf + n, len - n, "%s", i ? "|" : "");
+		for (p = set.s[i]; *p != '\0'; p++)
+			n += (size_t)snprintf(buf + n, len - n, "%s",
+			    *p == LIT_WORD ? "\\b" : (char[]){ *p, '\0' });
+	}
 	return buf;
 }
 
@@ -672,15 +676,18 @@ test_literals(void **state)
 {
 	char	b[512];
 
-	/* Anchors and look-around match nothing: the run goes on. */
-	assert_string_equal(leads("\\bRM\\s+-rf", b, sizeof b), "rm");
-	assert_string_equal(leads("(?<=x)\\bcurl\\b", b, sizeof b), "curl");
+	/* Anchors and look-around match nothing: the run goes on; a \\b
+	 * stays as a word edge. */
+	assert_string_equal(leads("\\bRM\\s+-rf", b, sizeof b), "\\brm");
+	assert_string_equal(leads("(?<=x)\\bcurl\\b", b, sizeof b),
+	    "\\bcurl\\b");
 	assert_string_equal(leads("^(?:chmod|chown)\\s", b, sizeof b),
 	    "chmod|chown");
 	assert_string_equal(leads("colou?r\\b", b, sizeof b),
-	    "colour|color");
+	    "colour\\b|color\\b");
 	assert_string_equal(leads("\\bfor\\s+x|utmpdump\\s", b, sizeof b),
-	    "for|utmpdump");
+	    "\\bfor|utmpdump");
+	assert_string_equal(leads("\\b\\w+x", b, sizeof b), "-");
 	assert_string_equal(leads("(?:a|b)+c", b, sizeof b), "a|b");
 	assert_string_equal(leads("\\$\\{?home", b, sizeof b),
 	    "${home|$home");
@@ -917,6 +924,15 @@ test_check_leads(void **state)
 	    "                  /etc/passwd", &v), 0);
 	/* A literal at the very end of the text. */
 	assert_int_equal(check(p, POLICY_BASH, "passwd cat", &v), 0);
+	/* Word edges: in a word, not; after a dash or a tab, yes; after a
+	 * letter beyond ASCII, not (Oniguruma's word, not ASCII's). */
+	assert_int_equal(check(p, POLICY_BASH, "concat /etc/passwd", &v), 0);
+	assert_int_equal(check(p, POLICY_BASH, "x-cat /etc/passwd", &v), 1);
+	assert_int_equal(check(p, POLICY_BASH, "\tcat /etc/passwd", &v), 1);
+	assert_int_equal(check(p, POLICY_BASH, "\xc3\xa9" "cat /etc/passwd",
+	    &v), 0);
+	assert_int_equal(check(p, POLICY_BASH, "\xc2\xa0" "cat /etc/passwd",
+	    &v), 1);
 	policy_free(p);
 }
 
