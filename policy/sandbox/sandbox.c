@@ -160,6 +160,17 @@ sandbox_drop(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
 }
 
 int
+sandbox_child_allocates(const struct sandbox_conf *sc)
+{
+	if (sc->seccomp_profile != NULL &&
+	    (strcmp(sc->seccomp_profile, SANDBOX_SECCOMP_BUILTIN) != 0 ||
+	    !sandbox_seccomp_builtin_ready()))
+		return 1;
+	return sc->egress != SANDBOX_EGRESS_OFF &&
+	    !sandbox_seccomp_egress_ready();
+}
+
+int
 sandbox_child(const struct sandbox_conf *sc, char *err, size_t errlen)
 {
 	char	 warn[SANDBOX_ERR_MAX] = "", ewarn[SANDBOX_ERR_MAX] = "";

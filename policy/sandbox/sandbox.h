@@ -74,6 +74,12 @@ struct sandbox_conf {
  * weaker than asked in best-effort mode) that the caller may log.
  */
 int	sandbox_child(const struct sandbox_conf *, char *err, size_t errlen);
+/*
+ * Whether sandbox_child() would allocate memory (it compiles a seccomp
+ * filter there unless the spawner's is loaded as is): a child that shares
+ * its parent's memory (vfork-style) may run it only if not.
+ */
+int	sandbox_child_allocates(const struct sandbox_conf *);
 
 /*
  * The one privilege drop: uid/gid for good, with groups (or none), no
