@@ -16,7 +16,11 @@ each N of BENCH_SCALE (default "100 1000 2000"), one daemon and
   is stopped, SIGSTOP, until every one's timer is due, then continued)
   while a busy session (its background task keeps it from idling) runs
   turns: its worst round trip from the moment the master goes on, and how
-  long until every worker of the wave is gone.
+  long until every worker of the wave is gone;
+- warm turn, alternated: two daemons side by side, one with N idle
+  sessions (frozen) and one with none, the busy session's turns taken in
+  blocks alternating between them; the medians of the master's CPU per
+  turn and their ratio (BENCH_SCALE_ROUNDS blocks, default 6).
 CPU is the master's on-CPU time from /proc/PID/schedstat.  Reports; never
 fails on a slow machine (an N the machine cannot hold is reported as such).
 """
@@ -365,16 +369,89 @@ def idle_wave(n, burst_s):
         sys.stdout.flush()
 
 
+def proc_state(pid):
+    try:
+        return stat_fields(pid)[0]
+    except (OSError, IndexError):
+        return None
+
+
+def warm_pair(n):
+    """A warm turn's master CPU with n idle sessions beside it against none,
+    measured in two daemons side by side, their turns alternated in blocks
+    (the machine's load then weighs on both alike).  The idle sessions are
+    frozen first, as freeze_after leaves them; the busy session's
+    background task keeps it from freezing (as in idle_wave)."""
+    conf = {"max_sessions": str(n + 8), "max_spawn_queue": str(n + 8),
+            "spare_min": "4", "spare_max": "16", "log_level": "warn",
+            "idle_timeout": "0", "max_clients": "64",
+            "freeze_after": os.environ.get("BENCH_SCALE_FREEZE", "1s")}
+    with Daemon(conf) as d0, Daemon(conf) as dn:
+        cs = []
+        for d in (d0, dn):
+            c = Client(d.sock, timeout=REPLY_S)
+            d.clients.append(c)
+            evs = c.execute("busy", "bgtask " + WAVE_TURN)
+            if not evs or evs[-1]["type"] != "done":
+                raise RuntimeError("busy session: %r" % (evs[-1:],))
+            cs.append(c)
+        names = ["i%d" % i for i in range(n)]
+        bad = burst(cs[1], "open", names)
+        if bad:
+            raise RuntimeError("%d opens failed (first %r)" % (len(bad),
+                                                                bad[0]))
+        clis = [x["cli_pid"] for x in cs[1].request("sessions")["data"]
+                if x["session"] != "busy" and x.get("cli_pid")]
+        if conf["freeze_after"] != "0":
+            t0 = time.perf_counter()
+            while any(proc_state(p) not in ("T", None) for p in clis):
+                if time.perf_counter() - t0 > REPLY_S:
+                    raise RuntimeError("the idle sessions did not freeze")
+                time.sleep(0.5)
+        rounds = int(os.environ.get("BENCH_SCALE_ROUNDS", "6"))
+        per = max(TURNS // rounds, 1)
+        ns = ([], [])
+        loads = [os.getloadavg()[0]]
+        for r in range(rounds):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                pid = (d0, dn)[i].proc.pid
+                warm_turns(cs[i], "busy", 5)
+                c0 = cpu_ns(pid)
+                warm_turns(cs[i], "busy", per)
+                ns[i].append((cpu_ns(pid) - c0) / per)
+        loads.append(os.getloadavg()[0])
+        med = [sorted(x)[len(x) // 2] for x in ns]
+        print("N=%-5d warm turn, master CPU: %.0f us with %d idle (%d "
+              "frozen), %.0f us with none, x%.2f (medians of %d blocks of "
+              "%d turns, alternated; blocks %s / %s us); load average %.1f"
+              "-%.1f" % (n, med[1] / 1e3, n, sum(proc_state(p) == "T"
+                                                  for p in clis),
+                         med[0] / 1e3, med[1] / med[0] if med[0] else 0,
+                         rounds, per,
+                         " ".join("%.0f" % (x / 1e3) for x in ns[1]),
+                         " ".join("%.0f" % (x / 1e3) for x in ns[0]),
+                         min(loads), max(loads)))
+        sys.stdout.flush()
+
+
 # BENCH_SCALE_PHASES: "all", "idle" for the idle-expiry wave alone (its
-# idle_timeout then assumes a burst of 10 opens a second), or "stop" for
-# the SIGTERM stop alone, with the CPU every process spent in it.
+# idle_timeout then assumes a burst of 10 opens a second), "stop" for
+# the SIGTERM stop alone, with the CPU every process spent in it, or
+# "warm" for the warm turn beside n frozen idle sessions alone
+# (warm_pair, which "all" runs last: one()'s own ratio is of two blocks
+# taken minutes apart, which the machine's load alone can set 1.5x apart).
 PHASES = os.environ.get("BENCH_SCALE_PHASES", "all")
 for n in SCALES:
     try:
         if PHASES == "stop":
             stop_phase(n)
             continue
+        if PHASES == "warm":
+            warm_pair(n)
+            continue
         dt = one(n) if PHASES == "all" else n / 10.0
         idle_wave(n, dt)
+        if PHASES == "all":
+            warm_pair(n)
     except Exception as e:  # report, never fail
         print("N=%d: not measured: %r" % (n, e))
