@@ -55,6 +55,7 @@
 #define FSWATCH_DIRS_MAX	1024	/* directories watched */
 #define FSWATCH_FILES_MAX	64	/* paths kept per call */
 #define FSWATCH_CALLS_MAX	8	/* Bash calls in flight */
+#define FSWATCH_UNSEEN_MAX	8	/* calls past that bound, remembered */
 #define FSWATCH_SCAN_MAX	4096	/* entries read per new directory */
 #define FSWATCH_BUF		(64 * 1024)	/* one read of events */
 #define FSWATCH_TOOL		"Bash"
@@ -93,6 +94,8 @@ static struct {
 	int			 truncated;	/* a dir was not watched */
 	struct fswatch_call	 calls[FSWATCH_CALLS_MAX];
 	size_t			 ncalls;
+	char			*unseen[FSWATCH_UNSEEN_MAX];	/* tool ids */
+	size_t			 unseen_next;
 } fw = { .fd = -1 };
 
 static void	fswatch_scan(const char *, int);
@@ -428,6 +431,10 @@ fswatch_begin(const char *tool, const char *tool_id)
 	if (c == NULL) {
 		log_warnx("fswatch: more than %d Bash calls in flight",
 		    FSWATCH_CALLS_MAX);
+		/* Its result says what was not seen (fswatch_end). */
+		free(fw.unseen[fw.unseen_next]);
+		fw.unseen[fw.unseen_next] = xstrdup(tool_id);
+		fw.unseen_next = (fw.unseen_next + 1) % FSWATCH_UNSEEN_MAX;
 		return;
 	}
 	/* What happened before this call is not its doing. */
@@ -479,13 +486,39 @@ fswatch_list(const struct fswatch_call *c, int deleted)
 	return a;
 }
 
+/*
+ * A call past FSWATCH_CALLS_MAX was not watched: its result lists nothing
+ * and says the lists are incomplete; it ran beside all the others.
+ */
+static void
+fswatch_unseen_end(const char *tool_id, cJSON *data)
+{
+	size_t	i;
+
+	for (i = 0; i < FSWATCH_UNSEEN_MAX; i++) {
+		if (fw.unseen[i] == NULL || strcmp(fw.unseen[i], tool_id) != 0)
+			continue;
+		free(fw.unseen[i]);
+		fw.unseen[i] = NULL;
+		cJSON_AddItemToObject(data, "files_written", cJSON_CreateArray());
+		cJSON_AddItemToObject(data, "files_deleted", cJSON_CreateArray());
+		cJSON_AddBoolToObject(data, "files_truncated", 1);
+		cJSON_AddBoolToObject(data, "overlapped", 1);
+		return;
+	}
+}
+
 void
 fswatch_end(const char *tool_id, cJSON *data)
 {
 	struct fswatch_call	*c;
 
-	if (tool_id == NULL || (c = fswatch_find(tool_id)) == NULL)
+	if (tool_id == NULL)
 		return;
+	if ((c = fswatch_find(tool_id)) == NULL) {
+		fswatch_unseen_end(tool_id, data);
+		return;
+	}
 	fswatch_drain();
 	if (fw.truncated)
 		c->truncated = 1;
@@ -512,5 +545,9 @@ fswatch_clear(void)
 	for (i = 0; i < FSWATCH_CALLS_MAX; i++)
 		if (fw.calls[i].tool_id != NULL)
 			fswatch_call_free(&fw.calls[i]);
+	for (i = 0; i < FSWATCH_UNSEEN_MAX; i++) {
+		free(fw.unseen[i]);
+		fw.unseen[i] = NULL;
+	}
 	fswatch_close();
 }

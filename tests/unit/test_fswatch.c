@@ -29,6 +29,7 @@
 
 #define TREE_DIRS	1000	/* the tree of the cost figure */
 #define LIST_MAX	16	/* paths compared per list */
+#define FSWATCH_TEST_CALLS 8	/* FSWATCH_CALLS_MAX of worker/fswatch.c */
 
 static char		 root[PATH_MAX];
 static struct event_base *base;
@@ -263,6 +264,34 @@ test_overlap(void **state)
 	cJSON_Delete(b);
 }
 
+/* Past the bound of calls in flight: the call's result says so. */
+static void
+test_too_many(void **state)
+{
+	cJSON	*d;
+	char	 id[2] = "a";
+	int	 i;
+
+	for (i = 0; i <= FSWATCH_TEST_CALLS; i++, id[0]++)
+		fswatch_begin("Bash", id);	/* a..i: i is one too many */
+	put("x.txt");
+	d = end("i");
+	assert_list(d, "files_written", NULL);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d,
+	    "files_truncated")));
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d,
+	    "overlapped")));
+	cJSON_Delete(d);
+	d = end("a");			/* a watched one is as before */
+	assert_list(d, "files_written", "x.txt", NULL);
+	assert_false(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d,
+	    "files_truncated")));
+	cJSON_Delete(d);
+	d = end("i");			/* told once */
+	assert_null(cJSON_GetObjectItemCaseSensitive(d, "files_written"));
+	cJSON_Delete(d);
+}
+
 static void
 test_only_bash(void **state)
 {
@@ -348,6 +377,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overlap,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_only_bash,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_set_per_turn,
