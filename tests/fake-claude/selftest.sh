@@ -797,14 +797,8 @@ else:
                     rkeys.add(tuple(d.keys()))
     ok(keys <= rkeys, "system/init has the recorded keys", keys - rkeys)
 
-# -- no leaks under valgrind for a normal run.  Valgrind replaces malloc
-# only in a dynamically linked program: the static-pie stand-in's twin,
-# built from the same objects (fake-claude.mk), where there is one.
-VG_FAKE = os.path.join(os.path.dirname(FAKE), "tests", "fake-claude",
-                       "fake-claude-dyn")
-if not os.access(VG_FAKE, os.X_OK):
-    VG_FAKE = FAKE
-with open(VG_FAKE, "rb") as fh:
+# -- no leaks under valgrind for a normal run
+with open(FAKE, "rb") as fh:
     sanitized = b"__asan_init" in fh.read()
 if shutil.which("valgrind") is None or sanitized:
     n += 1
@@ -812,7 +806,7 @@ if shutil.which("valgrind") is None or sanitized:
           if sanitized else "valgrind not installed"))
 else:
     argv = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=all",
-            "--errors-for-leak-kinds=all", "--error-exitcode=99", VG_FAKE] + \
+            "--errors-for-leak-kinds=all", "--error-exitcode=99", FAKE] + \
         BASE + ["--permission-prompt-tool", "stdio"]
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, cwd=TMP)
