@@ -73,7 +73,6 @@ struct fw_rule {
 	size_t		 allow;		/* ... resolved to its index */
 	enum policy_context context;	/* context rule: what it says */
 	struct fw_pattern *pat;		/* behind a pointer: see below */
-	struct fw_lead	*lead;		/* NULL: a match may start anywhere */
 };
 
 /*
@@ -90,7 +89,7 @@ struct fw_lead {
 		size_t	 len;
 		int	 edge_before;	/* a \\b before it */
 		int	 edge_after;	/* ... after it */
-	}		 lit[LIT_SET_MAX];
+	}		 lit[];		/* n of them */
 };
 
 /*
@@ -102,6 +101,7 @@ struct fw_lead {
 struct fw_pattern {
 	regex_t		*re;		/* NULL: not compiled yet */
 	char		*text;		/* NULL once compiled */
+	struct fw_lead	*lead;		/* read when compiled; NULL: none */
 };
 
 /*
@@ -201,10 +201,10 @@ fw_rule_clear(struct fw_rule *r)
 	free(r->allow_id);
 	free(r->needs);
 	free(r->needmask);
-	free(r->lead);
 	if (r->pat != NULL) {
 		if (r->pat->re != NULL)
 			onig_free(r->pat->re);
+		free(r->pat->lead);
 		free(r->pat->text);
 		free(r->pat);
 	}
@@ -351,7 +351,7 @@ fw_lead_new(const char *pattern)
 
 	set = xmalloc(sizeof *set);
 	if (lit_prefixes(pattern, set) == 0) {
-		l = xcalloc(1, sizeof *l);
+		l = xcalloc(1, sizeof *l + set->n * sizeof l->lit[0]);
 		for (i = 0; i < set->n; i++) {
 			/* Word edges out of the string, noted at its ends. */
 			lit = &l->lit[i];
@@ -497,7 +497,8 @@ fw_add_rule(const struct policy_rule_def *def, void *arg, char *why,
 	if (re == NULL)
 		r->pat->text = xstrdup(def->pattern);
 	r->hinted = def->nhints > 0;
-	r->lead = fw_lead_new(def->pattern);
+	if (re != NULL)
+		r->pat->lead = fw_lead_new(def->pattern);
 	r->reach = def->reach >= 0 ? (size_t)def->reach : POLICY_DEFAULT_REACH;
 	r->line_only = def->line_only;
 	for (i = 0; i < def->nhints; i++)
@@ -1026,6 +1027,7 @@ fw_rule_re(const struct fw_rule *r)
 		pat->re = NULL;
 		return NULL;
 	}
+	pat->lead = fw_lead_new(pat->text);
 	free(pat->text);
 	pat->text = NULL;
 	return pat->re;
@@ -1042,24 +1044,25 @@ fw_search_window(const struct fw_rule *r, const struct norm_buf *nb,
     size_t from, size_t to, OnigRegion *region, OnigMatchParam *mp,
     struct fw_bound *b)
 {
-	const OnigUChar	*s = (const OnigUChar *)nb->data;
-	const OnigUChar	*e = s + nb->len;
-	regex_t		*re;
-	size_t		 pos;
-	int		 rc;
+	const OnigUChar		*s = (const OnigUChar *)nb->data;
+	const OnigUChar		*e = s + nb->len;
+	const struct fw_lead	*lead;
+	regex_t			*re;
+	size_t			 pos;
+	int			 rc;
 
 	if ((re = fw_rule_re(r)) == NULL)
 		return ONIGERR_MEMORY;
 	if (to > nb->len)
 		to = nb->len;
 	b->last = s + to;
-	if (r->lead != NULL) {
+	if ((lead = r->pat->lead) != NULL) {
 		/* Only where a leading literal stands, in order. */
 		for (pos = from; pos <= to && pos < nb->len; pos++) {
 			/* The byte test first: most places fail it. */
-			if ((r->lead->first[s[pos] / 8] &
+			if ((lead->first[s[pos] / 8] &
 			    (1U << (s[pos] % 8))) == 0 ||
-			    !fw_lead_at(r->lead, s, nb->len, pos))
+			    !fw_lead_at(lead, s, nb->len, pos))
 				continue;
 			rc = onig_match_with_param(re, s, e, s + pos, region,
 			    ONIG_OPTION_NONE, mp);

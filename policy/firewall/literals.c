@@ -96,6 +96,14 @@ lit_set_leads(const struct lit_set *a)
 	return a->n > 0;
 }
 
+/* Copies the strings in use only: a set is mostly empty. */
+static void
+lit_set_copy(struct lit_set *d, const struct lit_set *s)
+{
+	d->n = s->n;
+	memcpy(d->s, s->s, s->n * sizeof s->s[0]);
+}
+
 /* a = a x b, if it fits; 0, or -1 with a unchanged. */
 static int
 lit_set_product(struct lit_set *a, const struct lit_set *b)
@@ -116,7 +124,7 @@ lit_set_product(struct lit_set *a, const struct lit_set *b)
 				r.n++;
 		}
 	}
-	*a = r;
+	lit_set_copy(a, &r);
 	return 0;
 }
 
@@ -124,9 +132,10 @@ lit_set_product(struct lit_set *a, const struct lit_set *b)
 static int
 lit_set_union(struct lit_set *a, const struct lit_set *b)
 {
-	struct lit_set	r = *a;
+	struct lit_set	r;
 	size_t		j;
 
+	lit_set_copy(&r, a);
 	for (j = 0; j < b->n; j++) {
 		if (lit_set_has(&r, b->s[j]))
 			continue;
@@ -134,7 +143,7 @@ lit_set_union(struct lit_set *a, const struct lit_set *b)
 			return -1;
 		memcpy(r.s[r.n++], b->s[j], sizeof r.s[0]);
 	}
-	*a = r;
+	lit_set_copy(a, &r);
 	return 0;
 }
 
@@ -144,7 +153,8 @@ lit_info_leads(const struct lit_info *x, struct lit_set *out)
 {
 	if (x->exact ? !lit_set_leads(&x->set) : !x->pre)
 		return 0;
-	*out = x->set;
+	if (out != &x->set)
+		lit_set_copy(out, &x->set);
 	return 1;
 }
 
@@ -422,12 +432,13 @@ static void
 lit_seq(struct lit_parse *ps, struct lit_info *out)
 {
 	struct lit_info	*x;
-	struct lit_set	 run;
+	struct lit_set	*run;		/* the heap's: groups recurse */
 	int		 exact = 1, decided = 0;
 
 	x = xmalloc(sizeof *x);
-	run.n = 1;
-	run.s[0][0] = '\0';
+	run = xmalloc(sizeof *run);
+	run->n = 1;
+	run->s[0][0] = '\0';
 	lit_info_any(out);
 	while (!ps->bad && *ps->s != '\0' && *ps->s != '|' && *ps->s != ')') {
 		lit_atom(ps, x);
@@ -438,7 +449,7 @@ lit_seq(struct lit_parse *ps, struct lit_info *out)
 			break;
 		if (!exact)
 			continue;	/* what leads is decided */
-		if (x->exact && lit_set_product(&run, &x->set) == 0)
+		if (x->exact && lit_set_product(run, &x->set) == 0)
 			continue;
 		/*
 		 * The run so far leads, or, if it is only the empty string
@@ -446,17 +457,18 @@ lit_seq(struct lit_parse *ps, struct lit_info *out)
 		 */
 		exact = 0;
 		decided = 1;
-		if (lit_set_leads(&run)) {
+		if (lit_set_leads(run)) {
 			out->pre = 1;
-			out->set = run;
-		} else if (run.n == 1 && lit_str_empty(run.s[0]))
+			lit_set_copy(&out->set, run);
+		} else if (run->n == 1 && lit_str_empty(run->s[0]))
 			out->pre = lit_info_leads(x, &out->set);
 	}
 	if (!decided) {
 		out->exact = 1;
 		out->pre = 0;
-		out->set = run;
+		lit_set_copy(&out->set, run);
 	}
+	free(run);
 	free(x);
 }
 
@@ -465,12 +477,13 @@ static void
 lit_alt(struct lit_parse *ps, struct lit_info *out)
 {
 	struct lit_info	*b;
-	struct lit_set	 lead;
+	struct lit_set	*lead;
 
 	lit_seq(ps, out);
 	if (ps->bad || *ps->s != '|')
 		return;
 	b = xmalloc(sizeof *b);
+	lead = xmalloc(sizeof *lead);
 	while (!ps->bad && *ps->s == '|') {
 		ps->s++;
 		lit_seq(ps, b);
@@ -481,10 +494,11 @@ lit_alt(struct lit_parse *ps, struct lit_info *out)
 			continue;
 		/* Not exact: each alternative's leading strings, together. */
 		out->pre = lit_info_leads(out, &out->set) &&
-		    lit_info_leads(b, &lead) &&
-		    lit_set_union(&out->set, &lead) == 0;
+		    lit_info_leads(b, lead) &&
+		    lit_set_union(&out->set, lead) == 0;
 		out->exact = 0;
 	}
+	free(lead);
 	free(b);
 }
 

@@ -674,7 +674,8 @@ leads(const char *pat, char *buf, size_t len)
 static void
 test_literals(void **state)
 {
-	char	b[512];
+	char	b[1024], pat[1024];
+	size_t	i, n;
 
 	/* Anchors and look-around match nothing: the run goes on; a \\b
 	 * stays as a word edge. */
@@ -707,8 +708,16 @@ test_literals(void **state)
 	assert_string_equal(leads("[[:alpha:]]rm", b, sizeof b), "-");
 	assert_string_equal(leads("(rm", b, sizeof b), "-");
 	/* Too many leading strings: none rather than some. */
-	assert_string_equal(leads("(?:a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q)x",
-	    b, sizeof b), "-");
+	n = (size_t)snprintf(pat, sizeof pat, "(?:");
+	for (i = 0; i <= LIT_SET_MAX; i++)
+		n += (size_t)snprintf(pat + n, sizeof pat - n, "%sw%zu",
+		    i > 0 ? "|" : "", i);
+	snprintf(pat + n, sizeof pat - n, ")x");
+	assert_string_equal(leads(pat, b, sizeof b), "-");
+	/* As many as fit: all of them. */
+	n -= (size_t)snprintf(NULL, 0, "|w%d", LIT_SET_MAX);
+	snprintf(pat + n, sizeof pat - n, ")x");
+	assert_non_null(strstr(leads(pat, b, sizeof b), "w63x"));
 }
 
 static void
@@ -904,14 +913,10 @@ static const char lead_rules[] =
     "\tmessage\t\treading passwd\n";
 
 static void
-test_check_leads(void **state)
+check_leads(struct policy *p)
 {
-	struct policy		*p;
 	struct policy_verdict	 v;
-	char			 err[ERRLEN] = "";
 
-	p = load(lead_rules, err);
-	assert_non_null(p);
 	assert_int_equal(check(p, POLICY_BASH, "TAC /etc/passwd", &v), 1);
 	assert_string_equal(v.excerpt, "TAC /etc/passwd");
 	/* A leading literal that does not match, then one that does. */
@@ -933,7 +938,25 @@ test_check_leads(void **state)
 	    &v), 0);
 	assert_int_equal(check(p, POLICY_BASH, "\xc2\xa0" "cat /etc/passwd",
 	    &v), 1);
-	policy_free(p);
+}
+
+static void
+test_check_leads(void **state)
+{
+	struct policy_text	 t = { "lead.rules", lead_rules,
+				    sizeof lead_rules - 1 };
+	struct policy		*p;
+	char			 err[ERRLEN] = "";
+	int			 again;
+
+	/* Read at load, and in a worker's policy when first compiled. */
+	for (again = 0; again < 2; again++) {
+		p = again ? policy_load_texts_again(&t, 1, err, sizeof err) :
+		    load(lead_rules, err);
+		assert_non_null(p);
+		check_leads(p);
+		policy_free(p);
+	}
 }
 
 static void
