@@ -2257,8 +2257,14 @@ decode_feeds(const char *s, size_t n, struct norm_buf *out)
 	const char			*p, *bs;
 	size_t				 at, used, mark, count = 0, c;
 
-	if ((bs = memchr(s, '\\', n)) == NULL || memchr(bs, '|',
-	    (size_t)(s + n - bs)) == NULL)
+	if ((bs = memchr(s, '\\', n)) == NULL)
+		return;
+	/* Most texts pipe nothing into a shell: two searches spared. */
+	for (p = memchr(bs, '|', (size_t)(s + n - bs)); p != NULL &&
+	    !feed_shell(s, n, (size_t)(p - s)); p = memchr(p + 1, '|',
+	    (size_t)(s + n - p - 1)))
+		;
+	if (p == NULL)
 		return;
 	for (c = 0; c < sizeof cmd / sizeof cmd[0]; c++) {
 		for (p = s; count < FEED_MAX && (p = memmem(p,
