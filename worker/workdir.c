@@ -92,11 +92,14 @@ workdir_syntax(const char *dir, char *err, size_t errlen)
  * path under it).  0, or -1 if it does not fit.
  */
 static int
-workdir_expand(const char *root, const char *home, char *out, size_t len)
+workdir_expand(const char *root, workdir_home_fn home_fn, char *out,
+    size_t len)
 {
-	int	n;
+	const char	*home;
+	int		 n;
 
 	if (root[0] == '~') {
+		home = home_fn != NULL ? home_fn() : NULL;
 		if (home == NULL || home[0] != '/')
 			return -1;
 		n = snprintf(out, len, "%s%s", home, root + 1);
@@ -107,7 +110,7 @@ workdir_expand(const char *root, const char *home, char *out, size_t len)
 
 int
 workdir_enter_roots(const char *const *roots, size_t nroots,
-    const char *home, const char *dir, char *resolved, size_t len,
+    workdir_home_fn home, const char *dir, char *resolved, size_t len,
     char *err, size_t errlen)
 {
 	char		root[PATH_MAX], rroot[PATH_MAX], rdir[PATH_MAX];

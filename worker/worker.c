@@ -209,6 +209,26 @@ worker_open_failed(const char *code, const char *message)
 	worker_open_failed_send(code, message, 0);
 }
 
+/*
+ * "~" in workdir_root: this identity's home, if it has one.  Looked up
+ * only when a "~" root is reached, once we are the session's identity;
+ * the default session workdir lies under the first root and needs none.
+ */
+static const char *
+worker_home(void)
+{
+	static char	 home[PATH_MAX];
+	static int	 done;
+	struct passwd	*pw;
+
+	if (!done) {
+		done = 1;
+		if ((pw = getpwuid(geteuid())) != NULL && pw->pw_dir != NULL)
+			snprintf(home, sizeof home, "%s", pw->pw_dir);
+	}
+	return home[0] != '\0' ? home : NULL;
+}
+
 static void
 worker_open(const cJSON *o)
 {
@@ -220,8 +240,6 @@ worker_open(const cJSON *o)
 	size_t			 nroots = 0;
 	const cJSON		*e;
 	struct become		 b;
-	struct passwd		*pw;
-	char			 home[PATH_MAX];
 	int			 spawn_errno;
 	char			 err[WORKER_ERR_MAX];
 	struct msg_opened	 op;
@@ -256,11 +274,7 @@ worker_open(const cJSON *o)
 		worker_open_failed_session(ERR_SPAWN_FAILED, err);
 		return;
 	}
-	/* "~" in workdir_root is this identity's home, if it has one. */
-	home[0] = '\0';
-	if ((pw = getpwuid(geteuid())) != NULL && pw->pw_dir != NULL)
-		snprintf(home, sizeof home, "%s", pw->pw_dir);
-	if (workdir_enter_roots(roots, nroots, home[0] ? home : NULL, workdir,
+	if (workdir_enter_roots(roots, nroots, worker_home, workdir,
 	    ws.workdir, sizeof ws.workdir, err, sizeof err) == -1) {
 		worker_open_failed_session(ERR_WORKDIR_DENIED, err);
 		return;

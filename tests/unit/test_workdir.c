@@ -468,6 +468,17 @@ test_rmtree_too_deep(void **state)
 #define SHARED_MODE	01777	/* a workdir_root as hotplexd makes it */
 #define HOME_MODE	0700
 
+/* The home wd_as gives its child for "~", and how often it was asked. */
+static const char	*wd_home_path;
+static int		 wd_home_asked;
+
+static const char *
+wd_home(void)
+{
+	wd_home_asked++;
+	return wd_home_path;
+}
+
 /* As uid, in a child: 0 if accepted, 1 if refused, 2 if the switch failed. */
 static int
 wd_as(uid_t uid, const char *const *roots, size_t n, const char *home,
@@ -481,7 +492,8 @@ wd_as(uid_t uid, const char *const *roots, size_t n, const char *home,
 		if (setgroups(0, NULL) == -1 || setresgid(uid, uid, uid) == -1 ||
 		    setresuid(uid, uid, uid) == -1)
 			_exit(2);
-		_exit(workdir_enter_roots(roots, n, home, dir, resolved,
+		wd_home_path = home;
+		_exit(workdir_enter_roots(roots, n, wd_home, dir, resolved,
 		    sizeof resolved, err, sizeof err) == 0 ? 0 : 1);
 	}
 	if (pid == -1 || waitpid(pid, &status, 0) != pid ||
@@ -549,6 +561,48 @@ test_identity_decides(void **state)
 	free(home_b);
 }
 
+/*
+ * The home is asked for only when a "~" root is reached: not for a dir
+ * under an earlier root (the default workdir), once for one under "~".
+ */
+static void
+test_home_asked_when_needed(void **state)
+{
+	struct wd	*w = *state;
+	const char	*roots[2];
+	char		*home, *p;
+
+	home = wd_path(w, "home");
+	assert_int_equal(mkdir(w->root, WORKDIR_MODE), 0);
+	assert_int_equal(mkdir(home, WORKDIR_MODE), 0);
+	roots[0] = w->root;
+	roots[1] = "~";
+	wd_home_path = home;
+
+	wd_home_asked = 0;
+	p = wd_path(w, "root/app");
+	assert_int_equal(workdir_enter_roots(roots, 2, wd_home, p, w->resolved,
+	    sizeof w->resolved, w->err, sizeof w->err), 0);
+	assert_int_equal(wd_home_asked, 0);
+	free(p);
+
+	p = wd_path(w, "home/app");
+	assert_int_equal(workdir_enter_roots(roots, 2, wd_home, p, w->resolved,
+	    sizeof w->resolved, w->err, sizeof w->err), 0);
+	assert_int_equal(wd_home_asked, 1);
+	assert_string_equal(w->resolved, p);
+	free(p);
+
+	/* Without a home, "~" holds nothing. */
+	wd_home_path = NULL;
+	p = wd_path(w, "home/other");
+	assert_int_equal(workdir_enter_roots(roots, 2, wd_home, p, w->resolved,
+	    sizeof w->resolved, w->err, sizeof w->err), -1);
+	assert_non_null(strstr(w->err, "not under workdir_root"));
+	free(p);
+	free(home);
+}
+
 int
 main(void)
 {
@@ -567,6 +621,7 @@ main(void)
 		T(test_rmtree),
 		T(test_rmtree_too_deep),
 		T(test_identity_decides),
+		T(test_home_asked_when_needed),
 #undef T
 	};
 
