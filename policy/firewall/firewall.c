@@ -83,6 +83,9 @@ struct fw_rule {
 struct fw_lead {
 	uint8_t		 first[256 / 8];	/* bytes that start one, both
 						   cases */
+	uint16_t	 from[256];	/* literals starting with a (lower */
+	uint16_t	 to[256];	/* case) byte: lit[from] to lit[to] */
+	int		 edge_before;	/* every literal has a \\b before */
 	size_t		 n;
 	struct fw_lead_lit {
 		char	 s[LIT_LEN_MAX + 1];	/* lower case */
@@ -338,6 +341,14 @@ fw_need_id(struct policy *p, const char *lit)
 	return (unsigned)p->nneeds++;
 }
 
+static int
+fw_lead_cmp(const void *a, const void *b)
+{
+	const struct fw_lead_lit	*x = a, *y = b;
+
+	return (unsigned char)x->s[0] - (unsigned char)y->s[0];
+}
+
 /* The leading literals of a pattern, if it has any. */
 static struct fw_lead *
 fw_lead_new(const char *pattern)
@@ -362,12 +373,21 @@ fw_lead_new(const char *pattern)
 					lit->s[lit->len++] = *p;
 			}
 			lit->edge_after = p[-1] == LIT_WORD;
-			c = (unsigned char)lit->s[0];
+		}
+		l->n = set->n;
+		/* Sorted by first byte: a place compares only its own. */
+		qsort(l->lit, l->n, sizeof l->lit[0], fw_lead_cmp);
+		l->edge_before = 1;
+		for (i = 0; i < l->n; i++) {
+			c = (unsigned char)l->lit[i].s[0];
+			if (i == 0 || c != (unsigned char)l->lit[i - 1].s[0])
+				l->from[c] = (uint16_t)i;
+			l->to[c] = (uint16_t)(i + 1);
 			l->first[c / 8] |= 1U << (c % 8);
 			c = (unsigned char)toupper(c);
 			l->first[c / 8] |= 1U << (c % 8);
+			l->edge_before &= l->lit[i].edge_before;
 		}
-		l->n = set->n;
 	}
 	free(set);
 	return l;
@@ -399,11 +419,15 @@ fw_lead_at(const struct fw_lead *l, const unsigned char *s, size_t len,
 {
 	const struct fw_lead_lit	*lit;
 	size_t				 i, end;
+	unsigned char			 c = (unsigned char)tolower(s[pos]);
 
-	for (i = 0; i < l->n; i++) {
+	if (l->edge_before && !fw_edge(pos > 0 ? fw_word(s[pos - 1]) : 0,
+	    fw_word(s[pos])))
+		return 0;
+	for (i = l->from[c]; i < l->to[c]; i++) {
 		lit = &l->lit[i];
 		end = pos + lit->len;
-		if (end > len || tolower(s[pos]) != (unsigned char)lit->s[0] ||
+		if (end > len ||
 		    strncasecmp((const char *)s + pos, lit->s, lit->len) != 0)
 			continue;
 		if (lit->edge_before && !fw_edge(pos > 0 ? fw_word(s[pos - 1]) :

@@ -16,7 +16,7 @@
  * between the bytes either side of it (the text's, at either end).
  */
 #define LIT_WORD	'\001'
-#define LIT_SET_MAX	64	/* literals per pattern */
+#define LIT_SET_MAX	128	/* literals per pattern */
 
 struct lit_set {
 	size_t	 n;
