@@ -4,6 +4,14 @@
  * store_sync is full): it survives any death of the daemon, and readers
  * (sqlite3(1), the tests) never block it.
  *
+ * Checkpoints (copying the WAL back into the database, each with an
+ * fdatasync of both files) run on a thread of their own with a connection
+ * of its own: on the loop, every session's turn waited for the disk each
+ * STATE_MAINTAIN_S (40-230 ms on a busy disk, measured); in WAL mode a
+ * checkpoint and the loop's commits go on side by side.  The thread does
+ * nothing else and says nothing: the loop asks for the next checkpoint and
+ * logs how the last one went (sq_maintain).
+ *
  * The schema is versioned with PRAGMA user_version.  A file that is not a
  * database, or one of a newer schema, is renamed aside (with its WAL) and a
  * new one made: a newer hotplexd may want it back, and a human can look.
@@ -14,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +45,7 @@
 #define STORE_BUSY_MS		5000	/* a reader holding a lock (sqlite3(1)) */
 #define STORE_QUERY_MAX		1000	/* audit rows per query */
 #define STORE_SQL_MAX		1024	/* a migration's statements */
+#define STORE_CKPT_COMM		"hotplexd-ckpt"	/* the checkpoint thread */
 
 static const char *store_schema_v1 =
     "CREATE TABLE sessions ("
@@ -149,10 +160,26 @@ static const char *store_sql[ST_N] = {
 };
 
 static int	 sq_transcript_delete(uid_t, const char *);
+static int	 store_ckpt_start(const char *, int);
 
 static sqlite3		*store_db;
 static sqlite3_stmt	*store_stmts[ST_N];
 static char		*store_file;
+
+/* The checkpoint thread; what it shares with the loop is under lock. */
+static struct {
+	pthread_t	 thread;
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 cond;
+	sqlite3		*db;		/* its own connection */
+	int		 running;
+	int		 asked;		/* a checkpoint to do */
+	int		 quit;
+	unsigned	 ran;		/* checkpoints done */
+	unsigned	 told;		/* of them, logged */
+	int		 rc, log, done;	/* the last one's answer */
+	char		 err[128];
+} ckpt = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 static void
 store_err(const char *what)
@@ -391,6 +418,7 @@ sq_open(const struct store_params *p)
 		if (rc == 0) {
 			log_info("store: %s open (WAL, synchronous %s)",
 			    store_file, full_sync ? "full" : "normal");
+			(void)store_ckpt_start(store_file, full_sync);
 			return 0;
 		}
 		store_finalize();
@@ -403,16 +431,143 @@ sq_open(const struct store_params *p)
 	return -1;
 }
 
+/* --- checkpoints --------------------------------------------------------- */
+
+static void *
+store_ckpt_main(void *arg)
+{
+	int	rc, log, done;
+
+	pthread_mutex_lock(&ckpt.lock);
+	for (;;) {
+		while (!ckpt.asked && !ckpt.quit)
+			pthread_cond_wait(&ckpt.cond, &ckpt.lock);
+		if (ckpt.quit)
+			break;
+		ckpt.asked = 0;
+		pthread_mutex_unlock(&ckpt.lock);
+		log = done = 0;
+		rc = sqlite3_wal_checkpoint_v2(ckpt.db, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+		pthread_mutex_lock(&ckpt.lock);
+		ckpt.rc = rc;
+		ckpt.log = log;
+		ckpt.done = done;
+		if (rc != SQLITE_OK)
+			snprintf(ckpt.err, sizeof ckpt.err, "%s",
+			    sqlite3_errmsg(ckpt.db));
+		ckpt.ran++;
+	}
+	pthread_mutex_unlock(&ckpt.lock);
+	return NULL;
+}
+
+/*
+ * The thread and its connection, once the store is open; -1 if either
+ * cannot be had (the loop then checkpoints itself, as before).  It takes
+ * no signal: they are the loop's (libevent's handlers).
+ */
+static int
+store_ckpt_start(const char *path, int full_sync)
+{
+	sigset_t	 all, old;
+	sqlite3_stmt	*st = NULL;
+	const char	*mode;
+	int		 e;
+
+	if (sqlite3_threadsafe() == 0) {
+		log_warnx("store: SQLite built without threads: checkpoints "
+		    "on the loop");
+		return -1;
+	}
+	/*
+	 * Synchronized as the loop's connection (a checkpoint follows its
+	 * connection's setting), and the file read once: a connection that
+	 * has not seen it in WAL mode checkpoints nothing.
+	 */
+	if (sqlite3_open_v2(path, &ckpt.db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
+	    sqlite3_exec(ckpt.db, full_sync ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(ckpt.db, "PRAGMA journal_mode", -1, &st,
+	    NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
+	    (mode = (const char *)sqlite3_column_text(st, 0)) == NULL ||
+	    strcmp(mode, "wal") != 0) {
+		sqlite3_finalize(st);
+		log_warnx("store: a checkpoint connection: %s: checkpoints on "
+		    "the loop", ckpt.db != NULL ? sqlite3_errmsg(ckpt.db) :
+		    "out of memory");
+		sqlite3_close(ckpt.db);
+		ckpt.db = NULL;
+		return -1;
+	}
+	sqlite3_finalize(st);
+	ckpt.asked = ckpt.quit = 0;
+	ckpt.ran = ckpt.told = 0;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	e = pthread_create(&ckpt.thread, NULL, store_ckpt_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0) {
+		log_warnx("store: a checkpoint thread: %s: checkpoints on the "
+		    "loop", strerror(e));
+		sqlite3_close(ckpt.db);
+		ckpt.db = NULL;
+		return -1;
+	}
+	/* Named apart in ps -L and /proc/PID/task. */
+	(void)pthread_setname_np(ckpt.thread, STORE_CKPT_COMM);
+	ckpt.running = 1;
+	return 0;
+}
+
+static void
+store_ckpt_stop(void)
+{
+	if (!ckpt.running)
+		return;
+	pthread_mutex_lock(&ckpt.lock);
+	ckpt.quit = 1;
+	pthread_cond_signal(&ckpt.cond);
+	pthread_mutex_unlock(&ckpt.lock);
+	pthread_join(ckpt.thread, NULL);
+	ckpt.running = 0;
+	sqlite3_close(ckpt.db);
+	ckpt.db = NULL;
+}
+
+/* How the last checkpoint went (logged once), and the next one asked. */
 static void
 sq_maintain(void)
 {
-	int	log = 0, done = 0;
+	int	log = 0, done = 0, rc;
+	char	err[sizeof ckpt.err];
 
 	if (store_db == NULL)
 		return;
-	if (sqlite3_wal_checkpoint_v2(store_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-	    &log, &done) != SQLITE_OK)
-		store_err("checkpoint");
+	if (!ckpt.running) {
+		if (sqlite3_wal_checkpoint_v2(store_db, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, &log, &done) != SQLITE_OK)
+			store_err("checkpoint");
+		else if (log > 0)
+			log_debug("store: checkpoint, %d of %d WAL frames",
+			    done, log);
+		return;
+	}
+	pthread_mutex_lock(&ckpt.lock);
+	rc = SQLITE_OK;
+	if (ckpt.told != ckpt.ran) {
+		ckpt.told = ckpt.ran;
+		rc = ckpt.rc;
+		log = ckpt.log;
+		done = ckpt.done;
+		memcpy(err, ckpt.err, sizeof err);
+	}
+	ckpt.asked = 1;
+	pthread_cond_signal(&ckpt.cond);
+	pthread_mutex_unlock(&ckpt.lock);
+	if (rc != SQLITE_OK)
+		log_warnx("store: checkpoint: %s", err);
 	else if (log > 0)
 		log_debug("store: checkpoint, %d of %d WAL frames", done, log);
 }
@@ -420,6 +575,7 @@ sq_maintain(void)
 static void
 sq_close(void)
 {
+	store_ckpt_stop();
 	if (store_db != NULL) {
 		/* Leaves no WAL behind for the next start to replay. */
 		if (sqlite3_wal_checkpoint_v2(store_db, NULL,

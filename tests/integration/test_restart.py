@@ -175,6 +175,35 @@ def test_sigterm():
         check_resumed_third_turn(d, "r1", sid, tokens(st2), "SIGTERM")
 
 
+CKPT_WAIT_S = 30      # two checkpoints apart (5 s) and their log line
+CKPT_LINE = re.compile(r"store: checkpoint, (\d+) of (\d+) WAL frames")
+
+
+def test_checkpoint_thread():
+    """Checkpoints (an fdatasync of the WAL and the database each) run on
+    a thread of the master's own, not on its loop, and do their work: the
+    loop logs the last one's frames, all of the WAL copied back."""
+    with Daemon({"log_level": "debug"}) as d:
+        two_turns(d, "c1")
+        task = "/proc/%d/task" % d.proc.pid
+        names = []
+        for tid in os.listdir(task):
+            with open(os.path.join(task, tid, "comm")) as f:
+                names.append(f.read().strip())
+        t.ok("hotplexd-ckpt" in names, "the master has its checkpoint "
+             "thread", names)
+
+        def checkpointed():
+            with open(d.log, errors="replace") as f:
+                return [m for m in CKPT_LINE.findall(f.read())
+                        if int(m[1]) > 0 and m[0] == m[1]]
+        try:
+            done = wait_for(checkpointed, CKPT_WAIT_S, "a checkpoint")
+        except TimeoutError:
+            done = None
+        t.ok(done, "a checkpoint copied the whole WAL back", d.logtail())
+
+
 def test_sigkill():
     with Daemon() as d:
         s1, s2, st2 = two_turns(d, "k1")
@@ -779,6 +808,7 @@ def real_cli_run(d, mock):
 def main():
     test_sigterm()
     test_sigkill()
+    test_checkpoint_thread()
     test_committed_before_done()
     test_already_in_use()
     test_accounting()
