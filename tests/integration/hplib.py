@@ -180,6 +180,20 @@ def wait_for(cond, timeout, what):
     raise TimeoutError("timed out waiting for " + what)
 
 
+def cli_environ(pid):
+    """A session's CLI's environment, {name: value} in bytes.  Its pid is
+    known (session_start, an open's answer) once the worker has seen the
+    exec begin, which can be before the kernel has laid out the new image:
+    until then /proc/PID/environ reads empty (seen under load: the test
+    read it and found no ANTHROPIC_BASE_URL).  So this waits for it to
+    fill, a state with no event of its own."""
+    def read():
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return f.read()
+    raw = wait_for(read, REPLY_TIMEOUT_S, "the CLI's environment")
+    return dict(kv.split(b"=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+
+
 def proc_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:

@@ -537,9 +537,7 @@ def api_call(c, sess, body):
     CLI would make it."""
     row = [x for x in c.request("sessions")["data"]
            if x["session"] == sess][0]
-    with open("/proc/%d/environ" % row["cli_pid"], "rb") as f:
-        env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0")
-                   if b"=" in kv)
+    env = hplib.cli_environ(row["cli_pid"])
     port = int(env[b"ANTHROPIC_BASE_URL"].decode().rsplit(":", 1)[1])
     h = http.client.HTTPConnection("127.0.0.1", port,
                                    timeout=hplib.scaled(hplib.REPLY_TIMEOUT_S))

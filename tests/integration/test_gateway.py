@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hplib import (METRICS_ANY, scaled, TAP, Daemon, wait_for, proc_alive,
-                   REPLY_TIMEOUT_S)
+                   cli_environ, REPLY_TIMEOUT_S)
 import re
 import signal
 
@@ -178,19 +178,13 @@ class Upstream:
         self.srv.server_close()
 
 
-def cli_env(pid):
-    with open("/proc/%d/environ" % pid, "rb") as f:
-        return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0")
-                    if b"=" in kv)
-
-
 def open_session(d, c, name, want_env=False):
     wd = os.path.join(d.work, name)
     os.makedirs(wd, exist_ok=True)
     r = c.request("open", session=name, workdir=wd)
     assert r["type"] == "ok", r
     s = [x for x in c.request("sessions")["data"] if x["session"] == name][0]
-    env = cli_env(s["cli_pid"])
+    env = cli_environ(s["cli_pid"])
     if want_env:
         return env
     url = env[b"ANTHROPIC_BASE_URL"].decode()
@@ -302,7 +296,7 @@ def test_gateway(d, up, c):
     port, tok = open_session(d, c, "a")
     t.ok(tok.startswith("hpx-") and KEY not in tok, "the CLI holds a token, "
          "not the key", tok[:8])
-    env = cli_env([x for x in c.request("sessions")["data"]
+    env = cli_environ([x for x in c.request("sessions")["data"]
                    if x["session"] == "a"][0]["cli_pid"])
     t.ok(all(KEY.encode() not in v for v in env.values()) and
          str(up.port).encode() not in env[b"ANTHROPIC_BASE_URL"],
