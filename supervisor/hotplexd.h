@@ -73,6 +73,9 @@ struct client {
 	unsigned		 refs;	/* sessions' pointers to it (session.c) */
 	/* Workers not read while it does not (relay.c): resumed with it. */
 	TAILQ_HEAD(, worker)	 paused;
+	/* What points at it (refs): cleared when it goes, no table walk. */
+	LIST_HEAD(, waiter)	 waiters;
+	LIST_HEAD(, session_follow) follows;
 };
 TAILQ_HEAD(clients, client);
 
@@ -120,6 +123,13 @@ TAILQ_HEAD(workers, worker);
 struct waiter {
 	struct client		*c;		/* NULL once the client left */
 	char			*req;		/* owned */
+	LIST_ENTRY(waiter)	 cref;		/* on c's list while c is set */
+};
+
+/* A session a client follows (attach): on the client's list. */
+struct session_follow {
+	LIST_ENTRY(session_follow) entry;
+	struct session		*s;
 };
 
 /* An execute with "queue": true, waiting for its session's turn to end. */

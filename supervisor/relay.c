@@ -189,12 +189,20 @@ session_prefix(struct session *s, const char *req)
 int
 session_follower_remove(struct session *s, struct client *c)
 {
-	size_t	i;
+	struct session_follow	*f;
+	size_t			 i;
 
 	for (i = 0; i < s->nfollowers; i++) {
 		if (s->followers[i] == c) {
 			s->followers[i] = s->followers[--s->nfollowers];
 			c->refs--;
+			LIST_FOREACH(f, &c->follows, entry)
+				if (f->s == s)
+					break;
+			if (f != NULL) {
+				LIST_REMOVE(f, entry);
+				free(f);
+			}
 			return 1;
 		}
 	}
@@ -214,12 +222,14 @@ session_replay_one(void *arg, const struct ring_entry *e)
 void
 session_op_attach(struct client *c, const char *req, const cJSON *r)
 {
-	const cJSON	*since = cJSON_GetObjectItemCaseSensitive(r, "since_seq");
-	struct session	*s;
-	uint64_t	 from = 0;
-	cJSON		*d;
-	size_t		 i;
+	const cJSON		*since;
+	struct session		*s;
+	struct session_follow	*f;
+	uint64_t		 from = 0;
+	cJSON			*d;
+	size_t			 i;
 
+	since = cJSON_GetObjectItemCaseSensitive(r, "since_seq");
 	if (since != NULL && (!cJSON_IsNumber(since) || since->valuedouble < 0)) {
 		server_client_error(c, req, NULL, ERR_BAD_REQUEST,
 		    "\"since_seq\" must be a number >= 0");
@@ -263,6 +273,9 @@ session_op_attach(struct client *c, const char *req, const cJSON *r)
 	server_client_ok(c, req, d);
 	ring_each(&s->ring, from, session_replay_one, c);
 	if (i == s->nfollowers) {
+		f = xcalloc(1, sizeof *f);
+		f->s = s;
+		LIST_INSERT_HEAD(&c->follows, f, entry);
 		s->followers[s->nfollowers++] = c;
 		c->refs++;
 	}

@@ -240,6 +240,8 @@ server_client_new(int fd)
 	c->admin = server_client_is_admin(c->uid, c->gid);
 	line_init(&c->reader, hp.conf->max_request_bytes);
 	TAILQ_INIT(&c->paused);
+	LIST_INIT(&c->waiters);
+	LIST_INIT(&c->follows);
 	c->bev = bufferevent_socket_new(hp.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");

@@ -47,11 +47,15 @@ void
 session_waiter_set(struct waiter *w, struct client *c, const char *req)
 {
 	free(w->req);
-	if (w->c != NULL)
+	if (w->c != NULL) {
+		LIST_REMOVE(w, cref);
 		w->c->refs--;
+	}
 	w->c = c;
-	if (c != NULL)
+	if (c != NULL) {
+		LIST_INSERT_HEAD(&c->waiters, w, cref);
 		c->refs++;
+	}
 	w->req = xstrdup(req);
 }
 
@@ -60,8 +64,10 @@ session_waiter_clear(struct waiter *w)
 {
 	free(w->req);
 	w->req = NULL;
-	if (w->c != NULL)
+	if (w->c != NULL) {
+		LIST_REMOVE(w, cref);
 		w->c->refs--;
+	}
 	w->c = NULL;
 }
 
@@ -449,6 +455,8 @@ session_free(struct session *s)
 	session_waiter_clear(&s->exec);
 	session_waiter_clear(&s->open);
 	session_waiter_clear(&s->stop);
+	while (s->nfollowers > 0)	/* off their clients' lists */
+		session_follower_remove(s, s->followers[0]);
 	free(s->cur.prefix);
 	free(s->cur.pending_prompt);
 	free(s->cur.prompt);
@@ -880,31 +888,18 @@ session_idle_arm(struct session *s)
 void
 session_client_gone(struct client *c)
 {
-	struct session		*s;
-	struct queued_turn	*q;
+	struct waiter		*w;
+	struct session_follow	*f;
 
 	move_client_gone(c);
-	/*
-	 * Only a client that some session points at (a turn, an open, a stop
-	 * or a follow of its own) costs a walk of the table.
-	 */
-	if (c->refs == 0)
-		return;
-	TAILQ_FOREACH(s, &hp.sessions, entry) {
-		session_follower_remove(s, c);
-		TAILQ_FOREACH(q, &s->turnq, entry)
-			if (q->w.c == c)
-				q->w.c = NULL;
-		if (s->exec.c == c)
-			s->exec.c = NULL;
-		if (s->open.c == c)
-			s->open.c = NULL;
-		if (s->configure.c == c)
-			s->configure.c = NULL;
-		if (s->stop.c == c)
-			s->stop.c = NULL;
+	/* What points at it is on its lists: no walk of the table. */
+	while ((w = LIST_FIRST(&c->waiters)) != NULL) {
+		LIST_REMOVE(w, cref);
+		w->c = NULL;
+		c->refs--;
 	}
-	c->refs = 0;	/* every pointer to it is gone */
+	while ((f = LIST_FIRST(&c->follows)) != NULL)
+		session_follower_remove(f->s, c);
 }
 
 /* Sessions waiting for a worker that will not come. */

@@ -760,6 +760,31 @@ def test_ctl_attach_detach_reload_shutdown():
         t.eq(d.proc.wait(timeout=scaled(60)), 0, "... and the daemon exits 0")
 
 
+def test_follower_of_forgotten_session():
+    """A client still attached to a session that is forgotten (ended, then
+    past max_ended_sessions) goes away: the daemon goes on serving.  The
+    session leaves its followers' lists as it is freed (under valgrind a
+    stale entry is a use after free when the client goes)."""
+    with Daemon({"max_ended_sessions": "1"}) as d:
+        a = d.client()
+        evs = a.execute("f1", "stream:1", workdir=d.work + "/f1")
+        r = a.request("attach", session="f1")
+        b = d.client()
+        ok = evs[-1]["type"] == "done" and r["type"] == "ok"
+        for n in ("f1", "f2"):
+            if n == "f2":
+                b.execute(n, "stream:1", workdir=d.work + "/" + n)
+            ok = ok and b.request("stop", session=n)["type"] == "ok"
+        names = [x["session"] for x in b.request("sessions")["data"]]
+        t.ok(ok and "f1" not in names and "f2" in names,
+             "follower of a forgotten session: the session is gone", names)
+        a.close()
+        evs = b.execute("f3", "stream:1", workdir=d.work + "/f3")
+        t.ok(evs and evs[-1]["type"] == "done" and d.proc.poll() is None,
+             "follower of a forgotten session: its client leaves, the "
+             "daemon serves on", evs[-1:])
+
+
 def test_attach_replay():
     with Daemon({"event_ring_bytes": "64K"}) as d:
         a = d.client()
@@ -1029,7 +1054,7 @@ for fn in (test_worker_cannot_start, test_malformed_worker,
            test_worker_other_version, test_worker_told_other_version,
            test_worker_forged_event, test_worker_other_rules,
            test_ctl_attach_detach_reload_shutdown,
-           test_attach_replay,
+           test_attach_replay, test_follower_of_forgotten_session,
            test_crash_loop_and_queue, test_slow_client,
            test_kill_between_turns, test_sigterm_idle_is_prompt,
            test_revive_respects_capacity, test_multi_turn, test_busy_and_interrupt, test_timeout_ignoring_cli,
