@@ -77,5 +77,7 @@ void	 server_gateway_session_free(struct session *);
 const struct gateway_stats *server_gateway_account(void);
 int	 server_gateway_egress_enforced(void);
 pid_t	 server_gateway_pid(void);
+int	 server_gateway_reaped(pid_t, int);
+int	 server_gateway_up(void);
 
 #endif

@@ -98,9 +98,9 @@ health_ready(struct health_check *checks, int *ready)
 	if ((gw = server_gateway_pid()) > 0) {
 		k = &checks[n++];
 		k->name = "gateway";
-		k->ok = kill(gw, 0) == 0 || errno == EPERM;	/* runs as nobody */
+		k->ok = server_gateway_up();
 		snprintf(k->detail, sizeof k->detail, "gateway %ld %s",
-		    (long)gw, k->ok ? "up" : strerror(errno));
+		    (long)gw, k->ok ? "up" : "exited");
 	}
 
 	*ready = 1;

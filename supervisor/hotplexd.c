@@ -445,6 +445,8 @@ hotplexd_reap(void)
 	    (pid == -1 && errno == EINTR))
 		if (pid > 0 && spawner_reaped(pid, status))
 			hotplexd_spawner_lost();
+		else if (pid > 0 && server_gateway_reaped(pid, status))
+			;	/* /readyz says so from now on */
 		else if (pid > 0)
 			log_debug("reaped %ld", (long)pid);
 }

@@ -5,6 +5,7 @@
  * fresh token, and takes in the gateway's records for the stats.
  */
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,7 @@ static struct {
 	int			 api_port, proxy_port;
 	char			 host[INET6_ADDRSTRLEN + 2];	/* as in URLs */
 	pid_t			 pid;
+	int			 reaped;	/* pid was waited for */
 	struct bufferevent	*chan;
 	struct line_reader	 reader;
 	uint64_t		 next_sid;
@@ -221,6 +224,64 @@ pid_t
 server_gateway_pid(void)
 {
 	return sgw.pid;
+}
+
+/* The SIGCHLD reaper's question: was pid our gateway? It is gone then. */
+int
+server_gateway_reaped(pid_t pid, int status)
+{
+	if (sgw.pid <= 0 || pid != sgw.pid || sgw.reaped)
+		return 0;
+	sgw.reaped = 1;
+	if (!hp.shutting_down) {
+		if (WIFSIGNALED(status))
+			log_warnx("gateway %ld killed by signal %d", (long)pid,
+			    WTERMSIG(status));
+		else
+			log_warnx("gateway %ld exited with status %d",
+			    (long)pid, WEXITSTATUS(status));
+	}
+	return 1;
+}
+
+int
+server_gateway_up(void)
+{
+	return sgw.pid > 0 && !sgw.reaped;
+}
+
+/*
+ * At exit, after its channel is shut down (its cue to end): the gateway
+ * must not outlive us, so it is waited for, up to kill_grace. Past that
+ * (it runs as another user: the master, privileges dropped, cannot kill
+ * it) it is left to end on the EOF it has, and the log says so.
+ */
+static void
+sgw_wait(void)
+{
+	struct pollfd	pfd;
+	int		status, n;
+
+	if (sgw.pid <= 0 || sgw.reaped)
+		return;
+	if ((pfd.fd = (int)syscall(SYS_pidfd_open, sgw.pid, 0)) == -1) {
+		log_warn("pidfd_open gateway");
+		return;
+	}
+	pfd.events = POLLIN;
+	while ((n = poll(&pfd, 1, (int)hp.conf->kill_grace_ms)) == -1 &&
+	    errno == EINTR)
+		;
+	close(pfd.fd);
+	if (n != 1) {
+		log_warnx("gateway %ld still running %ld ms after its channel "
+		    "closed; not waiting for it", (long)sgw.pid,
+		    (long)hp.conf->kill_grace_ms);
+		return;
+	}
+	while (waitpid(sgw.pid, &status, 0) == -1 && errno == EINTR)
+		;
+	sgw.reaped = 1;
 }
 
 int
@@ -472,10 +533,18 @@ server_gateway_reload(void)
 void
 server_gateway_stop(void)
 {
-	if (sgw.chan != NULL)
+	/*
+	 * libevent closes a freed bufferevent's socket only when the loop
+	 * (or event_base_free) runs its finalizer: shut it down now, the
+	 * gateway's cue to end.
+	 */
+	if (sgw.chan != NULL) {
+		shutdown(bufferevent_getfd(sgw.chan), SHUT_RDWR);
 		bufferevent_free(sgw.chan);
+	}
 	sgw.chan = NULL;
 	server_gateway_stats_clear(&sgw.account);
+	sgw_wait();
 }
 
 void
