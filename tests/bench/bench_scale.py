@@ -73,20 +73,7 @@ def reaped_cpu_s(pid):
 
 def tree_cpu_s(root):
     """The CPU so far of every process below root."""
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                kids.setdefault(int(stat_fields(int(d))[1]), []).append(
-                    int(d))
-            except (OSError, IndexError):
-                pass
-    total, todo = 0.0, list(kids.get(root, ()))
-    while todo:
-        p = todo.pop()
-        total += own_cpu_s(p)
-        todo.extend(kids.get(p, ()))
-    return total
+    return sum(own_cpu_s(p) for p in tree_pids(root) if p != root)
 
 
 def task_cpu_s(pid):
